@@ -1,0 +1,154 @@
+"""The internal data model shared by the pipeline stages.
+
+Everything here is a frozen dataclass with explicit units. Decoders produce a `ProfileSummary`; the
+processor (detectors) consumes summaries and produces `SeriesReport`s; exporters and the CLI render
+reports. No stage downstream of the decoders ever sees protobuf or pprof objects.
+
+Ownership rule: once a summary is handed to a consumer, nobody mutates it (they are frozen anyway).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+UNKNOWN_SERVICE = "unknown_service"
+OTHER_SITE = "(other)"
+
+
+class ProfileKind(StrEnum):
+    """The profile kinds the detectors understand (the `kind` field of the analyze contract)."""
+
+    HEAP = "heap"
+    GOROUTINE = "goroutine"
+    GOROUTINELEAK = "goroutineleak"
+    MUTEX = "mutex"
+    BLOCK = "block"
+
+
+class Status(StrEnum):
+    """Verdict of a series, ordered from least to most alarming."""
+
+    INSUFFICIENT_DATA = "insufficient_data"
+    OK = "ok"
+    SUSPECTED = "suspected"
+    CONFIRMED = "confirmed"
+
+    @property
+    def flagged(self) -> bool:
+        return self in (Status.SUSPECTED, Status.CONFIRMED)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteValue:
+    """One attributed site of a profile: the frame a human would change, and its value.
+
+    `value` is in the summary's primary unit (heap: in-use bytes; goroutine kinds: goroutines; mutex and
+    block: cumulative delay in nanoseconds). `count` is the secondary measure (heap: in-use objects;
+    mutex/block: contentions; goroutines: same as value).
+    """
+
+    function: str
+    file: str
+    line: int
+    value: float
+    count: float = 0.0
+    leaf: str = ""  # innermost frame of the largest contributing stack, kept as evidence
+
+
+@dataclass(frozen=True, slots=True)
+class GoroutineGroup:
+    """Goroutines that share wait state, blocking frame, user frame and creator (LeakProf-style)."""
+
+    state: str  # wait reason, e.g. "chan receive"; "" when the source does not say
+    blocking: str  # innermost frame outside package runtime, e.g. "sync.(*Mutex).Lock"
+    function: str  # first frame a human would change
+    file: str
+    line: int
+    creator: str  # function from the "created by" line; "" when unknown
+    count: int
+    max_wait_minutes: int = 0  # only debug=2 dumps carry wait minutes
+    leaked: int = 0  # goroutines the Go runtime proved leaked ("(leaked)" in a goroutineleak dump)
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the group across profiles."""
+        return f"{self.state}|{self.blocking}|{self.function}|{self.creator}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileSummary:
+    """The compact, bounded result of decoding one uploaded profile.
+
+    Attributes:
+        kind: which detector family consumes it.
+        time_nanos: collection time, ns since the Unix epoch (the profile's own `time_nanos`, else the
+            upload time or file modification time supplied by the caller).
+        duration_nanos: profile duration when meaningful (delta profiles), else 0.
+        total: primary total (heap in-use bytes, goroutines, cumulative delay ns).
+        total_count: secondary total (heap in-use objects, contentions; goroutines again).
+        cumulative: a value that only grows within one process (heap alloc_objects when cumulative,
+            mutex/block contentions); a decrease means the process restarted. None when unknown.
+        sites: top-K attributed sites by value, descending.
+        other: the part of `total` not covered by `sites`.
+        groups: goroutine groups (goroutine kinds only), by count descending, top-K.
+        labels: profile-level labels that matter for series handling (e.g. `__session_id__`).
+        source_format: "pprof", "goroutine-text" or "otlp".
+        has_wait_times: True when the source carries goroutine wait minutes (debug=2 dumps).
+    """
+
+    kind: ProfileKind
+    time_nanos: int
+    total: float
+    duration_nanos: int = 0
+    total_count: float = 0.0
+    cumulative: float | None = None
+    sites: tuple[SiteValue, ...] = ()
+    other: float = 0.0
+    groups: tuple[GoroutineGroup, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
+    source_format: str = "pprof"
+    has_wait_times: bool = False
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SeriesKey:
+    """Identity of a tracked series: tenant, service.name, service.instance.id, kind."""
+
+    tenant: str
+    service: str
+    instance: str
+    kind: ProfileKind
+
+
+@dataclass(frozen=True, slots=True)
+class Grower:
+    """One entry of `top_growers`: a site or goroutine group and how fast it grows."""
+
+    function: str
+    file: str
+    line: int
+    growth_per_hour: float
+    share: float  # this grower's share of the positive growth of the series, 0..1
+    current: float
+    state: str | None = None  # goroutine wait state
+    detail: dict[str, object] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesReport:
+    """The current verdict of a series (one object of the `analyze --json` contract)."""
+
+    key: SeriesKey
+    profiles: int
+    first_time_nanos: int
+    last_time_nanos: int
+    status: Status
+    first_flagged_at_nanos: int | None
+    score: float
+    current: float
+    growth_per_hour: float
+    time_to_limit_seconds: float | None
+    restarts: int
+    top_growers: tuple[Grower, ...]
+    evidence: dict[str, object] = field(default_factory=dict, hash=False)

@@ -1,0 +1,50 @@
+"""Bounded gzip inflation: never allocates more than the configured decompressed size."""
+
+from __future__ import annotations
+
+import zlib
+
+from otel_leakproc.errors import InvalidProfileError, PayloadTooLargeError, RejectReason
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(data: bytes) -> bool:
+    return data[:2] == GZIP_MAGIC
+
+
+def gunzip_bounded(data: bytes, max_bytes: int, what: str = "body") -> bytes:
+    """Inflate a gzip stream (one or more members), refusing to produce more than `max_bytes`.
+
+    Raises:
+        PayloadTooLargeError: the output would exceed `max_bytes` (gzip bomb or simply too big).
+        InvalidProfileError: the stream is truncated or corrupt.
+    """
+    out: list[bytes] = []
+    produced = 0
+    rest = data
+    while rest:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        chunk_in = rest
+        while True:
+            # max_length caps each step, so a bomb costs at most max_bytes + 1 of memory.
+            try:
+                piece = inflater.decompress(chunk_in, max_bytes - produced + 1)
+            except zlib.error as exc:
+                raise InvalidProfileError(f"{what}: corrupt gzip stream ({exc})", RejectReason.BAD_GZIP) from exc
+            produced += len(piece)
+            if produced > max_bytes:
+                raise PayloadTooLargeError(f"{what}: decompressed size exceeds the limit of {max_bytes} bytes")
+            out.append(piece)
+            if inflater.eof:
+                break
+            chunk_in = inflater.unconsumed_tail
+            if not chunk_in:
+                raise InvalidProfileError(f"{what}: truncated gzip stream", RejectReason.BAD_GZIP)
+        rest = inflater.unused_data
+        # Trailing zero padding after the last member is tolerated (some writers pad).
+        if rest and not is_gzip(rest):
+            if rest.strip(b"\x00"):
+                raise InvalidProfileError(f"{what}: trailing garbage after gzip stream", RejectReason.BAD_GZIP)
+            break
+    return b"".join(out)
