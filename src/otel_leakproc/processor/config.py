@@ -1,15 +1,173 @@
-"""Detector settings (the `processor` section of the config file). Filled in by the detectors work."""
+"""Detector settings (the `processor` section of the config file).
+
+Defaults are sized for real push intervals of 15 s to 5 min. Times are seconds, rates per hour,
+z thresholds are Mann-Kendall z scores (2.33 ~ one-sided p 0.01, 3.09 ~ p 0.001).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+
+
+def _positive(obj: object, names: tuple[str, ...]) -> list[str]:
+    errors = []
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value <= 0:
+            errors.append(f"{name}: must be > 0, got {value}")
+    return errors
+
+
+def _non_negative(obj: object) -> list[str]:
+    errors = []
+    for f in fields(obj):  # type: ignore[arg-type]
+        value = getattr(obj, f.name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            errors.append(f"{f.name}: must be >= 0, got {value}")
+    return errors
+
+
+@dataclass(frozen=True, slots=True)
+class HeapConfig:
+    """Heap (in-use bytes) leak detection.
+
+    Attributes:
+        warmup_seconds: growth during the first part of a process's life is expected (caches fill,
+            pools grow); the heap is flagged only when growth continues past it. The process start is
+            the first profile of a series or the restart that began the current segment.
+        min_points: profiles needed in the segment before any verdict.
+        min_window_seconds: time span needed before any verdict.
+        z_suspect: Mann-Kendall z needed to suspect a leak (total heap or an allocation site).
+        z_confirm: z needed (on the total heap) to confirm a leak that has been suspected long enough.
+        z_resolve: a flagged series resolves when its evidence drops below this z (hysteresis).
+        confirm_seconds: how long a leak must stay suspected before it can be confirmed.
+        min_growth_bytes_per_hour: absolute growth floor.
+        min_growth_ratio_per_hour: relative growth floor (fraction of the current heap per hour).
+        plateau_fraction: the most recent fraction of the window used by the plateau check.
+        plateau_ratio: growth counts as ongoing when the recent slope is at least this fraction of
+            the whole-window slope; a cache that filled and stopped falls below it.
+        memory_limit_bytes: limit for time-to-limit when neither the profile labels nor the resource
+            carry one (null: unknown).
+    """
+
+    warmup_seconds: float = 1800.0
+    min_points: int = 10
+    min_window_seconds: float = 600.0
+    z_suspect: float = 2.33
+    z_confirm: float = 3.09
+    z_resolve: float = 1.28
+    confirm_seconds: float = 900.0
+    min_growth_bytes_per_hour: float = 1024.0 * 1024.0
+    min_growth_ratio_per_hour: float = 0.01
+    plateau_fraction: float = 0.3
+    plateau_ratio: float = 0.25
+    memory_limit_bytes: int | None = None
+
+    def validate(self) -> list[str]:
+        errors = _non_negative(self) + _positive(self, ("memory_limit_bytes",))
+        if self.min_points < 4:
+            errors.append(f"min_points: must be >= 4, got {self.min_points}")
+        if not 0 < self.plateau_fraction < 1:
+            errors.append(f"plateau_fraction: must be between 0 and 1, got {self.plateau_fraction}")
+        if self.z_resolve > self.z_suspect:
+            errors.append(f"z_resolve: must be <= z_suspect ({self.z_suspect}), got {self.z_resolve}")
+        return errors
+
+
+@dataclass(frozen=True, slots=True)
+class GoroutineConfig:
+    """Goroutine leak detection (goroutine groups that keep growing; goroutineleak profiles).
+
+    Attributes:
+        warmup_seconds: growth right after a process starts (pools being filled) is not flagged.
+        min_points: profiles needed before a verdict.
+        z_suspect: Mann-Kendall z a group's count needs to be suspected.
+        z_confirm: z needed to confirm after `confirm_seconds` of suspicion.
+        z_resolve: hysteresis threshold for resolving.
+        confirm_seconds: how long a group must stay suspected before confirmation.
+        min_growth_per_hour: a group must grow at least this many goroutines per hour.
+        min_increase: and by at least this many goroutines over the window.
+        confirm_wait_minutes: a growing group whose oldest goroutines have waited this long
+            (debug=2 dumps) is confirmed without waiting for `confirm_seconds`.
+    """
+
+    warmup_seconds: float = 300.0
+    min_points: int = 6
+    z_suspect: float = 2.33
+    z_confirm: float = 3.09
+    z_resolve: float = 1.28
+    confirm_seconds: float = 600.0
+    min_growth_per_hour: float = 12.0
+    min_increase: int = 5
+    confirm_wait_minutes: int = 10
+
+    def validate(self) -> list[str]:
+        errors = _non_negative(self)
+        if self.min_points < 4:
+            errors.append(f"min_points: must be >= 4, got {self.min_points}")
+        return errors
+
+
+@dataclass(frozen=True, slots=True)
+class ContentionConfig:
+    """Lock contention (mutex and block profiles, cumulative; trended as delay per second).
+
+    Attributes:
+        warmup_seconds: contention right after start is not flagged.
+        min_points: profiles needed before a verdict (rates need two profiles each).
+        z_suspect: Mann-Kendall z of the lock delay rate needed to suspect growing contention.
+        z_resolve: hysteresis threshold for resolving.
+        confirm_seconds: how long contention must stay flagged before it is confirmed.
+        min_delay_rate: seconds of lock delay per second below which nothing is flagged.
+        high_delay_rate: a sustained delay rate at or above this is flagged even without a trend.
+    """
+
+    warmup_seconds: float = 300.0
+    min_points: int = 6
+    z_suspect: float = 2.33
+    z_resolve: float = 1.28
+    confirm_seconds: float = 600.0
+    min_delay_rate: float = 0.001
+    high_delay_rate: float = 0.1
+
+    def validate(self) -> list[str]:
+        errors = _non_negative(self)
+        if self.min_points < 4:
+            errors.append(f"min_points: must be >= 4, got {self.min_points}")
+        return errors
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessorConfig:
-    """Placeholder: the detector settings are added here; every field has a documented default."""
+    """History and detection settings shared by every series.
 
-    window: int = 120
+    Attributes:
+        window_seconds: history kept per series and used for trends.
+        max_points: hard bound on profiles kept per series (older ones are dropped).
+        bucket_seconds: when profiles arrive faster than this, trends use the minimum per bucket
+            (GC sawtooth); 0 picks 60 s automatically when the median interval is below 45 s.
+        max_gap_seconds: a pause longer than this between profiles starts a new segment, like a restart.
+        top_growers: growers reported per series.
+        heap: heap detector settings.
+        goroutine: goroutine detector settings.
+        contention: mutex/block detector settings.
+    """
+
+    window_seconds: float = 7200.0
+    max_points: int = 240
+    bucket_seconds: float = 0.0
+    max_gap_seconds: float = 1800.0
+    top_growers: int = 5
+    heap: HeapConfig = field(default_factory=HeapConfig)
+    goroutine: GoroutineConfig = field(default_factory=GoroutineConfig)
+    contention: ContentionConfig = field(default_factory=ContentionConfig)
 
     def validate(self) -> list[str]:
-        return [] if self.window >= 8 else [f"window: must be >= 8, got {self.window}"]
+        errors = _non_negative(self)
+        if self.max_points < 8:
+            errors.append(f"max_points: must be >= 8, got {self.max_points}")
+        if self.window_seconds < 60:
+            errors.append(f"window_seconds: must be >= 60, got {self.window_seconds}")
+        if self.top_growers < 1:
+            errors.append(f"top_growers: must be >= 1, got {self.top_growers}")
+        return errors

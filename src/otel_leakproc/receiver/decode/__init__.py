@@ -1,0 +1,66 @@
+"""Decode + summarise: the only place that knows pprof, OTLP profiles and goroutine text dumps.
+
+Everything here is pure (bytes in, `ProfileSummary` out) so it can run in worker processes and be
+tested without servers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from otel_leakproc.errors import InvalidProfileError, RejectReason
+from otel_leakproc.model import ProfileKind, ProfileSummary
+from otel_leakproc.receiver.decode.goroutine_text import looks_like_goroutine_dump, parse_goroutine_dump
+from otel_leakproc.receiver.decode.gzip_bound import gunzip_bounded, is_gzip
+from otel_leakproc.receiver.decode.limits import DecodeLimits
+from otel_leakproc.receiver.decode.pprof import parse_pprof, summarize_pprof
+
+__all__ = ["DecodeLimits", "decode_profile"]
+
+
+def decode_profile(
+    data: bytes,
+    limits: DecodeLimits,
+    *,
+    kind_hint: ProfileKind | None = None,
+    time_fallback_nanos: int | None = None,
+    labels: Mapping[str, str] | None = None,
+    alloc_cumulative: bool = True,
+) -> ProfileSummary:
+    """Decode one profile: pprof (gzipped or raw) or a goroutine debug=2 text dump (gzipped or raw).
+
+    Args:
+        data: the upload or file content.
+        limits: bounds and top-K sizes.
+        kind_hint: the kind the sender declared (decides mutex vs block; goroutine vs goroutineleak
+            for text dumps).
+        time_fallback_nanos: collection time when the profile carries none (text dumps never do).
+        labels: series labels (`__session_id__` is kept for restart detection).
+        alloc_cumulative: False when `alloc_*` are per-interval deltas (godeltaprof, pyroscope-io).
+
+    Raises:
+        InvalidProfileError: with a message naming what was wrong (PayloadTooLargeError for bounds).
+    """
+    if len(data) > limits.max_decompressed_bytes:
+        raise InvalidProfileError(
+            f"profile: size {len(data)} exceeds the limit of {limits.max_decompressed_bytes} bytes",
+            RejectReason.TOO_LARGE,
+        )
+    raw = gunzip_bounded(data, limits.max_decompressed_bytes, "profile") if is_gzip(data) else data
+    if not raw:
+        raise InvalidProfileError("profile: empty body", RejectReason.EMPTY)
+    if looks_like_goroutine_dump(raw):
+        if time_fallback_nanos is None:
+            raise InvalidProfileError(
+                "profile: a goroutine text dump carries no timestamp and none was given", RejectReason.BAD_VALUES
+            )
+        text_kind = kind_hint if kind_hint in (ProfileKind.GOROUTINE, ProfileKind.GOROUTINELEAK) else None
+        return parse_goroutine_dump(raw, limits, time_nanos=time_fallback_nanos, kind=text_kind)
+    return summarize_pprof(
+        parse_pprof(raw),
+        limits,
+        kind_hint=kind_hint,
+        time_fallback_nanos=time_fallback_nanos,
+        labels=labels,
+        alloc_cumulative=alloc_cumulative,
+    )

@@ -13,10 +13,60 @@ from functools import lru_cache
 # Top-level import path elements of the Go standard library (Go 1.27). A package whose first path
 # element is one of these (and has no dot) is standard library; `main` and module paths are user code.
 GO_STDLIB_ROOTS = frozenset(
-    """archive arena bufio builtin bytes cmp compress container context crypto database debug embed
-    encoding errors expvar flag fmt go hash html image index internal io iter log maps math mime net os
-    path plugin reflect regexp runtime slices sort strconv strings structs sync syscall testing text time
-    unicode unique unsafe vendor weak""".split()
+    [
+        "archive",
+        "arena",
+        "bufio",
+        "builtin",
+        "bytes",
+        "cmp",
+        "compress",
+        "container",
+        "context",
+        "crypto",
+        "database",
+        "debug",
+        "embed",
+        "encoding",
+        "errors",
+        "expvar",
+        "flag",
+        "fmt",
+        "go",
+        "hash",
+        "html",
+        "image",
+        "index",
+        "internal",
+        "io",
+        "iter",
+        "log",
+        "maps",
+        "math",
+        "mime",
+        "net",
+        "os",
+        "path",
+        "plugin",
+        "reflect",
+        "regexp",
+        "runtime",
+        "slices",
+        "sort",
+        "strconv",
+        "strings",
+        "structs",
+        "sync",
+        "syscall",
+        "testing",
+        "text",
+        "time",
+        "unicode",
+        "unique",
+        "unsafe",
+        "vendor",
+        "weak",
+    ]
 )
 
 # Profilers and instrumentation that sit on stacks but are never what leaks.

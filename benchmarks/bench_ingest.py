@@ -1,0 +1,318 @@
+"""Ingest cost per profile against the decode floor, measured side by side in one run.
+
+For every profile it times, alternating and repeated:
+
+- floor: `gzip.decompress` + `profile_pb2.Profile.FromString` (the least any pprof reader pays);
+- decode: `decode_pprof(data, DecodeLimits())` (bounded gunzip, parse, validate, summarise);
+- ingest: `decode_pprof` + `SeriesDetector.update` on a detector that keeps the series' history
+  (the per-profile cost of the processor: decode + summarise + detect + state update).
+
+The detector sees each series repeated over and over on a synthetic clock one minute per profile, with
+the cumulative counter carried across repetitions, so it stays in its steady state (full window, no
+restarts). Peak memory is the growth of the maximum RSS of a fresh process around one call.
+
+Prints figures only; asserts nothing. Run `benchmarks/make_profiles.sh` first for the large series.
+
+Usage: python benchmarks/bench_ingest.py [--reps 25] [--large-dir DIR] [--small FILE ...] [--cprofile 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import dataclasses
+import gc
+import gzip
+import importlib
+import io
+import math
+import pstats
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from otel_leakproc.model import ProfileSummary, SeriesKey, SeriesReport
+from otel_leakproc.processor.config import ProcessorConfig
+from otel_leakproc.receiver.decode.limits import DecodeLimits
+from otel_leakproc.receiver.decode.pprof import decode_pprof
+from otel_leakproc.receiver.proto import profile_pb2
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DEFAULT_LARGE_DIR = HERE / "out" / "large"
+DEFAULT_SMALL = REPO / "tests" / "testdata" / "pprof" / "go_heap_steady_leak_0059.pb.gz"
+STEP_NANOS = 60 * 1_000_000_000  # the synthetic clock: one profile a minute
+START_NANOS = 1_790_000_000 * 1_000_000_000
+TARGET_RATIO = 2.0
+MODES = ("floor", "decode", "ingest")
+
+
+class Detector(Protocol):
+    def update(self, summary: ProfileSummary) -> SeriesReport: ...
+
+
+DetectorFactory = Callable[[SeriesKey, ProcessorConfig], Detector]
+
+
+def load_detector_factory() -> tuple[DetectorFactory | None, str]:
+    """`SeriesDetector` if the processor has it, else None and why."""
+    try:
+        module = importlib.import_module("otel_leakproc.processor.detector")
+        factory: DetectorFactory = module.SeriesDetector
+    except (ImportError, AttributeError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    return factory, ""
+
+
+def floor(data: bytes) -> profile_pb2.Profile:
+    return profile_pb2.Profile.FromString(gzip.decompress(data))
+
+
+def decode(data: bytes) -> ProfileSummary:
+    return decode_pprof(data, DecodeLimits())
+
+
+class SeriesFeeder:
+    """Feeds one series to a detector forever: monotonic clock, cumulative counter carried over."""
+
+    def __init__(self, factory: DetectorFactory, key: SeriesKey) -> None:
+        self.detector = factory(key, ProcessorConfig())
+        self.clock = START_NANOS
+        self.offset = 0.0
+        self.last_cumulative = 0.0
+
+    def feed(self, summary: ProfileSummary) -> SeriesReport:
+        self.clock += STEP_NANOS
+        cumulative = summary.cumulative
+        if cumulative is not None:
+            if cumulative + self.offset < self.last_cumulative:  # the series wrapped around
+                self.offset = self.last_cumulative
+            cumulative += self.offset
+            self.last_cumulative = cumulative
+        return self.detector.update(dataclasses.replace(summary, time_nanos=self.clock, cumulative=cumulative))
+
+
+@dataclasses.dataclass
+class Subject:
+    """One profile under test and its timings (milliseconds, per mode)."""
+
+    name: str
+    series: str
+    data: bytes
+    raw_bytes: int
+    samples: int
+    locations: int
+    times: dict[str, list[float]] = dataclasses.field(default_factory=lambda: {m: [] for m in MODES})
+    peak_kib: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def load_subject(path: Path, series: str) -> Subject:
+    data = path.read_bytes()
+    raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    profile = profile_pb2.Profile.FromString(raw)
+    return Subject(path.name, series, data, len(raw), len(profile.sample), len(profile.location))
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def time_one(subject: Subject, mode: str, feeders: dict[str, SeriesFeeder]) -> float:
+    data = subject.data
+    if mode == "floor":
+        start = time.perf_counter_ns()
+        floor(data)
+        end = time.perf_counter_ns()
+    elif mode == "decode":
+        start = time.perf_counter_ns()
+        decode(data)
+        end = time.perf_counter_ns()
+    else:
+        feeder = feeders[subject.series]
+        start = time.perf_counter_ns()
+        feeder.feed(decode(data))
+        end = time.perf_counter_ns()
+    return (end - start) / 1e6
+
+
+def run(subjects: list[Subject], modes: Sequence[str], reps: int, warmup: int, feeders: dict[str, SeriesFeeder]) -> None:
+    """Every repetition visits every profile in series order; the mode order rotates per repetition."""
+    for rep in range(warmup + reps):
+        gc.collect()
+        for i, subject in enumerate(subjects):
+            shift = (rep + i) % len(modes)
+            for mode in (*modes[shift:], *modes[:shift]):
+                elapsed = time_one(subject, mode, feeders)
+                if rep >= warmup:
+                    subject.times[mode].append(elapsed)
+
+
+def peak_rss_probe(mode: str, path: Path) -> None:
+    """Child process: print the growth of the maximum RSS (KiB) around one call of `mode`."""
+    data = path.read_bytes()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = floor(data) if mode == "floor" else decode(data)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    del result
+    print(after - before)
+
+
+def measure_peaks(subjects: list[Subject], paths: dict[str, Path]) -> None:
+    for subject in subjects:
+        for mode in ("floor", "decode"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--peak-probe", mode, str(paths[subject.name])],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            subject.peak_kib[mode] = float(out.stdout.strip())
+
+
+def fmt_ms(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    return f"{statistics.median(values):7.2f} /{percentile(values, 90):7.2f}"
+
+
+def ratio(values: list[float], base: list[float]) -> str:
+    if not values or not base:
+        return "n/a"
+    return f"{statistics.median(values) / statistics.median(base):5.2f}"
+
+
+def print_table(subjects: list[Subject]) -> None:
+    header = (
+        f"{'profile':<34} {'gz KiB':>7} {'raw KiB':>8} {'samples':>7} {'locs':>6} "
+        f"{'floor ms med/p90':>17} {'decode ms med/p90':>17} {'+detect ms med/p90':>18} "
+        f"{'dec/fl':>6} {'ing/fl':>6} {'prof/s':>6} {'peak KiB fl/dec':>15}"
+    )
+    print(header)
+    print("-" * len(header))
+    for s in subjects:
+        ingest = s.times["ingest"]
+        per_second = f"{1000 / statistics.median(ingest):6.0f}" if ingest else "   n/a"
+        peaks = f"{s.peak_kib['floor']:.0f}/{s.peak_kib['decode']:.0f}" if s.peak_kib else "n/a"
+        print(
+            f"{s.series + '/' + s.name:<34} {len(s.data) / 1024:7.1f} {s.raw_bytes / 1024:8.1f} {s.samples:7d} "
+            f"{s.locations:6d} {fmt_ms(s.times['floor']):>17} {fmt_ms(s.times['decode']):>17} "
+            f"{fmt_ms(ingest):>18} {ratio(s.times['decode'], s.times['floor']):>6} "
+            f"{ratio(ingest, s.times['floor']):>6} {per_second} {peaks:>15}"
+        )
+
+
+def print_series_totals(subjects: list[Subject]) -> None:
+    """Per series: sums of the per-profile medians, so one ratio per series."""
+    print()
+    for series in dict.fromkeys(s.series for s in subjects):
+        members = [s for s in subjects if s.series == series]
+        sums = {m: sum(statistics.median(s.times[m]) for s in members if s.times[m]) for m in MODES}
+        line = f"series {series}: {len(members)} profiles, floor {sums['floor']:.1f} ms, decode {sums['decode']:.1f} ms"
+        line += f" (x{sums['decode'] / sums['floor']:.2f})"
+        if sums["ingest"]:
+            line += f", ingest {sums['ingest']:.1f} ms (x{sums['ingest'] / sums['floor']:.2f}, target <= {TARGET_RATIO})"
+        print(line)
+
+
+def print_verdicts(factory: DetectorFactory, subjects: list[Subject]) -> None:
+    """One pass of each series through a fresh detector, one minute apart: does it see the leak?"""
+    print()
+    for series in dict.fromkeys(s.series for s in subjects):
+        members = [s for s in subjects if s.series == series]
+        feeder: SeriesFeeder | None = None
+        report: SeriesReport | None = None
+        for s in members:
+            summary = decode(s.data)
+            if feeder is None:
+                feeder = SeriesFeeder(factory, SeriesKey("bench", series, "bench", summary.kind))
+            report = feeder.feed(summary)
+        if report is None:
+            continue
+        top = report.top_growers[0].function if report.top_growers else "-"
+        print(
+            f"verdict {series} after {report.profiles} profiles: {report.status.value}, "
+            f"growth {report.growth_per_hour:.0f}/h, top grower {top}"
+        )
+
+
+def print_cprofile(subject: Subject, top: int) -> None:
+    """Where decode_pprof spends its time on one profile (cumulative and own time)."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(10):
+        decode(subject.data)
+    profiler.disable()
+    for sort in ("cumulative", "tottime"):
+        stream = io.StringIO()
+        pstats.Stats(profiler, stream=stream).strip_dirs().sort_stats(sort).print_stats(top)
+        print(f"\ncProfile of 10 x decode_pprof({subject.series}/{subject.name}), sorted by {sort}:")
+        print("\n".join(line for line in stream.getvalue().splitlines() if line.strip())[:20000])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--large-dir", type=Path, default=DEFAULT_LARGE_DIR, help="series from make_profiles.sh")
+    parser.add_argument("--small", type=Path, nargs="*", default=[DEFAULT_SMALL], help="small profile(s), one series")
+    parser.add_argument("--reps", type=int, default=25, help="timed repetitions per profile and mode")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed repetitions first")
+    parser.add_argument("--no-peak", action="store_true", help="skip the peak-RSS probes (a subprocess each)")
+    parser.add_argument("--cprofile", type=int, default=0, metavar="N", help="also print the top N cProfile rows")
+    parser.add_argument("--peak-probe", nargs=2, metavar=("MODE", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.peak_probe:
+        peak_rss_probe(args.peak_probe[0], Path(args.peak_probe[1]))
+        return 0
+
+    paths: dict[str, Path] = {}
+    subjects: list[Subject] = []
+    large = sorted(args.large_dir.glob("*.pb.gz")) if args.large_dir.is_dir() else []
+    if not large:
+        print(f"no profiles in {args.large_dir}: run benchmarks/make_profiles.sh first", file=sys.stderr)
+    for series, files in (("large", large), ("small", [p for p in args.small if p.is_file()])):
+        for path in files:
+            subjects.append(load_subject(path, series))
+            paths[path.name] = path
+    if not subjects:
+        print("nothing to measure", file=sys.stderr)
+        return 1
+
+    factory, why = load_detector_factory()
+    modes: tuple[str, ...] = MODES
+    feeders: dict[str, SeriesFeeder] = {}
+    if factory is None:
+        print(f"SeriesDetector not available ({why}): the +detect column is skipped")
+        modes = ("floor", "decode")
+    else:
+        for s in subjects:
+            if s.series not in feeders:
+                kind = decode(s.data).kind
+                feeders[s.series] = SeriesFeeder(factory, SeriesKey("bench", s.series, "bench", kind))
+
+    print(
+        f"python {sys.version.split()[0]}, protobuf backend "
+        f"{importlib.import_module('google.protobuf.internal.api_implementation').Type()}, "
+        f"{args.reps} reps (+{args.warmup} warm-up), modes alternated: {', '.join(modes)}"
+    )
+    run(subjects, modes, args.reps, args.warmup, feeders)
+    if not args.no_peak:
+        measure_peaks(subjects, paths)
+    print()
+    print_table(subjects)
+    print_series_totals(subjects)
+    if factory is not None:
+        print_verdicts(factory, subjects)
+    print(f"\nmax RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    if args.cprofile:
+        print_cprofile(max(subjects, key=lambda s: s.raw_bytes), args.cprofile)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,3 @@
+module gen_large_heap
+
+go 1.26

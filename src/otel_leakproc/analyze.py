@@ -1,0 +1,141 @@
+"""Offline analysis: the same decoders and detectors as the service, on files and folders.
+
+Profiles are grouped into series (one per folder and kind), ordered by the profile's own timestamp
+(file modification time for text dumps, which carry none) and fed to the detectors one by one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from otel_leakproc.errors import InvalidProfileError
+from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey, SeriesReport
+from otel_leakproc.processor.config import ProcessorConfig
+from otel_leakproc.processor.detector import SeriesDetector
+from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
+
+# Folder names that say which profile kind a folder holds (as laid out by `curl` scripts and the corpus).
+KIND_DIRS: dict[str, ProfileKind] = {
+    "heap": ProfileKind.HEAP,
+    "allocs": ProfileKind.HEAP,
+    "goroutine": ProfileKind.GOROUTINE,
+    "goroutines": ProfileKind.GOROUTINE,
+    "goroutine-text": ProfileKind.GOROUTINE,
+    "goroutineleak": ProfileKind.GOROUTINELEAK,
+    "goroutineleak-text": ProfileKind.GOROUTINELEAK,
+    "mutex": ProfileKind.MUTEX,
+    "block": ProfileKind.BLOCK,
+}
+SKIP_SUFFIXES = (".json", ".md", ".yaml", ".yml")
+
+
+@dataclass(slots=True)
+class SeriesResult:
+    """One analysed series: its final report, where it came from, and per-profile statuses."""
+
+    source: str
+    report: SeriesReport
+    timeline: list[SeriesReport] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyzeOptions:
+    service: str | None = None
+    instance: str | None = None
+    kind: ProfileKind | None = None
+    memory_limit_bytes: int | None = None
+    keep_timeline: bool = False
+    time_of: Callable[[Path], int] | None = None
+
+
+def collect_files(paths: Sequence[str]) -> dict[tuple[Path, str], list[Path]]:
+    """Files grouped by (folder, series label); a folder holds one series."""
+    groups: dict[tuple[Path, str], list[Path]] = {}
+    for raw in paths:
+        root = Path(raw)
+        if not root.exists():
+            raise FileNotFoundError(f"{raw}: no such file or directory")
+        base = root.parent if root.is_dir() else root.parent.parent
+        for file in _walk(root):
+            folder = file.parent
+            groups.setdefault((folder, _label(folder, base)), []).append(file)
+    return groups
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if not name.startswith(".") and not name.endswith(SKIP_SUFFIXES):
+                yield Path(dirpath) / name
+
+
+def _label(folder: Path, base: Path) -> str:
+    parts = list(folder.relative_to(base).parts) if folder.is_relative_to(base) else [folder.name]
+    if parts and parts[-1] in KIND_DIRS:
+        parts = parts[:-1]
+    return "/".join(parts) or (folder.parent.name if folder.name in KIND_DIRS else folder.name) or "profiles"
+
+
+def load_series(
+    files: Iterable[Path],
+    limits: DecodeLimits,
+    kind_hint: ProfileKind | None,
+    time_of: Callable[[Path], int] | None = None,
+) -> tuple[dict[ProfileKind, list[ProfileSummary]], list[str]]:
+    """Decode files; return summaries per kind in time order, and one error line per bad file.
+
+    `time_of` gives the collection time of profiles that carry none (default: modification time).
+    """
+    by_kind: dict[ProfileKind, list[ProfileSummary]] = {}
+    errors: list[str] = []
+    for file in files:
+        hint = kind_hint or KIND_DIRS.get(file.parent.name)
+        try:
+            data = file.read_bytes()
+            fallback = time_of(file) if time_of else file.stat().st_mtime_ns
+            summary = decode_profile(data, limits, kind_hint=hint, time_fallback_nanos=fallback)
+        except (InvalidProfileError, OSError) as exc:
+            errors.append(f"{file}: {exc}")
+            continue
+        by_kind.setdefault(summary.kind, []).append(summary)
+    for summaries in by_kind.values():
+        summaries.sort(key=lambda s: s.time_nanos)
+    return by_kind, errors
+
+
+def analyze_paths(
+    paths: Sequence[str], config: ProcessorConfig, limits: DecodeLimits, options: AnalyzeOptions
+) -> list[SeriesResult]:
+    """Run the detectors over every series found under `paths`."""
+    results: list[SeriesResult] = []
+    for (folder, label), files in sorted(collect_files(paths).items(), key=lambda kv: str(kv[0][0])):
+        by_kind, errors = load_series(files, limits, options.kind, options.time_of)
+        service, _, instance = label.partition("/")
+        for kind, summaries in sorted(by_kind.items()):
+            key = SeriesKey(
+                tenant="",
+                service=options.service or service,
+                instance=options.instance if options.instance is not None else instance,
+                kind=kind,
+            )
+            detector = SeriesDetector(key, config, memory_limit_bytes=options.memory_limit_bytes)
+            timeline = []
+            for summary in summaries:
+                report = detector.update(summary)
+                if options.keep_timeline:
+                    timeline.append(report)
+            results.append(SeriesResult(str(folder), detector.report(), timeline, errors))
+        if not by_kind and errors:
+            key = SeriesKey(
+                "", options.service or service, options.instance or instance, options.kind or ProfileKind.HEAP
+            )
+            results.append(SeriesResult(str(folder), SeriesDetector(key, config).report(), [], errors))
+    return results

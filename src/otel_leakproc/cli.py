@@ -1,0 +1,99 @@
+"""Command line: argument parsing only. Loads config, runs the command, maps errors to exit codes.
+
+Exit codes: 0 ok; 1 analysis found a flagged series with --fail-on-leak, or inputs could not be read;
+2 invalid configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from otel_leakproc import __version__
+from otel_leakproc.errors import ConfigError
+from otel_leakproc.model import ProfileKind
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="otel-leakproc", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    analyze = sub.add_parser("analyze", help="analyse profile files or folders offline and print a verdict per series")
+    analyze.add_argument(
+        "paths", nargs="+", metavar="PATH", help="profile files or folders (a folder holds one series)"
+    )
+    analyze.add_argument("--json", action="store_true", help="print the machine-readable report")
+    analyze.add_argument("--config", help="YAML config file (default: embedded defaults)")
+    analyze.add_argument("--service", help="service name for every series (default: from folder names)")
+    analyze.add_argument("--instance", help="instance id for every series (default: from folder names)")
+    analyze.add_argument("--kind", choices=[k.value for k in ProfileKind], help="profile kind when it cannot be told")
+    analyze.add_argument("--memory-limit", type=int, metavar="BYTES", help="memory limit for time-to-limit")
+    analyze.add_argument("--fail-on-leak", action="store_true", help="exit 1 when any series is suspected or confirmed")
+
+    validate = sub.add_parser("validate-config", help="load and validate a config file, print every error")
+    validate.add_argument("file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `otel-leakproc` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "analyze":
+            return _analyze(args)
+        return _validate(args)
+    except ConfigError as exc:
+        print(f"otel-leakproc: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from otel_leakproc.analyze import AnalyzeOptions, analyze_paths  # noqa: PLC0415 (keeps --help fast)
+    from otel_leakproc.config import load_settings  # noqa: PLC0415
+    from otel_leakproc.report import render_table, series_to_json  # noqa: PLC0415
+
+    settings = load_settings(args.config)
+    options = AnalyzeOptions(
+        service=args.service,
+        instance=args.instance,
+        kind=ProfileKind(args.kind) if args.kind else None,
+        memory_limit_bytes=args.memory_limit,
+    )
+    try:
+        results = analyze_paths(args.paths, settings.processor, settings.decode.to_limits(), options)
+    except FileNotFoundError as exc:
+        print(f"otel-leakproc: {exc}", file=sys.stderr)
+        return EXIT_FINDINGS
+    errors = sorted({e for r in results for e in r.errors})
+    for error in errors:
+        print(f"otel-leakproc: skipped {error}", file=sys.stderr)
+    if args.json:
+        doc = {"series": [series_to_json(r.report, r.source) for r in results]}
+        print(json.dumps(doc, indent=2))
+    else:
+        print(render_table([(r.report, r.source) for r in results]))
+    if not results:
+        print("otel-leakproc: no profiles found", file=sys.stderr)
+        return EXIT_FINDINGS
+    if args.fail_on_leak and any(r.report.status.flagged for r in results):
+        return EXIT_FINDINGS
+    return EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from otel_leakproc.config import load_settings  # noqa: PLC0415
+
+    load_settings(args.file)
+    print(f"{args.file}: ok")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

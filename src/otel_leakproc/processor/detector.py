@@ -1,0 +1,506 @@
+"""Per-series leak detectors: fed one `ProfileSummary` at a time, in time order, with bounded state.
+
+One `SeriesDetector` exists per (tenant, service, instance, kind). It keeps the current process
+segment's history (cut at restarts), evaluates it after every profile and returns the series' current
+`SeriesReport`. The same code runs in `serve` and in `analyze`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from otel_leakproc.model import (
+    OTHER_SITE,
+    Grower,
+    ProfileKind,
+    ProfileSummary,
+    SeriesKey,
+    SeriesReport,
+    Status,
+)
+from otel_leakproc.processor.config import ProcessorConfig
+from otel_leakproc.processor.trend import FLAT, FloatArray, Trend, bucket_minima, ols_slopes, theil_sen
+
+NANOS = 1_000_000_000
+HOUR = 3600.0
+CANDIDATES = 8  # sites/groups that get the robust fit after the least-squares screen
+MAX_META = 512  # bound on remembered site/group descriptions per series
+
+# Block-profile leaves that are lock waits; channel, select and WaitGroup waits are not contention.
+_LOCK_LEAVES = ("Lock", "RLock", "semacquire", "Semacquire", "lockSlow", "rLock")
+_NON_LOCK_LEAVES = ("WaitGroup", "Cond", "chanrecv", "chansend", "selectgo", "Unlock")
+
+
+@dataclass(slots=True)
+class _Point:
+    time: float  # seconds since the epoch
+    total: float
+    cumulative: float | None
+    sites: dict[str, float]
+    groups: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # key -> count, wait min, leaked
+
+
+@dataclass(slots=True)
+class _Meta:
+    function: str
+    file: str
+    line: int
+    state: str | None = None
+    leaf: str = ""
+    creator: str = ""
+    blocking: str = ""
+
+
+def is_lock_wait(leaf: str) -> bool:
+    """True when a block-profile stack ends in a lock acquisition (not a channel/select/WaitGroup wait)."""
+    if any(marker in leaf for marker in _NON_LOCK_LEAVES):
+        return False
+    return any(marker in leaf for marker in _LOCK_LEAVES)
+
+
+class SeriesDetector:
+    """Bounded history and verdict of one series.
+
+    Args:
+        key: the series identity.
+        config: detector settings.
+        memory_limit_bytes: limit for time-to-limit (overrides the config's), e.g. from the resource.
+    """
+
+    def __init__(self, key: SeriesKey, config: ProcessorConfig, memory_limit_bytes: int | None = None) -> None:
+        self.key = key
+        self.config = config
+        self.memory_limit_bytes = memory_limit_bytes or config.heap.memory_limit_bytes
+        self.points: deque[_Point] = deque(maxlen=config.max_points)
+        self.meta: dict[str, _Meta] = {}
+        self.profiles = 0
+        self.first_time: int | None = None
+        self.last_time: int | None = None
+        self.restarts = 0
+        self.ignored = 0
+        self.segment_start: float = 0.0
+        self.session: str | None = None
+        self.status = Status.INSUFFICIENT_DATA
+        self.flagged_since: float | None = None
+        self.first_flagged_at: int | None = None
+        self._report: SeriesReport | None = None
+
+    # -- intake ---------------------------------------------------------------------------------
+
+    def update(self, summary: ProfileSummary) -> SeriesReport:
+        """Add one profile (in time order) and return the series' new report.
+
+        A profile older than or as old as the last one is ignored (counted in the evidence as
+        `ignored_out_of_order`), so replays and duplicates cannot corrupt the history.
+        """
+        now = summary.time_nanos / NANOS
+        last = self.points[-1] if self.points else None
+        if last is not None and now <= last.time:
+            self.ignored += 1
+            return self.report()
+        restart_reason = self._restart_reason(summary, last, now)
+        if restart_reason:
+            self.restarts += 1
+            self.points.clear()
+            self.segment_start = now
+            self.status = Status.INSUFFICIENT_DATA
+            self.flagged_since = None
+            self.last_restart_reason = restart_reason
+        elif last is None:
+            self.segment_start = now
+        self.session = summary.labels.get("__session_id__", self.session)
+        self._remember(summary)
+        self.points.append(
+            _Point(
+                time=now,
+                total=summary.total,
+                cumulative=summary.cumulative,
+                sites={s.function: s.value for s in summary.sites},
+                groups={g.key: (g.count, g.max_wait_minutes, g.leaked) for g in summary.groups},
+            )
+        )
+        horizon = now - self.config.window_seconds
+        while len(self.points) > 2 and self.points[0].time < horizon:
+            self.points.popleft()
+        self.profiles += 1
+        if self.first_time is None:
+            self.first_time = summary.time_nanos
+        self.last_time = summary.time_nanos
+        self._report = self._evaluate(now)
+        return self._report
+
+    def report(self) -> SeriesReport:
+        """The current report (re-evaluated lazily after `update`)."""
+        if self._report is None:
+            self._report = self._empty_report()
+        return self._report
+
+    def _restart_reason(self, summary: ProfileSummary, last: _Point | None, now: float) -> str:
+        if last is None:
+            return ""
+        if summary.cumulative is not None and last.cumulative is not None and summary.cumulative < last.cumulative:
+            return "cumulative totals went down"
+        session = summary.labels.get("__session_id__")
+        if session is not None and self.session is not None and session != self.session:
+            return "new __session_id__"
+        if now - last.time > self.config.max_gap_seconds:
+            return f"gap of {now - last.time:.0f} s"
+        return ""
+
+    def _remember(self, summary: ProfileSummary) -> None:
+        for s in summary.sites:
+            if s.function not in self.meta:
+                self.meta[s.function] = _Meta(s.function, s.file, s.line, leaf=s.leaf)
+        for g in summary.groups:
+            if g.key not in self.meta:
+                self.meta[g.key] = _Meta(
+                    g.function, g.file, g.line, state=g.state, creator=g.creator, blocking=g.blocking
+                )
+        if len(self.meta) > MAX_META:
+            live = {name for p in self.points for name in (*p.sites, *p.groups)}
+            live.update(s.function for s in summary.sites)
+            live.update(g.key for g in summary.groups)
+            self.meta = {k: v for k, v in self.meta.items() if k in live}
+
+    # -- evaluation -----------------------------------------------------------------------------
+
+    def _evaluate(self, now: float) -> SeriesReport:
+        kind = self.key.kind
+        if kind is ProfileKind.HEAP:
+            return self._evaluate_heap(now)
+        if kind in (ProfileKind.GOROUTINE, ProfileKind.GOROUTINELEAK):
+            return self._evaluate_goroutines(now)
+        return self._evaluate_contention(now)
+
+    def _series(self) -> tuple[FloatArray, FloatArray]:
+        t = np.fromiter((p.time for p in self.points), dtype=np.float64, count=len(self.points))
+        y = np.fromiter((p.total for p in self.points), dtype=np.float64, count=len(self.points))
+        return t, y
+
+    def _bucket(self, t: FloatArray) -> float:
+        if self.config.bucket_seconds > 0:
+            return self.config.bucket_seconds
+        if len(t) >= 3 and float(np.median(np.diff(t))) < 45.0:
+            return 60.0
+        return 0.0
+
+    def _matrix(self, names: list[str], attr: str) -> FloatArray:
+        rows = np.zeros((len(names), len(self.points)))
+        index = {name: i for i, name in enumerate(names)}
+        for j, p in enumerate(self.points):
+            values = p.sites if attr == "sites" else {k: float(v[0]) for k, v in p.groups.items()}
+            for name, value in values.items():
+                i = index.get(name)
+                if i is not None:
+                    rows[i, j] = value
+        return rows
+
+    def _transition(self, flag: bool, keep: bool, confirm: bool, now: float) -> Status:
+        """Apply hysteresis: suspect on `flag`, stay flagged while `keep`, confirm on `confirm`."""
+        flagged = self.status.flagged
+        if flag or (flagged and keep):
+            if not flagged:
+                self.flagged_since = now
+                if self.first_flagged_at is None:
+                    self.first_flagged_at = int(now * NANOS)
+            status = Status.CONFIRMED if confirm or self.status is Status.CONFIRMED else Status.SUSPECTED
+        else:
+            self.flagged_since = None
+            status = Status.OK
+        self.status = status
+        return status
+
+    def _flag_age(self, now: float) -> float:
+        return 0.0 if self.flagged_since is None else now - self.flagged_since
+
+    def _evaluate_heap(self, now: float) -> SeriesReport:
+        cfg = self.config.heap
+        t_raw, y_raw = self._series()
+        current = float(y_raw[-1])
+        span = float(t_raw[-1] - t_raw[0])
+        age = now - self.segment_start
+        evidence: dict[str, object] = {"window_seconds": span, "points": len(t_raw), "segment_age_seconds": age}
+        if len(t_raw) < cfg.min_points or span < cfg.min_window_seconds:
+            evidence["reason"] = "collecting profiles"
+            self.status = Status.INSUFFICIENT_DATA
+            return self._build(now, current, 0.0, 0.0, (), evidence)
+        bucket = self._bucket(t_raw)
+        t, y = bucket_minima(t_raw, y_raw, bucket)
+        th = (t - t[0]) / HOUR
+        total = theil_sen(th, y)
+        recent_n = max(4, int(len(th) * cfg.plateau_fraction))
+        total_recent = theil_sen(th[-recent_n:], y[-recent_n:])
+        floor = max(cfg.min_growth_bytes_per_hour, cfg.min_growth_ratio_per_hour * current)
+
+        names = self._site_names()
+        growers: list[tuple[str, Trend, float]] = []
+        best_site_z = 0.0
+        if names:
+            matrix = self._matrix(names, "sites")
+            if bucket:
+                matrix = np.vstack([bucket_minima(t_raw, row, bucket)[1] for row in matrix])
+            screen = ols_slopes(th, matrix)
+            order = [int(i) for i in np.argsort(-screen)[:CANDIDATES] if screen[i] > 0]
+            for i in order:
+                trend = theil_sen(th, matrix[i])
+                recent = theil_sen(th[-recent_n:], matrix[i][-recent_n:])
+                growers.append((names[i], trend, float(matrix[i][-1])))
+                ongoing = recent.slope >= cfg.plateau_ratio * trend.slope
+                if trend.slope >= floor and trend.low > 0 and ongoing:
+                    best_site_z = max(best_site_z, trend.z)
+        total_ongoing = total_recent.slope >= cfg.plateau_ratio * total.slope
+        total_ok = total.slope >= floor and total.low > 0 and total_ongoing
+        total_z = total.z if total_ok else 0.0
+        evidence.update(
+            {
+                "total_z": round(total.z, 3),
+                "total_slope_low_per_hour": total.low,
+                "total_slope_high_per_hour": total.high,
+                "recent_slope_per_hour": total_recent.slope,
+                "growth_floor_per_hour": floor,
+                "best_site_z": round(best_site_z, 3),
+                "plateaued": not total_ongoing,
+                "bucket_seconds": bucket,
+            }
+        )
+        if age < cfg.warmup_seconds:
+            evidence["reason"] = f"warm-up: process segment is {age:.0f} s old (< {cfg.warmup_seconds:.0f} s)"
+            self.status = Status.INSUFFICIENT_DATA
+            return self._build(now, current, total.slope, total.slope, self._growers(growers), evidence)
+        strength = max(total_z, best_site_z)
+        confirm = (
+            total_z >= cfg.z_confirm and best_site_z >= cfg.z_suspect and self._flag_age(now) >= cfg.confirm_seconds
+        )
+        self._transition(strength >= cfg.z_suspect, strength >= cfg.z_resolve, confirm, now)
+        return self._build(now, current, total.slope, total.slope, self._growers(growers), evidence, strength)
+
+    def _site_names(self) -> list[str]:
+        peak: dict[str, float] = {}
+        for p in self.points:
+            for name, value in p.sites.items():
+                if name != OTHER_SITE and value > peak.get(name, 0.0):
+                    peak[name] = value
+        return sorted(peak, key=lambda n: -peak[n])[: 4 * CANDIDATES * 2]
+
+    def _growers(self, trends: list[tuple[str, Trend, float]]) -> tuple[Grower, ...]:
+        positive = [(name, tr, cur) for name, tr, cur in trends if tr.slope > 0]
+        positive.sort(key=lambda item: -item[1].slope)
+        total = sum(tr.slope for _, tr, _ in positive) or 1.0
+        out = []
+        for name, tr, cur in positive[: self.config.top_growers]:
+            meta = self.meta.get(name) or _Meta(name, "", 0)
+            detail: dict[str, object] = {"z": round(tr.z, 3), "slope_low_per_hour": tr.low}
+            if meta.leaf and meta.leaf != meta.function:
+                detail["leaf"] = meta.leaf
+            if meta.creator:
+                detail["created_by"] = meta.creator
+            if meta.blocking and meta.blocking != meta.function:
+                detail["blocking"] = meta.blocking
+            out.append(
+                Grower(
+                    function=meta.function,
+                    file=meta.file,
+                    line=meta.line,
+                    growth_per_hour=tr.slope,
+                    share=tr.slope / total,
+                    current=cur,
+                    state=meta.state,
+                    detail=detail,
+                )
+            )
+        return tuple(out)
+
+    def _evaluate_goroutines(self, now: float) -> SeriesReport:
+        cfg = self.config.goroutine
+        t_raw, y = self._series()
+        current = float(y[-1])
+        age = now - self.segment_start
+        evidence: dict[str, object] = {"points": len(t_raw), "segment_age_seconds": age}
+        last = self.points[-1]
+        leaked_now = sum(v[2] for v in last.groups.values())
+        if self.key.kind is ProfileKind.GOROUTINELEAK:
+            leaked_now = max(leaked_now, int(current))
+        th = (t_raw - t_raw[0]) / HOUR
+        total = theil_sen(th, y) if len(th) >= 3 else FLAT
+        keys = sorted({k for p in self.points for k in p.groups})
+        growers: list[tuple[str, Trend, float]] = []
+        best = 0.0
+        oldest_wait = 0
+        if keys and len(th) >= 3:
+            matrix = self._matrix(keys, "groups")
+            screen = ols_slopes(th, matrix)
+            recent_n = max(4, int(len(th) * 0.3))
+            for i in [int(i) for i in np.argsort(-screen)[:CANDIDATES] if screen[i] > 0]:
+                trend = theil_sen(th, matrix[i])
+                recent = theil_sen(th[-recent_n:], matrix[i][-recent_n:])
+                growers.append((keys[i], trend, float(matrix[i][-1])))
+                increase = float(matrix[i][-1] - matrix[i][0])
+                ongoing = recent.slope >= 0.25 * trend.slope
+                if trend.slope >= cfg.min_growth_per_hour and increase >= cfg.min_increase and ongoing:
+                    if trend.z > best:
+                        best = trend.z
+                        oldest_wait = last.groups.get(keys[i], (0, 0, 0))[1]
+        if leaked_now:  # the runtime proved these goroutines can never wake: nothing to wait for
+            leaked_groups = sorted(((k, v[2]) for k, v in last.groups.items() if v[2] > 0), key=lambda kv: -kv[1])
+            known = {name for name, _, _ in growers}
+            for k, n in leaked_groups:
+                if k not in known:
+                    growers.append((k, Trend(0.0, 0.0, 0.0, 0.0, 0.0, 0), float(n)))
+            evidence["leaked_goroutines"] = leaked_now
+        evidence.update({"total_z": round(total.z, 3), "best_group_z": round(best, 3)})
+        if oldest_wait:
+            evidence["oldest_wait_minutes"] = oldest_wait
+        if leaked_now:
+            self._transition(True, True, True, now)
+        elif self.key.kind is ProfileKind.GOROUTINELEAK:
+            self._transition(False, False, False, now)
+        elif len(th) < cfg.min_points or age < cfg.warmup_seconds:
+            evidence["reason"] = "warm-up" if len(th) >= cfg.min_points else "collecting profiles"
+            self.status = Status.INSUFFICIENT_DATA
+        else:
+            confirm = best >= cfg.z_confirm and (
+                self._flag_age(now) >= cfg.confirm_seconds or oldest_wait >= cfg.confirm_wait_minutes
+            )
+            self._transition(best >= cfg.z_suspect, best >= cfg.z_resolve, confirm, now)
+        ranked = self._growers(growers)
+        if leaked_now:  # leaked groups first: they are the proof
+            ranked = tuple(sorted(ranked, key=lambda g: 0 if self._is_leaked(g, last) else 1))
+        return self._build(
+            now, current, total.slope, total.slope, ranked, evidence, max(best, 5.0 if leaked_now else 0)
+        )
+
+    def _is_leaked(self, grower: Grower, last: _Point) -> bool:
+        return any(
+            v[2] > 0 and self.meta.get(k, _Meta("", "", 0)).function == grower.function for k, v in last.groups.items()
+        )
+
+    def _evaluate_contention(self, now: float) -> SeriesReport:
+        cfg = self.config.contention
+        points = list(self.points)
+        age = now - self.segment_start
+        evidence: dict[str, object] = {"points": len(points), "segment_age_seconds": age}
+        if len(points) < 2:
+            evidence["reason"] = "collecting profiles"
+            self.status = Status.INSUFFICIENT_DATA
+            return self._build(now, 0.0, 0.0, 0.0, (), evidence)
+        lock_only = self.key.kind is ProfileKind.BLOCK
+        names = [n for n in self._site_names() if not lock_only or is_lock_wait(self.meta.get(n, _Meta(n, "", 0)).leaf)]
+        times = np.array([p.time for p in points[1:]])
+        rates = np.zeros((len(names), len(points) - 1))
+        for j in range(1, len(points)):
+            dt = points[j].time - points[j - 1].time
+            prev, cur = points[j - 1].sites, points[j].sites
+            for i, name in enumerate(names):
+                delta = cur.get(name, 0.0) - prev.get(name, 0.0)
+                rates[i, j - 1] = max(delta, 0.0) / dt if name in cur else 0.0
+        total_rate = rates.sum(axis=0) if names else np.zeros(len(points) - 1)
+        current = float(total_rate[-1])
+        recent = float(np.mean(total_rate[-3:]))
+        th = (times - times[0]) / HOUR
+        trend = theil_sen(th, total_rate) if len(th) >= 3 else FLAT
+        growers: list[tuple[str, Trend, float]] = []
+        if names and len(th) >= 3:
+            screen = ols_slopes(th, rates) + rates[:, -3:].mean(axis=1)  # rising or already heavy
+            for i in [int(i) for i in np.argsort(-screen)[:CANDIDATES] if screen[i] > 0]:
+                growers.append((names[i], theil_sen(th, rates[i]), float(rates[i][-1])))
+        evidence.update(
+            {
+                "delay_rate_seconds_per_second": recent / NANOS,
+                "trend_z": round(trend.z, 3),
+                "lock_sites_only": lock_only,
+            }
+        )
+        floor = cfg.min_delay_rate * NANOS
+        if len(th) < cfg.min_points - 1 or age < cfg.warmup_seconds:
+            evidence["reason"] = "warm-up" if len(th) >= cfg.min_points - 1 else "collecting profiles"
+            self.status = Status.INSUFFICIENT_DATA
+        else:
+            rising = trend.z >= cfg.z_suspect and trend.slope > 0 and recent >= floor
+            heavy = recent >= cfg.high_delay_rate * NANOS
+            keep = recent >= floor and (trend.z >= cfg.z_resolve or recent >= cfg.high_delay_rate * NANOS / 2)
+            self._transition(rising or heavy, keep, self._flag_age(now) >= cfg.confirm_seconds, now)
+        ranked = self._contention_growers(growers, recent)
+        return self._build(now, current, trend.slope, trend.slope, ranked, evidence, trend.z)
+
+    def _contention_growers(self, trends: list[tuple[str, Trend, float]], total_rate: float) -> tuple[Grower, ...]:
+        trends = sorted(trends, key=lambda item: (-item[2], -item[1].slope))
+        out = []
+        for name, tr, cur in trends[: self.config.top_growers]:
+            meta = self.meta.get(name) or _Meta(name, "", 0)
+            detail: dict[str, object] = {"z": round(tr.z, 3), "delay_seconds_per_second": cur / NANOS}
+            if meta.leaf and meta.leaf != meta.function:
+                detail["leaf"] = meta.leaf
+            out.append(
+                Grower(
+                    function=meta.function,
+                    file=meta.file,
+                    line=meta.line,
+                    growth_per_hour=tr.slope,
+                    share=min(1.0, cur / total_rate) if total_rate > 0 else 0.0,
+                    current=cur,
+                    detail=detail,
+                )
+            )
+        return tuple(out)
+
+    # -- reports --------------------------------------------------------------------------------
+
+    def _build(
+        self,
+        now: float,
+        current: float,
+        growth: float,
+        slope_per_hour: float,
+        growers: tuple[Grower, ...],
+        evidence: dict[str, object],
+        strength: float = 0.0,
+    ) -> SeriesReport:
+        ttl = None
+        limit = self.memory_limit_bytes if self.key.kind is ProfileKind.HEAP else None
+        if limit:
+            evidence["memory_limit_bytes"] = limit
+            if current >= limit:
+                ttl = 0.0
+            elif slope_per_hour > 0:
+                ttl = (limit - current) / slope_per_hour * HOUR
+        if self.restarts:
+            evidence["last_restart"] = getattr(self, "last_restart_reason", "")
+        if self.ignored:
+            evidence["ignored_out_of_order"] = self.ignored
+        score = 0.0 if self.status is Status.INSUFFICIENT_DATA else min(1.0, max(0.0, strength) / 5.0)
+        if self.status.flagged:
+            score = max(score, 0.5)
+        return SeriesReport(
+            key=self.key,
+            profiles=self.profiles,
+            first_time_nanos=self.first_time or int(now * NANOS),
+            last_time_nanos=self.last_time or int(now * NANOS),
+            status=self.status,
+            first_flagged_at_nanos=self.first_flagged_at,
+            score=round(score, 3),
+            current=current,
+            growth_per_hour=growth,
+            time_to_limit_seconds=ttl,
+            restarts=self.restarts,
+            top_growers=growers,
+            evidence=evidence,
+        )
+
+    def _empty_report(self) -> SeriesReport:
+        return SeriesReport(
+            key=self.key,
+            profiles=0,
+            first_time_nanos=0,
+            last_time_nanos=0,
+            status=Status.INSUFFICIENT_DATA,
+            first_flagged_at_nanos=None,
+            score=0.0,
+            current=0.0,
+            growth_per_hour=0.0,
+            time_to_limit_seconds=None,
+            restarts=0,
+            top_growers=(),
+        )

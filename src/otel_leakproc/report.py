@@ -1,0 +1,132 @@
+"""Rendering of `SeriesReport`s: the `analyze --json` / `/api/v1/series` objects and a readable table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from otel_leakproc.model import Grower, ProfileKind, SeriesReport
+
+NANOS = 1_000_000_000
+
+
+def rfc3339(nanos: int | None) -> str | None:
+    """RFC 3339 UTC timestamp with millisecond precision, or None."""
+    if nanos is None or nanos <= 0:
+        return None
+    stamp = datetime.fromtimestamp(nanos / NANOS, tz=UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def grower_to_json(grower: Grower) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "function": grower.function,
+        "file": grower.file,
+        "line": grower.line,
+        "growth_per_hour": _num(grower.growth_per_hour),
+        "share": round(grower.share, 4),
+        "current": _num(grower.current),
+    }
+    if grower.state is not None:
+        out["state"] = grower.state
+    out.update(grower.detail)
+    return out
+
+
+def series_to_json(report: SeriesReport, source: str | None = None) -> dict[str, Any]:
+    """One series object of the analyze --json contract (fields may be added, never renamed)."""
+    key = report.key
+    out: dict[str, Any] = {
+        "service": key.service,
+        "instance": key.instance,
+        "kind": key.kind.value,
+        "profiles": report.profiles,
+        "first_time": rfc3339(report.first_time_nanos),
+        "last_time": rfc3339(report.last_time_nanos),
+        "status": report.status.value,
+        "first_flagged_at": rfc3339(report.first_flagged_at_nanos),
+        "score": report.score,
+        "current": _num(report.current),
+        "growth_per_hour": _num(report.growth_per_hour),
+        "time_to_limit_seconds": None
+        if report.time_to_limit_seconds is None
+        else round(report.time_to_limit_seconds, 1),
+        "restarts": report.restarts,
+        "top_growers": [grower_to_json(g) for g in report.top_growers],
+        "unit": UNITS[key.kind],
+        "evidence": {k: _num(v) if isinstance(v, float) else v for k, v in report.evidence.items()},
+    }
+    if key.tenant:
+        out["tenant"] = key.tenant
+    if source is not None:
+        out["source"] = source
+    return out
+
+
+UNITS = {
+    ProfileKind.HEAP: "bytes",
+    ProfileKind.GOROUTINE: "goroutines",
+    ProfileKind.GOROUTINELEAK: "goroutines",
+    ProfileKind.MUTEX: "ns/s",
+    ProfileKind.BLOCK: "ns/s",
+}
+
+
+def _num(value: float) -> float | int:
+    if value == int(value) and abs(value) < 2**53:
+        return int(value)
+    return round(value, 3)
+
+
+def human(value: float, kind: ProfileKind) -> str:
+    """A value in the kind's unit, for people: MiB, goroutines, or seconds of delay per second."""
+    if kind is ProfileKind.HEAP:
+        for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+            if abs(value) >= size:
+                return f"{value / size:.1f} {unit}"
+        return f"{value:.0f} B"
+    if kind in (ProfileKind.MUTEX, ProfileKind.BLOCK):
+        return f"{value / NANOS * 1000:.1f} ms/s"
+    return f"{value:.0f}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def render_table(rows: list[tuple[SeriesReport, str]]) -> str:
+    """The default analyze output: one line per series, then its top growers (pprof -top, with a verdict)."""
+    lines = []
+    header = (
+        f"{'SERIES':<34} {'KIND':<13} {'PROFILES':>8} {'STATUS':<17} {'CURRENT':>11} {'GROWTH/h':>12} {'LIMIT IN':>8}"
+    )
+    lines.append(header)
+    for report, _source in rows:
+        key = report.key
+        name = key.service + (f"/{key.instance}" if key.instance else "")
+        growth = human(report.growth_per_hour, key.kind)
+        if report.growth_per_hour > 0:
+            growth = "+" + growth
+        lines.append(
+            f"{name[:34]:<34} {key.kind.value:<13} {report.profiles:>8} {report.status.value:<17} "
+            f"{human(report.current, key.kind):>11} {growth:>12} {duration(report.time_to_limit_seconds):>8}"
+        )
+        reason = report.evidence.get("reason")
+        if reason:
+            lines.append(f"    ({reason})")
+        for g in report.top_growers:
+            where = f"{g.file}:{g.line}" if g.file else ""
+            state = f" [{g.state}]" if g.state else ""
+            rate = human(g.growth_per_hour, key.kind)
+            lines.append(
+                f"    {'+' if g.growth_per_hour > 0 else ''}{rate:>10}/h {g.share * 100:5.1f}%  {g.function}{state}  {where}"
+            )
+    return "\n".join(lines)

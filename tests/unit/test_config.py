@@ -1,0 +1,539 @@
+"""Tests for the configuration loader (`otel_leakproc.config`) and `receiver.config.DecodeConfig`.
+
+Fixture files live in tests/testdata/config/; `config/leakproc.yaml` is the shipped default config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, get_type_hints
+
+import pytest
+import yaml
+
+from otel_leakproc.config import (
+    ENV_UNSET,
+    UNKNOWN_KEY_SUGGESTION,
+    Settings,
+    build_config,
+    config_to_mapping,
+    load_settings,
+    settings_from_mapping,
+    settings_to_mapping,
+    substitute_env,
+)
+from otel_leakproc.errors import ConfigError
+from otel_leakproc.processor.config import ProcessorConfig
+from otel_leakproc.receiver.config import DecodeConfig
+from otel_leakproc.receiver.decode.limits import DecodeLimits
+
+TESTDATA = Path(__file__).resolve().parents[1] / "testdata" / "config"
+SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "config" / "leakproc.yaml"
+
+
+def _errors(excinfo: pytest.ExceptionInfo[ConfigError]) -> list[str]:
+    return excinfo.value.errors
+
+
+# --- fixture files ------------------------------------------------------------------------------
+
+
+def test_no_path_gives_defaults() -> None:
+    assert load_settings(None) == Settings()
+
+
+def test_default_yaml_equals_defaults() -> None:
+    assert load_settings(TESTDATA / "default.yaml") == Settings()
+
+
+EXPECTED_FULL = Settings(
+    decode=DecodeConfig(
+        max_decompressed_bytes=1048576,
+        max_samples=5000,
+        max_locations=6000,
+        max_functions=7000,
+        max_strings=8000,
+        top_sites=16,
+        top_groups=4096,
+    ),
+    processor=ProcessorConfig(window=30),
+)
+
+
+def test_full_yaml_equals_expected_settings() -> None:
+    assert load_settings(TESTDATA / "full.yaml") == EXPECTED_FULL
+
+
+def _leaves(data: object, path: str = "") -> dict[str, object]:
+    if isinstance(data, dict):
+        leaves: dict[str, object] = {}
+        for key, value in data.items():
+            leaves.update(_leaves(value, f"{path}.{key}" if path else str(key)))
+        return leaves
+    return {path: data}
+
+
+def test_full_yaml_sets_every_field_to_a_non_default() -> None:
+    # Fails when a field is added without a non-default value in full.yaml (and in EXPECTED_FULL).
+    defaults = _leaves(settings_to_mapping(Settings()))
+    full = _leaves(settings_to_mapping(load_settings(TESTDATA / "full.yaml")))
+    unchanged = sorted(path for path, value in defaults.items() if full.get(path) == value)
+    assert unchanged == [], f"full.yaml leaves these keys at their defaults: {unchanged}"
+
+
+def test_typo_in_key_names_the_close_match() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(TESTDATA / "unknown_key.yaml")
+    assert _errors(excinfo) == [UNKNOWN_KEY_SUGGESTION.format(path="processor.windw", suggestion="window")]
+    assert _errors(excinfo) == ["processor.windw: unknown key (did you mean 'window'?)"]
+
+
+def test_empty_or_comment_only_file_gives_defaults(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    comments = tmp_path / "comments.yaml"
+    comments.write_text("# nothing set\n")
+    assert load_settings(empty) == Settings()
+    assert load_settings(str(comments)) == Settings()
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(missing)
+    assert _errors(excinfo) == [f"{missing}: cannot read config file: No such file or directory"]
+
+
+def test_unreadable_text_is_a_config_error(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"processor:\n  window: 30 # caf\xe9\n")
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(latin1)
+    [error] = _errors(excinfo)
+    assert error.startswith(f"{latin1}: cannot read config file: 'utf-8' codec can't decode byte 0xe9")
+    control = tmp_path / "control.yaml"
+    control.write_text("processor:\n  window: 30\x07\n")
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(control)
+    [error] = _errors(excinfo)
+    assert error == "line 2, column 13: invalid YAML: unacceptable character #x0007: special characters are not allowed"
+
+
+# --- the shipped default config -----------------------------------------------------------------
+
+
+def test_shipped_config_equals_dataclass_defaults() -> None:
+    assert load_settings(SHIPPED_CONFIG) == Settings()
+    assert yaml.safe_load(SHIPPED_CONFIG.read_text()) == settings_to_mapping(Settings())
+
+
+def test_packaged_default_config_is_identical_to_shipped_one() -> None:
+    packaged = resources.files("otel_leakproc").joinpath("defaults/leakproc.yaml")
+    assert packaged.read_bytes() == SHIPPED_CONFIG.read_bytes()
+
+
+def _field_paths(cls: type, prefix: str = "") -> list[str]:
+    paths: list[str] = []
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}.{f.name}" if prefix else f.name
+        paths.append(path)
+        tp = hints[f.name]
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            paths.extend(_field_paths(tp, path))
+    return paths
+
+
+def test_shipped_config_lists_every_field() -> None:
+    # Whoever adds a config field must document it in config/leakproc.yaml (and copy it to defaults/).
+    data = yaml.safe_load(SHIPPED_CONFIG.read_text())
+    missing = []
+    for path in _field_paths(Settings):
+        node: Any = data
+        for key in path.split("."):
+            if not isinstance(node, dict) or key not in node:
+                missing.append(path)
+                break
+            node = node[key]
+    assert missing == [], f"config/leakproc.yaml does not list: {missing}"
+
+
+def test_shipped_config_comments_every_key() -> None:
+    uncommented = []
+    previous = ""
+    for number, line in enumerate(SHIPPED_CONFIG.read_text().splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        is_key = not stripped.startswith("#") and ":" in stripped
+        if is_key and not previous.startswith("#") and " #" not in stripped:
+            uncommented.append(f"line {number}: {stripped}")
+        previous = stripped
+    assert uncommented == []
+
+
+# --- invalid configurations ---------------------------------------------------------------------
+
+# Case name in invalid_configs.yaml -> one substring per expected error (no other errors allowed).
+INVALID_CASES: dict[str, list[str]] = {
+    "unknown_key_with_suggestion": ["processor.windw: unknown key (did you mean 'window'?)"],
+    "unknown_section_with_suggestion": ["decoder: unknown key (did you mean 'decode'?)"],
+    "unknown_key_without_suggestion": ["decode.zzz: unknown key (expected one of: max_decompressed_bytes, "],
+    "string_for_integer": ["processor.window: expected an integer, got 'abc'"],
+    "bool_is_not_an_integer": ["decode.max_samples: expected an integer, got True"],
+    "float_for_integer": ["decode.top_sites: expected an integer, got 1.5"],
+    "null_for_integer": ["decode.max_strings: expected an integer, got None"],
+    "negative_limit": ["decode.max_samples: must be > 0, got -1"],
+    "zero_limit": ["decode.max_decompressed_bytes: must be > 0, got 0"],
+    "top_sites_above_maximum": ["decode.top_sites: must be between 1 and 4096, got 5000"],
+    "top_groups_below_minimum": ["decode.top_groups: must be between 1 and 4096, got 0"],
+    "processor_window_too_small": ["processor.window: must be >= 8, got 3"],
+    "section_not_a_mapping": ["decode: expected a mapping, got 5"],
+    "section_is_a_list": ["processor: expected a mapping, got ['window', 30]"],
+    "non_string_key": ["decode: keys must be strings, got 1"],
+    "several_errors_reported_together": [
+        "decoder: unknown key (did you mean 'decode'?)",
+        "decode.top_sites: expected an integer, got 'many'",
+        "decode.max_samples: must be > 0, got -5",
+        "decode.max_locations: must be > 0, got 0",
+        "processor.window: must be >= 8, got 2",
+    ],
+    "top_level_is_a_list": ["(top level): expected a mapping, got [1, 2]"],
+}
+
+
+@pytest.fixture(scope="module")
+def invalid_configs() -> dict[str, Any]:
+    cases: dict[str, Any] = yaml.safe_load((TESTDATA / "invalid_configs.yaml").read_text())
+    return cases
+
+
+def test_every_invalid_case_has_expectations(invalid_configs: dict[str, Any]) -> None:
+    assert sorted(invalid_configs) == sorted(INVALID_CASES)
+
+
+@pytest.mark.parametrize("case", sorted(INVALID_CASES))
+def test_invalid_config(case: str, invalid_configs: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        settings_from_mapping(invalid_configs[case])
+    errors = _errors(excinfo)
+    for expected in INVALID_CASES[case]:
+        assert any(expected in error for error in errors), f"{expected!r} not in {errors}"
+    assert len(errors) == len(INVALID_CASES[case]), errors
+    # The exception's message carries every error, for the CLI to print as is.
+    for error in errors:
+        assert error in str(excinfo.value)
+
+
+# --- environment substitution -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "expected"),
+    [
+        pytest.param("a: ${X}\n", {"X": "1"}, "a: 1\n", id="set"),
+        pytest.param("a: ${X}", {"X": ""}, "a: ", id="set-empty"),
+        pytest.param("a: ${X:-7}", {}, "a: 7", id="default-unset"),
+        pytest.param("a: ${X:-7}", {"X": "3"}, "a: 3", id="default-set"),
+        pytest.param("a: ${X:-7}", {"X": ""}, "a: 7", id="default-empty"),
+        pytest.param("a: ${X:-}", {}, "a: ", id="empty-default"),
+        pytest.param("a: ${X:-http://h:1/p}", {}, "a: http://h:1/p", id="default-with-colons"),
+        pytest.param("a: ${X}${Y}", {"X": "1", "Y": "2"}, "a: 12", id="adjacent"),
+        pytest.param("a: $$", {}, "a: $", id="escaped-dollar"),
+        pytest.param("a: $${X}", {}, "a: ${X}", id="escaped-reference"),
+        pytest.param("a: p$w0rd", {}, "a: p$w0rd", id="lone-dollar-kept"),
+        pytest.param("  # see ${UNSET}\na: 1", {}, "  # see ${UNSET}\na: 1", id="comment-line-skipped"),
+    ],
+)
+def test_substitute_env_forms(text: str, environ: dict[str, str], expected: str) -> None:
+    assert substitute_env(text, environ) == expected
+
+
+def test_unset_variable_names_variable_and_line() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        substitute_env("a: 1\nb: ${NOPE}\nc: ${ALSO_NOPE} ${SET}\n", {"SET": "x"})
+    assert _errors(excinfo) == [
+        ENV_UNSET.format(line=2, name="NOPE"),
+        "line 3: environment variable 'ALSO_NOPE' is not set and has no default",
+    ]
+
+
+@pytest.mark.parametrize("reference", ["${1X}", "${X:=d}", "${X", "${}"])
+def test_malformed_reference_is_an_error(reference: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        substitute_env(f"a: 1\nb: {reference}\n", {"X": "1"})
+    assert _errors(excinfo) == [
+        f"line 2: invalid environment reference {reference!r} (write ${{NAME}}, ${{NAME:-default}}, or $$ for a $)"
+    ]
+
+
+def test_load_settings_substitutes_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEAKPROC_TEST_WINDOW", "30")
+    monkeypatch.setenv("LEAKPROC_TEST_SITES", "12")
+    monkeypatch.delenv("LEAKPROC_TEST_UNSET", raising=False)
+    monkeypatch.delenv("LEAKPROC_TEST_NEVER_SET", raising=False)
+    settings = load_settings(TESTDATA / "env.yaml")
+    # Substitution happens before parsing, so a substituted number is an integer.
+    assert settings == Settings(
+        decode=DecodeConfig(max_samples=4242, top_sites=12), processor=ProcessorConfig(window=30)
+    )
+
+
+def test_load_settings_reports_every_unset_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LEAKPROC_TEST_MISSING_SITES", raising=False)
+    monkeypatch.delenv("LEAKPROC_TEST_MISSING_WINDOW", raising=False)
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(TESTDATA / "env_missing.yaml")
+    assert _errors(excinfo) == [
+        "line 3: environment variable 'LEAKPROC_TEST_MISSING_SITES' is not set and has no default",
+        "line 5: environment variable 'LEAKPROC_TEST_MISSING_WINDOW' is not set and has no default",
+    ]
+
+
+# --- YAML parsing -------------------------------------------------------------------------------
+
+
+def test_yaml_syntax_error_has_line_and_column() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(TESTDATA / "syntax_error.yaml")
+    [error] = _errors(excinfo)
+    assert error.startswith("line 4, column 2: invalid YAML: ")
+    assert "expected <block end>" in error
+
+
+def test_duplicate_key_is_an_error() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(TESTDATA / "duplicate_key.yaml")
+    assert _errors(excinfo) == ["line 5, column 3: invalid YAML: duplicate key 'top_sites'"]
+
+
+def test_merge_key_may_be_overridden(tmp_path: Path) -> None:
+    path = tmp_path / "merge.yaml"
+    path.write_text("processor:\n  <<: {window: 10}\n  window: 20\n")
+    assert load_settings(path) == Settings(processor=ProcessorConfig(window=20))
+
+
+# --- effective config output --------------------------------------------------------------------
+
+
+def test_settings_to_mapping_round_trips() -> None:
+    data = settings_to_mapping(EXPECTED_FULL)
+    assert data["processor"] == {"window": 30}
+    assert settings_from_mapping(yaml.safe_load(yaml.safe_dump(data))) == EXPECTED_FULL
+
+
+# --- DecodeConfig -------------------------------------------------------------------------------
+
+
+def test_decode_config_mirrors_decode_limits() -> None:
+    assert [f.name for f in dataclasses.fields(DecodeConfig)] == [f.name for f in dataclasses.fields(DecodeLimits)]
+    assert DecodeConfig().to_limits() == DecodeLimits()
+    limits = EXPECTED_FULL.decode.to_limits()
+    assert dataclasses.asdict(limits) == dataclasses.asdict(EXPECTED_FULL.decode)
+
+
+@pytest.mark.parametrize(("value", "ok"), [(0, False), (1, True), (4096, True), (4097, False)])
+def test_decode_top_k_bounds(value: int, ok: bool) -> None:
+    errors = DecodeConfig(top_sites=value, top_groups=value).validate()
+    assert errors == (
+        [] if ok else [f"{key}: must be between 1 and 4096, got {value}" for key in ("top_sites", "top_groups")]
+    )
+
+
+# --- the generic builder, on dataclasses shaped like future config sections ---------------------
+
+
+class Color(enum.StrEnum):
+    RED = "red"
+    GREEN = "green"
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    name: str = "leaf"
+    weight: float = 1.0
+
+    def validate(self) -> list[str]:
+        return [] if self.weight >= 0 else [f"weight: must be >= 0, got {self.weight}"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    color: Color = Color.RED
+    level: Level = Level.LOW
+    mode: Literal["fast", "slow"] = "fast"
+    enabled: bool = False
+    limit: int | None = None
+    size: int | str = 0
+    leaf: Leaf = field(default_factory=Leaf)
+    maybe_leaf: Leaf | None = None
+    leaves: list[Leaf] = field(default_factory=list)
+    tags: tuple[str, ...] = ()
+    pair: tuple[int, str] = (0, "")
+    weights: dict[str, float] = field(default_factory=dict)
+    by_color: dict[Color, int] = field(default_factory=dict)
+    extra: Any = None
+
+    def validate(self) -> list[str]:
+        # A whole-node message (no field name first): the loader puts `<path>: ` in front.
+        return ["a leaf is required when limit is set"] if self.limit and self.maybe_leaf is None else []
+
+
+@dataclass(frozen=True, slots=True)
+class Outer:
+    sample: Sample = field(default_factory=Sample)
+
+
+@dataclass(frozen=True, slots=True)
+class Named:
+    name: str
+    size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.name == "forbidden":
+            raise ValueError("name 'forbidden' is reserved")
+
+
+@dataclass(frozen=True, slots=True)
+class WithSet:
+    items: set[int] = field(default_factory=set)
+
+
+def test_builder_converts_every_supported_type() -> None:
+    data = {
+        "color": "green",
+        "level": 2,
+        "mode": "slow",
+        "enabled": True,
+        "limit": 5,
+        "size": "big",
+        "leaf": {"name": "x", "weight": 2},
+        "maybe_leaf": {"weight": "1e3"},
+        "leaves": [{"name": "a"}, {}],
+        "tags": ["a", "b"],
+        "pair": [1, "one"],
+        "weights": {"a": 0.5, "b": 1},
+        "by_color": {"red": 1},
+        "extra": {"anything": [1]},
+    }
+    built = build_config(Sample, data)
+    assert built == Sample(
+        color=Color.GREEN,
+        level=Level.HIGH,
+        mode="slow",
+        enabled=True,
+        limit=5,
+        size="big",
+        leaf=Leaf(name="x", weight=2.0),
+        maybe_leaf=Leaf(weight=1000.0),
+        leaves=[Leaf(name="a"), Leaf()],
+        tags=("a", "b"),
+        pair=(1, "one"),
+        weights={"a": 0.5, "b": 1.0},
+        by_color={Color.RED: 1},
+        extra={"anything": [1]},
+    )
+    assert type(built.color) is Color
+    assert type(built.leaf.weight) is float
+    assert type(built.tags) is tuple
+    # Plain output turns enums back into their values and tuples into lists.
+    plain = config_to_mapping(built)
+    assert plain["color"] == "green"
+    assert plain["by_color"] == {"red": 1}
+    assert plain["tags"] == ["a", "b"]
+    assert build_config(Sample, plain) == built
+
+
+def test_builder_defaults_and_nulls() -> None:
+    assert build_config(Sample, {}) == Sample()
+    assert build_config(Sample, None) == Sample()
+    # A null section means "all defaults"; a null optional section means None.
+    assert build_config(Sample, {"leaf": None, "maybe_leaf": None, "limit": None}) == Sample()
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param({"color": "blue"}, ["color: expected one of 'red', 'green', got 'blue'"], id="enum"),
+        pytest.param({"color": 1}, ["color: expected one of 'red', 'green', got 1"], id="enum-type"),
+        pytest.param({"level": True}, ["level: expected one of 1, 2, got True"], id="int-enum-bool"),
+        pytest.param({"mode": "medium"}, ["mode: expected one of 'fast', 'slow', got 'medium'"], id="literal"),
+        pytest.param({"enabled": 1}, ["enabled: expected a boolean, got 1"], id="bool"),
+        pytest.param({"limit": "x"}, ["limit: expected an integer, got 'x'"], id="optional"),
+        pytest.param({"size": 1.5}, ["size: expected an integer or a string, got 1.5"], id="union"),
+        pytest.param({"tags": "a"}, ["tags: expected a list, got 'a'"], id="tuple"),
+        pytest.param(
+            {"tags": ["a", 1, 2]},
+            ["tags[1]: expected a string, got 1", "tags[2]: expected a string, got 2"],
+            id="tuple-items",
+        ),
+        pytest.param({"pair": [1]}, ["pair: expected a list of 2 items, got [1]"], id="fixed-tuple"),
+        pytest.param({"weights": [1]}, ["weights: expected a mapping, got [1]"], id="dict"),
+        pytest.param({"weights": {"a": "heavy"}}, ["weights.a: expected a number, got 'heavy'"], id="dict-value"),
+        pytest.param({"weights": {"a": float("nan")}}, ["weights.a: expected a number, got nan"], id="nan"),
+        pytest.param(
+            {"by_color": {"blue": 1}}, ["by_color.blue: expected one of 'red', 'green', got 'blue'"], id="dict-key"
+        ),
+        pytest.param({"leaf": {"nme": "x"}}, ["leaf.nme: unknown key (did you mean 'name'?)"], id="nested-unknown"),
+        pytest.param({"leaf": {"weight": -1}}, ["leaf.weight: must be >= 0, got -1.0"], id="nested-validate"),
+        pytest.param(
+            {"maybe_leaf": {"weight": -2}}, ["maybe_leaf.weight: must be >= 0, got -2.0"], id="optional-nested-validate"
+        ),
+        pytest.param(
+            {"leaves": [{"weight": -1}, {"name": 3}]},
+            # Type errors come first (building), then validate() messages.
+            ["leaves[1].name: expected a string, got 3", "leaves[0].weight: must be >= 0, got -1.0"],
+            id="list-of-dataclasses",
+        ),
+        pytest.param({"limit": 3}, ["a leaf is required when limit is set"], id="root-node-message"),
+    ],
+)
+def test_builder_errors(data: dict[str, object], expected: list[str]) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        build_config(Sample, data)
+    assert _errors(excinfo) == expected
+
+
+def test_builder_prefixes_node_paths() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        build_config(Outer, {"sample": {"limit": 3, "leaf": {"weight": -1}, "color": "blue"}})
+    assert _errors(excinfo) == [
+        "sample.color: expected one of 'red', 'green', got 'blue'",
+        "sample: a leaf is required when limit is set",
+        "sample.leaf.weight: must be >= 0, got -1.0",
+    ]
+
+
+def test_builder_required_fields_and_post_init() -> None:
+    assert build_config(Named, {"name": "n"}) == Named(name="n")
+    with pytest.raises(ConfigError) as excinfo:
+        build_config(Named, {"size": 2})
+    assert _errors(excinfo) == ["name: required key is missing"]
+    with pytest.raises(ConfigError) as excinfo:
+        build_config(Named, {"name": 1})
+    assert _errors(excinfo) == ["name: expected a string, got 1"]
+    with pytest.raises(ConfigError) as excinfo:
+        build_config(Named, {"name": "forbidden"})
+    assert _errors(excinfo) == ["(top level): name 'forbidden' is reserved"]
+
+
+def test_config_to_mapping_needs_a_dataclass_instance() -> None:
+    with pytest.raises(TypeError, match="needs a dataclass instance"):
+        config_to_mapping(Settings)
+
+
+def test_builder_rejects_unsupported_types() -> None:
+    # A programming error in a config dataclass, not a config error.
+    with pytest.raises(TypeError, match="not supported"):
+        build_config(WithSet, {"items": [1]})
+    with pytest.raises(TypeError, match="needs a dataclass"):
+        build_config(dict, {})
