@@ -6,24 +6,45 @@ z thresholds are Mann-Kendall z scores (2.33 ~ one-sided p 0.01, 3.09 ~ p 0.001)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 
-def _positive(obj: object, names: tuple[str, ...]) -> list[str]:
-    errors = []
-    for name in names:
-        value = getattr(obj, name)
-        if value is not None and value <= 0:
-            errors.append(f"{name}: must be > 0, got {value}")
-    return errors
+def _bounds(
+    obj: object,
+    at_least: Mapping[str, float] | None = None,
+    positive: tuple[str, ...] = (),
+    skip: tuple[str, ...] = (),
+) -> list[str]:
+    """One message per numeric field that is out of range (never two for the same field).
 
-
-def _non_negative(obj: object) -> list[str]:
+    A field named in `at_least` must be >= its bound, one in `positive` must be > 0, any other numeric field
+    must be >= 0. Fields in `skip` (checked by the caller) and None values are left alone.
+    """
+    minimums = at_least or {}
     errors = []
     for f in fields(obj):  # type: ignore[arg-type]
         value = getattr(obj, f.name)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        if f.name in skip or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if f.name in minimums:
+            if value < minimums[f.name]:
+                errors.append(f"{f.name}: must be >= {minimums[f.name]}, got {value}")
+        elif f.name in positive:
+            if value <= 0:
+                errors.append(f"{f.name}: must be > 0, got {value}")
+        elif value < 0:
             errors.append(f"{f.name}: must be >= 0, got {value}")
+    return errors
+
+
+def _z_order(z_suspect: float, z_resolve: float, z_confirm: float | None = None) -> list[str]:
+    """Hysteresis needs z_resolve <= z_suspect; confirming needs at least the evidence of suspecting."""
+    errors = []
+    if z_confirm is not None and z_confirm < z_suspect:
+        errors.append(f"z_confirm: must be >= z_suspect ({z_suspect}), got {z_confirm}")
+    if z_resolve > z_suspect:
+        errors.append(f"z_resolve: must be <= z_suspect ({z_suspect}), got {z_resolve}")
     return errors
 
 
@@ -64,14 +85,10 @@ class HeapConfig:
     memory_limit_bytes: int | None = None
 
     def validate(self) -> list[str]:
-        errors = _non_negative(self) + _positive(self, ("memory_limit_bytes",))
-        if self.min_points < 4:
-            errors.append(f"min_points: must be >= 4, got {self.min_points}")
+        errors = _bounds(self, {"min_points": 4}, positive=("memory_limit_bytes",), skip=("plateau_fraction",))
         if not 0 < self.plateau_fraction < 1:
             errors.append(f"plateau_fraction: must be between 0 and 1, got {self.plateau_fraction}")
-        if self.z_resolve > self.z_suspect:
-            errors.append(f"z_resolve: must be <= z_suspect ({self.z_suspect}), got {self.z_resolve}")
-        return errors
+        return errors + _z_order(self.z_suspect, self.z_resolve, self.z_confirm)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +119,7 @@ class GoroutineConfig:
     confirm_wait_minutes: int = 10
 
     def validate(self) -> list[str]:
-        errors = _non_negative(self)
-        if self.min_points < 4:
-            errors.append(f"min_points: must be >= 4, got {self.min_points}")
-        return errors
+        return _bounds(self, {"min_points": 4}) + _z_order(self.z_suspect, self.z_resolve, self.z_confirm)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +145,12 @@ class ContentionConfig:
     high_delay_rate: float = 0.1
 
     def validate(self) -> list[str]:
-        errors = _non_negative(self)
-        if self.min_points < 4:
-            errors.append(f"min_points: must be >= 4, got {self.min_points}")
-        return errors
+        errors = _bounds(self, {"min_points": 4})
+        if self.high_delay_rate < self.min_delay_rate:
+            errors.append(
+                f"high_delay_rate: must be >= min_delay_rate ({self.min_delay_rate}), got {self.high_delay_rate}"
+            )
+        return errors + _z_order(self.z_suspect, self.z_resolve)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,11 +179,14 @@ class ProcessorConfig:
     contention: ContentionConfig = field(default_factory=ContentionConfig)
 
     def validate(self) -> list[str]:
-        errors = _non_negative(self)
-        if self.max_points < 8:
-            errors.append(f"max_points: must be >= 8, got {self.max_points}")
-        if self.window_seconds < 60:
-            errors.append(f"window_seconds: must be >= 60, got {self.window_seconds}")
-        if self.top_growers < 1:
-            errors.append(f"top_growers: must be >= 1, got {self.top_growers}")
+        errors = _bounds(self, {"window_seconds": 60, "max_points": 8, "top_growers": 1}, positive=("max_gap_seconds",))
+        # Settings a section could never satisfy with this history: its detector would never reach a verdict.
+        for name, section in (("heap", self.heap), ("goroutine", self.goroutine), ("contention", self.contention)):
+            if section.min_points > self.max_points:
+                errors.append(f"{name}.min_points: must be <= max_points ({self.max_points}), got {section.min_points}")
+        if self.heap.min_window_seconds > self.window_seconds:
+            errors.append(
+                f"heap.min_window_seconds: must be <= window_seconds ({self.window_seconds}), "
+                f"got {self.heap.min_window_seconds}"
+            )
         return errors

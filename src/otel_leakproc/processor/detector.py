@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
+from statistics import NormalDist
 
 import numpy as np
 
@@ -52,6 +54,13 @@ class _Meta:
     leaf: str = ""
     creator: str = ""
     blocking: str = ""
+
+
+@lru_cache(maxsize=32)
+def bonferroni_z(z: float, tests: int) -> float:
+    """The z threshold that keeps the one-sided false-alarm rate of `z` over `tests` simultaneous tests."""
+    normal = NormalDist()
+    return normal.inv_cdf(1.0 - (1.0 - normal.cdf(z)) / tests)
 
 
 def is_lock_wait(leaf: str) -> bool:
@@ -238,6 +247,8 @@ class SeriesDetector:
         names = self._site_names()
         growers: list[tuple[str, Trend, float]] = []
         best_site_z = 0.0
+        site_z = bonferroni_z(cfg.z_suspect, CANDIDATES)  # several sites are tested at once
+        stopped = np.zeros(len(y))  # sites that grew and stopped (a cache that filled): not a leak
         if names:
             matrix = self._matrix(names, "sites")
             if bucket:
@@ -249,8 +260,18 @@ class SeriesDetector:
                 recent = theil_sen(th[-recent_n:], matrix[i][-recent_n:])
                 growers.append((names[i], trend, float(matrix[i][-1])))
                 ongoing = recent.slope >= cfg.plateau_ratio * trend.slope
-                if trend.slope >= floor and trend.low > 0 and ongoing:
-                    best_site_z = max(best_site_z, trend.z)
+                if trend.slope >= floor and trend.low > 0:
+                    if ongoing and trend.z >= site_z:
+                        best_site_z = max(best_site_z, trend.z)
+                    else:
+                        stopped += matrix[i]
+        if stopped.any():
+            # Judge the total without the growth of sites that have plateaued, so a filled cache
+            # cannot keep the whole heap flagged through the noise of the rest.
+            y = y - stopped
+            total = theil_sen(th, y)
+            total_recent = theil_sen(th[-recent_n:], y[-recent_n:])
+            evidence["plateaued_sites_excluded"] = True
         total_ongoing = total_recent.slope >= cfg.plateau_ratio * total.slope
         total_ok = total.slope >= floor and total.low > 0 and total_ongoing
         total_z = total.z if total_ok else 0.0
@@ -378,59 +399,75 @@ class SeriesDetector:
         )
 
     def _evaluate_contention(self, now: float) -> SeriesReport:
+        """Mutex/block profiles are cumulative: compare the delay rate now with the window's baseline.
+
+        Rates come from differences of cumulative delay over several profiles, not single intervals,
+        because sampled profiles record delay in chunks (many intervals show nothing, then a lump).
+        """
         cfg = self.config.contention
         points = list(self.points)
         age = now - self.segment_start
         evidence: dict[str, object] = {"points": len(points), "segment_age_seconds": age}
-        if len(points) < 2:
+        if len(points) < 3:
             evidence["reason"] = "collecting profiles"
             self.status = Status.INSUFFICIENT_DATA
             return self._build(now, 0.0, 0.0, 0.0, (), evidence)
         lock_only = self.key.kind is ProfileKind.BLOCK
         names = [n for n in self._site_names() if not lock_only or is_lock_wait(self.meta.get(n, _Meta(n, "", 0)).leaf)]
-        times = np.array([p.time for p in points[1:]])
-        rates = np.zeros((len(names), len(points) - 1))
-        for j in range(1, len(points)):
-            dt = points[j].time - points[j - 1].time
-            prev, cur = points[j - 1].sites, points[j].sites
-            for i, name in enumerate(names):
-                delta = cur.get(name, 0.0) - prev.get(name, 0.0)
-                rates[i, j - 1] = max(delta, 0.0) / dt if name in cur else 0.0
-        total_rate = rates.sum(axis=0) if names else np.zeros(len(points) - 1)
-        current = float(total_rate[-1])
-        recent = float(np.mean(total_rate[-3:]))
-        th = (times - times[0]) / HOUR
-        trend = theil_sen(th, total_rate) if len(th) >= 3 else FLAT
-        growers: list[tuple[str, Trend, float]] = []
-        if names and len(th) >= 3:
-            screen = ols_slopes(th, rates) + rates[:, -3:].mean(axis=1)  # rising or already heavy
-            for i in [int(i) for i in np.argsort(-screen)[:CANDIDATES] if screen[i] > 0]:
-                growers.append((names[i], theil_sen(th, rates[i]), float(rates[i][-1])))
+        t = np.array([p.time for p in points])
+        cumulative = np.zeros((len(names), len(points)))
+        for i, name in enumerate(names):
+            last = 0.0
+            for j, p in enumerate(points):
+                last = max(last, p.sites.get(name, last))  # a site missing from top-K keeps its total
+                cumulative[i, j] = last
+        total = cumulative.sum(axis=0)
+        n = len(points)
+        k = max(2, int(n * 0.2))
+        recent_site = (cumulative[:, -1] - cumulative[:, -1 - k]) / (t[-1] - t[-1 - k])
+        # Baseline: the quietest k-profile stretch of the window, so contention that started inside the
+        # window stays "grown" until the window has moved past its start.
+        span_rates = (total[k:] - total[:-k]) / (t[k:] - t[:-k])
+        quiet = int(np.argmin(span_rates))
+        base_site = (cumulative[:, quiet + k] - cumulative[:, quiet]) / (t[quiet + k] - t[quiet])
+        recent = float(recent_site.sum())
+        baseline = float(span_rates[quiet])
+        interval = np.diff(total) / np.diff(t)
+        th = (t[1:] - t[1]) / HOUR
+        trend = theil_sen(th, interval) if len(th) >= 3 else FLAT
+        span_hours = max((t[-1] - t[0]) / HOUR / 2, 1e-9)
+        growth = (recent - baseline) / span_hours
         evidence.update(
             {
                 "delay_rate_seconds_per_second": recent / NANOS,
+                "baseline_delay_rate_seconds_per_second": baseline / NANOS,
                 "trend_z": round(trend.z, 3),
                 "lock_sites_only": lock_only,
             }
         )
         floor = cfg.min_delay_rate * NANOS
-        if len(th) < cfg.min_points - 1 or age < cfg.warmup_seconds:
-            evidence["reason"] = "warm-up" if len(th) >= cfg.min_points - 1 else "collecting profiles"
+        heavy_rate = cfg.high_delay_rate * NANOS
+        if n < cfg.min_points or age < cfg.warmup_seconds:
+            evidence["reason"] = "warm-up" if n >= cfg.min_points else "collecting profiles"
             self.status = Status.INSUFFICIENT_DATA
         else:
-            rising = trend.z >= cfg.z_suspect and trend.slope > 0 and recent >= floor
-            heavy = recent >= cfg.high_delay_rate * NANOS
-            keep = recent >= floor and (trend.z >= cfg.z_resolve or recent >= cfg.high_delay_rate * NANOS / 2)
+            rising = recent >= floor and recent >= 2 * baseline + floor / 2 and trend.z >= cfg.z_resolve
+            heavy = recent >= heavy_rate
+            keep = recent >= floor and (recent >= 1.5 * baseline or recent >= heavy_rate / 2)
             self._transition(rising or heavy, keep, self._flag_age(now) >= cfg.confirm_seconds, now)
-        ranked = self._contention_growers(growers, recent)
-        return self._build(now, current, trend.slope, trend.slope, ranked, evidence, trend.z)
+        growers = [
+            (names[i], float(recent_site[i]), float((recent_site[i] - base_site[i]) / span_hours))
+            for i in np.argsort(-recent_site)[: self.config.top_growers]
+            if recent_site[i] > 0
+        ]
+        current = float(interval[-1])
+        return self._build(now, current, growth, growth, self._contention_growers(growers, recent), evidence, trend.z)
 
-    def _contention_growers(self, trends: list[tuple[str, Trend, float]], total_rate: float) -> tuple[Grower, ...]:
-        trends = sorted(trends, key=lambda item: (-item[2], -item[1].slope))
+    def _contention_growers(self, sites: list[tuple[str, float, float]], total_rate: float) -> tuple[Grower, ...]:
         out = []
-        for name, tr, cur in trends[: self.config.top_growers]:
+        for name, rate, growth in sites:
             meta = self.meta.get(name) or _Meta(name, "", 0)
-            detail: dict[str, object] = {"z": round(tr.z, 3), "delay_seconds_per_second": cur / NANOS}
+            detail: dict[str, object] = {"delay_seconds_per_second": rate / NANOS}
             if meta.leaf and meta.leaf != meta.function:
                 detail["leaf"] = meta.leaf
             out.append(
@@ -438,9 +475,9 @@ class SeriesDetector:
                     function=meta.function,
                     file=meta.file,
                     line=meta.line,
-                    growth_per_hour=tr.slope,
-                    share=min(1.0, cur / total_rate) if total_rate > 0 else 0.0,
-                    current=cur,
+                    growth_per_hour=growth,
+                    share=min(1.0, rate / total_rate) if total_rate > 0 else 0.0,
+                    current=rate,
                     detail=detail,
                 )
             )
