@@ -141,7 +141,7 @@ def function(layer: int, index: int) -> str:
         size = 16 + 16 * ((layer * WIDTH + index + site) % 7)
         lines.append(f"\tcase {site}:")
         if (layer, index, site) == (LEAK_LAYER, LEAK_INDEX, 0):
-            lines.append(f"\t\tleaked = append(leaked, make([]byte, {size * 8}+int(h>>8)%4*8))")
+            lines.append(f"\t\tleaked = append(leaked, make([]byte, {size * 256}+int(h>>8)%4*8))")
         else:
             lines.append(f"\t\tkeep(make([]byte, {size}+int(h>>8)%3*8), h>>16)")
     lines.append("\t}")

@@ -7249,7 +7249,7 @@ func l5f07(p uint64) {
 	h := mix(p)
 	switch h % 3 {
 	case 0:
-		leaked = append(leaked, make([]byte, 768+int(h>>8)%4*8))
+		leaked = append(leaked, make([]byte, 24576+int(h>>8)%4*8))
 	case 1:
 		keep(make([]byte, 112+int(h>>8)%3*8), h>>16)
 	case 2:

@@ -125,8 +125,6 @@ def render_table(rows: list[tuple[SeriesReport, str]]) -> str:
         for g in report.top_growers:
             where = f"{g.file}:{g.line}" if g.file else ""
             state = f" [{g.state}]" if g.state else ""
-            rate = human(g.growth_per_hour, key.kind)
-            lines.append(
-                f"    {'+' if g.growth_per_hour > 0 else ''}{rate:>10}/h {g.share * 100:5.1f}%  {g.function}{state}  {where}"
-            )
+            rate = ("+" if g.growth_per_hour > 0 else "") + human(g.growth_per_hour, key.kind)
+            lines.append(f"    {rate:>11}/h {g.share * 100:5.1f}%  {g.function}{state}  {where}")
     return "\n".join(lines)

@@ -360,10 +360,10 @@ class SeriesDetector:
                 growers.append((keys[i], trend, float(matrix[i][-1])))
                 increase = float(matrix[i][-1] - matrix[i][0])
                 ongoing = recent.slope >= 0.25 * trend.slope
-                if trend.slope >= cfg.min_growth_per_hour and increase >= cfg.min_increase and ongoing:
-                    if trend.z > best:
-                        best = trend.z
-                        oldest_wait = last.groups.get(keys[i], (0, 0, 0))[1]
+                grows = trend.slope >= cfg.min_growth_per_hour and increase >= cfg.min_increase and ongoing
+                if grows and trend.z > best:
+                    best = trend.z
+                    oldest_wait = last.groups.get(keys[i], (0, 0, 0))[1]
         if leaked_now:  # the runtime proved these goroutines can never wake: nothing to wait for
             leaked_groups = sorted(((k, v[2]) for k, v in last.groups.items() if v[2] > 0), key=lambda kv: -kv[1])
             known = {name for name, _, _ in growers}
