@@ -1,4 +1,5 @@
-"""Tests for the configuration loader (`otel_leakproc.config`) and `receiver.config.DecodeConfig`.
+"""Tests for the configuration loader (`otel_leakproc.config`), `receiver.config.DecodeConfig` and the
+detector settings in `processor.config`.
 
 Fixture files live in tests/testdata/config/; `config/leakproc.yaml` is the shipped default config.
 """
@@ -27,7 +28,7 @@ from otel_leakproc.config import (
     substitute_env,
 )
 from otel_leakproc.errors import ConfigError
-from otel_leakproc.processor.config import ProcessorConfig
+from otel_leakproc.processor.config import ContentionConfig, GoroutineConfig, HeapConfig, ProcessorConfig
 from otel_leakproc.receiver.config import DecodeConfig
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 
@@ -60,12 +61,57 @@ EXPECTED_FULL = Settings(
         top_sites=16,
         top_groups=4096,
     ),
-    processor=ProcessorConfig(window=30),
+    processor=ProcessorConfig(
+        window_seconds=3600.0,
+        max_points=120,
+        bucket_seconds=30.0,
+        max_gap_seconds=900.0,
+        top_growers=3,
+        heap=HeapConfig(
+            warmup_seconds=600.0,
+            min_points=8,
+            min_window_seconds=300.0,
+            z_suspect=2.0,
+            z_confirm=3.5,
+            z_resolve=1.0,
+            confirm_seconds=1200.0,
+            min_growth_bytes_per_hour=2097152.0,
+            min_growth_ratio_per_hour=0.02,
+            plateau_fraction=0.4,
+            plateau_ratio=0.5,
+            memory_limit_bytes=536870912,
+        ),
+        goroutine=GoroutineConfig(
+            warmup_seconds=120.0,
+            min_points=5,
+            z_suspect=2.5,
+            z_confirm=3.2,
+            z_resolve=1.5,
+            confirm_seconds=300.0,
+            min_growth_per_hour=6.5,
+            min_increase=3,
+            confirm_wait_minutes=20,
+        ),
+        contention=ContentionConfig(
+            warmup_seconds=60.0,
+            min_points=8,
+            z_suspect=2.1,
+            z_resolve=0.9,
+            confirm_seconds=450.0,
+            min_delay_rate=0.005,
+            high_delay_rate=0.25,
+        ),
+    ),
 )
 
 
 def test_full_yaml_equals_expected_settings() -> None:
-    assert load_settings(TESTDATA / "full.yaml") == EXPECTED_FULL
+    settings = load_settings(TESTDATA / "full.yaml")
+    assert settings == EXPECTED_FULL
+    # Float fields written as YAML integers are converted, so the types match the annotations.
+    assert type(settings.processor.window_seconds) is float
+    assert type(settings.processor.heap.min_growth_bytes_per_hour) is float
+    assert type(settings.processor.heap.memory_limit_bytes) is int
 
 
 def _leaves(data: object, path: str = "") -> dict[str, object]:
@@ -88,8 +134,10 @@ def test_full_yaml_sets_every_field_to_a_non_default() -> None:
 def test_typo_in_key_names_the_close_match() -> None:
     with pytest.raises(ConfigError) as excinfo:
         load_settings(TESTDATA / "unknown_key.yaml")
-    assert _errors(excinfo) == [UNKNOWN_KEY_SUGGESTION.format(path="processor.windw", suggestion="window")]
-    assert _errors(excinfo) == ["processor.windw: unknown key (did you mean 'window'?)"]
+    assert _errors(excinfo) == [
+        UNKNOWN_KEY_SUGGESTION.format(path="processor.windw_seconds", suggestion="window_seconds")
+    ]
+    assert _errors(excinfo) == ["processor.windw_seconds: unknown key (did you mean 'window_seconds'?)"]
 
 
 def test_empty_or_comment_only_file_gives_defaults(tmp_path: Path) -> None:
@@ -110,17 +158,17 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 def test_unreadable_text_is_a_config_error(tmp_path: Path) -> None:
     latin1 = tmp_path / "latin1.yaml"
-    latin1.write_bytes(b"processor:\n  window: 30 # caf\xe9\n")
+    latin1.write_bytes(b"processor:\n  max_points: 30 # caf\xe9\n")
     with pytest.raises(ConfigError) as excinfo:
         load_settings(latin1)
     [error] = _errors(excinfo)
     assert error.startswith(f"{latin1}: cannot read config file: 'utf-8' codec can't decode byte 0xe9")
     control = tmp_path / "control.yaml"
-    control.write_text("processor:\n  window: 30\x07\n")
+    control.write_text("processor:\n  max_points: 30\x07\n")
     with pytest.raises(ConfigError) as excinfo:
         load_settings(control)
     [error] = _errors(excinfo)
-    assert error == "line 2, column 13: invalid YAML: unacceptable character #x0007: special characters are not allowed"
+    assert error == "line 2, column 17: invalid YAML: unacceptable character #x0007: special characters are not allowed"
 
 
 # --- the shipped default config -----------------------------------------------------------------
@@ -180,27 +228,82 @@ def test_shipped_config_comments_every_key() -> None:
 
 # Case name in invalid_configs.yaml -> one substring per expected error (no other errors allowed).
 INVALID_CASES: dict[str, list[str]] = {
-    "unknown_key_with_suggestion": ["processor.windw: unknown key (did you mean 'window'?)"],
+    "unknown_key_with_suggestion": ["processor.windw_seconds: unknown key (did you mean 'window_seconds'?)"],
+    "unknown_nested_key_with_suggestion": ["processor.heap.z_suspct: unknown key (did you mean 'z_suspect'?)"],
     "unknown_section_with_suggestion": ["decoder: unknown key (did you mean 'decode'?)"],
+    "unknown_detector_section_with_suggestion": ["processor.goroutines: unknown key (did you mean 'goroutine'?)"],
     "unknown_key_without_suggestion": ["decode.zzz: unknown key (expected one of: max_decompressed_bytes, "],
-    "string_for_integer": ["processor.window: expected an integer, got 'abc'"],
+    "unknown_nested_key_without_suggestion": [
+        "processor.contention.zzz: unknown key (expected one of: warmup_seconds, min_points, z_suspect, z_resolve, "
+        "confirm_seconds, min_delay_rate, high_delay_rate)"
+    ],
+    "string_for_integer": ["processor.max_points: expected an integer, got 'abc'"],
+    "string_for_number": ["processor.heap.z_suspect: expected a number, got 'high'"],
+    "string_for_optional_integer": ["processor.heap.memory_limit_bytes: expected an integer, got '2GiB'"],
     "bool_is_not_an_integer": ["decode.max_samples: expected an integer, got True"],
+    "bool_is_not_a_number": ["processor.goroutine.z_confirm: expected a number, got True"],
     "float_for_integer": ["decode.top_sites: expected an integer, got 1.5"],
+    "float_for_nested_integer": ["processor.goroutine.min_increase: expected an integer, got 2.5"],
     "null_for_integer": ["decode.max_strings: expected an integer, got None"],
+    "null_for_number": ["processor.window_seconds: expected a number, got None"],
     "negative_limit": ["decode.max_samples: must be > 0, got -1"],
     "zero_limit": ["decode.max_decompressed_bytes: must be > 0, got 0"],
     "top_sites_above_maximum": ["decode.top_sites: must be between 1 and 4096, got 5000"],
     "top_groups_below_minimum": ["decode.top_groups: must be between 1 and 4096, got 0"],
-    "processor_window_too_small": ["processor.window: must be >= 8, got 3"],
+    "processor_max_points_too_small": ["processor.max_points: must be >= 8, got 7"],
+    # Only the window: relations with a field that is already wrong (min_window_seconds) are not reported.
+    "processor_window_too_small": ["processor.window_seconds: must be >= 60, got 30.0"],
+    "min_points_above_max_points": [
+        "processor.heap.min_points: must be <= max_points (20), got 30",
+        "processor.contention.min_points: must be <= max_points (20), got 21",
+    ],
+    "min_window_above_window": ["processor.heap.min_window_seconds: must be <= window_seconds (3600.0), got 3601.0"],
+    "top_growers_zero": ["processor.top_growers: must be >= 1, got 0"],
+    "zero_max_gap": ["processor.max_gap_seconds: must be > 0, got 0.0"],
+    "detector_min_points_too_small": [
+        "processor.heap.min_points: must be >= 4, got 3",
+        "processor.goroutine.min_points: must be >= 4, got 0",
+        "processor.contention.min_points: must be >= 4, got 1",
+    ],
+    "negative_values": [
+        "processor.bucket_seconds: must be >= 0, got -1.0",
+        "processor.heap.warmup_seconds: must be >= 0, got -5.0",
+        "processor.heap.min_points: must be >= 4, got -2",
+        "processor.heap.min_growth_bytes_per_hour: must be >= 0, got -1.0",
+        "processor.heap.memory_limit_bytes: must be > 0, got -1",
+        "processor.goroutine.min_increase: must be >= 0, got -1",
+        "processor.goroutine.confirm_wait_minutes: must be >= 0, got -3",
+        "processor.contention.confirm_seconds: must be >= 0, got -10.0",
+        "processor.contention.min_delay_rate: must be >= 0, got -0.5",
+    ],
+    "zero_memory_limit": ["processor.heap.memory_limit_bytes: must be > 0, got 0"],
+    "plateau_fraction_above_one": ["processor.heap.plateau_fraction: must be between 0 and 1, got 1.5"],
+    "plateau_fraction_one": ["processor.heap.plateau_fraction: must be between 0 and 1, got 1.0"],
+    "plateau_fraction_zero": ["processor.heap.plateau_fraction: must be between 0 and 1, got 0.0"],
+    "plateau_fraction_negative": ["processor.heap.plateau_fraction: must be between 0 and 1, got -0.2"],
+    "heap_z_resolve_above_z_suspect": ["processor.heap.z_resolve: must be <= z_suspect (2.33), got 2.5"],
+    "goroutine_z_resolve_above_z_suspect": ["processor.goroutine.z_resolve: must be <= z_suspect (2.0), got 2.1"],
+    "contention_z_resolve_above_z_suspect": ["processor.contention.z_resolve: must be <= z_suspect (2.33), got 3.0"],
+    "z_confirm_below_z_suspect": [
+        "processor.heap.z_confirm: must be >= z_suspect (3.5), got 3.09",
+        "processor.goroutine.z_confirm: must be >= z_suspect (2.33), got 2.0",
+    ],
+    "high_delay_rate_below_min_delay_rate": [
+        "processor.contention.high_delay_rate: must be >= min_delay_rate (0.5), got 0.1"
+    ],
     "section_not_a_mapping": ["decode: expected a mapping, got 5"],
-    "section_is_a_list": ["processor: expected a mapping, got ['window', 30]"],
+    "section_is_a_list": ["processor: expected a mapping, got ['max_points', 30]"],
+    "detector_section_not_a_mapping": ["processor.heap: expected a mapping, got 5"],
     "non_string_key": ["decode: keys must be strings, got 1"],
     "several_errors_reported_together": [
         "decoder: unknown key (did you mean 'decode'?)",
         "decode.top_sites: expected an integer, got 'many'",
+        "processor.heap.z_suspct: unknown key (did you mean 'z_suspect'?)",
         "decode.max_samples: must be > 0, got -5",
         "decode.max_locations: must be > 0, got 0",
-        "processor.window: must be >= 8, got 2",
+        "processor.max_points: must be >= 8, got 2",
+        "processor.heap.plateau_fraction: must be between 0 and 1, got 2.0",
+        "processor.goroutine.min_points: must be >= 4, got 2",
     ],
     "top_level_is_a_list": ["(top level): expected a mapping, got [1, 2]"],
 }
@@ -272,25 +375,27 @@ def test_malformed_reference_is_an_error(reference: str) -> None:
 
 
 def test_load_settings_substitutes_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LEAKPROC_TEST_WINDOW", "30")
+    monkeypatch.setenv("LEAKPROC_TEST_MAX_POINTS", "30")
     monkeypatch.setenv("LEAKPROC_TEST_SITES", "12")
+    monkeypatch.setenv("LEAKPROC_TEST_MEMORY_LIMIT", "1073741824")
     monkeypatch.delenv("LEAKPROC_TEST_UNSET", raising=False)
     monkeypatch.delenv("LEAKPROC_TEST_NEVER_SET", raising=False)
     settings = load_settings(TESTDATA / "env.yaml")
-    # Substitution happens before parsing, so a substituted number is an integer.
+    # Substitution happens before parsing, so a substituted number is a number, not a string.
     assert settings == Settings(
-        decode=DecodeConfig(max_samples=4242, top_sites=12), processor=ProcessorConfig(window=30)
+        decode=DecodeConfig(max_samples=4242, top_sites=12),
+        processor=ProcessorConfig(max_points=30, heap=HeapConfig(memory_limit_bytes=1073741824, z_suspect=2.5)),
     )
 
 
 def test_load_settings_reports_every_unset_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LEAKPROC_TEST_MISSING_SITES", raising=False)
-    monkeypatch.delenv("LEAKPROC_TEST_MISSING_WINDOW", raising=False)
+    monkeypatch.delenv("LEAKPROC_TEST_MISSING_MAX_POINTS", raising=False)
     with pytest.raises(ConfigError) as excinfo:
         load_settings(TESTDATA / "env_missing.yaml")
     assert _errors(excinfo) == [
         "line 3: environment variable 'LEAKPROC_TEST_MISSING_SITES' is not set and has no default",
-        "line 5: environment variable 'LEAKPROC_TEST_MISSING_WINDOW' is not set and has no default",
+        "line 5: environment variable 'LEAKPROC_TEST_MISSING_MAX_POINTS' is not set and has no default",
     ]
 
 
@@ -313,8 +418,8 @@ def test_duplicate_key_is_an_error() -> None:
 
 def test_merge_key_may_be_overridden(tmp_path: Path) -> None:
     path = tmp_path / "merge.yaml"
-    path.write_text("processor:\n  <<: {window: 10}\n  window: 20\n")
-    assert load_settings(path) == Settings(processor=ProcessorConfig(window=20))
+    path.write_text("processor:\n  <<: {max_points: 10, top_growers: 2}\n  max_points: 20\n")
+    assert load_settings(path) == Settings(processor=ProcessorConfig(max_points=20, top_growers=2))
 
 
 # --- effective config output --------------------------------------------------------------------
@@ -322,7 +427,11 @@ def test_merge_key_may_be_overridden(tmp_path: Path) -> None:
 
 def test_settings_to_mapping_round_trips() -> None:
     data = settings_to_mapping(EXPECTED_FULL)
-    assert data["processor"] == {"window": 30}
+    processor = data["processor"]
+    assert isinstance(processor, dict)
+    assert processor["max_points"] == 120
+    assert processor["heap"]["memory_limit_bytes"] == 536870912
+    assert processor["contention"] == dataclasses.asdict(EXPECTED_FULL.processor.contention)
     assert settings_from_mapping(yaml.safe_load(yaml.safe_dump(data))) == EXPECTED_FULL
 
 
@@ -342,6 +451,96 @@ def test_decode_top_k_bounds(value: int, ok: bool) -> None:
     assert errors == (
         [] if ok else [f"{key}: must be between 1 and 4096, got {value}" for key in ("top_sites", "top_groups")]
     )
+
+
+# --- ProcessorConfig (detector settings) -------------------------------------------------------
+
+
+def test_detector_defaults_are_valid() -> None:
+    assert ProcessorConfig().validate() == []
+    assert HeapConfig().validate() == []
+    assert GoroutineConfig().validate() == []
+    assert ContentionConfig().validate() == []
+
+
+def _numeric_processor_paths() -> list[str]:
+    hints_by_path = {}
+    for path in _field_paths(ProcessorConfig):
+        node: Any = ProcessorConfig()
+        for key in path.split("."):
+            node = getattr(node, key)
+        if not dataclasses.is_dataclass(node):
+            hints_by_path[path] = node
+    return sorted(path for path, value in hints_by_path.items() if value is None or isinstance(value, int | float))
+
+
+def _nested(path: str, value: object) -> dict[str, object]:
+    data: dict[str, object] = {}
+    node = data
+    keys = path.split(".")
+    for key in keys[:-1]:
+        child: dict[str, object] = {}
+        node[key] = child
+        node = child
+    node[keys[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize("path", _numeric_processor_paths())
+def test_every_negative_detector_setting_is_rejected_once(path: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        settings_from_mapping({"processor": _nested(path, -1)})
+    errors = _errors(excinfo)
+    # Exactly one message, about the field itself, even where the field has its own stricter bound or takes
+    # part in a relation with another field (z_resolve <= z_suspect, min_points <= max_points, ...).
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"processor.{path}: must be "), errors
+    assert errors[0].endswith(("got -1", "got -1.0")), errors
+
+
+def test_numeric_processor_paths_cover_every_section() -> None:
+    paths = _numeric_processor_paths()
+    assert len(paths) == 5 + 12 + 9 + 7
+    assert "heap.memory_limit_bytes" in paths
+    assert "contention.high_delay_rate" in paths
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        pytest.param(ProcessorConfig(max_points=8, heap=HeapConfig(min_points=8)), id="min-points-equal-max-points"),
+        pytest.param(
+            ProcessorConfig(window_seconds=600.0, heap=HeapConfig(min_window_seconds=600.0)), id="min-window-equal"
+        ),
+        pytest.param(ProcessorConfig(window_seconds=60.0, heap=HeapConfig(min_window_seconds=0.0)), id="min-window"),
+        pytest.param(ProcessorConfig(heap=HeapConfig(z_suspect=2.0, z_resolve=2.0, z_confirm=2.0)), id="z-equal"),
+        pytest.param(ProcessorConfig(goroutine=GoroutineConfig(z_suspect=0.0, z_resolve=0.0, z_confirm=0.0)), id="z0"),
+        pytest.param(
+            ProcessorConfig(contention=ContentionConfig(min_delay_rate=0.2, high_delay_rate=0.2)), id="rates-equal"
+        ),
+        pytest.param(ProcessorConfig(heap=HeapConfig(plateau_fraction=0.99, memory_limit_bytes=1)), id="edges"),
+        pytest.param(ProcessorConfig(bucket_seconds=0.0, top_growers=1, max_gap_seconds=0.5), id="minimums"),
+    ],
+)
+def test_detector_boundary_values_are_accepted(config: ProcessorConfig) -> None:
+    assert config.validate() == []
+    for section in (config.heap, config.goroutine, config.contention):
+        assert section.validate() == []
+
+
+def test_detector_section_messages_start_with_the_field_name() -> None:
+    # The loader prefixes the section path only to messages that start with a field name.
+    assert HeapConfig(z_resolve=3.0).validate() == ["z_resolve: must be <= z_suspect (2.33), got 3.0"]
+    assert GoroutineConfig(z_confirm=1.0, z_resolve=0.5).validate() == [
+        "z_confirm: must be >= z_suspect (2.33), got 1.0"
+    ]
+    assert ContentionConfig(min_points=2, high_delay_rate=0.0).validate() == [
+        "min_points: must be >= 4, got 2",
+        "high_delay_rate: must be >= min_delay_rate (0.001), got 0.0",
+    ]
+    assert ProcessorConfig(max_points=10, goroutine=GoroutineConfig(min_points=11)).validate() == [
+        "goroutine.min_points: must be <= max_points (10), got 11"
+    ]
 
 
 # --- the generic builder, on dataclasses shaped like future config sections ---------------------

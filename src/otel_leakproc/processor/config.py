@@ -38,13 +38,21 @@ def _bounds(
     return errors
 
 
-def _z_order(z_suspect: float, z_resolve: float, z_confirm: float | None = None) -> list[str]:
+def _failed(errors: list[str]) -> set[str]:
+    """Fields that already have a message, so that relations between fields do not report them twice."""
+    return {error.split(":", 1)[0] for error in errors}
+
+
+def _z_order(obj: HeapConfig | GoroutineConfig | ContentionConfig, failed: set[str]) -> list[str]:
     """Hysteresis needs z_resolve <= z_suspect; confirming needs at least the evidence of suspecting."""
-    errors = []
-    if z_confirm is not None and z_confirm < z_suspect:
-        errors.append(f"z_confirm: must be >= z_suspect ({z_suspect}), got {z_confirm}")
-    if z_resolve > z_suspect:
-        errors.append(f"z_resolve: must be <= z_suspect ({z_suspect}), got {z_resolve}")
+    errors: list[str] = []
+    if "z_suspect" in failed:
+        return errors
+    z_confirm = getattr(obj, "z_confirm", None)
+    if z_confirm is not None and "z_confirm" not in failed and z_confirm < obj.z_suspect:
+        errors.append(f"z_confirm: must be >= z_suspect ({obj.z_suspect}), got {z_confirm}")
+    if "z_resolve" not in failed and obj.z_resolve > obj.z_suspect:
+        errors.append(f"z_resolve: must be <= z_suspect ({obj.z_suspect}), got {obj.z_resolve}")
     return errors
 
 
@@ -88,7 +96,7 @@ class HeapConfig:
         errors = _bounds(self, {"min_points": 4}, positive=("memory_limit_bytes",), skip=("plateau_fraction",))
         if not 0 < self.plateau_fraction < 1:
             errors.append(f"plateau_fraction: must be between 0 and 1, got {self.plateau_fraction}")
-        return errors + _z_order(self.z_suspect, self.z_resolve, self.z_confirm)
+        return errors + _z_order(self, _failed(errors))
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +127,8 @@ class GoroutineConfig:
     confirm_wait_minutes: int = 10
 
     def validate(self) -> list[str]:
-        return _bounds(self, {"min_points": 4}) + _z_order(self.z_suspect, self.z_resolve, self.z_confirm)
+        errors = _bounds(self, {"min_points": 4})
+        return errors + _z_order(self, _failed(errors))
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +155,12 @@ class ContentionConfig:
 
     def validate(self) -> list[str]:
         errors = _bounds(self, {"min_points": 4})
-        if self.high_delay_rate < self.min_delay_rate:
+        failed = _failed(errors)
+        if failed.isdisjoint({"min_delay_rate", "high_delay_rate"}) and self.high_delay_rate < self.min_delay_rate:
             errors.append(
                 f"high_delay_rate: must be >= min_delay_rate ({self.min_delay_rate}), got {self.high_delay_rate}"
             )
-        return errors + _z_order(self.z_suspect, self.z_resolve)
+        return errors + _z_order(self, failed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,11 +190,12 @@ class ProcessorConfig:
 
     def validate(self) -> list[str]:
         errors = _bounds(self, {"window_seconds": 60, "max_points": 8, "top_growers": 1}, positive=("max_gap_seconds",))
+        failed = _failed(errors)
         # Settings a section could never satisfy with this history: its detector would never reach a verdict.
         for name, section in (("heap", self.heap), ("goroutine", self.goroutine), ("contention", self.contention)):
-            if section.min_points > self.max_points:
+            if "max_points" not in failed and section.min_points > self.max_points:
                 errors.append(f"{name}.min_points: must be <= max_points ({self.max_points}), got {section.min_points}")
-        if self.heap.min_window_seconds > self.window_seconds:
+        if "window_seconds" not in failed and self.heap.min_window_seconds > self.window_seconds:
             errors.append(
                 f"heap.min_window_seconds: must be <= window_seconds ({self.window_seconds}), "
                 f"got {self.heap.min_window_seconds}"
