@@ -154,7 +154,9 @@ def time_one(subject: Subject, mode: str, feeders: dict[str, SeriesFeeder]) -> f
     return (end - start) / 1e6
 
 
-def run(subjects: list[Subject], modes: Sequence[str], reps: int, warmup: int, feeders: dict[str, SeriesFeeder]) -> None:
+def run(
+    subjects: list[Subject], modes: Sequence[str], reps: int, warmup: int, feeders: dict[str, SeriesFeeder]
+) -> None:
     """Every repetition visits every profile in series order; the mode order rotates per repetition."""
     for rep in range(warmup + reps):
         gc.collect()
@@ -173,19 +175,29 @@ def _status_kib(field: str) -> int:
     raise LookupError(field)
 
 
+def _reset_peak_rss() -> bool:
+    """Linux: writing 5 to /proc/self/clear_refs resets the peak RSS (VmHWM) to the current RSS."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        _status_kib("VmHWM")
+    except (OSError, LookupError):
+        return False
+    return True
+
+
 def peak_rss_probe(mode: str, path: Path) -> None:
     """Child process: print the growth of the peak RSS (KiB) around one call of `mode`.
 
-    Linux: writing 5 to /proc/self/clear_refs resets the peak (VmHWM) to the current RSS, so start-up
-    and imports do not hide a smaller peak of the call itself.
+    The peak is reset first where Linux allows it, so start-up and imports do not hide a smaller peak of
+    the call itself; elsewhere it is the growth of `ru_maxrss`, which may read 0 for small profiles.
     """
     data = path.read_bytes()
     decode(data)  # first-call costs (imports, descriptor pools) are not the profile's
     gc.collect()
-    Path("/proc/self/clear_refs").write_text("5")
-    before = _status_kib("VmRSS")
+    reset = _reset_peak_rss()
+    before = _status_kib("VmRSS") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = floor(data) if mode == "floor" else decode(data)
-    after = _status_kib("VmHWM")
+    after = _status_kib("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     del result
     print(after - before)
 
@@ -243,7 +255,8 @@ def print_series_totals(subjects: list[Subject]) -> None:
         line = f"series {series}: {len(members)} profiles, floor {sums['floor']:.1f} ms, decode {sums['decode']:.1f} ms"
         line += f" (x{sums['decode'] / sums['floor']:.2f})"
         if sums["ingest"]:
-            line += f", ingest {sums['ingest']:.1f} ms (x{sums['ingest'] / sums['floor']:.2f}, target <= {TARGET_RATIO})"
+            ingest = sums["ingest"]
+            line += f", ingest {ingest:.1f} ms (x{ingest / sums['floor']:.2f}, target <= {TARGET_RATIO})"
         print(line)
 
 

@@ -2,15 +2,16 @@
 
 The program is a layered call graph of generated functions (`LAYERS` x `WIDTH`). Every function has
 `FANOUT` call sites into the next layer and `ALLOC_SITES` allocation sites, all distinct program counters
-(`//go:noinline` keeps them apart), so the heap profile gets about
-`LAYERS * WIDTH * (FANOUT + ALLOC_SITES)` locations. A walk from each function of layer 0 follows a call
-site when a hash of the call path says so (about two of three), so every root reaches a few hundred
-distinct stacks; with `runtime.MemProfileRate = 1` each distinct (stack, size) becomes one sample.
+(`//go:noinline` keeps them apart), so the heap profile gets up to
+`LAYERS * WIDTH * (FANOUT + ALLOC_SITES)` locations (fewer in practice: the last layer calls nothing and
+the walks miss some sites). A walk from each function of layer 0 follows a call site when a hash of the
+call path says so (about two of three), so every root reaches a few hundred distinct stacks; with
+`runtime.MemProfileRate = 1` each distinct (stack, size) becomes one sample.
 
 Each round the program rebuilds a retained set (most allocations stay live until the next round: a steady
-heap) and one function, `LEAK_FUNCTION`, also appends to a global slice that is never pruned (the leak).
-After each round it runs a GC and writes a heap profile, so consecutive profiles differ only by the leak
-and the round-to-round noise.
+heap) and one function (`LEAK_LAYER`, `LEAK_INDEX`: `l5f07`) also appends to a global slice that is never
+pruned (the leak). After each round it runs a GC and writes a heap profile, so consecutive profiles differ
+only by the leak and the round-to-round noise.
 
 Usage: python benchmarks/gen_large_heap/generate.py   (rewrites main.go next to this script)
 """
