@@ -3,7 +3,7 @@
 The loader works in stages: read the file, substitute environment variables, parse the YAML, build the
 dataclass tree (rejecting unknown keys and wrong types), then call `validate()` on every node. The build
 and validate stages collect every problem and raise one `ConfigError` at the end, each message starting
-with the dotted key path (`processor.window: must be >= 8, got 3`).
+with the dotted key path (`processor.max_points: must be >= 8, got 3`).
 
 The builder is generic over dataclasses: a stage adds a field to its config dataclass and the loader
 understands it with no change here. Supported field types: `bool`, `int`, `float`, `str`, enums, `Literal`,
@@ -49,7 +49,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-# Error message templates. Key paths are dotted (`processor.window`), list items indexed (`x.items[2]`).
+# Error message templates. Key paths are dotted (`processor.heap.z_suspect`), list items indexed (`x.items[2]`).
 ROOT_PATH = "(top level)"
 UNKNOWN_KEY = "{path}: unknown key (expected one of: {choices})"
 UNKNOWN_KEY_SUGGESTION = "{path}: unknown key (did you mean {suggestion!r}?)"

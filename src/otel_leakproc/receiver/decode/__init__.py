@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from otel_leakproc.errors import InvalidProfileError, RejectReason
 from otel_leakproc.model import ProfileKind, ProfileSummary
 from otel_leakproc.receiver.decode.goroutine_text import looks_like_goroutine_dump, parse_goroutine_dump
-from otel_leakproc.receiver.decode.gzip_bound import gunzip_bounded, is_gzip
+from otel_leakproc.receiver.decode.gzip_bound import inflate_body
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.decode.pprof import parse_pprof, summarize_pprof
 
@@ -41,14 +41,7 @@ def decode_profile(
     Raises:
         InvalidProfileError: with a message naming what was wrong (PayloadTooLargeError for bounds).
     """
-    if len(data) > limits.max_decompressed_bytes:
-        raise InvalidProfileError(
-            f"profile: size {len(data)} exceeds the limit of {limits.max_decompressed_bytes} bytes",
-            RejectReason.TOO_LARGE,
-        )
-    raw = gunzip_bounded(data, limits.max_decompressed_bytes, "profile") if is_gzip(data) else data
-    if not raw:
-        raise InvalidProfileError("profile: empty body", RejectReason.EMPTY)
+    raw = inflate_body(data, limits.max_decompressed_bytes)
     if looks_like_goroutine_dump(raw):
         if time_fallback_nanos is None:
             raise InvalidProfileError(

@@ -48,3 +48,18 @@ def gunzip_bounded(data: bytes, max_bytes: int, what: str = "body") -> bytes:
                 raise InvalidProfileError(f"{what}: trailing garbage after gzip stream", RejectReason.BAD_GZIP)
             break
     return b"".join(out)
+
+
+def inflate_body(data: bytes, max_bytes: int, what: str = "profile") -> bytes:
+    """The uncompressed bytes of an upload (gzipped or not), within `max_bytes`, never empty.
+
+    Raises:
+        PayloadTooLargeError: the body or its decompressed form exceeds `max_bytes`.
+        InvalidProfileError: corrupt or truncated gzip, or an empty body.
+    """
+    if len(data) > max_bytes:
+        raise PayloadTooLargeError(f"{what}: size {len(data)} exceeds the limit of {max_bytes} bytes")
+    raw = gunzip_bounded(data, max_bytes, what) if is_gzip(data) else data
+    if not raw:
+        raise InvalidProfileError(f"{what}: empty body", RejectReason.EMPTY)
+    return raw

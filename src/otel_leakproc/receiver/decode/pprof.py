@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 from otel_leakproc.errors import InvalidProfileError, RejectReason
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SiteValue
 from otel_leakproc.receiver.decode.frames import is_runtime_frame, is_system_frame
-from otel_leakproc.receiver.decode.gzip_bound import gunzip_bounded, is_gzip
+from otel_leakproc.receiver.decode.gzip_bound import inflate_body
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.proto import profile_pb2
 
@@ -60,19 +60,7 @@ def decode_pprof(
     Raises:
         InvalidProfileError: corrupt gzip, invalid protobuf, bad references, limits exceeded.
     """
-    if len(data) > limits.max_decompressed_bytes:
-        raise InvalidProfileError(
-            f"profile: size {len(data)} exceeds the limit of {limits.max_decompressed_bytes} bytes",
-            RejectReason.TOO_LARGE,
-        )
-    raw = gunzip_bounded(data, limits.max_decompressed_bytes, "profile") if is_gzip(data) else data
-    if len(raw) > limits.max_decompressed_bytes:
-        raise InvalidProfileError(
-            f"profile: size {len(raw)} exceeds the limit of {limits.max_decompressed_bytes} bytes",
-            RejectReason.TOO_LARGE,
-        )
-    if not raw:
-        raise InvalidProfileError("profile: empty body", RejectReason.EMPTY)
+    raw = inflate_body(data, limits.max_decompressed_bytes)
     profile = parse_pprof(raw)
     return summarize_pprof(
         profile,
