@@ -109,6 +109,8 @@ class SeriesDetector:
         last = self.points[-1] if self.points else None
         if last is not None and now <= last.time:
             self.ignored += 1
+            if self._report is not None:
+                self._report.evidence["ignored_out_of_order"] = self.ignored
             return self.report()
         restart_reason = self._restart_reason(summary, last, now)
         if restart_reason:
@@ -260,11 +262,11 @@ class SeriesDetector:
                 recent = theil_sen(th[-recent_n:], matrix[i][-recent_n:])
                 growers.append((names[i], trend, float(matrix[i][-1])))
                 ongoing = recent.slope >= cfg.plateau_ratio * trend.slope
-                if trend.slope >= floor and trend.low > 0:
-                    if ongoing and trend.z >= site_z:
-                        best_site_z = max(best_site_z, trend.z)
-                    else:
+                if trend.slope >= floor and trend.z >= cfg.z_suspect:
+                    if not ongoing:  # grew and stopped, even if its interval now reaches zero
                         stopped += matrix[i]
+                    elif trend.low > 0 and trend.z >= site_z:
+                        best_site_z = max(best_site_z, trend.z)
         if stopped.any():
             # Judge the total without the growth of sites that have plateaued, so a filled cache
             # cannot keep the whole heap flagged through the noise of the rest.
@@ -306,8 +308,10 @@ class SeriesDetector:
                     peak[name] = value
         return sorted(peak, key=lambda n: -peak[n])[: 4 * CANDIDATES * 2]
 
-    def _growers(self, trends: list[tuple[str, Trend, float]]) -> tuple[Grower, ...]:
-        positive = [(name, tr, cur) for name, tr, cur in trends if tr.slope > 0]
+    def _growers(
+        self, trends: list[tuple[str, Trend, float]], keep: frozenset[str] = frozenset()
+    ) -> tuple[Grower, ...]:
+        positive = [(name, tr, cur) for name, tr, cur in trends if tr.slope > 0 or name in keep]
         positive.sort(key=lambda item: -item[1].slope)
         total = sum(tr.slope for _, tr, _ in positive) or 1.0
         out = []
@@ -386,7 +390,8 @@ class SeriesDetector:
                 self._flag_age(now) >= cfg.confirm_seconds or oldest_wait >= cfg.confirm_wait_minutes
             )
             self._transition(best >= cfg.z_suspect, best >= cfg.z_resolve, confirm, now)
-        ranked = self._growers(growers)
+        leaked_keys = frozenset(k for k, v in last.groups.items() if v[2] > 0)
+        ranked = self._growers(growers, leaked_keys)
         if leaked_now:  # leaked groups first: they are the proof
             ranked = tuple(sorted(ranked, key=lambda g: 0 if self._is_leaked(g, last) else 1))
         return self._build(

@@ -79,8 +79,9 @@ def theil_sen(t: FloatArray, y: FloatArray) -> Trend:
     z = mann_kendall_z(y)
     var_s = n * (n - 1) * (2 * n + 5) / 18.0
     c = Z_95 * math.sqrt(var_s)
-    lo_rank = max(0, math.floor((m - c) / 2))
-    hi_rank = min(m - 1, math.ceil((m + c) / 2))
+    # Sen's interval: the round((m - c)/2)-th and round((m + c)/2 + 1)-th smallest slopes (1-based).
+    lo_rank = max(0, round((m - c) / 2) - 1)
+    hi_rank = min(m - 1, round((m + c) / 2))
     intercept = float(np.median(y - slope * t))
     return Trend(slope, float(slopes[lo_rank]), float(slopes[hi_rank]), intercept, z, n)
 

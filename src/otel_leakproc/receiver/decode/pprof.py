@@ -171,6 +171,22 @@ def summarize_pprof(
     Raises:
         InvalidProfileError: on any inconsistency, naming the field.
     """
+    try:
+        return _summarize(profile, limits, kind_hint, time_fallback_nanos, labels, alloc_cumulative)
+    except DecodeError as exc:  # samples stay raw bytes until read, so their errors surface here
+        raise InvalidProfileError(
+            f"profile.sample: not a valid pprof Sample message ({exc})", RejectReason.BAD_PROTOBUF
+        ) from exc
+
+
+def _summarize(
+    profile: profile_pb2.Profile | profile_pb2.ProfileLazySamples,
+    limits: DecodeLimits,
+    kind_hint: ProfileKind | None = None,
+    time_fallback_nanos: int | None = None,
+    labels: Mapping[str, str] | None = None,
+    alloc_cumulative: bool = True,
+) -> ProfileSummary:
     if isinstance(profile, profile_pb2.Profile):  # e.g. converted from OTLP: same wire format
         profile = profile_pb2.ProfileLazySamples.FromString(profile.SerializeToString())
     _check_counts(profile, limits)

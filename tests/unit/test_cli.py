@@ -1,0 +1,253 @@
+"""Tests for the command line, run as users run it: `python -m otel_leakproc ...` in a subprocess.
+
+Inputs are real Go profiles from tests/testdata (see tests/testdata/corpus/SOURCE.md and
+tests/testdata/pprof/README.md); every profile carries its own time_nanos, one minute apart.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from otel_leakproc import __version__
+
+TESTDATA = Path(__file__).resolve().parents[1] / "testdata"
+CORPUS = TESTDATA / "corpus"
+STEADY_LEAK = CORPUS / "steady_leak" / "heap"
+LEAK_FUNCTION = "main.(*orderHistoryArchive).appendOrderSnapshot"
+RESTART_PAIR = (
+    TESTDATA / "pprof" / "go_heap_restart_before_0035.pb.gz",
+    TESTDATA / "pprof" / "go_heap_restart_after_0036.pb.gz",
+)
+
+
+def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "otel_leakproc", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+    )
+
+
+def run_json(*args: str | Path, expect_rc: int = 0) -> tuple[list[dict[str, Any]], str]:
+    result = run("analyze", "--json", *args)
+    assert result.returncode == expect_rc, result.stderr
+    doc = json.loads(result.stdout)
+    assert list(doc) == ["series"]
+    return doc["series"], result.stderr
+
+
+@pytest.fixture(scope="module")
+def steady_leak_json() -> dict[str, Any]:
+    series, stderr = run_json(STEADY_LEAK)
+    assert stderr == ""
+    assert len(series) == 1
+    return series[0]
+
+
+def test_analyze_json_on_a_leaking_heap_series(steady_leak_json: dict[str, Any]) -> None:
+    s = steady_leak_json
+    assert s["kind"] == "heap"
+    assert s["status"] == "confirmed"
+    assert s["profiles"] == 60
+    assert s["service"] == "steady_leak"
+    assert s["restarts"] == 0
+    assert s["top_growers"][0]["function"] == LEAK_FUNCTION
+    assert s["top_growers"][0]["share"] > 0.5
+    first = datetime.fromisoformat(s["first_time"])
+    last = datetime.fromisoformat(s["last_time"])
+    assert first < last
+    assert (last - first).total_seconds() == 59 * 60  # profiles 0000..0059, one minute apart
+    flagged = datetime.fromisoformat(s["first_flagged_at"])
+    assert first < flagged <= last
+    # The leak is ~240 KiB/min (labels.json): about 14 MiB/h; allow the churn and map growth around it.
+    assert 10 * 2**20 < s["growth_per_hour"] < 20 * 2**20
+    assert s["time_to_limit_seconds"] is None  # no limit given
+
+
+def test_analyze_default_output_is_a_table_naming_the_leak() -> None:
+    result = run("analyze", STEADY_LEAK)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:4] == ["SERIES", "KIND", "PROFILES", "STATUS"]
+    assert lines[1].split()[:4] == ["steady_leak", "heap", "60", "confirmed"]
+    assert LEAK_FUNCTION in lines[2]
+    assert "corpusgen/main.go:" in lines[2]
+    assert not result.stdout.lstrip().startswith("{")
+
+
+def test_analyze_a_pair_of_files() -> None:
+    pair = (STEADY_LEAK / "0000.pb.gz", STEADY_LEAK / "0059.pb.gz")
+    table = run("analyze", *pair)
+    assert table.returncode == 0, table.stderr
+    assert "steady_leak" in table.stdout
+    assert "insufficient_data" in table.stdout
+    series, _ = run_json(*pair)
+    assert len(series) == 1
+    assert series[0]["profiles"] == 2
+    assert series[0]["kind"] == "heap"
+    assert series[0]["status"] in {"insufficient_data", "ok", "suspected", "confirmed"}
+    assert datetime.fromisoformat(series[0]["first_time"]) < datetime.fromisoformat(series[0]["last_time"])
+
+
+def test_analyze_a_pair_across_a_restart_counts_it() -> None:
+    series, _ = run_json(*RESTART_PAIR)
+    (s,) = series
+    assert s["profiles"] == 2
+    assert s["restarts"] == 1  # alloc_objects (cumulative) goes down between the two processes
+    assert s["status"] == "insufficient_data"
+
+
+def test_fail_on_leak_exit_codes() -> None:
+    leak = run("analyze", "--fail-on-leak", STEADY_LEAK)
+    assert leak.returncode == 1
+    assert "confirmed" in leak.stdout
+    clean = run("analyze", "--fail-on-leak", *RESTART_PAIR)
+    assert clean.returncode == 0, clean.stderr
+
+
+def test_memory_limit_gives_time_to_limit() -> None:
+    limit = 256 * 2**20
+    (s,), _ = run_json("--memory-limit", str(limit), STEADY_LEAK)
+    ttl = s["time_to_limit_seconds"]
+    assert isinstance(ttl, float)
+    assert ttl == pytest.approx((limit - s["current"]) / s["growth_per_hour"] * 3600, rel=1e-3)
+    assert 10 * 3600 < ttl < 30 * 3600  # ~225 MiB of headroom at ~14 MiB/h
+    (over,), _ = run_json("--memory-limit", str(8 * 2**20), STEADY_LEAK)
+    assert over["time_to_limit_seconds"] == 0.0  # already above the limit
+
+
+def test_garbage_file_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    folder = tmp_path / "checkout" / "heap"
+    folder.mkdir(parents=True)
+    for n in range(12):
+        shutil.copy(STEADY_LEAK / f"{n:04d}.pb.gz", folder)
+    (folder / "0005b.pb.gz").write_bytes(b"\x1f\x8b\x08\x00not really gzip")
+    (folder / "notes.txt").write_text("not a profile at all\n")
+
+    result = run("analyze", "--json", tmp_path / "checkout")
+    assert result.returncode == 0, result.stderr
+    (s,) = json.loads(result.stdout)["series"]
+    assert s["profiles"] == 12
+    assert s["service"] == "checkout"
+    assert s["kind"] == "heap"
+    skipped = [line for line in result.stderr.splitlines() if "skipped" in line]
+    assert len(skipped) == 2, result.stderr
+    truncated = next(line for line in skipped if "0005b.pb.gz" in line)
+    assert "gzip" in truncated
+    text = next(line for line in skipped if "notes.txt" in line)
+    assert "not a valid pprof" in text
+
+
+def test_missing_path_fails_with_a_clear_message(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir"
+    result = run("analyze", STEADY_LEAK, missing)
+    assert result.returncode != 0
+    assert str(missing) in result.stderr
+    assert "no such file or directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_config_reports_every_error_with_its_key_path(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "processor:\n"
+        "  windw_seconds: 3600\n"
+        "  heap:\n"
+        "    z_suspect: high\n"
+        "    z_resolve: 3\n"
+        "  goroutine:\n"
+        "    min_points: 2\n"
+        "  contention:\n"
+        "    high_delay_rate: -1\n"
+        "decode:\n"
+        "  max_samples: true\n"
+    )
+    result = run("validate-config", bad)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    expected = [
+        "processor.windw_seconds: unknown key (did you mean 'window_seconds'?)",
+        "processor.heap.z_suspect: expected a number, got 'high'",
+        "processor.heap.z_resolve: must be <= z_suspect",
+        "processor.goroutine.min_points: must be >= 4, got 2",
+        "processor.contention.high_delay_rate:",
+        "decode.max_samples: expected an integer, got True",
+    ]
+    for message in expected:
+        assert message in result.stderr, f"{message!r} missing from:\n{result.stderr}"
+    listed = [line.strip() for line in result.stderr.splitlines() if line.startswith("  ")]
+    assert len(listed) == len(expected), f"one line per problem expected:\n{result.stderr}"
+    assert ": ok" not in result.stdout
+
+
+def test_validate_config_accepts_a_good_file(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "processor:\n"
+        "  window_seconds: 3600\n"
+        "  heap:\n"
+        "    warmup_seconds: 600\n"
+        "    memory_limit_bytes: 1073741824\n"
+        "    z_suspect: 2.5\n"
+    )
+    result = run("validate-config", good)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{good}: ok"
+    assert result.stderr == ""
+
+
+def test_validate_config_on_a_missing_file(tmp_path: Path) -> None:
+    result = run("validate-config", tmp_path / "absent.yaml")
+    assert result.returncode == 2
+    assert "absent.yaml: cannot read config file" in result.stderr
+
+
+def test_analyze_uses_the_config_file(tmp_path: Path) -> None:
+    # A warm-up longer than the whole series keeps the leak undecided.
+    config = tmp_path / "long-warmup.yaml"
+    config.write_text("processor:\n  heap:\n    warmup_seconds: 7200\n")
+    (s,), _ = run_json("--config", config, STEADY_LEAK)
+    assert s["status"] == "insufficient_data"
+    assert "warm-up" in s["evidence"]["reason"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("processor:\n  max_points: 3\n")
+    result = run("analyze", "--config", bad, STEADY_LEAK)
+    assert result.returncode == 2
+    assert "processor.max_points: must be >= 8, got 3" in result.stderr
+
+
+def test_lock_contention_folder_gives_a_mutex_and_a_block_series() -> None:
+    series, _ = run_json(CORPUS / "lock_contention")
+    by_kind = {s["kind"]: s for s in series}
+    assert set(by_kind) == {"mutex", "block"}
+    labels = json.loads((CORPUS / "labels.json").read_text())["lock_contention"]
+    # The mutex profile charges the lock holder, the block profile the waiting readers.
+    assert by_kind["mutex"]["top_growers"][0]["function"] == labels["contention_function"]
+    assert by_kind["block"]["top_growers"][0]["function"] == labels["contention_waiter_function"]
+    for s in series:
+        assert s["status"] in {"suspected", "confirmed"}
+        assert s["profiles"] == 60
+        assert s["current"] > 0
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"otel-leakproc {__version__}"
+
+
+def test_usage_error_exits_2() -> None:
+    result = run("analyze")
+    assert result.returncode == 2
+    assert "PATH" in result.stderr
