@@ -34,8 +34,9 @@ from typing import Any, Literal, TypeVar, Union, cast, get_args, get_origin, get
 import yaml
 
 from otel_leakproc.errors import ConfigError
-from otel_leakproc.processor.config import ProcessorConfig
-from otel_leakproc.receiver.config import DecodeConfig
+from otel_leakproc.exporter.config import ExportConfig
+from otel_leakproc.processor.config import ProcessorConfig, StateConfig
+from otel_leakproc.receiver.config import DecodeConfig, IngestConfig, ServerConfig
 
 __all__ = [
     "Settings",
@@ -72,12 +73,20 @@ class Settings:
     """The whole configuration: one section per pipeline stage.
 
     Attributes:
+        server: HTTP and gRPC listeners, TLS, auth and request bounds (the `server` section).
+        ingest: decoder worker pool and queue (the `ingest` section).
         decode: bounds for decoding one upload (the `decode` section).
         processor: detector settings (the `processor` section).
+        state: snapshot file and series bounds (the `state` section).
+        export: where derived signals go (the `export` section).
     """
 
+    server: ServerConfig = field(default_factory=ServerConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     processor: ProcessorConfig = field(default_factory=ProcessorConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 def load_settings(path: str | os.PathLike[str] | None) -> Settings:

@@ -28,8 +28,25 @@ from otel_leakproc.config import (
     substitute_env,
 )
 from otel_leakproc.errors import ConfigError
-from otel_leakproc.processor.config import ContentionConfig, GoroutineConfig, HeapConfig, ProcessorConfig
-from otel_leakproc.receiver.config import DecodeConfig
+from otel_leakproc.exporter.config import ExportConfig
+from otel_leakproc.processor.config import (
+    ContentionConfig,
+    GoroutineConfig,
+    HeapConfig,
+    ProcessorConfig,
+    StateConfig,
+)
+from otel_leakproc.receiver.config import (
+    AuthConfig,
+    Credential,
+    DecodeConfig,
+    GrpcServerConfig,
+    HttpServerConfig,
+    IngestConfig,
+    RateLimitConfig,
+    ServerConfig,
+    TlsConfig,
+)
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 
 TESTDATA = Path(__file__).resolve().parents[1] / "testdata" / "config"
@@ -52,6 +69,32 @@ def test_default_yaml_equals_defaults() -> None:
 
 
 EXPECTED_FULL = Settings(
+    server=ServerConfig(
+        http=HttpServerConfig(
+            address="0.0.0.0:14040",
+            tls=TlsConfig(cert_file="/tls/http.crt", key_file="/tls/http.key", client_ca_file="/tls/ca.crt"),
+        ),
+        grpc=GrpcServerConfig(
+            enabled=False,
+            address="0.0.0.0:14317",
+            tls=TlsConfig(cert_file="/tls/grpc.crt", key_file="/tls/grpc.key", client_ca_file="/tls/grpc-ca.crt"),
+        ),
+        max_body_bytes=1048576,
+        max_profiles_per_request=8,
+        shutdown_timeout_seconds=5.0,
+        auth=AuthConfig(
+            credentials=(
+                Credential(tenant="acme", token="secret-token", allowed_tenants=("acme-dev",)),
+                Credential(tenant="globex", username="globex", password="hunter2"),
+            ),
+            default_tenant="anonymous",
+            trust_scope_header=False,
+        ),
+        rate_limit=RateLimitConfig(profiles_per_second=10.0, burst=20),
+    ),
+    ingest=IngestConfig(workers=3, queue_size=16, retry_after_seconds=5.0),
+    state=StateConfig(dir="/var/lib/otel-leakproc", snapshot_interval_seconds=10.0, max_series=500),
+    export=ExportConfig(console=False),
     decode=DecodeConfig(
         max_decompressed_bytes=1048576,
         max_samples=5000,

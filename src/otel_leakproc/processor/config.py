@@ -201,3 +201,21 @@ class ProcessorConfig:
                 f"got {self.heap.min_window_seconds}"
             )
         return errors
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """Where series history lives between restarts (the `state` section).
+
+    Attributes:
+        dir: folder for the snapshot file; "" keeps state in memory only (lost on restart).
+        snapshot_interval_seconds: how often the snapshot is rewritten; a SIGKILL loses at most this much.
+        max_series: series tracked at once; beyond it the least recently updated series is evicted (counted).
+    """
+
+    dir: str = "otel-leakproc-state"
+    snapshot_interval_seconds: float = 30.0
+    max_series: int = 10000
+
+    def validate(self) -> list[str]:
+        return _bounds(self, {"max_series": 1}, positive=("snapshot_interval_seconds",))

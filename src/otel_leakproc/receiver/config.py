@@ -1,12 +1,13 @@
-"""Receiver settings (the `decode` section of the config file).
+"""Receiver settings: the `decode`, `server` and `ingest` sections of the config file.
 
-The HTTP and gRPC server settings (addresses, TLS, auth, body limits) arrive with the servers in a later
-issue and will live here too, next to the component they configure.
+`decode` bounds one upload inside the decoder; `server` configures the HTTP and gRPC listeners, their TLS,
+authentication and request bounds; `ingest` sizes the worker pool and queue between the servers and the
+decoders.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 
@@ -74,3 +75,197 @@ class DecodeConfig:
             top_sites=self.top_sites,
             top_groups=self.top_groups,
         )
+
+
+def _address_errors(key: str, address: str) -> list[str]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return [f"{key}: expected HOST:PORT with a port from 0 to 65535, got {address!r}"]
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """TLS for one listener. Empty `cert_file` means plain text.
+
+    Attributes:
+        cert_file: PEM certificate chain of the server.
+        key_file: PEM private key of the server.
+        client_ca_file: PEM CA bundle; when set, clients must present a certificate it signed (mTLS).
+    """
+
+    cert_file: str = ""
+    key_file: str = ""
+    client_ca_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        if bool(self.cert_file) != bool(self.key_file):
+            errors.append("cert_file: cert_file and key_file must be set together")
+        if self.client_ca_file and not self.cert_file:
+            errors.append("client_ca_file: mTLS needs cert_file and key_file too")
+        return errors
+
+
+@dataclass(frozen=True, slots=True)
+class HttpServerConfig:
+    """The HTTP listener (Pyroscope ingest and push, OTLP/HTTP, API, status page, own metrics)."""
+
+    address: str = "127.0.0.1:4040"
+    tls: TlsConfig = field(default_factory=TlsConfig)
+
+    def validate(self) -> list[str]:
+        return _address_errors("address", self.address)
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcServerConfig:
+    """The gRPC listener (Pyroscope push, OTLP profiles Export, health). `enabled: false` skips it."""
+
+    enabled: bool = True
+    address: str = "127.0.0.1:4317"
+    tls: TlsConfig = field(default_factory=TlsConfig)
+
+    def validate(self) -> list[str]:
+        return _address_errors("address", self.address)
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """One accepted credential: a bearer token, or a basic-auth user and password, mapped to a tenant.
+
+    Attributes:
+        tenant: the tenant uploads with this credential belong to.
+        token: a bearer token (`Authorization: Bearer <token>`).
+        username: basic-auth user (pyroscope clients send basic auth).
+        password: basic-auth password.
+        allowed_tenants: other tenants this credential may name with `X-Scope-OrgID`; `"*"` allows any.
+    """
+
+    tenant: str
+    token: str = ""
+    username: str = ""
+    password: str = ""
+    allowed_tenants: tuple[str, ...] = ()
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        if not self.tenant:
+            errors.append("tenant: must not be empty")
+        if bool(self.token) == bool(self.username):
+            errors.append("token: set either token or username and password")
+        elif self.username and not self.password:
+            errors.append("password: must not be empty when username is set")
+        return errors
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Who may upload, and to which tenant. With no credentials, auth is off.
+
+    Attributes:
+        credentials: accepted tokens and users; when not empty, requests without valid ones get 401.
+        default_tenant: the tenant when auth is off and no `X-Scope-OrgID` is sent.
+        trust_scope_header: with auth off, take the tenant from `X-Scope-OrgID` (as behind a trusted proxy).
+    """
+
+    credentials: tuple[Credential, ...] = ()
+    default_tenant: str = "default"
+    trust_scope_header: bool = True
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.credentials)
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        if not self.default_tenant:
+            errors.append("default_tenant: must not be empty")
+        tokens = [c.token for c in self.credentials if c.token]
+        users = [c.username for c in self.credentials if c.username]
+        if len(set(tokens)) != len(tokens):
+            errors.append("credentials: the same token is listed twice")
+        if len(set(users)) != len(users):
+            errors.append("credentials: the same username is listed twice")
+        return errors
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """Per-tenant upload rate (a token bucket); over it, 429 / RESOURCE_EXHAUSTED with Retry-After.
+
+    Attributes:
+        profiles_per_second: sustained profiles per second per tenant; 0 turns the limit off.
+        burst: profiles a tenant may send at once above the sustained rate (at least 1 when the limit is on).
+    """
+
+    profiles_per_second: float = 0.0
+    burst: int = 50
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        if self.profiles_per_second < 0:
+            errors.append(f"profiles_per_second: must be >= 0, got {self.profiles_per_second}")
+        if self.burst < 1:
+            errors.append(f"burst: must be >= 1, got {self.burst}")
+        return errors
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Listeners, auth and request bounds shared by HTTP and gRPC.
+
+    Attributes:
+        http: the HTTP listener.
+        grpc: the gRPC listener.
+        max_body_bytes: largest accepted request body as sent (compressed); larger gets 413.
+        max_profiles_per_request: profiles in one push or OTLP request; more is rejected.
+        shutdown_timeout_seconds: on SIGTERM, time to drain the queue and save state before exiting.
+        auth: credentials and tenants.
+        rate_limit: per-tenant upload rate.
+    """
+
+    http: HttpServerConfig = field(default_factory=HttpServerConfig)
+    grpc: GrpcServerConfig = field(default_factory=GrpcServerConfig)
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_profiles_per_request: int = 64
+    shutdown_timeout_seconds: float = 20.0
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        for key in ("max_body_bytes", "max_profiles_per_request", "shutdown_timeout_seconds"):
+            value = getattr(self, key)
+            if value <= 0:
+                errors.append(MUST_BE_POSITIVE.format(key=key, value=value))
+        return errors
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    """The bounded path from the servers to the decoders.
+
+    Attributes:
+        workers: decoder processes; 0 means one per CPU (at most 8).
+        queue_size: uploads waiting for or inside a decoder; when full, 429 / RESOURCE_EXHAUSTED.
+        retry_after_seconds: the Retry-After sent with 429.
+    """
+
+    workers: int = 0
+    queue_size: int = 64
+    retry_after_seconds: float = 2.0
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        if not 0 <= self.workers <= 64:
+            errors.append(MUST_BE_BETWEEN.format(key="workers", low=0, high=64, value=self.workers))
+        for key in ("queue_size", "retry_after_seconds"):
+            value = getattr(self, key)
+            if value <= 0:
+                errors.append(MUST_BE_POSITIVE.format(key=key, value=value))
+        return errors
