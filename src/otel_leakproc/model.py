@@ -152,3 +152,50 @@ class SeriesReport:
     restarts: int
     top_growers: tuple[Grower, ...]
     evidence: dict[str, object] = field(default_factory=dict, hash=False)
+
+
+# Event families by kind: heap leaks are `leak.*`, goroutine leaks `goroutine_leak.*`, lock contention
+# `contention.*`; the suffix is the new status (`suspected`, `confirmed`) or `resolved`.
+_EVENT_FAMILY = {
+    ProfileKind.HEAP: "leak",
+    ProfileKind.GOROUTINE: "goroutine_leak",
+    ProfileKind.GOROUTINELEAK: "goroutine_leak",
+    ProfileKind.MUTEX: "contention",
+    ProfileKind.BLOCK: "contention",
+}
+
+
+def event_name(kind: ProfileKind, previous: Status, current: Status) -> str | None:
+    """The event a status change emits, or None when the change is not an event.
+
+    suspected/confirmed are emitted on entering them; resolved when a flagged series returns to ok or
+    insufficient data (after a restart). ok <-> insufficient_data is not an event.
+    """
+    if previous == current:
+        return None
+    family = _EVENT_FAMILY[kind]
+    if current.flagged:
+        return f"{family}.{current.value}"
+    if previous.flagged:
+        return f"{family}.resolved"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class LeakEvent:
+    """One status transition of a series, emitted once (never per profile).
+
+    Attributes:
+        name: `leak.suspected`, `leak.confirmed`, `leak.resolved`, `goroutine_leak.*`, `contention.*`.
+        time_nanos: the profile time at which the transition happened.
+        previous: status before the transition.
+        report: the series report right after it (the evidence: growth, window, top growers, time to limit).
+        resource: attributes of the monitored service (`service.name`, `service.instance.id`,
+            `service.namespace`, `k8s.*`) as received.
+    """
+
+    name: str
+    time_nanos: int
+    previous: Status
+    report: SeriesReport
+    resource: dict[str, str] = field(default_factory=dict, hash=False)
