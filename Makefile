@@ -40,7 +40,8 @@ check: lint typecheck test
 
 # The generated module is committed; regenerate after editing the .proto (needs grpcio-tools, in dev).
 proto: venv
-	$(PY) -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src src/otel_leakproc/receiver/proto/profile.proto
+	$(PY) -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src src/otel_leakproc/receiver/proto/profile.proto \
+		src/otel_leakproc/receiver/proto/push.proto
 
 evaluate: venv
 	$(PY) -m otel_leakproc.evaluation $(CORPUS)
