@@ -7,10 +7,14 @@ segment's history (cut at restarts), evaluates it after every profile and return
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import lru_cache
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +34,7 @@ NANOS = 1_000_000_000
 HOUR = 3600.0
 CANDIDATES = 8  # sites/groups that get the robust fit after the least-squares screen
 MAX_META = 512  # bound on remembered site/group descriptions per series
+STATE_VERSION = 1  # version of the plain-data form written by `SeriesDetector.to_state`
 
 # Block-profile leaves that are lock waits; channel, select and WaitGroup waits are not contention.
 _LOCK_LEAVES = ("Lock", "RLock", "semacquire", "Semacquire", "lockSlow", "rLock")
@@ -38,6 +43,7 @@ _NON_LOCK_LEAVES = ("WaitGroup", "Cond", "chanrecv", "chansend", "selectgo", "Un
 
 @dataclass(slots=True)
 class _Point:
+    time_nanos: int
     time: float  # seconds since the epoch
     total: float
     cumulative: float | None
@@ -82,6 +88,7 @@ class SeriesDetector:
     def __init__(self, key: SeriesKey, config: ProcessorConfig, memory_limit_bytes: int | None = None) -> None:
         self.key = key
         self.config = config
+        self._memory_limit_override = memory_limit_bytes
         self.memory_limit_bytes = memory_limit_bytes or config.heap.memory_limit_bytes
         self.points: deque[_Point] = deque(maxlen=config.max_points)
         self.meta: dict[str, _Meta] = {}
@@ -95,6 +102,7 @@ class SeriesDetector:
         self.status = Status.INSUFFICIENT_DATA
         self.flagged_since: float | None = None
         self.first_flagged_at: int | None = None
+        self.last_restart_reason = ""
         self._report: SeriesReport | None = None
 
     # -- intake ---------------------------------------------------------------------------------
@@ -126,6 +134,7 @@ class SeriesDetector:
         self._remember(summary)
         self.points.append(
             _Point(
+                time_nanos=summary.time_nanos,
                 time=now,
                 total=summary.total,
                 cumulative=summary.cumulative,
@@ -148,6 +157,176 @@ class SeriesDetector:
         if self._report is None:
             self._report = self._empty_report()
         return self._report
+
+    # -- persistence ------------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this detector is, as JSON-ready plain data.
+
+        Site names and group keys are interned once in `names` and referenced by index from the points,
+        so a full window (240 points of 64 sites) does not repeat every function name 240 times. The
+        current report is kept as it is (not recomputed on restore): re-evaluating would cost a full
+        evaluation per series at start-up and would re-apply the status hysteresis.
+        """
+        names: dict[str, int] = {}
+
+        def ref(name: str) -> int:
+            index = names.get(name)
+            if index is None:
+                index = names[name] = len(names)
+            return index
+
+        meta = [
+            {
+                "name": ref(name),
+                "function": m.function,
+                "file": m.file,
+                "line": m.line,
+                "state": m.state,
+                "leaf": m.leaf,
+                "creator": m.creator,
+                "blocking": m.blocking,
+            }
+            for name, m in self.meta.items()
+        ]
+        points = [
+            {
+                "time_nanos": p.time_nanos,
+                "total": p.total,
+                "cumulative": p.cumulative,
+                "sites": [ref(name) for name in p.sites],
+                "values": list(p.sites.values()),
+                "groups": [[ref(k), count, wait, leaked] for k, (count, wait, leaked) in p.groups.items()],
+            }
+            for p in self.points
+        ]
+        state: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "kind": self.key.kind.value,
+            "memory_limit_bytes": self._memory_limit_override,
+            "profiles": self.profiles,
+            "first_time": self.first_time,
+            "last_time": self.last_time,
+            "restarts": self.restarts,
+            "ignored": self.ignored,
+            "segment_start": self.segment_start,
+            "session": self.session,
+            "status": self.status.value,
+            "flagged_since": self.flagged_since,
+            "first_flagged_at": self.first_flagged_at,
+            "last_restart_reason": self.last_restart_reason,
+            "names": list(names),
+            "meta": meta,
+            "points": points,
+            "report": None if self._report is None else _report_to_state(self._report),
+        }
+        plain: dict[str, Any] = _plain(state, "state")
+        return plain
+
+    @classmethod
+    def from_state(
+        cls,
+        key: SeriesKey,
+        config: ProcessorConfig,
+        state: Mapping[str, Any],
+        memory_limit_bytes: int | None = None,
+    ) -> SeriesDetector:
+        """Rebuild a detector from `to_state` output (after a JSON round trip or not).
+
+        Args:
+            key: the series identity (its kind must match the state's).
+            config: detector settings (may differ from the ones the state was written with).
+            state: the output of `to_state`.
+            memory_limit_bytes: overrides the limit saved in the state, like the constructor's argument.
+
+        Raises:
+            ValueError: unknown state version, a state written for another kind, or malformed state.
+        """
+        if not isinstance(state, Mapping):
+            raise ValueError(f"detector state for {key}: expected a mapping, got {type(state).__name__}")
+        version = state.get("version")
+        if version != STATE_VERSION:
+            raise ValueError(f"detector state for {key}: unsupported version {version!r} (expected {STATE_VERSION})")
+        if state.get("kind") != key.kind.value:
+            raise ValueError(
+                f"detector state for {key}: written for kind {state.get('kind')!r}, not {key.kind.value!r}"
+            )
+        try:
+            return cls._restore(key, config, state, memory_limit_bytes)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise ValueError(f"detector state for {key}: malformed ({type(exc).__name__}: {exc})") from exc
+
+    @classmethod
+    def _restore(
+        cls, key: SeriesKey, config: ProcessorConfig, state: Mapping[str, Any], memory_limit_bytes: int | None
+    ) -> SeriesDetector:
+        saved_limit = _opt(state["memory_limit_bytes"], int)
+        detector = cls(key, config, memory_limit_bytes if memory_limit_bytes is not None else saved_limit)
+        names = [_req(name, str) for name in state["names"]]
+        for m in state["meta"]:
+            detector.meta[names[_req(m["name"], int)]] = _Meta(
+                function=_req(m["function"], str),
+                file=_req(m["file"], str),
+                line=_req(m["line"], int),
+                state=_opt(m["state"], str),
+                leaf=_req(m["leaf"], str),
+                creator=_req(m["creator"], str),
+                blocking=_req(m["blocking"], str),
+            )
+        previous = -math.inf
+        for p in state["points"]:
+            time_nanos = _req(p["time_nanos"], int)
+            site_ids, values = p["sites"], p["values"]
+            if len(site_ids) != len(values):
+                raise ValueError(f"a point has {len(site_ids)} sites and {len(values)} values")
+            time = time_nanos / NANOS
+            if time <= previous:
+                raise ValueError("points are not in increasing time order")
+            previous = time
+            detector.points.append(
+                _Point(
+                    time_nanos=time_nanos,
+                    time=time,
+                    total=_num(p["total"]),
+                    cumulative=None if p["cumulative"] is None else _num(p["cumulative"]),
+                    sites={names[_req(i, int)]: _num(v) for i, v in zip(site_ids, values, strict=True)},
+                    groups={
+                        names[_req(g[0], int)]: (_req(g[1], int), _req(g[2], int), _req(g[3], int)) for g in p["groups"]
+                    },
+                )
+            )
+        detector.profiles = _req(state["profiles"], int)
+        detector.first_time = _opt(state["first_time"], int)
+        detector.last_time = _opt(state["last_time"], int)
+        detector.restarts = _req(state["restarts"], int)
+        detector.ignored = _req(state["ignored"], int)
+        detector.segment_start = _num(state["segment_start"])
+        detector.session = _opt(state["session"], str)
+        detector.status = Status(state["status"])
+        flagged_since = state["flagged_since"]
+        detector.flagged_since = None if flagged_since is None else _num(flagged_since)
+        detector.first_flagged_at = _opt(state["first_flagged_at"], int)
+        detector.last_restart_reason = _req(state["last_restart_reason"], str)
+        report = state["report"]
+        detector._report = None if report is None else _report_from_state(key, report)
+        return detector
+
+    def timeline(self) -> list[tuple[int, float]]:
+        """(time_nanos, value) for the points of the current history, for charts.
+
+        Heap: in-use bytes; goroutine kinds: goroutines; mutex/block: the lock delay rate in ns per second
+        between consecutive profiles (one point fewer than the history; the last value is the report's
+        `current`).
+        """
+        points = self.points
+        if self.key.kind in (ProfileKind.MUTEX, ProfileKind.BLOCK):
+            if len(points) < 2:
+                return []
+            t = np.array([p.time for p in points])
+            total = self._contention_cumulative(self._contention_names()).sum(axis=0)
+            rates = np.diff(total) / np.diff(t)
+            return [(p.time_nanos, float(r)) for p, r in zip(list(points)[1:], rates, strict=True)]
+        return [(p.time_nanos, p.total) for p in points]
 
     def _restart_reason(self, summary: ProfileSummary, last: _Point | None, now: float) -> str:
         if last is None:
@@ -418,14 +597,9 @@ class SeriesDetector:
             self.status = Status.INSUFFICIENT_DATA
             return self._build(now, 0.0, 0.0, 0.0, (), evidence)
         lock_only = self.key.kind is ProfileKind.BLOCK
-        names = [n for n in self._site_names() if not lock_only or is_lock_wait(self.meta.get(n, _Meta(n, "", 0)).leaf)]
+        names = self._contention_names()
         t = np.array([p.time for p in points])
-        cumulative = np.zeros((len(names), len(points)))
-        for i, name in enumerate(names):
-            last = 0.0
-            for j, p in enumerate(points):
-                last = max(last, p.sites.get(name, last))  # a site missing from top-K keeps its total
-                cumulative[i, j] = last
+        cumulative = self._contention_cumulative(names)
         total = cumulative.sum(axis=0)
         n = len(points)
         k = max(2, int(n * 0.2))
@@ -468,6 +642,22 @@ class SeriesDetector:
         current = float(interval[-1])
         return self._build(now, current, growth, growth, self._contention_growers(growers, recent), evidence, trend.z)
 
+    def _contention_names(self) -> list[str]:
+        """Sites trended for contention: the top sites; for block profiles only those waiting on a lock."""
+        if self.key.kind is not ProfileKind.BLOCK:
+            return self._site_names()
+        return [n for n in self._site_names() if is_lock_wait(self.meta.get(n, _Meta(n, "", 0)).leaf)]
+
+    def _contention_cumulative(self, names: list[str]) -> FloatArray:
+        """Cumulative delay per site (rows) and point (columns); a site missing from top-K keeps its total."""
+        cumulative = np.zeros((len(names), len(self.points)))
+        for i, name in enumerate(names):
+            last = 0.0
+            for j, p in enumerate(self.points):
+                last = max(last, p.sites.get(name, last))
+                cumulative[i, j] = last
+        return cumulative
+
     def _contention_growers(self, sites: list[tuple[str, float, float]], total_rate: float) -> tuple[Grower, ...]:
         out = []
         for name, rate, growth in sites:
@@ -509,7 +699,7 @@ class SeriesDetector:
             elif slope_per_hour > 0:
                 ttl = (limit - current) / slope_per_hour * HOUR
         if self.restarts:
-            evidence["last_restart"] = getattr(self, "last_restart_reason", "")
+            evidence["last_restart"] = self.last_restart_reason
         if self.ignored:
             evidence["ignored_out_of_order"] = self.ignored
         score = 0.0 if self.status is Status.INSUFFICIENT_DATA else min(1.0, max(0.0, strength) / 5.0)
@@ -546,3 +736,105 @@ class SeriesDetector:
             restarts=0,
             top_growers=(),
         )
+
+
+# -- plain-data helpers for persistence ---------------------------------------------------------------
+
+
+def _plain(value: object, where: str) -> Any:
+    """A deep copy of `value` made only of dict/list/str/int/float/bool/None (numpy scalars converted)."""
+    if value is None or type(value) in (str, bool, int, float):
+        return value
+    if isinstance(value, Enum):  # e.g. Status, ProfileKind: their string value
+        return _plain(value.value, where)
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):  # np.float64 is a float subclass: made a plain float
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise TypeError(f"{where}: {type(value).__name__} is not plain data")
+
+
+def _req(value: Any, kind: type[Any]) -> Any:
+    if isinstance(value, bool) and kind is not bool:
+        raise TypeError(f"expected {kind.__name__}, got bool")
+    if not isinstance(value, kind):
+        raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _opt(value: Any, kind: type[Any]) -> Any:
+    return None if value is None else _req(value, kind)
+
+
+def _num(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _report_to_state(report: SeriesReport) -> dict[str, Any]:
+    return {
+        "profiles": report.profiles,
+        "first_time_nanos": report.first_time_nanos,
+        "last_time_nanos": report.last_time_nanos,
+        "status": report.status.value,
+        "first_flagged_at_nanos": report.first_flagged_at_nanos,
+        "score": report.score,
+        "current": report.current,
+        "growth_per_hour": report.growth_per_hour,
+        "time_to_limit_seconds": report.time_to_limit_seconds,
+        "restarts": report.restarts,
+        "top_growers": [
+            {
+                "function": g.function,
+                "file": g.file,
+                "line": g.line,
+                "growth_per_hour": g.growth_per_hour,
+                "share": g.share,
+                "current": g.current,
+                "state": g.state,
+                "detail": _plain(g.detail, "detail"),
+            }
+            for g in report.top_growers
+        ],
+        "evidence": _plain(report.evidence, "evidence"),
+    }
+
+
+def _report_from_state(key: SeriesKey, r: Mapping[str, Any]) -> SeriesReport:
+    ttl = r["time_to_limit_seconds"]
+    return SeriesReport(
+        key=key,
+        profiles=_req(r["profiles"], int),
+        first_time_nanos=_req(r["first_time_nanos"], int),
+        last_time_nanos=_req(r["last_time_nanos"], int),
+        status=Status(r["status"]),
+        first_flagged_at_nanos=_opt(r["first_flagged_at_nanos"], int),
+        score=_num(r["score"]),
+        current=_num(r["current"]),
+        growth_per_hour=_num(r["growth_per_hour"]),
+        time_to_limit_seconds=None if ttl is None else _num(ttl),
+        restarts=_req(r["restarts"], int),
+        top_growers=tuple(
+            Grower(
+                function=_req(g["function"], str),
+                file=_req(g["file"], str),
+                line=_req(g["line"], int),
+                growth_per_hour=_num(g["growth_per_hour"]),
+                share=_num(g["share"]),
+                current=_num(g["current"]),
+                state=_opt(g["state"], str),
+                detail=dict(_req(g["detail"], dict)),
+            )
+            for g in r["top_growers"]
+        ),
+        evidence=dict(_req(r["evidence"], dict)),
+    )
