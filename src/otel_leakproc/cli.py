@@ -37,6 +37,23 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--memory-limit", type=int, metavar="BYTES", help="memory limit for time-to-limit")
     analyze.add_argument("--fail-on-leak", action="store_true", help="exit 1 when any series is suspected or confirmed")
 
+    serve = sub.add_parser("serve", help="run the service: receive profiles over HTTP and gRPC, detect, export")
+    serve.add_argument("--config", help="YAML config file (default: embedded defaults)")
+    serve.add_argument("--http-address", metavar="HOST:PORT", help="override server.http.address")
+    serve.add_argument("--grpc-address", metavar="HOST:PORT", help="override server.grpc.address")
+    serve.add_argument("--state-dir", metavar="DIR", help='override state.dir ("" keeps state in memory only)')
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    push = sub.add_parser("push", help="upload profile files to a running service (POST /ingest)")
+    push.add_argument("files", nargs="+", metavar="FILE", help="profiles (pprof, gzipped or not, or debug=2 dumps)")
+    push.add_argument("--url", default="http://127.0.0.1:4040", help="the service (default: %(default)s)")
+    push.add_argument("--service", required=True, help="service name")
+    push.add_argument("--instance", help="instance id")
+    push.add_argument("--kind", choices=[k.value for k in ProfileKind], help="profile kind when it cannot be told")
+    push.add_argument("--tenant", help="X-Scope-OrgID")
+    push.add_argument("--token", help="bearer token (default: $OTEL_LEAKPROC_TOKEN)")
+    push.add_argument("--interval", type=float, default=0.0, help="seconds to wait between files")
+
     validate = sub.add_parser("validate-config", help="load and validate a config file, print every error")
     validate.add_argument("file")
     return parser
@@ -48,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "analyze":
             return _analyze(args)
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "push":
+            return _push(args)
         return _validate(args)
     except ConfigError as exc:
         print(f"otel-leakproc: {exc}", file=sys.stderr)
@@ -84,6 +105,52 @@ def _analyze(args: argparse.Namespace) -> int:
         return EXIT_FINDINGS
     if args.fail_on_leak and any(r.report.status.flagged for r in results):
         return EXIT_FINDINGS
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+    import dataclasses  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+
+    from otel_leakproc.app import run  # noqa: PLC0415
+    from otel_leakproc.config import load_settings  # noqa: PLC0415
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    settings = load_settings(args.config)
+    server = settings.server
+    if args.http_address:
+        server = dataclasses.replace(server, http=dataclasses.replace(server.http, address=args.http_address))
+    if args.grpc_address:
+        server = dataclasses.replace(server, grpc=dataclasses.replace(server.grpc, address=args.grpc_address))
+    state = settings.state if args.state_dir is None else dataclasses.replace(settings.state, dir=args.state_dir)
+    # Re-validate: the overrides go through the same checks as the file.
+    from otel_leakproc.config import settings_from_mapping, settings_to_mapping  # noqa: PLC0415
+
+    settings = settings_from_mapping(settings_to_mapping(dataclasses.replace(settings, server=server, state=state)))
+    return asyncio.run(run(settings))
+
+
+def _push(args: argparse.Namespace) -> int:
+    from otel_leakproc.push import PushError, push_files  # noqa: PLC0415
+
+    try:
+        count = push_files(
+            args.files,
+            url=args.url,
+            service=args.service,
+            instance=args.instance,
+            kind=args.kind,
+            tenant=args.tenant,
+            token=args.token,
+            interval=args.interval,
+        )
+    except PushError as exc:
+        print(f"otel-leakproc: {exc}", file=sys.stderr)
+        return EXIT_FINDINGS
+    print(f"pushed {count} profiles to {args.url}")
     return EXIT_OK
 
 

@@ -47,12 +47,19 @@ class InvalidProfileError(LeakprocError):
         self.reason = reason
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Raised in decoder worker processes and re-raised in the server: keep the reason across pickling.
+        return (InvalidProfileError, (str(self), self.reason))
+
 
 class PayloadTooLargeError(InvalidProfileError):
     """A compressed or decompressed size bound was exceeded."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, RejectReason.TOO_LARGE)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (PayloadTooLargeError, (str(self),))
 
 
 class RefusedError(LeakprocError):
@@ -61,3 +68,6 @@ class RefusedError(LeakprocError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (RefusedError, (str(self), self.retry_after))

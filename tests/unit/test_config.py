@@ -90,7 +90,7 @@ EXPECTED_FULL = Settings(
             default_tenant="anonymous",
             trust_scope_header=False,
         ),
-        rate_limit=RateLimitConfig(profiles_per_second=10.0, burst=20),
+        rate_limit=RateLimitConfig(uploads_per_second=10.0, burst=20),
     ),
     ingest=IngestConfig(workers=3, queue_size=16, retry_after_seconds=5.0),
     state=StateConfig(dir="/var/lib/otel-leakproc", snapshot_interval_seconds=10.0, max_series=500),

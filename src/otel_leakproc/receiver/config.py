@@ -199,17 +199,17 @@ class RateLimitConfig:
     """Per-tenant upload rate (a token bucket); over it, 429 / RESOURCE_EXHAUSTED with Retry-After.
 
     Attributes:
-        profiles_per_second: sustained profiles per second per tenant; 0 turns the limit off.
-        burst: profiles a tenant may send at once above the sustained rate (at least 1 when the limit is on).
+        uploads_per_second: sustained uploads (requests) per second per tenant; 0 turns the limit off.
+        burst: uploads a tenant may send at once above the sustained rate (at least 1 when the limit is on).
     """
 
-    profiles_per_second: float = 0.0
+    uploads_per_second: float = 0.0
     burst: int = 50
 
     def validate(self) -> list[str]:
         errors: list[str] = []
-        if self.profiles_per_second < 0:
-            errors.append(f"profiles_per_second: must be >= 0, got {self.profiles_per_second}")
+        if self.uploads_per_second < 0:
+            errors.append(f"uploads_per_second: must be >= 0, got {self.uploads_per_second}")
         if self.burst < 1:
             errors.append(f"burst: must be >= 1, got {self.burst}")
         return errors

@@ -1,0 +1,256 @@
+"""`otel-leakproc serve`: one process, one asyncio loop, an HTTP and a gRPC server over one ingest core.
+
+Start-up: restore the state snapshot, start the decoder workers, bind the servers, then report ready.
+Shutdown (SIGTERM/SIGINT, or `Service.stop`): report not ready, stop admitting uploads, wait for those in
+progress (bounded by `server.shutdown_timeout_seconds`), stop the servers, write a final snapshot, flush
+the exporters. So SIGTERM loses nothing that was accepted; SIGKILL loses at most the updates since the
+last periodic snapshot (`state.snapshot_interval_seconds`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from aiohttp import web
+
+from otel_leakproc import web as web_assets
+from otel_leakproc.config import Settings
+from otel_leakproc.exporter import build_exporters
+from otel_leakproc.exporter.base import Exporter
+from otel_leakproc.model import SeriesKey, Status
+from otel_leakproc.pipeline import Pipeline
+from otel_leakproc.processor.state import (
+    FileStateStore,
+    MemoryStateStore,
+    SeriesTable,
+    StateError,
+    StateStore,
+    TrackedSeries,
+)
+from otel_leakproc.receiver.auth import AuthError, visible_tenants
+from otel_leakproc.receiver.grpc_server import GrpcReceiver, bind
+from otel_leakproc.receiver.http_server import HttpReceiver, error_response, start_http_server
+from otel_leakproc.receiver.ingest import IngestCore, worker_count
+from otel_leakproc.report import series_to_json
+from otel_leakproc.telemetry import Telemetry
+
+log = logging.getLogger("otel_leakproc")
+
+NANOS = 1_000_000_000
+_STATUS_ORDER = {Status.CONFIRMED: 0, Status.SUSPECTED: 1, Status.OK: 2, Status.INSUFFICIENT_DATA: 3}
+
+
+def series_object(tracked: TrackedSeries, *, timeline: bool = True) -> dict[str, Any]:
+    """One `/api/v1/series` object: the analyze --json series object plus id, tenant, resource, timeline."""
+    key = tracked.key
+    out = series_to_json(tracked.report)
+    out["tenant"] = key.tenant
+    out["id"] = f"{key.tenant}/{key.service}/{key.instance}/{key.kind.value}"
+    out["resource"] = dict(tracked.resource)
+    if timeline:
+        out["timeline"] = [[t / NANOS, v] for t, v in tracked.detector.timeline()]
+    return out
+
+
+def _sort_key(tracked: TrackedSeries) -> tuple[int, str, str, str, str]:
+    key = tracked.key
+    return (_STATUS_ORDER[tracked.report.status], key.tenant, key.service, key.instance, key.kind.value)
+
+
+class Service:
+    """The running service. `start()` then `stop()`; ports are known after `start()` (0 binds any)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        exporters: Sequence[Exporter] | None = None,
+        store: StateStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.telemetry = Telemetry()
+        self.table = SeriesTable(settings.processor, settings.state.max_series)
+        self.pipeline = Pipeline(
+            self.table, build_exporters(settings.export) if exporters is None else exporters, self.telemetry
+        )
+        if store is None:
+            store = FileStateStore(settings.state.dir) if settings.state.dir else MemoryStateStore()
+        self.store = store
+        self.core = IngestCore(
+            settings.server, settings.ingest, settings.decode.to_limits(), self.pipeline.accept, self.telemetry
+        )
+        self.http_port = 0
+        self.grpc_port = 0
+        self._ready = False
+        self._runner: web.AppRunner | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._grpc_receiver: GrpcReceiver | None = None
+        self._snapshotter: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._restore()
+        await self.core.start()
+        server = self.settings.server
+        receiver = HttpReceiver(
+            server,
+            self.core,
+            self._series_api,
+            self.telemetry.render,
+            lambda: self._ready,
+            static_dir=str(web_assets.static_dir()),
+        )
+        self._runner, self.http_port = await start_http_server(
+            receiver.application(), server.http.address, server.http.tls
+        )
+        if server.grpc.enabled:
+            self._grpc_receiver = GrpcReceiver(server, self.core)
+            self._grpc = self._grpc_receiver.build()
+            self.grpc_port = bind(self._grpc, server.grpc)
+            await self._grpc.start()
+            await self._grpc_receiver.set_serving(True)
+        self._snapshotter = asyncio.create_task(self._snapshot_loop(), name="state-snapshots")
+        self._ready = True
+        self.telemetry.ready.set(1)
+        scheme = "https" if server.http.tls.enabled else "http"
+        host = server.http.address.rpartition(":")[0]
+        log.info(
+            "serving: HTTP %s://%s:%d (status page /, API /api/v1/series), gRPC %s; %d decoder workers; state: %s",
+            scheme,
+            host,
+            self.http_port,
+            f"{server.grpc.address.rpartition(':')[0]}:{self.grpc_port}" if self._grpc else "off",
+            worker_count(self.settings.ingest),
+            self.store.describe(),
+        )
+
+    async def stop(self) -> None:
+        """Graceful shutdown within `server.shutdown_timeout_seconds` (see the module docstring)."""
+        if self._stopped.is_set():
+            return
+        deadline = time.monotonic() + self.settings.server.shutdown_timeout_seconds
+        self._ready = False
+        self.telemetry.ready.set(0)
+        if self._grpc_receiver is not None:
+            await self._grpc_receiver.set_serving(False)
+        drained = await self.core.drain(max(0.1, (deadline - time.monotonic()) * 0.6))
+        if not drained:
+            log.warning(
+                "shutdown: %d uploads still decoding at the deadline; they are not acknowledged", self.core.in_flight
+            )
+        if self._snapshotter is not None:
+            self._snapshotter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._snapshotter
+        if self._grpc is not None:
+            await self._grpc.stop(grace=max(0.0, min(2.0, deadline - time.monotonic())))
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.save_snapshot()
+        self.pipeline.shutdown(max(0.5, deadline - time.monotonic()))
+        self.core.close()
+        self._stopped.set()
+        log.info("stopped: %d series saved to %s", len(self.table), self.store.describe())
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        try:
+            snapshot = self.store.load()
+            if snapshot is None:
+                return
+            count = self.table.restore(snapshot)
+        except StateError as exc:
+            self._set_aside(exc)
+            return
+        self.pipeline.restored()
+        log.info("restored %d series from %s", count, self.store.describe())
+
+    def _set_aside(self, exc: StateError) -> None:
+        # Starting empty beats not starting; the unreadable file is kept for a human to look at.
+        log.error("state: %s; starting with no history", exc)
+        if isinstance(self.store, FileStateStore) and self.store.path.exists():
+            aside = self.store.path.with_name(f"{self.store.path.name}.unreadable-{int(time.time())}")
+            with contextlib.suppress(OSError):
+                self.store.path.rename(aside)
+                log.error("state: the unreadable snapshot was moved to %s", aside)
+
+    async def save_snapshot(self) -> bool:
+        snapshot = self.table.to_snapshot()
+        try:
+            await asyncio.to_thread(self.store.save, snapshot)
+        except OSError as exc:
+            self.telemetry.snapshot_failures.inc()
+            log.error("state: cannot write snapshot to %s: %s", self.store.describe(), exc)
+            return False
+        self.telemetry.snapshot_last_success.set(time.time())
+        return True
+
+    async def _snapshot_loop(self) -> None:
+        interval = self.settings.state.snapshot_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            await self.save_snapshot()
+
+    # -- API ------------------------------------------------------------------------------------
+
+    async def _series_api(self, request: web.Request) -> dict[str, Any]:
+        try:
+            tenants = visible_tenants(self.settings.server.auth, request.headers.get("Authorization"))
+        except AuthError as exc:
+            raise web.HTTPUnauthorized(
+                text=error_response(401, "unauthenticated", str(exc)).text,
+                content_type="application/json",
+                headers={"WWW-Authenticate": 'Basic realm="otel-leakproc"'},
+            ) from None
+        query = request.query
+        want_timeline = query.get("timeline", "1") not in ("0", "false")
+        selected = []
+        for tracked in sorted(self.table, key=_sort_key):
+            key = tracked.key
+            if tenants is not None and key.tenant not in tenants:
+                continue
+            if not _matches(key, tracked.report.status, query):
+                continue
+            selected.append(series_object(tracked, timeline=want_timeline))
+        return {"series": selected}
+
+    def series_keys(self) -> list[SeriesKey]:
+        return [t.key for t in self.table]
+
+
+def _matches(key: SeriesKey, status: Status, query: Any) -> bool:
+    for field, value in (("tenant", key.tenant), ("service", key.service), ("instance", key.instance)):
+        if field in query and query[field] != value:
+            return False
+    if "kind" in query and query["kind"] != key.kind.value:
+        return False
+    return not ("status" in query and query["status"] != status.value)
+
+
+async def run(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT, then shut down gracefully. Returns the exit code."""
+    service = Service(settings)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await service.start()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        await service.stop()
+        return 1
+    await stop.wait()
+    log.info("shutting down (signal received)")
+    await service.stop()
+    return 0

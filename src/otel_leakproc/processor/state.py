@@ -1,0 +1,219 @@
+"""Tracked series and their persistence.
+
+`SeriesTable` holds one `SeriesDetector` per series, bounded by `state.max_series` (least recently updated
+evicted first), and turns status changes into `LeakEvent`s. A `StateStore` persists a snapshot of the table:
+`FileStateStore` writes gzipped JSON atomically (temporary file, fsync, rename) so a crash mid-write leaves
+the previous snapshot intact; `MemoryStateStore` keeps nothing across restarts.
+
+Snapshot format (versioned; a reader refuses versions it does not know rather than guess):
+    {"format": "otel-leakproc-state", "version": 1, "saved_at_unix": <float>,
+     "series": [{"tenant", "service", "instance", "kind", "resource": {...}, "detector": {...}}]}
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from otel_leakproc.model import LeakEvent, ProfileKind, ProfileSummary, SeriesKey, SeriesReport, event_name
+from otel_leakproc.processor.config import ProcessorConfig
+from otel_leakproc.processor.detector import SeriesDetector
+
+SNAPSHOT_FORMAT = "otel-leakproc-state"
+SNAPSHOT_VERSION = 1
+SNAPSHOT_FILE = "snapshot.json.gz"
+
+
+class StateError(Exception):
+    """A snapshot cannot be read (corrupt, or a format this version does not know)."""
+
+
+@dataclass(slots=True)
+class TrackedSeries:
+    """One series: its detector, the monitored service's resource attributes, and its latest report."""
+
+    key: SeriesKey
+    detector: SeriesDetector
+    resource: dict[str, str]
+    report: SeriesReport
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    """What one profile did to the table: the new report, an event if the status changed, evictions."""
+
+    series: TrackedSeries
+    event: LeakEvent | None
+    evicted: tuple[SeriesKey, ...]
+
+
+class SeriesTable:
+    """All tracked series, bounded; the only place detectors are created, updated and evicted."""
+
+    def __init__(self, config: ProcessorConfig, max_series: int) -> None:
+        self._config = config
+        self._max_series = max_series
+        self._series: OrderedDict[SeriesKey, TrackedSeries] = OrderedDict()  # least recently updated first
+        self.evicted_total = 0
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def __iter__(self) -> Iterator[TrackedSeries]:
+        return iter(list(self._series.values()))
+
+    def get(self, key: SeriesKey) -> TrackedSeries | None:
+        return self._series.get(key)
+
+    def update(self, key: SeriesKey, resource: Mapping[str, str], summary: ProfileSummary) -> UpdateResult:
+        """Feed one profile to its series (created on first sight), evicting the stalest series if full."""
+        evicted: list[SeriesKey] = []
+        tracked = self._series.get(key)
+        if tracked is None:
+            while len(self._series) >= self._max_series:
+                old_key, _ = self._series.popitem(last=False)
+                evicted.append(old_key)
+                self.evicted_total += 1
+            detector = SeriesDetector(key, self._config)
+            tracked = TrackedSeries(key, detector, dict(resource), detector.report())
+            self._series[key] = tracked
+        else:
+            self._series.move_to_end(key)
+            if resource:
+                tracked.resource.update(resource)
+        previous = tracked.report.status
+        tracked.report = tracked.detector.update(summary)
+        name = event_name(key.kind, previous, tracked.report.status)
+        event = None
+        if name is not None:
+            event = LeakEvent(name, summary.time_nanos, previous, tracked.report, dict(tracked.resource))
+        return UpdateResult(tracked, event, tuple(evicted))
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """The whole table as plain JSON-serialisable data (oldest series first, so a restore keeps LRU order)."""
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "version": SNAPSHOT_VERSION,
+            "saved_at_unix": time.time(),
+            "series": [
+                {
+                    "tenant": t.key.tenant,
+                    "service": t.key.service,
+                    "instance": t.key.instance,
+                    "kind": t.key.kind.value,
+                    "resource": t.resource,
+                    "detector": t.detector.to_state(),
+                }
+                for t in self._series.values()
+            ],
+        }
+
+    def restore(self, snapshot: Mapping[str, Any]) -> int:
+        """Replace the table's content with a snapshot's. Returns the number of series restored.
+
+        Raises:
+            StateError: wrong format or version, or a series that cannot be rebuilt.
+        """
+        if snapshot.get("format") != SNAPSHOT_FORMAT:
+            raise StateError(f"format: expected {SNAPSHOT_FORMAT!r}, got {snapshot.get('format')!r}")
+        if snapshot.get("version") != SNAPSHOT_VERSION:
+            raise StateError(f"version: this build reads version {SNAPSHOT_VERSION}, got {snapshot.get('version')!r}")
+        entries = snapshot.get("series")
+        if not isinstance(entries, list):
+            raise StateError("series: expected a list")
+        restored: OrderedDict[SeriesKey, TrackedSeries] = OrderedDict()
+        for index, entry in enumerate(entries[-self._max_series :]):
+            try:
+                key = SeriesKey(
+                    str(entry["tenant"]), str(entry["service"]), str(entry["instance"]), ProfileKind(entry["kind"])
+                )
+                detector = SeriesDetector.from_state(key, self._config, entry["detector"])
+                resource = {str(k): str(v) for k, v in dict(entry.get("resource") or {}).items()}
+            except (KeyError, TypeError, ValueError) as exc:
+                raise StateError(f"series[{index}]: cannot restore: {exc}") from exc
+            restored[key] = TrackedSeries(key, detector, resource, detector.report())
+        self._series = restored
+        return len(restored)
+
+
+class StateStore(Protocol):
+    """Where snapshots of the series table live."""
+
+    def load(self) -> dict[str, Any] | None:
+        """The last saved snapshot, or None when there is none."""
+
+    def save(self, snapshot: Mapping[str, Any]) -> None:
+        """Persist a snapshot, replacing the previous one atomically."""
+
+    def describe(self) -> str:
+        """Where the state lives, for logs."""
+
+
+class MemoryStateStore:
+    """Keeps the last snapshot in memory only: history does not survive a restart."""
+
+    def __init__(self) -> None:
+        self._snapshot: dict[str, Any] | None = None
+
+    def load(self) -> dict[str, Any] | None:
+        return self._snapshot
+
+    def save(self, snapshot: Mapping[str, Any]) -> None:
+        self._snapshot = dict(snapshot)
+
+    def describe(self) -> str:
+        return "memory only (history is lost on restart)"
+
+
+class FileStateStore:
+    """A gzipped JSON snapshot file in `directory`, replaced atomically on every save."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / SNAPSHOT_FILE
+
+    def load(self) -> dict[str, Any] | None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"{self.path}: cannot read: {exc.strerror or exc}") from exc
+        try:
+            data = json.loads(gzip.decompress(raw))
+        except (OSError, EOFError, ValueError) as exc:
+            raise StateError(f"{self.path}: not a valid snapshot: {exc}") from exc
+        if not isinstance(data, dict):
+            raise StateError(f"{self.path}: not a valid snapshot: top level is not an object")
+        return data
+
+    def save(self, snapshot: Mapping[str, Any]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        payload = gzip.compress(json.dumps(snapshot, separators=(",", ":")).encode(), compresslevel=3)
+        fd, tmp = tempfile.mkstemp(prefix=".snapshot-", suffix=".tmp", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        # The rename is durable only once the directory entry is on disk.
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def describe(self) -> str:
+        return str(self.path)

@@ -1,0 +1,233 @@
+"""The HTTP server: upload endpoints (thin adapters over the ingest core), health, own metrics, the series
+API and the status page.
+
+Errors are JSON `{"code": "<connect code>", "message": "..."}` with the HTTP status Pyroscope clients and
+Connect clients expect (400 invalid_argument, 401 unauthenticated, 403 permission_denied, 413 / 429
+resource_exhausted, 415 for a content type the endpoint does not speak).
+
+aiohttp's own request decompression is turned off (see `start_http_server`): a gzip body is inflated by
+the decoders, in a worker, under the decompressed-size bound, never by the server on the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from otel_leakproc.errors import InvalidProfileError, RefusedError, RejectReason
+from otel_leakproc.receiver.auth import AuthError
+from otel_leakproc.receiver.config import ServerConfig, TlsConfig
+from otel_leakproc.receiver.ingest import Credentials, DecoderCrashedError, IngestCore
+from otel_leakproc.receiver.uploads import Dialect, UploadRequest
+
+log = logging.getLogger(__name__)
+
+PUSH_PATH = "/push.v1.PusherService/Push"
+OTLP_HTTP_PATH = "/v1development/profiles"
+PUSH_TYPES = ("application/proto", "application/json")
+OTLP_TYPES = ("application/x-protobuf", "application/protobuf", "application/json")
+
+SeriesProvider = Callable[[web.Request], Awaitable[dict[str, Any]]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps({"code": code, "message": message}).encode(),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _media_type(request: web.Request) -> str:
+    return request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+
+class HttpReceiver:
+    """Routes and handlers; `series_provider` renders `/api/v1/series` (the app owns the series table)."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        core: IngestCore,
+        series_provider: SeriesProvider,
+        metrics: Callable[[], bytes],
+        ready: Callable[[], bool],
+        static_dir: str | None = None,
+    ) -> None:
+        self._config = config
+        self._core = core
+        self._series = series_provider
+        self._metrics = metrics
+        self._ready = ready
+        self._static_dir = static_dir
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=self._config.max_body_bytes, middlewares=[self._errors])
+        app.router.add_post("/ingest", self._ingest)
+        app.router.add_post("/pyroscope/ingest", self._ingest)
+        app.router.add_post(PUSH_PATH, self._push)
+        app.router.add_post(OTLP_HTTP_PATH, self._otlp)
+        app.router.add_get("/livez", self._livez)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics_handler)
+        app.router.add_get("/api/v1/series", self._series_handler)
+        if self._static_dir is not None:
+            app.router.add_get("/", self._index)
+            app.router.add_static("/static/", self._static_dir, follow_symlinks=False)
+        return app
+
+    # -- uploads --------------------------------------------------------------------------------
+
+    async def _ingest(self, request: web.Request) -> web.Response:
+        await self._upload(request, "ingest")
+        return web.Response(status=200)
+
+    async def _push(self, request: web.Request) -> web.Response:
+        media = _media_type(request)
+        if media not in PUSH_TYPES:
+            self._core.reject("unsupported_media_type")
+            return error_response(
+                415,
+                "invalid_argument",
+                f"Content-Type: {media or '(none)'} is not accepted here; use one of {', '.join(PUSH_TYPES)}",
+            )
+        await self._upload(request, "push")
+        if media == "application/json":
+            return web.Response(status=200, body=b"{}", content_type="application/json")
+        return web.Response(status=200, body=b"", content_type="application/proto")
+
+    async def _otlp(self, request: web.Request) -> web.Response:
+        media = _media_type(request)
+        if media not in OTLP_TYPES:
+            self._core.reject("unsupported_media_type")
+            return error_response(
+                415,
+                "invalid_argument",
+                f"Content-Type: {media or '(none)'} is not accepted here; use one of {', '.join(OTLP_TYPES)}",
+            )
+        await self._upload(request, "otlp")
+        # An empty ExportProfilesServiceResponse: no partial success to report.
+        if media == "application/json":
+            return web.Response(status=200, body=b"{}", content_type="application/json")
+        return web.Response(status=200, body=b"", content_type=media)
+
+    async def _upload(self, request: web.Request, dialect: Dialect) -> None:
+        credentials = Credentials(request.headers.get("Authorization"), request.headers.get("X-Scope-OrgID"))
+        # Refuse unauthenticated uploads before reading their bodies.
+        self._core.authenticate(credentials)
+        declared = request.content_length
+        if declared is not None and declared > self._config.max_body_bytes:
+            raise _too_large(self._config.max_body_bytes)
+        body = await request.read()
+        upload = UploadRequest(
+            dialect=dialect,
+            body=body,
+            content_type=request.headers.get("Content-Type", ""),
+            content_encoding=request.headers.get("Content-Encoding", ""),
+            query=tuple(request.query.items()),
+            received_nanos=time.time_ns(),
+        )
+        await self._core.ingest(credentials, upload)
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except InvalidProfileError as exc:
+            if exc.reason is RejectReason.TOO_LARGE:
+                return error_response(413, "resource_exhausted", str(exc))
+            return error_response(400, "invalid_argument", str(exc))
+        except _TooLargeError as exc:
+            self._core.reject(RejectReason.TOO_LARGE)
+            return error_response(413, "resource_exhausted", str(exc))
+        except web.HTTPRequestEntityTooLarge:
+            self._core.reject(RejectReason.TOO_LARGE)
+            limit = self._config.max_body_bytes
+            return error_response(413, "resource_exhausted", f"body: larger than server.max_body_bytes ({limit})")
+        except AuthError as exc:
+            if exc.forbidden:
+                return error_response(403, "permission_denied", str(exc))
+            return error_response(401, "unauthenticated", str(exc), {"WWW-Authenticate": 'Basic realm="otel-leakproc"'})
+        except RefusedError as exc:
+            retry = str(max(1, math.ceil(exc.retry_after)))
+            return error_response(429, "resource_exhausted", str(exc), {"Retry-After": retry})
+        except DecoderCrashedError as exc:
+            return error_response(500, "internal", str(exc))
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                return error_response(exc.status, _code_for(exc.status), exc.reason)
+            raise
+
+    # -- health, metrics, API, page ---------------------------------------------------------------
+
+    async def _livez(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if self._ready():
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "not ready"}, status=503)
+
+    async def _metrics_handler(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._metrics(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    async def _series_handler(self, request: web.Request) -> web.Response:
+        return web.json_response(await self._series(request), dumps=lambda o: json.dumps(o, allow_nan=False))
+
+    async def _index(self, request: web.Request) -> web.FileResponse:
+        assert self._static_dir is not None
+        return web.FileResponse(f"{self._static_dir}/index.html")
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+def _too_large(limit: int) -> _TooLargeError:
+    return _TooLargeError(f"body: Content-Length is larger than server.max_body_bytes ({limit})")
+
+
+def _code_for(status: int) -> str:
+    return {404: "not_found", 405: "unimplemented", 408: "deadline_exceeded"}.get(status, "invalid_argument")
+
+
+def server_ssl_context(tls: TlsConfig) -> ssl.SSLContext | None:
+    """A server TLS context (TLS 1.2+), requiring client certificates when `client_ca_file` is set."""
+    if not tls.enabled:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.client_ca_file:
+        context.load_verify_locations(tls.client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+async def start_http_server(app: web.Application, address: str, tls: TlsConfig) -> tuple[web.AppRunner, int]:
+    """Start serving; returns the runner (for cleanup) and the bound port (useful with port 0)."""
+    runner = web.AppRunner(app, access_log=None, auto_decompress=False, handle_signals=False)
+    await runner.setup()
+    host, port = split_address(address)
+    site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(tls), shutdown_timeout=5.0)
+    await site.start()
+    bound = port
+    for sockname in runner.addresses:
+        if isinstance(sockname, tuple):
+            bound = int(sockname[1])
+            break
+    return runner, bound

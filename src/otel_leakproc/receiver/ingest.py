@@ -1,0 +1,214 @@
+"""The one ingest core every receiver calls: authenticate, rate-limit, bound, decode in a worker, hand on.
+
+HTTP and gRPC handlers are thin adapters that turn a request into an `UploadRequest` plus credentials and
+call `IngestCore.ingest`; they never decode on their own, so the two servers cannot drift apart.
+
+Flow and bounds: at most `ingest.queue_size` uploads are waiting for or inside a decoder at once; the next
+one is refused at once with `RefusedError` (429 / RESOURCE_EXHAUSTED, Retry-After) instead of queueing
+in memory. Decoding runs in a pool of worker processes, so a huge profile never stalls the event loop and
+all cores are used. The decoded summaries are handed to the sink on the event loop, in completion order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+from otel_leakproc.errors import InvalidProfileError, RefusedError, RejectReason
+from otel_leakproc.receiver.auth import AuthError, resolve_tenant
+from otel_leakproc.receiver.config import IngestConfig, ServerConfig
+from otel_leakproc.receiver.decode.limits import DecodeLimits
+from otel_leakproc.receiver.ratelimit import RateLimiter
+from otel_leakproc.receiver.uploads import UploadRequest, UploadResult, process_upload
+from otel_leakproc.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+MAX_AUTO_WORKERS = 8
+
+Sink = Callable[[str, UploadRequest, UploadResult], None]
+
+
+class DecoderCrashedError(Exception):
+    """A decoder worker process died while decoding an upload (the pool is rebuilt)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a request presented: the Authorization header or metadata, and X-Scope-OrgID."""
+
+    authorization: str | None = None
+    scope_org_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    tenant: str
+    accepted: int
+    ignored: tuple[str, ...]
+
+
+def _decode(request: UploadRequest, limits: DecodeLimits, max_profiles: int) -> tuple[UploadResult, float]:
+    """Runs in a worker process: decode one upload, and time it there (queueing excluded)."""
+    start = time.perf_counter()
+    result = process_upload(request, limits, max_profiles)
+    return result, time.perf_counter() - start
+
+
+def _warm() -> int:
+    # Importing the decoders in every worker before the first upload keeps that cost out of latencies.
+    return os.getpid()
+
+
+def worker_count(config: IngestConfig) -> int:
+    if config.workers > 0:
+        return config.workers
+    return max(1, min(MAX_AUTO_WORKERS, len(os.sched_getaffinity(0))))
+
+
+class IngestCore:
+    """Admission, bounded queueing and decoding of uploads; see the module docstring."""
+
+    def __init__(
+        self,
+        server: ServerConfig,
+        ingest: IngestConfig,
+        limits: DecodeLimits,
+        sink: Sink,
+        telemetry: Telemetry,
+    ) -> None:
+        self._server = server
+        self._ingest = ingest
+        self._limits = limits
+        self._sink = sink
+        self._telemetry = telemetry
+        self._limiter = RateLimiter(server.rate_limit)
+        self._pool: Executor | None = None
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+        telemetry.queue_capacity.set(ingest.queue_size)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def accepting(self) -> bool:
+        return self._pool is not None and not self._closing
+
+    async def start(self) -> None:
+        """Start the worker processes and wait until each has imported the decoders."""
+        self._pool = self._new_pool()
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._pool, _warm) for _ in range(worker_count(self._ingest))))
+
+    def _new_pool(self) -> Executor:
+        # forkserver: never fork the server process itself (it runs gRPC and event-loop threads).
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["otel_leakproc.receiver.uploads"])
+        return ProcessPoolExecutor(max_workers=worker_count(self._ingest), mp_context=context)
+
+    def authenticate(self, credentials: Credentials) -> str:
+        """The request's tenant. Counts and re-raises AuthError."""
+        try:
+            return resolve_tenant(self._server.auth, credentials.authorization, credentials.scope_org_id)
+        except AuthError as exc:
+            self._telemetry.rejected.labels("forbidden" if exc.forbidden else "unauthenticated").inc()
+            raise
+
+    async def ingest(self, credentials: Credentials, request: UploadRequest) -> IngestOutcome:
+        """Admit, decode and hand on one upload.
+
+        Raises:
+            AuthError: missing or wrong credentials, or a tenant the credentials may not use.
+            RefusedError: rate limit, full queue, or shutting down (the sender should retry later).
+            InvalidProfileError: the upload cannot be decoded (PayloadTooLargeError for size bounds).
+            DecoderCrashedError: a worker died on this upload.
+        """
+        tenant = self.authenticate(credentials)
+        if self._closing or self._pool is None:
+            self._telemetry.rejected.labels("shutting_down").inc()
+            raise RefusedError("the service is shutting down", retry_after=self._ingest.retry_after_seconds)
+        try:
+            self._limiter.admit(tenant)
+        except RefusedError:
+            self._telemetry.rejected.labels("rate_limited").inc()
+            raise
+        if self._in_flight >= self._ingest.queue_size:
+            self._telemetry.refused.inc()
+            self._telemetry.rejected.labels("queue_full").inc()
+            raise RefusedError(
+                f"decode queue is full ({self._ingest.queue_size} uploads in progress)",
+                retry_after=self._ingest.retry_after_seconds,
+            )
+        self._enter()
+        try:
+            result = await self._decode(request)
+        finally:
+            self._leave()
+        self._sink(tenant, request, result)
+        tenant_label = self._telemetry.tenant_label(tenant)
+        if result.profiles:
+            self._telemetry.received.labels(tenant_label, request.dialect).inc(len(result.profiles))
+        if result.ignored:
+            self._telemetry.ignored.labels(request.dialect).inc(len(result.ignored))
+        return IngestOutcome(tenant, len(result.profiles), result.ignored)
+
+    async def _decode(self, request: UploadRequest) -> UploadResult:
+        pool = self._pool
+        assert pool is not None
+        loop = asyncio.get_running_loop()
+        try:
+            result, seconds = await loop.run_in_executor(
+                pool, _decode, request, self._limits, self._server.max_profiles_per_request
+            )
+        except InvalidProfileError as exc:
+            self._telemetry.rejected.labels(exc.reason.value).inc()
+            raise
+        except BrokenProcessPool:
+            self._telemetry.rejected.labels("decoder_crashed").inc()
+            log.error("a decoder worker died; restarting the pool")
+            if self._pool is pool:
+                pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+            raise DecoderCrashedError("a decoder worker died while decoding this upload") from None
+        self._telemetry.decode_seconds.observe(seconds)
+        return result
+
+    def reject(self, reason: RejectReason | str) -> None:
+        """Count a rejection decided by a server before the core saw the request (e.g. body too large)."""
+        self._telemetry.rejected.labels(str(reason)).inc()
+
+    def _enter(self) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+        self._telemetry.queue_depth.set(self._in_flight)
+
+    def _leave(self) -> None:
+        self._in_flight -= 1
+        self._telemetry.queue_depth.set(self._in_flight)
+        if self._in_flight == 0:
+            self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Stop admitting uploads and wait for those in progress. True when all finished in time."""
+        self._closing = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

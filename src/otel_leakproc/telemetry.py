@@ -1,0 +1,100 @@
+"""otel-leakproc's own telemetry: what it received, rejected, queued and tracks, served on `GET /metrics`.
+
+These are the service's health signals (alert rules watch them), not the derived leak metrics, which
+the exporters emit with the monitored service as their resource. Each `Telemetry` has its own registry,
+so several services in one process (tests) never collide; `/metrics` renders it together with the
+default registry (process metrics and anything the exporters register there).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+# `*_created` series double every counter's series count and no rule uses them.
+disable_created_metrics()
+
+# Tenant is a label on the received counter; without auth, clients choose tenants freely, so beyond this
+# many distinct values the rest are counted under "(other)".
+MAX_TENANT_LABELS = 100
+OTHER_TENANT = "(other)"
+
+
+class Telemetry:
+    """The own-metrics instruments. Names are the contract of `config/alerts` and `docs/metrics.md`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.received = Counter(
+            "otel_leakproc_profiles_received",
+            "Profiles accepted and fed to the detectors, by tenant and upload dialect.",
+            ["tenant", "dialect"],
+            registry=r,
+        )
+        self.ignored = Counter(
+            "otel_leakproc_profiles_ignored",
+            "Profiles accepted but carrying no leak signal (e.g. CPU profiles), by dialect.",
+            ["dialect"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "otel_leakproc_profiles_rejected",
+            "Uploads refused, by reason (bad_gzip, too_large, bad_protobuf, unauthenticated, rate_limited, ...).",
+            ["reason"],
+            registry=r,
+        )
+        self.refused = Counter(
+            "otel_leakproc_queue_refused",
+            "Uploads refused with 429 / RESOURCE_EXHAUSTED because the decode queue was full.",
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "otel_leakproc_queue_depth", "Uploads waiting for or inside a decoder process.", registry=r
+        )
+        self.queue_capacity = Gauge("otel_leakproc_queue_capacity", "Configured size of the decode queue.", registry=r)
+        self.decode_seconds = Histogram(
+            "otel_leakproc_decode_seconds",
+            "Time to decode and summarise one upload in a worker process.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
+        self.series_tracked = Gauge("otel_leakproc_series_tracked", "Series currently tracked.", registry=r)
+        self.series_evicted = Counter(
+            "otel_leakproc_series_evicted",
+            "Series dropped because state.max_series was reached (least recently updated first).",
+            registry=r,
+        )
+        self.series_flagged = Gauge(
+            "otel_leakproc_series_flagged", "Series currently suspected or confirmed, by kind.", ["kind"], registry=r
+        )
+        self.snapshot_failures = Counter(
+            "otel_leakproc_snapshot_failures", "State snapshots that could not be written.", registry=r
+        )
+        self.snapshot_last_success = Gauge(
+            "otel_leakproc_snapshot_last_success_timestamp_seconds",
+            "Unix time of the last state snapshot written.",
+            registry=r,
+        )
+        self.ready = Gauge("otel_leakproc_ready", "1 while the service accepts uploads.", registry=r)
+        self._tenants: set[str] = set()
+
+    def tenant_label(self, tenant: str) -> str:
+        """The tenant as a label value, bounded to MAX_TENANT_LABELS distinct values."""
+        if tenant in self._tenants:
+            return tenant
+        if len(self._tenants) < MAX_TENANT_LABELS:
+            self._tenants.add(tenant)
+            return tenant
+        return OTHER_TENANT
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of these metrics and of the default registry."""
+        return generate_latest(self.registry) + generate_latest(REGISTRY)
