@@ -220,10 +220,10 @@ def split_address(address: str) -> tuple[str, int]:
 
 async def start_http_server(app: web.Application, address: str, tls: TlsConfig) -> tuple[web.AppRunner, int]:
     """Start serving; returns the runner (for cleanup) and the bound port (useful with port 0)."""
-    runner = web.AppRunner(app, access_log=None, auto_decompress=False, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, auto_decompress=False, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     host, port = split_address(address)
-    site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(tls), shutdown_timeout=5.0)
+    site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(tls))
     await site.start()
     bound = port
     for sockname in runner.addresses:

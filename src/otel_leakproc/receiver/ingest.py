@@ -37,7 +37,8 @@ Sink = Callable[[str, UploadRequest, UploadResult], None]
 
 
 class DecoderCrashedError(Exception):
-    """A decoder worker process died while decoding an upload (the pool is rebuilt)."""
+    """Decoding failed for a reason that is not the upload's fault: a worker died (the pool is rebuilt) or
+    the decoder raised something other than InvalidProfileError (a bug, logged with its traceback)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +182,10 @@ class IngestCore:
                 pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._new_pool()
             raise DecoderCrashedError("a decoder worker died while decoding this upload") from None
+        except Exception:
+            self._telemetry.rejected.labels("internal_error").inc()
+            log.exception("decoding a %s upload failed unexpectedly", request.dialect)
+            raise DecoderCrashedError("internal error while decoding this upload (logged by the service)") from None
         self._telemetry.decode_seconds.observe(seconds)
         return result
 
