@@ -28,7 +28,7 @@ from otel_leakproc.config import (
     substitute_env,
 )
 from otel_leakproc.errors import ConfigError
-from otel_leakproc.exporter.config import ExportConfig
+from otel_leakproc.exporter.config import EventDeliveryConfig, ExportConfig, OtlpConfig, PrometheusConfig
 from otel_leakproc.processor.config import (
     ContentionConfig,
     GoroutineConfig,
@@ -94,7 +94,23 @@ EXPECTED_FULL = Settings(
     ),
     ingest=IngestConfig(workers=3, queue_size=16, retry_after_seconds=5.0),
     state=StateConfig(dir="/var/lib/otel-leakproc", snapshot_interval_seconds=10.0, max_series=500),
-    export=ExportConfig(console=False),
+    export=ExportConfig(
+        console=True,
+        otlp=OtlpConfig(
+            endpoint="https://collector.example:4317",
+            protocol="http/protobuf",
+            headers={"api-key": "secret"},
+            insecure=True,
+            ca_file="/etc/ssl/collector-ca.pem",
+            compression="gzip",
+            timeout_seconds=5.0,
+            export_interval_seconds=15.0,
+        ),
+        events=EventDeliveryConfig(
+            spool_dir="/var/lib/otel-leakproc/spool", max_spooled_events=500, max_backoff_seconds=30.0
+        ),
+        prometheus=PrometheusConfig(enabled=True, address="0.0.0.0:9464"),
+    ),
     decode=DecodeConfig(
         max_decompressed_bytes=1048576,
         max_samples=5000,

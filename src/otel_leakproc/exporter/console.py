@@ -1,4 +1,4 @@
-"""A readable console output for local runs: one line per transition, naming the top grower."""
+"""A readable console output for local runs: new series, then one line per transition naming the top grower."""
 
 from __future__ import annotations
 
@@ -9,27 +9,37 @@ from typing import TextIO
 from otel_leakproc.model import LeakEvent, SeriesKey, SeriesReport
 from otel_leakproc.report import duration, human, rfc3339
 
+# Resource attributes worth showing next to a new series (the rest stays in OTLP).
+_SHOWN = ("service.namespace", "k8s.namespace.name", "k8s.pod.name", "deployment.environment")
+
 
 class ConsoleExporter:
-    """Prints events (and the first sight of a series) to a text stream."""
+    """Prints events (and the first sight of a series) to a text stream.
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    Args:
+        stream: where to write (default stdout).
+        hint: one line printed once at start (e.g. why the console is the output).
+    """
+
+    def __init__(self, stream: TextIO | None = None, hint: str = "") -> None:
         self._stream = stream or sys.stdout
         self._seen: set[SeriesKey] = set()
+        if hint:
+            self._write(f"otel-leakproc: {hint}")
 
     def on_report(self, report: SeriesReport, resource: Mapping[str, str]) -> None:
         if report.key in self._seen:
             return
         self._seen.add(report.key)
-        key = report.key
-        self._write(f"series  {key.tenant}/{key.service}/{key.instance or '-'} {key.kind}: tracking")
+        extra = " ".join(f"{name}={resource[name]}" for name in _SHOWN if resource.get(name))
+        line = f"{rfc3339(report.last_time_nanos)}  {'tracking':<26} {_who(report)}"
+        self._write(f"{line}  {extra}" if extra else line)
 
     def on_event(self, event: LeakEvent) -> None:
         report = event.report
-        key = report.key
-        kind = key.kind
+        kind = report.key.kind
         parts = [
-            f"{rfc3339(event.time_nanos)}  {event.name:<26} {key.tenant}/{key.service}/{key.instance or '-'} {kind}",
+            f"{rfc3339(event.time_nanos)}  {event.name:<26} {_who(report)}",
             f"status={report.status} score={report.score:.2f} current={human(report.current, kind)}",
             f"growth={human(report.growth_per_hour, kind)}/h",
         ]
@@ -37,7 +47,8 @@ class ConsoleExporter:
             parts.append(f"limit in {duration(report.time_to_limit_seconds)}")
         if report.top_growers and event.name.split(".")[-1] != "resolved":
             top = report.top_growers[0]
-            parts.append(f"top={top.function} ({top.file}:{top.line}) {top.share:.0%} of growth")
+            state = f" [{top.state}]" if top.state else ""
+            parts.append(f"top={top.function} ({top.file}:{top.line}){state} {top.share:.0%} of growth")
         self._write("  ".join(parts))
 
     def forget(self, key: SeriesKey) -> None:
@@ -49,3 +60,8 @@ class ConsoleExporter:
     def _write(self, line: str) -> None:
         self._stream.write(line + "\n")
         self._stream.flush()
+
+
+def _who(report: SeriesReport) -> str:
+    key = report.key
+    return f"{key.tenant}/{key.service}/{key.instance or '-'} {key.kind}"
