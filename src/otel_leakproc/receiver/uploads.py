@@ -47,6 +47,7 @@ __all__ = [
     "Dialect",
     "UploadRequest",
     "UploadResult",
+    "parse_time",
     "process_upload",
 ]
 
