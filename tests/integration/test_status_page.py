@@ -344,6 +344,14 @@ def test_untrusted_strings_are_escaped(server: PageServer, page: Element) -> Non
     assert NASTY_EVIDENCE_KEY in keys
 
 
+def test_permalink_opens_a_folded_series(server: PageServer, page: Element) -> None:
+    folded = need(article(page, PLATEAU).find("details", cls="series-details"))
+    assert "open" not in folded.attrs  # ok series are folded by default
+    anchor = article(page, PLATEAU).attrs["id"]
+    doc = parse_html(dump_dom(server.url("data") + "#" + anchor))
+    assert "open" in need(article(doc, PLATEAU).find("details", cls="series-details")).attrs
+
+
 def test_empty_state_tells_how_to_upload(server: PageServer) -> None:
     doc = parse_html(dump_dom(server.url("empty")))
     assert not articles(doc)

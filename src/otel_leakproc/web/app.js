@@ -157,6 +157,13 @@
     return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${hm} UTC`;
   }
 
+  // Chart time labels: HH:MM, with the day when the chart spans more than a day.
+  function axisTime(ms, spanSeconds) {
+    if (spanSeconds <= 86400) return utcTime(ms, false);
+    const d = new Date(ms);
+    return `${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${utcTime(ms, false)}`;
+  }
+
   function ago(ms) {
     const diff = (Date.now() - ms) / 1000;
     if (diff < -60 || diff > 30 * 86400) return null;
@@ -454,7 +461,7 @@
     for (let i = 0; i <= tickCount; i += 1) {
       const t = t0 + ((t1 - t0) * i) / tickCount;
       const anchor = i === 0 ? "start" : i === tickCount ? "end" : "middle";
-      nodes.push(svg("text", { class: "axis", x: r(x(t)), y: H - 8, "text-anchor": anchor }, utcTime(t * 1000, false)));
+      nodes.push(svg("text", { class: "axis", x: r(x(t)), y: H - 8, "text-anchor": anchor }, axisTime(t * 1000, t1 - t0)));
     }
     nodes.push(svg("path", { class: "area", d: area }));
     nodes.push(svg("path", { class: "line", d, "data-points": pts.length }));
@@ -534,6 +541,9 @@
       el("span", { class: "head-value" }, human(s.current, s.kind)),
       el("span", { class: "head-growth" }, growthText(s.growth_per_hour, s.kind)),
       isNum(s.time_to_limit_seconds) ? el("span", { class: "head-ttl" }, `limit in ${duration(s.time_to_limit_seconds)}`) : null,
+      isNum(s.restarts) && s.restarts > 0
+        ? el("span", { class: "head-restarts" }, `${s.restarts} restart${s.restarts === 1 ? "" : "s"}`)
+        : null,
       el("a", { class: "permalink", href: `#${anchor}`, title: `Link to ${id}`, "aria-label": `Link to ${id}` }, "#"),
     );
     const reason = s.evidence && typeof s.evidence.reason === "string" ? s.evidence.reason : null;
@@ -619,8 +629,12 @@
     window.scrollTo(scrollX, scrollY);
     if (!state.scrolledToHash && location.hash && series.length) {
       state.scrolledToHash = true;
-      const target = document.getElementById(decodeURIComponent(location.hash.slice(1)));
-      if (target) target.scrollIntoView();
+      const target = document.getElementById(location.hash.slice(1));
+      if (target) {
+        const details = target.querySelector("details.series-details");
+        if (details && !details.open) details.open = true; // a link to a folded series opens it
+        target.scrollIntoView();
+      }
     }
   }
 
@@ -628,7 +642,8 @@
 
   function showBanner(message) {
     const banner = document.getElementById("banner");
-    const parts = [el("strong", null, "Cannot load series: "), message];
+    const text = String(message).trim();
+    const parts = [el("strong", null, "Cannot load series: "), /[.!?]$/.test(text) ? text : `${text}.`];
     if (state.lastOkAt) {
       parts.push(` Showing data from ${utcTime(state.lastOkAt, false)} UTC (${ago(state.lastOkAt) || "earlier"}).`);
     }
