@@ -23,6 +23,7 @@ from google.protobuf.message import DecodeError
 from otel_leakproc.errors import InvalidProfileError, PayloadTooLargeError, RejectReason
 from otel_leakproc.model import OTHER_SITE, GoroutineGroup, ProfileKind, ProfileSummary
 from otel_leakproc.receiver.decode import decode_profile
+from otel_leakproc.receiver.decode import pprof as pprof_module
 from otel_leakproc.receiver.decode.gzip_bound import gunzip_bounded, inflate_body, is_gzip
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.decode.pprof import classify, decode_pprof, parse_pprof, summarize_pprof
@@ -688,19 +689,147 @@ def test_sample_with_the_wrong_number_of_values(change: int, have: int) -> None:
     assert str(error) == f"profile.sample[3].value: {have} values for 4 sample types"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="BUG: value counts are only checked in total (len(merged.value) == samples * types), so one sample "
-    "with an extra value and another with one missing pass, and every later column is read shifted",
-)
-def test_value_count_errors_that_cancel_out_are_still_rejected() -> None:
+@pytest.mark.parametrize("fast_from", [0, 10**9], ids=["vectorised", "sample-by-sample"])
+def test_value_count_errors_that_cancel_out_are_still_rejected(monkeypatch: pytest.MonkeyPatch, fast_from: int) -> None:
+    monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", fast_from)
     profile = _profile(HEAP)
     profile.sample[3].value.append(999_999_999)
     del profile.sample[4].value[-1]
     with pytest.raises(InvalidProfileError) as info:
         decode_pprof(profile.SerializeToString(), LIMITS)
     assert str(info.value) == "profile.sample[3].value: 5 values for 4 sample types"
+
+
+# --- the vectorised path (large profiles) gives exactly the sample-by-sample result ------------------
+
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _packed(field: int, numbers: list[int]) -> bytes:
+    body = b"".join(_varint(x) for x in numbers)
+    return _varint(field << 3 | 2) + _varint(len(body)) + body
+
+
+def _encode_sample(sample: profile_pb2.Sample, values_first: bool, unpacked_locations: bool = False) -> bytes:
+    """A Sample as runtime/pprof writes it (values first) or as the generated classes do (locations first)."""
+    if unpacked_locations:
+        locations = b"".join(_varint(1 << 3) + _varint(x) for x in sample.location_id)
+    else:
+        locations = _packed(1, list(sample.location_id))
+    values = _packed(2, list(sample.value))
+    labels = b"".join(
+        _varint(3 << 3 | 2) + _varint(len(raw := label.SerializeToString())) + raw for label in sample.label
+    )
+    return (values + locations if values_first else locations + values) + labels
+
+
+def _large(name: str, copies: int = 6, seed: int = 3) -> profile_pb2.Profile:
+    """A real profile with its samples repeated `copies` times, values shuffled and some negative/huge."""
+    profile = _profile(name)
+    rng = random.Random(seed)
+    originals = list(profile.sample)
+    for _ in range(copies - 1):
+        for sample in originals:
+            extra = profile.sample.add()
+            extra.CopyFrom(sample)
+            for i in range(len(extra.value)):
+                extra.value[i] = rng.choice([0, 0, 1, 7, 300, 20_000, 3_000_000, extra.value[i]])
+    return profile
+
+
+def _encode(profile: profile_pb2.Profile, values_first: bool, unpacked_every: int = 0) -> bytes:
+    head = profile_pb2.Profile()
+    head.CopyFrom(profile)
+    del head.sample[:]
+    samples = b"".join(
+        _varint(2 << 3 | 2) + _varint(len(raw)) + raw
+        for i, sample in enumerate(profile.sample)
+        for raw in [_encode_sample(sample, values_first, bool(unpacked_every) and i % unpacked_every == 5)]
+    )
+    return head.SerializeToString() + samples
+
+
+def _both_paths(monkeypatch: pytest.MonkeyPatch, data: bytes, kind_hint: ProfileKind | None = None) -> list[object]:
+    results: list[object] = []
+    for fast_from in (0, 10**9):
+        monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", fast_from)
+        try:
+            results.append(decode_pprof(data, LIMITS, kind_hint=kind_hint))
+        except InvalidProfileError as exc:
+            results.append((type(exc).__name__, str(exc), exc.reason))
+    return results
+
+
+@pytest.mark.parametrize("values_first", [True, False], ids=["values-first", "locations-first"])
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [(HEAP, None), (HEAP_STEADY_LEAK, None), (MUTEX, ProfileKind.MUTEX), (BLOCK, ProfileKind.BLOCK)],
+)
+def test_vectorised_path_equals_sample_by_sample(
+    monkeypatch: pytest.MonkeyPatch, name: str, kind: ProfileKind | None, values_first: bool
+) -> None:
+    profile = _large(name)
+    assert len(profile.sample) >= 1024 or name != HEAP
+    fast, slow = _both_paths(monkeypatch, _encode(profile, values_first), kind)
+    assert isinstance(fast, ProfileSummary)
+    assert fast == slow
+    assert fast.sites
+    assert fast.total == sum(
+        s.value[_types(profile).index("inuse_space" if kind is None else "delay")] for s in profile.sample
+    )
+
+
+def _types(profile: profile_pb2.Profile) -> list[str]:
+    return [profile.string_table[t.type] for t in profile.sample_type]
+
+
+def test_vectorised_path_takes_the_large_profiles_it_is_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path must actually run (not fall back) on runtime/pprof's layout, with labels."""
+    seen: list[bool] = []
+    scan = pprof_module._scan_samples
+    monkeypatch.setattr(pprof_module, "_scan_samples", lambda *a: seen.append((r := scan(*a)) is not None) or r)
+    monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", 0)
+    profile = _large(HEAP)
+    assert any(s.label for s in profile.sample)
+    decode_pprof(_encode(profile, values_first=True), LIMITS)
+    decode_pprof(_encode(profile, values_first=False), LIMITS)
+    decode_pprof(_encode(profile, values_first=True, unpacked_every=97), LIMITS)  # falls back
+    assert seen == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    ["unpacked", "empty-stack", "bad-location", "truncated-varint", "extra-value-field"],
+)
+def test_vectorised_path_rejects_like_sample_by_sample(monkeypatch: pytest.MonkeyPatch, breakage: str) -> None:
+    profile = _large(HEAP)
+    target = profile.sample[700]
+    target.value[3] = 4096  # nonzero in-use, so the sample is attributed
+    if breakage == "empty-stack":
+        del target.location_id[:]
+    elif breakage == "bad-location":
+        target.location_id[1] = 999_999
+        target.value[3] = 4096
+    data = _encode(profile, values_first=True, unpacked_every=97 if breakage == "unpacked" else 0)
+    if breakage == "truncated-varint":
+        data = data[:-1] + b"\x80"
+    elif breakage == "extra-value-field":
+        data += _varint(2 << 3 | 2) + _varint(2) + _packed(2, [])
+    fast, slow = _both_paths(monkeypatch, data)
+    assert fast == slow
+    if breakage in ("empty-stack", "bad-location", "extra-value-field"):
+        assert isinstance(fast, tuple)
 
 
 def test_string_table_zero_must_be_empty() -> None:

@@ -9,7 +9,10 @@ so a hostile profile produces an `InvalidProfileError`, never an exception from 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
 from otel_leakproc.errors import InvalidProfileError, RejectReason
@@ -19,10 +22,14 @@ from otel_leakproc.receiver.decode.gzip_bound import inflate_body
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.proto import profile_pb2
 
+# Profiles with at least this many samples are read through the vectorised path (see `_scan_samples`).
+FAST_PATH_MIN_SAMPLES = 1024
+
 # Labels a summary keeps from the profile-level label set supplied by the receiver.
 KEPT_LABELS = ("__session_id__",)
 
 _Frame = tuple[str, str, int]  # function, file, line
+IntArray = npt.NDArray[Any]  # int64 or uint64
 _WHERE = "profile.sample.location_id"
 
 # Runtime/sync frames that tell the wait state of a parked goroutine in a proto goroutine profile
@@ -214,62 +221,19 @@ def _summarize(
 
     resolver = _Resolver(profile)
     location = resolver.location
-    n_types = len(types)
-    sites: dict[str, _SiteAcc] = {}
-    group_acc: dict[tuple[str, str, str, str, int], int] = {}
-    user_cache: dict[int, _Frame | None] = {}
-    total = 0.0
-    total_count = 0.0
-    cumulative = 0.0
     goroutine_kind = kind in (ProfileKind.GOROUTINE, ProfileKind.GOROUTINELEAK)
-
-    # Read every sample's values in one C-level parse: concatenated Sample messages parse as one
-    # message whose repeated `value` holds all values in order. Python objects are then built only for
-    # samples with a nonzero value (most heap samples are allocation-only, with zero in-use).
     raw_samples = profile.sample
-    merged = profile_pb2.SampleValuesOnly.FromString(b"".join(raw_samples))
-    n_samples = len(raw_samples)
-    if len(merged.value) != n_samples * n_types:
-        _raise_bad_value_count(raw_samples, n_types)
-    value_column = merged.value[value_index::n_types]
-    count_column = value_column if count_index == value_index else merged.value[count_index::n_types]
-    if cumulative_index >= 0:
-        cumulative = float(sum(merged.value[cumulative_index::n_types]))
-    parse_sample = profile_pb2.Sample.FromString
-
-    for i, value in enumerate(value_column):
-        if value == 0:
-            continue
-        count = count_column[i]
-        total += value
-        total_count += count
-        loc_ids = parse_sample(raw_samples[i]).location_id
-        if not loc_ids:
-            raise InvalidProfileError(f"profile.sample[{i}].location_id: empty stack", RejectReason.BAD_REFERENCE)
-        user: _Frame | None = None
-        for loc_id in loc_ids:
-            if loc_id in user_cache:
-                user = user_cache[loc_id]
-            else:
-                user = None
-                for frame in location(loc_id, _WHERE):
-                    if not is_system_frame(frame[0], frame[1]):
-                        user = frame
-                        break
-                user_cache[loc_id] = user
-            if user is not None:
-                break
-        if user is None:  # only runtime/library frames: name the innermost non-runtime one, else the leaf
-            user = _fallback_frame(loc_ids, resolver)
-        acc = sites.get(user[0])
-        if acc is None:
-            sites[user[0]] = _SiteAcc(user, value, count, loc_ids[0])
-        else:
-            acc.add(user, value, count, loc_ids[0])
-        if goroutine_kind:
-            state, blocking = _wait_state(loc_ids, resolver)
-            gkey = (state, blocking, user[0], user[1], user[2])
-            group_acc[gkey] = group_acc.get(gkey, 0) + int(value)
+    n_types = len(types)
+    columns = (value_index, count_index, cumulative_index)
+    # Small profiles (what most services push) are cheaper sample by sample than through numpy's fixed costs.
+    fast = None if goroutine_kind or len(raw_samples) < FAST_PATH_MIN_SAMPLES else _scan_samples(raw_samples, n_types)
+    group_acc: dict[tuple[str, str, str, str, int], int] = {}
+    if fast is not None:
+        sites, total, total_count, cumulative = _attribute_fast(fast, columns, resolver)
+    else:
+        sites, total, total_count, cumulative = _attribute_slow(
+            raw_samples, n_types, columns, resolver, group_acc if goroutine_kind else None
+        )
 
     ranked = sorted(sites.items(), key=lambda item: (-item[1].value, item[0]))[: limits.top_sites]
     kept = tuple(
@@ -318,13 +282,333 @@ def _summarize(
     )
 
 
-def _raise_bad_value_count(raw_samples: Sequence[bytes], n_types: int) -> None:
+def _attribute_slow(
+    raw_samples: Sequence[bytes],
+    n_types: int,
+    columns: tuple[int, int, int],
+    resolver: _Resolver,
+    group_acc: dict[tuple[str, str, str, str, int], int] | None,
+) -> tuple[dict[str, _SiteAcc], float, float, float]:
+    """Sample by sample: goroutine profiles (wait states need whole stacks) and unusual encodings."""
+    value_index, count_index, cumulative_index = columns
+    location = resolver.location
+    sites: dict[str, _SiteAcc] = {}
+    user_cache: dict[int, _Frame | None] = {}
+    total = 0.0
+    total_count = 0.0
+    cumulative = 0.0
+
+    # Read every sample's values in one C-level parse: concatenated Sample messages parse as one
+    # message whose repeated `value` holds all values in order. Python objects are then built only for
+    # samples with a nonzero value (most heap samples are allocation-only, with zero in-use).
+    merged = profile_pb2.SampleValuesOnly.FromString(b"".join(raw_samples))
+    n_samples = len(raw_samples)
+    if len(merged.value) != n_samples * n_types:
+        _raise_bad_value_count(raw_samples, n_types)
+    value_column = merged.value[value_index::n_types]
+    count_column = value_column if count_index == value_index else merged.value[count_index::n_types]
+    if cumulative_index >= 0:
+        cumulative = float(sum(merged.value[cumulative_index::n_types]))
+    _check_value_counts(raw_samples, n_types)  # counts that cancel out in the total
+    parse_sample = profile_pb2.Sample.FromString
+
+    for i, value in enumerate(value_column):
+        if value == 0:
+            continue
+        count = count_column[i]
+        total += value
+        total_count += count
+        loc_ids = parse_sample(raw_samples[i]).location_id
+        if not loc_ids:
+            raise InvalidProfileError(f"profile.sample[{i}].location_id: empty stack", RejectReason.BAD_REFERENCE)
+        user: _Frame | None = None
+        for loc_id in loc_ids:
+            if loc_id in user_cache:
+                user = user_cache[loc_id]
+            else:
+                user = None
+                for frame in location(loc_id, _WHERE):
+                    if not is_system_frame(frame[0], frame[1]):
+                        user = frame
+                        break
+                user_cache[loc_id] = user
+            if user is not None:
+                break
+        if user is None:  # only runtime/library frames: name the innermost non-runtime one, else the leaf
+            user = _fallback_frame(loc_ids, resolver)
+        acc = sites.get(user[0])
+        if acc is None:
+            sites[user[0]] = _SiteAcc(user, value, count, loc_ids[0])
+        else:
+            acc.add(user, value, count, loc_ids[0])
+        if group_acc is not None:
+            state, blocking = _wait_state(loc_ids, resolver)
+            gkey = (state, blocking, user[0], user[1], user[2])
+            group_acc[gkey] = group_acc.get(gkey, 0) + int(value)
+    return sites, total, total_count, cumulative
+
+
+# -- the fast path: every sample's fields read at once with numpy ---------------------------------------
+#
+# A Sample holds only varint-encoded data (packed uint64 location ids, packed int64 values, Label
+# messages of int64 fields), so the concatenation of all samples is one stream of varints. Decoding that
+# stream with numpy and checking each sample's layout (field 1, then field 2, then field-3 labels, which
+# is what Go and every pprof writer we know of emit) gives every location id and value without a Python
+# object per sample. Anything else (unpacked fields, other orders, truncated varints, value counts that
+# do not match) returns None and the sample-by-sample path handles it, with its precise error messages.
+
+_TAG_LOCATIONS = 0x0A  # field 1, length-delimited (packed)
+_TAG_VALUES = 0x12  # field 2, length-delimited (packed)
+_TAG_LABEL = 0x1A  # field 3, length-delimited
+_MAX_LABEL_ROUNDS = 64  # labels per sample the fast path walks before giving up
+
+
+class _Scan:
+    """Where each sample's location ids and values sit in the decoded varint stream."""
+
+    __slots__ = ("loc_count", "loc_start", "tokens", "val_start")
+
+    def __init__(self, tokens: IntArray, loc_start: IntArray, loc_count: IntArray, val_start: IntArray) -> None:
+        self.tokens = tokens  # every varint of every sample, as uint64
+        self.loc_start = loc_start  # token index of each sample's first (leaf) location id
+        self.loc_count = loc_count  # location ids per sample (>= 1)
+        self.val_start = val_start  # token index of each sample's first value
+
+
+def _varints(data: npt.NDArray[np.uint8]) -> tuple[IntArray, IntArray] | None:
+    """All varints of `data`: (values as uint64, tokens ending before each byte offset), or None if malformed.
+
+    The second array has one entry per byte offset 0..len(data): the index of the varint that starts
+    there (when one does), so byte offsets map to token indices without a search.
+    """
+    if len(data) == 0 or data[-1] & 0x80:
+        return None
+    is_end = data < 0x80
+    last = np.flatnonzero(is_end)
+    widths = np.empty_like(last)
+    widths[0] = last[0] + 1
+    np.subtract(last[1:], last[:-1], out=widths[1:])
+    longest = int(widths.max())
+    if longest > 10 or (longest == 10 and bool((data[last[widths == 10]] > 1).any())):
+        return None  # wider than 64 bits
+    index_type = np.int32 if len(data) < 2**31 - 1 else np.int64
+    tokens_before = np.zeros(len(data) + 1, dtype=index_type)
+    np.cumsum(is_end, out=tokens_before[1:])
+    values = data[last].astype(np.uint64)  # the last byte of a varint holds its highest 7 bits
+    wide = np.flatnonzero(widths > 1)
+    seven = np.uint64(7)
+    for k in range(1, longest):  # Horner over the lower bytes of the few wider varints
+        if k > 1:
+            wide = wide[widths[wide] > k]
+        values[wide] = (values[wide] << seven) | (data[last[wide] - k] & 0x7F).astype(np.uint64)
+    return values, tokens_before
+
+
+def _scan_samples(raw_samples: Sequence[bytes], n_types: int) -> _Scan | None:
+    n = len(raw_samples)
+    if n == 0 or n_types == 0:
+        return None
+    data = np.frombuffer(b"".join(raw_samples), dtype=np.uint8)
+    decoded = _varints(data)
+    if decoded is None:
+        return None
+    tokens, tokens_before = decoded
+    n_tokens = len(tokens)
+    lengths = np.fromiter(map(len, raw_samples), dtype=np.int64, count=n)
+    if not lengths.all():
+        return None
+    sample_end = np.cumsum(lengths)
+    cursor = sample_end - lengths
+
+    def aligned(at: IntArray) -> bool:
+        """Every byte offset in `at` starts a varint (or is the end of the data)."""
+        inner = at[at > 0]
+        return bool((data[inner - 1] < 0x80).all())
+
+    def field(cursor: IntArray, tag: IntArray | int, sample_end: IntArray) -> tuple[IntArray, IntArray] | None:
+        """(first body token, body end byte) of a length-delimited field `tag` starting at `cursor`."""
+        if not aligned(cursor):
+            return None
+        t = tokens_before[cursor].astype(np.int64)
+        if bool((t + 1 >= n_tokens).any()) or not bool((tokens[t] == tag).all()):
+            return None
+        length = tokens[t + 1]
+        if bool((length > np.uint64(1 << 40)).any()):
+            return None
+        length = length.astype(np.int64)
+        body_start = cursor + 1 + np.where(length < 128, 1, np.where(length < 16384, 2, 0))
+        if bool((body_start == cursor + 1).any()):  # three-byte lengths: not worth a fast path
+            return None
+        body_end = body_start + length
+        if bool((body_end > sample_end).any()):
+            return None
+        return t + 2, body_end
+
+    def tokens_until(start: IntArray, end_byte: IntArray) -> IntArray | None:
+        """Token count from `start` to the token boundary at `end_byte` (None when not on a boundary)."""
+        if not aligned(end_byte):
+            return None
+        counts: IntArray = tokens_before[end_byte].astype(np.int64) - start
+        return counts
+
+    # Locations and values come in either order (runtime/pprof writes values first, re-encoders of the
+    # generated classes locations first), then the labels.
+    locations_first = data[cursor] == _TAG_LOCATIONS
+    one = field(cursor, np.where(locations_first, _TAG_LOCATIONS, _TAG_VALUES), sample_end)
+    if one is None:
+        return None
+    one_start, cursor = one
+    one_count = tokens_until(one_start, cursor)
+    two = field(cursor, np.where(locations_first, _TAG_VALUES, _TAG_LOCATIONS), sample_end)
+    if one_count is None or two is None:
+        return None
+    two_start, cursor = two
+    two_count = tokens_until(two_start, cursor)
+    if two_count is None:
+        return None
+    loc_start = np.where(locations_first, one_start, two_start)
+    loc_count = np.where(locations_first, one_count, two_count)
+    val_start = np.where(locations_first, two_start, one_start)
+    val_count = np.where(locations_first, two_count, one_count)
+    if not bool((loc_count > 0).all()) or not bool((val_count == n_types).all()):
+        return None
+    for _ in range(_MAX_LABEL_ROUNDS):  # labels: skip them, but only over a well-formed layout
+        open_ = cursor < sample_end
+        if not open_.any():
+            return _Scan(tokens, loc_start, loc_count, val_start)
+        label = field(cursor[open_], _TAG_LABEL, sample_end[open_])
+        if label is None:
+            return None
+        cursor = cursor.copy()
+        cursor[open_] = label[1]
+    return None
+
+
+def _attribute_fast(
+    scan: _Scan, columns: tuple[int, int, int], resolver: _Resolver
+) -> tuple[dict[str, _SiteAcc], float, float, float]:
+    """Charge every nonzero sample to its user frame, resolving each distinct location once.
+
+    Stacks are walked level by level from the leaf for all samples at once: at each level only the
+    samples still without a user frame take part, and only their distinct location ids are resolved.
+    """
+    value_index, count_index, cumulative_index = columns
+    tokens = scan.tokens
+    values = tokens[scan.val_start + value_index].view(np.int64)
+    counts = tokens[scan.val_start + count_index].view(np.int64)
+    cumulative = 0.0
+    if cumulative_index >= 0:
+        cumulative = _exact_sum(tokens[scan.val_start + cumulative_index].view(np.int64))
+    nonzero = np.flatnonzero(values)
+    nz_values = values[nonzero]
+    nz_counts = counts[nonzero]
+    total = _exact_sum(nz_values)
+    total_count = _exact_sum(nz_counts)
+    loc_start = scan.loc_start[nonzero]
+    loc_count = scan.loc_count[nonzero]
+    leaves = tokens[loc_start]
+
+    frames: list[_Frame] = []  # distinct user frames
+    frame_index: dict[_Frame, int] = {}
+    # location id -> index into frames; -1: no user frame; -2: not resolved yet. Go numbers locations
+    # 1..N, so a dense table; sparse or huge ids (other writers) use a dict through np.unique.
+    max_id = int(tokens[loc_start].max()) if len(loc_start) else 0
+    dense = max_id <= 4 * resolver.n_locations + 1024
+    user_table = np.full(max_id + 1 if dense else 0, -2, dtype=np.int64)
+    user_map: dict[int, int] = {}
+
+    def resolve(loc_id: int) -> int:
+        for frame in resolver.location(loc_id, _WHERE):
+            if not is_system_frame(frame[0], frame[1]):
+                user = frame_index.get(frame, -1)
+                if user < 0:
+                    user = frame_index[frame] = len(frames)
+                    frames.append(frame)
+                return user
+        return -1
+
+    frame_of_sample = np.full(len(nonzero), -1, dtype=np.int64)
+    pending = np.arange(len(nonzero))
+    level = 0
+    while len(pending):
+        pending = pending[loc_count[pending] > level]
+        if not len(pending):
+            break
+        ids = tokens[loc_start[pending] + level]
+        if dense and int(ids.max()) <= max_id:
+            hit = user_table[ids]
+            new = np.unique(ids[hit == -2])
+            if len(new):
+                user_table[new] = [resolve(loc_id) for loc_id in new.tolist()]
+                hit = user_table[ids]
+        else:
+            distinct, inverse = np.unique(ids, return_inverse=True)
+            found = [user_map.get(i) for i in distinct.tolist()]
+            for j, loc_id in enumerate(distinct.tolist()):
+                if found[j] is None:
+                    found[j] = user_map[loc_id] = resolve(loc_id)
+            hit = np.array(found, dtype=np.int64)[inverse.reshape(-1)]
+        frame_of_sample[pending[hit >= 0]] = hit[hit >= 0]
+        pending = pending[hit < 0]
+        level += 1
+    for i in np.flatnonzero(frame_of_sample < 0).tolist():  # only runtime/library frames
+        start = int(loc_start[i])
+        frame = _fallback_frame(tokens[start : start + int(loc_count[i])].tolist(), resolver)
+        user = frame_index.get(frame, -1)
+        if user < 0:
+            user = frame_index[frame] = len(frames)
+            frames.append(frame)
+        frame_of_sample[i] = user
+
+    # Sites are functions: frames of one function (different lines) share a site, whose file and line
+    # follow its largest sample (the first of equal ones), as the sample-by-sample path does.
+    names: dict[str, int] = {}
+    site_of_frame = np.array([names.setdefault(f[0], len(names)) for f in frames], dtype=np.int64)
+    site_of_sample = site_of_frame[frame_of_sample] if frames else frame_of_sample
+    n_sites = len(names)
+    site_values = np.bincount(site_of_sample, weights=nz_values, minlength=n_sites)
+    site_counts = np.bincount(site_of_sample, weights=nz_counts, minlength=n_sites)
+    order = np.argsort(site_of_sample, kind="stable")  # by site, then sample order
+    ordered_sites = site_of_sample[order]
+    ordered_values = nz_values[order]
+    starts = np.flatnonzero(np.r_[True, ordered_sites[1:] != ordered_sites[:-1]])
+    peaks = np.maximum.reduceat(ordered_values, starts)
+    at_peak = np.flatnonzero(ordered_values == np.repeat(peaks, np.diff(np.r_[starts, len(order)])))
+    first_at_peak = at_peak[np.searchsorted(at_peak, starts)]  # first largest sample of each site
+    best = order[first_at_peak]
+    sites: dict[str, _SiteAcc] = {}
+    site_names = list(names)
+    for site, sample in zip(ordered_sites[starts].tolist(), best.tolist(), strict=True):
+        acc = _SiteAcc(frames[int(frame_of_sample[sample])], int(nz_values[sample]), 0, int(leaves[sample]))
+        acc.value = float(site_values[site])
+        acc.count = float(site_counts[site])
+        sites[site_names[site]] = acc
+    return sites, total, total_count, cumulative
+
+
+def _exact_sum(values: IntArray) -> float:
+    """The sum as the sample-by-sample path computes it (float accumulation), exactly and fast when the
+    sum cannot round (every partial sum below 2**53); otherwise the same sequential float sum."""
+    if len(values) == 0:
+        return 0.0
+    bound = max(-int(values.min()), int(values.max())) * len(values)
+    if bound < 2**53:
+        return float(values.sum())
+    return sum(values.tolist(), 0.0)
+
+
+def _check_value_counts(raw_samples: Sequence[bytes], n_types: int) -> None:
+    parse = profile_pb2.SampleValuesOnly.FromString
     for i, raw in enumerate(raw_samples):
-        have = len(profile_pb2.SampleValuesOnly.FromString(raw).value)
+        have = len(parse(raw).value)
         if have != n_types:
             raise InvalidProfileError(
                 f"profile.sample[{i}].value: {have} values for {n_types} sample types", RejectReason.BAD_VALUES
             )
+
+
+def _raise_bad_value_count(raw_samples: Sequence[bytes], n_types: int) -> None:
+    _check_value_counts(raw_samples, n_types)
     raise InvalidProfileError("profile.sample: value count does not match the sample types", RejectReason.BAD_VALUES)
 
 
@@ -369,8 +653,10 @@ class _Resolver:
         "_locations",
         "_n_functions",
         "_n_locations",
+        "_named",
         "_strings",
         "frames",
+        "n_locations",
     )
 
     def __init__(self, profile: profile_pb2.ProfileLazySamples) -> None:
@@ -379,9 +665,11 @@ class _Resolver:
         self._locations = profile.location
         self._n_functions = len(profile.function)
         self._n_locations = len(profile.location)
+        self.n_locations = self._n_locations
         self._fn_map: dict[int, int] | None = None
         self._loc_map: dict[int, int] | None = None
         self.frames: dict[int, tuple[_Frame, ...]] = {}
+        self._named: dict[int, tuple[str, str]] = {}  # function id -> (name, file)
 
     def location(self, loc_id: int, where: str) -> tuple[_Frame, ...]:
         frames = self.frames.get(loc_id)
@@ -398,7 +686,14 @@ class _Resolver:
                 raise InvalidProfileError(f"{where}: {loc_id} is not a location id", RejectReason.BAD_REFERENCE)
             index = found
             loc = locations[index]
-        out = [self._function(line.function_id, index, j, line.line) for j, line in enumerate(loc.line)]
+        named = self._named
+        out = []
+        for j, line in enumerate(loc.line):
+            fn_id = line.function_id
+            name_file = named.get(fn_id)
+            if name_file is None:
+                name_file = named[fn_id] = self._function(fn_id, index, j, 0)[:2]
+            out.append((name_file[0], name_file[1], line.line))
         if not out:  # unsymbolised: name it by address so it stays distinguishable
             out.append((f"0x{loc.address:x}", "", 0))
         frames = tuple(out)
