@@ -5,10 +5,12 @@ PY     := $(VENV)/bin/python
 CORPUS ?= ../shared/corpus
 EXAMPLE ?= tests/testdata/corpus/steady_leak
 
-.PHONY: help venv run analyze test lint typecheck check proto evaluate bench clean
+.PHONY: help venv run demo analyze test lint typecheck check proto evaluate bench client-venvs clean
 
 help:
-	@echo "make run        analyse the bundled series of a leaking Go service (real profiles)"
+	@echo "make run        start the service on embedded defaults (HTTP :4040, gRPC :4317, console output)"
+	@echo "make demo       upload a bundled series of a leaking Go service (real profiles) to the running service"
+	@echo "make analyze    analyse the same series offline, no service needed"
 	@echo "make test       run the test suite"
 	@echo "make check      lint + type check + tests (what CI runs)"
 	@echo "make evaluate   score the detectors on a labelled corpus (CORPUS=$(CORPUS))"
@@ -24,7 +26,22 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 run: venv
+	$(VENV)/bin/otel-leakproc serve
+
+demo: venv
+	$(VENV)/bin/otel-leakproc push --url http://127.0.0.1:4040 --service checkout --instance pod-1 $(EXAMPLE)/heap
+
+analyze: venv
 	$(VENV)/bin/otel-leakproc analyze $(EXAMPLE)
+
+# Real pyroscope clients for the end-to-end tests, each in its own venv (their native parts conflict).
+CLIENT_VENVS ?= .venv-clients
+client-venvs: $(CLIENT_VENVS)/pyroscope-io-1.4.0/.installed $(CLIENT_VENVS)/pyroscope-io-0.8.16/.installed
+
+$(CLIENT_VENVS)/pyroscope-io-%/.installed:
+	$(PYTHON) -m venv $(CLIENT_VENVS)/pyroscope-io-$*
+	$(CLIENT_VENVS)/pyroscope-io-$*/bin/pip install --quiet pyroscope-io==$*
+	touch $@
 
 test: venv
 	$(PY) -m pytest
@@ -53,4 +70,4 @@ bench: venv
 	$(PY) benchmarks/bench_analyze_vs_pprof.py
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache benchmarks/out
+	rm -rf $(VENV) $(CLIENT_VENVS) build dist .pytest_cache .mypy_cache .ruff_cache benchmarks/out otel-leakproc-state

@@ -78,7 +78,9 @@ class Service:
         self.telemetry = Telemetry()
         self.table = SeriesTable(settings.processor, settings.state.max_series)
         self.pipeline = Pipeline(
-            self.table, build_exporters(settings.export) if exporters is None else exporters, self.telemetry
+            self.table,
+            build_exporters(settings.export, settings.state.dir) if exporters is None else exporters,
+            self.telemetry,
         )
         if store is None:
             store = FileStateStore(settings.state.dir) if settings.state.dir else MemoryStateStore()

@@ -37,6 +37,7 @@ STEADY_LEAK = TESTDATA / "corpus" / "steady_leak" / "heap"
 # Detection settings for live tests: real profiles arrive a second apart, so warm-up and windows shrink.
 FAST_PROCESSOR: dict[str, Any] = {
     "window_seconds": 600,
+    "bucket_seconds": 1,
     "max_gap_seconds": 120,
     "heap": {"warmup_seconds": 5, "min_points": 6, "min_window_seconds": 5, "confirm_seconds": 5},
     "goroutine": {"warmup_seconds": 3, "min_points": 5, "confirm_seconds": 5},

@@ -82,7 +82,7 @@ class HttpReceiver:
         app.router.add_get("/api/v1/series", self._series_handler)
         if self._static_dir is not None:
             app.router.add_get("/", self._index)
-            app.router.add_static("/static/", self._static_dir, follow_symlinks=False)
+            app.router.add_get("/static/{name}", self._asset)
         return app
 
     # -- uploads --------------------------------------------------------------------------------
@@ -186,6 +186,16 @@ class HttpReceiver:
     async def _index(self, request: web.Request) -> web.FileResponse:
         assert self._static_dir is not None
         return web.FileResponse(f"{self._static_dir}/index.html")
+
+    async def _asset(self, request: web.Request) -> web.FileResponse:
+        # Only the page's own assets, by exact name: nothing else in the package folder is served.
+        name = request.match_info["name"]
+        if name not in _ASSETS or self._static_dir is None:
+            raise web.HTTPNotFound(reason=f"no asset {name!r}")
+        return web.FileResponse(f"{self._static_dir}/{name}", headers={"Content-Type": _ASSETS[name]})
+
+
+_ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
 
 
 class _TooLargeError(Exception):
