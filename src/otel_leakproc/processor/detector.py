@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
@@ -17,6 +17,7 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from otel_leakproc.model import (
     OTHER_SITE,
@@ -34,6 +35,10 @@ NANOS = 1_000_000_000
 HOUR = 3600.0
 CANDIDATES = 8  # sites/groups that get the robust fit after the least-squares screen
 MAX_META = 512  # bound on remembered site/group descriptions per series
+# Bound on the rows of a series' site-by-point grid (live names in the history). Real series name far
+# fewer (top-K sites that mostly persist); a series whose names churn past it falls back to building
+# its matrices from the points until its history is cut, so memory stays bounded (rows x max_points).
+MAX_GRID_ROWS = 1024
 STATE_VERSION = 1  # version of the plain-data form written by `SeriesDetector.to_state`
 
 # Block-profile leaves that are lock waits; channel, select and WaitGroup waits are not contention.
@@ -60,6 +65,122 @@ class _Meta:
     leaf: str = ""
     creator: str = ""
     blocking: str = ""
+
+
+class _Grid:
+    """Values per name (rows) and point (columns) of the history, kept up to date as points come and go.
+
+    The detectors need site-by-point matrices after every profile; rebuilding them from the points'
+    dicts cost more than the statistics. Columns form a ring over the history (its length bounds them);
+    a row lives while its name appears in at least one point of the history and is then reused, so rows
+    track the live names only. `pos` keeps each value's position within its point (-1: absent), which
+    reproduces the first-seen order the dict-based ranking broke ties with.
+    """
+
+    __slots__ = ("_free", "columns", "count", "index", "max_rows", "n", "names", "overflow", "pos", "start", "values")
+
+    def __init__(self, columns: int, max_rows: int | None = None) -> None:
+        self.columns = columns
+        self.max_rows = MAX_GRID_ROWS if max_rows is None else max_rows
+        self.overflow = False  # too many live names: not maintained (the detector reads the points)
+        self.start = 0
+        self.n = 0
+        self.index: dict[str, int] = {}
+        self.names: list[str] = []
+        self._free: list[int] = []
+        self.values = np.zeros((0, columns))
+        self.pos = np.full((0, columns), -1, dtype=np.int32)
+        self.count = np.zeros(0, dtype=np.int64)
+
+    @property
+    def rows(self) -> int:
+        return len(self.index)
+
+    def clear(self) -> None:
+        self.__init__(self.columns, self.max_rows)  # type: ignore[misc]
+
+    def _row(self, name: str) -> int:
+        row = self.index.get(name)
+        if row is not None:
+            return row
+        if self._free:
+            row = self._free.pop()
+            self.names[row] = name
+        else:
+            row = len(self.names)
+            self.names.append(name)
+            if row >= len(self.count):
+                grow = max(16, len(self.count))
+                self.values = np.vstack([self.values, np.zeros((grow, self.columns))])
+                self.pos = np.vstack([self.pos, np.full((grow, self.columns), -1, dtype=np.int32)])
+                self.count = np.concatenate([self.count, np.zeros(grow, dtype=np.int64)])
+        self.index[name] = row
+        return row
+
+    def append(self, items: Iterable[tuple[str, float]]) -> None:
+        if self.overflow:
+            return
+        col = (self.start + self.n) % self.columns
+        self.n += 1
+        values, pos, count = self.values, self.pos, self.count
+        for i, (name, value) in enumerate(items):
+            row = self.index.get(name)
+            if row is None:
+                if len(self.index) >= self.max_rows:
+                    self.clear()
+                    self.overflow = True
+                    return
+                row = self._row(name)
+                values, pos, count = self.values, self.pos, self.count
+            values[row, col] = value
+            pos[row, col] = i
+            count[row] += 1
+
+    def popleft(self) -> None:
+        if self.overflow:
+            return
+        col = self.start
+        rows = np.flatnonzero(self.pos[: len(self.names), col] >= 0)
+        self.values[rows, col] = 0.0
+        self.pos[rows, col] = -1
+        self.count[rows] -= 1
+        for row in rows[self.count[rows] == 0].tolist():
+            del self.index[self.names[row]]
+            self._free.append(row)
+        self.start = (self.start + 1) % self.columns
+        self.n -= 1
+
+    def order(self) -> npt.NDArray[np.intp]:
+        """Column of each point, oldest first."""
+        return (self.start + np.arange(self.n)) % self.columns
+
+    def matrix(self, names: list[str]) -> FloatArray:
+        """Rows for `names` (0 where a name is absent from a point), columns in point order."""
+        rows = np.array([self.index[name] for name in names], dtype=np.intp)
+        result: FloatArray = self.values[np.ix_(rows, self.order())]
+        return result
+
+    def ranked(self, limit: int, exclude: str) -> list[str]:
+        """Names by peak value in the history, descending (only peaks > 0), first seen first among equals."""
+        names = [name for name in self.index if name != exclude]
+        if not names:
+            return []
+        rows = np.array([self.index[name] for name in names])
+        order = self.order()
+        values = self.values[np.ix_(rows, order)]
+        positive = values > 0
+        keep = positive.any(axis=1)
+        rows, values, positive = rows[keep], values[keep], positive[keep]
+        if not len(rows):
+            return []
+        peaks = values.max(axis=1)
+        first_col = positive.argmax(axis=1)
+        first_pos = self.pos[rows, order[first_col]]
+        ranking = np.lexsort((first_pos, first_col, -peaks))[:limit]
+        return [self.names[row] for row in rows[ranking].tolist()]
+
+    def live_sorted(self) -> list[str]:
+        return sorted(self.index)
 
 
 @lru_cache(maxsize=32)
@@ -91,6 +212,8 @@ class SeriesDetector:
         self._memory_limit_override = memory_limit_bytes
         self.memory_limit_bytes = memory_limit_bytes or config.heap.memory_limit_bytes
         self.points: deque[_Point] = deque(maxlen=config.max_points)
+        self._sites = _Grid(config.max_points)
+        self._groups = _Grid(config.max_points)
         self.meta: dict[str, _Meta] = {}
         self.profiles = 0
         self.first_time: int | None = None
@@ -123,7 +246,7 @@ class SeriesDetector:
         restart_reason = self._restart_reason(summary, last, now)
         if restart_reason:
             self.restarts += 1
-            self.points.clear()
+            self._clear_points()
             self.segment_start = now
             self.status = Status.INSUFFICIENT_DATA
             self.flagged_since = None
@@ -132,7 +255,7 @@ class SeriesDetector:
             self.segment_start = now
         self.session = summary.labels.get("__session_id__", self.session)
         self._remember(summary)
-        self.points.append(
+        self._append_point(
             _Point(
                 time_nanos=summary.time_nanos,
                 time=now,
@@ -144,7 +267,7 @@ class SeriesDetector:
         )
         horizon = now - self.config.window_seconds
         while len(self.points) > 2 and self.points[0].time < horizon:
-            self.points.popleft()
+            self._popleft_point()
         self.profiles += 1
         if self.first_time is None:
             self.first_time = summary.time_nanos
@@ -157,6 +280,23 @@ class SeriesDetector:
         if self._report is None:
             self._report = self._empty_report()
         return self._report
+
+    def _append_point(self, point: _Point) -> None:
+        if len(self.points) == self.points.maxlen:
+            self._popleft_point()
+        self.points.append(point)
+        self._sites.append(point.sites.items())
+        self._groups.append((k, float(v[0])) for k, v in point.groups.items())
+
+    def _popleft_point(self) -> None:
+        self.points.popleft()
+        self._sites.popleft()
+        self._groups.popleft()
+
+    def _clear_points(self) -> None:
+        self.points.clear()
+        self._sites.clear()
+        self._groups.clear()
 
     # -- persistence ------------------------------------------------------------------------------
 
@@ -283,7 +423,7 @@ class SeriesDetector:
             if time <= previous:
                 raise ValueError("points are not in increasing time order")
             previous = time
-            detector.points.append(
+            detector._append_point(
                 _Point(
                     time_nanos=time_nanos,
                     time=time,
@@ -378,6 +518,9 @@ class SeriesDetector:
         return 0.0
 
     def _matrix(self, names: list[str], attr: str) -> FloatArray:
+        grid = self._sites if attr == "sites" else self._groups
+        if not grid.overflow:
+            return grid.matrix(names)
         rows = np.zeros((len(names), len(self.points)))
         index = {name: i for i, name in enumerate(names)}
         for j, p in enumerate(self.points):
@@ -480,12 +623,15 @@ class SeriesDetector:
         return self._build(now, current, total.slope, total.slope, self._growers(growers), evidence, strength)
 
     def _site_names(self) -> list[str]:
+        limit = 4 * CANDIDATES * 2
+        if not self._sites.overflow:
+            return self._sites.ranked(limit, OTHER_SITE)
         peak: dict[str, float] = {}
         for p in self.points:
             for name, value in p.sites.items():
                 if name != OTHER_SITE and value > peak.get(name, 0.0):
                     peak[name] = value
-        return sorted(peak, key=lambda n: -peak[n])[: 4 * CANDIDATES * 2]
+        return sorted(peak, key=lambda n: -peak[n])[:limit]
 
     def _growers(
         self, trends: list[tuple[str, Trend, float]], keep: frozenset[str] = frozenset()
@@ -529,7 +675,9 @@ class SeriesDetector:
             leaked_now = max(leaked_now, int(current))
         th = (t_raw - t_raw[0]) / HOUR
         total = theil_sen(th, y) if len(th) >= 3 else FLAT
-        keys = sorted({k for p in self.points for k in p.groups})
+        keys = (
+            sorted({k for p in self.points for k in p.groups}) if self._groups.overflow else self._groups.live_sorted()
+        )
         growers: list[tuple[str, Trend, float]] = []
         best = 0.0
         oldest_wait = 0
@@ -650,12 +798,9 @@ class SeriesDetector:
 
     def _contention_cumulative(self, names: list[str]) -> FloatArray:
         """Cumulative delay per site (rows) and point (columns); a site missing from top-K keeps its total."""
-        cumulative = np.zeros((len(names), len(self.points)))
-        for i, name in enumerate(names):
-            last = 0.0
-            for j, p in enumerate(self.points):
-                last = max(last, p.sites.get(name, last))
-                cumulative[i, j] = last
+        if not names:
+            return np.zeros((0, len(self.points)))
+        cumulative: FloatArray = np.maximum.accumulate(np.maximum(self._matrix(names, "sites"), 0.0), axis=1)
         return cumulative
 
     def _contention_growers(self, sites: list[tuple[str, float, float]], total_rate: float) -> tuple[Grower, ...]:

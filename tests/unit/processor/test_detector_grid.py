@@ -1,0 +1,102 @@
+"""The detector's incremental site-by-point grid: same verdicts as reading the points, bounded rows.
+
+The grid replaces rebuilding matrices from the points' dicts after every profile. These tests feed real
+corpus series with the grid in use and with it forced into its fallback (a row bound too small for the
+series), and require identical reports; and they check that rows of names that left the history are
+freed, so the grid tracks only live names.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey, SiteValue
+from otel_leakproc.processor import detector as detector_module
+from otel_leakproc.processor.config import HeapConfig, ProcessorConfig
+from otel_leakproc.processor.detector import SeriesDetector
+from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
+
+CORPUS = Path(__file__).parents[2] / "testdata" / "corpus"
+NANOS = 1_000_000_000
+T0 = 1_790_000_000
+
+SERIES = [
+    ("steady_leak/heap", ProfileKind.HEAP),
+    ("warmup_plateau/heap", ProfileKind.HEAP),
+    ("restart/heap", ProfileKind.HEAP),
+    ("goroutine_leak/goroutine", ProfileKind.GOROUTINE),
+    ("lock_contention/mutex", ProfileKind.MUTEX),
+    ("lock_contention/block", ProfileKind.BLOCK),
+]
+SHORT = ProcessorConfig(max_points=16, heap=HeapConfig(warmup_seconds=300, min_window_seconds=300))
+
+
+@cache
+def corpus_series(folder: str, kind: ProfileKind) -> tuple[ProfileSummary, ...]:
+    files = sorted((CORPUS / folder).glob("*.pb.gz"))
+    summaries = [decode_profile(f.read_bytes(), DecodeLimits(), kind_hint=kind) for f in files]
+    return tuple(sorted(summaries, key=lambda s: s.time_nanos))
+
+
+@pytest.mark.parametrize("config", [ProcessorConfig(), SHORT], ids=["default", "short-window"])
+@pytest.mark.parametrize(("folder", "kind"), SERIES)
+def test_grid_and_point_fallback_give_identical_reports(
+    monkeypatch: pytest.MonkeyPatch, folder: str, kind: ProfileKind, config: ProcessorConfig
+) -> None:
+    series = corpus_series(folder, kind)
+    with_grid = SeriesDetector(SeriesKey("t", "s", "i", kind), config)
+    monkeypatch.setattr(detector_module, "MAX_GRID_ROWS", 1)
+    fallback = SeriesDetector(SeriesKey("t", "s", "i", kind), config)
+    flagged = False
+    for summary in series:
+        report = with_grid.update(summary)
+        assert fallback.update(summary) == report
+        flagged = flagged or report.status.flagged
+    assert not with_grid._sites.overflow
+    assert fallback._sites.overflow
+    assert flagged or folder == "warmup_plateau/heap"
+
+
+def _churning(minute: int) -> ProfileSummary:
+    """Every profile names 4 sites of its own and one that persists."""
+    sites = [SiteValue(f"main.gen{minute}_{i}", "gen.go", i, 1000.0 + i) for i in range(4)]
+    sites.append(SiteValue("main.persistent", "p.go", 1, 5000.0 + minute))
+    return ProfileSummary(
+        kind=ProfileKind.HEAP,
+        time_nanos=(T0 + 60 * minute) * NANOS,
+        total=sum(s.value for s in sites),
+        sites=tuple(sorted(sites, key=lambda s: -s.value)),
+    )
+
+
+def test_rows_of_names_that_left_the_history_are_freed() -> None:
+    config = ProcessorConfig(max_points=10)
+    detector = SeriesDetector(SeriesKey("t", "s", "i", ProfileKind.HEAP), config)
+    for minute in range(100):
+        detector.update(_churning(minute))
+        live = {name for p in detector.points for name in p.sites}
+        assert set(detector._sites.index) == live
+    assert len(detector.points) == 10
+    assert detector._sites.rows == 10 * 4 + 1
+    assert len(detector._sites.count) <= 64  # storage reused, not grown per new name
+
+
+def test_a_series_that_churns_past_the_row_bound_falls_back_then_recovers_after_a_restart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(detector_module, "MAX_GRID_ROWS", 20)
+    reference_config = ProcessorConfig(max_points=10)
+    detector = SeriesDetector(SeriesKey("t", "s", "i", ProfileKind.HEAP), reference_config)
+    for minute in range(30):
+        detector.update(_churning(minute))
+    assert detector._sites.overflow
+    names = detector._site_names()
+    assert names[0] == "main.persistent"
+    # A restart (cumulative totals going down) cuts the history: the grid starts over, maintained again.
+    detector.update(ProfileSummary(ProfileKind.HEAP, (T0 + 60 * 30) * NANOS, 1.0, cumulative=5.0))
+    detector.update(ProfileSummary(ProfileKind.HEAP, (T0 + 60 * 31) * NANOS, 1.0, cumulative=1.0))
+    assert detector.restarts == 1
+    assert not detector._sites.overflow
