@@ -96,6 +96,7 @@ class Service:
         self._grpc_receiver: GrpcReceiver | None = None
         self._snapshotter: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+        self._saved_generation = -1
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -174,6 +175,7 @@ class Service:
         except StateError as exc:
             self._set_aside(exc)
             return
+        self._saved_generation = self.table.generation  # the file already holds exactly this
         self.pipeline.restored()
         log.info("restored %d series from %s", count, self.store.describe())
 
@@ -187,13 +189,17 @@ class Service:
                 log.error("state: the unreadable snapshot was moved to %s", aside)
 
     async def save_snapshot(self) -> bool:
-        snapshot = self.table.to_snapshot()
+        if self._saved_generation == self.table.generation:
+            return True  # nothing changed since the last snapshot
+        generation = self.table.generation
+        snapshot = self.table.snapshot_text()
         try:
             await asyncio.to_thread(self.store.save, snapshot)
         except OSError as exc:
             self.telemetry.snapshot_failures.inc()
             log.error("state: cannot write snapshot to %s: %s", self.store.describe(), exc)
             return False
+        self._saved_generation = generation
         self.telemetry.snapshot_last_success.set(time.time())
         return True
 

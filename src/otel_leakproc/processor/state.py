@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from otel_leakproc.model import LeakEvent, ProfileKind, ProfileSummary, SeriesKey, SeriesReport, event_name
 from otel_leakproc.processor.config import ProcessorConfig
@@ -44,6 +44,7 @@ class TrackedSeries:
     detector: SeriesDetector
     resource: dict[str, str]
     report: SeriesReport
+    fragment: str | None = None  # this series' snapshot entry as JSON text, until the next update
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class SeriesTable:
         self._max_series = max_series
         self._series: OrderedDict[SeriesKey, TrackedSeries] = OrderedDict()  # least recently updated first
         self.evicted_total = 0
+        self.generation = 0  # bumped on every change, so an unchanged table is not snapshotted again
 
     def __len__(self) -> int:
         return len(self._series)
@@ -76,6 +78,7 @@ class SeriesTable:
     def update(self, key: SeriesKey, resource: Mapping[str, str], summary: ProfileSummary) -> UpdateResult:
         """Feed one profile to its series (created on first sight), evicting the stalest series if full."""
         evicted: list[SeriesKey] = []
+        self.generation += 1
         tracked = self._series.get(key)
         if tracked is None:
             while len(self._series) >= self._max_series:
@@ -91,6 +94,7 @@ class SeriesTable:
                 tracked.resource.update(resource)
         previous = tracked.report.status
         tracked.report = tracked.detector.update(summary)
+        tracked.fragment = None
         name = event_name(key.kind, previous, tracked.report.status)
         event = None
         if name is not None:
@@ -99,22 +103,28 @@ class SeriesTable:
 
     def to_snapshot(self) -> dict[str, Any]:
         """The whole table as plain JSON-serialisable data (oldest series first, so a restore keeps LRU order)."""
-        return {
-            "format": SNAPSHOT_FORMAT,
-            "version": SNAPSHOT_VERSION,
-            "saved_at_unix": time.time(),
-            "series": [
-                {
-                    "tenant": t.key.tenant,
-                    "service": t.key.service,
-                    "instance": t.key.instance,
-                    "kind": t.key.kind.value,
-                    "resource": t.resource,
-                    "detector": t.detector.to_state(),
-                }
-                for t in self._series.values()
-            ],
-        }
+        return json.loads(self.snapshot_text())  # type: ignore[no-any-return]
+
+    def snapshot_text(self) -> str:
+        """The snapshot as JSON text. Only series updated since the last call are serialised again: an
+        unchanged series reuses its cached entry, so a snapshot of a mostly idle table is cheap."""
+        entries = []
+        for t in self._series.values():
+            if t.fragment is None:
+                t.fragment = json.dumps(
+                    {
+                        "tenant": t.key.tenant,
+                        "service": t.key.service,
+                        "instance": t.key.instance,
+                        "kind": t.key.kind.value,
+                        "resource": t.resource,
+                        "detector": t.detector.to_state(),
+                    },
+                    separators=(",", ":"),
+                )
+            entries.append(t.fragment)
+        head = json.dumps({"format": SNAPSHOT_FORMAT, "version": SNAPSHOT_VERSION, "saved_at_unix": time.time()})
+        return head[:-1] + ',"series":[' + ",".join(entries) + "]}"
 
     def restore(self, snapshot: Mapping[str, Any]) -> int:
         """Replace the table's content with a snapshot's. Returns the number of series restored.
@@ -141,6 +151,7 @@ class SeriesTable:
                 raise StateError(f"series[{index}]: cannot restore: {exc}") from exc
             restored[key] = TrackedSeries(key, detector, resource, detector.report())
         self._series = restored
+        self.generation += 1
         return len(restored)
 
 
@@ -150,8 +161,8 @@ class StateStore(Protocol):
     def load(self) -> dict[str, Any] | None:
         """The last saved snapshot, or None when there is none."""
 
-    def save(self, snapshot: Mapping[str, Any]) -> None:
-        """Persist a snapshot, replacing the previous one atomically."""
+    def save(self, snapshot: str) -> None:
+        """Persist a snapshot (JSON text), replacing the previous one atomically."""
 
     def describe(self) -> str:
         """Where the state lives, for logs."""
@@ -161,13 +172,13 @@ class MemoryStateStore:
     """Keeps the last snapshot in memory only: history does not survive a restart."""
 
     def __init__(self) -> None:
-        self._snapshot: dict[str, Any] | None = None
+        self._snapshot: str | None = None
 
     def load(self) -> dict[str, Any] | None:
-        return self._snapshot
+        return None if self._snapshot is None else cast(dict[str, Any], json.loads(self._snapshot))
 
-    def save(self, snapshot: Mapping[str, Any]) -> None:
-        self._snapshot = dict(snapshot)
+    def save(self, snapshot: str) -> None:
+        self._snapshot = snapshot
 
     def describe(self) -> str:
         return "memory only (history is lost on restart)"
@@ -195,9 +206,9 @@ class FileStateStore:
             raise StateError(f"{self.path}: not a valid snapshot: top level is not an object")
         return data
 
-    def save(self, snapshot: Mapping[str, Any]) -> None:
+    def save(self, snapshot: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        payload = gzip.compress(json.dumps(snapshot, separators=(",", ":")).encode(), compresslevel=3)
+        payload = gzip.compress(snapshot.encode(), compresslevel=3)
         fd, tmp = tempfile.mkstemp(prefix=".snapshot-", suffix=".tmp", dir=self.directory)
         try:
             with os.fdopen(fd, "wb") as f:

@@ -1,0 +1,137 @@
+"""The series table (bounds, events, snapshots) and the snapshot stores, fed real corpus profiles."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey
+from otel_leakproc.processor.config import ProcessorConfig
+from otel_leakproc.processor.state import (
+    SNAPSHOT_FILE,
+    FileStateStore,
+    MemoryStateStore,
+    SeriesTable,
+    StateError,
+)
+from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
+
+CORPUS = Path(__file__).resolve().parents[2] / "testdata" / "corpus"
+
+
+def summaries(series: str) -> list[ProfileSummary]:
+    return [decode_profile(p.read_bytes(), DecodeLimits()) for p in sorted((CORPUS / series).glob("*.pb.gz"))]
+
+
+LEAK = summaries("steady_leak/heap")
+
+
+def key(service: str) -> SeriesKey:
+    return SeriesKey("t", service, "i", ProfileKind.HEAP)
+
+
+def test_events_once_per_transition_with_the_resource() -> None:
+    table = SeriesTable(ProcessorConfig(), max_series=10)
+    events = []
+    for summary in LEAK:
+        update = table.update(key("checkout"), {"service.name": "checkout"}, summary)
+        if update.event is not None:
+            events.append(update.event)
+    assert [e.name for e in events] == ["leak.suspected", "leak.confirmed"]
+    assert events[0].resource == {"service.name": "checkout"}
+    assert events[0].report.top_growers[0].function == "main.(*orderHistoryArchive).appendOrderSnapshot"
+    assert events[1].previous.value == "suspected"
+
+
+def test_least_recently_updated_series_is_evicted() -> None:
+    table = SeriesTable(ProcessorConfig(), max_series=2)
+    table.update(key("a"), {}, LEAK[0])
+    table.update(key("b"), {}, LEAK[0])
+    table.update(key("a"), {}, LEAK[1])  # a is now the most recent
+    update = table.update(key("c"), {}, LEAK[0])
+    assert update.evicted == (key("b"),)
+    assert [t.key.service for t in table] == ["a", "c"]
+    assert table.evicted_total == 1
+
+
+def test_snapshot_round_trip_resumes_every_series_exactly(tmp_path: Path) -> None:
+    config = ProcessorConfig()
+    table = SeriesTable(config, max_series=10)
+    for summary in LEAK[:30]:
+        table.update(key("a"), {"k8s.pod.name": "a-0"}, summary)
+    table.update(key("b"), {}, LEAK[0])
+    store = FileStateStore(tmp_path / "state")
+    store.save(table.snapshot_text())
+    restored = SeriesTable(config, max_series=10)
+    assert restored.restore(store.load() or {}) == 2
+    assert [t.key.service for t in restored] == ["a", "b"]  # LRU order kept
+    a = restored.get(key("a"))
+    assert a is not None
+    assert a.resource == {"k8s.pod.name": "a-0"}
+    for summary in LEAK[30:]:
+        original = table.update(key("a"), {}, summary).series.report
+        again = restored.update(key("a"), {}, summary).series.report
+        assert again == original
+
+
+def test_unchanged_series_reuse_their_serialised_entry() -> None:
+    table = SeriesTable(ProcessorConfig(), max_series=10)
+    table.update(key("a"), {}, LEAK[0])
+    table.update(key("b"), {}, LEAK[0])
+    first = table.snapshot_text()
+    cached = {t.key.service: t.fragment for t in table}
+    table.update(key("b"), {}, LEAK[1])
+    second = json.loads(table.snapshot_text())
+    after = {t.key.service: t.fragment for t in table}
+    assert after["a"] is cached["a"]  # not serialised again
+    assert after["b"] != cached["b"]
+    assert second["series"][1]["detector"] != json.loads(first)["series"][1]["detector"]
+
+
+def test_file_store_is_atomic_and_refuses_what_it_cannot_read(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path)
+    assert store.load() is None
+    table = SeriesTable(ProcessorConfig(), max_series=10)
+    table.update(key("a"), {}, LEAK[0])
+    store.save(table.snapshot_text())
+    assert [p.name for p in tmp_path.iterdir()] == [SNAPSHOT_FILE]  # no temporary file left behind
+    (tmp_path / SNAPSHOT_FILE).write_bytes(gzip.compress(b"[1, 2]"))
+    with pytest.raises(StateError, match="top level"):
+        store.load()
+    (tmp_path / SNAPSHOT_FILE).write_bytes(b"\x1f\x8b truncated")
+    with pytest.raises(StateError, match="not a valid snapshot"):
+        store.load()
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "message"),
+    [
+        ({"format": "other", "version": 1, "series": []}, "format"),
+        ({"format": "otel-leakproc-state", "version": 99, "series": []}, "version"),
+        ({"format": "otel-leakproc-state", "version": 1, "series": {}}, "series"),
+        ({"format": "otel-leakproc-state", "version": 1, "series": [{"tenant": "t"}]}, r"series\[0\]"),
+        (
+            {"format": "otel-leakproc-state", "version": 1, "series": [
+                {"tenant": "t", "service": "s", "instance": "", "kind": "heap", "detector": {"version": -1}}]},
+            r"series\[0\]",
+        ),
+    ],
+)  # fmt: skip
+def test_restore_refuses_bad_snapshots_and_keeps_the_table(snapshot: dict[str, object], message: str) -> None:
+    table = SeriesTable(ProcessorConfig(), max_series=10)
+    table.update(key("kept"), {}, LEAK[0])
+    with pytest.raises(StateError, match=message):
+        table.restore(snapshot)
+    assert [t.key.service for t in table] == ["kept"]
+
+
+def test_memory_store_round_trip() -> None:
+    store = MemoryStateStore()
+    assert store.load() is None
+    table = SeriesTable(ProcessorConfig(), max_series=10)
+    table.update(key("a"), {}, LEAK[0])
+    store.save(table.snapshot_text())
+    assert SeriesTable(ProcessorConfig(), max_series=10).restore(store.load() or {}) == 1
