@@ -265,6 +265,7 @@ def test_helm_test_pod_checks_the_service(scenario: tuple[str, list[dict[str, An
     script = pod["spec"]["containers"][0]["command"][-1]
     assert f"{FULLNAME}:4040" in script
     assert "/readyz" in script
+    compile(script, "test-connection", "exec")  # the rendered script is valid Python
 
 
 def test_notes_render(chart: Any) -> None:
@@ -365,6 +366,20 @@ def test_prometheus_rule_equals_config_alerts(chart: Any) -> None:
     expected = [g for f in ALERT_FILES for g in yaml.safe_load(f.read_text(encoding="utf-8"))["groups"]]
     assert rule["spec"]["groups"] == expected
     assert rule["metadata"]["labels"]["release"] == "prom"
+
+
+def test_packaged_chart_carries_the_rules(tmp_path: Path) -> None:
+    """`helm package` resolves the files/config link: the archive renders the same rules on its own."""
+    helm = _helm()
+    archive = Path(helm.package(CHART_DIR, destination=tmp_path))
+    with helm.Chart.load_archive(archive.read_bytes()) as packaged:
+        files = sorted(f["name"] for f in packaged.files if f["name"].startswith("files/"))
+        expected_files = ["files/config/leakproc.yaml"] + [f"files/config/alerts/{f.name}" for f in ALERT_FILES]
+        assert files == sorted(expected_files)  # the rule tests under alerts/tests/ are left out (.helmignore)
+        if ALERT_FILES:
+            rule = one(render(packaged, {"prometheusRule": {"enabled": True}}), "PrometheusRule")
+            expected = [g for f in ALERT_FILES for g in yaml.safe_load(f.read_text(encoding="utf-8"))["groups"]]
+            assert rule["spec"]["groups"] == expected
 
 
 def test_rule_without_alerts_fails(chart: Any) -> None:

@@ -36,7 +36,10 @@ UID = 10001
 def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.setdefault("CONTAINERS_CONF", str(ROOT / "deploy" / "container" / "containers.conf"))
-    return subprocess.run(["podman", *args], env=env, capture_output=True, text=True, check=check, timeout=timeout)
+    result = subprocess.run(["podman", *args], env=env, capture_output=True, text=True, check=False, timeout=timeout)
+    if check and result.returncode != 0:
+        pytest.fail(f"podman {' '.join(args[:2])} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +187,93 @@ def test_container_serves_uploads_as_non_root_on_a_read_only_root(running: dict[
     (info,) = json.loads(podman("inspect", name).stdout)
     assert info["State"]["ExitCode"] == 0, podman("logs", name, check=False).stderr
     assert (running["state"] / "snapshot.json.gz").is_file()
+
+
+def _self_signed(directory: Path) -> Path:
+    """A certificate for 127.0.0.1 (also used as the client CA), written as the chart's TLS Secret keys."""
+    directory.mkdir(mode=0o755)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(directory / "tls.key"),
+         "-out", str(directory / "tls.crt")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (directory / "ca.crt").write_bytes((directory / "tls.crt").read_bytes())
+    for path in directory.iterdir():
+        path.chmod(0o644)
+    return directory
+
+
+def test_container_runs_the_charts_tls_auth_config(image: str, tmp_path: Path) -> None:
+    """The ConfigMap the chart renders for ci/tls-auth-values.yaml, mounted as the chart mounts it."""
+    import ssl
+
+    import yaml
+
+    if shutil.which("openssl") is None:
+        missing("openssl is not installed")
+    helm = require_module("helm_python")
+    helm.disable_logging()
+    values = yaml.safe_load((ROOT / "deploy/helm/otel-leakproc/ci/tls-auth-values.yaml").read_text(encoding="utf-8"))
+    with helm.Chart.load(ROOT / "deploy" / "helm" / "otel-leakproc") as chart:
+        manifests = chart.render(values, name="leakproc", namespace="observability", is_install=True)
+    config_map = yaml.safe_load(manifests["otel-leakproc/templates/configmap.yaml"])
+    config_file = tmp_path / "leakproc.yaml"
+    config_file.write_text(config_map["data"]["leakproc.yaml"], encoding="utf-8")
+    config_file.chmod(0o644)
+    tls_dir = _self_signed(tmp_path / "tls")
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, UID, UID)
+
+    http_port, grpc_port = free_port(), free_port()
+    name = f"leakproc-tls-{os.getpid()}-{http_port}"
+    env = [f"--env={k}={v}" for k, v in values["secretEnv"].items()]
+    podman(
+        "run", "--detach", "--name", name, "--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges",
+        "--network=host", "--health-cmd=none", *env,
+        "--volume", f"{config_file}:/etc/otel-leakproc/leakproc.yaml:ro",
+        "--volume", f"{tls_dir}:/etc/otel-leakproc/tls:ro",
+        "--volume", f"{state}:/var/lib/otel-leakproc",
+        image, "--config", "/etc/otel-leakproc/leakproc.yaml",
+        "--http-address", f"127.0.0.1:{http_port}", "--grpc-address", f"127.0.0.1:{grpc_port}",
+    )  # fmt: skip
+    try:
+        base = f"https://127.0.0.1:{http_port}"
+        context = ssl.create_default_context(cafile=str(tls_dir / "tls.crt"))
+        end = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/readyz", timeout=2, context=context) as response:
+                    if response.status == 200:
+                        break
+            except (OSError, urllib.error.HTTPError):
+                if time.monotonic() > end:
+                    logs = podman("logs", name, check=False)
+                    pytest.fail(f"{base}/readyz never answered 200\n{logs.stdout}\n{logs.stderr}")
+                time.sleep(0.3)
+
+        url = f"{base}/ingest?name=checkout{{instance=pod-1}}&format=pprof"
+        body = HEAP_PROFILES[0].read_bytes()
+
+        def upload(headers: dict[str, str]) -> int:
+            request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=30, context=context) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert upload({}) == 401
+        assert upload({"Authorization": "Bearer wrong"}) == 401
+        assert upload({"Authorization": f"Bearer {values['secretEnv']['ACME_TOKEN']}"}) == 200
+        import base64
+
+        basic = base64.b64encode(f"pyroscope:{values['secretEnv']['PYROSCOPE_PASSWORD']}".encode()).decode()
+        assert upload({"Authorization": f"Basic {basic}"}) == 200
+
+        # Plain HTTP on the TLS port is refused.
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(f"http://127.0.0.1:{http_port}/livez", timeout=5).close()
+    finally:
+        podman("rm", "--force", "--time", "5", name, check=False)
