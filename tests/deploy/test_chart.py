@@ -286,7 +286,7 @@ def test_defaults_scenario(chart: Any) -> None:
     assert deployment["spec"]["replicas"] == 1
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert "emptyDir" in volumes["state"]
-    env = {e["name"] for e in main_container(docs)["env"]}
+    env = {e["name"] for e in main_container(docs).get("env", [])}
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env
 
 
