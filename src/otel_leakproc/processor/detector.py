@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
 from statistics import NormalDist
+from sys import intern
 from typing import Any
 
 import numpy as np
@@ -261,8 +262,10 @@ class SeriesDetector:
                 time=now,
                 total=summary.total,
                 cumulative=summary.cumulative,
-                sites={s.function: s.value for s in summary.sites},
-                groups={g.key: (g.count, g.max_wait_minutes, g.leaked) for g in summary.groups},
+                # Interned: every profile brings its own copies of the same names; one shared copy per
+                # name (across points and series) keeps a full window's memory to its numbers.
+                sites={intern(s.function): s.value for s in summary.sites},
+                groups={intern(g.key): (g.count, g.max_wait_minutes, g.leaked) for g in summary.groups},
             )
         )
         horizon = now - self.config.window_seconds
@@ -402,7 +405,7 @@ class SeriesDetector:
     ) -> SeriesDetector:
         saved_limit = _opt(state["memory_limit_bytes"], int)
         detector = cls(key, config, memory_limit_bytes if memory_limit_bytes is not None else saved_limit)
-        names = [_req(name, str) for name in state["names"]]
+        names = [intern(_req(name, str)) for name in state["names"]]
         for m in state["meta"]:
             detector.meta[names[_req(m["name"], int)]] = _Meta(
                 function=_req(m["function"], str),

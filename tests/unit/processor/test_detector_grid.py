@@ -100,3 +100,15 @@ def test_a_series_that_churns_past_the_row_bound_falls_back_then_recovers_after_
     detector.update(ProfileSummary(ProfileKind.HEAP, (T0 + 60 * 31) * NANOS, 1.0, cumulative=1.0))
     assert detector.restarts == 1
     assert not detector._sites.overflow
+
+
+def test_points_share_one_copy_of_each_name() -> None:
+    """Each decoded profile brings its own name strings; the history keeps one copy per name."""
+    detector = SeriesDetector(SeriesKey("t", "s", "i", ProfileKind.HEAP), ProcessorConfig())
+    for minute in range(3):
+        name = "".join(["main.", "persistent"])  # a new, equal str object per profile
+        site = SiteValue(name, "p.go", 1, 100.0)
+        detector.update(ProfileSummary(ProfileKind.HEAP, (T0 + 60 * minute) * NANOS, 100.0, sites=(site,)))
+    keys = [next(iter(p.sites)) for p in detector.points]
+    assert len(keys) == 3
+    assert keys[0] is keys[1] is keys[2]

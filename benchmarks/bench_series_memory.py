@@ -1,0 +1,177 @@
+"""Memory retained per tracked series: one `SeriesDetector` holding a full default window.
+
+For each kind (heap, goroutine, mutex) it feeds a fresh detector `max_points` (240) summaries, one per
+`window_seconds / max_points` (30 s, so the whole history stays inside the 2 h window), each with the
+default top-K (64) sites or goroutine groups, and measures with tracemalloc what stays allocated once
+the summaries are gone: the detector's points, grids, site descriptions and its last report. Every
+summary is built with fresh string objects, as the decoder makes them, so names are not shared by
+accident between profiles.
+
+`--state` also prints the size of `to_state()` as compact JSON (what a snapshot file holds per series).
+
+Prints figures only; asserts nothing.
+
+Usage: python benchmarks/bench_series_memory.py [--points N] [--sites K] [--state]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import sys
+import tracemalloc
+from collections.abc import Callable, Sequence
+
+from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, SiteValue
+from otel_leakproc.processor import trend
+from otel_leakproc.processor.config import ProcessorConfig
+from otel_leakproc.processor.detector import SeriesDetector
+
+NANOS = 1_000_000_000
+T0 = 1_790_000_000
+PKG = "github.com/acme/shop/internal/orders"
+TRACE_DEPTH = 25  # frames kept per allocation, enough to see whether trend.py made it
+
+
+def _name(i: int) -> str:
+    # A fresh str object per call (as the decoder produces), with realistic Go symbol lengths.
+    return "".join([PKG, ".(*Processor).handleStage", str(i)])
+
+
+def heap_summary(j: int, t: int, sites: int, rng: random.Random) -> ProfileSummary:
+    values = [(1 << 20) * (1 + i % 7) + rng.randrange(1 << 16) + (4096 * j if i == 3 else 0) for i in range(sites)]
+    site_values = tuple(
+        SiteValue(_name(i), "".join(["orders/stage", str(i), ".go"]), 100 + i, float(v), float(v // 64), "runtime.malg")
+        for i, v in sorted(enumerate(values), key=lambda iv: -iv[1])
+    )
+    total = float(sum(values) + (8 << 20))
+    return ProfileSummary(
+        kind=ProfileKind.HEAP,
+        time_nanos=t,
+        total=total,
+        total_count=total / 64,
+        cumulative=float(1_000_000 + 10_000 * j),
+        sites=site_values,
+        other=float(8 << 20),
+    )
+
+
+def goroutine_summary(j: int, t: int, groups: int, rng: random.Random) -> ProfileSummary:
+    counts = [10 + i % 13 + rng.randrange(3) + (j // 4 if i == 5 else 0) for i in range(groups)]
+    group_values = tuple(
+        GoroutineGroup(
+            state="chan receive",
+            blocking="".join([PKG, ".(*Queue).wait", str(i)]),
+            function=_name(i),
+            file="".join(["orders/stage", str(i), ".go"]),
+            line=100 + i,
+            creator="".join([PKG, ".(*Server).spawn", str(i)]),
+            count=c,
+            max_wait_minutes=rng.randrange(30),
+        )
+        for i, c in sorted(enumerate(counts), key=lambda ic: -ic[1])
+    )
+    sites = tuple(SiteValue(g.function, g.file, g.line, float(g.count), float(g.count)) for g in group_values)
+    return ProfileSummary(
+        kind=ProfileKind.GOROUTINE,
+        time_nanos=t,
+        total=float(sum(counts)),
+        total_count=float(sum(counts)),
+        sites=sites,
+        groups=group_values,
+    )
+
+
+def mutex_summary(j: int, t: int, sites: int, rng: random.Random) -> ProfileSummary:
+    delays = [float((i + 1) * 1_000_000 * (j + 1) + rng.randrange(1000)) for i in range(sites)]
+    site_values = tuple(
+        SiteValue(_name(i), "".join(["orders/stage", str(i), ".go"]), 100 + i, d, d / 1e5, "sync.(*Mutex).Unlock")
+        for i, d in sorted(enumerate(delays), key=lambda id_: -id_[1])
+    )
+    return ProfileSummary(
+        kind=ProfileKind.MUTEX,
+        time_nanos=t,
+        total=sum(delays),
+        total_count=sum(delays) / 1e5,
+        cumulative=float(100 * (j + 1)),
+        sites=site_values,
+    )
+
+
+BUILDERS: dict[ProfileKind, Callable[[int, int, int, random.Random], ProfileSummary]] = {
+    ProfileKind.HEAP: heap_summary,
+    ProfileKind.GOROUTINE: goroutine_summary,
+    ProfileKind.MUTEX: mutex_summary,
+}
+
+
+def retained(kind: ProfileKind, points: int, width: int, config: ProcessorConfig) -> tuple[int, int, SeriesDetector]:
+    """Bytes still allocated after feeding `points` summaries to a new detector (summaries dropped).
+
+    A first detector of the same kind is fed untraced, so process-wide caches (the pair indices of the
+    trend statistics per window length, the frame-classification caches) are warm and not charged to
+    the series.
+    """
+    step = int(config.window_seconds / config.max_points * NANOS)
+    warm = SeriesDetector(SeriesKey("tenant", "warm-up", "pod-0", kind), config)
+    rng = random.Random(7)
+    for j in range(points):
+        warm.update(BUILDERS[kind](j, T0 * NANOS + j * step, width, rng))
+    del warm
+    rng = random.Random(7)
+    gc.collect()
+    tracemalloc.start(TRACE_DEPTH)
+    before = tracemalloc.take_snapshot()
+    detector = SeriesDetector(SeriesKey("tenant", "checkout", "pod-1", kind), config)
+    for j in range(points):
+        detector.update(BUILDERS[kind](j, T0 * NANOS + j * step, width, rng))
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    # The trend statistics' pair-index cache is process-wide (one entry per window length, LRU): it
+    # churns while a series fills up, so it is reported on its own, not charged to the series.
+    shared = [tracemalloc.Filter(True, trend.__file__, all_frames=True)]
+    series_only = [tracemalloc.Filter(False, trend.__file__, all_frames=True)]
+    size = sum(
+        d.size_diff for d in after.filter_traces(series_only).compare_to(before.filter_traces(series_only), "filename")
+    )
+    cache = sum(d.size_diff for d in after.filter_traces(shared).compare_to(before.filter_traces(shared), "filename"))
+    return size, cache, detector
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    config = ProcessorConfig()
+    parser.add_argument("--points", type=int, default=config.max_points, help="profiles fed (default: max_points)")
+    parser.add_argument("--sites", type=int, default=64, help="sites or groups per profile (default top-K 64)")
+    parser.add_argument("--state", action="store_true", help="also print the JSON size of to_state()")
+    args = parser.parse_args(argv)
+    print(
+        f"python {sys.version.split()[0]}; window {config.window_seconds:.0f} s, max_points {config.max_points}, "
+        f"{args.points} profiles of {args.sites} sites/groups each, retained bytes by tracemalloc"
+    )
+    header = (
+        f"{'kind':<10} {'points':>6} {'names':>6} {'retained KiB':>12} {'per point B':>11} {'shared cache KiB':>16}"
+    )
+    if args.state:
+        header += f" {'state JSON KiB':>14}"
+    print(header)
+    print("-" * len(header))
+    for kind in BUILDERS:
+        size, cache, detector = retained(kind, args.points, args.sites, config)
+        names = len({n for p in detector.points for n in (*p.sites, *p.groups)})
+        line = (
+            f"{kind.value:<10} {len(detector.points):6d} {names:6d} {size / 1024:12.1f} "
+            f"{size / max(1, len(detector.points)):11.0f} {cache / 1024:16.1f}"
+        )
+        if args.state:
+            state = json.dumps(detector.to_state(), separators=(",", ":"))
+            line += f" {len(state) / 1024:14.1f}"
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
