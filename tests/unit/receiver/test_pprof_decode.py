@@ -669,12 +669,24 @@ def test_ids_need_not_follow_table_order() -> None:
     assert _decode(profile.SerializeToString()) == _decode(_gz(BLOCK))
 
 
-def test_sample_with_empty_stack() -> None:
+def test_sample_with_empty_stack_counts_in_the_total_under_other() -> None:
+    # A real Go 1.27 goroutine profile: one goroutine sampled with no stack at all.
+    data = (TESTDATA / "pprof" / "go127_goroutine_empty_stack.pb.gz").read_bytes()
+    parsed = profile_pb2.Profile.FromString(gzip.decompress(data))
+    empty = [s for s in parsed.sample if not s.location_id]
+    assert len(empty) == 1
+    summary = decode_pprof(data, DecodeLimits())
+    assert summary.kind is ProfileKind.GOROUTINE
+    assert summary.total == sum(s.value[0] for s in parsed.sample)
+    assert summary.other >= empty[0].value[0]
+    assert sum(g.count for g in summary.groups) == summary.total - empty[0].value[0]
+    # The same in a synthetic block profile: nothing rejected, the delay stays in the total.
     profile = _profile(BLOCK)
+    lost = profile.sample[1].value[1]
     del profile.sample[1].location_id[:]
-    error = _reject(profile.SerializeToString(), kind_hint=ProfileKind.BLOCK)
-    assert error.reason is RejectReason.BAD_REFERENCE
-    assert str(error) == "profile.sample[1].location_id: empty stack"
+    block = _decode(profile.SerializeToString(), kind_hint=ProfileKind.BLOCK)
+    assert block.total == _decode(_gz(BLOCK), kind_hint=ProfileKind.BLOCK).total
+    assert block.other >= lost
 
 
 @pytest.mark.parametrize(("change", "have"), [(-1, 3), (+1, 5)])

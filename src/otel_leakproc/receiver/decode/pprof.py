@@ -320,7 +320,9 @@ def _attribute_slow(
         total_count += count
         loc_ids = parse_sample(raw_samples[i]).location_id
         if not loc_ids:
-            raise InvalidProfileError(f"profile.sample[{i}].location_id: empty stack", RejectReason.BAD_REFERENCE)
+            # Go writes these (a goroutine caught with no stack, e.g. between creation and its first run):
+            # the value counts in the total, under "(other)", since there is no site to name.
+            continue
         user: _Frame | None = None
         for loc_id in loc_ids:
             if loc_id in user_cache:
