@@ -840,8 +840,10 @@ def test_vectorised_path_rejects_like_sample_by_sample(monkeypatch: pytest.Monke
         data += _varint(2 << 3 | 2) + _varint(2) + _packed(2, [])
     fast, slow = _both_paths(monkeypatch, data)
     assert fast == slow
-    if breakage in ("empty-stack", "bad-location", "extra-value-field"):
+    if breakage in ("bad-location", "extra-value-field"):
         assert isinstance(fast, tuple)
+    if breakage == "empty-stack":  # accepted by both paths: the value stays in the total, under (other)
+        assert isinstance(fast, ProfileSummary)
 
 
 def test_string_table_zero_must_be_empty() -> None:
