@@ -189,7 +189,9 @@ class Client:
                 if now >= next_capture:
                     cpu = self.capture_into_buffer()
                     # A capture may use at most max_cpu_fraction of a CPU: slow ones stretch the interval.
-                    next_capture = max(next_capture + interval, time.monotonic() + cpu / self.config.max_cpu_fraction)
+                    # The first one is exempt: it fills the function-name caches once.
+                    budget = cpu / self.config.max_cpu_fraction if self._stats.captures > 1 else 0.0
+                    next_capture = max(next_capture + interval, time.monotonic() + budget)
                     if next_capture < time.monotonic():
                         next_capture = time.monotonic() + interval
                 if self._buffer and time.monotonic() >= self._retry_at:

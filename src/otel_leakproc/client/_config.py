@@ -30,6 +30,7 @@ ENV_INTERVAL = "OTEL_LEAKPROC_INTERVAL"
 ENV_FRAMES = "OTEL_LEAKPROC_FRAMES"
 ENV_MAX_TRACEBACKS = "OTEL_LEAKPROC_MAX_TRACEBACKS"
 ENV_THREADS = "OTEL_LEAKPROC_THREADS"
+ENV_MAX_CPU_FRACTION = "OTEL_LEAKPROC_MAX_CPU_FRACTION"
 ENV_ENABLED = "OTEL_LEAKPROC_ENABLED"
 
 _TRUE = ("1", "true", "yes", "on")
@@ -178,7 +179,7 @@ def config_from(
         frames=frames if frames is not None else env_frames,
         max_tracebacks=max_tracebacks if max_tracebacks is not None else env_tracebacks,
         threads=threads if threads is not None else _env_bool(env, ENV_THREADS, True),
-        **extra,  # type: ignore[arg-type]  # the remaining ClientConfig fields, checked by the dataclass
+        **{"max_cpu_fraction": _env_number(env, ENV_MAX_CPU_FRACTION, defaults.max_cpu_fraction, float), **extra},  # type: ignore[arg-type]  # the remaining ClientConfig fields, checked by the dataclass
     )
     given = {
         name

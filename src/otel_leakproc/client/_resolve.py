@@ -4,8 +4,9 @@ First choice, the interpreter's own answer: the code objects of the loaded modul
 (its functions, methods, properties, the functions they wrap, and every code object nested in those)
 and their line tables (`co_lines`); a line maps to the code object that has instructions on it, named by
 its `co_qualname` (`OrderBook.add`, `handler.<locals>.inner`). Lines of no function are module or class
-bodies: `<module>`. This needs no parsing, which matters because everything the client allocates while
-tracemalloc traces costs several times more than usual.
+bodies: `<module>`. This needs no parsing, and only the one top-level function that can hold a line has
+its line table read: everything the client allocates while tracemalloc traces costs several times more
+than usual, and a service may have thousands of modules with import-time allocations.
 
 Files that belong to no loaded module (run with `exec`, or a module object that is gone) are parsed once
 with `ast` (source through `linecache`) into line ranges of their functions, methods and class bodies.
@@ -66,9 +67,14 @@ def _scopes(tree: ast.AST) -> list[tuple[int, int, str]]:
     return found
 
 
-def _code_objects_of(module: types.ModuleType, filename: str) -> list[types.CodeType]:
-    """Every code object of `filename` reachable from the module's namespace."""
-    codes: list[types.CodeType] = []
+def _roots_of(module: types.ModuleType, filename: str) -> list[types.CodeType]:
+    """The outermost code objects of `filename` reachable from the module's namespace, by first line.
+
+    Functions, methods (through classes, static/class methods and properties) and the functions they wrap
+    (`__wrapped__`); a code object nested in another one found (a closure a module-level call returned)
+    is not a root. Roots never overlap, so at most one can hold a given line.
+    """
+    found: dict[int, types.CodeType] = {}
     seen: set[int] = set()
     pending: list[object] = list(vars(module).values())
     while pending:
@@ -76,12 +82,10 @@ def _code_objects_of(module: types.ModuleType, filename: str) -> list[types.Code
         if id(obj) in seen:
             continue
         seen.add(id(obj))
-        if isinstance(obj, types.CodeType):
-            if obj.co_filename == filename:
-                codes.append(obj)
-                pending.extend(c for c in obj.co_consts if isinstance(c, types.CodeType))
-        elif isinstance(obj, types.FunctionType):
-            pending.append(obj.__code__)
+        if isinstance(obj, types.FunctionType):
+            code = obj.__code__
+            if code.co_filename == filename:
+                found[id(code)] = code
             wrapped = getattr(obj, "__wrapped__", None)
             if wrapped is not None:
                 pending.append(wrapped)
@@ -91,10 +95,25 @@ def _code_objects_of(module: types.ModuleType, filename: str) -> list[types.Code
             pending.extend(f for f in (obj.fget, obj.fset, obj.fdel) if f is not None)
         elif isinstance(obj, type) and getattr(obj, "__module__", None) == module.__name__:
             pending.extend(vars(obj).values())
+    nested: set[int] = set()
+    stack = list(found.values())
+    while stack:
+        for const in stack.pop().co_consts:
+            if isinstance(const, types.CodeType) and id(const) not in nested:
+                nested.add(id(const))
+                stack.append(const)
+    return sorted((c for i, c in found.items() if i not in nested), key=lambda c: c.co_firstlineno)
+
+
+def _tree(root: types.CodeType) -> list[types.CodeType]:
+    codes = [root]
+    for code in codes:
+        codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
     return codes
 
 
 def _line_table(codes: list[types.CodeType]) -> dict[int, str]:
+    """Line -> name for one function and everything nested in it."""
     table: dict[int, str] = {}
     first_lines: dict[int, str] = {}
     for code in codes:
@@ -111,13 +130,31 @@ def _line_table(codes: list[types.CodeType]) -> dict[int, str]:
     return table
 
 
+@dataclass(slots=True)
+class _ModuleCodes:
+    """The roots of one loaded file; line tables are built per root on first use."""
+
+    starts: list[int]
+    roots: list[types.CodeType]
+    tables: dict[int, dict[int, str]] = field(default_factory=dict)
+
+    def name(self, line: int) -> str:
+        i = bisect.bisect_right(self.starts, line) - 1
+        if i < 0:
+            return "<module>"
+        table = self.tables.get(i)
+        if table is None:
+            table = self.tables[i] = _line_table(_tree(self.roots[i]))
+        return table.get(line, "<module>")
+
+
 class FunctionResolver:
     """Maps (file, line) to a function name; caches per file and per (file, line)."""
 
     def __init__(self) -> None:
         self._files: dict[str, _FileIndex] = {}
         self._lines: dict[tuple[str, int], str] = {}
-        self._tables: dict[str, dict[int, str] | None] = {}
+        self._tables: dict[str, _ModuleCodes | None] = {}
         self._modules: dict[str, types.ModuleType] = {}
         self._modules_seen = -1
 
@@ -133,11 +170,14 @@ class FunctionResolver:
             module = self._modules.get(filename)
         return module
 
-    def _table(self, filename: str) -> dict[int, str] | None:
+    def _table(self, filename: str) -> _ModuleCodes | None:
         if filename in self._tables:
             return self._tables[filename]
         module = self._module_for(filename)
-        table = _line_table(_code_objects_of(module, filename)) if module is not None else None
+        table = None
+        if module is not None:
+            roots = _roots_of(module, filename)
+            table = _ModuleCodes([r.co_firstlineno for r in roots], roots)
         if len(self._tables) >= MAX_FILES:
             self._tables.pop(next(iter(self._tables)))
         self._tables[filename] = table
@@ -175,7 +215,7 @@ class FunctionResolver:
             return found
         table = self._table(filename)
         if table is not None:
-            found = table.get(line, "<module>")
+            found = table.name(line)
             if len(self._lines) < 262144:
                 self._lines[key] = found
             return found
