@@ -38,6 +38,7 @@ from otel_leakproc.receiver.auth import AuthError, visible_tenants
 from otel_leakproc.receiver.grpc_server import GrpcReceiver, bind
 from otel_leakproc.receiver.http_server import HttpReceiver, error_response, start_http_server
 from otel_leakproc.receiver.ingest import IngestCore, worker_count
+from otel_leakproc.receiver.scrape.manager import ScrapeManager
 from otel_leakproc.report import series_to_json
 from otel_leakproc.telemetry import Telemetry
 
@@ -88,6 +89,11 @@ class Service:
         self.core = IngestCore(
             settings.server, settings.ingest, settings.decode.to_limits(), self.pipeline.accept, self.telemetry
         )
+        self.scrape: ScrapeManager | None = None
+        if settings.scrape.enabled:
+            tenant = settings.scrape.tenant or settings.server.auth.default_tenant
+            self.scrape = ScrapeManager(settings.scrape, self.core, self.telemetry.registry, tenant)
+            self.pipeline.exporters.append(self.scrape.hook)
         self.http_port = 0
         self.grpc_port = 0
         self._ready = False
@@ -122,6 +128,8 @@ class Service:
             await self._grpc.start()
             await self._grpc_receiver.set_serving(True)
         self._snapshotter = asyncio.create_task(self._snapshot_loop(), name="state-snapshots")
+        if self.scrape is not None:
+            await self.scrape.start()
         self._ready = True
         self.telemetry.ready.set(1)
         scheme = "https" if server.http.tls.enabled else "http"
@@ -145,6 +153,8 @@ class Service:
         self.telemetry.ready.set(0)
         if self._grpc_receiver is not None:
             await self._grpc_receiver.set_serving(False)
+        if self.scrape is not None:
+            await self.scrape.shutdown()
         drained = await self.core.drain(max(0.1, (deadline - time.monotonic()) * 0.6))
         if not drained:
             log.warning(
@@ -230,7 +240,15 @@ class Service:
             if not _matches(key, tracked.report.status, query):
                 continue
             selected.append(series_object(tracked, timeline=want_timeline))
-        return {"series": selected}
+        out: dict[str, Any] = {"series": selected}
+        if self.scrape is not None:
+            # Per-target scrape health (docs/scrape.md), filtered like the series.
+            visible = tenants is None or self.scrape.tenant in tenants
+            targets = self.scrape.health() if visible else []
+            out["targets"] = [
+                t for t in targets if all(f not in query or query[f] == t[f] for f in ("service", "instance"))
+            ]
+        return out
 
     def series_keys(self) -> list[SeriesKey]:
         return [t.key for t in self.table]

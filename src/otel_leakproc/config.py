@@ -37,6 +37,7 @@ from otel_leakproc.errors import ConfigError
 from otel_leakproc.exporter.config import ExportConfig
 from otel_leakproc.processor.config import ProcessorConfig, StateConfig
 from otel_leakproc.receiver.config import DecodeConfig, IngestConfig, ServerConfig
+from otel_leakproc.receiver.scrape.config import ScrapeConfig
 
 __all__ = [
     "Settings",
@@ -79,6 +80,7 @@ class Settings:
         processor: detector settings (the `processor` section).
         state: snapshot file and series bounds (the `state` section).
         export: where derived signals go (the `export` section).
+        scrape: pulling profiles from pprof endpoints, static or discovered in Kubernetes (the `scrape` section).
     """
 
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -87,6 +89,7 @@ class Settings:
     processor: ProcessorConfig = field(default_factory=ProcessorConfig)
     state: StateConfig = field(default_factory=StateConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    scrape: ScrapeConfig = field(default_factory=ScrapeConfig)
 
 
 def load_settings(path: str | os.PathLike[str] | None) -> Settings:

@@ -48,6 +48,12 @@ from otel_leakproc.receiver.config import (
     TlsConfig,
 )
 from otel_leakproc.receiver.decode.limits import DecodeLimits
+from otel_leakproc.receiver.scrape.config import (
+    DumpOnSuspectConfig,
+    KubernetesDiscoveryConfig,
+    ScrapeConfig,
+    StaticTarget,
+)
 
 TESTDATA = Path(__file__).resolve().parents[1] / "testdata" / "config"
 SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "config" / "leakproc.yaml"
@@ -159,6 +165,36 @@ EXPECTED_FULL = Settings(
             confirm_seconds=450.0,
             min_delay_rate=0.005,
             high_delay_rate=0.25,
+        ),
+    ),
+    scrape=ScrapeConfig(
+        enabled=True,
+        interval_seconds=15.0,
+        jitter=0.25,
+        timeout_seconds=4.0,
+        max_response_bytes=4194304,
+        profiles=("heap", "goroutine"),
+        tenant="cluster-a",
+        max_targets=50,
+        static_targets=(
+            StaticTarget(service="checkout", address="127.0.0.1:6060", instance="pod-1", labels={"region": "eu-1"}),
+        ),
+        kubernetes=KubernetesDiscoveryConfig(
+            enabled=True,
+            kubeconfig="/etc/kube/config",
+            context="prod",
+            namespaces=("shop", "jobs"),
+            label_selector="team=shop",
+            annotation_prefix="prometheus.io/",
+            port=6060,
+            path="/internal/pprof",
+            scheme="https",
+            profiles=("heap",),
+            service_label="app",
+            watch_timeout_seconds=120,
+        ),
+        dump_on_suspect=DumpOnSuspectConfig(
+            enabled=False, min_interval_seconds=300.0, max_bytes=1048576, max_groups=5, max_frames=12
         ),
     ),
 )

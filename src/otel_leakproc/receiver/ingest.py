@@ -126,8 +126,13 @@ class IngestCore:
             self._telemetry.rejected.labels("forbidden" if exc.forbidden else "unauthenticated").inc()
             raise
 
-    async def ingest(self, credentials: Credentials, request: UploadRequest) -> IngestOutcome:
+    async def ingest(
+        self, credentials: Credentials, request: UploadRequest, *, tenant: str | None = None
+    ) -> IngestOutcome:
         """Admit, decode and hand on one upload.
+
+        `tenant` is for in-process producers that are not clients (the scrape receiver): the upload
+        belongs to that tenant and `credentials` are not checked; everything else is the same.
 
         Raises:
             AuthError: missing or wrong credentials, or a tenant the credentials may not use.
@@ -135,7 +140,7 @@ class IngestCore:
             InvalidProfileError: the upload cannot be decoded (PayloadTooLargeError for size bounds).
             DecoderCrashedError: a worker died on this upload.
         """
-        tenant = self.authenticate(credentials)
+        tenant = self.authenticate(credentials) if tenant is None else tenant
         if self._closing or self._pool is None:
             self._telemetry.rejected.labels("shutting_down").inc()
             raise RefusedError("the service is shutting down", retry_after=self._ingest.retry_after_seconds)
