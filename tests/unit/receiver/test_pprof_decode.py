@@ -982,3 +982,22 @@ def test_fuzzed_profiles_raise_nothing_but_invalid_profile_error() -> None:
         if isinstance(result, BaseException) and not isinstance(result, InvalidProfileError)
     ]
     assert escaped == []
+
+
+def test_a_sample_value_equal_to_the_separator_sentinel_is_read_normally() -> None:
+    profile = _profile(HEAP)
+    inuse = _types(profile).index("inuse_space")
+    alloc = _types(profile).index("alloc_objects")
+    profile.sample[3].value[alloc] = pprof_module._SENTINEL
+    summary = decode_pprof(profile.SerializeToString(), LIMITS, alloc_cumulative=True)
+    assert summary.total == sum(s.value[inuse] for s in profile.sample)
+    assert summary.cumulative == float(sum(s.value[alloc] for s in profile.sample))
+
+
+def test_counts_that_cancel_out_around_a_planted_sentinel_are_rejected() -> None:
+    profile = _profile(HEAP)
+    profile.sample[3].value.append(pprof_module._SENTINEL)  # where the separator would be expected
+    del profile.sample[4].value[-1]
+    with pytest.raises(InvalidProfileError) as info:
+        decode_pprof(profile.SerializeToString(), LIMITS)
+    assert str(info.value) == "profile.sample[3].value: 5 values for 4 sample types"

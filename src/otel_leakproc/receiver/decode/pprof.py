@@ -22,6 +22,13 @@ from otel_leakproc.receiver.decode.gzip_bound import inflate_body
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.proto import profile_pb2
 
+# Appended after each sample for the sample-by-sample path's value parse: field 2 (`value`), unpacked,
+# holding a value no profiler writes; see `_attribute_slow`.
+_SENTINEL = -(2**63) + 0x5EB
+_SEPARATOR = b"\x10" + bytes(
+    (((_SENTINEL & (2**64 - 1)) >> (7 * k)) & 0x7F) | (0x80 if k < 9 else 0) for k in range(10)
+)
+
 # Profiles with at least this many samples are read through the vectorised path (see `_scan_samples`).
 FAST_PATH_MIN_SAMPLES = 1024
 
@@ -299,17 +306,27 @@ def _attribute_slow(
     cumulative = 0.0
 
     # Read every sample's values in one C-level parse: concatenated Sample messages parse as one
-    # message whose repeated `value` holds all values in order. Python objects are then built only for
-    # samples with a nonzero value (most heap samples are allocation-only, with zero in-use).
-    merged = profile_pb2.SampleValuesOnly.FromString(b"".join(raw_samples))
+    # message whose repeated `value` holds all values in order. A separator after each sample (one
+    # more `value`, the sentinel) shows where each sample's values end, so counts that cancel out in
+    # the total cannot shift the columns. Python objects are then built only for samples with a nonzero
+    # value (most heap samples are allocation-only, with zero in-use).
+    separated = _SEPARATOR.join(raw_samples) + _SEPARATOR if raw_samples else b""
+    merged = profile_pb2.SampleValuesOnly.FromString(separated)
     n_samples = len(raw_samples)
-    if len(merged.value) != n_samples * n_types:
-        _raise_bad_value_count(raw_samples, n_types)
-    value_column = merged.value[value_index::n_types]
-    count_column = value_column if count_index == value_index else merged.value[count_index::n_types]
+    stride = n_types + 1
+    all_values = merged.value[:]
+    if (
+        len(all_values) != n_samples * stride
+        or all_values.count(_SENTINEL) != n_samples  # a sample holding the sentinel itself: check each
+        or any(v != _SENTINEL for v in all_values[n_types::stride])
+    ):
+        _check_value_counts(raw_samples, n_types)
+        if len(all_values) != n_samples * stride:
+            _raise_bad_value_count(raw_samples, n_types)
+    value_column = all_values[value_index::stride]
+    count_column = value_column if count_index == value_index else all_values[count_index::stride]
     if cumulative_index >= 0:
-        cumulative = float(sum(merged.value[cumulative_index::n_types]))
-    _check_value_counts(raw_samples, n_types)  # counts that cancel out in the total
+        cumulative = float(sum(all_values[cumulative_index::stride]))
     parse_sample = profile_pb2.Sample.FromString
 
     for i, value in enumerate(value_column):
