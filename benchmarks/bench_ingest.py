@@ -51,6 +51,11 @@ VERDICT_STEP_NANOS = 5 * STEP_NANOS  # the verdict pass: past the heap warm-up w
 START_NANOS = 1_790_000_000 * 1_000_000_000
 TARGET_RATIO = 2.0
 MODES = ("floor", "decode", "ingest")
+# --reference: the same code with its fast paths turned off, timed in the same run, so before/after is a
+# ratio of one run: the pprof decoder sample by sample (its path for small profiles) and the detector
+# building its matrices from the points (its fallback for series whose names churn).
+REF_MODES = ("decode-ref", "ingest-ref")
+ALL_MODES = MODES + REF_MODES
 
 
 class Detector(Protocol):
@@ -76,6 +81,36 @@ def floor(data: bytes) -> profile_pb2.Profile:
 
 def decode(data: bytes) -> ProfileSummary:
     return decode_pprof(data, DecodeLimits())
+
+
+def decode_reference(data: bytes) -> ProfileSummary:
+    """`decode` through the sample-by-sample path only (no vectorised path), if the decoder has one."""
+    module = importlib.import_module("otel_leakproc.receiver.decode.pprof")
+    saved = getattr(module, "FAST_PATH_MIN_SAMPLES", None)
+    if saved is None:
+        return decode(data)
+    setattr(module, "FAST_PATH_MIN_SAMPLES", sys.maxsize)  # noqa: B010
+    try:
+        return decode(data)
+    finally:
+        setattr(module, "FAST_PATH_MIN_SAMPLES", saved)  # noqa: B010
+
+
+def reference_detector_factory(factory: DetectorFactory) -> DetectorFactory:
+    """Detectors whose site grid is disabled (MAX_GRID_ROWS 0): matrices rebuilt from the points."""
+    module = importlib.import_module("otel_leakproc.processor.detector")
+
+    def make(key: SeriesKey, config: ProcessorConfig) -> Detector:
+        saved = getattr(module, "MAX_GRID_ROWS", None)
+        if saved is None:
+            return factory(key, config)
+        setattr(module, "MAX_GRID_ROWS", 0)  # noqa: B010 (a module attribute, typed as ModuleType)
+        try:
+            return factory(key, config)
+        finally:
+            setattr(module, "MAX_GRID_ROWS", saved)  # noqa: B010
+
+    return make
 
 
 class SeriesFeeder:
@@ -109,7 +144,7 @@ class Subject:
     raw_bytes: int
     samples: int
     locations: int
-    times: dict[str, list[float]] = dataclasses.field(default_factory=lambda: {m: [] for m in MODES})
+    times: dict[str, list[float]] = dataclasses.field(default_factory=lambda: {m: [] for m in ALL_MODES})
     peak_kib: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
@@ -145,6 +180,15 @@ def time_one(subject: Subject, mode: str, feeders: dict[str, SeriesFeeder]) -> f
     elif mode == "decode":
         start = time.perf_counter_ns()
         decode(data)
+        end = time.perf_counter_ns()
+    elif mode == "decode-ref":
+        start = time.perf_counter_ns()
+        decode_reference(data)
+        end = time.perf_counter_ns()
+    elif mode == "ingest-ref":
+        feeder = feeders["ref:" + subject.series]
+        start = time.perf_counter_ns()
+        feeder.feed(decode_reference(data))
         end = time.perf_counter_ns()
     else:
         feeder = feeders[subject.series]
@@ -251,13 +295,19 @@ def print_series_totals(subjects: list[Subject]) -> None:
     print()
     for series in dict.fromkeys(s.series for s in subjects):
         members = [s for s in subjects if s.series == series]
-        sums = {m: sum(statistics.median(s.times[m]) for s in members if s.times[m]) for m in MODES}
+        sums = {m: sum(statistics.median(s.times[m]) for s in members if s.times[m]) for m in ALL_MODES}
         line = f"series {series}: {len(members)} profiles, floor {sums['floor']:.1f} ms, decode {sums['decode']:.1f} ms"
         line += f" (x{sums['decode'] / sums['floor']:.2f})"
         if sums["ingest"]:
             ingest = sums["ingest"]
             line += f", ingest {ingest:.1f} ms (x{ingest / sums['floor']:.2f}, target <= {TARGET_RATIO})"
         print(line)
+        if sums["decode-ref"]:
+            ref = f"series {series} reference (fast paths off, same run): decode {sums['decode-ref']:.1f} ms"
+            ref += f" (x{sums['decode-ref'] / sums['floor']:.2f})"
+            if sums["ingest-ref"]:
+                ref += f", ingest {sums['ingest-ref']:.1f} ms (x{sums['ingest-ref'] / sums['floor']:.2f})"
+            print(ref)
 
 
 def print_verdicts(factory: DetectorFactory, subjects: list[Subject]) -> None:
@@ -304,6 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3, help="untimed repetitions first")
     parser.add_argument("--no-peak", action="store_true", help="skip the peak-RSS probes (a subprocess each)")
     parser.add_argument("--cprofile", type=int, default=0, metavar="N", help="also print the top N cProfile rows")
+    parser.add_argument(
+        "--reference", action="store_true", help="also time the decoder and detector with their fast paths off"
+    )
     parser.add_argument("--peak-probe", nargs=2, metavar=("MODE", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peak_probe:
@@ -332,6 +385,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         for series in dict.fromkeys(s.series for s in subjects):
             feeders[series] = prefilled_feeder(factory, series, [s for s in subjects if s.series == series])
+            if args.reference:
+                members = [s for s in subjects if s.series == series]
+                feeders["ref:" + series] = prefilled_feeder(reference_detector_factory(factory), series, members)
+    if args.reference:
+        modes = (*modes, "decode-ref") + (("ingest-ref",) if factory is not None else ())
 
     print(
         f"python {sys.version.split()[0]}, protobuf backend "

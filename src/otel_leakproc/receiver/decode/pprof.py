@@ -402,17 +402,19 @@ def _varints(data: npt.NDArray[np.uint8]) -> tuple[IntArray, IntArray] | None:
     """
     if len(data) == 0 or data[-1] & 0x80:
         return None
+    # Indices in int32 where they fit: this path's peak memory is a few arrays as long as the samples.
+    index_type = np.int32 if len(data) < 2**31 - 1 else np.int64
     is_end = data < 0x80
-    last = np.flatnonzero(is_end)
+    tokens_before = np.zeros(len(data) + 1, dtype=index_type)
+    np.cumsum(is_end, out=tokens_before[1:])
+    last = np.flatnonzero(is_end).astype(index_type, copy=False)
+    del is_end
     widths = np.empty_like(last)
     widths[0] = last[0] + 1
     np.subtract(last[1:], last[:-1], out=widths[1:])
     longest = int(widths.max())
     if longest > 10 or (longest == 10 and bool((data[last[widths == 10]] > 1).any())):
         return None  # wider than 64 bits
-    index_type = np.int32 if len(data) < 2**31 - 1 else np.int64
-    tokens_before = np.zeros(len(data) + 1, dtype=index_type)
-    np.cumsum(is_end, out=tokens_before[1:])
     values = data[last].astype(np.uint64)  # the last byte of a varint holds its highest 7 bits
     wide = np.flatnonzero(widths > 1)
     seven = np.uint64(7)
