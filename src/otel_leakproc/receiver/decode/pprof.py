@@ -613,8 +613,8 @@ def _scan_tables(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> 
             return None
         column[where] = values[at].view(np.int64)
 
-    # Locations: the id first (1..N in table order), then mapping/address/is_folded, then the lines; a
-    # trailing is_folded is the only location field allowed after the lines.
+    # Locations: the id first (1..N in table order); lines are the pairs inside a line header's length
+    # (runtime/pprof writes mapping_id after the lines, so location fields may follow them).
     tags, values, record = locations.tags, locations.values, locations.record
     n_pairs = len(tags)
     first = locations.first
@@ -622,40 +622,44 @@ def _scan_tables(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> 
         return None
     if not bool((values[first] == np.arange(1, n_locations + 1, dtype=np.uint64)).all()):
         return None
-    pair_index = np.arange(n_pairs, dtype=np.int64)
     is_header = tags == _LINE_HEADER
-    last_header = np.maximum.accumulate(np.where(is_header, pair_index, -1))
-    in_lines = (last_header >= first[record]) & ~is_header
-    record_last = np.r_[first[1:] - 1, n_pairs - 1]
-    folded = tags == 0x28
-    line_field = in_lines & ~(folded & np.isin(pair_index, record_last))
+    headers = np.flatnonzero(is_header)
+    lengths = values[headers]
+    if bool((lengths > np.uint64(1 << 40)).any()):
+        return None
+    body_end = locations.value_end[headers] + lengths.astype(np.int64)
+    record_end = locations.start[np.r_[first[1:], n_pairs]]
+    header_record = record[headers]
+    if not bool((body_end <= record_end[header_record]).all()):
+        return None
+    if not bool(np.isin(body_end, locations.start).all()):  # a line ends where a pair starts
+        return None
+    same_record = header_record[1:] == header_record[:-1]
+    if bool((locations.start[headers[1:]][same_record] < body_end[:-1][same_record]).any()):
+        return None  # a header inside the previous line: not a layout we read
+    # The line (index into headers) each pair is inside, or -1.
+    line_of_pair = np.searchsorted(headers, np.arange(n_pairs, dtype=np.int64), side="left") - 1
+    candidate = line_of_pair >= 0
+    inside = np.zeros(n_pairs, dtype=bool)
+    inside[candidate] = (header_record[line_of_pair[candidate]] == record[candidate]) & (
+        locations.start[:n_pairs][candidate] < body_end[line_of_pair[candidate]]
+    )
+    line_field = inside & ~is_header
     if not bool(np.isin(tags[line_field], _LINE_TAGS).all()):
         return None
     top = ~line_field & ~is_header
     if not bool(np.isin(tags[top], _LOCATION_TAGS).all()) or int(np.count_nonzero(tags[top] == 0x08)) != n_locations:
         return None
-    # Each line's length must end exactly where the next location-level pair (or record) starts.
-    headers = np.flatnonzero(is_header)
-    boundary = np.flatnonzero(~line_field)  # headers, location fields
-    boundary = np.union1d(boundary, np.r_[first, n_pairs])
-    following = boundary[np.searchsorted(boundary, headers, side="right")]
-    lengths = values[headers]
-    if bool((lengths > np.uint64(1 << 40)).any()):
-        return None
-    if not bool((locations.start[following] == locations.value_end[headers] + lengths.astype(np.int64)).all()):
-        return None
     # Line fields: function_id and line once at most per line (else the parser's last-one-wins applies).
-    line_of_pair = last_header[line_field]
+    field_line = line_of_pair[line_field]
     n_lines = len(headers)
-    line_number_of_header = np.full(n_pairs, -1, dtype=np.int64)
-    line_number_of_header[headers] = np.arange(n_lines, dtype=np.int64)
     line_fn = np.zeros(n_lines, dtype=np.int64)
     line_no = np.zeros(n_lines, dtype=np.int64)
     field_tags = tags[line_field]
     field_values = values[line_field]
     for tag, column in ((0x08, line_fn), (0x10, line_no)):
         at = np.flatnonzero(field_tags == tag)
-        which = line_number_of_header[line_of_pair[at]]
+        which = field_line[at]
         if len(np.unique(which)) != len(which):
             return None
         column[which] = field_values[at].view(np.int64)
