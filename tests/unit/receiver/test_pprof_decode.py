@@ -1001,3 +1001,65 @@ def test_counts_that_cancel_out_around_a_planted_sentinel_are_rejected() -> None
     with pytest.raises(InvalidProfileError) as info:
         decode_pprof(profile.SerializeToString(), LIMITS)
     assert str(info.value) == "profile.sample[3].value: 5 values for 4 sample types"
+
+
+# --- the bulk table scan (locations resolved from the tables read at once) agrees with the objects ----
+
+BENCH_PROFILES = Path(__file__).resolve().parents[3] / "benchmarks" / "out" / "large"
+
+
+def _three_paths(monkeypatch: pytest.MonkeyPatch, data: bytes, kind_hint: ProfileKind | None = None) -> list[object]:
+    """Vectorised with the table scan, vectorised through the protobuf objects, sample by sample."""
+    results: list[object] = []
+    for fast_from, table_scan in ((0, True), (0, False), (10**9, True)):
+        monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", fast_from)
+        monkeypatch.setattr(pprof_module, "TABLE_SCAN", table_scan)
+        try:
+            results.append(decode_pprof(data, LIMITS, kind_hint=kind_hint, time_fallback_nanos=1))
+        except InvalidProfileError as exc:
+            results.append((type(exc).__name__, str(exc), exc.reason))
+    return results
+
+
+def test_table_scan_agrees_on_every_test_and_benchmark_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every .pb.gz under tests/testdata (and the benchmark's large profiles when built): same summary."""
+    taken: list[bool] = []
+    scan = pprof_module._scan_tables
+    monkeypatch.setattr(pprof_module, "_scan_tables", lambda *a: taken.append((r := scan(*a)) is not None) or r)
+    paths = sorted(TESTDATA.glob("**/*.pb.gz")) + sorted(BENCH_PROFILES.glob("*.pb.gz"))
+    assert len(paths) > 300
+    for path in paths:
+        with_tables, with_objects, slow = _three_paths(monkeypatch, path.read_bytes())
+        assert with_tables == with_objects == slow, path
+    # runtime/pprof's layout (mapping_id after the lines) is read in bulk, never through the fallback
+    assert taken
+    assert all(taken)
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    ["lineless-leaf", "missing-function", "bad-function-string", "ids-out-of-order", "folded"],
+)
+def test_table_scan_handles_unusual_tables_like_the_objects(monkeypatch: pytest.MonkeyPatch, breakage: str) -> None:
+    profile = _large(HEAP)
+    target = profile.sample[700]
+    target.value[3] = 4096
+    loc = next(item for item in profile.location if item.id == target.location_id[0])
+    if breakage == "lineless-leaf":
+        del loc.line[:]
+        loc.address = 0x4A3F00
+    elif breakage == "missing-function":
+        loc.line[0].function_id = 10**6
+    elif breakage == "bad-function-string":
+        profile.function[loc.line[0].function_id - 1].filename = 10**6
+    elif breakage == "ids-out-of-order":
+        profile.location[0].id, profile.location[1].id = profile.location[1].id, profile.location[0].id
+    elif breakage == "folded":
+        loc.is_folded = True
+    data = _encode(profile, values_first=True)
+    with_tables, with_objects, slow = _three_paths(monkeypatch, data)
+    assert with_tables == with_objects == slow
+    if breakage in ("missing-function", "bad-function-string"):
+        assert isinstance(with_tables, tuple)
+    else:
+        assert isinstance(with_tables, ProfileSummary)
