@@ -322,7 +322,7 @@ def _attribute_slow(
     if (
         len(all_values) != n_samples * stride
         or all_values.count(_SENTINEL) != n_samples  # a sample holding the sentinel itself: check each
-        or any(v != _SENTINEL for v in all_values[n_types::stride])
+        or all_values[n_types::stride].count(_SENTINEL) != n_samples  # each separator where expected
     ):
         _check_value_counts(raw_samples, n_types)
         if len(all_values) != n_samples * stride:
