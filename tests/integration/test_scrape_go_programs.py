@@ -84,16 +84,10 @@ def test_scraped_leak_is_flagged_and_named_healthy_one_is_not(programs: tuple[st
         assert leaky["scrapes"] >= 5
         assert leaky["last_scrape"] is not None
         assert leaky["last_duration_seconds"] > 0
-        assert {"heap", "goroutineleak", "mutex", "block"} <= set(leaky["profiles_available"])
-        # goroutine: a live Go 1.27 goroutine profile can hold a sample with an empty stack, which the pprof
-        # decoder rejected until its fix; either the profile is accepted and the leak named, or the
-        # rejection is what the target's health reports.
-        goroutine_health = leaky["profiles"]["goroutine"]
-        if goroutine_health["status"] == "ok":
-            assert "goroutine" in found
-        else:
-            assert "empty stack" in goroutine_health["error"], goroutine_health
-            assert "goroutine: rejected by the decoder" in leaky["last_error"]
+        assert {"heap", "goroutine", "goroutineleak", "mutex", "block"} <= set(leaky["profiles_available"])
+        # Live Go 1.27 goroutine profiles hold samples with empty stacks; they are accepted.
+        assert leaky["profiles"]["goroutine"]["status"] == "ok", leaky["profiles"]["goroutine"]
+        assert "goroutine" in found
         if found.get("goroutine", {}).get("status") in FLAGGED:
             assert found["goroutine"]["top_growers"][0]["function"] == "main.waitForReply"
         leak = found["goroutineleak"]
@@ -105,7 +99,8 @@ def test_scraped_leak_is_flagged_and_named_healthy_one_is_not(programs: tuple[st
         assert dump is not None, leaky
         assert "error" not in dump, dump
         assert dump["trigger"] in ("leak.suspected", "leak.confirmed", "goroutine_leak.confirmed")
-        assert dump["goroutines"] >= dump["groups"][0]["count"] > 10
+        # Fetched at the first flag, which comes early on a fast machine: only a few goroutines have leaked.
+        assert dump["goroutines"] >= dump["groups"][0]["count"] >= 2
         top = dump["groups"][0]
         assert top["function"] == "main.waitForReply"
         assert top["state"] == "chan receive"
