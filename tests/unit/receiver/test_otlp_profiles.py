@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import random
 from pathlib import Path
 
@@ -34,7 +33,6 @@ HEAP_TYPES = (
     ("inuse_objects", "count"),
     ("inuse_space", "bytes"),
 )
-HAVE_SUMMARIZER = importlib.util.find_spec("otel_leakproc.receiver.decode.pprof") is not None
 
 
 class Dict:
@@ -689,10 +687,7 @@ def test_random_and_mutated_bodies_never_crash() -> None:
 # --------------------------------------------------------------------------------------------------
 # End to end (needs the pprof summariser)
 
-needs_summarizer = pytest.mark.skipif(not HAVE_SUMMARIZER, reason="receiver.decode.pprof not written yet")
 
-
-@needs_summarizer
 def test_decode_otlp_heap_summary() -> None:
     from otel_leakproc.model import ProfileKind
 
@@ -708,7 +703,6 @@ def test_decode_otlp_heap_summary() -> None:
     assert (summary.sites[0].file, summary.sites[0].line) == ("/src/cache.go", 42)
 
 
-@needs_summarizer
 def test_decode_otlp_original_payload_and_session_label() -> None:
     request = payload_request(go_heap_bytes(), copies=4)
     request.resource_profiles[0].resource.attributes.append(kv("__session_id__", string_value="abc"))
@@ -718,7 +712,6 @@ def test_decode_otlp_original_payload_and_session_label() -> None:
     assert summary.labels == {"__session_id__": "abc"}
 
 
-@needs_summarizer
 def test_decode_otlp_skips_profile_kinds_it_does_not_track() -> None:
     cpu = otlp.Profile(time_unix_nano=T0 + 5)
     request, _ = heap_request(extra=[cpu])
