@@ -359,8 +359,7 @@ def test_collector_scenario(chart: Any) -> None:
 
 
 def test_prometheus_rule_equals_config_alerts(chart: Any) -> None:
-    if not ALERT_FILES:
-        pytest.skip("config/alerts/*.yml does not exist yet; test_rule_without_alerts_fails covers the chart")
+    assert ALERT_FILES, "config/alerts/*.yml: the shipped rules are missing"
     docs = render(chart, {"prometheusRule": {"enabled": True, "labels": {"release": "prom"}}})
     rule = one(docs, "PrometheusRule")
     expected = [g for f in ALERT_FILES for g in yaml.safe_load(f.read_text(encoding="utf-8"))["groups"]]
@@ -376,17 +375,9 @@ def test_packaged_chart_carries_the_rules(tmp_path: Path) -> None:
         files = sorted(f["name"] for f in packaged.files if f["name"].startswith("files/"))
         expected_files = ["files/config/leakproc.yaml"] + [f"files/config/alerts/{f.name}" for f in ALERT_FILES]
         assert files == sorted(expected_files)  # the rule tests under alerts/tests/ are left out (.helmignore)
-        if ALERT_FILES:
-            rule = one(render(packaged, {"prometheusRule": {"enabled": True}}), "PrometheusRule")
-            expected = [g for f in ALERT_FILES for g in yaml.safe_load(f.read_text(encoding="utf-8"))["groups"]]
-            assert rule["spec"]["groups"] == expected
-
-
-def test_rule_without_alerts_fails(chart: Any) -> None:
-    if ALERT_FILES:
-        pytest.skip("config/alerts has rule files")
-    with pytest.raises(_helm().HelmError, match="no alert rules"):
-        chart.render({"prometheusRule": {"enabled": True}}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        rule = one(render(packaged, {"prometheusRule": {"enabled": True}}), "PrometheusRule")
+        expected = [g for f in ALERT_FILES for g in yaml.safe_load(f.read_text(encoding="utf-8"))["groups"]]
+        assert rule["spec"]["groups"] == expected
 
 
 def test_chart_links_config_folder() -> None:
