@@ -92,33 +92,26 @@ class HttpReceiver:
         return web.Response(status=200)
 
     async def _push(self, request: web.Request) -> web.Response:
-        media = _media_type(request)
-        if media not in PUSH_TYPES:
-            self._core.reject("unsupported_media_type")
-            return error_response(
-                415,
-                "invalid_argument",
-                f"Content-Type: {media or '(none)'} is not accepted here; use one of {', '.join(PUSH_TYPES)}",
-            )
-        await self._upload(request, "push")
-        if media == "application/json":
-            return web.Response(status=200, body=b"{}", content_type="application/json")
-        return web.Response(status=200, body=b"", content_type="application/proto")
+        return await self._message_upload(request, "push", PUSH_TYPES, "application/proto")
 
     async def _otlp(self, request: web.Request) -> web.Response:
+        return await self._message_upload(request, "otlp", OTLP_TYPES, None)
+
+    async def _message_upload(
+        self, request: web.Request, dialect: Dialect, accepted: tuple[str, ...], binary_reply_type: str | None
+    ) -> web.Response:
+        """Connect push and OTLP/HTTP: a protobuf or JSON message in, an empty message of the same type out
+        (PushResponse and ExportProfilesServiceResponse have nothing to report on success)."""
         media = _media_type(request)
-        if media not in OTLP_TYPES:
+        if media not in accepted:
             self._core.reject("unsupported_media_type")
-            return error_response(
-                415,
-                "invalid_argument",
-                f"Content-Type: {media or '(none)'} is not accepted here; use one of {', '.join(OTLP_TYPES)}",
-            )
-        await self._upload(request, "otlp")
-        # An empty ExportProfilesServiceResponse: no partial success to report.
+            wanted = ", ".join(accepted)
+            message = f"Content-Type: {media or '(none)'} is not accepted here; use one of {wanted}"
+            return error_response(415, "invalid_argument", message)
+        await self._upload(request, dialect)
         if media == "application/json":
             return web.Response(status=200, body=b"{}", content_type="application/json")
-        return web.Response(status=200, body=b"", content_type=media)
+        return web.Response(status=200, body=b"", content_type=binary_reply_type or media)
 
     async def _upload(self, request: web.Request, dialect: Dialect) -> None:
         credentials = Credentials(request.headers.get("Authorization"), request.headers.get("X-Scope-OrgID"))
