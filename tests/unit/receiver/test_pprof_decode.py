@@ -772,12 +772,18 @@ def _encode(profile: profile_pb2.Profile, values_first: bool, unpacked_every: in
     return head.SerializeToString() + samples
 
 
-def _both_paths(monkeypatch: pytest.MonkeyPatch, data: bytes, kind_hint: ProfileKind | None = None) -> list[object]:
+def _both_paths(
+    monkeypatch: pytest.MonkeyPatch,
+    data: bytes,
+    kind_hint: ProfileKind | None = None,
+    time_fallback_nanos: int | None = None,
+) -> list[object]:
+    """Vectorised (forced for every profile it can read), then sample by sample."""
     results: list[object] = []
     for fast_from in (0, 10**9):
         monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", fast_from)
         try:
-            results.append(decode_pprof(data, LIMITS, kind_hint=kind_hint))
+            results.append(decode_pprof(data, LIMITS, kind_hint=kind_hint, time_fallback_nanos=time_fallback_nanos))
         except InvalidProfileError as exc:
             results.append((type(exc).__name__, str(exc), exc.reason))
     return results
@@ -1003,44 +1009,27 @@ def test_counts_that_cancel_out_around_a_planted_sentinel_are_rejected() -> None
     assert str(info.value) == "profile.sample[3].value: 5 values for 4 sample types"
 
 
-# --- the bulk table scan (locations resolved from the tables read at once) agrees with the objects ----
+# --- the vectorised path agrees with sample by sample on every test profile and on unusual tables -------
 
 BENCH_PROFILES = Path(__file__).resolve().parents[3] / "benchmarks" / "out" / "large"
 
 
-def _three_paths(monkeypatch: pytest.MonkeyPatch, data: bytes, kind_hint: ProfileKind | None = None) -> list[object]:
-    """Vectorised with the table scan, vectorised through the protobuf objects, sample by sample."""
-    results: list[object] = []
-    for fast_from, table_scan in ((0, True), (0, False), (10**9, True)):
-        monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", fast_from)
-        monkeypatch.setattr(pprof_module, "TABLE_SCAN", table_scan)
-        try:
-            results.append(decode_pprof(data, LIMITS, kind_hint=kind_hint, time_fallback_nanos=1))
-        except InvalidProfileError as exc:
-            results.append((type(exc).__name__, str(exc), exc.reason))
-    return results
-
-
-def test_table_scan_agrees_on_every_test_and_benchmark_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_vectorised_path_agrees_on_every_test_and_benchmark_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every .pb.gz under tests/testdata (and the benchmark's large profiles when built): same summary."""
-    taken: list[bool] = []
-    scan = pprof_module._scan_tables
-    monkeypatch.setattr(pprof_module, "_scan_tables", lambda *a: taken.append((r := scan(*a)) is not None) or r)
     paths = sorted(TESTDATA.glob("**/*.pb.gz")) + sorted(BENCH_PROFILES.glob("*.pb.gz"))
     assert len(paths) > 300
     for path in paths:
-        with_tables, with_objects, slow = _three_paths(monkeypatch, path.read_bytes())
-        assert with_tables == with_objects == slow, path
-    # runtime/pprof's layout (mapping_id after the lines) is read in bulk, never through the fallback
-    assert taken
-    assert all(taken)
+        fast, slow = _both_paths(monkeypatch, path.read_bytes(), time_fallback_nanos=1)
+        assert fast == slow, path
 
 
 @pytest.mark.parametrize(
     "breakage",
     ["lineless-leaf", "missing-function", "bad-function-string", "ids-out-of-order", "folded"],
 )
-def test_table_scan_handles_unusual_tables_like_the_objects(monkeypatch: pytest.MonkeyPatch, breakage: str) -> None:
+def test_vectorised_path_handles_unusual_tables_like_sample_by_sample(
+    monkeypatch: pytest.MonkeyPatch, breakage: str
+) -> None:
     profile = _large(HEAP)
     target = profile.sample[700]
     target.value[3] = 4096
@@ -1057,9 +1046,9 @@ def test_table_scan_handles_unusual_tables_like_the_objects(monkeypatch: pytest.
     elif breakage == "folded":
         loc.is_folded = True
     data = _encode(profile, values_first=True)
-    with_tables, with_objects, slow = _three_paths(monkeypatch, data)
-    assert with_tables == with_objects == slow
+    fast, slow = _both_paths(monkeypatch, data)
+    assert fast == slow
     if breakage in ("missing-function", "bad-function-string"):
-        assert isinstance(with_tables, tuple)
+        assert isinstance(fast, tuple)
     else:
-        assert isinstance(with_tables, ProfileSummary)
+        assert isinstance(fast, ProfileSummary)

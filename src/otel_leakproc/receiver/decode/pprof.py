@@ -20,7 +20,7 @@ from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, Sit
 from otel_leakproc.receiver.decode.frames import is_runtime_frame, is_system_frame
 from otel_leakproc.receiver.decode.gzip_bound import inflate_body
 from otel_leakproc.receiver.decode.limits import DecodeLimits
-from otel_leakproc.receiver.proto import profile_pb2, profile_tables_pb2
+from otel_leakproc.receiver.proto import profile_pb2
 
 # Appended after each sample for the sample-by-sample path's value parse: field 2 (`value`), unpacked,
 # holding a value no profiler writes; see `_attribute_slow`.
@@ -31,12 +31,6 @@ _SEPARATOR = b"\x10" + bytes(
 
 # Profiles with at least this many samples are read through the vectorised path (see `_scan_samples`).
 FAST_PATH_MIN_SAMPLES = 1024
-# On that path, True resolves locations from the location/function tables read in bulk (`_scan_tables`)
-# instead of through the protobuf objects. Off: measured side by side (same process, alternated) on the
-# benchmark's large profiles it was no faster (x6.9 the floor against x6.3 through the objects), so the
-# per-location lookups were not where the time goes. Kept, and tested equal on every test profile, as a
-# starting point; see benchmarks/README.md.
-TABLE_SCAN = False
 
 # Labels a summary keeps from the profile-level label set supplied by the receiver.
 KEPT_LABELS = ("__session_id__",)
@@ -82,12 +76,14 @@ def decode_pprof(
     """
     raw = inflate_body(data, limits.max_decompressed_bytes)
     profile = parse_pprof(raw)
-    try:
-        return _summarize(profile, limits, kind_hint, time_fallback_nanos, labels, alloc_cumulative, raw)
-    except DecodeError as exc:  # as in summarize_pprof
-        raise InvalidProfileError(
-            f"profile.sample: not a valid pprof Sample message ({exc})", RejectReason.BAD_PROTOBUF
-        ) from exc
+    return summarize_pprof(
+        profile,
+        limits,
+        kind_hint=kind_hint,
+        time_fallback_nanos=time_fallback_nanos,
+        labels=labels,
+        alloc_cumulative=alloc_cumulative,
+    )
 
 
 def parse_pprof(raw: bytes) -> profile_pb2.ProfileLazySamples:
@@ -204,9 +200,7 @@ def _summarize(
     time_fallback_nanos: int | None = None,
     labels: Mapping[str, str] | None = None,
     alloc_cumulative: bool = True,
-    raw: bytes | None = None,
 ) -> ProfileSummary:
-    """`raw`: the serialised profile when the caller has it (saves re-serialising for the table scan)."""
     if isinstance(profile, profile_pb2.Profile):  # e.g. converted from OTLP: same wire format
         profile = profile_pb2.ProfileLazySamples.FromString(profile.SerializeToString())
     _check_counts(profile, limits)
@@ -242,8 +236,7 @@ def _summarize(
     fast = None if goroutine_kind or len(raw_samples) < FAST_PATH_MIN_SAMPLES else _scan_samples(raw_samples, n_types)
     group_acc: dict[tuple[str, str, str, str, int], int] = {}
     if fast is not None:
-        tables = _scan_tables(profile, raw) if TABLE_SCAN else None
-        sites, total, total_count, cumulative = _attribute_fast(fast, columns, resolver, tables)
+        sites, total, total_count, cumulative = _attribute_fast(fast, columns, resolver)
     else:
         sites, total, total_count, cumulative = _attribute_slow(
             raw_samples, n_types, columns, resolver, group_acc if goroutine_kind else None
@@ -512,204 +505,8 @@ def _scan_samples(raw_samples: Sequence[bytes], n_types: int) -> _Scan | None:
     return None
 
 
-# -- the location and function tables, read in bulk ------------------------------------------------------
-#
-# Locations and functions hold only varint fields (a Location's lines are nested messages of varints), so
-# each table is one stream of varints, and in the layout every pprof writer we know of emits (the id
-# first, no repeated scalar field twice, lines after the location's own fields) it is a sequence of
-# (tag, value) pairs where a line's header pair (tag, length) is followed by its fields. `_scan_tables`
-# checks that layout pair by pair (wire types, field order, every line's length landing on the next
-# pair) and resolves every location's user frame at once; anything else returns None and the locations
-# are resolved one by one through the protobuf objects. The profile has already been parsed in full, so
-# the bytes are valid messages: the checks only decide whether the pair reading is the parser's reading.
-
-_UNRESOLVED = -3  # in `_Tables.user_of_location`: resolve through `_Resolver` (it names or rejects it)
-_LOCATION_TAGS = np.array([0x08, 0x10, 0x18, 0x28], dtype=np.uint64)  # id, mapping_id, address, is_folded
-_LINE_HEADER = 0x22  # Location.line, length-delimited
-_LINE_TAGS = np.array([0x08, 0x10, 0x18], dtype=np.uint64)  # function_id, line, column
-_FUNCTION_TAGS = np.array(
-    [0x08, 0x10, 0x18, 0x20, 0x28], dtype=np.uint64
-)  # id, name, system_name, filename, start_line
-
-
-class _Tables:
-    """Every location's user frame, resolved from the tables read in bulk."""
-
-    __slots__ = ("frame_index", "frames", "user_of_location")
-
-    def __init__(self, frames: list[_Frame], frame_index: dict[_Frame, int], user_of_location: IntArray) -> None:
-        self.frames = frames  # distinct user frames
-        self.frame_index = frame_index
-        # by location id (1..N; 0 and N+1 stand for every id out of range): index into `frames`, -1 when
-        # the location has only runtime/library frames, `_UNRESOLVED` when the resolver must see it.
-        self.user_of_location = user_of_location
-
-
-class _Pairs:
-    """A table read as (tag, value) pairs: which record each pair belongs to and where it starts."""
-
-    __slots__ = ("first", "record", "start", "tags", "value_end", "values")
-
-    def __init__(
-        self, tags: IntArray, values: IntArray, record: IntArray, first: IntArray, start: IntArray, value_end: IntArray
-    ) -> None:
-        self.tags = tags
-        self.values = values
-        self.record = record  # record (table index) of each pair
-        self.first = first  # index of each record's first pair
-        self.start = start  # byte offset of each pair, and the end of the data last
-        self.value_end = value_end  # byte offset just past each pair's value
-
-
-def _pairs(records: Sequence[bytes]) -> _Pairs | None:
-    """The records' varints as (tag, value) pairs, each record starting on a pair; None if not."""
-    n = len(records)
-    lengths = np.fromiter(map(len, records), dtype=np.int64, count=n)
-    if n == 0 or not lengths.all():
-        return None
-    data = np.frombuffer(b"".join(records), dtype=np.uint8)
-    decoded = _varints(data)
-    if decoded is None or len(decoded[0]) % 2:
-        return None
-    tokens, tokens_before = decoded
-    record_start = np.cumsum(lengths) - lengths
-    if not bool((data[record_start[1:] - 1] < 0x80).all()):
-        return None
-    first_token = tokens_before[record_start].astype(np.int64)
-    if bool((first_token % 2).any()):
-        return None
-    first = first_token // 2
-    n_pairs = len(tokens) // 2
-    record = np.repeat(np.arange(n, dtype=np.int64), np.diff(np.r_[first, n_pairs]))
-    token_end = np.flatnonzero(data < 0x80)  # last byte of each token
-    value_end = token_end[1::2] + 1
-    start = np.r_[0, value_end]  # pair k starts where pair k - 1 ends
-    return _Pairs(tokens[0::2], tokens[1::2], record, first, start, value_end)
-
-
-def _scan_tables(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> _Tables | None:
-    try:
-        tables = profile_tables_pb2.ProfileTables.FromString(profile.SerializeToString() if raw is None else raw)
-    except DecodeError:  # not expected: the profile parsed
-        return None
-    locations = _pairs(tables.location)
-    functions = _pairs(tables.function)
-    if locations is None or functions is None:
-        return None
-    n_locations = len(tables.location)
-    n_functions = len(tables.function)
-
-    # Functions: ids 1..N in table order (else the resolver's id map decides), name and filename once at most.
-    tags, values = functions.tags, functions.values
-    if not bool(np.isin(tags, _FUNCTION_TAGS).all()) or int(np.count_nonzero(tags == 0x08)) != n_functions:
-        return None
-    if not bool((tags[functions.first] == 0x08).all()):
-        return None
-    if not bool((values[functions.first] == np.arange(1, n_functions + 1, dtype=np.uint64)).all()):
-        return None
-    fn_name = np.zeros(n_functions, dtype=np.int64)
-    fn_file = np.zeros(n_functions, dtype=np.int64)
-    for tag, column in ((0x10, fn_name), (0x20, fn_file)):
-        at = np.flatnonzero(tags == tag)
-        where = functions.record[at]
-        if len(np.unique(where)) != len(where):
-            return None
-        column[where] = values[at].view(np.int64)
-
-    # Locations: the id first (1..N in table order); lines are the pairs inside a line header's length
-    # (runtime/pprof writes mapping_id after the lines, so location fields may follow them).
-    tags, values, record = locations.tags, locations.values, locations.record
-    n_pairs = len(tags)
-    first = locations.first
-    if not bool((tags[first] == 0x08).all()):
-        return None
-    if not bool((values[first] == np.arange(1, n_locations + 1, dtype=np.uint64)).all()):
-        return None
-    is_header = tags == _LINE_HEADER
-    headers = np.flatnonzero(is_header)
-    lengths = values[headers]
-    if bool((lengths > np.uint64(1 << 40)).any()):
-        return None
-    body_end = locations.value_end[headers] + lengths.astype(np.int64)
-    record_end = locations.start[np.r_[first[1:], n_pairs]]
-    header_record = record[headers]
-    if not bool((body_end <= record_end[header_record]).all()):
-        return None
-    if not bool(np.isin(body_end, locations.start).all()):  # a line ends where a pair starts
-        return None
-    same_record = header_record[1:] == header_record[:-1]
-    if bool((locations.start[headers[1:]][same_record] < body_end[:-1][same_record]).any()):
-        return None  # a header inside the previous line: not a layout we read
-    # The line (index into headers) each pair is inside, or -1.
-    line_of_pair = np.searchsorted(headers, np.arange(n_pairs, dtype=np.int64), side="left") - 1
-    candidate = line_of_pair >= 0
-    inside = np.zeros(n_pairs, dtype=bool)
-    inside[candidate] = (header_record[line_of_pair[candidate]] == record[candidate]) & (
-        locations.start[:n_pairs][candidate] < body_end[line_of_pair[candidate]]
-    )
-    line_field = inside & ~is_header
-    if not bool(np.isin(tags[line_field], _LINE_TAGS).all()):
-        return None
-    top = ~line_field & ~is_header
-    if not bool(np.isin(tags[top], _LOCATION_TAGS).all()) or int(np.count_nonzero(tags[top] == 0x08)) != n_locations:
-        return None
-    # Line fields: function_id and line once at most per line (else the parser's last-one-wins applies).
-    field_line = line_of_pair[line_field]
-    n_lines = len(headers)
-    line_fn = np.zeros(n_lines, dtype=np.int64)
-    line_no = np.zeros(n_lines, dtype=np.int64)
-    field_tags = tags[line_field]
-    field_values = values[line_field]
-    for tag, column in ((0x08, line_fn), (0x10, line_no)):
-        at = np.flatnonzero(field_tags == tag)
-        which = field_line[at]
-        if len(np.unique(which)) != len(which):
-            return None
-        column[which] = field_values[at].view(np.int64)
-    line_loc = record[headers]  # location index of each line, in order
-
-    # Names: one Python string pair per function, and whether a human would change it.
-    strings = profile.string_table
-    n_strings = len(strings)
-    fn_ok = (fn_name >= 0) & (fn_name < n_strings) & (fn_file >= 0) & (fn_file < n_strings)
-    fn_user = np.zeros(n_functions, dtype=bool)
-    names: list[tuple[str, str]] = [("", "")] * n_functions
-    for i in np.flatnonzero(fn_ok).tolist():
-        name_file = (strings[int(fn_name[i])], strings[int(fn_file[i])])
-        names[i] = name_file
-        fn_user[i] = not is_system_frame(*name_file)
-
-    # A location whose lines name a function that does not exist (or has bad strings) or that has no
-    # lines goes to the resolver; otherwise its user frame is its first line whose function is user code.
-    line_ok = (line_fn >= 1) & (line_fn <= n_functions)
-    line_ok[line_ok] = fn_ok[line_fn[line_ok] - 1]
-    user_of_index = np.full(n_locations, -1, dtype=np.int64)
-    user_line = np.flatnonzero(line_ok)
-    user_line = user_line[fn_user[line_fn[user_line] - 1]]
-    locs_with_user, first_user = np.unique(line_loc[user_line], return_index=True)
-    chosen = user_line[first_user]
-    frames: list[_Frame] = []
-    frame_index: dict[_Frame, int] = {}
-    found = []
-    for fn, line in zip((line_fn[chosen] - 1).tolist(), line_no[chosen].tolist(), strict=True):
-        name, file = names[fn]
-        frame = (name, file, line)
-        index = frame_index.get(frame)
-        if index is None:
-            index = frame_index[frame] = len(frames)
-            frames.append(frame)
-        found.append(index)
-    user_of_index[locs_with_user] = found
-    unresolved = np.bincount(line_loc, minlength=n_locations) == 0  # no lines: named by address
-    unresolved[line_loc[~line_ok]] = True
-    user_of_index[unresolved] = _UNRESOLVED
-    user_of_location = np.full(n_locations + 2, _UNRESOLVED, dtype=np.int64)
-    user_of_location[1 : n_locations + 1] = user_of_index
-    return _Tables(frames, frame_index, user_of_location)
-
-
 def _attribute_fast(
-    scan: _Scan, columns: tuple[int, int, int], resolver: _Resolver, tables: _Tables | None = None
+    scan: _Scan, columns: tuple[int, int, int], resolver: _Resolver
 ) -> tuple[dict[str, _SiteAcc], float, float, float]:
     """Charge every nonzero sample to its user frame, resolving each distinct location once.
 
@@ -732,8 +529,8 @@ def _attribute_fast(
     loc_count = scan.loc_count[nonzero]
     leaves = tokens[loc_start]
 
-    frames: list[_Frame] = [] if tables is None else tables.frames  # distinct user frames
-    frame_index: dict[_Frame, int] = {} if tables is None else tables.frame_index
+    frames: list[_Frame] = []  # distinct user frames
+    frame_index: dict[_Frame, int] = {}
     # location id -> index into frames; -1: no user frame; -2: not resolved yet. Go numbers locations
     # 1..N, so a dense table; sparse or huge ids (other writers) use a dict through np.unique.
     max_id = int(tokens[loc_start].max()) if len(loc_start) else 0
@@ -759,15 +556,7 @@ def _attribute_fast(
         if not len(pending):
             break
         ids = tokens[loc_start[pending] + level]
-        if tables is not None:
-            table = tables.user_of_location
-            hit = table[np.minimum(ids, len(table) - 1)]
-            odd = hit == _UNRESOLVED
-            if odd.any():  # lineless, bad or out-of-range locations: the resolver names them or raises
-                new = np.unique(ids[odd])
-                table[new] = [resolve(loc_id) for loc_id in new.tolist()]  # in range when none raised
-                hit = table[ids]
-        elif dense and int(ids.max()) <= max_id:
+        if dense and int(ids.max()) <= max_id:
             hit = user_table[ids]
             new = np.unique(ids[hit == -2])
             if len(new):
