@@ -5,19 +5,14 @@ webhook receiver. Needs apt: prometheus prometheus-alertmanager (installed by .c
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import HTTPServer
 from pathlib import Path
 
 import pytest
-from serve_support import FAST_PROCESSOR, REPO, TESTDATA, go_program, http, make_settings, running_service, series
-from test_export_chain import Webhook, start
+from alerting_stack import alerting_stack
+from serve_support import FAST_PROCESSOR, TESTDATA, go_program, http, make_settings, running_service, series
 from test_export_support import free_port, rotel_chain, wait_for
 
 pytestmark = pytest.mark.gotool
@@ -25,29 +20,7 @@ pytestmark = pytest.mark.gotool
 LEAKER = "main.(*sessionCache).rememberSession"
 
 
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
-def binary(name: str) -> str:
-    path = shutil.which(name)
-    assert path is not None, f"{name} is missing: apt-get install -y prometheus prometheus-alertmanager"
-    return path
-
-
-def test_leaking_go_program_pages_through_alertmanager(
-    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
-) -> None:
-    prometheus, alertmanager = binary("prometheus"), binary("prometheus-alertmanager")
+def test_leaking_go_program_pages_through_alertmanager(tmp_path: Path) -> None:
     exposition = free_port()
     with (
         contextmanager(rotel_chain)(tmp_path) as (rotel, receiver),
@@ -116,67 +89,8 @@ def test_leaking_go_program_pages_through_alertmanager(
             assert in_use[-1].gauge.data_points[-1].as_double > 0 or in_use[-1].gauge.data_points[-1].as_int > 0
 
             # 3. Prometheus scrapes the derived metrics, evaluates the shipped rules; Alertmanager pages.
-            Webhook.received = []
-            webhook = HTTPServer(("127.0.0.1", 0), Webhook)
-            threading.Thread(target=webhook.serve_forever, daemon=True).start()
-            am_port, prom_port = free_port(), free_port()
-            (tmp_path / "am.yml").write_text(
-                json.dumps(
-                    {
-                        "route": {
-                            "receiver": "hook",
-                            "group_wait": "1s",
-                            "group_interval": "1s",
-                            "repeat_interval": "1h",
-                        },
-                        "receivers": [
-                            {"name": "hook", "webhook_configs": [{"url": f"http://127.0.0.1:{webhook.server_port}/"}]}
-                        ],
-                    }
-                )
-            )
-            (tmp_path / "prometheus.yml").write_text(
-                json.dumps(
-                    {
-                        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                        "rule_files": [str(REPO / "config/alerts/leakproc-rules.yml")],
-                        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
-                        "scrape_configs": [
-                            {
-                                "job_name": "otel-leakproc",
-                                "honor_labels": True,
-                                "static_configs": [{"targets": [f"127.0.0.1:{exposition}"]}],
-                            }
-                        ],
-                    }
-                )
-            )
-            am_args = [alertmanager, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'am'}",
-                       f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="]  # fmt: skip
-            processes.append(start(am_args, tmp_path / "am.log"))
-            config = tmp_path / "prometheus.yml"
-            prom_args = [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path}/tsdb",
-                         f"--web.listen-address=127.0.0.1:{prom_port}"]  # fmt: skip
-            processes.append(start(prom_args, tmp_path / "prometheus.log"))
-            try:
-                wait_for(
-                    lambda: any(
-                        a["labels"]["alertname"] == "LeakprocHeapLeakConfirmed"
-                        for n in Webhook.received
-                        for a in n["alerts"]
-                    ),
-                    timeout=90,
-                    what="LeakprocHeapLeakConfirmed at the webhook",
-                )
-            except AssertionError:
-                print((tmp_path / "prometheus.log").read_text()[-3000:], (tmp_path / "am.log").read_text()[-2000:])
-                raise
-            finally:
-                webhook.shutdown()
-                webhook.server_close()
-    alert = next(
-        a for n in Webhook.received for a in n["alerts"] if a["labels"]["alertname"] == "LeakprocHeapLeakConfirmed"
-    )
+            with alerting_stack(tmp_path, exposition) as stack:
+                alert = stack.wait_for_alert("LeakprocHeapLeakConfirmed")
     assert alert["status"] == "firing"
     assert alert["labels"]["service_name"] == "inventory"
     assert alert["labels"]["service_instance_id"] == "inv-0"

