@@ -7,7 +7,8 @@ the summaries are gone: the detector's points, grids, site descriptions and its 
 summary is built with fresh string objects, as the decoder makes them, so names are not shared by
 accident between profiles.
 
-`--state` also prints the size of `to_state()` as compact JSON (what a snapshot file holds per series).
+`--state` also prints the size of `to_state()` as compact JSON (what a snapshot file holds per series)
+and the median time of `to_state()` + `json.dumps` and of `json.loads` + `from_state()` (21 runs each).
 
 Prints figures only; asserts nothing.
 
@@ -20,7 +21,9 @@ import argparse
 import gc
 import json
 import random
+import statistics
 import sys
+import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 
@@ -141,6 +144,15 @@ def retained(kind: ProfileKind, points: int, width: int, config: ProcessorConfig
     return size, cache, detector
 
 
+def _median_ms(call: Callable[[], object], runs: int = 21) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     config = ProcessorConfig()
@@ -156,19 +168,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{'kind':<10} {'points':>6} {'names':>6} {'retained KiB':>12} {'per point B':>11} {'shared cache KiB':>16}"
     )
     if args.state:
-        header += f" {'state JSON KiB':>14}"
+        header += f" {'state JSON KiB':>14} {'to_state ms':>11} {'from_state ms':>13}"
     print(header)
     print("-" * len(header))
     for kind in BUILDERS:
         size, cache, detector = retained(kind, args.points, args.sites, config)
-        names = len({n for p in detector.points for n in (*p.sites, *p.groups)})
+        names = len({*detector._sites.index, *detector._groups.index})
         line = (
             f"{kind.value:<10} {len(detector.points):6d} {names:6d} {size / 1024:12.1f} "
             f"{size / max(1, len(detector.points)):11.0f} {cache / 1024:16.1f}"
         )
         if args.state:
             state = json.dumps(detector.to_state(), separators=(",", ":"))
-            line += f" {len(state) / 1024:14.1f}"
+            save = _median_ms(lambda d=detector: json.dumps(d.to_state(), separators=(",", ":")))
+            load = _median_ms(lambda d=detector, s=state: SeriesDetector.from_state(d.key, config, json.loads(s)))
+            line += f" {len(state) / 1024:14.1f} {save:11.2f} {load:13.2f}"
         print(line)
     return 0
 

@@ -7,15 +7,17 @@ segment's history (cut at restarts), evaluates it after every profile and return
 
 from __future__ import annotations
 
+import base64
+import itertools
 import math
-from collections import deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 from statistics import NormalDist
 from sys import intern
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -36,62 +38,146 @@ NANOS = 1_000_000_000
 HOUR = 3600.0
 CANDIDATES = 8  # sites/groups that get the robust fit after the least-squares screen
 MAX_META = 512  # bound on remembered site/group descriptions per series
-# Bound on the rows of a series' site-by-point grid (live names in the history). Real series name far
-# fewer (top-K sites that mostly persist); a series whose names churn past it falls back to building
-# its matrices from the points until its history is cut, so memory stays bounded (rows x max_points).
-MAX_GRID_ROWS = 1024
-STATE_VERSION = 1  # version of the plain-data form written by `SeriesDetector.to_state`
+# Bound on the rows of a series' dense site-by-point grid (live names in the history). Real series name
+# far fewer (top-K sites that mostly persist); a series whose names churn past it switches its grid to a
+# sparse form (per point: name ids and values, the top-K of that profile) until its history is cut. Both
+# forms give the same matrices; either way memory is bounded by max_points x top-K values and names.
+MAX_GRID_ROWS = 256
+STATE_VERSION = 2  # version of the plain-data form written by `SeriesDetector.to_state`
+_ZLIB_LEVEL = 1  # state arrays: byte-shuffled then deflated; level 1 is ~5x faster than 6, a few % larger
 
 # Block-profile leaves that are lock waits; channel, select and WaitGroup waits are not contention.
 _LOCK_LEAVES = ("Lock", "RLock", "semacquire", "Semacquire", "lockSlow", "rLock")
 _NON_LOCK_LEAVES = ("WaitGroup", "Cond", "chanrecv", "chansend", "selectgo", "Unlock")
 
 
-@dataclass(slots=True)
-class _Point:
+class _Point(NamedTuple):
+    """One point of the history, as read back from `_Points` (the history keeps no object per point)."""
+
     time_nanos: int
     time: float  # seconds since the epoch
     total: float
     cumulative: float | None
-    sites: dict[str, float]
-    groups: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # key -> count, wait min, leaked
 
 
-@dataclass(slots=True)
-class _Meta:
-    function: str
-    file: str
-    line: int
-    state: str | None = None
-    leaf: str = ""
-    creator: str = ""
-    blocking: str = ""
+class _Points:
+    """Time, total and cumulative counter of each point of the history, in a ring of `capacity` slots.
+
+    The history used to keep one object (and a dict of site values) per point; the numbers live in
+    arrays now, and the site values only in the grids. A missing cumulative counter is stored as NaN.
+    """
+
+    __slots__ = ("capacity", "cumulative", "n", "start", "time", "time_nanos", "total")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.start = 0
+        self.n = 0
+        self.time_nanos = np.zeros(capacity, dtype=np.int64)
+        self.time = np.zeros(capacity)
+        self.total = np.zeros(capacity)
+        self.cumulative = np.zeros(capacity)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __bool__(self) -> bool:
+        return self.n > 0
+
+    def _slot(self, i: int) -> int:
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError("point index out of range")
+        return (self.start + i) % self.capacity
+
+    def __getitem__(self, i: int) -> _Point:
+        slot = self._slot(i)
+        cumulative = float(self.cumulative[slot])
+        return _Point(
+            int(self.time_nanos[slot]),
+            float(self.time[slot]),
+            float(self.total[slot]),
+            None if math.isnan(cumulative) else cumulative,
+        )
+
+    def __iter__(self) -> Iterator[_Point]:
+        return (self[i] for i in range(self.n))
+
+    def clear(self) -> None:
+        self.start = 0
+        self.n = 0
+
+    def append(self, time_nanos: int, time: float, total: float, cumulative: float | None) -> None:
+        slot = (self.start + self.n) % self.capacity
+        self.n += 1
+        self.time_nanos[slot] = time_nanos
+        self.time[slot] = time
+        self.total[slot] = total
+        self.cumulative[slot] = math.nan if cumulative is None else cumulative
+
+    def popleft(self) -> None:
+        self.start = (self.start + 1) % self.capacity
+        self.n -= 1
+
+    def first_time(self) -> float:
+        return float(self.time[self.start])
+
+    def order(self) -> npt.NDArray[np.intp]:
+        """Slot of each point, oldest first."""
+        return (self.start + np.arange(self.n)) % self.capacity
+
+    def times(self) -> FloatArray:
+        result: FloatArray = self.time[self.order()]
+        return result
+
+    def totals(self) -> FloatArray:
+        result: FloatArray = self.total[self.order()]
+        return result
 
 
 class _Grid:
     """Values per name (rows) and point (columns) of the history, kept up to date as points come and go.
 
-    The detectors need site-by-point matrices after every profile; rebuilding them from the points'
-    dicts cost more than the statistics. Columns form a ring over the history (its length bounds them);
-    a row lives while its name appears in at least one point of the history and is then reused, so rows
-    track the live names only. `pos` keeps each value's position within its point (-1: absent), which
-    reproduces the first-seen order the dict-based ranking broke ties with.
+    The detectors need site-by-point matrices after every profile; the grid is the only place the site
+    values (and goroutine group counts) of the history are kept. Columns form a ring over the history
+    (its length bounds them); a row lives while its name appears in at least one point of the history
+    and is then reused, so rows track the live names only. `pos` keeps each value's position within its
+    point (-1: absent), which reproduces the first-seen order rankings break ties with.
+
+    Dense while at most `max_rows` names are live (float64 values, int16 positions); past that it turns
+    sparse until cleared (per column: the row ids in point order and their values, as many as the
+    profile named), so churning names cost per value, not per name x point. Both forms answer alike.
     """
 
-    __slots__ = ("_free", "columns", "count", "index", "max_rows", "n", "names", "overflow", "pos", "start", "values")
+    __slots__ = (
+        "_free",
+        "columns",
+        "count",
+        "index",
+        "max_rows",
+        "n",
+        "names",
+        "overflow",
+        "pos",
+        "sparse",
+        "start",
+        "values",
+    )
 
     def __init__(self, columns: int, max_rows: int | None = None) -> None:
         self.columns = columns
         self.max_rows = MAX_GRID_ROWS if max_rows is None else max_rows
-        self.overflow = False  # too many live names: not maintained (the detector reads the points)
+        self.overflow = False  # sparse form: too many live names for the dense one
         self.start = 0
         self.n = 0
         self.index: dict[str, int] = {}
         self.names: list[str] = []
         self._free: list[int] = []
         self.values = np.zeros((0, columns))
-        self.pos = np.full((0, columns), -1, dtype=np.int32)
+        self.pos = np.full((0, columns), -1, dtype=np.int16)
         self.count = np.zeros(0, dtype=np.int64)
+        self.sparse: list[tuple[npt.NDArray[np.int32], FloatArray] | None] = []
 
     @property
     def rows(self) -> int:
@@ -111,25 +197,30 @@ class _Grid:
             row = len(self.names)
             self.names.append(name)
             if row >= len(self.count):
-                grow = max(16, len(self.count))
-                self.values = np.vstack([self.values, np.zeros((grow, self.columns))])
-                self.pos = np.vstack([self.pos, np.full((grow, self.columns), -1, dtype=np.int32)])
+                grow = max(16, len(self.count) // 2)
                 self.count = np.concatenate([self.count, np.zeros(grow, dtype=np.int64)])
+                if not self.overflow:
+                    self.values = np.vstack([self.values, np.zeros((grow, self.columns))])
+                    self.pos = np.vstack([self.pos, np.full((grow, self.columns), -1, dtype=self.pos.dtype)])
         self.index[name] = row
         return row
 
     def append(self, items: Iterable[tuple[str, float]]) -> None:
-        if self.overflow:
-            return
         col = (self.start + self.n) % self.columns
         self.n += 1
+        if self.overflow:
+            self._append_sparse(col, list(items))
+            return
+        pairs = list(items)
+        if len(pairs) >= np.iinfo(self.pos.dtype).max:
+            self.pos = self.pos.astype(np.int32)
         values, pos, count = self.values, self.pos, self.count
-        for i, (name, value) in enumerate(items):
+        for i, (name, value) in enumerate(pairs):
             row = self.index.get(name)
             if row is None:
                 if len(self.index) >= self.max_rows:
-                    self.clear()
-                    self.overflow = True
+                    self._to_sparse(col, i)
+                    self._append_sparse(col, pairs, i)
                     return
                 row = self._row(name)
                 values, pos, count = self.values, self.pos, self.count
@@ -137,13 +228,44 @@ class _Grid:
             pos[row, col] = i
             count[row] += 1
 
-    def popleft(self) -> None:
+    def _to_sparse(self, col: int, done: int) -> None:
+        """Switch to the sparse form; column `col` holds the first `done` values of the point being added."""
+        self.sparse = [None] * self.columns
+        for c in [int(c) for c in self.order()]:
+            rows = np.flatnonzero(self.pos[: len(self.names), c] >= 0)
+            if c == col:
+                rows = rows[self.pos[rows, c] < done]
+            rows = rows[np.argsort(self.pos[rows, c], kind="stable")]
+            self.sparse[c] = (rows.astype(np.int32), self.values[rows, c].copy())
+        self.overflow = True
+        self.values = np.zeros((0, self.columns))
+        self.pos = np.full((0, self.columns), -1, dtype=np.int16)
+
+    def _append_sparse(self, col: int, pairs: list[tuple[str, float]], done: int = 0) -> None:
+        head = self.sparse[col]
+        rows = [] if head is None or not done else head[0].tolist()
+        values = [] if head is None or not done else head[1].tolist()
+        for name, value in pairs[done:]:
+            row = self._row(name)
+            rows.append(row)
+            values.append(value)
+            self.count[row] += 1
+        self.sparse[col] = (np.array(rows, dtype=np.int32), np.array(values, dtype=np.float64))
+
+    def _column_rows(self, col: int) -> npt.NDArray[np.intp]:
         if self.overflow:
-            return
+            entry = self.sparse[col]
+            return np.zeros(0, dtype=np.intp) if entry is None else entry[0].astype(np.intp)
+        return np.flatnonzero(self.pos[: len(self.names), col] >= 0)
+
+    def popleft(self) -> None:
         col = self.start
-        rows = np.flatnonzero(self.pos[: len(self.names), col] >= 0)
-        self.values[rows, col] = 0.0
-        self.pos[rows, col] = -1
+        rows = self._column_rows(col)
+        if self.overflow:
+            self.sparse[col] = None
+        else:
+            self.values[rows, col] = 0.0
+            self.pos[rows, col] = -1
         self.count[rows] -= 1
         for row in rows[self.count[rows] == 0].tolist():
             del self.index[self.names[row]]
@@ -155,14 +277,50 @@ class _Grid:
         """Column of each point, oldest first."""
         return (self.start + np.arange(self.n)) % self.columns
 
+    def entries(self) -> tuple[npt.NDArray[np.intp], FloatArray, npt.NDArray[np.intp]]:
+        """Every value of the history: (row, value, point index), by point then position within it."""
+        if not self.overflow:
+            # Positions within a point are 0..len-1 (one per name it named): scatter, no sort needed.
+            order = self.order()
+            sub = self.pos[: len(self.names)][:, order]
+            rows, points = np.nonzero(sub >= 0)
+            lengths = np.bincount(points, minlength=self.n)
+            dest = (np.cumsum(lengths) - lengths)[points] + sub[rows, points]
+            out_rows = np.empty(len(rows), dtype=np.intp)
+            out_values = np.empty(len(rows))
+            out_points = np.empty(len(rows), dtype=np.intp)
+            out_rows[dest] = rows
+            out_values[dest] = self.values[rows, order[points]]
+            out_points[dest] = points
+            return out_rows, out_values, out_points
+        parts = [self.sparse[int(c)] for c in self.order()]
+        lengths = np.array([0 if p is None else len(p[0]) for p in parts], dtype=np.intp)
+        kept = [p for p in parts if p is not None]
+        if not kept:
+            return np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0, dtype=np.intp)
+        rows = np.concatenate([p[0] for p in kept]).astype(np.intp)
+        values = np.concatenate([p[1] for p in kept])
+        return rows, values, np.repeat(np.arange(self.n), lengths)
+
     def matrix(self, names: list[str]) -> FloatArray:
         """Rows for `names` (0 where a name is absent from a point), columns in point order."""
         rows = np.array([self.index[name] for name in names], dtype=np.intp)
-        result: FloatArray = self.values[np.ix_(rows, self.order())]
-        return result
+        if not self.overflow:
+            result: FloatArray = self.values[np.ix_(rows, self.order())]
+            return result
+        out = np.zeros((len(names), self.n))
+        lookup = np.full(len(self.names), -1, dtype=np.intp)
+        lookup[rows] = np.arange(len(rows))
+        all_rows, values, points = self.entries()
+        target = lookup[all_rows]
+        keep = target >= 0
+        out[target[keep], points[keep]] = values[keep]
+        return out
 
     def ranked(self, limit: int, exclude: str) -> list[str]:
         """Names by peak value in the history, descending (only peaks > 0), first seen first among equals."""
+        if self.overflow:
+            return self._ranked_sparse(limit, exclude)
         names = [name for name in self.index if name != exclude]
         if not names:
             return []
@@ -180,8 +338,131 @@ class _Grid:
         ranking = np.lexsort((first_pos, first_col, -peaks))[:limit]
         return [self.names[row] for row in rows[ranking].tolist()]
 
+    def _ranked_sparse(self, limit: int, exclude: str) -> list[str]:
+        rows, values, _ = self.entries()
+        keep = values > 0
+        excluded = self.index.get(exclude)
+        if excluded is not None:
+            keep &= rows != excluded
+        rows, values = rows[keep], values[keep]
+        if not len(rows):
+            return []
+        unique, first = np.unique(rows, return_index=True)  # first: first positive entry of each row
+        peaks = np.zeros(len(self.names))
+        np.maximum.at(peaks, rows, values)
+        ranking = np.lexsort((first, -peaks[unique]))[:limit]
+        return [self.names[row] for row in unique[ranking].tolist()]
+
     def live_sorted(self) -> list[str]:
         return sorted(self.index)
+
+    # -- persistence: one layout for both forms --------------------------------------------------
+
+    def to_state(self, ref: Callable[[str], int]) -> dict[str, Any]:
+        """Names (as `ref` indices, sorted by name), then per point its count of values, row ids into
+        the names and the values, in point order and position order within a point."""
+        rows, values, points = self.entries()
+        live = sorted(self.index)
+        dtype = np.int16 if len(live) <= np.iinfo(np.int16).max else np.int32
+        canonical = np.zeros(max(len(self.names), 1), dtype=dtype)
+        canonical[[self.index[name] for name in live]] = np.arange(len(live), dtype=dtype)
+        return {
+            "names": [ref(name) for name in live],
+            "lengths": _pack(np.bincount(points, minlength=self.n).astype(np.int32)),
+            "ids": _pack(canonical[rows]),
+            "values": _pack(values),
+        }
+
+    def restore(self, names: list[str], lengths: npt.NDArray[Any], ids: npt.NDArray[Any], values: FloatArray) -> None:
+        """Rebuild from `to_state` data (already decoded); keeps the newest `columns` points."""
+        self.clear()
+        if len(ids) != len(values) or int(lengths.sum()) != len(ids) or (lengths < 0).any():
+            raise ValueError("grid lengths, ids and values do not match")
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(names)):
+            raise ValueError("grid id out of range")
+        drop = max(0, len(lengths) - self.columns)
+        skip = int(lengths[:drop].sum())
+        lengths, ids, values = lengths[drop:], ids[skip:].astype(np.intp), values[skip:]
+        n = len(lengths)
+        points = np.repeat(np.arange(n), lengths)
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if n else np.zeros(0, dtype=np.intp)
+        positions = np.arange(len(ids)) - np.repeat(offsets, lengths)
+        used = np.bincount(ids, minlength=len(names))
+        if n and (np.bincount(points * len(names) + ids, minlength=n * len(names)) > 1).any():
+            raise ValueError("a point names the same site twice")
+        live = np.flatnonzero(used > 0)  # names no longer in the kept points are dropped
+        remap = np.full(len(names), -1, dtype=np.intp)
+        remap[live] = np.arange(len(live))
+        rows = remap[ids]
+        self.names = [names[i] for i in live.tolist()]
+        self.index = {name: row for row, name in enumerate(self.names)}
+        if len(self.index) != len(self.names):
+            raise ValueError("duplicate grid names")
+        self.count = used[live].astype(np.int64)
+        self.n = n
+        if len(self.names) > self.max_rows:
+            self.overflow = True
+            self.sparse = [None] * self.columns
+            for c in range(n):
+                part = slice(int(offsets[c]), int(offsets[c] + lengths[c]))
+                self.sparse[c] = (rows[part].astype(np.int32), values[part].copy())
+            return
+        height = len(self.names)
+        self.values = np.zeros((height, self.columns))
+        dtype = np.int16 if int(lengths.max(initial=0)) < np.iinfo(np.int16).max else np.int32
+        self.pos = np.full((height, self.columns), -1, dtype=dtype)
+        self.values[rows, points] = values
+        self.pos[rows, points] = positions
+
+
+def _pack(array: npt.NDArray[Any]) -> dict[str, Any]:
+    """A 1-d array as plain data: dtype (little-endian), length, which of its byte planes are stored, and
+    base64 of those planes deflated (byte k of every element together: the all-zero low mantissa bytes
+    of counts and byte sizes stored as float64 are left out, the exponent bytes compress well)."""
+    dtype = array.dtype.newbyteorder("<")
+    planes = np.ascontiguousarray(array, dtype=dtype).view(np.uint8).reshape(-1, dtype.itemsize).T
+    stored = planes.any(axis=1)
+    raw = np.ascontiguousarray(planes[stored]).tobytes()
+    return {
+        "dtype": dtype.str,
+        "n": len(array),
+        "planes": sum(1 << k for k in np.flatnonzero(stored).tolist()),
+        "data": base64.b64encode(zlib.compress(raw, _ZLIB_LEVEL)).decode(),
+    }
+
+
+_PACKED_DTYPES = {"<f8": np.float64, "<i2": np.int16, "<i4": np.int32, "<i8": np.int64}
+
+
+def _unpack(packed: Mapping[str, Any], dtype: str) -> npt.NDArray[Any]:
+    if packed["dtype"] != dtype or dtype not in _PACKED_DTYPES:
+        raise ValueError(f"expected an array of dtype {dtype}, got {packed['dtype']!r}")
+    n: int = _req(packed["n"], int)
+    item = np.dtype(dtype).itemsize
+    mask: int = _req(packed["planes"], int)
+    if n < 0 or not 0 <= mask < 1 << item:
+        raise ValueError(f"bad array length {n} or plane mask {mask}")
+    stored = [k for k in range(item) if mask >> k & 1]
+    try:
+        raw = zlib.decompress(base64.b64decode(_req(packed["data"], str), validate=True), bufsize=max(n * item, 1))
+    except zlib.error as exc:
+        raise ValueError(f"array data: {exc}") from exc
+    if len(raw) != n * len(stored):
+        raise ValueError(f"array data holds {len(raw)} bytes, not {n} x {len(stored)} planes")
+    planes = np.zeros((item, n), dtype=np.uint8)
+    planes[stored] = np.frombuffer(raw, dtype=np.uint8).reshape(len(stored), n)
+    return np.ascontiguousarray(planes.T).view(dtype).reshape(n).astype(_PACKED_DTYPES[dtype])
+
+
+@dataclass(slots=True)
+class _Meta:
+    function: str
+    file: str
+    line: int
+    state: str | None = None
+    leaf: str = ""
+    creator: str = ""
+    blocking: str = ""
 
 
 @lru_cache(maxsize=32)
@@ -212,9 +493,10 @@ class SeriesDetector:
         self.config = config
         self._memory_limit_override = memory_limit_bytes
         self.memory_limit_bytes = memory_limit_bytes or config.heap.memory_limit_bytes
-        self.points: deque[_Point] = deque(maxlen=config.max_points)
+        self.points = _Points(config.max_points)
         self._sites = _Grid(config.max_points)
         self._groups = _Grid(config.max_points)
+        self._last_groups: dict[str, tuple[int, int, int]] = {}  # the newest point's: count, wait, leaked
         self.meta: dict[str, _Meta] = {}
         self.profiles = 0
         self.first_time: int | None = None
@@ -256,20 +538,14 @@ class SeriesDetector:
             self.segment_start = now
         self.session = summary.labels.get("__session_id__", self.session)
         self._remember(summary)
-        self._append_point(
-            _Point(
-                time_nanos=summary.time_nanos,
-                time=now,
-                total=summary.total,
-                cumulative=summary.cumulative,
-                # Interned: every profile brings its own copies of the same names; one shared copy per
-                # name (across points and series) keeps a full window's memory to its numbers.
-                sites={intern(s.function): s.value for s in summary.sites},
-                groups={intern(g.key): (g.count, g.max_wait_minutes, g.leaked) for g in summary.groups},
-            )
-        )
+        # Interned: every profile brings its own copies of the same names; one shared copy per name
+        # (across series) keeps a full window's memory to its numbers. The dicts keep the first position
+        # and the last value of a name a profile repeats, as the history always did.
+        sites = {intern(s.function): s.value for s in summary.sites}
+        groups = {intern(g.key): (g.count, g.max_wait_minutes, g.leaked) for g in summary.groups}
+        self._append_point(summary.time_nanos, now, summary.total, summary.cumulative, sites, groups)
         horizon = now - self.config.window_seconds
-        while len(self.points) > 2 and self.points[0].time < horizon:
+        while len(self.points) > 2 and self.points.first_time() < horizon:
             self._popleft_point()
         self.profiles += 1
         if self.first_time is None:
@@ -284,12 +560,21 @@ class SeriesDetector:
             self._report = self._empty_report()
         return self._report
 
-    def _append_point(self, point: _Point) -> None:
-        if len(self.points) == self.points.maxlen:
+    def _append_point(
+        self,
+        time_nanos: int,
+        time: float,
+        total: float,
+        cumulative: float | None,
+        sites: dict[str, float],
+        groups: dict[str, tuple[int, int, int]],
+    ) -> None:
+        if len(self.points) == self.points.capacity:
             self._popleft_point()
-        self.points.append(point)
-        self._sites.append(point.sites.items())
-        self._groups.append((k, float(v[0])) for k, v in point.groups.items())
+        self.points.append(time_nanos, time, total, cumulative)
+        self._sites.append(sites.items())
+        self._groups.append((k, float(v[0])) for k, v in groups.items())
+        self._last_groups = groups
 
     def _popleft_point(self) -> None:
         self.points.popleft()
@@ -300,16 +585,19 @@ class SeriesDetector:
         self.points.clear()
         self._sites.clear()
         self._groups.clear()
+        self._last_groups = {}
 
     # -- persistence ------------------------------------------------------------------------------
 
     def to_state(self) -> dict[str, Any]:
         """Everything needed to continue exactly where this detector is, as JSON-ready plain data.
 
-        Site names and group keys are interned once in `names` and referenced by index from the points,
-        so a full window (240 points of 64 sites) does not repeat every function name 240 times. The
-        current report is kept as it is (not recomputed on restore): re-evaluating would cost a full
-        evaluation per series at start-up and would re-apply the status hysteresis.
+        The history is written as arrays (`_pack`: dtype, length, base64 of shuffled, deflated
+        little-endian bytes): per point its time, total and cumulative counter, and per grid (sites,
+        goroutine groups) the values of every point with the ids of their names. Names are written once
+        in `names` and referenced by index. The current report is kept as it is (not recomputed on
+        restore): re-evaluating would cost a full evaluation per series at start-up and would re-apply
+        the status hysteresis.
         """
         names: dict[str, int] = {}
 
@@ -324,7 +612,7 @@ class SeriesDetector:
                 "name": ref(name),
                 "function": m.function,
                 "file": m.file,
-                "line": m.line,
+                "line": int(m.line),
                 "state": m.state,
                 "leaf": m.leaf,
                 "creator": m.creator,
@@ -332,39 +620,40 @@ class SeriesDetector:
             }
             for name, m in self.meta.items()
         ]
-        points = [
-            {
-                "time_nanos": p.time_nanos,
-                "total": p.total,
-                "cumulative": p.cumulative,
-                "sites": [ref(name) for name in p.sites],
-                "values": list(p.sites.values()),
-                "groups": [[ref(k), count, wait, leaked] for k, (count, wait, leaked) in p.groups.items()],
-            }
-            for p in self.points
-        ]
-        state: dict[str, Any] = {
-            "version": STATE_VERSION,
-            "kind": self.key.kind.value,
-            "memory_limit_bytes": self._memory_limit_override,
-            "profiles": self.profiles,
-            "first_time": self.first_time,
-            "last_time": self.last_time,
-            "restarts": self.restarts,
-            "ignored": self.ignored,
-            "segment_start": self.segment_start,
-            "session": self.session,
-            "status": self.status.value,
-            "flagged_since": self.flagged_since,
-            "first_flagged_at": self.first_flagged_at,
-            "last_restart_reason": self.last_restart_reason,
-            "names": list(names),
-            "meta": meta,
-            "points": points,
-            "report": None if self._report is None else _report_to_state(self._report),
+        order = self.points.order()
+        points = {
+            "time_nanos": _pack(self.points.time_nanos[order]),
+            "total": _pack(self.points.total[order]),
+            "cumulative": _pack(self.points.cumulative[order]),  # NaN: the profile had none
         }
-        plain: dict[str, Any] = _plain(state, "state")
-        return plain
+        sites = self._sites.to_state(ref)
+        groups = self._groups.to_state(ref)
+        last_groups = [[ref(k), count, wait, leaked] for k, (count, wait, leaked) in self._last_groups.items()]
+        # The arrays are packed into strings and the meta fields are plain by construction; the scalars
+        # and the report (numpy scalars, enums in its evidence) go through `_plain`.
+        state: dict[str, Any] = _plain(
+            {
+                "version": STATE_VERSION,
+                "kind": self.key.kind.value,
+                "memory_limit_bytes": self._memory_limit_override,
+                "profiles": self.profiles,
+                "first_time": self.first_time,
+                "last_time": self.last_time,
+                "restarts": self.restarts,
+                "ignored": self.ignored,
+                "segment_start": self.segment_start,
+                "session": self.session,
+                "status": self.status.value,
+                "flagged_since": self.flagged_since,
+                "first_flagged_at": self.first_flagged_at,
+                "last_restart_reason": self.last_restart_reason,
+                "last_groups": last_groups,
+                "report": None if self._report is None else _report_to_state(self._report),
+            },
+            "state",
+        )
+        state.update(meta=meta, points=points, sites=sites, groups=groups, names=list(names))
+        return state
 
     @classmethod
     def from_state(
@@ -388,6 +677,11 @@ class SeriesDetector:
         if not isinstance(state, Mapping):
             raise ValueError(f"detector state for {key}: expected a mapping, got {type(state).__name__}")
         version = state.get("version")
+        if version == 1:
+            raise ValueError(
+                f"detector state for {key}: unsupported version 1 (expected {STATE_VERSION}): written by an older"
+                " release (one record per point), not read; the series starts over"
+            )
         if version != STATE_VERSION:
             raise ValueError(f"detector state for {key}: unsupported version {version!r} (expected {STATE_VERSION})")
         if state.get("kind") != key.kind.value:
@@ -406,8 +700,15 @@ class SeriesDetector:
         saved_limit = _opt(state["memory_limit_bytes"], int)
         detector = cls(key, config, memory_limit_bytes if memory_limit_bytes is not None else saved_limit)
         names = [intern(_req(name, str)) for name in state["names"]]
+
+        def name_at(index: Any) -> str:
+            i: int = _req(index, int)
+            if not 0 <= i < len(names):
+                raise IndexError(f"name index {i} out of range")
+            return names[i]
+
         for m in state["meta"]:
-            detector.meta[names[_req(m["name"], int)]] = _Meta(
+            detector.meta[name_at(m["name"])] = _Meta(
                 function=_req(m["function"], str),
                 file=_req(m["file"], str),
                 line=_req(m["line"], int),
@@ -416,28 +717,33 @@ class SeriesDetector:
                 creator=_req(m["creator"], str),
                 blocking=_req(m["blocking"], str),
             )
-        previous = -math.inf
-        for p in state["points"]:
-            time_nanos = _req(p["time_nanos"], int)
-            site_ids, values = p["sites"], p["values"]
-            if len(site_ids) != len(values):
-                raise ValueError(f"a point has {len(site_ids)} sites and {len(values)} values")
-            time = time_nanos / NANOS
-            if time <= previous:
-                raise ValueError("points are not in increasing time order")
-            previous = time
-            detector._append_point(
-                _Point(
-                    time_nanos=time_nanos,
-                    time=time,
-                    total=_num(p["total"]),
-                    cumulative=None if p["cumulative"] is None else _num(p["cumulative"]),
-                    sites={names[_req(i, int)]: _num(v) for i, v in zip(site_ids, values, strict=True)},
-                    groups={
-                        names[_req(g[0], int)]: (_req(g[1], int), _req(g[2], int), _req(g[3], int)) for g in p["groups"]
-                    },
-                )
-            )
+        p = state["points"]
+        time_nanos = _unpack(p["time_nanos"], "<i8")
+        total = _unpack(p["total"], "<f8")
+        cumulative = _unpack(p["cumulative"], "<f8")
+        n = len(time_nanos)
+        if len(total) != n or len(cumulative) != n:
+            raise ValueError(f"points: {n} times, {len(total)} totals, {len(cumulative)} cumulative counters")
+        times = [t / NANOS for t in time_nanos.tolist()]  # as `update` computes them
+        if any(b <= a for a, b in itertools.pairwise(times)):
+            raise ValueError("points are not in increasing time order")
+        keep = slice(max(0, n - detector.points.capacity), n)  # the newest, as appending them would keep
+        ring = detector.points
+        ring.n = len(times[keep])
+        ring.time_nanos[: ring.n] = time_nanos[keep]
+        ring.time[: ring.n] = times[keep]
+        ring.total[: ring.n] = total[keep]
+        ring.cumulative[: ring.n] = cumulative[keep]
+        for field_name, grid in (("sites", detector._sites), ("groups", detector._groups)):
+            g = state[field_name]
+            lengths = _unpack(g["lengths"], "<i4")
+            if len(lengths) != n:
+                raise ValueError(f"{field_name}: {len(lengths)} points, not {n}")
+            ids = _unpack(g["ids"], "<i2" if len(g["names"]) <= np.iinfo(np.int16).max else "<i4")
+            grid.restore([name_at(i) for i in g["names"]], lengths, ids, _unpack(g["values"], "<f8"))
+        detector._last_groups = {
+            name_at(g[0]): (_req(g[1], int), _req(g[2], int), _req(g[3], int)) for g in state["last_groups"]
+        }
         detector.profiles = _req(state["profiles"], int)
         detector.first_time = _opt(state["first_time"], int)
         detector.last_time = _opt(state["last_time"], int)
@@ -465,11 +771,13 @@ class SeriesDetector:
         if self.key.kind in (ProfileKind.MUTEX, ProfileKind.BLOCK):
             if len(points) < 2:
                 return []
-            t = np.array([p.time for p in points])
+            t = points.times()
             total = self._contention_cumulative(self._contention_names()).sum(axis=0)
             rates = np.diff(total) / np.diff(t)
-            return [(p.time_nanos, float(r)) for p, r in zip(list(points)[1:], rates, strict=True)]
-        return [(p.time_nanos, p.total) for p in points]
+            stamps = points.time_nanos[points.order()].tolist()
+            return [(stamp, float(r)) for stamp, r in zip(stamps[1:], rates, strict=True)]
+        order = points.order()
+        return list(zip(points.time_nanos[order].tolist(), points.total[order].tolist(), strict=True))
 
     def _restart_reason(self, summary: ProfileSummary, last: _Point | None, now: float) -> str:
         if last is None:
@@ -493,7 +801,7 @@ class SeriesDetector:
                     g.function, g.file, g.line, state=g.state, creator=g.creator, blocking=g.blocking
                 )
         if len(self.meta) > MAX_META:
-            live = {name for p in self.points for name in (*p.sites, *p.groups)}
+            live = {*self._sites.index, *self._groups.index}
             live.update(s.function for s in summary.sites)
             live.update(g.key for g in summary.groups)
             self.meta = {k: v for k, v in self.meta.items() if k in live}
@@ -509,9 +817,7 @@ class SeriesDetector:
         return self._evaluate_contention(now)
 
     def _series(self) -> tuple[FloatArray, FloatArray]:
-        t = np.fromiter((p.time for p in self.points), dtype=np.float64, count=len(self.points))
-        y = np.fromiter((p.total for p in self.points), dtype=np.float64, count=len(self.points))
-        return t, y
+        return self.points.times(), self.points.totals()
 
     def _bucket(self, t: FloatArray) -> float:
         if self.config.bucket_seconds > 0:
@@ -522,17 +828,7 @@ class SeriesDetector:
 
     def _matrix(self, names: list[str], attr: str) -> FloatArray:
         grid = self._sites if attr == "sites" else self._groups
-        if not grid.overflow:
-            return grid.matrix(names)
-        rows = np.zeros((len(names), len(self.points)))
-        index = {name: i for i, name in enumerate(names)}
-        for j, p in enumerate(self.points):
-            values = p.sites if attr == "sites" else {k: float(v[0]) for k, v in p.groups.items()}
-            for name, value in values.items():
-                i = index.get(name)
-                if i is not None:
-                    rows[i, j] = value
-        return rows
+        return grid.matrix(names)
 
     def _transition(self, flag: bool, keep: bool, confirm: bool, now: float) -> Status:
         """Apply hysteresis: suspect on `flag`, stay flagged while `keep`, confirm on `confirm`."""
@@ -626,15 +922,7 @@ class SeriesDetector:
         return self._build(now, current, total.slope, total.slope, self._growers(growers), evidence, strength)
 
     def _site_names(self) -> list[str]:
-        limit = 4 * CANDIDATES * 2
-        if not self._sites.overflow:
-            return self._sites.ranked(limit, OTHER_SITE)
-        peak: dict[str, float] = {}
-        for p in self.points:
-            for name, value in p.sites.items():
-                if name != OTHER_SITE and value > peak.get(name, 0.0):
-                    peak[name] = value
-        return sorted(peak, key=lambda n: -peak[n])[:limit]
+        return self._sites.ranked(4 * CANDIDATES * 2, OTHER_SITE)
 
     def _growers(
         self, trends: list[tuple[str, Trend, float]], keep: frozenset[str] = frozenset()
@@ -672,15 +960,13 @@ class SeriesDetector:
         current = float(y[-1])
         age = now - self.segment_start
         evidence: dict[str, object] = {"points": len(t_raw), "segment_age_seconds": age}
-        last = self.points[-1]
-        leaked_now = sum(v[2] for v in last.groups.values())
+        last = self._last_groups
+        leaked_now = sum(v[2] for v in last.values())
         if self.key.kind is ProfileKind.GOROUTINELEAK:
             leaked_now = max(leaked_now, int(current))
         th = (t_raw - t_raw[0]) / HOUR
         total = theil_sen(th, y) if len(th) >= 3 else FLAT
-        keys = (
-            sorted({k for p in self.points for k in p.groups}) if self._groups.overflow else self._groups.live_sorted()
-        )
+        keys = self._groups.live_sorted()
         growers: list[tuple[str, Trend, float]] = []
         best = 0.0
         oldest_wait = 0
@@ -697,9 +983,9 @@ class SeriesDetector:
                 grows = trend.slope >= cfg.min_growth_per_hour and increase >= cfg.min_increase and ongoing
                 if grows and trend.z > best:
                     best = trend.z
-                    oldest_wait = last.groups.get(keys[i], (0, 0, 0))[1]
+                    oldest_wait = last.get(keys[i], (0, 0, 0))[1]
         if leaked_now:  # the runtime proved these goroutines can never wake: nothing to wait for
-            leaked_groups = sorted(((k, v[2]) for k, v in last.groups.items() if v[2] > 0), key=lambda kv: -kv[1])
+            leaked_groups = sorted(((k, v[2]) for k, v in last.items() if v[2] > 0), key=lambda kv: -kv[1])
             known = {name for name, _, _ in growers}
             for k, n in leaked_groups:
                 if k not in known:
@@ -720,7 +1006,7 @@ class SeriesDetector:
                 self._flag_age(now) >= cfg.confirm_seconds or oldest_wait >= cfg.confirm_wait_minutes
             )
             self._transition(best >= cfg.z_suspect, best >= cfg.z_resolve, confirm, now)
-        leaked_keys = frozenset(k for k, v in last.groups.items() if v[2] > 0)
+        leaked_keys = frozenset(k for k, v in last.items() if v[2] > 0)
         ranked = self._growers(growers, leaked_keys)
         if leaked_now:  # leaked groups first: they are the proof
             ranked = tuple(sorted(ranked, key=lambda g: 0 if self._is_leaked(g, last) else 1))
@@ -728,10 +1014,8 @@ class SeriesDetector:
             now, current, total.slope, total.slope, ranked, evidence, max(best, 5.0 if leaked_now else 0)
         )
 
-    def _is_leaked(self, grower: Grower, last: _Point) -> bool:
-        return any(
-            v[2] > 0 and self.meta.get(k, _Meta("", "", 0)).function == grower.function for k, v in last.groups.items()
-        )
+    def _is_leaked(self, grower: Grower, last: dict[str, tuple[int, int, int]]) -> bool:
+        return any(v[2] > 0 and self.meta.get(k, _Meta("", "", 0)).function == grower.function for k, v in last.items())
 
     def _evaluate_contention(self, now: float) -> SeriesReport:
         """Mutex/block profiles are cumulative: compare the delay rate now with the window's baseline.
@@ -740,19 +1024,18 @@ class SeriesDetector:
         because sampled profiles record delay in chunks (many intervals show nothing, then a lump).
         """
         cfg = self.config.contention
-        points = list(self.points)
+        n = len(self.points)
         age = now - self.segment_start
-        evidence: dict[str, object] = {"points": len(points), "segment_age_seconds": age}
-        if len(points) < 3:
+        evidence: dict[str, object] = {"points": n, "segment_age_seconds": age}
+        if n < 3:
             evidence["reason"] = "collecting profiles"
             self.status = Status.INSUFFICIENT_DATA
             return self._build(now, 0.0, 0.0, 0.0, (), evidence)
         lock_only = self.key.kind is ProfileKind.BLOCK
         names = self._contention_names()
-        t = np.array([p.time for p in points])
+        t = self.points.times()
         cumulative = self._contention_cumulative(names)
         total = cumulative.sum(axis=0)
-        n = len(points)
         k = max(2, int(n * 0.2))
         recent_site = (cumulative[:, -1] - cumulative[:, -1 - k]) / (t[-1] - t[-1 - k])
         # Baseline: the quietest k-profile stretch of the window, so contention that started inside the
@@ -891,10 +1174,31 @@ class SeriesDetector:
 
 def _plain(value: object, where: str) -> Any:
     """A deep copy of `value` made only of dict/list/str/int/float/bool/None (numpy scalars converted)."""
+    try:
+        return _plain_fast(value)
+    except TypeError:
+        return _plain_slow(value, where)  # names where the offending value is
+
+
+_PLAIN_TYPES = (str, bool, int, float, type(None))
+
+
+def _plain_fast(value: object) -> Any:
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k): _plain_fast(v) for k, v in value.items()}  # type: ignore[attr-defined]
+    if kind is list or kind is tuple:
+        return [_plain_fast(v) for v in value]  # type: ignore[attr-defined]
+    return _plain_slow(value, "")
+
+
+def _plain_slow(value: object, where: str) -> Any:
     if value is None or type(value) in (str, bool, int, float):
         return value
     if isinstance(value, Enum):  # e.g. Status, ProfileKind: their string value
-        return _plain(value.value, where)
+        return _plain_slow(value.value, where)
     if isinstance(value, bool | np.bool_):
         return bool(value)
     if isinstance(value, int | np.integer):
@@ -904,9 +1208,9 @@ def _plain(value: object, where: str) -> Any:
     if isinstance(value, str):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): _plain_slow(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_plain_slow(v, f"{where}[{i}]") for i, v in enumerate(value)]
     raise TypeError(f"{where}: {type(value).__name__} is not plain data")
 
 

@@ -8,6 +8,7 @@ freed, so the grid tracks only live names.
 
 from __future__ import annotations
 
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -77,7 +78,8 @@ def test_rows_of_names_that_left_the_history_are_freed() -> None:
     detector = SeriesDetector(SeriesKey("t", "s", "i", ProfileKind.HEAP), config)
     for minute in range(100):
         detector.update(_churning(minute))
-        live = {name for p in detector.points for name in p.sites}
+        # The history holds the last 10 profiles: exactly their names are live.
+        live = {s.function for m in range(max(0, minute - 9), minute + 1) for s in _churning(m).sites}
         assert set(detector._sites.index) == live
     assert len(detector.points) == 10
     assert detector._sites.rows == 10 * 4 + 1
@@ -103,12 +105,13 @@ def test_a_series_that_churns_past_the_row_bound_falls_back_then_recovers_after_
 
 
 def test_points_share_one_copy_of_each_name() -> None:
-    """Each decoded profile brings its own name strings; the history keeps one copy per name."""
+    """Each decoded profile brings its own name strings; the history keeps one (interned) copy per name."""
     detector = SeriesDetector(SeriesKey("t", "s", "i", ProfileKind.HEAP), ProcessorConfig())
     for minute in range(3):
         name = "".join(["main.", "persistent"])  # a new, equal str object per profile
         site = SiteValue(name, "p.go", 1, 100.0)
         detector.update(ProfileSummary(ProfileKind.HEAP, (T0 + 60 * minute) * NANOS, 100.0, sites=(site,)))
-    keys = [next(iter(p.sites)) for p in detector.points]
-    assert len(keys) == 3
-    assert keys[0] is keys[1] is keys[2]
+    assert len(detector.points) == 3
+    assert detector._sites.rows == 1
+    assert detector._sites.names[0] is sys.intern("main.persistent")
+    assert detector._sites.matrix(["main.persistent"]).tolist() == [[100.0, 100.0, 100.0]]

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey, SiteValue, Status
+from otel_leakproc.processor import detector as detector_module
 from otel_leakproc.processor.config import HeapConfig, ProcessorConfig
-from otel_leakproc.processor.detector import STATE_VERSION, SeriesDetector
+from otel_leakproc.processor.detector import STATE_VERSION, SeriesDetector, _pack, _unpack
 from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
 
 CORPUS = Path(__file__).parents[2] / "testdata" / "corpus"
@@ -90,6 +91,42 @@ def test_restored_detector_continues_exactly_like_the_original(folder: str, kind
 
 
 @pytest.mark.parametrize(("folder", "kind"), SERIES)
+@pytest.mark.parametrize("split", [7, 31])
+def test_round_trip_of_a_grid_in_its_sparse_form(
+    monkeypatch: pytest.MonkeyPatch, folder: str, kind: ProfileKind, split: int
+) -> None:
+    """A grid past its dense row bound (here 0: sparse from the first name) round-trips too, and continues exactly."""
+    monkeypatch.setattr(detector_module, "MAX_GRID_ROWS", 0)
+    series = corpus_series(folder, kind)
+    original = SeriesDetector(key_for(kind), CONFIG)
+    for summary in series[:split]:
+        original.update(summary)
+    assert original._sites.overflow or original._groups.overflow
+    restored = round_trip(original)
+    assert restored.report() == original.report()
+    assert restored.timeline() == original.timeline()
+    for summary in series[split:]:
+        assert restored.update(summary) == original.update(summary)
+    assert restored.to_state() == original.to_state()
+
+
+def test_state_written_with_a_longer_window_keeps_the_newest_points() -> None:
+    series = corpus_series("steady_leak/heap", ProfileKind.HEAP)
+    original = SeriesDetector(key_for(ProfileKind.HEAP), CONFIG)
+    for summary in series[:30]:
+        original.update(summary)
+    short = ProcessorConfig(max_points=10)
+    restored = SeriesDetector.from_state(original.key, short, json.loads(json.dumps(original.to_state())))
+    reference = SeriesDetector(key_for(ProfileKind.HEAP), short)
+    for summary in series[:30]:
+        reference.update(summary)
+    assert restored.timeline() == reference.timeline()
+    assert [p.time_nanos for p in restored.points] == [s.time_nanos for s in series[20:30]]
+    for summary in series[30:]:
+        assert restored.update(summary).top_growers == reference.update(summary).top_growers
+
+
+@pytest.mark.parametrize(("folder", "kind"), SERIES)
 def test_series_ends_flagged_where_expected_so_the_round_trip_covered_flags(folder: str, kind: ProfileKind) -> None:
     """Guards the test above: the series reach flagged states, so hysteresis state was carried across."""
     series = corpus_series(folder, kind)
@@ -139,7 +176,7 @@ def test_ignored_profiles_and_memory_limit_survive_and_limit_can_be_overridden()
 def test_empty_detector_round_trips() -> None:
     original = SeriesDetector(key_for(ProfileKind.MUTEX), CONFIG)
     state = json.loads(json.dumps(original.to_state()))
-    assert state["points"] == []
+    assert state["points"]["time_nanos"]["n"] == 0
     assert state["report"] is None
     restored = SeriesDetector.from_state(original.key, CONFIG, state)
     assert restored.report() == original.report()
@@ -176,6 +213,14 @@ def test_wrong_version_is_rejected_with_a_clear_message(version: object) -> None
         SeriesDetector.from_state(key_for(ProfileKind.HEAP), CONFIG, state)
 
 
+def test_version_1_state_is_refused_with_a_clear_message() -> None:
+    """Version 1 (one record per point) is not read: the service sets such a snapshot aside, starts empty."""
+    state = _state_after(5)
+    state["version"] = 1
+    with pytest.raises(ValueError, match=r"unsupported version 1 \(expected 2\): written by an older release"):
+        SeriesDetector.from_state(key_for(ProfileKind.HEAP), CONFIG, state)
+
+
 def test_missing_version_is_rejected() -> None:
     state = _state_after(5)
     del state["version"]
@@ -194,15 +239,27 @@ def _drop_points(s: dict[str, Any]) -> None:
 
 
 def _bad_name_index(s: dict[str, Any]) -> None:
-    s["points"][0]["sites"][0] = 10_000
+    s["sites"]["names"][0] = 10_000
 
 
 def _values_mismatch(s: dict[str, Any]) -> None:
-    s["points"][1]["values"].pop()
+    s["sites"]["values"] = _pack(_unpack(s["sites"]["values"], "<f8")[:-1])
 
 
 def _string_total(s: dict[str, Any]) -> None:
-    s["points"][0]["total"] = "12"
+    s["points"]["total"] = "12"
+
+
+def _bad_array_data(s: dict[str, Any]) -> None:
+    s["points"]["total"]["data"] = "AAAA"
+
+
+def _wrong_array_length(s: dict[str, Any]) -> None:
+    s["points"]["total"]["n"] += 1
+
+
+def _wrong_dtype(s: dict[str, Any]) -> None:
+    s["points"]["total"]["dtype"] = "<f4"
 
 
 def _bad_status(s: dict[str, Any]) -> None:
@@ -210,7 +267,7 @@ def _bad_status(s: dict[str, Any]) -> None:
 
 
 def _unordered_points(s: dict[str, Any]) -> None:
-    s["points"].reverse()
+    s["points"]["time_nanos"] = _pack(_unpack(s["points"]["time_nanos"], "<i8")[::-1])
 
 
 def _bad_report(s: dict[str, Any]) -> None:
@@ -219,7 +276,18 @@ def _bad_report(s: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     "corrupt",
-    [_drop_points, _bad_name_index, _values_mismatch, _string_total, _bad_status, _unordered_points, _bad_report],
+    [
+        _drop_points,
+        _bad_name_index,
+        _values_mismatch,
+        _string_total,
+        _bad_array_data,
+        _wrong_array_length,
+        _wrong_dtype,
+        _bad_status,
+        _unordered_points,
+        _bad_report,
+    ],
 )
 def test_malformed_state_raises_value_error(corrupt: Any) -> None:
     state = _state_after(12)
