@@ -145,7 +145,8 @@ class _Grid:
     and is then reused, so rows track the live names only. `pos` keeps each value's position within its
     point (-1: absent), which reproduces the first-seen order rankings break ties with.
 
-    Dense while at most `max_rows` names are live (float64 values, int16 positions); past that it turns
+    Dense while at most `max_rows` names are live (float64 values; positions int8, widened when a profile
+    names more than 127); past that it turns
     sparse until cleared (per column: the row ids in point order and their values, as many as the
     profile named), so churning names cost per value, not per name x point. Both forms answer alike.
     """
@@ -175,7 +176,7 @@ class _Grid:
         self.names: list[str] = []
         self._free: list[int] = []
         self.values = np.zeros((0, columns))
-        self.pos = np.full((0, columns), -1, dtype=np.int16)
+        self.pos = np.full((0, columns), -1, dtype=np.int8)
         self.count = np.zeros(0, dtype=np.int64)
         self.sparse: list[tuple[npt.NDArray[np.int32], FloatArray] | None] = []
 
@@ -212,8 +213,8 @@ class _Grid:
             self._append_sparse(col, list(items))
             return
         pairs = list(items)
-        if len(pairs) >= np.iinfo(self.pos.dtype).max:
-            self.pos = self.pos.astype(np.int32)
+        if len(pairs) > np.iinfo(self.pos.dtype).max:
+            self.pos = self.pos.astype(_position_dtype(len(pairs)))
         values, pos, count = self.values, self.pos, self.count
         for i, (name, value) in enumerate(pairs):
             row = self.index.get(name)
@@ -239,7 +240,7 @@ class _Grid:
             self.sparse[c] = (rows.astype(np.int32), self.values[rows, c].copy())
         self.overflow = True
         self.values = np.zeros((0, self.columns))
-        self.pos = np.full((0, self.columns), -1, dtype=np.int16)
+        self.pos = np.full((0, self.columns), -1, dtype=np.int8)
 
     def _append_sparse(self, col: int, pairs: list[tuple[str, float]], done: int = 0) -> None:
         head = self.sparse[col]
@@ -409,10 +410,17 @@ class _Grid:
             return
         height = len(self.names)
         self.values = np.zeros((height, self.columns))
-        dtype = np.int16 if int(lengths.max(initial=0)) < np.iinfo(np.int16).max else np.int32
-        self.pos = np.full((height, self.columns), -1, dtype=dtype)
+        self.pos = np.full((height, self.columns), -1, dtype=_position_dtype(int(lengths.max(initial=0))))
         self.values[rows, points] = values
         self.pos[rows, points] = positions
+
+
+def _position_dtype(width: int) -> type[np.signedinteger[Any]]:
+    """The smallest dtype for positions 0..width-1 and -1."""
+    for dtype in (np.int8, np.int16):
+        if width <= np.iinfo(dtype).max:
+            return dtype
+    return np.int32
 
 
 def _pack(array: npt.NDArray[Any]) -> dict[str, Any]:
@@ -794,11 +802,12 @@ class SeriesDetector:
     def _remember(self, summary: ProfileSummary) -> None:
         for s in summary.sites:
             if s.function not in self.meta:
-                self.meta[s.function] = _Meta(s.function, s.file, s.line, leaf=s.leaf)
+                function = intern(s.function)  # the same object as the grid's row name
+                self.meta[function] = _Meta(function, s.file, s.line, leaf=s.leaf)
         for g in summary.groups:
             if g.key not in self.meta:
-                self.meta[g.key] = _Meta(
-                    g.function, g.file, g.line, state=g.state, creator=g.creator, blocking=g.blocking
+                self.meta[intern(g.key)] = _Meta(
+                    intern(g.function), g.file, g.line, state=g.state, creator=g.creator, blocking=g.blocking
                 )
         if len(self.meta) > MAX_META:
             live = {*self._sites.index, *self._groups.index}
