@@ -24,6 +24,7 @@ from otel_leakproc import web as web_assets
 from otel_leakproc.config import Settings
 from otel_leakproc.exporter import build_exporters
 from otel_leakproc.exporter.base import Exporter
+from otel_leakproc.exporter.self_telemetry import build_self_telemetry
 from otel_leakproc.model import SeriesKey, Status
 from otel_leakproc.pipeline import Pipeline
 from otel_leakproc.processor.state import (
@@ -94,6 +95,8 @@ class Service:
             tenant = settings.scrape.tenant or settings.server.auth.default_tenant
             self.scrape = ScrapeManager(settings.scrape, self.core, self.telemetry.registry, tenant)
             self.pipeline.exporters.append(self.scrape.hook)
+        # Own health metrics over OTLP with otel-leakproc's own resource, when an endpoint is configured.
+        self.self_telemetry = build_self_telemetry(settings.export, self.telemetry.registry)
         self.http_port = 0
         self.grpc_port = 0
         self._ready = False
@@ -170,6 +173,8 @@ class Service:
             await self._runner.cleanup()
         await self.save_snapshot()
         self.pipeline.shutdown(max(0.5, deadline - time.monotonic()))
+        if self.self_telemetry is not None:  # last, so its final export holds the final counts
+            self.self_telemetry.shutdown(max(0.5, deadline - time.monotonic()))
         self.core.close()
         self._stopped.set()
         log.info("stopped: %d series saved to %s", len(self.table), self.store.describe())
