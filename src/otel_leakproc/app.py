@@ -110,8 +110,6 @@ class Service:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._restore()
-        await self.core.start()
         server = self.settings.server
         receiver = HttpReceiver(
             server,
@@ -121,9 +119,14 @@ class Service:
             lambda: self._ready,
             static_dir=str(web_assets.static_dir()),
         )
+        # HTTP first: /livez answers while a large snapshot is restored (tens of seconds at 10,000 series),
+        # /readyz says 503 and uploads are refused with Retry-After until everything below is up.
         self._runner, self.http_port = await start_http_server(
             receiver.application(), server.http.address, server.http.tls
         )
+        if await asyncio.to_thread(self._restore):
+            self.pipeline.restored()
+        await self.core.start()
         if server.grpc.enabled:
             self._grpc_receiver = GrpcReceiver(server, self.core)
             self._grpc = self._grpc_receiver.build()
@@ -181,18 +184,19 @@ class Service:
 
     # -- state ----------------------------------------------------------------------------------
 
-    def _restore(self) -> None:
+    def _restore(self) -> bool:
+        """Load the snapshot into the table (in a thread, before uploads are admitted). True if restored."""
         try:
             snapshot = self.store.load()
             if snapshot is None:
-                return
+                return False
             count = self.table.restore(snapshot)
         except StateError as exc:
             self._set_aside(exc)
-            return
+            return False
         self._saved_generation = self.table.generation  # the file already holds exactly this
-        self.pipeline.restored()
         log.info("restored %d series from %s", count, self.store.describe())
+        return True
 
     def _set_aside(self, exc: StateError) -> None:
         # Starting empty beats not starting; the unreadable file is kept for a human to look at.

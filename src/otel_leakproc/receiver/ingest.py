@@ -141,9 +141,14 @@ class IngestCore:
             DecoderCrashedError: a worker died on this upload.
         """
         tenant = self.authenticate(credentials) if tenant is None else tenant
-        if self._closing or self._pool is None:
+        if self._closing:
             self._telemetry.rejected.labels("shutting_down").inc()
             raise RefusedError("the service is shutting down", retry_after=self._ingest.retry_after_seconds)
+        if self._pool is None:
+            self._telemetry.rejected.labels("starting").inc()
+            raise RefusedError(
+                "the service is starting (restoring state)", retry_after=self._ingest.retry_after_seconds
+            )
         try:
             self._limiter.admit(tenant)
         except RefusedError:
