@@ -46,6 +46,7 @@ from otel_leakproc.telemetry import Telemetry
 log = logging.getLogger("otel_leakproc")
 
 NANOS = 1_000_000_000
+SNAPSHOT_SLICE_SECONDS = 0.02
 _STATUS_ORDER = {Status.CONFIRMED: 0, Status.SUSPECTED: 1, Status.OK: 2, Status.INSUFFICIENT_DATA: 3}
 
 
@@ -211,6 +212,10 @@ class Service:
         if self._saved_generation == self.table.generation:
             return True  # nothing changed since the last snapshot
         generation = self.table.generation
+        # Serialise changed series in slices of at most SNAPSHOT_SLICE_SECONDS of loop time, so uploads
+        # keep flowing while thousands of busy series are encoded (a few ms each).
+        while not self.table.refresh_fragments(time.perf_counter() + SNAPSHOT_SLICE_SECONDS):
+            await asyncio.sleep(0)
         snapshot = self.table.snapshot_text()
         try:
             await asyncio.to_thread(self.store.save, snapshot)
@@ -224,9 +229,13 @@ class Service:
 
     async def _snapshot_loop(self) -> None:
         interval = self.settings.state.snapshot_interval_seconds
+        took = 0.0
         while True:
-            await asyncio.sleep(interval)
+            # Never spend more than half the time snapshotting: with many busy series, space them out.
+            await asyncio.sleep(max(interval, took))
+            start = time.monotonic()
             await self.save_snapshot()
+            took = time.monotonic() - start
 
     # -- API ------------------------------------------------------------------------------------
 

@@ -44,7 +44,8 @@ class TrackedSeries:
     detector: SeriesDetector
     resource: dict[str, str]
     report: SeriesReport
-    fragment: str | None = None  # this series' snapshot entry as JSON text, until the next update
+    fragment: str | None = None  # this series' snapshot entry as JSON text (maybe older than the series)
+    fresh: bool = False  # the fragment holds the series as it is now
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +95,7 @@ class SeriesTable:
                 tracked.resource.update(resource)
         previous = tracked.report.status
         tracked.report = tracked.detector.update(summary)
-        tracked.fragment = None
+        tracked.fresh = False
         name = event_name(key.kind, previous, tracked.report.status)
         event = None
         if name is not None:
@@ -102,29 +103,47 @@ class SeriesTable:
         return UpdateResult(tracked, event, tuple(evicted))
 
     def to_snapshot(self) -> dict[str, Any]:
-        """The whole table as plain JSON-serialisable data (oldest series first, so a restore keeps LRU order)."""
+        """The whole table as it is now, as plain data (oldest series first, so a restore keeps LRU order)."""
+        self.refresh_fragments()
         return json.loads(self.snapshot_text())  # type: ignore[no-any-return]
 
+    def refresh_fragments(self, deadline: float | None = None) -> bool:
+        """Serialise series updated since their last serialisation, oldest first, until `deadline`
+        (`time.perf_counter()`). True when every series is fresh. The service calls this in slices, yielding
+        to the event loop between them, so a snapshot of many busy series never stalls uploads for long."""
+        for t in self._series.values():
+            if t.fresh:
+                continue
+            self._serialise(t)
+            if deadline is not None and time.perf_counter() > deadline:
+                return all(t.fresh for t in self._series.values())
+        return True
+
     def snapshot_text(self) -> str:
-        """The snapshot as JSON text. Only series updated since the last call are serialised again: an
-        unchanged series reuses its cached entry, so a snapshot of a mostly idle table is cheap."""
+        """The snapshot as JSON text. A series serialised before (by `refresh_fragments` or an earlier
+        snapshot) contributes that entry even if it changed since, so this costs only the series never
+        serialised; each entry is a consistent state of its series, at most one refresh old."""
         entries = []
         for t in self._series.values():
-            if t.fragment is None:
-                t.fragment = json.dumps(
-                    {
-                        "tenant": t.key.tenant,
-                        "service": t.key.service,
-                        "instance": t.key.instance,
-                        "kind": t.key.kind.value,
-                        "resource": t.resource,
-                        "detector": t.detector.to_state(),
-                    },
-                    separators=(",", ":"),
-                )
-            entries.append(t.fragment)
+            entries.append(t.fragment if t.fragment is not None else self._serialise(t))
         head = json.dumps({"format": SNAPSHOT_FORMAT, "version": SNAPSHOT_VERSION, "saved_at_unix": time.time()})
         return head[:-1] + ',"series":[' + ",".join(entries) + "]}"
+
+    @staticmethod
+    def _serialise(t: TrackedSeries) -> str:
+        t.fragment = json.dumps(
+            {
+                "tenant": t.key.tenant,
+                "service": t.key.service,
+                "instance": t.key.instance,
+                "kind": t.key.kind.value,
+                "resource": t.resource,
+                "detector": t.detector.to_state(),
+            },
+            separators=(",", ":"),
+        )
+        t.fresh = True
+        return t.fragment
 
     def restore(self, snapshot: Mapping[str, Any]) -> int:
         """Replace the table's content with a snapshot's. Returns the number of series restored.

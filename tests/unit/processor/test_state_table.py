@@ -84,11 +84,28 @@ def test_unchanged_series_reuse_their_serialised_entry() -> None:
     first = table.snapshot_text()
     cached = {t.key.service: t.fragment for t in table}
     table.update(key("b"), {}, LEAK[1])
+    # Without a refresh, the changed series contributes its last (older, consistent) entry.
+    assert table.snapshot_text().split(',"series":')[1] == first.split(',"series":')[1]
+    assert table.refresh_fragments()
     second = json.loads(table.snapshot_text())
     after = {t.key.service: t.fragment for t in table}
     assert after["a"] is cached["a"]  # not serialised again
     assert after["b"] != cached["b"]
     assert second["series"][1]["detector"] != json.loads(first)["series"][1]["detector"]
+
+
+def test_refresh_in_slices_until_every_series_is_fresh() -> None:
+    table = SeriesTable(ProcessorConfig(), max_series=10)
+    for name in "abcd":
+        for summary in LEAK[:5]:
+            table.update(key(name), {}, summary)
+    slices = 1
+    while not table.refresh_fragments(deadline=0.0):  # a deadline already past: one series per slice
+        slices += 1
+    assert slices == 4
+    assert all(t.fresh for t in table)
+    restored = SeriesTable(ProcessorConfig(), max_series=10)
+    assert restored.restore(json.loads(table.snapshot_text())) == 4
 
 
 def test_file_store_is_atomic_and_refuses_what_it_cannot_read(tmp_path: Path) -> None:
