@@ -109,7 +109,8 @@ def test_scraped_leak_is_flagged_and_named_healthy_one_is_not(programs: tuple[st
         assert "leaky/main.go:" in top["stack"][0]
         assert top["creator"].startswith("main.main.func")
         assert len(dump["groups"]) <= 10
-        assert top["leaked"] == top["count"]  # Go 1.27 marks them "(leaked)"
+        # Go 1.27 marks them "(leaked)"; the newest may not be proven leaked yet when the dump is taken.
+        assert 0 < top["leaked"] <= top["count"]
 
         # The healthy program: scraped, not flagged.
         healthy = targets["catalog"]
