@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CORPUS ?= ../shared/corpus
 EXAMPLE ?= tests/testdata/corpus/steady_leak
 
-.PHONY: help venv run demo analyze test lint typecheck check proto evaluate bench client-venvs clean
+.PHONY: help venv run demo analyze test test-deps lint typecheck check proto evaluate bench client-venvs clean
 
 help:
 	@echo "make run        start the service on embedded defaults (HTTP :4040, gRPC :4317, console output)"
@@ -43,7 +43,22 @@ $(CLIENT_VENVS)/pyroscope-io-%/.installed:
 	$(CLIENT_VENVS)/pyroscope-io-$*/bin/pip install --quiet pyroscope-io==$*
 	touch $@
 
-test: venv
+# What the tests drive for real besides Python packages: headless Chromium (status page), Prometheus,
+# promtool and Alertmanager (alert rules, the chain), openssl (TLS certificates). Installed with apt when
+# missing and running as root; the pyroscope clients get their own venvs.
+APT_TEST_PACKAGES = chromium fonts-dejavu-core prometheus prometheus-alertmanager openssl
+test-deps: venv client-venvs
+	@missing=""; for b in chromium prometheus promtool prometheus-alertmanager openssl; do \
+	  command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing (apt)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_TEST_PACKAGES) >/dev/null; \
+	  else echo "make test needs$$missing: apt-get install $(APT_TEST_PACKAGES) (as root)" >&2; exit 1; fi; \
+	fi
+
+test: venv test-deps
 	$(PY) -m pytest
 
 lint: venv
