@@ -32,7 +32,16 @@ from otel_leakproc.model import (
     Status,
 )
 from otel_leakproc.processor.config import ProcessorConfig
-from otel_leakproc.processor.trend import FLAT, FloatArray, Trend, bucket_minima, ols_slopes, theil_sen
+from otel_leakproc.processor.trend import (
+    FLAT,
+    FloatArray,
+    Trend,
+    bucket_minima,
+    median_finite,
+    ols_slopes,
+    theil_sen,
+    theil_sen_rows,
+)
 
 NANOS = 1_000_000_000
 HOUR = 3600.0
@@ -831,7 +840,7 @@ class SeriesDetector:
     def _bucket(self, t: FloatArray) -> float:
         if self.config.bucket_seconds > 0:
             return self.config.bucket_seconds
-        if len(t) >= 3 and float(np.median(np.diff(t))) < 45.0:
+        if len(t) >= 3 and median_finite(np.diff(t)) < 45.0:  # float(np.median(...)), times are finite
             return 60.0
         return 0.0
 
@@ -887,12 +896,12 @@ class SeriesDetector:
                 matrix = np.vstack([bucket_minima(t_raw, row, bucket)[1] for row in matrix])
             screen = ols_slopes(th, matrix)
             order = [int(i) for i in np.argsort(-screen)[:CANDIDATES] if screen[i] > 0]
-            for i in order:
-                trend = theil_sen(th, matrix[i])
-                recent = theil_sen(th[-recent_n:], matrix[i][-recent_n:])
+            for i, trend in zip(order, theil_sen_rows(th, matrix[order]), strict=True):
                 growers.append((names[i], trend, float(matrix[i][-1])))
-                ongoing = recent.slope >= cfg.plateau_ratio * trend.slope
                 if trend.slope >= floor and trend.z >= cfg.z_suspect:
+                    # The recent fit only matters here: not fitted for the other candidates.
+                    recent = theil_sen(th[-recent_n:], matrix[i][-recent_n:])
+                    ongoing = recent.slope >= cfg.plateau_ratio * trend.slope
                     if not ongoing:  # grew and stopped, even if its interval now reaches zero
                         stopped += matrix[i]
                     elif trend.low > 0 and trend.z >= site_z:
@@ -983,13 +992,16 @@ class SeriesDetector:
             matrix = self._matrix(keys, "groups")
             screen = ols_slopes(th, matrix)
             recent_n = max(4, int(len(th) * 0.3))
-            for i in [int(i) for i in np.argsort(-screen)[:CANDIDATES] if screen[i] > 0]:
-                trend = theil_sen(th, matrix[i])
-                recent = theil_sen(th[-recent_n:], matrix[i][-recent_n:])
+            order = [int(i) for i in np.argsort(-screen)[:CANDIDATES] if screen[i] > 0]
+            for i, trend in zip(order, theil_sen_rows(th, matrix[order]), strict=True):
                 growers.append((keys[i], trend, float(matrix[i][-1])))
                 increase = float(matrix[i][-1] - matrix[i][0])
-                ongoing = recent.slope >= 0.25 * trend.slope
-                grows = trend.slope >= cfg.min_growth_per_hour and increase >= cfg.min_increase and ongoing
+                # The recent fit (is the growth ongoing?) only when the rest of the test holds.
+                grows = (
+                    trend.slope >= cfg.min_growth_per_hour
+                    and increase >= cfg.min_increase
+                    and theil_sen(th[-recent_n:], matrix[i][-recent_n:]).slope >= 0.25 * trend.slope
+                )
                 if grows and trend.z > best:
                     best = trend.z
                     oldest_wait = last.get(keys[i], (0, 0, 0))[1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -69,6 +69,112 @@ def mann_kendall_z(y: FloatArray) -> float:
 
 def theil_sen(t: FloatArray, y: FloatArray) -> Trend:
     """Theil-Sen slope of y over t with Sen's 95% confidence interval and the Mann-Kendall z."""
+    return theil_sen_rows(t, y[np.newaxis, :])[0]
+
+
+def theil_sen_rows(t: FloatArray, ys: FloatArray) -> list[Trend]:
+    """`theil_sen(t, row)` for every row of `ys` (one row per series over the same times).
+
+    Each row's result is exactly `_theil_sen_one`'s, the reference form, bit for bit: the same pairwise
+    differences and quotients in the same sort, medians read from order statistics as `np.median` forms
+    them (`_median_sorted`, `median_finite`), and the Mann-Kendall sign sum and tie term counted as integers
+    from the same differences. The times' pairs are computed once for all rows. Rows holding a
+    non-finite value take the reference form (numpy's NaN handling).
+    """
+    rows, n = ys.shape
+    if n < 3 or rows == 0:
+        return [FLAT] * rows
+    i, j = (p.astype(np.intp) for p in _pairs(n))  # the cache keeps them narrow; intp indexes faster
+    dt = t[j] - t[i]
+    keep = dt > 0
+    m = int(np.count_nonzero(keep))
+    if m == 0:
+        return [FLAT] * rows
+    every = m == len(dt)
+    if not every:
+        dt = dt[keep]
+    var_s = n * (n - 1) * (2 * n + 5) / 18.0
+    c = Z_95 * math.sqrt(var_s)
+    # Sen's interval: the round((m - c)/2)-th and round((m + c)/2 + 1)-th smallest slopes (1-based).
+    lo_rank = max(0, round((m - c) / 2) - 1)
+    hi_rank = min(m - 1, round((m + c) / 2))
+    out = []
+    finite = cast(list[bool], np.isfinite(ys).all(axis=1).tolist())
+    for y, ok in zip(ys, finite, strict=True):
+        if not ok:
+            out.append(_theil_sen_one(t, y))
+            continue
+        if _ZERO_MEDIAN_POSITIVE and _constant(y):
+            # Every difference is +0.0: slopes, interval and z are zeros, the intercept as usual.
+            out.append(Trend(0.0, 0.0, 0.0, median_finite(y - 0.0 * t), 0.0, n))
+            continue
+        dy = y[j] - y[i]
+        slopes = np.sort(dy / dt if every else dy[keep] / dt)
+        slope = _median_sorted(slopes)
+        s = int(np.count_nonzero(dy > 0)) - int(np.count_nonzero(dy < 0))
+        ordered = np.sort(y)
+        runs = np.diff(np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1], [True]))))
+        ties = runs[runs > 1].astype(np.float64)
+        var = (n * (n - 1) * (2 * n + 5) - float((ties * (ties - 1) * (2 * ties + 5)).sum())) / 18.0
+        z = 0.0 if var <= 0 or s == 0 else (s - 1 if s > 0 else s + 1) / math.sqrt(var)
+        intercept = median_finite(y - slope * t)
+        out.append(Trend(slope, float(slopes[lo_rank]), float(slopes[hi_rank]), intercept, z, n))
+    return out
+
+
+def _constant(y: FloatArray) -> bool:
+    """All values the same, bit for bit as far as differences go (a zero of one sign only), so that
+    every pairwise difference `y[j] - y[i]` is +0.0."""
+    first = float(y[0])
+    if not (y == first).all():
+        return False
+    if first != 0.0:
+        return True
+    negative = np.signbit(y)
+    return bool(negative.all() or not negative.any())
+
+
+def _median_sorted(a: FloatArray) -> float:
+    """`float(np.median(a))` of a sorted, finite, non-empty array."""
+    h = len(a) // 2
+    if len(a) % 2:
+        v = float(a[h])
+        if v != 0.0:
+            return v
+    else:
+        lo, hi = float(a[h - 1]), float(a[h])
+        if lo != 0.0 or hi != 0.0:  # x + 0.0 and x + -0.0 are both x
+            return (lo + hi) / 2.0
+    return _zero_median(a)
+
+
+def median_finite(a: FloatArray) -> float:
+    """`float(np.median(a))` of a finite, non-empty array, by a partition at the middle."""
+    h = len(a) // 2
+    if len(a) % 2:
+        v = float(np.partition(a, h)[h])
+        if v != 0.0:
+            return v
+    else:
+        part = np.partition(a, (h - 1, h))
+        lo, hi = float(part[h - 1]), float(part[h])
+        if lo != 0.0 or hi != 0.0:
+            return (lo + hi) / 2.0
+    return _zero_median(a)
+
+
+def _zero_median(a: FloatArray) -> float:
+    """`float(np.median(a))` when its middle values are zeros: `np.median` averages them with `np.mean`,
+    whose sum starts at +0.0 in the numpy versions probed below, so the result is +0.0 whatever the
+    signs of the zeros; elsewhere `np.median` itself (the sign may depend on its partition)."""
+    return 0.0 if _ZERO_MEDIAN_POSITIVE else float(np.median(a))
+
+
+_ZERO_MEDIAN_POSITIVE = not any(np.signbit(f(np.full(k, -0.0))) for f in (np.mean, np.median) for k in (1, 2, 3))
+
+
+def _theil_sen_one(t: FloatArray, y: FloatArray) -> Trend:
+    """The reference one-row form (numpy's median and unique): for rows with non-finite values."""
     n = len(y)
     if n < 3:
         return FLAT

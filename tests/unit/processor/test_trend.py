@@ -16,10 +16,13 @@ from otel_leakproc.processor.trend import (
     FLAT,
     FloatArray,
     Trend,
+    _theil_sen_one,
     bucket_minima,
     mann_kendall_z,
+    median_finite,
     ols_slopes,
     theil_sen,
+    theil_sen_rows,
 )
 
 MIB = 1024.0 * 1024.0
@@ -290,3 +293,70 @@ def test_ols_slopes_single_row_and_constant_time() -> None:
     zeros = ols_slopes(np.full(6, 2.0), np.ones((3, 6)))
     assert zeros.shape == (3,)
     assert zeros.tolist() == [0.0, 0.0, 0.0]
+
+
+# -- the batched fast path against the reference form, bit for bit -------------------------------------
+
+
+def _rows_for(rng: np.random.Generator, mode: int, rows: int, n: int) -> FloatArray:
+    if mode == 0:
+        return rng.integers(0, 5, size=(rows, n)).astype(np.float64)  # many ties
+    if mode == 1:
+        return rng.normal(size=(rows, n)) * 10.0 ** float(rng.integers(0, 9))
+    if mode == 2:
+        return rng.choice([0.0, -0.0, 1.0, -1.0], size=(rows, n))  # zero medians of both signs
+    if mode == 3:
+        return rng.choice([0.0, -0.0], size=(rows, n))
+    # Distinct values but for zeros of both signs: few tie groups (partition path), zero slopes of both signs
+    ys = rng.normal(size=(rows, n))
+    zeros = rng.random(size=(rows, n)) < 0.75
+    ys[zeros] = rng.choice([0.0, -0.0], size=int(zeros.sum()))
+    return ys
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_theil_sen_rows_equal_the_reference_bit_for_bit(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for trial in range(300):
+        n = int(rng.integers(0, 130 if trial % 10 == 0 else 40))
+        t = np.sort(rng.random(n) * 3)
+        if trial % 5 == 0 and n > 3:
+            t[1], t[3] = t[0], t[2]  # pairs with dt == 0 are left out of the slopes
+        if trial % 7 == 0:
+            t = np.round(t, 1) - 1.0  # many equal times, negative times
+        ys = _rows_for(rng, trial % 5, int(rng.integers(1, 6)), n)
+        if trial % 11 == 0 and n:
+            ys[0, rng.integers(0, n)] = np.nan
+        if trial % 13 == 0 and n:
+            ys[-1, rng.integers(0, n)] = np.inf
+        if trial % 17 == 0 and n > 1:
+            ys[0, :2] = (1e308, -1e308)  # differences overflow
+        with np.errstate(all="ignore"):  # inf - inf, overflow: as in the reference form
+            got = theil_sen_rows(t, ys)
+            expected = [_theil_sen_one(t, row) for row in ys]
+            single = [theil_sen(t, row) for row in ys]
+        assert repr(got) == repr(expected) == repr(single)  # repr: -0.0 and 0.0 differ
+
+
+@pytest.mark.parametrize("value", [0.0, -0.0, 3.5, -2.0])
+@pytest.mark.parametrize("n", [3, 4, 25])
+def test_theil_sen_rows_constant_rows_equal_the_reference(value: float, n: int) -> None:
+    for t in (np.arange(n, dtype=np.float64), np.arange(n, dtype=np.float64) - 10.0):
+        ys = np.full((2, n), value)
+        ys[1, ::2] = -value  # for zeros: mixed signs, not constant bit for bit
+        for row, trend in zip(ys, theil_sen_rows(t, ys), strict=True):
+            assert repr(trend) == repr(_theil_sen_one(t, row))
+
+
+def test_theil_sen_rows_without_rows_or_points() -> None:
+    assert theil_sen_rows(np.arange(5.0), np.zeros((0, 5))) == []
+    assert theil_sen_rows(np.arange(2.0), np.zeros((3, 2))) == [FLAT] * 3
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_median_finite_equals_numpy_median(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for trial in range(500):
+        n = int(rng.integers(1, 60))
+        a = _rows_for(rng, trial % 5, 1, n)[0]
+        assert repr(median_finite(a)) == repr(float(np.median(a)))
