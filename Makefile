@@ -44,8 +44,9 @@ $(CLIENT_VENVS)/pyroscope-io-%/.installed:
 	touch $@
 
 # What the tests drive for real besides Python packages: headless Chromium (status page), Prometheus,
-# promtool and Alertmanager (alert rules, the chain), openssl (TLS certificates). Installed with apt when
-# missing and running as root; the pyroscope clients get their own venvs.
+# promtool and Alertmanager (alert rules, the chain), openssl (TLS certificates), installed with apt when
+# missing and running as root; the pyroscope clients in their own venvs; and the container image with the
+# chart tools (scripts/ci-deploy.sh: podman, debootstrap, the deploy extra; root).
 APT_TEST_PACKAGES = chromium fonts-dejavu-core prometheus prometheus-alertmanager openssl
 test-deps: venv client-venvs
 	@missing=""; for b in chromium prometheus promtool prometheus-alertmanager openssl; do \
@@ -57,6 +58,8 @@ test-deps: venv client-venvs
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_TEST_PACKAGES) >/dev/null; \
 	  else echo "make test needs$$missing: apt-get install $(APT_TEST_PACKAGES) (as root)" >&2; exit 1; fi; \
 	fi
+	# The container image and chart tools (podman, debootstrap, helm-python-sdk, ...) for tests/deploy.
+	CI_DEPLOY_BUILD_ONLY=1 VENV=$(VENV) bash scripts/ci-deploy.sh
 
 test: venv test-deps
 	$(PY) -m pytest

