@@ -268,9 +268,6 @@ class Service:
             ]
         return out
 
-    def series_keys(self) -> list[SeriesKey]:
-        return [t.key for t in self.table]
-
 
 def _matches(key: SeriesKey, status: Status, query: Any) -> bool:
     for field, value in (("tenant", key.tenant), ("service", key.service), ("instance", key.instance)):

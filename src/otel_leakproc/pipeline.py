@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from otel_leakproc.exporter.base import Exporter
-from otel_leakproc.model import LeakEvent, SeriesKey
-from otel_leakproc.processor.state import SeriesTable, TrackedSeries
+from otel_leakproc.model import ProfileKind, SeriesKey
+from otel_leakproc.processor.state import SeriesTable
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult
 from otel_leakproc.telemetry import Telemetry
 
@@ -26,8 +29,7 @@ class Pipeline:
         self.table = table
         self.exporters = list(exporters)
         self.telemetry = telemetry
-        self.events: list[LeakEvent] = []  # the most recent events, newest last (bounded), for the API
-        self._max_events = 200
+        telemetry.registry.register(SeriesGauges(table))
 
     def accept(self, tenant: str, request: UploadRequest, result: UploadResult) -> None:
         """The ingest core's sink: one decoded upload."""
@@ -39,28 +41,12 @@ class Pipeline:
             self.telemetry.series_evicted.inc(len(update.evicted))
             self._each("on_report", lambda e, s=update.series: e.on_report(s.report, s.resource))
             if update.event is not None:
-                self._remember(update.event)
                 self._each("on_event", lambda e, ev=update.event: e.on_event(ev))
-        self.refresh_gauges()
 
     def restored(self) -> None:
         """After a state restore: let the exporters observe every restored series again."""
         for tracked in self.table:
             self._each("on_report", lambda e, s=tracked: e.on_report(s.report, s.resource))
-        self.refresh_gauges()
-
-    def refresh_gauges(self) -> None:
-        self.telemetry.series_tracked.set(len(self.table))
-        flagged = Counter(t.key.kind.value for t in self.table if t.report.status.flagged)
-        for kind in ("heap", "goroutine", "goroutineleak", "mutex", "block"):
-            self.telemetry.series_flagged.labels(kind).set(flagged.get(kind, 0))
-
-    def series(self) -> list[TrackedSeries]:
-        return list(self.table)
-
-    def _remember(self, event: LeakEvent) -> None:
-        self.events.append(event)
-        del self.events[: -self._max_events]
 
     def _each(self, what: str, call: object) -> None:
         assert callable(call)
@@ -76,3 +62,21 @@ class Pipeline:
                 exporter.shutdown(timeout_seconds)
             except Exception:
                 log.exception("exporter %s failed to shut down", type(exporter).__name__)
+
+
+class SeriesGauges(Collector):
+    """`otel_leakproc_series_tracked` and `otel_leakproc_series_flagged{kind}`, derived from the table when
+    they are collected (a scrape of /metrics or an OTLP export), not recomputed on every upload."""
+
+    def __init__(self, table: SeriesTable) -> None:
+        self._table = table
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("otel_leakproc_series_tracked", "Series currently tracked.", value=len(self._table))
+        flagged = Counter(t.key.kind.value for t in self._table if t.report.status.flagged)
+        family = GaugeMetricFamily(
+            "otel_leakproc_series_flagged", "Series currently suspected or confirmed, by kind.", labels=["kind"]
+        )
+        for kind in ProfileKind:
+            family.add_metric([kind.value], flagged.get(kind.value, 0))
+        yield family

@@ -66,15 +66,13 @@ class Telemetry:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=r,
         )
-        self.series_tracked = Gauge("otel_leakproc_series_tracked", "Series currently tracked.", registry=r)
         self.series_evicted = Counter(
             "otel_leakproc_series_evicted",
             "Series dropped because state.max_series was reached (least recently updated first).",
             registry=r,
         )
-        self.series_flagged = Gauge(
-            "otel_leakproc_series_flagged", "Series currently suspected or confirmed, by kind.", ["kind"], registry=r
-        )
+        # otel_leakproc_series_tracked and _series_flagged{kind} are derived from the table at collection
+        # time (pipeline.SeriesGauges, registered by the service).
         self.snapshot_failures = Counter(
             "otel_leakproc_snapshot_failures", "State snapshots that could not be written.", registry=r
         )

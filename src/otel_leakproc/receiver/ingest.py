@@ -102,10 +102,6 @@ class IngestCore:
     def in_flight(self) -> int:
         return self._in_flight
 
-    @property
-    def accepting(self) -> bool:
-        return self._pool is not None and not self._closing
-
     async def start(self) -> None:
         """Start the worker processes and wait until each has imported the decoders."""
         self._pool = self._new_pool()
