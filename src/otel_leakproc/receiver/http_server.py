@@ -119,7 +119,8 @@ class HttpReceiver:
         self._core.authenticate(credentials)
         declared = request.content_length
         if declared is not None and declared > self._config.max_body_bytes:
-            raise _too_large(self._config.max_body_bytes)
+            # The same answer aiohttp gives when it stops reading a body over client_max_size.
+            raise web.HTTPRequestEntityTooLarge(max_size=self._config.max_body_bytes, actual_size=declared)
         body = await request.read()
         upload = UploadRequest(
             dialect=dialect,
@@ -139,9 +140,6 @@ class HttpReceiver:
             if exc.reason is RejectReason.TOO_LARGE:
                 return error_response(413, "resource_exhausted", str(exc))
             return error_response(400, "invalid_argument", str(exc))
-        except _TooLargeError as exc:
-            self._core.reject(RejectReason.TOO_LARGE)
-            return error_response(413, "resource_exhausted", str(exc))
         except web.HTTPRequestEntityTooLarge:
             self._core.reject(RejectReason.TOO_LARGE)
             limit = self._config.max_body_bytes
@@ -189,14 +187,6 @@ class HttpReceiver:
 
 
 _ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
-
-
-class _TooLargeError(Exception):
-    pass
-
-
-def _too_large(limit: int) -> _TooLargeError:
-    return _TooLargeError(f"body: Content-Length is larger than server.max_body_bytes ({limit})")
 
 
 def _code_for(status: int) -> str:
