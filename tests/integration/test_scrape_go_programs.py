@@ -117,7 +117,7 @@ def test_scraped_leak_is_flagged_and_named_healthy_one_is_not(programs: tuple[st
         assert healthy["url"] == f"http://{healthy_at}/debug/pprof"
         assert healthy["profiles"]["heap"]["status"] == "ok"
         healthy_series = {s["kind"]: s for s in body["series"] if s["service"] == "catalog"}
-        assert healthy_series["heap"]["status"] in ("ok", "insufficient_data"), healthy_series["heap"]
+        assert healthy_series["heap"]["status"] in ("ok", "insufficient_data"), api(svc.url, service="catalog")
         assert healthy_series["heap"]["instance"] == "cat-0"
         for kind, item in healthy_series.items():
             assert item["status"] not in FLAGGED, (kind, item)
