@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from otel_leakproc.errors import InvalidProfileError, RejectReason
@@ -76,14 +77,7 @@ def decode_pprof(
     """
     raw = inflate_body(data, limits.max_decompressed_bytes)
     profile = parse_pprof(raw)
-    return summarize_pprof(
-        profile,
-        limits,
-        kind_hint=kind_hint,
-        time_fallback_nanos=time_fallback_nanos,
-        labels=labels,
-        alloc_cumulative=alloc_cumulative,
-    )
+    return _summarize_checked(profile, raw, limits, kind_hint, time_fallback_nanos, labels, alloc_cumulative)
 
 
 def parse_pprof(raw: bytes) -> profile_pb2.ProfileLazySamples:
@@ -185,8 +179,21 @@ def summarize_pprof(
     Raises:
         InvalidProfileError: on any inconsistency, naming the field.
     """
+    return _summarize_checked(profile, None, limits, kind_hint, time_fallback_nanos, labels, alloc_cumulative)
+
+
+def _summarize_checked(
+    profile: profile_pb2.Profile | profile_pb2.ProfileLazySamples,
+    raw: bytes | None,
+    limits: DecodeLimits,
+    kind_hint: ProfileKind | None,
+    time_fallback_nanos: int | None,
+    labels: Mapping[str, str] | None,
+    alloc_cumulative: bool,
+) -> ProfileSummary:
+    """`_summarize`, with the errors of samples (read late) reported as a bad protobuf."""
     try:
-        return _summarize(profile, limits, kind_hint, time_fallback_nanos, labels, alloc_cumulative)
+        return _summarize(profile, raw, limits, kind_hint, time_fallback_nanos, labels, alloc_cumulative)
     except DecodeError as exc:  # samples stay raw bytes until read, so their errors surface here
         raise InvalidProfileError(
             f"profile.sample: not a valid pprof Sample message ({exc})", RejectReason.BAD_PROTOBUF
@@ -195,6 +202,7 @@ def summarize_pprof(
 
 def _summarize(
     profile: profile_pb2.Profile | profile_pb2.ProfileLazySamples,
+    raw: bytes | None,
     limits: DecodeLimits,
     kind_hint: ProfileKind | None = None,
     time_fallback_nanos: int | None = None,
@@ -202,7 +210,8 @@ def _summarize(
     alloc_cumulative: bool = True,
 ) -> ProfileSummary:
     if isinstance(profile, profile_pb2.Profile):  # e.g. converted from OTLP: same wire format
-        profile = profile_pb2.ProfileLazySamples.FromString(profile.SerializeToString())
+        raw = profile.SerializeToString()
+        profile = profile_pb2.ProfileLazySamples.FromString(raw)
     _check_counts(profile, limits)
     strings = profile.string_table
     if strings and strings[0] != "":
@@ -235,9 +244,10 @@ def _summarize(
     # Small profiles (what most services push) are cheaper sample by sample than through numpy's fixed costs.
     fast = None if goroutine_kind or len(raw_samples) < FAST_PATH_MIN_SAMPLES else _scan_samples(raw_samples, n_types)
     group_acc: dict[tuple[str, str, str, str, int], int] = {}
-    if fast is not None:
-        sites, total, total_count, cumulative = _attribute_fast(fast, columns, resolver)
-    else:
+    attributed = None if fast is None else _attribute_fast(fast, columns, profile, raw, resolver)
+    if attributed is not None:
+        sites, total, total_count, cumulative = attributed
+    else:  # also where the fast path found something to report: this path names it precisely
         sites, total, total_count, cumulative = _attribute_slow(
             raw_samples, n_types, columns, resolver, group_acc if goroutine_kind else None
         )
@@ -367,244 +377,438 @@ def _attribute_slow(
     return sites, total, total_count, cumulative
 
 
-# -- the fast path: every sample's fields read at once with numpy ---------------------------------------
+# -- the fast path: samples and tables read with numpy, in byte space ------------------------------------
 #
 # A Sample holds only varint-encoded data (packed uint64 location ids, packed int64 values, Label
-# messages of int64 fields), so the concatenation of all samples is one stream of varints. Decoding that
-# stream with numpy and checking each sample's layout (field 1, then field 2, then field-3 labels, which
-# is what Go and every pprof writer we know of emit) gives every location id and value without a Python
-# object per sample. Anything else (unpacked fields, other orders, truncated varints, value counts that
-# do not match) returns None and the sample-by-sample path handles it, with its precise error messages.
+# messages of int64 fields). The fast path reads, at arrays of byte positions (one per sample), only the
+# varints it needs: each sample's two packed fields (values and locations, in either order), its labels
+# skipped over, its values, then its location ids one stack level at a time for the samples still without
+# a user frame. Locations and functions are read the same way from their encoded bytes, so no Python
+# object is built per sample, location or line. Anything unusual (unpacked fields, other layouts, value
+# counts that do not match, bad references) returns None and the sample-by-sample path handles it, with
+# its precise error messages.
 
 _TAG_LOCATIONS = 0x0A  # field 1, length-delimited (packed)
 _TAG_VALUES = 0x12  # field 2, length-delimited (packed)
 _TAG_LABEL = 0x1A  # field 3, length-delimited
 _MAX_LABEL_ROUNDS = 64  # labels per sample the fast path walks before giving up
+_MAX_FIELD_ROUNDS = 256  # fields per location/line/function message the fast path walks before giving up
+_MAX_LENGTH = 1 << 40  # a larger length field is corrupt (and would overflow the position arithmetic)
+_U7 = np.uint64(7)
+
+
+def _raw_tables_class() -> Any:
+    """A message reading a Profile's locations (4) and functions (5) as raw bytes (nothing else kept)."""
+    bytes_type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+    repeated = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+    file = descriptor_pb2.FileDescriptorProto(name="otel_leakproc_pprof_tables.proto", package="otel_leakproc")
+    message = file.message_type.add(name="RawTables")
+    message.field.add(name="location", number=4, type=bytes_type, label=repeated)
+    message.field.add(name="function", number=5, type=bytes_type, label=repeated)
+    pool = descriptor_pool.DescriptorPool()  # private: nothing else sees this type
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("otel_leakproc.RawTables"))
+
+
+_RawTables = _raw_tables_class()
+
+
+def _read_varints(data: npt.NDArray[np.uint8], pos: IntArray) -> tuple[IntArray, IntArray] | None:
+    """The varints starting at byte positions `pos`: (values as uint64, position after each), or None if
+    one is wider than 64 bits. `data` must end with a byte below 0x80, so every read stays inside it."""
+    byte = data[pos]
+    values = (byte & 0x7F).astype(np.uint64)
+    after = pos + 1
+    more = np.flatnonzero(byte >= 0x80)
+    for k in range(1, 10):  # byte k of the varints still going, on the few that are this wide
+        if not len(more):
+            return values, after
+        byte = data[after[more]]
+        values[more] |= (byte & 0x7F).astype(np.uint64) << np.uint64(7 * k)
+        after[more] += 1
+        if k == 9 and bool((byte > 1).any()):
+            return None  # a tenth byte above 1 (or an eleventh byte): wider than 64 bits
+        more = more[byte >= 0x80]
+    return values, after
+
+
+def _well_formed(data: npt.NDArray[np.uint8]) -> bool:
+    """`data` is a run of varints of at most 64 bits each (what a stream of Samples must be)."""
+    if len(data) == 0 or data[-1] >= 0x80:
+        return False
+    going = data >= 0x80
+    runs = going[:-1] & going[1:]  # runs[i]: bytes i..i+1 both continue; then i..i+3, then i..i+7
+    for width in (2, 4):
+        runs = runs[:-width] & runs[width:]
+    nine = np.flatnonzero(runs[:-1] & going[8:]) if len(runs) > 1 else np.zeros(0, dtype=np.int64)
+    return not len(nine) or bool((data[nine + 9] <= 1).all())  # a varint's tenth byte holds one bit
+
+
+def _field(
+    data: npt.NDArray[np.uint8], at: IntArray, end: IntArray
+) -> tuple[IntArray, IntArray, IntArray] | None:
+    """(tag, body start, body end) of the length-delimited fields starting at `at`, each ending by `end`."""
+    tag = _read_varints(data, at)
+    if tag is None or not bool((tag[1] < end).all()):
+        return None
+    length = _read_varints(data, tag[1])
+    if length is None or bool((length[0] > np.uint64(_MAX_LENGTH)).any()):
+        return None
+    body_start = length[1]
+    body_end = body_start + length[0].astype(np.int64)
+    if bool((body_end > end).any()):
+        return None
+    return tag[0], body_start, body_end
 
 
 class _Scan:
-    """Where each sample's location ids and values sit in the decoded varint stream."""
+    """Where each sample's location ids sit in the concatenated sample bytes, and its values."""
 
-    __slots__ = ("loc_count", "loc_start", "tokens", "val_start")
+    __slots__ = ("data", "loc_end", "loc_start", "samples", "values")
 
-    def __init__(self, tokens: IntArray, loc_start: IntArray, loc_count: IntArray, val_start: IntArray) -> None:
-        self.tokens = tokens  # every varint of every sample, as uint64
-        self.loc_start = loc_start  # token index of each sample's first (leaf) location id
-        self.loc_count = loc_count  # location ids per sample (>= 1)
-        self.val_start = val_start  # token index of each sample's first value
-
-
-def _varints(data: npt.NDArray[np.uint8]) -> tuple[IntArray, IntArray] | None:
-    """All varints of `data`: (values as uint64, tokens ending before each byte offset), or None if malformed.
-
-    The second array has one entry per byte offset 0..len(data): the index of the varint that starts
-    there (when one does), so byte offsets map to token indices without a search.
-    """
-    if len(data) == 0 or data[-1] & 0x80:
-        return None
-    # Indices in int32 where they fit: this path's peak memory is a few arrays as long as the samples.
-    index_type = np.int32 if len(data) < 2**31 - 1 else np.int64
-    is_end = data < 0x80
-    tokens_before = np.zeros(len(data) + 1, dtype=index_type)
-    np.cumsum(is_end, out=tokens_before[1:])
-    last = np.flatnonzero(is_end).astype(index_type, copy=False)
-    del is_end
-    widths = np.empty_like(last)
-    widths[0] = last[0] + 1
-    np.subtract(last[1:], last[:-1], out=widths[1:])
-    longest = int(widths.max())
-    if longest > 10 or (longest == 10 and bool((data[last[widths == 10]] > 1).any())):
-        return None  # wider than 64 bits
-    values = data[last].astype(np.uint64)  # the last byte of a varint holds its highest 7 bits
-    wide = np.flatnonzero(widths > 1)
-    seven = np.uint64(7)
-    for k in range(1, longest):  # Horner over the lower bytes of the few wider varints
-        if k > 1:
-            wide = wide[widths[wide] > k]
-        values[wide] = (values[wide] << seven) | (data[last[wide] - k] & 0x7F).astype(np.uint64)
-    return values, tokens_before
+    def __init__(
+        self,
+        data: npt.NDArray[np.uint8],
+        loc_start: IntArray,
+        loc_end: IntArray,
+        values: IntArray,
+        samples: Sequence[bytes],
+    ) -> None:
+        self.data = data  # every sample's bytes, concatenated
+        self.loc_start = loc_start  # byte position of each sample's first (leaf) location id
+        self.loc_end = loc_end  # end of each sample's packed location ids (at least one id each)
+        self.values = values  # int64, one row per sample type, one column per sample
+        self.samples = samples
 
 
 def _scan_samples(raw_samples: Sequence[bytes], n_types: int) -> _Scan | None:
     n = len(raw_samples)
     if n == 0 or n_types == 0:
         return None
-    data = np.frombuffer(b"".join(raw_samples), dtype=np.uint8)
-    decoded = _varints(data)
-    if decoded is None:
+    samples = list(raw_samples)  # one copy out of the message; the join and the lengths read this list
+    lengths = np.fromiter(map(len, samples), dtype=np.int64, count=n)
+    data = np.frombuffer(b"".join(samples), dtype=np.uint8)
+    if not lengths.all() or not _well_formed(data):
         return None
-    tokens, tokens_before = decoded
-    n_tokens = len(tokens)
-    lengths = np.fromiter(map(len, raw_samples), dtype=np.int64, count=n)
-    if not lengths.all():
-        return None
-    sample_end = np.cumsum(lengths)
-    cursor = sample_end - lengths
-
-    def aligned(at: IntArray) -> bool:
-        """Every byte offset in `at` starts a varint (or is the end of the data)."""
-        inner = at[at > 0]
-        return bool((data[inner - 1] < 0x80).all())
-
-    def field(cursor: IntArray, tag: IntArray | int, sample_end: IntArray) -> tuple[IntArray, IntArray] | None:
-        """(first body token, body end byte) of a length-delimited field `tag` starting at `cursor`."""
-        if not aligned(cursor):
-            return None
-        t = tokens_before[cursor].astype(np.int64)
-        if bool((t + 1 >= n_tokens).any()) or not bool((tokens[t] == tag).all()):
-            return None
-        length = tokens[t + 1]
-        if bool((length > np.uint64(1 << 40)).any()):
-            return None
-        length = length.astype(np.int64)
-        body_start = cursor + 1 + np.where(length < 128, 1, np.where(length < 16384, 2, 0))
-        if bool((body_start == cursor + 1).any()):  # three-byte lengths: not worth a fast path
-            return None
-        body_end = body_start + length
-        if bool((body_end > sample_end).any()):
-            return None
-        return t + 2, body_end
-
-    def tokens_until(start: IntArray, end_byte: IntArray) -> IntArray | None:
-        """Token count from `start` to the token boundary at `end_byte` (None when not on a boundary)."""
-        if not aligned(end_byte):
-            return None
-        counts: IntArray = tokens_before[end_byte].astype(np.int64) - start
-        return counts
-
+    end = np.cumsum(lengths)
     # Locations and values come in either order (runtime/pprof writes values first, re-encoders of the
     # generated classes locations first), then the labels.
-    locations_first = data[cursor] == _TAG_LOCATIONS
-    one = field(cursor, np.where(locations_first, _TAG_LOCATIONS, _TAG_VALUES), sample_end)
-    if one is None:
+    first = _field(data, end - lengths, end)
+    if first is None:
         return None
-    one_start, cursor = one
-    one_count = tokens_until(one_start, cursor)
-    two = field(cursor, np.where(locations_first, _TAG_VALUES, _TAG_LOCATIONS), sample_end)
-    if one_count is None or two is None:
+    locations_first = first[0] == _TAG_LOCATIONS
+    if not bool((locations_first | (first[0] == _TAG_VALUES)).all()) or not bool((first[2] < end).all()):
         return None
-    two_start, cursor = two
-    two_count = tokens_until(two_start, cursor)
-    if two_count is None:
+    second = _field(data, first[2], end)
+    if second is None or not bool((second[0] == np.where(locations_first, _TAG_VALUES, _TAG_LOCATIONS)).all()):
         return None
-    loc_start = np.where(locations_first, one_start, two_start)
-    loc_count = np.where(locations_first, one_count, two_count)
-    val_start = np.where(locations_first, two_start, one_start)
-    val_count = np.where(locations_first, two_count, one_count)
-    if not bool((loc_count > 0).all()) or not bool((val_count == n_types).all()):
+    loc_start = np.where(locations_first, first[1], second[1])
+    loc_end = np.where(locations_first, first[2], second[2])
+    # At least one location id each, the last one ending with the field (so ids never run past it).
+    if not bool((loc_end > loc_start).all()) or not bool((data[loc_end - 1] < 0x80).all()):
         return None
-    for _ in range(_MAX_LABEL_ROUNDS):  # labels: skip them, but only over a well-formed layout
-        open_ = cursor < sample_end
-        if not open_.any():
-            return _Scan(tokens, loc_start, loc_count, val_start)
-        label = field(cursor[open_], _TAG_LABEL, sample_end[open_])
-        if label is None:
+    val_end = np.where(locations_first, second[2], first[2])
+    values = _read_values(data, np.where(locations_first, second[1], first[1]), val_end, n_types)
+    if values is None or not bool((values[1] == val_end).all()):
+        return None  # not exactly one value per sample type
+    if not _skip_labels(data, second[2], end):
+        return None
+    return _Scan(data, loc_start, loc_end, values[0], samples)
+
+
+def _read_values(
+    data: npt.NDArray[np.uint8], at: IntArray, end: IntArray, n_types: int
+) -> tuple[IntArray, IntArray] | None:
+    """`n_types` consecutive varints from each position: (int64 values, one row per type; end position)."""
+    rows = np.empty((n_types, len(at)), dtype=np.uint64)
+    for k in range(n_types):
+        read = None if bool((at >= end).any()) else _read_varints(data, at)
+        if read is None:
             return None
-        cursor = cursor.copy()
-        cursor[open_] = label[1]
-    return None
+        rows[k], at = read
+    return rows.view(np.int64), at
+
+
+def _skip_labels(data: npt.NDArray[np.uint8], cursor: IntArray, end: IntArray) -> bool:
+    """Whether what follows each sample's two packed fields is only Label fields filling it exactly."""
+    for _ in range(_MAX_LABEL_ROUNDS):
+        open_ = np.flatnonzero(cursor < end)
+        if not len(open_):
+            return True
+        label = _field(data, cursor[open_], end[open_])
+        # A label's last byte ends a varint, as everything in a Sample does.
+        if label is None or not bool((label[0] == _TAG_LABEL).all()) or not bool((data[label[2] - 1] < 0x80).all()):
+            return False
+        cursor, end = label[2], end[open_]
+    return False
+
+
+class _Fields:
+    """Every field of a run of messages (varint and length-delimited only), grouped by message in order."""
+
+    __slots__ = ("number", "owner", "start", "value")
+
+    def __init__(self, owner: IntArray, number: IntArray, value: IntArray, start: IntArray) -> None:
+        self.owner = owner  # index of the message holding each field
+        self.number = number  # field number * 2, plus 1 for length-delimited fields
+        self.value = value  # uint64: the varint, or the length of a length-delimited field
+        self.start = start  # byte position of a length-delimited field's body
+
+    def last(self, number: int, n: int) -> IntArray:
+        """Each message's varint field `number` (the last one wins, as in protobuf; absent: 0), as uint64."""
+        picked = np.flatnonzero(self.number == 2 * number)
+        owners = self.owner[picked]
+        last = picked[np.r_[owners[1:] != owners[:-1], True]] if len(picked) else picked
+        out = np.zeros(n, dtype=np.uint64)
+        out[self.owner[last]] = self.value[last]
+        return out
+
+    def bodies(self, number: int) -> tuple[IntArray, IntArray, IntArray]:
+        """(owner, body start, body end) of every length-delimited field `number`, in order."""
+        picked = np.flatnonzero(self.number == 2 * number + 1)
+        start = self.start[picked]
+        return self.owner[picked], start, start + self.value[picked].astype(np.int64)
+
+
+def _fields(data: npt.NDArray[np.uint8], start: IntArray, end: IntArray) -> _Fields | None:
+    """The fields of the messages `data[start[i]:end[i]]`; None for other wire types or odd encodings."""
+    parts: list[tuple[IntArray, IntArray, IntArray, IntArray]] = []
+    owner = np.arange(len(start))
+    cursor = start
+    for _ in range(_MAX_FIELD_ROUNDS):
+        open_ = cursor < end[owner]
+        owner, cursor = owner[open_], cursor[open_]
+        if not len(owner):
+            break
+        tag = _read_varints(data, cursor)
+        if tag is None or not bool((tag[1] < end[owner]).all()):
+            return None
+        value = _read_varints(data, tag[1])
+        if value is None:
+            return None
+        wire = tag[0] & np.uint64(7)
+        delimited = wire == 2
+        if not bool(((wire == 0) | delimited).all()) or bool((delimited & (value[0] > _MAX_LENGTH)).any()):
+            return None
+        cursor = value[1] + np.where(delimited, value[0], 0).astype(np.int64)
+        if bool((cursor > end[owner]).any()):
+            return None
+        number = (tag[0] >> np.uint64(3)).astype(np.int64) * 2 + delimited
+        parts.append((owner, number, value[0], value[1]))
+    else:
+        return None
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return _Fields(empty, empty, empty.astype(np.uint64), empty)
+    order = np.argsort(np.concatenate([p[0] for p in parts]), kind="stable")  # by message, then in order
+    owners, numbers, values, starts = (np.concatenate([p[i] for p in parts])[order] for i in range(4))
+    return _Fields(owners, numbers, values, starts)
+
+
+def _joined(items: Sequence[bytes]) -> tuple[npt.NDArray[np.uint8], IntArray, IntArray]:
+    """The items concatenated (with a final zero byte, so reads stay inside), and each one's start and end."""
+    lengths = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
+    end = np.cumsum(lengths)
+    return np.frombuffer(b"".join(items) + b"\x00", dtype=np.uint8), end - lengths, end
+
+
+def _lookup(ids: IntArray, wanted: IntArray) -> IntArray:
+    """Table index of each wanted id as `_Resolver` finds it (`table[id - 1]` first, else the last entry
+    with that id), or -1 where `_Resolver` would raise (absent, or its id map meets a zero id)."""
+    index = wanted.astype(np.int64) - 1
+    direct = (index >= 0) & (index < len(ids))
+    direct[direct] = ids[index[direct]] == wanted[direct]
+    if bool(direct.all()):
+        return index
+    other = np.flatnonzero(~direct)
+    index[other] = -1
+    if len(ids) and not bool((ids == 0).any()):
+        order = np.argsort(ids, kind="stable")  # equal ids in table order: the last one is found
+        at = np.searchsorted(ids[order], wanted[other], side="right") - 1
+        found = (at >= 0) & (ids[order[at.clip(0)]] == wanted[other])
+        index[other[found]] = order[at[found]]
+    return index
+
+
+class _Tables:
+    """Each location's user frame (the first line not in a system frame) as a (name, file) key and a line.
+
+    `user_key` is -1 for locations made only of system frames and -2 for locations `_Resolver` would reject.
+    """
+
+    __slots__ = ("ids", "pairs", "user_key", "user_line")
+
+    def __init__(
+        self, ids: IntArray, pairs: dict[tuple[str, str], int], user_key: IntArray, user_line: IntArray
+    ) -> None:
+        self.ids = ids  # location id of each table entry
+        self.pairs = pairs  # (function name, file) -> key
+        self.user_key = user_key
+        self.user_line = user_line
+
+
+def _table_bytes(
+    profile: profile_pb2.ProfileLazySamples, raw: bytes | None
+) -> tuple[list[bytes], list[bytes]] | None:
+    """Every location and function message, encoded: from the profile's bytes when the caller has them,
+    else re-encoded (a C-level copy, then only these two tables serialised)."""
+    if raw is None:
+        copy = profile_pb2.ProfileLazySamples()
+        copy.CopyFrom(profile)
+        copy.ClearField("sample")
+        copy.ClearField("string_table")
+        raw = copy.SerializeToString()
+    try:
+        tables = _RawTables.FromString(raw)
+    except DecodeError:
+        return None
+    return list(tables.location), list(tables.function)
+
+
+def _tables(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> _Tables | None:
+    encoded = _table_bytes(profile, raw)
+    if encoded is None:
+        return None
+    loc_data, loc_start, loc_end = _joined(encoded[0])
+    fn_data, fn_start, fn_end = _joined(encoded[1])
+    locs = _fields(loc_data, loc_start, loc_end)
+    fns = _fields(fn_data, fn_start, fn_end)
+    if locs is None or fns is None:
+        return None
+    line_owner, line_start, line_end = locs.bodies(4)
+    lines = _fields(loc_data, line_start, line_end)
+    if lines is None:
+        return None
+    n_locs, n_lines, n_fns = len(loc_start), len(line_start), len(fn_start)
+    strings = list(profile.string_table)
+    # Functions: `_Resolver` rejects one whose name or file is not a string index.
+    names, files = fns.last(2, n_fns).view(np.int64), fns.last(4, n_fns).view(np.int64)
+    fn_ok = (names >= 0) & (names < len(strings)) & (files >= 0) & (files < len(strings))
+    pairs: dict[tuple[str, str], int] = {}
+    fn_key = np.full(n_fns, -1, dtype=np.int64)
+    ok = np.flatnonzero(fn_ok)
+    fn_key[ok] = [
+        pairs.setdefault((strings[n], strings[f]), len(pairs))
+        for n, f in zip(names[ok].tolist(), files[ok].tolist(), strict=True)
+    ]
+    # Lines: the key of their function (-1 when the reference is bad) and whether it is a system frame.
+    line_fn = _lookup(fns.last(1, n_fns), lines.last(1, n_lines))
+    line_key = np.full(n_lines, -1, dtype=np.int64)
+    line_key[line_fn >= 0] = fn_key[line_fn[line_fn >= 0]]
+    system = np.array([is_system_frame(name, file) for name, file in pairs], dtype=bool)
+    line_user = line_key >= 0
+    line_user[line_user] = ~system[line_key[line_user]]
+    # Locations: the first user line; a location with a bad line is rejected even when not reached.
+    user = np.flatnonzero(line_user)
+    owners = line_owner[user]
+    first = user[np.r_[True, owners[1:] != owners[:-1]]] if len(user) else user
+    user_key = np.full(n_locs, -1, dtype=np.int64)
+    user_line = np.zeros(n_locs, dtype=np.int64)
+    user_key[line_owner[first]] = line_key[first]
+    user_line[line_owner[first]] = lines.last(2, n_lines).view(np.int64)[first]
+    user_key[line_owner[line_key < 0]] = -2
+    no_lines = np.flatnonzero(np.bincount(line_owner, minlength=n_locs) == 0)
+    addresses = locs.last(3, n_locs)[no_lines].tolist()
+    for i, address in zip(no_lines.tolist(), addresses, strict=True):  # unsymbolised: named by address
+        name = f"0x{address:x}"
+        key = pairs.setdefault((name, ""), len(pairs))
+        user_key[i] = -1 if is_system_frame(name, "") else key
+    return _Tables(locs.last(1, n_locs), pairs, user_key, user_line)
 
 
 def _attribute_fast(
-    scan: _Scan, columns: tuple[int, int, int], resolver: _Resolver
-) -> tuple[dict[str, _SiteAcc], float, float, float]:
-    """Charge every nonzero sample to its user frame, resolving each distinct location once.
-
-    Stacks are walked level by level from the leaf for all samples at once: at each level only the
-    samples still without a user frame take part, and only their distinct location ids are resolved.
-    """
+    scan: _Scan,
+    columns: tuple[int, int, int],
+    profile: profile_pb2.ProfileLazySamples,
+    raw: bytes | None,
+    resolver: _Resolver,
+) -> tuple[dict[str, _SiteAcc], float, float, float] | None:
+    """Charge every nonzero sample to its user frame, as the sample-by-sample path does; None to leave
+    the profile to it (bad references, odd table encodings)."""
     value_index, count_index, cumulative_index = columns
-    tokens = scan.tokens
-    values = tokens[scan.val_start + value_index].view(np.int64)
-    counts = tokens[scan.val_start + count_index].view(np.int64)
-    cumulative = 0.0
-    if cumulative_index >= 0:
-        cumulative = _exact_sum(tokens[scan.val_start + cumulative_index].view(np.int64))
+    values = scan.values[value_index]
+    counts = scan.values[count_index]
+    cumulative = _exact_sum(scan.values[cumulative_index]) if cumulative_index >= 0 else 0.0
     nonzero = np.flatnonzero(values)
     nz_values = values[nonzero]
     nz_counts = counts[nonzero]
-    total = _exact_sum(nz_values)
-    total_count = _exact_sum(nz_counts)
-    loc_start = scan.loc_start[nonzero]
-    loc_count = scan.loc_count[nonzero]
-    leaves = tokens[loc_start]
+    tables = _tables(profile, raw) if len(nonzero) else None
+    walked = None if tables is None else _walk(scan, nonzero, tables)
+    if walked is None:
+        return None if len(nonzero) else ({}, 0.0, 0.0, cumulative)
+    leaves, keys, lines = walked
+    pairs = tables.pairs
+    for i in np.flatnonzero(keys < 0).tolist():  # only runtime/library frames: rare, in Python
+        sample = profile_pb2.Sample.FromString(scan.samples[int(nonzero[i])])
+        frame = _fallback_frame(sample.location_id, resolver)
+        keys[i] = pairs.setdefault(frame[:2], len(pairs))
+        lines[i] = frame[2]
+    sites = _sites(nz_values, nz_counts, keys, lines, leaves, list(pairs))
+    return sites, _exact_sum(nz_values), _exact_sum(nz_counts), cumulative
 
-    frames: list[_Frame] = []  # distinct user frames
-    frame_index: dict[_Frame, int] = {}
-    # location id -> index into frames; -1: no user frame; -2: not resolved yet. Go numbers locations
-    # 1..N, so a dense table; sparse or huge ids (other writers) use a dict through np.unique.
-    max_id = int(tokens[loc_start].max()) if len(loc_start) else 0
-    dense = max_id <= 4 * resolver.n_locations + 1024
-    user_table = np.full(max_id + 1 if dense else 0, -2, dtype=np.int64)
-    user_map: dict[int, int] = {}
 
-    def resolve(loc_id: int) -> int:
-        for frame in resolver.location(loc_id, _WHERE):
-            if not is_system_frame(frame[0], frame[1]):
-                user = frame_index.get(frame, -1)
-                if user < 0:
-                    user = frame_index[frame] = len(frames)
-                    frames.append(frame)
-                return user
-        return -1
+def _walk(scan: _Scan, samples: IntArray, tables: _Tables) -> tuple[IntArray, IntArray, IntArray] | None:
+    """(leaf location id, user frame key (-1: none), user frame line) of each of `samples`.
 
-    frame_of_sample = np.full(len(nonzero), -1, dtype=np.int64)
-    pending = np.arange(len(nonzero))
+    Stacks are walked one level at a time from the leaf for all samples at once; at each level only the
+    samples still without a user frame read their next location id (most resolve in a few levels).
+    """
+    keys = np.full(len(samples), -1, dtype=np.int64)
+    lines = np.zeros(len(samples), dtype=np.int64)
+    leaves = np.zeros(len(samples), dtype=np.uint64)
+    pos = scan.loc_start[samples]
+    end = scan.loc_end[samples]
+    pending = np.arange(len(samples))
     level = 0
     while len(pending):
-        pending = pending[loc_count[pending] > level]
-        if not len(pending):
-            break
-        ids = tokens[loc_start[pending] + level]
-        if dense and int(ids.max()) <= max_id:
-            hit = user_table[ids]
-            new = np.unique(ids[hit == -2])
-            if len(new):
-                user_table[new] = [resolve(loc_id) for loc_id in new.tolist()]
-                hit = user_table[ids]
-        else:
-            distinct, inverse = np.unique(ids, return_inverse=True)
-            found = [user_map.get(i) for i in distinct.tolist()]
-            for j, loc_id in enumerate(distinct.tolist()):
-                if found[j] is None:
-                    found[j] = user_map[loc_id] = resolve(loc_id)
-            hit = np.array(found, dtype=np.int64)[inverse.reshape(-1)]
-        frame_of_sample[pending[hit >= 0]] = hit[hit >= 0]
-        pending = pending[hit < 0]
+        read = _read_varints(scan.data, pos[pending])
+        if read is None:
+            return None
+        ids, pos[pending] = read
+        if level == 0:
+            leaves[pending] = ids
+        index = _lookup(tables.ids, ids)
+        if bool((index < 0).any()):
+            return None  # a bad reference: the sample-by-sample path names it
+        key = tables.user_key[index]
+        if bool((key == -2).any()):
+            return None
+        found = key >= 0
+        keys[pending[found]] = key[found]
+        lines[pending[found]] = tables.user_line[index[found]]
+        pending = pending[~found]
+        pending = pending[pos[pending] < end[pending]]
         level += 1
-    for i in np.flatnonzero(frame_of_sample < 0).tolist():  # only runtime/library frames
-        start = int(loc_start[i])
-        frame = _fallback_frame(tokens[start : start + int(loc_count[i])].tolist(), resolver)
-        user = frame_index.get(frame, -1)
-        if user < 0:
-            user = frame_index[frame] = len(frames)
-            frames.append(frame)
-        frame_of_sample[i] = user
+    return leaves, keys, lines
 
-    # Sites are functions: frames of one function (different lines) share a site, whose file and line
-    # follow its largest sample (the first of equal ones), as the sample-by-sample path does.
+
+def _sites(
+    values: IntArray, counts: IntArray, keys: IntArray, lines: IntArray, leaves: IntArray, pairs: list[tuple[str, str]]
+) -> dict[str, _SiteAcc]:
+    """Sites are functions: frames of one function (other lines, even other files) share a site, whose
+    file and line follow its largest sample (the first of equal ones), as the sample-by-sample path does."""
     names: dict[str, int] = {}
-    site_of_frame = np.array([names.setdefault(f[0], len(names)) for f in frames], dtype=np.int64)
-    site_of_sample = site_of_frame[frame_of_sample] if frames else frame_of_sample
+    site_of_key = np.array([names.setdefault(name, len(names)) for name, _file in pairs], dtype=np.int64)
+    site_of_sample = site_of_key[keys]
     n_sites = len(names)
-    site_values = np.bincount(site_of_sample, weights=nz_values, minlength=n_sites)
-    site_counts = np.bincount(site_of_sample, weights=nz_counts, minlength=n_sites)
+    site_values = np.bincount(site_of_sample, weights=values, minlength=n_sites)
+    site_counts = np.bincount(site_of_sample, weights=counts, minlength=n_sites)
     order = np.argsort(site_of_sample, kind="stable")  # by site, then sample order
     ordered_sites = site_of_sample[order]
-    ordered_values = nz_values[order]
+    ordered_values = values[order]
     starts = np.flatnonzero(np.r_[True, ordered_sites[1:] != ordered_sites[:-1]])
     peaks = np.maximum.reduceat(ordered_values, starts)
     at_peak = np.flatnonzero(ordered_values == np.repeat(peaks, np.diff(np.r_[starts, len(order)])))
-    first_at_peak = at_peak[np.searchsorted(at_peak, starts)]  # first largest sample of each site
-    best = order[first_at_peak]
-    sites: dict[str, _SiteAcc] = {}
+    best = order[at_peak[np.searchsorted(at_peak, starts)]]  # first largest sample of each site
     site_names = list(names)
+    sites: dict[str, _SiteAcc] = {}
     for site, sample in zip(ordered_sites[starts].tolist(), best.tolist(), strict=True):
-        acc = _SiteAcc(frames[int(frame_of_sample[sample])], int(nz_values[sample]), 0, int(leaves[sample]))
+        name, file = pairs[int(keys[sample])]
+        acc = _SiteAcc((name, file, int(lines[sample])), int(values[sample]), 0, int(leaves[sample]))
         acc.value = float(site_values[site])
         acc.count = float(site_counts[site])
         sites[site_names[site]] = acc
-    return sites, total, total_count, cumulative
+    return sites
 
 
 def _exact_sum(values: IntArray) -> float:
