@@ -898,13 +898,16 @@ class SeriesDetector:
             order = [int(i) for i in np.argsort(-screen)[:CANDIDATES] if screen[i] > 0]
             for i, trend in zip(order, theil_sen_rows(th, matrix[order]), strict=True):
                 growers.append((names[i], trend, float(matrix[i][-1])))
-                if trend.slope >= floor and trend.z >= cfg.z_suspect:
-                    # The recent fit only matters here: not fitted for the other candidates.
+                if trend.z >= cfg.z_suspect:
+                    # The recent fit only matters here: not fitted for the other candidates. A site that
+                    # grew long ago and has been flat since keeps a high Mann-Kendall z (every pair across
+                    # the step rises) while its Sen slope falls to 0 (most pairs are ties): compare the
+                    # recent slope with the floor as well, so such a step still counts as stopped.
                     recent = theil_sen(th[-recent_n:], matrix[i][-recent_n:])
-                    ongoing = recent.slope >= cfg.plateau_ratio * trend.slope
+                    ongoing = recent.slope > 0 and recent.slope >= cfg.plateau_ratio * max(trend.slope, floor)
                     if not ongoing:  # grew and stopped, even if its interval now reaches zero
                         stopped += matrix[i]
-                    elif trend.low > 0 and trend.z >= site_z:
+                    elif trend.slope >= floor and trend.low > 0 and trend.z >= site_z:
                         best_site_z = max(best_site_z, trend.z)
         if stopped.any():
             # Judge the total without the growth of sites that have plateaued, so a filled cache
@@ -914,7 +917,7 @@ class SeriesDetector:
             total_recent = theil_sen(th[-recent_n:], y[-recent_n:])
             evidence["plateaued_sites_excluded"] = True
         total_ongoing = total_recent.slope >= cfg.plateau_ratio * total.slope
-        total_ok = total.slope >= floor and total.low > 0 and total_ongoing
+        total_ok = total.low >= floor and total_ongoing  # confidently above the floor, not just above 0
         total_z = total.z if total_ok else 0.0
         evidence.update(
             {
