@@ -244,7 +244,7 @@ def _summarize(
     # Small profiles (what most services push) are cheaper sample by sample than through numpy's fixed costs.
     fast = None if goroutine_kind or len(raw_samples) < FAST_PATH_MIN_SAMPLES else _scan_samples(raw_samples, n_types)
     group_acc: dict[tuple[str, str, str, str, int], int] = {}
-    attributed = None if fast is None else _attribute_fast(fast, columns, profile, raw, resolver)
+    attributed = None if fast is None else _attribute_fast(fast, columns, profile, raw, resolver, limits.top_sites)
     if attributed is not None:
         sites, total, total_count, cumulative = attributed
     else:  # also where the fast path found something to report: this path names it precisely
@@ -444,9 +444,7 @@ def _well_formed(data: npt.NDArray[np.uint8]) -> bool:
     return not len(nine) or bool((data[nine + 9] <= 1).all())  # a varint's tenth byte holds one bit
 
 
-def _field(
-    data: npt.NDArray[np.uint8], at: IntArray, end: IntArray
-) -> tuple[IntArray, IntArray, IntArray] | None:
+def _field(data: npt.NDArray[np.uint8], at: IntArray, end: IntArray) -> tuple[IntArray, IntArray, IntArray] | None:
     """(tag, body start, body end) of the length-delimited fields starting at `at`, each ending by `end`."""
     tag = _read_varints(data, at)
     if tag is None or not bool((tag[1] < end).all()):
@@ -544,72 +542,92 @@ def _skip_labels(data: npt.NDArray[np.uint8], cursor: IntArray, end: IntArray) -
 
 
 class _Fields:
-    """Every field of a run of messages (varint and length-delimited only), grouped by message in order."""
+    """The varint fields of a run of messages, grouped by message, in order."""
 
-    __slots__ = ("number", "owner", "start", "value")
+    __slots__ = ("number", "owner", "value")
 
-    def __init__(self, owner: IntArray, number: IntArray, value: IntArray, start: IntArray) -> None:
-        self.owner = owner  # index of the message holding each field
-        self.number = number  # field number * 2, plus 1 for length-delimited fields
-        self.value = value  # uint64: the varint, or the length of a length-delimited field
-        self.start = start  # byte position of a length-delimited field's body
+    def __init__(self, owner: IntArray, number: IntArray, value: IntArray) -> None:
+        self.owner = owner  # index of the message holding each field (nondecreasing)
+        self.number = number  # field number
+        self.value = value  # uint64
 
     def last(self, number: int, n: int) -> IntArray:
-        """Each message's varint field `number` (the last one wins, as in protobuf; absent: 0), as uint64."""
-        picked = np.flatnonzero(self.number == 2 * number)
+        """Each message's field `number` (the last one wins, as in protobuf; absent: 0), as uint64."""
+        picked = np.flatnonzero(self.number == number)
         owners = self.owner[picked]
-        last = picked[np.r_[owners[1:] != owners[:-1], True]] if len(picked) else picked
+        last = picked[np.append(owners[1:] != owners[:-1], True)] if len(picked) else picked
         out = np.zeros(n, dtype=np.uint64)
         out[self.owner[last]] = self.value[last]
         return out
 
-    def bodies(self, number: int) -> tuple[IntArray, IntArray, IntArray]:
-        """(owner, body start, body end) of every length-delimited field `number`, in order."""
-        picked = np.flatnonzero(self.number == 2 * number + 1)
-        start = self.start[picked]
-        return self.owner[picked], start, start + self.value[picked].astype(np.int64)
+
+def _tokens(data: npt.NDArray[np.uint8]) -> tuple[IntArray, IntArray] | None:
+    """Every varint of `data` (which must end with a byte below 0x80): (values, start byte of each)."""
+    last = np.flatnonzero(data < 0x80)
+    first = np.concatenate(([0], last[:-1] + 1))
+    widths = last - first + 1
+    if bool((widths > 10).any()) or bool(((widths == 10) & (data[last] > 1)).any()):
+        return None  # wider than 64 bits
+    values = data[last].astype(np.uint64)  # the last byte of a varint holds its highest 7 bits
+    wide = np.flatnonzero(widths > 1)
+    for k in range(1, int(widths.max())):  # Horner over the lower bytes of the few wider varints
+        wide = wide[widths[wide] > k]
+        values[wide] = (values[wide] << _U7) | (data[last[wide] - k] & 0x7F).astype(np.uint64)
+    return values, first
 
 
-def _fields(data: npt.NDArray[np.uint8], start: IntArray, end: IntArray) -> _Fields | None:
-    """The fields of the messages `data[start[i]:end[i]]`; None for other wire types or odd encodings."""
-    parts: list[tuple[IntArray, IntArray, IntArray, IntArray]] = []
-    owner = np.arange(len(start))
-    cursor = start
-    for _ in range(_MAX_FIELD_ROUNDS):
-        open_ = cursor < end[owner]
-        owner, cursor = owner[open_], cursor[open_]
-        if not len(owner):
-            break
-        tag = _read_varints(data, cursor)
-        if tag is None or not bool((tag[1] < end[owner]).all()):
-            return None
-        value = _read_varints(data, tag[1])
-        if value is None:
-            return None
-        wire = tag[0] & np.uint64(7)
-        delimited = wire == 2
-        if not bool(((wire == 0) | delimited).all()) or bool((delimited & (value[0] > _MAX_LENGTH)).any()):
-            return None
-        cursor = value[1] + np.where(delimited, value[0], 0).astype(np.int64)
-        if bool((cursor > end[owner]).any()):
-            return None
-        number = (tag[0] >> np.uint64(3)).astype(np.int64) * 2 + delimited
-        parts.append((owner, number, value[0], value[1]))
-    else:
-        return None
-    if not parts:
-        empty = np.zeros(0, dtype=np.int64)
-        return _Fields(empty, empty, empty.astype(np.uint64), empty)
-    order = np.argsort(np.concatenate([p[0] for p in parts]), kind="stable")  # by message, then in order
-    owners, numbers, values, starts = (np.concatenate([p[i] for p in parts])[order] for i in range(4))
-    return _Fields(owners, numbers, values, starts)
+def _messages(items: Sequence[bytes], nested: int) -> tuple[_Fields, _Fields, IntArray] | None:
+    """The varint fields of each message in `items`, those of each body of its length-delimited field
+    `nested` (0: none), and the message holding each body.
 
-
-def _joined(items: Sequence[bytes]) -> tuple[npt.NDArray[np.uint8], IntArray, IntArray]:
-    """The items concatenated (with a final zero byte, so reads stay inside), and each one's start and end."""
+    Locations, lines and functions hold only varints, so their bytes are a stream of (tag, value)
+    varint pairs (a nested field's tag and length are a pair too, its body more pairs) and are read in
+    one pass, with no walk per field. Anything else (other wire types, a message or body not made of
+    whole pairs) returns None.
+    """
     lengths = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
-    end = np.cumsum(lengths)
-    return np.frombuffer(b"".join(items) + b"\x00", dtype=np.uint8), end - lengths, end
+    ends = np.cumsum(lengths)
+    data = np.frombuffer(b"".join(items) + b"\x00", dtype=np.uint8)  # the zero: every varint ends inside
+    tokens = _tokens(data)
+    if tokens is None:
+        return None
+    values, first = tokens
+    if len(values) % 2 == 0:  # the padding is the last token: the rest must pair up
+        return None
+    tag, value, pos = values[0:-1:2], values[1::2], first[0:-1:2]  # the final token is the padding
+    pair_end = first[2::2]  # where each pair ends (the next pair, or the padding)
+    wire = tag & np.uint64(7)
+    opens = np.flatnonzero(wire == 2)
+    if not bool(((wire == 0) | (wire == 2)).all()) or not bool((tag[opens] == (nested << 3 | 2)).all()):
+        return None
+    if nested and bool((value[opens] > np.uint64(_MAX_LENGTH)).any()):
+        return None
+    body_end = pair_end[opens] + value[opens].astype(np.int64)
+    # Messages, and bodies, must be whole pairs: each ends where a pair starts, bodies inside their message
+    # and not overlapping (a body inside a body would be a nested length-delimited field).
+    boundaries = np.append(pos, len(data) - 1)
+    owner = np.searchsorted(ends, pos, side="right")  # the message each pair is in
+    if not _starts_of(boundaries, np.concatenate((ends - lengths, ends, body_end))) or not bool(
+        (body_end <= ends[owner[opens]]).all() and (body_end[:-1] <= pos[opens[1:]]).all()
+    ):
+        return None
+    # A pair is in a body if it starts before the end of the latest body opened before it.
+    latest = np.maximum.accumulate(np.where(wire == 2, np.arange(len(tag)), -1))
+    inner = latest >= 0
+    inner[inner] = pos[inner] < pair_end[latest[inner]] + value[latest[inner]].astype(np.int64)
+    inner &= wire == 0
+    outer = np.flatnonzero((~inner) & (wire == 0))
+    inner_at = np.flatnonzero(inner)
+    number = (tag >> np.uint64(3)).astype(np.int64)
+    outer_fields = _Fields(owner[outer], number[outer], value[outer])
+    inner_fields = _Fields(np.searchsorted(opens, latest[inner_at]), number[inner_at], value[inner_at])
+    return outer_fields, inner_fields, owner[opens]
+
+
+def _starts_of(boundaries: IntArray, positions: IntArray) -> bool:
+    """Whether every position is one of the (sorted) pair boundaries."""
+    at = np.searchsorted(boundaries, positions).clip(0, len(boundaries) - 1)
+    return bool((boundaries[at] == positions).all())
 
 
 def _lookup(ids: IntArray, wanted: IntArray) -> IntArray:
@@ -647,9 +665,7 @@ class _Tables:
         self.user_line = user_line
 
 
-def _table_bytes(
-    profile: profile_pb2.ProfileLazySamples, raw: bytes | None
-) -> tuple[list[bytes], list[bytes]] | None:
+def _table_bytes(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> tuple[list[bytes], list[bytes]] | None:
     """Every location and function message, encoded: from the profile's bytes when the caller has them,
     else re-encoded (a C-level copy, then only these two tables serialised)."""
     if raw is None:
@@ -669,17 +685,13 @@ def _tables(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> _Tabl
     encoded = _table_bytes(profile, raw)
     if encoded is None:
         return None
-    loc_data, loc_start, loc_end = _joined(encoded[0])
-    fn_data, fn_start, fn_end = _joined(encoded[1])
-    locs = _fields(loc_data, loc_start, loc_end)
-    fns = _fields(fn_data, fn_start, fn_end)
-    if locs is None or fns is None:
+    locations = _messages(encoded[0], nested=4)  # Location.line (4): Line messages
+    functions = _messages(encoded[1], nested=0)
+    if locations is None or functions is None:
         return None
-    line_owner, line_start, line_end = locs.bodies(4)
-    lines = _fields(loc_data, line_start, line_end)
-    if lines is None:
-        return None
-    n_locs, n_lines, n_fns = len(loc_start), len(line_start), len(fn_start)
+    locs, lines, line_owner = locations
+    fns = functions[0]
+    n_locs, n_lines, n_fns = len(encoded[0]), len(line_owner), len(encoded[1])
     strings = list(profile.string_table)
     # Functions: `_Resolver` rejects one whose name or file is not a string index.
     names, files = fns.last(2, n_fns).view(np.int64), fns.last(4, n_fns).view(np.int64)
@@ -701,7 +713,7 @@ def _tables(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> _Tabl
     # Locations: the first user line; a location with a bad line is rejected even when not reached.
     user = np.flatnonzero(line_user)
     owners = line_owner[user]
-    first = user[np.r_[True, owners[1:] != owners[:-1]]] if len(user) else user
+    first = user[np.insert(owners[1:] != owners[:-1], 0, True)] if len(user) else user
     user_key = np.full(n_locs, -1, dtype=np.int64)
     user_line = np.zeros(n_locs, dtype=np.int64)
     user_key[line_owner[first]] = line_key[first]
@@ -722,9 +734,11 @@ def _attribute_fast(
     profile: profile_pb2.ProfileLazySamples,
     raw: bytes | None,
     resolver: _Resolver,
+    top: int,
 ) -> tuple[dict[str, _SiteAcc], float, float, float] | None:
     """Charge every nonzero sample to its user frame, as the sample-by-sample path does; None to leave
-    the profile to it (bad references, odd table encodings)."""
+    the profile to it (bad references, odd table encodings). Only sites that can rank in the `top` are
+    returned (all those tied with the last one included), which is all the summary keeps."""
     value_index, count_index, cumulative_index = columns
     values = scan.values[value_index]
     counts = scan.values[count_index]
@@ -732,10 +746,12 @@ def _attribute_fast(
     nonzero = np.flatnonzero(values)
     nz_values = values[nonzero]
     nz_counts = counts[nonzero]
-    tables = _tables(profile, raw) if len(nonzero) else None
+    if not len(nonzero):
+        return {}, 0.0, 0.0, cumulative
+    tables = _tables(profile, raw)
     walked = None if tables is None else _walk(scan, nonzero, tables)
-    if walked is None:
-        return None if len(nonzero) else ({}, 0.0, 0.0, cumulative)
+    if tables is None or walked is None:
+        return None
     leaves, keys, lines = walked
     pairs = tables.pairs
     for i in np.flatnonzero(keys < 0).tolist():  # only runtime/library frames: rare, in Python
@@ -743,7 +759,7 @@ def _attribute_fast(
         frame = _fallback_frame(sample.location_id, resolver)
         keys[i] = pairs.setdefault(frame[:2], len(pairs))
         lines[i] = frame[2]
-    sites = _sites(nz_values, nz_counts, keys, lines, leaves, list(pairs))
+    sites = _sites(nz_values, nz_counts, keys, lines, leaves, list(pairs), top)
     return sites, _exact_sum(nz_values), _exact_sum(nz_counts), cumulative
 
 
@@ -783,7 +799,13 @@ def _walk(scan: _Scan, samples: IntArray, tables: _Tables) -> tuple[IntArray, In
 
 
 def _sites(
-    values: IntArray, counts: IntArray, keys: IntArray, lines: IntArray, leaves: IntArray, pairs: list[tuple[str, str]]
+    values: IntArray,
+    counts: IntArray,
+    keys: IntArray,
+    lines: IntArray,
+    leaves: IntArray,
+    pairs: list[tuple[str, str]],
+    top: int,
 ) -> dict[str, _SiteAcc]:
     """Sites are functions: frames of one function (other lines, even other files) share a site, whose
     file and line follow its largest sample (the first of equal ones), as the sample-by-sample path does."""
@@ -796,19 +818,30 @@ def _sites(
     order = np.argsort(site_of_sample, kind="stable")  # by site, then sample order
     ordered_sites = site_of_sample[order]
     ordered_values = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered_sites[1:] != ordered_sites[:-1]])
+    starts = np.flatnonzero(np.insert(ordered_sites[1:] != ordered_sites[:-1], 0, True))
     peaks = np.maximum.reduceat(ordered_values, starts)
-    at_peak = np.flatnonzero(ordered_values == np.repeat(peaks, np.diff(np.r_[starts, len(order)])))
+    at_peak = np.flatnonzero(ordered_values == np.repeat(peaks, np.diff(np.append(starts, len(order)))))
     best = order[at_peak[np.searchsorted(at_peak, starts)]]  # first largest sample of each site
     site_names = list(names)
     sites: dict[str, _SiteAcc] = {}
-    for site, sample in zip(ordered_sites[starts].tolist(), best.tolist(), strict=True):
+    present = ordered_sites[starts]  # the sites with samples (names of every function got a number)
+    ranked = np.flatnonzero(site_values[present] >= _top_threshold(site_values[present], top))
+    for site, sample in zip(present[ranked].tolist(), best[ranked].tolist(), strict=True):
         name, file = pairs[int(keys[sample])]
         acc = _SiteAcc((name, file, int(lines[sample])), int(values[sample]), 0, int(leaves[sample]))
         acc.value = float(site_values[site])
         acc.count = float(site_counts[site])
         sites[site_names[site]] = acc
     return sites
+
+
+def _top_threshold(values: npt.NDArray[Any], top: int) -> float:
+    """The `top`-th largest of `values` (-inf when there are no more than `top`; +inf when `top` is 0)."""
+    if len(values) <= top:
+        return -np.inf
+    if top <= 0:
+        return np.inf
+    return float(-np.partition(-values, top - 1)[top - 1])
 
 
 def _exact_sum(values: IntArray) -> float:
