@@ -3,6 +3,8 @@
 For every profile it times, alternating and repeated:
 
 - floor: `gzip.decompress` + `profile_pb2.Profile.FromString` (the least any pprof reader pays);
+- floor-isal: the same with ISA-L's inflate (`isal.igzip.decompress`), the inflater the decoder uses,
+  so the ratio against a reader with the same fast gunzip is printed too;
 - decode: `decode_pprof(data, DecodeLimits())` (bounded gunzip, parse, validate, summarise);
 - ingest: `decode_pprof` + `SeriesDetector.update` on a detector that keeps the series' history
   (the per-profile cost of the processor: decode + summarise + detect + state update).
@@ -36,6 +38,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from isal import igzip
+
 from otel_leakproc.model import ProfileSummary, SeriesKey, SeriesReport
 from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.receiver.decode.limits import DecodeLimits
@@ -50,7 +54,7 @@ STEP_NANOS = 60 * 1_000_000_000  # the synthetic clock of the timed runs: one pr
 VERDICT_STEP_NANOS = 5 * STEP_NANOS  # the verdict pass: past the heap warm-up within a short series
 START_NANOS = 1_790_000_000 * 1_000_000_000
 TARGET_RATIO = 2.0
-MODES = ("floor", "decode", "ingest")
+MODES = ("floor", "floor-isal", "decode", "ingest")
 # --reference: the same code with its fast paths turned off, timed in the same run, so before/after is a
 # ratio of one run: the pprof decoder sample by sample (its path for small profiles) and the detector
 # building its matrices from the points (its fallback for series whose names churn).
@@ -77,6 +81,10 @@ def load_detector_factory() -> tuple[DetectorFactory | None, str]:
 
 def floor(data: bytes) -> profile_pb2.Profile:
     return profile_pb2.Profile.FromString(gzip.decompress(data))
+
+
+def floor_isal(data: bytes) -> profile_pb2.Profile:
+    return profile_pb2.Profile.FromString(igzip.decompress(data))
 
 
 def decode(data: bytes) -> ProfileSummary:
@@ -176,6 +184,10 @@ def time_one(subject: Subject, mode: str, feeders: dict[str, SeriesFeeder]) -> f
     if mode == "floor":
         start = time.perf_counter_ns()
         floor(data)
+        end = time.perf_counter_ns()
+    elif mode == "floor-isal":
+        start = time.perf_counter_ns()
+        floor_isal(data)
         end = time.perf_counter_ns()
     elif mode == "decode":
         start = time.perf_counter_ns()
@@ -302,6 +314,12 @@ def print_series_totals(subjects: list[Subject]) -> None:
             ingest = sums["ingest"]
             line += f", ingest {ingest:.1f} ms (x{ingest / sums['floor']:.2f}, target <= {TARGET_RATIO})"
         print(line)
+        if sums["floor-isal"]:
+            line = f"series {series} against a floor with ISA-L inflate ({sums['floor-isal']:.1f} ms): decode"
+            line += f" x{sums['decode'] / sums['floor-isal']:.2f}"
+            if sums["ingest"]:
+                line += f", ingest x{sums['ingest'] / sums['floor-isal']:.2f}"
+            print(line)
         if sums["decode-ref"]:
             ref = f"series {series} reference (fast paths off, same run): decode {sums['decode-ref']:.1f} ms"
             ref += f" (x{sums['decode-ref'] / sums['floor']:.2f})"
@@ -381,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     feeders: dict[str, SeriesFeeder] = {}
     if factory is None:
         print(f"SeriesDetector not available ({why}): the +detect column is skipped")
-        modes = ("floor", "decode")
+        modes = ("floor", "floor-isal", "decode")
     else:
         for series in dict.fromkeys(s.series for s in subjects):
             feeders[series] = prefilled_feeder(factory, series, [s for s in subjects if s.series == series])
