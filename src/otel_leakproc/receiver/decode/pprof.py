@@ -260,7 +260,7 @@ def _summarize(
             line=acc.line,
             value=acc.value,
             count=acc.count,
-            leaf=location(acc.leaf_location, _WHERE)[0][0],
+            leaf=acc.leaf_name if acc.leaf_name is not None else location(acc.leaf_location, _WHERE)[0][0],
         )
         for name, acc in ranked
     )
@@ -551,6 +551,19 @@ class _Fields:
         self.number = number  # field number
         self.value = value  # uint64
 
+    def columns(self, n: int, width: int) -> IntArray:
+        """Fields 1..width-1 of each message as a (n, width) uint64 array (absent: 0; the last one wins).
+
+        One scatter when each message holds each of these fields at most once, in ascending order (what
+        every writer does); otherwise one `last` per field."""
+        picked = np.flatnonzero(self.number < width)
+        key = self.owner[picked] * width + self.number[picked]
+        if len(key) < 2 or bool((key[1:] > key[:-1]).all()):
+            out = np.zeros(n * width, dtype=np.uint64)
+            out[key] = self.value[picked]
+            return out.reshape(n, width)
+        return np.stack([self.last(k, n) for k in range(width)], axis=1)
+
     def last(self, number: int, n: int) -> IntArray:
         """Each message's field `number` (the last one wins, as in protobuf; absent: 0), as uint64."""
         picked = np.flatnonzero(self.number == number)
@@ -605,29 +618,23 @@ def _messages(items: Sequence[bytes], nested: int) -> tuple[_Fields, _Fields, In
     body_end = pair_end[opens] + value[opens].astype(np.int64)
     # Messages, and bodies, must be whole pairs: each ends where a pair starts, bodies inside their message
     # and not overlapping (a body inside a body would be a nested length-delimited field).
-    boundaries = np.append(pos, len(data) - 1)
-    owner = np.searchsorted(ends, pos, side="right")  # the message each pair is in
-    if not _starts_of(boundaries, np.concatenate((ends - lengths, ends, body_end))) or not bool(
-        (body_end <= ends[owner[opens]]).all() and (body_end[:-1] <= pos[opens[1:]]).all()
-    ):
+    owner = np.repeat(np.arange(len(items)), lengths)[pos]  # the message each pair is in
+    if not bool((body_end <= ends[owner[opens]]).all() and (body_end[:-1] <= pos[opens[1:]]).all()):
+        return None
+    at_pair = np.zeros(len(data), dtype=bool)
+    at_pair[pos] = True
+    at_pair[-1] = True  # the padding
+    if not bool(at_pair[ends - lengths].all() and at_pair[ends].all() and at_pair[body_end].all()):
         return None
     # A pair is in a body if it starts before the end of the latest body opened before it.
-    latest = np.maximum.accumulate(np.where(wire == 2, np.arange(len(tag)), -1))
-    inner = latest >= 0
-    inner[inner] = pos[inner] < pair_end[latest[inner]] + value[latest[inner]].astype(np.int64)
-    inner &= wire == 0
+    latest = np.cumsum(wire == 2) - 1  # index of that body in `opens` (-1: none yet)
+    inner = (pos < np.append(body_end, -1)[latest]) & (wire == 0)
     outer = np.flatnonzero((~inner) & (wire == 0))
     inner_at = np.flatnonzero(inner)
     number = (tag >> np.uint64(3)).astype(np.int64)
     outer_fields = _Fields(owner[outer], number[outer], value[outer])
-    inner_fields = _Fields(np.searchsorted(opens, latest[inner_at]), number[inner_at], value[inner_at])
+    inner_fields = _Fields(latest[inner_at], number[inner_at], value[inner_at])
     return outer_fields, inner_fields, owner[opens]
-
-
-def _starts_of(boundaries: IntArray, positions: IntArray) -> bool:
-    """Whether every position is one of the (sorted) pair boundaries."""
-    at = np.searchsorted(boundaries, positions).clip(0, len(boundaries) - 1)
-    return bool((boundaries[at] == positions).all())
 
 
 def _lookup(ids: IntArray, wanted: IntArray) -> IntArray:
@@ -649,20 +656,50 @@ def _lookup(ids: IntArray, wanted: IntArray) -> IntArray:
 
 
 class _Tables:
-    """Each location's user frame (the first line not in a system frame) as a (name, file) key and a line.
+    """Each location's user frame (the first line not in a system frame) as a (name, file) key and a line,
+    and the key naming its leaf frame (its first line, or its address when it has no lines).
 
     `user_key` is -1 for locations made only of system frames and -2 for locations `_Resolver` would reject.
+    When location ids are small numbers (Go numbers them 1..N), `key_by_id`, `line_by_id` and
+    `leaf_by_id` hold the same per location id (-3: no such location), so a walk reads them in one gather.
     """
 
-    __slots__ = ("ids", "pairs", "user_key", "user_line")
+    __slots__ = ("ids", "key_by_id", "leaf_by_id", "leaf_key", "line_by_id", "pairs", "user_key", "user_line")
 
     def __init__(
-        self, ids: IntArray, pairs: dict[tuple[str, str], int], user_key: IntArray, user_line: IntArray
+        self,
+        ids: IntArray,
+        pairs: dict[tuple[str, str], int],
+        user_key: IntArray,
+        user_line: IntArray,
+        leaf_key: IntArray,
     ) -> None:
         self.ids = ids  # location id of each table entry
         self.pairs = pairs  # (function name, file) -> key
         self.user_key = user_key
         self.user_line = user_line
+        self.leaf_key = leaf_key
+        self.key_by_id: IntArray | None = None
+        self.line_by_id: IntArray | None = None
+        self.leaf_by_id: IntArray | None = None
+        top = int(ids.max()) if len(ids) else 0
+        if top <= 4 * len(ids) + 64:  # dense enough for tables indexed by id (the last entry: any larger id)
+            index = np.append(_lookup(ids, np.arange(top + 1, dtype=np.uint64)), -1)
+            self.key_by_id = np.append(user_key, -3)[index]
+            self.line_by_id = np.append(user_line, 0)[index]
+            self.leaf_by_id = np.append(leaf_key, -3)[index]
+
+    def index(self, wanted: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+        """(user key, user line, leaf key) of each wanted location id; key -3 where `_Resolver` would raise."""
+        if self.key_by_id is not None and self.line_by_id is not None and self.leaf_by_id is not None:
+            at = np.minimum(wanted, np.uint64(len(self.key_by_id) - 1))
+            return self.key_by_id[at], self.line_by_id[at], self.leaf_by_id[at]
+        index = _lookup(self.ids, wanted)
+        return (
+            np.append(self.user_key, -3)[index],
+            np.append(self.user_line, 0)[index],
+            np.append(self.leaf_key, -3)[index],
+        )
 
 
 def _table_bytes(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> tuple[list[bytes], list[bytes]] | None:
@@ -685,31 +722,41 @@ def _tables(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> _Tabl
     encoded = _table_bytes(profile, raw)
     if encoded is None:
         return None
-    locations = _messages(encoded[0], nested=4)  # Location.line (4): Line messages
-    functions = _messages(encoded[1], nested=0)
-    if locations is None or functions is None:
+    n_locs, n_fns = len(encoded[0]), len(encoded[1])
+    # Both tables in one pass: Location.line (4) holds Line messages; a function holds no nested field.
+    parsed = _messages(encoded[0] + encoded[1], nested=4)
+    if parsed is None:
         return None
-    locs, lines, line_owner = locations
-    fns = functions[0]
-    n_locs, n_lines, n_fns = len(encoded[0]), len(line_owner), len(encoded[1])
+    fields, lines, line_owner = parsed
+    if len(line_owner) and int(line_owner[-1]) >= n_locs:
+        return None  # a length-delimited field 4 in a function
+    cut = int(np.searchsorted(fields.owner, n_locs))
+    loc_cols = _Fields(fields.owner[:cut], fields.number[:cut], fields.value[:cut]).columns(n_locs, 4)
+    fn_cols = _Fields(fields.owner[cut:] - n_locs, fields.number[cut:], fields.value[cut:]).columns(n_fns, 5)
+    line_cols = lines.columns(len(line_owner), 3)
+    n_lines = len(line_owner)
     strings = list(profile.string_table)
     # Functions: `_Resolver` rejects one whose name or file is not a string index.
-    names, files = fns.last(2, n_fns).view(np.int64), fns.last(4, n_fns).view(np.int64)
+    names, files = fn_cols[:, 2].view(np.int64), fn_cols[:, 4].view(np.int64)
     fn_ok = (names >= 0) & (names < len(strings)) & (files >= 0) & (files < len(strings))
     pairs: dict[tuple[str, str], int] = {}
     fn_key = np.full(n_fns, -1, dtype=np.int64)
-    ok = np.flatnonzero(fn_ok)
-    fn_key[ok] = [
-        pairs.setdefault((strings[n], strings[f]), len(pairs))
-        for n, f in zip(names[ok].tolist(), files[ok].tolist(), strict=True)
-    ]
+    if bool(fn_ok.all()):
+        fn_key[:] = [
+            pairs.setdefault((strings[n], strings[f]), len(pairs))
+            for n, f in zip(names.tolist(), files.tolist(), strict=True)
+        ]
+    else:
+        ok = np.flatnonzero(fn_ok)
+        fn_key[ok] = [
+            pairs.setdefault((strings[n], strings[f]), len(pairs))
+            for n, f in zip(names[ok].tolist(), files[ok].tolist(), strict=True)
+        ]
     # Lines: the key of their function (-1 when the reference is bad) and whether it is a system frame.
-    line_fn = _lookup(fns.last(1, n_fns), lines.last(1, n_lines))
-    line_key = np.full(n_lines, -1, dtype=np.int64)
-    line_key[line_fn >= 0] = fn_key[line_fn[line_fn >= 0]]
+    line_fn = _lookup(fn_cols[:, 1], line_cols[:, 1])
+    line_key = np.append(fn_key, -1)[line_fn]
     system = np.array([is_system_frame(name, file) for name, file in pairs], dtype=bool)
-    line_user = line_key >= 0
-    line_user[line_user] = ~system[line_key[line_user]]
+    line_user = ~np.append(system, True)[line_key]
     # Locations: the first user line; a location with a bad line is rejected even when not reached.
     user = np.flatnonzero(line_user)
     owners = line_owner[user]
@@ -717,15 +764,21 @@ def _tables(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> _Tabl
     user_key = np.full(n_locs, -1, dtype=np.int64)
     user_line = np.zeros(n_locs, dtype=np.int64)
     user_key[line_owner[first]] = line_key[first]
-    user_line[line_owner[first]] = lines.last(2, n_lines).view(np.int64)[first]
+    user_line[line_owner[first]] = line_cols[:, 2].view(np.int64)[first]
     user_key[line_owner[line_key < 0]] = -2
+    # The leaf frame: each location's first line.
+    leaf_key = np.full(n_locs, -3, dtype=np.int64)
+    if n_lines:
+        starts = np.flatnonzero(np.insert(line_owner[1:] != line_owner[:-1], 0, True))
+        leaf_key[line_owner[starts]] = line_key[starts]
     no_lines = np.flatnonzero(np.bincount(line_owner, minlength=n_locs) == 0)
-    addresses = locs.last(3, n_locs)[no_lines].tolist()
+    addresses = loc_cols[:, 3][no_lines].tolist()
     for i, address in zip(no_lines.tolist(), addresses, strict=True):  # unsymbolised: named by address
         name = f"0x{address:x}"
         key = pairs.setdefault((name, ""), len(pairs))
         user_key[i] = -1 if is_system_frame(name, "") else key
-    return _Tables(locs.last(1, n_locs), pairs, user_key, user_line)
+        leaf_key[i] = key
+    return _Tables(loc_cols[:, 1].copy(), pairs, user_key, user_line, leaf_key)
 
 
 def _attribute_fast(
@@ -759,7 +812,14 @@ def _attribute_fast(
         frame = _fallback_frame(sample.location_id, resolver)
         keys[i] = pairs.setdefault(frame[:2], len(pairs))
         lines[i] = frame[2]
-    sites = _sites(nz_values, nz_counts, keys, lines, leaves, list(pairs), top)
+    names = list(pairs)
+    sites = _sites(nz_values, nz_counts, keys, lines, leaves, names, top)
+    if sites:  # leaf frames named from the tables (each leaf was read, so its location is valid)
+        accs = list(sites.values())
+        leaf_keys = tables.index(np.array([acc.leaf_location for acc in accs], dtype=np.uint64))[2].tolist()
+        for acc, key in zip(accs, leaf_keys, strict=True):
+            if key >= 0:
+                acc.leaf_name = names[key][0]
     return sites, _exact_sum(nz_values), _exact_sum(nz_counts), cumulative
 
 
@@ -783,15 +843,12 @@ def _walk(scan: _Scan, samples: IntArray, tables: _Tables) -> tuple[IntArray, In
         ids, pos[pending] = read
         if level == 0:
             leaves[pending] = ids
-        index = _lookup(tables.ids, ids)
-        if bool((index < 0).any()):
-            return None  # a bad reference: the sample-by-sample path names it
-        key = tables.user_key[index]
-        if bool((key == -2).any()):
-            return None
+        key, line, _leaf = tables.index(ids)
+        if bool((key < -1).any()):
+            return None  # a bad reference (or a location `_Resolver` rejects): the sample-by-sample path names it
         found = key >= 0
         keys[pending[found]] = key[found]
-        lines[pending[found]] = tables.user_line[index[found]]
+        lines[pending[found]] = line[found]
         pending = pending[~found]
         pending = pending[pos[pending] < end[pending]]
         level += 1
@@ -877,7 +934,7 @@ def _goroutine_type(types: Sequence[str]) -> str:
 class _SiteAcc:
     """Running totals of one attributed function; file/line/leaf follow its largest sample."""
 
-    __slots__ = ("best", "count", "file", "leaf_location", "line", "value")
+    __slots__ = ("best", "count", "file", "leaf_location", "leaf_name", "line", "value")
 
     def __init__(self, frame: _Frame, value: int, count: int, leaf_location: int) -> None:
         self.value = float(value)
@@ -886,6 +943,7 @@ class _SiteAcc:
         self.file = frame[1]
         self.line = frame[2]
         self.leaf_location = leaf_location
+        self.leaf_name: str | None = None  # the leaf location's first function, when already known
 
     def add(self, frame: _Frame, value: int, count: int, leaf_location: int) -> None:
         self.value += value
