@@ -9,6 +9,7 @@ so a hostile profile produces an `InvalidProfileError`, never an exception from 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import starmap
 from typing import Any
 
 import numpy as np
@@ -242,9 +243,12 @@ def _summarize(
     n_types = len(types)
     columns = (value_index, count_index, cumulative_index)
     # Small profiles (what most services push) are cheaper sample by sample than through numpy's fixed costs.
-    fast = None if goroutine_kind or len(raw_samples) < FAST_PATH_MIN_SAMPLES else _scan_samples(raw_samples, n_types)
+    parts = None if goroutine_kind or len(raw_samples) < FAST_PATH_MIN_SAMPLES else _raw_parts(profile, raw)
+    fast = None if parts is None else _scan_samples(parts[0], len(raw_samples), n_types)
     group_acc: dict[tuple[str, str, str, str, int], int] = {}
-    attributed = None if fast is None else _attribute_fast(fast, columns, profile, raw, resolver, limits.top_sites)
+    attributed = None
+    if fast is not None and parts is not None:
+        attributed = _attribute_fast(fast, columns, profile, parts[1:], resolver, limits.top_sites)
     if attributed is not None:
         sites, total, total_count, cumulative = attributed
     else:  # also where the fast path found something to report: this path names it precisely
@@ -397,20 +401,41 @@ _MAX_LENGTH = 1 << 40  # a larger length field is corrupt (and would overflow th
 _U7 = np.uint64(7)
 
 
-def _raw_tables_class() -> Any:
-    """A message reading a Profile's locations (4) and functions (5) as raw bytes (nothing else kept)."""
+def _raw_parts_class() -> Any:
+    """A message reading a Profile's samples (2), locations (4) and functions (5) as raw bytes (nothing
+    else kept)."""
     bytes_type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
     repeated = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
-    file = descriptor_pb2.FileDescriptorProto(name="otel_leakproc_pprof_tables.proto", package="otel_leakproc")
-    message = file.message_type.add(name="RawTables")
+    file = descriptor_pb2.FileDescriptorProto(name="otel_leakproc_pprof_parts.proto", package="otel_leakproc")
+    message = file.message_type.add(name="RawParts")
+    message.field.add(name="sample", number=2, type=bytes_type, label=repeated)
     message.field.add(name="location", number=4, type=bytes_type, label=repeated)
     message.field.add(name="function", number=5, type=bytes_type, label=repeated)
     pool = descriptor_pool.DescriptorPool()  # private: nothing else sees this type
     pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("otel_leakproc.RawTables"))
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("otel_leakproc.RawParts"))
 
 
-_RawTables = _raw_tables_class()
+_RawParts = _raw_parts_class()
+
+
+def _raw_parts(
+    profile: profile_pb2.ProfileLazySamples, raw: bytes | None
+) -> tuple[bytes, list[bytes], list[bytes]] | None:
+    """(every sample as a Profile.sample field, back to back; each location and function message), all
+    encoded, with no Python object per sample: the samples are re-serialised by protobuf, so they come
+    contiguous (writers interleave them with locations and functions) with canonical framing."""
+    if raw is None:
+        raw = profile.SerializeToString()
+    try:
+        parts = _RawParts.FromString(raw)
+    except DecodeError:
+        return None
+    locations, functions = list(parts.location), list(parts.function)
+    parts.ClearField("location")
+    parts.ClearField("function")
+    parts.DiscardUnknownFields()
+    return parts.SerializeToString(), locations, functions
 
 
 def _read_varints(data: npt.NDArray[np.uint8], pos: IntArray) -> tuple[IntArray, IntArray] | None:
@@ -462,7 +487,7 @@ def _field(data: npt.NDArray[np.uint8], at: IntArray, end: IntArray) -> tuple[In
 class _Scan:
     """Where each sample's location ids sit in the concatenated sample bytes, and its values."""
 
-    __slots__ = ("data", "loc_end", "loc_start", "samples", "values")
+    __slots__ = ("data", "loc_end", "loc_start", "sample_end", "sample_start", "values")
 
     def __init__(
         self,
@@ -470,28 +495,36 @@ class _Scan:
         loc_start: IntArray,
         loc_end: IntArray,
         values: IntArray,
-        samples: Sequence[bytes],
+        sample_start: IntArray,
+        sample_end: IntArray,
     ) -> None:
-        self.data = data  # every sample's bytes, concatenated
+        self.data = data  # every sample, as a Profile.sample field, back to back
         self.loc_start = loc_start  # byte position of each sample's first (leaf) location id
         self.loc_end = loc_end  # end of each sample's packed location ids (at least one id each)
         self.values = values  # int64, one row per sample type, one column per sample
-        self.samples = samples
+        self.sample_start = sample_start  # where each sample's message starts in `data`
+        self.sample_end = sample_end
+
+    def sample(self, i: int) -> bytes:
+        """The encoded Sample message `i`."""
+        return self.data[self.sample_start[i] : self.sample_end[i]].tobytes()
 
 
-def _scan_samples(raw_samples: Sequence[bytes], n_types: int) -> _Scan | None:
-    n = len(raw_samples)
-    if n == 0 or n_types == 0:
+def _scan_samples(region: bytes, n: int, n_types: int) -> _Scan | None:
+    """Where each of the `n` samples in `region` (Profile.sample fields, back to back) keeps its location
+    ids, and its values; None when anything is unusual."""
+    data = np.frombuffer(region, dtype=np.uint8)
+    if n == 0 or n_types == 0 or not _well_formed(data):
         return None
-    samples = list(raw_samples)  # one copy out of the message; the join and the lengths read this list
-    lengths = np.fromiter(map(len, samples), dtype=np.int64, count=n)
-    data = np.frombuffer(b"".join(samples), dtype=np.uint8)
-    if not lengths.all() or not _well_formed(data):
+    framed = _frame(data, n)
+    if framed is None:
         return None
-    end = np.cumsum(lengths)
+    start, end = framed
+    if not bool((end > start).all()):
+        return None
     # Locations and values come in either order (runtime/pprof writes values first, re-encoders of the
     # generated classes locations first), then the labels.
-    first = _field(data, end - lengths, end)
+    first = _field(data, start, end)
     if first is None:
         return None
     locations_first = first[0] == _TAG_LOCATIONS
@@ -511,7 +544,55 @@ def _scan_samples(raw_samples: Sequence[bytes], n_types: int) -> _Scan | None:
         return None  # not exactly one value per sample type
     if not _skip_labels(data, second[2], end):
         return None
-    return _Scan(data, loc_start, loc_end, values[0], samples)
+    return _Scan(data, loc_start, loc_end, values[0], start, end)
+
+
+def _frame(data: npt.NDArray[np.uint8], n: int) -> tuple[IntArray, IntArray] | None:
+    """(start, end) of the message in each of the `n` length-delimited fields 2 filling `data` back to back.
+
+    A field starts at a 0x12 byte that starts a varint, with a length of one or two bytes, followed by
+    what a Sample the fast path reads starts with (its locations or its values). Such a pattern is also
+    found inside samples, now and then, so the fields are the chain of candidates from the first one, each
+    reaching the next through its length: usually every candidate, else found by pointer doubling. `data`
+    must be a stream of varints.
+    """
+    size = len(data)
+    if size < 4 or data[0] != _TAG_VALUES:
+        return None
+    ends = data < 0x80
+    opens = (data == _TAG_LOCATIONS) | (data == _TAG_VALUES)  # the bytes a Sample's body can start with
+    tag = data == _TAG_VALUES
+    tag[1:] &= ends[:-1]  # starts a varint
+    found = np.zeros(size, dtype=bool)
+    found[:-2] = tag[:-2] & ends[1:-1] & opens[2:]  # one-byte length
+    found[:-3] |= tag[:-3] & ~ends[1:-2] & ends[2:-1] & opens[3:]  # two-byte length
+    cand = np.flatnonzero(found)
+    if not len(cand) or cand[0] != 0:
+        return None
+    length = _read_varints(data, cand + 1)
+    if length is None:
+        return None
+    body = length[1]
+    after = np.minimum(body + np.minimum(length[0], np.uint64(size)).astype(np.int64), size + 1)
+    k = len(cand)
+    if k == n and after[-1] == size and bool((after[:-1] == cand[1:]).all()):
+        return body, after  # the usual case: no candidate but the fields
+    slot = np.full(size + 2, k + 1, dtype=np.int32)  # candidate starting at each byte; k: the end; k + 1: none
+    slot[cand] = np.arange(k, dtype=np.int32)
+    slot[size] = k
+    succ = slot[after]  # where each candidate's field ends
+    jump = np.append(succ, np.array([k, k + 1], dtype=np.int32))  # the end and a dead end stay put
+    chain = np.zeros(1, dtype=np.int32)
+    while len(chain) <= n:  # chain[i]: the candidate i steps from the first; steps doubled each round
+        step = jump[chain]
+        chain = np.concatenate((chain, step))
+        if bool((step >= k).any()):
+            break
+        jump = jump[jump]
+    stop = int(np.argmax(chain >= k)) if bool((chain >= k).any()) else -1
+    if stop != n or chain[stop] != k:
+        return None
+    return body[chain[:n]], after[chain[:n]]
 
 
 def _read_values(
@@ -702,26 +783,7 @@ class _Tables:
         )
 
 
-def _table_bytes(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> tuple[list[bytes], list[bytes]] | None:
-    """Every location and function message, encoded: from the profile's bytes when the caller has them,
-    else re-encoded (a C-level copy, then only these two tables serialised)."""
-    if raw is None:
-        copy = profile_pb2.ProfileLazySamples()
-        copy.CopyFrom(profile)
-        copy.ClearField("sample")
-        copy.ClearField("string_table")
-        raw = copy.SerializeToString()
-    try:
-        tables = _RawTables.FromString(raw)
-    except DecodeError:
-        return None
-    return list(tables.location), list(tables.function)
-
-
-def _tables(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> _Tables | None:
-    encoded = _table_bytes(profile, raw)
-    if encoded is None:
-        return None
+def _tables(profile: profile_pb2.ProfileLazySamples, encoded: tuple[list[bytes], list[bytes]]) -> _Tables | None:
     n_locs, n_fns = len(encoded[0]), len(encoded[1])
     # Both tables in one pass: Location.line (4) holds Line messages; a function holds no nested field.
     parsed = _messages(encoded[0] + encoded[1], nested=4)
@@ -755,7 +817,7 @@ def _tables(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> _Tabl
     # Lines: the key of their function (-1 when the reference is bad) and whether it is a system frame.
     line_fn = _lookup(fn_cols[:, 1], line_cols[:, 1])
     line_key = np.append(fn_key, -1)[line_fn]
-    system = np.array([is_system_frame(name, file) for name, file in pairs], dtype=bool)
+    system = np.fromiter(starmap(is_system_frame, pairs), dtype=bool, count=len(pairs))
     line_user = ~np.append(system, True)[line_key]
     # Locations: the first user line; a location with a bad line is rejected even when not reached.
     user = np.flatnonzero(line_user)
@@ -785,7 +847,7 @@ def _attribute_fast(
     scan: _Scan,
     columns: tuple[int, int, int],
     profile: profile_pb2.ProfileLazySamples,
-    raw: bytes | None,
+    encoded: tuple[list[bytes], list[bytes]],
     resolver: _Resolver,
     top: int,
 ) -> tuple[dict[str, _SiteAcc], float, float, float] | None:
@@ -801,14 +863,14 @@ def _attribute_fast(
     nz_counts = counts[nonzero]
     if not len(nonzero):
         return {}, 0.0, 0.0, cumulative
-    tables = _tables(profile, raw)
+    tables = _tables(profile, encoded)
     walked = None if tables is None else _walk(scan, nonzero, tables)
     if tables is None or walked is None:
         return None
     leaves, keys, lines = walked
     pairs = tables.pairs
     for i in np.flatnonzero(keys < 0).tolist():  # only runtime/library frames: rare, in Python
-        sample = profile_pb2.Sample.FromString(scan.samples[int(nonzero[i])])
+        sample = profile_pb2.Sample.FromString(scan.sample(int(nonzero[i])))
         frame = _fallback_frame(sample.location_id, resolver)
         keys[i] = pairs.setdefault(frame[:2], len(pairs))
         lines[i] = frame[2]
@@ -872,7 +934,8 @@ def _sites(
     n_sites = len(names)
     site_values = np.bincount(site_of_sample, weights=values, minlength=n_sites)
     site_counts = np.bincount(site_of_sample, weights=counts, minlength=n_sites)
-    order = np.argsort(site_of_sample, kind="stable")  # by site, then sample order
+    # By site, then sample order (a radix sort when the site numbers fit in 16 bits).
+    order = np.argsort(site_of_sample.astype(np.uint16) if n_sites <= 1 << 16 else site_of_sample, kind="stable")
     ordered_sites = site_of_sample[order]
     ordered_values = values[order]
     starts = np.flatnonzero(np.insert(ordered_sites[1:] != ordered_sites[:-1], 0, True))
