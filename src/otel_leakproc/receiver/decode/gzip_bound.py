@@ -7,11 +7,15 @@ largest single cost of reading a gzipped pprof profile.
 
 from __future__ import annotations
 
+from typing import cast
+
 from isal import isal_zlib
 
 from otel_leakproc.errors import InvalidProfileError, PayloadTooLargeError, RejectReason
 
 GZIP_MAGIC = b"\x1f\x8b"
+# isal's stub declares `error` as an instance; at run time it is the exception class.
+_INFLATE_ERROR = cast(type[Exception], isal_zlib.error)
 
 
 def is_gzip(data: bytes) -> bool:
@@ -35,7 +39,7 @@ def gunzip_bounded(data: bytes, max_bytes: int, what: str = "body") -> bytes:
             # max_length caps each step, so a bomb costs at most max_bytes + 1 of memory.
             try:
                 piece = inflater.decompress(chunk_in, max_bytes - produced + 1)
-            except isal_zlib.error as exc:
+            except _INFLATE_ERROR as exc:
                 raise InvalidProfileError(f"{what}: corrupt gzip stream ({exc})", RejectReason.BAD_GZIP) from exc
             produced += len(piece)
             if produced > max_bytes:
