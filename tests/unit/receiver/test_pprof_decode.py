@@ -1052,3 +1052,33 @@ def test_vectorised_path_handles_unusual_tables_like_sample_by_sample(
         assert isinstance(fast, tuple)
     else:
         assert isinstance(fast, ProfileSummary)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_vectorised_path_frames_samples_that_look_like_sample_starts(
+    monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Samples are framed by the byte pattern of a sample start (0x12, a length, 0x0A or 0x12); stacks full
+    of location ids 18 and 10 put that pattern inside samples too, so the framing must follow the chain of
+    lengths (and the values must still land on the right samples)."""
+    rng = random.Random(seed)
+    profile = profile_pb2.Profile()
+    profile.string_table.extend(["", "inuse_objects", "count", "inuse_space", "bytes", "main.go", "runtime/malloc.go"])
+    for type_index, unit in ((1, 2), (3, 4)):
+        profile.sample_type.add(type=type_index, unit=unit)
+    for i in range(1, 41):
+        profile.string_table.append(f"runtime.f{i}" if i % 7 == 0 else f"main.f{i}")
+        profile.function.add(id=i, name=len(profile.string_table) - 1, filename=6 if i % 7 == 0 else 5)
+        profile.location.add(id=i, address=0x1000 + i).line.add(function_id=i, line=i)
+    profile.time_nanos = 1
+    for _ in range(1500):
+        stack = [rng.choice([18, 18, 10, 2, 3, 7, 14, 21, 40]) for _ in range(rng.randrange(1, 12))]
+        profile.sample.add(location_id=stack, value=[rng.choice([0, 1, 18, 10]), rng.choice([0, 18, 10, 300])])
+    seen: list[bool] = []
+    scan = pprof_module._scan_samples
+    monkeypatch.setattr(pprof_module, "_scan_samples", lambda *a: seen.append((r := scan(*a)) is not None) or r)
+    for values_first in (True, False):
+        fast, slow = _both_paths(monkeypatch, _encode(profile, values_first))
+        assert isinstance(fast, ProfileSummary)
+        assert fast == slow
+    assert seen == [True, True]

@@ -699,13 +699,19 @@ def _messages(items: Sequence[bytes], nested: int) -> tuple[_Fields, _Fields, In
     body_end = pair_end[opens] + value[opens].astype(np.int64)
     # Messages, and bodies, must be whole pairs: each ends where a pair starts, bodies inside their message
     # and not overlapping (a body inside a body would be a nested length-delimited field).
-    owner = np.repeat(np.arange(len(items)), lengths)[pos]  # the message each pair is in
+    n_pairs = len(pos)
+    pair_at = np.full(len(data), -1, dtype=np.int32)  # the pair starting at each byte (-1: none)
+    pair_at[pos] = np.arange(n_pairs, dtype=np.int32)
+    pair_at[-1] = n_pairs  # the padding
+    message_start = pair_at[ends - lengths]
+    if not bool((message_start >= 0).all() and (pair_at[ends] >= 0).all()):
+        return None
+    # The message each pair is in: how many start at or before it (an empty one shares its start with
+    # the next message, which holds the pairs).
+    owner = np.cumsum(np.bincount(message_start, minlength=n_pairs + 1)[:n_pairs]) - 1
     if not bool((body_end <= ends[owner[opens]]).all() and (body_end[:-1] <= pos[opens[1:]]).all()):
         return None
-    at_pair = np.zeros(len(data), dtype=bool)
-    at_pair[pos] = True
-    at_pair[-1] = True  # the padding
-    if not bool(at_pair[ends - lengths].all() and at_pair[ends].all() and at_pair[body_end].all()):
+    if not bool((pair_at[body_end] >= 0).all()):
         return None
     # A pair is in a body if it starts before the end of the latest body opened before it.
     latest = np.cumsum(wire == 2) - 1  # index of that body in `opens` (-1: none yet)
@@ -764,7 +770,11 @@ class _Tables:
         self.line_by_id: IntArray | None = None
         self.leaf_by_id: IntArray | None = None
         top = int(ids.max()) if len(ids) else 0
-        if top <= 4 * len(ids) + 64:  # dense enough for tables indexed by id (the last entry: any larger id)
+        if top == len(ids) and bool((ids == np.arange(1, top + 1, dtype=np.uint64)).all()):  # Go: 1..N
+            self.key_by_id = np.concatenate(([-3], user_key, [-3]))
+            self.line_by_id = np.concatenate(([0], user_line, [0]))
+            self.leaf_by_id = np.concatenate(([-3], leaf_key, [-3]))
+        elif top <= 4 * len(ids) + 64:  # dense enough for tables indexed by id (the last entry: any larger id)
             index = np.append(_lookup(ids, np.arange(top + 1, dtype=np.uint64)), -1)
             self.key_by_id = np.append(user_key, -3)[index]
             self.line_by_id = np.append(user_line, 0)[index]
