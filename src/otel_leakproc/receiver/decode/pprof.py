@@ -457,11 +457,12 @@ def _read_varints(data: npt.NDArray[np.uint8], pos: IntArray) -> tuple[IntArray,
     return values, after
 
 
-def _well_formed(data: npt.NDArray[np.uint8]) -> bool:
-    """`data` is a run of varints of at most 64 bits each (what a stream of Samples must be)."""
+def _well_formed(data: npt.NDArray[np.uint8], ends: npt.NDArray[np.bool_]) -> bool:
+    """`data` is a run of varints of at most 64 bits each (what a stream of Samples must be); `ends` is
+    `data < 0x80`."""
     if len(data) == 0 or data[-1] >= 0x80:
         return False
-    going = data >= 0x80
+    going = ~ends
     runs = going[:-1] & going[1:]  # runs[i]: bytes i..i+1 both continue; then i..i+3, then i..i+7
     for width in (2, 4):
         runs = runs[:-width] & runs[width:]
@@ -470,18 +471,21 @@ def _well_formed(data: npt.NDArray[np.uint8]) -> bool:
 
 
 def _field(data: npt.NDArray[np.uint8], at: IntArray, end: IntArray) -> tuple[IntArray, IntArray, IntArray] | None:
-    """(tag, body start, body end) of the length-delimited fields starting at `at`, each ending by `end`."""
-    tag = _read_varints(data, at)
-    if tag is None or not bool((tag[1] < end).all()):
+    """(tag, body start, body end) of the length-delimited fields starting at `at`, each ending by `end`.
+
+    Tags are read as one byte (the Sample fields the fast path reads have one-byte tags; a longer tag is
+    left to the sample-by-sample path)."""
+    tag = data[at]
+    if bool((tag >= 0x80).any()) or not bool((at + 1 < end).all()):
         return None
-    length = _read_varints(data, tag[1])
+    length = _read_varints(data, at + 1)
     if length is None or bool((length[0] > np.uint64(_MAX_LENGTH)).any()):
         return None
     body_start = length[1]
     body_end = body_start + length[0].astype(np.int64)
     if bool((body_end > end).any()):
         return None
-    return tag[0], body_start, body_end
+    return tag, body_start, body_end
 
 
 class _Scan:
@@ -514,9 +518,12 @@ def _scan_samples(region: bytes, n: int, n_types: int) -> _Scan | None:
     """Where each of the `n` samples in `region` (Profile.sample fields, back to back) keeps its location
     ids, and its values; None when anything is unusual."""
     data = np.frombuffer(region, dtype=np.uint8)
-    if n == 0 or n_types == 0 or not _well_formed(data):
+    if n == 0 or n_types == 0:
         return None
-    framed = _frame(data, n)
+    ends = data < 0x80
+    if not _well_formed(data, ends):
+        return None
+    framed = _frame(data, ends, n)
     if framed is None:
         return None
     start, end = framed
@@ -547,19 +554,18 @@ def _scan_samples(region: bytes, n: int, n_types: int) -> _Scan | None:
     return _Scan(data, loc_start, loc_end, values[0], start, end)
 
 
-def _frame(data: npt.NDArray[np.uint8], n: int) -> tuple[IntArray, IntArray] | None:
+def _frame(data: npt.NDArray[np.uint8], ends: npt.NDArray[np.bool_], n: int) -> tuple[IntArray, IntArray] | None:
     """(start, end) of the message in each of the `n` length-delimited fields 2 filling `data` back to back.
 
     A field starts at a 0x12 byte that starts a varint, with a length of one or two bytes, followed by
     what a Sample the fast path reads starts with (its locations or its values). Such a pattern is also
     found inside samples, now and then, so the fields are the chain of candidates from the first one, each
     reaching the next through its length: usually every candidate, else found by pointer doubling. `data`
-    must be a stream of varints.
+    must be a stream of varints, `ends` is `data < 0x80`.
     """
     size = len(data)
     if size < 4 or data[0] != _TAG_VALUES:
         return None
-    ends = data < 0x80
     opens = (data == _TAG_LOCATIONS) | (data == _TAG_VALUES)  # the bytes a Sample's body can start with
     tag = data == _TAG_VALUES
     tag[1:] &= ends[:-1]  # starts a varint
