@@ -664,15 +664,22 @@ class _Fields:
 def _tokens(data: npt.NDArray[np.uint8]) -> tuple[IntArray, IntArray] | None:
     """Every varint of `data` (which must end with a byte below 0x80): (values, start byte of each)."""
     last = np.flatnonzero(data < 0x80)
-    first = np.concatenate(([0], last[:-1] + 1))
-    widths = last - first + 1
-    if bool((widths > 10).any()) or bool(((widths == 10) & (data[last] > 1)).any()):
+    first = np.empty_like(last)
+    first[0] = 0
+    np.add(last[:-1], 1, out=first[1:])
+    extra = last - first  # bytes before the last one
+    top = int(extra.max())
+    if top >= 9 and (top > 9 or bool((data[last[extra == 9]] > 1).any())):
         return None  # wider than 64 bits
     values = data[last].astype(np.uint64)  # the last byte of a varint holds its highest 7 bits
-    wide = np.flatnonzero(widths > 1)
-    for k in range(1, int(widths.max())):  # Horner over the lower bytes of the few wider varints
-        wide = wide[widths[wide] > k]
-        values[wide] = (values[wide] << _U7) | (data[last[wide] - k] & 0x7F).astype(np.uint64)
+    if top:
+        wide = np.flatnonzero(extra)
+        at = last[wide]
+        for k in range(1, top + 1):  # Horner over the lower bytes of the few wider varints
+            if k > 1:
+                keep = extra[wide] >= k
+                wide, at = wide[keep], at[keep]
+            values[wide] = (values[wide] << _U7) | (data[at - k] & 0x7F)
     return values, first
 
 
@@ -786,17 +793,19 @@ class _Tables:
             self.line_by_id = np.append(user_line, 0)[index]
             self.leaf_by_id = np.append(leaf_key, -3)[index]
 
-    def index(self, wanted: IntArray) -> tuple[IntArray, IntArray, IntArray]:
-        """(user key, user line, leaf key) of each wanted location id; key -3 where `_Resolver` would raise."""
-        if self.key_by_id is not None and self.line_by_id is not None and self.leaf_by_id is not None:
+    def user(self, wanted: IntArray) -> tuple[IntArray, IntArray]:
+        """(user key, user line) of each wanted location id; key -3 where `_Resolver` would raise."""
+        if self.key_by_id is not None and self.line_by_id is not None:
             at = np.minimum(wanted, np.uint64(len(self.key_by_id) - 1))
-            return self.key_by_id[at], self.line_by_id[at], self.leaf_by_id[at]
+            return self.key_by_id[at], self.line_by_id[at]
         index = _lookup(self.ids, wanted)
-        return (
-            np.append(self.user_key, -3)[index],
-            np.append(self.user_line, 0)[index],
-            np.append(self.leaf_key, -3)[index],
-        )
+        return np.append(self.user_key, -3)[index], np.append(self.user_line, 0)[index]
+
+    def leaf(self, wanted: IntArray) -> IntArray:
+        """The leaf frame's key of each wanted location id (-3 where `_Resolver` would raise)."""
+        if self.leaf_by_id is not None:
+            return self.leaf_by_id[np.minimum(wanted, np.uint64(len(self.leaf_by_id) - 1))]
+        return np.append(self.leaf_key, -3)[_lookup(self.ids, wanted)]
 
 
 def _tables(profile: profile_pb2.ProfileLazySamples, encoded: tuple[list[bytes], list[bytes]]) -> _Tables | None:
@@ -894,7 +903,7 @@ def _attribute_fast(
     sites = _sites(nz_values, nz_counts, keys, lines, leaves, names, top)
     if sites:  # leaf frames named from the tables (each leaf was read, so its location is valid)
         accs = list(sites.values())
-        leaf_keys = tables.index(np.array([acc.leaf_location for acc in accs], dtype=np.uint64))[2].tolist()
+        leaf_keys = tables.leaf(np.array([acc.leaf_location for acc in accs], dtype=np.uint64)).tolist()
         for acc, key in zip(accs, leaf_keys, strict=True):
             if key >= 0:
                 acc.leaf_name = names[key][0]
@@ -907,29 +916,29 @@ def _walk(scan: _Scan, samples: IntArray, tables: _Tables) -> tuple[IntArray, In
     Stacks are walked one level at a time from the leaf for all samples at once; at each level only the
     samples still without a user frame read their next location id (most resolve in a few levels).
     """
-    keys = np.full(len(samples), -1, dtype=np.int64)
-    lines = np.zeros(len(samples), dtype=np.int64)
-    leaves = np.zeros(len(samples), dtype=np.uint64)
     pos = scan.loc_start[samples]
     end = scan.loc_end[samples]
-    pending = np.arange(len(samples))
-    level = 0
+    read = _read_varints(scan.data, pos)
+    if read is None:
+        return None
+    leaves, pos = read
+    keys, lines = tables.user(leaves)
+    if bool((keys < -1).any()):
+        return None  # a bad reference (or a location `_Resolver` rejects): the sample-by-sample path names it
+    pending = np.flatnonzero((keys < 0) & (pos < end))
     while len(pending):
         read = _read_varints(scan.data, pos[pending])
         if read is None:
             return None
         ids, pos[pending] = read
-        if level == 0:
-            leaves[pending] = ids
-        key, line, _leaf = tables.index(ids)
+        key, line = tables.user(ids)
         if bool((key < -1).any()):
-            return None  # a bad reference (or a location `_Resolver` rejects): the sample-by-sample path names it
+            return None
         found = key >= 0
         keys[pending[found]] = key[found]
         lines[pending[found]] = line[found]
         pending = pending[~found]
         pending = pending[pos[pending] < end[pending]]
-        level += 1
     return leaves, keys, lines
 
 
