@@ -395,6 +395,8 @@ def _attribute_slow(
 _TAG_LOCATIONS = 0x0A  # field 1, length-delimited (packed)
 _TAG_VALUES = 0x12  # field 2, length-delimited (packed)
 _TAG_LABEL = 0x1A  # field 3, length-delimited
+_TAG_LOCATION = 0x22  # Profile.location (4), Location.line (4)
+_TAG_FUNCTION = 0x2A  # Profile.function (5)
 _MAX_LABEL_ROUNDS = 64  # labels per sample the fast path walks before giving up
 _MAX_FIELD_ROUNDS = 256  # fields per location/line/function message the fast path walks before giving up
 _MAX_LENGTH = 1 << 40  # a larger length field is corrupt (and would overflow the position arithmetic)
@@ -419,23 +421,18 @@ def _raw_parts_class() -> Any:
 _RawParts = _raw_parts_class()
 
 
-def _raw_parts(
-    profile: profile_pb2.ProfileLazySamples, raw: bytes | None
-) -> tuple[bytes, list[bytes], list[bytes]] | None:
-    """(every sample as a Profile.sample field, back to back; each location and function message), all
-    encoded, with no Python object per sample: the samples are re-serialised by protobuf, so they come
-    contiguous (writers interleave them with locations and functions) with canonical framing."""
+def _raw_parts(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> tuple[bytes, int, int] | None:
+    """(the profile's samples, locations and functions re-serialised by protobuf, so each kind comes back
+    to back (writers interleave them), with canonical framing and no Python object per item; the number
+    of locations; of functions)."""
     if raw is None:
         raw = profile.SerializeToString()
     try:
         parts = _RawParts.FromString(raw)
     except DecodeError:
         return None
-    locations, functions = list(parts.location), list(parts.function)
-    parts.ClearField("location")
-    parts.ClearField("function")
     parts.DiscardUnknownFields()
-    return parts.SerializeToString(), locations, functions
+    return parts.SerializeToString(), len(parts.location), len(parts.function)
 
 
 def _read_varints(data: npt.NDArray[np.uint8], pos: IntArray) -> tuple[IntArray, IntArray] | None:
@@ -491,7 +488,7 @@ def _field(data: npt.NDArray[np.uint8], at: IntArray, end: IntArray) -> tuple[In
 class _Scan:
     """Where each sample's location ids sit in the concatenated sample bytes, and its values."""
 
-    __slots__ = ("data", "loc_end", "loc_start", "sample_end", "sample_start", "values")
+    __slots__ = ("data", "loc_end", "loc_start", "sample_end", "sample_start", "tables_at", "values")
 
     def __init__(
         self,
@@ -501,6 +498,7 @@ class _Scan:
         values: IntArray,
         sample_start: IntArray,
         sample_end: IntArray,
+        tables_at: int,
     ) -> None:
         self.data = data  # every sample, as a Profile.sample field, back to back
         self.loc_start = loc_start  # byte position of each sample's first (leaf) location id
@@ -508,6 +506,7 @@ class _Scan:
         self.values = values  # int64, one row per sample type, one column per sample
         self.sample_start = sample_start  # where each sample's message starts in `data`
         self.sample_end = sample_end
+        self.tables_at = tables_at  # where the locations and functions follow the samples in `data`
 
     def sample(self, i: int) -> bytes:
         """The encoded Sample message `i`."""
@@ -515,8 +514,8 @@ class _Scan:
 
 
 def _scan_samples(region: bytes, n: int, n_types: int) -> _Scan | None:
-    """Where each of the `n` samples in `region` (Profile.sample fields, back to back) keeps its location
-    ids, and its values; None when anything is unusual."""
+    """Where each of the `n` samples in `region` (Profile.sample fields, back to back, then the tables)
+    keeps its location ids, and its values; None when anything is unusual."""
     data = np.frombuffer(region, dtype=np.uint8)
     if n == 0 or n_types == 0:
         return None
@@ -527,6 +526,9 @@ def _scan_samples(region: bytes, n: int, n_types: int) -> _Scan | None:
     if framed is None:
         return None
     start, end = framed
+    tables_at = int(end[-1])
+    if tables_at < len(data) and data[tables_at] not in (_TAG_LOCATION, _TAG_FUNCTION):
+        return None
     if not bool((end > start).all()):
         return None
     # Locations and values come in either order (runtime/pprof writes values first, re-encoders of the
@@ -551,11 +553,12 @@ def _scan_samples(region: bytes, n: int, n_types: int) -> _Scan | None:
         return None  # not exactly one value per sample type
     if not _skip_labels(data, second[2], end):
         return None
-    return _Scan(data, loc_start, loc_end, values[0], start, end)
+    return _Scan(data, loc_start, loc_end, values[0], start, end, tables_at)
 
 
 def _frame(data: npt.NDArray[np.uint8], ends: npt.NDArray[np.bool_], n: int) -> tuple[IntArray, IntArray] | None:
-    """(start, end) of the message in each of the `n` length-delimited fields 2 filling `data` back to back.
+    """(start, end) of the message in each of the `n` length-delimited fields 2 at the start of `data`,
+    back to back.
 
     A field starts at a 0x12 byte that starts a varint, with a length of one or two bytes, followed by
     what a Sample the fast path reads starts with (its locations or its values). Such a pattern is also
@@ -581,22 +584,21 @@ def _frame(data: npt.NDArray[np.uint8], ends: npt.NDArray[np.bool_], n: int) -> 
     body = length[1]
     after = np.minimum(body + np.minimum(length[0], np.uint64(size)).astype(np.int64), size + 1)
     k = len(cand)
-    if k == n and after[-1] == size and bool((after[:-1] == cand[1:]).all()):
-        return body, after  # the usual case: no candidate but the fields
+    if k >= n and bool((after[: n - 1] == cand[1:n]).all()):
+        return body[:n], after[:n]  # the usual case: the first n candidates are the fields
     slot = np.full(size + 2, k + 1, dtype=np.int32)  # candidate starting at each byte; k: the end; k + 1: none
     slot[cand] = np.arange(k, dtype=np.int32)
     slot[size] = k
     succ = slot[after]  # where each candidate's field ends
     jump = np.append(succ, np.array([k, k + 1], dtype=np.int32))  # the end and a dead end stay put
     chain = np.zeros(1, dtype=np.int32)
-    while len(chain) <= n:  # chain[i]: the candidate i steps from the first; steps doubled each round
+    while len(chain) < n:  # chain[i]: the candidate i steps from the first; steps doubled each round
         step = jump[chain]
         chain = np.concatenate((chain, step))
         if bool((step >= k).any()):
             break
         jump = jump[jump]
-    stop = int(np.argmax(chain >= k)) if bool((chain >= k).any()) else -1
-    if stop != n or chain[stop] != k:
+    if len(chain) < n or bool((chain[:n] >= k).any()):
         return None
     return body[chain[:n]], after[chain[:n]]
 
@@ -683,58 +685,83 @@ def _tokens(data: npt.NDArray[np.uint8]) -> tuple[IntArray, IntArray] | None:
     return values, first
 
 
-def _messages(items: Sequence[bytes], nested: int) -> tuple[_Fields, _Fields, IntArray] | None:
-    """The varint fields of each message in `items`, those of each body of its length-delimited field
-    `nested` (0: none), and the message holding each body.
+def _table_fields(
+    region: npt.NDArray[np.uint8], n_locs: int, n_fns: int
+) -> tuple[_Fields, _Fields, _Fields, IntArray] | None:
+    """The varint fields of each location, of each function and of each line, and the location holding
+    each line, from `region`: Profile.location and Profile.function fields, back to back.
 
-    Locations, lines and functions hold only varints, so their bytes are a stream of (tag, value)
-    varint pairs (a nested field's tag and length are a pair too, its body more pairs) and are read in
-    one pass, with no walk per field. Anything else (other wire types, a message or body not made of
-    whole pairs) returns None.
+    Locations, lines and functions hold only varints, so the region is a stream of (tag, value) varint
+    pairs (a length-delimited field's tag and length are a pair too, its body more pairs), read in one
+    pass with no walk per field: a pair is top level when it starts past every body opened before it,
+    and inside a line when it starts before the end of a line opened before it. Anything else (other
+    wire types, a top-level field that is not a location or function, a length-delimited field in a
+    function or a line, bodies not made of whole pairs) returns None.
     """
-    lengths = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
-    ends = np.cumsum(lengths)
-    data = np.frombuffer(b"".join(items) + b"\x00", dtype=np.uint8)  # the zero: every varint ends inside
+    data = np.concatenate((region, np.zeros(1, dtype=np.uint8)))  # the zero: every varint ends inside
+    size = len(region)
     tokens = _tokens(data)
     if tokens is None:
         return None
     values, first = tokens
     if len(values) % 2 == 0:  # the padding is the last token: the rest must pair up
         return None
-    tag, value, pos = values[0:-1:2], values[1::2], first[0:-1:2]  # the final token is the padding
+    tag, value, pos = values[0:-1:2], values[1::2], first[0:-1:2]
     pair_end = first[2::2]  # where each pair ends (the next pair, or the padding)
+    n_pairs = len(pos)
     wire = tag & np.uint64(7)
-    opens = np.flatnonzero(wire == 2)
-    if not bool(((wire == 0) | (wire == 2)).all()) or not bool((tag[opens] == (nested << 3 | 2)).all()):
+    is_open = wire == 2
+    if not bool((is_open | (wire == 0)).all()):
         return None
-    if nested and bool((value[opens] > np.uint64(_MAX_LENGTH)).any()):
+    opens = np.flatnonzero(is_open)
+    if bool((value[opens] > np.uint64(_MAX_LENGTH)).any()):
         return None
     body_end = pair_end[opens] + value[opens].astype(np.int64)
-    # Messages, and bodies, must be whole pairs: each ends where a pair starts, bodies inside their message
-    # and not overlapping (a body inside a body would be a nested length-delimited field).
-    n_pairs = len(pos)
     pair_at = np.full(len(data), -1, dtype=np.int32)  # the pair starting at each byte (-1: none)
     pair_at[pos] = np.arange(n_pairs, dtype=np.int32)
-    pair_at[-1] = n_pairs  # the padding
-    message_start = pair_at[ends - lengths]
-    if not bool((message_start >= 0).all() and (pair_at[ends] >= 0).all()):
+    pair_at[size] = n_pairs  # the padding
+    if bool((body_end > size).any()) or bool((pair_at[body_end] < 0).any()):
+        return None  # a body not made of whole pairs
+    # Top level: past every body opened before (each open's index in `opens`: how many opened before it).
+    opened_before = np.cumsum(is_open) - is_open
+    top = pos >= np.concatenate(([0], np.maximum.accumulate(body_end)))[opened_before]
+    top_at = np.flatnonzero(top)
+    top_tag = tag[top_at]
+    is_loc = top_tag == _TAG_LOCATION
+    if not bool(is_open[top_at].all()) or not bool((is_loc | (top_tag == _TAG_FUNCTION)).all()):
         return None
-    # The message each pair is in: how many start at or before it (an empty one shares its start with
-    # the next message, which holds the pairs).
-    owner = np.cumsum(np.bincount(message_start, minlength=n_pairs + 1)[:n_pairs]) - 1
-    if not bool((body_end <= ends[owner[opens]]).all() and (body_end[:-1] <= pos[opens[1:]]).all()):
+    top_end = body_end[opened_before[top_at]]
+    if int(top_end[-1]) != size or not bool((pos[top_at[1:]] == top_end[:-1]).all()):
         return None
-    if not bool((pair_at[body_end] >= 0).all()):
+    if int(is_loc.sum()) != n_locs or len(top_at) != n_locs + n_fns:
         return None
-    # A pair is in a body if it starts before the end of the latest body opened before it.
-    latest = np.cumsum(wire == 2) - 1  # index of that body in `opens` (-1: none yet)
-    inner = (pos < np.append(body_end, -1)[latest]) & (wire == 0)
-    outer = np.flatnonzero((~inner) & (wire == 0))
+    # Each pair's top-level message, as a location or function index (the tables come in their order).
+    message = np.cumsum(top) - 1
+    in_loc = is_loc[message]
+    rank = np.where(is_loc, np.cumsum(is_loc) - 1, np.cumsum(~is_loc) - 1)[message]
+    # Lines: the opens below the top level, only in locations, each ending inside its location.
+    nested = is_open & ~top
+    line_at = np.flatnonzero(nested)
+    if not bool(in_loc[line_at].all()) or not bool((tag[line_at] == _TAG_LOCATION).all()):
+        return None
+    line_end = body_end[opened_before[line_at]]
+    if not bool((line_end <= top_end[message[line_at]]).all()):
+        return None
+    lines_before = np.cumsum(nested) - nested
+    inner = pos < np.concatenate(([0], np.maximum.accumulate(line_end)))[lines_before]
+    if bool((inner & is_open).any()):
+        return None  # a length-delimited field in a line
+    fields = ~top & ~nested & ~inner
+    loc_at = np.flatnonzero(fields & in_loc)
+    fn_at = np.flatnonzero(fields & ~in_loc)
     inner_at = np.flatnonzero(inner)
     number = (tag >> np.uint64(3)).astype(np.int64)
-    outer_fields = _Fields(owner[outer], number[outer], value[outer])
-    inner_fields = _Fields(latest[inner_at], number[inner_at], value[inner_at])
-    return outer_fields, inner_fields, owner[opens]
+    return (
+        _Fields(rank[loc_at], number[loc_at], value[loc_at]),
+        _Fields(rank[fn_at], number[fn_at], value[fn_at]),
+        _Fields(lines_before[inner_at] - 1, number[inner_at], value[inner_at]),
+        rank[line_at],
+    )
 
 
 def _lookup(ids: IntArray, wanted: IntArray) -> IntArray:
@@ -808,18 +835,15 @@ class _Tables:
         return np.append(self.leaf_key, -3)[_lookup(self.ids, wanted)]
 
 
-def _tables(profile: profile_pb2.ProfileLazySamples, encoded: tuple[list[bytes], list[bytes]]) -> _Tables | None:
-    n_locs, n_fns = len(encoded[0]), len(encoded[1])
-    # Both tables in one pass: Location.line (4) holds Line messages; a function holds no nested field.
-    parsed = _messages(encoded[0] + encoded[1], nested=4)
+def _tables(
+    profile: profile_pb2.ProfileLazySamples, region: npt.NDArray[np.uint8], n_locs: int, n_fns: int
+) -> _Tables | None:
+    parsed = _table_fields(region, n_locs, n_fns) if len(region) else None
     if parsed is None:
         return None
-    fields, lines, line_owner = parsed
-    if len(line_owner) and int(line_owner[-1]) >= n_locs:
-        return None  # a length-delimited field 4 in a function
-    cut = int(np.searchsorted(fields.owner, n_locs))
-    loc_cols = _Fields(fields.owner[:cut], fields.number[:cut], fields.value[:cut]).columns(n_locs, 4)
-    fn_cols = _Fields(fields.owner[cut:] - n_locs, fields.number[cut:], fields.value[cut:]).columns(n_fns, 5)
+    locs, fns, lines, line_owner = parsed
+    loc_cols = locs.columns(n_locs, 4)
+    fn_cols = fns.columns(n_fns, 5)
     line_cols = lines.columns(len(line_owner), 3)
     n_lines = len(line_owner)
     strings = list(profile.string_table)
@@ -872,7 +896,7 @@ def _attribute_fast(
     scan: _Scan,
     columns: tuple[int, int, int],
     profile: profile_pb2.ProfileLazySamples,
-    encoded: tuple[list[bytes], list[bytes]],
+    table_sizes: tuple[int, int],
     resolver: _Resolver,
     top: int,
 ) -> tuple[dict[str, _SiteAcc], float, float, float] | None:
@@ -888,7 +912,7 @@ def _attribute_fast(
     nz_counts = counts[nonzero]
     if not len(nonzero):
         return {}, 0.0, 0.0, cumulative
-    tables = _tables(profile, encoded)
+    tables = _tables(profile, scan.data[scan.tables_at :], *table_sizes)
     walked = None if tables is None else _walk(scan, nonzero, tables)
     if tables is None or walked is None:
         return None
