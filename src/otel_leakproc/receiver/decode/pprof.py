@@ -454,12 +454,18 @@ def _read_varints(data: npt.NDArray[np.uint8], pos: IntArray) -> tuple[IntArray,
     return values, after
 
 
-def _well_formed(data: npt.NDArray[np.uint8], ends: npt.NDArray[np.bool_]) -> bool:
-    """`data` is a run of varints of at most 64 bits each (what a stream of Samples must be); `ends` is
-    `data < 0x80`."""
+def _well_formed(data: npt.NDArray[np.uint8]) -> bool:
+    """`data` is a run of varints of at most 64 bits each (what a stream of Samples must be)."""
     if len(data) == 0 or data[-1] >= 0x80:
         return False
-    going = ~ends
+    going = data >= 0x80
+    # Usually no varint is 10 bytes wide: no 9 continuation bytes in a row, seen on the bits as an integer.
+    bits = int.from_bytes(np.packbits(going).tobytes(), "big")
+    runs_of = bits & (bits >> 1)  # bit i: bits i..i+1 set; then i..i+3, i..i+7, i..i+8
+    runs_of &= runs_of >> 2
+    runs_of &= runs_of >> 4
+    if not runs_of & (bits >> 8):
+        return True
     runs = going[:-1] & going[1:]  # runs[i]: bytes i..i+1 both continue; then i..i+3, then i..i+7
     for width in (2, 4):
         runs = runs[:-width] & runs[width:]
@@ -517,12 +523,9 @@ def _scan_samples(region: bytes, n: int, n_types: int) -> _Scan | None:
     """Where each of the `n` samples in `region` (Profile.sample fields, back to back, then the tables)
     keeps its location ids, and its values; None when anything is unusual."""
     data = np.frombuffer(region, dtype=np.uint8)
-    if n == 0 or n_types == 0:
+    if n == 0 or n_types == 0 or not _well_formed(data):
         return None
-    ends = data < 0x80
-    if not _well_formed(data, ends):
-        return None
-    framed = _frame(data, ends, n)
+    framed = _frame(data, n)
     if framed is None:
         return None
     start, end = framed
@@ -556,7 +559,7 @@ def _scan_samples(region: bytes, n: int, n_types: int) -> _Scan | None:
     return _Scan(data, loc_start, loc_end, values[0], start, end, tables_at)
 
 
-def _frame(data: npt.NDArray[np.uint8], ends: npt.NDArray[np.bool_], n: int) -> tuple[IntArray, IntArray] | None:
+def _frame(data: npt.NDArray[np.uint8], n: int) -> tuple[IntArray, IntArray] | None:
     """(start, end) of the message in each of the `n` length-delimited fields 2 at the start of `data`,
     back to back.
 
@@ -564,18 +567,18 @@ def _frame(data: npt.NDArray[np.uint8], ends: npt.NDArray[np.bool_], n: int) -> 
     what a Sample the fast path reads starts with (its locations or its values). Such a pattern is also
     found inside samples, now and then, so the fields are the chain of candidates from the first one, each
     reaching the next through its length: usually every candidate, else found by pointer doubling. `data`
-    must be a stream of varints, `ends` is `data < 0x80`.
+    must be a stream of varints.
     """
     size = len(data)
     if size < 4 or data[0] != _TAG_VALUES:
         return None
-    opens = (data == _TAG_LOCATIONS) | (data == _TAG_VALUES)  # the bytes a Sample's body can start with
-    tag = data == _TAG_VALUES
-    tag[1:] &= ends[:-1]  # starts a varint
-    found = np.zeros(size, dtype=bool)
-    found[:-2] = tag[:-2] & ends[1:-1] & opens[2:]  # one-byte length
-    found[:-3] |= tag[:-3] & ~ends[1:-2] & ends[2:-1] & opens[3:]  # two-byte length
-    cand = np.flatnonzero(found)
+    cand = np.flatnonzero(data[: size - 2] == _TAG_VALUES)  # with room for a length and a body
+    starts = data[cand - 1] < 0x80  # starts a varint (the first byte does: data[-1] ends one)
+    one = data[cand + 1] < 0x80  # a one-byte length, else two bytes
+    body = cand + 3 - one
+    first = data[np.minimum(body, size - 1)]  # what the body starts with: locations or values
+    length_ok = one | (data[cand + 2] < 0x80)
+    cand = cand[starts & length_ok & (body < size) & ((first == _TAG_LOCATIONS) | (first == _TAG_VALUES))]
     if not len(cand) or cand[0] != 0:
         return None
     length = _read_varints(data, cand + 1)
