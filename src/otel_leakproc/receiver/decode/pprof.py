@@ -589,6 +589,14 @@ def _frame(data: npt.NDArray[np.uint8], n: int) -> tuple[IntArray, IntArray] | N
     k = len(cand)
     if k >= n and bool((after[: n - 1] == cand[1:n]).all()):
         return body[:n], after[:n]  # the usual case: the first n candidates are the fields
+    # Else most extra candidates reach neither another candidate nor a table field: without them, the
+    # first n candidates may chain (checked as above, so what they are does not matter).
+    at = np.searchsorted(cand, after).clip(0, k - 1)
+    reach = np.minimum(after, size - 1)
+    keep = (cand[at] == after) | (after == size) | (data[reach] == _TAG_LOCATION) | (data[reach] == _TAG_FUNCTION)
+    kept = np.flatnonzero(keep)
+    if len(kept) >= n and kept[0] == 0 and bool((after[kept[: n - 1]] == cand[kept[1:n]]).all()):
+        return body[kept[:n]], after[kept[:n]]
     slot = np.full(size + 2, k + 1, dtype=np.int32)  # candidate starting at each byte; k: the end; k + 1: none
     slot[cand] = np.arange(k, dtype=np.int32)
     slot[size] = k
