@@ -654,11 +654,14 @@ class _Fields:
     def columns(self, n: int, width: int) -> IntArray:
         """Fields 1..width-1 of each message as a (n, width) uint64 array (absent: 0; the last one wins).
 
-        One scatter when each message holds each of these fields at most once, in ascending order (what
-        every writer does); otherwise one `last` per field."""
+        One scatter when no message holds one of these fields twice (what every writer does, in whatever
+        field order); otherwise one `last` per field."""
         picked = np.flatnonzero(self.number < width)
         key = self.owner[picked] * width + self.number[picked]
-        if len(key) < 2 or bool((key[1:] > key[:-1]).all()):
+        seen = np.full(n * width, -1, dtype=np.int64)
+        order = np.arange(len(key))
+        seen[key] = order
+        if bool((seen[key] == order).all()):  # a repeated field would lose a write here
             out = np.zeros(n * width, dtype=np.uint64)
             out[key] = self.value[picked]
             return out.reshape(n, width)
