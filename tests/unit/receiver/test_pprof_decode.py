@@ -22,7 +22,7 @@ from google.protobuf.message import DecodeError
 
 from otel_leakproc.errors import InvalidProfileError, PayloadTooLargeError, RejectReason
 from otel_leakproc.model import OTHER_SITE, GoroutineGroup, ProfileKind, ProfileSummary
-from otel_leakproc.receiver.decode import decode_profile
+from otel_leakproc.receiver.decode import decode_profile, pprof_fast
 from otel_leakproc.receiver.decode import pprof as pprof_module
 from otel_leakproc.receiver.decode.gzip_bound import gunzip_bounded, inflate_body, is_gzip
 from otel_leakproc.receiver.decode.limits import DecodeLimits
@@ -815,8 +815,8 @@ def _types(profile: profile_pb2.Profile) -> list[str]:
 def test_vectorised_path_takes_the_large_profiles_it_is_for(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fast path must actually run (not fall back) on runtime/pprof's layout, with labels."""
     seen: list[bool] = []
-    scan = pprof_module._scan_samples
-    monkeypatch.setattr(pprof_module, "_scan_samples", lambda *a: seen.append((r := scan(*a)) is not None) or r)
+    scan = pprof_fast.scan_samples
+    monkeypatch.setattr(pprof_fast, "scan_samples", lambda *a: seen.append((r := scan(*a)) is not None) or r)
     monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", 0)
     profile = _large(HEAP)
     assert any(s.label for s in profile.sample)
@@ -1075,8 +1075,8 @@ def test_vectorised_path_frames_samples_that_look_like_sample_starts(
         stack = [rng.choice([18, 18, 10, 2, 3, 7, 14, 21, 40]) for _ in range(rng.randrange(1, 12))]
         profile.sample.add(location_id=stack, value=[rng.choice([0, 1, 18, 10]), rng.choice([0, 18, 10, 300])])
     seen: list[bool] = []
-    scan = pprof_module._scan_samples
-    monkeypatch.setattr(pprof_module, "_scan_samples", lambda *a: seen.append((r := scan(*a)) is not None) or r)
+    scan = pprof_fast.scan_samples
+    monkeypatch.setattr(pprof_fast, "scan_samples", lambda *a: seen.append((r := scan(*a)) is not None) or r)
     for values_first in (True, False):
         fast, slow = _both_paths(monkeypatch, _encode(profile, values_first))
         assert isinstance(fast, ProfileSummary)

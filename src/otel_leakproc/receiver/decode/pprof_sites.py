@@ -1,0 +1,166 @@
+"""Attribution pieces shared by both pprof summarising paths: frames, location resolution, site totals.
+
+A location id resolves to its frames (function, file, line), validated only when a sample references it;
+a site (one function) accumulates the values charged to it, its file and line following its largest sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy.typing as npt
+
+from otel_leakproc.errors import InvalidProfileError, RejectReason
+from otel_leakproc.receiver.decode.frames import is_runtime_frame
+from otel_leakproc.receiver.proto import profile_pb2
+
+Frame = tuple[str, str, int]  # function, file, line
+IntArray = npt.NDArray[Any]  # int64 or uint64
+WHERE = "profile.sample.location_id"
+
+
+class SiteAcc:
+    """Running totals of one attributed function; file/line/leaf follow its largest sample."""
+
+    __slots__ = ("best", "count", "file", "leaf_location", "leaf_name", "line", "value")
+
+    def __init__(self, frame: Frame, value: int, count: int, leaf_location: int) -> None:
+        self.value = float(value)
+        self.count = float(count)
+        self.best = value
+        self.file = frame[1]
+        self.line = frame[2]
+        self.leaf_location = leaf_location
+        self.leaf_name: str | None = None  # the leaf location's first function, when already known
+
+    def add(self, frame: Frame, value: int, count: int, leaf_location: int) -> None:
+        self.value += value
+        self.count += count
+        if value > self.best:
+            self.best = value
+            self.file = frame[1]
+            self.line = frame[2]
+            self.leaf_location = leaf_location
+
+
+class Resolver:
+    """Resolves location ids to frames lazily, validating only what samples actually reference.
+
+    Go numbers locations and functions 1..N in order, so `table[id - 1]` is tried before building an
+    id map; resolving only referenced locations keeps summarising close to the cost of parsing.
+    """
+
+    __slots__ = (
+        "_fn_map",
+        "_functions",
+        "_loc_map",
+        "_locations",
+        "_n_functions",
+        "_n_locations",
+        "_named",
+        "_strings",
+        "frames",
+        "n_locations",
+    )
+
+    def __init__(self, profile: profile_pb2.ProfileLazySamples) -> None:
+        self._strings = profile.string_table
+        self._functions = profile.function
+        self._locations = profile.location
+        self._n_functions = len(profile.function)
+        self._n_locations = len(profile.location)
+        self.n_locations = self._n_locations
+        self._fn_map: dict[int, int] | None = None
+        self._loc_map: dict[int, int] | None = None
+        self.frames: dict[int, tuple[Frame, ...]] = {}
+        self._named: dict[int, tuple[str, str]] = {}  # function id -> (name, file)
+
+    def location(self, loc_id: int, where: str) -> tuple[Frame, ...]:
+        frames = self.frames.get(loc_id)
+        if frames is not None:
+            return frames
+        locations = self._locations
+        index = loc_id - 1
+        loc = locations[index] if 0 <= index < self._n_locations else None
+        if loc is None or loc.id != loc_id:
+            if self._loc_map is None:
+                self._loc_map = id_map((item.id for item in locations), "location")
+            found = self._loc_map.get(loc_id)
+            if found is None:
+                raise InvalidProfileError(f"{where}: {loc_id} is not a location id", RejectReason.BAD_REFERENCE)
+            index = found
+            loc = locations[index]
+        named = self._named
+        out = []
+        for j, line in enumerate(loc.line):
+            fn_id = line.function_id
+            name_file = named.get(fn_id)
+            if name_file is None:
+                name_file = named[fn_id] = self._function(fn_id, index, j, 0)[:2]
+            out.append((name_file[0], name_file[1], line.line))
+        if not out:  # unsymbolised: name it by address so it stays distinguishable
+            out.append((f"0x{loc.address:x}", "", 0))
+        frames = tuple(out)
+        self.frames[loc_id] = frames
+        return frames
+
+    def _function(self, fn_id: int, loc_index: int, line_index: int, line: int) -> Frame:
+        functions = self._functions
+        index = fn_id - 1
+        fn = functions[index] if 0 <= index < self._n_functions else None
+        if fn is None or fn.id != fn_id:
+            if self._fn_map is None:
+                self._fn_map = id_map((item.id for item in functions), "function")
+            found = self._fn_map.get(fn_id)
+            if found is None:
+                raise InvalidProfileError(
+                    f"profile.location[{loc_index}].line[{line_index}].function_id: {fn_id} is not a function id",
+                    RejectReason.BAD_REFERENCE,
+                )
+            index = found
+            fn = functions[index]
+        strings = self._strings
+        name, filename = fn.name, fn.filename
+        try:
+            if name < 0 or filename < 0:
+                raise IndexError
+            return strings[name], strings[filename], line
+        except IndexError:
+            bad = filename if 0 <= name < len(strings) else name
+            raise InvalidProfileError(
+                f"profile.function[{index}]: string index {bad} out of range (string_table has {len(strings)} entries)",
+                RejectReason.BAD_REFERENCE,
+            ) from None
+
+
+def id_map(ids: Iterable[int], what: str) -> dict[int, int]:
+    mapping: dict[int, int] = {}
+    for i, item_id in enumerate(ids):
+        if item_id == 0:
+            raise InvalidProfileError(f"profile.{what}[{i}].id: must be nonzero", RejectReason.BAD_REFERENCE)
+        mapping[item_id] = i
+    return mapping
+
+
+def fallback_frame(loc_ids: Sequence[int], resolver: Resolver) -> Frame:
+    """For stacks made only of runtime/library frames: the innermost frame outside the runtime."""
+    first: Frame | None = None
+    for loc_id in loc_ids:
+        for frame in resolver.location(loc_id, WHERE):
+            if first is None:
+                first = frame
+            if not is_runtime_frame(frame[0]):
+                return frame
+    return first if first is not None else ("(unknown)", "", 0)
+
+
+def exact_sum(values: IntArray) -> float:
+    """The sum as the sample-by-sample path computes it (float accumulation), exactly and fast when the
+    sum cannot round (every partial sum below 2**53); otherwise the same sequential float sum."""
+    if len(values) == 0:
+        return 0.0
+    bound = max(-int(values.min()), int(values.max())) * len(values)
+    if bound < 2**53:
+        return float(values.sum())
+    return sum(values.tolist(), 0.0)
