@@ -251,3 +251,17 @@ def test_usage_error_exits_2() -> None:
     result = run("analyze")
     assert result.returncode == 2
     assert "PATH" in result.stderr
+
+
+def test_analyze_does_not_load_the_network_stack() -> None:
+    """`analyze` starts as a short-lived process next to `go tool pprof`: the servers, the HTTP client,
+    gRPC and the OpenTelemetry SDK cost hundreds of milliseconds to import and it needs none of them."""
+    probe = (
+        "import sys\n"
+        "from otel_leakproc.cli import main\n"
+        f"code = main(['analyze', '--json', {str(STEADY_LEAK)!r}])\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'aiohttp', 'grpc', 'kubernetes', 'opentelemetry'})\n"
+        "print(code, heavy, file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert result.stderr.strip().splitlines()[-1] == "0 []", result.stderr
