@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from otel_leakproc.receiver.decode.frames import is_system_frame
@@ -35,24 +34,6 @@ _MAX_LENGTH = 1 << 40  # a larger length field is corrupt (and would overflow th
 _U7 = np.uint64(7)
 
 
-def _raw_parts_class() -> Any:
-    """A message reading a Profile's samples (2), locations (4) and functions (5) as raw bytes (nothing
-    else kept)."""
-    bytes_type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
-    repeated = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
-    file = descriptor_pb2.FileDescriptorProto(name="otel_leakproc_pprof_parts.proto", package="otel_leakproc")
-    message = file.message_type.add(name="RawParts")
-    message.field.add(name="sample", number=2, type=bytes_type, label=repeated)
-    message.field.add(name="location", number=4, type=bytes_type, label=repeated)
-    message.field.add(name="function", number=5, type=bytes_type, label=repeated)
-    pool = descriptor_pool.DescriptorPool()  # private: nothing else sees this type
-    pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("otel_leakproc.RawParts"))
-
-
-_RawParts = _raw_parts_class()
-
-
 def raw_parts(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> tuple[bytes, int, int] | None:
     """(the profile's samples, locations and functions re-serialised by protobuf, so each kind comes back
     to back (writers interleave them), with canonical framing and no Python object per item; the number
@@ -60,7 +41,7 @@ def raw_parts(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> tup
     if raw is None:
         raw = profile.SerializeToString()
     try:
-        parts = _RawParts.FromString(raw)
+        parts = profile_pb2.ProfileRawParts.FromString(raw)
     except DecodeError:
         return None
     parts.DiscardUnknownFields()

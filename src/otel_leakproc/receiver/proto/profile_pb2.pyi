@@ -171,3 +171,13 @@ class SampleValuesOnly(_message.Message):
     VALUE_FIELD_NUMBER: _ClassVar[int]
     value: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, value: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ProfileRawParts(_message.Message):
+    __slots__ = ("sample", "location", "function")
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    sample: _containers.RepeatedScalarFieldContainer[bytes]
+    location: _containers.RepeatedScalarFieldContainer[bytes]
+    function: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, sample: _Optional[_Iterable[bytes]] = ..., location: _Optional[_Iterable[bytes]] = ..., function: _Optional[_Iterable[bytes]] = ...) -> None: ...
