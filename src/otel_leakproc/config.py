@@ -26,12 +26,10 @@ import math
 import os
 import re
 import types
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, cast, get_args, get_origin, get_type_hints
-
-import yaml
 
 from otel_leakproc.errors import ConfigError
 from otel_leakproc.exporter.config import ExportConfig
@@ -64,8 +62,6 @@ ENV_UNSET = "line {line}: environment variable {name!r} is not set and has no de
 ENV_BAD_REFERENCE = (
     "line {line}: invalid environment reference {text!r} (write ${{NAME}}, ${{NAME:-default}}, or $$ for a $)"
 )
-YAML_SYNTAX = "line {line}, column {column}: invalid YAML: {problem}"
-YAML_INVALID = "invalid YAML: {problem}"
 READ_FAILED = "{file}: cannot read config file: {problem}"
 
 
@@ -113,7 +109,9 @@ def load_settings(path: str | os.PathLike[str] | None) -> Settings:
         raise ConfigError([READ_FAILED.format(file=os.fspath(path), problem=exc.strerror or exc)]) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError([READ_FAILED.format(file=os.fspath(path), problem=exc)]) from exc
-    data = _parse_yaml(substitute_env(text, os.environ))
+    from otel_leakproc.config_yaml import parse_yaml  # noqa: PLC0415 (PyYAML only when there is a file)
+
+    data = parse_yaml(substitute_env(text, os.environ))
     # An empty file (or one with only comments) means "all defaults".
     return build_config(Settings, {} if data is None else data)
 
@@ -244,47 +242,6 @@ def _env_replacer(line: int, environ: Mapping[str, str], errors: list[str]) -> C
         return value
 
     return replace
-
-
-# --- YAML ----------------------------------------------------------------------------------------
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """`yaml.SafeLoader` that refuses a key given twice in one mapping (plain YAML keeps the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            # Merge keys (`<<: *base`) may be overridden on purpose; only plain scalar keys are compared.
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node)  # a scalar, so hashable
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def _parse_yaml(text: str) -> object:
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # safe: _StrictLoader is a SafeLoader
-    except yaml.MarkedYAMLError as exc:
-        problem = exc.problem or "syntax error"
-        if exc.context:
-            problem = f"{problem} ({exc.context})"
-        mark = exc.problem_mark or exc.context_mark
-        if mark is None:
-            raise ConfigError([YAML_INVALID.format(problem=problem)]) from exc
-        message = YAML_SYNTAX.format(line=mark.line + 1, column=mark.column + 1, problem=problem)
-        raise ConfigError([message]) from exc
-    except yaml.reader.ReaderError as exc:
-        # Raised for control characters; it carries a character offset instead of a mark.
-        line = text.count("\n", 0, exc.position) + 1
-        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-        problem = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
-        raise ConfigError([YAML_SYNTAX.format(line=line, column=column, problem=problem)]) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError([YAML_INVALID.format(problem=exc)]) from exc
 
 
 # --- building dataclasses ------------------------------------------------------------------------
