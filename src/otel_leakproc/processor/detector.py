@@ -496,6 +496,11 @@ def is_lock_wait(leaf: str) -> bool:
     return any(marker in leaf for marker in _LOCK_LEAVES)
 
 
+def _recent_slope(th: FloatArray, y: FloatArray, recent_n: int) -> float:
+    """Theil-Sen slope of the last `recent_n` points (the plateau checks use nothing else of that fit)."""
+    return theil_sen_rows(th[-recent_n:], y[np.newaxis, -recent_n:], interval=False, z=False, intercept=False)[0].slope
+
+
 class SeriesDetector:
     """Bounded history and verdict of one series.
 
@@ -880,9 +885,9 @@ class SeriesDetector:
         bucket = self._bucket(t_raw)
         t, y = bucket_minima(t_raw, y_raw, bucket)
         th = (t - t[0]) / HOUR
-        total = theil_sen(th, y)
+        total = theil_sen(th, y, intercept=False)
         recent_n = max(4, int(len(th) * cfg.plateau_fraction))
-        total_recent = theil_sen(th[-recent_n:], y[-recent_n:])
+        total_recent = _recent_slope(th, y, recent_n)
         floor = max(cfg.min_growth_bytes_per_hour, cfg.min_growth_ratio_per_hour * current)
 
         names = self._site_names()
@@ -896,15 +901,15 @@ class SeriesDetector:
                 matrix = np.vstack([bucket_minima(t_raw, row, bucket)[1] for row in matrix])
             screen = ols_slopes(th, matrix)
             order = [int(i) for i in np.argsort(-screen)[:CANDIDATES] if screen[i] > 0]
-            for i, trend in zip(order, theil_sen_rows(th, matrix[order]), strict=True):
+            for i, trend in zip(order, theil_sen_rows(th, matrix[order], intercept=False), strict=True):
                 growers.append((names[i], trend, float(matrix[i][-1])))
                 if trend.z >= cfg.z_suspect:
                     # The recent fit only matters here: not fitted for the other candidates. A site that
                     # grew long ago and has been flat since keeps a high Mann-Kendall z (every pair across
                     # the step rises) while its Sen slope falls to 0 (most pairs are ties): compare the
                     # recent slope with the floor as well, so such a step still counts as stopped.
-                    recent = theil_sen(th[-recent_n:], matrix[i][-recent_n:])
-                    ongoing = recent.slope > 0 and recent.slope >= cfg.plateau_ratio * max(trend.slope, floor)
+                    recent = _recent_slope(th, matrix[i], recent_n)
+                    ongoing = recent > 0 and recent >= cfg.plateau_ratio * max(trend.slope, floor)
                     if not ongoing:  # grew and stopped, even if its interval now reaches zero
                         stopped += matrix[i]
                     elif trend.slope >= floor and trend.low > 0 and trend.z >= site_z:
@@ -913,10 +918,10 @@ class SeriesDetector:
             # Judge the total without the growth of sites that have plateaued, so a filled cache
             # cannot keep the whole heap flagged through the noise of the rest.
             y = y - stopped
-            total = theil_sen(th, y)
-            total_recent = theil_sen(th[-recent_n:], y[-recent_n:])
+            total = theil_sen(th, y, intercept=False)
+            total_recent = _recent_slope(th, y, recent_n)
             evidence["plateaued_sites_excluded"] = True
-        total_ongoing = total_recent.slope >= cfg.plateau_ratio * total.slope
+        total_ongoing = total_recent >= cfg.plateau_ratio * total.slope
         total_ok = total.low >= floor and total_ongoing  # confidently above the floor, not just above 0
         total_z = total.z if total_ok else 0.0
         evidence.update(
@@ -924,7 +929,7 @@ class SeriesDetector:
                 "total_z": round(total.z, 3),
                 "total_slope_low_per_hour": total.low,
                 "total_slope_high_per_hour": total.high,
-                "recent_slope_per_hour": total_recent.slope,
+                "recent_slope_per_hour": total_recent,
                 "growth_floor_per_hour": floor,
                 "best_site_z": round(best_site_z, 3),
                 "plateaued": not total_ongoing,
@@ -986,7 +991,7 @@ class SeriesDetector:
         if self.key.kind is ProfileKind.GOROUTINELEAK:
             leaked_now = max(leaked_now, int(current))
         th = (t_raw - t_raw[0]) / HOUR
-        total = theil_sen(th, y) if len(th) >= 3 else FLAT
+        total = theil_sen(th, y, interval=False, intercept=False) if len(th) >= 3 else FLAT  # slope and z used
         keys = self._groups.live_sorted()
         growers: list[tuple[str, Trend, float]] = []
         best = 0.0
@@ -996,14 +1001,14 @@ class SeriesDetector:
             screen = ols_slopes(th, matrix)
             recent_n = max(4, int(len(th) * 0.3))
             order = [int(i) for i in np.argsort(-screen)[:CANDIDATES] if screen[i] > 0]
-            for i, trend in zip(order, theil_sen_rows(th, matrix[order]), strict=True):
+            for i, trend in zip(order, theil_sen_rows(th, matrix[order], intercept=False), strict=True):
                 growers.append((keys[i], trend, float(matrix[i][-1])))
                 increase = float(matrix[i][-1] - matrix[i][0])
                 # The recent fit (is the growth ongoing?) only when the rest of the test holds.
                 grows = (
                     trend.slope >= cfg.min_growth_per_hour
                     and increase >= cfg.min_increase
-                    and theil_sen(th[-recent_n:], matrix[i][-recent_n:]).slope >= 0.25 * trend.slope
+                    and _recent_slope(th, matrix[i], recent_n) >= 0.25 * trend.slope
                 )
                 if grows and trend.z > best:
                     best = trend.z
@@ -1071,7 +1076,7 @@ class SeriesDetector:
         baseline = float(span_rates[quiet])
         interval = np.diff(total) / np.diff(t)
         th = (t[1:] - t[1]) / HOUR
-        trend = theil_sen(th, interval) if len(th) >= 3 else FLAT
+        trend = theil_sen(th, interval, slope=False) if len(th) >= 3 else FLAT  # only its z is used
         span_hours = max((t[-1] - t[0]) / HOUR / 2, 1e-9)
         growth = (recent - baseline) / span_hours
         evidence.update(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -67,58 +67,152 @@ def mann_kendall_z(y: FloatArray) -> float:
     return 0.0
 
 
-def theil_sen(t: FloatArray, y: FloatArray) -> Trend:
-    """Theil-Sen slope of y over t with Sen's 95% confidence interval and the Mann-Kendall z."""
-    return theil_sen_rows(t, y[np.newaxis, :])[0]
+def theil_sen(
+    t: FloatArray,
+    y: FloatArray,
+    *,
+    slope: bool = True,
+    interval: bool = True,
+    z: bool = True,
+    intercept: bool = True,
+) -> Trend:
+    """Theil-Sen slope of y over t with Sen's 95% confidence interval and the Mann-Kendall z.
+
+    `slope`, `interval`, `z`, `intercept`: False skips that part (NaN in the result, see `theil_sen_rows`).
+    """
+    return theil_sen_rows(t, y[np.newaxis, :], slope=slope, interval=interval, z=z, intercept=intercept)[0]
 
 
-def theil_sen_rows(t: FloatArray, ys: FloatArray) -> list[Trend]:
+class _Layout(NamedTuple):
+    """What the fits over one array of times share: the pairs, their time differences, Sen's ranks."""
+
+    i: npt.NDArray[np.intp]
+    j: npt.NDArray[np.intp]
+    dt: FloatArray  # time differences of the kept pairs (dt > 0)
+    keep: npt.NDArray[np.bool_] | None  # which pairs are kept; None: every one
+    lo_rank: int
+    hi_rank: int
+
+
+@lru_cache(maxsize=4)
+def _pairs_intp(n: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """`_pairs(n)` as intp (indexes faster), for the few window lengths in use."""
+    i, j = _pairs(n)
+    return i.astype(np.intp), j.astype(np.intp)
+
+
+# Process-wide and small: an evaluation fits over two or three arrays of times (the whole window, its
+# recent part), and a dt array holds one float per pair (230 KiB for 240 points).
+_LAYOUTS: dict[tuple[str, bytes], _Layout | None] = {}
+_MAX_LAYOUTS = 4
+
+
+def _layout(t: FloatArray) -> _Layout | None:
+    """The pairs of `t` (None when no pair has dt > 0), remembered for the last few arrays of times."""
+    key = (t.dtype.str, t.tobytes())
+    if key in _LAYOUTS:
+        return _LAYOUTS[key]
+    n = len(t)
+    i, j = _pairs_intp(n)
+    dt = t[j] - t[i]
+    positive = dt > 0
+    m = int(np.count_nonzero(positive))
+    layout = None
+    if m:
+        keep = None if m == len(dt) else positive
+        if keep is not None:
+            dt = dt[keep]
+        var_s = n * (n - 1) * (2 * n + 5) / 18.0
+        c = Z_95 * math.sqrt(var_s)
+        # Sen's interval: the round((m - c)/2)-th and round((m + c)/2 + 1)-th smallest slopes (1-based).
+        layout = _Layout(i, j, dt, keep, max(0, round((m - c) / 2) - 1), min(m - 1, round((m + c) / 2)))
+    if len(_LAYOUTS) >= _MAX_LAYOUTS:
+        _LAYOUTS.clear()
+    _LAYOUTS[key] = layout
+    return layout
+
+
+def theil_sen_rows(
+    t: FloatArray,
+    ys: FloatArray,
+    *,
+    slope: bool = True,
+    interval: bool = True,
+    z: bool = True,
+    intercept: bool = True,
+) -> list[Trend]:
     """`theil_sen(t, row)` for every row of `ys` (one row per series over the same times).
 
     Each row's result is exactly `_theil_sen_one`'s, the reference form, bit for bit: the same pairwise
     differences and quotients in the same sort, medians read from order statistics as `np.median` forms
     them (`_median_sorted`, `median_finite`), and the Mann-Kendall sign sum and tie term counted as integers
-    from the same differences. The times' pairs are computed once for all rows. Rows holding a
-    non-finite value take the reference form (numpy's NaN handling).
+    from the same differences. The times' pairs are computed once for all rows (and kept for the last few
+    arrays of times). Rows holding a non-finite value take the reference form (numpy's NaN handling).
+
+    Parts the caller does not use can be skipped, left NaN in the results (the fields computed are the
+    same bit for bit): `interval=False` the interval (`low`, `high`; the slope then comes from a partition,
+    not a sort), `z=False` the Mann-Kendall z, `intercept=False` the intercept, `slope=False` the slope
+    (and with it the interval and the intercept: no pairwise quotients at all).
     """
     rows, n = ys.shape
     if n < 3 or rows == 0:
         return [FLAT] * rows
-    i, j = (p.astype(np.intp) for p in _pairs(n))  # the cache keeps them narrow; intp indexes faster
-    dt = t[j] - t[i]
-    keep = dt > 0
-    m = int(np.count_nonzero(keep))
-    if m == 0:
+    layout = _layout(t)
+    if layout is None:
         return [FLAT] * rows
-    every = m == len(dt)
-    if not every:
-        dt = dt[keep]
-    var_s = n * (n - 1) * (2 * n + 5) / 18.0
-    c = Z_95 * math.sqrt(var_s)
-    # Sen's interval: the round((m - c)/2)-th and round((m + c)/2 + 1)-th smallest slopes (1-based).
-    lo_rank = max(0, round((m - c) / 2) - 1)
-    hi_rank = min(m - 1, round((m + c) / 2))
+    i, j, dt, keep, lo_rank, hi_rank = layout
+    interval = interval and slope
+    intercept = intercept and slope
+    sort = interval or not _ZERO_MEDIAN_POSITIVE  # a partition's zero medians are np.median's only then
+    nan = math.nan
+    var_n = n * (n - 1) * (2 * n + 5)
     out = []
     finite = cast(list[bool], np.isfinite(ys).all(axis=1).tolist())
     for y, ok in zip(ys, finite, strict=True):
         if not ok:
-            out.append(_theil_sen_one(t, y))
+            ref = _theil_sen_one(t, y)
+            out.append(
+                Trend(
+                    ref.slope if slope else nan,
+                    ref.low if interval else nan,
+                    ref.high if interval else nan,
+                    ref.intercept if intercept else nan,
+                    ref.z if z else nan,
+                    n,
+                )
+            )
             continue
         if _ZERO_MEDIAN_POSITIVE and _constant(y):
             # Every difference is +0.0: slopes, interval and z are zeros, the intercept as usual.
-            out.append(Trend(0.0, 0.0, 0.0, median_finite(y - 0.0 * t), 0.0, n))
+            zero = 0.0 if interval else nan
+            b = median_finite(y - 0.0 * t) if intercept else nan
+            out.append(Trend(0.0 if slope else nan, zero, zero, b, 0.0 if z else nan, n))
             continue
         dy = y[j] - y[i]
-        slopes = np.sort(dy / dt if every else dy[keep] / dt)
-        slope = _median_sorted(slopes)
-        s = int(np.count_nonzero(dy > 0)) - int(np.count_nonzero(dy < 0))
-        ordered = np.sort(y)
-        runs = np.diff(np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1], [True]))))
-        ties = runs[runs > 1].astype(np.float64)
-        var = (n * (n - 1) * (2 * n + 5) - float((ties * (ties - 1) * (2 * ties + 5)).sum())) / 18.0
-        z = 0.0 if var <= 0 or s == 0 else (s - 1 if s > 0 else s + 1) / math.sqrt(var)
-        intercept = median_finite(y - slope * t)
-        out.append(Trend(slope, float(slopes[lo_rank]), float(slopes[hi_rank]), intercept, z, n))
+        fit = low = high = b = mk = nan
+        if slope:
+            quotients = dy / dt if keep is None else dy[keep] / dt
+            if sort:
+                slopes = np.sort(quotients)
+                fit = _median_sorted(slopes)
+                if interval:
+                    low, high = float(slopes[lo_rank]), float(slopes[hi_rank])
+            else:
+                fit = median_finite(quotients)
+            if intercept:
+                b = median_finite(y - fit * t)
+        if z:
+            s = int(np.count_nonzero(dy > 0)) - int(np.count_nonzero(dy < 0))
+            ordered = np.sort(y)
+            same = ordered[1:] == ordered[:-1]
+            if same.any():
+                runs = np.diff(np.flatnonzero(np.concatenate(([True], ~same, [True]))))
+                ties = runs[runs > 1].astype(np.float64)
+                var = (var_n - float((ties * (ties - 1) * (2 * ties + 5)).sum())) / 18.0
+            else:
+                var = (var_n - 0.0) / 18.0  # as with an empty tie sum
+            mk = 0.0 if var <= 0 or s == 0 else (s - 1 if s > 0 else s + 1) / math.sqrt(var)
+        out.append(Trend(fit, low, high, b, mk, n))
     return out
 
 

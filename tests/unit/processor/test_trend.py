@@ -360,3 +360,46 @@ def test_median_finite_equals_numpy_median(seed: int) -> None:
         n = int(rng.integers(1, 60))
         a = _rows_for(rng, trial % 5, 1, n)[0]
         assert repr(median_finite(a)) == repr(float(np.median(a)))
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_theil_sen_rows_skipped_parts_leave_the_rest_bit_for_bit(seed: int) -> None:
+    rng = np.random.default_rng(50 + seed)
+    flags = ("slope", "interval", "z", "intercept")
+    for trial in range(150):
+        n = int(rng.integers(0, 130 if trial % 10 == 0 else 40))
+        t = np.sort(rng.random(n) * 3)
+        if trial % 5 == 0 and n > 3:
+            t[1], t[3] = t[0], t[2]
+        ys = _rows_for(rng, trial % 5, int(rng.integers(1, 4)), n)
+        if trial % 11 == 0 and n:
+            ys[0, rng.integers(0, n)] = np.nan
+        skip = {flag: bool(rng.integers(0, 2)) for flag in flags}
+        with np.errstate(all="ignore"):
+            expected = [_theil_sen_one(t, row) for row in ys]
+            got = theil_sen_rows(t, ys, **{flag: not off for flag, off in skip.items()})
+        for trend, reference in zip(got, expected, strict=True):
+            if reference == FLAT:
+                assert trend == FLAT
+                continue
+            slope = not skip["slope"]
+            shown = {
+                "slope": slope,
+                "low": slope and not skip["interval"],
+                "high": slope and not skip["interval"],
+                "intercept": slope and not skip["intercept"],
+                "z": not skip["z"],
+            }
+            for field, kept in shown.items():
+                value = getattr(trend, field)
+                assert repr(value) == repr(getattr(reference, field)) if kept else math.isnan(value)
+            assert trend.n == reference.n
+
+
+def test_theil_sen_rows_times_of_another_dtype_are_not_confused() -> None:
+    # The pairs are remembered per array of times: the same bytes as int64 and as float64 differ.
+    as_float = np.arange(1.0, 7.0)
+    as_int = as_float.view(np.int64)  # increasing integers near 4.6e18
+    y = _array([0.0, 3.0, 1.0, 4.0, 2.0, 5.0])
+    for t in (as_int, as_float, as_int):
+        assert repr(theil_sen(t, y)) == repr(_theil_sen_one(t, y))
