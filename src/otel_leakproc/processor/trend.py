@@ -132,6 +132,11 @@ def _layout(t: FloatArray) -> _Layout | None:
     return layout
 
 
+def _rises(t: FloatArray) -> bool:
+    """Whether some pair i < j has t[j] - t[i] > 0, i.e. t[j] > t[i] (NaNs take part in no pair)."""
+    return bool((t[1:] > np.fmin.accumulate(t[:-1])).any())
+
+
 def theil_sen_rows(
     t: FloatArray,
     ys: FloatArray,
@@ -157,10 +162,16 @@ def theil_sen_rows(
     rows, n = ys.shape
     if n < 3 or rows == 0:
         return [FLAT] * rows
-    layout = _layout(t)
-    if layout is None:
-        return [FLAT] * rows
-    i, j, dt, keep, lo_rank, hi_rank = layout
+    if not slope:  # no quotients: the pairs only, and whether any has dt > 0 (else FLAT, as the fit is)
+        if not _rises(t):
+            return [FLAT] * rows
+        i, j = _pairs_intp(n)
+        dt, keep, lo_rank, hi_rank = t, None, 0, 0  # unused
+    else:
+        layout = _layout(t)
+        if layout is None:
+            return [FLAT] * rows
+        i, j, dt, keep, lo_rank, hi_rank = layout
     interval = interval and slope
     intercept = intercept and slope
     sort = interval or not _ZERO_MEDIAN_POSITIVE  # a partition's zero medians are np.median's only then
