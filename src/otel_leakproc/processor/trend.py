@@ -174,7 +174,7 @@ def theil_sen_rows(
         i, j, dt, keep, lo_rank, hi_rank = layout
     interval = interval and slope
     intercept = intercept and slope
-    sort = interval or not _ZERO_MEDIAN_POSITIVE  # a partition's zero medians are np.median's only then
+    sort = interval or not _zero_median_positive()  # a partition's zero medians are np.median's only then
     nan = math.nan
     var_n = n * (n - 1) * (2 * n + 5)
     out = []
@@ -193,7 +193,7 @@ def theil_sen_rows(
                 )
             )
             continue
-        if _ZERO_MEDIAN_POSITIVE and _constant(y):
+        if _zero_median_positive() and _constant(y):
             # Every difference is +0.0: slopes, interval and z are zeros, the intercept as usual.
             zero = 0.0 if interval else nan
             b = median_finite(y - 0.0 * t) if intercept else nan
@@ -272,10 +272,14 @@ def _zero_median(a: FloatArray) -> float:
     """`float(np.median(a))` when its middle values are zeros: `np.median` averages them with `np.mean`,
     whose sum starts at +0.0 in the numpy versions probed below, so the result is +0.0 whatever the
     signs of the zeros; elsewhere `np.median` itself (the sign may depend on its partition)."""
-    return 0.0 if _ZERO_MEDIAN_POSITIVE else float(np.median(a))
+    return 0.0 if _zero_median_positive() else float(np.median(a))
 
 
-_ZERO_MEDIAN_POSITIVE = not any(np.signbit(f(np.full(k, -0.0))) for f in (np.mean, np.median) for k in (1, 2, 3))
+@lru_cache(maxsize=1)
+def _zero_median_positive() -> bool:
+    """Probed on first use, not at import: `np.median` loads `numpy.ma`, which `analyze` on a pair of
+    profiles (no fit needed) would otherwise pay for at start-up."""
+    return not any(np.signbit(f(np.full(k, -0.0))) for f in (np.mean, np.median) for k in (1, 2, 3))
 
 
 def _theil_sen_one(t: FloatArray, y: FloatArray) -> Trend:
