@@ -204,9 +204,10 @@ def _frame(data: npt.NDArray[np.uint8], n: int) -> tuple[IntArray, IntArray] | N
         return body[:n], after[:n]  # the usual case: the first n candidates are the fields
     # Else most extra candidates reach neither another candidate nor a table field: without them, the
     # first n candidates may chain (checked as above, so what they are does not matter).
-    at = np.searchsorted(cand, after).clip(0, k - 1)
+    is_cand = np.zeros(size + 2, dtype=bool)  # a byte map of the candidates: cheaper than a search
+    is_cand[cand] = True
     reach = np.minimum(after, size - 1)
-    keep = (cand[at] == after) | (after == size) | (data[reach] == _TAG_LOCATION) | (data[reach] == _TAG_FUNCTION)
+    keep = is_cand[after] | (after == size) | (data[reach] == _TAG_LOCATION) | (data[reach] == _TAG_FUNCTION)
     kept = np.flatnonzero(keep)
     if len(kept) >= n and kept[0] == 0 and bool((after[kept[: n - 1]] == cand[kept[1:n]]).all()):
         return body[kept[:n]], after[kept[:n]]
