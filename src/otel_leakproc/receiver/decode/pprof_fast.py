@@ -336,7 +336,6 @@ def _table_fields(
         return None
     tag, value, pos = values[0:-1:2], values[1::2], first[0:-1:2]
     pair_end = first[2::2]  # where each pair ends (the next pair, or the padding)
-    n_pairs = len(pos)
     wire = tag & np.uint64(7)
     is_open = wire == 2
     if not bool((is_open | (wire == 0)).all()):
@@ -345,10 +344,10 @@ def _table_fields(
     if bool((value[opens] > np.uint64(_MAX_LENGTH)).any()):
         return None
     body_end = pair_end[opens] + value[opens].astype(np.int64)
-    pair_at = np.full(len(data), -1, dtype=np.int32)  # the pair starting at each byte (-1: none)
-    pair_at[pos] = np.arange(n_pairs, dtype=np.int32)
-    pair_at[size] = n_pairs  # the padding
-    if bool((body_end > size).any()) or bool((pair_at[body_end] < 0).any()):
+    pair_at = np.zeros(len(data), dtype=bool)  # whether a pair starts at each byte
+    pair_at[pos] = True
+    pair_at[size] = True  # the padding
+    if bool((body_end > size).any()) or not bool(pair_at[body_end].all()):
         return None  # a body not made of whole pairs
     # Top level: past every body opened before (each open's index in `opens`: how many opened before it).
     opened_before = np.cumsum(is_open) - is_open
@@ -611,17 +610,17 @@ def _sites(
     n_sites = len(names)
     site_values = np.bincount(site_of_sample, weights=values, minlength=n_sites)
     site_counts = np.bincount(site_of_sample, weights=counts, minlength=n_sites)
-    # By site, then sample order (a radix sort when the site numbers fit in 16 bits).
-    order = np.argsort(site_of_sample.astype(np.uint16) if n_sites <= 1 << 16 else site_of_sample, kind="stable")
-    ordered_sites = site_of_sample[order]
-    ordered_values = values[order]
-    starts = np.flatnonzero(np.insert(ordered_sites[1:] != ordered_sites[:-1], 0, True))
-    peaks = np.maximum.reduceat(ordered_values, starts)
-    at_peak = np.flatnonzero(ordered_values == np.repeat(peaks, np.diff(np.append(starts, len(order)))))
-    best = order[at_peak[np.searchsorted(at_peak, starts)]]  # first largest sample of each site
+    # Each site's largest value, then the first sample holding it (no sort: unbuffered scatters).
+    peaks = np.full(n_sites, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(peaks, site_of_sample, values)
+    at_peak = np.flatnonzero(values == peaks[site_of_sample])
+    n = len(values)
+    first_best = np.full(n_sites, n, dtype=np.int64)
+    np.minimum.at(first_best, site_of_sample[at_peak], at_peak)
+    present = np.flatnonzero(first_best < n)  # the sites with samples (names of every function got a number)
+    best = first_best[present]  # first largest sample of each site
     site_names = list(names)
     sites: dict[str, SiteAcc] = {}
-    present = ordered_sites[starts]  # the sites with samples (names of every function got a number)
     ranked = np.flatnonzero(site_values[present] >= _top_threshold(site_values[present], top))
     for site, sample in zip(present[ranked].tolist(), best[ranked].tolist(), strict=True):
         name, file = pairs[int(keys[sample])]
