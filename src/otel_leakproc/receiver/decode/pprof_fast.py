@@ -272,10 +272,14 @@ class _Fields:
         field order); otherwise one `last` per field."""
         picked = np.flatnonzero(self.number < width)
         key = self.owner[picked] * width + self.number[picked]
-        seen = np.full(n * width, -1, dtype=np.int64)
-        order = np.arange(len(key))
-        seen[key] = order
-        if bool((seen[key] == order).all()):  # a repeated field would lose a write here
+        if bool((key[1:] > key[:-1]).all()):  # fields in number order (what writers do): none repeated
+            unique = True
+        else:
+            seen = np.full(n * width, -1, dtype=np.int64)
+            order = np.arange(len(key))
+            seen[key] = order
+            unique = bool((seen[key] == order).all())  # a repeated field would lose a write here
+        if unique:
             out = np.zeros(n * width, dtype=np.uint64)
             out[key] = self.value[picked]
             return out.reshape(n, width)
