@@ -187,10 +187,10 @@ def _frame(data: npt.NDArray[np.uint8], n: int) -> tuple[IntArray, IntArray] | N
         return None
     cand = np.flatnonzero(data[: size - 2] == _TAG_VALUES)  # with room for a length and a body
     starts = data[cand - 1] < 0x80  # starts a varint (the first byte does: data[-1] ends one)
-    one = data[cand + 1] < 0x80  # a one-byte length, else two bytes
+    one = data[1:][cand] < 0x80  # a one-byte length, else two bytes (shifted views: no index arithmetic)
     body = cand + 3 - one
     first = data[np.minimum(body, size - 1)]  # what the body starts with: locations or values
-    length_ok = one | (data[cand + 2] < 0x80)
+    length_ok = one | (data[2:][cand] < 0x80)
     cand = cand[starts & length_ok & (body < size) & ((first == _TAG_LOCATIONS) | (first == _TAG_VALUES))]
     if not len(cand) or cand[0] != 0:
         return None
@@ -247,11 +247,13 @@ def _skip_labels(data: npt.NDArray[np.uint8], cursor: IntArray, end: IntArray) -
         open_ = np.flatnonzero(cursor < end)
         if not len(open_):
             return True
-        label = _field(data, cursor[open_], end[open_])
+        if len(open_) < len(cursor):  # else every sample has one more label: no gathers
+            cursor, end = cursor[open_], end[open_]
+        label = _field(data, cursor, end)
         # A label's last byte ends a varint, as everything in a Sample does.
         if label is None or not bool((label[0] == _TAG_LABEL).all()) or not bool((data[label[2] - 1] < 0x80).all()):
             return False
-        cursor, end = label[2], end[open_]
+        cursor = label[2]
     return False
 
 
