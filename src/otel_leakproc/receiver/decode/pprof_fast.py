@@ -156,15 +156,25 @@ def scan_samples(region: bytes, n: int, n_types: int) -> _Scan | None:
     if not bool((locations_first | (first[0] == _TAG_VALUES)).all()) or not bool((first[2] < end).all()):
         return None
     second = _field(data, first[2], end)
-    if second is None or not bool((second[0] == np.where(locations_first, _TAG_VALUES, _TAG_LOCATIONS)).all()):
+    if second is None:
         return None
-    loc_start = np.where(locations_first, first[1], second[1])
-    loc_end = np.where(locations_first, first[2], second[2])
+    n_locations_first = int(np.count_nonzero(locations_first))
+    if n_locations_first in (0, n):  # one order for every sample (what writers do): no selects
+        locs, vals = (first, second) if n_locations_first else (second, first)
+        if not bool((second[0] == (_TAG_VALUES if n_locations_first else _TAG_LOCATIONS)).all()):
+            return None
+        loc_start, loc_end, val_start, val_end = locs[1], locs[2], vals[1], vals[2]
+    else:
+        if not bool((second[0] == np.where(locations_first, _TAG_VALUES, _TAG_LOCATIONS)).all()):
+            return None
+        loc_start = np.where(locations_first, first[1], second[1])
+        loc_end = np.where(locations_first, first[2], second[2])
+        val_start = np.where(locations_first, second[1], first[1])
+        val_end = np.where(locations_first, second[2], first[2])
     # At least one location id each, the last one ending with the field (so ids never run past it).
     if not bool((loc_end > loc_start).all()) or not bool((data[loc_end - 1] < 0x80).all()):
         return None
-    val_end = np.where(locations_first, second[2], first[2])
-    values = _read_values(data, np.where(locations_first, second[1], first[1]), val_end, n_types)
+    values = _read_values(data, val_start, val_end, n_types)
     if values is None or not bool((values[1] == val_end).all()):
         return None  # not exactly one value per sample type
     if not _skip_labels(data, second[2], end):
