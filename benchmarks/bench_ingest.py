@@ -315,17 +315,19 @@ def print_series_totals(subjects: list[Subject]) -> None:
             line += f", ingest {ingest:.1f} ms (x{ingest / sums['floor']:.2f}, target <= {TARGET_RATIO})"
         print(line)
         if sums["floor-isal"]:
-            line = f"series {series} against a floor with ISA-L inflate ({sums['floor-isal']:.1f} ms): decode"
-            line += f" x{sums['decode'] / sums['floor-isal']:.2f}"
-            if sums["ingest"]:
-                line += f", ingest x{sums['ingest'] / sums['floor-isal']:.2f}"
-            print(line)
+            label = f"series {series} against a floor with ISA-L inflate"
+            print(_ratios(label, sums, "floor-isal", "decode", "ingest"))
         if sums["decode-ref"]:
-            ref = f"series {series} reference (fast paths off, same run): decode {sums['decode-ref']:.1f} ms"
-            ref += f" (x{sums['decode-ref'] / sums['floor']:.2f})"
-            if sums["ingest-ref"]:
-                ref += f", ingest {sums['ingest-ref']:.1f} ms (x{sums['ingest-ref'] / sums['floor']:.2f})"
-            print(ref)
+            label = f"series {series} reference (fast paths off, same run)"
+            print(_ratios(label, sums, "floor", "decode-ref", "ingest-ref"))
+
+
+def _ratios(label: str, sums: dict[str, float], base: str, decode: str, ingest: str) -> str:
+    """One line: the decode (and ingest, when timed) sums against the `base` floor's sum."""
+    line = f"{label} ({base} {sums[base]:.1f} ms): decode {sums[decode]:.1f} ms (x{sums[decode] / sums[base]:.2f})"
+    if sums[ingest]:
+        line += f", ingest {sums[ingest]:.1f} ms (x{sums[ingest] / sums[base]:.2f})"
+    return line
 
 
 def print_verdicts(factory: DetectorFactory, subjects: list[Subject]) -> None:
