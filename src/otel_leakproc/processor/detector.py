@@ -482,7 +482,6 @@ class _Meta:
 
 
 @lru_cache(maxsize=32)
-@lru_cache(maxsize=64)
 def bonferroni_z(z: float, tests: int) -> float:
     """The z threshold that keeps the one-sided false-alarm rate of `z` over `tests` simultaneous tests."""
     from statistics import NormalDist  # noqa: PLC0415 (statistics costs ~9 ms of analyze's start-up)
@@ -500,7 +499,7 @@ def is_lock_wait(leaf: str) -> bool:
 
 def _recent_slope(th: FloatArray, y: FloatArray, recent_n: int) -> float:
     """Theil-Sen slope of the last `recent_n` points (the plateau checks use nothing else of that fit)."""
-    return theil_sen_rows(th[-recent_n:], y[np.newaxis, -recent_n:], interval=False, z=False, intercept=False)[0].slope
+    return theil_sen(th[-recent_n:], y[-recent_n:], interval=False, z=False, intercept=False).slope
 
 
 class SeriesDetector:

@@ -8,6 +8,7 @@ what the service's snapshot file does with it.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import cache
 from itertools import pairwise
 from pathlib import Path
@@ -71,6 +72,17 @@ def assert_plain(value: Any) -> None:
             assert_plain(v)
 
 
+def assert_continues_exactly(
+    original: SeriesDetector, restored: SeriesDetector, rest: Sequence[ProfileSummary]
+) -> None:
+    """The restored detector reports what the original does, now and after every remaining profile."""
+    assert restored.report() == original.report()
+    assert restored.timeline() == original.timeline()
+    for summary in rest:
+        assert restored.update(summary) == original.update(summary)
+    assert restored.to_state() == original.to_state()
+
+
 @pytest.mark.parametrize(("folder", "kind"), SERIES)
 @pytest.mark.parametrize("split", SPLITS)
 def test_restored_detector_continues_exactly_like_the_original(folder: str, kind: ProfileKind, split: int) -> None:
@@ -82,12 +94,7 @@ def test_restored_detector_continues_exactly_like_the_original(folder: str, kind
     assert_plain(state)
     assert state["version"] == STATE_VERSION
 
-    restored = round_trip(original)
-    assert restored.report() == original.report()
-    assert restored.timeline() == original.timeline()
-    for summary in series[split:]:
-        assert restored.update(summary) == original.update(summary)
-    assert restored.to_state() == original.to_state()
+    assert_continues_exactly(original, round_trip(original), series[split:])
 
 
 @pytest.mark.parametrize(("folder", "kind"), SERIES)
@@ -102,12 +109,7 @@ def test_round_trip_of_a_grid_in_its_sparse_form(
     for summary in series[:split]:
         original.update(summary)
     assert original._sites.overflow or original._groups.overflow
-    restored = round_trip(original)
-    assert restored.report() == original.report()
-    assert restored.timeline() == original.timeline()
-    for summary in series[split:]:
-        assert restored.update(summary) == original.update(summary)
-    assert restored.to_state() == original.to_state()
+    assert_continues_exactly(original, round_trip(original), series[split:])
 
 
 def test_state_written_with_a_longer_window_keeps_the_newest_points() -> None:
