@@ -50,6 +50,7 @@ class AnalyzeOptions:
     memory_limit_bytes: int | None = None
     keep_timeline: bool = False
     time_of: Callable[[Path], int] | None = None
+    select: Callable[[Path], bool] | None = None  # keep only the files it accepts (e.g. thinning a corpus)
 
 
 def collect_files(paths: Sequence[str]) -> dict[tuple[Path, str], list[Path]]:
@@ -116,7 +117,8 @@ def analyze_paths(
 ) -> list[SeriesResult]:
     """Run the detectors over every series found under `paths`."""
     results: list[SeriesResult] = []
-    for (folder, label), files in sorted(collect_files(paths).items(), key=lambda kv: str(kv[0][0])):
+    for (folder, label), found in sorted(collect_files(paths).items(), key=lambda kv: str(kv[0][0])):
+        files = found if options.select is None else [f for f in found if options.select(f)]
         by_kind, errors = load_series(files, limits, options.kind, options.time_of)
         service, _, instance = label.partition("/")
         for kind, summaries in sorted(by_kind.items()):

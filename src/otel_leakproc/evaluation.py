@@ -28,9 +28,13 @@ _NUMBER = re.compile(r"(\d+)")
 
 def corpus_time(file: Path) -> int:
     """Collection time of a corpus text dump, from its profile number (dumps carry no timestamp)."""
+    return (BASE_SECONDS + profile_number(file) * TICK_SECONDS) * 1_000_000_000
+
+
+def profile_number(file: Path) -> int:
+    """A corpus file's profile number (`NNNN.pb.gz`; 0 when the name has none)."""
     match = _NUMBER.search(file.stem)
-    n = int(match.group(1)) if match else 0
-    return (BASE_SECONDS + n * TICK_SECONDS) * 1_000_000_000
+    return int(match.group(1)) if match else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +87,9 @@ def _expectation(label: dict[str, Any], kind: ProfileKind) -> tuple[bool, str | 
     return bool(label.get("contention")), function, int(label.get("contention_start_tick") or 0)
 
 
-def evaluate_series(scenario: str, label: dict[str, Any], result: SeriesResult) -> Case:
-    """Compare one analysed series with its scenario's label."""
+def evaluate_series(scenario: str, label: dict[str, Any], result: SeriesResult, first_tick: int = 0) -> Case:
+    """Compare one analysed series with its scenario's label (`first_tick`: the profile number of its
+    first profile, when the series was thinned)."""
     kind = result.report.key.kind
     positive, function, start = _expectation(label, kind)
     restart = label.get("restart_tick")
@@ -94,7 +99,7 @@ def evaluate_series(scenario: str, label: dict[str, Any], result: SeriesResult) 
     top1_at_flag = None
     flagged_after_restart = False
     for report in timeline:
-        tick = _tick(report.last_time_nanos, first) or 0
+        tick = (_tick(report.last_time_nanos, first) or 0) + first_tick
         if report.status.flagged and flagged_tick is None:
             flagged_tick = tick
             top1_at_flag = _top1(report)
@@ -102,7 +107,7 @@ def evaluate_series(scenario: str, label: dict[str, Any], result: SeriesResult) 
             flagged_after_restart = True
     final: SeriesReport = result.report
     if restart is not None and flagged_tick is not None:  # attribution judged while the leak was live
-        live = [r for r in timeline if (_tick(r.last_time_nanos, first) or 0) < restart]
+        live = [r for r in timeline if (_tick(r.last_time_nanos, first) or 0) + first_tick < restart]
         final = live[-1] if live else final
     return Case(
         scenario=scenario,
@@ -124,18 +129,25 @@ def _top1(report: SeriesReport) -> str | None:
     return report.top_growers[0].function if report.top_growers else None
 
 
-def evaluate_corpus(corpus: Path, config_path: str | None = None) -> list[Case]:
-    """Run every labelled scenario of a corpus folder and return one case per series."""
+def evaluate_corpus(corpus: Path, config_path: str | None = None, every: int = 1, phase: int = 0) -> list[Case]:
+    """Run every labelled scenario of a corpus folder and return one case per series.
+
+    `every` > 1 keeps only profiles whose number is `phase` modulo `every`: the same series as a service
+    pushing every `every` minutes would send.
+    """
+    if every < 1 or not 0 <= phase < every:
+        raise ValueError(f"every must be >= 1 and phase in [0, every), got every={every} phase={phase}")
     labels: dict[str, dict[str, Any]] = json.loads((corpus / "labels.json").read_text())
     settings = load_settings(config_path)
-    options = AnalyzeOptions(keep_timeline=True, time_of=corpus_time)
+    select = None if every == 1 else (lambda f: profile_number(f) % every == phase)
+    options = AnalyzeOptions(keep_timeline=True, time_of=corpus_time, select=select)
     cases = []
     for scenario, label in sorted(labels.items()):
         folder = corpus / scenario
         if not folder.is_dir():
             continue
         for result in analyze_paths([str(folder)], settings.processor, settings.decode.to_limits(), options):
-            cases.append(evaluate_series(scenario, label, result))
+            cases.append(evaluate_series(scenario, label, result, phase))
     return cases
 
 
@@ -191,8 +203,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("corpus", help="corpus folder with labels.json")
     parser.add_argument("--config", help="config file (default: embedded defaults)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--every", type=int, default=1, help="keep every N-th profile (a slower push interval)")
+    parser.add_argument("--phase", type=int, default=0, help="with --every: start at this profile number")
     args = parser.parse_args(argv)
-    cases = evaluate_corpus(Path(args.corpus), args.config)
+    try:
+        cases = evaluate_corpus(Path(args.corpus), args.config, args.every, args.phase)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.json:
         print(json.dumps({"summary": summarize(cases)}, indent=2))
     else:

@@ -214,12 +214,17 @@ def test_validate_config_on_a_missing_file(tmp_path: Path) -> None:
 
 
 def test_analyze_uses_the_config_file(tmp_path: Path) -> None:
-    # A warm-up longer than the whole series keeps the leak undecided.
+    # A warm-up longer than the whole series keeps the leak undecided once the late-onset rule is off...
     config = tmp_path / "long-warmup.yaml"
-    config.write_text("processor:\n  heap:\n    warmup_seconds: 7200\n")
+    config.write_text("processor:\n  heap:\n    warmup_seconds: 7200\n    late_onset_bytes: 0\n")
     (s,), _ = run_json("--config", config, STEADY_LEAK)
     assert s["status"] == "insufficient_data"
     assert "warm-up" in s["evidence"]["reason"]
+    # ...and with it on, a site that appeared after start-up is suspected inside the warm-up, not confirmed.
+    config.write_text("processor:\n  heap:\n    warmup_seconds: 7200\n")
+    (s,), _ = run_json("--config", config, STEADY_LEAK)
+    assert s["status"] == "suspected"
+    assert s["evidence"]["reason"].startswith("new retention during warm-up")
     bad = tmp_path / "bad.yaml"
     bad.write_text("processor:\n  max_points: 3\n")
     result = run("analyze", "--config", bad, STEADY_LEAK)

@@ -144,6 +144,7 @@ EXPECTED_FULL = Settings(
             min_growth_ratio_per_hour=0.02,
             plateau_fraction=0.4,
             plateau_ratio=0.5,
+            late_onset_bytes=1048576.0,
             memory_limit_bytes=536870912,
         ),
         goroutine=GoroutineConfig(
@@ -595,7 +596,7 @@ def test_every_negative_detector_setting_is_rejected_once(path: str) -> None:
 
 def test_numeric_processor_paths_cover_every_section() -> None:
     paths = _numeric_processor_paths()
-    assert len(paths) == 5 + 12 + 9 + 7
+    assert len(paths) == 5 + 13 + 9 + 7
     assert "heap.memory_limit_bytes" in paths
     assert "contention.high_delay_rate" in paths
 

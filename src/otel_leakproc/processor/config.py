@@ -75,6 +75,11 @@ class HeapConfig:
         plateau_fraction: the most recent fraction of the window used by the plateau check.
         plateau_ratio: growth counts as ongoing when the recent slope is at least this fraction of
             the whole-window slope; a cache that filled and stopped falls below it.
+        late_onset_bytes: a site with no samples in the first profiles of a segment that then grows is
+            judged during the warm-up too (suspected, not confirmed) when its growth rate x the time it
+            was absent reaches this many bytes: growth from start-up at that rate would almost surely
+            have been sampled (Go samples once per 512 KiB on average; 1.5 MiB misses it 5% of the
+            time). 0: the warm-up holds every site.
         memory_limit_bytes: limit for time-to-limit when neither the profile labels nor the resource
             carry one (null: unknown).
     """
@@ -90,6 +95,7 @@ class HeapConfig:
     min_growth_ratio_per_hour: float = 0.01
     plateau_fraction: float = 0.3
     plateau_ratio: float = 0.25
+    late_onset_bytes: float = 1.5 * 1024 * 1024
     memory_limit_bytes: int | None = None
 
     def validate(self) -> list[str]:

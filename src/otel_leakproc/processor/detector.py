@@ -896,6 +896,7 @@ class SeriesDetector:
         best_site_z = 0.0
         site_z = bonferroni_z(cfg.z_suspect, CANDIDATES)  # several sites are tested at once
         stopped = np.zeros(len(y))  # sites that grew and stopped (a cache that filled): not a leak
+        late_z, late = 0.0, ("", 0.0)  # the strongest grower that was absent at start-up (see below)
         if names:
             matrix = self._matrix(names, "sites")
             if bucket:
@@ -915,6 +916,10 @@ class SeriesDetector:
                         stopped += matrix[i]
                     elif trend.slope >= floor and trend.low > 0 and trend.z >= site_z:
                         best_site_z = max(best_site_z, trend.z)
+                        if age < cfg.warmup_seconds and trend.z > late_z:
+                            absent = self._absent_at_start(t, matrix[i], floor)
+                            if absent is not None:
+                                late_z, late = trend.z, (names[i], absent)
         if stopped.any():
             # Judge the total without the growth of sites that have plateaued, so a filled cache
             # cannot keep the whole heap flagged through the noise of the rest.
@@ -938,9 +943,25 @@ class SeriesDetector:
             }
         )
         if age < cfg.warmup_seconds:
-            evidence["reason"] = f"warm-up: process segment is {age:.0f} s old (< {cfg.warmup_seconds:.0f} s)"
-            self.status = Status.INSUFFICIENT_DATA
-            return self._build(now, current, total.slope, total.slope, self._growers(growers), evidence)
+            # Hold a flag raised here while some site still grows significantly: a sampled leak can
+            # pause for a few profiles (no new sample) and pass for stopped meanwhile.
+            held = max((tr.z for _, tr, _ in growers if tr.slope >= floor and tr.low > 0), default=0.0)
+            keep = self.status.flagged and max(late_z, held) >= cfg.z_resolve
+            if late_z < site_z and not keep:
+                evidence["reason"] = f"warm-up: process segment is {age:.0f} s old (< {cfg.warmup_seconds:.0f} s)"
+                self.status = Status.INSUFFICIENT_DATA
+                return self._build(now, current, total.slope, total.slope, self._growers(growers), evidence)
+            # Growth that began after start-up is not warm-up: judged on that site alone, and only
+            # suspected (the total still carries whatever start-up growth there was, so no confirmation).
+            if late[0]:  # a site's name is its function
+                evidence["reason"] = f"new retention during warm-up: {late[0]} was absent for {late[1]:.0f} s"
+                evidence["absent_at_start_seconds"] = late[1]
+            else:
+                evidence["reason"] = "flagged during warm-up; the evidence is still above z_resolve"
+            self._transition(late_z >= site_z, keep, False, now)
+            strength = max(late_z, held)
+            named = self._growers(growers, first=late[0])
+            return self._build(now, current, total.slope, total.slope, named, evidence, strength)
         strength = max(total_z, best_site_z)
         confirm = (
             total_z >= cfg.z_confirm and best_site_z >= cfg.z_suspect and self._flag_age(now) >= cfg.confirm_seconds
@@ -948,14 +969,39 @@ class SeriesDetector:
         self._transition(strength >= cfg.z_suspect, strength >= cfg.z_resolve, confirm, now)
         return self._build(now, current, total.slope, total.slope, self._growers(growers), evidence, strength)
 
+    def _absent_at_start(self, t: FloatArray, row: FloatArray, floor: float) -> float | None:
+        """Seconds a growing site went unseen after the segment began, when that absence shows it did
+        not grow from start-up; else None.
+
+        Warm-up excuses growth from start-up (a cache filling), and a filling cache can look exactly like a
+        leak until it stops. A site with no samples in the first profiles that then grows steadily is
+        different: had it grown at its current rate from the start, the sampler (Go: one sample per
+        512 KiB allocated, on average) would have caught it with probability 1 - exp(-rate x time absent
+        / 512 KiB). `heap.late_onset_bytes` (rate x time absent) sets that bar.
+        """
+        need = self.config.heap.late_onset_bytes
+        seen = np.flatnonzero(row > 0)
+        if need <= 0 or len(seen) == 0:
+            return None
+        first = int(seen[0])
+        # At least 3 profiles without it, and enough after it appeared for a slope (the trend's z
+        # already covers significance over the whole window, zeros included).
+        if first < 3 or len(row) - first < 4:
+            return None
+        absent = float(t[first - 1] - self.segment_start)
+        rate = theil_sen(t[first:] / HOUR, row[first:], interval=False, z=False, intercept=False).slope
+        if rate < floor or rate * absent / HOUR < need:
+            return None
+        return absent
+
     def _site_names(self) -> list[str]:
         return self._sites.ranked(4 * CANDIDATES * 2, OTHER_SITE)
 
     def _growers(
-        self, trends: list[tuple[str, Trend, float]], keep: frozenset[str] = frozenset()
+        self, trends: list[tuple[str, Trend, float]], keep: frozenset[str] = frozenset(), first: str = ""
     ) -> tuple[Grower, ...]:
         positive = [(name, tr, cur) for name, tr, cur in trends if tr.slope > 0 or name in keep]
-        positive.sort(key=lambda item: -item[1].slope)
+        positive.sort(key=lambda item: (item[0] != first, -item[1].slope))  # `first`: what the verdict rests on
         total = sum(tr.slope for _, tr, _ in positive) or 1.0
         out = []
         for name, tr, cur in positive[: self.config.top_growers]:
