@@ -45,6 +45,7 @@ from otel_leakproc.processor.trend import (
 NANOS = 1_000_000_000
 HOUR = 3600.0
 CANDIDATES = 8  # sites/groups that get the robust fit after the least-squares screen
+SITE_RANKED = 4 * CANDIDATES * 2  # sites (by peak) the least-squares screen looks at
 MAX_META = 512  # bound on remembered site/group descriptions per series
 # Bound on the rows of a series' dense site-by-point grid (live names in the history). Real series name
 # far fewer (top-K sites that mostly persist); a series whose names churn past it switches its grid to a
@@ -328,24 +329,28 @@ class _Grid:
 
     def ranked(self, limit: int, exclude: str) -> list[str]:
         """Names by peak value in the history, descending (only peaks > 0), first seen first among equals."""
+        return self.ranked_matrix(limit, exclude)[0]
+
+    def ranked_matrix(self, limit: int, exclude: str) -> tuple[list[str], FloatArray]:
+        """`ranked(limit, exclude)` and `matrix` of those names, from one gather of the history."""
         if self.overflow:
-            return self._ranked_sparse(limit, exclude)
-        names = [name for name in self.index if name != exclude]
-        if not names:
-            return []
-        rows = np.array([self.index[name] for name in names])
+            names = self._ranked_sparse(limit, exclude)
+            return names, self.matrix(names)
+        excluded = self.index.get(exclude, -1)
+        rows = np.fromiter(self.index.values(), dtype=np.intp, count=len(self.index))
+        rows = rows[rows != excluded]
         order = self.order()
         values = self.values[np.ix_(rows, order)]
         positive = values > 0
         keep = positive.any(axis=1)
         rows, values, positive = rows[keep], values[keep], positive[keep]
         if not len(rows):
-            return []
+            return [], np.zeros((0, self.n))
         peaks = values.max(axis=1)
         first_col = positive.argmax(axis=1)
         first_pos = self.pos[rows, order[first_col]]
         ranking = np.lexsort((first_pos, first_col, -peaks))[:limit]
-        return [self.names[row] for row in rows[ranking].tolist()]
+        return [self.names[row] for row in rows[ranking].tolist()], values[ranking]
 
     def _ranked_sparse(self, limit: int, exclude: str) -> list[str]:
         rows, values, _ = self.entries()
@@ -891,14 +896,14 @@ class SeriesDetector:
         total_recent = _recent_slope(th, y, recent_n)
         floor = max(cfg.min_growth_bytes_per_hour, cfg.min_growth_ratio_per_hour * current)
 
-        names = self._site_names()
+        names, site_matrix = self._sites.ranked_matrix(SITE_RANKED, OTHER_SITE)
         growers: list[tuple[str, Trend, float]] = []
         best_site_z = 0.0
         site_z = bonferroni_z(cfg.z_suspect, CANDIDATES)  # several sites are tested at once
         stopped = np.zeros(len(y))  # sites that grew and stopped (a cache that filled): not a leak
         late_z, late = 0.0, ("", 0.0)  # the strongest grower that was absent at start-up (see below)
         if names:
-            matrix = self._matrix(names, "sites")
+            matrix = site_matrix
             if bucket:
                 matrix = np.vstack([bucket_minima(t_raw, row, bucket)[1] for row in matrix])
             screen = ols_slopes(th, matrix)
@@ -995,7 +1000,7 @@ class SeriesDetector:
         return absent
 
     def _site_names(self) -> list[str]:
-        return self._sites.ranked(4 * CANDIDATES * 2, OTHER_SITE)
+        return self._sites.ranked(SITE_RANKED, OTHER_SITE)
 
     def _growers(
         self, trends: list[tuple[str, Trend, float]], keep: frozenset[str] = frozenset(), first: str = ""
