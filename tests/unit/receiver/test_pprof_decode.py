@@ -1082,3 +1082,42 @@ def test_vectorised_path_frames_samples_that_look_like_sample_starts(
         assert isinstance(fast, ProfileSummary)
         assert fast == slow
     assert seen == [True, True]
+
+
+def _location_bytes_broken(raw: bytes, index: int, junk: bytes) -> bytes:
+    """`raw` with `junk` (bytes protobuf rejects in a Location) appended to location `index`, the rest
+    of the profile unchanged and in its order."""
+    parts = profile_pb2.ProfileLazyParts.FromString(raw)
+    parts.location[index] = parts.location[index] + junk
+    return parts.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [b"\x00\x01", b"\x80\x80\x80\x80\x10\x01", b"\x22\x80\x80\x80\x80\x80\x00"],
+    ids=["field-0", "tag-over-32-bits", "length-over-5-bytes"],
+)
+def test_locations_kept_as_bytes_report_the_full_parse_error(monkeypatch: pytest.MonkeyPatch, junk: bytes) -> None:
+    """decode_pprof parses large profiles with locations and functions left as bytes; a bad one must give
+    the same error as a full parse, whether the vectorised path reads the tables or not."""
+    raw = _location_bytes_broken(_raw(HEAP), 3, junk)
+    with pytest.raises(DecodeError) as full:
+        profile_pb2.ProfileLazySamples.FromString(raw)
+    for threshold in (0, 10**9):
+        monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", threshold)
+        monkeypatch.setattr(pprof_module, "_MIN_SAMPLE_BYTES", 0)
+        with pytest.raises(InvalidProfileError, match="not a valid pprof protobuf") as got:
+            decode_pprof(raw, LIMITS)
+        assert str(full.value) in str(got.value)
+        assert got.value.reason is RejectReason.BAD_PROTOBUF
+
+
+def test_locations_kept_as_bytes_summarise_as_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The vectorised path over the one-parse layout (tables after the samples, up to the strings) gives
+    the summary of the parsed profile, for every top-K size."""
+    monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", 0)
+    for name in (HEAP, HEAP_STEADY_LEAK, HEAP_BEFORE_RESTART):
+        raw = _raw(name)
+        for top in (0, 1, 5, 64):
+            limits = DecodeLimits(top_sites=top)
+            assert decode_pprof(raw, limits) == summarize_pprof(parse_pprof(raw), limits)

@@ -30,6 +30,9 @@ _SEPARATOR = b"\x10" + bytes(
 
 # Profiles with at least this many samples are read through the vectorised path (see `scan_samples`).
 FAST_PATH_MIN_SAMPLES = 1024
+# The fewest bytes a sample takes in a profile (tag, length, one location, one value, their fields), so
+# smaller profiles, which cannot reach the vectorised path, are parsed for the sample-by-sample one.
+_MIN_SAMPLE_BYTES = 8
 
 # Labels a summary keeps from the profile-level label set supplied by the receiver.
 KEPT_LABELS = ("__session_id__",)
@@ -71,8 +74,19 @@ def decode_pprof(
         InvalidProfileError: corrupt gzip, invalid protobuf, bad references, limits exceeded.
     """
     raw = inflate_body(data, limits.max_decompressed_bytes)
-    profile = parse_pprof(raw)
+    profile = _parse_parts(raw) if len(raw) >= _MIN_SAMPLE_BYTES * FAST_PATH_MIN_SAMPLES else parse_pprof(raw)
     return _summarize_checked(profile, raw, limits, kind_hint, time_fallback_nanos, labels, alloc_cumulative)
+
+
+def _parse_parts(raw: bytes) -> profile_pb2.ProfileLazyParts | profile_pb2.ProfileLazySamples:
+    """Parse with locations and functions left as bytes (the vectorised path reads them in byte space and
+    validates them); `parse_pprof`'s error when the profile is invalid outside them."""
+    profile = profile_pb2.ProfileLazyParts()
+    try:
+        profile.ParseFromString(raw)
+    except DecodeError:
+        return parse_pprof(raw)  # fails too (it parses more strictly), with its message
+    return profile
 
 
 def parse_pprof(raw: bytes) -> profile_pb2.ProfileLazySamples:
@@ -85,7 +99,7 @@ def parse_pprof(raw: bytes) -> profile_pb2.ProfileLazySamples:
     return profile
 
 
-def _check_counts(profile: profile_pb2.ProfileLazySamples, limits: DecodeLimits) -> None:
+def _check_counts(profile: profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts, limits: DecodeLimits) -> None:
     for name, have, limit in (
         ("sample", len(profile.sample), limits.max_samples),
         ("location", len(profile.location), limits.max_locations),
@@ -107,7 +121,7 @@ def _string(strings: Sequence[str], index: int, where: str) -> str:
     )
 
 
-def sample_type_names(profile: profile_pb2.ProfileLazySamples) -> list[str]:
+def sample_type_names(profile: profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts) -> list[str]:
     strings = profile.string_table
     return [_string(strings, vt.type, f"profile.sample_type[{i}].type") for i, vt in enumerate(profile.sample_type)]
 
@@ -178,7 +192,7 @@ def summarize_pprof(
 
 
 def _summarize_checked(
-    profile: profile_pb2.Profile | profile_pb2.ProfileLazySamples,
+    profile: profile_pb2.Profile | profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts,
     raw: bytes | None,
     limits: DecodeLimits,
     kind_hint: ProfileKind | None,
@@ -188,15 +202,20 @@ def _summarize_checked(
 ) -> ProfileSummary:
     """`_summarize`, with the errors of samples (read late) reported as a bad protobuf."""
     try:
-        return _summarize(profile, raw, limits, kind_hint, time_fallback_nanos, labels, alloc_cumulative)
-    except DecodeError as exc:  # samples stay raw bytes until read, so their errors surface here
-        raise InvalidProfileError(
-            f"profile.sample: not a valid pprof Sample message ({exc})", RejectReason.BAD_PROTOBUF
-        ) from exc
+        try:
+            return _summarize(profile, raw, limits, kind_hint, time_fallback_nanos, labels, alloc_cumulative)
+        except DecodeError as exc:  # samples stay raw bytes until read, so their errors surface here
+            raise InvalidProfileError(
+                f"profile.sample: not a valid pprof Sample message ({exc})", RejectReason.BAD_PROTOBUF
+            ) from exc
+    except Exception:
+        if isinstance(profile, profile_pb2.ProfileLazyParts) and raw is not None:
+            parse_pprof(raw)  # bad location or function bytes are the first thing a full parse reports
+        raise
 
 
 def _summarize(
-    profile: profile_pb2.Profile | profile_pb2.ProfileLazySamples,
+    profile: profile_pb2.Profile | profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts,
     raw: bytes | None,
     limits: DecodeLimits,
     kind_hint: ProfileKind | None = None,
@@ -212,7 +231,14 @@ def _summarize(
     if strings and strings[0] != "":
         raise InvalidProfileError("profile.string_table[0]: must be the empty string", RejectReason.BAD_REFERENCE)
     types = sample_type_names(profile)
-    kind = classify(profile, types, kind_hint)
+    if isinstance(profile, profile_pb2.ProfileLazyParts) and (
+        len(profile.sample) < FAST_PATH_MIN_SAMPLES or "inuse_space" not in types or raw is None
+    ):  # only large heap profiles take the vectorised path from it: the others need the parsed tables
+        profile = parse_pprof(raw if raw is not None else profile.SerializeToString())
+    # (what `classify` says of a heap profile, without reading the tables)
+    kind = (
+        ProfileKind.HEAP if isinstance(profile, profile_pb2.ProfileLazyParts) else classify(profile, types, kind_hint)
+    )
     time_nanos = profile.time_nanos or time_fallback_nanos or 0
     if time_nanos <= 0:
         raise InvalidProfileError("profile.time_nanos: missing and no upload time given", RejectReason.BAD_VALUES)
@@ -238,11 +264,18 @@ def _summarize(
     columns = (value_index, count_index, cumulative_index)
     # Small profiles (what most services push) are cheaper sample by sample than through numpy's fixed costs.
     parts = None if goroutine_kind or len(raw_samples) < FAST_PATH_MIN_SAMPLES else pprof_fast.raw_parts(profile, raw)
-    fast = None if parts is None else pprof_fast.scan_samples(parts[0], len(raw_samples), n_types)
+    fast = None if parts is None else pprof_fast.scan_samples(parts, len(raw_samples), n_types)
     group_acc: dict[tuple[str, str, str, str, int], int] = {}
     attributed = None
     if fast is not None and parts is not None:
-        attributed = pprof_fast.attribute_fast(fast, columns, profile, parts[1:], resolver, limits.top_sites)
+        attributed = pprof_fast.attribute_fast(fast, columns, profile, parts, resolver, limits.top_sites)
+    if isinstance(profile, profile_pb2.ProfileLazyParts) and (attributed is None or not attributed[0]):
+        # Its tables were not read (no site), or the sample-by-sample path needs them parsed: a full
+        # parse, which also reports bad location or function bytes.
+        profile = parse_pprof(raw if raw is not None else profile.SerializeToString())
+        resolver = Resolver(profile)
+        location = resolver.location
+        raw_samples = profile.sample
     if attributed is not None:
         sites, total, total_count, cumulative = attributed
     else:  # also where the fast path found something to report: this path names it precisely

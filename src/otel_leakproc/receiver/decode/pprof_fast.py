@@ -34,10 +34,38 @@ _MAX_LENGTH = 1 << 40  # a larger length field is corrupt (and would overflow th
 _U7 = np.uint64(7)
 
 
-def raw_parts(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> tuple[bytes, int, int] | None:
-    """(the profile's samples, locations and functions re-serialised by protobuf, so each kind comes back
-    to back (writers interleave them), with canonical framing and no Python object per item; the number
-    of locations; of functions)."""
+class Parts:
+    """Samples, locations and functions re-serialised by protobuf, so each kind comes back to back
+    (writers interleave them) with canonical framing, and no Python object per item.
+
+    From `samples_at`, `data` holds the samples, then the locations and functions, up to `tables_end`
+    (None: up to the first string, found once the samples' end is known)."""
+
+    __slots__ = ("data", "n_fns", "n_locs", "samples_at", "tables_end")
+
+    def __init__(self, data: bytes, samples_at: int, tables_end: int | None, n_locs: int, n_fns: int) -> None:
+        self.data = data
+        self.samples_at = samples_at
+        self.tables_end = tables_end
+        self.n_locs = n_locs
+        self.n_fns = n_fns
+
+
+def raw_parts(
+    profile: profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts, raw: bytes | None
+) -> Parts | None:
+    """The profile's samples, locations and functions, each kind back to back (see `Parts`).
+
+    A `ProfileLazyParts` is serialised whole instead of parsing the bytes a second time: fields come in
+    number order (sample types, samples, mappings, locations, ...), so with its mappings cleared (no
+    summary reads them; the parse validated them) the tables follow the samples, up to the strings."""
+    if isinstance(profile, profile_pb2.ProfileLazyParts):
+        profile.ClearField("mapping")
+        samples_at = 0
+        for vt in profile.sample_type:
+            size = vt.ByteSize()
+            samples_at += 1 + max(1, (size.bit_length() + 6) // 7) + size  # tag, length, body
+        return Parts(profile.SerializeToString(), samples_at, None, len(profile.location), len(profile.function))
     if raw is None:
         raw = profile.SerializeToString()
     try:
@@ -45,7 +73,8 @@ def raw_parts(profile: profile_pb2.ProfileLazySamples, raw: bytes | None) -> tup
     except DecodeError:
         return None
     parts.DiscardUnknownFields()
-    return parts.SerializeToString(), len(parts.location), len(parts.function)
+    data = parts.SerializeToString()
+    return Parts(data, 0, len(data), len(parts.location), len(parts.function))
 
 
 def _read_varints(data: npt.NDArray[np.uint8], pos: IntArray) -> tuple[IntArray, IntArray] | None:
@@ -132,17 +161,29 @@ class _Scan:
         return self.data[self.sample_start[i] : self.sample_end[i]].tobytes()
 
 
-def scan_samples(region: bytes, n: int, n_types: int) -> _Scan | None:
-    """Where each of the `n` samples in `region` (Profile.sample fields, back to back, then the tables)
+def scan_samples(parts: Parts, n: int, n_types: int) -> _Scan | None:
+    """Where each of the `n` samples in `parts` (Profile.sample fields, back to back, then the tables)
     keeps its location ids, and its values; None when anything is unusual."""
-    data = np.frombuffer(region, dtype=np.uint8)
-    if n == 0 or n_types == 0 or not _well_formed(data):
+    whole = parts.data
+    if n == 0 or n_types == 0 or not whole:
         return None
-    framed = _frame(data, n)
+    if parts.tables_end is None and whole[-1] >= 0x80:  # so that every varint read ends inside
+        whole += b"\x00"
+    data = np.frombuffer(whole, dtype=np.uint8)[parts.samples_at : parts.tables_end]
+    framed = _frame(data, n)  # (on what follows the tables too, when their end is not known yet)
     if framed is None:
         return None
     start, end = framed
     tables_at = int(end[-1])
+    if parts.tables_end is None:
+        # The strings start with string_table[0], "" (checked before): 0x32 0x00, which no location or
+        # function bytes the table reader accepts hold (it would take a field 0, or a field 6 it rejects).
+        tables_end = whole.find(b"\x32\x00", parts.samples_at + tables_at)
+        if tables_end < 0:
+            return None
+        data = data[: tables_end - parts.samples_at]
+    if not _well_formed(data):
+        return None
     if tables_at < len(data) and data[tables_at] not in (_TAG_LOCATION, _TAG_FUNCTION):
         return None
     if not bool((end > start).all()):
@@ -356,8 +397,15 @@ def _table_fields(
     is_open = wire == 2
     if not bool((is_open | (wire == 0)).all()):
         return None
+    # What protobuf rejects in these messages, so that reading them here validates them (their bytes may
+    # not have been parsed as messages): field 0, tags above 32 bits, tags and lengths over 5 bytes.
+    value_at = first[1::2]
+    if bool((tag < np.uint64(8)).any()) or bool((tag > np.uint64(0xFFFFFFFF)).any()):
+        return None
+    if bool((value_at - pos > 5).any()):
+        return None
     opens = np.flatnonzero(is_open)
-    if bool((value[opens] > np.uint64(_MAX_LENGTH)).any()):
+    if bool((value[opens] > np.uint64(_MAX_LENGTH)).any()) or bool((pair_end[opens] - value_at[opens] > 5).any()):
         return None
     body_end = pair_end[opens] + value[opens].astype(np.int64)
     pair_at = np.zeros(len(data), dtype=bool)  # whether a pair starts at each byte
@@ -479,7 +527,10 @@ class _Tables:
 
 
 def _tables(
-    profile: profile_pb2.ProfileLazySamples, region: npt.NDArray[np.uint8], n_locs: int, n_fns: int
+    profile: profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts,
+    region: npt.NDArray[np.uint8],
+    n_locs: int,
+    n_fns: int,
 ) -> _Tables | None:
     parsed = _table_fields(region, n_locs, n_fns) if len(region) else None
     if parsed is None:
@@ -538,8 +589,8 @@ def _tables(
 def attribute_fast(
     scan: _Scan,
     columns: tuple[int, int, int],
-    profile: profile_pb2.ProfileLazySamples,
-    table_sizes: tuple[int, int],
+    profile: profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts,
+    parts: Parts,
     resolver: Resolver,
     top: int,
 ) -> tuple[dict[str, SiteAcc], float, float, float] | None:
@@ -555,7 +606,7 @@ def attribute_fast(
     nz_counts = counts[nonzero]
     if not len(nonzero):
         return {}, 0.0, 0.0, cumulative
-    tables = _tables(profile, scan.data[scan.tables_at :], *table_sizes)
+    tables = _tables(profile, scan.data[scan.tables_at :], parts.n_locs, parts.n_fns)
     walked = None if tables is None else _walk(scan, nonzero, tables)
     if tables is None or walked is None:
         return None

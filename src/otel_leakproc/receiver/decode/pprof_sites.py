@@ -6,7 +6,7 @@ a site (one function) accumulates the values charged to it, its file and line fo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy.typing as npt
@@ -59,15 +59,24 @@ class Resolver:
         "_n_functions",
         "_n_locations",
         "_named",
+        "_parse_function",
+        "_parse_location",
         "_strings",
         "frames",
         "n_locations",
     )
 
-    def __init__(self, profile: profile_pb2.ProfileLazySamples) -> None:
+    def __init__(self, profile: profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts) -> None:
         self._strings = profile.string_table
-        self._functions = profile.function
-        self._locations = profile.location
+        # Locations and functions kept as bytes (`ProfileLazyParts`, whose tables the vectorised reader
+        # validated) are parsed one by one, only those samples reach.
+        self._functions: Sequence[Any] = profile.function
+        self._locations: Sequence[Any] = profile.location
+        self._parse_location: Callable[[bytes], Any] | None = None
+        self._parse_function: Callable[[bytes], Any] | None = None
+        if isinstance(profile, profile_pb2.ProfileLazyParts):
+            self._parse_location = profile_pb2.Location.FromString
+            self._parse_function = profile_pb2.Function.FromString
         self._n_functions = len(profile.function)
         self._n_locations = len(profile.location)
         self.n_locations = self._n_locations
@@ -80,17 +89,17 @@ class Resolver:
         frames = self.frames.get(loc_id)
         if frames is not None:
             return frames
-        locations = self._locations
         index = loc_id - 1
-        loc = locations[index] if 0 <= index < self._n_locations else None
+        loc = self._location_at(index) if 0 <= index < self._n_locations else None
         if loc is None or loc.id != loc_id:
             if self._loc_map is None:
-                self._loc_map = id_map((item.id for item in locations), "location")
+                ids = (self._location_at(i).id for i in range(self._n_locations))
+                self._loc_map = id_map(ids, "location")
             found = self._loc_map.get(loc_id)
             if found is None:
                 raise InvalidProfileError(f"{where}: {loc_id} is not a location id", RejectReason.BAD_REFERENCE)
             index = found
-            loc = locations[index]
+            loc = self._location_at(index)
         named = self._named
         out = []
         for j, line in enumerate(loc.line):
@@ -105,13 +114,20 @@ class Resolver:
         self.frames[loc_id] = frames
         return frames
 
+    def _location_at(self, index: int) -> Any:
+        parse = self._parse_location
+        return self._locations[index] if parse is None else parse(self._locations[index])
+
+    def _function_at(self, index: int) -> Any:
+        parse = self._parse_function
+        return self._functions[index] if parse is None else parse(self._functions[index])
+
     def _function(self, fn_id: int, loc_index: int, line_index: int, line: int) -> Frame:
-        functions = self._functions
         index = fn_id - 1
-        fn = functions[index] if 0 <= index < self._n_functions else None
+        fn = self._function_at(index) if 0 <= index < self._n_functions else None
         if fn is None or fn.id != fn_id:
             if self._fn_map is None:
-                self._fn_map = id_map((item.id for item in functions), "function")
+                self._fn_map = id_map((self._function_at(i).id for i in range(self._n_functions)), "function")
             found = self._fn_map.get(fn_id)
             if found is None:
                 raise InvalidProfileError(
@@ -119,7 +135,7 @@ class Resolver:
                     RejectReason.BAD_REFERENCE,
                 )
             index = found
-            fn = functions[index]
+            fn = self._function_at(index)
         strings = self._strings
         name, filename = fn.name, fn.filename
         try:
