@@ -224,6 +224,16 @@ class _Grid:
         pairs = list(items)
         if len(pairs) > np.iinfo(self.pos.dtype).max:
             self.pos = self.pos.astype(_position_dtype(len(pairs)))
+        index = self.index
+        known = [index.get(name, -1) for name, _ in pairs]
+        if -1 not in known and len(set(known)) == len(known):
+            # Every name already has a row (the usual case: a profile names the same sites as the last
+            # one): one scatter per array instead of a Python step per value.
+            rows = np.array(known, dtype=np.intp)
+            self.values[rows, col] = [value for _, value in pairs]
+            self.pos[rows, col] = np.arange(len(rows))
+            self.count[rows] += 1
+            return
         values, pos, count = self.values, self.pos, self.count
         for i, (name, value) in enumerate(pairs):
             row = self.index.get(name)
