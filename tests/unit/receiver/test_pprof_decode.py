@@ -1084,6 +1084,32 @@ def test_vectorised_path_frames_samples_that_look_like_sample_starts(
     assert seen == [True, True]
 
 
+@pytest.mark.parametrize("long_every", [1, 50])
+def test_vectorised_path_frames_samples_of_128_bytes_and_more(monkeypatch: pytest.MonkeyPatch, long_every: int) -> None:
+    """A sample of 128 bytes or more has a two-byte length, which the quick framing (one-byte lengths)
+    does not match: the general search frames it, on the vectorised path still."""
+    profile = profile_pb2.Profile()
+    profile.string_table.extend(["", "inuse_objects", "count", "inuse_space", "bytes", "main.go"])
+    for type_index, unit in ((1, 2), (3, 4)):
+        profile.sample_type.add(type=type_index, unit=unit)
+    for i in range(1, 41):
+        profile.string_table.append(f"main.f{i}")
+        profile.function.add(id=i, name=len(profile.string_table) - 1, filename=5)
+        profile.location.add(id=i, address=0x1000 + i).line.add(function_id=i, line=i)
+    profile.time_nanos = 1
+    for k in range(1500):
+        depth = 150 if k % long_every == 0 else 1 + k % 9
+        profile.sample.add(location_id=[1 + (k + j) % 40 for j in range(depth)], value=[1 + k % 5, 100 * k])
+    seen: list[bool] = []
+    scan = pprof_fast.scan_samples
+    monkeypatch.setattr(pprof_fast, "scan_samples", lambda *a: seen.append((r := scan(*a)) is not None) or r)
+    for values_first in (True, False):
+        fast, slow = _both_paths(monkeypatch, _encode(profile, values_first))
+        assert isinstance(fast, ProfileSummary)
+        assert fast == slow
+    assert seen == [True, True]
+
+
 def _location_bytes_broken(raw: bytes, index: int, junk: bytes) -> bytes:
     """`raw` with `junk` (bytes protobuf rejects in a Location) appended to location `index`, the rest
     of the profile unchanged and in its order."""

@@ -236,6 +236,9 @@ def _frame(data: npt.NDArray[np.uint8], n: int) -> tuple[IntArray, IntArray] | N
     size = len(data)
     if size < 4 or data[0] != _TAG_VALUES:
         return None
+    short = _frame_short(data, n)
+    if short is not None:
+        return short
     cand = np.flatnonzero(data[: size - 2] == _TAG_VALUES)  # with room for a length and a body
     starts = data[cand - 1] < 0x80  # starts a varint (the first byte does: data[-1] ends one)
     one = data[1:][cand] < 0x80  # a one-byte length, else two bytes (shifted views: no index arithmetic)
@@ -277,6 +280,36 @@ def _frame(data: npt.NDArray[np.uint8], n: int) -> tuple[IntArray, IntArray] | N
     if len(chain) < n or bool((chain[:n] >= k).any()):
         return None
     return body[chain[:n]], after[chain[:n]]
+
+
+def _frame_short(data: npt.NDArray[np.uint8], n: int) -> tuple[IntArray, IntArray] | None:
+    """`_frame` for samples under 128 bytes (Go's usually are): a field is 0x12, a one-byte length and a
+    body starting with 0x0A or 0x12. Matching all three bytes leaves few false candidates (a byte-wide
+    0x12 match has about three per sample), so the scan and everything after it are cheaper; None when
+    the candidates do not chain (e.g. a longer sample), for the general search."""
+    size = len(data)
+    match = data[: size - 2] == _TAG_VALUES
+    match &= data[1 : size - 1] < 0x80
+    body = data[2:]
+    match &= (body == _TAG_LOCATIONS) | (body == _TAG_VALUES)
+    cand = np.flatnonzero(match)
+    after = cand + 2
+    after += data[1:][cand]
+    if len(cand) < n or cand[0] != 0:
+        return None
+    if not bool((after[: n - 1] == cand[1:n]).all()):
+        # Drop the candidates reaching neither another candidate nor a table field (nearly every false
+        # one), then check the chain again.
+        is_cand = np.zeros(size + 0x80, dtype=bool)  # (a byte map of the candidates: cheaper than a search)
+        is_cand[cand] = True
+        reach = data[np.minimum(after, size - 1)]
+        keep = is_cand[after] | (after == size) | (reach == _TAG_LOCATION) | (reach == _TAG_FUNCTION)
+        cand, after = cand[keep], after[keep]
+        if len(cand) < n or cand[0] != 0 or not bool((after[: n - 1] == cand[1:n]).all()):
+            return None
+    if int(after[n - 1]) > size:
+        return None
+    return cand[:n] + 2, after[:n]
 
 
 def _read_values(
