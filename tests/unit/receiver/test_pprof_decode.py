@@ -1110,6 +1110,35 @@ def test_vectorised_path_frames_samples_of_128_bytes_and_more(monkeypatch: pytes
     assert seen == [True, True]
 
 
+@pytest.mark.parametrize("bad_at", [None, 3, 12, 14])
+def test_vectorised_path_reads_deep_system_stacks_like_sample_by_sample(
+    monkeypatch: pytest.MonkeyPatch, bad_at: int | None
+) -> None:
+    """A few samples cross a dozen system frames to their user frame (read in one go once most samples
+    are resolved): a bad location id before the user frame rejects the profile, one after it is never read."""
+    profile = profile_pb2.Profile()
+    profile.string_table.extend(["", "inuse_objects", "count", "inuse_space", "bytes", "main.go", "runtime/x.go"])
+    for type_index, unit in ((1, 2), (3, 4)):
+        profile.sample_type.add(type=type_index, unit=unit)
+    for i in range(1, 41):
+        system = i > 20
+        profile.string_table.append(f"runtime.f{i}" if system else f"main.f{i}")
+        profile.function.add(id=i, name=len(profile.string_table) - 1, filename=6 if system else 5)
+        profile.location.add(id=i, address=0x1000 + i).line.add(function_id=i, line=i)
+    profile.time_nanos = 1
+    for k in range(1500):
+        if k % 40 == 7:  # deep: 13 system frames, then a user frame, then more
+            stack = [21 + (k + j) % 20 for j in range(13)] + [1 + k % 20, 2, 3]
+            if bad_at is not None and k == 47:
+                stack[bad_at] = 999
+        else:
+            stack = [1 + k % 20, 21]
+        profile.sample.add(location_id=stack, value=[1 + k % 3, 64 * (1 + k % 7)])
+    fast, slow = _both_paths(monkeypatch, _encode(profile, values_first=True))
+    assert fast == slow
+    assert isinstance(fast, tuple) == (bad_at is not None and bad_at < 13)
+
+
 def _location_bytes_broken(raw: bytes, index: int, junk: bytes) -> bytes:
     """`raw` with `junk` (bytes protobuf rejects in a Location) appended to location `index`, the rest
     of the profile unchanged and in its order."""

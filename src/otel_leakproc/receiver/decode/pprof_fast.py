@@ -665,7 +665,9 @@ def _walk(scan: _Scan, samples: IntArray, tables: _Tables) -> tuple[IntArray, In
     """(leaf location id, user frame key (-1: none), user frame line) of each of `samples`.
 
     Stacks are walked one level at a time from the leaf for all samples at once; at each level only the
-    samples still without a user frame read their next location id (most resolve in a few levels).
+    samples still without a user frame read their next location id. Most resolve in a level or two; the
+    few left (often with a dozen system frames to cross) read the rest of their stacks in one go, rather
+    than paying a level's fixed cost per frame.
     """
     pos = scan.loc_start[samples]
     end = scan.loc_end[samples]
@@ -677,7 +679,7 @@ def _walk(scan: _Scan, samples: IntArray, tables: _Tables) -> tuple[IntArray, In
     if bool((keys < -1).any()):
         return None  # a bad reference (or a location `Resolver` rejects): the sample-by-sample path names it
     pending = np.flatnonzero((keys < 0) & (pos < end))
-    while len(pending):
+    while len(pending) > len(samples) // 8:
         read = _read_varints(scan.data, pos[pending])
         if read is None:
             return None
@@ -690,7 +692,40 @@ def _walk(scan: _Scan, samples: IntArray, tables: _Tables) -> tuple[IntArray, In
         lines[pending[found]] = line[found]
         pending = pending[~found]
         pending = pending[pos[pending] < end[pending]]
+    if len(pending) and not _walk_rest(scan.data, pos[pending], end[pending], pending, tables, keys, lines):
+        return None
     return leaves, keys, lines
+
+
+def _walk_rest(
+    data: npt.NDArray[np.uint8],
+    pos: IntArray,
+    end: IntArray,
+    pending: IntArray,
+    tables: _Tables,
+    keys: IntArray,
+    lines: IntArray,
+) -> bool:
+    """Finish the walk of the `pending` samples, whose remaining location ids are the varints at
+    `pos`..`end`: all are read at once, and each sample takes its first user frame. False where a bad
+    reference comes before it (what the level-by-level walk would stop at)."""
+    size = end - pos
+    into = np.cumsum(size) - size  # where each sample's bytes start in the gathered run
+    run = data[np.arange(int(into[-1] + size[-1])) + np.repeat(pos - into, size)]
+    tokens = _tokens(run)  # (each stretch ends a varint: the scan checked each stack's last byte)
+    if tokens is None:
+        return False
+    ids, at = tokens
+    owner = np.repeat(np.arange(len(size)), size)[at]  # the pending sample of each id
+    key, line = tables.user(ids)
+    stop = np.flatnonzero(key != -1)  # a user frame, or a bad reference
+    stop_owner = owner[stop]
+    first = stop[np.insert(stop_owner[1:] != stop_owner[:-1], 0, True)] if len(stop) else stop
+    if bool((key[first] < -1).any()):
+        return False
+    keys[pending[owner[first]]] = key[first]
+    lines[pending[owner[first]]] = line[first]
+    return True
 
 
 def _sites(
