@@ -393,7 +393,7 @@ def _tokens(data: npt.NDArray[np.uint8]) -> tuple[IntArray, IntArray] | None:
         return None  # wider than 64 bits
     values = data[last].astype(np.uint64)  # the last byte of a varint holds its highest 7 bits
     if top:
-        wide = np.flatnonzero(extra)
+        wide = np.flatnonzero(extra != 0)  # (nonzero on a bool array is several times faster than on int64)
         at = last[wide]
         for k in range(1, top + 1):  # Horner over the lower bytes of the few wider varints
             if k > 1:
@@ -634,7 +634,7 @@ def attribute_fast(
     values = scan.values[value_index]
     counts = scan.values[count_index]
     cumulative = exact_sum(scan.values[cumulative_index]) if cumulative_index >= 0 else 0.0
-    nonzero = np.flatnonzero(values)
+    nonzero = np.flatnonzero(values != 0)  # (faster than on the int64 values)
     nz_values = values[nonzero]
     nz_counts = counts[nonzero]
     if not len(nonzero):
