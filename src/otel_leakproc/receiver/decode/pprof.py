@@ -268,7 +268,7 @@ def _summarize(
     group_acc: dict[tuple[str, str, str, str, int], int] = {}
     attributed = None
     if fast is not None and parts is not None:
-        attributed = pprof_fast.attribute_fast(fast, columns, profile, parts, resolver, limits.top_sites)
+        attributed = pprof_fast.attribute_fast(fast, columns, profile, parts, limits.top_sites)
     if isinstance(profile, profile_pb2.ProfileLazyParts) and (attributed is None or not attributed[0]):
         # Its tables were not read (no site), or the sample-by-sample path needs them parsed: a full
         # parse, which also reports bad location or function bytes.

@@ -12,15 +12,16 @@ its precise error messages.
 
 from __future__ import annotations
 
-from itertools import starmap
+from collections.abc import Iterable, Sequence
+from itertools import islice, starmap
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
-from otel_leakproc.receiver.decode.frames import is_system_frame
-from otel_leakproc.receiver.decode.pprof_sites import IntArray, Resolver, SiteAcc, exact_sum, fallback_frame
+from otel_leakproc.receiver.decode.frames import is_runtime_frame, is_system_frame
+from otel_leakproc.receiver.decode.pprof_sites import IntArray, SiteAcc, exact_sum
 from otel_leakproc.receiver.proto import profile_pb2
 
 _TAG_LOCATIONS = 0x0A  # field 1, length-delimited (packed)
@@ -511,11 +512,25 @@ class _Tables:
     and the key naming its leaf frame (its first line, or its address when it has no lines).
 
     `user_key` is -1 for locations made only of system frames and -2 for locations `Resolver` would reject.
+    Every line's key and number are kept too, in location order, for `fallback`.
     When location ids are small numbers (Go numbers them 1..N), `key_by_id`, `line_by_id` and
     `leaf_by_id` hold the same per location id (-3: no such location), so a walk reads them in one gather.
     """
 
-    __slots__ = ("ids", "key_by_id", "leaf_by_id", "leaf_key", "line_by_id", "pairs", "user_key", "user_line")
+    __slots__ = (
+        "ids",
+        "key_by_id",
+        "leaf_by_id",
+        "leaf_key",
+        "line_by_id",
+        "line_count",
+        "line_key",
+        "line_no",
+        "line_start",
+        "pairs",
+        "user_key",
+        "user_line",
+    )
 
     def __init__(
         self,
@@ -524,12 +539,15 @@ class _Tables:
         user_key: IntArray,
         user_line: IntArray,
         leaf_key: IntArray,
+        lines: tuple[IntArray, IntArray, IntArray],
     ) -> None:
         self.ids = ids  # location id of each table entry
         self.pairs = pairs  # (function name, file) -> key
         self.user_key = user_key
         self.user_line = user_line
         self.leaf_key = leaf_key
+        self.line_key, self.line_no, self.line_count = lines  # each line's key and number; lines per location
+        self.line_start: list[int] | None = None
         self.key_by_id: IntArray | None = None
         self.line_by_id: IntArray | None = None
         self.leaf_by_id: IntArray | None = None
@@ -551,6 +569,34 @@ class _Tables:
             return self.key_by_id[at], self.line_by_id[at]
         index = _lookup(self.ids, wanted)
         return np.append(self.user_key, -3)[index], np.append(self.user_line, 0)[index]
+
+    def fallback(self, stacks: Sequence[Sequence[int]], names: list[tuple[str, str]]) -> list[tuple[int, int]]:
+        """(key, line) of the frame `fallback_frame` gives each stack of valid locations (the walk read
+        each): the innermost one outside the runtime, else the leaf frame. One lookup for all stacks."""
+        index = _lookup(self.ids, np.array([loc for stack in stacks for loc in stack], dtype=np.uint64))
+        line_start = np.concatenate(([0], np.cumsum(self.line_count)))
+        spans = zip(line_start[index].tolist(), line_start[index + 1].tolist(), index.tolist(), strict=True)
+        found = []
+        for stack in stacks:
+            first: tuple[int, int] | None = None
+            frame: tuple[int, int] | None = None
+            for start, stop, j in islice(spans, len(stack)):
+                if frame is not None:
+                    continue  # (the rest of this stack's spans)
+                if start == stop:  # unsymbolised: its address frame
+                    frames: Iterable[tuple[int, int]] = ((int(self.leaf_key[j]), 0),)
+                else:
+                    frames = zip(self.line_key[start:stop].tolist(), self.line_no[start:stop].tolist(), strict=True)
+                for key, line in frames:
+                    first = first or (key, line)
+                    if not is_runtime_frame(names[key][0]):
+                        frame = (key, line)
+                        break
+            frame = frame or first
+            if frame is None:  # (no location: not a stack the walk leaves unresolved)
+                raise ValueError("fallback of an empty stack")
+            found.append(frame)
+        return found
 
     def leaf(self, wanted: IntArray) -> IntArray:
         """The leaf frame's key of each wanted location id (-3 where `Resolver` would raise)."""
@@ -609,14 +655,16 @@ def _tables(
     if n_lines:
         starts = np.flatnonzero(np.insert(line_owner[1:] != line_owner[:-1], 0, True))
         leaf_key[line_owner[starts]] = line_key[starts]
-    no_lines = np.flatnonzero(np.bincount(line_owner, minlength=n_locs) == 0)
+    line_count = np.bincount(line_owner, minlength=n_locs)
+    no_lines = np.flatnonzero(line_count == 0)
     addresses = loc_cols[:, 3][no_lines].tolist()
     for i, address in zip(no_lines.tolist(), addresses, strict=True):  # unsymbolised: named by address
         name = f"0x{address:x}"
         key = pairs.setdefault((name, ""), len(pairs))
         user_key[i] = -1 if is_system_frame(name, "") else key
         leaf_key[i] = key
-    return _Tables(loc_cols[:, 1].copy(), pairs, user_key, user_line, leaf_key)
+    every_line = (line_key, line_cols[:, 2].view(np.int64), line_count)
+    return _Tables(loc_cols[:, 1].copy(), pairs, user_key, user_line, leaf_key, every_line)
 
 
 def attribute_fast(
@@ -624,7 +672,6 @@ def attribute_fast(
     columns: tuple[int, int, int],
     profile: profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts,
     parts: Parts,
-    resolver: Resolver,
     top: int,
 ) -> tuple[dict[str, SiteAcc], float, float, float] | None:
     """Charge every nonzero sample to its user frame, as the sample-by-sample path does; None to leave
@@ -644,13 +691,13 @@ def attribute_fast(
     if tables is None or walked is None:
         return None
     leaves, keys, lines = walked
-    pairs = tables.pairs
-    for i in np.flatnonzero(keys < 0).tolist():  # only runtime/library frames: rare, in Python
-        sample = profile_pb2.Sample.FromString(scan.sample(int(nonzero[i])))
-        frame = fallback_frame(sample.location_id, resolver)
-        keys[i] = pairs.setdefault(frame[:2], len(pairs))
-        lines[i] = frame[2]
-    names = list(pairs)
+    names = list(tables.pairs)
+    unresolved = np.flatnonzero(keys < 0)  # only runtime/library frames: rare
+    if len(unresolved):
+        parse = profile_pb2.Sample.FromString
+        stacks = [parse(scan.sample(i)).location_id for i in nonzero[unresolved].tolist()]
+        frames = np.array(tables.fallback(stacks, names), dtype=np.int64).reshape(-1, 2)
+        keys[unresolved], lines[unresolved] = frames[:, 0], frames[:, 1]
     sites = _sites(nz_values, nz_counts, keys, lines, leaves, names, top)
     if sites:  # leaf frames named from the tables (each leaf was read, so its location is valid)
         accs = list(sites.values())
@@ -757,11 +804,21 @@ def _sites(
     site_names = list(names)
     sites: dict[str, SiteAcc] = {}
     ranked = np.flatnonzero(site_values[present] >= _top_threshold(site_values[present], top))
-    for site, sample in zip(present[ranked].tolist(), best[ranked].tolist(), strict=True):
-        name, file = pairs[int(keys[sample])]
-        acc = SiteAcc((name, file, int(lines[sample])), int(values[sample]), 0, int(leaves[sample]))
-        acc.value = float(site_values[site])
-        acc.count = float(site_counts[site])
+    site_at, best = present[ranked], best[ranked]
+    for site, key, line, value, leaf, total, count in zip(  # (lists: no numpy scalar per site)
+        site_at.tolist(),
+        keys[best].tolist(),
+        lines[best].tolist(),
+        values[best].tolist(),
+        leaves[best].tolist(),
+        site_values[site_at].tolist(),
+        site_counts[site_at].tolist(),
+        strict=True,
+    ):
+        name, file = pairs[key]
+        acc = SiteAcc((name, file, line), value, 0, leaf)
+        acc.value = total
+        acc.count = count
         sites[site_names[site]] = acc
     return sites
 
