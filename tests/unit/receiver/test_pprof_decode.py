@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 from google.protobuf.message import DecodeError
 
@@ -1176,3 +1177,32 @@ def test_locations_kept_as_bytes_summarise_as_parsed(monkeypatch: pytest.MonkeyP
         for top in (0, 1, 5, 64):
             limits = DecodeLimits(top_sites=top)
             assert decode_pprof(raw, limits) == summarize_pprof(parse_pprof(raw), limits)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_read_varints_at_any_mix_of_widths(seed: int) -> None:
+    """Varints of every width (negative int64s take ten bytes), mostly of one width or scattered, the
+    last one ending the data; one wider than 64 bits is refused."""
+    rng = random.Random(seed)
+    widths = [1, 2, 3, 10] if seed == 1 else [1] * 9 + [2, 5, 10]
+    values = [rng.randrange(1 << (7 * (w - 1)), 1 << min(64, 7 * w)) for w in rng.choices(widths, k=3000)]
+    encoded = [_varint(v) for v in values]
+    starts = [0]
+    for chunk in encoded[:-1]:
+        starts.append(starts[-1] + len(chunk))
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    read = pprof_fast._read_varints(data, np.array(starts, dtype=np.int64))
+    assert read is not None
+    assert read[0].tolist() == values
+    assert read[1].tolist() == [*starts[1:], len(data)]
+    wide = np.frombuffer(b"\x05" + b"\xff" * 9 + b"\x02", dtype=np.uint8)
+    assert pprof_fast._read_varints(wide, np.array([0, 1], dtype=np.int64)) is None
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)

@@ -80,19 +80,42 @@ def raw_parts(
 
 def _read_varints(data: npt.NDArray[np.uint8], pos: IntArray) -> tuple[IntArray, IntArray] | None:
     """The varints starting at byte positions `pos`: (values as uint64, position after each), or None if
-    one is wider than 64 bits. `data` must end with a byte below 0x80, so every read stays inside it."""
+    one is wider than 64 bits. `data` must end with a byte below 0x80, so every read stays inside it.
+
+    Each further byte is read for every varint at once (the ended ones reading a zero) while at least a
+    quarter are still going, which costs fewer operations than selecting those going; then only for them.
+    """
     byte = data[pos]
     values = (byte & 0x7F).astype(np.uint64)
     after = pos + 1
-    more = np.flatnonzero(byte >= 0x80)
-    for k in range(1, 10):  # byte k of the varints still going, on the few that are this wide
+    going = byte >= 0x80
+    for k in range(1, 10):  # byte k of the varints still going
+        count = int(np.count_nonzero(going))
+        if not count:
+            return values, after
+        if count * 4 < len(pos):
+            return _read_varints_rest(data, values, after, np.flatnonzero(going), k)
+        byte = np.take(data, after, mode="clip") * going  # (clipped: an ended varint may end `data`)
+        values |= (byte & 0x7F).astype(np.uint64) << np.uint64(7 * k)
+        after += going
+        if k == 9 and bool((byte > 1).any()):
+            return None  # a tenth byte above 1 (or an eleventh byte): wider than 64 bits
+        going = byte >= 0x80
+    return values, after
+
+
+def _read_varints_rest(
+    data: npt.NDArray[np.uint8], values: IntArray, after: IntArray, more: IntArray, start: int
+) -> tuple[IntArray, IntArray] | None:
+    """`_read_varints` from byte `start` on, for the few varints `more` still going."""
+    for k in range(start, 10):
         if not len(more):
             return values, after
         byte = data[after[more]]
         values[more] |= (byte & 0x7F).astype(np.uint64) << np.uint64(7 * k)
         after[more] += 1
         if k == 9 and bool((byte > 1).any()):
-            return None  # a tenth byte above 1 (or an eleventh byte): wider than 64 bits
+            return None
         more = more[byte >= 0x80]
     return values, after
 
