@@ -147,11 +147,16 @@ def _field(data: npt.NDArray[np.uint8], at: IntArray, end: IntArray) -> tuple[In
     tag = data[at]
     if bool((tag >= 0x80).any()) or not bool((at + 1 < end).all()):
         return None
-    length = _read_varints(data, at + 1)
-    if length is None or bool((length[0] > np.uint64(_MAX_LENGTH)).any()):
-        return None
-    body_start = length[1]
-    body_end = body_start + length[0].astype(np.int64)
+    body_start = at + 2
+    short = data[at + 1]
+    if bool((short < 0x80).all()):  # one-byte lengths (what fields of samples under 128 bytes have)
+        body_end = body_start + short
+    else:
+        length = _read_varints(data, at + 1)
+        if length is None or bool((length[0] > np.uint64(_MAX_LENGTH)).any()):
+            return None
+        body_start = length[1]
+        body_end = body_start + length[0].astype(np.int64)
     if bool((body_end > end).any()):
         return None
     return tag, body_start, body_end
@@ -512,6 +517,11 @@ def _table_fields(
     )
 
 
+def _starts_run(owner: IntArray) -> npt.NDArray[np.bool_]:
+    """Whether each entry of a nondecreasing `owner` is the first of its run (np.insert costs more)."""
+    return np.concatenate((np.ones(min(1, len(owner)), dtype=bool), owner[1:] != owner[:-1]))
+
+
 def _lookup(ids: IntArray, wanted: IntArray) -> IntArray:
     """Table index of each wanted id as `Resolver` finds it (`table[id - 1]` first, else the last entry
     with that id), or -1 where `Resolver` would raise (absent, or its id map meets a zero id)."""
@@ -667,7 +677,7 @@ def _tables(
     # Locations: the first user line; a location with a bad line is rejected even when not reached.
     user = np.flatnonzero(line_user)
     owners = line_owner[user]
-    first = user[np.insert(owners[1:] != owners[:-1], 0, True)] if len(user) else user
+    first = user[_starts_run(owners)]
     user_key = np.full(n_locs, -1, dtype=np.int64)
     user_line = np.zeros(n_locs, dtype=np.int64)
     user_key[line_owner[first]] = line_key[first]
@@ -676,7 +686,7 @@ def _tables(
     # The leaf frame: each location's first line.
     leaf_key = np.full(n_locs, -3, dtype=np.int64)
     if n_lines:
-        starts = np.flatnonzero(np.insert(line_owner[1:] != line_owner[:-1], 0, True))
+        starts = np.flatnonzero(_starts_run(line_owner))
         leaf_key[line_owner[starts]] = line_key[starts]
     line_count = np.bincount(line_owner, minlength=n_locs)
     no_lines = np.flatnonzero(line_count == 0)
@@ -790,7 +800,7 @@ def _walk_rest(
     key, line = tables.user(ids)
     stop = np.flatnonzero(key != -1)  # a user frame, or a bad reference
     stop_owner = owner[stop]
-    first = stop[np.insert(stop_owner[1:] != stop_owner[:-1], 0, True)] if len(stop) else stop
+    first = stop[_starts_run(stop_owner)]
     if bool((key[first] < -1).any()):
         return False
     keys[pending[owner[first]]] = key[first]
