@@ -1140,6 +1140,26 @@ def test_vectorised_path_reads_deep_system_stacks_like_sample_by_sample(
     assert isinstance(fast, tuple) == (bad_at is not None and bad_at < 13)
 
 
+def test_vectorised_path_merges_a_function_name_found_in_two_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A site is a function name: two functions of one name in different files (and the samples of
+    both) make one site, whose file and line follow its largest sample, on both paths."""
+    profile = profile_pb2.Profile()
+    profile.string_table.extend(["", "inuse_objects", "count", "inuse_space", "bytes", "a.go", "b.go"])
+    for type_index, unit in ((1, 2), (3, 4)):
+        profile.sample_type.add(type=type_index, unit=unit)
+    for i in range(1, 21):
+        profile.string_table.append(f"main.f{i % 10}")  # f1..f9 and f0 twice each, in a.go then b.go
+        profile.function.add(id=i, name=len(profile.string_table) - 1, filename=5 if i <= 10 else 6)
+        profile.location.add(id=i, address=0x1000 + i).line.add(function_id=i, line=i)
+    profile.time_nanos = 1
+    for k in range(1500):
+        profile.sample.add(location_id=[1 + k % 20], value=[1 + k % 3, 10 * (1 + k % 17)])
+    fast, slow = _both_paths(monkeypatch, _encode(profile, values_first=True))
+    assert isinstance(fast, ProfileSummary)
+    assert fast == slow
+    assert len(fast.sites) == 10
+
+
 def _location_bytes_broken(raw: bytes, index: int, junk: bytes) -> bytes:
     """`raw` with `junk` (bytes protobuf rejects in a Location) appended to location `index`, the rest
     of the profile unchanged and in its order."""

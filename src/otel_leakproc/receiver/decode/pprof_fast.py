@@ -819,10 +819,13 @@ def _sites(
 ) -> dict[str, SiteAcc]:
     """Sites are functions: frames of one function (other lines, even other files) share a site, whose
     file and line follow its largest sample (the first of equal ones), as the sample-by-sample path does."""
-    names: dict[str, int] = {}
-    site_of_key = np.array([names.setdefault(name, len(names)) for name, _file in pairs], dtype=np.int64)
-    site_of_sample = site_of_key[keys]
-    n_sites = len(names)
+    site_names = list(dict.fromkeys([name for name, _file in pairs]))  # numbered in order of first key
+    if len(site_names) == len(pairs):  # each name in one file (the usual case): a site per key
+        site_of_sample = keys
+    else:
+        site_of = {name: i for i, name in enumerate(site_names)}
+        site_of_sample = np.array([site_of[name] for name, _file in pairs], dtype=np.int64)[keys]
+    n_sites = len(site_names)
     site_values = np.bincount(site_of_sample, weights=values, minlength=n_sites)
     site_counts = np.bincount(site_of_sample, weights=counts, minlength=n_sites)
     # Each site's largest value, then the first sample holding it (no sort: unbuffered scatters).
@@ -834,7 +837,6 @@ def _sites(
     np.minimum.at(first_best, site_of_sample[at_peak], at_peak)
     present = np.flatnonzero(first_best < n)  # the sites with samples (names of every function got a number)
     best = first_best[present]  # first largest sample of each site
-    site_names = list(names)
     sites: dict[str, SiteAcc] = {}
     ranked = np.flatnonzero(site_values[present] >= _top_threshold(site_values[present], top))
     site_at, best = present[ranked], best[ranked]
