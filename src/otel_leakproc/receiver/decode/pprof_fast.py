@@ -385,7 +385,11 @@ class _Fields:
 
         One scatter when no message holds one of these fields twice (what every writer does, in whatever
         field order); otherwise one `last` per field."""
-        picked = np.flatnonzero(self.number < width)
+        wanted = self.number < width
+        if bool(wanted.all()):  # (Go's locations and lines hold no other fields: no selection)
+            picked: slice | IntArray = slice(None)
+        else:
+            picked = np.flatnonzero(wanted)
         key = self.owner[picked] * width + self.number[picked]
         if bool((key[1:] > key[:-1]).all()):  # fields in number order (what writers do): none repeated
             unique = True
