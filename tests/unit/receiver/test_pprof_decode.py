@@ -1063,18 +1063,30 @@ def test_vectorised_path_frames_samples_that_look_like_sample_starts(
     of location ids 18 and 10 put that pattern inside samples too, so the framing must follow the chain of
     lengths (and the values must still land on the right samples)."""
     rng = random.Random(seed)
+    profile = _forty_functions(runtime_every=7)
+    for _ in range(1500):
+        stack = [rng.choice([18, 18, 10, 2, 3, 7, 14, 21, 40]) for _ in range(rng.randrange(1, 12))]
+        profile.sample.add(location_id=stack, value=[rng.choice([0, 1, 18, 10]), rng.choice([0, 18, 10, 300])])
+    _assert_vectorised_equals_slow(monkeypatch, profile)
+
+
+def _forty_functions(runtime_every: int = 0) -> profile_pb2.Profile:
+    """A heap profile's tables: 40 functions at locations 1..40 (every `runtime_every`-th in the runtime)."""
     profile = profile_pb2.Profile()
     profile.string_table.extend(["", "inuse_objects", "count", "inuse_space", "bytes", "main.go", "runtime/malloc.go"])
     for type_index, unit in ((1, 2), (3, 4)):
         profile.sample_type.add(type=type_index, unit=unit)
     for i in range(1, 41):
-        profile.string_table.append(f"runtime.f{i}" if i % 7 == 0 else f"main.f{i}")
-        profile.function.add(id=i, name=len(profile.string_table) - 1, filename=6 if i % 7 == 0 else 5)
+        runtime = bool(runtime_every) and i % runtime_every == 0
+        profile.string_table.append(f"runtime.f{i}" if runtime else f"main.f{i}")
+        profile.function.add(id=i, name=len(profile.string_table) - 1, filename=6 if runtime else 5)
         profile.location.add(id=i, address=0x1000 + i).line.add(function_id=i, line=i)
     profile.time_nanos = 1
-    for _ in range(1500):
-        stack = [rng.choice([18, 18, 10, 2, 3, 7, 14, 21, 40]) for _ in range(rng.randrange(1, 12))]
-        profile.sample.add(location_id=stack, value=[rng.choice([0, 1, 18, 10]), rng.choice([0, 18, 10, 300])])
+    return profile
+
+
+def _assert_vectorised_equals_slow(monkeypatch: pytest.MonkeyPatch, profile: profile_pb2.Profile) -> None:
+    """Both field orders of the samples: the vectorised path takes the profile and agrees with the slow one."""
     seen: list[bool] = []
     scan = pprof_fast.scan_samples
     monkeypatch.setattr(pprof_fast, "scan_samples", lambda *a: seen.append((r := scan(*a)) is not None) or r)
@@ -1089,26 +1101,11 @@ def test_vectorised_path_frames_samples_that_look_like_sample_starts(
 def test_vectorised_path_frames_samples_of_128_bytes_and_more(monkeypatch: pytest.MonkeyPatch, long_every: int) -> None:
     """A sample of 128 bytes or more has a two-byte length, which the quick framing (one-byte lengths)
     does not match: the general search frames it, on the vectorised path still."""
-    profile = profile_pb2.Profile()
-    profile.string_table.extend(["", "inuse_objects", "count", "inuse_space", "bytes", "main.go"])
-    for type_index, unit in ((1, 2), (3, 4)):
-        profile.sample_type.add(type=type_index, unit=unit)
-    for i in range(1, 41):
-        profile.string_table.append(f"main.f{i}")
-        profile.function.add(id=i, name=len(profile.string_table) - 1, filename=5)
-        profile.location.add(id=i, address=0x1000 + i).line.add(function_id=i, line=i)
-    profile.time_nanos = 1
+    profile = _forty_functions()
     for k in range(1500):
         depth = 150 if k % long_every == 0 else 1 + k % 9
         profile.sample.add(location_id=[1 + (k + j) % 40 for j in range(depth)], value=[1 + k % 5, 100 * k])
-    seen: list[bool] = []
-    scan = pprof_fast.scan_samples
-    monkeypatch.setattr(pprof_fast, "scan_samples", lambda *a: seen.append((r := scan(*a)) is not None) or r)
-    for values_first in (True, False):
-        fast, slow = _both_paths(monkeypatch, _encode(profile, values_first))
-        assert isinstance(fast, ProfileSummary)
-        assert fast == slow
-    assert seen == [True, True]
+    _assert_vectorised_equals_slow(monkeypatch, profile)
 
 
 @pytest.mark.parametrize("bad_at", [None, 3, 12, 14])
