@@ -89,6 +89,11 @@ def _parse_parts(raw: bytes) -> profile_pb2.ProfileLazyParts | profile_pb2.Profi
     return profile
 
 
+def _parse_fully(profile: profile_pb2.ProfileLazyParts, raw: bytes | None) -> profile_pb2.ProfileLazySamples:
+    """A `ProfileLazyParts` parsed again with its tables as messages (from `raw` when there is one)."""
+    return parse_pprof(raw if raw is not None else profile.SerializeToString())
+
+
 def parse_pprof(raw: bytes) -> profile_pb2.ProfileLazySamples:
     """Parse uncompressed pprof protobuf bytes (samples stay raw until needed)."""
     profile = profile_pb2.ProfileLazySamples()
@@ -234,7 +239,7 @@ def _summarize(
     if isinstance(profile, profile_pb2.ProfileLazyParts) and (
         len(profile.sample) < FAST_PATH_MIN_SAMPLES or "inuse_space" not in types or raw is None
     ):  # only large heap profiles take the vectorised path from it: the others need the parsed tables
-        profile = parse_pprof(raw if raw is not None else profile.SerializeToString())
+        profile = _parse_fully(profile, raw)
     # (what `classify` says of a heap profile, without reading the tables)
     kind = (
         ProfileKind.HEAP if isinstance(profile, profile_pb2.ProfileLazyParts) else classify(profile, types, kind_hint)
@@ -272,7 +277,7 @@ def _summarize(
     if isinstance(profile, profile_pb2.ProfileLazyParts) and (attributed is None or not attributed[0]):
         # Its tables were not read (no site), or the sample-by-sample path needs them parsed: a full
         # parse, which also reports bad location or function bytes.
-        profile = parse_pprof(raw if raw is not None else profile.SerializeToString())
+        profile = _parse_fully(profile, raw)
         resolver = Resolver(profile)
         location = resolver.location
         raw_samples = profile.sample
