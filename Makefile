@@ -43,19 +43,21 @@ $(CLIENT_VENVS)/pyroscope-io-%/.installed:
 	$(CLIENT_VENVS)/pyroscope-io-$*/bin/pip install --quiet pyroscope-io==$*
 	touch $@
 
-# What the tests drive for real besides Python packages: headless Chromium (status page), Prometheus,
+# What the tests drive for real besides Python packages (tests/toolchain.py finds each where this puts it,
+# never elsewhere on PATH, and the session stops at start when one is missing): headless Chromium (status page), Prometheus,
 # promtool and Alertmanager (alert rules, the chain), openssl (TLS certificates), installed with apt when
 # missing and running as root; the pyroscope clients in their own venvs; and the container image with the
 # chart tools (scripts/ci-deploy.sh: podman, debootstrap, the deploy extra; root).
 APT_TEST_PACKAGES = chromium fonts-dejavu-core prometheus prometheus-alertmanager openssl
 test-deps: venv client-venvs
 	@missing=""; for b in chromium prometheus promtool prometheus-alertmanager openssl; do \
-	  command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	  [ -x /usr/bin/$$b ] || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing (apt)"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_TEST_PACKAGES) >/dev/null; \
+	    export PATH="$$PATH:/usr/sbin:/sbin" DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && \
+	    apt-get install -y -qq --no-install-recommends $(APT_TEST_PACKAGES) >/dev/null; \
 	  else echo "make test needs$$missing: apt-get install $(APT_TEST_PACKAGES) (as root)" >&2; exit 1; fi; \
 	fi
 	# The container image and chart tools (podman, debootstrap, helm-python-sdk, ...) for tests/deploy.
