@@ -146,6 +146,7 @@ def test_every_manifest_validates_strictly(scenario: tuple[str, list[dict[str, A
         ({"config": {"state": {"max_series": "many"}}}, "max_series"),
         ({"persistence": {"enabled": True, "sise": "1Gi"}}, "sise"),
         ({"exporter": {"otlp": {"protocol": "http/json"}}}, "protocol"),
+        ({"prometheusRule": {"runbookBaseURL": "docs.example.com/"}}, "runbookBaseURL"),
     ],
 )
 def test_schema_rejects_unknown_keys_and_wrong_types(chart: Any, values: dict[str, Any], message: str) -> None:
@@ -365,6 +366,23 @@ def test_prometheus_rule_equals_config_alerts(chart: Any) -> None:
     expected = [g for f in ALERT_FILES for g in yaml.safe_load(f.read_text(encoding="utf-8"))["groups"]]
     assert rule["spec"]["groups"] == expected
     assert rule["metadata"]["labels"]["release"] == "prom"
+
+
+@pytest.mark.parametrize("base", ["https://github.com/acme/otel-leakproc/blob/v0.1.0/", "https://docs.example.com"])
+def test_runbook_base_url_makes_runbook_urls_absolute(chart: Any, base: str) -> None:
+    docs = render(chart, {"prometheusRule": {"enabled": True, "runbookBaseURL": base}})
+    rules = [r for g in one(docs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
+    shipped = [r for f in ALERT_FILES for g in yaml.safe_load(f.read_text(encoding="utf-8"))["groups"] for r in g["rules"]]
+    assert len(rules) == len(shipped) >= 10
+    for rule, original in zip(rules, shipped, strict=True):
+        relative = original["annotations"]["runbook_url"]
+        assert relative.startswith("docs/runbook.md#")
+        assert rule["annotations"]["runbook_url"] == base.rstrip("/") + "/" + relative
+        # Nothing else changes.
+        assert {k: v for k, v in rule["annotations"].items() if k != "runbook_url"} == {
+            k: v for k, v in original["annotations"].items() if k != "runbook_url"
+        }
+        assert rule["expr"] == original["expr"]
 
 
 def test_packaged_chart_carries_the_rules(tmp_path: Path) -> None:
