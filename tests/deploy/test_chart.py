@@ -12,6 +12,7 @@ import copy
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -372,7 +373,9 @@ def test_prometheus_rule_equals_config_alerts(chart: Any) -> None:
 def test_runbook_base_url_makes_runbook_urls_absolute(chart: Any, base: str) -> None:
     docs = render(chart, {"prometheusRule": {"enabled": True, "runbookBaseURL": base}})
     rules = [r for g in one(docs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
-    shipped = [r for f in ALERT_FILES for g in yaml.safe_load(f.read_text(encoding="utf-8"))["groups"] for r in g["rules"]]
+    shipped = [
+        r for f in ALERT_FILES for g in yaml.safe_load(f.read_text(encoding="utf-8"))["groups"] for r in g["rules"]
+    ]
     assert len(rules) == len(shipped) >= 10
     for rule, original in zip(rules, shipped, strict=True):
         relative = original["annotations"]["runbook_url"]
@@ -383,6 +386,36 @@ def test_runbook_base_url_makes_runbook_urls_absolute(chart: Any, base: str) -> 
             k: v for k, v in original["annotations"].items() if k != "runbook_url"
         }
         assert rule["expr"] == original["expr"]
+
+
+def doc_values_snippets() -> list[tuple[str, dict[str, Any]]]:
+    """The YAML blocks of docs/ whose top-level keys are all chart values (tests/unit/test_docs_snippets.py
+    finds the blocks)."""
+    spec = importlib.util.spec_from_file_location("docs_snippets", ROOT / "tests" / "unit" / "test_docs_snippets.py")
+    assert spec is not None
+    assert spec.loader is not None
+    snippets = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = snippets  # its dataclass resolves annotations through sys.modules
+    spec.loader.exec_module(snippets)
+    keys = set(yaml.safe_load((CHART_DIR / "values.yaml").read_text(encoding="utf-8")))
+    return [
+        (block.where, doc)
+        for block, doc in snippets.yaml_docs()
+        if isinstance(doc, dict) and set(doc) <= keys and block.path.parent.name == "docs"
+    ]
+
+
+def test_documented_values_snippets_render(chart: Any) -> None:
+    """Every values snippet in docs/ passes the schema and renders (with the secrets it references)."""
+    found = doc_values_snippets()
+    assert {where.split(":")[0] for where, _ in found} >= {"docs/deploy.md", "docs/scrape.md"}
+    assert len(found) >= 5
+    for where, values in found:
+        try:
+            docs = render(chart, values)
+        except _helm().HelmError as exc:
+            pytest.fail(f"{where}: {exc}")
+        assert one(docs, "Deployment"), where
 
 
 def test_packaged_chart_carries_the_rules(tmp_path: Path) -> None:
