@@ -277,6 +277,35 @@ def test_notes_render(chart: Any) -> None:
         assert f"{FULLNAME}.{NAMESPACE}.svc:4040" in text
 
 
+@pytest.mark.parametrize(
+    ("values", "expected", "absent"),
+    [
+        ({}, None, ["More than one replica", "WARNING"]),
+        ({"replicaCount": 2, "exporter": {"otlp": {"endpoint": "http://c:4317"}}}, "WARNING: the derived", []),
+        ({"autoscaling": {"enabled": True}}, "set config.export.prometheus.enabled", ["WARNING"]),
+        (
+            {
+                "replicaCount": 3,
+                "config": {"export": {"prometheus": {"enabled": True, "address": "0.0.0.0:9464"}}},
+                "serviceMonitor": {"enabled": True},
+            },
+            "More than one replica",
+            ["WARNING", "set config.export.prometheus.enabled"],
+        ),
+    ],
+)
+def test_notes_say_how_replicas_reach_the_alerts(
+    chart: Any, values: dict[str, Any], expected: str | None, absent: list[str]
+) -> None:
+    """docs/deploy.md "Replicas and state": several replicas work only with Prometheus scraping each pod."""
+    out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    text = next(v for k, v in out.items() if k.endswith("NOTES.txt"))
+    if expected is not None:
+        assert expected in text
+    for phrase in absent:
+        assert phrase not in text
+
+
 # ---- scenario specifics -------------------------------------------------------------------------------
 
 
