@@ -128,6 +128,35 @@ def test_shell_syntax(block: Block) -> None:
     assert done.returncode == 0, f"{block.where}: {done.stderr}"
 
 
+LINK = re.compile(r"\]\((?!https?://|mailto:)(?P<target>[^)#\s]*)(?:#(?P<anchor>[^)\s]+))?\)")
+
+
+def heading_anchors(path: Path) -> set[str]:
+    """GitHub's anchors: lower case, punctuation dropped, spaces to hyphens (code blocks hold no headings)."""
+    text = FENCE.sub("", path.read_text(encoding="utf-8"))
+    titles = re.findall(r"^#{1,6}\s+(.+?)\s*$", text, re.M)
+    return {re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-") for title in titles}
+
+
+def test_relative_links_and_anchors_resolve() -> None:
+    checked = 0
+    for path in DOC_FILES:
+        text = FENCE.sub("", path.read_text(encoding="utf-8"))
+        for match in LINK.finditer(text):
+            target = (path.parent / match.group("target")).resolve() if match.group("target") else path
+            assert target.exists(), f"{path.relative_to(ROOT)}: broken link {match.group(0)}"
+            if match.group("anchor"):
+                assert match.group("anchor") in heading_anchors(target), f"{path.relative_to(ROOT)}: {match.group(0)}"
+            checked += 1
+    assert checked >= 20
+
+
+def test_heading_anchors_follow_github(tmp_path: Path) -> None:
+    doc = tmp_path / "x.md"
+    doc.write_text("# Runbook: otel-leakproc\n\n```\n# not a heading\n```\n## OpenTelemetry Collector: OTLP (v1.10+)\n")
+    assert heading_anchors(doc) == {"runbook-otel-leakproc", "opentelemetry-collector-otlp-v110"}
+
+
 # ---- OpenTelemetry Collector -------------------------------------------------------------------------
 
 COMPONENT_KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
