@@ -368,6 +368,10 @@ def test_hpa_scenario(chart: Any) -> None:
     assert "replicas" not in one(docs, "Deployment")["spec"]
     assert one(docs, "Service")["spec"]["sessionAffinity"] == "ClientIP"
     assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    # Several replicas reach the alerts only through a per-pod scrape (docs/deploy.md, "Replicas and state").
+    endpoints = one(docs, "ServiceMonitor")["spec"]["endpoints"]
+    assert [(e["port"], e.get("honorLabels", False)) for e in endpoints] == [("http", False), ("metrics", True)]
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in {e["name"] for e in main_container(docs).get("env", [])}
 
 
 def test_collector_scenario(chart: Any) -> None:
