@@ -157,6 +157,8 @@ class SeriesReport:
     restarts: int
     top_growers: tuple[Grower, ...]
     evidence: dict[str, object] = field(default_factory=dict, hash=False)
+    # Status changes of the series so far, oldest first: (profile time ns, from, to); bounded (newest kept).
+    transitions: tuple[tuple[int, Status, Status], ...] = ()
 
 
 # Event families by kind: heap leaks are `leak.*`, goroutine leaks `goroutine_leak.*`, lock contention

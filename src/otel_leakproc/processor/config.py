@@ -192,6 +192,8 @@ class ProcessorConfig:
         bucket_seconds: when profiles arrive faster than this, trends use the minimum per bucket
             (GC sawtooth); 0 picks 60 s automatically when the median interval is below 45 s.
         max_gap_seconds: a pause longer than this between profiles starts a new segment, like a restart.
+        resolve_seconds: a flagged series goes back to ok only after its evidence has been gone (below
+            z_resolve, sampled sites judged stopped) for this long; a restart resolves at once.
         top_growers: growers reported per series.
         heap: heap detector settings.
         goroutine: goroutine detector settings.
@@ -202,6 +204,7 @@ class ProcessorConfig:
     max_points: int = 240
     bucket_seconds: float = 0.0
     max_gap_seconds: float = 1800.0
+    resolve_seconds: float = 1200.0
     top_growers: int = 5
     heap: HeapConfig = field(default_factory=HeapConfig)
     goroutine: GoroutineConfig = field(default_factory=GoroutineConfig)

@@ -12,7 +12,7 @@ import itertools
 import math
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from functools import lru_cache
 from sys import intern
@@ -56,6 +56,7 @@ MAX_META = 512  # bound on remembered site/group descriptions per series
 # sparse form (per point: name ids and values, the top-K of that profile) until its history is cut. Both
 # forms give the same matrices; either way memory is bounded by max_points x top-K values and names.
 MAX_GRID_ROWS = 256
+MAX_TRANSITIONS = 64  # status changes remembered per series (the newest)
 STATE_VERSION = 2  # version of the plain-data form written by `SeriesDetector.to_state`
 _ZLIB_LEVEL = 1  # state arrays: byte-shuffled then deflated; level 1 is ~5x faster than 6, a few % larger
 
@@ -553,6 +554,8 @@ class SeriesDetector:
         self.first_flagged_at: int | None = None
         self.last_restart_reason = ""
         self.sample_period = 0.0  # the latest profile's sampling period (its `sample_period`)
+        self.resolving_since: float | None = None  # a flagged series has shown no evidence since then
+        self.transitions: list[tuple[int, Status, Status]] = []
         self._report: SeriesReport | None = None
 
     # -- intake ---------------------------------------------------------------------------------
@@ -570,6 +573,7 @@ class SeriesDetector:
             if self._report is not None:
                 self._report.evidence["ignored_out_of_order"] = self.ignored
             return self.report()
+        previous = self.status
         restart_reason = self._restart_reason(summary, last, now)
         if restart_reason:
             self.restarts += 1
@@ -577,6 +581,7 @@ class SeriesDetector:
             self.segment_start = now
             self.status = Status.INSUFFICIENT_DATA
             self.flagged_since = None
+            self.resolving_since = None
             self.last_restart_reason = restart_reason
         elif last is None:
             self.segment_start = now
@@ -595,8 +600,14 @@ class SeriesDetector:
         if self.first_time is None:
             self.first_time = summary.time_nanos
         self.last_time = summary.time_nanos
-        self._report = self._evaluate(now)
-        return self._report
+        report = self._evaluate(now)
+        if report.status is not previous:
+            self.transitions.append((summary.time_nanos, previous, report.status))
+            del self.transitions[:-MAX_TRANSITIONS]
+        if self.transitions:
+            report = replace(report, transitions=tuple(self.transitions))
+        self._report = report
+        return report
 
     def report(self) -> SeriesReport:
         """The current report (re-evaluated lazily after `update`)."""
@@ -693,6 +704,8 @@ class SeriesDetector:
                 "first_flagged_at": self.first_flagged_at,
                 "last_restart_reason": self.last_restart_reason,
                 "sample_period": self.sample_period,
+                "resolving_since": self.resolving_since,
+                "transitions": [[t, a.value, b.value] for t, a, b in self.transitions],
                 "last_groups": last_groups,
                 "report": None if self._report is None else _report_to_state(self._report),
             },
@@ -804,6 +817,11 @@ class SeriesDetector:
         detector.first_flagged_at = _opt(state["first_flagged_at"], int)
         detector.last_restart_reason = _req(state["last_restart_reason"], str)
         detector.sample_period = _num(state.get("sample_period", 0.0))
+        resolving = state.get("resolving_since")  # these three keys are absent from older states
+        detector.resolving_since = None if resolving is None else _num(resolving)
+        detector.transitions = [
+            (_req(t[0], int), Status(t[1]), Status(t[2])) for t in state.get("transitions", [])
+        ][-MAX_TRANSITIONS:]
         report = state["report"]
         detector._report = None if report is None else _report_from_state(key, report)
         return detector
@@ -887,6 +905,15 @@ class SeriesDetector:
     def _transition(self, flag: bool, keep: bool, confirm: bool, now: float) -> Status:
         """Apply hysteresis: suspect on `flag`, stay flagged while `keep`, confirm on `confirm`."""
         flagged = self.status.flagged
+        if flagged and not flag and not keep:
+            # No flapping: back to ok only once the evidence has been gone for `resolve_seconds` (a restart
+            # resolves at once, in `update`).
+            if self.resolving_since is None:
+                self.resolving_since = now
+            if now - self.resolving_since < self.config.resolve_seconds:
+                keep = True
+        elif flag or keep:
+            self.resolving_since = None
         if flag or (flagged and keep):
             if not flagged:
                 self.flagged_since = now
@@ -895,6 +922,7 @@ class SeriesDetector:
             status = Status.CONFIRMED if confirm or self.status is Status.CONFIRMED else Status.SUSPECTED
         else:
             self.flagged_since = None
+            self.resolving_since = None
             status = Status.OK
         self.status = status
         return status
@@ -1411,6 +1439,7 @@ def _report_to_state(report: SeriesReport) -> dict[str, Any]:
             for g in report.top_growers
         ],
         "evidence": _plain(report.evidence, "evidence"),
+        "transitions": [[t, a.value, b.value] for t, a, b in report.transitions],
     }
 
 
@@ -1442,4 +1471,5 @@ def _report_from_state(key: SeriesKey, r: Mapping[str, Any]) -> SeriesReport:
             for g in r["top_growers"]
         ),
         evidence=dict(_req(r["evidence"], dict)),
+        transitions=tuple((_req(t[0], int), Status(t[1]), Status(t[2])) for t in r.get("transitions", [])),
     )

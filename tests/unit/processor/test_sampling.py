@@ -60,3 +60,27 @@ def test_real_go_leak_with_sampling_gaps_never_flaps_back_to_ok() -> None:
     assert all(s.flagged for s in statuses[first:]), [s.value for s in statuses]
     assert result.report.status in (Status.SUSPECTED, Status.CONFIRMED)
     assert result.report.top_growers[0].function == "main.(*auditLog).retainAuditRecord"
+
+
+CORPUS = Path(__file__).parents[2] / "testdata" / "corpus"
+
+
+def test_no_series_flaps_back_to_ok_and_up_again() -> None:
+    """Every series in the repository's corpus and the versioned series: the `transitions` of the report
+    are the status changes in order, and none goes flagged -> ok -> flagged."""
+    options = AnalyzeOptions(keep_timeline=True, time_of=_corpus_time)
+    results = analyze_paths([str(CORPUS), str(VERSIONS)], ProcessorConfig(), DecodeLimits(), options)
+    assert len(results) >= 10
+    for result in results:
+        statuses = [Status.INSUFFICIENT_DATA] + [r.status for r in result.timeline]  # a new series starts there
+        changes = [(a, b) for a, b in zip(statuses, statuses[1:], strict=False) if a is not b]
+        assert [(a, b) for _, a, b in result.report.transitions] == changes[-64:], result.source
+        path = [b for _, b in changes]
+        for i in range(len(path) - 2):
+            assert not (path[i].flagged and path[i + 1] is Status.OK and path[i + 2].flagged), (result.source, path)
+
+
+def _corpus_time(file: Path) -> int:
+    from otel_leakproc.evaluation import corpus_time  # noqa: PLC0415
+
+    return corpus_time(file)
