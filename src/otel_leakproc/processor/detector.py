@@ -819,9 +819,9 @@ class SeriesDetector:
         detector.sample_period = _num(state.get("sample_period", 0.0))
         resolving = state.get("resolving_since")  # these three keys are absent from older states
         detector.resolving_since = None if resolving is None else _num(resolving)
-        detector.transitions = [
-            (_req(t[0], int), Status(t[1]), Status(t[2])) for t in state.get("transitions", [])
-        ][-MAX_TRANSITIONS:]
+        detector.transitions = [(_req(t[0], int), Status(t[1]), Status(t[2])) for t in state.get("transitions", [])][
+            -MAX_TRANSITIONS:
+        ]
         report = state["report"]
         detector._report = None if report is None else _report_from_state(key, report)
         return detector

@@ -283,7 +283,8 @@ def test_site_that_appears_after_startup_is_suspected_during_warmup_never_confir
     reports = feed(detector(config=off), sampled_series(LEAK, [240 * KIB * max(0, m - 4) for m in range(45)], 0))
     # After the warm-up a site flags once it has gained `min_new_samples` (2) samples since it ended.
     flagged = first_minute(reports, FLAGGED)
-    assert flagged is not None and 30 < flagged <= 45, flagged
+    assert flagged is not None
+    assert 30 < flagged <= 45, flagged
 
 
 def test_cache_filling_from_startup_rarely_passes_for_new_retention() -> None:
@@ -312,7 +313,8 @@ def test_nothing_is_flagged_during_warmup_and_zero_warmup_flags_earlier() -> Non
     flagged_default = first_minute(default, FLAGGED)
     flagged_early = first_minute(no_warmup, FLAGGED)
     # 256 KiB/min: two new samples (min_new_samples) after the warm-up take about 4 minutes.
-    assert flagged_default is not None and 30 < flagged_default <= 36, flagged_default
+    assert flagged_default is not None
+    assert 30 < flagged_default <= 36, flagged_default
     assert flagged_early is not None
     assert flagged_early < 30
     # Without warm-up only min_points / min_window_seconds (600 s) hold the verdict back.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
 import numpy as np
 
 from otel_leakproc.analyze import AnalyzeOptions, analyze_paths
+from otel_leakproc.evaluation import corpus_time
 from otel_leakproc.model import Status
 from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.trend import growth_stopped, new_high_quanta, poisson_cdf, sample_quantum
@@ -73,7 +75,7 @@ def test_no_series_flaps_back_to_ok_and_up_again() -> None:
     assert len(results) >= 10
     for result in results:
         statuses = [Status.INSUFFICIENT_DATA] + [r.status for r in result.timeline]  # a new series starts there
-        changes = [(a, b) for a, b in zip(statuses, statuses[1:], strict=False) if a is not b]
+        changes = [(a, b) for a, b in itertools.pairwise(statuses) if a is not b]
         assert [(a, b) for _, a, b in result.report.transitions] == changes[-64:], result.source
         path = [b for _, b in changes]
         for i in range(len(path) - 2):
@@ -81,6 +83,4 @@ def test_no_series_flaps_back_to_ok_and_up_again() -> None:
 
 
 def _corpus_time(file: Path) -> int:
-    from otel_leakproc.evaluation import corpus_time  # noqa: PLC0415
-
     return corpus_time(file)
