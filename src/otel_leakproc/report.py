@@ -55,6 +55,7 @@ def series_to_json(report: SeriesReport, source: str | None = None) -> dict[str,
         "top_growers": [grower_to_json(g) for g in report.top_growers],
         "unit": UNITS[key.kind],
         "evidence": {k: _num(v) if isinstance(v, float) else v for k, v in report.evidence.items()},
+        "transitions": [{"time": rfc3339(t), "from": a.value, "to": b.value} for t, a, b in report.transitions],
     }
     if key.tenant:
         out["tenant"] = key.tenant

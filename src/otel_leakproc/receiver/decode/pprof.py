@@ -332,6 +332,7 @@ def _summarize(
         groups=groups,
         labels=kept_labels,
         source_format="pprof",
+        sample_period=float(max(profile.period, 0)),
     )
 
 
