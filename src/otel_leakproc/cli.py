@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     push = sub.add_parser("push", help="upload profile files to a running service (POST /ingest)")
-    push.add_argument("files", nargs="+", metavar="FILE", help="profiles (pprof, gzipped or not, or debug=2 dumps)")
+    push.add_argument("files", nargs="+", metavar="FILE", help="profiles (pprof or Go text, gzipped or not)")
     push.add_argument("--url", default="http://127.0.0.1:4040", help="the service (default: %(default)s)")
     push.add_argument("--service", required=True, help="service name")
     push.add_argument("--instance", help="instance id")
