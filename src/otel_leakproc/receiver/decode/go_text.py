@@ -53,11 +53,13 @@ ACCEPTED = (
     "goroutineleak, mutex and block profiles, and goroutine debug=2 dumps"
 )
 
-_SNIFF_BYTES = 4096
+_SNIFF_BYTES = 512  # the first line of every text profile Go writes is far shorter
 _MAX_SHOWN = 80
 _MAX_DIGITS = 19  # int64; longer digit runs are not Go's values (and keep int() away from its digit limit)
 _HEAP_HEADER = "heap profile:"
 _COUNT_HEADER = " profile: total "
+_COUNT_HEADER_BYTES = _COUNT_HEADER.encode()
+_TEXT_STARTS = (_HEAP_HEADER.encode(), b"--- ")
 _CONTENTION_HEADERS = {"--- mutex:": ProfileKind.MUTEX, "--- contention:": ProfileKind.BLOCK}
 _GO_CONTENTION_KEYS = frozenset({"cycles/second", "sampling period", "ms since reset", "discarded samples"})
 _COUNT_KINDS = {"goroutine": ProfileKind.GOROUTINE, "goroutineleak": ProfileKind.GOROUTINELEAK}
@@ -88,12 +90,12 @@ def looks_like_go_text(data: bytes) -> bool:
 
     Only a prefix is inspected; a goroutine debug=2 dump (`goroutine 1 [...]:`) is not one of these.
     """
-    if _legacy_binary(data) is not None:
-        return True
+    if data[:1] == b"\x00" or data.startswith(b"go 1."):  # cheap first: this runs before every pprof parse
+        return _legacy_binary(data) is not None
     line = _first_line(data)
-    if line.startswith((_HEAP_HEADER.encode(), b"--- ")):
+    if line.startswith(_TEXT_STARTS):
         return True
-    name, sep, total = line.partition(_COUNT_HEADER.encode())
+    name, sep, total = line.partition(_COUNT_HEADER_BYTES)
     return bool(sep) and name.replace(b"_", b"").isalnum() and total.isdigit()
 
 
@@ -156,7 +158,9 @@ def _first_line(data: bytes) -> bytes:
     head = data[:_SNIFF_BYTES]
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
-    return head.lstrip().split(b"\n", 1)[0].rstrip()
+    head = head.lstrip()
+    end = head.find(b"\n")
+    return (head if end < 0 else head[:end]).rstrip()
 
 
 def _legacy_binary(data: bytes) -> tuple[str, RejectReason] | None:
