@@ -185,7 +185,7 @@ def test_other_legacy_text_formats_are_named(text: str, named: str) -> None:
 def test_cpu_profiles_are_named() -> None:
     pprof = _reject((GO_TEXT / "snapshot_cpu.pb.gz").read_bytes())
     assert pprof.reason is RejectReason.UNSUPPORTED
-    assert "[samples, cpu] (a CPU profile: no leak signal)" in str(pprof)
+    assert "[samples, cpu] (a CPU profile) is not a heap" in str(pprof)
     for header in (struct.pack("<5Q", 0, 3, 0, 10000, 0), struct.pack(">5I", 0, 3, 0, 10000, 0)):
         legacy = _reject(header + struct.pack("<3Q", 1, 1, 0x401000))
         assert legacy.reason is RejectReason.UNSUPPORTED

@@ -146,7 +146,7 @@ def classify(
             return kind_hint
         return _mutex_or_block(profile)
     shown = ", ".join(types) or "none"
-    what = " (a CPU profile: no leak signal)" if "cpu" in types else ""
+    what = " (a CPU profile)" if "cpu" in types else ""
     raise InvalidProfileError(
         f"profile.sample_type: [{shown}]{what} is not a heap, goroutine, goroutineleak, mutex or block profile",
         RejectReason.UNSUPPORTED,
