@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import random
 import struct
 from pathlib import Path
 
@@ -136,6 +137,11 @@ def test_scale_heap_sample(count: int, size: int, rate: int, expected: tuple[int
     assert scale_heap_sample(count, size, rate) == expected
 
 
+def test_scale_stays_finite_when_one_minus_exp_rounds_to_zero() -> None:
+    objects, size = scale_heap_sample(3, 1, 10**18)  # average size 1/3 byte against a rate of 10^18
+    assert (objects, size) == (pytest.approx(9e18, rel=1e-9), pytest.approx(3e18, rel=1e-9))
+
+
 def test_mutex_delay_is_converted_with_cycles_per_second() -> None:
     text = (
         "--- mutex:\ncycles/second=2000000000\nsampling period=5\n3000 7 @ 0x10 0x20\n#\t0x1f\tmain.put+0x1\t/a.go:9\n"
@@ -200,8 +206,9 @@ def test_cpu_profiles_are_named() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("heap profile: 1: 2 [3: 4] @ heap/1024\n1: x [1: 2] @ 0x1\n", "line 2: in-use bytes is not a number"),
+        ("heap profile: 1: 2 [3: 4] @ heap/1024\n1: x [1: 2] @ 0x1\n", "line 2: in-use bytes is not a non-neg"),
         ("heap profile: 1: 2 [3: 4] @ heap/1024\n0: 2 [1: 2] @ 0x1\n", "line 2: in-use objects are 0 but"),
+        ("heap profile: 1: 2 [3: 4] @ heap/1024\n1: -9 [1: 2] @ 0x1\n", "line 2: in-use bytes is not a non-negative"),
         ("heap profile: 1: 2 [3: 4] @ heap/1024\n1: 2 [1: 2] @ 0xZZ\n", "line 2: '0xZZ' is not a hex address"),
         ("heap profile: 1: 2 [3: 4] @ heap/1024\nhello\n", "line 2: expected a record '<values> @ 0x...'"),
         ("heap profile: 1: 2 [3: 4] @ heap/x\n", "line 1: the sampling rate is not a number"),
@@ -246,3 +253,25 @@ def test_bounds() -> None:
     top = decode_profile(data, DecodeLimits(top_sites=1), time_fallback_nanos=NOW)
     assert len(top.sites) == 1
     assert top.other == top.total - top.sites[0].value
+
+
+def test_mutated_profiles_give_a_summary_or_a_clear_error() -> None:
+    """Byte-level mutations of real captures: never an exception other than InvalidProfileError."""
+    rng = random.Random(19)
+    originals = [(GO_TEXT / f"snapshot_{name}.txt").read_bytes() for name in PROFILES]
+    outcomes = {"summary": 0, "error": 0}
+    messages: list[str] = []
+    for i in range(3000):
+        data = bytearray(originals[i % len(originals)])
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(data))
+            data[at] = rng.choice(b"0123456789 :@[]#-x\t\n\xff")
+        try:
+            decode_profile(bytes(data), LIMITS, time_fallback_nanos=NOW)
+            outcomes["summary"] += 1
+        except InvalidProfileError as exc:
+            messages.append(str(exc))
+            outcomes["error"] += 1
+    assert not [m for m in messages if "\n" in m]
+    assert outcomes["summary"] > 100
+    assert outcomes["error"] > 100

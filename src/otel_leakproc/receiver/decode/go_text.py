@@ -225,9 +225,8 @@ def _is_count(text: str) -> bool:
 
 
 def _int(text: str, lineno: int, line: str, what: str) -> int:
-    body = text[1:] if text.startswith("-") else text
-    if not _is_count(body):
-        raise _bad(lineno, line, f"{what} is not a number")
+    if not _is_count(text):  # Go writes no negative values; they would make the scaling meaningless
+        raise _bad(lineno, line, f"{what} is not a non-negative number")
     return int(text)
 
 
@@ -385,7 +384,10 @@ def scale_heap_sample(count: int, size: int, rate: int) -> tuple[int, int]:
         return 0, 0
     if rate <= 1:
         return count, size
-    scale = 1 / (1 - math.exp(-(size / count) / rate))
+    sampled = 1 - math.exp(-(size / count) / rate)
+    if sampled <= 0:  # an average size so small against the rate that 1 - exp() rounds to 0
+        sampled = -math.expm1(-(size / count) / rate)
+    scale = 1 / sampled
     return int(count * scale), int(size * scale)
 
 
