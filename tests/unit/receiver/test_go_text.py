@@ -84,6 +84,7 @@ def test_visible_wait_states_are_named() -> None:
     text = (
         "goroutine profile: total 5\n"
         "4 @ 0x1 0x2 0x3 0x4\n"
+        '# labels: {"job":"ledger"}\n'
         "#\t0x2\tinternal/sync.runtime_SemacquireMutex+0x24\t/go/src/runtime/sema.go:95\n"
         "#\t0x3\tsync.(*Mutex).Lock+0x17\t\t/go/src/sync/mutex.go:46\n"
         "#\t0x4\tmain.deduct+0x4a\t\t/app/main.go:54\n"
