@@ -178,6 +178,7 @@ EXPECTED_FULL = Settings(
         timeout_seconds=4.0,
         max_response_bytes=4194304,
         profiles=("heap", "goroutine"),
+        format="text",
         tenant="cluster-a",
         max_targets=50,
         static_targets=(

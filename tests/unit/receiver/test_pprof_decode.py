@@ -887,7 +887,8 @@ def test_cpu_profile_is_unsupported() -> None:
     error = _reject(profile.SerializeToString())
     assert error.reason is RejectReason.UNSUPPORTED
     assert str(error) == (
-        "profile.sample_type: [samples, cpu] is not a heap, goroutine, goroutineleak, mutex or block profile"
+        "profile.sample_type: [samples, cpu] (a CPU profile) is not a heap, goroutine, goroutineleak, "
+        "mutex or block profile"
     )
 
 

@@ -146,8 +146,9 @@ def classify(
             return kind_hint
         return _mutex_or_block(profile)
     shown = ", ".join(types) or "none"
+    what = " (a CPU profile)" if "cpu" in types else ""
     raise InvalidProfileError(
-        f"profile.sample_type: [{shown}] is not a heap, goroutine, goroutineleak, mutex or block profile",
+        f"profile.sample_type: [{shown}]{what} is not a heap, goroutine, goroutineleak, mutex or block profile",
         RejectReason.UNSUPPORTED,
     )
 
