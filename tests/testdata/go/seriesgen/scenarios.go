@@ -140,7 +140,11 @@ var scenarios = []*scenario{
 			map[string]any{"restart_tick": 32, "heap_leak_after_restart": false}),
 		make: func(seg int, _ *rand.Rand) workload {
 			e := &priceRuleEngine{rules: map[int][]byte{}, bounded: seg == 1}
-			return &steady{alloc: e.compileRule, size: 2 * KiB, perTick: 400 * KiB, start: -3}
+			w := &steady{alloc: e.compileRule, size: 2 * KiB, perTick: 400 * KiB, start: -3}
+			if e.bounded {
+				w.bound = 256 * 2 * KiB
+			}
+			return w
 		},
 	},
 	{

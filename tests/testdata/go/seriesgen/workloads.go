@@ -30,6 +30,7 @@ type steady struct {
 	start    int
 	acc      float64
 	retained int64
+	bound    int64 // > 0: the structure keeps at most this much (a fixed version), for the truth
 }
 
 func (w *steady) step(tick, _ int) {
@@ -43,7 +44,12 @@ func (w *steady) step(tick, _ int) {
 		w.retained += int64(w.size)
 	}
 }
-func (w *steady) truthBytes() int64 { return w.retained }
+func (w *steady) truthBytes() int64 {
+	if w.bound > 0 {
+		return min(w.retained, w.bound)
+	}
+	return w.retained
+}
 
 // bursty: `burst` bytes at once every `every` ticks from `start`, never freed.
 type bursty struct {
