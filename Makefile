@@ -93,6 +93,7 @@ SERIES_TICK_WALL ?= 1s
 series:
 	cd tests/testdata/go/seriesgen && GOTOOLCHAIN=local CGO_ENABLED=0 $(abspath $(GO)) run -trimpath . \
 		-out $(abspath $(SERIES_OUT)) -only '$(SERIES_ONLY)' -jobs $(SERIES_JOBS) -tick-wall $(SERIES_TICK_WALL)
+	PYTHONPATH=src $(PY) scripts/series_observed.py $(SERIES_OUT)
 
 bench: venv
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
