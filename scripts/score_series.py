@@ -135,7 +135,7 @@ def markdown(scores: list[Score]) -> str:
         rows = [s for s in rows if s not in quiet_goroutines]
         out.append(f"### {group} set\n")
         out.append(
-            f"{len(found)} of {len(positives)} labelled problems flagged, {len(false)} false alarms, "
+            f"{len(found)} of {len(positives)} labelled problems flagged, false alarms: {len(false)}, "
             f"top grower right on {sum(1 for s in found if 'wrong top' not in s.verdict)} of {len(found)}, "
             f"latency {min(latencies, default=0)}-{max(latencies, default=0)} profiles "
             f"(mean {sum(latencies) / len(latencies) if latencies else 0:.1f}); "
