@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CORPUS ?= ../shared/corpus
 EXAMPLE ?= tests/testdata/corpus/steady_leak
 
-.PHONY: help venv run demo analyze test test-deps lint typecheck check proto evaluate bench client-venvs clean
+.PHONY: help venv run demo analyze test test-deps lint typecheck check proto evaluate bench client-venvs clean series
 
 help:
 	@echo "make run        start the service on embedded defaults (HTTP :4040, gRPC :4317, console output)"
@@ -14,6 +14,7 @@ help:
 	@echo "make test       run the test suite"
 	@echo "make check      lint + type check + tests (what CI runs)"
 	@echo "make evaluate   score the detectors on a labelled corpus (CORPUS=$(CORPUS))"
+	@echo "make series     regenerate the labelled Go series in tests/testdata/series (about 10 min; SERIES_ONLY=a,b)"
 	@echo "make bench      run the benchmarks (prints figures)"
 	@echo "make proto      regenerate the pprof protobuf module from its .proto"
 
@@ -82,6 +83,19 @@ proto: venv
 
 evaluate: venv
 	$(PY) -m otel_leakproc.evaluation $(CORPUS)
+
+# The labelled series of tests/testdata/series/ (README there): real runtime/pprof profiles from the
+# stdlib-only Go program in tests/testdata/go/seriesgen, one simulated minute per SERIES_TICK_WALL of wall
+# time, timestamps rewritten one minute apart. SERIES_ONLY=a,b regenerates some (labels.json is merged).
+GO               ?= $(VENV)/bin/go
+SERIES_OUT       ?= tests/testdata/series
+SERIES_ONLY      ?=
+SERIES_JOBS      ?= 3
+SERIES_TICK_WALL ?= 1s
+series:
+	cd tests/testdata/go/seriesgen && GOTOOLCHAIN=local CGO_ENABLED=0 $(abspath $(GO)) run -trimpath . \
+		-out $(abspath $(SERIES_OUT)) -only '$(SERIES_ONLY)' -jobs $(SERIES_JOBS) -tick-wall $(SERIES_TICK_WALL)
+	PYTHONPATH=src $(PY) scripts/series_observed.py $(SERIES_OUT)
 
 bench: venv
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
