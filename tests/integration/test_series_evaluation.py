@@ -27,27 +27,27 @@ SERIES = Path(__file__).parent.parent / "testdata" / "series"
 
 pytestmark = pytest.mark.corpus
 
-# What the detectors of main did not achieve on 2026-12-06 (tests/testdata/series/README.md has the table).
+# What the detectors of main did not achieve on 2026-12-06 after the sampling-aware "stopped" test and the
+# resolve hold (tests/testdata/series/README.md has the table). No series flaps any more.
 KNOWN_MISSES = {
     ("trickle_leak", "heap"),  # 20 KiB/min: a heap sample every ~25 min
-    ("large_object_slow_leak", "heap"),
+    ("large_object_slow_leak", "heap"),  # drew 3 heap samples where ~11 were expected
     ("deploy_does_not_fix", "heap"),  # restart at 30 cuts the history inside the 30-min warm-up, twice
 }
 KNOWN_FALSE_ALARMS = {
-    ("cache_fill_decelerating", "heap"),
-    ("cache_fill_slow", "heap"),
-    ("periodic_flush_gogc400", "heap"),
+    ("cache_fill_slow", "heap"),  # held out: a cache still filling, slowly, at the end of the hour
 }
-KNOWN_FLAPPING = {  # flagged -> ok -> flagged at least once
-    ("bursty_leak", "heap"),
-    ("small_object_leak", "heap"),
-    ("mostly_freed_site_leak", "heap"),
-    ("bursty_large_leak", "heap"),
-    ("cache_fill_slow", "heap"),
-    ("mostly_freed_small_leak", "heap"),
-    ("periodic_flush_gogc400", "heap"),
-    ("search_index_leak", "heap"),
+KNOWN_FLAPPING: set[tuple[str, str]] = set()  # flagged -> ok -> flagged at least once
+KNOWN_LATE = {  # flagged, but past the issue's budget
+    ("mostly_freed_small_leak", "heap"),  # held out: 92 KiB/min under a site that frees most of it, at 52
 }
+WARM_UP_TICKS = 30  # processor.heap.warmup_seconds at one profile a minute
+
+
+def latency_budget(case: Case) -> int:
+    """Issue 14's budget in profiles after the leak starts: a leak present from start-up within the warm-up
+    plus 15; one that starts later within 30 (slow ones; steady ones are far inside it)."""
+    return WARM_UP_TICKS + 15 - case.start_tick if case.start_tick < WARM_UP_TICKS else 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +127,10 @@ def test_labelled_problems_flagged_and_named(scored: list[Scored], subset: str) 
             assert s.case.detected, s.name
             assert s.case.top1_ok, (s.name, s.case.top1_at_flag, s.case.top1_final)
             assert s.case.latency is not None
-            assert s.case.latency <= 30, s.name  # the warm-up (30 min) bounds it today
+            if s.name in KNOWN_LATE:
+                assert s.case.latency > latency_budget(s.case), f"{s.name} is in time now: remove it from KNOWN_LATE"
+            else:
+                assert s.case.latency <= latency_budget(s.case), (s.name, s.case.latency)
         if s.name in KNOWN_MISSES:  # listed misses are real misses; drop the name when one is found
             assert not s.case.detected, f"{s.name} is flagged now: remove it from KNOWN_MISSES"
 
