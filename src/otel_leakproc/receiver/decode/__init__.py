@@ -13,7 +13,7 @@ from otel_leakproc.model import ProfileKind, ProfileSummary
 from otel_leakproc.receiver.decode.goroutine_text import looks_like_goroutine_dump, parse_goroutine_dump
 from otel_leakproc.receiver.decode.gzip_bound import inflate_body
 from otel_leakproc.receiver.decode.limits import DecodeLimits
-from otel_leakproc.receiver.decode.pprof import parse_pprof, summarize_pprof
+from otel_leakproc.receiver.decode.pprof import summarize_pprof_bytes
 
 __all__ = ["DecodeLimits", "decode_profile"]
 
@@ -49,8 +49,8 @@ def decode_profile(
             )
         text_kind = kind_hint if kind_hint in (ProfileKind.GOROUTINE, ProfileKind.GOROUTINELEAK) else None
         return parse_goroutine_dump(raw, limits, time_nanos=time_fallback_nanos, kind=text_kind)
-    return summarize_pprof(
-        parse_pprof(raw),
+    return summarize_pprof_bytes(
+        raw,
         limits,
         kind_hint=kind_hint,
         time_fallback_nanos=time_fallback_nanos,
