@@ -49,20 +49,24 @@ def write_bodies(path: Path, count: int, folder: Path) -> int:
     return size
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU of `pid` and every live descendant (decoder workers, the forkserver)."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User + system CPU of `pid` itself, and of every live descendant (decoder workers, the forkserver)."""
+    own = 0.0
     total = 0.0
     pending = [pid]
     while pending:
         current = pending.pop()
         try:
             fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / TICKS
+            used = (int(fields[11]) + int(fields[12])) / TICKS
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending.extend(int(c) for c in (task / "children").read_text().split())
         except (OSError, IndexError):
             continue
-    return total
+        total += used
+        if current == pid:
+            own = used
+    return own, total - own
 
 
 def run_wrk(url: str, env: dict[str, str], args: argparse.Namespace) -> tuple[str, float]:
@@ -125,9 +129,10 @@ def main() -> int:
             warm = argparse.Namespace(**{**vars(args), "seconds": 2})
             run_wrk(serve.url, env, warm)  # workers warm, every series created
             load_before = Path("/proc/loadavg").read_text().strip()
-            server_before = tree_cpu_seconds(serve.proc.pid)
+            main_before, workers_before = cpu_seconds(serve.proc.pid)
             out, client_cpu = run_wrk(serve.url, env, args)
-            server_cpu = tree_cpu_seconds(serve.proc.pid) - server_before
+            main_after, workers_after = cpu_seconds(serve.proc.pid)
+            main_cpu, workers_cpu = main_after - main_before, workers_after - workers_before
             load_after = Path("/proc/loadavg").read_text().strip()
             with urllib.request.urlopen(f"{serve.url}/api/v1/series?timeline=0", timeout=60) as response:
                 tracked = json.loads(response.read())["series"]
@@ -145,7 +150,13 @@ def main() -> int:
         f"{float(rate.group(1)) if rate else 0:.0f} profiles/s, p50 {latency.get('50', '?')}, "
         f"p99 {latency.get('99', '?')}, non-2xx {bad.group(1) if bad else 0}"
     )
-    per = f"{server_cpu / requests * 1000:.2f} ms per profile" if requests else "n/a"
+    server_cpu = main_cpu + workers_cpu
+    per = (
+        f"{server_cpu / requests * 1000:.2f} ms per profile: event loop {main_cpu / requests * 1000:.2f}, "
+        f"decoder workers {workers_cpu / requests * 1000:.2f}"
+        if requests
+        else "n/a"
+    )
     print(f"cpu: server {server_cpu:.1f} s ({per}), wrk {client_cpu:.1f} s, over {args.seconds} s of wall time")
     points = sum(int(t["profiles"]) for t in tracked)
     print(f"check: {len(tracked)} series tracked, {points} profiles in their windows (warm-up included)")
