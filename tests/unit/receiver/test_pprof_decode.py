@@ -396,7 +396,7 @@ def test_raw_pprof_decodes_like_gzipped(name: str) -> None:
 
 def test_summarize_accepts_a_parsed_profile_message() -> None:
     assert summarize_pprof(_profile(BLOCK), LIMITS) == _decode(_gz(BLOCK))
-    assert summarize_pprof(parse_pprof(_raw(HEAP)), LIMITS) == _decode(_gz(HEAP))
+    assert summarize_pprof(_profile(HEAP), LIMITS) == _decode(_gz(HEAP))
 
 
 @pytest.mark.parametrize(("name", "top"), [(MUTEX, 1), (HEAP_STEADY_LEAK, 2), (BLOCK, 3)])
@@ -1185,13 +1185,13 @@ def test_locations_kept_as_bytes_report_the_full_parse_error(monkeypatch: pytest
 
 def test_locations_kept_as_bytes_summarise_as_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     """The vectorised path over the one-parse layout (tables after the samples, up to the strings) gives
-    the summary of the parsed profile, for every top-K size."""
+    the summary of the parsed profile (read sample by sample from its messages), for every top-K size."""
     monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", 0)
     for name in (HEAP, HEAP_STEADY_LEAK, HEAP_BEFORE_RESTART):
         raw = _raw(name)
         for top in (0, 1, 5, 64):
             limits = DecodeLimits(top_sites=top)
-            assert decode_profile(raw, limits) == summarize_pprof(parse_pprof(raw), limits)
+            assert decode_profile(raw, limits) == summarize_pprof(profile_pb2.Profile.FromString(raw), limits)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -92,9 +92,11 @@ def _parse_parts(raw: bytes) -> profile_pb2.ProfileLazyParts | profile_pb2.Profi
     return profile
 
 
-def _parse_fully(profile: profile_pb2.ProfileLazyParts, raw: bytes | None) -> profile_pb2.ProfileLazySamples:
-    """A `ProfileLazyParts` parsed again with its tables as messages (from `raw` when there is one)."""
-    return parse_pprof(raw if raw is not None else profile.SerializeToString())
+def _parse_fully(raw: bytes | None) -> profile_pb2.ProfileLazySamples:
+    """A `ProfileLazyParts`'s bytes `raw` parsed again with the tables as messages."""
+    if raw is None:  # (a `ProfileLazyParts` only comes from `summarize_pprof_bytes`, with its bytes)
+        raise ValueError("a ProfileLazyParts needs the bytes it was parsed from")
+    return parse_pprof(raw)
 
 
 def parse_pprof(raw: bytes) -> profile_pb2.ProfileLazySamples:
@@ -175,7 +177,7 @@ def _mutex_or_block(profile: profile_pb2.Profile | profile_pb2.ProfileLazySample
 
 
 def summarize_pprof(
-    profile: profile_pb2.Profile | profile_pb2.ProfileLazySamples,
+    profile: profile_pb2.Profile,
     limits: DecodeLimits,
     *,
     kind_hint: ProfileKind | None = None,
@@ -239,9 +241,9 @@ def _summarize(
         raise InvalidProfileError("profile.string_table[0]: must be the empty string", RejectReason.BAD_REFERENCE)
     types = sample_type_names(profile)
     if isinstance(profile, profile_pb2.ProfileLazyParts) and (
-        len(profile.sample) < FAST_PATH_MIN_SAMPLES or "inuse_space" not in types or raw is None
+        len(profile.sample) < FAST_PATH_MIN_SAMPLES or "inuse_space" not in types
     ):  # only large heap profiles take the vectorised path from it: the others need the parsed tables
-        profile = _parse_fully(profile, raw)
+        profile = _parse_fully(raw)
     # (what `classify` says of a heap profile, without reading the tables)
     kind = (
         ProfileKind.HEAP if isinstance(profile, profile_pb2.ProfileLazyParts) else classify(profile, types, kind_hint)
@@ -273,7 +275,10 @@ def _summarize(
     # A `Profile` (converted from OTLP) has its samples as messages, read one by one with no bytes to scan.
     parts = (
         None
-        if goroutine_kind or n_samples < FAST_PATH_MIN_SAMPLES or isinstance(profile, profile_pb2.Profile)
+        if goroutine_kind
+        or n_samples < FAST_PATH_MIN_SAMPLES
+        or raw is None
+        or isinstance(profile, profile_pb2.Profile)
         else pprof_fast.raw_parts(profile, raw)
     )
     fast = None if parts is None else pprof_fast.scan_samples(parts, n_samples, n_types)
@@ -284,7 +289,7 @@ def _summarize(
     if isinstance(profile, profile_pb2.ProfileLazyParts) and (attributed is None or not attributed[0]):
         # Its tables were not read (no site), or the sample-by-sample path needs them parsed: a full
         # parse, which also reports bad location or function bytes.
-        profile = _parse_fully(profile, raw)
+        profile = _parse_fully(raw)
         resolver = Resolver(profile)
         location = resolver.location
     if attributed is not None:
