@@ -27,23 +27,26 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from bench_serve import LARGE, SMALL, Serve  # type: ignore[import-not-found]
+from bench_serve import SMALL, Serve  # type: ignore[import-not-found]
 
 from otel_leakproc.receiver.proto import profile_pb2
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "serve_wrk.lua"
+LARGE_DIR = HERE / "out" / "large"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def write_bodies(path: Path, count: int, folder: Path) -> int:
-    """`count` gzipped variants of a real profile, one minute apart, as body_NNNN.bin; the size of one."""
+    """`count` gzipped variants of a real profile, one minute apart, as body_NNNN.bin; the size of one.
+
+    Compressed at level 1, as runtime/pprof does (gzip.BestSpeed), so the bodies are the size Go sends."""
     profile = profile_pb2.Profile.FromString(gzip.decompress(path.read_bytes()))
     base = 1_790_000_000 * 10**9
     size = 0
     for i in range(count):
         profile.time_nanos = base + i * 60 * 10**9
-        body = gzip.compress(profile.SerializeToString(), 6)
+        body = gzip.compress(profile.SerializeToString(), 1)
         (folder / f"body_{i:04d}.bin").write_bytes(body)
         size = len(body)
     return size
@@ -109,7 +112,8 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 1
-    path = SMALL if args.kind == "small" else LARGE
+    large = sorted(LARGE_DIR.glob("*.pb.gz"))
+    path = SMALL if args.kind == "small" else (large[-1] if large else LARGE_DIR / "heap_0029.pb.gz")
     if not path.exists():
         print(f"{path} missing (run benchmarks/make_profiles.sh)", file=sys.stderr)
         return 1
