@@ -102,6 +102,10 @@ bench: venv
 	bash benchmarks/make_profiles.sh
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_analyze_vs_pprof.py
+	@if command -v wrk >/dev/null; then \
+		$(PY) benchmarks/bench_serve_wrk.py --kind small && \
+		$(PY) benchmarks/bench_serve_wrk.py --kind large --connections 8; \
+	else echo "wrk not installed (apt-get install wrk): serve throughput skipped"; fi
 
 clean:
 	rm -rf $(VENV) $(CLIENT_VENVS) build dist .pytest_cache .mypy_cache .ruff_cache benchmarks/out otel-leakproc-state

@@ -77,10 +77,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _analyze(args: argparse.Namespace) -> int:
     from otel_leakproc.analyze import AnalyzeOptions, analyze_inputs  # noqa: PLC0415 (keeps --help fast)
-    from otel_leakproc.config import load_settings  # noqa: PLC0415
+    from otel_leakproc.processor.config import ProcessorConfig  # noqa: PLC0415
+    from otel_leakproc.receiver.decode.limits import DecodeLimits  # noqa: PLC0415
     from otel_leakproc.report import inputs_to_json, render_table, series_to_json  # noqa: PLC0415
 
-    settings = load_settings(args.config)
+    # Without --config, the defaults of the two sections analyze reads, without importing the server,
+    # scrape and export sections' modules (a short-lived process: start-up is most of its time).
+    processor, limits = ProcessorConfig(), DecodeLimits()
+    if args.config is not None:
+        from otel_leakproc.config import load_settings  # noqa: PLC0415
+
+        settings = load_settings(args.config)
+        processor, limits = settings.processor, settings.decode.to_limits()
     options = AnalyzeOptions(
         service=args.service,
         instance=args.instance,
@@ -88,7 +96,7 @@ def _analyze(args: argparse.Namespace) -> int:
         memory_limit_bytes=args.memory_limit,
     )
     try:
-        run = analyze_inputs(args.paths, settings.processor, settings.decode.to_limits(), options)
+        run = analyze_inputs(args.paths, processor, limits, options)
     except FileNotFoundError as exc:
         print(f"otel-leakproc: {exc}", file=sys.stderr)
         return EXIT_FINDINGS

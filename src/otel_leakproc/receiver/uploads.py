@@ -36,7 +36,7 @@ from otel_leakproc.receiver.decode.goroutine_text import looks_like_goroutine_du
 from otel_leakproc.receiver.decode.gzip_bound import gunzip_bounded, inflate_body, is_gzip
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.decode.otlp_profiles import otlp_to_pprof, parse_export_request
-from otel_leakproc.receiver.decode.pprof import summarize_pprof
+from otel_leakproc.receiver.decode.pprof import summarize_pprof, summarize_pprof_bytes
 from otel_leakproc.receiver.identity import resolve_identity
 from otel_leakproc.receiver.labels import parse_label_set
 from otel_leakproc.receiver.proto import push_pb2
@@ -690,14 +690,29 @@ def _otlp(request: UploadRequest, body: bytes, limits: DecodeLimits, max_profile
     for k, item in enumerate(items):
         where = f"profile {k} (scope {item.scope!r})" if item.scope else f"profile {k}"
         labels = item.resource
+        alloc_cumulative = not _alloc_is_delta(labels)
         try:
-            summary = summarize_pprof(
-                item.profile,
-                limits,
-                time_fallback_nanos=time_fallback,
-                labels=labels,
-                alloc_cumulative=not _alloc_is_delta(labels),
-            )
+            if item.profile is None:  # the original pprof bytes: the decoder every pprof upload takes
+                try:
+                    summary = summarize_pprof_bytes(
+                        item.payload,
+                        limits,
+                        time_fallback_nanos=item.time_nanos or time_fallback,
+                        labels=labels,
+                        alloc_cumulative=alloc_cumulative,
+                    )
+                except InvalidProfileError as exc:  # named inside the request, as the converter names fields
+                    if exc.reason is RejectReason.UNSUPPORTED:
+                        raise
+                    raise _located(exc, item.payload_where) from exc
+            else:
+                summary = summarize_pprof(
+                    item.profile,
+                    limits,
+                    time_fallback_nanos=time_fallback,
+                    labels=labels,
+                    alloc_cumulative=alloc_cumulative,
+                )
         except InvalidProfileError as exc:
             if exc.reason is RejectReason.UNSUPPORTED:
                 ignored.append(f"{where}: {exc} (no leak signal, skipped)")

@@ -57,7 +57,8 @@ def test_text_summary_matches_the_protobuf_of_the_same_moment(name: str) -> None
 
 
 def test_heap_text_is_scaled_and_names_the_leaking_function() -> None:
-    _, text = _pair("heap")
+    proto, text = _pair("heap")
+    assert text.sample_period == proto.sample_period > 0  # MemProfileRate: the sampling model needs it
     top = text.sites[0]
     assert top.function == "main.retainReports"
     assert top.file.endswith("snapshot/main.go")

@@ -14,7 +14,7 @@ from otel_leakproc.receiver.decode.go_text import decode_go_text, looks_like_go_
 from otel_leakproc.receiver.decode.goroutine_text import looks_like_goroutine_dump, parse_goroutine_dump
 from otel_leakproc.receiver.decode.gzip_bound import inflate_body
 from otel_leakproc.receiver.decode.limits import DecodeLimits
-from otel_leakproc.receiver.decode.pprof import parse_pprof, summarize_pprof
+from otel_leakproc.receiver.decode.pprof import summarize_pprof_bytes
 
 __all__ = ["DecodeLimits", "decode_profile"]
 
@@ -52,8 +52,8 @@ def decode_profile(
         return parse_goroutine_dump(raw, limits, time_nanos=time_fallback_nanos, kind=text_kind)
     if looks_like_go_text(raw):  # debug=1 text; also names the legacy formats that are not Go's
         return decode_go_text(raw, limits, time_nanos=time_fallback_nanos, alloc_cumulative=alloc_cumulative)
-    return summarize_pprof(
-        parse_pprof(raw),
+    return summarize_pprof_bytes(
+        raw,
         limits,
         kind_hint=kind_hint,
         time_fallback_nanos=time_fallback_nanos,

@@ -260,6 +260,8 @@ class _Reader:
 
     def __init__(self, header_no: int) -> None:
         self.header_no = header_no
+        # The pprof `period` the protobuf of the same profile carries (heap: MemProfileRate), 0 if none.
+        self.sample_period = 0.0
 
     def values(self, left: str, lineno: int, line: str) -> tuple[int, ...] | None:
         """The record's values from the text before ` @`; None when the line is not a record."""
@@ -356,6 +358,7 @@ class _HeapReader(_Reader):
             raise _bad(header_no, header, "the sampling rate is not a number")
         # Go writes twice its MemProfileRate here (what early C++ profilers wrote); pprof halves it.
         self.rate = int(rate or "0") // 2
+        self.sample_period = float(self.rate)
 
     def values(self, left: str, lineno: int, line: str) -> tuple[int, ...] | None:
         inuse, bracket, alloc = left.partition("[")
@@ -566,4 +569,5 @@ def _summarise(
         groups=kept_groups,
         labels={},
         source_format=SOURCE_FORMAT,
+        sample_period=reader.sample_period,
     )
