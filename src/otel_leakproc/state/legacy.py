@@ -33,9 +33,9 @@ def restore_legacy(path: Path, table: SeriesTable) -> int:
     return table.restore(snapshot)
 
 
-def retire(path: Path) -> Path:
+def retire(path: Path, suffix: str = MIGRATED_SUFFIX) -> Path:
     """Rename a migrated (or unreadable) snapshot so it is not read again."""
-    done = path.with_name(path.name + MIGRATED_SUFFIX)
+    done = path.with_name(path.name + suffix)
     path.rename(done)
     return done
 
