@@ -55,7 +55,7 @@ def test_sigkill_at_random_points_never_loses_an_answered_upload(tmp_path: Path)
         # Kill after a random 0-3 more answers, at a random moment inside or just after the next upload.
         target = answered + rng.randint(0, 3)
 
-        def stream() -> None:
+        def stream(done: threading.Event = done, target: int = target) -> None:
             nonlocal answered, attempted
             for path in PROFILES[answered : target + 1]:
                 attempted += 1
@@ -150,7 +150,9 @@ def test_a_full_disk_turns_readyz_false_and_uploads_into_503_until_space_returns
                     f.write(b"\0" * 4096)
             except OSError:
                 pass
-        reply = http("POST", f"{proc.url}/ingest?name=checkout{{instance=pod-1}}&format=pprof", PROFILES[1].read_bytes())
+        reply = http(
+            "POST", f"{proc.url}/ingest?name=checkout{{instance=pod-1}}&format=pprof", PROFILES[1].read_bytes()
+        )
         assert reply.status == 503
         assert "no space left" in reply.json()["message"]
         assert reply.headers["Retry-After"]

@@ -64,17 +64,25 @@ def test_frames_detect_torn_and_flipped_bytes_and_keep_the_good_prefix() -> None
     second = frame(RecordType.POINT, b"second")
     data = good + second
     frames, tail = read_frames(data)
-    assert [f.payload for f in frames][1] == b"second" and tail is None
+    assert [f.payload for f in frames][1] == b"second"
+    assert tail is None
     frames, tail = read_frames(data[:-3])
-    assert len(frames) == 1 and tail is not None and tail.offset == len(good) and "torn record" in tail.reason
+    assert len(frames) == 1
+    assert tail is not None
+    assert tail.offset == len(good)
+    assert "torn record" in tail.reason
     flipped = bytearray(data)
     flipped[len(good) + 15] ^= 1
     frames, tail = read_frames(bytes(flipped))
-    assert len(frames) == 1 and tail is not None and tail.reason == "checksum mismatch"
+    assert len(frames) == 1
+    assert tail is not None
+    assert tail.reason == "checksum mismatch"
     header = bytearray(good)
     header[2] = 99  # a codec version from the future
     frames, tail = read_frames(bytes(header))
-    assert frames == [] and tail is not None and "version 99" in tail.reason
+    assert frames == []
+    assert tail is not None
+    assert "version 99" in tail.reason
     with pytest.raises(CodecError):
         decode_value(encode_value([1, 2, 3])[:-1])
 
@@ -112,12 +120,14 @@ def test_every_corpus_series_reports_the_same_through_records_at_every_point(fol
         payload = read_frames(point_frame(seq, key, resource, summary))[0][0].payload
         assert point_route(payload) == (seq, key)
         point = point_from_payload(payload)
-        assert point.summary == summary and point.resource == resource
+        assert point.summary == summary
+        assert point.resource == resource
         expected = reference.update(summary)
         assert restored.update(point.summary) == expected
         # A checkpoint here and a restore from it: same report, same timeline, and it goes on the same.
         (record,), tail = read_frames(checkpoint_frame(seq, key, resource, restored.to_state()))
-        assert tail is None and record.type == RecordType.CHECKPOINT
+        assert tail is None
+        assert record.type == RecordType.CHECKPOINT
         head = checkpoint_head(record.payload)
         assert (head.seq, head.key, head.resource) == (seq, key, resource)
         restored = SeriesDetector.from_state(key, CONFIG, checkpoint_state(record.payload))

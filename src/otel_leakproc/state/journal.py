@@ -142,9 +142,9 @@ class FileStore:
                 f"{path.name}: {tail.reason} at byte {tail.offset}; dropped the last {dropped} bytes (the record"
                 " was never acknowledged if it was the last one written)"
             )
-            with open(path, "r+b") as f:  # so that nothing is ever appended after garbage
-                f.truncate(tail.offset)
-                os.fsync(f.fileno())
+            with open(path, "r+b") as fh:  # so that nothing is ever appended after garbage
+                fh.truncate(tail.offset)
+                os.fsync(fh.fileno())
 
     # -- the journal -------------------------------------------------------------------------------
 

@@ -173,9 +173,9 @@ class StatePersistence:
             result.checkpoints += 1
         resources: dict[SeriesKey, dict[str, str]] = {k: dict(h.resource) for k, h in heads.items()}
         next_seq = loaded.next_seq
-        for payload in loaded.points:
+        for point_payload in loaded.points:
             try:
-                seq, key = point_route(payload)
+                seq, key = point_route(point_payload)
             except (CodecError, ValueError) as exc:
                 result.dropped_records += 1
                 log.warning("state: a journal record cannot be read and is skipped: %s", exc)
@@ -189,18 +189,18 @@ class StatePersistence:
                 pending[key] = pending.pop(key)  # most recently updated last, as the table orders series
             if seq <= p.seq:
                 continue  # already in the checkpoint
-            p.points.append(payload)
+            p.points.append(point_payload)
             self.last_seq[key] = seq
             self.dirty.add(key)
             result.points += 1
         self.next_seq = next_seq
         series = []
         for key, p in pending.items():
-            head = heads.get(key)
+            saved = heads.get(key)
             report = None
-            if head is not None and head.report is not None:
+            if saved is not None and saved.report is not None:
                 try:
-                    report = _report_from_state(key, head.report)
+                    report = _report_from_state(key, saved.report)
                 except (KeyError, TypeError, ValueError) as exc:
                     log.warning("state: the saved report of %s cannot be read (%s); it is rebuilt", key, exc)
             if report is None:

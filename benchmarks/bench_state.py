@@ -1,0 +1,172 @@
+"""Series state figures of the journal store (`otel_leakproc.state`).
+
+Prints, for a full default window (240 profiles of 64 sites/groups, as bench_series_memory.py builds it):
+the checkpoint record size, encode and decode times (medians),
+the size of the same record if the detector's value history were packed as float32 (an experiment: the
+codec stores what `to_state()` gives, float64); then journal bytes and append time per profile for real
+corpus heap profiles; then the start-up restore time (`StatePersistence.restore`) of N checkpointed full
+heap series, and the time to build all their detectors afterwards (done in the background by serve).
+
+Prints figures only; asserts nothing.
+
+Usage: python benchmarks/bench_state.py [--series 1000 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_series_memory import NANOS, T0, goroutine_summary, heap_summary
+
+from otel_leakproc.analyze import load_series
+from otel_leakproc.model import ProfileKind, SeriesKey
+from otel_leakproc.processor import detector as detector_module
+from otel_leakproc.processor.config import ProcessorConfig
+from otel_leakproc.processor.detector import SeriesDetector
+from otel_leakproc.processor.state import SeriesTable
+from otel_leakproc.receiver.decode import DecodeLimits
+from otel_leakproc.state.codec import read_frames
+from otel_leakproc.state.journal import FileCheckpointWriter, FileStore
+from otel_leakproc.state.persist import StatePersistence
+from otel_leakproc.state.records import checkpoint_frame, checkpoint_head, checkpoint_state, point_frame
+
+CORPUS = Path(__file__).parents[1] / "tests" / "testdata" / "corpus" / "steady_leak" / "heap"
+CONFIG = ProcessorConfig()
+
+
+def median_ms(fn: Callable[[], object], runs: int = 21) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def full_series(kind: ProfileKind, seed: int = 1) -> SeriesDetector:
+    key = SeriesKey("t", f"svc-{seed}", "pod", kind)
+    detector = SeriesDetector(key, CONFIG)
+    rng = random.Random(seed)
+    make = heap_summary if kind is ProfileKind.HEAP else goroutine_summary
+    for j in range(CONFIG.max_points):
+        detector.update(make(j, (T0 + 30 * j) * NANOS, 64, rng))
+    return detector
+
+
+def float32_size(state: dict[str, object], key: SeriesKey) -> int:
+    """The record size if the grids' values and the totals were packed as float32 (experiment)."""
+    narrowed = dict(state)
+    for field in ("sites", "groups"):
+        grid = dict(narrowed[field])  # type: ignore[call-overload]
+        values = detector_module._unpack(grid["values"], "<f8").astype(np.float32)
+        grid["values"] = detector_module._pack(values)
+        narrowed[field] = grid
+    return len(checkpoint_frame(1, key, {}, narrowed))
+
+
+def per_series() -> None:
+    print("memory per series: see bench_series_memory.py (the detector's in-memory form is unchanged)")
+    print(
+        f"{'kind':10} {'record KiB':>10} {'f32 KiB':>8} {'to_state ms':>11} {'encode ms':>9}"
+        f" {'head ms':>7} {'decode ms':>9} {'from_state ms':>13}"
+    )
+    for kind in (ProfileKind.HEAP, ProfileKind.GOROUTINE):
+        detector = full_series(kind)
+        state = detector.to_state()
+        record = checkpoint_frame(1, detector.key, {"service.name": "svc"}, state)
+        payload = read_frames(record)[0][0].payload
+        decoded = checkpoint_state(payload)
+        print(
+            f"{kind.value:10} {len(record) / 1024:10.1f}"
+            f" {float32_size(state, detector.key) / 1024:8.1f}"
+            f" {median_ms(detector.to_state):11.2f}"
+            f" {median_ms(lambda: checkpoint_frame(1, detector.key, {}, state)):9.2f}"  # noqa: B023
+            f" {median_ms(lambda: checkpoint_head(payload)):7.3f}"  # noqa: B023
+            f" {median_ms(lambda: checkpoint_state(payload)):9.2f}"  # noqa: B023
+            f" {median_ms(lambda: SeriesDetector.from_state(detector.key, CONFIG, decoded)):13.2f}"  # noqa: B023
+        )
+
+
+def journal_figures() -> None:
+    by_kind, _ = load_series(sorted(CORPUS.glob("*.pb.gz")), DecodeLimits(), ProfileKind.HEAP)
+    summaries = by_kind[ProfileKind.HEAP]
+    key = SeriesKey("default", "checkout", "pod-1", ProfileKind.HEAP)
+    resource = {"service.name": "checkout", "service.instance.id": "pod-1"}
+    sizes = [len(point_frame(i, key, resource, s)) for i, s in enumerate(summaries)]
+    sites = statistics.median(len(s.sites) for s in summaries)
+    with tempfile.TemporaryDirectory() as tmp:
+        for policy in ("never", "interval", "always"):
+            table = SeriesTable(CONFIG, 100)
+            store = FileStore(Path(tmp) / policy, policy)  # type: ignore[arg-type]
+            persistence = StatePersistence(table, store, CONFIG)
+            persistence.restore()
+            times = []
+            for s in summaries:
+                start = time.perf_counter()
+                persistence.append([(key, resource, s)])
+                times.append(time.perf_counter() - start)
+            store.close()
+            print(
+                f"journal: {statistics.median(sizes):.0f} bytes per profile (median, {sites:.0f} sites, real heap"
+                f" profiles), append {statistics.median(times) * 1e6:.0f} us per profile (fsync {policy})"
+            )
+
+
+def restore_figures(counts: list[int]) -> None:
+    base = full_series(ProfileKind.HEAP)
+    state = base.to_state()
+    for count in counts:
+        with tempfile.TemporaryDirectory() as tmp:
+            table = SeriesTable(CONFIG, count)
+            store = FileStore(tmp, "never")
+            persistence = StatePersistence(table, store, CONFIG)
+            persistence.restore()
+            # `count` checkpointed full heap series (the same history under different names).
+            writer = FileCheckpointWriter(store, store.rotate(), 1)
+            for i in range(count):
+                key = SeriesKey("t", f"svc-{i}", "pod", ProfileKind.HEAP)
+                writer.put(f"{i}", checkpoint_frame(0, key, {"service.name": f"svc-{i}"}, state))
+            writer.commit()
+            store.close()
+            size = (Path(tmp) / "checkpoint.bin").stat().st_size
+            table = SeriesTable(CONFIG, count)
+            persistence = StatePersistence(table, FileStore(tmp, "never"), CONFIG)
+            start = time.perf_counter()
+            result = persistence.restore()
+            restored = time.perf_counter() - start
+            start = time.perf_counter()
+            sample = list(table)[: min(count, 200)]
+            for tracked in sample:
+                tracked.materialize()
+            per = (time.perf_counter() - start) / len(sample)
+            print(
+                f"restore {count:6d} full heap series: {restored:.2f} s to serving (checkpoint {size / 2**20:.1f}"
+                f" MiB, {result.series} series); detectors then built in the background at {per * 1000:.1f} ms"
+                f" each ({per * count:.0f} s in all)"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, nargs="*", default=[1000, 10000])
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}; window {CONFIG.window_seconds:.0f} s, max_points {CONFIG.max_points}")
+    per_series()
+    journal_figures()
+    restore_figures(args.series)
+    asyncio.run(asyncio.sleep(0))
+
+
+if __name__ == "__main__":
+    main()
