@@ -212,7 +212,11 @@ class Service:
             result = self.persistence.restore()
         except StateError as exc:  # the old snapshot is unreadable: keep it aside, start empty
             assert self._migrated is not None
-            log.error("state: %s; starting with no history (the file is kept as %s)", exc, retire(self._migrated, ".unreadable"))
+            log.error(
+                "state: %s; starting with no history (the file is kept as %s)",
+                exc,
+                retire(self._migrated, ".unreadable"),
+            )
             self._migrated = None
             self.store.load()
             return False

@@ -34,7 +34,7 @@ from typing import Literal
 
 from otel_leakproc.state.codec import CodecError, Frame, decode_value, iter_frames, read_frames
 from otel_leakproc.state.health import StoreHealth, StoreUnavailableError
-from otel_leakproc.state.records import RecordType, checkpoint_file_head, checkpoint_head, probe_frame, series_id
+from otel_leakproc.state.records import RecordType, checkpoint_file_head, checkpoint_route, probe_frame, series_id
 from otel_leakproc.state.store import Loaded
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class FileStore:
             if f.type == RecordType.CHECKPOINT:
                 payload_view = view[f.end - len(f.payload) : f.end]
                 try:
-                    sid = series_id(checkpoint_head(payload_view).key)
+                    sid = series_id(checkpoint_route(payload_view)[1])
                 except (CodecError, ValueError) as exc:
                     loaded.dropped_records += 1
                     loaded.problems.append(f"{CHECKPOINT_FILE}: a series checkpoint is unreadable: {exc}")

@@ -10,13 +10,14 @@ dataclasses' own field names, so a field added to `ProfileSummary`, `SiteValue` 
 travels without a change here (a record missing it gets the field's default).
 
 Checkpoint payload: u32 length of the head, the head (codec value: {"q": seq of the last point in it,
-"k": key, "r": resource, "report": the detector's report state}), then the detector's `to_state()` as a
+"k": key, "r": resource, "report": the detector's report state as JSON text}), then the detector's `to_state()` as a
 codec value, deflated. Restore reads only heads up front; the detector is rebuilt when first needed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import struct
 import zlib
 from dataclasses import dataclass
@@ -155,7 +156,10 @@ class CheckpointHead:
 
 
 def checkpoint_payload(seq: int, key: SeriesKey, resource: dict[str, str], state: dict[str, Any]) -> bytes:
-    head = encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "report": state.get("report")})
+    # The report rides in the head as JSON text: restore reads every head at start-up, and C's JSON parser
+    # reads a report ten times faster than the pure-Python codec (the same report is in the state too).
+    report = json.dumps(state.get("report"), separators=(",", ":"))
+    head = encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "report": report})
     return _U32.pack(len(head)) + head + zlib.compress(encode_value(state), 1)
 
 
@@ -172,12 +176,27 @@ def checkpoint_head(payload: bytes | memoryview) -> CheckpointHead:
     if not isinstance(value, dict):
         raise CodecError("checkpoint head: expected a mapping")
     try:
-        seq, key, resource, report = value["q"], key_from_plain(value["k"]), value["r"], value["report"]
+        seq, key, resource = value["q"], key_from_plain(value["k"]), value["r"]
+        report = json.loads(value["report"])
     except KeyError as exc:
         raise CodecError(f"checkpoint head: missing {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise CodecError(f"checkpoint head: bad report: {exc}") from exc
     if not isinstance(seq, int) or not isinstance(resource, dict) or not isinstance(report, dict | None):
         raise CodecError("checkpoint head: bad seq, resource or report")
     return CheckpointHead(seq, key, {str(k): str(v) for k, v in resource.items()}, report)
+
+
+def checkpoint_route(payload: bytes | memoryview) -> tuple[int, SeriesKey]:
+    """A checkpoint's sequence number and series, without reading the rest."""
+    view = memoryview(payload)
+    if len(view) < 4:
+        raise CodecError("checkpoint: shorter than its head length")
+    (n,) = _U32.unpack_from(view)
+    head = decode_head(view[4 : 4 + n], 2)
+    if len(head) != 2 or not isinstance(head[0], int):
+        raise CodecError("checkpoint head: expected a sequence number and a series key first")
+    return head[0], key_from_plain(head[1])
 
 
 def checkpoint_state(payload: bytes | memoryview) -> dict[str, Any]:
