@@ -150,25 +150,30 @@ def test_a_full_disk_turns_readyz_false_and_uploads_into_503_until_space_returns
                     f.write(b"\0" * 4096)
             except OSError:
                 pass
-        reply = http(
-            "POST", f"{proc.url}/ingest?name=checkout{{instance=pod-1}}&format=pprof", PROFILES[1].read_bytes()
-        )
+        # The journal's last page may still take a record or a few; then the disk is full for it too.
+        url = f"{proc.url}/ingest?name=checkout{{instance=pod-1}}&format=pprof"
+        accepted = 1
+        for path in PROFILES[1:12]:
+            reply = http("POST", url, path.read_bytes())
+            if reply.status != 200:
+                break
+            accepted += 1
         assert reply.status == 503
         assert "no space left" in reply.json()["message"]
-        assert reply.headers["Retry-After"]
+        assert reply.headers["retry-after"]
         ready = http("GET", f"{proc.url}/readyz")
         assert ready.status == 503
         assert "no space left" in ready.json()["reason"]
-        assert profiles_of(proc.url) == 1  # the refused profile was not applied either
+        assert profiles_of(proc.url) == accepted  # the refused profile was not applied either
         filler.unlink()
         deadline = time.monotonic() + 10
         while http("GET", f"{proc.url}/readyz").status != 200:
             assert time.monotonic() < deadline, "the store did not recover after space returned"
             time.sleep(0.2)
-        assert upload(proc.url, PROFILES[1]) == 200
+        assert upload(proc.url, PROFILES[accepted]) == 200
         assert proc.signal(signal.SIGTERM) == 0
         proc.start()
-        assert profiles_of(proc.url) == 2
+        assert profiles_of(proc.url) == accepted + 1
     finally:
         proc.kill()
 

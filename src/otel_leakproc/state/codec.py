@@ -292,10 +292,11 @@ class _Decoder:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One record read back: its type, payload (decompressed) and where it ended in the input."""
+    """One record read back: its type, payload (decompressed; else a view into the input, not a copy) and
+    where it ended in the input."""
 
     type: int
-    payload: bytes
+    payload: bytes | memoryview
     end: int
 
 
@@ -342,10 +343,10 @@ def read_frames(data: bytes | memoryview, start: int = 0) -> tuple[list[Frame], 
         payload = view[body_start : body_start + length]
         if zlib.crc32(payload, zlib.crc32(view[pos : pos + _CRC_FROM])) != crc:
             return frames, Tail(pos, "checksum mismatch")
-        raw = bytes(payload)
+        raw: bytes | memoryview = payload
         if flags & FLAG_ZLIB:
             try:
-                raw = zlib.decompress(raw)
+                raw = zlib.decompress(payload)
             except zlib.error as exc:
                 return frames, Tail(pos, f"payload does not inflate: {exc}")
         pos = body_start + length

@@ -107,11 +107,10 @@ class FileStore:
             raise CodecError(f"{CHECKPOINT_FILE}: does not start with a checkpoint head")
         head = decode_value(frames[0].payload)
         segment, next_seq = int(head["journal_epoch"]), int(head["next_seq"])
-        view = memoryview(data)
         start = frames[0].end
         for f in frames[1:]:
             if f.type == RecordType.CHECKPOINT:
-                payload_view = view[f.end - len(f.payload) : f.end]
+                payload_view = memoryview(f.payload)
                 try:
                     sid = series_id(checkpoint_route(payload_view)[1])
                 except (CodecError, ValueError) as exc:

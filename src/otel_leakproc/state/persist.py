@@ -58,7 +58,7 @@ class RestoreResult:
 class _Pending:
     checkpoint: memoryview | None = None
     seq: int = 0  # seq covered by the checkpoint
-    points: list[bytes] = field(default_factory=list)
+    points: list[bytes | memoryview] = field(default_factory=list)
 
 
 class StatePersistence:

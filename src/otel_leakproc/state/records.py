@@ -123,7 +123,7 @@ def point_frame(seq: int, key: SeriesKey, resource: dict[str, str], summary: Pro
     return frame(RecordType.POINT, payload)
 
 
-def point_route(payload: bytes) -> tuple[int, SeriesKey]:
+def point_route(payload: bytes | memoryview) -> tuple[int, SeriesKey]:
     """A point record's sequence number and series, without decoding its summary."""
     head = decode_head(payload, 2)
     if len(head) != 2 or not isinstance(head[0], int):
@@ -131,7 +131,7 @@ def point_route(payload: bytes) -> tuple[int, SeriesKey]:
     return head[0], key_from_plain(head[1])
 
 
-def point_from_payload(payload: bytes) -> PointRecord:
+def point_from_payload(payload: bytes | memoryview) -> PointRecord:
     value = decode_value(payload)
     if not isinstance(value, dict):
         raise CodecError("point: expected a mapping")

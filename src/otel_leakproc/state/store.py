@@ -30,7 +30,7 @@ class Loaded:
     the next sequence number to use, and what was dropped as unreadable."""
 
     checkpoints: list[tuple[str, memoryview]] = field(default_factory=list)
-    points: list[bytes] = field(default_factory=list)
+    points: list[bytes | memoryview] = field(default_factory=list)
     next_seq: int = 1
     dropped_records: int = 0
     dropped_bytes: int = 0
