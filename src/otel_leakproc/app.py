@@ -205,8 +205,11 @@ class Service:
         try:
             if self._migrated is not None and not (Path(self.settings.state.dir) / CHECKPOINT_FILE).exists():
                 count = restore_legacy(self._migrated, self.table)
-                self.store.load()  # opens the journal (empty: the previous release wrote none)
-                log.info("restored %d series from the old snapshot %s", count, self._migrated)
+                # The journal is empty unless a migration was interrupted after uploads were accepted.
+                points = self.persistence.apply_loaded_points(self.store.load())
+                log.info(
+                    "restored %d series from the old snapshot %s (+%d journal points)", count, self._migrated, points
+                )
                 return True
             self._migrated = None
             result = self.persistence.restore()
@@ -288,14 +291,25 @@ class Service:
             ) from None
         query = request.query
         want_timeline = query.get("timeline", "1") not in ("0", "false")
-        selected = []
+        chosen = []
         for tracked in sorted(self.table, key=_sort_key):
             key = tracked.key
             if tenants is not None and key.tenant not in tenants:
                 continue
             if not _matches(key, tracked.report.status, query):
                 continue
-            selected.append(series_object(tracked, timeline=want_timeline))
+            chosen.append(tracked)
+        if want_timeline:
+            # Timelines need the detectors: build those still being restored, in slices, so that a listing
+            # right after start-up does not hold the event loop for seconds.
+            deadline = time.perf_counter() + SLICE_SECONDS
+            for tracked in chosen:
+                if not tracked.loaded:
+                    tracked.materialize()
+                    if time.perf_counter() > deadline:
+                        await asyncio.sleep(0)
+                        deadline = time.perf_counter() + SLICE_SECONDS
+        selected = [series_object(tracked, timeline=want_timeline) for tracked in chosen]
         out: dict[str, Any] = {"series": selected}
         if self.scrape is not None:
             # Per-target scrape health (docs/scrape.md), filtered like the series.

@@ -35,7 +35,7 @@ from otel_leakproc.state.records import (
     point_route,
     series_id,
 )
-from otel_leakproc.state.store import CheckpointWriter, SeriesStore
+from otel_leakproc.state.store import CheckpointWriter, Loaded, SeriesStore
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +212,24 @@ class StatePersistence:
             self.forget(key)
         result.seconds = time.monotonic() - started
         return result
+
+    def apply_loaded_points(self, loaded: Loaded) -> int:
+        """Apply journal points to the table as it is (eagerly): for a table restored from an old snapshot,
+        when a migration was interrupted and uploads were journaled since. Returns the points applied."""
+        applied = 0
+        self.next_seq = max(self.next_seq, loaded.next_seq)
+        for payload in loaded.points:
+            try:
+                point = point_from_payload(payload)
+            except (CodecError, ValueError) as exc:
+                log.warning("state: a journal record cannot be read and is skipped: %s", exc)
+                continue
+            self.table.update(point.key, point.resource, point.summary)
+            self.last_seq[point.key] = point.seq
+            self.dirty.add(point.key)
+            self.next_seq = max(self.next_seq, point.seq + 1)
+            applied += 1
+        return applied
 
     def _loader(self, key: SeriesKey, p: _Pending, resource: dict[str, str]) -> Callable[[], SeriesDetector]:
         def load() -> SeriesDetector:
