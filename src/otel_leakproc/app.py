@@ -134,7 +134,7 @@ class Service:
             receiver.application(), server.http.address, server.http.tls
         )
         if await asyncio.to_thread(self._restore):
-            self.pipeline.restored()
+            self.pipeline.restored(later=self.persistence.stale)
         if self._migrated is not None:
             await self._finish_migration(self._migrated)
         await self.core.start()
@@ -275,7 +275,12 @@ class Service:
             self.store.probe()  # a failing store is retried here, so /readyz can turn true again
 
     async def _materialize_loop(self) -> None:
-        while not self.persistence.materialize_some(time.perf_counter() + SLICE_SECONDS):
+        while True:
+            done = self.persistence.materialize_some(time.perf_counter() + SLICE_SECONDS)
+            for tracked in self.persistence.rebuilt_stale():
+                self.pipeline.report(tracked)  # now with its journal points applied
+            if done:
+                return
             await asyncio.sleep(SLICE_SECONDS)
 
     # -- API ------------------------------------------------------------------------------------

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from otel_leakproc.exporter.base import Exporter
 from otel_leakproc.model import ProfileKind, SeriesKey
-from otel_leakproc.processor.state import SeriesTable
+from otel_leakproc.processor.state import SeriesTable, TrackedSeries
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult
 from otel_leakproc.state.persist import StatePersistence
 from otel_leakproc.telemetry import Telemetry
@@ -57,10 +57,16 @@ class Pipeline:
             if update.event is not None:
                 self._each("on_event", lambda e, ev=update.event: e.on_event(ev))
 
-    def restored(self) -> None:
-        """After a state restore: let the exporters observe every restored series again."""
+    def restored(self, later: Collection[SeriesKey] = ()) -> None:
+        """After a state restore: let the exporters observe every restored series again, except those in
+        `later` (their saved report is older than their journal; `report` them once rebuilt)."""
         for tracked in self.table:
-            self._each("on_report", lambda e, s=tracked: e.on_report(s.report, s.resource))
+            if tracked.key not in later:
+                self.report(tracked)
+
+    def report(self, tracked: TrackedSeries) -> None:
+        """Let the exporters observe one series' current report."""
+        self._each("on_report", lambda e, s=tracked: e.on_report(s.report, s.resource))
 
     def _each(self, what: str, call: object) -> None:
         assert callable(call)

@@ -72,6 +72,7 @@ class StatePersistence:
         self.last_seq: dict[SeriesKey, int] = {}
         self.dirty: set[SeriesKey] = set()  # changed since their last checkpoint
         self.checkpointed: set[SeriesKey] = set()  # have a checkpoint in the store
+        self.stale: set[SeriesKey] = set()  # restored with journal points after their saved report
         self.unreadable = 0  # series whose saved state could not be read (started over)
         self.compactions = 0
         self.compaction_failures = 0
@@ -192,6 +193,7 @@ class StatePersistence:
             p.points.append(point_payload)
             self.last_seq[key] = seq
             self.dirty.add(key)
+            self.stale.add(key)
             result.points += 1
         self.next_seq = next_seq
         series = []
@@ -256,8 +258,26 @@ class StatePersistence:
 
         return load
 
+    def rebuilt_stale(self) -> list[TrackedSeries]:
+        """Series restored with a stale report whose detector is built now (each returned once)."""
+        done = []
+        for key in list(self.stale):
+            tracked = self.table.get(key)
+            if tracked is None or tracked.loaded:
+                self.stale.discard(key)
+                if tracked is not None:
+                    done.append(tracked)
+        return done
+
     def materialize_some(self, deadline: float) -> bool:
-        """Build detectors of restored series until `deadline` (perf_counter). True when none is left."""
+        """Build detectors of restored series until `deadline` (perf_counter), those restored with a stale
+        report first. True when none is left."""
+        for key in list(self.stale):
+            tracked = self.table.get(key)
+            if tracked is not None and not tracked.loaded:
+                tracked.materialize()
+                if time.perf_counter() > deadline:
+                    return False
         for tracked in self.table:
             if not tracked.loaded:
                 tracked.materialize()
