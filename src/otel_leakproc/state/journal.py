@@ -28,6 +28,7 @@ import errno
 import logging
 import os
 import re
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -68,6 +69,7 @@ class FileStore:
         self._fd: int | None = None
         self._size = 0  # bytes of whole records in the current segment
         self._unsynced = False
+        self._fd_lock = threading.Lock()  # the periodic fsync (a thread) never uses a descriptor being closed
         self._index: dict[str, tuple[int, int]] = {}  # series id -> (offset, length) in checkpoint.bin
         self.appended_bytes = 0
         self.appended_records = 0
@@ -194,17 +196,20 @@ class FileStore:
             self._write(probe_frame())
 
     def sync(self) -> None:
-        if self._unsynced and self._fd is not None:
-            self._unsynced = False
-            try:
-                os.fdatasync(self._fd)
-            except OSError as exc:
-                self.health.fail(f"cannot fsync the journal: {_why(exc)}")
+        with self._fd_lock:
+            if self._unsynced and self._fd is not None:
+                self._unsynced = False
+                try:
+                    os.fdatasync(self._fd)
+                except OSError as exc:
+                    self.health.fail(f"cannot fsync the journal: {_why(exc)}")
 
     def rotate(self) -> int:
-        old = self._fd
-        self.segment += 1
-        self._open_segment()
+        with self._fd_lock:
+            old = self._fd
+            self.segment += 1
+            self._open_segment()
+            self._unsynced = False
         if old is not None:
             with contextlib.suppress(OSError):
                 os.fdatasync(old)
@@ -212,11 +217,12 @@ class FileStore:
         return self.segment
 
     def close(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.fdatasync(self._fd)
-            os.close(self._fd)
-            self._fd = None
+        with self._fd_lock:
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.fdatasync(self._fd)
+                os.close(self._fd)
+                self._fd = None
 
     # -- checkpoints -------------------------------------------------------------------------------
 
