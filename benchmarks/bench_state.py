@@ -1,11 +1,12 @@
 """Series state figures of the journal store (`otel_leakproc.state`).
 
 Prints, for a full default window (240 profiles of 64 sites/groups, as bench_series_memory.py builds it):
-the checkpoint record size, encode and decode times (medians),
-the size of the same record if the detector's value history were packed as float32 (an experiment: the
-codec stores what `to_state()` gives, float64); then journal bytes and append time per profile for real
-corpus heap profiles; then the start-up restore time (`StatePersistence.restore`) of N checkpointed full
-heap series, and the time to build all their detectors afterwards (done in the background by serve).
+memory retained per series (tracemalloc, as bench_series_memory.py measures it), the checkpoint record
+size, encode and decode times (medians), and two experiments on the record size: the value history packed
+as float32, and coarser far history with 16-bit values (the codec stores what `to_state()` gives); then
+journal bytes and append time per profile for real corpus heap profiles; then the start-up restore time
+(`StatePersistence.restore`) of N checkpointed full heap series, and the time to build all their detectors
+afterwards (done in the background by serve).
 
 Prints figures only; asserts nothing.
 
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_series_memory import NANOS, T0, goroutine_summary, heap_summary
+from bench_series_memory import NANOS, T0, goroutine_summary, heap_summary, retained
 
 from otel_leakproc.analyze import load_series
 from otel_leakproc.model import ProfileKind, SeriesKey
@@ -106,19 +107,20 @@ def coarse_q16_size(state: dict[str, object], key: SeriesKey) -> int:
 
 
 def per_series() -> None:
-    print("memory per series: see bench_series_memory.py (the detector's in-memory form is unchanged)")
+    print("memory: retained by one full series, measured as bench_series_memory.py does (tracemalloc)")
     print(
-        f"{'kind':10} {'record KiB':>10} {'f32 KiB':>8} {'coarse+q16 KiB':>14} {'to_state ms':>11} {'encode ms':>9}"
+        f"{'kind':10} {'memory KiB':>10} {'record KiB':>10} {'f32 KiB':>8} {'coarse+q16 KiB':>14}"
+        f" {'to_state ms':>11} {'encode ms':>9}"
         f" {'head ms':>7} {'decode ms':>9} {'from_state ms':>13}"
     )
-    for kind in (ProfileKind.HEAP, ProfileKind.GOROUTINE):
-        detector = full_series(kind)
+    for kind in (ProfileKind.HEAP, ProfileKind.GOROUTINE, ProfileKind.MUTEX):
+        memory, _, detector = retained(kind, CONFIG.max_points, 64, CONFIG)
         state = detector.to_state()
         record = checkpoint_frame(1, detector.key, {"service.name": "svc"}, state)
         payload = read_frames(record)[0][0].payload
         decoded = checkpoint_state(payload)
         print(
-            f"{kind.value:10} {len(record) / 1024:10.1f}"
+            f"{kind.value:10} {memory / 1024:10.1f} {len(record) / 1024:10.1f}"
             f" {float32_size(state, detector.key) / 1024:8.1f}"
             f" {coarse_q16_size(state, detector.key) / 1024:14.1f}"
             f" {median_ms(detector.to_state):11.2f}"
