@@ -81,7 +81,7 @@ class Service:
         self.table = SeriesTable(settings.processor, settings.state.max_series)
         if store is None:
             state = settings.state
-            store = FileStore(state.dir, state.fsync) if state.dir else MemoryStore()  # type: ignore[arg-type]
+            store = FileStore(state.dir, state.fsync) if state.dir else MemoryStore()
         self.store = store
         self.persistence = StatePersistence(self.table, store, settings.processor)
         self.pipeline = Pipeline(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from typing import Literal
 
 
 def _bounds(
@@ -228,7 +229,7 @@ class StateConfig:
     dir: str = "otel-leakproc-state"
     snapshot_interval_seconds: float = 300.0
     max_series: int = 10000
-    fsync: str = "interval"
+    fsync: Literal["always", "interval", "never"] = "interval"
     fsync_interval_ms: int = 1000
     journal_max_bytes: int = 64 << 20
 
