@@ -54,6 +54,17 @@ def test_values_round_trip_exactly_including_packed_arrays_and_interned_strings(
     assert len(encode_value(["github.com/acme/shop.(*Orders).append"] * 3)) < 50
 
 
+def test_base64_strings_can_travel_as_blobs_beside_the_value() -> None:
+    value = {"data": "QUJD" * 20, "again": "QUJD" * 20, "name": "main.leak"}
+    blobs: list[bytes] = []
+    data = encode_value(value, blobs)
+    assert blobs == [b"ABC" * 20]  # once: the second copy is an interned reference
+    assert b"ABC" not in data
+    assert decode_value(data, blobs) == value
+    with pytest.raises(CodecError, match="blob reference without blobs"):
+        decode_value(data)
+
+
 def test_non_plain_values_are_refused_with_their_path() -> None:
     with pytest.raises(TypeError, match=r"\$\.a\[1\]: set is not plain data"):
         encode_value({"a": [1, {2}]})

@@ -40,7 +40,7 @@ COMPRESS_ABOVE = 512  # payloads at least this large are deflated when it saves 
 _ZLIB_LEVEL = 1
 
 # Value tags.
-_NONE, _FALSE, _TRUE, _INT, _FLOAT, _STR, _STR_REF, _LIST, _DICT, _ARRAY, _BYTES, _B64, _BIGINT = range(13)
+_NONE, _FALSE, _TRUE, _INT, _FLOAT, _STR, _STR_REF, _LIST, _DICT, _ARRAY, _BYTES, _B64, _BIGINT, _B64_BLOB = range(14)
 _ARRAY_MIN = 4  # shorter numeric lists are cheaper as plain items
 _B64_MIN = 64  # shorter strings are not worth the base64 check
 _DTYPES = ("<f8", "<i1", "<i2", "<i4", "<i8", "<f4")
@@ -56,16 +56,19 @@ class CodecError(ValueError):
 # -- values -------------------------------------------------------------------------------------------
 
 
-def encode_value(value: Any) -> bytes:
-    """`value` as bytes (see the module docstring). Raises TypeError naming the path of a non-plain value."""
+def encode_value(value: Any, blobs: list[bytes] | None = None) -> bytes:
+    """`value` as bytes (see the module docstring). Raises TypeError naming the path of a non-plain value.
+
+    With `blobs`, the raw bytes of base64 strings are appended to it instead and referenced by index: the
+    caller stores them apart (they are usually deflated already) and deflates only the rest."""
     out = bytearray()
-    _Encoder(out).put(value, "$")
+    _Encoder(out, blobs).put(value, "$")
     return bytes(out)
 
 
-def decode_value(data: bytes | memoryview) -> Any:
-    """The value `encode_value` wrote. Raises CodecError on malformed bytes."""
-    decoder = _Decoder(memoryview(data))
+def decode_value(data: bytes | memoryview, blobs: list[bytes] | None = None) -> Any:
+    """The value `encode_value` wrote (with the same `blobs`). Raises CodecError on malformed bytes."""
+    decoder = _Decoder(memoryview(data), blobs)
     try:
         value = decoder.get()
     except (IndexError, struct.error, UnicodeDecodeError, ValueError, binascii.Error) as exc:
@@ -78,7 +81,7 @@ def decode_value(data: bytes | memoryview) -> Any:
 def decode_head(data: bytes | memoryview, count: int) -> list[Any]:
     """The first `count` values of an encoded dict (its values, in written order) or list, without
     decoding the rest: enough to route a record by its first fields."""
-    decoder = _Decoder(memoryview(data))
+    decoder = _Decoder(memoryview(data), None)
     try:
         tag = decoder.data[0]
         decoder.pos = 1
@@ -103,10 +106,11 @@ def _varint(out: bytearray, n: int) -> None:
 
 
 class _Encoder:
-    __slots__ = ("out", "strings")
+    __slots__ = ("blobs", "out", "strings")
 
-    def __init__(self, out: bytearray) -> None:
+    def __init__(self, out: bytearray, blobs: list[bytes] | None) -> None:
         self.out = out
+        self.blobs = blobs
         self.strings: dict[str, int] = {}
 
     def put(self, value: Any, path: str) -> None:
@@ -160,6 +164,11 @@ class _Encoder:
         self.strings[s] = len(self.strings)
         if len(s) >= _B64_MIN and len(s) % 4 == 0:
             raw = _canonical_base64(s)
+            if raw is not None and self.blobs is not None:
+                out.append(_B64_BLOB)
+                _varint(out, len(self.blobs))
+                self.blobs.append(raw)
+                return
             if raw is not None:
                 out.append(_B64)
                 _varint(out, len(raw))
@@ -205,10 +214,11 @@ def _canonical_base64(s: str) -> bytes | None:
 
 
 class _Decoder:
-    __slots__ = ("data", "pos", "strings")
+    __slots__ = ("blobs", "data", "pos", "strings")
 
-    def __init__(self, data: memoryview) -> None:
+    def __init__(self, data: memoryview, blobs: list[bytes] | None) -> None:
         self.data = data
+        self.blobs = blobs
         self.pos = 0
         self.strings: list[str] = []
 
@@ -236,7 +246,7 @@ class _Decoder:
     def get(self) -> Any:
         tag = self.data[self.pos]
         self.pos += 1
-        if tag in (_STR, _STR_REF, _B64):
+        if tag in (_STR, _STR_REF, _B64, _B64_BLOB):
             return self.string(tag)
         if tag == _INT:
             z = self.varint()
@@ -279,6 +289,10 @@ class _Decoder:
             return self.strings[self.varint()]
         if tag == _STR:
             s = str(self.take(self.varint()), "utf-8")
+        elif tag == _B64_BLOB:
+            if self.blobs is None:
+                raise ValueError("a blob reference without blobs")
+            s = base64.b64encode(self.blobs[self.varint()]).decode()
         elif tag == _B64:
             s = base64.b64encode(self.take(self.varint())).decode()
         else:
