@@ -16,10 +16,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
-from serve_support import STEADY_LEAK, TESTDATA, ServeProcess, http, metric, series
+from serve_support import STEADY_LEAK, TESTDATA, ServeProcess, http, make_settings, metric, running_service, series
 
 from otel_leakproc.processor.state import SNAPSHOT_FILE
+from otel_leakproc.receiver.proto import push_pb2
 from otel_leakproc.state.journal import CHECKPOINT_FILE
 
 PROFILES = sorted(STEADY_LEAK.glob("*.pb.gz"))
@@ -143,13 +145,7 @@ def test_a_full_disk_turns_readyz_false_and_uploads_into_503_until_space_returns
     proc.start()
     try:
         assert upload(proc.url, PROFILES[0]) == 200
-        filler = small_disk / "filler"
-        with filler.open("wb", buffering=0) as f:  # take every remaining byte
-            try:
-                while True:
-                    f.write(b"\0" * 4096)
-            except OSError:
-                pass
+        filler = _fill(small_disk)  # take every remaining byte
         # The journal's last page may still take a record or a few; then the disk is full for it too.
         url = f"{proc.url}/ingest?name=checkout{{instance=pod-1}}&format=pprof"
         accepted = 1
@@ -198,3 +194,41 @@ def test_an_old_format_snapshot_restores_once_and_is_migrated(tmp_path: Path) ->
         assert "old snapshot" not in proc.stderr.read_text().split("restored")[-1]
     finally:
         proc.kill()
+
+
+def _fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_makes_grpc_pushes_unavailable_with_the_reason(small_disk: Path) -> None:
+    settings = make_settings(small_disk / "state", state={"fsync": "always"})
+    with running_service(settings) as svc, grpc.insecure_channel(svc.grpc_target) as channel:
+        push = channel.unary_unary(
+            "/push.v1.PusherService/Push", request_serializer=push_pb2.PushRequest.SerializeToString
+        )
+        request = push_pb2.PushRequest()
+        s = request.series.add()
+        for name, value in {"__name__": "memory", "service_name": "grpc-disk", "instance": "pod-1"}.items():
+            s.labels.add(name=name, value=value)
+        sample = s.samples.add(raw_profile=PROFILES[0].read_bytes(), ID="1")
+        push(request, timeout=30)
+        filler = _fill(small_disk)
+        error = None
+        for path in PROFILES[1:12]:  # the journal's last page may take a few more first
+            sample.raw_profile = path.read_bytes()
+            try:
+                push(request, timeout=30)
+            except grpc.RpcError as exc:
+                error = exc
+                break
+        assert error is not None
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert "no space left" in (error.details() or "")
+        filler.unlink()
