@@ -20,9 +20,15 @@ import grpc
 import pytest
 from serve_support import STEADY_LEAK, TESTDATA, ServeProcess, http, make_settings, metric, running_service, series
 
+from otel_leakproc.analyze import load_series
+from otel_leakproc.model import ProfileKind, SeriesKey
+from otel_leakproc.processor.config import ProcessorConfig
+from otel_leakproc.processor.detector import SeriesDetector
 from otel_leakproc.processor.state import SNAPSHOT_FILE
+from otel_leakproc.receiver.decode import DecodeLimits
 from otel_leakproc.receiver.proto import push_pb2
-from otel_leakproc.state.journal import CHECKPOINT_FILE
+from otel_leakproc.state.journal import CHECKPOINT_FILE, FileStore
+from otel_leakproc.state.records import checkpoint_frame, series_id
 
 PROFILES = sorted(STEADY_LEAK.glob("*.pb.gz"))
 LEGACY_SNAPSHOT = TESTDATA / "state" / "snapshot-format2.json.gz"
@@ -232,3 +238,41 @@ def test_a_full_disk_makes_grpc_pushes_unavailable_with_the_reason(small_disk: P
         assert error.code() == grpc.StatusCode.UNAVAILABLE
         assert "no space left" in (error.details() or "")
         filler.unlink()
+
+
+def test_livez_answers_while_a_large_state_is_restored(tmp_path: Path) -> None:
+    # 20,000 series (a few points each) in a checkpoint: restoring them takes a noticeable moment.
+    state = tmp_path / "state"
+    config = ProcessorConfig()
+    by_kind, _ = load_series(PROFILES[:3], DecodeLimits(), ProfileKind.HEAP)
+    detector = SeriesDetector(SeriesKey("default", "x", "pod", ProfileKind.HEAP), config)
+    for summary in by_kind[ProfileKind.HEAP]:
+        detector.update(summary)
+    saved = detector.to_state()
+    store = FileStore(state, "never")
+    store.load()
+    writer = store.begin_checkpoint(store.rotate(), 1)
+    for n in range(20_000):
+        key = SeriesKey("default", f"svc-{n}", "pod", ProfileKind.HEAP)
+        writer.put(series_id(key), checkpoint_frame(0, key, {}, saved))
+    writer.commit()
+    store.close()
+    proc = ServeProcess({"state": {"dir": str(state), "max_series": 20_000}}, tmp_path)
+    starter = threading.Thread(target=proc.start, kwargs={"timeout": 120})
+    starter.start()
+    seen = []
+    try:
+        while starter.is_alive():
+            try:
+                live = http("GET", f"{proc.url}/livez", timeout=2).status
+                ready = http("GET", f"{proc.url}/readyz", timeout=2).status
+            except OSError:
+                time.sleep(0.02)
+                continue
+            seen.append((live, ready))
+        starter.join()
+        assert (200, 503) in seen  # alive and answering while not ready yet
+        assert all(live == 200 for live, _ in seen)
+        assert len(series(proc.url, timeline="0")) == 20_000
+    finally:
+        proc.kill()
