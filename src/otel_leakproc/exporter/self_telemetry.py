@@ -80,6 +80,7 @@ OTEL_NAMES: dict[str, tuple[str, str]] = {
     "otel_leakproc_series_evicted": ("otel_leakproc.series.evicted", "{series}"),
     "otel_leakproc_snapshot_failures": ("otel_leakproc.snapshot.failures", "{snapshot}"),
     "otel_leakproc_snapshot_last_success_timestamp_seconds": ("otel_leakproc.snapshot.last_success_timestamp", "s"),
+    "otel_leakproc_state_dropped_records": ("otel_leakproc.state.dropped_records", "{record}"),
     "otel_leakproc_ready": ("otel_leakproc.ready", ""),
     # exporters (otel_leakproc.telemetry.ExportInstruments)
     "otel_leakproc_export_failures": ("otel_leakproc.export.failures", "{request}"),
