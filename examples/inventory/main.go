@@ -1,10 +1,11 @@
 // inventory reproduces, at a small scale, the incident otel-leakproc exists for (docs/tutorial.md): an
 // inventory service whose order processor keeps every batch it ever processed, and whose stock map has one
 // map-wide sync.RWMutex that the batch deduction holds in write mode while it waits for the warehouse, so
-// every stock read queues behind it.
+// every stock-read worker queues behind it.
 //
 // It is a plain net/http service with net/http/pprof, standard library only, and drives itself: a built-in
-// load generator submits orders and polls stock, so profiles show the incident without outside traffic.
+// load generator submits orders and asks for stock levels, so profiles show the incident without outside
+// traffic.
 //
 //	inventory [-listen 127.0.0.1:6060] [-version v1] [-fixed]
 //
@@ -206,15 +207,31 @@ func (l *latencies) add(d time.Duration) {
 	l.values[i%int64(len(l.values))].Store(int64(d))
 }
 
-// loadGenerator submits orders at a steady rate and runs stock pollers, like the shop front would.
+// loadGenerator submits orders and requests stock reads at steady rates, like the shop front would.
 type loadGenerator struct {
-	store    StockStore
-	orders   chan<- Order
-	skus     int
-	perSec   int
-	interval time.Duration
-	readers  []*latencies
-	reads    atomic.Int64
+	store        StockStore
+	orders       chan<- Order
+	skus         int
+	perSec       int
+	requestBytes int
+	readsPerSec  int
+	requests     chan time.Time // stock-read requests waiting for a worker, stamped when they arrived
+	readers      []*latencies
+	reads        atomic.Int64
+	shed         atomic.Int64
+}
+
+// receiveOrder stands for the order endpoint: the request body is read into a buffer and parsed, and the
+// buffer becomes garbage. This churn is what keeps a real service's garbage collector busy (a heap
+// profile shows the heap as of the last completed GC, so it moves at every cycle).
+//
+//go:noinline
+func receiveOrder(id uint64, body []byte, skus int) Order {
+	for i := range body {
+		body[i] = byte(id) ^ byte(i)
+	}
+	sku := int(body[0]) * int(body[len(body)-1]) % skus
+	return Order{ID: id, Lines: []OrderLine{{SKU: sku, Qty: 1}, {SKU: rand.Intn(skus), Qty: 2}}}
 }
 
 func (g *loadGenerator) submitOrders() {
@@ -223,22 +240,34 @@ func (g *loadGenerator) submitOrders() {
 	var id uint64
 	for range tick.C {
 		id++
-		lines := []OrderLine{{SKU: rand.Intn(g.skus), Qty: 1}, {SKU: rand.Intn(g.skus), Qty: 2}}
-		g.orders <- Order{ID: id, Lines: lines}
+		g.orders <- receiveOrder(id, make([]byte, g.requestBytes), g.skus)
 	}
 }
 
-// pollStock reads one SKU every interval; a read slower than the interval is followed by the next at once.
-func (g *loadGenerator) pollStock(lat *latencies) {
-	for {
-		start := time.Now()
-		g.store.Get(rand.Intn(g.skus))
-		took := time.Since(start)
-		lat.add(took)
-		g.reads.Add(1)
-		if took < g.interval {
-			time.Sleep(g.interval - took)
+// requestStock is the shop front asking for stock levels: readsPerSec requests, queued for the workers.
+// When the queue is full the request is shed (the front end shows a cached value).
+func (g *loadGenerator) requestStock() {
+	const tick = 10 * time.Millisecond
+	perTick := max(g.readsPerSec/int(time.Second/tick), 1)
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	for now := range ticker.C {
+		for i := 0; i < perTick; i++ {
+			select {
+			case g.requests <- now:
+			default:
+				g.shed.Add(1)
+			}
 		}
+	}
+}
+
+// stockWorker answers stock-read requests, one at a time; the latency counts the time queued.
+func (g *loadGenerator) stockWorker(lat *latencies) {
+	for queued := range g.requests {
+		g.store.Get(rand.Intn(g.skus))
+		lat.add(time.Since(queued))
+		g.reads.Add(1)
 	}
 }
 
@@ -267,6 +296,7 @@ type stats struct {
 	OrdersProcessed int64   `json:"orders_processed"`
 	RetainedItems   int64   `json:"retained_items"`
 	StockReads      int64   `json:"stock_reads"`
+	ReadsShed       int64   `json:"reads_shed"`
 	ReadP95Ms       float64 `json:"read_p95_ms"`
 	HeapInuseBytes  uint64  `json:"heap_inuse_bytes"`
 	NumGC           uint32  `json:"num_gc"`
@@ -279,8 +309,10 @@ func main() {
 	version := flag.String("version", "v1", "version reported on /version and /stats")
 	fixed := flag.Bool("fixed", false, "run the fixed code: sharded stock locks, batches released")
 	ordersPerSec := flag.Int("orders-per-second", 100, "orders submitted per second by the built-in load")
-	readers := flag.Int("readers", 37, "stock pollers of the built-in load")
+	readers := flag.Int("readers", 37, "stock-read workers")
+	readsPerSec := flag.Int("reads-per-second", 400, "stock reads requested per second by the built-in load")
 	noteBytes := flag.Int("note-bytes", 512, "bytes of order notes per item (what the leak keeps)")
+	requestBytes := flag.Int("request-bytes", 32<<10, "bytes of request body per order (short-lived garbage)")
 	warehouse := flag.Duration("warehouse-latency", 200*time.Millisecond, "warehouse round trip per batch")
 	flag.Parse()
 
@@ -295,7 +327,10 @@ func main() {
 	}
 	orders := make(chan Order, 4096)
 	proc := &OrderProcessor{store: store, orders: orders, fixed: *fixed, noteBytes: *noteBytes, warehouse: *warehouse}
-	load := &loadGenerator{store: store, orders: orders, skus: skus, perSec: *ordersPerSec, interval: 20 * time.Millisecond}
+	load := &loadGenerator{
+		store: store, orders: orders, skus: skus, perSec: *ordersPerSec,
+		requestBytes: max(*requestBytes, 1), readsPerSec: *readsPerSec, requests: make(chan time.Time, 64),
+	}
 	started := time.Now()
 
 	http.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
@@ -320,6 +355,7 @@ func main() {
 			OrdersProcessed: proc.ordersProcessed.Load(),
 			RetainedItems:   proc.retainedItems.Load(),
 			StockReads:      load.reads.Load(),
+			ReadsShed:       load.shed.Load(),
 			ReadP95Ms:       float64(load.readP95()) / float64(time.Millisecond),
 			HeapInuseBytes:  ms.HeapInuse,
 			NumGC:           ms.NumGC,
@@ -334,17 +370,19 @@ func main() {
 	}
 	go proc.run(256)
 	go load.submitOrders()
+	go load.requestStock()
 	for i := 0; i < *readers; i++ {
 		lat := &latencies{}
 		load.readers = append(load.readers, lat)
-		go load.pollStock(lat)
+		go load.stockWorker(lat)
 	}
 	fmt.Printf("listening on %s\n", ln.Addr())
 	mode := "original (map-wide lock, batches kept)"
 	if *fixed {
 		mode = "fixed (sharded locks, batches released)"
 	}
-	fmt.Fprintf(os.Stderr, "inventory %s: %s, %d orders/s, %d stock pollers\n", *version, mode, *ordersPerSec, *readers)
+	fmt.Fprintf(os.Stderr, "inventory %s: %s, %d orders/s, %d stock reads/s, %d read workers\n",
+		*version, mode, *ordersPerSec, *readsPerSec, *readers)
 	if err := http.Serve(ln, nil); err != nil {
 		log.Fatal(err)
 	}
