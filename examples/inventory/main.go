@@ -215,7 +215,7 @@ type loadGenerator struct {
 	perSec       int
 	requestBytes int
 	readsPerSec  int
-	requests     chan time.Time // stock-read requests waiting for a worker, stamped when they arrived
+	requests     []chan time.Time // per worker: stock-read requests waiting, stamped when they arrived
 	readers      []*latencies
 	reads        atomic.Int64
 	shed         atomic.Int64
@@ -244,27 +244,30 @@ func (g *loadGenerator) submitOrders() {
 	}
 }
 
-// requestStock is the shop front asking for stock levels: readsPerSec requests, queued for the workers.
-// When the queue is full the request is shed (the front end shows a cached value).
+// requestStock is the shop front asking for stock levels: readsPerSec requests, handed to the workers in
+// turn (one queue each, so they do not contend on one channel). When a worker's queue is full the request
+// is shed (the front end shows a cached value).
 func (g *loadGenerator) requestStock() {
 	const tick = 10 * time.Millisecond
 	perTick := max(g.readsPerSec/int(time.Second/tick), 1)
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
+	next := 0
 	for now := range ticker.C {
 		for i := 0; i < perTick; i++ {
 			select {
-			case g.requests <- now:
+			case g.requests[next] <- now:
 			default:
 				g.shed.Add(1)
 			}
+			next = (next + 1) % len(g.requests)
 		}
 	}
 }
 
 // stockWorker answers stock-read requests, one at a time; the latency counts the time queued.
-func (g *loadGenerator) stockWorker(lat *latencies) {
-	for queued := range g.requests {
+func (g *loadGenerator) stockWorker(requests <-chan time.Time, lat *latencies) {
+	for queued := range requests {
 		g.store.Get(rand.Intn(g.skus))
 		lat.add(time.Since(queued))
 		g.reads.Add(1)
@@ -310,8 +313,8 @@ func main() {
 	fixed := flag.Bool("fixed", false, "run the fixed code: sharded stock locks, batches released")
 	ordersPerSec := flag.Int("orders-per-second", 100, "orders submitted per second by the built-in load")
 	readers := flag.Int("readers", 37, "stock-read workers")
-	readsPerSec := flag.Int("reads-per-second", 400, "stock reads requested per second by the built-in load")
-	noteBytes := flag.Int("note-bytes", 512, "bytes of order notes per item (what the leak keeps)")
+	readsPerSec := flag.Int("reads-per-second", 1000, "stock reads requested per second by the built-in load")
+	noteBytes := flag.Int("note-bytes", 1536, "bytes of order notes per item (what the leak keeps)")
 	requestBytes := flag.Int("request-bytes", 32<<10, "bytes of request body per order (short-lived garbage)")
 	warehouse := flag.Duration("warehouse-latency", 200*time.Millisecond, "warehouse round trip per batch")
 	flag.Parse()
@@ -329,7 +332,7 @@ func main() {
 	proc := &OrderProcessor{store: store, orders: orders, fixed: *fixed, noteBytes: *noteBytes, warehouse: *warehouse}
 	load := &loadGenerator{
 		store: store, orders: orders, skus: skus, perSec: *ordersPerSec,
-		requestBytes: max(*requestBytes, 1), readsPerSec: *readsPerSec, requests: make(chan time.Time, 64),
+		requestBytes: max(*requestBytes, 1), readsPerSec: *readsPerSec,
 	}
 	started := time.Now()
 
@@ -370,12 +373,14 @@ func main() {
 	}
 	go proc.run(256)
 	go load.submitOrders()
-	go load.requestStock()
 	for i := 0; i < *readers; i++ {
 		lat := &latencies{}
+		requests := make(chan time.Time, 4)
 		load.readers = append(load.readers, lat)
-		go load.stockWorker(lat)
+		load.requests = append(load.requests, requests)
+		go load.stockWorker(requests, lat)
 	}
+	go load.requestStock()
 	fmt.Printf("listening on %s\n", ln.Addr())
 	mode := "original (map-wide lock, batches kept)"
 	if *fixed {
