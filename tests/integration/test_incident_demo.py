@@ -225,7 +225,8 @@ def test_inventory_incident_is_caught_named_paged_and_fixed(tmp_path: Path) -> N
             # The status page names both, confirmed; the screenshot is the one in docs/tutorial.md.
             page = parse_html(dump_dom(f"{url}/"))
             text = page.text()
-            assert LEAKER in text and LOCK_HOLDER in text and READER in text, text[:2000]
+            for name in (LEAKER, LOCK_HOLDER, READER):
+                assert name in text, text[:2000]
             assert "✖ Confirmed" in text
             screenshot(f"{url}/", shots / "tutorial-status-page.png", window_size=(1280, 1500))
 
@@ -260,7 +261,7 @@ def test_inventory_incident_is_caught_named_paged_and_fixed(tmp_path: Path) -> N
             wait_for(settled, 240, "the heap of v2 to be judged ok")
             found = by_kind(api(url))
             after = get_json(f"{base}/stats")
-            screenshot(f"{url}/", shots / "tutorial-status-page-fixed.png", window_size=(1280, 1100))
+            screenshot(f"{url}/", shots / "tutorial-status-page-fixed.png", window_size=(1280, 560))
             wait_for(
                 lambda: stack.alerts("LeakprocHeapLeakConfirmed")[-1]["status"] == "resolved", 120, "alert resolved"
             )
@@ -273,7 +274,8 @@ def test_inventory_incident_is_caught_named_paged_and_fixed(tmp_path: Path) -> N
         # The service's own figures, before and after (the incident's RSS / P95 story at demo scale).
         assert before["read_p95_ms"] > 100, before
         assert after["read_p95_ms"] < 10, after
-        assert before["retained_items"] > 0 and after["retained_items"] == 0
+        assert before["retained_items"] > 0
+        assert after["retained_items"] == 0
 
     # `analyze` on the profiles saved while v1 ran: the same verdict offline, as after the fact.
     report = subprocess.run(
@@ -294,7 +296,8 @@ def test_inventory_incident_is_caught_named_paged_and_fixed(tmp_path: Path) -> N
     assert_transitions(final, "heap", ["leak.suspected", "leak.confirmed", "leak.resolved"])
     assert_transitions(final, "mutex", ["contention.suspected", "contention.confirmed", "contention.resolved"])
     assert_transitions(final, "block", ["contention.suspected", "contention.confirmed", "contention.resolved"])
-    assert transitions(final, "goroutine") == [] and transitions(final, "goroutineleak") == []
+    assert transitions(final, "goroutine") == []
+    assert transitions(final, "goroutineleak") == []
     console = (tmp_path / "serve.out").read_text()
     for name, top in (("leak.confirmed", LEAKER), ("contention.confirmed", LOCK_HOLDER)):
         assert any(name in line and f"top={top} (inventory/main.go:" in line for line in console.splitlines()), console
