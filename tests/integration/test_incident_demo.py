@@ -228,6 +228,12 @@ def test_inventory_incident_is_caught_named_paged_and_fixed(tmp_path: Path) -> N
             for name in (LEAKER, LOCK_HOLDER, READER):
                 assert name in text, text[:2000]
             assert "✖ Confirmed" in text
+            # ... and the goroutine dump's largest group, the queued readers, with their wait state.
+            dump_box = page.find("details", cls="dump")
+            assert dump_box is not None, text[:2000]
+            assert "open" in dump_box.attrs  # unfolded while the instance is flagged
+            first_row = [cell.text() for cell in dump_box.find_all("tr")[1].find_all("td")]
+            assert first_row[:3] == [str(largest["count"]), "sync.RWMutex.RLock", READER], first_row
             screenshot(f"{url}/", shots / "tutorial-status-page.png", window_size=(1280, 1500))
 
             # The page (Alertmanager) through the shipped rule, naming the function.
