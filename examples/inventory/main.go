@@ -53,7 +53,7 @@ type Order struct {
 	Lines []OrderLine
 }
 
-// StockStore is the stock map the processor deducts from and the readers read.
+// StockStore is the stock map the processor deducts from and the stock workers read.
 type StockStore interface {
 	Get(sku int) int
 	DeductBatch(batch []*Item, confirm func())
@@ -196,7 +196,7 @@ func (p *OrderProcessor) run(maxBatch int) {
 	}
 }
 
-// latencies keeps the last stock-read latencies of one reader (written by that reader only).
+// latencies keeps the last stock-read latencies of one worker (written by that worker only).
 type latencies struct {
 	next   atomic.Int64
 	values [64]atomic.Int64
@@ -318,6 +318,11 @@ func main() {
 	requestBytes := flag.Int("request-bytes", 32<<10, "bytes of request body per order (short-lived garbage)")
 	warehouse := flag.Duration("warehouse-latency", 200*time.Millisecond, "warehouse round trip per batch")
 	flag.Parse()
+	if *ordersPerSec < 1 || *readsPerSec < 1 || *readers < 1 || *noteBytes < 0 || *warehouse < 0 {
+		fmt.Fprintln(os.Stderr, "inventory: -orders-per-second, -reads-per-second and -readers must be at least 1, "+
+			"-note-bytes and -warehouse-latency not negative")
+		os.Exit(2)
+	}
 
 	// Record every contended lock and every blocking event, so the mutex and block profiles show them.
 	runtime.SetMutexProfileFraction(1)
