@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CORPUS ?= ../shared/corpus
 EXAMPLE ?= tests/testdata/corpus/steady_leak
 
-.PHONY: help venv run demo demo-incident analyze test test-deps lint typecheck check proto evaluate bench client-venvs clean
+.PHONY: help venv run demo demo-incident analyze test test-deps lint typecheck check proto evaluate bench client-venvs clean series
 
 help:
 	@echo "make run        start the service on embedded defaults (HTTP :4040, gRPC :4317, console output)"
@@ -15,6 +15,7 @@ help:
 	@echo "make test       run the test suite"
 	@echo "make check      lint + type check + tests (what CI runs)"
 	@echo "make evaluate   score the detectors on a labelled corpus (CORPUS=$(CORPUS))"
+	@echo "make series     regenerate the labelled Go series in tests/testdata/series (about 10 min; SERIES_ONLY=a,b)"
 	@echo "make bench      run the benchmarks (prints figures)"
 	@echo "make proto      regenerate the pprof protobuf module from its .proto"
 
@@ -49,19 +50,21 @@ $(CLIENT_VENVS)/pyroscope-io-%/.installed:
 	$(CLIENT_VENVS)/pyroscope-io-$*/bin/pip install --quiet pyroscope-io==$*
 	touch $@
 
-# What the tests drive for real besides Python packages: headless Chromium (status page), Prometheus,
+# What the tests drive for real besides Python packages (tests/toolchain.py finds each where this puts it,
+# never elsewhere on PATH, and the session stops at start when one is missing): headless Chromium (status page), Prometheus,
 # promtool and Alertmanager (alert rules, the chain), openssl (TLS certificates), installed with apt when
 # missing and running as root; the pyroscope clients in their own venvs; and the container image with the
 # chart tools (scripts/ci-deploy.sh: podman, debootstrap, the deploy extra; root).
 APT_TEST_PACKAGES = chromium fonts-dejavu-core prometheus prometheus-alertmanager openssl
 test-deps: venv client-venvs
 	@missing=""; for b in chromium prometheus promtool prometheus-alertmanager openssl; do \
-	  command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	  [ -x /usr/bin/$$b ] || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing (apt)"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_TEST_PACKAGES) >/dev/null; \
+	    export PATH="$$PATH:/usr/sbin:/sbin" DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && \
+	    apt-get install -y -qq --no-install-recommends $(APT_TEST_PACKAGES) >/dev/null; \
 	  else echo "make test needs$$missing: apt-get install $(APT_TEST_PACKAGES) (as root)" >&2; exit 1; fi; \
 	fi
 	# The container image and chart tools (podman, debootstrap, helm-python-sdk, ...) for tests/deploy.
@@ -87,11 +90,28 @@ proto: venv
 evaluate: venv
 	$(PY) -m otel_leakproc.evaluation $(CORPUS)
 
+# The labelled series of tests/testdata/series/ (README there): real runtime/pprof profiles from the
+# stdlib-only Go program in tests/testdata/go/seriesgen, one simulated minute per SERIES_TICK_WALL of wall
+# time, timestamps rewritten one minute apart. SERIES_ONLY=a,b regenerates some (labels.json is merged).
+GO               ?= $(VENV)/bin/go
+SERIES_OUT       ?= tests/testdata/series
+SERIES_ONLY      ?=
+SERIES_JOBS      ?= 3
+SERIES_TICK_WALL ?= 1s
+series:
+	cd tests/testdata/go/seriesgen && GOTOOLCHAIN=local CGO_ENABLED=0 $(abspath $(GO)) run -trimpath . \
+		-out $(abspath $(SERIES_OUT)) -only '$(SERIES_ONLY)' -jobs $(SERIES_JOBS) -tick-wall $(SERIES_TICK_WALL)
+	PYTHONPATH=src $(PY) scripts/series_observed.py $(SERIES_OUT)
+
 bench: venv
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	bash benchmarks/make_profiles.sh
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_analyze_vs_pprof.py
+	@if command -v wrk >/dev/null; then \
+		$(PY) benchmarks/bench_serve_wrk.py --kind small && \
+		$(PY) benchmarks/bench_serve_wrk.py --kind large --connections 8; \
+	else echo "wrk not installed (apt-get install wrk): serve throughput skipped"; fi
 
 clean:
 	rm -rf $(VENV) $(CLIENT_VENVS) build dist .pytest_cache .mypy_cache .ruff_cache benchmarks/out otel-leakproc-state

@@ -11,6 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# apt, dpkg, debootstrap and chroot live in the sbin folders, which a minimal PATH (.ci/run) leaves out.
+export PATH="$PATH:/usr/sbin:/sbin"
+
 VENV="${VENV:-.venv}"
 PY="$VENV/bin/python"
 start=$(date +%s)
@@ -33,8 +36,11 @@ step "installing the deploy extra"
 "$PY" -m pip install --quiet --disable-pip-version-check -e '.[deploy]'
 
 step "building the base image"
-if [ "${CI:-}" = "true" ]; then
+# CI builds the base from scratch once per checkout (build/ is fresh in a clean clone), not at every call:
+# `make test` runs this script again after `make test-deps`.
+if [ "${CI:-}" = "true" ] && [ ! -e build/base-image/.built-in-this-checkout ]; then
   scripts/build-base-image.sh --force
+  mkdir -p build/base-image && touch build/base-image/.built-in-this-checkout
 else
   scripts/build-base-image.sh
 fi

@@ -82,7 +82,9 @@ class Service:
         self.table = SeriesTable(settings.processor, settings.state.max_series)
         self.pipeline = Pipeline(
             self.table,
-            build_exporters(settings.export, settings.state.dir) if exporters is None else exporters,
+            build_exporters(settings.export, settings.state.dir, instruments=self.telemetry.export)
+            if exporters is None
+            else exporters,
             self.telemetry,
         )
         if store is None:

@@ -95,6 +95,10 @@ class ProfileSummary:
         labels: profile-level labels that matter for series handling (e.g. `__session_id__`).
         source_format: "pprof", "goroutine-text" or "otlp".
         has_wait_times: True when the source carries goroutine wait minutes (debug=2 dumps).
+        sample_period: the profile's sampling period in its own unit (pprof `period`; Go heap profiles:
+            `runtime.MemProfileRate` bytes, one sample per that many bytes allocated on average), 0 when
+            the profile was not sampled or does not say. The detectors judge whether a sampled series
+            has stopped growing against it.
     """
 
     kind: ProfileKind
@@ -109,6 +113,7 @@ class ProfileSummary:
     labels: dict[str, str] = field(default_factory=dict, hash=False)
     source_format: str = "pprof"
     has_wait_times: bool = False
+    sample_period: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -152,6 +157,8 @@ class SeriesReport:
     restarts: int
     top_growers: tuple[Grower, ...]
     evidence: dict[str, object] = field(default_factory=dict, hash=False)
+    # Status changes of the series so far, oldest first: (profile time ns, from, to); bounded (newest kept).
+    transitions: tuple[tuple[int, Status, Status], ...] = ()
 
 
 # Event families by kind: heap leaks are `leak.*`, goroutine leaks `goroutine_leak.*`, lock contention

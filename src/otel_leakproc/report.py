@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from otel_leakproc.model import Grower, ProfileKind, SeriesReport
+
+if TYPE_CHECKING:
+    from otel_leakproc.analyze import AnalyzeRun
 
 NANOS = 1_000_000_000
 
@@ -33,6 +36,17 @@ def grower_to_json(grower: Grower) -> dict[str, Any]:
     return out
 
 
+def inputs_to_json(run: AnalyzeRun) -> dict[str, Any]:
+    """The `inputs` object of `analyze --json`: files considered, read and skipped, and why."""
+    return {
+        "files": run.files,
+        "read": run.read,
+        "skipped": len(run.skipped),
+        "skipped_by_reason": run.skipped_by_reason(),
+        "skipped_files": [{"path": s.path, "reason": s.reason, "message": s.message} for s in run.skipped],
+    }
+
+
 def series_to_json(report: SeriesReport, source: str | None = None) -> dict[str, Any]:
     """One series object of the analyze --json contract (fields may be added, never renamed)."""
     key = report.key
@@ -55,6 +69,7 @@ def series_to_json(report: SeriesReport, source: str | None = None) -> dict[str,
         "top_growers": [grower_to_json(g) for g in report.top_growers],
         "unit": UNITS[key.kind],
         "evidence": {k: _num(v) if isinstance(v, float) else v for k, v in report.evidence.items()},
+        "transitions": [{"time": rfc3339(t), "from": a.value, "to": b.value} for t, a, b in report.transitions],
     }
     if key.tenant:
         out["tenant"] = key.tenant

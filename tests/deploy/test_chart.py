@@ -12,6 +12,7 @@ import copy
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,7 @@ def test_every_manifest_validates_strictly(scenario: tuple[str, list[dict[str, A
         ({"config": {"state": {"max_series": "many"}}}, "max_series"),
         ({"persistence": {"enabled": True, "sise": "1Gi"}}, "sise"),
         ({"exporter": {"otlp": {"protocol": "http/json"}}}, "protocol"),
+        ({"prometheusRule": {"runbookBaseURL": "docs.example.com/"}}, "runbookBaseURL"),
     ],
 )
 def test_schema_rejects_unknown_keys_and_wrong_types(chart: Any, values: dict[str, Any], message: str) -> None:
@@ -275,6 +277,35 @@ def test_notes_render(chart: Any) -> None:
         assert f"{FULLNAME}.{NAMESPACE}.svc:4040" in text
 
 
+@pytest.mark.parametrize(
+    ("values", "expected", "absent"),
+    [
+        ({}, None, ["More than one replica", "WARNING"]),
+        ({"replicaCount": 2, "exporter": {"otlp": {"endpoint": "http://c:4317"}}}, "WARNING: the derived", []),
+        ({"autoscaling": {"enabled": True}}, "set config.export.prometheus.enabled", ["WARNING"]),
+        (
+            {
+                "replicaCount": 3,
+                "config": {"export": {"prometheus": {"enabled": True, "address": "0.0.0.0:9464"}}},
+                "serviceMonitor": {"enabled": True},
+            },
+            "More than one replica",
+            ["WARNING", "set config.export.prometheus.enabled"],
+        ),
+    ],
+)
+def test_notes_say_how_replicas_reach_the_alerts(
+    chart: Any, values: dict[str, Any], expected: str | None, absent: list[str]
+) -> None:
+    """docs/deploy.md "Replicas and state": several replicas work only with Prometheus scraping each pod."""
+    out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    text = next(v for k, v in out.items() if k.endswith("NOTES.txt"))
+    if expected is not None:
+        assert expected in text
+    for phrase in absent:
+        assert phrase not in text
+
+
 # ---- scenario specifics -------------------------------------------------------------------------------
 
 
@@ -337,6 +368,10 @@ def test_hpa_scenario(chart: Any) -> None:
     assert "replicas" not in one(docs, "Deployment")["spec"]
     assert one(docs, "Service")["spec"]["sessionAffinity"] == "ClientIP"
     assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    # Several replicas reach the alerts only through a per-pod scrape (docs/deploy.md, "Replicas and state").
+    endpoints = one(docs, "ServiceMonitor")["spec"]["endpoints"]
+    assert [(e["port"], e.get("honorLabels", False)) for e in endpoints] == [("http", False), ("metrics", True)]
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in {e["name"] for e in main_container(docs).get("env", [])}
 
 
 def test_collector_scenario(chart: Any) -> None:
@@ -365,6 +400,55 @@ def test_prometheus_rule_equals_config_alerts(chart: Any) -> None:
     expected = [g for f in ALERT_FILES for g in yaml.safe_load(f.read_text(encoding="utf-8"))["groups"]]
     assert rule["spec"]["groups"] == expected
     assert rule["metadata"]["labels"]["release"] == "prom"
+
+
+@pytest.mark.parametrize("base", ["https://github.com/acme/otel-leakproc/blob/v0.1.0/", "https://docs.example.com"])
+def test_runbook_base_url_makes_runbook_urls_absolute(chart: Any, base: str) -> None:
+    docs = render(chart, {"prometheusRule": {"enabled": True, "runbookBaseURL": base}})
+    rules = [r for g in one(docs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
+    shipped = [
+        r for f in ALERT_FILES for g in yaml.safe_load(f.read_text(encoding="utf-8"))["groups"] for r in g["rules"]
+    ]
+    assert len(rules) == len(shipped) >= 10
+    for rule, original in zip(rules, shipped, strict=True):
+        relative = original["annotations"]["runbook_url"]
+        assert relative.startswith("docs/runbook.md#")
+        assert rule["annotations"]["runbook_url"] == base.rstrip("/") + "/" + relative
+        # Nothing else changes.
+        assert {k: v for k, v in rule["annotations"].items() if k != "runbook_url"} == {
+            k: v for k, v in original["annotations"].items() if k != "runbook_url"
+        }
+        assert rule["expr"] == original["expr"]
+
+
+def doc_values_snippets() -> list[tuple[str, dict[str, Any]]]:
+    """The YAML blocks of docs/ whose top-level keys are all chart values (tests/unit/test_docs_snippets.py
+    finds the blocks)."""
+    spec = importlib.util.spec_from_file_location("docs_snippets", ROOT / "tests" / "unit" / "test_docs_snippets.py")
+    assert spec is not None
+    assert spec.loader is not None
+    snippets = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = snippets  # its dataclass resolves annotations through sys.modules
+    spec.loader.exec_module(snippets)
+    keys = set(yaml.safe_load((CHART_DIR / "values.yaml").read_text(encoding="utf-8")))
+    return [
+        (block.where, doc)
+        for block, doc in snippets.yaml_docs()
+        if isinstance(doc, dict) and set(doc) <= keys and block.path.parent.name == "docs"
+    ]
+
+
+def test_documented_values_snippets_render(chart: Any) -> None:
+    """Every values snippet in docs/ passes the schema and renders (with the secrets it references)."""
+    found = doc_values_snippets()
+    assert {where.split(":")[0] for where, _ in found} >= {"docs/deploy.md", "docs/scrape.md"}
+    assert len(found) >= 5
+    for where, values in found:
+        try:
+            docs = render(chart, values)
+        except _helm().HelmError as exc:
+            pytest.fail(f"{where}: {exc}")
+        assert one(docs, "Deployment"), where
 
 
 def test_packaged_chart_carries_the_rules(tmp_path: Path) -> None:

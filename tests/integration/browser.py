@@ -15,7 +15,6 @@ The HTTP server the page talks to must answer while this call blocks (run it in 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -23,7 +22,8 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
-CANDIDATES = ("chromium", "chromium-browser", "google-chrome-stable", "google-chrome")
+import toolchain
+
 DEFAULT_WINDOW = (1280, 1600)
 DEFAULT_BUDGET_MS = 5000
 DEFAULT_TIMEOUT_S = 90.0
@@ -50,26 +50,12 @@ class BrowserError(RuntimeError):
     """Chromium is missing, failed, or timed out."""
 
 
-def find_chromium() -> str | None:
-    """Path of a Chromium binary (`$CHROMIUM` first), or None."""
-    explicit = os.environ.get("CHROMIUM")
-    if explicit:
-        return explicit if Path(explicit).exists() else shutil.which(explicit)
-    for name in CANDIDATES:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
 def require_chromium() -> str:
-    found = find_chromium()
-    if found is None:
-        raise BrowserError(
-            "no Chromium found (looked for $CHROMIUM, " + ", ".join(CANDIDATES) + "); "
-            "install it with `apt-get install -y chromium`"
-        )
-    return found
+    """Debian's Chromium, where `make test-deps` installs it (tests/toolchain.py)."""
+    try:
+        return toolchain.tool("chromium")
+    except toolchain.ToolMissingError as exc:
+        raise BrowserError(str(exc)) from exc
 
 
 def run_chromium(

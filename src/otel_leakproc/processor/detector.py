@@ -12,7 +12,7 @@ import itertools
 import math
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from functools import lru_cache
 from sys import intern
@@ -34,10 +34,14 @@ from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.trend import (
     FLAT,
     FloatArray,
+    StopTest,
     Trend,
     bucket_minima,
+    growth_stopped,
     median_finite,
+    new_high_quanta,
     ols_slopes,
+    sample_quantum,
     theil_sen,
     theil_sen_rows,
 )
@@ -52,6 +56,7 @@ MAX_META = 512  # bound on remembered site/group descriptions per series
 # sparse form (per point: name ids and values, the top-K of that profile) until its history is cut. Both
 # forms give the same matrices; either way memory is bounded by max_points x top-K values and names.
 MAX_GRID_ROWS = 256
+MAX_TRANSITIONS = 64  # status changes remembered per series (the newest)
 STATE_VERSION = 2  # version of the plain-data form written by `SeriesDetector.to_state`
 _ZLIB_LEVEL = 1  # state arrays: byte-shuffled then deflated; level 1 is ~5x faster than 6, a few % larger
 
@@ -494,6 +499,7 @@ class _Meta:
     leaf: str = ""
     creator: str = ""
     blocking: str = ""
+    size: float = 0.0  # heap sites: mean size of one in-use object (value / count) in the latest profile
 
 
 @lru_cache(maxsize=32)
@@ -547,6 +553,9 @@ class SeriesDetector:
         self.flagged_since: float | None = None
         self.first_flagged_at: int | None = None
         self.last_restart_reason = ""
+        self.sample_period = 0.0  # the latest profile's sampling period (its `sample_period`)
+        self.resolving_since: float | None = None  # a flagged series has shown no evidence since then
+        self.transitions: list[tuple[int, Status, Status]] = []
         self._report: SeriesReport | None = None
 
     # -- intake ---------------------------------------------------------------------------------
@@ -564,6 +573,7 @@ class SeriesDetector:
             if self._report is not None:
                 self._report.evidence["ignored_out_of_order"] = self.ignored
             return self.report()
+        previous = self.status
         restart_reason = self._restart_reason(summary, last, now)
         if restart_reason:
             self.restarts += 1
@@ -571,6 +581,7 @@ class SeriesDetector:
             self.segment_start = now
             self.status = Status.INSUFFICIENT_DATA
             self.flagged_since = None
+            self.resolving_since = None
             self.last_restart_reason = restart_reason
         elif last is None:
             self.segment_start = now
@@ -589,8 +600,14 @@ class SeriesDetector:
         if self.first_time is None:
             self.first_time = summary.time_nanos
         self.last_time = summary.time_nanos
-        self._report = self._evaluate(now)
-        return self._report
+        report = self._evaluate(now)
+        if report.status is not previous:
+            self.transitions.append((summary.time_nanos, previous, report.status))
+            del self.transitions[:-MAX_TRANSITIONS]
+        if self.transitions:
+            report = replace(report, transitions=tuple(self.transitions))
+        self._report = report
+        return report
 
     def report(self) -> SeriesReport:
         """The current report (re-evaluated lazily after `update`)."""
@@ -655,6 +672,7 @@ class SeriesDetector:
                 "leaf": m.leaf,
                 "creator": m.creator,
                 "blocking": m.blocking,
+                "size": m.size,
             }
             for name, m in self.meta.items()
         ]
@@ -685,6 +703,9 @@ class SeriesDetector:
                 "flagged_since": self.flagged_since,
                 "first_flagged_at": self.first_flagged_at,
                 "last_restart_reason": self.last_restart_reason,
+                "sample_period": self.sample_period,
+                "resolving_since": self.resolving_since,
+                "transitions": [[t, a.value, b.value] for t, a, b in self.transitions],
                 "last_groups": last_groups,
                 "report": None if self._report is None else _report_to_state(self._report),
             },
@@ -754,6 +775,7 @@ class SeriesDetector:
                 leaf=_req(m["leaf"], str),
                 creator=_req(m["creator"], str),
                 blocking=_req(m["blocking"], str),
+                size=_num(m.get("size", 0.0)),  # absent from states written before sampling was modelled
             )
         p = state["points"]
         time_nanos = _unpack(p["time_nanos"], "<i8")
@@ -794,6 +816,12 @@ class SeriesDetector:
         detector.flagged_since = None if flagged_since is None else _num(flagged_since)
         detector.first_flagged_at = _opt(state["first_flagged_at"], int)
         detector.last_restart_reason = _req(state["last_restart_reason"], str)
+        detector.sample_period = _num(state.get("sample_period", 0.0))
+        resolving = state.get("resolving_since")  # these three keys are absent from older states
+        detector.resolving_since = None if resolving is None else _num(resolving)
+        detector.transitions = [(_req(t[0], int), Status(t[1]), Status(t[2])) for t in state.get("transitions", [])][
+            -MAX_TRANSITIONS:
+        ]
         report = state["report"]
         detector._report = None if report is None else _report_from_state(key, report)
         return detector
@@ -830,10 +858,15 @@ class SeriesDetector:
         return ""
 
     def _remember(self, summary: ProfileSummary) -> None:
+        self.sample_period = summary.sample_period
+        heap = summary.kind is ProfileKind.HEAP
         for s in summary.sites:
-            if s.function not in self.meta:
+            meta = self.meta.get(s.function)
+            if meta is None:
                 function = intern(s.function)  # the same object as the grid's row name
-                self.meta[function] = _Meta(function, s.file, s.line, leaf=s.leaf)
+                meta = self.meta[function] = _Meta(function, s.file, s.line, leaf=s.leaf)
+            if heap and s.count > 0:
+                meta.size = s.value / s.count
         for g in summary.groups:
             if g.key not in self.meta:
                 self.meta[intern(g.key)] = _Meta(
@@ -872,6 +905,15 @@ class SeriesDetector:
     def _transition(self, flag: bool, keep: bool, confirm: bool, now: float) -> Status:
         """Apply hysteresis: suspect on `flag`, stay flagged while `keep`, confirm on `confirm`."""
         flagged = self.status.flagged
+        if flagged and not flag and not keep:
+            # No flapping: back to ok only once the evidence has been gone for `resolve_seconds` (a restart
+            # resolves at once, in `update`).
+            if self.resolving_since is None:
+                self.resolving_since = now
+            if now - self.resolving_since < self.config.resolve_seconds:
+                keep = True
+        elif flag or keep:
+            self.resolving_since = None
         if flag or (flagged and keep):
             if not flagged:
                 self.flagged_since = now
@@ -880,6 +922,7 @@ class SeriesDetector:
             status = Status.CONFIRMED if confirm or self.status is Status.CONFIRMED else Status.SUSPECTED
         else:
             self.flagged_since = None
+            self.resolving_since = None
             status = Status.OK
         self.status = status
         return status
@@ -912,6 +955,9 @@ class SeriesDetector:
         site_z = bonferroni_z(cfg.z_suspect, CANDIDATES)  # several sites are tested at once
         stopped = np.zeros(len(y))  # sites that grew and stopped (a cache that filled): not a leak
         late_z, late = 0.0, ("", 0.0)  # the strongest grower that was absent at start-up (see below)
+        stopped_sites = pending_sites = 0
+        best_site = ""  # the site the verdict rests on: named first among the growers
+        held_z = 0.0  # sites still growing (not stopped under the sampling model), new samples or not
         if names:
             matrix = site_matrix
             if bucket:
@@ -925,12 +971,23 @@ class SeriesDetector:
                     # grew long ago and has been flat since keeps a high Mann-Kendall z (every pair across
                     # the step rises) while its Sen slope falls to 0 (most pairs are ties): compare the
                     # recent slope with the floor as well, so such a step still counts as stopped.
-                    recent = _recent_slope(th, matrix[i], recent_n)
-                    ongoing = recent > 0 and recent >= cfg.plateau_ratio * max(trend.slope, floor)
-                    if not ongoing:  # grew and stopped, even if its interval now reaches zero
+                    stop = self._site_stopped(names[i], th, matrix[i], max(trend.slope, floor), recent_n)
+                    if stop.stopped:  # grew and stopped, even if its interval now reaches zero
                         stopped += matrix[i]
+                        stopped_sites += 1
                     elif trend.slope >= floor and trend.low > 0 and trend.z >= site_z:
-                        best_site_z = max(best_site_z, trend.z)
+                        # Growing and not stopped: holds a flag. Raising one after the warm-up also needs
+                        # new samples since the warm-up ended: a cache that filled during it cannot be
+                        # told from a leak by a few quiet profiles, but a leak soon passes its old peak.
+                        held_z = max(held_z, trend.z)
+                        # And growth confidently above the floor: a site that frees about as much as it
+                        # adds (its samples come and go) can pass its old peak by chance.
+                        if trend.low >= floor and self._grew_after_warmup(names[i], t, matrix[i]):
+                            if trend.z > best_site_z:
+                                best_site_z, best_site = trend.z, names[i]
+                        else:  # and its growth is no evidence for the total yet either
+                            pending_sites += 1
+                            stopped += matrix[i]
                         if age < cfg.warmup_seconds and trend.z > late_z:
                             absent = self._absent_at_start(t, matrix[i], floor)
                             if absent is not None:
@@ -942,7 +999,8 @@ class SeriesDetector:
             total = theil_sen(th, y, intercept=False)
             total_recent = _recent_slope(th, y, recent_n)
             evidence["plateaued_sites_excluded"] = True
-        total_ongoing = total_recent >= cfg.plateau_ratio * total.slope
+            evidence["plateaued_sites"] = stopped_sites
+        total_ongoing = self._total_ongoing(th, y, total, recent_n)
         total_ok = total.low >= floor and total_ongoing  # confidently above the floor, not just above 0
         total_z = total.z if total_ok else 0.0
         evidence.update(
@@ -977,12 +1035,44 @@ class SeriesDetector:
             strength = max(late_z, held)
             named = self._growers(growers, first=late[0])
             return self._build(now, current, total.slope, total.slope, named, evidence, strength)
+        if pending_sites:
+            evidence["sites_without_new_samples_since_warmup"] = pending_sites
         strength = max(total_z, best_site_z)
         confirm = (
             total_z >= cfg.z_confirm and best_site_z >= cfg.z_suspect and self._flag_age(now) >= cfg.confirm_seconds
         )
-        self._transition(strength >= cfg.z_suspect, strength >= cfg.z_resolve, confirm, now)
-        return self._build(now, current, total.slope, total.slope, self._growers(growers), evidence, strength)
+        self._transition(strength >= cfg.z_suspect, max(strength, held_z) >= cfg.z_resolve, confirm, now)
+        if self.status.flagged:
+            strength = max(strength, held_z)
+        named = self._growers(growers, first=best_site)
+        return self._build(now, current, total.slope, total.slope, named, evidence, strength)
+
+    def _grew_after_warmup(self, name: str, t: FloatArray, row: FloatArray) -> bool:
+        """Has the site gained `heap.min_new_samples` samples past its earlier peak since the warm-up ended?
+        (Every point of the window when the warm-up ended before it.)"""
+        cfg = self.config.heap
+        since = int(np.searchsorted(t, self.segment_start + cfg.warmup_seconds))
+        if since == 0:
+            since = 1  # the first point has nothing before it to pass
+        meta = self.meta.get(name)
+        quantum = sample_quantum(meta.size if meta else 0.0, self.sample_period)
+        gained = new_high_quanta(row, since, quantum)
+        # Whole samples: a sampled value moves by about one quantum per sample, not exactly one.
+        return round(gained) >= cfg.min_new_samples if quantum > 0 else gained > 0
+
+    def _site_stopped(self, name: str, th: FloatArray, row: FloatArray, rate: float, recent_n: int) -> StopTest:
+        """Has this site stopped growing at `rate` (per hour), given how its profile samples it?"""
+        meta = self.meta.get(name)
+        quantum = sample_quantum(meta.size if meta else 0.0, self.sample_period)
+        cfg = self.config.heap
+        return growth_stopped(th, row, rate, quantum, recent_n, cfg.stopped_p, cfg.plateau_ratio)
+
+    def _total_ongoing(self, th: FloatArray, y: FloatArray, total: Trend, recent_n: int) -> bool:
+        """Is the total heap still growing? Stopped only when the recent slope is significantly (its 95%
+        interval) below `plateau_ratio` x the window's: the total of a heap without a forced GC swings by
+        megabytes between profiles, so a flat-looking recent fit alone is no evidence."""
+        recent = theil_sen(th[-recent_n:], y[-recent_n:], z=False, intercept=False)
+        return recent.high >= self.config.heap.plateau_ratio * total.slope
 
     def _absent_at_start(self, t: FloatArray, row: FloatArray, floor: float) -> float | None:
         """Seconds a growing site went unseen after the segment began, when that absence shows it did
@@ -1349,6 +1439,7 @@ def _report_to_state(report: SeriesReport) -> dict[str, Any]:
             for g in report.top_growers
         ],
         "evidence": _plain(report.evidence, "evidence"),
+        "transitions": [[t, a.value, b.value] for t, a, b in report.transitions],
     }
 
 
@@ -1380,4 +1471,5 @@ def _report_from_state(key: SeriesKey, r: Mapping[str, Any]) -> SeriesReport:
             for g in r["top_growers"]
         ),
         evidence=dict(_req(r["evidence"], dict)),
+        transitions=tuple((_req(t[0], int), Status(t[1]), Status(t[2])) for t in r.get("transitions", [])),
     )

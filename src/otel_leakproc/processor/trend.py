@@ -326,3 +326,132 @@ def bucket_minima(t: FloatArray, y: FloatArray, bucket: float) -> tuple[FloatArr
     mins = np.minimum.reduceat(y, start)
     ends = np.append(start[1:], len(t)) - 1
     return t[ends], mins
+
+
+# -- has a sampled series stopped growing? ------------------------------------------------------------
+
+
+def poisson_cdf(k: int, lam: float) -> float:
+    """P(X <= k) for X ~ Poisson(lam) (summed in log space, so large lam does not underflow early)."""
+    if k < 0:
+        return 0.0
+    if lam <= 0:
+        return 1.0
+    log_term = -lam  # log of P(X = 0)
+    total = math.exp(log_term)
+    for i in range(1, k + 1):
+        log_term += math.log(lam / i)
+        total += math.exp(log_term)
+        if total >= 1.0:
+            return 1.0
+    return min(1.0, total)
+
+
+def sample_quantum(object_size: float, period: float) -> float:
+    """Bytes a site's sampled in-use value moves by per recorded sample.
+
+    Go records an allocation of `s` bytes with probability 1 - exp(-s / period) and scales the sample by
+    the inverse, so each recorded sample adds s / (1 - exp(-s / period)) bytes: about `period` for small
+    objects, `s` itself for objects much larger than the period. Unsampled data (period 0) moves by whole
+    objects. 0 when neither is known.
+    """
+    if period <= 0:
+        return max(object_size, 0.0)
+    if object_size <= 0:
+        return period
+    return object_size / -math.expm1(-object_size / period)
+
+
+def median3(y: FloatArray) -> FloatArray:
+    """Running median of 3 (ends kept): a single-profile spike (a slice's old backing array not yet
+    freed, say) sets no new peak, while a step that stays does from its second profile on."""
+    if len(y) < 3:
+        return y
+    padded = np.concatenate(([y[0]], y, [y[-1]]))
+    result: FloatArray = np.median(np.vstack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
+    return result
+
+
+def new_high_quanta(y: FloatArray, since: int, quantum: float) -> float:
+    """Growth past the series' earlier maximum from point `since` on, in quanta (bytes when quantum is 0):
+    how many new samples a sampled site gained there, churn below its old peak not counted."""
+    if since >= len(y):
+        return 0.0
+    y = median3(y)
+    before = float(y[:since].max()) if since > 0 else 0.0
+    gained = max(0.0, float(y[since:].max()) - before)
+    return gained / quantum if quantum > 0 else gained
+
+
+def _last_new_high(peak: FloatArray, step: float) -> int:
+    """Index of the last point where the running maximum `peak` passed the level of the previous such
+    point by more than `step` (half a sample: smooth growth counts as it accumulates, churn does not)."""
+    rises = np.flatnonzero(np.diff(peak) > 0) + 1
+    if step <= 0 or not len(rises):
+        return int(rises[-1]) if len(rises) else 0
+    level = float(peak[0])
+    last = 0
+    for i in rises.tolist():
+        value = float(peak[i])
+        if value > level + step:
+            level, last = value, i
+    return last
+
+
+@dataclass(frozen=True, slots=True)
+class StopTest:
+    """Whether growth stopped, judged as a count of samples (see `growth_stopped`).
+
+    Attributes:
+        stopped: growth is significantly below `rate` (p < alpha).
+        p: the smaller of the two tests' p-values.
+        expected: samples the rate should have produced in the recent stretch.
+        observed: samples seen in it (new highs, in quanta).
+        quiet_hours: time since the last new high.
+    """
+
+    stopped: bool
+    p: float
+    expected: float
+    observed: float
+    quiet_hours: float
+
+
+def growth_stopped(
+    t: FloatArray, y: FloatArray, rate: float, quantum: float, recent_n: int, alpha: float, ratio: float = 0.25
+) -> StopTest:
+    """Has a growing, sampled series (`y` over times `t`, `rate` its long-run growth per unit of `t`) stopped?
+
+    A sampled site grows in steps of one `quantum` (`sample_quantum`); at `rate` those steps arrive as a
+    Poisson process with intensity rate / quantum, so a stretch without a step is expected now and then
+    and means nothing until it is longer than chance explains. Two one-sided tests, each at alpha / 2:
+    no new high for the time since the last one (P = exp(-expected)), and fewer new-high quanta in the last
+    `recent_n` points than the rate predicts there (Poisson CDF: a decelerating series). A "new high" is
+    the series passing its previous maximum, so churn that frees and reallocates below it counts for nothing.
+
+    The rate used is the larger of `rate` and the growth from the first point to the last new high.
+    Without a quantum (nothing known about sampling) the recent growth is compared with `ratio` x the
+    expected growth instead, with no significance attached (p is 0 or 1).
+    """
+    n = len(y)
+    if n < 3 or rate <= 0:
+        return StopTest(False, 1.0, 0.0, 0.0, 0.0)
+    peak = np.maximum.accumulate(median3(y))
+    last_high = _last_new_high(peak, quantum / 2 if quantum > 0 else 0.0)
+    quiet = float(t[-1] - t[last_high])
+    if last_high > 0 and t[last_high] > t[0]:
+        # The rate while it grew: a series that grew and then stopped long ago has a whole-window Sen
+        # slope near 0 (most pairs are ties), which would excuse any silence.
+        rate = max(rate, float(peak[last_high] - peak[0]) / float(t[last_high] - t[0]))
+    start = max(1, n - recent_n)
+    span = float(t[-1] - t[start - 1])
+    gained = max(0.0, float(peak[-1] - peak[start - 1]))
+    if quantum <= 0:
+        expected = rate * span
+        stopped = gained < ratio * expected
+        return StopTest(stopped, 0.0 if stopped else 1.0, expected, gained, quiet)
+    lam_quiet = rate * quiet / quantum
+    lam_recent = rate * span / quantum
+    observed = gained / quantum
+    p = min(math.exp(-lam_quiet), poisson_cdf(math.floor(observed + 0.5), lam_recent))
+    return StopTest(p < alpha / 2, p, lam_recent, observed, quiet)

@@ -1,0 +1,3 @@
+module versionedleak
+
+go 1.26
