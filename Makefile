@@ -5,12 +5,13 @@ PY     := $(VENV)/bin/python
 CORPUS ?= ../shared/corpus
 EXAMPLE ?= tests/testdata/corpus/steady_leak
 
-.PHONY: help venv run demo analyze test test-deps lint typecheck check proto evaluate bench client-venvs clean series
+.PHONY: help venv run demo demo-incident analyze test test-deps lint typecheck check proto evaluate bench client-venvs clean series
 
 help:
 	@echo "make run        start the service on embedded defaults (HTTP :4040, gRPC :4317, console output)"
 	@echo "make demo       upload a bundled series of a leaking Go service (real profiles) to the running service"
 	@echo "make analyze    analyse the same series offline, no service needed"
+	@echo "make demo-incident  the inventory incident end to end: a leaking Go service caught, named, fixed (docs/tutorial.md)"
 	@echo "make test       run the test suite"
 	@echo "make check      lint + type check + tests (what CI runs)"
 	@echo "make evaluate   score the detectors on a labelled corpus (CORPUS=$(CORPUS))"
@@ -34,6 +35,11 @@ demo: venv
 
 analyze: venv
 	$(VENV)/bin/otel-leakproc analyze $(EXAMPLE)
+
+# Builds examples/inventory with the venv's Go, runs it, scrapes it with `serve` on examples/inventory/demo.yaml
+# (short demo warm-ups), deploys the fix and stops everything it started (DEMO_DIR=DIR keeps the files).
+demo-incident: venv
+	VENV=$(VENV) bash examples/inventory/demo.sh
 
 # Real pyroscope clients for the end-to-end tests, each in its own venv (their native parts conflict).
 CLIENT_VENVS ?= .venv-clients

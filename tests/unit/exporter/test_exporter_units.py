@@ -99,10 +99,11 @@ def test_contention_is_exported_in_seconds_per_second() -> None:
 
 
 def test_resource_is_the_monitored_service_only() -> None:
-    resource = {"service.name": "inventory", "k8s.pod.name": "inv-1", "http.route": "/x"}
+    resource = {"service.name": "inventory", "k8s.pod.name": "inv-1", "http.route": "/x", "service.version": "v1"}
     assert monitored_resource(resource, make_report()) == {
         "service.name": "inventory",
         "k8s.pod.name": "inv-1",
+        "service.version": "v1",  # the deployed version: the page names it, fix verification compares it
         "service.instance.id": "pod-1",
     }
 
