@@ -16,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from otel_leakproc.exporter.base import Exporter
-from otel_leakproc.model import ProfileKind, SeriesKey
+from otel_leakproc.model import LeakEvent, ProfileKind, SeriesKey
 from otel_leakproc.processor.state import SeriesTable, TrackedSeries
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult
 from otel_leakproc.state.persist import StatePersistence
@@ -67,6 +67,14 @@ class Pipeline:
     def report(self, tracked: TrackedSeries) -> None:
         """Let the exporters observe one series' current report."""
         self._each("on_report", lambda e, s=tracked: e.on_report(s.report, s.resource))
+
+    def event(self, event: LeakEvent) -> None:
+        """Let the exporters send one event (the cluster owner's path: `cluster/node.py`)."""
+        self._each("on_event", lambda e: e.on_event(event))
+
+    def forget(self, key: SeriesKey) -> None:
+        """The exporters stop exporting a series (evicted, or its partition moved to another replica)."""
+        self._each("forget", lambda e: e.forget(key))
 
     def _each(self, what: str, call: object) -> None:
         assert callable(call)
