@@ -106,7 +106,8 @@ def test_uploads_to_random_replicas_give_one_series_with_the_single_replica_verd
         client = server.client()
         assert owner(client) in procs
         holders = [owner_of(client, n) for n in range(PARTITIONS)]
-        assert set(holders) <= set(procs) and None not in holders
+        assert set(holders) <= set(procs)
+        assert None not in holders
 
 
 def owner_of(client: Any, n: int) -> str | None:
@@ -164,9 +165,7 @@ def test_scaling_2_to_3_to_2_keeps_every_series(tmp_path: Path) -> None:
         )
         send(10, [p.url for p in procs.values()])
         assert procs["a"].signal(signal.SIGTERM) == 0  # hands its partitions over at once
-        wait_for(
-            lambda: all(owner_of(client, n) in ("b", "c") for n in range(PARTITIONS)), TTL * 2, "a's handover"
-        )
+        wait_for(lambda: all(owner_of(client, n) in ("b", "c") for n in range(PARTITIONS)), TTL * 2, "a's handover")
         send(10, [procs["b"].url, procs["c"].url])
         for url in (procs["b"].url, procs["c"].url):
             wait_for(
@@ -186,8 +185,11 @@ def test_redis_restarted_mid_stream_loses_nothing_answered(tmp_path: Path) -> No
             for path in PROFILES[:15]:
                 answered += upload(urls[answered % 2], path) == 200
             server.stop()
-            refused = http("POST", f"{urls[0]}/ingest?name=checkout{{instance=pod-1}}&format=pprof", PROFILES[15].read_bytes())
-            assert refused.status == 503 and "retry-after" in refused.headers, refused
+            refused = http(
+                "POST", f"{urls[0]}/ingest?name=checkout{{instance=pod-1}}&format=pprof", PROFILES[15].read_bytes()
+            )
+            assert refused.status == 503, refused
+            assert "retry-after" in refused.headers, refused
             wait_for(lambda: http("GET", f"{urls[1]}/readyz").status == 503, 10, "not ready")
             server.start()
             for url in urls:

@@ -63,5 +63,5 @@ def connect(config: RedisConfig) -> Any:
     if secret is not None:
         options["password"] = secret
     if config.cluster:
-        return redis.cluster.RedisCluster.from_url(config.url, **options)
+        return redis.cluster.RedisCluster.from_url(config.url, **options)  # type: ignore[no-untyped-call]
     return redis.Redis.from_url(config.url, health_check_interval=30, **options)

@@ -325,7 +325,9 @@ class ClusterNode:
     async def _take_over(self, n: int) -> None:
         keys = PartitionKeys(self.prefix, n)
         sent_at = time.monotonic()
-        epoch = int(await asyncio.to_thread(self._acquire, keys=[keys.lease, keys.epoch], args=[self.replica, self.ttl_ms]))
+        epoch = int(
+            await asyncio.to_thread(self._acquire, keys=[keys.lease, keys.epoch], args=[self.replica, self.ttl_ms])
+        )
         if not epoch:
             return
         owned = Owned(
@@ -544,7 +546,9 @@ class ClusterNode:
         for obj in published.values():
             if tenants is not None and obj.get("tenant", "") not in tenants:
                 continue
-            if any(f in query and query[f] != obj.get(f, "") for f in ("tenant", "service", "instance", "kind", "status")):
+            if any(
+                f in query and query[f] != obj.get(f, "") for f in ("tenant", "service", "instance", "kind", "status")
+            ):
                 continue
             if not timeline:
                 obj.pop("timeline", None)
