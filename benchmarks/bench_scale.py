@@ -226,7 +226,9 @@ def main() -> None:
         entry = f"{stream_entry_bytes():.0f}"
     except Exception as exc:  # the figure is informative; the runs above are the benchmark
         entry = f"n/a ({exc})"
-    print(f"series={args.series} rounds={args.rounds} clients={args.clients}; point record (stream entry) bytes={entry}")
+    print(
+        f"series={args.series} rounds={args.rounds} clients={args.clients}; point record (stream entry) bytes={entry}"
+    )
     keys = list(rows[0])
     print(" | ".join(keys))
     for row in rows:
