@@ -27,17 +27,17 @@ def redacted(url: str) -> str:
 
 
 def password(config: RedisConfig) -> str | None:
-    """The password from `password_env` or `password_file`; None when neither is set."""
-    if config.password_env:
-        value = os.environ.get(config.password_env)
-        if value is None:
-            raise ConfigError([f"state.redis.password_env: the environment variable {config.password_env} is not set"])
-        return value
+    """The password from `password_env` (when set and present), else from `password_file`; None when
+    neither gives one."""
+    if config.password_env and config.password_env in os.environ:
+        return os.environ[config.password_env]
     if config.password_file:
         try:
             return Path(config.password_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ConfigError([f"state.redis.password_file: cannot read {config.password_file}: {exc}"]) from exc
+    if config.password_env:
+        raise ConfigError([f"state.redis.password_env: the environment variable {config.password_env} is not set"])
     return None
 
 

@@ -234,7 +234,8 @@ class RedisConfig:
         url: `redis://host:port/db` or `rediss://` (TLS). A password in the URL works but is never logged;
             prefer `password_env` or `password_file`.
         password_env: the environment variable holding the password ("" for none).
-        password_file: a file holding the password (a mounted Secret); read at start-up.
+        password_file: a file holding the password (a mounted Secret), read at start-up when `password_env`
+            is "" or names an unset variable.
         cluster: talk to a Redis Cluster (keys of one partition share a hash tag, so every script works).
         key_prefix: the prefix of every key this service writes.
         partitions: the partition count, fixed when the first replica creates the cluster's keys (a later
@@ -268,8 +269,6 @@ class RedisConfig:
             errors.append("url: must start with redis:// or rediss://")
         if self.partitions > 4096:
             errors.append(f"partitions: at most 4096, got {self.partitions}")
-        if self.password_env and self.password_file:
-            errors.append("password_env, password_file: set one of them, not both")
         return errors
 
 
