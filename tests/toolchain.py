@@ -33,7 +33,10 @@ PYROSCOPE_IO_VERSIONS = ("1.4.0", "0.8.16")
 IMAGE = os.environ.get("LEAKPROC_IMAGE", "localhost/otel-leakproc:dev")
 
 MAKE_TEST_DEPS = "make test-deps"
-APT = "apt-get install -y chromium prometheus prometheus-alertmanager openssl redis-server podman (or: make test-deps, as root)"
+APT = (
+    "apt-get install -y chromium prometheus prometheus-alertmanager openssl redis-server podman"
+    " (or: make test-deps, as root)"
+)
 DEV_EXTRA = "pip install -e '.[dev]' (make venv)"
 DEPLOY_EXTRA = "pip install -e '.[deploy]' (make test-deps)"
 

@@ -105,3 +105,4 @@ def test_a_stale_owner_is_fenced_off_and_a_takeover_neither_drops_nor_repeats_ev
         assert ids == [event_id(e) for e in single]
         assert b.owned[n].table.get(key).report.profiles == len(items)  # type: ignore[union-attr]
         assert client.xlen(keys.stream) == 0  # trimmed up to b's checkpoint
+        assert (a.takeovers, a.lost, b.takeovers) == (1, 1, 1)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from redis_support import RedisServer, redis_cluster, redis_server
-from serve_support import STEADY_LEAK, ServeProcess, http, series
+from serve_support import STEADY_LEAK, ServeProcess, http, metric, series
 
 from otel_leakproc.cluster.partitions import PartitionKeys, partition_of
 
@@ -167,6 +167,8 @@ def test_scaling_2_to_3_to_2_keeps_every_series(tmp_path: Path) -> None:
         assert procs["a"].signal(signal.SIGTERM) == 0  # hands its partitions over at once
         wait_for(lambda: all(owner_of(client, n) in ("b", "c") for n in range(PARTITIONS)), TTL * 2, "a's handover")
         send(10, [procs["b"].url, procs["c"].url])
+        owned = [metric(procs[n].url, "otel_leakproc_cluster_partitions_owned") for n in ("b", "c")]
+        assert sum(owned) == PARTITIONS, owned
         for url in (procs["b"].url, procs["c"].url):
             wait_for(
                 lambda url=url: [profiles(url, i) for i in instances] == [sent] * len(instances),

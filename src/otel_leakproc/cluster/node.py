@@ -28,9 +28,12 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from otel_leakproc.cluster.connection import redacted, replica_id
 from otel_leakproc.cluster.partitions import PartitionKeys, count_key, members_key, partition_of
@@ -95,6 +98,17 @@ if ARGV[2] ~= '' then redis.call('XTRIM', KEYS[3], 'MINID', ARGV[2]) end
 return 1
 """
 
+# KEYS: epoch, checkpoints, reports, sent. ARGV: epoch, then series ids: an evicted series leaves Redis too.
+_FENCED_HDEL = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for i = 2, #ARGV do
+  redis.call('HDEL', KEYS[2], ARGV[i])
+  redis.call('HDEL', KEYS[3], ARGV[i])
+  redis.call('HDEL', KEYS[4], ARGV[i])
+end
+return 1
+"""
+
 
 def _next_id(stream_id: bytes) -> str:
     ms, _, seq = stream_id.decode().partition("-")
@@ -117,6 +131,7 @@ class Owned:
     checkpointed: bytes = b"0-0"  # the last stream id the stored checkpoints cover
     dirty: set[SeriesKey] = field(default_factory=set)  # changed since the last checkpoint
     changed: set[SeriesKey] = field(default_factory=set)  # changed since the last published report
+    evicted: set[SeriesKey] = field(default_factory=set)  # to delete from Redis at the next checkpoint
     sent: dict[str, int] = field(default_factory=dict)  # series id -> time of its last exported event
     busy: bool = False  # a poll or checkpoint of it is in a worker thread
 
@@ -178,6 +193,8 @@ class ClusterNode:
         self._renew = self.client.register_script(_RENEW)
         self._release = self.client.register_script(_RELEASE)
         self._fenced = self.client.register_script(_FENCED_HSET)
+        self._fenced_delete = self.client.register_script(_FENCED_HDEL)
+        pipeline.telemetry.registry.register(_ClusterMetrics(self))
 
     @property
     def health(self) -> StoreHealth:
@@ -449,6 +466,9 @@ class ClusterNode:
             owned.changed.add(point.key)
             for evicted in update.evicted:
                 self.pipeline.forget(evicted)
+                owned.dirty.discard(evicted)
+                owned.changed.discard(evicted)
+                owned.evicted.add(evicted)
             self.pipeline.report(update.series)
             if update.event is not None:
                 self._event(owned, update.event)
@@ -477,6 +497,7 @@ class ClusterNode:
         stream up to the cursor."""
         cursor = owned.cursor
         dirty, owned.dirty = owned.dirty, set()
+        evicted, owned.evicted = owned.evicted, set()
         states = []
         for key in dirty:
             tracked = owned.table.get(key)
@@ -485,6 +506,11 @@ class ClusterNode:
         keys = owned.keys
 
         def write() -> int:
+            if evicted:
+                gone = [series_id(k) for k in evicted]
+                keys4 = [keys.epoch, keys.checkpoints, keys.reports, keys.sent]
+                if not self._fenced_delete(keys=keys4, args=[owned.epoch, *gone]):
+                    return 0
             args: list[Any] = [owned.epoch, _next_id(cursor) if cursor != b"0-0" else ""]
             for key, resource, state in states:
                 args += [series_id(key), checkpoint_frame(0, key, resource, state)]
@@ -495,6 +521,7 @@ class ClusterNode:
             ok = await asyncio.to_thread(write)
         except Exception:
             owned.dirty |= dirty
+            owned.evicted |= evicted
             raise
         if not ok:
             n = owned.keys.n
@@ -576,6 +603,33 @@ class ClusterNode:
             "handovers": self.handovers,
             "lost": self.lost,
         }
+
+
+class _ClusterMetrics(Collector):
+    """This replica's share of the cluster, on /metrics (docs/serve.md)."""
+
+    def __init__(self, node: ClusterNode) -> None:
+        self._node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node = self._node
+        yield GaugeMetricFamily(
+            "otel_leakproc_cluster_partitions_owned", "Partitions this replica owns.", value=len(node.owned)
+        )
+        yield GaugeMetricFamily(
+            "otel_leakproc_cluster_series_owned",
+            "Series of the partitions this replica owns.",
+            value=sum(len(o.table) for o in node.owned.values()),
+        )
+        moves = CounterMetricFamily(
+            "otel_leakproc_cluster_partition_moves",
+            "Partitions this replica took over, handed over, or lost (lease not renewed in time, or fenced).",
+            labels=["how"],
+        )
+        moves.add_metric(["takeover"], node.takeovers)
+        moves.add_metric(["handover"], node.handovers)
+        moves.add_metric(["lost"], node.lost)
+        yield moves
 
 
 def _one_frame(data: bytes, what: str) -> bytes | memoryview:
