@@ -163,6 +163,10 @@ class Service:
         ]
         if self.cluster is not None:
             await self.cluster.start()
+            if self.scrape is not None:  # each target is scraped by the owner of its series only
+                cluster, scrape, tenant = self.cluster, self.scrape, self.scrape.tenant
+                scrape.owns = lambda service, instance: bool(cluster.owns(tenant, service, instance))
+                cluster.on_change = scrape.reassign
         if self.scrape is not None:
             await self.scrape.start()
         self._ready = True
@@ -313,7 +317,9 @@ class Service:
         query = request.query
         want_timeline = query.get("timeline", "1") not in ("0", "false")
         if self.cluster is not None:
-            return {"series": await self.cluster.series(tenants, query, want_timeline)}
+            return self._with_targets(
+                {"series": await self.cluster.series(tenants, query, want_timeline)}, tenants, query
+            )
         chosen = []
         for tracked in sorted(self.table, key=_sort_key):
             key = tracked.key
@@ -333,7 +339,9 @@ class Service:
                         await asyncio.sleep(0)
                         deadline = time.perf_counter() + SLICE_SECONDS
         selected = [series_object(tracked, timeline=want_timeline) for tracked in chosen]
-        out: dict[str, Any] = {"series": selected}
+        return self._with_targets({"series": selected}, tenants, query)
+
+    def _with_targets(self, out: dict[str, Any], tenants: frozenset[str] | None, query: Any) -> dict[str, Any]:
         if self.scrape is not None:
             # Per-target scrape health (docs/scrape.md), filtered like the series.
             visible = tenants is None or self.scrape.tenant in tenants

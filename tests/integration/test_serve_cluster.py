@@ -11,8 +11,10 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
 from redis_support import RedisServer, redis_cluster, redis_server
 from serve_support import STEADY_LEAK, ServeProcess, http, metric, series
+from test_scrape_support import build_go, go_program
 
 from otel_leakproc.cluster.partitions import PartitionKeys, partition_of
 
@@ -67,8 +69,8 @@ def wait_for(predicate: Any, timeout: float, what: str) -> float:
     return time.monotonic() - start
 
 
-def owner(client: Any, instance: str = "pod-1") -> str | None:
-    keys = PartitionKeys("leakproc", partition_of("", "checkout", instance, PARTITIONS))
+def owner(client: Any, instance: str = "pod-1", tenant: str = "default", service: str = "checkout") -> str | None:
+    keys = PartitionKeys("leakproc", partition_of(tenant, service, instance, PARTITIONS))
     value = client.get(keys.lease)
     return value.decode() if value else None
 
@@ -105,9 +107,8 @@ def test_uploads_to_random_replicas_give_one_series_with_the_single_replica_verd
         # One owner holds the series' partition; the live replicas share the partitions.
         client = server.client()
         assert owner(client) in procs
-        holders = [owner_of(client, n) for n in range(PARTITIONS)]
-        assert set(holders) <= set(procs)
-        assert None not in holders
+        # After the start-up rebalancing settles, every partition has a live owner.
+        wait_for(lambda: all(owner_of(client, n) in procs for n in range(PARTITIONS)), TTL * 2, "every partition owned")
 
 
 def owner_of(client: Any, n: int) -> str | None:
@@ -219,4 +220,46 @@ def test_a_three_node_redis_cluster(tmp_path: Path) -> None:
                     lambda url=url: [profiles(url, i) for i in instances] == [12] * len(instances),
                     20,
                     f"every series on {url}",
+                )
+
+
+def test_each_scrape_target_is_scraped_by_the_owner_of_its_series_only(tmp_path: Path) -> None:
+    healthy = build_go("healthy", tmp_path)
+    instances = [f"cat-{i}" for i in range(6)]
+    with go_program(healthy) as address, redis_server(tmp_path) as server:
+        scrape = {
+            "enabled": True,
+            "interval_seconds": 0.5,
+            "jitter": 0.1,
+            "timeout_seconds": 3,
+            "profiles": ["heap"],
+            "static_targets": [{"address": address, "service": "catalog", "instance": i} for i in instances],
+        }
+        procs = {name: replica(tmp_path, name, server.url) for name in ("a", "b")}
+        with ExitStack() as stack:
+            for proc in procs.values():
+                config = yaml.safe_load(proc.config_path.read_text())
+                proc.config_path.write_text(yaml.safe_dump({**config, "scrape": scrape}))
+                stack.callback(proc.kill)
+                proc.start()
+
+            def scraped_by() -> dict[str, list[str]]:
+                out: dict[str, list[str]] = {i: [] for i in instances}
+                for name, proc in procs.items():
+                    body = http("GET", f"{proc.url}/api/v1/series?timeline=0").json()
+                    for target in body["targets"]:
+                        if target["scrapes"] > 0:
+                            out[target["instance"]].append(name)
+                return out
+
+            wait_for(lambda: all(len(v) == 1 for v in scraped_by().values()), 20, "every target scraped once")
+            client = server.client()
+            for instance, names in scraped_by().items():
+                assert names == [owner(client, instance, service="catalog")], instance
+            # Every replica shows every scraped series, whichever replica scraped it.
+            for proc in procs.values():
+                wait_for(
+                    lambda proc=proc: {s["instance"] for s in series(proc.url, timeline="0")} == set(instances),
+                    20,
+                    f"every series on {proc.url}",
                 )

@@ -186,6 +186,7 @@ class ClusterNode:
         self.owned: dict[int, Owned] = {}
         self.seen_free: set[int] = set()
         self.handovers = 0
+        self.on_change: Callable[[], None] | None = None  # ownership changed (the scrape receiver re-targets)
         self.takeovers = 0
         self.lost = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -286,6 +287,7 @@ class ClusterNode:
         if self.partitions is None:
             await asyncio.to_thread(self._init_partitions)
         assert self.partitions is not None
+        before = set(self.owned)
         sent_at = time.monotonic()
         members, holders, renewed = await asyncio.to_thread(self._lease_round)
         self.store.probe()
@@ -313,6 +315,13 @@ class ClusterNode:
             if n in wanted or n in self.seen_free:
                 await self._take_over(n)
         self.seen_free = free - set(self.owned)
+        if self.on_change is not None and set(self.owned) != before:
+            self.on_change()
+
+    def owns(self, tenant: str, service: str, instance: str) -> bool:
+        """Whether this replica owns the partition of a process's series now."""
+        partitions = self.partitions
+        return partitions is not None and partition_of(tenant, service, instance, partitions) in self.owned
 
     def _lease_round(self) -> tuple[list[str], dict[int, bytes | None], dict[int, bool]]:
         """Renew membership and the leases held; read every lease holder. In a worker thread."""
@@ -552,7 +561,9 @@ class ClusterNode:
 
     # -- every series, from any replica ------------------------------------------------------------------
 
-    async def series(self, tenants: set[str] | None, query: Mapping[str, str], timeline: bool) -> list[dict[str, Any]]:
+    async def series(
+        self, tenants: frozenset[str] | None, query: Mapping[str, str], timeline: bool
+    ) -> list[dict[str, Any]]:
         """Every series of the cluster (as its owner last published it; this replica's own ones as they are
         now), filtered by the visible tenants and the query, in the API's order."""
         if self.partitions is None:
