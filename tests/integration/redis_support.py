@@ -4,6 +4,8 @@ three such servers joined with `redis-cli --cluster create`."""
 
 from __future__ import annotations
 
+import random
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,12 +18,31 @@ import toolchain
 from serve_support import free_port
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too (so at most 55535)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randint(20000, 55000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise AssertionError("no free port pair for a Redis Cluster node")
+
+
 class RedisServer:
     """One redis-server on 127.0.0.1:`port`, append-only file on (`appendfsync always`), so a restart
     keeps every write it acknowledged."""
 
     def __init__(self, workdir: Path, *, cluster: bool = False, port: int | None = None) -> None:
-        self.port = port or free_port()
+        self.port = port or (cluster_port() if cluster else free_port())
         self.dir = workdir / f"redis-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cluster = cluster

@@ -249,10 +249,12 @@ class ClusterNode:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for n in list(self.owned):
-            await self._hand_over(n)
+        # Leave the membership first, so the others compute their new share without this replica and take
+        # each released partition at their next round.
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.client.zrem, members_key(self.prefix), self.replica)
+        for n in list(self.owned):
+            await self._hand_over(n)
 
     async def _loop(self, tick: Callable[[], Any], period: float) -> None:
         while True:
@@ -289,7 +291,8 @@ class ClusterNode:
         assert self.partitions is not None
         before = set(self.owned)
         sent_at = time.monotonic()
-        members, holders, renewed = await asyncio.to_thread(self._lease_round)
+        held = [(n, o.keys, o.epoch) for n, o in self.owned.items()]
+        members, holders, renewed = await asyncio.to_thread(self._lease_round, held)
         self.store.probe()
         for n, ok in renewed.items():
             owned = self.owned.get(n)
@@ -304,7 +307,7 @@ class ClusterNode:
                 self._drop(n, "its lease could not be renewed in time")
         wanted = {n for n in range(self.partitions) if self._winner(n, members) == self.replica}
         for n in list(self.owned):
-            if n not in wanted and n not in self.seen_free:
+            if n not in wanted:  # a newer or luckier member wins it: hand it over now
                 await self._hand_over(n)
         free = {n for n in range(self.partitions) if holders.get(n) is None}
         for n in sorted(free):
@@ -323,8 +326,10 @@ class ClusterNode:
         partitions = self.partitions
         return partitions is not None and partition_of(tenant, service, instance, partitions) in self.owned
 
-    def _lease_round(self) -> tuple[list[str], dict[int, bytes | None], dict[int, bool]]:
-        """Renew membership and the leases held; read every lease holder. In a worker thread."""
+    def _lease_round(
+        self, held: list[tuple[int, PartitionKeys, int]]
+    ) -> tuple[list[str], dict[int, bytes | None], dict[int, bool]]:
+        """Renew membership and the leases `held`; read every lease holder. In a worker thread."""
         assert self.partitions is not None
         now_ms = int(time.time() * 1000)
         members = members_key(self.prefix)
@@ -334,9 +339,8 @@ class ClusterNode:
         pipe.zrange(members, 0, -1)
         live = [m.decode() for m in pipe.execute()[2]]
         renewed = {}
-        for n, owned in list(self.owned.items()):
-            keys = owned.keys
-            renewed[n] = bool(self._renew(keys=[keys.lease, keys.epoch], args=[self.replica, self.ttl_ms, owned.epoch]))
+        for n, keys, epoch in held:
+            renewed[n] = bool(self._renew(keys=[keys.lease, keys.epoch], args=[self.replica, self.ttl_ms, epoch]))
         pipe = self.client.pipeline(transaction=False)
         for n in range(self.partitions):
             pipe.get(PartitionKeys(self.prefix, n).lease)
