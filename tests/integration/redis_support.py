@@ -41,11 +41,14 @@ class RedisServer:
     """One redis-server on 127.0.0.1:`port`, append-only file on (`appendfsync always`), so a restart
     keeps every write it acknowledged."""
 
-    def __init__(self, workdir: Path, *, cluster: bool = False, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, cluster: bool = False, port: int | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         self.port = port or (cluster_port() if cluster else free_port())
         self.dir = workdir / f"redis-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cluster = cluster
+        self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -72,6 +75,7 @@ class RedisServer:
             "--protected-mode",
             "yes",
         ]
+        args += self.extra
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", str(self.dir / "nodes.conf")]
         with (self.dir / "redis.log").open("ab") as log:
@@ -82,6 +86,8 @@ class RedisServer:
                 try:
                     if client.ping():
                         return
+                except redis.AuthenticationError:
+                    return  # up, and asking for the password it was given
                 except redis.RedisError:
                     time.sleep(0.05)
         raise AssertionError(f"redis-server did not start: {(self.dir / 'redis.log').read_text()}")

@@ -11,6 +11,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from redis_support import RedisServer, redis_cluster, redis_server
 from serve_support import STEADY_LEAK, ServeProcess, http, metric, series
@@ -263,3 +264,33 @@ def test_each_scrape_target_is_scraped_by_the_owner_of_its_series_only(tmp_path:
                     20,
                     f"every series on {proc.url}",
                 )
+
+
+def test_the_password_comes_from_a_file_or_the_environment_and_is_never_logged(tmp_path: Path) -> None:
+    secret = "s3cret-redis-pw"
+    server = RedisServer(tmp_path, extra=("--requirepass", secret))
+    server.start()
+    try:
+        (tmp_path / "pw").write_text(secret + "\n")
+        good = replica(tmp_path, "a", f"redis://:{secret}@127.0.0.1:{server.port}/0")  # in the URL: masked in logs
+        good.start()
+        try:
+            assert upload(good.url, PROFILES[0]) == 200
+            wait_for(lambda: profiles(good.url) == 1, 10, "the upload applied")
+        finally:
+            assert good.signal(signal.SIGTERM) == 0
+        filed = replica(tmp_path, "b", server.url, password_file=str(tmp_path / "pw"))
+        filed.start()
+        try:
+            assert upload(filed.url, PROFILES[1]) == 200
+            wait_for(lambda: profiles(filed.url) == 2, 10, "both uploads applied")
+        finally:
+            assert filed.signal(signal.SIGTERM) == 0
+        logs = {name: (tmp_path / name / "stderr.txt").read_text() for name in ("a", "b")}
+        assert f"redis://:***@127.0.0.1:{server.port}/0" in logs["a"]  # the URL is logged masked
+        assert all(secret not in log for log in logs.values())
+        missing = replica(tmp_path, "c", server.url, password_env="LEAKPROC_TEST_UNSET_PASSWORD")
+        with pytest.raises(AssertionError, match="LEAKPROC_TEST_UNSET_PASSWORD is not set"):
+            missing.start()
+    finally:
+        server.stop()
