@@ -177,6 +177,9 @@ def test_scaling_2_to_3_to_2_keeps_every_series(tmp_path: Path) -> None:
                 20,
                 f"every series on {url}",
             )
+        # Each series is tracked (and counted on /metrics) by exactly one replica: its owner.
+        owners = [metric(procs[n].url, "otel_leakproc_series_tracked") for n in ("b", "c")]
+        assert sum(owners) == len(instances), owners
 
 
 def test_redis_restarted_mid_stream_loses_nothing_answered(tmp_path: Path) -> None:

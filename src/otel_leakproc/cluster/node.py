@@ -196,6 +196,7 @@ class ClusterNode:
         self._fenced = self.client.register_script(_FENCED_HSET)
         self._fenced_delete = self.client.register_script(_FENCED_HDEL)
         pipeline.telemetry.registry.register(_ClusterMetrics(self))
+        pipeline.gauges.source = _OwnedSeries(self)  # series_tracked/flagged count this replica's partitions
 
     @property
     def health(self) -> StoreHealth:
@@ -618,6 +619,20 @@ class ClusterNode:
             "handovers": self.handovers,
             "lost": self.lost,
         }
+
+
+class _OwnedSeries:
+    """The series of every partition a node owns, as one collection (for the series gauges)."""
+
+    def __init__(self, node: ClusterNode) -> None:
+        self._node = node
+
+    def __len__(self) -> int:
+        return sum(len(o.table) for o in list(self._node.owned.values()))
+
+    def __iter__(self) -> Iterator[TrackedSeries]:
+        for owned in list(self._node.owned.values()):
+            yield from owned.table
 
 
 class _ClusterMetrics(Collector):
