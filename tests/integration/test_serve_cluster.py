@@ -297,3 +297,33 @@ def test_the_password_comes_from_a_file_or_the_environment_and_is_never_logged(t
             missing.start()
     finally:
         server.stop()
+
+
+def test_a_stream_nobody_drains_is_bounded_by_refusing_uploads_and_loses_nothing(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as server:
+        client = server.client()
+        # An owner that reads its streams once a minute: nothing drains the stream during the test.
+        slow = replica(tmp_path, "a", server.url, poll_interval_ms=60000, max_stream_entries=5)
+        slow.start()
+        try:
+            wait_for(lambda: owner(client) == "a", TTL * 2, "a owns the partition")
+            answered, refused = 0, None
+            for path in PROFILES[:20]:
+                reply = http(
+                    "POST", f"{slow.url}/ingest?name=checkout{{instance=pod-1}}&format=pprof", path.read_bytes()
+                )
+                if reply.status != 200:
+                    refused = reply
+                    break
+                answered += 1
+                time.sleep(0.2)  # lets a lease round see the stream's length
+            assert refused is not None
+            assert refused.status == 503, refused
+            assert "retry-after" in refused.headers
+            assert b"max_stream_entries" in refused.body
+            assert answered >= 5
+        finally:
+            assert slow.signal(signal.SIGTERM) == 0
+        # A replica that keeps up takes the partition over and applies every answered upload.
+        with replicas(tmp_path, server.url, ["b"]) as procs:
+            wait_for(lambda: profiles(procs["b"].url) == answered, 20, "every answered upload applied")

@@ -120,6 +120,7 @@ EXPECTED_FULL = Settings(
             connect_timeout_seconds=1.0,
             timeout_seconds=3.0,
             poll_interval_ms=20,
+            max_stream_entries=1000,
         ),
     ),
     export=ExportConfig(

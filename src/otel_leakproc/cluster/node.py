@@ -185,6 +185,7 @@ class ClusterNode:
         self.partitions: int | None = None
         self.owned: dict[int, Owned] = {}
         self.seen_free: set[int] = set()
+        self.full: dict[int, int] = {}  # partition -> stream length, for those past max_stream_entries
         self.handovers = 0
         self.on_change: Callable[[], None] | None = None  # ownership changed (the scrape receiver re-targets)
         self.takeovers = 0
@@ -213,6 +214,15 @@ class ClusterNode:
         partitions = self.partitions
         if partitions is None:
             raise StoreUnavailableError("the cluster's partition count is not known yet (redis unreachable)", 2.0)
+        if self.full:
+            for p in result.profiles:
+                n = partition_of(tenant, p.service, p.instance, partitions)
+                if n in self.full:
+                    raise StoreUnavailableError(
+                        f"partition {n} has {self.full[n]} unprocessed profiles (state.redis.max_stream_entries "
+                        f"{self.config.max_stream_entries}): no replica is keeping up with it; retry",
+                        RETRY_AFTER,
+                    )
         try:
             pipe = self.client.pipeline(transaction=False)
             for p in result.profiles:
@@ -345,7 +355,12 @@ class ClusterNode:
         pipe = self.client.pipeline(transaction=False)
         for n in range(self.partitions):
             pipe.get(PartitionKeys(self.prefix, n).lease)
-        holders = dict(enumerate(pipe.execute()))
+        for n in range(self.partitions):
+            pipe.xlen(PartitionKeys(self.prefix, n).stream)
+        replies = pipe.execute()
+        holders = dict(enumerate(replies[: self.partitions]))
+        limit = self.config.max_stream_entries
+        self.full = {n: length for n, length in enumerate(replies[self.partitions :]) if length > limit}
         return live, holders, renewed
 
     def _winner(self, n: int, members: list[str]) -> str | None:

@@ -245,6 +245,9 @@ class RedisConfig:
         replica_id: this replica's identity in leases; "" is `HOSTNAME` plus a random suffix.
         connect_timeout_seconds, timeout_seconds: for connecting and for each command.
         poll_interval_ms: how often an owner reads its partitions' streams when they were empty.
+        max_stream_entries: uploads to a partition whose stream holds more unconsumed entries than this (no
+            owner is keeping up, or none is alive) are refused with 503 until it drains: Redis memory stays
+            bounded and nothing answered is dropped.
     """
 
     url: str = "redis://127.0.0.1:6379/0"
@@ -258,11 +261,12 @@ class RedisConfig:
     connect_timeout_seconds: float = 2.0
     timeout_seconds: float = 2.0
     poll_interval_ms: int = 50
+    max_stream_entries: int = 500_000
 
     def validate(self) -> list[str]:
         errors = _bounds(
             self,
-            {"partitions": 1, "poll_interval_ms": 1},
+            {"partitions": 1, "poll_interval_ms": 1, "max_stream_entries": 1},
             positive=("lease_ttl_seconds", "connect_timeout_seconds", "timeout_seconds"),
         )
         if not self.url.startswith(("redis://", "rediss://")):
