@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from redis_support import redis_server
+import redis.cluster
+from redis_support import redis_cluster, redis_server
 from serve_support import STEADY_LEAK, RecordingExporter, make_settings
 
 from otel_leakproc.app import series_object
@@ -21,7 +22,9 @@ from otel_leakproc.model import SeriesKey
 from otel_leakproc.pipeline import Pipeline
 from otel_leakproc.processor.state import SeriesTable
 from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
-from otel_leakproc.state.records import point_frame
+from otel_leakproc.receiver.uploads import DecodedProfile, UploadResult
+from otel_leakproc.state.codec import read_frames
+from otel_leakproc.state.records import point_frame, point_from_payload
 from otel_leakproc.telemetry import Telemetry
 
 PROFILES = sorted(STEADY_LEAK.glob("*.pb.gz"))
@@ -31,12 +34,10 @@ FAST = {
 }
 
 
-def node(url: str, name: str, ttl: float = 0.6) -> tuple[ClusterNode, RecordingExporter]:
+def node(url: str, name: str, ttl: float = 0.6, cluster: bool = False) -> tuple[ClusterNode, RecordingExporter]:
+    redis_config = {"url": url, "partitions": 4, "lease_ttl_seconds": ttl, "replica_id": name, "cluster": cluster}
     settings = make_settings(
-        state={
-            "backend": "redis",
-            "redis": {"url": url, "partitions": 4, "lease_ttl_seconds": ttl, "replica_id": name},
-        },
+        state={"backend": "redis", "redis": redis_config},
         processor=FAST,
     )
     store = ClusterStore(connect(settings.state.redis), settings.state.redis.url)
@@ -106,3 +107,43 @@ def test_a_stale_owner_is_fenced_off_and_a_takeover_neither_drops_nor_repeats_ev
         assert b.owned[n].table.get(key).report.profiles == len(items)  # type: ignore[union-attr]
         assert client.xlen(keys.stream) == 0  # trimmed up to b's checkpoint
         assert (a.takeovers, a.lost, b.takeovers) == (1, 1, 1)
+
+
+def _batch(items: list[Any]) -> UploadResult:
+    """One upload carrying the profiles of several processes (as a collector's OTLP batch does)."""
+    return UploadResult(
+        tuple(
+            DecodedProfile(f"svc-{i}", f"pod-{i}", {"service.name": f"svc-{i}"}, summary)
+            for i, summary in enumerate(items)
+        )
+    )
+
+
+def _appended(client: Any, partitions: int) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for n in range(partitions):
+        for _, fields in client.xrange(PartitionKeys("leakproc", n).stream):
+            point = point_from_payload(read_frames(fields[b"r"])[0][0].payload)
+            counts[point.key.service] = counts.get(point.key.service, 0) + 1
+    return counts
+
+
+def test_an_upload_of_several_processes_lands_in_their_partitions(tmp_path: Path) -> None:
+    items = summaries()[:6]
+    with redis_server(tmp_path) as server:
+        a, _ = node(server.url, "a")
+        a.accept("", None, _batch(items))  # type: ignore[arg-type]  # the request is not read
+        counts = _appended(server.client(), 4)
+        assert counts == {f"svc-{i}": 1 for i in range(6)}
+        parts = {partition_of("", f"svc-{i}", f"pod-{i}", 4) for i in range(6)}
+        assert len(parts) > 1  # the batch really spans partitions
+
+
+def test_appends_work_on_a_redis_cluster(tmp_path: Path) -> None:
+    items = summaries()[:6]
+    with redis_cluster(tmp_path) as nodes:
+        a, _ = node(nodes[0].url, "a", cluster=True)
+        a.accept("", None, _batch(items))  # type: ignore[arg-type]
+        a.accept("", None, _batch(items[:1]))  # type: ignore[arg-type]  # one process: one script call
+        client = redis.cluster.RedisCluster(host="127.0.0.1", port=nodes[0].port)
+        assert _appended(client, 4) == {"svc-0": 2, **{f"svc-{i}": 1 for i in range(1, 6)}}

@@ -1,8 +1,8 @@
 """One replica of a Redis-backed cluster (`state.backend: redis`; the design is in docs/scaling.md).
 
 - `accept` (the ingest sink, on the event loop): any replica takes any upload. The point records of the
-  upload are appended (XADD, one pipelined round trip) to the streams of their partitions before the upload
-  is answered; if Redis cannot take them the upload is refused (503, Retry-After) and the store's health
+  upload are appended (a script of XADDs per partition, atomic; one round trip) to the streams of their
+  partitions before the upload is answered; if Redis cannot take them the upload is refused (503, Retry-After) and the store's health
   says why until a probe succeeds.
 - Leases (`_lease_tick`, every third of the lease TTL): each live replica wants the partitions it wins by
   rendezvous hashing over the live members (so each holds about P/N and a membership change moves about
@@ -62,6 +62,11 @@ POLL_BATCH = 512  # stream entries read per partition per poll
 CURSOR = b"cursor"
 RETRY_AFTER = 2.0
 
+# KEYS: stream. ARGV: point frames. One upload's points of one partition, all or none.
+_APPEND = """
+for i = 1, #ARGV do redis.call('XADD', KEYS[1], '*', 'r', ARGV[i]) end
+return #ARGV
+"""
 # KEYS: lease, epoch. ARGV: replica, ttl ms. Returns the new epoch, or 0 when another replica holds it.
 _ACQUIRE = """
 local cur = redis.call('GET', KEYS[1])
@@ -191,6 +196,7 @@ class ClusterNode:
         self.takeovers = 0
         self.lost = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._append = self.client.register_script(_APPEND)
         self._acquire = self.client.register_script(_ACQUIRE)
         self._renew = self.client.register_script(_RENEW)
         self._release = self.client.register_script(_RELEASE)
@@ -223,13 +229,23 @@ class ClusterNode:
                         f"{self.config.max_stream_entries}): no replica is keeping up with it; retry",
                         RETRY_AFTER,
                     )
+        frames: dict[int, list[bytes]] = {}
+        for p in result.profiles:
+            key = SeriesKey(tenant, p.service, p.instance, p.summary.kind)
+            n = partition_of(tenant, p.service, p.instance, partitions)
+            frames.setdefault(n, []).append(point_frame(0, key, p.resource, p.summary))
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for p in result.profiles:
-                key = SeriesKey(tenant, p.service, p.instance, p.summary.kind)
-                n = partition_of(tenant, p.service, p.instance, partitions)
-                pipe.xadd(PartitionKeys(self.prefix, n).stream, {b"r": point_frame(0, key, p.resource, p.summary)})
-            pipe.execute()
+            if len(frames) == 1 or self.config.cluster:
+                # The usual upload is one process's profiles: one script call, all or none. (redis-py cannot
+                # pipeline scripts on a Redis Cluster: there, a batch of several processes takes one round
+                # trip per partition.)
+                for n, items in frames.items():
+                    self._append(keys=[PartitionKeys(self.prefix, n).stream], args=items)
+            else:  # a batch of several processes (an OTLP export): all or none per partition
+                pipe = self.client.pipeline(transaction=False)
+                for n, items in frames.items():
+                    self._append(keys=[PartitionKeys(self.prefix, n).stream], args=items, client=pipe)
+                pipe.execute()
         except Exception as exc:
             self.health.fail(f"redis {self.store.url}: {exc}")
             raise StoreUnavailableError(
