@@ -140,6 +140,58 @@ class Grower:
     detail: dict[str, object] = field(default_factory=dict, hash=False)
 
 
+class FixVerdict(StrEnum):
+    """Outcome of comparing a flagged series before and after a restart with a new version."""
+
+    PENDING = "pending"  # the new version is younger than the comparison age
+    FIXED = "fixed"
+    NOT_FIXED = "not_fixed"
+
+
+@dataclass(frozen=True, slots=True)
+class FixSide:
+    """One side (before or after the new version) of a fix verification, at the same age since start.
+
+    Attributes:
+        version: the `service.version` of that process.
+        growth_per_hour: growth of what the verdict rested on (heap: the sites that were leaking;
+            goroutine kinds: the goroutine count) over ages 0..`FixVerification.age_seconds`, Sen slope.
+        growth_low_per_hour, growth_high_per_hour: its 95% interval.
+        total_growth_per_hour: growth of the whole series (heap in use, goroutines) over the same ages.
+        current: the whole series' value (heap bytes, goroutines) at that age.
+    """
+
+    version: str
+    growth_per_hour: float
+    growth_low_per_hour: float
+    growth_high_per_hour: float
+    total_growth_per_hour: float
+    current: float
+
+
+@dataclass(frozen=True, slots=True)
+class FixVerification:
+    """Did a deploy fix the leak? A flagged series restarted with another version, compared like with like.
+
+    Attributes:
+        verdict: pending until the new version is `age_seconds` old, then fixed or not_fixed.
+        restart_time_nanos: the first profile of the new version.
+        age_seconds: the age since start at which both processes are compared.
+        sites: the heap sites whose growth is compared (those the flag rested on); empty for goroutines.
+        before: the flagged process, at `age_seconds`.
+        after: the new version at the same age (None while pending).
+        after_version: the new `service.version` (also in `after` once it is known).
+    """
+
+    verdict: FixVerdict
+    restart_time_nanos: int
+    age_seconds: float
+    sites: tuple[str, ...]
+    before: FixSide
+    after: FixSide | None
+    after_version: str
+
+
 @dataclass(frozen=True, slots=True)
 class SeriesReport:
     """The current verdict of a series (one object of the `analyze --json` contract)."""
@@ -159,6 +211,8 @@ class SeriesReport:
     evidence: dict[str, object] = field(default_factory=dict, hash=False)
     # Status changes of the series so far, oldest first: (profile time ns, from, to); bounded (newest kept).
     transitions: tuple[tuple[int, Status, Status], ...] = ()
+    # The latest fix verification (a flagged series restarted with another version), if any.
+    fix: FixVerification | None = None
 
 
 # Event families by kind: heap leaks are `leak.*`, goroutine leaks `goroutine_leak.*`, lock contention
@@ -188,12 +242,18 @@ def event_name(kind: ProfileKind, previous: Status, current: Status) -> str | No
     return None
 
 
+def not_fixed_event_name(kind: ProfileKind) -> str:
+    """The event of a deploy that did not fix a flagged series (`leak.not_fixed`); its status is unchanged."""
+    return f"{_EVENT_FAMILY[kind]}.not_fixed"
+
+
 @dataclass(frozen=True, slots=True)
 class LeakEvent:
     """One status transition of a series, emitted once (never per profile).
 
     Attributes:
-        name: `leak.suspected`, `leak.confirmed`, `leak.resolved`, `goroutine_leak.*`, `contention.*`.
+        name: `leak.suspected`, `leak.confirmed`, `leak.resolved`, `leak.not_fixed` (a new version that
+            did not fix the leak), `goroutine_leak.*`, `contention.*`.
         time_nanos: the profile time at which the transition happened.
         previous: status before the transition.
         report: the series report right after it (the evidence: growth, window, top growers, time to limit).

@@ -31,6 +31,7 @@ from otel_leakproc.errors import ConfigError
 from otel_leakproc.exporter.config import EventDeliveryConfig, ExportConfig, OtlpConfig, PrometheusConfig
 from otel_leakproc.processor.config import (
     ContentionConfig,
+    FixConfig,
     GoroutineConfig,
     HeapConfig,
     ProcessorConfig,
@@ -170,6 +171,7 @@ EXPECTED_FULL = Settings(
             min_delay_rate=0.005,
             high_delay_rate=0.25,
         ),
+        fix=FixConfig(compare_seconds=1500.0, min_compare_seconds=300.0, fixed_ratio=0.3, max_sites=2),
     ),
     scrape=ScrapeConfig(
         enabled=True,
@@ -560,6 +562,11 @@ def test_detector_defaults_are_valid() -> None:
     assert HeapConfig().validate() == []
     assert GoroutineConfig().validate() == []
     assert ContentionConfig().validate() == []
+    assert FixConfig().validate() == []
+    assert FixConfig(fixed_ratio=1.0, min_compare_seconds=2000.0).validate() == [
+        "fixed_ratio: must be >= 0 and < 1, got 1.0",
+        "min_compare_seconds: must be <= compare_seconds (1800.0), got 2000.0",
+    ]
 
 
 def _numeric_processor_paths() -> list[str]:
@@ -599,7 +606,7 @@ def test_every_negative_detector_setting_is_rejected_once(path: str) -> None:
 
 def test_numeric_processor_paths_cover_every_section() -> None:
     paths = _numeric_processor_paths()
-    assert len(paths) == 6 + 15 + 9 + 7
+    assert len(paths) == 6 + 15 + 9 + 7 + 4
     assert "heap.memory_limit_bytes" in paths
     assert "contention.high_delay_rate" in paths
 

@@ -183,6 +183,39 @@ class ContentionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FixConfig:
+    """Fix verification: a flagged heap or goroutine series that restarts with another `service.version`.
+
+    Attributes:
+        compare_seconds: age since start at which the new version is compared with the flagged process
+            (both from their start to this age); shorter when the flagged process lived less long. Until
+            then the series stays flagged (the restart does not resolve it).
+        min_compare_seconds: a flagged process that lived less than this is too short to compare with:
+            its restart resolves the series as any restart does.
+        fixed_ratio: the deploy fixed the leak when the new version's growth is at most this fraction of
+            the old one's and its 95% interval lies below the old rate; otherwise it did not.
+        max_sites: heap sites (the top growers the flag rested on) whose growth is compared.
+    """
+
+    compare_seconds: float = 1800.0
+    min_compare_seconds: float = 600.0
+    fixed_ratio: float = 0.25
+    max_sites: int = 3
+
+    def validate(self) -> list[str]:
+        ages = ("compare_seconds", "min_compare_seconds")
+        errors = _bounds(self, {"max_sites": 1}, positive=ages, skip=("fixed_ratio",))
+        if not 0 <= self.fixed_ratio < 1:
+            errors.append(f"fixed_ratio: must be >= 0 and < 1, got {self.fixed_ratio}")
+        if not _failed(errors) & set(ages) and self.min_compare_seconds > self.compare_seconds:
+            errors.append(
+                f"min_compare_seconds: must be <= compare_seconds ({self.compare_seconds}), "
+                f"got {self.min_compare_seconds}"
+            )
+        return errors
+
+
+@dataclass(frozen=True, slots=True)
 class ProcessorConfig:
     """History and detection settings shared by every series.
 
@@ -198,6 +231,7 @@ class ProcessorConfig:
         heap: heap detector settings.
         goroutine: goroutine detector settings.
         contention: mutex/block detector settings.
+        fix: fix verification settings (a flagged series restarted with a new version).
     """
 
     window_seconds: float = 7200.0
@@ -209,6 +243,7 @@ class ProcessorConfig:
     heap: HeapConfig = field(default_factory=HeapConfig)
     goroutine: GoroutineConfig = field(default_factory=GoroutineConfig)
     contention: ContentionConfig = field(default_factory=ContentionConfig)
+    fix: FixConfig = field(default_factory=FixConfig)
 
     def validate(self) -> list[str]:
         errors = _bounds(self, {"window_seconds": 60, "max_points": 8, "top_growers": 1}, positive=("max_gap_seconds",))

@@ -23,6 +23,9 @@ import numpy.typing as npt
 
 from otel_leakproc.model import (
     OTHER_SITE,
+    FixSide,
+    FixVerdict,
+    FixVerification,
     Grower,
     ProfileKind,
     ProfileSummary,
@@ -31,6 +34,7 @@ from otel_leakproc.model import (
     Status,
 )
 from otel_leakproc.processor.config import ProcessorConfig
+from otel_leakproc.processor.fix import FixCheck, Segment, judge, pending
 from otel_leakproc.processor.trend import (
     FLAT,
     FloatArray,
@@ -282,6 +286,18 @@ class _Grid:
             entry = self.sparse[col]
             return np.zeros(0, dtype=np.intp) if entry is None else entry[0].astype(np.intp)
         return np.flatnonzero(self.pos[: len(self.names), col] >= 0)
+
+    def first_items(self) -> list[tuple[str, float]]:
+        """(name, value) of the oldest point, in the order its profile named them."""
+        col = self.start
+        if self.overflow:
+            entry = self.sparse[col]
+            if entry is None:
+                return []
+            return [(self.names[r], v) for r, v in zip(entry[0].tolist(), entry[1].tolist(), strict=True)]
+        rows = self._column_rows(col)
+        rows = rows[np.argsort(self.pos[rows, col], kind="stable")]
+        return [(self.names[r], float(self.values[r, col])) for r in rows.tolist()]
 
     def popleft(self) -> None:
         col = self.start
@@ -557,14 +573,25 @@ class SeriesDetector:
         self.resolving_since: float | None = None  # a flagged series has shown no evidence since then
         self.transitions: list[tuple[int, Status, Status]] = []
         self._report: SeriesReport | None = None
+        self.version: str | None = None  # `service.version` of the current segment, when known
+        # The points of the current segment younger than `fix.compare_seconds` that have left the history
+        # (a process older than the window): what a fix verification compares its new version with.
+        self._early = _Points(config.max_points)
+        self._early_sites = _Grid(config.max_points)
+        self.fix: FixCheck | None = None
+        # While a fix verdict is pending: the status, flagged_since and resolving_since the detectors give
+        # the new version on its own (the series reports the held flag meanwhile).
+        self._own: tuple[Status, float | None, float | None] = (Status.INSUFFICIENT_DATA, None, None)
 
     # -- intake ---------------------------------------------------------------------------------
 
-    def update(self, summary: ProfileSummary) -> SeriesReport:
+    def update(self, summary: ProfileSummary, version: str | None = None) -> SeriesReport:
         """Add one profile (in time order) and return the series' new report.
 
         A profile older than or as old as the last one is ignored (counted in the evidence as
-        `ignored_out_of_order`), so replays and duplicates cannot corrupt the history.
+        `ignored_out_of_order`), so replays and duplicates cannot corrupt the history. `version` is the
+        monitored process's `service.version` (None: unknown); a change is a restart, and a flagged series
+        restarted with a new version gets a fix verification (`processor/fix.py`).
         """
         now = summary.time_nanos / NANOS
         last = self.points[-1] if self.points else None
@@ -574,17 +601,23 @@ class SeriesDetector:
                 self._report.evidence["ignored_out_of_order"] = self.ignored
             return self.report()
         previous = self.status
-        restart_reason = self._restart_reason(summary, last, now)
+        restart_reason = self._restart_reason(summary, last, now, version)
         if restart_reason:
             self.restarts += 1
+            self._restart_fix(version, summary.time_nanos)
             self._clear_points()
             self.segment_start = now
             self.status = Status.INSUFFICIENT_DATA
             self.flagged_since = None
             self.resolving_since = None
             self.last_restart_reason = restart_reason
+            if self.fix is not None and self.fix.verdict is not FixVerdict.FIXED:
+                self._own = (Status.INSUFFICIENT_DATA, None, None)  # the new process, judged on its own
+                self.status, self.flagged_since = self.fix.held, self.fix.held_since
         elif last is None:
             self.segment_start = now
+        if version:
+            self.version = version
         self.session = summary.labels.get("__session_id__", self.session)
         self._remember(summary)
         # Interned: every profile brings its own copies of the same names; one shared copy per name
@@ -600,7 +633,7 @@ class SeriesDetector:
         if self.first_time is None:
             self.first_time = summary.time_nanos
         self.last_time = summary.time_nanos
-        report = self._evaluate(now)
+        report = self._evaluate_with_fix(now)
         if report.status is not previous:
             self.transitions.append((summary.time_nanos, previous, report.status))
             del self.transitions[:-MAX_TRANSITIONS]
@@ -632,11 +665,22 @@ class SeriesDetector:
         self._last_groups = groups
 
     def _popleft_point(self) -> None:
+        first = self.points[0]
+        if (
+            self.key.kind not in (ProfileKind.MUTEX, ProfileKind.BLOCK)
+            and first.time - self.segment_start <= self.config.fix.compare_seconds
+            and len(self._early) < self._early.capacity
+        ):
+            # The start of a process outlives the window for a fix verification's like-with-like comparison.
+            self._early.append(first.time_nanos, first.time, first.total, first.cumulative)
+            self._early_sites.append(self._sites.first_items() if self.key.kind is ProfileKind.HEAP else ())
         self.points.popleft()
         self._sites.popleft()
         self._groups.popleft()
 
     def _clear_points(self) -> None:
+        self._early.clear()
+        self._early_sites.clear()
         self.points.clear()
         self._sites.clear()
         self._groups.clear()
@@ -708,10 +752,25 @@ class SeriesDetector:
                 "transitions": [[t, a.value, b.value] for t, a, b in self.transitions],
                 "last_groups": last_groups,
                 "report": None if self._report is None else _report_to_state(self._report),
+                "service_version": self.version,
+                "own": [self._own[0].value, self._own[1], self._own[2]],
             },
             "state",
         )
         state.update(meta=meta, points=points, sites=sites, groups=groups, names=list(names))
+        # Fix verification (absent from states written before it): the start of the current segment that
+        # left the history, and the flagged process a new version is compared with.
+        state["early"] = None
+        if self._early:
+            early = self._early.order()
+            state["early"] = {
+                "time_nanos": _pack(self._early.time_nanos[early]),
+                "total": _pack(self._early.total[early]),
+                "cumulative": _pack(self._early.cumulative[early]),
+                "sites": self._early_sites.to_state(ref),
+            }
+            state["names"] = list(names)  # `ref` may have named more sites
+        state["fix"] = None if self.fix is None else _fix_to_state(self.fix)
         return state
 
     @classmethod
@@ -824,6 +883,25 @@ class SeriesDetector:
         ]
         report = state["report"]
         detector._report = None if report is None else _report_from_state(key, report)
+        detector.version = _opt(state.get("service_version"), str)
+        own = state.get("own") or [Status.INSUFFICIENT_DATA.value, None, None]
+        detector._own = (Status(own[0]), *(None if v is None else _num(v) for v in own[1:3]))  # type: ignore[assignment]
+        early = state.get("early")
+        if early is not None:
+            e_nanos = _unpack(early["time_nanos"], "<i8")
+            e_total, e_cumulative = _unpack(early["total"], "<f8"), _unpack(early["cumulative"], "<f8")
+            if not len(e_total) == len(e_cumulative) == len(e_nanos) <= detector._early.capacity:
+                raise ValueError("early: array lengths differ or exceed max_points")
+            for t, total_, cum in zip(e_nanos.tolist(), e_total.tolist(), e_cumulative.tolist(), strict=True):
+                detector._early.append(t, t / NANOS, total_, None if math.isnan(cum) else cum)
+            g = early["sites"]
+            lengths = _unpack(g["lengths"], "<i4")
+            if len(lengths) != len(e_nanos):
+                raise ValueError(f"early.sites: {len(lengths)} points, not {len(e_nanos)}")
+            ids = _unpack(g["ids"], "<i2" if len(g["names"]) <= np.iinfo(np.int16).max else "<i4")
+            detector._early_sites.restore([name_at(i) for i in g["names"]], lengths, ids, _unpack(g["values"], "<f8"))
+        fix = state.get("fix")
+        detector.fix = None if fix is None else _fix_from_state(fix, config.max_points)
         return detector
 
     def timeline(self) -> list[tuple[int, float]]:
@@ -845,9 +923,11 @@ class SeriesDetector:
         order = points.order()
         return list(zip(points.time_nanos[order].tolist(), points.total[order].tolist(), strict=True))
 
-    def _restart_reason(self, summary: ProfileSummary, last: _Point | None, now: float) -> str:
+    def _restart_reason(self, summary: ProfileSummary, last: _Point | None, now: float, version: str | None) -> str:
         if last is None:
             return ""
+        if version and self.version and version != self.version:
+            return f"new version {version} (was {self.version})"
         if summary.cumulative is not None and last.cumulative is not None and summary.cumulative < last.cumulative:
             return "cumulative totals went down"
         session = summary.labels.get("__session_id__")
@@ -877,6 +957,89 @@ class SeriesDetector:
             live.update(s.function for s in summary.sites)
             live.update(g.key for g in summary.groups)
             self.meta = {k: v for k, v in self.meta.items() if k in live}
+
+    # -- fix verification -------------------------------------------------------------------------
+
+    def _restart_fix(self, version: str | None, time_nanos: int) -> None:
+        """At a restart (before the history is cleared): start, carry on or leave the fix verification."""
+        check = self.fix
+        new_version = bool(version and self.version and version != self.version)
+        if not new_version:
+            return  # the same version restarted: a verification in progress goes on with the new process
+        assert version is not None
+        assert self.version is not None
+        if check is not None and check.verdict is not FixVerdict.FIXED:
+            # Another deploy while the first is unverified or did not fix it: compare with the same flagged process.
+            check.after_version, check.restart_time_nanos = version, time_nanos
+            check.result = pending(check.before, check.sites, version, time_nanos, self.config.fix)
+            return
+        if not self.status.flagged or self.key.kind in (ProfileKind.MUTEX, ProfileKind.BLOCK):
+            return
+        cfg = self.config.fix
+        sites: tuple[str, ...] = ()
+        if self.key.kind is ProfileKind.HEAP:
+            growers = self._report.top_growers if self._report is not None else ()
+            # The sites that grew significantly (what the flag rests on), not churn that happened to rise.
+            z_min = self.config.heap.z_suspect
+            significant = [g for g in growers if _num_or(g.detail.get("slope_low_per_hour")) > 0]
+            sites = tuple(g.function for g in significant if _num_or(g.detail.get("z")) >= z_min)[: cfg.max_sites]
+        ages, totals, measured = self._segment_arrays(sites, early=True)
+        keep = ages <= cfg.compare_seconds
+        before = Segment(self.version, ages[keep], totals[keep], measured[keep])
+        if before.span < cfg.min_compare_seconds or len(before.ages) < 4:
+            return  # too short a life to compare with: the restart resolves the series as any restart does
+        self.fix = FixCheck(
+            before=before,
+            sites=sites,
+            after_version=version,
+            restart_time_nanos=time_nanos,
+            held=self.status,
+            held_since=self.flagged_since,
+            result=pending(before, sites, version, time_nanos, cfg),
+        )
+
+    def _segment_arrays(self, sites: tuple[str, ...], early: bool = False) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Ages since the segment began, totals, and what a fix is judged on (the `sites`' bytes for heap,
+        else the totals), for the current segment (with its early points that left the history if `early`)."""
+        parts = [(self._early, self._early_sites)] if early and self._early else []
+        parts.append((self.points, self._sites))
+        ages, totals, measured = [], [], []
+        for points, grid in parts:
+            ages.append(points.times() - self.segment_start)
+            totals.append(points.totals())
+            if self.key.kind is ProfileKind.HEAP:
+                names = [name for name in sites if name in grid.index]
+                values = grid.matrix(names).sum(axis=0) if names else np.zeros(len(points))
+                measured.append(values)
+            else:
+                measured.append(totals[-1])
+        return np.concatenate(ages), np.concatenate(totals), np.concatenate(measured)
+
+    def _evaluate_with_fix(self, now: float) -> SeriesReport:
+        """Evaluate, then apply a fix verification: hold the flag while its verdict is pending, drop it
+        when the deploy fixed the leak (the new version's own status shows), keep it when it did not."""
+        check = self.fix
+        if check is None:
+            return self._evaluate(now)
+        if check.verdict is FixVerdict.PENDING:
+            self.status, self.flagged_since, self.resolving_since = self._own
+            report = self._evaluate(now)
+            self._own = (self.status, self.flagged_since, self.resolving_since)
+            ages, totals, measured = self._segment_arrays(check.sites, early=True)
+            result = judge(check, ages, totals, measured, self.config.fix)
+            if result is not None:
+                check.result = result
+            if (result is None or result.verdict is FixVerdict.NOT_FIXED) and not self.status.flagged:
+                self.status, self.flagged_since, self.resolving_since = check.held, check.held_since, None
+        else:
+            report = self._evaluate(now)
+            if check.verdict is FixVerdict.NOT_FIXED and self.status is Status.INSUFFICIENT_DATA:
+                # The unfixed version's warm-up: the leak it still has keeps the flag.
+                self.status, self.flagged_since = check.held, check.held_since
+        if report.status is not self.status:
+            score = max(report.score, 0.5) if self.status.flagged else report.score
+            report = replace(report, status=self.status, score=score)
+        return replace(report, fix=check.result)
 
     # -- evaluation -----------------------------------------------------------------------------
 
@@ -1395,6 +1558,10 @@ def _plain_slow(value: object, where: str) -> Any:
     raise TypeError(f"{where}: {type(value).__name__} is not plain data")
 
 
+def _num_or(value: object, default: float = 0.0) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
 def _req(value: Any, kind: type[Any]) -> Any:
     if isinstance(value, bool) and kind is not bool:
         raise TypeError(f"expected {kind.__name__}, got bool")
@@ -1440,7 +1607,94 @@ def _report_to_state(report: SeriesReport) -> dict[str, Any]:
         ],
         "evidence": _plain(report.evidence, "evidence"),
         "transitions": [[t, a.value, b.value] for t, a, b in report.transitions],
+        "fix": None if report.fix is None else _fix_result_to_state(report.fix),
     }
+
+
+def _side_to_state(side: FixSide) -> dict[str, Any]:
+    return {
+        "version": side.version,
+        "growth_per_hour": side.growth_per_hour,
+        "growth_low_per_hour": side.growth_low_per_hour,
+        "growth_high_per_hour": side.growth_high_per_hour,
+        "total_growth_per_hour": side.total_growth_per_hour,
+        "current": side.current,
+    }
+
+
+def _side_from_state(s: Mapping[str, Any]) -> FixSide:
+    return FixSide(
+        version=_req(s["version"], str),
+        growth_per_hour=_num(s["growth_per_hour"]),
+        growth_low_per_hour=_num(s["growth_low_per_hour"]),
+        growth_high_per_hour=_num(s["growth_high_per_hour"]),
+        total_growth_per_hour=_num(s["total_growth_per_hour"]),
+        current=_num(s["current"]),
+    )
+
+
+def _fix_result_to_state(fix: FixVerification) -> dict[str, Any]:
+    state: dict[str, Any] = _plain(
+        {
+            "verdict": fix.verdict.value,
+            "restart_time_nanos": fix.restart_time_nanos,
+            "age_seconds": fix.age_seconds,
+            "sites": list(fix.sites),
+            "before": _side_to_state(fix.before),
+            "after": None if fix.after is None else _side_to_state(fix.after),
+            "after_version": fix.after_version,
+        },
+        "fix",
+    )
+    return state
+
+
+def _fix_result_from_state(f: Mapping[str, Any]) -> FixVerification:
+    after = f["after"]
+    return FixVerification(
+        verdict=FixVerdict(f["verdict"]),
+        restart_time_nanos=_req(f["restart_time_nanos"], int),
+        age_seconds=_num(f["age_seconds"]),
+        sites=tuple(_req(s, str) for s in f["sites"]),
+        before=_side_from_state(f["before"]),
+        after=None if after is None else _side_from_state(after),
+        after_version=_req(f["after_version"], str),
+    )
+
+
+def _fix_to_state(check: FixCheck) -> dict[str, Any]:
+    """A fix verification in progress or done; the flagged segment's arrays packed like the history's."""
+    state: dict[str, Any] = _plain(
+        {
+            "sites": list(check.sites),
+            "after_version": check.after_version,
+            "restart_time_nanos": check.restart_time_nanos,
+            "held": check.held.value,
+            "held_since": check.held_since,
+            "result": _fix_result_to_state(check.result),
+            "before_version": check.before.version,
+        },
+        "fix",
+    )
+    b = check.before
+    state.update(ages=_pack(b.ages), totals=_pack(b.totals), measured=_pack(b.measured))
+    return state
+
+
+def _fix_from_state(f: Mapping[str, Any], max_points: int) -> FixCheck:
+    ages, totals, measured = _unpack(f["ages"], "<f8"), _unpack(f["totals"], "<f8"), _unpack(f["measured"], "<f8")
+    if not len(ages) == len(totals) == len(measured) <= max_points or not len(ages):
+        raise ValueError("fix: segment arrays differ in length, are empty or exceed max_points")
+    held = None if f["held_since"] is None else _num(f["held_since"])
+    return FixCheck(
+        before=Segment(_req(f["before_version"], str), ages, totals, measured),
+        sites=tuple(_req(s, str) for s in f["sites"]),
+        after_version=_req(f["after_version"], str),
+        restart_time_nanos=_req(f["restart_time_nanos"], int),
+        held=Status(f["held"]),
+        held_since=held,
+        result=_fix_result_from_state(f["result"]),
+    )
 
 
 def _report_from_state(key: SeriesKey, r: Mapping[str, Any]) -> SeriesReport:
@@ -1472,4 +1726,5 @@ def _report_from_state(key: SeriesKey, r: Mapping[str, Any]) -> SeriesReport:
         ),
         evidence=dict(_req(r["evidence"], dict)),
         transitions=tuple((_req(t[0], int), Status(t[1]), Status(t[2])) for t in r.get("transitions", [])),
+        fix=None if r.get("fix") is None else _fix_result_from_state(r["fix"]),
     )
