@@ -525,6 +525,28 @@
     return items.length ? el("ul", { class: "resource", "aria-label": "Resource attributes" }, items) : null;
   }
 
+  // The fix verification of a series restarted with a new version (the `fix` object, docs/analyze-json.md):
+  // e.g. "Fixed: growth 14.6 MiB/h before v1.4.2, 0.1 MiB/h after".
+  function renderFix(s) {
+    const f = s.fix;
+    if (!f || typeof f !== "object" || !f.before || typeof f.before !== "object") return null;
+    const rate = (v) => (isNum(v) ? `${human(v, s.kind)}/h` : "\u2014");
+    const version = typeof f.version === "string" ? f.version : "the new version";
+    const age = duration(f.age_seconds);
+    const span = age ? ` (both from start-up to ${age})` : "";
+    const before = `growth ${rate(f.before.growth_per_hour)} before ${version}`;
+    const verdicts = { fixed: "Fixed", not_fixed: "Not fixed", pending: "Fix pending" };
+    const verdict = verdicts[f.verdict] || "Fix";
+    let text;
+    if (f.after && typeof f.after === "object") {
+      text = `${verdict}: ${before}, ${rate(f.after.growth_per_hour)} after${span}.`;
+    } else {
+      text = `${verdict}: ${before}; ${version} is compared at the same age${age ? ` (${age})` : ""}.`;
+    }
+    const cls = f.verdict === "fixed" ? "fix fix-fixed" : f.verdict === "not_fixed" ? "fix fix-not-fixed" : "fix";
+    return el("p", { class: cls, "data-verdict": String(f.verdict) }, text);
+  }
+
   function renderSeries(s) {
     const id = seriesId(s);
     const info = statusInfo(s.status);
@@ -556,6 +578,7 @@
         { class: "series-body" },
         renderStats(s),
         reason ? el("p", { class: "reason" }, el("strong", null, "Note: "), reason) : null,
+        renderFix(s),
         el("div", { class: "series-main" }, renderChart(s), el("div", { class: "growers-wrap" }, renderGrowers(s))),
         renderEvidence(s),
       ),
