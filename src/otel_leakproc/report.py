@@ -54,7 +54,7 @@ def series_to_json(report: SeriesReport, source: str | None = None) -> dict[str,
         "restarts": report.restarts,
         "top_growers": [grower_to_json(g) for g in report.top_growers],
         "unit": UNITS[key.kind],
-        "evidence": {k: _num(v) if isinstance(v, float) else v for k, v in report.evidence.items()},
+        "evidence": {k: _num(v) if isinstance(v, float) else v for k, v in report.evidence.to_dict().items()},
         "transitions": [{"time": rfc3339(t), "from": a.value, "to": b.value} for t, a, b in report.transitions],
     }
     if report.fix is not None:
@@ -156,7 +156,7 @@ def render_table(rows: list[tuple[SeriesReport, str]]) -> str:
             f"{name[:34]:<34} {key.kind.value:<13} {report.profiles:>8} {report.status.value:<17} "
             f"{human(report.current, key.kind):>11} {growth:>12} {duration(report.time_to_limit_seconds):>8}"
         )
-        reason = report.evidence.get("reason")
+        reason = report.evidence.reason
         if reason:
             lines.append(f"    ({reason})")
         if report.fix is not None:

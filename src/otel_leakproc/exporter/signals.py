@@ -163,11 +163,9 @@ def grower_attributes(report: SeriesReport, rank: int, grower: Grower) -> Attrib
 
 
 def trend_z(report: SeriesReport) -> float | None:
-    for key in ("total_z", "trend_z"):
-        value = report.evidence.get(key)
-        if isinstance(value, int | float):
-            return float(value)
-    return None
+    evidence = report.evidence
+    value = evidence.total_z if evidence.total_z is not None else evidence.trend_z
+    return None if value is None else float(value)
 
 
 def report_points(report: SeriesReport) -> list[Point]:
@@ -177,13 +175,13 @@ def report_points(report: SeriesReport) -> list[Point]:
     points: list[Point] = []
     if kind is ProfileKind.HEAP:
         points += [Point(HEAP_IN_USE, base, report.current), Point(HEAP_GROWTH, base, report.growth_per_hour)]
-        low = report.evidence.get("total_slope_low_per_hour")
-        if isinstance(low, int | float):
+        low = report.evidence.total_slope_low_per_hour
+        if low is not None:
             points.append(Point(HEAP_GROWTH_LOW, base, float(low)))
         if report.time_to_limit_seconds is not None:
             points.append(Point(HEAP_TIME_TO_LIMIT, base, report.time_to_limit_seconds))
-        limit = report.evidence.get("memory_limit_bytes")
-        if isinstance(limit, int | float):
+        limit = report.evidence.memory_limit_bytes
+        if limit is not None:
             points.append(Point(HEAP_LIMIT, base, float(limit)))
     elif kind in _GOROUTINES:
         points += [Point(GOROUTINES, base, report.current), Point(GOROUTINE_GROWTH, base, report.growth_per_hour)]

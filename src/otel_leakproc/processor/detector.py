@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from otel_leakproc.model import (
     OTHER_SITE,
+    Evidence,
     FixSide,
     FixVerdict,
     FixVerification,
@@ -202,7 +203,7 @@ class SeriesDetector:
         if last is not None and now <= last.time:
             self.ignored += 1
             if self._report is not None:
-                self._report.evidence["ignored_out_of_order"] = self.ignored
+                self._report.evidence.ignored_out_of_order = self.ignored
             return self.report()
         previous = self.status
         restart_reason = self._restart_reason(summary, last, now, version)
@@ -703,9 +704,9 @@ class SeriesDetector:
         current = float(y_raw[-1])
         span = float(t_raw[-1] - t_raw[0])
         age = now - self.segment_start
-        evidence: dict[str, object] = {"window_seconds": span, "points": len(t_raw), "segment_age_seconds": age}
+        evidence = Evidence(window_seconds=span, points=len(t_raw), segment_age_seconds=age)
         if len(t_raw) < cfg.min_points or span < cfg.min_window_seconds:
-            evidence["reason"] = "collecting profiles"
+            evidence.reason = "collecting profiles"
             self.status = Status.INSUFFICIENT_DATA
             return self._build(now, current, 0.0, 0.0, (), evidence)
         bucket = self._bucket(t_raw)
@@ -765,45 +766,41 @@ class SeriesDetector:
             y = y - stopped
             total = theil_sen(th, y, intercept=False)
             total_recent = _recent_slope(th, y, recent_n)
-            evidence["plateaued_sites_excluded"] = True
-            evidence["plateaued_sites"] = stopped_sites
+            evidence.plateaued_sites_excluded = True
+            evidence.plateaued_sites = stopped_sites
         total_ongoing = self._total_ongoing(th, y, total, recent_n)
         total_ok = total.low >= floor and total_ongoing  # confidently above the floor, not just above 0
         total_z = total.z if total_ok else 0.0
-        evidence.update(
-            {
-                "total_z": round(total.z, 3),
-                "total_slope_low_per_hour": total.low,
-                "total_slope_high_per_hour": total.high,
-                "recent_slope_per_hour": total_recent,
-                "growth_floor_per_hour": floor,
-                "best_site_z": round(best_site_z, 3),
-                "plateaued": not total_ongoing,
-                "bucket_seconds": bucket,
-            }
-        )
+        evidence.total_z = round(total.z, 3)
+        evidence.total_slope_low_per_hour = total.low
+        evidence.total_slope_high_per_hour = total.high
+        evidence.recent_slope_per_hour = total_recent
+        evidence.growth_floor_per_hour = floor
+        evidence.best_site_z = round(best_site_z, 3)
+        evidence.plateaued = not total_ongoing
+        evidence.bucket_seconds = bucket
         if age < cfg.warmup_seconds:
             # Hold a flag raised here while some site still grows significantly: a sampled leak can
             # pause for a few profiles (no new sample) and pass for stopped meanwhile.
             held = max((tr.z for _, tr, _ in growers if tr.slope >= floor and tr.low > 0), default=0.0)
             keep = self.status.flagged and max(late_z, held) >= cfg.z_resolve
             if late_z < site_z and not keep:
-                evidence["reason"] = f"warm-up: process segment is {age:.0f} s old (< {cfg.warmup_seconds:.0f} s)"
+                evidence.reason = f"warm-up: process segment is {age:.0f} s old (< {cfg.warmup_seconds:.0f} s)"
                 self.status = Status.INSUFFICIENT_DATA
                 return self._build(now, current, total.slope, total.slope, self._growers(growers), evidence)
             # Growth that began after start-up is not warm-up: judged on that site alone, and only
             # suspected (the total still carries whatever start-up growth there was, so no confirmation).
             if late[0]:  # a site's name is its function
-                evidence["reason"] = f"new retention during warm-up: {late[0]} was absent for {late[1]:.0f} s"
-                evidence["absent_at_start_seconds"] = late[1]
+                evidence.reason = f"new retention during warm-up: {late[0]} was absent for {late[1]:.0f} s"
+                evidence.absent_at_start_seconds = late[1]
             else:
-                evidence["reason"] = "flagged during warm-up; the evidence is still above z_resolve"
+                evidence.reason = "flagged during warm-up; the evidence is still above z_resolve"
             self._transition(late_z >= site_z, keep, False, now)
             strength = max(late_z, held)
             named = self._growers(growers, first=late[0])
             return self._build(now, current, total.slope, total.slope, named, evidence, strength)
         if pending_sites:
-            evidence["sites_without_new_samples_since_warmup"] = pending_sites
+            evidence.sites_without_new_samples_since_warmup = pending_sites
         strength = max(total_z, best_site_z)
         confirm = (
             total_z >= cfg.z_confirm and best_site_z >= cfg.z_suspect and self._flag_age(now) >= cfg.confirm_seconds
@@ -904,7 +901,7 @@ class SeriesDetector:
         t_raw, y = self._series()
         current = float(y[-1])
         age = now - self.segment_start
-        evidence: dict[str, object] = {"points": len(t_raw), "segment_age_seconds": age}
+        evidence = Evidence(points=len(t_raw), segment_age_seconds=age)
         last = self._last_groups
         leaked_now = sum(v[2] for v in last.values())
         if self.key.kind is ProfileKind.GOROUTINELEAK:
@@ -938,16 +935,17 @@ class SeriesDetector:
             for k, n in leaked_groups:
                 if k not in known:
                     growers.append((k, Trend(0.0, 0.0, 0.0, 0.0, 0.0, 0), float(n)))
-            evidence["leaked_goroutines"] = leaked_now
-        evidence.update({"total_z": round(total.z, 3), "best_group_z": round(best, 3)})
+            evidence.leaked_goroutines = leaked_now
+        evidence.total_z = round(total.z, 3)
+        evidence.best_group_z = round(best, 3)
         if oldest_wait:
-            evidence["oldest_wait_minutes"] = oldest_wait
+            evidence.oldest_wait_minutes = oldest_wait
         if leaked_now:
             self._transition(True, True, True, now)
         elif self.key.kind is ProfileKind.GOROUTINELEAK:
             self._transition(False, False, False, now)
         elif len(th) < cfg.min_points or age < cfg.warmup_seconds:
-            evidence["reason"] = "warm-up" if len(th) >= cfg.min_points else "collecting profiles"
+            evidence.reason = "warm-up" if len(th) >= cfg.min_points else "collecting profiles"
             self.status = Status.INSUFFICIENT_DATA
         else:
             confirm = best >= cfg.z_confirm and (
@@ -974,9 +972,9 @@ class SeriesDetector:
         cfg = self.config.contention
         n = len(self.points)
         age = now - self.segment_start
-        evidence: dict[str, object] = {"points": n, "segment_age_seconds": age}
+        evidence = Evidence(points=n, segment_age_seconds=age)
         if n < 3:
-            evidence["reason"] = "collecting profiles"
+            evidence.reason = "collecting profiles"
             self.status = Status.INSUFFICIENT_DATA
             return self._build(now, 0.0, 0.0, 0.0, (), evidence)
         lock_only = self.key.kind is ProfileKind.BLOCK
@@ -998,18 +996,14 @@ class SeriesDetector:
         trend = theil_sen(th, interval, slope=False) if len(th) >= 3 else FLAT  # only its z is used
         span_hours = max((t[-1] - t[0]) / HOUR / 2, 1e-9)
         growth = (recent - baseline) / span_hours
-        evidence.update(
-            {
-                "delay_rate_seconds_per_second": recent / NANOS,
-                "baseline_delay_rate_seconds_per_second": baseline / NANOS,
-                "trend_z": round(trend.z, 3),
-                "lock_sites_only": lock_only,
-            }
-        )
+        evidence.delay_rate_seconds_per_second = recent / NANOS
+        evidence.baseline_delay_rate_seconds_per_second = baseline / NANOS
+        evidence.trend_z = round(trend.z, 3)
+        evidence.lock_sites_only = lock_only
         floor = cfg.min_delay_rate * NANOS
         heavy_rate = cfg.high_delay_rate * NANOS
         if n < cfg.min_points or age < cfg.warmup_seconds:
-            evidence["reason"] = "warm-up" if n >= cfg.min_points else "collecting profiles"
+            evidence.reason = "warm-up" if n >= cfg.min_points else "collecting profiles"
             self.status = Status.INSUFFICIENT_DATA
         else:
             rising = recent >= floor and recent >= 2 * baseline + floor / 2 and trend.z >= cfg.z_resolve
@@ -1066,21 +1060,21 @@ class SeriesDetector:
         growth: float,
         slope_per_hour: float,
         growers: tuple[Grower, ...],
-        evidence: dict[str, object],
+        evidence: Evidence,
         strength: float = 0.0,
     ) -> SeriesReport:
         ttl = None
         limit = self.memory_limit_bytes if self.key.kind is ProfileKind.HEAP else None
         if limit:
-            evidence["memory_limit_bytes"] = limit
+            evidence.memory_limit_bytes = limit
             if current >= limit:
                 ttl = 0.0
             elif slope_per_hour > 0:
                 ttl = (limit - current) / slope_per_hour * HOUR
         if self.restarts:
-            evidence["last_restart"] = self.last_restart_reason
+            evidence.last_restart = self.last_restart_reason
         if self.ignored:
-            evidence["ignored_out_of_order"] = self.ignored
+            evidence.ignored_out_of_order = self.ignored
         score = 0.0 if self.status is Status.INSUFFICIENT_DATA else min(1.0, max(0.0, strength) / 5.0)
         if self.status.flagged:
             score = max(score, 0.5)
@@ -1209,7 +1203,7 @@ def _report_to_state(report: SeriesReport) -> dict[str, Any]:
             }
             for g in report.top_growers
         ],
-        "evidence": _plain(report.evidence, "evidence"),
+        "evidence": _plain(report.evidence.to_dict(), "evidence"),
         "transitions": [[t, a.value, b.value] for t, a, b in report.transitions],
         "fix": None if report.fix is None else _fix_result_to_state(report.fix),
     }
@@ -1328,7 +1322,7 @@ def _report_from_state(key: SeriesKey, r: Mapping[str, Any]) -> SeriesReport:
             )
             for g in r["top_growers"]
         ),
-        evidence=dict(_req(r["evidence"], dict)),
+        evidence=Evidence.from_dict(_req(r["evidence"], dict)),
         transitions=tuple((_req(t[0], int), Status(t[1]), Status(t[2])) for t in r.get("transitions", [])),
         fix=None if r.get("fix") is None else _fix_result_from_state(r["fix"]),
     )

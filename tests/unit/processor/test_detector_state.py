@@ -191,11 +191,12 @@ def test_numpy_scalars_in_evidence_are_written_as_plain_numbers() -> None:
     detector = SeriesDetector(key_for(ProfileKind.MUTEX), CONFIG)
     for summary in series[:10]:
         detector.update(summary)
-    detector.report().evidence["extra"] = np.float64(1.5)
-    detector.report().evidence["status_seen"] = Status.OK
+    detector.report().evidence.trend_z = np.float64(1.5)  # type: ignore[assignment]
+    detector.report().evidence.extra["status_seen"] = Status.OK
     state = detector.to_state()
     assert_plain(state)
-    assert state["report"]["evidence"]["extra"] == 1.5
+    assert state["report"]["evidence"]["trend_z"] == 1.5
+    assert type(state["report"]["evidence"]["trend_z"]) is float
     assert state["report"]["evidence"]["status_seen"] == "ok"
 
 
