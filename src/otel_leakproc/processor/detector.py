@@ -12,7 +12,7 @@ import itertools
 import math
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import Enum
 from functools import lru_cache
 from sys import intern
@@ -36,7 +36,7 @@ from otel_leakproc.model import (
 )
 from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.fix import FixCheck, Segment, judge, pending
-from otel_leakproc.processor.history import Grid, Point, Points
+from otel_leakproc.processor.history import Grid, Point, Points, SiteMeta
 from otel_leakproc.processor.trend import (
     FLAT,
     FloatArray,
@@ -47,6 +47,7 @@ from otel_leakproc.processor.trend import (
     median_finite,
     new_high_quanta,
     ols_slopes,
+    recent_slope,
     sample_quantum,
     theil_sen,
     theil_sen_rows,
@@ -111,18 +112,6 @@ def _unpack(packed: Mapping[str, Any], dtype: str) -> npt.NDArray[Any]:
     return np.ascontiguousarray(planes.T).view(dtype).reshape(n).astype(_PACKED_DTYPES[dtype])
 
 
-@dataclass(slots=True)
-class _Meta:
-    function: str
-    file: str
-    line: int
-    state: str | None = None
-    leaf: str = ""
-    creator: str = ""
-    blocking: str = ""
-    size: float = 0.0  # heap sites: mean size of one in-use object (value / count) in the latest profile
-
-
 @lru_cache(maxsize=32)
 def bonferroni_z(z: float, tests: int) -> float:
     """The z threshold that keeps the one-sided false-alarm rate of `z` over `tests` simultaneous tests."""
@@ -137,11 +126,6 @@ def is_lock_wait(leaf: str) -> bool:
     if any(marker in leaf for marker in _NON_LOCK_LEAVES):
         return False
     return any(marker in leaf for marker in _LOCK_LEAVES)
-
-
-def _recent_slope(th: FloatArray, y: FloatArray, recent_n: int) -> float:
-    """Theil-Sen slope of the last `recent_n` points (the plateau checks use nothing else of that fit)."""
-    return theil_sen(th[-recent_n:], y[-recent_n:], interval=False, z=False, intercept=False).slope
 
 
 class SeriesDetector:
@@ -162,7 +146,7 @@ class SeriesDetector:
         self._sites = Grid(config.max_points)
         self._groups = Grid(config.max_points)
         self._last_groups: dict[str, tuple[int, int, int]] = {}  # the newest point's: count, wait, leaked
-        self.meta: dict[str, _Meta] = {}
+        self.meta: dict[str, SiteMeta] = {}
         self.profiles = 0
         self.first_time: int | None = None
         self.last_time: int | None = None
@@ -431,7 +415,7 @@ class SeriesDetector:
             return names[i]
 
         for m in state["meta"]:
-            detector.meta[name_at(m["name"])] = _Meta(
+            detector.meta[name_at(m["name"])] = SiteMeta(
                 function=_req(m["function"], str),
                 file=_req(m["file"], str),
                 line=_req(m["line"], int),
@@ -549,12 +533,12 @@ class SeriesDetector:
             meta = self.meta.get(s.function)
             if meta is None:
                 function = intern(s.function)  # the same object as the grid's row name
-                meta = self.meta[function] = _Meta(function, s.file, s.line, leaf=s.leaf)
+                meta = self.meta[function] = SiteMeta(function, s.file, s.line, leaf=s.leaf)
             if heap and s.count > 0:
                 meta.size = s.value / s.count
         for g in summary.groups:
             if g.key not in self.meta:
-                self.meta[intern(g.key)] = _Meta(
+                self.meta[intern(g.key)] = SiteMeta(
                     intern(g.function), g.file, g.line, state=g.state, creator=g.creator, blocking=g.blocking
                 )
         if len(self.meta) > MAX_META:
@@ -698,6 +682,39 @@ class SeriesDetector:
     def _flag_age(self, now: float) -> float:
         return 0.0 if self.flagged_since is None else now - self.flagged_since
 
+    def _site_names(self) -> list[str]:
+        return self._sites.ranked(SITE_RANKED, OTHER_SITE)
+
+    def _growers(
+        self, trends: list[tuple[str, Trend, float]], keep: frozenset[str] = frozenset(), first: str = ""
+    ) -> tuple[Grower, ...]:
+        positive = [(name, tr, cur) for name, tr, cur in trends if tr.slope > 0 or name in keep]
+        positive.sort(key=lambda item: (item[0] != first, -item[1].slope))  # `first`: what the verdict rests on
+        total = sum(tr.slope for _, tr, _ in positive) or 1.0
+        out = []
+        for name, tr, cur in positive[: self.config.top_growers]:
+            meta = self.meta.get(name) or SiteMeta(name, "", 0)
+            detail: dict[str, object] = {"z": round(tr.z, 3), "slope_low_per_hour": tr.low}
+            if meta.leaf and meta.leaf != meta.function:
+                detail["leaf"] = meta.leaf
+            if meta.creator:
+                detail["created_by"] = meta.creator
+            if meta.blocking and meta.blocking != meta.function:
+                detail["blocking"] = meta.blocking
+            out.append(
+                Grower(
+                    function=meta.function,
+                    file=meta.file,
+                    line=meta.line,
+                    growth_per_hour=tr.slope,
+                    share=tr.slope / total,
+                    current=cur,
+                    state=meta.state,
+                    detail=detail,
+                )
+            )
+        return tuple(out)
+
     def _evaluate_heap(self, now: float) -> SeriesReport:
         cfg = self.config.heap
         t_raw, y_raw = self._series()
@@ -714,7 +731,7 @@ class SeriesDetector:
         th = (t - t[0]) / HOUR
         total = theil_sen(th, y, intercept=False)
         recent_n = max(4, int(len(th) * cfg.plateau_fraction))
-        total_recent = _recent_slope(th, y, recent_n)
+        total_recent = recent_slope(th, y, recent_n)
         floor = max(cfg.min_growth_bytes_per_hour, cfg.min_growth_ratio_per_hour * current)
 
         names, site_matrix = self._sites.ranked_matrix(SITE_RANKED, OTHER_SITE)
@@ -765,7 +782,7 @@ class SeriesDetector:
             # cannot keep the whole heap flagged through the noise of the rest.
             y = y - stopped
             total = theil_sen(th, y, intercept=False)
-            total_recent = _recent_slope(th, y, recent_n)
+            total_recent = recent_slope(th, y, recent_n)
             evidence.plateaued_sites_excluded = True
             evidence.plateaued_sites = stopped_sites
         total_ongoing = self._total_ongoing(th, y, total, recent_n)
@@ -863,39 +880,6 @@ class SeriesDetector:
             return None
         return absent
 
-    def _site_names(self) -> list[str]:
-        return self._sites.ranked(SITE_RANKED, OTHER_SITE)
-
-    def _growers(
-        self, trends: list[tuple[str, Trend, float]], keep: frozenset[str] = frozenset(), first: str = ""
-    ) -> tuple[Grower, ...]:
-        positive = [(name, tr, cur) for name, tr, cur in trends if tr.slope > 0 or name in keep]
-        positive.sort(key=lambda item: (item[0] != first, -item[1].slope))  # `first`: what the verdict rests on
-        total = sum(tr.slope for _, tr, _ in positive) or 1.0
-        out = []
-        for name, tr, cur in positive[: self.config.top_growers]:
-            meta = self.meta.get(name) or _Meta(name, "", 0)
-            detail: dict[str, object] = {"z": round(tr.z, 3), "slope_low_per_hour": tr.low}
-            if meta.leaf and meta.leaf != meta.function:
-                detail["leaf"] = meta.leaf
-            if meta.creator:
-                detail["created_by"] = meta.creator
-            if meta.blocking and meta.blocking != meta.function:
-                detail["blocking"] = meta.blocking
-            out.append(
-                Grower(
-                    function=meta.function,
-                    file=meta.file,
-                    line=meta.line,
-                    growth_per_hour=tr.slope,
-                    share=tr.slope / total,
-                    current=cur,
-                    state=meta.state,
-                    detail=detail,
-                )
-            )
-        return tuple(out)
-
     def _evaluate_goroutines(self, now: float) -> SeriesReport:
         cfg = self.config.goroutine
         t_raw, y = self._series()
@@ -924,7 +908,7 @@ class SeriesDetector:
                 grows = (
                     trend.slope >= cfg.min_growth_per_hour
                     and increase >= cfg.min_increase
-                    and _recent_slope(th, matrix[i], recent_n) >= 0.25 * trend.slope
+                    and recent_slope(th, matrix[i], recent_n) >= 0.25 * trend.slope
                 )
                 if grows and trend.z > best:
                     best = trend.z
@@ -961,7 +945,9 @@ class SeriesDetector:
         )
 
     def _is_leaked(self, grower: Grower, last: dict[str, tuple[int, int, int]]) -> bool:
-        return any(v[2] > 0 and self.meta.get(k, _Meta("", "", 0)).function == grower.function for k, v in last.items())
+        return any(
+            v[2] > 0 and self.meta.get(k, SiteMeta("", "", 0)).function == grower.function for k, v in last.items()
+        )
 
     def _evaluate_contention(self, now: float) -> SeriesReport:
         """Mutex/block profiles are cumulative: compare the delay rate now with the window's baseline.
@@ -1022,7 +1008,7 @@ class SeriesDetector:
         """Sites trended for contention: the top sites; for block profiles only those waiting on a lock."""
         if self.key.kind is not ProfileKind.BLOCK:
             return self._site_names()
-        return [n for n in self._site_names() if is_lock_wait(self.meta.get(n, _Meta(n, "", 0)).leaf)]
+        return [n for n in self._site_names() if is_lock_wait(self.meta.get(n, SiteMeta(n, "", 0)).leaf)]
 
     def _contention_cumulative(self, names: list[str]) -> FloatArray:
         """Cumulative delay per site (rows) and point (columns); a site missing from top-K keeps its total."""
@@ -1034,7 +1020,7 @@ class SeriesDetector:
     def _contention_growers(self, sites: list[tuple[str, float, float]], total_rate: float) -> tuple[Grower, ...]:
         out = []
         for name, rate, growth in sites:
-            meta = self.meta.get(name) or _Meta(name, "", 0)
+            meta = self.meta.get(name) or SiteMeta(name, "", 0)
             detail: dict[str, object] = {"delay_seconds_per_second": rate / NANOS}
             if meta.leaf and meta.leaf != meta.function:
                 detail["leaf"] = meta.leaf

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -417,3 +418,17 @@ def position_dtype(width: int) -> type[np.signedinteger[Any]]:
         if width <= np.iinfo(dtype).max:
             return dtype
     return np.int32
+
+
+@dataclass(slots=True)
+class SiteMeta:
+    """What a site or goroutine group is, for people: its frame, and for groups state, leaf, creator."""
+
+    function: str
+    file: str
+    line: int
+    state: str | None = None
+    leaf: str = ""
+    creator: str = ""
+    blocking: str = ""
+    size: float = 0.0  # heap sites: mean size of one in-use object (value / count) in the latest profile
