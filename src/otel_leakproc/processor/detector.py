@@ -33,20 +33,17 @@ from otel_leakproc.model import (
     SeriesReport,
     Status,
 )
-from otel_leakproc.processor import heap
+from otel_leakproc.processor import goroutine, heap
 from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.fix import FixCheck, Segment, judge, pending
-from otel_leakproc.processor.heap import CANDIDATES, SITE_RANKED
+from otel_leakproc.processor.heap import SITE_RANKED
 from otel_leakproc.processor.history import Grid, Point, Points, SiteMeta
 from otel_leakproc.processor.trend import (
     FLAT,
     FloatArray,
     Trend,
     median_finite,
-    ols_slopes,
-    recent_slope,
     theil_sen,
-    theil_sen_rows,
 )
 
 NANOS = 1_000_000_000
@@ -622,7 +619,7 @@ class SeriesDetector:
         if kind is ProfileKind.HEAP:
             return heap.evaluate(self, now)
         if kind in (ProfileKind.GOROUTINE, ProfileKind.GOROUTINELEAK):
-            return self._evaluate_goroutines(now)
+            return goroutine.evaluate(self, now)
         return self._evaluate_contention(now)
 
     def _series(self) -> tuple[FloatArray, FloatArray]:
@@ -699,75 +696,6 @@ class SeriesDetector:
                 )
             )
         return tuple(out)
-
-    def _evaluate_goroutines(self, now: float) -> SeriesReport:
-        cfg = self.config.goroutine
-        t_raw, y = self._series()
-        current = float(y[-1])
-        age = now - self.segment_start
-        evidence = Evidence(points=len(t_raw), segment_age_seconds=age)
-        last = self._last_groups
-        leaked_now = sum(v[2] for v in last.values())
-        if self.key.kind is ProfileKind.GOROUTINELEAK:
-            leaked_now = max(leaked_now, int(current))
-        th = (t_raw - t_raw[0]) / HOUR
-        total = theil_sen(th, y, interval=False, intercept=False) if len(th) >= 3 else FLAT  # slope and z used
-        keys = self._groups.live_sorted()
-        growers: list[tuple[str, Trend, float]] = []
-        best = 0.0
-        oldest_wait = 0
-        if keys and len(th) >= 3:
-            matrix = self._matrix(keys, "groups")
-            screen = ols_slopes(th, matrix)
-            recent_n = max(4, int(len(th) * 0.3))
-            order = [int(i) for i in np.argsort(-screen)[:CANDIDATES] if screen[i] > 0]
-            for i, trend in zip(order, theil_sen_rows(th, matrix[order], intercept=False), strict=True):
-                growers.append((keys[i], trend, float(matrix[i][-1])))
-                increase = float(matrix[i][-1] - matrix[i][0])
-                # The recent fit (is the growth ongoing?) only when the rest of the test holds.
-                grows = (
-                    trend.slope >= cfg.min_growth_per_hour
-                    and increase >= cfg.min_increase
-                    and recent_slope(th, matrix[i], recent_n) >= 0.25 * trend.slope
-                )
-                if grows and trend.z > best:
-                    best = trend.z
-                    oldest_wait = last.get(keys[i], (0, 0, 0))[1]
-        if leaked_now:  # the runtime proved these goroutines can never wake: nothing to wait for
-            leaked_groups = sorted(((k, v[2]) for k, v in last.items() if v[2] > 0), key=lambda kv: -kv[1])
-            known = {name for name, _, _ in growers}
-            for k, n in leaked_groups:
-                if k not in known:
-                    growers.append((k, Trend(0.0, 0.0, 0.0, 0.0, 0.0, 0), float(n)))
-            evidence.leaked_goroutines = leaked_now
-        evidence.total_z = round(total.z, 3)
-        evidence.best_group_z = round(best, 3)
-        if oldest_wait:
-            evidence.oldest_wait_minutes = oldest_wait
-        if leaked_now:
-            self._transition(True, True, True, now)
-        elif self.key.kind is ProfileKind.GOROUTINELEAK:
-            self._transition(False, False, False, now)
-        elif len(th) < cfg.min_points or age < cfg.warmup_seconds:
-            evidence.reason = "warm-up" if len(th) >= cfg.min_points else "collecting profiles"
-            self.status = Status.INSUFFICIENT_DATA
-        else:
-            confirm = best >= cfg.z_confirm and (
-                self._flag_age(now) >= cfg.confirm_seconds or oldest_wait >= cfg.confirm_wait_minutes
-            )
-            self._transition(best >= cfg.z_suspect, best >= cfg.z_resolve, confirm, now)
-        leaked_keys = frozenset(k for k, v in last.items() if v[2] > 0)
-        ranked = self._growers(growers, leaked_keys)
-        if leaked_now:  # leaked groups first: they are the proof
-            ranked = tuple(sorted(ranked, key=lambda g: 0 if self._is_leaked(g, last) else 1))
-        return self._build(
-            now, current, total.slope, total.slope, ranked, evidence, max(best, 5.0 if leaked_now else 0)
-        )
-
-    def _is_leaked(self, grower: Grower, last: dict[str, tuple[int, int, int]]) -> bool:
-        return any(
-            v[2] > 0 and self.meta.get(k, SiteMeta("", "", 0)).function == grower.function for k, v in last.items()
-        )
 
     def _evaluate_contention(self, now: float) -> SeriesReport:
         """Mutex/block profiles are cumulative: compare the delay rate now with the window's baseline.
