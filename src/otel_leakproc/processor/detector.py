@@ -33,17 +33,15 @@ from otel_leakproc.model import (
     SeriesReport,
     Status,
 )
-from otel_leakproc.processor import goroutine, heap
+from otel_leakproc.processor import contention, goroutine, heap
 from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.fix import FixCheck, Segment, judge, pending
 from otel_leakproc.processor.heap import SITE_RANKED
 from otel_leakproc.processor.history import Grid, Point, Points, SiteMeta
 from otel_leakproc.processor.trend import (
-    FLAT,
     FloatArray,
     Trend,
     median_finite,
-    theil_sen,
 )
 
 NANOS = 1_000_000_000
@@ -52,10 +50,6 @@ MAX_META = 512  # bound on remembered site/group descriptions per series
 MAX_TRANSITIONS = 64  # status changes remembered per series (the newest)
 STATE_VERSION = 2  # version of the plain-data form written by `SeriesDetector.to_state`
 _ZLIB_LEVEL = 1  # state arrays: byte-shuffled then deflated; level 1 is ~5x faster than 6, a few % larger
-
-# Block-profile leaves that are lock waits; channel, select and WaitGroup waits are not contention.
-_LOCK_LEAVES = ("Lock", "RLock", "semacquire", "Semacquire", "lockSlow", "rLock")
-_NON_LOCK_LEAVES = ("WaitGroup", "Cond", "chanrecv", "chansend", "selectgo", "Unlock")
 
 
 def _grid_state(grid: Grid, ref: Callable[[str], int]) -> dict[str, Any]:
@@ -101,13 +95,6 @@ def _unpack(packed: Mapping[str, Any], dtype: str) -> npt.NDArray[Any]:
     planes = np.zeros((item, n), dtype=np.uint8)
     planes[stored] = np.frombuffer(raw, dtype=np.uint8).reshape(len(stored), n)
     return np.ascontiguousarray(planes.T).view(dtype).reshape(n).astype(_PACKED_DTYPES[dtype])
-
-
-def is_lock_wait(leaf: str) -> bool:
-    """True when a block-profile stack ends in a lock acquisition (not a channel/select/WaitGroup wait)."""
-    if any(marker in leaf for marker in _NON_LOCK_LEAVES):
-        return False
-    return any(marker in leaf for marker in _LOCK_LEAVES)
 
 
 class SeriesDetector:
@@ -487,7 +474,7 @@ class SeriesDetector:
             if len(points) < 2:
                 return []
             t = points.times()
-            total = self._contention_cumulative(self._contention_names()).sum(axis=0)
+            total = contention.cumulative_delay(self, contention.lock_sites(self)).sum(axis=0)
             rates = np.diff(total) / np.diff(t)
             stamps = points.time_nanos[points.order()].tolist()
             return [(stamp, float(r)) for stamp, r in zip(stamps[1:], rates, strict=True)]
@@ -620,7 +607,7 @@ class SeriesDetector:
             return heap.evaluate(self, now)
         if kind in (ProfileKind.GOROUTINE, ProfileKind.GOROUTINELEAK):
             return goroutine.evaluate(self, now)
-        return self._evaluate_contention(now)
+        return contention.evaluate(self, now)
 
     def _series(self) -> tuple[FloatArray, FloatArray]:
         return self.points.times(), self.points.totals()
@@ -692,94 +679,6 @@ class SeriesDetector:
                     share=tr.slope / total,
                     current=cur,
                     state=meta.state,
-                    detail=detail,
-                )
-            )
-        return tuple(out)
-
-    def _evaluate_contention(self, now: float) -> SeriesReport:
-        """Mutex/block profiles are cumulative: compare the delay rate now with the window's baseline.
-
-        Rates come from differences of cumulative delay over several profiles, not single intervals,
-        because sampled profiles record delay in chunks (many intervals show nothing, then a lump).
-        """
-        cfg = self.config.contention
-        n = len(self.points)
-        age = now - self.segment_start
-        evidence = Evidence(points=n, segment_age_seconds=age)
-        if n < 3:
-            evidence.reason = "collecting profiles"
-            self.status = Status.INSUFFICIENT_DATA
-            return self._build(now, 0.0, 0.0, 0.0, (), evidence)
-        lock_only = self.key.kind is ProfileKind.BLOCK
-        names = self._contention_names()
-        t = self.points.times()
-        cumulative = self._contention_cumulative(names)
-        total = cumulative.sum(axis=0)
-        k = max(2, int(n * 0.2))
-        recent_site = (cumulative[:, -1] - cumulative[:, -1 - k]) / (t[-1] - t[-1 - k])
-        # Baseline: the quietest k-profile stretch of the window, so contention that started inside the
-        # window stays "grown" until the window has moved past its start.
-        span_rates = (total[k:] - total[:-k]) / (t[k:] - t[:-k])
-        quiet = int(np.argmin(span_rates))
-        base_site = (cumulative[:, quiet + k] - cumulative[:, quiet]) / (t[quiet + k] - t[quiet])
-        recent = float(recent_site.sum())
-        baseline = float(span_rates[quiet])
-        interval = np.diff(total) / np.diff(t)
-        th = (t[1:] - t[1]) / HOUR
-        trend = theil_sen(th, interval, slope=False) if len(th) >= 3 else FLAT  # only its z is used
-        span_hours = max((t[-1] - t[0]) / HOUR / 2, 1e-9)
-        growth = (recent - baseline) / span_hours
-        evidence.delay_rate_seconds_per_second = recent / NANOS
-        evidence.baseline_delay_rate_seconds_per_second = baseline / NANOS
-        evidence.trend_z = round(trend.z, 3)
-        evidence.lock_sites_only = lock_only
-        floor = cfg.min_delay_rate * NANOS
-        heavy_rate = cfg.high_delay_rate * NANOS
-        if n < cfg.min_points or age < cfg.warmup_seconds:
-            evidence.reason = "warm-up" if n >= cfg.min_points else "collecting profiles"
-            self.status = Status.INSUFFICIENT_DATA
-        else:
-            rising = recent >= floor and recent >= 2 * baseline + floor / 2 and trend.z >= cfg.z_resolve
-            heavy = recent >= heavy_rate
-            keep = recent >= floor and (recent >= 1.5 * baseline or recent >= heavy_rate / 2)
-            self._transition(rising or heavy, keep, self._flag_age(now) >= cfg.confirm_seconds, now)
-        growers = [
-            (names[i], float(recent_site[i]), float((recent_site[i] - base_site[i]) / span_hours))
-            for i in np.argsort(-recent_site)[: self.config.top_growers]
-            if recent_site[i] > 0
-        ]
-        current = float(interval[-1])
-        return self._build(now, current, growth, growth, self._contention_growers(growers, recent), evidence, trend.z)
-
-    def _contention_names(self) -> list[str]:
-        """Sites trended for contention: the top sites; for block profiles only those waiting on a lock."""
-        if self.key.kind is not ProfileKind.BLOCK:
-            return self._site_names()
-        return [n for n in self._site_names() if is_lock_wait(self.meta.get(n, SiteMeta(n, "", 0)).leaf)]
-
-    def _contention_cumulative(self, names: list[str]) -> FloatArray:
-        """Cumulative delay per site (rows) and point (columns); a site missing from top-K keeps its total."""
-        if not names:
-            return np.zeros((0, len(self.points)))
-        cumulative: FloatArray = np.maximum.accumulate(np.maximum(self._matrix(names, "sites"), 0.0), axis=1)
-        return cumulative
-
-    def _contention_growers(self, sites: list[tuple[str, float, float]], total_rate: float) -> tuple[Grower, ...]:
-        out = []
-        for name, rate, growth in sites:
-            meta = self.meta.get(name) or SiteMeta(name, "", 0)
-            detail: dict[str, object] = {"delay_seconds_per_second": rate / NANOS}
-            if meta.leaf and meta.leaf != meta.function:
-                detail["leaf"] = meta.leaf
-            out.append(
-                Grower(
-                    function=meta.function,
-                    file=meta.file,
-                    line=meta.line,
-                    growth_per_hour=growth,
-                    share=min(1.0, rate / total_rate) if total_rate > 0 else 0.0,
-                    current=rate,
                     detail=detail,
                 )
             )
