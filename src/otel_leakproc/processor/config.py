@@ -89,6 +89,10 @@ class HeapConfig:
             time). 0: the warm-up holds every site.
         memory_limit_bytes: limit for time-to-limit when neither the profile labels nor the resource
             carry one (null: unknown).
+        candidate_sites: sites (the fastest growing by least squares) that get the robust fit and the
+            site tests after each profile; a site's z threshold is Bonferroni-corrected for this many tests.
+        late_onset_absent_profiles: profiles a site must be absent from at the start of a segment before
+            the new-retention rule (`late_onset_bytes`) can judge it in the warm-up.
     """
 
     warmup_seconds: float = 1800.0
@@ -106,10 +110,15 @@ class HeapConfig:
     min_new_samples: float = 2.0
     late_onset_bytes: float = 1.5 * 1024 * 1024
     memory_limit_bytes: int | None = None
+    candidate_sites: int = 8
+    late_onset_absent_profiles: int = 3
 
     def validate(self) -> list[str]:
         errors = _bounds(
-            self, {"min_points": 4}, positive=("memory_limit_bytes",), skip=("plateau_fraction", "stopped_p")
+            self,
+            {"min_points": 4, "candidate_sites": 1, "late_onset_absent_profiles": 1},
+            positive=("memory_limit_bytes",),
+            skip=("plateau_fraction", "stopped_p"),
         )
         if not 0 < self.plateau_fraction < 1:
             errors.append(f"plateau_fraction: must be between 0 and 1, got {self.plateau_fraction}")
@@ -133,6 +142,10 @@ class GoroutineConfig:
         min_increase: and by at least this many goroutines over the window.
         confirm_wait_minutes: a growing group whose oldest goroutines have waited this long
             (debug=2 dumps) is confirmed without waiting for `confirm_seconds`.
+        candidate_groups: groups (the fastest growing by least squares) that get the robust fit.
+        recent_fraction: the most recent fraction of the window that tells whether a group still grows.
+        ongoing_ratio: a group still grows when its slope over that recent part is at least this fraction
+            of its whole-window slope.
     """
 
     warmup_seconds: float = 300.0
@@ -144,9 +157,14 @@ class GoroutineConfig:
     min_growth_per_hour: float = 12.0
     min_increase: int = 5
     confirm_wait_minutes: int = 10
+    candidate_groups: int = 8
+    recent_fraction: float = 0.3
+    ongoing_ratio: float = 0.25
 
     def validate(self) -> list[str]:
-        errors = _bounds(self, {"min_points": 4})
+        errors = _bounds(self, {"min_points": 4, "candidate_groups": 1}, skip=("recent_fraction",))
+        if not 0 < self.recent_fraction < 1:
+            errors.append(f"recent_fraction: must be between 0 and 1, got {self.recent_fraction}")
         return errors + _z_order(self, _failed(errors))
 
 
@@ -161,7 +179,14 @@ class ContentionConfig:
         z_resolve: hysteresis threshold for resolving.
         confirm_seconds: how long contention must stay flagged before it is confirmed.
         min_delay_rate: seconds of lock delay per second below which nothing is flagged.
-        high_delay_rate: a sustained delay rate at or above this is flagged even without a trend.
+        high_delay_rate: a sustained delay rate at or above this is flagged even without a trend (and
+            stays flagged while the rate is above half of it).
+        recent_fraction: the most recent fraction of the window (at least 2 profiles) whose delay rate is
+            compared with the quietest stretch of the same length.
+        rise_ratio: contention is flagged when the recent rate is at least this many times the baseline
+            (plus half of `min_delay_rate`) and trends up.
+        keep_ratio: flagged contention stays flagged while the recent rate is at least this many times
+            the baseline.
     """
 
     warmup_seconds: float = 300.0
@@ -171,9 +196,14 @@ class ContentionConfig:
     confirm_seconds: float = 600.0
     min_delay_rate: float = 0.001
     high_delay_rate: float = 0.1
+    recent_fraction: float = 0.2
+    rise_ratio: float = 2.0
+    keep_ratio: float = 1.5
 
     def validate(self) -> list[str]:
-        errors = _bounds(self, {"min_points": 4})
+        errors = _bounds(self, {"min_points": 4}, skip=("recent_fraction",))
+        if not 0 < self.recent_fraction < 1:
+            errors.append(f"recent_fraction: must be between 0 and 1, got {self.recent_fraction}")
         failed = _failed(errors)
         if failed.isdisjoint({"min_delay_rate", "high_delay_rate"}) and self.high_delay_rate < self.min_delay_rate:
             errors.append(
@@ -227,6 +257,11 @@ class ProcessorConfig:
         max_gap_seconds: a pause longer than this between profiles starts a new segment, like a restart.
         resolve_seconds: a flagged series goes back to ok only after its evidence has been gone (below
             z_resolve, sampled sites judged stopped) for this long; a restart resolves at once.
+        auto_bucket_below_seconds, auto_bucket_seconds: with `bucket_seconds: 0`, trends use minima per
+            `auto_bucket_seconds` when the median interval between profiles is below
+            `auto_bucket_below_seconds` (fast pushes see the GC sawtooth).
+        screened_sites: sites (by peak value in the window) the least-squares screen looks at (heap) or
+            trended for contention (mutex/block).
         top_growers: growers reported per series.
         heap: heap detector settings.
         goroutine: goroutine detector settings.
@@ -239,6 +274,9 @@ class ProcessorConfig:
     bucket_seconds: float = 0.0
     max_gap_seconds: float = 1800.0
     resolve_seconds: float = 1200.0
+    auto_bucket_below_seconds: float = 45.0
+    auto_bucket_seconds: float = 60.0
+    screened_sites: int = 64
     top_growers: int = 5
     heap: HeapConfig = field(default_factory=HeapConfig)
     goroutine: GoroutineConfig = field(default_factory=GoroutineConfig)
@@ -246,7 +284,11 @@ class ProcessorConfig:
     fix: FixConfig = field(default_factory=FixConfig)
 
     def validate(self) -> list[str]:
-        errors = _bounds(self, {"window_seconds": 60, "max_points": 8, "top_growers": 1}, positive=("max_gap_seconds",))
+        errors = _bounds(
+            self,
+            {"window_seconds": 60, "max_points": 8, "top_growers": 1, "screened_sites": 1},
+            positive=("max_gap_seconds",),
+        )
         failed = _failed(errors)
         # Settings a section could never satisfy with this history: its detector would never reach a verdict.
         for name, section in (("heap", self.heap), ("goroutine", self.goroutine), ("contention", self.contention)):

@@ -47,7 +47,7 @@ def evaluate(det: SeriesDetector, now: float) -> SeriesReport:
     t = det.points.times()
     cumulative = cumulative_delay(det, names)
     total = cumulative.sum(axis=0)
-    k = max(2, int(n * 0.2))
+    k = max(2, int(n * cfg.recent_fraction))
     recent_site = (cumulative[:, -1] - cumulative[:, -1 - k]) / (t[-1] - t[-1 - k])
     # Baseline: the quietest k-profile stretch of the window, so contention that started inside the
     # window stays "grown" until the window has moved past its start.
@@ -71,9 +71,9 @@ def evaluate(det: SeriesDetector, now: float) -> SeriesReport:
         evidence.reason = "warm-up" if n >= cfg.min_points else "collecting profiles"
         det.status = Status.INSUFFICIENT_DATA
     else:
-        rising = recent >= floor and recent >= 2 * baseline + floor / 2 and trend.z >= cfg.z_resolve
+        rising = recent >= floor and recent >= cfg.rise_ratio * baseline + floor / 2 and trend.z >= cfg.z_resolve
         heavy = recent >= heavy_rate
-        keep = recent >= floor and (recent >= 1.5 * baseline or recent >= heavy_rate / 2)
+        keep = recent >= floor and (recent >= cfg.keep_ratio * baseline or recent >= heavy_rate / 2)
         det._transition(rising or heavy, keep, det._flag_age(now) >= cfg.confirm_seconds, now)
     growers = [
         (names[i], float(recent_site[i]), float((recent_site[i] - base_site[i]) / span_hours))

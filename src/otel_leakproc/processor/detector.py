@@ -36,7 +36,6 @@ from otel_leakproc.model import (
 from otel_leakproc.processor import contention, goroutine, heap
 from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.fix import FixCheck, Segment, judge, pending
-from otel_leakproc.processor.heap import SITE_RANKED
 from otel_leakproc.processor.history import Grid, Point, Points, SiteMeta
 from otel_leakproc.processor.trend import (
     FloatArray,
@@ -615,8 +614,9 @@ class SeriesDetector:
     def _bucket(self, t: FloatArray) -> float:
         if self.config.bucket_seconds > 0:
             return self.config.bucket_seconds
-        if len(t) >= 3 and median_finite(np.diff(t)) < 45.0:  # float(np.median(...)), times are finite
-            return 60.0
+        auto = self.config.auto_bucket_below_seconds
+        if len(t) >= 3 and median_finite(np.diff(t)) < auto:  # float(np.median(...)), times are finite
+            return self.config.auto_bucket_seconds
         return 0.0
 
     def _matrix(self, names: list[str], attr: str) -> FloatArray:
@@ -652,7 +652,7 @@ class SeriesDetector:
         return 0.0 if self.flagged_since is None else now - self.flagged_since
 
     def _site_names(self) -> list[str]:
-        return self._sites.ranked(SITE_RANKED, OTHER_SITE)
+        return self._sites.ranked(self.config.screened_sites, OTHER_SITE)
 
     def _growers(
         self, trends: list[tuple[str, Trend, float]], keep: frozenset[str] = frozenset(), first: str = ""

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from otel_leakproc.model import Evidence, Grower, ProfileKind, SeriesReport, Status
-from otel_leakproc.processor.heap import CANDIDATES
 from otel_leakproc.processor.history import SiteMeta
 from otel_leakproc.processor.trend import FLAT, Trend, ols_slopes, recent_slope, theil_sen, theil_sen_rows
 
@@ -37,8 +36,8 @@ def evaluate(det: SeriesDetector, now: float) -> SeriesReport:
     if keys and len(th) >= 3:
         matrix = det._matrix(keys, "groups")
         screen = ols_slopes(th, matrix)
-        recent_n = max(4, int(len(th) * 0.3))
-        order = [int(i) for i in np.argsort(-screen)[:CANDIDATES] if screen[i] > 0]
+        recent_n = max(4, int(len(th) * cfg.recent_fraction))
+        order = [int(i) for i in np.argsort(-screen)[: cfg.candidate_groups] if screen[i] > 0]
         for i, trend in zip(order, theil_sen_rows(th, matrix[order], intercept=False), strict=True):
             growers.append((keys[i], trend, float(matrix[i][-1])))
             increase = float(matrix[i][-1] - matrix[i][0])
@@ -46,7 +45,7 @@ def evaluate(det: SeriesDetector, now: float) -> SeriesReport:
             grows = (
                 trend.slope >= cfg.min_growth_per_hour
                 and increase >= cfg.min_increase
-                and recent_slope(th, matrix[i], recent_n) >= 0.25 * trend.slope
+                and recent_slope(th, matrix[i], recent_n) >= cfg.ongoing_ratio * trend.slope
             )
             if grows and trend.z > best:
                 best = trend.z

@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from otel_leakproc.processor.detector import SeriesDetector
 
 HOUR = 3600.0
-CANDIDATES = 8  # sites/groups that get the robust fit after the least-squares screen
-SITE_RANKED = 4 * CANDIDATES * 2  # sites (by peak) the least-squares screen looks at
 
 
 @lru_cache(maxsize=32)
@@ -63,10 +61,10 @@ def evaluate(det: SeriesDetector, now: float) -> SeriesReport:
     total_recent = recent_slope(th, y, recent_n)
     floor = max(cfg.min_growth_bytes_per_hour, cfg.min_growth_ratio_per_hour * current)
 
-    names, site_matrix = det._sites.ranked_matrix(SITE_RANKED, OTHER_SITE)
+    names, site_matrix = det._sites.ranked_matrix(det.config.screened_sites, OTHER_SITE)
     growers: list[tuple[str, Trend, float]] = []
     best_site_z = 0.0
-    site_z = bonferroni_z(cfg.z_suspect, CANDIDATES)  # several sites are tested at once
+    site_z = bonferroni_z(cfg.z_suspect, cfg.candidate_sites)  # several sites are tested at once
     stopped = np.zeros(len(y))  # sites that grew and stopped (a cache that filled): not a leak
     late_z, late = 0.0, ("", 0.0)  # the strongest grower that was absent at start-up (see below)
     stopped_sites = pending_sites = 0
@@ -77,7 +75,7 @@ def evaluate(det: SeriesDetector, now: float) -> SeriesReport:
         if bucket:
             matrix = np.vstack([bucket_minima(t_raw, row, bucket)[1] for row in matrix])
         screen = ols_slopes(th, matrix)
-        order = [int(i) for i in np.argsort(-screen)[:CANDIDATES] if screen[i] > 0]
+        order = [int(i) for i in np.argsort(-screen)[: cfg.candidate_sites] if screen[i] > 0]
         for i, trend in zip(order, theil_sen_rows(th, matrix[order], intercept=False), strict=True):
             growers.append((names[i], trend, float(matrix[i][-1])))
             if trend.z >= cfg.z_suspect:
@@ -205,7 +203,7 @@ def _absent_at_start(det: SeriesDetector, t: FloatArray, row: FloatArray, floor:
     first = int(seen[0])
     # At least 3 profiles without it, and enough after it appeared for a slope (the trend's z
     # already covers significance over the whole window, zeros included).
-    if first < 3 or len(row) - first < 4:
+    if first < det.config.heap.late_onset_absent_profiles or len(row) - first < 4:
         return None
     absent = float(t[first - 1] - det.segment_start)
     rate = theil_sen(t[first:] / HOUR, row[first:], interval=False, z=False, intercept=False).slope
