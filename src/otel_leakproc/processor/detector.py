@@ -133,8 +133,8 @@ class SeriesDetector:
         self.version: str | None = None  # `service.version` of the current segment, when known
         # The points of the current segment younger than `fix.compare_seconds` that have left the history
         # (a process older than the window): what a fix verification compares its new version with.
-        self._early = Points(config.max_points)
-        self._early_sites = Grid(config.max_points)
+        # (Allocated only once a segment outlives the window: most series never need it.)
+        self._early: tuple[Points, Grid] | None = None
         self.fix: FixCheck | None = None
         # While a fix verdict is pending: the status, flagged_since and resolving_since the detectors give
         # the new version on its own (the series reports the held flag meanwhile).
@@ -226,18 +226,20 @@ class SeriesDetector:
         if (
             self.key.kind not in (ProfileKind.MUTEX, ProfileKind.BLOCK)
             and first.time - self.segment_start <= self.config.fix.compare_seconds
-            and len(self._early) < self._early.capacity
         ):
             # The start of a process outlives the window for a fix verification's like-with-like comparison.
-            self._early.append(first.time_nanos, first.time, first.total, first.cumulative)
-            self._early_sites.append(self._sites.first_items() if self.key.kind is ProfileKind.HEAP else ())
+            if self._early is None:
+                self._early = (Points(self.config.max_points), Grid(self.config.max_points))
+            points, grid = self._early
+            if len(points) < points.capacity:
+                points.append(first.time_nanos, first.time, first.total, first.cumulative)
+                grid.append(self._sites.first_items() if self.key.kind is ProfileKind.HEAP else ())
         self.points.popleft()
         self._sites.popleft()
         self._groups.popleft()
 
     def _clear_points(self) -> None:
-        self._early.clear()
-        self._early_sites.clear()
+        self._early = None
         self.points.clear()
         self._sites.clear()
         self._groups.clear()
@@ -318,13 +320,14 @@ class SeriesDetector:
         # Fix verification (absent from states written before it): the start of the current segment that
         # left the history, and the flagged process a new version is compared with.
         state["early"] = None
-        if self._early:
-            early = self._early.order()
+        if self._early is not None and self._early[0]:
+            early_points, early_sites = self._early
+            early = early_points.order()
             state["early"] = {
-                "time_nanos": _pack(self._early.time_nanos[early]),
-                "total": _pack(self._early.total[early]),
-                "cumulative": _pack(self._early.cumulative[early]),
-                "sites": _grid_state(self._early_sites, ref),
+                "time_nanos": _pack(early_points.time_nanos[early]),
+                "total": _pack(early_points.total[early]),
+                "cumulative": _pack(early_points.cumulative[early]),
+                "sites": _grid_state(early_sites, ref),
             }
             state["names"] = list(names)  # `ref` may have named more sites
         state["fix"] = None if self.fix is None else _fix_to_state(self.fix)
@@ -447,16 +450,18 @@ class SeriesDetector:
         if early is not None:
             e_nanos = _unpack(early["time_nanos"], "<i8")
             e_total, e_cumulative = _unpack(early["total"], "<f8"), _unpack(early["cumulative"], "<f8")
-            if not len(e_total) == len(e_cumulative) == len(e_nanos) <= detector._early.capacity:
+            if not len(e_total) == len(e_cumulative) == len(e_nanos) <= config.max_points:
                 raise ValueError("early: array lengths differ or exceed max_points")
+            early_points, early_sites = Points(config.max_points), Grid(config.max_points)
+            detector._early = (early_points, early_sites)
             for t, total_, cum in zip(e_nanos.tolist(), e_total.tolist(), e_cumulative.tolist(), strict=True):
-                detector._early.append(t, t / NANOS, total_, None if math.isnan(cum) else cum)
+                early_points.append(t, t / NANOS, total_, None if math.isnan(cum) else cum)
             g = early["sites"]
             lengths = _unpack(g["lengths"], "<i4")
             if len(lengths) != len(e_nanos):
                 raise ValueError(f"early.sites: {len(lengths)} points, not {len(e_nanos)}")
             ids = _unpack(g["ids"], "<i2" if len(g["names"]) <= np.iinfo(np.int16).max else "<i4")
-            detector._early_sites.restore([name_at(i) for i in g["names"]], lengths, ids, _unpack(g["values"], "<f8"))
+            early_sites.restore([name_at(i) for i in g["names"]], lengths, ids, _unpack(g["values"], "<f8"))
         fix = state.get("fix")
         detector.fix = None if fix is None else _fix_from_state(fix, config.max_points)
         return detector
@@ -558,7 +563,7 @@ class SeriesDetector:
     def _segment_arrays(self, sites: tuple[str, ...], early: bool = False) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Ages since the segment began, totals, and what a fix is judged on (the `sites`' bytes for heap,
         else the totals), for the current segment (with its early points that left the history if `early`)."""
-        parts = [(self._early, self._early_sites)] if early and self._early else []
+        parts = [self._early] if early and self._early is not None and self._early[0] else []
         parts.append((self.points, self._sites))
         ages, totals, measured = [], [], []
         for points, grid in parts:

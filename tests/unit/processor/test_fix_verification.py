@@ -12,7 +12,7 @@ from pathlib import Path
 
 from otel_leakproc.analyze import split_version
 from otel_leakproc.model import FixVerdict, ProfileKind, ProfileSummary, SeriesKey, Status
-from otel_leakproc.processor.config import ProcessorConfig
+from otel_leakproc.processor.config import FixConfig, ProcessorConfig
 from otel_leakproc.processor.detector import SeriesDetector
 from otel_leakproc.processor.state import SeriesTable
 from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
@@ -149,3 +149,29 @@ def test_version_folders_and_labels() -> None:
     assert resolve_identity({"version": "v3"}, "svc").resource["service.version"] == "v3"
     assert resolve_identity({"service.version": "1.2", "version": "x"}, "svc").resource["service.version"] == "1.2"
     assert "service.version" not in resolve_identity({}, "svc").resource
+
+
+def test_the_start_kept_for_a_comparison_is_bounded_and_kept_only_past_the_window() -> None:
+    entries = versioned("checkout_fixed")[:40]  # v1.4.1: 40 minutes
+    default = SeriesDetector(KEY, ProcessorConfig())  # a 2-hour window holds them all
+    small = SeriesDetector(KEY, ProcessorConfig(window_seconds=1200))
+    for summary, version in entries:
+        default.update(summary, version)
+        small.update(summary, version)
+    assert default._early is None
+    assert small._early is not None
+    points, grid = small._early
+    ages = points.times() - small.segment_start
+    # The points that left the 20-minute window (ages 0..1080 s); 1140 s on are still in the history.
+    assert len(points) == grid.n == 19
+    assert ages.max() == 1080.0
+    all_ages = small._segment_arrays((), early=True)[0]
+    assert all_ages.tolist() == [60.0 * i for i in range(40)]
+    # Only points younger than compare_seconds are kept: with a 10-minute window and a 15-minute
+    # comparison, the process's first 15 minutes, however long it lives.
+    late = SeriesDetector(KEY, ProcessorConfig(window_seconds=600, fix=FixConfig(compare_seconds=900)))
+    for summary, version in entries:
+        late.update(summary, version)
+    assert late._early is not None
+    late_ages = late._early[0].times() - late.segment_start
+    assert late_ages.tolist() == [60.0 * i for i in range(16)]
