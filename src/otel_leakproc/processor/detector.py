@@ -591,7 +591,9 @@ class SeriesDetector:
             result = judge(check, ages, totals, measured, self.config.fix)
             if result is not None:
                 check.result = result
-            if (result is None or result.verdict is FixVerdict.NOT_FIXED) and not self.status.flagged:
+            held = result is None or result.verdict is FixVerdict.NOT_FIXED
+            # The held flag, unless the new version is flagged on its own (then the graver of the two).
+            if held and (not self.status.flagged or check.held is Status.CONFIRMED):
                 self.status, self.flagged_since, self.resolving_since = check.held, check.held_since, None
         else:
             report = self._evaluate(now)

@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 
 from otel_leakproc.analyze import split_version
-from otel_leakproc.model import FixVerdict, ProfileKind, ProfileSummary, SeriesKey, Status
+from otel_leakproc.model import FixVerdict, GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, Status
 from otel_leakproc.processor.config import FixConfig, ProcessorConfig
 from otel_leakproc.processor.detector import SeriesDetector
 from otel_leakproc.processor.state import SeriesTable
@@ -175,3 +175,34 @@ def test_the_start_kept_for_a_comparison_is_bounded_and_kept_only_past_the_windo
     assert late._early is not None
     late_ages = late._early[0].times() - late.segment_start
     assert late_ages.tolist() == [60.0 * i for i in range(16)]
+
+
+def goroutine_profile(minute: int, count: int) -> ProfileSummary:
+    group = GoroutineGroup("chan receive", "main.awaitAck", "main.awaitAck", "main.go", 10, "main.spawn", count)
+    idle = GoroutineGroup("select", "main.serve", "main.serve", "main.go", 20, "main.main", 20)
+    return ProfileSummary(
+        kind=ProfileKind.GOROUTINE,
+        time_nanos=(1_790_000_000 + 60 * minute) * 10**9,
+        total=float(count + 20),
+        groups=(group, idle),
+        source_format="goroutine-text",
+    )
+
+
+def test_goroutine_series_get_the_same_verification() -> None:
+    key = SeriesKey("", "quotes", "", ProfileKind.GOROUTINE)
+    for after_rate, verdict in ((0, FixVerdict.FIXED), (6, FixVerdict.NOT_FIXED)):
+        detector = SeriesDetector(key, ProcessorConfig())
+        for minute in range(40):
+            report = detector.update(goroutine_profile(minute, 5 + 6 * minute), "v2")
+        assert report.status.flagged
+        for minute in range(40, 80):
+            report = detector.update(goroutine_profile(minute, 5 + after_rate * (minute - 40)), "v3")
+        fix = report.fix
+        assert fix is not None
+        assert fix.after is not None
+        assert fix.verdict is verdict
+        assert fix.sites == ()
+        assert fix.before.growth_per_hour == 360.0  # 6 goroutines a minute
+        assert fix.after.growth_per_hour == 60.0 * after_rate
+        assert report.status.flagged is (verdict is FixVerdict.NOT_FIXED)
