@@ -5,15 +5,17 @@ PY     := $(VENV)/bin/python
 CORPUS ?= ../shared/corpus
 EXAMPLE ?= tests/testdata/corpus/steady_leak
 
-.PHONY: help venv run demo analyze test test-deps lint typecheck check proto evaluate bench client-venvs clean
+.PHONY: help venv run demo demo-incident analyze test test-deps lint typecheck check proto evaluate bench client-venvs clean series
 
 help:
 	@echo "make run        start the service on embedded defaults (HTTP :4040, gRPC :4317, console output)"
 	@echo "make demo       upload a bundled series of a leaking Go service (real profiles) to the running service"
 	@echo "make analyze    analyse the same series offline, no service needed"
+	@echo "make demo-incident  the inventory incident end to end: a leaking Go service caught, named, fixed (docs/tutorial.md)"
 	@echo "make test       run the test suite"
 	@echo "make check      lint + type check + tests (what CI runs)"
 	@echo "make evaluate   score the detectors on a labelled corpus (CORPUS=$(CORPUS))"
+	@echo "make series     regenerate the labelled Go series in tests/testdata/series (about 10 min; SERIES_ONLY=a,b)"
 	@echo "make bench      run the benchmarks (prints figures)"
 	@echo "make proto      regenerate the pprof protobuf module from its .proto"
 
@@ -33,6 +35,11 @@ demo: venv
 
 analyze: venv
 	$(VENV)/bin/otel-leakproc analyze $(EXAMPLE)
+
+# Builds examples/inventory with the venv's Go, runs it, scrapes it with `serve` on examples/inventory/demo.yaml
+# (short demo warm-ups), deploys the fix and stops everything it started (DEMO_DIR=DIR keeps the files).
+demo-incident: venv
+	VENV=$(VENV) bash examples/inventory/demo.sh
 
 # Real pyroscope clients for the end-to-end tests, each in its own venv (their native parts conflict).
 CLIENT_VENVS ?= .venv-clients
@@ -83,11 +90,28 @@ proto: venv
 evaluate: venv
 	$(PY) -m otel_leakproc.evaluation $(CORPUS)
 
+# The labelled series of tests/testdata/series/ (README there): real runtime/pprof profiles from the
+# stdlib-only Go program in tests/testdata/go/seriesgen, one simulated minute per SERIES_TICK_WALL of wall
+# time, timestamps rewritten one minute apart. SERIES_ONLY=a,b regenerates some (labels.json is merged).
+GO               ?= $(VENV)/bin/go
+SERIES_OUT       ?= tests/testdata/series
+SERIES_ONLY      ?=
+SERIES_JOBS      ?= 3
+SERIES_TICK_WALL ?= 1s
+series:
+	cd tests/testdata/go/seriesgen && GOTOOLCHAIN=local CGO_ENABLED=0 $(abspath $(GO)) run -trimpath . \
+		-out $(abspath $(SERIES_OUT)) -only '$(SERIES_ONLY)' -jobs $(SERIES_JOBS) -tick-wall $(SERIES_TICK_WALL)
+	PYTHONPATH=src $(PY) scripts/series_observed.py $(SERIES_OUT)
+
 bench: venv
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	bash benchmarks/make_profiles.sh
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_analyze_vs_pprof.py
+	@if command -v wrk >/dev/null; then \
+		$(PY) benchmarks/bench_serve_wrk.py --kind small && \
+		$(PY) benchmarks/bench_serve_wrk.py --kind large --connections 8; \
+	else echo "wrk not installed (apt-get install wrk): serve throughput skipped"; fi
 
 clean:
 	rm -rf $(VENV) $(CLIENT_VENVS) build dist .pytest_cache .mypy_cache .ruff_cache benchmarks/out otel-leakproc-state

@@ -36,8 +36,9 @@ import aiohttp
 from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey, SiteValue
 from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.detector import SeriesDetector
-from otel_leakproc.processor.state import SNAPSHOT_FILE, SNAPSHOT_FORMAT, SNAPSHOT_VERSION
 from otel_leakproc.receiver.proto import profile_pb2
+from otel_leakproc.state.journal import CHECKPOINT_FILE, FileStore
+from otel_leakproc.state.records import checkpoint_frame, series_id
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = REPO / "tests/testdata/corpus/steady_leak/heap/0000.pb.gz"
@@ -191,38 +192,32 @@ def rss(counts: list[int], workers: int) -> None:
     print(f"rss    0 series: {empty:.0f} MiB (main process; decoder workers not included)")
     for count in counts:
         folder = tempfile.mkdtemp()
-        series = [
-            {
-                "tenant": "default",
-                "service": f"svc-{n}",
-                "instance": "i",
-                "kind": "heap",
-                "resource": {},
-                "detector": state,
-            }
-            for n in range(count)
-        ]
-        snapshot = {
-            "format": SNAPSHOT_FORMAT,
-            "version": SNAPSHOT_VERSION,
-            "saved_at_unix": time.time(),
-            "series": series,
-        }
-        Path(folder, SNAPSHOT_FILE).write_bytes(gzip.compress(json.dumps(snapshot).encode(), 3))
+        store = FileStore(folder, "never")
+        store.load()
+        writer = store.begin_checkpoint(store.rotate(), 1)
+        for n in range(count):
+            key = SeriesKey("default", f"svc-{n}", "i", ProfileKind.HEAP)
+            writer.put(series_id(key), checkpoint_frame(0, key, {}, state))
+        writer.commit()
+        store.close()
         start = time.perf_counter()
         serve = Serve(folder, workers)
         started = time.perf_counter() - start
         try:
             with urllib.request.urlopen(f"{serve.url}/api/v1/series?timeline=0&service=svc-0", timeout=60) as r:
-                assert json.loads(r.read())["series"], "snapshot not restored"
+                assert json.loads(r.read())["series"], "state not restored"
+            # Every detector built (they are restored lazily), as after the background task has run.
+            with urllib.request.urlopen(f"{serve.url}/api/v1/series?timeline=1", timeout=600) as r:
+                r.read()
             mib = serve.rss_mib()
+            size = Path(folder, CHECKPOINT_FILE).stat().st_size / 2**20
             print(
                 f"rss {count:5d} series: {mib:.0f} MiB (+{(mib - empty) * 1024 / count:.0f} KiB per series; "
-                f"snapshot {Path(folder, SNAPSHOT_FILE).stat().st_size / 2**20:.1f} MiB, start-up {started:.1f} s)"
+                f"checkpoint {size:.1f} MiB, ready after {started:.1f} s)"
             )
         finally:
             serve.stop()
-            shutil.rmtree(folder, ignore_errors=True)  # snapshots of 10,000 series are ~300 MiB
+            shutil.rmtree(folder, ignore_errors=True)  # checkpoints of 10,000 series are ~500 MiB
 
 
 def main() -> None:

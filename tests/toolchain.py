@@ -163,10 +163,11 @@ def check_all() -> list[Found]:
         return list(pool.map(lambda probe: probe(), probes))
 
 
-def go_build(source: Path, binary: Path, timeout: float = 600) -> Path:
+def go_build(source: Path, binary: Path, timeout: float = 600, flags: tuple[str, ...] = ()) -> Path:
     """Build the stdlib-only Go program in `source` into `binary` with the project's toolchain, offline.
 
-    One build cache per checkout (build/ is git-ignored), shared by every test that builds Go programs."""
+    One build cache per checkout (build/ is git-ignored), shared by every test that builds Go programs.
+    `flags` go to `go build` (e.g. `-trimpath`, so frames read `module/file.go` instead of this checkout's path)."""
     env = {
         **os.environ,
         "GOTOOLCHAIN": "local",
@@ -175,5 +176,6 @@ def go_build(source: Path, binary: Path, timeout: float = 600) -> Path:
         "HOME": str(binary.parent),
         "GOCACHE": str(ROOT / "build" / "go-cache"),
     }
-    subprocess.run([tool("go"), "build", "-o", str(binary), "."], cwd=source, env=env, check=True, timeout=timeout)
+    command = [tool("go"), "build", *flags, "-o", str(binary), "."]
+    subprocess.run(command, cwd=source, env=env, check=True, timeout=timeout)
     return binary

@@ -1,10 +1,14 @@
 """Offline analysis: the same decoders and detectors as the service, on files and folders.
 
 Profiles are grouped into series (one per folder and kind), ordered by the profile's own timestamp
-(file modification time for text dumps, which carry none) and fed to the detectors one by one. A folder
+(file modification time for text profiles, which carry none) and fed to the detectors one by one. A folder
 named like a version (`v1.4.2`, `v2`, `v1.0.0-rc1`: `v` then a semver-like number) names the
 `service.version` of the profiles under it and is not part of the series name: `checkout/v1.4.1/heap`
 and `checkout/v1.4.2/heap` are one series, fed in time order, that restarted with a new version.
+
+A file that cannot be decoded is skipped with its reason (the `RejectReason` of the decoder's error, or
+`unreadable` when the file itself could not be read); `AnalyzeRun` counts them, so the CLI can say how
+many inputs were skipped and why, and never reports a series that no profile was read into.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ KIND_DIRS: dict[str, ProfileKind] = {
 }
 SKIP_SUFFIXES = (".json", ".md", ".yaml", ".yml")
 VERSION_DIR = re.compile(r"v\d+(\.\d+)*([-+][0-9A-Za-z.+-]*)?")
+# Reason of a file that could not be read at all (permissions, a folder vanishing mid-walk, ...).
+UNREADABLE = "unreadable"
 
 
 @dataclass(slots=True)
@@ -45,6 +51,38 @@ class SeriesResult:
     report: SeriesReport
     timeline: list[SeriesReport] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedFile:
+    """An input file that gave no profile: where, why (a `RejectReason` value or `unreadable`), and the
+    decoder's one-line message."""
+
+    path: str
+    reason: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass(slots=True)
+class AnalyzeRun:
+    """Everything one `analyze` run found: the series, and how many input files were read or skipped."""
+
+    results: list[SeriesResult]
+    files: int
+    skipped: list[SkippedFile]
+
+    @property
+    def read(self) -> int:
+        return self.files - len(self.skipped)
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for item in self.skipped:
+            counts[item.reason] = counts.get(item.reason, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +135,7 @@ def split_version(label: str) -> tuple[str, str | None]:
     if not versions:
         return label, None
     rest = [p for p in parts if not VERSION_DIR.fullmatch(p)]
-    return "/".join(rest) or "profiles", versions[-1]
+    return "/".join(rest) or label, versions[-1]  # a version folder analysed alone keeps its name
 
 
 def load_series(
@@ -105,33 +143,36 @@ def load_series(
     limits: DecodeLimits,
     kind_hint: ProfileKind | None,
     time_of: Callable[[Path], int] | None = None,
-) -> tuple[dict[ProfileKind, list[ProfileSummary]], list[str]]:
-    """Decode files; return summaries per kind in time order, and one error line per bad file.
+) -> tuple[dict[ProfileKind, list[ProfileSummary]], list[SkippedFile]]:
+    """Decode files; return summaries per kind in time order, and the files that gave none.
 
     `time_of` gives the collection time of profiles that carry none (default: modification time).
     """
     by_kind: dict[ProfileKind, list[ProfileSummary]] = {}
-    errors: list[str] = []
+    skipped: list[SkippedFile] = []
     for file in files:
         hint = kind_hint or KIND_DIRS.get(file.parent.name)
         try:
             data = file.read_bytes()
             fallback = time_of(file) if time_of else file.stat().st_mtime_ns
             summary = decode_profile(data, limits, kind_hint=hint, time_fallback_nanos=fallback)
-        except (InvalidProfileError, OSError) as exc:
-            errors.append(f"{file}: {exc}")
+        except InvalidProfileError as exc:
+            skipped.append(SkippedFile(str(file), exc.reason.value, str(exc)))
+            continue
+        except OSError as exc:
+            skipped.append(SkippedFile(str(file), UNREADABLE, exc.strerror or str(exc)))
             continue
         by_kind.setdefault(summary.kind, []).append(summary)
     for summaries in by_kind.values():
         summaries.sort(key=lambda s: s.time_nanos)
-    return by_kind, errors
+    return by_kind, skipped
 
 
 def _merge_versions(
     groups: dict[tuple[Path, str], list[Path]],
 ) -> list[tuple[Path, str, list[tuple[str | None, list[Path]]]]]:
     """Series in folder order: (folder shown as source, label, files per version). Folders that differ only
-    in a version folder are one series, shown as the folder above the first version folder."""
+    in a version folder are one series, shown as the folder above the version folders."""
     merged: dict[str, tuple[Path, str, list[tuple[str | None, list[Path]]]]] = {}
     out: list[tuple[Path, str, list[tuple[str | None, list[Path]]]]] = []
     for (folder, label), found in sorted(groups.items(), key=lambda kv: str(kv[0][0])):
@@ -141,27 +182,37 @@ def _merge_versions(
             continue
         entry = merged.get(plain)
         if entry is None:
-            source = folder
-            while source.name != version and source.parent != source:
-                source = source.parent
-            entry = merged[plain] = (source.parent, plain, [])
+            entry = merged[plain] = (folder, plain, [])
             out.append(entry)
         entry[2].append((version, found))
-    return out
+    return [(_above_version(folder, v) if len(v) > 1 else folder, label, v) for folder, label, v in out]
 
 
-def analyze_paths(
+def _above_version(folder: Path, versions: list[tuple[str | None, list[Path]]]) -> Path:
+    """The folder that holds a series' version folders (what the series is shown as coming from)."""
+    source = folder
+    while source.name != versions[0][0] and source.parent != source:
+        source = source.parent
+    return source.parent
+
+
+def analyze_inputs(
     paths: Sequence[str], config: ProcessorConfig, limits: DecodeLimits, options: AnalyzeOptions
-) -> list[SeriesResult]:
-    """Run the detectors over every series found under `paths`."""
-    results: list[SeriesResult] = []
+) -> AnalyzeRun:
+    """Run the detectors over every series found under `paths`; count the files read and skipped.
+
+    A folder whose files were all skipped gives no series (its files are in `AnalyzeRun.skipped`).
+    """
+    run = AnalyzeRun([], 0, [])
     for folder, label, versions in _merge_versions(collect_files(paths)):
         by_kind: dict[ProfileKind, list[tuple[ProfileSummary, str | None]]] = {}
         errors: list[str] = []
         for version, found in versions:
             files = found if options.select is None else [f for f in found if options.select(f)]
-            loaded, failed = load_series(files, limits, options.kind, options.time_of)
-            errors += failed
+            loaded, skipped = load_series(files, limits, options.kind, options.time_of)
+            run.files += len(files)
+            run.skipped.extend(skipped)
+            errors += [str(item) for item in skipped]
             for kind, summaries in loaded.items():
                 by_kind.setdefault(kind, []).extend((s, version) for s in summaries)
         for entries in by_kind.values():
@@ -180,10 +231,12 @@ def analyze_paths(
                 report = detector.update(summary, version)
                 if options.keep_timeline:
                     timeline.append(report)
-            results.append(SeriesResult(str(folder), detector.report(), timeline, errors))
-        if not by_kind and errors:
-            key = SeriesKey(
-                "", options.service or service, options.instance or instance, options.kind or ProfileKind.HEAP
-            )
-            results.append(SeriesResult(str(folder), SeriesDetector(key, config).report(), [], errors))
-    return results
+            run.results.append(SeriesResult(str(folder), detector.report(), timeline, errors))
+    return run
+
+
+def analyze_paths(
+    paths: Sequence[str], config: ProcessorConfig, limits: DecodeLimits, options: AnalyzeOptions
+) -> list[SeriesResult]:
+    """Run the detectors over every series found under `paths` (see `analyze_inputs`)."""
+    return analyze_inputs(paths, config, limits, options).results

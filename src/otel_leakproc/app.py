@@ -1,10 +1,10 @@
 """`otel-leakproc serve`: one process, one asyncio loop, an HTTP and a gRPC server over one ingest core.
 
-Start-up: restore the state snapshot, start the decoder workers, bind the servers, then report ready.
-Shutdown (SIGTERM/SIGINT, or `Service.stop`): report not ready, stop admitting uploads, wait for those in
-progress (bounded by `server.shutdown_timeout_seconds`), stop the servers, write a final snapshot, flush
-the exporters. So SIGTERM loses nothing that was accepted; SIGKILL loses at most the updates since the
-last periodic snapshot (`state.snapshot_interval_seconds`).
+Start-up: restore the series state (checkpoints and journal, `state/`), start the decoder workers, bind the
+servers, then report ready. Every accepted profile is journaled before its upload is answered, so neither
+SIGTERM nor SIGKILL loses an answered upload (a machine crash: see `state.fsync`). Shutdown (SIGTERM/SIGINT,
+or `Service.stop`): report not ready, stop admitting uploads, wait for those in progress (bounded by
+`server.shutdown_timeout_seconds`), stop the servers, close the journal, flush the exporters.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import logging
 import signal
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
 from aiohttp import web
+from prometheus_client import Counter
 
 from otel_leakproc import web as web_assets
 from otel_leakproc.config import Settings
@@ -27,26 +29,23 @@ from otel_leakproc.exporter.base import Exporter
 from otel_leakproc.exporter.self_telemetry import build_self_telemetry
 from otel_leakproc.model import SeriesKey, Status
 from otel_leakproc.pipeline import Pipeline
-from otel_leakproc.processor.state import (
-    FileStateStore,
-    MemoryStateStore,
-    SeriesTable,
-    StateError,
-    StateStore,
-    TrackedSeries,
-)
+from otel_leakproc.processor.state import SeriesTable, StateError, TrackedSeries
 from otel_leakproc.receiver.auth import AuthError, visible_tenants
 from otel_leakproc.receiver.grpc_server import GrpcReceiver, bind
 from otel_leakproc.receiver.http_server import HttpReceiver, error_response, start_http_server
 from otel_leakproc.receiver.ingest import IngestCore, worker_count
 from otel_leakproc.receiver.scrape.manager import ScrapeManager
 from otel_leakproc.report import series_to_json
+from otel_leakproc.state.codec import CodecError
+from otel_leakproc.state.journal import CHECKPOINT_FILE, FileStore
+from otel_leakproc.state.legacy import legacy_snapshot, restore_legacy, retire
+from otel_leakproc.state.persist import SLICE_SECONDS, StatePersistence
+from otel_leakproc.state.store import MemoryStore, SeriesStore
 from otel_leakproc.telemetry import Telemetry
 
 log = logging.getLogger("otel_leakproc")
 
 NANOS = 1_000_000_000
-SNAPSHOT_SLICE_SECONDS = 0.02
 _STATUS_ORDER = {Status.CONFIRMED: 0, Status.SUSPECTED: 1, Status.OK: 2, Status.INSUFFICIENT_DATA: 3}
 
 
@@ -75,19 +74,24 @@ class Service:
         settings: Settings,
         *,
         exporters: Sequence[Exporter] | None = None,
-        store: StateStore | None = None,
+        store: SeriesStore | None = None,
     ) -> None:
         self.settings = settings
         self.telemetry = Telemetry()
         self.table = SeriesTable(settings.processor, settings.state.max_series)
+        if store is None:
+            state = settings.state
+            store = FileStore(state.dir, state.fsync) if state.dir else MemoryStore()
+        self.store = store
+        self.persistence = StatePersistence(self.table, store, settings.processor)
         self.pipeline = Pipeline(
             self.table,
-            build_exporters(settings.export, settings.state.dir) if exporters is None else exporters,
+            build_exporters(settings.export, settings.state.dir, instruments=self.telemetry.export)
+            if exporters is None
+            else exporters,
             self.telemetry,
+            self.persistence,
         )
-        if store is None:
-            store = FileStateStore(settings.state.dir) if settings.state.dir else MemoryStateStore()
-        self.store = store
         self.core = IngestCore(
             settings.server, settings.ingest, settings.decode.to_limits(), self.pipeline.accept, self.telemetry
         )
@@ -104,9 +108,14 @@ class Service:
         self._runner: web.AppRunner | None = None
         self._grpc: grpc.aio.Server | None = None
         self._grpc_receiver: GrpcReceiver | None = None
-        self._snapshotter: asyncio.Task[None] | None = None
+        self._state_tasks: list[asyncio.Task[None]] = []
+        self._migrated: Path | None = None
+        self.persistence_dropped = Counter(
+            "otel_leakproc_state_dropped_records",
+            "Unreadable journal or checkpoint records dropped at start-up (a torn or corrupt tail).",
+            registry=self.telemetry.registry,
+        )
         self._stopped = asyncio.Event()
-        self._saved_generation = -1
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -117,8 +126,9 @@ class Service:
             self.core,
             self._series_api,
             self.telemetry.render,
-            lambda: self._ready,
+            lambda: self._ready and self.store.health.ok,
             static_dir=str(web_assets.static_dir()),
+            not_ready_reason=lambda: self.store.health.reason,
         )
         # HTTP first: /livez answers while a large snapshot is restored (tens of seconds at 10,000 series),
         # /readyz says 503 and uploads are refused with Retry-After until everything below is up.
@@ -126,7 +136,9 @@ class Service:
             receiver.application(), server.http.address, server.http.tls
         )
         if await asyncio.to_thread(self._restore):
-            self.pipeline.restored()
+            self.pipeline.restored(later=self.persistence.stale)
+        if self._migrated is not None:
+            await self._finish_migration(self._migrated)
         await self.core.start()
         if server.grpc.enabled:
             self._grpc_receiver = GrpcReceiver(server, self.core)
@@ -134,7 +146,11 @@ class Service:
             self.grpc_port = bind(self._grpc, server.grpc)
             await self._grpc.start()
             await self._grpc_receiver.set_serving(True)
-        self._snapshotter = asyncio.create_task(self._snapshot_loop(), name="state-snapshots")
+        self._state_tasks = [
+            asyncio.create_task(self._checkpoint_loop(), name="state-checkpoints"),
+            asyncio.create_task(self._sync_loop(), name="state-fsync"),
+            asyncio.create_task(self._materialize_loop(), name="state-materialize"),
+        ]
         if self.scrape is not None:
             await self.scrape.start()
         self._ready = True
@@ -167,75 +183,107 @@ class Service:
             log.warning(
                 "shutdown: %d uploads still decoding at the deadline; they are not acknowledged", self.core.in_flight
             )
-        if self._snapshotter is not None:
-            self._snapshotter.cancel()
+        for task in self._state_tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._snapshotter
+                await task
         if self._grpc is not None:
             await self._grpc.stop(grace=max(0.0, min(2.0, deadline - time.monotonic())))
         if self._runner is not None:
             await self._runner.cleanup()
-        await self.save_snapshot()
+        self.store.close()  # everything accepted is in the journal already; this makes it durable
         self.pipeline.shutdown(max(0.5, deadline - time.monotonic()))
         if self.self_telemetry is not None:  # last, so its final export holds the final counts
             self.self_telemetry.shutdown(max(0.5, deadline - time.monotonic()))
         self.core.close()
         self._stopped.set()
-        log.info("stopped: %d series saved to %s", len(self.table), self.store.describe())
+        log.info("stopped: %d series kept in %s", len(self.table), self.store.describe())
 
     # -- state ----------------------------------------------------------------------------------
 
     def _restore(self) -> bool:
-        """Load the snapshot into the table (in a thread, before uploads are admitted). True if restored."""
+        """Load the state into the table (in a thread, before uploads are admitted). True if restored."""
+        self._migrated = legacy_snapshot(self.settings.state.dir) if self.settings.state.dir else None
         try:
-            snapshot = self.store.load()
-            if snapshot is None:
-                return False
-            count = self.table.restore(snapshot)
-        except StateError as exc:
-            self._set_aside(exc)
+            if self._migrated is not None and not (Path(self.settings.state.dir) / CHECKPOINT_FILE).exists():
+                count = restore_legacy(self._migrated, self.table)
+                # The journal is empty unless a migration was interrupted after uploads were accepted.
+                points = self.persistence.apply_loaded_points(self.store.load())
+                log.info(
+                    "restored %d series from the old snapshot %s (+%d journal points)", count, self._migrated, points
+                )
+                return True
+            self._migrated = None
+            result = self.persistence.restore()
+        except StateError as exc:  # the old snapshot is unreadable: keep it aside, start empty
+            assert self._migrated is not None
+            log.error(
+                "state: %s; starting with no history (the file is kept as %s)",
+                exc,
+                retire(self._migrated, ".unreadable"),
+            )
+            self._migrated = None
+            self.store.load()
             return False
-        self._saved_generation = self.table.generation  # the file already holds exactly this
-        log.info("restored %d series from %s", count, self.store.describe())
-        return True
-
-    def _set_aside(self, exc: StateError) -> None:
-        # Starting empty beats not starting; the unreadable file is kept for a human to look at.
-        log.error("state: %s; starting with no history", exc)
-        if isinstance(self.store, FileStateStore) and self.store.path.exists():
-            aside = self.store.path.with_name(f"{self.store.path.name}.unreadable-{int(time.time())}")
-            with contextlib.suppress(OSError):
-                self.store.path.rename(aside)
-                log.error("state: the unreadable snapshot was moved to %s", aside)
-
-    async def save_snapshot(self) -> bool:
-        if self._saved_generation == self.table.generation:
-            return True  # nothing changed since the last snapshot
-        generation = self.table.generation
-        # Serialise changed series in slices of at most SNAPSHOT_SLICE_SECONDS of loop time, so uploads
-        # keep flowing while thousands of busy series are encoded (a few ms each).
-        while not self.table.refresh_fragments(time.perf_counter() + SNAPSHOT_SLICE_SECONDS):
-            await asyncio.sleep(0)
-        snapshot = self.table.snapshot_text()
-        try:
-            await asyncio.to_thread(self.store.save, snapshot)
-        except OSError as exc:
-            self.telemetry.snapshot_failures.inc()
-            log.error("state: cannot write snapshot to %s: %s", self.store.describe(), exc)
+        except (CodecError, OSError) as exc:
+            self.store.health.fail(f"cannot read the state in {self.settings.state.dir}: {exc}")
+            log.error("state: cannot restore from %s: %s", self.store.describe(), exc)
             return False
-        self._saved_generation = generation
-        self.telemetry.snapshot_last_success.set(time.time())
-        return True
+        if result.dropped_records:
+            self.persistence_dropped.inc(result.dropped_records)
+        log.info(
+            "restored %d series from %s (%d checkpoints, %d journal points, %d unreadable records dropped)"
+            " in %.2f s; detectors are rebuilt in the background",
+            result.series,
+            self.store.describe(),
+            result.checkpoints,
+            result.points,
+            result.dropped_records,
+            result.seconds,
+        )
+        return result.series > 0
 
-    async def _snapshot_loop(self) -> None:
-        interval = self.settings.state.snapshot_interval_seconds
+    async def _finish_migration(self, path: Path) -> None:
+        self.persistence.dirty.update(t.key for t in self.table)
+        if await self.persistence.compact():
+            log.info("state: the old snapshot is migrated; it was renamed %s", retire(path))
+
+    async def _checkpoint_loop(self) -> None:
+        state = self.settings.state
         took = 0.0
+        last = time.monotonic()
         while True:
-            # Never spend more than half the time snapshotting: with many busy series, space them out.
-            await asyncio.sleep(max(interval, took))
+            await asyncio.sleep(1.0)
+            due = time.monotonic() - last >= max(state.snapshot_interval_seconds, took)
+            if not due and self.persistence.journal_bytes_since_compaction < state.journal_max_bytes:
+                continue
+            if not self.persistence.dirty:
+                last = time.monotonic()
+                continue
             start = time.monotonic()
-            await self.save_snapshot()
-            took = time.monotonic() - start
+            if await self.persistence.compact():
+                self.telemetry.snapshot_last_success.set(time.time())
+            else:
+                self.telemetry.snapshot_failures.inc()
+            last = time.monotonic()
+            took = last - start  # never spend more than half the time checkpointing
+
+    async def _sync_loop(self) -> None:
+        period = self.settings.state.fsync_interval_ms / 1000 if self.settings.state.fsync == "interval" else 1.0
+        while True:
+            await asyncio.sleep(period)
+            if self.settings.state.fsync == "interval":
+                await asyncio.to_thread(self.store.sync)
+            self.store.probe()  # a failing store is retried here, so /readyz can turn true again
+
+    async def _materialize_loop(self) -> None:
+        while True:
+            done = self.persistence.materialize_some(time.perf_counter() + SLICE_SECONDS)
+            for tracked in self.persistence.rebuilt_stale():
+                self.pipeline.report(tracked)  # now with its journal points applied
+            if done:
+                return
+            await asyncio.sleep(SLICE_SECONDS)
 
     # -- API ------------------------------------------------------------------------------------
 
@@ -250,14 +298,25 @@ class Service:
             ) from None
         query = request.query
         want_timeline = query.get("timeline", "1") not in ("0", "false")
-        selected = []
+        chosen = []
         for tracked in sorted(self.table, key=_sort_key):
             key = tracked.key
             if tenants is not None and key.tenant not in tenants:
                 continue
             if not _matches(key, tracked.report.status, query):
                 continue
-            selected.append(series_object(tracked, timeline=want_timeline))
+            chosen.append(tracked)
+        if want_timeline:
+            # Timelines need the detectors: build those still being restored, in slices, so that a listing
+            # right after start-up does not hold the event loop for seconds.
+            deadline = time.perf_counter() + SLICE_SECONDS
+            for tracked in chosen:
+                if not tracked.loaded:
+                    tracked.materialize()
+                    if time.perf_counter() > deadline:
+                        await asyncio.sleep(0)
+                        deadline = time.perf_counter() + SLICE_SECONDS
+        selected = [series_object(tracked, timeline=want_timeline) for tracked in chosen]
         out: dict[str, Any] = {"series": selected}
         if self.scrape is not None:
             # Per-target scrape health (docs/scrape.md), filtered like the series.

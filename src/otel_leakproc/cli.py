@@ -1,7 +1,7 @@
 """Command line: argument parsing only. Loads config, runs the command, maps errors to exit codes.
 
-Exit codes: 0 ok; 1 analysis found a flagged series with --fail-on-leak, or inputs could not be read;
-2 invalid configuration or usage.
+Exit codes: 0 ok; 1 analysis found a flagged series with --fail-on-leak, or any input could not be read
+(a path missing, no profile found, a file skipped); 2 invalid configuration or usage.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     push = sub.add_parser("push", help="upload profile files to a running service (POST /ingest)")
-    push.add_argument("files", nargs="+", metavar="FILE", help="profiles (pprof, gzipped or not, or debug=2 dumps)")
+    push.add_argument("files", nargs="+", metavar="FILE", help="profiles (pprof or Go text, gzipped or not)")
     push.add_argument("--url", default="http://127.0.0.1:4040", help="the service (default: %(default)s)")
     push.add_argument("--service", required=True, help="service name")
     push.add_argument("--instance", help="instance id")
@@ -76,11 +76,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from otel_leakproc.analyze import AnalyzeOptions, analyze_paths  # noqa: PLC0415 (keeps --help fast)
-    from otel_leakproc.config import load_settings  # noqa: PLC0415
-    from otel_leakproc.report import render_table, series_to_json  # noqa: PLC0415
+    from otel_leakproc.analyze import AnalyzeOptions, analyze_inputs  # noqa: PLC0415 (keeps --help fast)
+    from otel_leakproc.processor.config import ProcessorConfig  # noqa: PLC0415
+    from otel_leakproc.receiver.decode.limits import DecodeLimits  # noqa: PLC0415
+    from otel_leakproc.report import inputs_to_json, render_table, series_to_json  # noqa: PLC0415
 
-    settings = load_settings(args.config)
+    # Without --config, the defaults of the two sections analyze reads, without importing the server,
+    # scrape and export sections' modules (a short-lived process: start-up is most of its time).
+    processor, limits = ProcessorConfig(), DecodeLimits()
+    if args.config is not None:
+        from otel_leakproc.config import load_settings  # noqa: PLC0415
+
+        settings = load_settings(args.config)
+        processor, limits = settings.processor, settings.decode.to_limits()
     options = AnalyzeOptions(
         service=args.service,
         instance=args.instance,
@@ -88,20 +96,29 @@ def _analyze(args: argparse.Namespace) -> int:
         memory_limit_bytes=args.memory_limit,
     )
     try:
-        results = analyze_paths(args.paths, settings.processor, settings.decode.to_limits(), options)
+        run = analyze_inputs(args.paths, processor, limits, options)
     except FileNotFoundError as exc:
         print(f"otel-leakproc: {exc}", file=sys.stderr)
         return EXIT_FINDINGS
-    errors = sorted({e for r in results for e in r.errors})
-    for error in errors:
-        print(f"otel-leakproc: skipped {error}", file=sys.stderr)
+    for item in run.skipped:
+        print(f"otel-leakproc: skipped {item}", file=sys.stderr)
+    results = run.results
+    reasons = ", ".join(f"{n} {reason}" for reason, n in run.skipped_by_reason().items())
     if args.json:
-        doc = {"series": [series_to_json(r.report, r.source) for r in results]}
+        doc = {"series": [series_to_json(r.report, r.source) for r in results], "inputs": inputs_to_json(run)}
         print(json.dumps(doc, indent=2))
-    else:
+    elif results:
         print(render_table([(r.report, r.source) for r in results]))
-    if not results:
+        if run.skipped:
+            print(f"skipped {len(run.skipped)} of {run.files} files ({reasons}); the reasons are on stderr")
+    if not run.files:
         print("otel-leakproc: no profiles found", file=sys.stderr)
+        return EXIT_FINDINGS
+    if not results:
+        files = "1 file" if run.files == 1 else f"{run.files} files"
+        print(f"otel-leakproc: no profile could be read from {files} ({reasons})", file=sys.stderr)
+        return EXIT_FINDINGS
+    if run.skipped:  # fail closed: a verdict on part of the input must not pass a CI gate
         return EXIT_FINDINGS
     if args.fail_on_leak and any(r.report.status.flagged for r in results):
         return EXIT_FINDINGS

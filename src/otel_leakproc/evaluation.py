@@ -93,6 +93,8 @@ def evaluate_series(scenario: str, label: dict[str, Any], result: SeriesResult, 
     kind = result.report.key.kind
     positive, function, start = _expectation(label, kind)
     restart = label.get("restart_tick")
+    # A deploy that did not fix the leak: a flag after the restart is right, not a false alarm.
+    leaks_after_restart = kind is ProfileKind.HEAP and bool(label.get("heap_leak_after_restart"))
     timeline = result.timeline
     first = timeline[0].last_time_nanos if timeline else 0
     flagged_tick = None
@@ -103,7 +105,7 @@ def evaluate_series(scenario: str, label: dict[str, Any], result: SeriesResult, 
         if report.status.flagged and flagged_tick is None:
             flagged_tick = tick
             top1_at_flag = _top1(report)
-        if restart is not None and tick >= restart and report.status.flagged:
+        if restart is not None and tick >= restart and report.status.flagged and not leaks_after_restart:
             flagged_after_restart = True
     final: SeriesReport = result.report
     if restart is not None and flagged_tick is not None:  # attribution judged while the leak was live

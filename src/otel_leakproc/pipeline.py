@@ -1,6 +1,8 @@
 """The processor stage of `serve`: decoded profiles in, series updates, events and exports out.
 
-Runs on the event loop (detector updates are milliseconds). An exporter that fails is logged and
+Runs on the event loop (detector updates are milliseconds). The points of an upload are journaled (the
+state store, `state/persist.py`) before any is applied: if the store cannot take them the upload is
+refused with `StoreUnavailableError` and nothing changes. An exporter that fails is logged and
 counted, never allowed to stop ingestion or another exporter.
 """
 
@@ -8,15 +10,16 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from otel_leakproc.exporter.base import Exporter
 from otel_leakproc.model import ProfileKind, SeriesKey
-from otel_leakproc.processor.state import SeriesTable
+from otel_leakproc.processor.state import SeriesTable, TrackedSeries
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult
+from otel_leakproc.state.persist import StatePersistence
 from otel_leakproc.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -25,28 +28,45 @@ log = logging.getLogger(__name__)
 class Pipeline:
     """Feeds decoded profiles to the series table and fans the results out to the exporters."""
 
-    def __init__(self, table: SeriesTable, exporters: Sequence[Exporter], telemetry: Telemetry) -> None:
+    def __init__(
+        self,
+        table: SeriesTable,
+        exporters: Sequence[Exporter],
+        telemetry: Telemetry,
+        persistence: StatePersistence | None = None,
+    ) -> None:
         self.table = table
+        self.persistence = persistence
         self.exporters = list(exporters)
         self.telemetry = telemetry
         telemetry.registry.register(SeriesGauges(table))
 
     def accept(self, tenant: str, request: UploadRequest, result: UploadResult) -> None:
-        """The ingest core's sink: one decoded upload."""
-        for profile in result.profiles:
-            key = SeriesKey(tenant, profile.service, profile.instance, profile.summary.kind)
+        """The ingest core's sink: one decoded upload. Raises StoreUnavailableError (nothing applied)."""
+        keys = [SeriesKey(tenant, p.service, p.instance, p.summary.kind) for p in result.profiles]
+        if self.persistence is not None:
+            self.persistence.append([(k, p.resource, p.summary) for k, p in zip(keys, result.profiles, strict=True)])
+        for key, profile in zip(keys, result.profiles, strict=True):
             update = self.table.update(key, profile.resource, profile.summary)
             for evicted in update.evicted:
+                if self.persistence is not None:
+                    self.persistence.forget(evicted)
                 self._each("forget", lambda e, k=evicted: e.forget(k))
             self.telemetry.series_evicted.inc(len(update.evicted))
             self._each("on_report", lambda e, s=update.series: e.on_report(s.report, s.resource))
             if update.event is not None:
                 self._each("on_event", lambda e, ev=update.event: e.on_event(ev))
 
-    def restored(self) -> None:
-        """After a state restore: let the exporters observe every restored series again."""
+    def restored(self, later: Collection[SeriesKey] = ()) -> None:
+        """After a state restore: let the exporters observe every restored series again, except those in
+        `later` (their saved report is older than their journal; `report` them once rebuilt)."""
         for tracked in self.table:
-            self._each("on_report", lambda e, s=tracked: e.on_report(s.report, s.resource))
+            if tracked.key not in later:
+                self.report(tracked)
+
+    def report(self, tracked: TrackedSeries) -> None:
+        """Let the exporters observe one series' current report."""
+        self._each("on_report", lambda e, s=tracked: e.on_report(s.report, s.resource))
 
     def _each(self, what: str, call: object) -> None:
         assert callable(call)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from otel_leakproc.model import FixSide, FixVerification, Grower, ProfileKind, SeriesReport
+
+if TYPE_CHECKING:
+    from otel_leakproc.analyze import AnalyzeRun
 
 NANOS = 1_000_000_000
 
@@ -31,6 +34,17 @@ def grower_to_json(grower: Grower) -> dict[str, Any]:
         out["state"] = grower.state
     out.update(grower.detail)
     return out
+
+
+def inputs_to_json(run: AnalyzeRun) -> dict[str, Any]:
+    """The `inputs` object of `analyze --json`: files considered, read and skipped, and why."""
+    return {
+        "files": run.files,
+        "read": run.read,
+        "skipped": len(run.skipped),
+        "skipped_by_reason": run.skipped_by_reason(),
+        "skipped_files": [{"path": s.path, "reason": s.reason, "message": s.message} for s in run.skipped],
+    }
 
 
 def series_to_json(report: SeriesReport, source: str | None = None) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """otel-leakproc's own telemetry: what it received, rejected, queued and tracks, served on `GET /metrics`.
 
 These are the service's health signals (alert rules watch them), not the derived leak metrics, which
-the exporters emit with the monitored service as their resource. Each `Telemetry` has its own registry,
-so several services in one process (tests) never collide; `/metrics` renders it together with the
-default registry (process metrics and anything the exporters register there).
+the exporters emit with the monitored service as their resource. Every instrument lives in the registry
+the `Telemetry` is given (a new one by default), so several services in one process (tests) never collide;
+components receive the instruments they update (`ExportInstruments` for the exporters) instead of keeping
+globals. `/metrics` renders the registry together with the default one, which holds only
+prometheus_client's process and platform collectors.
 """
 
 from __future__ import annotations
@@ -27,11 +29,38 @@ MAX_TENANT_LABELS = 100
 OTHER_TENANT = "(other)"
 
 
+class ExportInstruments:
+    """What the exporters report about delivery: failed export requests, the event spool, deliveries."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.export_failures = Counter(
+            "otel_leakproc_export_failures",
+            "OTLP export requests that failed after the SDK's own retries, by signal (metrics, logs).",
+            ["signal"],
+            registry=registry,
+        )
+        for signal in ("metrics", "logs"):
+            self.export_failures.labels(signal=signal)  # present at 0 from the start: rate() and increase() work
+        self.events_spooled = Gauge(
+            "otel_leakproc_events_spooled",
+            "Log events waiting for delivery (in the spool) because the collector did not accept them yet.",
+            registry=registry,
+        )
+        self.events_dropped = Counter(
+            "otel_leakproc_events_dropped",
+            "Log events dropped because the spool was full (the oldest go first).",
+            registry=registry,
+        )
+        self.events_delivered = Counter(
+            "otel_leakproc_events_delivered", "Log events the collector accepted.", registry=registry
+        )
+
+
 class Telemetry:
     """The own-metrics instruments. Names are the contract of `config/alerts` and `docs/metrics.md`."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True) if registry is None else registry
         r = self.registry
         self.received = Counter(
             "otel_leakproc_profiles_received",
@@ -82,6 +111,7 @@ class Telemetry:
             registry=r,
         )
         self.ready = Gauge("otel_leakproc_ready", "1 while the service accepts uploads.", registry=r)
+        self.export = ExportInstruments(r)
         self._tenants: set[str] = set()
 
     def tenant_label(self, tenant: str) -> str:
@@ -94,5 +124,5 @@ class Telemetry:
         return OTHER_TENANT
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of these metrics and of the default registry."""
+        """The Prometheus text exposition of these metrics and of the default registry (process metrics)."""
         return generate_latest(self.registry) + generate_latest(REGISTRY)

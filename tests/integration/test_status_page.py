@@ -101,7 +101,50 @@ def payload(real_series: list[dict[str, Any]]) -> dict[str, Any]:
     plateau["evidence"][NASTY_EVIDENCE_KEY] = "<script>document.title='pwned'</script>"
     # The API's order is not the page's order: put the healthy series first on the wire.
     series.sort(key=lambda s: s["status"] != "ok")
-    return {"series": series}
+    return {"series": series, "targets": TARGETS}
+
+
+# Scrape targets as `/api/v1/series` lists them (docs/scrape.md): a dump kept for the leaking instance (one
+# group's function is hostile text), a failed dump for another, none for the rest.
+TARGETS: list[dict[str, Any]] = [
+    {
+        "id": "static/checkout/checkout-7d9f-pod-1",
+        "service": "checkout",
+        "instance": "checkout-7d9f-pod-1",
+        "dump": {
+            "time": 1795723950.2,
+            "trigger": "leak.confirmed",
+            "kind": "heap",
+            "goroutines": 44,
+            "groups_total": 6,
+            "max_wait_minutes": 3,
+            "groups": [
+                {
+                    "count": 37,
+                    "state": "sync.RWMutex.RLock",
+                    "max_wait_minutes": 3,
+                    "leaked": 0,
+                    "function": "main.(*LockedStockMap).Get",
+                    "creator": "main.main",
+                    "stack": ["sync.(*RWMutex).RLock sync/rwmutex.go:74", "main.(*LockedStockMap).Get main.go:80"],
+                },
+                {"count": 2, "state": "IO wait", "function": NASTY_FUNCTION, "creator": "", "stack": []},
+            ],
+        },
+    },
+    {
+        "id": "static/quotes/quotes-0",
+        "service": "quotes",
+        "instance": "quotes-0",
+        "dump": {"time": 1795723950.2, "trigger": "goroutine_leak.suspected", "error": "GET x: timeout"},
+    },
+    {
+        "id": "static/checkout/checkout-7d9f-pod-2",
+        "service": "checkout",
+        "instance": "checkout-7d9f-pod-2",
+        "dump": None,
+    },
+]
 
 
 # A test-only hook (served with the page under /scroll/): scroll after the first render, read after the next.
@@ -349,6 +392,25 @@ def test_untrusted_strings_are_escaped(server: PageServer, page: Element) -> Non
     assert f"{NASTY_FILE}:7" in locations
     keys = [dt.text() for dt in article(doc, PLATEAU).find_all("dt")]
     assert NASTY_EVIDENCE_KEY in keys
+
+
+def instance(doc: Element, name: str) -> Element:
+    found = [d for d in doc.find_all("div", cls="instance") if d.attrs.get("data-instance") == name]
+    assert len(found) == 1, name
+    return found[0]
+
+
+def test_goroutine_dump_of_a_scraped_target_is_shown_under_its_instance(page: Element) -> None:
+    box = need(instance(page, "checkout-7d9f-pod-1").find("details", cls="dump"))
+    assert "open" in box.attrs  # the instance has a flagged series
+    assert "after leak.confirmed: 44 goroutines, 6 groups" in need(box.find("summary")).text()
+    rows = [[cell.text() for cell in row.find_all("td")] for row in box.find_all("tr")[1:]]
+    assert rows[0] == ["37", "sync.RWMutex.RLock", "main.(*LockedStockMap).Get", "main.main", "3 min"]
+    assert rows[1][2] == " ".join(NASTY_FUNCTION.split())  # text, not markup
+    assert rows[1][3] == "\u2014"
+    failed = need(instance(page, "quotes-0").find("p", cls="dump-error"))
+    assert failed.text() == "Goroutine dump after goroutine_leak.suspected failed: GET x: timeout"
+    assert instance(page, "checkout-7d9f-pod-2").find(cls="dump") is None
 
 
 def test_permalink_opens_a_folded_series(server: PageServer, page: Element) -> None:

@@ -21,6 +21,15 @@ from otel_leakproc import __version__
 TESTDATA = Path(__file__).resolve().parents[1] / "testdata"
 CORPUS = TESTDATA / "corpus"
 STEADY_LEAK = CORPUS / "steady_leak" / "heap"
+GO_TEXT = TESTDATA / "go-text"
+# gperftools' heap profile text: the same header shape as Go's, sampled differently ("@ heapprofile").
+GPERFTOOLS_HEAP = """heap profile:    2:   262144 [     4:   524288] @ heapprofile
+     1:   131072 [     2:   262144] @ 0x00000000004005f4 0x00000000004006b2
+     1:   131072 [     2:   262144] @ 0x00000000004005f4 0x00000000004006c0
+
+MAPPED_LIBRARIES:
+00400000-00401000 r-xp 00000000 08:01 1234 /usr/bin/app
+"""
 LEAK_FUNCTION = "main.(*orderHistoryArchive).appendOrderSnapshot"
 RESTART_PAIR = (
     TESTDATA / "pprof" / "go_heap_restart_before_0035.pb.gz",
@@ -43,7 +52,8 @@ def run_json(*args: str | Path, expect_rc: int = 0) -> tuple[list[dict[str, Any]
     result = run("analyze", "--json", *args)
     assert result.returncode == expect_rc, result.stderr
     doc = json.loads(result.stdout)
-    assert list(doc) == ["series"]
+    assert list(doc) == ["series", "inputs"]
+    assert doc["inputs"]["read"] + doc["inputs"]["skipped"] == doc["inputs"]["files"]
     return doc["series"], result.stderr
 
 
@@ -127,7 +137,7 @@ def test_memory_limit_gives_time_to_limit() -> None:
     assert over["time_to_limit_seconds"] == 0.0  # already above the limit
 
 
-def test_garbage_file_is_skipped_with_its_reason(tmp_path: Path) -> None:
+def test_garbage_file_is_skipped_with_its_reason_and_fails_the_run(tmp_path: Path) -> None:
     folder = tmp_path / "checkout" / "heap"
     folder.mkdir(parents=True)
     for n in range(12):
@@ -136,17 +146,65 @@ def test_garbage_file_is_skipped_with_its_reason(tmp_path: Path) -> None:
     (folder / "notes.txt").write_text("not a profile at all\n")
 
     result = run("analyze", "--json", tmp_path / "checkout")
-    assert result.returncode == 0, result.stderr
-    (s,) = json.loads(result.stdout)["series"]
+    assert result.returncode == 1, result.stderr  # fail closed: part of the input was not analysed
+    doc = json.loads(result.stdout)
+    (s,) = doc["series"]
     assert s["profiles"] == 12
     assert s["service"] == "checkout"
     assert s["kind"] == "heap"
+    inputs = doc["inputs"]
+    assert (inputs["files"], inputs["read"], inputs["skipped"]) == (14, 12, 2)
+    assert inputs["skipped_by_reason"] == {"bad_gzip": 1, "bad_protobuf": 1}
+    assert sorted(Path(f["path"]).name for f in inputs["skipped_files"]) == ["0005b.pb.gz", "notes.txt"]
     skipped = [line for line in result.stderr.splitlines() if "skipped" in line]
     assert len(skipped) == 2, result.stderr
     truncated = next(line for line in skipped if "0005b.pb.gz" in line)
     assert "gzip" in truncated
     text = next(line for line in skipped if "notes.txt" in line)
     assert "not a valid pprof" in text
+
+    table = run("analyze", tmp_path / "checkout")
+    assert table.returncode == 1
+    assert table.stdout.splitlines()[1].split()[:3] == ["checkout", "heap", "12"]
+    assert table.stdout.splitlines()[-1] == (
+        "skipped 2 of 14 files (1 bad_gzip, 1 bad_protobuf); the reasons are on stderr"
+    )
+
+
+def test_a_run_that_reads_nothing_fails_with_the_reasons_and_no_series(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a profile at all\n")
+    (tmp_path / "heap.prof").write_text(GPERFTOOLS_HEAP)
+    shutil.copy(GO_TEXT / "snapshot_cpu.pb.gz", tmp_path)
+
+    table = run("analyze", "--fail-on-leak", tmp_path)
+    assert table.returncode == 1
+    assert table.stdout == ""  # no phantom series with 0 profiles
+    lines = table.stderr.splitlines()
+    assert lines[-1] == (
+        "otel-leakproc: no profile could be read from 3 files (1 bad_protobuf, 1 bad_text, 1 unsupported)"
+    )
+    assert any("heap.prof" in line and "gperftools heap profile" in line for line in lines), lines
+    assert any("snapshot_cpu.pb.gz" in line and "CPU profile" in line for line in lines), lines
+
+    result = run("analyze", "--json", tmp_path)
+    assert result.returncode == 1
+    doc = json.loads(result.stdout)
+    assert doc["series"] == []
+    assert doc["inputs"]["read"] == 0
+    assert doc["inputs"]["skipped_by_reason"] == {"bad_protobuf": 1, "bad_text": 1, "unsupported": 1}
+
+
+def test_go_text_profiles_are_analysed_like_their_protobuf(tmp_path: Path) -> None:
+    for name in ("heap", "goroutine"):
+        folder = tmp_path / "snapshot" / name
+        folder.mkdir(parents=True)
+        shutil.copy(GO_TEXT / f"snapshot_{name}.txt", folder)
+    text, stderr = run_json(tmp_path / "snapshot")
+    assert stderr == ""
+    by_kind = {s["kind"]: s for s in text}
+    assert by_kind["heap"]["profiles"] == 1
+    assert by_kind["heap"]["current"] == 3765224  # in-use bytes, scaled as Go's tooling scales them
+    assert by_kind["goroutine"]["current"] == 15
 
 
 def test_missing_path_fails_with_a_clear_message(tmp_path: Path) -> None:
@@ -266,10 +324,13 @@ def test_analyze_does_not_load_the_network_stack() -> None:
         "from otel_leakproc.cli import main\n"
         f"code = main(['analyze', '--json', {str(STEADY_LEAK)!r}])\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'aiohttp', 'grpc', 'kubernetes', 'opentelemetry'})\n"
-        "print(code, heavy, file=sys.stderr)\n"
+        "unused = sorted(m for m in sys.modules if m.startswith(('otel_leakproc.config', 'otel_leakproc.exporter', "
+        "'otel_leakproc.receiver.scrape', 'otel_leakproc.receiver.config')))\n"
+        "print(code, heavy, unused, file=sys.stderr)\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
-    assert result.stderr.strip().splitlines()[-1] == "0 []", result.stderr
+    # Nor, without --config, the modules of the config sections it does not read (server, scrape, export).
+    assert result.stderr.strip().splitlines()[-1] == "0 [] []", result.stderr
 
 
 def test_analyze_reads_version_folders_as_one_series_with_a_fix_verdict() -> None:

@@ -100,7 +100,14 @@ EXPECTED_FULL = Settings(
         rate_limit=RateLimitConfig(uploads_per_second=10.0, burst=20),
     ),
     ingest=IngestConfig(workers=3, queue_size=16, retry_after_seconds=5.0),
-    state=StateConfig(dir="/var/lib/otel-leakproc", snapshot_interval_seconds=10.0, max_series=500),
+    state=StateConfig(
+        dir="/var/lib/otel-leakproc",
+        snapshot_interval_seconds=10.0,
+        max_series=500,
+        fsync="always",
+        fsync_interval_ms=250,
+        journal_max_bytes=1048576,
+    ),
     export=ExportConfig(
         console=True,
         otlp=OtlpConfig(
@@ -191,6 +198,7 @@ EXPECTED_FULL = Settings(
         timeout_seconds=4.0,
         max_response_bytes=4194304,
         profiles=("heap", "goroutine"),
+        format="text",
         tenant="cluster-a",
         max_targets=50,
         static_targets=(

@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from otel_leakproc.exporter.base import Exporter
 from otel_leakproc.exporter.config import ExportConfig
 from otel_leakproc.exporter.console import ConsoleExporter
+
+if TYPE_CHECKING:
+    from otel_leakproc.telemetry import ExportInstruments
 
 __all__ = ["Exporter", "build_exporters", "spool_directory"]
 
@@ -33,7 +37,10 @@ def spool_directory(config: ExportConfig, state_dir: str = "") -> Path | None:
 
 
 def build_exporters(
-    config: ExportConfig, state_dir: str = "", environ: Mapping[str, str] | None = None
+    config: ExportConfig,
+    state_dir: str = "",
+    environ: Mapping[str, str] | None = None,
+    instruments: ExportInstruments | None = None,
 ) -> list[Exporter]:
     """The exporters the config asks for, in the order they are called.
 
@@ -41,12 +48,14 @@ def build_exporters(
         config: the `export` section.
         state_dir: `state.dir`, used for the default event spool (`<state.dir>/spool`); "" = none.
         environ: the environment for the `OTEL_EXPORTER_OTLP_*` variables (default `os.environ`).
+        instruments: the service's delivery metrics (`Telemetry.export`); the OTLP exporter counts there.
 
     Returns:
         Started exporters; the caller calls `shutdown` on each at exit.
     """
     # Imported here: the config loader imports this package, and must not pay for the SDK and grpc.
-    from otel_leakproc.exporter.otlp import OtlpExporter, otlp_enabled  # noqa: PLC0415
+    from otel_leakproc.exporter.otlp import OtlpExporter  # noqa: PLC0415
+    from otel_leakproc.exporter.otlp_target import otlp_enabled  # noqa: PLC0415
     from otel_leakproc.exporter.prometheus import PrometheusExporter  # noqa: PLC0415
 
     env = os.environ if environ is None else environ
@@ -57,7 +66,9 @@ def build_exporters(
         exporters.append(ConsoleExporter(hint=hint))
     try:
         if use_otlp:
-            exporters.append(OtlpExporter(config, spool_directory(config, state_dir), environ=env))
+            exporters.append(
+                OtlpExporter(config, spool_directory(config, state_dir), environ=env, instruments=instruments)
+            )
         if config.prometheus.enabled:
             exporters.append(PrometheusExporter(config.prometheus))
     except BaseException:

@@ -20,15 +20,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import grpc
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
-from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
 from opentelemetry.sdk._logs import ReadableLogRecord
@@ -44,13 +41,20 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from prometheus_client import CollectorRegistry
 
 from otel_leakproc import __version__
-from otel_leakproc.exporter import telemetry
 from otel_leakproc.exporter.config import ExportConfig, OtlpConfig
+from otel_leakproc.exporter.otlp_target import (
+    OtlpTarget,
+    grpc_exporter_kwargs,
+    http_exporter_kwargs,
+    resolve_target,
+)
 from otel_leakproc.exporter.signals import event_record, monitored_resource, report_points
 from otel_leakproc.exporter.spool import Spool
 from otel_leakproc.model import LeakEvent, SeriesKey, SeriesReport
+from otel_leakproc.telemetry import ExportInstruments
 
 _log = logging.getLogger(__name__)
 
@@ -61,12 +65,6 @@ MAX_EVENTS_PER_REQUEST = 512
 MAX_POINTS_PER_REQUEST = 2000
 # Events waiting between the event loop and the delivery thread; they move to the spool within moments.
 MAX_QUEUED_EVENTS = 10000
-
-ENDPOINT_VARIABLES = (
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-)
 
 
 class MetricSink(Protocol):
@@ -85,53 +83,6 @@ class LogSink(Protocol):
         """Release the connection."""
 
 
-@dataclass(frozen=True, slots=True)
-class OtlpTarget:
-    """Where and how one signal is sent, after YAML and environment are combined."""
-
-    protocol: str
-    endpoint: str | None  # None = let the SDK read OTEL_EXPORTER_OTLP_[SIGNAL_]ENDPOINT
-    headers: dict[str, str] | None
-    insecure: bool | None
-    ca_file: str | None
-    compression: str | None  # "gzip", "none", or None = OTEL_EXPORTER_OTLP_COMPRESSION
-    timeout_seconds: float
-
-
-def otlp_enabled(config: OtlpConfig, environ: Mapping[str, str]) -> bool:
-    """True when an endpoint is configured in the YAML or any standard OTLP endpoint variable."""
-    return bool(config.endpoint) or any(environ.get(name) for name in ENDPOINT_VARIABLES)
-
-
-def resolve_target(config: OtlpConfig, signal: str, environ: Mapping[str, str]) -> OtlpTarget:
-    """Combine the YAML settings with the environment for `signal` ("metrics" or "logs").
-
-    A value in the YAML wins; an empty one defers to `OTEL_EXPORTER_OTLP_<SIGNAL>_*`, then
-    `OTEL_EXPORTER_OTLP_*` (the SDK applies those itself for endpoint, headers, certificate, compression).
-    """
-    upper = signal.upper()
-    protocol = (
-        config.protocol
-        or environ.get(f"OTEL_EXPORTER_OTLP_{upper}_PROTOCOL")
-        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "grpc"
-    )
-    endpoint: str | None = None
-    if config.endpoint:
-        endpoint = config.endpoint
-        if protocol != "grpc":
-            endpoint = endpoint.rstrip("/") + f"/v1/{signal}"
-    return OtlpTarget(
-        protocol=protocol,
-        endpoint=endpoint,
-        headers=dict(config.headers) or None,
-        insecure=config.insecure,
-        ca_file=config.ca_file or None,
-        compression=config.compression or None,
-        timeout_seconds=config.timeout_seconds,
-    )
-
-
 def build_sinks(config: OtlpConfig, environ: Mapping[str, str]) -> tuple[MetricSink, LogSink]:
     """The SDK OTLP exporters for metrics and logs, for the resolved protocol."""
     metrics, logs = resolve_target(config, "metrics", environ), resolve_target(config, "logs", environ)
@@ -142,50 +93,23 @@ def build_sinks(config: OtlpConfig, environ: Mapping[str, str]) -> tuple[MetricS
     raise ValueError(f"unsupported OTLP protocol {metrics.protocol!r} (expected grpc or http/protobuf)")
 
 
-def _grpc_kwargs(target: OtlpTarget) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "endpoint": target.endpoint,
-        "headers": target.headers,
-        "timeout": target.timeout_seconds,
-        "insecure": target.insecure,
-    }
-    if target.ca_file:
-        kwargs["credentials"] = grpc.ssl_channel_credentials(root_certificates=Path(target.ca_file).read_bytes())
-    if target.compression:
-        gzip = target.compression == "gzip"
-        kwargs["compression"] = grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression
-    return kwargs
-
-
-def _http_kwargs(target: OtlpTarget) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "endpoint": target.endpoint,
-        "headers": target.headers,
-        "timeout": target.timeout_seconds,
-        "certificate_file": target.ca_file,
-    }
-    if target.compression:
-        kwargs["compression"] = HttpCompression.Gzip if target.compression == "gzip" else HttpCompression.NoCompression
-    return kwargs
-
-
 def _grpc_metric(target: OtlpTarget) -> MetricSink:
-    sink: MetricSink = GrpcMetricExporter(**_grpc_kwargs(target), max_export_batch_size=MAX_POINTS_PER_REQUEST)
+    sink: MetricSink = GrpcMetricExporter(**grpc_exporter_kwargs(target), max_export_batch_size=MAX_POINTS_PER_REQUEST)
     return sink
 
 
 def _grpc_log(target: OtlpTarget) -> LogSink:
-    sink: LogSink = GrpcLogExporter(**_grpc_kwargs(target))
+    sink: LogSink = GrpcLogExporter(**grpc_exporter_kwargs(target))
     return sink
 
 
 def _http_metric(target: OtlpTarget) -> MetricSink:
-    sink: MetricSink = HttpMetricExporter(**_http_kwargs(target), max_export_batch_size=MAX_POINTS_PER_REQUEST)
+    sink: MetricSink = HttpMetricExporter(**http_exporter_kwargs(target), max_export_batch_size=MAX_POINTS_PER_REQUEST)
     return sink
 
 
 def _http_log(target: OtlpTarget) -> LogSink:
-    sink: LogSink = HttpLogExporter(**_http_kwargs(target))
+    sink: LogSink = HttpLogExporter(**http_exporter_kwargs(target))
     return sink
 
 
@@ -260,6 +184,7 @@ class OtlpExporter:
         metric_sink, log_sink: the SDK exporters (built from `config.otlp` and the environment when None).
         clock: wall clock in ns (tests may pass their own).
         environ: the environment for `OTEL_EXPORTER_OTLP_*` (default `os.environ`).
+        instruments: where delivery is counted (the service's `Telemetry.export`; a private registry if None).
     """
 
     def __init__(
@@ -270,7 +195,9 @@ class OtlpExporter:
         log_sink: LogSink | None = None,
         clock: Callable[[], int] = time.time_ns,
         environ: Mapping[str, str] | None = None,
+        instruments: ExportInstruments | None = None,
     ) -> None:
+        self._instruments = ExportInstruments(CollectorRegistry()) if instruments is None else instruments
         if metric_sink is None or log_sink is None:
             built_metrics, built_logs = build_sinks(config.otlp, os.environ if environ is None else environ)
             metric_sink = metric_sink or built_metrics
@@ -290,7 +217,7 @@ class OtlpExporter:
         self._resources = ResourceCache()
         self._metrics_failing = False
         self._closed = False
-        telemetry.EVENTS_SPOOLED.set(len(self._spool))
+        self._instruments.events_spooled.set(len(self._spool))
         self._metrics_thread = threading.Thread(target=self._metrics_loop, name="leakproc-otlp-metrics", daemon=True)
         self._events_thread = threading.Thread(target=self._events_loop, name="leakproc-otlp-events", daemon=True)
         self._metrics_thread.start()
@@ -307,7 +234,7 @@ class OtlpExporter:
         with self._wake:
             if len(self._incoming) >= MAX_QUEUED_EVENTS:
                 self._incoming.popleft()
-                telemetry.EVENTS_DROPPED.inc()
+                self._instruments.events_dropped.inc()
             self._incoming.append(record)
             self._wake.notify()
 
@@ -350,7 +277,7 @@ class OtlpExporter:
             result = MetricExportResult.FAILURE
         ok = result is MetricExportResult.SUCCESS
         if not ok:
-            telemetry.EXPORT_FAILURES.labels(signal="metrics").inc()
+            self._instruments.export_failures.labels(signal="metrics").inc()
         if ok == self._metrics_failing:  # log state changes only, not every interval
             _log.warning("OTLP metrics export %s", "recovered" if ok else "failing; will retry next interval")
         self._metrics_failing = not ok
@@ -394,18 +321,18 @@ class OtlpExporter:
                 _log.exception("OTLP log export raised")
                 result = LogRecordExportResult.FAILURE
             if result is not LogRecordExportResult.SUCCESS:
-                telemetry.EXPORT_FAILURES.labels(signal="logs").inc()
+                self._instruments.export_failures.labels(signal="logs").inc()
                 return False
             self._spool.remove([seq for seq, _ in batch])
-            telemetry.EVENTS_DELIVERED.inc(len(batch))
+            self._instruments.events_delivered.inc(len(batch))
             self._account()
         return True
 
     def _account(self) -> None:
         if self._spool.dropped:
-            telemetry.EVENTS_DROPPED.inc(self._spool.dropped)
+            self._instruments.events_dropped.inc(self._spool.dropped)
             self._spool.dropped = 0
-        telemetry.EVENTS_SPOOLED.set(len(self._spool))
+        self._instruments.events_spooled.set(len(self._spool))
 
     @property
     def pending_events(self) -> int:

@@ -51,9 +51,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics_core import Metric as PromFamily
 
 from otel_leakproc import __version__
-from otel_leakproc.exporter import telemetry as _exporter_telemetry  # noqa: F401 (registers the delivery metrics)
 from otel_leakproc.exporter.config import ExportConfig
-from otel_leakproc.exporter.otlp import _grpc_kwargs, _http_kwargs, otlp_enabled, resolve_target
+from otel_leakproc.exporter.otlp_target import grpc_exporter_kwargs, http_exporter_kwargs, otlp_enabled, resolve_target
 
 __all__ = ["OTEL_NAMES", "SelfTelemetry", "build_self_telemetry", "own_resource"]
 
@@ -81,8 +80,9 @@ OTEL_NAMES: dict[str, tuple[str, str]] = {
     "otel_leakproc_series_evicted": ("otel_leakproc.series.evicted", "{series}"),
     "otel_leakproc_snapshot_failures": ("otel_leakproc.snapshot.failures", "{snapshot}"),
     "otel_leakproc_snapshot_last_success_timestamp_seconds": ("otel_leakproc.snapshot.last_success_timestamp", "s"),
+    "otel_leakproc_state_dropped_records": ("otel_leakproc.state.dropped_records", "{record}"),
     "otel_leakproc_ready": ("otel_leakproc.ready", ""),
-    # exporters (otel_leakproc.exporter.telemetry)
+    # exporters (otel_leakproc.telemetry.ExportInstruments)
     "otel_leakproc_export_failures": ("otel_leakproc.export.failures", "{request}"),
     "otel_leakproc_events_spooled": ("otel_leakproc.events.spooled", "{event}"),
     "otel_leakproc_events_dropped": ("otel_leakproc.events.dropped", "{event}"),
@@ -305,9 +305,9 @@ def build_metric_exporter(config: ExportConfig, environ: Mapping[str, str]) -> M
     """The SDK OTLP metric exporter with the derived signals' endpoint, protocol, headers, TLS, compression."""
     target = resolve_target(config.otlp, "metrics", environ)
     if target.protocol == "grpc":
-        return GrpcMetricExporter(**_grpc_kwargs(target))
+        return GrpcMetricExporter(**grpc_exporter_kwargs(target))
     if target.protocol == "http/protobuf":
-        return HttpMetricExporter(**_http_kwargs(target))
+        return HttpMetricExporter(**http_exporter_kwargs(target))
     raise ValueError(f"unsupported OTLP protocol {target.protocol!r} (expected grpc or http/protobuf)")
 
 

@@ -18,7 +18,7 @@ from otel_leakproc.report import duration, fix_text, human, rfc3339
 NANOS_PER_SECOND = 1e9
 
 # Resource attributes taken from what the receivers saw; anything else is not copied onto the resource.
-RESOURCE_KEYS = ("service.name", "service.instance.id", "service.namespace")
+RESOURCE_KEYS = ("service.name", "service.instance.id", "service.namespace", "service.version")
 RESOURCE_PREFIXES = ("k8s.", "container.", "host.", "deployment.environment")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from typing import Literal
 
 
 def _bounds(
@@ -307,14 +308,30 @@ class StateConfig:
     """Where series history lives between restarts (the `state` section).
 
     Attributes:
-        dir: folder for the snapshot file; "" keeps state in memory only (lost on restart).
-        snapshot_interval_seconds: how often the snapshot is rewritten; a SIGKILL loses at most this much.
+        dir: folder for the journal and checkpoint files; "" keeps state in memory only (lost on restart).
+        snapshot_interval_seconds: how often changed series are checkpointed and the journal truncated
+            (nothing is lost between checkpoints: every accepted profile is in the journal first).
         max_series: series tracked at once; beyond it the least recently updated series is evicted (counted).
+        fsync: when journal writes are forced to disk: "always" (before each upload is answered),
+            "interval" (every `fsync_interval_ms`), "never" (left to the kernel). Any of them survives a
+            crash of the process; they differ on a crash of the machine (docs/serve.md).
+        fsync_interval_ms: the period of the "interval" policy.
+        journal_max_bytes: a checkpoint is also written when the journal grows past this.
     """
 
     dir: str = "otel-leakproc-state"
-    snapshot_interval_seconds: float = 30.0
+    snapshot_interval_seconds: float = 300.0
     max_series: int = 10000
+    fsync: Literal["always", "interval", "never"] = "interval"
+    fsync_interval_ms: int = 1000
+    journal_max_bytes: int = 64 << 20
 
     def validate(self) -> list[str]:
-        return _bounds(self, {"max_series": 1}, positive=("snapshot_interval_seconds",))
+        errors = _bounds(
+            self,
+            {"max_series": 1, "fsync_interval_ms": 1, "journal_max_bytes": 1},
+            positive=("snapshot_interval_seconds",),
+        )
+        if self.fsync not in ("always", "interval", "never"):
+            errors.append(f"fsync: must be one of always, interval, never; got {self.fsync!r}")
+        return errors

@@ -18,7 +18,7 @@ import os
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -41,20 +41,49 @@ SNAPSHOT_VERSION = 1
 SNAPSHOT_FILE = "snapshot.json.gz"
 
 
+def version_of(resource: Mapping[str, str]) -> str | None:
+    """The version of the process that sent a profile (`service.version` of its resource), None when unknown:
+    a change is a restart with a new version (fix verification)."""
+    return resource.get("service.version") or None
+
+
 class StateError(Exception):
     """A snapshot cannot be read (corrupt, or a format this version does not know)."""
 
 
 @dataclass(slots=True)
 class TrackedSeries:
-    """One series: its detector, the monitored service's resource attributes, and its latest report."""
+    """One series: its detector, the monitored service's resource attributes, and its latest report.
+
+    A restored series may hold a `loader` instead of its detector (the state store restores lazily): the
+    detector is built on first use of `detector`, and `report` is the saved report until then."""
 
     key: SeriesKey
-    detector: SeriesDetector
+    _detector: SeriesDetector | None
     resource: dict[str, str]
     report: SeriesReport
     fragment: str | None = None  # this series' snapshot entry as JSON text (maybe older than the series)
     fresh: bool = False  # the fragment holds the series as it is now
+    loader: Callable[[], SeriesDetector] | None = None
+
+    @property
+    def detector(self) -> SeriesDetector:
+        if self._detector is None:
+            self.materialize()
+        assert self._detector is not None
+        return self._detector
+
+    @property
+    def loaded(self) -> bool:
+        return self._detector is not None
+
+    def materialize(self) -> None:
+        """Build the detector now if it is still to be loaded."""
+        if self._detector is None:
+            assert self.loader is not None, "a series without a detector must have a loader"
+            loader, self.loader = self.loader, None
+            self._detector = loader()
+            self.report = self._detector.report()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +133,7 @@ class SeriesTable:
                 tracked.resource.update(resource)
         previous = tracked.report.status
         previous_fix = tracked.report.fix
-        # The version of the process that sent this profile (a change is a restart with a new version).
-        version = resource.get("service.version") or None
-        tracked.report = tracked.detector.update(summary, version)
+        tracked.report = tracked.detector.update(summary, version_of(resource))
         tracked.fresh = False
         name = event_name(key.kind, previous, tracked.report.status)
         fix = tracked.report.fix
@@ -119,6 +146,19 @@ class SeriesTable:
         if name is not None:
             event = LeakEvent(name, summary.time_nanos, previous, tracked.report, dict(tracked.resource))
         return UpdateResult(tracked, event, tuple(evicted))
+
+    def adopt(self, series: Iterable[TrackedSeries]) -> int:
+        """Replace the table's content with restored series (oldest first; beyond `max_series` the oldest
+        are left out). Returns how many are tracked."""
+        restored: OrderedDict[SeriesKey, TrackedSeries] = OrderedDict()
+        for tracked in series:
+            restored.pop(tracked.key, None)
+            restored[tracked.key] = tracked
+        while len(restored) > self._max_series:
+            restored.popitem(last=False)
+        self._series = restored
+        self.generation += 1
+        return len(restored)
 
     def to_snapshot(self) -> dict[str, Any]:
         """The whole table as it is now, as plain data (oldest series first, so a restore keeps LRU order)."""

@@ -22,6 +22,7 @@ from otel_leakproc.receiver.auth import AuthError
 from otel_leakproc.receiver.config import GrpcServerConfig, ServerConfig
 from otel_leakproc.receiver.ingest import Credentials, DecoderCrashedError, IngestCore
 from otel_leakproc.receiver.uploads import Dialect, UploadRequest
+from otel_leakproc.state.health import StoreUnavailableError
 
 PUSH_SERVICE = "push.v1.PusherService"
 OTLP_SERVICE = "opentelemetry.proto.collector.profiles.v1development.ProfilesService"
@@ -65,6 +66,9 @@ class GrpcReceiver:
             except AuthError as exc:
                 code = grpc.StatusCode.PERMISSION_DENIED if exc.forbidden else grpc.StatusCode.UNAUTHENTICATED
                 await context.abort(code, str(exc))
+            except StoreUnavailableError as exc:
+                context.set_trailing_metadata((("retry-after", str(max(1, math.ceil(exc.retry_after)))),))
+                await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             except RefusedError as exc:
                 context.set_trailing_metadata((("retry-after", str(max(1, math.ceil(exc.retry_after)))),))
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))

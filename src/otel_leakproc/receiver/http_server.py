@@ -26,6 +26,7 @@ from otel_leakproc.receiver.auth import AuthError
 from otel_leakproc.receiver.config import ServerConfig, TlsConfig
 from otel_leakproc.receiver.ingest import Credentials, DecoderCrashedError, IngestCore
 from otel_leakproc.receiver.uploads import Dialect, UploadRequest
+from otel_leakproc.state.health import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,10 @@ class HttpReceiver:
         metrics: Callable[[], bytes],
         ready: Callable[[], bool],
         static_dir: str | None = None,
+        not_ready_reason: Callable[[], str] | None = None,
     ) -> None:
         self._config = config
+        self._not_ready_reason = not_ready_reason
         self._core = core
         self._series = series_provider
         self._metrics = metrics
@@ -148,6 +151,9 @@ class HttpReceiver:
             if exc.forbidden:
                 return error_response(403, "permission_denied", str(exc))
             return error_response(401, "unauthenticated", str(exc), {"WWW-Authenticate": 'Basic realm="otel-leakproc"'})
+        except StoreUnavailableError as exc:
+            retry = str(max(1, math.ceil(exc.retry_after)))
+            return error_response(503, "unavailable", str(exc), {"Retry-After": retry})
         except RefusedError as exc:
             retry = str(max(1, math.ceil(exc.retry_after)))
             return error_response(429, "resource_exhausted", str(exc), {"Retry-After": retry})
@@ -166,7 +172,11 @@ class HttpReceiver:
     async def _readyz(self, request: web.Request) -> web.Response:
         if self._ready():
             return web.json_response({"status": "ready"})
-        return web.json_response({"status": "not ready"}, status=503)
+        body = {"status": "not ready"}
+        reason = self._not_ready_reason() if self._not_ready_reason is not None else ""
+        if reason:
+            body["reason"] = reason
+        return web.json_response(body, status=503)
 
     async def _metrics_handler(self, request: web.Request) -> web.Response:
         return web.Response(body=self._metrics(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

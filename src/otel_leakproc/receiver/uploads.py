@@ -31,11 +31,12 @@ from google.protobuf.message import DecodeError
 from otel_leakproc.errors import InvalidProfileError, PayloadTooLargeError, RejectReason
 from otel_leakproc.model import ProfileKind, ProfileSummary
 from otel_leakproc.receiver.decode import decode_profile
+from otel_leakproc.receiver.decode.go_text import looks_like_go_text
 from otel_leakproc.receiver.decode.goroutine_text import looks_like_goroutine_dump
 from otel_leakproc.receiver.decode.gzip_bound import gunzip_bounded, inflate_body, is_gzip
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.decode.otlp_profiles import otlp_to_pprof, parse_export_request
-from otel_leakproc.receiver.decode.pprof import summarize_pprof
+from otel_leakproc.receiver.decode.pprof import summarize_pprof, summarize_pprof_bytes
 from otel_leakproc.receiver.identity import resolve_identity
 from otel_leakproc.receiver.labels import parse_label_set
 from otel_leakproc.receiver.proto import push_pb2
@@ -405,9 +406,10 @@ def _ingest(request: UploadRequest, body: bytes, limits: DecodeLimits) -> Upload
         profile = body
     elif fmt in ("goroutine", "text"):
         profile = budget.inflate(body, where)
-        if not looks_like_goroutine_dump(profile):
+        if not _is_text_profile(profile):
             raise InvalidProfileError(
-                f"body: format={fmt} but the body is not a goroutine debug=2 text dump", RejectReason.BAD_TEXT
+                f"body: format={fmt} but the body is neither a goroutine debug=2 dump nor a Go debug=1 text profile",
+                RejectReason.BAD_TEXT,
             )
         budget = _Budget(limits.max_decompressed_bytes)  # the sniffed body is decoded once more below
     elif fmt:
@@ -436,12 +438,12 @@ def _ingest(request: UploadRequest, body: bytes, limits: DecodeLimits) -> Upload
                 alloc_cumulative = config_cumulative
     else:
         profile = budget.inflate(body, where)
-        if not looks_like_goroutine_dump(profile):
+        if not _is_text_profile(profile):
             shown = f"Content-Type {request.content_type!r}" if request.content_type else "no Content-Type"
             raise InvalidProfileError(
                 f"format: missing, and the body ({shown}) is neither multipart/form-data nor a goroutine "
-                "debug=2 dump (Pyroscope would read it as collapsed 'groups' text, which is not supported); "
-                "use format=pprof for a raw pprof body",
+                "debug=2 dump nor a Go debug=1 text profile (Pyroscope would read it as collapsed 'groups' "
+                "text, which is not supported); use format=pprof for a raw pprof body",
                 RejectReason.UNSUPPORTED,
             )
         budget = _Budget(limits.max_decompressed_bytes)
@@ -460,6 +462,11 @@ def _ingest(request: UploadRequest, body: bytes, limits: DecodeLimits) -> Upload
         return UploadResult((), (result,))
     identity = resolve_identity(labels, label_set.app)
     return UploadResult((DecodedProfile(identity.service, identity.instance, identity.resource, result),))
+
+
+def _is_text_profile(body: bytes) -> bool:
+    """A goroutine debug=2 dump or a debug=1 text profile (which the decoder reads, or names when not Go's)."""
+    return looks_like_goroutine_dump(body) or looks_like_go_text(body)
 
 
 def _sample_type_config(data: bytes) -> tuple[ProfileKind | None, bool | None]:
@@ -683,14 +690,29 @@ def _otlp(request: UploadRequest, body: bytes, limits: DecodeLimits, max_profile
     for k, item in enumerate(items):
         where = f"profile {k} (scope {item.scope!r})" if item.scope else f"profile {k}"
         labels = item.resource
+        alloc_cumulative = not _alloc_is_delta(labels)
         try:
-            summary = summarize_pprof(
-                item.profile,
-                limits,
-                time_fallback_nanos=time_fallback,
-                labels=labels,
-                alloc_cumulative=not _alloc_is_delta(labels),
-            )
+            if item.profile is None:  # the original pprof bytes: the decoder every pprof upload takes
+                try:
+                    summary = summarize_pprof_bytes(
+                        item.payload,
+                        limits,
+                        time_fallback_nanos=item.time_nanos or time_fallback,
+                        labels=labels,
+                        alloc_cumulative=alloc_cumulative,
+                    )
+                except InvalidProfileError as exc:  # named inside the request, as the converter names fields
+                    if exc.reason is RejectReason.UNSUPPORTED:
+                        raise
+                    raise _located(exc, item.payload_where) from exc
+            else:
+                summary = summarize_pprof(
+                    item.profile,
+                    limits,
+                    time_fallback_nanos=time_fallback,
+                    labels=labels,
+                    alloc_cumulative=alloc_cumulative,
+                )
         except InvalidProfileError as exc:
             if exc.reason is RejectReason.UNSUPPORTED:
                 ignored.append(f"{where}: {exc} (no leak signal, skipped)")

@@ -547,6 +547,59 @@
     return el("p", { class: cls, "data-verdict": String(f.verdict) }, text);
   }
 
+  // The goroutine?debug=2 dump a scraped target's flagged series triggered (`targets[].dump` of the API):
+  // its largest goroutine groups, so the queued or leaked goroutines are named next to the series.
+  const DUMP_GROUPS_SHOWN = 5;
+
+  function findDump(targets, service, instance) {
+    const t = targets.find((x) => x && x.service === service && (x.instance || "") === instance && x.dump);
+    return t && typeof t.dump === "object" && !Array.isArray(t.dump) ? t.dump : null;
+  }
+
+  function renderDump(dump, id, flagged) {
+    if (!dump) return null;
+    const when = isNum(dump.time) ? timeEl(new Date(dump.time * 1000).toISOString(), false) : "—";
+    const trigger = dump.trigger ? String(dump.trigger) : "a flag";
+    if (dump.error) {
+      return el("p", { class: "dump dump-error" }, `Goroutine dump after ${trigger} failed: ${String(dump.error)}`);
+    }
+    const groups = Array.isArray(dump.groups) ? dump.groups.filter((g) => g && typeof g === "object") : [];
+    const head = el(
+      "tr",
+      null,
+      el("th", { scope: "col", class: "num" }, "Goroutines"),
+      el("th", { scope: "col" }, "State"),
+      el("th", { scope: "col" }, "Function (where they wait)"),
+      el("th", { scope: "col" }, "Created by"),
+      el("th", { scope: "col", class: "num" }, "Longest wait"),
+    );
+    const rows = groups.slice(0, DUMP_GROUPS_SHOWN).map((g) =>
+      el(
+        "tr",
+        null,
+        el("td", { class: "num" }, isNum(g.count) ? String(g.count) : "—"),
+        el("td", { class: "state" }, g.state ? String(g.state) : "—"),
+        el("td", { class: "fn", title: Array.isArray(g.stack) ? g.stack.join("\n") : "" }, breakable(String(g.function || "?"))),
+        el("td", { class: "fn" }, g.creator ? breakable(String(g.creator)) : "—"),
+        el("td", { class: "num" }, isNum(g.max_wait_minutes) && g.max_wait_minutes > 0 ? `${g.max_wait_minutes} min` : "< 1 min"),
+      ),
+    );
+    const total = isNum(dump.goroutines) ? `${dump.goroutines} goroutines` : "goroutines";
+    const groupsTotal = isNum(dump.groups_total) ? `, ${dump.groups_total} groups` : "";
+    const userOpen = state.userToggled.get(id);
+    const details = el(
+      "details",
+      { class: "dump", open: userOpen === undefined ? flagged : userOpen },
+      el("summary", null, `Goroutine dump taken after ${trigger}: ${total}${groupsTotal}, largest groups first (`, when, ")"),
+      groups.length ? el("table", { class: "growers dump-groups" }, el("thead", null, head), el("tbody", null, rows)) : null,
+    );
+    details.addEventListener("toggle", () => {
+      if (details.open === flagged) state.userToggled.delete(id);
+      else state.userToggled.set(id, details.open);
+    });
+    return details;
+  }
+
   function renderSeries(s) {
     const id = seriesId(s);
     const info = statusInfo(s.status);
@@ -602,7 +655,7 @@
     );
   }
 
-  function renderGroups(series) {
+  function renderGroups(series, targets) {
     const groups = group(series);
     return groups.map((g) => {
       const total = g.all.length;
@@ -634,6 +687,11 @@
               inst.instance ? ["instance ", el("span", { class: "instance-name" }, inst.instance)] : "no instance id (one series per service)",
             ),
             renderResource(inst.series[0]),
+            renderDump(
+              findDump(targets, g.service, inst.instance),
+              `dump:${g.tenant}/${g.service}/${inst.instance}`,
+              inst.series.some((s) => statusInfo(s.status).rank <= 1),
+            ),
             inst.series.map(renderSeries),
           ),
         ),
@@ -641,12 +699,12 @@
     });
   }
 
-  function render(series) {
+  function render(series, targets) {
     const main = document.getElementById("content");
     const scrollX = window.scrollX;
     const scrollY = window.scrollY;
     renderSummary(series);
-    const children = series.length ? renderGroups(series) : [renderEmpty()];
+    const children = series.length ? renderGroups(series, targets || []) : [renderEmpty()];
     main.replaceChildren(...children);
     main.setAttribute("aria-busy", "false");
     window.scrollTo(scrollX, scrollY);
@@ -704,7 +762,10 @@
       throw new Error(`HTTP ${resp.status} ${resp.statusText || ""}`.trim() + (detail ? ":" + detail : "."));
     }
     if (!body || !Array.isArray(body.series)) throw new Error("the answer is not a {\"series\": [...]} object.");
-    return body.series.filter((s) => s && typeof s === "object");
+    return {
+      series: body.series.filter((s) => s && typeof s === "object"),
+      targets: Array.isArray(body.targets) ? body.targets.filter((t) => t && typeof t === "object") : [],
+    };
   }
 
   async function refresh() {
@@ -713,10 +774,10 @@
     clearTimeout(state.timer);
     const updated = document.getElementById("updated");
     try {
-      const series = await fetchSeries();
+      const data = await fetchSeries();
       state.lastOkAt = Date.now();
       hideBanner();
-      render(series);
+      render(data.series, data.targets);
       updated.textContent = `Updated ${utcTime(state.lastOkAt, false)} UTC`;
       updated.removeAttribute("data-stale");
     } catch (err) {

@@ -12,7 +12,8 @@ from prometheus_client import generate_latest
 from otel_leakproc.exporter import build_exporters, spool_directory
 from otel_leakproc.exporter.config import EventDeliveryConfig, ExportConfig, OtlpConfig, PrometheusConfig
 from otel_leakproc.exporter.console import ConsoleExporter
-from otel_leakproc.exporter.otlp import OtlpExporter, ResourceCache, metrics_data, otlp_enabled, resolve_target
+from otel_leakproc.exporter.otlp import OtlpExporter, ResourceCache, metrics_data
+from otel_leakproc.exporter.otlp_target import otlp_enabled, resolve_target
 from otel_leakproc.exporter.prometheus import PrometheusExporter
 from otel_leakproc.exporter.signals import ALL_METRICS, event_record, monitored_resource, report_points
 from otel_leakproc.exporter.spool import Spool
@@ -99,10 +100,11 @@ def test_contention_is_exported_in_seconds_per_second() -> None:
 
 
 def test_resource_is_the_monitored_service_only() -> None:
-    resource = {"service.name": "inventory", "k8s.pod.name": "inv-1", "http.route": "/x"}
+    resource = {"service.name": "inventory", "k8s.pod.name": "inv-1", "http.route": "/x", "service.version": "v1"}
     assert monitored_resource(resource, make_report()) == {
         "service.name": "inventory",
         "k8s.pod.name": "inv-1",
+        "service.version": "v1",  # the deployed version: the page names it, fix verification compares it
         "service.instance.id": "pod-1",
     }
 

@@ -146,6 +146,7 @@ def test_version_folders_and_labels() -> None:
     assert split_version("checkout/pod-1/v2.0.0-rc1") == ("checkout/pod-1", "v2.0.0-rc1")
     assert split_version("checkout/pod-1") == ("checkout/pod-1", None)
     assert split_version("vendor/v") == ("vendor/v", None)
+    assert split_version("v1.4.1") == ("v1.4.1", "v1.4.1")
     assert resolve_identity({"version": "v3"}, "svc").resource["service.version"] == "v3"
     assert resolve_identity({"service.version": "1.2", "version": "x"}, "svc").resource["service.version"] == "1.2"
     assert "service.version" not in resolve_identity({}, "svc").resource

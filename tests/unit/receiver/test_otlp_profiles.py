@@ -15,13 +15,14 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.profiles.v1development import profiles_pb2 as otlp
 
 from otel_leakproc.errors import InvalidProfileError, PayloadTooLargeError, RejectReason
+from otel_leakproc.model import ProfileKind
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.decode.otlp_profiles import (
-    decode_otlp,
     otlp_to_pprof,
     parse_export_request,
 )
 from otel_leakproc.receiver.proto import profile_pb2
+from otel_leakproc.receiver.uploads import UploadRequest, UploadResult, process_upload
 
 GO_HEAP = Path(__file__).resolve().parents[2] / "testdata" / "pprof" / "go_heap_steady_leak_0059.pb.gz"
 PB = "application/x-protobuf"
@@ -370,24 +371,39 @@ def payload_request(payload: bytes, copies: int = 1, *, time_unix_nano: int = 0)
     return request
 
 
+def upload(request: ExportProfilesServiceRequest, limits: DecodeLimits = LIMITS) -> UploadResult:
+    body = request.SerializeToString()
+    return process_upload(UploadRequest("otlp", body, content_type=PB, received_nanos=T0 + 99), limits)
+
+
 def test_original_pprof_payload_is_used_as_is() -> None:
-    expected = profile_pb2.Profile.FromString(gzip.decompress(go_heap_bytes()))
+    raw_pprof = gzip.decompress(go_heap_bytes())
     # A converter may attach the same payload to each single-type Profile: it is used once.
     out = otlp_to_pprof(payload_request(go_heap_bytes(), copies=4), LIMITS)
     assert len(out) == 1
-    assert out[0].profile == expected
+    # The bytes are handed on unparsed, for the pprof decoder to parse once like any pprof upload.
+    assert out[0].profile is None
+    assert out[0].payload == raw_pprof
+    assert out[0].payload_where == "resource_profiles[0].scope_profiles[0].profiles[0].original_payload"
     assert out[0].resource == {"service.name": "go-app"}
-    assert len(expected.sample_type) == 4
-    assert sum(x.value[3] for x in out[0].profile.sample) == 31873270
+    [decoded] = upload(payload_request(go_heap_bytes(), copies=4)).profiles
+    assert decoded.summary.total == 31873270  # the inuse_space sum
+    assert decoded.summary.source_format == "otlp"
     # Uncompressed payloads work too, and a payload without time_nanos takes the OTLP time.
+    expected = profile_pb2.Profile.FromString(raw_pprof)
     expected.time_nanos = 0
-    raw = otlp_to_pprof(payload_request(expected.SerializeToString(), time_unix_nano=T0), LIMITS)
-    assert raw[0].profile.time_nanos == T0
+    assert otlp_to_pprof(payload_request(expected.SerializeToString(), time_unix_nano=T0), LIMITS)[0].time_nanos == T0
+    [untimed] = upload(payload_request(expected.SerializeToString(), time_unix_nano=T0)).profiles
+    assert untimed.summary.time_nanos == T0
+    [received] = upload(payload_request(expected.SerializeToString())).profiles
+    assert received.summary.time_nanos == T0 + 99  # neither: the receive time
 
 
 def test_bad_original_payload_is_rejected() -> None:
-    with pytest.raises(InvalidProfileError, match=r"profiles\[0\]\.original_payload: not a valid pprof") as bad:
-        otlp_to_pprof(payload_request(b"\xff\xff\xff\xff"), LIMITS)
+    with pytest.raises(
+        InvalidProfileError, match=r"profiles\[0\]\.original_payload: profile: not a valid pprof"
+    ) as bad:
+        upload(payload_request(b"\xff\xff\xff\xff"))
     assert bad.value.reason is RejectReason.BAD_PROTOBUF
     with pytest.raises(InvalidProfileError) as truncated:
         otlp_to_pprof(payload_request(go_heap_bytes()[:100]), LIMITS)
@@ -405,8 +421,8 @@ def test_bad_original_payload_is_rejected() -> None:
     assert len(otlp_to_pprof(request, DecodeLimits(max_decompressed_bytes=2 * size))) == 2
     with pytest.raises(PayloadTooLargeError, match=r"profiles\[1\]\.original_payload: original payloads exceed"):
         otlp_to_pprof(request, DecodeLimits(max_decompressed_bytes=size * 3 // 2))
-    with pytest.raises(InvalidProfileError, match=r"original_payload\.sample: 362 entries exceed") as many:
-        otlp_to_pprof(payload_request(go_heap_bytes()), DecodeLimits(max_samples=100))
+    with pytest.raises(InvalidProfileError, match=r"original_payload: profile\.sample: 362 entries exceed") as many:
+        upload(payload_request(go_heap_bytes()), DecodeLimits(max_samples=100))
     assert many.value.reason is RejectReason.TOO_MANY_ITEMS
 
 
@@ -688,12 +704,11 @@ def test_random_and_mutated_bodies_never_crash() -> None:
 # End to end (needs the pprof summariser)
 
 
-def test_decode_otlp_heap_summary() -> None:
-    from otel_leakproc.model import ProfileKind
-
+def test_otlp_upload_heap_summary() -> None:
     request, _ = heap_request()
-    [(resource, summary)] = decode_otlp(request.SerializeToString(), PB, LIMITS)
-    assert resource["service.name"] == "checkout"
+    [decoded] = upload(request).profiles
+    summary = decoded.summary
+    assert decoded.resource["service.name"] == "checkout"
     assert summary.kind is ProfileKind.HEAP
     assert summary.total == 4096  # sum of inuse_space values
     assert summary.total_count == 4
@@ -703,16 +718,35 @@ def test_decode_otlp_heap_summary() -> None:
     assert (summary.sites[0].file, summary.sites[0].line) == ("/src/cache.go", 42)
 
 
-def test_decode_otlp_original_payload_and_session_label() -> None:
+def test_converted_profile_is_summarised_like_its_pprof_bytes() -> None:
+    """A converted `Profile` is summarised from its messages (no serialising and parsing again): the
+    same summary as its bytes through the pprof decoder, on both of its paths."""
+    from otel_leakproc.receiver.decode.pprof import FAST_PATH_MIN_SAMPLES, summarize_pprof, summarize_pprof_bytes
+
+    request, _ = heap_request()
+    [item] = otlp_to_pprof(request, LIMITS)
+    assert item.profile is not None
+    assert summarize_pprof(item.profile, LIMITS) == summarize_pprof_bytes(item.profile.SerializeToString(), LIMITS)
+    big = profile_pb2.Profile.FromString(gzip.decompress(GO_HEAP.read_bytes()))
+    while len(big.sample) < FAST_PATH_MIN_SAMPLES:  # large enough for the vectorised path from bytes
+        big.sample.extend(list(big.sample))
+    assert summarize_pprof(big, LIMITS) == summarize_pprof_bytes(big.SerializeToString(), LIMITS)
+    big.sample[5].value.append(1)
+    with pytest.raises(InvalidProfileError, match=r"profile\.sample\[5\]\.value: 5 values for 4 sample types"):
+        summarize_pprof(big, LIMITS)
+
+
+def test_otlp_upload_original_payload_and_session_label() -> None:
     request = payload_request(go_heap_bytes(), copies=4)
     request.resource_profiles[0].resource.attributes.append(kv("__session_id__", string_value="abc"))
-    [(resource, summary)] = decode_otlp(json_format.MessageToJson(request).encode(), "application/json", LIMITS)
-    assert resource["service.name"] == "go-app"
-    assert summary.total == 31873270
-    assert summary.labels == {"__session_id__": "abc"}
+    body = json_format.MessageToJson(request).encode()
+    [decoded] = process_upload(UploadRequest("otlp", body, content_type="application/json"), LIMITS).profiles
+    assert decoded.resource["service.name"] == "go-app"
+    assert decoded.summary.total == 31873270
+    assert decoded.summary.labels == {"__session_id__": "abc"}
 
 
-def test_decode_otlp_skips_profile_kinds_it_does_not_track() -> None:
+def test_otlp_upload_skips_profile_kinds_it_does_not_track() -> None:
     cpu = otlp.Profile(time_unix_nano=T0 + 5)
     request, _ = heap_request(extra=[cpu])
     strings = request.dictionary.string_table
@@ -721,8 +755,7 @@ def test_decode_otlp_skips_profile_kinds_it_does_not_track() -> None:
     cpu_profile.sample_type.type_strindex = len(strings) - 2
     cpu_profile.sample_type.unit_strindex = len(strings) - 1
     cpu_profile.samples.add(stack_index=1, values=[10_000_000])
-    body = request.SerializeToString()
-    assert [s.total for _, s in decode_otlp(body, PB, LIMITS)] == [4096]
-    with pytest.raises(InvalidProfileError) as info:
-        decode_otlp(body, PB, LIMITS, skip_unsupported=False)
-    assert info.value.reason is RejectReason.UNSUPPORTED
+    result = upload(request)
+    assert [p.summary.total for p in result.profiles] == [4096]
+    assert len(result.ignored) == 1
+    assert "is not a heap, goroutine, goroutineleak, mutex or block profile" in result.ignored[0]

@@ -13,7 +13,7 @@ import random
 import tracemalloc
 import zlib
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from otel_leakproc.receiver.decode import decode_profile, pprof_fast
 from otel_leakproc.receiver.decode import pprof as pprof_module
 from otel_leakproc.receiver.decode.gzip_bound import gunzip_bounded, inflate_body, is_gzip
 from otel_leakproc.receiver.decode.limits import DecodeLimits
-from otel_leakproc.receiver.decode.pprof import classify, decode_pprof, parse_pprof, summarize_pprof
+from otel_leakproc.receiver.decode.pprof import classify, parse_pprof, summarize_pprof
 from otel_leakproc.receiver.proto import profile_pb2
 
 TESTDATA = Path(__file__).resolve().parents[2] / "testdata"
@@ -79,7 +79,7 @@ def _decode(
     labels: Mapping[str, str] | None = None,
     alloc_cumulative: bool = True,
 ) -> ProfileSummary:
-    return decode_pprof(
+    return decode_profile(
         data,
         limits,
         kind_hint=kind_hint,
@@ -91,7 +91,7 @@ def _decode(
 
 def _reject(data: bytes, limits: DecodeLimits = LIMITS, *, kind_hint: ProfileKind | None = None) -> InvalidProfileError:
     with pytest.raises(InvalidProfileError) as info:
-        decode_pprof(data, limits, kind_hint=kind_hint)
+        decode_profile(data, limits, kind_hint=kind_hint)
     return info.value
 
 
@@ -396,7 +396,7 @@ def test_raw_pprof_decodes_like_gzipped(name: str) -> None:
 
 def test_summarize_accepts_a_parsed_profile_message() -> None:
     assert summarize_pprof(_profile(BLOCK), LIMITS) == _decode(_gz(BLOCK))
-    assert summarize_pprof(parse_pprof(_raw(HEAP)), LIMITS) == _decode(_gz(HEAP))
+    assert summarize_pprof(_profile(HEAP), LIMITS) == _decode(_gz(HEAP))
 
 
 @pytest.mark.parametrize(("name", "top"), [(MUTEX, 1), (HEAP_STEADY_LEAK, 2), (BLOCK, 3)])
@@ -458,22 +458,20 @@ def test_decode_profile_needs_a_time_for_a_text_dump() -> None:
     assert "no timestamp" in str(info.value)
 
 
-@pytest.mark.parametrize("decode", [decode_profile, decode_pprof], ids=["decode_profile", "decode_pprof"])
 @pytest.mark.parametrize("body", [b"", gzip.compress(b"")], ids=["empty", "empty-gzip"])
-def test_empty_body(decode: Callable[..., ProfileSummary], body: bytes) -> None:
+def test_empty_body(body: bytes) -> None:
     with pytest.raises(InvalidProfileError) as info:
-        decode(body, LIMITS)
+        decode_profile(body, LIMITS)
     assert info.value.reason is RejectReason.EMPTY
     assert str(info.value) == "profile: empty body"
 
 
-@pytest.mark.parametrize("decode", [decode_profile, decode_pprof], ids=["decode_profile", "decode_pprof"])
-def test_raw_body_over_the_size_limit(decode: Callable[..., ProfileSummary]) -> None:
+def test_raw_body_over_the_size_limit() -> None:
     raw = _raw(HEAP)
-    assert decode(raw, DecodeLimits(max_decompressed_bytes=len(raw))).kind is ProfileKind.HEAP
+    assert decode_profile(raw, DecodeLimits(max_decompressed_bytes=len(raw))).kind is ProfileKind.HEAP
     # A size bound, like the gzip bound: PayloadTooLargeError (HTTP 413), not a plain InvalidProfileError.
     with pytest.raises(PayloadTooLargeError) as info:
-        decode(raw, DecodeLimits(max_decompressed_bytes=len(raw) - 1))
+        decode_profile(raw, DecodeLimits(max_decompressed_bytes=len(raw) - 1))
     assert info.value.reason is RejectReason.TOO_LARGE
     assert str(info.value) == f"profile: size {len(raw)} exceeds the limit of {len(raw) - 1} bytes"
 
@@ -536,7 +534,7 @@ def test_gzip_bomb_of_many_members_stops_at_the_limit() -> None:
     tracemalloc.start()
     try:
         with pytest.raises(PayloadTooLargeError, match=r"exceeds the limit of 1048576 bytes$"):
-            decode_pprof(bomb, DecodeLimits(max_decompressed_bytes=MIB))
+            decode_profile(bomb, DecodeLimits(max_decompressed_bytes=MIB))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -676,7 +674,7 @@ def test_sample_with_empty_stack_counts_in_the_total_under_other() -> None:
     parsed = profile_pb2.Profile.FromString(gzip.decompress(data))
     empty = [s for s in parsed.sample if not s.location_id]
     assert len(empty) == 1
-    summary = decode_pprof(data, DecodeLimits())
+    summary = decode_profile(data, DecodeLimits())
     assert summary.kind is ProfileKind.GOROUTINE
     assert summary.total == sum(s.value[0] for s in parsed.sample)
     assert summary.other >= empty[0].value[0]
@@ -709,7 +707,7 @@ def test_value_count_errors_that_cancel_out_are_still_rejected(monkeypatch: pyte
     profile.sample[3].value.append(999_999_999)
     del profile.sample[4].value[-1]
     with pytest.raises(InvalidProfileError) as info:
-        decode_pprof(profile.SerializeToString(), LIMITS)
+        decode_profile(profile.SerializeToString(), LIMITS)
     assert str(info.value) == "profile.sample[3].value: 5 values for 4 sample types"
 
 
@@ -784,7 +782,7 @@ def _both_paths(
     for fast_from in (0, 10**9):
         monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", fast_from)
         try:
-            results.append(decode_pprof(data, LIMITS, kind_hint=kind_hint, time_fallback_nanos=time_fallback_nanos))
+            results.append(decode_profile(data, LIMITS, kind_hint=kind_hint, time_fallback_nanos=time_fallback_nanos))
         except InvalidProfileError as exc:
             results.append((type(exc).__name__, str(exc), exc.reason))
     return results
@@ -821,9 +819,9 @@ def test_vectorised_path_takes_the_large_profiles_it_is_for(monkeypatch: pytest.
     monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", 0)
     profile = _large(HEAP)
     assert any(s.label for s in profile.sample)
-    decode_pprof(_encode(profile, values_first=True), LIMITS)
-    decode_pprof(_encode(profile, values_first=False), LIMITS)
-    decode_pprof(_encode(profile, values_first=True, unpacked_every=97), LIMITS)  # falls back
+    decode_profile(_encode(profile, values_first=True), LIMITS)
+    decode_profile(_encode(profile, values_first=False), LIMITS)
+    decode_profile(_encode(profile, values_first=True, unpacked_every=97), LIMITS)  # falls back
     assert seen == [True, True, False]
 
 
@@ -887,7 +885,8 @@ def test_cpu_profile_is_unsupported() -> None:
     error = _reject(profile.SerializeToString())
     assert error.reason is RejectReason.UNSUPPORTED
     assert str(error) == (
-        "profile.sample_type: [samples, cpu] is not a heap, goroutine, goroutineleak, mutex or block profile"
+        "profile.sample_type: [samples, cpu] (a CPU profile) is not a heap, goroutine, goroutineleak, "
+        "mutex or block profile"
     )
 
 
@@ -913,7 +912,7 @@ def test_corrupt_sample_message_is_bad_protobuf(name: str) -> None:
     lazy = parse_pprof(_raw(name))
     lazy.sample[0] = b"\x12\x05\x01"  # packed `value` claiming 5 bytes, holding 1
     with pytest.raises(InvalidProfileError) as info:
-        decode_pprof(lazy.SerializeToString(), LIMITS)
+        decode_profile(lazy.SerializeToString(), LIMITS)
     assert info.value.reason is RejectReason.BAD_PROTOBUF
 
 
@@ -996,7 +995,7 @@ def test_a_sample_value_equal_to_the_separator_sentinel_is_read_normally() -> No
     inuse = _types(profile).index("inuse_space")
     alloc = _types(profile).index("alloc_objects")
     profile.sample[3].value[alloc] = pprof_module._SENTINEL
-    summary = decode_pprof(profile.SerializeToString(), LIMITS, alloc_cumulative=True)
+    summary = decode_profile(profile.SerializeToString(), LIMITS, alloc_cumulative=True)
     assert summary.total == sum(s.value[inuse] for s in profile.sample)
     assert summary.cumulative == float(sum(s.value[alloc] for s in profile.sample))
 
@@ -1006,7 +1005,7 @@ def test_counts_that_cancel_out_around_a_planted_sentinel_are_rejected() -> None
     profile.sample[3].value.append(pprof_module._SENTINEL)  # where the separator would be expected
     del profile.sample[4].value[-1]
     with pytest.raises(InvalidProfileError) as info:
-        decode_pprof(profile.SerializeToString(), LIMITS)
+        decode_profile(profile.SerializeToString(), LIMITS)
     assert str(info.value) == "profile.sample[3].value: 5 values for 4 sample types"
 
 
@@ -1171,7 +1170,7 @@ def _location_bytes_broken(raw: bytes, index: int, junk: bytes) -> bytes:
     ids=["field-0", "tag-over-32-bits", "length-over-5-bytes"],
 )
 def test_locations_kept_as_bytes_report_the_full_parse_error(monkeypatch: pytest.MonkeyPatch, junk: bytes) -> None:
-    """decode_pprof parses large profiles with locations and functions left as bytes; a bad one must give
+    """decode_profile parses large profiles with locations and functions left as bytes; a bad one must give
     the same error as a full parse, whether the vectorised path reads the tables or not."""
     raw = _location_bytes_broken(_raw(HEAP), 3, junk)
     with pytest.raises(DecodeError) as full:
@@ -1180,20 +1179,20 @@ def test_locations_kept_as_bytes_report_the_full_parse_error(monkeypatch: pytest
         monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", threshold)
         monkeypatch.setattr(pprof_module, "_MIN_SAMPLE_BYTES", 0)
         with pytest.raises(InvalidProfileError, match="not a valid pprof protobuf") as got:
-            decode_pprof(raw, LIMITS)
+            decode_profile(raw, LIMITS)
         assert str(full.value) in str(got.value)
         assert got.value.reason is RejectReason.BAD_PROTOBUF
 
 
 def test_locations_kept_as_bytes_summarise_as_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     """The vectorised path over the one-parse layout (tables after the samples, up to the strings) gives
-    the summary of the parsed profile, for every top-K size."""
+    the summary of the parsed profile (read sample by sample from its messages), for every top-K size."""
     monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", 0)
     for name in (HEAP, HEAP_STEADY_LEAK, HEAP_BEFORE_RESTART):
         raw = _raw(name)
         for top in (0, 1, 5, 64):
             limits = DecodeLimits(top_sites=top)
-            assert decode_pprof(raw, limits) == summarize_pprof(parse_pprof(raw), limits)
+            assert decode_profile(raw, limits) == summarize_pprof(profile_pb2.Profile.FromString(raw), limits)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -10,10 +10,11 @@ from collections.abc import Mapping
 
 from otel_leakproc.errors import InvalidProfileError, RejectReason
 from otel_leakproc.model import ProfileKind, ProfileSummary
+from otel_leakproc.receiver.decode.go_text import decode_go_text, looks_like_go_text
 from otel_leakproc.receiver.decode.goroutine_text import looks_like_goroutine_dump, parse_goroutine_dump
 from otel_leakproc.receiver.decode.gzip_bound import inflate_body
 from otel_leakproc.receiver.decode.limits import DecodeLimits
-from otel_leakproc.receiver.decode.pprof import parse_pprof, summarize_pprof
+from otel_leakproc.receiver.decode.pprof import summarize_pprof_bytes
 
 __all__ = ["DecodeLimits", "decode_profile"]
 
@@ -27,7 +28,7 @@ def decode_profile(
     labels: Mapping[str, str] | None = None,
     alloc_cumulative: bool = True,
 ) -> ProfileSummary:
-    """Decode one profile: pprof (gzipped or raw) or a goroutine debug=2 text dump (gzipped or raw).
+    """Decode one profile: pprof, a goroutine debug=2 text dump or Go's debug=1 text (each gzipped or raw).
 
     Args:
         data: the upload or file content.
@@ -49,8 +50,10 @@ def decode_profile(
             )
         text_kind = kind_hint if kind_hint in (ProfileKind.GOROUTINE, ProfileKind.GOROUTINELEAK) else None
         return parse_goroutine_dump(raw, limits, time_nanos=time_fallback_nanos, kind=text_kind)
-    return summarize_pprof(
-        parse_pprof(raw),
+    if looks_like_go_text(raw):  # debug=1 text; also names the legacy formats that are not Go's
+        return decode_go_text(raw, limits, time_nanos=time_fallback_nanos, alloc_cumulative=alloc_cumulative)
+    return summarize_pprof_bytes(
+        raw,
         limits,
         kind_hint=kind_hint,
         time_fallback_nanos=time_fallback_nanos,

@@ -4,7 +4,8 @@ The team has one summariser, and it works on pprof. So OTLP support is a pure co
 `Profile` (one sample type each) becomes a pprof `Profile`, except that the Profiles of one
 `ScopeProfiles` sharing `time_unix_nano` and `period_type` are merged back into one multi-column pprof
 (a Go heap profile arrives as alloc_objects/alloc_space/inuse_objects/inuse_space Profiles). A Profile
-that carries the original pprof bytes (`original_payload_format == "pprof"`) is used as-is.
+that carries the original pprof bytes (`original_payload_format == "pprof"`) hands those bytes on as they
+are, for the pprof decoder to parse once like any pprof upload.
 
 Every index into the shared `ProfilesDictionary` is validated before it is followed (index 0 always
 means "unset"), and every limit is checked before the work it bounds, so malformed or hostile input
@@ -14,7 +15,6 @@ means "unset"), and every limit is checked before the work it bounds, so malform
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +28,6 @@ from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 i
 from opentelemetry.proto.profiles.v1development.profiles_pb2 import ProfilesData
 
 from otel_leakproc.errors import InvalidProfileError, PayloadTooLargeError, RejectReason
-from otel_leakproc.model import ProfileSummary
 from otel_leakproc.receiver.decode.gzip_bound import gunzip_bounded, is_gzip
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.proto import profile_pb2
@@ -50,18 +49,26 @@ _PRE_V110_HINT = (
 
 @dataclass(frozen=True, slots=True)
 class OtlpProfile:
-    """One converted profile.
+    """One converted profile: a pprof message built from OTLP, or the original pprof bytes.
 
     Attributes:
         resource: resource attributes flattened to strings (`service.name`, `service.instance.id`,
             `k8s.*`, ...), plus profile-level attributes where the resource does not set the same key.
         scope: name of the instrumentation scope that produced the profile.
-        profile: the equivalent pprof profile (several OTLP Profiles may be merged into its columns).
+        profile: the equivalent pprof profile (several OTLP Profiles may be merged into its columns);
+            None when the profile carried its original pprof, in `payload`.
+        payload: the original pprof protobuf bytes (decompressed, not parsed here: the pprof decoder
+            parses them once, as it does any pprof upload); b"" for a converted profile.
+        payload_where: the field `payload` came from, to name it in errors.
+        time_nanos: the OTLP Profile's `time_unix_nano`, for a payload whose pprof carries no time.
     """
 
     resource: dict[str, str]
     scope: str
-    profile: profile_pb2.Profile
+    profile: profile_pb2.Profile | None
+    payload: bytes = b""
+    payload_where: str = ""
+    time_nanos: int = 0
 
 
 def parse_export_request(data: bytes, content_type: str, limits: DecodeLimits) -> ExportProfilesServiceRequest:
@@ -144,45 +151,6 @@ def otlp_to_pprof(request: ExportProfilesServiceRequest | ProfilesData, limits: 
                 )
             )
     return out
-
-
-def decode_otlp(
-    data: bytes,
-    content_type: str,
-    limits: DecodeLimits,
-    *,
-    time_fallback_nanos: int | None = None,
-    skip_unsupported: bool = True,
-) -> list[tuple[dict[str, str], ProfileSummary]]:
-    """Parse, convert and summarise an OTLP profiles export body (gzip already removed).
-
-    Args:
-        data: the request body.
-        content_type: the request's Content-Type (protobuf or JSON).
-        limits: decode bounds and top-K sizes.
-        time_fallback_nanos: collection time for profiles without `time_unix_nano` (e.g. upload time).
-        skip_unsupported: OTLP batches mix profile types (CPU from eBPF profilers, ...); by default a
-            profile whose kind the detectors do not handle is dropped instead of failing the whole request.
-
-    Returns:
-        (flattened resource attributes, summary) per converted profile; `source_format` is "otlp".
-    """
-    # Imported here so this module loads independently of the pprof summariser.
-    from otel_leakproc.receiver.decode.pprof import summarize_pprof  # noqa: PLC0415
-
-    request = parse_export_request(data, content_type, limits)
-    results: list[tuple[dict[str, str], ProfileSummary]] = []
-    for item in otlp_to_pprof(request, limits):
-        session = item.resource.get(SESSION_ID_KEY)
-        labels = {SESSION_ID_KEY: session} if session else None
-        try:
-            summary = summarize_pprof(item.profile, limits, time_fallback_nanos=time_fallback_nanos, labels=labels)
-        except InvalidProfileError as exc:
-            if skip_unsupported and exc.reason is RejectReason.UNSUPPORTED:
-                continue
-            raise
-        results.append((item.resource, dataclasses.replace(summary, source_format="otlp")))
-    return results
 
 
 # --------------------------------------------------------------------------------------------------
@@ -386,8 +354,17 @@ def _convert_scope(
             if payload in seen_payloads:
                 continue
             seen_payloads.add(payload)
-            pprof = _pprof_from_payload(profile, payload, profile_where, limits, budget)
-            entries.append(OtlpProfile(_attributes(tables, [(profile_where, profile)], resource), scope, pprof))
+            raw = _payload_bytes(payload, f"{profile_where}.original_payload", limits, budget)
+            entries.append(
+                OtlpProfile(
+                    _attributes(tables, [(profile_where, profile)], resource),
+                    scope,
+                    None,
+                    raw,
+                    f"{profile_where}.original_payload",
+                    _check_int64(int(profile.time_unix_nano), f"{profile_where}.time_unix_nano"),
+                )
+            )
             continue
         sample_type = _value_type(tables, profile.sample_type, f"{profile_where}.sample_type")
         period_type = _value_type(tables, profile.period_type, f"{profile_where}.period_type")
@@ -424,10 +401,8 @@ def _attributes(tables: _Tables, profiles: Sequence[tuple[str, Any]], resource: 
     return merged
 
 
-def _pprof_from_payload(
-    profile: Any, payload: bytes, where: str, limits: DecodeLimits, budget: _Budget
-) -> profile_pb2.Profile:
-    what = f"{where}.original_payload"
+def _payload_bytes(payload: bytes, what: str, limits: DecodeLimits, budget: _Budget) -> bytes:
+    """An original pprof payload, decompressed within the request's budget (parsed by the decoder)."""
     cap = min(limits.max_decompressed_bytes, max(budget.payload_left, 0))
     try:
         raw = gunzip_bounded(payload, cap, what) if is_gzip(payload) else payload
@@ -438,18 +413,7 @@ def _pprof_from_payload(
             ) from exc
         raise
     budget.take_payload(len(raw), what)
-    pprof = profile_pb2.Profile()
-    try:
-        pprof.ParseFromString(raw)
-    except DecodeError as exc:
-        raise InvalidProfileError(f"{what}: not a valid pprof protobuf ({exc})", RejectReason.BAD_PROTOBUF) from exc
-    _check_size(len(pprof.sample), limits.max_samples, f"{what}.sample")
-    _check_size(len(pprof.location), limits.max_locations, f"{what}.location")
-    _check_size(len(pprof.function), limits.max_functions, f"{what}.function")
-    _check_size(len(pprof.string_table), limits.max_strings, f"{what}.string_table")
-    if not pprof.time_nanos and profile.time_unix_nano:
-        pprof.time_nanos = _check_int64(int(profile.time_unix_nano), f"{where}.time_unix_nano")
-    return pprof
+    return raw
 
 
 def _looks_pre_v110(sample: Any) -> bool:

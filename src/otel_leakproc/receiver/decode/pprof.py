@@ -8,7 +8,7 @@ so a hostile profile produces an `InvalidProfileError`, never an exception from 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from google.protobuf.message import DecodeError
 
@@ -16,9 +16,8 @@ from otel_leakproc.errors import InvalidProfileError, RejectReason
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SiteValue
 from otel_leakproc.receiver.decode import pprof_fast
 from otel_leakproc.receiver.decode.frames import is_runtime_frame, is_system_frame
-from otel_leakproc.receiver.decode.gzip_bound import inflate_body
 from otel_leakproc.receiver.decode.limits import DecodeLimits
-from otel_leakproc.receiver.decode.pprof_sites import WHERE, Frame, Resolver, SiteAcc, fallback_frame
+from otel_leakproc.receiver.decode.pprof_sites import WHERE, AnyProfile, Frame, Resolver, SiteAcc, fallback_frame
 from otel_leakproc.receiver.proto import profile_pb2
 
 # Appended after each sample for the sample-by-sample path's value parse: field 2 (`value`), unpacked,
@@ -59,8 +58,8 @@ _WAIT_STATES: tuple[tuple[str, str], ...] = (
 )
 
 
-def decode_pprof(
-    data: bytes,
+def summarize_pprof_bytes(
+    raw: bytes,
     limits: DecodeLimits,
     *,
     kind_hint: ProfileKind | None = None,
@@ -68,12 +67,16 @@ def decode_pprof(
     labels: Mapping[str, str] | None = None,
     alloc_cumulative: bool = True,
 ) -> ProfileSummary:
-    """Decode pprof bytes (gzipped or raw) into a summary.
+    """Summarise uncompressed pprof protobuf bytes: the one pprof path every receiver and `analyze` take
+    (through `decode_profile`, which inflates and sniffs first; OTLP original payloads come straight here).
+
+    Large profiles are parsed once with locations and functions left as bytes, which the vectorised
+    reader decodes in byte space; small ones are parsed with the tables as messages for the
+    sample-by-sample path. Arguments as for `summarize_pprof`.
 
     Raises:
-        InvalidProfileError: corrupt gzip, invalid protobuf, bad references, limits exceeded.
+        InvalidProfileError: invalid protobuf, bad references, limits exceeded.
     """
-    raw = inflate_body(data, limits.max_decompressed_bytes)
     profile = _parse_parts(raw) if len(raw) >= _MIN_SAMPLE_BYTES * FAST_PATH_MIN_SAMPLES else parse_pprof(raw)
     return _summarize_checked(profile, raw, limits, kind_hint, time_fallback_nanos, labels, alloc_cumulative)
 
@@ -89,9 +92,11 @@ def _parse_parts(raw: bytes) -> profile_pb2.ProfileLazyParts | profile_pb2.Profi
     return profile
 
 
-def _parse_fully(profile: profile_pb2.ProfileLazyParts, raw: bytes | None) -> profile_pb2.ProfileLazySamples:
-    """A `ProfileLazyParts` parsed again with its tables as messages (from `raw` when there is one)."""
-    return parse_pprof(raw if raw is not None else profile.SerializeToString())
+def _parse_fully(raw: bytes | None) -> profile_pb2.ProfileLazySamples:
+    """A `ProfileLazyParts`'s bytes `raw` parsed again with the tables as messages."""
+    if raw is None:  # (a `ProfileLazyParts` only comes from `summarize_pprof_bytes`, with its bytes)
+        raise ValueError("a ProfileLazyParts needs the bytes it was parsed from")
+    return parse_pprof(raw)
 
 
 def parse_pprof(raw: bytes) -> profile_pb2.ProfileLazySamples:
@@ -104,7 +109,7 @@ def parse_pprof(raw: bytes) -> profile_pb2.ProfileLazySamples:
     return profile
 
 
-def _check_counts(profile: profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts, limits: DecodeLimits) -> None:
+def _check_counts(profile: AnyProfile, limits: DecodeLimits) -> None:
     for name, have, limit in (
         ("sample", len(profile.sample), limits.max_samples),
         ("location", len(profile.location), limits.max_locations),
@@ -126,13 +131,13 @@ def _string(strings: Sequence[str], index: int, where: str) -> str:
     )
 
 
-def sample_type_names(profile: profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts) -> list[str]:
+def sample_type_names(profile: AnyProfile) -> list[str]:
     strings = profile.string_table
     return [_string(strings, vt.type, f"profile.sample_type[{i}].type") for i, vt in enumerate(profile.sample_type)]
 
 
 def classify(
-    profile: profile_pb2.ProfileLazySamples, types: Sequence[str], kind_hint: ProfileKind | None
+    profile: profile_pb2.Profile | profile_pb2.ProfileLazySamples, types: Sequence[str], kind_hint: ProfileKind | None
 ) -> ProfileKind:
     """Which detector family a profile belongs to, from its sample types (and a hint for mutex/block)."""
     if "inuse_space" in types:
@@ -146,13 +151,14 @@ def classify(
             return kind_hint
         return _mutex_or_block(profile)
     shown = ", ".join(types) or "none"
+    what = " (a CPU profile)" if "cpu" in types else ""
     raise InvalidProfileError(
-        f"profile.sample_type: [{shown}] is not a heap, goroutine, goroutineleak, mutex or block profile",
+        f"profile.sample_type: [{shown}]{what} is not a heap, goroutine, goroutineleak, mutex or block profile",
         RejectReason.UNSUPPORTED,
     )
 
 
-def _mutex_or_block(profile: profile_pb2.ProfileLazySamples) -> ProfileKind:
+def _mutex_or_block(profile: profile_pb2.Profile | profile_pb2.ProfileLazySamples) -> ProfileKind:
     """Mutex and block profiles share sample types; a mutex profile charges delay to the unlocker."""
     strings = profile.string_table
     functions = {f.id: f.name for f in profile.function}
@@ -161,8 +167,9 @@ def _mutex_or_block(profile: profile_pb2.ProfileLazySamples) -> ProfileKind:
         if loc.line:
             index = functions.get(loc.line[0].function_id, 0)
             leaf_names[loc.id] = strings[index] if 0 <= index < len(strings) else ""
-    for raw in profile.sample:
-        loc_ids = profile_pb2.Sample.FromString(raw).location_id
+    parse = profile_pb2.Sample.FromString
+    for sample in profile.sample:
+        loc_ids = sample.location_id if isinstance(sample, profile_pb2.Sample) else parse(sample).location_id
         if loc_ids:
             leaf = leaf_names.get(loc_ids[0], "")
             if "Unlock" in leaf or leaf.endswith(".unlock"):
@@ -171,7 +178,7 @@ def _mutex_or_block(profile: profile_pb2.ProfileLazySamples) -> ProfileKind:
 
 
 def summarize_pprof(
-    profile: profile_pb2.Profile | profile_pb2.ProfileLazySamples,
+    profile: profile_pb2.Profile,
     limits: DecodeLimits,
     *,
     kind_hint: ProfileKind | None = None,
@@ -179,7 +186,8 @@ def summarize_pprof(
     labels: Mapping[str, str] | None = None,
     alloc_cumulative: bool = True,
 ) -> ProfileSummary:
-    """Summarise a parsed pprof profile.
+    """Summarise a parsed pprof profile: a `Profile` converted from OTLP, read from its messages as they
+    are (never serialised to be parsed again). Bytes take `summarize_pprof_bytes`.
 
     Args:
         profile: the parsed message.
@@ -228,18 +236,15 @@ def _summarize(
     labels: Mapping[str, str] | None = None,
     alloc_cumulative: bool = True,
 ) -> ProfileSummary:
-    if isinstance(profile, profile_pb2.Profile):  # e.g. converted from OTLP: same wire format
-        raw = profile.SerializeToString()
-        profile = profile_pb2.ProfileLazySamples.FromString(raw)
     _check_counts(profile, limits)
     strings = profile.string_table
     if strings and strings[0] != "":
         raise InvalidProfileError("profile.string_table[0]: must be the empty string", RejectReason.BAD_REFERENCE)
     types = sample_type_names(profile)
     if isinstance(profile, profile_pb2.ProfileLazyParts) and (
-        len(profile.sample) < FAST_PATH_MIN_SAMPLES or "inuse_space" not in types or raw is None
+        len(profile.sample) < FAST_PATH_MIN_SAMPLES or "inuse_space" not in types
     ):  # only large heap profiles take the vectorised path from it: the others need the parsed tables
-        profile = _parse_fully(profile, raw)
+        profile = _parse_fully(raw)
     # (what `classify` says of a heap profile, without reading the tables)
     kind = (
         ProfileKind.HEAP if isinstance(profile, profile_pb2.ProfileLazyParts) else classify(profile, types, kind_hint)
@@ -264,28 +269,39 @@ def _summarize(
     resolver = Resolver(profile)
     location = resolver.location
     goroutine_kind = kind in (ProfileKind.GOROUTINE, ProfileKind.GOROUTINELEAK)
-    raw_samples = profile.sample
+    n_samples = len(profile.sample)
     n_types = len(types)
     columns = (value_index, count_index, cumulative_index)
     # Small profiles (what most services push) are cheaper sample by sample than through numpy's fixed costs.
-    parts = None if goroutine_kind or len(raw_samples) < FAST_PATH_MIN_SAMPLES else pprof_fast.raw_parts(profile, raw)
-    fast = None if parts is None else pprof_fast.scan_samples(parts, len(raw_samples), n_types)
+    # A `Profile` (converted from OTLP) has its samples as messages, read one by one with no bytes to scan.
+    parts = (
+        None
+        if goroutine_kind
+        or n_samples < FAST_PATH_MIN_SAMPLES
+        or raw is None
+        or isinstance(profile, profile_pb2.Profile)
+        else pprof_fast.raw_parts(profile, raw)
+    )
+    fast = None if parts is None else pprof_fast.scan_samples(parts, n_samples, n_types)
     group_acc: dict[tuple[str, str, str, str, int], int] = {}
     attributed = None
-    if fast is not None and parts is not None:
+    if fast is not None and parts is not None and not isinstance(profile, profile_pb2.Profile):
         attributed = pprof_fast.attribute_fast(fast, columns, profile, parts, limits.top_sites)
     if isinstance(profile, profile_pb2.ProfileLazyParts) and (attributed is None or not attributed[0]):
         # Its tables were not read (no site), or the sample-by-sample path needs them parsed: a full
         # parse, which also reports bad location or function bytes.
-        profile = _parse_fully(profile, raw)
+        profile = _parse_fully(raw)
         resolver = Resolver(profile)
         location = resolver.location
-        raw_samples = profile.sample
     if attributed is not None:
         sites, total, total_count, cumulative = attributed
     else:  # also where the fast path found something to report: this path names it precisely
+        if isinstance(profile, profile_pb2.Profile):
+            all_values, stride, loc_ids_of = _message_samples(profile.sample, n_types)
+        else:
+            all_values, stride, loc_ids_of = _raw_samples(profile.sample, n_types)
         sites, total, total_count, cumulative = _attribute_slow(
-            raw_samples, n_types, columns, resolver, group_acc if goroutine_kind else None
+            all_values, stride, loc_ids_of, columns, resolver, group_acc if goroutine_kind else None
         )
 
     ranked = sorted(sites.items(), key=lambda item: (-item[1].value, item[0]))[: limits.top_sites]
@@ -336,27 +352,15 @@ def _summarize(
     )
 
 
-def _attribute_slow(
-    raw_samples: Sequence[bytes],
-    n_types: int,
-    columns: tuple[int, int, int],
-    resolver: Resolver,
-    group_acc: dict[tuple[str, str, str, str, int], int] | None,
-) -> tuple[dict[str, SiteAcc], float, float, float]:
-    """Sample by sample: goroutine profiles (wait states need whole stacks) and unusual encodings."""
-    value_index, count_index, cumulative_index = columns
-    location = resolver.location
-    sites: dict[str, SiteAcc] = {}
-    user_cache: dict[int, Frame | None] = {}
-    total = 0.0
-    total_count = 0.0
-    cumulative = 0.0
+def _raw_samples(raw_samples: Sequence[bytes], n_types: int) -> tuple[list[int], int, Callable[[int], Sequence[int]]]:
+    """Every value of encoded samples in one list (`stride` apart per sample), and each sample's
+    location ids on demand.
 
-    # Read every sample's values in one C-level parse: concatenated Sample messages parse as one
-    # message whose repeated `value` holds all values in order. A separator after each sample (one
-    # more `value`, the sentinel) shows where each sample's values end, so counts that cancel out in
-    # the total cannot shift the columns. Python objects are then built only for samples with a nonzero
-    # value (most heap samples are allocation-only, with zero in-use).
+    All values are read in one C-level parse: concatenated Sample messages parse as one message whose
+    repeated `value` holds all values in order. A separator after each sample (one more `value`, the
+    sentinel) shows where each sample's values end, so counts that cancel out in the total cannot shift
+    the columns.
+    """
     separated = _SEPARATOR.join(raw_samples) + _SEPARATOR if raw_samples else b""
     merged = profile_pb2.SampleValuesOnly.FromString(separated)
     n_samples = len(raw_samples)
@@ -370,11 +374,48 @@ def _attribute_slow(
         _check_value_counts(raw_samples, n_types)
         if len(all_values) != n_samples * stride:
             _raise_bad_value_count(raw_samples, n_types)
+    parse_sample = profile_pb2.Sample.FromString
+    return all_values, stride, lambda i: parse_sample(raw_samples[i]).location_id
+
+
+def _message_samples(
+    samples: Sequence[profile_pb2.Sample], n_types: int
+) -> tuple[list[int], int, Callable[[int], Sequence[int]]]:
+    """`_raw_samples` for samples already parsed as messages (a `Profile` converted from OTLP)."""
+    all_values: list[int] = []
+    for i, sample in enumerate(samples):
+        values = sample.value
+        if len(values) != n_types:
+            raise InvalidProfileError(
+                f"profile.sample[{i}].value: {len(values)} values for {n_types} sample types", RejectReason.BAD_VALUES
+            )
+        all_values.extend(values)
+    return all_values, n_types, lambda i: samples[i].location_id
+
+
+def _attribute_slow(
+    all_values: list[int],
+    stride: int,
+    loc_ids_of: Callable[[int], Sequence[int]],
+    columns: tuple[int, int, int],
+    resolver: Resolver,
+    group_acc: dict[tuple[str, str, str, str, int], int] | None,
+) -> tuple[dict[str, SiteAcc], float, float, float]:
+    """Sample by sample: goroutine profiles (wait states need whole stacks) and unusual encodings.
+
+    Python objects are built only for samples with a nonzero value (most heap samples are
+    allocation-only, with zero in-use)."""
+    value_index, count_index, cumulative_index = columns
+    location = resolver.location
+    sites: dict[str, SiteAcc] = {}
+    user_cache: dict[int, Frame | None] = {}
+    total = 0.0
+    total_count = 0.0
+    cumulative = 0.0
     value_column = all_values[value_index::stride]
     count_column = value_column if count_index == value_index else all_values[count_index::stride]
     if cumulative_index >= 0:
         cumulative = float(sum(all_values[cumulative_index::stride]))
-    parse_sample = profile_pb2.Sample.FromString
 
     for i, value in enumerate(value_column):
         if value == 0:
@@ -382,7 +423,7 @@ def _attribute_slow(
         count = count_column[i]
         total += value
         total_count += count
-        loc_ids = parse_sample(raw_samples[i]).location_id
+        loc_ids = loc_ids_of(i)
         if not loc_ids:
             # Go writes these (a goroutine caught with no stack, e.g. between creation and its first run):
             # the value counts in the total, under "(other)", since there is no site to name.

@@ -52,14 +52,15 @@ class Parts:
         self.n_fns = n_fns
 
 
-def raw_parts(
-    profile: profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts, raw: bytes | None
-) -> Parts | None:
-    """The profile's samples, locations and functions, each kind back to back (see `Parts`).
+def raw_parts(profile: profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts, raw: bytes) -> Parts | None:
+    """The profile's samples, locations and functions, each kind back to back (see `Parts`); `raw` is
+    what `profile` was parsed from.
 
-    A `ProfileLazyParts` is serialised whole instead of parsing the bytes a second time: fields come in
-    number order (sample types, samples, mappings, locations, ...), so with its mappings cleared (no
-    summary reads them; the parse validated them) the tables follow the samples, up to the strings."""
+    A `ProfileLazyParts` (large heap profiles) is serialised whole instead of parsing the bytes a second
+    time: fields come in number order (sample types, samples, mappings, locations, ...), so with its
+    mappings cleared (no summary reads them; the parse validated them) the tables follow the samples, up
+    to the strings. Other large profiles (mutex, block), parsed with their tables as messages for
+    classifying, are read again as `ProfileRawParts`."""
     if isinstance(profile, profile_pb2.ProfileLazyParts):
         profile.ClearField("mapping")
         samples_at = 0
@@ -67,8 +68,6 @@ def raw_parts(
             size = vt.ByteSize()
             samples_at += 1 + max(1, (size.bit_length() + 6) // 7) + size  # tag, length, body
         return Parts(profile.SerializeToString(), samples_at, None, len(profile.location), len(profile.function))
-    if raw is None:
-        raw = profile.SerializeToString()
     try:
         parts = profile_pb2.ProfileRawParts.FromString(raw)
     except DecodeError:

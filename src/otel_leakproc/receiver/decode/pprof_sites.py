@@ -18,6 +18,9 @@ from otel_leakproc.receiver.proto import profile_pb2
 Frame = tuple[str, str, int]  # function, file, line
 IntArray = npt.NDArray[Any]  # int64 or uint64
 WHERE = "profile.sample.location_id"
+# A parsed profile: converted from OTLP (samples as messages), or parsed from bytes with samples (and, for
+# `ProfileLazyParts`, locations and functions) left as bytes.
+AnyProfile = profile_pb2.Profile | profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts
 
 
 class SiteAcc:
@@ -66,7 +69,7 @@ class Resolver:
         "n_locations",
     )
 
-    def __init__(self, profile: profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts) -> None:
+    def __init__(self, profile: AnyProfile) -> None:
         self._strings = profile.string_table
         # Locations and functions kept as bytes (`ProfileLazyParts`, whose tables the vectorised reader
         # validated) are parsed one by one, only those samples reach.

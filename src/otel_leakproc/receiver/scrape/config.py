@@ -11,6 +11,9 @@ from urllib.parse import urlsplit
 SCRAPE_PROFILES = ("heap", "goroutine", "goroutineleak", "mutex", "block")
 DEFAULT_PROFILES = SCRAPE_PROFILES
 DEFAULT_PATH = "/debug/pprof"
+# How profiles are fetched: `pprof` = `<base>/<profile>` (gzipped protobuf); `text` = `<base>/<profile>?debug=1`
+# (Go's text form, for targets whose proxies or tooling only pass text).
+SCRAPE_FORMATS = ("pprof", "text")
 MAX_TARGETS_LIMIT = 100_000
 
 MUST_BE_POSITIVE = "{key}: must be > 0, got {value}"
@@ -194,6 +197,7 @@ class ScrapeConfig:
         max_response_bytes: largest profile read; a longer response fails that profile.
         profiles: profiles pulled from every target (`heap`, `goroutine`, `goroutineleak`, `mutex`, `block`);
             one a target answers 404 for is remembered as absent and tried again an hour later.
+        format: `pprof` fetches the protobuf form; `text` fetches `?debug=1` (Go's text form, same summary).
         tenant: tenant of scraped series; "" = `server.auth.default_tenant`.
         max_targets: most targets at once (static and discovered); more are dropped and counted.
         static_targets: fixed targets.
@@ -207,6 +211,7 @@ class ScrapeConfig:
     timeout_seconds: float = 10.0
     max_response_bytes: int = 16 * 1024 * 1024
     profiles: tuple[str, ...] = DEFAULT_PROFILES
+    format: str = "pprof"
     tenant: str = ""
     max_targets: int = 1000
     static_targets: tuple[StaticTarget, ...] = ()
@@ -228,6 +233,8 @@ class ScrapeConfig:
         if not self.profiles:
             errors.append("profiles: must list at least one profile")
         errors.extend(_check_profiles("profiles", self.profiles))
+        if self.format not in SCRAPE_FORMATS:
+            errors.append(f"format: {self.format!r} is not one of {', '.join(SCRAPE_FORMATS)}")
         if self.tenant and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", self.tenant):
             errors.append(f"tenant: {self.tenant!r} is not 1-64 letters, digits, '.', '_' or '-'")
         return errors

@@ -276,7 +276,9 @@ class ScrapeManager:
 
     async def _scrape_profile(self, target: Target, profile: str, health: ProfileHealth) -> str:
         try:
-            body, encoding = await self._fetch(f"{target.base_url}/{profile}", self.config.max_response_bytes)
+            text = self.config.format == "text"
+            url = f"{target.base_url}/{profile}" + ("?debug=1" if text else "")
+            body, encoding = await self._fetch(url, self.config.max_response_bytes)
         except FetchError as exc:
             if exc.result == "not_found":
                 health.status, health.error = "absent", str(exc)
@@ -284,7 +286,7 @@ class ScrapeManager:
             else:
                 health.status, health.error = "error", str(exc)
             return exc.result
-        query = [("name", target.ingest_name()), ("format", "pprof")]
+        query = [("name", target.ingest_name()), ("format", "text" if text else "pprof")]
         if profile in _KIND_PARAM:
             query.append(("kind", _KIND_PARAM[profile]))
         outcome = await self._ingest(body, encoding, tuple(query), health)

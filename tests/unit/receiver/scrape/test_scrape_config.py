@@ -22,6 +22,7 @@ def test_defaults_are_valid_and_off() -> None:
     assert settings.scrape.interval_seconds == 60
     assert settings.scrape.profiles == ("heap", "goroutine", "goroutineleak", "mutex", "block")
     assert settings.scrape.kubernetes.annotation_prefix == "otel-leakproc.io/"
+    assert settings.scrape.format == "pprof"
 
 
 @pytest.mark.parametrize(
@@ -34,6 +35,7 @@ def test_defaults_are_valid_and_off() -> None:
             ["scrape.profiles[1]: 'cpu' is not one of heap, goroutine, goroutineleak, mutex, block"],
         ),
         ({"profiles": []}, ["scrape.profiles: must list at least one profile"]),
+        ({"format": "json"}, ["scrape.format: 'json' is not one of pprof, text"]),
         ({"max_targets": 0}, ["scrape.max_targets: must be between 1 and 100000, got 0"]),
         ({"tenant": "a b"}, ["scrape.tenant: 'a b' is not 1-64 letters, digits, '.', '_' or '-'"]),
         (

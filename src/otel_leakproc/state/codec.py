@@ -1,0 +1,376 @@
+"""A compact, versioned binary encoding of plain data, and the checksummed frame every stored record uses.
+
+Values (`encode_value` / `decode_value`): dict, list, tuple (read back as list), str, bytes, int, float,
+bool and None, nested. The encoding knows nothing about detectors, so new fields in `to_state()` need no
+change here. What makes it compact:
+- every string is written once per record and referenced by number afterwards (site names, file paths
+  and dict keys repeat a lot within a series);
+- a list of 4 or more ints, or of 4 or more floats, is written as a packed little-endian array (ints in
+  the narrowest of int8/16/32/64 that holds them all, floats as float64, bit for bit);
+- a long string that is canonical base64 (the detector packs its history arrays so) is stored as its raw
+  bytes and given back as the same string: a quarter smaller;
+- ints are zigzag varints.
+
+Frames (`frame` / `read_frames`): a 14-byte header, then the payload:
+    magic b"LK" | codec version u8 | record type u8 | flags u8 | reserved u8 | payload length u32 | CRC32 u32
+The CRC covers the header's first 10 bytes and the payload, so a torn or bit-flipped record is detected.
+Flag bit 0: the payload is zlib-compressed. A reader refuses a codec version it does not know.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+CODEC_VERSION = 1
+MAGIC = b"LK"
+HEADER = struct.Struct("<2sBBBBII")  # magic, version, type, flags, reserved, length, crc
+HEADER_SIZE = HEADER.size
+_CRC_FROM = HEADER_SIZE - 4  # the CRC covers the header up to itself, then the payload
+MAX_PAYLOAD = 64 << 20  # a length above this is a corrupt header, not a record
+FLAG_ZLIB = 1
+COMPRESS_ABOVE = 512  # payloads at least this large are deflated when it saves space
+_ZLIB_LEVEL = 1
+
+# Value tags.
+_NONE, _FALSE, _TRUE, _INT, _FLOAT, _STR, _STR_REF, _LIST, _DICT, _ARRAY, _BYTES, _B64, _BIGINT, _B64_BLOB = range(14)
+_ARRAY_MIN = 4  # shorter numeric lists are cheaper as plain items
+_B64_MIN = 64  # shorter strings are not worth the base64 check
+_DTYPES = ("<f8", "<i1", "<i2", "<i4", "<i8", "<f4")
+_DTYPE_CODE = {d: i for i, d in enumerate(_DTYPES)}
+_INT64 = 1 << 63
+_DOUBLE = struct.Struct("<d")
+
+
+class CodecError(ValueError):
+    """Bytes that are not a valid record or value (corrupt, truncated, or of an unknown version)."""
+
+
+# -- values -------------------------------------------------------------------------------------------
+
+
+def encode_value(value: Any, blobs: list[bytes] | None = None) -> bytes:
+    """`value` as bytes (see the module docstring). Raises TypeError naming the path of a non-plain value.
+
+    With `blobs`, the raw bytes of base64 strings are appended to it instead and referenced by index: the
+    caller stores them apart (they are usually deflated already) and deflates only the rest."""
+    out = bytearray()
+    _Encoder(out, blobs).put(value, "$")
+    return bytes(out)
+
+
+def decode_value(data: bytes | memoryview, blobs: list[bytes] | None = None) -> Any:
+    """The value `encode_value` wrote (with the same `blobs`). Raises CodecError on malformed bytes."""
+    decoder = _Decoder(memoryview(data), blobs)
+    try:
+        value = decoder.get()
+    except (IndexError, struct.error, UnicodeDecodeError, ValueError, binascii.Error) as exc:
+        raise CodecError(f"malformed value at byte {decoder.pos}: {exc}") from exc
+    if decoder.pos != len(decoder.data):
+        raise CodecError(f"{len(decoder.data) - decoder.pos} bytes after the value")
+    return value
+
+
+def decode_head(data: bytes | memoryview, count: int) -> list[Any]:
+    """The first `count` values of an encoded dict (its values, in written order) or list, without
+    decoding the rest: enough to route a record by its first fields."""
+    decoder = _Decoder(memoryview(data), None)
+    try:
+        tag = decoder.data[0]
+        decoder.pos = 1
+        if tag not in (_DICT, _LIST):
+            raise ValueError(f"expected a dict or list, found tag {tag}")
+        n = decoder.varint()
+        out = []
+        for _ in range(min(n, count)):
+            if tag == _DICT:
+                decoder.string(decoder.data[decoder.pos], skip=True)
+            out.append(decoder.get())
+    except (IndexError, struct.error, UnicodeDecodeError, ValueError, binascii.Error) as exc:
+        raise CodecError(f"malformed value at byte {decoder.pos}: {exc}") from exc
+    return out
+
+
+def _varint(out: bytearray, n: int) -> None:
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+class _Encoder:
+    __slots__ = ("blobs", "out", "strings")
+
+    def __init__(self, out: bytearray, blobs: list[bytes] | None) -> None:
+        self.out = out
+        self.blobs = blobs
+        self.strings: dict[str, int] = {}
+
+    def put(self, value: Any, path: str) -> None:
+        out = self.out
+        kind = type(value)
+        if kind is str:
+            self.put_str(value)
+        elif kind is int:
+            if -_INT64 <= value < _INT64:
+                out.append(_INT)
+                _varint(out, (value << 1) ^ (value >> 63))
+            else:
+                out.append(_BIGINT)
+                self.put_str(str(value))
+        elif kind is float:
+            out.append(_FLOAT)
+            out += _DOUBLE.pack(value)
+        elif value is None:
+            out.append(_NONE)
+        elif kind is bool:
+            out.append(_TRUE if value else _FALSE)
+        elif kind is dict:
+            out.append(_DICT)
+            _varint(out, len(value))
+            for k, v in value.items():
+                if type(k) is not str:
+                    raise TypeError(f"{path}: dict key {k!r} is not a str")
+                self.put_str(k)
+                self.put(v, f"{path}.{k}")
+        elif kind is list or kind is tuple:
+            if len(value) >= _ARRAY_MIN and self.put_array(value):
+                return
+            out.append(_LIST)
+            _varint(out, len(value))
+            for i, v in enumerate(value):
+                self.put(v, f"{path}[{i}]")
+        elif kind is bytes:
+            out.append(_BYTES)
+            _varint(out, len(value))
+            out += value
+        else:
+            raise TypeError(f"{path}: {kind.__name__} is not plain data")
+
+    def put_str(self, s: str) -> None:
+        out = self.out
+        ref = self.strings.get(s)
+        if ref is not None:
+            out.append(_STR_REF)
+            _varint(out, ref)
+            return
+        self.strings[s] = len(self.strings)
+        if len(s) >= _B64_MIN and len(s) % 4 == 0:
+            raw = _canonical_base64(s)
+            if raw is not None and self.blobs is not None:
+                out.append(_B64_BLOB)
+                _varint(out, len(self.blobs))
+                self.blobs.append(raw)
+                return
+            if raw is not None:
+                out.append(_B64)
+                _varint(out, len(raw))
+                out += raw
+                return
+        data = s.encode()
+        out.append(_STR)
+        _varint(out, len(data))
+        out += data
+
+    def put_array(self, values: list[Any] | tuple[Any, ...]) -> bool:
+        first = type(values[0])
+        if first is float:
+            if not all(type(v) is float for v in values):
+                return False
+            dtype = "<f8"
+        elif first is int:
+            if not all(type(v) is int for v in values):
+                return False
+            lo, hi = min(values), max(values)
+            if lo < -_INT64 or hi >= _INT64:
+                return False
+            dtype = next(d for d, bound in _INT_BOUNDS if -bound <= lo and hi < bound)
+        else:
+            return False
+        out = self.out
+        out.append(_ARRAY)
+        out.append(_DTYPE_CODE[dtype])
+        _varint(out, len(values))
+        out += np.asarray(values, dtype=dtype).tobytes()
+        return True
+
+
+_INT_BOUNDS = (("<i1", 1 << 7), ("<i2", 1 << 15), ("<i4", 1 << 31), ("<i8", 1 << 63))
+
+
+def _canonical_base64(s: str) -> bytes | None:
+    try:
+        raw = base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if base64.b64encode(raw).decode() == s else None
+
+
+class _Decoder:
+    __slots__ = ("blobs", "data", "pos", "strings")
+
+    def __init__(self, data: memoryview, blobs: list[bytes] | None) -> None:
+        self.data = data
+        self.blobs = blobs
+        self.pos = 0
+        self.strings: list[str] = []
+
+    def varint(self) -> int:
+        data = self.data
+        shift = result = 0
+        while True:
+            b = data[self.pos]
+            self.pos += 1
+            result |= (b & 0x7F) << shift
+            if b < 0x80:
+                return result
+            shift += 7
+            if shift > 70:
+                raise ValueError("varint too long")
+
+    def take(self, n: int) -> memoryview:
+        start = self.pos
+        end = start + n
+        if end > len(self.data):
+            raise IndexError(f"{n} bytes wanted, {len(self.data) - start} left")
+        self.pos = end
+        return self.data[start:end]
+
+    def get(self) -> Any:
+        tag = self.data[self.pos]
+        self.pos += 1
+        if tag in (_STR, _STR_REF, _B64, _B64_BLOB):
+            return self.string(tag)
+        if tag == _INT:
+            z = self.varint()
+            return (z >> 1) ^ -(z & 1)
+        if tag == _FLOAT:
+            return _DOUBLE.unpack(self.take(8))[0]
+        if tag == _DICT:
+            n = self.varint()
+            out: dict[str, Any] = {}
+            for _ in range(n):
+                k = self.string(self.data[self.pos], skip=True)
+                out[k] = self.get()
+            return out
+        if tag == _LIST:
+            return [self.get() for _ in range(self.varint())]
+        if tag == _NONE:
+            return None
+        if tag == _FALSE:
+            return False
+        if tag == _TRUE:
+            return True
+        if tag == _ARRAY:
+            code = self.data[self.pos]
+            self.pos += 1
+            if code >= len(_DTYPES):
+                raise ValueError(f"unknown array type {code}")
+            dtype = np.dtype(_DTYPES[code])
+            n = self.varint()
+            return np.frombuffer(self.take(n * dtype.itemsize), dtype=dtype).tolist()
+        if tag == _BYTES:
+            return bytes(self.take(self.varint()))
+        if tag == _BIGINT:
+            return int(self.string(self.data[self.pos], skip=True))
+        raise ValueError(f"unknown tag {tag}")
+
+    def string(self, tag: int, *, skip: bool = False) -> str:
+        if skip:
+            self.pos += 1
+        if tag == _STR_REF:
+            return self.strings[self.varint()]
+        if tag == _STR:
+            s = str(self.take(self.varint()), "utf-8")
+        elif tag == _B64_BLOB:
+            if self.blobs is None:
+                raise ValueError("a blob reference without blobs")
+            s = base64.b64encode(self.blobs[self.varint()]).decode()
+        elif tag == _B64:
+            s = base64.b64encode(self.take(self.varint())).decode()
+        else:
+            raise ValueError(f"expected a string, found tag {tag}")
+        self.strings.append(s)
+        return s
+
+
+# -- frames -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One record read back: its type, payload (decompressed; else a view into the input, not a copy) and
+    where it ended in the input."""
+
+    type: int
+    payload: bytes | memoryview
+    end: int
+
+
+def frame(record_type: int, payload: bytes, *, compress: bool = True) -> bytes:
+    """`payload` framed as one record (deflated when that saves space and `compress`)."""
+    flags = 0
+    if compress and len(payload) >= COMPRESS_ABOVE:
+        packed = zlib.compress(payload, _ZLIB_LEVEL)
+        if len(packed) < len(payload):
+            payload, flags = packed, FLAG_ZLIB
+    head = struct.pack("<2sBBBBI", MAGIC, CODEC_VERSION, record_type, flags, 0, len(payload))
+    return head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """Why reading stopped before the end of the input: `offset` is the end of the last good record."""
+
+    offset: int
+    reason: str
+
+
+def read_frames(data: bytes | memoryview, start: int = 0) -> tuple[list[Frame], Tail | None]:
+    """Every complete, intact record from `start`, and, if the input does not end cleanly, where the
+    good part ends and why (a torn record, a checksum mismatch, an unknown version). Nothing after the
+    first bad record is read: its length field cannot be trusted."""
+    view = memoryview(data)
+    frames: list[Frame] = []
+    pos = start
+    end = len(view)
+    while pos < end:
+        if end - pos < HEADER_SIZE:
+            return frames, Tail(pos, f"torn record header ({end - pos} of {HEADER_SIZE} bytes)")
+        magic, version, record_type, flags, _, length, crc = HEADER.unpack_from(view, pos)
+        if magic != MAGIC:
+            return frames, Tail(pos, "no record magic")
+        if version != CODEC_VERSION:
+            return frames, Tail(pos, f"record codec version {version}, this build reads {CODEC_VERSION}")
+        if length > MAX_PAYLOAD:
+            return frames, Tail(pos, f"record length {length} over {MAX_PAYLOAD}")
+        body_start = pos + HEADER_SIZE
+        if end - body_start < length:
+            return frames, Tail(pos, f"torn record ({end - body_start} of {length} payload bytes)")
+        payload = view[body_start : body_start + length]
+        if zlib.crc32(payload, zlib.crc32(view[pos : pos + _CRC_FROM])) != crc:
+            return frames, Tail(pos, "checksum mismatch")
+        raw: bytes | memoryview = payload
+        if flags & FLAG_ZLIB:
+            try:
+                raw = zlib.decompress(payload)
+            except zlib.error as exc:
+                return frames, Tail(pos, f"payload does not inflate: {exc}")
+        pos = body_start + length
+        frames.append(Frame(record_type, raw, pos))
+    return frames, None
+
+
+def iter_frames(data: bytes | memoryview) -> Iterator[Frame]:
+    """Every record of `data`; raises CodecError at the first bad one (for inputs that must be whole)."""
+    frames, tail = read_frames(data)
+    yield from frames
+    if tail is not None:
+        raise CodecError(f"at byte {tail.offset}: {tail.reason}")

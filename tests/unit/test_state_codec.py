@@ -1,0 +1,153 @@
+"""The state codec and records (`otel_leakproc.state`): values round-trip exactly, frames detect torn and
+flipped bytes, point records carry a whole summary, and every corpus series reports the same after a
+checkpoint round trip at every point as without one."""
+
+from __future__ import annotations
+
+import math
+import struct
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from otel_leakproc.analyze import KIND_DIRS, load_series
+from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey
+from otel_leakproc.processor.config import ProcessorConfig
+from otel_leakproc.processor.detector import SeriesDetector
+from otel_leakproc.receiver.decode import DecodeLimits
+from otel_leakproc.state.codec import CodecError, decode_value, encode_value, frame, read_frames
+from otel_leakproc.state.records import (
+    RecordType,
+    checkpoint_frame,
+    checkpoint_head,
+    checkpoint_state,
+    point_frame,
+    point_from_payload,
+    point_route,
+)
+
+CORPORA = [Path(__file__).parents[1] / "testdata" / "corpus", Path("/work/shared/corpus")]
+CONFIG = ProcessorConfig()
+
+
+def test_values_round_trip_exactly_including_packed_arrays_and_interned_strings() -> None:
+    value = {
+        "none": None,
+        "flags": [True, False],
+        "ints": [0, -1, 127, -129, 1 << 40, -(1 << 62)],
+        "small": [1, 2, 3, 4],
+        "big": 1 << 80,
+        "floats": [0.1, -2.5, math.inf, 1e300, 5e-324],
+        "mixed": [1, 1.5, "x", None],
+        "names": ["main.leak", "main.leak", "main.leak"],
+        "b64": "QUJD" * 20,
+        "not_b64": "main.(*T).f" * 8,
+        "bytes": b"\x00\xff",
+        "nested": {"a": [{"b": {}}], "": ""},
+        "unicode": "naïve ✓",
+    }
+    assert decode_value(encode_value(value)) == value
+    nan = decode_value(encode_value([math.nan] * 5))
+    assert all(math.isnan(v) for v in nan)
+    # Interning: the second and third copy of a name cost a few bytes, not the name again.
+    assert len(encode_value(["github.com/acme/shop.(*Orders).append"] * 3)) < 50
+
+
+def test_base64_strings_can_travel_as_blobs_beside_the_value() -> None:
+    value = {"data": "QUJD" * 20, "again": "QUJD" * 20, "name": "main.leak"}
+    blobs: list[bytes] = []
+    data = encode_value(value, blobs)
+    assert blobs == [b"ABC" * 20]  # once: the second copy is an interned reference
+    assert b"ABC" not in data
+    assert decode_value(data, blobs) == value
+    with pytest.raises(CodecError, match="blob reference without blobs"):
+        decode_value(data)
+
+
+def test_non_plain_values_are_refused_with_their_path() -> None:
+    with pytest.raises(TypeError, match=r"\$\.a\[1\]: set is not plain data"):
+        encode_value({"a": [1, {2}]})
+
+
+def test_frames_detect_torn_and_flipped_bytes_and_keep_the_good_prefix() -> None:
+    good = frame(RecordType.POINT, encode_value({"x": list(range(300))}))
+    second = frame(RecordType.POINT, b"second")
+    data = good + second
+    frames, tail = read_frames(data)
+    assert [f.payload for f in frames][1] == b"second"
+    assert tail is None
+    frames, tail = read_frames(data[:-3])
+    assert len(frames) == 1
+    assert tail is not None
+    assert tail.offset == len(good)
+    assert "torn record" in tail.reason
+    flipped = bytearray(data)
+    flipped[len(good) + 15] ^= 1
+    frames, tail = read_frames(bytes(flipped))
+    assert len(frames) == 1
+    assert tail is not None
+    assert tail.reason == "checksum mismatch"
+    header = bytearray(good)
+    header[2] = 99  # a codec version from the future
+    frames, tail = read_frames(bytes(header))
+    assert frames == []
+    assert tail is not None
+    assert "version 99" in tail.reason
+    with pytest.raises(CodecError):
+        decode_value(encode_value([1, 2, 3])[:-1])
+
+
+def _series_dirs() -> list[Path]:
+    found = []
+    for corpus in CORPORA:
+        if corpus.is_dir():
+            found += sorted(p for p in corpus.glob("*/*") if p.is_dir() and p.name in KIND_DIRS)
+    return found
+
+
+@cache
+def _summaries(folder: Path) -> tuple[ProfileSummary, ...]:
+    by_kind, errors = load_series(sorted(p for p in folder.iterdir() if p.is_file()), DecodeLimits(), None)
+    assert not errors, errors
+    ((_, summaries),) = by_kind.items()
+    return tuple(summaries)
+
+
+def test_the_corpus_is_there() -> None:
+    assert len(_series_dirs()) >= 20
+
+
+@pytest.mark.parametrize("folder", _series_dirs(), ids=lambda p: f"{p.parents[1].name}/{p.parent.name}/{p.name}")
+def test_every_corpus_series_reports_the_same_through_records_at_every_point(folder: Path) -> None:
+    summaries = _summaries(folder)
+    kind = summaries[0].kind
+    key = SeriesKey("t", folder.parent.name, "pod-1", kind)
+    reference = SeriesDetector(key, CONFIG)
+    restored = SeriesDetector(key, CONFIG)
+    resource = {"service.name": folder.parent.name}
+    for seq, summary in enumerate(summaries, 1):
+        # The journal record gives back the same summary.
+        payload = read_frames(point_frame(seq, key, resource, summary))[0][0].payload
+        assert point_route(payload) == (seq, key)
+        point = point_from_payload(payload)
+        assert point.summary == summary
+        assert point.resource == resource
+        expected = reference.update(summary)
+        assert restored.update(point.summary) == expected
+        # A checkpoint here and a restore from it: same report, same timeline, and it goes on the same.
+        (record,), tail = read_frames(checkpoint_frame(seq, key, resource, restored.to_state()))
+        assert tail is None
+        assert record.type == RecordType.CHECKPOINT
+        head = checkpoint_head(record.payload)
+        assert (head.seq, head.key, head.resource) == (seq, key, resource)
+        restored = SeriesDetector.from_state(key, CONFIG, checkpoint_state(record.payload))
+        assert restored.report() == expected
+        assert restored.timeline() == reference.timeline()
+
+
+def test_a_checkpoint_head_is_read_without_the_detector_state() -> None:
+    key = SeriesKey("t", "svc", "pod", ProfileKind.HEAP)
+    payload = read_frames(checkpoint_frame(7, key, {"a": "b"}, {"report": None, "x": [1.0] * 10}))[0][0].payload
+    cut = payload[: 4 + struct.unpack_from("<I", payload)[0]]  # the head only
+    assert checkpoint_head(cut).seq == 7
