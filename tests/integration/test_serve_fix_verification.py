@@ -54,8 +54,9 @@ def test_a_deploy_that_fixed_the_leak(svc: RunningService) -> None:
     assert attributes["leakproc.fix.verdict"] == "fixed"
     assert attributes["leakproc.fix.before.version"] == "v1.4.1"
     assert attributes["leakproc.fix.after.version"] == "v1.4.2"
-    assert attributes["leakproc.fix.before.growth_rate_per_hour"] == fix["before"]["growth_per_hour"]
-    assert attributes["leakproc.fix.after.growth_rate_per_hour"] == fix["after"]["growth_per_hour"]
+    assert attributes["leakproc.fix.before.growth_rate_per_hour"] == pytest.approx(fix["before"]["growth_per_hour"])
+    after_rate = fix["after"]["growth_per_hour"]
+    assert attributes["leakproc.fix.after.growth_rate_per_hour"] == pytest.approx(after_rate, abs=1e-3)
     assert "fixed: growth 17.6 MiB/h before v1.4.2" in str(record["body"])
 
 
