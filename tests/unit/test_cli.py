@@ -347,5 +347,5 @@ def test_analyze_reads_version_folders_as_one_series_with_a_fix_verdict() -> Non
     assert unfixed["status"] in ("suspected", "confirmed")
     assert unfixed["fix"]["verdict"] == "not_fixed"
     table = run("analyze", versions / "checkout_fixed", versions / "checkout_unfixed").stdout
-    assert "(fixed: growth 17.6 MiB/h before v1.4.2, 0 B/h after (both from start-up to 30m))" in table
-    assert "(NOT fixed: growth 18.0 MiB/h before v1.4.2, 13.1 MiB/h after" in table
+    assert "(fixed: growth 19.9 MiB/h before v1.4.2, 0 B/h after (both from start-up to 20m))" in table
+    assert "(NOT fixed: growth 13.4 MiB/h before v1.4.2, 11.1 MiB/h after" in table

@@ -584,7 +584,7 @@ def test_detector_defaults_are_valid() -> None:
     assert FixConfig().validate() == []
     assert FixConfig(fixed_ratio=1.0, min_compare_seconds=2000.0).validate() == [
         "fixed_ratio: must be >= 0 and < 1, got 1.0",
-        "min_compare_seconds: must be <= compare_seconds (1800.0), got 2000.0",
+        "min_compare_seconds: must be <= compare_seconds (1200.0), got 2000.0",
     ]
 
 

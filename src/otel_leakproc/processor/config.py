@@ -228,7 +228,7 @@ class FixConfig:
         max_sites: heap sites (the top growers the flag rested on) whose growth is compared.
     """
 
-    compare_seconds: float = 1800.0
+    compare_seconds: float = 1200.0
     min_compare_seconds: float = 600.0
     fixed_ratio: float = 0.25
     max_sites: int = 3

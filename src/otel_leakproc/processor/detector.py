@@ -151,6 +151,7 @@ class SeriesDetector:
         restarted with a new version gets a fix verification (`processor/fix.py`).
         """
         now = summary.time_nanos / NANOS
+        version = version or summary.labels.get("service.version") or None  # else the profile's own comment
         last = self.points[-1] if self.points else None
         if last is not None and now <= last.time:
             self.ignored += 1

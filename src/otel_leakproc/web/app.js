@@ -600,6 +600,15 @@
     return details;
   }
 
+  // The fix verdict in the folded head too: "fixed in v2", "v2 did not fix it", "fix pending: v2".
+  function fixBadge(s) {
+    const f = s.fix;
+    if (!f || typeof f !== "object") return null;
+    const version = typeof f.version === "string" ? f.version : "new version";
+    const text = { fixed: `fixed in ${version}`, not_fixed: `${version} did not fix it`, pending: `fix pending: ${version}` }[f.verdict];
+    return text ? el("span", { class: `head-fix head-fix-${String(f.verdict)}` }, text) : null;
+  }
+
   function renderSeries(s) {
     const id = seriesId(s);
     const info = statusInfo(s.status);
@@ -619,6 +628,7 @@
       isNum(s.restarts) && s.restarts > 0
         ? el("span", { class: "head-restarts" }, `${s.restarts} restart${s.restarts === 1 ? "" : "s"}`)
         : null,
+      fixBadge(s),
       el("a", { class: "permalink", href: `#${anchor}`, title: `Link to ${id}`, "aria-label": `Link to ${id}` }, "#"),
     );
     const reason = s.evidence && typeof s.evidence.reason === "string" ? s.evidence.reason : null;
