@@ -1,7 +1,10 @@
 """Offline analysis: the same decoders and detectors as the service, on files and folders.
 
 Profiles are grouped into series (one per folder and kind), ordered by the profile's own timestamp
-(file modification time for text profiles, which carry none) and fed to the detectors one by one.
+(file modification time for text profiles, which carry none) and fed to the detectors one by one. A folder
+named like a version (`v1.4.2`, `v2`, `v1.0.0-rc1`: `v` then a semver-like number) names the
+`service.version` of the profiles under it and is not part of the series name: `checkout/v1.4.1/heap`
+and `checkout/v1.4.2/heap` are one series, fed in time order, that restarted with a new version.
 
 A file that cannot be decoded is skipped with its reason (the `RejectReason` of the decoder's error, or
 `unreadable` when the file itself could not be read); `AnalyzeRun` counts them, so the CLI can say how
@@ -11,6 +14,7 @@ many inputs were skipped and why, and never reports a series that no profile was
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +38,7 @@ KIND_DIRS: dict[str, ProfileKind] = {
     "block": ProfileKind.BLOCK,
 }
 SKIP_SUFFIXES = (".json", ".md", ".yaml", ".yml")
+VERSION_DIR = re.compile(r"v\d+(\.\d+)*([-+][0-9A-Za-z.+-]*)?")
 # Reason of a file that could not be read at all (permissions, a folder vanishing mid-walk, ...).
 UNREADABLE = "unreadable"
 
@@ -92,7 +97,7 @@ class AnalyzeOptions:
 
 
 def collect_files(paths: Sequence[str]) -> dict[tuple[Path, str], list[Path]]:
-    """Files grouped by (folder, series label); a folder holds one series."""
+    """Files grouped by (folder, series label); a folder holds one series (version folders aside)."""
     groups: dict[tuple[Path, str], list[Path]] = {}
     for raw in paths:
         root = Path(raw)
@@ -121,6 +126,16 @@ def _label(folder: Path, base: Path) -> str:
     if parts and parts[-1] in KIND_DIRS:
         parts = parts[:-1]
     return "/".join(parts) or (folder.parent.name if folder.name in KIND_DIRS else folder.name) or "profiles"
+
+
+def split_version(label: str) -> tuple[str, str | None]:
+    """A series label without its version folder, and that version (None when no part is one)."""
+    parts = label.split("/")
+    versions = [p for p in parts if VERSION_DIR.fullmatch(p)]
+    if not versions:
+        return label, None
+    rest = [p for p in parts if not VERSION_DIR.fullmatch(p)]
+    return "/".join(rest) or label, versions[-1]  # a version folder analysed alone keeps its name
 
 
 def load_series(
@@ -153,6 +168,34 @@ def load_series(
     return by_kind, skipped
 
 
+def _merge_versions(
+    groups: dict[tuple[Path, str], list[Path]],
+) -> list[tuple[Path, str, list[tuple[str | None, list[Path]]]]]:
+    """Series in folder order: (folder shown as source, label, files per version). Folders that differ only
+    in a version folder are one series, shown as the folder above the version folders."""
+    merged: dict[str, tuple[Path, str, list[tuple[str | None, list[Path]]]]] = {}
+    out: list[tuple[Path, str, list[tuple[str | None, list[Path]]]]] = []
+    for (folder, label), found in sorted(groups.items(), key=lambda kv: str(kv[0][0])):
+        plain, version = split_version(label)
+        if version is None:
+            out.append((folder, label, [(None, found)]))
+            continue
+        entry = merged.get(plain)
+        if entry is None:
+            entry = merged[plain] = (folder, plain, [])
+            out.append(entry)
+        entry[2].append((version, found))
+    return [(_above_version(folder, v) if len(v) > 1 else folder, label, v) for folder, label, v in out]
+
+
+def _above_version(folder: Path, versions: list[tuple[str | None, list[Path]]]) -> Path:
+    """The folder that holds a series' version folders (what the series is shown as coming from)."""
+    source = folder
+    while source.name != versions[0][0] and source.parent != source:
+        source = source.parent
+    return source.parent
+
+
 def analyze_inputs(
     paths: Sequence[str], config: ProcessorConfig, limits: DecodeLimits, options: AnalyzeOptions
 ) -> AnalyzeRun:
@@ -161,14 +204,21 @@ def analyze_inputs(
     A folder whose files were all skipped gives no series (its files are in `AnalyzeRun.skipped`).
     """
     run = AnalyzeRun([], 0, [])
-    for (folder, label), found in sorted(collect_files(paths).items(), key=lambda kv: str(kv[0][0])):
-        files = found if options.select is None else [f for f in found if options.select(f)]
-        by_kind, skipped = load_series(files, limits, options.kind, options.time_of)
-        run.files += len(files)
-        run.skipped.extend(skipped)
-        errors = [str(item) for item in skipped]
+    for folder, label, versions in _merge_versions(collect_files(paths)):
+        by_kind: dict[ProfileKind, list[tuple[ProfileSummary, str | None]]] = {}
+        errors: list[str] = []
+        for version, found in versions:
+            files = found if options.select is None else [f for f in found if options.select(f)]
+            loaded, skipped = load_series(files, limits, options.kind, options.time_of)
+            run.files += len(files)
+            run.skipped.extend(skipped)
+            errors += [str(item) for item in skipped]
+            for kind, summaries in loaded.items():
+                by_kind.setdefault(kind, []).extend((s, version) for s in summaries)
+        for entries in by_kind.values():
+            entries.sort(key=lambda e: e[0].time_nanos)  # stable: one version's order kept on equal times
         service, _, instance = label.partition("/")
-        for kind, summaries in sorted(by_kind.items()):
+        for kind, versioned in sorted(by_kind.items(), key=lambda kv: kv[0]):
             key = SeriesKey(
                 tenant="",
                 service=options.service or service,
@@ -177,8 +227,8 @@ def analyze_inputs(
             )
             detector = SeriesDetector(key, config, memory_limit_bytes=options.memory_limit_bytes)
             timeline = []
-            for summary in summaries:
-                report = detector.update(summary)
+            for summary, version in versioned:
+                report = detector.update(summary, version)
                 if options.keep_timeline:
                     timeline.append(report)
             run.results.append(SeriesResult(str(folder), detector.report(), timeline, errors))

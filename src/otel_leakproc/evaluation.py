@@ -19,7 +19,7 @@ from typing import Any
 
 from otel_leakproc.analyze import AnalyzeOptions, SeriesResult, analyze_paths
 from otel_leakproc.config import load_settings
-from otel_leakproc.model import ProfileKind, SeriesReport
+from otel_leakproc.model import FixVerdict, ProfileKind, SeriesReport
 
 BASE_SECONDS = 1_790_000_000  # corpus convention: profile NNNN was taken at BASE + NNNN * 60 s
 TICK_SECONDS = 60
@@ -105,7 +105,16 @@ def evaluate_series(scenario: str, label: dict[str, Any], result: SeriesResult, 
         if report.status.flagged and flagged_tick is None:
             flagged_tick = tick
             top1_at_flag = _top1(report)
-        if restart is not None and tick >= restart and report.status.flagged and not leaks_after_restart:
+        # A flag held across a deploy while its fix verification is pending is the old process's verdict,
+        # not one on the new version (it resolves, or is confirmed as not fixed, at the comparison age).
+        pending = report.fix is not None and report.fix.verdict is FixVerdict.PENDING
+        if (
+            restart is not None
+            and tick >= restart
+            and report.status.flagged
+            and not leaks_after_restart
+            and not pending
+        ):
             flagged_after_restart = True
     final: SeriesReport = result.report
     if restart is not None and flagged_tick is not None:  # attribution judged while the leak was live

@@ -9,7 +9,8 @@ Ownership rule: once a summary is handed to a consumer, nobody mutates it (they 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 
 UNKNOWN_SERVICE = "unknown_service"
@@ -140,6 +141,155 @@ class Grower:
     detail: dict[str, object] = field(default_factory=dict, hash=False)
 
 
+@dataclass(slots=True, eq=True)
+class Evidence(Mapping[str, object]):
+    """The detectors' numbers behind a verdict: the `evidence` object of analyze --json, typed.
+
+    Each field is reported by some kinds only, or at some stages only; None means not reported. `to_dict()`
+    is the JSON object: the fields in the order declared here with None left out, then `extra` (keys of an
+    older saved state that this version does not know). It also reads like that dict (`evidence["total_z"]`).
+
+    Attributes:
+        window_seconds: heap: time spanned by the history used.
+        points: profiles in the history.
+        segment_age_seconds: time since the process segment began (start-up or last restart).
+        leaked_goroutines: goroutines the Go runtime proved leaked in the newest profile.
+        plateaued_sites_excluded, plateaued_sites: heap: sites judged stopped (or without new samples since
+            the warm-up) were taken out of the total before it was trended, and how many.
+        total_z: Mann-Kendall z of the total (heap bytes, goroutines).
+        total_slope_low_per_hour, total_slope_high_per_hour: heap: the total's 95% Sen interval.
+        recent_slope_per_hour: heap: the total's slope over the recent part of the window.
+        growth_floor_per_hour: heap: the growth floor applied (absolute or relative, the larger).
+        best_site_z: heap: z of the strongest growing site that holds a verdict.
+        best_group_z: goroutines: z of the strongest growing group.
+        oldest_wait_minutes: goroutines: wait of the strongest group's oldest goroutine (debug=2 dumps).
+        plateaued: heap: the total has stopped growing (recent slope significantly below the window's).
+        bucket_seconds: heap: bucket of the per-bucket minima the trends used (0: none).
+        delay_rate_seconds_per_second, baseline_delay_rate_seconds_per_second: contention: lock delay rate
+            now and in the quietest stretch of the window.
+        trend_z: contention: z of the delay rate's trend.
+        lock_sites_only: contention: only lock waits were counted (block profiles).
+        reason: why there is no verdict yet, or why a flag was raised in the warm-up.
+        absent_at_start_seconds: heap: how long a site raised during the warm-up was unseen after start-up.
+        sites_without_new_samples_since_warmup: heap: growing sites that cannot raise a flag yet.
+        memory_limit_bytes: heap: the limit time-to-limit is computed against.
+        last_restart: why the process was last judged restarted.
+        ignored_out_of_order: profiles ignored because they were not newer than the last one.
+    """
+
+    window_seconds: float | None = None
+    points: int | None = None
+    segment_age_seconds: float | None = None
+    leaked_goroutines: int | None = None
+    plateaued_sites_excluded: bool | None = None
+    plateaued_sites: int | None = None
+    total_z: float | None = None
+    total_slope_low_per_hour: float | None = None
+    total_slope_high_per_hour: float | None = None
+    recent_slope_per_hour: float | None = None
+    growth_floor_per_hour: float | None = None
+    best_site_z: float | None = None
+    best_group_z: float | None = None
+    oldest_wait_minutes: int | None = None
+    plateaued: bool | None = None
+    bucket_seconds: float | None = None
+    delay_rate_seconds_per_second: float | None = None
+    baseline_delay_rate_seconds_per_second: float | None = None
+    trend_z: float | None = None
+    lock_sites_only: bool | None = None
+    reason: str | None = None
+    absent_at_start_seconds: float | None = None
+    sites_without_new_samples_since_warmup: int | None = None
+    memory_limit_bytes: int | None = None
+    last_restart: str | None = None
+    ignored_out_of_order: int | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for name in _EVIDENCE_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Evidence:
+        """The inverse of `to_dict` (keys it does not know are kept in `extra`)."""
+        evidence = cls()
+        for key, value in data.items():
+            if key in _EVIDENCE_FIELDS:
+                setattr(evidence, key, value)
+            else:
+                evidence.extra[key] = value
+        return evidence
+
+    def __getitem__(self, key: str) -> object:
+        return self.to_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+
+_EVIDENCE_FIELDS = tuple(f.name for f in fields(Evidence) if f.name != "extra")
+
+
+class FixVerdict(StrEnum):
+    """Outcome of comparing a flagged series before and after a restart with a new version."""
+
+    PENDING = "pending"  # the new version is younger than the comparison age
+    FIXED = "fixed"
+    NOT_FIXED = "not_fixed"
+
+
+@dataclass(frozen=True, slots=True)
+class FixSide:
+    """One side (before or after the new version) of a fix verification, at the same age since start.
+
+    Attributes:
+        version: the `service.version` of that process.
+        growth_per_hour: growth of what the verdict rested on (heap: the sites that were leaking;
+            goroutine kinds: the goroutine count) over ages 0..`FixVerification.age_seconds`, Sen slope.
+        growth_low_per_hour, growth_high_per_hour: its 95% interval.
+        total_growth_per_hour: growth of the whole series (heap in use, goroutines) over the same ages.
+        current: the whole series' value (heap bytes, goroutines) at that age.
+    """
+
+    version: str
+    growth_per_hour: float
+    growth_low_per_hour: float
+    growth_high_per_hour: float
+    total_growth_per_hour: float
+    current: float
+
+
+@dataclass(frozen=True, slots=True)
+class FixVerification:
+    """Did a deploy fix the leak? A flagged series restarted with another version, compared like with like.
+
+    Attributes:
+        verdict: pending until the new version is `age_seconds` old, then fixed or not_fixed.
+        restart_time_nanos: the first profile of the new version.
+        age_seconds: the age since start at which both processes are compared.
+        sites: the heap sites whose growth is compared (those the flag rested on); empty for goroutines.
+        before: the flagged process, at `age_seconds`.
+        after: the new version at the same age (None while pending).
+        after_version: the new `service.version` (also in `after` once it is known).
+    """
+
+    verdict: FixVerdict
+    restart_time_nanos: int
+    age_seconds: float
+    sites: tuple[str, ...]
+    before: FixSide
+    after: FixSide | None
+    after_version: str
+
+
 @dataclass(frozen=True, slots=True)
 class SeriesReport:
     """The current verdict of a series (one object of the `analyze --json` contract)."""
@@ -156,9 +306,11 @@ class SeriesReport:
     time_to_limit_seconds: float | None
     restarts: int
     top_growers: tuple[Grower, ...]
-    evidence: dict[str, object] = field(default_factory=dict, hash=False)
+    evidence: Evidence = field(default_factory=Evidence, hash=False)
     # Status changes of the series so far, oldest first: (profile time ns, from, to); bounded (newest kept).
     transitions: tuple[tuple[int, Status, Status], ...] = ()
+    # The latest fix verification (a flagged series restarted with another version), if any.
+    fix: FixVerification | None = None
 
 
 # Event families by kind: heap leaks are `leak.*`, goroutine leaks `goroutine_leak.*`, lock contention
@@ -188,12 +340,18 @@ def event_name(kind: ProfileKind, previous: Status, current: Status) -> str | No
     return None
 
 
+def not_fixed_event_name(kind: ProfileKind) -> str:
+    """The event of a deploy that did not fix a flagged series (`leak.not_fixed`); its status is unchanged."""
+    return f"{_EVENT_FAMILY[kind]}.not_fixed"
+
+
 @dataclass(frozen=True, slots=True)
 class LeakEvent:
     """One status transition of a series, emitted once (never per profile).
 
     Attributes:
-        name: `leak.suspected`, `leak.confirmed`, `leak.resolved`, `goroutine_leak.*`, `contention.*`.
+        name: `leak.suspected`, `leak.confirmed`, `leak.resolved`, `leak.not_fixed` (a new version that
+            did not fix the leak), `goroutine_leak.*`, `contention.*`.
         time_nanos: the profile time at which the transition happened.
         previous: status before the transition.
         report: the series report right after it (the evidence: growth, window, top growers, time to limit).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from otel_leakproc.model import Grower, ProfileKind, SeriesReport
+from otel_leakproc.model import FixSide, FixVerification, Grower, ProfileKind, SeriesReport
 
 if TYPE_CHECKING:
     from otel_leakproc.analyze import AnalyzeRun
@@ -68,14 +68,50 @@ def series_to_json(report: SeriesReport, source: str | None = None) -> dict[str,
         "restarts": report.restarts,
         "top_growers": [grower_to_json(g) for g in report.top_growers],
         "unit": UNITS[key.kind],
-        "evidence": {k: _num(v) if isinstance(v, float) else v for k, v in report.evidence.items()},
+        "evidence": {k: _num(v) if isinstance(v, float) else v for k, v in report.evidence.to_dict().items()},
         "transitions": [{"time": rfc3339(t), "from": a.value, "to": b.value} for t, a, b in report.transitions],
     }
+    if report.fix is not None:
+        out["fix"] = fix_to_json(report.fix)
     if key.tenant:
         out["tenant"] = key.tenant
     if source is not None:
         out["source"] = source
     return out
+
+
+def _side_to_json(side: FixSide) -> dict[str, Any]:
+    return {
+        "version": side.version,
+        "growth_per_hour": _num(side.growth_per_hour),
+        "growth_low_per_hour": _num(side.growth_low_per_hour),
+        "growth_high_per_hour": _num(side.growth_high_per_hour),
+        "total_growth_per_hour": _num(side.total_growth_per_hour),
+        "current": _num(side.current),
+    }
+
+
+def fix_to_json(fix: FixVerification) -> dict[str, Any]:
+    """The `fix` object of a series (docs/analyze-json.md)."""
+    return {
+        "verdict": fix.verdict.value,
+        "version": fix.after_version,
+        "restart_time": rfc3339(fix.restart_time_nanos),
+        "age_seconds": _num(round(fix.age_seconds, 1)),
+        "sites": list(fix.sites),
+        "before": _side_to_json(fix.before),
+        "after": None if fix.after is None else _side_to_json(fix.after),
+    }
+
+
+def fix_text(fix: FixVerification, kind: ProfileKind) -> str:
+    """One line for people, e.g. `fixed: growth 14.6 MiB/h before v1.4.2, 0.1 MiB/h after (at 30m)`."""
+    before = f"growth {human(fix.before.growth_per_hour, kind)}/h before {fix.after_version}"
+    if fix.after is None:
+        return f"fix pending: {before}, compared at {duration(fix.age_seconds)} since start"
+    verdict = "fixed" if fix.verdict.value == "fixed" else "NOT fixed"
+    after = f"{human(fix.after.growth_per_hour, kind)}/h after"
+    return f"{verdict}: {before}, {after} (both from start-up to {duration(fix.age_seconds)})"
 
 
 UNITS = {
@@ -134,9 +170,11 @@ def render_table(rows: list[tuple[SeriesReport, str]]) -> str:
             f"{name[:34]:<34} {key.kind.value:<13} {report.profiles:>8} {report.status.value:<17} "
             f"{human(report.current, key.kind):>11} {growth:>12} {duration(report.time_to_limit_seconds):>8}"
         )
-        reason = report.evidence.get("reason")
+        reason = report.evidence.reason
         if reason:
             lines.append(f"    ({reason})")
+        if report.fix is not None:
+            lines.append(f"    ({fix_text(report.fix, key.kind)})")
         for g in report.top_growers:
             where = f"{g.file}:{g.line}" if g.file else ""
             state = f" [{g.state}]" if g.state else ""

@@ -135,14 +135,14 @@ def transitions(items: list[dict[str, Any]], kind: str) -> list[tuple[str, str, 
     ]
 
 
-def assert_transitions(items: list[dict[str, Any]], kind: str, names: list[str]) -> None:
+def assert_transitions(items: list[dict[str, Any]], kind: str, names: list[str], resolved_to: str) -> None:
     """The kind's events are exactly `names`, each leaving the status the previous one entered: first
     from before any verdict (insufficient_data, or ok when the leak was judged only after the warm-up),
-    to suspected, to confirmed, and back to insufficient_data at the restart of the fixed version."""
+    to suspected, to confirmed, and back to `resolved_to` after the fixed version was deployed."""
     found = transitions(items, kind)
     assert [name for name, _, _ in found] == names, (kind, found)
     assert found[0][1] in ("insufficient_data", "ok"), (kind, found)
-    assert [to for _, _, to in found] == ["suspected", "confirmed", "insufficient_data"], (kind, found)
+    assert [to for _, _, to in found] == ["suspected", "confirmed", resolved_to], (kind, found)
     assert [frm for _, frm, _ in found[1:]] == [to for _, _, to in found[:-1]], (kind, found)
 
 
@@ -261,6 +261,7 @@ def test_inventory_incident_is_caught_named_paged_and_fixed(tmp_path: Path) -> N
             wait_for(settled, 240, "the heap of v2 to be judged ok")
             found = by_kind(api(url))
             after = get_json(f"{base}/stats")
+            fixed_page = parse_html(dump_dom(f"{url}/"))
             screenshot(f"{url}/", shots / "tutorial-status-page-fixed.png", window_size=(1280, 560))
             wait_for(
                 lambda: stack.alerts("LeakprocHeapLeakConfirmed")[-1]["status"] == "resolved", 120, "alert resolved"
@@ -293,20 +294,37 @@ def test_inventory_incident_is_caught_named_paged_and_fixed(tmp_path: Path) -> N
     # Every transition, in order, as exported (the console prints the same ones). Events are sent for
     # transitions into and out of a flag; the silent ones (insufficient_data -> ok) show as `previous`.
     final = events(receiver)
-    assert_transitions(final, "heap", ["leak.suspected", "leak.confirmed", "leak.resolved"])
-    assert_transitions(final, "mutex", ["contention.suspected", "contention.confirmed", "contention.resolved"])
-    assert_transitions(final, "block", ["contention.suspected", "contention.confirmed", "contention.resolved"])
+    # The heap's flag is held across the deploy until v2 is as old as v1 was compared at (fix verification),
+    # then resolves to v2's own verdict; the locks (no fix verification for contention) resolve at the restart.
+    assert_transitions(final, "heap", ["leak.suspected", "leak.confirmed", "leak.resolved"], "ok")
+    for kind in ("mutex", "block"):
+        names = ["contention.suspected", "contention.confirmed", "contention.resolved"]
+        assert_transitions(final, kind, names, "insufficient_data")
     assert transitions(final, "goroutine") == []
     assert transitions(final, "goroutineleak") == []
     console = (tmp_path / "serve.out").read_text()
     for name, top in (("leak.confirmed", LEAKER), ("contention.confirmed", LOCK_HOLDER)):
         assert any(name in line and f"top={top} (inventory/main.go:" in line for line in console.splitlines()), console
 
-    # ---- FIX VERIFICATION (issue 14, branch detect14) goes here -----------------------------------------
-    # When the series restarts with a different service.version, the detector compares like with like:
-    #   - found["heap"]["fix"] (and mutex, block): before v1 / after v2 growth and values at the same age;
-    #     assert the heap growth after is ~0 and before is the v1 rate, the verdict "fixed".
-    #   - the leak.resolved event carries before and after (attributes to be named by that work): assert
-    #     them on `final`, and that the console line says the fix is verified.
-    #   - the status page shows "growth X MiB/h before v2, Y after": assert it in dump_dom of the page.
-    # ---------------------------------------------------------------------------------------------------------
+    # ---- fix verification (issue 14): v2 compared with v1 from start-up to the same age ------------------
+    fix = found["heap"]["fix"]
+    assert fix["verdict"] == "fixed", fix
+    assert (fix["before"]["version"], fix["after"]["version"], fix["version"]) == ("v1", "v2", "v2"), fix
+    assert fix["sites"] == [LEAKER], fix
+    assert 20 <= fix["age_seconds"] <= 60, fix
+    assert fix["before"]["growth_per_hour"] > 50 * 2**20, fix  # the v1 leak, MiB a minute
+    assert fix["after"]["growth_per_hour"] < 2**20, fix  # v2 releases its batches
+    resolved = next(e for e in final if e["event_name"] == "leak.resolved")
+    assert resolved["leakproc.fix.verdict"] == "fixed", resolved
+    assert resolved["leakproc.fix.before.version"] == "v1"
+    assert resolved["leakproc.fix.after.version"] == "v2"
+    assert resolved["leakproc.fix.before.growth_rate_per_hour"] == pytest.approx(fix["before"]["growth_per_hour"])
+    after_rate = fix["after"]["growth_per_hour"]
+    assert resolved["leakproc.fix.after.growth_rate_per_hour"] == pytest.approx(after_rate, abs=1e-3)
+    assert any("leak.resolved" in line and "fixed: growth" in line for line in console.splitlines()), console
+    line = fixed_page.find("p", cls="fix")
+    assert line is not None, fixed_page.text()[:2000]
+    assert line.text().startswith("Fixed: growth "), line.text()
+    assert " before v2, " in line.text(), line.text()
+    for kind in ("mutex", "block"):
+        assert "fix" not in found[kind]  # contention series have no fix verification: resolved at the restart

@@ -40,6 +40,9 @@ SCENARIOS = [
     ("goroutine_leak", "acme", "quotes", "quotes-0", {}),
     ("lock_contention", "", "inventory", "inventory-1", {"service.namespace": "supply"}),
     ("restart", "", "catalog", "", {}),
+    # Deploys of a leaking v1.4.1 (tests/testdata/versions): one fixed the leak, one did not.
+    ("../versions/checkout_fixed", "acme", "payments", "payments-0", {}),
+    ("../versions/checkout_unfixed", "acme", "payments", "payments-1", {}),
 ]
 
 
@@ -356,6 +359,24 @@ def test_healthy_series_shows_ok_and_goroutines_in_their_unit(page: Element) -> 
     catalog = article(page, "/catalog//heap")
     assert catalog.attrs["data-status"] == "insufficient_data"
     assert "warm-up" in need(catalog.find("p", cls="reason")).text()
+
+
+def test_a_deploy_shows_growth_before_and_after_the_new_version(page: Element, payload: dict[str, Any]) -> None:
+    fixed = by_id(payload["series"], "acme/payments/payments-0/heap")
+    before = fixed["fix"]["before"]["growth_per_hour"] / 2**20
+    text = need(article(page, "acme/payments/payments-0/heap").find("p", cls="fix")).text()
+    assert text.startswith(f"Fixed: growth {before:.1f} MiB/h before v1.4.2, 0 B/h after")
+    assert "(both from start-up to 20 min)" in text
+    unfixed = need(article(page, "acme/payments/payments-1/heap").find("p", cls="fix"))
+    assert unfixed.attrs["data-verdict"] == "not_fixed"
+    assert unfixed.text().startswith("Not fixed: growth ")
+    assert article(page, "acme/payments/payments-1/heap").attrs["data-status"] in {"suspected", "confirmed"}
+    assert article(page, STEADY).find("p", cls="fix") is None  # no deploy, no fix line
+    # The verdict shows in the series head too, folded or not.
+    fixed_head = need(article(page, "acme/payments/payments-0/heap").find("summary", cls="series-head"))
+    assert "fixed in v1.4.2" in fixed_head.text()
+    unfixed_head = need(article(page, "acme/payments/payments-1/heap").find("summary", cls="series-head"))
+    assert "v1.4.2 did not fix it" in unfixed_head.text()
 
 
 def test_untrusted_strings_are_escaped(server: PageServer, page: Element) -> None:

@@ -331,3 +331,21 @@ def test_analyze_does_not_load_the_network_stack() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
     # Nor, without --config, the modules of the config sections it does not read (server, scrape, export).
     assert result.stderr.strip().splitlines()[-1] == "0 [] []", result.stderr
+
+
+def test_analyze_reads_version_folders_as_one_series_with_a_fix_verdict() -> None:
+    versions = TESTDATA / "versions"
+    (fixed,), _ = run_json(versions / "checkout_fixed")
+    assert (fixed["service"], fixed["instance"], fixed["profiles"], fixed["restarts"]) == ("checkout_fixed", "", 80, 1)
+    assert fixed["source"] == str(versions / "checkout_fixed")
+    assert fixed["status"] == "ok"
+    assert fixed["fix"]["verdict"] == "fixed"
+    assert fixed["fix"]["before"]["version"] == "v1.4.1"
+    assert fixed["fix"]["after"]["version"] == "v1.4.2"
+    assert fixed["fix"]["before"]["growth_per_hour"] > 20 * max(fixed["fix"]["after"]["growth_per_hour"], 2**18)
+    (unfixed,), _ = run_json(versions / "checkout_unfixed")
+    assert unfixed["status"] in ("suspected", "confirmed")
+    assert unfixed["fix"]["verdict"] == "not_fixed"
+    table = run("analyze", versions / "checkout_fixed", versions / "checkout_unfixed").stdout
+    assert "(fixed: growth 19.9 MiB/h before v1.4.2, 0 B/h after (both from start-up to 20m))" in table
+    assert "(NOT fixed: growth 13.4 MiB/h before v1.4.2, 11.1 MiB/h after" in table

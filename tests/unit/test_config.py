@@ -31,6 +31,7 @@ from otel_leakproc.errors import ConfigError
 from otel_leakproc.exporter.config import EventDeliveryConfig, ExportConfig, OtlpConfig, PrometheusConfig
 from otel_leakproc.processor.config import (
     ContentionConfig,
+    FixConfig,
     GoroutineConfig,
     HeapConfig,
     ProcessorConfig,
@@ -155,6 +156,9 @@ EXPECTED_FULL = Settings(
         bucket_seconds=30.0,
         max_gap_seconds=900.0,
         resolve_seconds=600.0,
+        auto_bucket_below_seconds=30.0,
+        auto_bucket_seconds=120.0,
+        screened_sites=32,
         top_growers=3,
         heap=HeapConfig(
             warmup_seconds=600.0,
@@ -172,6 +176,8 @@ EXPECTED_FULL = Settings(
             min_new_samples=3.0,
             late_onset_bytes=1048576.0,
             memory_limit_bytes=536870912,
+            candidate_sites=6,
+            late_onset_absent_profiles=4,
         ),
         goroutine=GoroutineConfig(
             warmup_seconds=120.0,
@@ -183,6 +189,9 @@ EXPECTED_FULL = Settings(
             min_growth_per_hour=6.5,
             min_increase=3,
             confirm_wait_minutes=20,
+            candidate_groups=5,
+            recent_fraction=0.4,
+            ongoing_ratio=0.3,
         ),
         contention=ContentionConfig(
             warmup_seconds=60.0,
@@ -192,7 +201,11 @@ EXPECTED_FULL = Settings(
             confirm_seconds=450.0,
             min_delay_rate=0.005,
             high_delay_rate=0.25,
+            recent_fraction=0.25,
+            rise_ratio=2.5,
+            keep_ratio=1.2,
         ),
+        fix=FixConfig(compare_seconds=1500.0, min_compare_seconds=300.0, fixed_ratio=0.3, max_sites=2),
     ),
     scrape=ScrapeConfig(
         enabled=True,
@@ -358,7 +371,7 @@ INVALID_CASES: dict[str, list[str]] = {
     "unknown_key_without_suggestion": ["decode.zzz: unknown key (expected one of: max_decompressed_bytes, "],
     "unknown_nested_key_without_suggestion": [
         "processor.contention.zzz: unknown key (expected one of: warmup_seconds, min_points, z_suspect, z_resolve, "
-        "confirm_seconds, min_delay_rate, high_delay_rate)"
+        "confirm_seconds, min_delay_rate, high_delay_rate, recent_fraction, rise_ratio, keep_ratio)"
     ],
     "string_for_integer": ["processor.max_points: expected an integer, got 'abc'"],
     "string_for_number": ["processor.heap.z_suspect: expected a number, got 'high'"],
@@ -584,6 +597,11 @@ def test_detector_defaults_are_valid() -> None:
     assert HeapConfig().validate() == []
     assert GoroutineConfig().validate() == []
     assert ContentionConfig().validate() == []
+    assert FixConfig().validate() == []
+    assert FixConfig(fixed_ratio=1.0, min_compare_seconds=2000.0).validate() == [
+        "fixed_ratio: must be >= 0 and < 1, got 1.0",
+        "min_compare_seconds: must be <= compare_seconds (1200.0), got 2000.0",
+    ]
 
 
 def _numeric_processor_paths() -> list[str]:
@@ -623,7 +641,7 @@ def test_every_negative_detector_setting_is_rejected_once(path: str) -> None:
 
 def test_numeric_processor_paths_cover_every_section() -> None:
     paths = _numeric_processor_paths()
-    assert len(paths) == 6 + 15 + 9 + 7
+    assert len(paths) == 9 + 17 + 12 + 10 + 4
     assert "heap.memory_limit_bytes" in paths
     assert "contention.high_delay_rate" in paths
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from otel_leakproc.model import (
+    Evidence,
     GoroutineGroup,
     Grower,
     ProfileKind,
@@ -75,7 +76,7 @@ HEAP_REPORT = SeriesReport(
         ),
         Grower("main.renderPage", "app/page.go", 12, 1_200_000.0, 0.07, 3_000_000.0),
     ),
-    evidence={"total_z": 9.854, "points": 60},
+    evidence=Evidence(total_z=9.854, points=60),
 )
 
 
@@ -288,7 +289,7 @@ def test_render_table_shows_the_reason_of_an_undecided_series() -> None:
         first_flagged_at_nanos=None,
         top_growers=(),
         time_to_limit_seconds=None,
-        evidence={"reason": "collecting profiles"},
+        evidence=Evidence(reason="collecting profiles"),
     )
     lines = render_table([(report, "src")]).splitlines()
     assert len(lines) == 3

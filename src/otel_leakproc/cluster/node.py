@@ -2,8 +2,8 @@
 
 - `accept` (the ingest sink, on the event loop): any replica takes any upload. The point records of the
   upload are appended (a script of XADDs per partition, atomic; one round trip) to the streams of their
-  partitions before the upload is answered; if Redis cannot take them the upload is refused (503, Retry-After) and the store's health
-  says why until a probe succeeds.
+  partitions before the upload is answered; if Redis cannot take them the upload is refused (503,
+  Retry-After) and the store's health says why until a probe succeeds.
 - Leases (`_lease_tick`, every third of the lease TTL): each live replica wants the partitions it wins by
   rendezvous hashing over the live members (so each holds about P/N and a membership change moves about
   1/N), acquires them with `SET NX PX` (the script also increments the partition's fencing epoch), renews

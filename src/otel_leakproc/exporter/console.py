@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from otel_leakproc.model import LeakEvent, SeriesKey, SeriesReport
-from otel_leakproc.report import duration, human, rfc3339
+from otel_leakproc.report import duration, fix_text, human, rfc3339
 
 # Resource attributes worth showing next to a new series (the rest stays in OTLP).
 _SHOWN = ("service.namespace", "k8s.namespace.name", "k8s.pod.name", "deployment.environment")
@@ -49,6 +49,8 @@ class ConsoleExporter:
             top = report.top_growers[0]
             state = f" [{top.state}]" if top.state else ""
             parts.append(f"top={top.function} ({top.file}:{top.line}){state} {top.share:.0%} of growth")
+        if report.fix is not None and report.fix.after is not None:
+            parts.append(fix_text(report.fix, kind))
         self._write("  ".join(parts))
 
     def forget(self, key: SeriesKey) -> None:

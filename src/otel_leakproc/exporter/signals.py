@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from otel_leakproc.model import Grower, LeakEvent, ProfileKind, SeriesReport, Status
-from otel_leakproc.report import duration, human, rfc3339
+from otel_leakproc.report import duration, fix_text, human, rfc3339
 
 NANOS_PER_SECOND = 1e9
 
@@ -163,11 +163,9 @@ def grower_attributes(report: SeriesReport, rank: int, grower: Grower) -> Attrib
 
 
 def trend_z(report: SeriesReport) -> float | None:
-    for key in ("total_z", "trend_z"):
-        value = report.evidence.get(key)
-        if isinstance(value, int | float):
-            return float(value)
-    return None
+    evidence = report.evidence
+    value = evidence.total_z if evidence.total_z is not None else evidence.trend_z
+    return None if value is None else float(value)
 
 
 def report_points(report: SeriesReport) -> list[Point]:
@@ -177,13 +175,13 @@ def report_points(report: SeriesReport) -> list[Point]:
     points: list[Point] = []
     if kind is ProfileKind.HEAP:
         points += [Point(HEAP_IN_USE, base, report.current), Point(HEAP_GROWTH, base, report.growth_per_hour)]
-        low = report.evidence.get("total_slope_low_per_hour")
-        if isinstance(low, int | float):
+        low = report.evidence.total_slope_low_per_hour
+        if low is not None:
             points.append(Point(HEAP_GROWTH_LOW, base, float(low)))
         if report.time_to_limit_seconds is not None:
             points.append(Point(HEAP_TIME_TO_LIMIT, base, report.time_to_limit_seconds))
-        limit = report.evidence.get("memory_limit_bytes")
-        if isinstance(limit, int | float):
+        limit = report.evidence.memory_limit_bytes
+        if limit is not None:
             points.append(Point(HEAP_LIMIT, base, float(limit)))
     elif kind in _GOROUTINES:
         points += [Point(GOROUTINES, base, report.current), Point(GOROUTINE_GROWTH, base, report.growth_per_hour)]
@@ -218,6 +216,7 @@ SEVERITY: dict[str, tuple[int, str]] = {
     "suspected": (13, "WARN"),
     "confirmed": (17, "ERROR"),
     "resolved": (9, "INFO"),
+    "not_fixed": (13, "WARN"),
 }
 UNITS = {
     ProfileKind.HEAP: "By",
@@ -287,6 +286,7 @@ def event_record(event: LeakEvent) -> dict[str, object]:
         states = [g.state or "" for g in growers]
         if any(states):
             attributes["leakproc.top_growers.state"] = states
+    attributes.update(fix_attributes(report))
     return {
         "event_name": event.name,
         "time_unix_nano": event.time_nanos,
@@ -296,6 +296,27 @@ def event_record(event: LeakEvent) -> dict[str, object]:
         "attributes": attributes,
         "resource": monitored_resource(event.resource, report),
     }
+
+
+def fix_attributes(report: SeriesReport) -> dict[str, object]:
+    """`leakproc.fix.*`: the fix verification of a series restarted with a new version, before and after
+    (at the same age since start), once it has a verdict."""
+    fix = report.fix
+    if fix is None or fix.after is None:
+        return {}
+    kind = report.key.kind
+    out: dict[str, object] = {
+        "leakproc.fix.verdict": fix.verdict.value,
+        "leakproc.fix.age_seconds": fix.age_seconds,
+        "leakproc.fix.restart_time": rfc3339(fix.restart_time_nanos) or "",
+    }
+    for name, side in (("before", fix.before), ("after", fix.after)):
+        out[f"leakproc.fix.{name}.version"] = side.version
+        out[f"leakproc.fix.{name}.growth_rate_per_hour"] = _in_unit(kind, side.growth_per_hour)
+        out[f"leakproc.fix.{name}.current"] = _in_unit(kind, side.current)
+    if fix.sites:
+        out["leakproc.fix.sites"] = list(fix.sites)
+    return out
 
 
 def event_summary(event: LeakEvent) -> str:
@@ -313,6 +334,8 @@ def event_summary(event: LeakEvent) -> str:
         top = report.top_growers[0]
         state = f" [{top.state}]" if top.state else ""
         parts.append(f"top: {top.function} ({top.file}:{top.line}){state} {top.share:.0%} of growth")
+    if report.fix is not None and report.fix.after is not None:
+        parts.append(fix_text(report.fix, key.kind))
     return ", ".join(parts)
 
 

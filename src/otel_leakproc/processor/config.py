@@ -90,6 +90,10 @@ class HeapConfig:
             time). 0: the warm-up holds every site.
         memory_limit_bytes: limit for time-to-limit when neither the profile labels nor the resource
             carry one (null: unknown).
+        candidate_sites: sites (the fastest growing by least squares) that get the robust fit and the
+            site tests after each profile; a site's z threshold is Bonferroni-corrected for this many tests.
+        late_onset_absent_profiles: profiles a site must be absent from at the start of a segment before
+            the new-retention rule (`late_onset_bytes`) can judge it in the warm-up.
     """
 
     warmup_seconds: float = 1800.0
@@ -107,10 +111,15 @@ class HeapConfig:
     min_new_samples: float = 2.0
     late_onset_bytes: float = 1.5 * 1024 * 1024
     memory_limit_bytes: int | None = None
+    candidate_sites: int = 8
+    late_onset_absent_profiles: int = 3
 
     def validate(self) -> list[str]:
         errors = _bounds(
-            self, {"min_points": 4}, positive=("memory_limit_bytes",), skip=("plateau_fraction", "stopped_p")
+            self,
+            {"min_points": 4, "candidate_sites": 1, "late_onset_absent_profiles": 1},
+            positive=("memory_limit_bytes",),
+            skip=("plateau_fraction", "stopped_p"),
         )
         if not 0 < self.plateau_fraction < 1:
             errors.append(f"plateau_fraction: must be between 0 and 1, got {self.plateau_fraction}")
@@ -134,6 +143,10 @@ class GoroutineConfig:
         min_increase: and by at least this many goroutines over the window.
         confirm_wait_minutes: a growing group whose oldest goroutines have waited this long
             (debug=2 dumps) is confirmed without waiting for `confirm_seconds`.
+        candidate_groups: groups (the fastest growing by least squares) that get the robust fit.
+        recent_fraction: the most recent fraction of the window that tells whether a group still grows.
+        ongoing_ratio: a group still grows when its slope over that recent part is at least this fraction
+            of its whole-window slope.
     """
 
     warmup_seconds: float = 300.0
@@ -145,9 +158,14 @@ class GoroutineConfig:
     min_growth_per_hour: float = 12.0
     min_increase: int = 5
     confirm_wait_minutes: int = 10
+    candidate_groups: int = 8
+    recent_fraction: float = 0.3
+    ongoing_ratio: float = 0.25
 
     def validate(self) -> list[str]:
-        errors = _bounds(self, {"min_points": 4})
+        errors = _bounds(self, {"min_points": 4, "candidate_groups": 1}, skip=("recent_fraction",))
+        if not 0 < self.recent_fraction < 1:
+            errors.append(f"recent_fraction: must be between 0 and 1, got {self.recent_fraction}")
         return errors + _z_order(self, _failed(errors))
 
 
@@ -162,7 +180,14 @@ class ContentionConfig:
         z_resolve: hysteresis threshold for resolving.
         confirm_seconds: how long contention must stay flagged before it is confirmed.
         min_delay_rate: seconds of lock delay per second below which nothing is flagged.
-        high_delay_rate: a sustained delay rate at or above this is flagged even without a trend.
+        high_delay_rate: a sustained delay rate at or above this is flagged even without a trend (and
+            stays flagged while the rate is above half of it).
+        recent_fraction: the most recent fraction of the window (at least 2 profiles) whose delay rate is
+            compared with the quietest stretch of the same length.
+        rise_ratio: contention is flagged when the recent rate is at least this many times the baseline
+            (plus half of `min_delay_rate`) and trends up.
+        keep_ratio: flagged contention stays flagged while the recent rate is at least this many times
+            the baseline.
     """
 
     warmup_seconds: float = 300.0
@@ -172,15 +197,53 @@ class ContentionConfig:
     confirm_seconds: float = 600.0
     min_delay_rate: float = 0.001
     high_delay_rate: float = 0.1
+    recent_fraction: float = 0.2
+    rise_ratio: float = 2.0
+    keep_ratio: float = 1.5
 
     def validate(self) -> list[str]:
-        errors = _bounds(self, {"min_points": 4})
+        errors = _bounds(self, {"min_points": 4}, skip=("recent_fraction",))
+        if not 0 < self.recent_fraction < 1:
+            errors.append(f"recent_fraction: must be between 0 and 1, got {self.recent_fraction}")
         failed = _failed(errors)
         if failed.isdisjoint({"min_delay_rate", "high_delay_rate"}) and self.high_delay_rate < self.min_delay_rate:
             errors.append(
                 f"high_delay_rate: must be >= min_delay_rate ({self.min_delay_rate}), got {self.high_delay_rate}"
             )
         return errors + _z_order(self, failed)
+
+
+@dataclass(frozen=True, slots=True)
+class FixConfig:
+    """Fix verification: a flagged heap or goroutine series that restarts with another `service.version`.
+
+    Attributes:
+        compare_seconds: age since start at which the new version is compared with the flagged process
+            (both from their start to this age); shorter when the flagged process lived less long. Until
+            then the series stays flagged (the restart does not resolve it).
+        min_compare_seconds: a flagged process that lived less than this is too short to compare with:
+            its restart resolves the series as any restart does.
+        fixed_ratio: the deploy fixed the leak when the new version's growth is at most this fraction of
+            the old one's and its 95% interval lies below the old rate; otherwise it did not.
+        max_sites: heap sites (the top growers the flag rested on) whose growth is compared.
+    """
+
+    compare_seconds: float = 1200.0
+    min_compare_seconds: float = 600.0
+    fixed_ratio: float = 0.25
+    max_sites: int = 3
+
+    def validate(self) -> list[str]:
+        ages = ("compare_seconds", "min_compare_seconds")
+        errors = _bounds(self, {"max_sites": 1}, positive=ages, skip=("fixed_ratio",))
+        if not 0 <= self.fixed_ratio < 1:
+            errors.append(f"fixed_ratio: must be >= 0 and < 1, got {self.fixed_ratio}")
+        if not _failed(errors) & set(ages) and self.min_compare_seconds > self.compare_seconds:
+            errors.append(
+                f"min_compare_seconds: must be <= compare_seconds ({self.compare_seconds}), "
+                f"got {self.min_compare_seconds}"
+            )
+        return errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +258,16 @@ class ProcessorConfig:
         max_gap_seconds: a pause longer than this between profiles starts a new segment, like a restart.
         resolve_seconds: a flagged series goes back to ok only after its evidence has been gone (below
             z_resolve, sampled sites judged stopped) for this long; a restart resolves at once.
+        auto_bucket_below_seconds, auto_bucket_seconds: with `bucket_seconds: 0`, trends use minima per
+            `auto_bucket_seconds` when the median interval between profiles is below
+            `auto_bucket_below_seconds` (fast pushes see the GC sawtooth).
+        screened_sites: sites (by peak value in the window) the least-squares screen looks at (heap) or
+            trended for contention (mutex/block).
         top_growers: growers reported per series.
         heap: heap detector settings.
         goroutine: goroutine detector settings.
         contention: mutex/block detector settings.
+        fix: fix verification settings (a flagged series restarted with a new version).
     """
 
     window_seconds: float = 7200.0
@@ -206,13 +275,21 @@ class ProcessorConfig:
     bucket_seconds: float = 0.0
     max_gap_seconds: float = 1800.0
     resolve_seconds: float = 1200.0
+    auto_bucket_below_seconds: float = 45.0
+    auto_bucket_seconds: float = 60.0
+    screened_sites: int = 64
     top_growers: int = 5
     heap: HeapConfig = field(default_factory=HeapConfig)
     goroutine: GoroutineConfig = field(default_factory=GoroutineConfig)
     contention: ContentionConfig = field(default_factory=ContentionConfig)
+    fix: FixConfig = field(default_factory=FixConfig)
 
     def validate(self) -> list[str]:
-        errors = _bounds(self, {"window_seconds": 60, "max_points": 8, "top_growers": 1}, positive=("max_gap_seconds",))
+        errors = _bounds(
+            self,
+            {"window_seconds": 60, "max_points": 8, "top_growers": 1, "screened_sites": 1},
+            positive=("max_gap_seconds",),
+        )
         failed = _failed(errors)
         # Settings a section could never satisfy with this history: its detector would never reach a verdict.
         for name, section in (("heap", self.heap), ("goroutine", self.goroutine), ("contention", self.contention)):

@@ -11,18 +11,21 @@ import base64
 import itertools
 import math
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from enum import Enum
-from functools import lru_cache
 from sys import intern
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from otel_leakproc.model import (
     OTHER_SITE,
+    Evidence,
+    FixSide,
+    FixVerdict,
+    FixVerification,
     Grower,
     ProfileKind,
     ProfileSummary,
@@ -30,425 +33,28 @@ from otel_leakproc.model import (
     SeriesReport,
     Status,
 )
+from otel_leakproc.processor import contention, goroutine, heap
 from otel_leakproc.processor.config import ProcessorConfig
+from otel_leakproc.processor.fix import FixCheck, Segment, judge, pending
+from otel_leakproc.processor.history import Grid, Point, Points, SiteMeta
 from otel_leakproc.processor.trend import (
-    FLAT,
     FloatArray,
-    StopTest,
     Trend,
-    bucket_minima,
-    growth_stopped,
     median_finite,
-    new_high_quanta,
-    ols_slopes,
-    sample_quantum,
-    theil_sen,
-    theil_sen_rows,
 )
 
 NANOS = 1_000_000_000
 HOUR = 3600.0
-CANDIDATES = 8  # sites/groups that get the robust fit after the least-squares screen
-SITE_RANKED = 4 * CANDIDATES * 2  # sites (by peak) the least-squares screen looks at
 MAX_META = 512  # bound on remembered site/group descriptions per series
-# Bound on the rows of a series' dense site-by-point grid (live names in the history). Real series name
-# far fewer (top-K sites that mostly persist); a series whose names churn past it switches its grid to a
-# sparse form (per point: name ids and values, the top-K of that profile) until its history is cut. Both
-# forms give the same matrices; either way memory is bounded by max_points x top-K values and names.
-MAX_GRID_ROWS = 256
 MAX_TRANSITIONS = 64  # status changes remembered per series (the newest)
 STATE_VERSION = 2  # version of the plain-data form written by `SeriesDetector.to_state`
 _ZLIB_LEVEL = 1  # state arrays: byte-shuffled then deflated; level 1 is ~5x faster than 6, a few % larger
 
-# Block-profile leaves that are lock waits; channel, select and WaitGroup waits are not contention.
-_LOCK_LEAVES = ("Lock", "RLock", "semacquire", "Semacquire", "lockSlow", "rLock")
-_NON_LOCK_LEAVES = ("WaitGroup", "Cond", "chanrecv", "chansend", "selectgo", "Unlock")
 
-
-class _Point(NamedTuple):
-    """One point of the history, as read back from `_Points` (the history keeps no object per point)."""
-
-    time_nanos: int
-    time: float  # seconds since the epoch
-    total: float
-    cumulative: float | None
-
-
-class _Points:
-    """Time, total and cumulative counter of each point of the history, in a ring of `capacity` slots.
-
-    The history used to keep one object (and a dict of site values) per point; the numbers live in
-    arrays now, and the site values only in the grids. A missing cumulative counter is stored as NaN.
-    """
-
-    __slots__ = ("capacity", "cumulative", "n", "start", "time", "time_nanos", "total")
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.start = 0
-        self.n = 0
-        self.time_nanos = np.zeros(capacity, dtype=np.int64)
-        self.time = np.zeros(capacity)
-        self.total = np.zeros(capacity)
-        self.cumulative = np.zeros(capacity)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __bool__(self) -> bool:
-        return self.n > 0
-
-    def _slot(self, i: int) -> int:
-        if i < 0:
-            i += self.n
-        if not 0 <= i < self.n:
-            raise IndexError("point index out of range")
-        return (self.start + i) % self.capacity
-
-    def __getitem__(self, i: int) -> _Point:
-        slot = self._slot(i)
-        cumulative = float(self.cumulative[slot])
-        return _Point(
-            int(self.time_nanos[slot]),
-            float(self.time[slot]),
-            float(self.total[slot]),
-            None if math.isnan(cumulative) else cumulative,
-        )
-
-    def __iter__(self) -> Iterator[_Point]:
-        return (self[i] for i in range(self.n))
-
-    def clear(self) -> None:
-        self.start = 0
-        self.n = 0
-
-    def append(self, time_nanos: int, time: float, total: float, cumulative: float | None) -> None:
-        slot = (self.start + self.n) % self.capacity
-        self.n += 1
-        self.time_nanos[slot] = time_nanos
-        self.time[slot] = time
-        self.total[slot] = total
-        self.cumulative[slot] = math.nan if cumulative is None else cumulative
-
-    def popleft(self) -> None:
-        self.start = (self.start + 1) % self.capacity
-        self.n -= 1
-
-    def first_time(self) -> float:
-        return float(self.time[self.start])
-
-    def order(self) -> npt.NDArray[np.intp]:
-        """Slot of each point, oldest first."""
-        return (self.start + np.arange(self.n)) % self.capacity
-
-    def times(self) -> FloatArray:
-        result: FloatArray = self.time[self.order()]
-        return result
-
-    def totals(self) -> FloatArray:
-        result: FloatArray = self.total[self.order()]
-        return result
-
-
-class _Grid:
-    """Values per name (rows) and point (columns) of the history, kept up to date as points come and go.
-
-    The detectors need site-by-point matrices after every profile; the grid is the only place the site
-    values (and goroutine group counts) of the history are kept. Columns form a ring over the history
-    (its length bounds them); a row lives while its name appears in at least one point of the history
-    and is then reused, so rows track the live names only. `pos` keeps each value's position within its
-    point (-1: absent), which reproduces the first-seen order rankings break ties with.
-
-    Dense while at most `max_rows` names are live (float64 values; positions int8, widened when a profile
-    names more than 127); past that it turns
-    sparse until cleared (per column: the row ids in point order and their values, as many as the
-    profile named), so churning names cost per value, not per name x point. Both forms answer alike.
-    """
-
-    __slots__ = (
-        "_free",
-        "columns",
-        "count",
-        "index",
-        "max_rows",
-        "n",
-        "names",
-        "overflow",
-        "pos",
-        "sparse",
-        "start",
-        "values",
-    )
-
-    def __init__(self, columns: int, max_rows: int | None = None) -> None:
-        self.columns = columns
-        self.max_rows = MAX_GRID_ROWS if max_rows is None else max_rows
-        self.overflow = False  # sparse form: too many live names for the dense one
-        self.start = 0
-        self.n = 0
-        self.index: dict[str, int] = {}
-        self.names: list[str] = []
-        self._free: list[int] = []
-        self.values = np.zeros((0, columns))
-        self.pos = np.full((0, columns), -1, dtype=np.int8)
-        self.count = np.zeros(0, dtype=np.int64)
-        self.sparse: list[tuple[npt.NDArray[np.int32], FloatArray] | None] = []
-
-    @property
-    def rows(self) -> int:
-        return len(self.index)
-
-    def clear(self) -> None:
-        self.__init__(self.columns, self.max_rows)  # type: ignore[misc]
-
-    def _row(self, name: str) -> int:
-        row = self.index.get(name)
-        if row is not None:
-            return row
-        if self._free:
-            row = self._free.pop()
-            self.names[row] = name
-        else:
-            row = len(self.names)
-            self.names.append(name)
-            if row >= len(self.count):
-                grow = max(16, len(self.count) // 2)
-                self.count = np.concatenate([self.count, np.zeros(grow, dtype=np.int64)])
-                if not self.overflow:
-                    self.values = np.vstack([self.values, np.zeros((grow, self.columns))])
-                    self.pos = np.vstack([self.pos, np.full((grow, self.columns), -1, dtype=self.pos.dtype)])
-        self.index[name] = row
-        return row
-
-    def append(self, items: Iterable[tuple[str, float]]) -> None:
-        col = (self.start + self.n) % self.columns
-        self.n += 1
-        if self.overflow:
-            self._append_sparse(col, list(items))
-            return
-        pairs = list(items)
-        if len(pairs) > np.iinfo(self.pos.dtype).max:
-            self.pos = self.pos.astype(_position_dtype(len(pairs)))
-        index = self.index
-        known = [index.get(name, -1) for name, _ in pairs]
-        if -1 not in known and len(set(known)) == len(known):
-            # Every name already has a row (the usual case: a profile names the same sites as the last
-            # one): one scatter per array instead of a Python step per value.
-            rows = np.array(known, dtype=np.intp)
-            self.values[rows, col] = [value for _, value in pairs]
-            self.pos[rows, col] = np.arange(len(rows))
-            self.count[rows] += 1
-            return
-        values, pos, count = self.values, self.pos, self.count
-        for i, (name, value) in enumerate(pairs):
-            row = self.index.get(name)
-            if row is None:
-                if len(self.index) >= self.max_rows:
-                    self._to_sparse(col, i)
-                    self._append_sparse(col, pairs, i)
-                    return
-                row = self._row(name)
-                values, pos, count = self.values, self.pos, self.count
-            values[row, col] = value
-            pos[row, col] = i
-            count[row] += 1
-
-    def _to_sparse(self, col: int, done: int) -> None:
-        """Switch to the sparse form; column `col` holds the first `done` values of the point being added."""
-        self.sparse = [None] * self.columns
-        for c in [int(c) for c in self.order()]:
-            rows = np.flatnonzero(self.pos[: len(self.names), c] >= 0)
-            if c == col:
-                rows = rows[self.pos[rows, c] < done]
-            rows = rows[np.argsort(self.pos[rows, c], kind="stable")]
-            self.sparse[c] = (rows.astype(np.int32), self.values[rows, c].copy())
-        self.overflow = True
-        self.values = np.zeros((0, self.columns))
-        self.pos = np.full((0, self.columns), -1, dtype=np.int8)
-
-    def _append_sparse(self, col: int, pairs: list[tuple[str, float]], done: int = 0) -> None:
-        head = self.sparse[col]
-        rows = [] if head is None or not done else head[0].tolist()
-        values = [] if head is None or not done else head[1].tolist()
-        for name, value in pairs[done:]:
-            row = self._row(name)
-            rows.append(row)
-            values.append(value)
-            self.count[row] += 1
-        self.sparse[col] = (np.array(rows, dtype=np.int32), np.array(values, dtype=np.float64))
-
-    def _column_rows(self, col: int) -> npt.NDArray[np.intp]:
-        if self.overflow:
-            entry = self.sparse[col]
-            return np.zeros(0, dtype=np.intp) if entry is None else entry[0].astype(np.intp)
-        return np.flatnonzero(self.pos[: len(self.names), col] >= 0)
-
-    def popleft(self) -> None:
-        col = self.start
-        rows = self._column_rows(col)
-        if self.overflow:
-            self.sparse[col] = None
-        else:
-            self.values[rows, col] = 0.0
-            self.pos[rows, col] = -1
-        self.count[rows] -= 1
-        for row in rows[self.count[rows] == 0].tolist():
-            del self.index[self.names[row]]
-            self._free.append(row)
-        self.start = (self.start + 1) % self.columns
-        self.n -= 1
-
-    def order(self) -> npt.NDArray[np.intp]:
-        """Column of each point, oldest first."""
-        return (self.start + np.arange(self.n)) % self.columns
-
-    def entries(self) -> tuple[npt.NDArray[np.intp], FloatArray, npt.NDArray[np.intp]]:
-        """Every value of the history: (row, value, point index), by point then position within it."""
-        if not self.overflow:
-            # Positions within a point are 0..len-1 (one per name it named): scatter, no sort needed.
-            order = self.order()
-            sub = self.pos[: len(self.names)][:, order]
-            rows, points = np.nonzero(sub >= 0)
-            lengths = np.bincount(points, minlength=self.n)
-            dest = (np.cumsum(lengths) - lengths)[points] + sub[rows, points]
-            out_rows = np.empty(len(rows), dtype=np.intp)
-            out_values = np.empty(len(rows))
-            out_points = np.empty(len(rows), dtype=np.intp)
-            out_rows[dest] = rows
-            out_values[dest] = self.values[rows, order[points]]
-            out_points[dest] = points
-            return out_rows, out_values, out_points
-        parts = [self.sparse[int(c)] for c in self.order()]
-        lengths = np.array([0 if p is None else len(p[0]) for p in parts], dtype=np.intp)
-        kept = [p for p in parts if p is not None]
-        if not kept:
-            return np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0, dtype=np.intp)
-        rows = np.concatenate([p[0] for p in kept]).astype(np.intp)
-        values = np.concatenate([p[1] for p in kept])
-        return rows, values, np.repeat(np.arange(self.n), lengths)
-
-    def matrix(self, names: list[str]) -> FloatArray:
-        """Rows for `names` (0 where a name is absent from a point), columns in point order."""
-        rows = np.array([self.index[name] for name in names], dtype=np.intp)
-        if not self.overflow:
-            result: FloatArray = self.values[np.ix_(rows, self.order())]
-            return result
-        out = np.zeros((len(names), self.n))
-        lookup = np.full(len(self.names), -1, dtype=np.intp)
-        lookup[rows] = np.arange(len(rows))
-        all_rows, values, points = self.entries()
-        target = lookup[all_rows]
-        keep = target >= 0
-        out[target[keep], points[keep]] = values[keep]
-        return out
-
-    def ranked(self, limit: int, exclude: str) -> list[str]:
-        """Names by peak value in the history, descending (only peaks > 0), first seen first among equals."""
-        return self.ranked_matrix(limit, exclude)[0]
-
-    def ranked_matrix(self, limit: int, exclude: str) -> tuple[list[str], FloatArray]:
-        """`ranked(limit, exclude)` and `matrix` of those names, from one gather of the history."""
-        if self.overflow:
-            names = self._ranked_sparse(limit, exclude)
-            return names, self.matrix(names)
-        excluded = self.index.get(exclude, -1)
-        rows = np.fromiter(self.index.values(), dtype=np.intp, count=len(self.index))
-        rows = rows[rows != excluded]
-        order = self.order()
-        values = self.values[np.ix_(rows, order)]
-        positive = values > 0
-        keep = positive.any(axis=1)
-        rows, values, positive = rows[keep], values[keep], positive[keep]
-        if not len(rows):
-            return [], np.zeros((0, self.n))
-        peaks = values.max(axis=1)
-        first_col = positive.argmax(axis=1)
-        first_pos = self.pos[rows, order[first_col]]
-        ranking = np.lexsort((first_pos, first_col, -peaks))[:limit]
-        return [self.names[row] for row in rows[ranking].tolist()], values[ranking]
-
-    def _ranked_sparse(self, limit: int, exclude: str) -> list[str]:
-        rows, values, _ = self.entries()
-        keep = values > 0
-        excluded = self.index.get(exclude)
-        if excluded is not None:
-            keep &= rows != excluded
-        rows, values = rows[keep], values[keep]
-        if not len(rows):
-            return []
-        unique, first = np.unique(rows, return_index=True)  # first: first positive entry of each row
-        peaks = np.zeros(len(self.names))
-        np.maximum.at(peaks, rows, values)
-        ranking = np.lexsort((first, -peaks[unique]))[:limit]
-        return [self.names[row] for row in unique[ranking].tolist()]
-
-    def live_sorted(self) -> list[str]:
-        return sorted(self.index)
-
-    # -- persistence: one layout for both forms --------------------------------------------------
-
-    def to_state(self, ref: Callable[[str], int]) -> dict[str, Any]:
-        """Names (as `ref` indices, sorted by name), then per point its count of values, row ids into
-        the names and the values, in point order and position order within a point."""
-        rows, values, points = self.entries()
-        live = sorted(self.index)
-        dtype = np.int16 if len(live) <= np.iinfo(np.int16).max else np.int32
-        canonical = np.zeros(max(len(self.names), 1), dtype=dtype)
-        canonical[[self.index[name] for name in live]] = np.arange(len(live), dtype=dtype)
-        return {
-            "names": [ref(name) for name in live],
-            "lengths": _pack(np.bincount(points, minlength=self.n).astype(np.int32)),
-            "ids": _pack(canonical[rows]),
-            "values": _pack(values),
-        }
-
-    def restore(self, names: list[str], lengths: npt.NDArray[Any], ids: npt.NDArray[Any], values: FloatArray) -> None:
-        """Rebuild from `to_state` data (already decoded); keeps the newest `columns` points."""
-        self.clear()
-        if len(ids) != len(values) or int(lengths.sum()) != len(ids) or (lengths < 0).any():
-            raise ValueError("grid lengths, ids and values do not match")
-        if len(ids) and (ids.min() < 0 or ids.max() >= len(names)):
-            raise ValueError("grid id out of range")
-        drop = max(0, len(lengths) - self.columns)
-        skip = int(lengths[:drop].sum())
-        lengths, ids, values = lengths[drop:], ids[skip:].astype(np.intp), values[skip:]
-        n = len(lengths)
-        points = np.repeat(np.arange(n), lengths)
-        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if n else np.zeros(0, dtype=np.intp)
-        positions = np.arange(len(ids)) - np.repeat(offsets, lengths)
-        used = np.bincount(ids, minlength=len(names))
-        if n and (np.bincount(points * len(names) + ids, minlength=n * len(names)) > 1).any():
-            raise ValueError("a point names the same site twice")
-        live = np.flatnonzero(used > 0)  # names no longer in the kept points are dropped
-        remap = np.full(len(names), -1, dtype=np.intp)
-        remap[live] = np.arange(len(live))
-        rows = remap[ids]
-        self.names = [names[i] for i in live.tolist()]
-        self.index = {name: row for row, name in enumerate(self.names)}
-        if len(self.index) != len(self.names):
-            raise ValueError("duplicate grid names")
-        self.count = used[live].astype(np.int64)
-        self.n = n
-        if len(self.names) > self.max_rows:
-            self.overflow = True
-            self.sparse = [None] * self.columns
-            for c in range(n):
-                part = slice(int(offsets[c]), int(offsets[c] + lengths[c]))
-                self.sparse[c] = (rows[part].astype(np.int32), values[part].copy())
-            return
-        height = len(self.names)
-        self.values = np.zeros((height, self.columns))
-        self.pos = np.full((height, self.columns), -1, dtype=_position_dtype(int(lengths.max(initial=0))))
-        self.values[rows, points] = values
-        self.pos[rows, points] = positions
-
-
-def _position_dtype(width: int) -> type[np.signedinteger[Any]]:
-    """The smallest dtype for positions 0..width-1 and -1."""
-    for dtype in (np.int8, np.int16):
-        if width <= np.iinfo(dtype).max:
-            return dtype
-    return np.int32
+def _grid_state(grid: Grid, ref: Callable[[str], int]) -> dict[str, Any]:
+    """A grid's `export` as state: `names` (indices into the state's names) and packed arrays."""
+    names, lengths, ids, values = grid.export(ref)
+    return {"names": names, "lengths": _pack(lengths), "ids": _pack(ids), "values": _pack(values)}
 
 
 def _pack(array: npt.NDArray[Any]) -> dict[str, Any]:
@@ -490,39 +96,6 @@ def _unpack(packed: Mapping[str, Any], dtype: str) -> npt.NDArray[Any]:
     return np.ascontiguousarray(planes.T).view(dtype).reshape(n).astype(_PACKED_DTYPES[dtype])
 
 
-@dataclass(slots=True)
-class _Meta:
-    function: str
-    file: str
-    line: int
-    state: str | None = None
-    leaf: str = ""
-    creator: str = ""
-    blocking: str = ""
-    size: float = 0.0  # heap sites: mean size of one in-use object (value / count) in the latest profile
-
-
-@lru_cache(maxsize=32)
-def bonferroni_z(z: float, tests: int) -> float:
-    """The z threshold that keeps the one-sided false-alarm rate of `z` over `tests` simultaneous tests."""
-    from statistics import NormalDist  # noqa: PLC0415 (statistics costs ~9 ms of analyze's start-up)
-
-    normal = NormalDist()
-    return normal.inv_cdf(1.0 - (1.0 - normal.cdf(z)) / tests)
-
-
-def is_lock_wait(leaf: str) -> bool:
-    """True when a block-profile stack ends in a lock acquisition (not a channel/select/WaitGroup wait)."""
-    if any(marker in leaf for marker in _NON_LOCK_LEAVES):
-        return False
-    return any(marker in leaf for marker in _LOCK_LEAVES)
-
-
-def _recent_slope(th: FloatArray, y: FloatArray, recent_n: int) -> float:
-    """Theil-Sen slope of the last `recent_n` points (the plateau checks use nothing else of that fit)."""
-    return theil_sen(th[-recent_n:], y[-recent_n:], interval=False, z=False, intercept=False).slope
-
-
 class SeriesDetector:
     """Bounded history and verdict of one series.
 
@@ -537,11 +110,11 @@ class SeriesDetector:
         self.config = config
         self._memory_limit_override = memory_limit_bytes
         self.memory_limit_bytes = memory_limit_bytes or config.heap.memory_limit_bytes
-        self.points = _Points(config.max_points)
-        self._sites = _Grid(config.max_points)
-        self._groups = _Grid(config.max_points)
+        self.points = Points(config.max_points)
+        self._sites = Grid(config.max_points)
+        self._groups = Grid(config.max_points)
         self._last_groups: dict[str, tuple[int, int, int]] = {}  # the newest point's: count, wait, leaked
-        self.meta: dict[str, _Meta] = {}
+        self.meta: dict[str, SiteMeta] = {}
         self.profiles = 0
         self.first_time: int | None = None
         self.last_time: int | None = None
@@ -557,34 +130,52 @@ class SeriesDetector:
         self.resolving_since: float | None = None  # a flagged series has shown no evidence since then
         self.transitions: list[tuple[int, Status, Status]] = []
         self._report: SeriesReport | None = None
+        self.version: str | None = None  # `service.version` of the current segment, when known
+        # The points of the current segment younger than `fix.compare_seconds` that have left the history
+        # (a process older than the window): what a fix verification compares its new version with.
+        # (Allocated only once a segment outlives the window: most series never need it.)
+        self._early: tuple[Points, Grid] | None = None
+        self.fix: FixCheck | None = None
+        # While a fix verdict is pending: the status, flagged_since and resolving_since the detectors give
+        # the new version on its own (the series reports the held flag meanwhile).
+        self._own: tuple[Status, float | None, float | None] = (Status.INSUFFICIENT_DATA, None, None)
 
     # -- intake ---------------------------------------------------------------------------------
 
-    def update(self, summary: ProfileSummary) -> SeriesReport:
+    def update(self, summary: ProfileSummary, version: str | None = None) -> SeriesReport:
         """Add one profile (in time order) and return the series' new report.
 
         A profile older than or as old as the last one is ignored (counted in the evidence as
-        `ignored_out_of_order`), so replays and duplicates cannot corrupt the history.
+        `ignored_out_of_order`), so replays and duplicates cannot corrupt the history. `version` is the
+        monitored process's `service.version` (None: unknown); a change is a restart, and a flagged series
+        restarted with a new version gets a fix verification (`processor/fix.py`).
         """
         now = summary.time_nanos / NANOS
+        version = version or summary.labels.get("service.version") or None  # else the profile's own comment
         last = self.points[-1] if self.points else None
         if last is not None and now <= last.time:
             self.ignored += 1
             if self._report is not None:
-                self._report.evidence["ignored_out_of_order"] = self.ignored
+                self._report.evidence.ignored_out_of_order = self.ignored
             return self.report()
         previous = self.status
-        restart_reason = self._restart_reason(summary, last, now)
+        restart_reason = self._restart_reason(summary, last, now, version)
         if restart_reason:
             self.restarts += 1
+            self._restart_fix(version, summary.time_nanos)
             self._clear_points()
             self.segment_start = now
             self.status = Status.INSUFFICIENT_DATA
             self.flagged_since = None
             self.resolving_since = None
             self.last_restart_reason = restart_reason
+            if self.fix is not None and self.fix.verdict is not FixVerdict.FIXED:
+                self._own = (Status.INSUFFICIENT_DATA, None, None)  # the new process, judged on its own
+                self.status, self.flagged_since = self.fix.held, self.fix.held_since
         elif last is None:
             self.segment_start = now
+        if version:
+            self.version = version
         self.session = summary.labels.get("__session_id__", self.session)
         self._remember(summary)
         # Interned: every profile brings its own copies of the same names; one shared copy per name
@@ -600,7 +191,7 @@ class SeriesDetector:
         if self.first_time is None:
             self.first_time = summary.time_nanos
         self.last_time = summary.time_nanos
-        report = self._evaluate(now)
+        report = self._evaluate_with_fix(now)
         if report.status is not previous:
             self.transitions.append((summary.time_nanos, previous, report.status))
             del self.transitions[:-MAX_TRANSITIONS]
@@ -632,11 +223,24 @@ class SeriesDetector:
         self._last_groups = groups
 
     def _popleft_point(self) -> None:
+        first = self.points[0]
+        if (
+            self.key.kind not in (ProfileKind.MUTEX, ProfileKind.BLOCK)
+            and first.time - self.segment_start <= self.config.fix.compare_seconds
+        ):
+            # The start of a process outlives the window for a fix verification's like-with-like comparison.
+            if self._early is None:
+                self._early = (Points(self.config.max_points), Grid(self.config.max_points))
+            points, grid = self._early
+            if len(points) < points.capacity:
+                points.append(first.time_nanos, first.time, first.total, first.cumulative)
+                grid.append(self._sites.first_items() if self.key.kind is ProfileKind.HEAP else ())
         self.points.popleft()
         self._sites.popleft()
         self._groups.popleft()
 
     def _clear_points(self) -> None:
+        self._early = None
         self.points.clear()
         self._sites.clear()
         self._groups.clear()
@@ -682,8 +286,8 @@ class SeriesDetector:
             "total": _pack(self.points.total[order]),
             "cumulative": _pack(self.points.cumulative[order]),  # NaN: the profile had none
         }
-        sites = self._sites.to_state(ref)
-        groups = self._groups.to_state(ref)
+        sites = _grid_state(self._sites, ref)
+        groups = _grid_state(self._groups, ref)
         last_groups = [[ref(k), count, wait, leaked] for k, (count, wait, leaked) in self._last_groups.items()]
         # The arrays are packed into strings and the meta fields are plain by construction; the scalars
         # and the report (numpy scalars, enums in its evidence) go through `_plain`.
@@ -708,10 +312,26 @@ class SeriesDetector:
                 "transitions": [[t, a.value, b.value] for t, a, b in self.transitions],
                 "last_groups": last_groups,
                 "report": None if self._report is None else _report_to_state(self._report),
+                "service_version": self.version,
+                "own": [self._own[0].value, self._own[1], self._own[2]],
             },
             "state",
         )
         state.update(meta=meta, points=points, sites=sites, groups=groups, names=list(names))
+        # Fix verification (absent from states written before it): the start of the current segment that
+        # left the history, and the flagged process a new version is compared with.
+        state["early"] = None
+        if self._early is not None and self._early[0]:
+            early_points, early_sites = self._early
+            early = early_points.order()
+            state["early"] = {
+                "time_nanos": _pack(early_points.time_nanos[early]),
+                "total": _pack(early_points.total[early]),
+                "cumulative": _pack(early_points.cumulative[early]),
+                "sites": _grid_state(early_sites, ref),
+            }
+            state["names"] = list(names)  # `ref` may have named more sites
+        state["fix"] = None if self.fix is None else _fix_to_state(self.fix)
         return state
 
     @classmethod
@@ -767,7 +387,7 @@ class SeriesDetector:
             return names[i]
 
         for m in state["meta"]:
-            detector.meta[name_at(m["name"])] = _Meta(
+            detector.meta[name_at(m["name"])] = SiteMeta(
                 function=_req(m["function"], str),
                 file=_req(m["file"], str),
                 line=_req(m["line"], int),
@@ -824,6 +444,27 @@ class SeriesDetector:
         ]
         report = state["report"]
         detector._report = None if report is None else _report_from_state(key, report)
+        detector.version = _opt(state.get("service_version"), str)
+        own = state.get("own") or [Status.INSUFFICIENT_DATA.value, None, None]
+        detector._own = (Status(own[0]), *(None if v is None else _num(v) for v in own[1:3]))  # type: ignore[assignment]
+        early = state.get("early")
+        if early is not None:
+            e_nanos = _unpack(early["time_nanos"], "<i8")
+            e_total, e_cumulative = _unpack(early["total"], "<f8"), _unpack(early["cumulative"], "<f8")
+            if not len(e_total) == len(e_cumulative) == len(e_nanos) <= config.max_points:
+                raise ValueError("early: array lengths differ or exceed max_points")
+            early_points, early_sites = Points(config.max_points), Grid(config.max_points)
+            detector._early = (early_points, early_sites)
+            for t, total_, cum in zip(e_nanos.tolist(), e_total.tolist(), e_cumulative.tolist(), strict=True):
+                early_points.append(t, t / NANOS, total_, None if math.isnan(cum) else cum)
+            g = early["sites"]
+            lengths = _unpack(g["lengths"], "<i4")
+            if len(lengths) != len(e_nanos):
+                raise ValueError(f"early.sites: {len(lengths)} points, not {len(e_nanos)}")
+            ids = _unpack(g["ids"], "<i2" if len(g["names"]) <= np.iinfo(np.int16).max else "<i4")
+            early_sites.restore([name_at(i) for i in g["names"]], lengths, ids, _unpack(g["values"], "<f8"))
+        fix = state.get("fix")
+        detector.fix = None if fix is None else _fix_from_state(fix, config.max_points)
         return detector
 
     def timeline(self) -> list[tuple[int, float]]:
@@ -838,16 +479,18 @@ class SeriesDetector:
             if len(points) < 2:
                 return []
             t = points.times()
-            total = self._contention_cumulative(self._contention_names()).sum(axis=0)
+            total = contention.cumulative_delay(self, contention.lock_sites(self)).sum(axis=0)
             rates = np.diff(total) / np.diff(t)
             stamps = points.time_nanos[points.order()].tolist()
             return [(stamp, float(r)) for stamp, r in zip(stamps[1:], rates, strict=True)]
         order = points.order()
         return list(zip(points.time_nanos[order].tolist(), points.total[order].tolist(), strict=True))
 
-    def _restart_reason(self, summary: ProfileSummary, last: _Point | None, now: float) -> str:
+    def _restart_reason(self, summary: ProfileSummary, last: Point | None, now: float, version: str | None) -> str:
         if last is None:
             return ""
+        if version and self.version and version != self.version:
+            return f"new version {version} (was {self.version})"
         if summary.cumulative is not None and last.cumulative is not None and summary.cumulative < last.cumulative:
             return "cumulative totals went down"
         session = summary.labels.get("__session_id__")
@@ -864,12 +507,12 @@ class SeriesDetector:
             meta = self.meta.get(s.function)
             if meta is None:
                 function = intern(s.function)  # the same object as the grid's row name
-                meta = self.meta[function] = _Meta(function, s.file, s.line, leaf=s.leaf)
+                meta = self.meta[function] = SiteMeta(function, s.file, s.line, leaf=s.leaf)
             if heap and s.count > 0:
                 meta.size = s.value / s.count
         for g in summary.groups:
             if g.key not in self.meta:
-                self.meta[intern(g.key)] = _Meta(
+                self.meta[intern(g.key)] = SiteMeta(
                     intern(g.function), g.file, g.line, state=g.state, creator=g.creator, blocking=g.blocking
                 )
         if len(self.meta) > MAX_META:
@@ -878,15 +521,100 @@ class SeriesDetector:
             live.update(g.key for g in summary.groups)
             self.meta = {k: v for k, v in self.meta.items() if k in live}
 
+    # -- fix verification -------------------------------------------------------------------------
+
+    def _restart_fix(self, version: str | None, time_nanos: int) -> None:
+        """At a restart (before the history is cleared): start, carry on or leave the fix verification."""
+        check = self.fix
+        new_version = bool(version and self.version and version != self.version)
+        if not new_version:
+            return  # the same version restarted: a verification in progress goes on with the new process
+        assert version is not None
+        assert self.version is not None
+        if check is not None and check.verdict is not FixVerdict.FIXED:
+            # Another deploy while the first is unverified or did not fix it: compare with the same flagged process.
+            check.after_version, check.restart_time_nanos = version, time_nanos
+            check.result = pending(check.before, check.sites, version, time_nanos, self.config.fix)
+            return
+        if not self.status.flagged or self.key.kind in (ProfileKind.MUTEX, ProfileKind.BLOCK):
+            return
+        cfg = self.config.fix
+        sites: tuple[str, ...] = ()
+        if self.key.kind is ProfileKind.HEAP:
+            growers = self._report.top_growers if self._report is not None else ()
+            # The sites that grew significantly (what the flag rests on), not churn that happened to rise.
+            z_min = self.config.heap.z_suspect
+            significant = [g for g in growers if _num_or(g.detail.get("slope_low_per_hour")) > 0]
+            sites = tuple(g.function for g in significant if _num_or(g.detail.get("z")) >= z_min)[: cfg.max_sites]
+        ages, totals, measured = self._segment_arrays(sites, early=True)
+        keep = ages <= cfg.compare_seconds
+        before = Segment(self.version, ages[keep], totals[keep], measured[keep])
+        if before.span < cfg.min_compare_seconds or len(before.ages) < 4:
+            return  # too short a life to compare with: the restart resolves the series as any restart does
+        self.fix = FixCheck(
+            before=before,
+            sites=sites,
+            after_version=version,
+            restart_time_nanos=time_nanos,
+            held=self.status,
+            held_since=self.flagged_since,
+            result=pending(before, sites, version, time_nanos, cfg),
+        )
+
+    def _segment_arrays(self, sites: tuple[str, ...], early: bool = False) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Ages since the segment began, totals, and what a fix is judged on (the `sites`' bytes for heap,
+        else the totals), for the current segment (with its early points that left the history if `early`)."""
+        parts = [self._early] if early and self._early is not None and self._early[0] else []
+        parts.append((self.points, self._sites))
+        ages, totals, measured = [], [], []
+        for points, grid in parts:
+            ages.append(points.times() - self.segment_start)
+            totals.append(points.totals())
+            if self.key.kind is ProfileKind.HEAP:
+                names = [name for name in sites if name in grid.index]
+                values = grid.matrix(names).sum(axis=0) if names else np.zeros(len(points))
+                measured.append(values)
+            else:
+                measured.append(totals[-1])
+        return np.concatenate(ages), np.concatenate(totals), np.concatenate(measured)
+
+    def _evaluate_with_fix(self, now: float) -> SeriesReport:
+        """Evaluate, then apply a fix verification: hold the flag while its verdict is pending, drop it
+        when the deploy fixed the leak (the new version's own status shows), keep it when it did not."""
+        check = self.fix
+        if check is None:
+            return self._evaluate(now)
+        if check.verdict is FixVerdict.PENDING:
+            self.status, self.flagged_since, self.resolving_since = self._own
+            report = self._evaluate(now)
+            self._own = (self.status, self.flagged_since, self.resolving_since)
+            ages, totals, measured = self._segment_arrays(check.sites, early=True)
+            result = judge(check, ages, totals, measured, self.config.fix)
+            if result is not None:
+                check.result = result
+            held = result is None or result.verdict is FixVerdict.NOT_FIXED
+            # The held flag, unless the new version is flagged on its own (then the graver of the two).
+            if held and (not self.status.flagged or check.held is Status.CONFIRMED):
+                self.status, self.flagged_since, self.resolving_since = check.held, check.held_since, None
+        else:
+            report = self._evaluate(now)
+            if check.verdict is FixVerdict.NOT_FIXED and self.status is Status.INSUFFICIENT_DATA:
+                # The unfixed version's warm-up: the leak it still has keeps the flag.
+                self.status, self.flagged_since = check.held, check.held_since
+        if report.status is not self.status:
+            score = max(report.score, 0.5) if self.status.flagged else report.score
+            report = replace(report, status=self.status, score=score)
+        return replace(report, fix=check.result)
+
     # -- evaluation -----------------------------------------------------------------------------
 
     def _evaluate(self, now: float) -> SeriesReport:
         kind = self.key.kind
         if kind is ProfileKind.HEAP:
-            return self._evaluate_heap(now)
+            return heap.evaluate(self, now)
         if kind in (ProfileKind.GOROUTINE, ProfileKind.GOROUTINELEAK):
-            return self._evaluate_goroutines(now)
-        return self._evaluate_contention(now)
+            return goroutine.evaluate(self, now)
+        return contention.evaluate(self, now)
 
     def _series(self) -> tuple[FloatArray, FloatArray]:
         return self.points.times(), self.points.totals()
@@ -894,8 +622,9 @@ class SeriesDetector:
     def _bucket(self, t: FloatArray) -> float:
         if self.config.bucket_seconds > 0:
             return self.config.bucket_seconds
-        if len(t) >= 3 and median_finite(np.diff(t)) < 45.0:  # float(np.median(...)), times are finite
-            return 60.0
+        auto = self.config.auto_bucket_below_seconds
+        if len(t) >= 3 and median_finite(np.diff(t)) < auto:  # float(np.median(...)), times are finite
+            return self.config.auto_bucket_seconds
         return 0.0
 
     def _matrix(self, names: list[str], attr: str) -> FloatArray:
@@ -930,177 +659,8 @@ class SeriesDetector:
     def _flag_age(self, now: float) -> float:
         return 0.0 if self.flagged_since is None else now - self.flagged_since
 
-    def _evaluate_heap(self, now: float) -> SeriesReport:
-        cfg = self.config.heap
-        t_raw, y_raw = self._series()
-        current = float(y_raw[-1])
-        span = float(t_raw[-1] - t_raw[0])
-        age = now - self.segment_start
-        evidence: dict[str, object] = {"window_seconds": span, "points": len(t_raw), "segment_age_seconds": age}
-        if len(t_raw) < cfg.min_points or span < cfg.min_window_seconds:
-            evidence["reason"] = "collecting profiles"
-            self.status = Status.INSUFFICIENT_DATA
-            return self._build(now, current, 0.0, 0.0, (), evidence)
-        bucket = self._bucket(t_raw)
-        t, y = bucket_minima(t_raw, y_raw, bucket)
-        th = (t - t[0]) / HOUR
-        total = theil_sen(th, y, intercept=False)
-        recent_n = max(4, int(len(th) * cfg.plateau_fraction))
-        total_recent = _recent_slope(th, y, recent_n)
-        floor = max(cfg.min_growth_bytes_per_hour, cfg.min_growth_ratio_per_hour * current)
-
-        names, site_matrix = self._sites.ranked_matrix(SITE_RANKED, OTHER_SITE)
-        growers: list[tuple[str, Trend, float]] = []
-        best_site_z = 0.0
-        site_z = bonferroni_z(cfg.z_suspect, CANDIDATES)  # several sites are tested at once
-        stopped = np.zeros(len(y))  # sites that grew and stopped (a cache that filled): not a leak
-        late_z, late = 0.0, ("", 0.0)  # the strongest grower that was absent at start-up (see below)
-        stopped_sites = pending_sites = 0
-        best_site = ""  # the site the verdict rests on: named first among the growers
-        held_z = 0.0  # sites still growing (not stopped under the sampling model), new samples or not
-        if names:
-            matrix = site_matrix
-            if bucket:
-                matrix = np.vstack([bucket_minima(t_raw, row, bucket)[1] for row in matrix])
-            screen = ols_slopes(th, matrix)
-            order = [int(i) for i in np.argsort(-screen)[:CANDIDATES] if screen[i] > 0]
-            for i, trend in zip(order, theil_sen_rows(th, matrix[order], intercept=False), strict=True):
-                growers.append((names[i], trend, float(matrix[i][-1])))
-                if trend.z >= cfg.z_suspect:
-                    # The recent fit only matters here: not fitted for the other candidates. A site that
-                    # grew long ago and has been flat since keeps a high Mann-Kendall z (every pair across
-                    # the step rises) while its Sen slope falls to 0 (most pairs are ties): compare the
-                    # recent slope with the floor as well, so such a step still counts as stopped.
-                    stop = self._site_stopped(names[i], th, matrix[i], max(trend.slope, floor), recent_n)
-                    if stop.stopped:  # grew and stopped, even if its interval now reaches zero
-                        stopped += matrix[i]
-                        stopped_sites += 1
-                    elif trend.slope >= floor and trend.low > 0 and trend.z >= site_z:
-                        # Growing and not stopped: holds a flag. Raising one after the warm-up also needs
-                        # new samples since the warm-up ended: a cache that filled during it cannot be
-                        # told from a leak by a few quiet profiles, but a leak soon passes its old peak.
-                        held_z = max(held_z, trend.z)
-                        # And growth confidently above the floor: a site that frees about as much as it
-                        # adds (its samples come and go) can pass its old peak by chance.
-                        if trend.low >= floor and self._grew_after_warmup(names[i], t, matrix[i]):
-                            if trend.z > best_site_z:
-                                best_site_z, best_site = trend.z, names[i]
-                        else:  # and its growth is no evidence for the total yet either
-                            pending_sites += 1
-                            stopped += matrix[i]
-                        if age < cfg.warmup_seconds and trend.z > late_z:
-                            absent = self._absent_at_start(t, matrix[i], floor)
-                            if absent is not None:
-                                late_z, late = trend.z, (names[i], absent)
-        if stopped.any():
-            # Judge the total without the growth of sites that have plateaued, so a filled cache
-            # cannot keep the whole heap flagged through the noise of the rest.
-            y = y - stopped
-            total = theil_sen(th, y, intercept=False)
-            total_recent = _recent_slope(th, y, recent_n)
-            evidence["plateaued_sites_excluded"] = True
-            evidence["plateaued_sites"] = stopped_sites
-        total_ongoing = self._total_ongoing(th, y, total, recent_n)
-        total_ok = total.low >= floor and total_ongoing  # confidently above the floor, not just above 0
-        total_z = total.z if total_ok else 0.0
-        evidence.update(
-            {
-                "total_z": round(total.z, 3),
-                "total_slope_low_per_hour": total.low,
-                "total_slope_high_per_hour": total.high,
-                "recent_slope_per_hour": total_recent,
-                "growth_floor_per_hour": floor,
-                "best_site_z": round(best_site_z, 3),
-                "plateaued": not total_ongoing,
-                "bucket_seconds": bucket,
-            }
-        )
-        if age < cfg.warmup_seconds:
-            # Hold a flag raised here while some site still grows significantly: a sampled leak can
-            # pause for a few profiles (no new sample) and pass for stopped meanwhile.
-            held = max((tr.z for _, tr, _ in growers if tr.slope >= floor and tr.low > 0), default=0.0)
-            keep = self.status.flagged and max(late_z, held) >= cfg.z_resolve
-            if late_z < site_z and not keep:
-                evidence["reason"] = f"warm-up: process segment is {age:.0f} s old (< {cfg.warmup_seconds:.0f} s)"
-                self.status = Status.INSUFFICIENT_DATA
-                return self._build(now, current, total.slope, total.slope, self._growers(growers), evidence)
-            # Growth that began after start-up is not warm-up: judged on that site alone, and only
-            # suspected (the total still carries whatever start-up growth there was, so no confirmation).
-            if late[0]:  # a site's name is its function
-                evidence["reason"] = f"new retention during warm-up: {late[0]} was absent for {late[1]:.0f} s"
-                evidence["absent_at_start_seconds"] = late[1]
-            else:
-                evidence["reason"] = "flagged during warm-up; the evidence is still above z_resolve"
-            self._transition(late_z >= site_z, keep, False, now)
-            strength = max(late_z, held)
-            named = self._growers(growers, first=late[0])
-            return self._build(now, current, total.slope, total.slope, named, evidence, strength)
-        if pending_sites:
-            evidence["sites_without_new_samples_since_warmup"] = pending_sites
-        strength = max(total_z, best_site_z)
-        confirm = (
-            total_z >= cfg.z_confirm and best_site_z >= cfg.z_suspect and self._flag_age(now) >= cfg.confirm_seconds
-        )
-        self._transition(strength >= cfg.z_suspect, max(strength, held_z) >= cfg.z_resolve, confirm, now)
-        if self.status.flagged:
-            strength = max(strength, held_z)
-        named = self._growers(growers, first=best_site)
-        return self._build(now, current, total.slope, total.slope, named, evidence, strength)
-
-    def _grew_after_warmup(self, name: str, t: FloatArray, row: FloatArray) -> bool:
-        """Has the site gained `heap.min_new_samples` samples past its earlier peak since the warm-up ended?
-        (Every point of the window when the warm-up ended before it.)"""
-        cfg = self.config.heap
-        since = int(np.searchsorted(t, self.segment_start + cfg.warmup_seconds))
-        if since == 0:
-            since = 1  # the first point has nothing before it to pass
-        meta = self.meta.get(name)
-        quantum = sample_quantum(meta.size if meta else 0.0, self.sample_period)
-        gained = new_high_quanta(row, since, quantum)
-        # Whole samples: a sampled value moves by about one quantum per sample, not exactly one.
-        return round(gained) >= cfg.min_new_samples if quantum > 0 else gained > 0
-
-    def _site_stopped(self, name: str, th: FloatArray, row: FloatArray, rate: float, recent_n: int) -> StopTest:
-        """Has this site stopped growing at `rate` (per hour), given how its profile samples it?"""
-        meta = self.meta.get(name)
-        quantum = sample_quantum(meta.size if meta else 0.0, self.sample_period)
-        cfg = self.config.heap
-        return growth_stopped(th, row, rate, quantum, recent_n, cfg.stopped_p, cfg.plateau_ratio)
-
-    def _total_ongoing(self, th: FloatArray, y: FloatArray, total: Trend, recent_n: int) -> bool:
-        """Is the total heap still growing? Stopped only when the recent slope is significantly (its 95%
-        interval) below `plateau_ratio` x the window's: the total of a heap without a forced GC swings by
-        megabytes between profiles, so a flat-looking recent fit alone is no evidence."""
-        recent = theil_sen(th[-recent_n:], y[-recent_n:], z=False, intercept=False)
-        return recent.high >= self.config.heap.plateau_ratio * total.slope
-
-    def _absent_at_start(self, t: FloatArray, row: FloatArray, floor: float) -> float | None:
-        """Seconds a growing site went unseen after the segment began, when that absence shows it did
-        not grow from start-up; else None.
-
-        Warm-up excuses growth from start-up (a cache filling), and a filling cache can look exactly like a
-        leak until it stops. A site with no samples in the first profiles that then grows steadily is
-        different: had it grown at its current rate from the start, the sampler (Go: one sample per
-        512 KiB allocated, on average) would have caught it with probability 1 - exp(-rate x time absent
-        / 512 KiB). `heap.late_onset_bytes` (rate x time absent) sets that bar.
-        """
-        need = self.config.heap.late_onset_bytes
-        seen = np.flatnonzero(row > 0)
-        if need <= 0 or len(seen) == 0:
-            return None
-        first = int(seen[0])
-        # At least 3 profiles without it, and enough after it appeared for a slope (the trend's z
-        # already covers significance over the whole window, zeros included).
-        if first < 3 or len(row) - first < 4:
-            return None
-        absent = float(t[first - 1] - self.segment_start)
-        rate = theil_sen(t[first:] / HOUR, row[first:], interval=False, z=False, intercept=False).slope
-        if rate < floor or rate * absent / HOUR < need:
-            return None
-        return absent
-
     def _site_names(self) -> list[str]:
-        return self._sites.ranked(SITE_RANKED, OTHER_SITE)
+        return self._sites.ranked(self.config.screened_sites, OTHER_SITE)
 
     def _growers(
         self, trends: list[tuple[str, Trend, float]], keep: frozenset[str] = frozenset(), first: str = ""
@@ -1110,7 +670,7 @@ class SeriesDetector:
         total = sum(tr.slope for _, tr, _ in positive) or 1.0
         out = []
         for name, tr, cur in positive[: self.config.top_growers]:
-            meta = self.meta.get(name) or _Meta(name, "", 0)
+            meta = self.meta.get(name) or SiteMeta(name, "", 0)
             detail: dict[str, object] = {"z": round(tr.z, 3), "slope_low_per_hour": tr.low}
             if meta.leaf and meta.leaf != meta.function:
                 detail["leaf"] = meta.leaf
@@ -1132,164 +692,6 @@ class SeriesDetector:
             )
         return tuple(out)
 
-    def _evaluate_goroutines(self, now: float) -> SeriesReport:
-        cfg = self.config.goroutine
-        t_raw, y = self._series()
-        current = float(y[-1])
-        age = now - self.segment_start
-        evidence: dict[str, object] = {"points": len(t_raw), "segment_age_seconds": age}
-        last = self._last_groups
-        leaked_now = sum(v[2] for v in last.values())
-        if self.key.kind is ProfileKind.GOROUTINELEAK:
-            leaked_now = max(leaked_now, int(current))
-        th = (t_raw - t_raw[0]) / HOUR
-        total = theil_sen(th, y, interval=False, intercept=False) if len(th) >= 3 else FLAT  # slope and z used
-        keys = self._groups.live_sorted()
-        growers: list[tuple[str, Trend, float]] = []
-        best = 0.0
-        oldest_wait = 0
-        if keys and len(th) >= 3:
-            matrix = self._matrix(keys, "groups")
-            screen = ols_slopes(th, matrix)
-            recent_n = max(4, int(len(th) * 0.3))
-            order = [int(i) for i in np.argsort(-screen)[:CANDIDATES] if screen[i] > 0]
-            for i, trend in zip(order, theil_sen_rows(th, matrix[order], intercept=False), strict=True):
-                growers.append((keys[i], trend, float(matrix[i][-1])))
-                increase = float(matrix[i][-1] - matrix[i][0])
-                # The recent fit (is the growth ongoing?) only when the rest of the test holds.
-                grows = (
-                    trend.slope >= cfg.min_growth_per_hour
-                    and increase >= cfg.min_increase
-                    and _recent_slope(th, matrix[i], recent_n) >= 0.25 * trend.slope
-                )
-                if grows and trend.z > best:
-                    best = trend.z
-                    oldest_wait = last.get(keys[i], (0, 0, 0))[1]
-        if leaked_now:  # the runtime proved these goroutines can never wake: nothing to wait for
-            leaked_groups = sorted(((k, v[2]) for k, v in last.items() if v[2] > 0), key=lambda kv: -kv[1])
-            known = {name for name, _, _ in growers}
-            for k, n in leaked_groups:
-                if k not in known:
-                    growers.append((k, Trend(0.0, 0.0, 0.0, 0.0, 0.0, 0), float(n)))
-            evidence["leaked_goroutines"] = leaked_now
-        evidence.update({"total_z": round(total.z, 3), "best_group_z": round(best, 3)})
-        if oldest_wait:
-            evidence["oldest_wait_minutes"] = oldest_wait
-        if leaked_now:
-            self._transition(True, True, True, now)
-        elif self.key.kind is ProfileKind.GOROUTINELEAK:
-            self._transition(False, False, False, now)
-        elif len(th) < cfg.min_points or age < cfg.warmup_seconds:
-            evidence["reason"] = "warm-up" if len(th) >= cfg.min_points else "collecting profiles"
-            self.status = Status.INSUFFICIENT_DATA
-        else:
-            confirm = best >= cfg.z_confirm and (
-                self._flag_age(now) >= cfg.confirm_seconds or oldest_wait >= cfg.confirm_wait_minutes
-            )
-            self._transition(best >= cfg.z_suspect, best >= cfg.z_resolve, confirm, now)
-        leaked_keys = frozenset(k for k, v in last.items() if v[2] > 0)
-        ranked = self._growers(growers, leaked_keys)
-        if leaked_now:  # leaked groups first: they are the proof
-            ranked = tuple(sorted(ranked, key=lambda g: 0 if self._is_leaked(g, last) else 1))
-        return self._build(
-            now, current, total.slope, total.slope, ranked, evidence, max(best, 5.0 if leaked_now else 0)
-        )
-
-    def _is_leaked(self, grower: Grower, last: dict[str, tuple[int, int, int]]) -> bool:
-        return any(v[2] > 0 and self.meta.get(k, _Meta("", "", 0)).function == grower.function for k, v in last.items())
-
-    def _evaluate_contention(self, now: float) -> SeriesReport:
-        """Mutex/block profiles are cumulative: compare the delay rate now with the window's baseline.
-
-        Rates come from differences of cumulative delay over several profiles, not single intervals,
-        because sampled profiles record delay in chunks (many intervals show nothing, then a lump).
-        """
-        cfg = self.config.contention
-        n = len(self.points)
-        age = now - self.segment_start
-        evidence: dict[str, object] = {"points": n, "segment_age_seconds": age}
-        if n < 3:
-            evidence["reason"] = "collecting profiles"
-            self.status = Status.INSUFFICIENT_DATA
-            return self._build(now, 0.0, 0.0, 0.0, (), evidence)
-        lock_only = self.key.kind is ProfileKind.BLOCK
-        names = self._contention_names()
-        t = self.points.times()
-        cumulative = self._contention_cumulative(names)
-        total = cumulative.sum(axis=0)
-        k = max(2, int(n * 0.2))
-        recent_site = (cumulative[:, -1] - cumulative[:, -1 - k]) / (t[-1] - t[-1 - k])
-        # Baseline: the quietest k-profile stretch of the window, so contention that started inside the
-        # window stays "grown" until the window has moved past its start.
-        span_rates = (total[k:] - total[:-k]) / (t[k:] - t[:-k])
-        quiet = int(np.argmin(span_rates))
-        base_site = (cumulative[:, quiet + k] - cumulative[:, quiet]) / (t[quiet + k] - t[quiet])
-        recent = float(recent_site.sum())
-        baseline = float(span_rates[quiet])
-        interval = np.diff(total) / np.diff(t)
-        th = (t[1:] - t[1]) / HOUR
-        trend = theil_sen(th, interval, slope=False) if len(th) >= 3 else FLAT  # only its z is used
-        span_hours = max((t[-1] - t[0]) / HOUR / 2, 1e-9)
-        growth = (recent - baseline) / span_hours
-        evidence.update(
-            {
-                "delay_rate_seconds_per_second": recent / NANOS,
-                "baseline_delay_rate_seconds_per_second": baseline / NANOS,
-                "trend_z": round(trend.z, 3),
-                "lock_sites_only": lock_only,
-            }
-        )
-        floor = cfg.min_delay_rate * NANOS
-        heavy_rate = cfg.high_delay_rate * NANOS
-        if n < cfg.min_points or age < cfg.warmup_seconds:
-            evidence["reason"] = "warm-up" if n >= cfg.min_points else "collecting profiles"
-            self.status = Status.INSUFFICIENT_DATA
-        else:
-            rising = recent >= floor and recent >= 2 * baseline + floor / 2 and trend.z >= cfg.z_resolve
-            heavy = recent >= heavy_rate
-            keep = recent >= floor and (recent >= 1.5 * baseline or recent >= heavy_rate / 2)
-            self._transition(rising or heavy, keep, self._flag_age(now) >= cfg.confirm_seconds, now)
-        growers = [
-            (names[i], float(recent_site[i]), float((recent_site[i] - base_site[i]) / span_hours))
-            for i in np.argsort(-recent_site)[: self.config.top_growers]
-            if recent_site[i] > 0
-        ]
-        current = float(interval[-1])
-        return self._build(now, current, growth, growth, self._contention_growers(growers, recent), evidence, trend.z)
-
-    def _contention_names(self) -> list[str]:
-        """Sites trended for contention: the top sites; for block profiles only those waiting on a lock."""
-        if self.key.kind is not ProfileKind.BLOCK:
-            return self._site_names()
-        return [n for n in self._site_names() if is_lock_wait(self.meta.get(n, _Meta(n, "", 0)).leaf)]
-
-    def _contention_cumulative(self, names: list[str]) -> FloatArray:
-        """Cumulative delay per site (rows) and point (columns); a site missing from top-K keeps its total."""
-        if not names:
-            return np.zeros((0, len(self.points)))
-        cumulative: FloatArray = np.maximum.accumulate(np.maximum(self._matrix(names, "sites"), 0.0), axis=1)
-        return cumulative
-
-    def _contention_growers(self, sites: list[tuple[str, float, float]], total_rate: float) -> tuple[Grower, ...]:
-        out = []
-        for name, rate, growth in sites:
-            meta = self.meta.get(name) or _Meta(name, "", 0)
-            detail: dict[str, object] = {"delay_seconds_per_second": rate / NANOS}
-            if meta.leaf and meta.leaf != meta.function:
-                detail["leaf"] = meta.leaf
-            out.append(
-                Grower(
-                    function=meta.function,
-                    file=meta.file,
-                    line=meta.line,
-                    growth_per_hour=growth,
-                    share=min(1.0, rate / total_rate) if total_rate > 0 else 0.0,
-                    current=rate,
-                    detail=detail,
-                )
-            )
-        return tuple(out)
-
     # -- reports --------------------------------------------------------------------------------
 
     def _build(
@@ -1299,21 +701,21 @@ class SeriesDetector:
         growth: float,
         slope_per_hour: float,
         growers: tuple[Grower, ...],
-        evidence: dict[str, object],
+        evidence: Evidence,
         strength: float = 0.0,
     ) -> SeriesReport:
         ttl = None
         limit = self.memory_limit_bytes if self.key.kind is ProfileKind.HEAP else None
         if limit:
-            evidence["memory_limit_bytes"] = limit
+            evidence.memory_limit_bytes = limit
             if current >= limit:
                 ttl = 0.0
             elif slope_per_hour > 0:
                 ttl = (limit - current) / slope_per_hour * HOUR
         if self.restarts:
-            evidence["last_restart"] = self.last_restart_reason
+            evidence.last_restart = self.last_restart_reason
         if self.ignored:
-            evidence["ignored_out_of_order"] = self.ignored
+            evidence.ignored_out_of_order = self.ignored
         score = 0.0 if self.status is Status.INSUFFICIENT_DATA else min(1.0, max(0.0, strength) / 5.0)
         if self.status.flagged:
             score = max(score, 0.5)
@@ -1395,6 +797,10 @@ def _plain_slow(value: object, where: str) -> Any:
     raise TypeError(f"{where}: {type(value).__name__} is not plain data")
 
 
+def _num_or(value: object, default: float = 0.0) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
 def _req(value: Any, kind: type[Any]) -> Any:
     if isinstance(value, bool) and kind is not bool:
         raise TypeError(f"expected {kind.__name__}, got bool")
@@ -1438,9 +844,96 @@ def _report_to_state(report: SeriesReport) -> dict[str, Any]:
             }
             for g in report.top_growers
         ],
-        "evidence": _plain(report.evidence, "evidence"),
+        "evidence": _plain(report.evidence.to_dict(), "evidence"),
         "transitions": [[t, a.value, b.value] for t, a, b in report.transitions],
+        "fix": None if report.fix is None else _fix_result_to_state(report.fix),
     }
+
+
+def _side_to_state(side: FixSide) -> dict[str, Any]:
+    return {
+        "version": side.version,
+        "growth_per_hour": side.growth_per_hour,
+        "growth_low_per_hour": side.growth_low_per_hour,
+        "growth_high_per_hour": side.growth_high_per_hour,
+        "total_growth_per_hour": side.total_growth_per_hour,
+        "current": side.current,
+    }
+
+
+def _side_from_state(s: Mapping[str, Any]) -> FixSide:
+    return FixSide(
+        version=_req(s["version"], str),
+        growth_per_hour=_num(s["growth_per_hour"]),
+        growth_low_per_hour=_num(s["growth_low_per_hour"]),
+        growth_high_per_hour=_num(s["growth_high_per_hour"]),
+        total_growth_per_hour=_num(s["total_growth_per_hour"]),
+        current=_num(s["current"]),
+    )
+
+
+def _fix_result_to_state(fix: FixVerification) -> dict[str, Any]:
+    state: dict[str, Any] = _plain(
+        {
+            "verdict": fix.verdict.value,
+            "restart_time_nanos": fix.restart_time_nanos,
+            "age_seconds": fix.age_seconds,
+            "sites": list(fix.sites),
+            "before": _side_to_state(fix.before),
+            "after": None if fix.after is None else _side_to_state(fix.after),
+            "after_version": fix.after_version,
+        },
+        "fix",
+    )
+    return state
+
+
+def _fix_result_from_state(f: Mapping[str, Any]) -> FixVerification:
+    after = f["after"]
+    return FixVerification(
+        verdict=FixVerdict(f["verdict"]),
+        restart_time_nanos=_req(f["restart_time_nanos"], int),
+        age_seconds=_num(f["age_seconds"]),
+        sites=tuple(_req(s, str) for s in f["sites"]),
+        before=_side_from_state(f["before"]),
+        after=None if after is None else _side_from_state(after),
+        after_version=_req(f["after_version"], str),
+    )
+
+
+def _fix_to_state(check: FixCheck) -> dict[str, Any]:
+    """A fix verification in progress or done; the flagged segment's arrays packed like the history's."""
+    state: dict[str, Any] = _plain(
+        {
+            "sites": list(check.sites),
+            "after_version": check.after_version,
+            "restart_time_nanos": check.restart_time_nanos,
+            "held": check.held.value,
+            "held_since": check.held_since,
+            "result": _fix_result_to_state(check.result),
+            "before_version": check.before.version,
+        },
+        "fix",
+    )
+    b = check.before
+    state.update(ages=_pack(b.ages), totals=_pack(b.totals), measured=_pack(b.measured))
+    return state
+
+
+def _fix_from_state(f: Mapping[str, Any], max_points: int) -> FixCheck:
+    ages, totals, measured = _unpack(f["ages"], "<f8"), _unpack(f["totals"], "<f8"), _unpack(f["measured"], "<f8")
+    if not len(ages) == len(totals) == len(measured) <= max_points or not len(ages):
+        raise ValueError("fix: segment arrays differ in length, are empty or exceed max_points")
+    held = None if f["held_since"] is None else _num(f["held_since"])
+    return FixCheck(
+        before=Segment(_req(f["before_version"], str), ages, totals, measured),
+        sites=tuple(_req(s, str) for s in f["sites"]),
+        after_version=_req(f["after_version"], str),
+        restart_time_nanos=_req(f["restart_time_nanos"], int),
+        held=Status(f["held"]),
+        held_since=held,
+        result=_fix_result_from_state(f["result"]),
+    )
 
 
 def _report_from_state(key: SeriesKey, r: Mapping[str, Any]) -> SeriesReport:
@@ -1470,6 +963,7 @@ def _report_from_state(key: SeriesKey, r: Mapping[str, Any]) -> SeriesReport:
             )
             for g in r["top_growers"]
         ),
-        evidence=dict(_req(r["evidence"], dict)),
+        evidence=Evidence.from_dict(_req(r["evidence"], dict)),
         transitions=tuple((_req(t[0], int), Status(t[1]), Status(t[2])) for t in r.get("transitions", [])),
+        fix=None if r.get("fix") is None else _fix_result_from_state(r["fix"]),
     )

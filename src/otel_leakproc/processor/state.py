@@ -23,13 +23,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from otel_leakproc.model import LeakEvent, ProfileKind, ProfileSummary, SeriesKey, SeriesReport, event_name
+from otel_leakproc.model import (
+    FixVerdict,
+    LeakEvent,
+    ProfileKind,
+    ProfileSummary,
+    SeriesKey,
+    SeriesReport,
+    event_name,
+    not_fixed_event_name,
+)
 from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.detector import SeriesDetector
 
 SNAPSHOT_FORMAT = "otel-leakproc-state"
 SNAPSHOT_VERSION = 1
 SNAPSHOT_FILE = "snapshot.json.gz"
+
+
+def version_of(resource: Mapping[str, str]) -> str | None:
+    """The version of the process that sent a profile (`service.version` of its resource), None when unknown:
+    a change is a restart with a new version (fix verification)."""
+    return resource.get("service.version") or None
 
 
 class StateError(Exception):
@@ -117,9 +132,16 @@ class SeriesTable:
             if resource:
                 tracked.resource.update(resource)
         previous = tracked.report.status
-        tracked.report = tracked.detector.update(summary)
+        previous_fix = tracked.report.fix
+        tracked.report = tracked.detector.update(summary, version_of(resource))
         tracked.fresh = False
         name = event_name(key.kind, previous, tracked.report.status)
+        fix = tracked.report.fix
+        newly_not_fixed = fix is not None and fix.verdict is FixVerdict.NOT_FIXED
+        if previous_fix is not None and previous_fix.verdict is FixVerdict.NOT_FIXED:
+            newly_not_fixed = False
+        if name is None and newly_not_fixed:
+            name = not_fixed_event_name(key.kind)  # the deploy did not fix it: the series stays flagged
         event = None
         if name is not None:
             event = LeakEvent(name, summary.time_nanos, previous, tracked.report, dict(tracked.resource))

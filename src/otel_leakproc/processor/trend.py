@@ -455,3 +455,8 @@ def growth_stopped(
     observed = gained / quantum
     p = min(math.exp(-lam_quiet), poisson_cdf(math.floor(observed + 0.5), lam_recent))
     return StopTest(p < alpha / 2, p, lam_recent, observed, quiet)
+
+
+def recent_slope(th: FloatArray, y: FloatArray, recent_n: int) -> float:
+    """Theil-Sen slope of the last `recent_n` points (the plateau checks use nothing else of that fit)."""
+    return theil_sen(th[-recent_n:], y[-recent_n:], interval=False, z=False, intercept=False).slope

@@ -5,7 +5,9 @@
 - instance: the first non-empty of `INSTANCE_KEYS`, else "" (then the service has one series per kind).
 - resource: what exporters attach to leak signals, bounded (`MAX_RESOURCE_ATTRIBUTES` entries, values cut
   at `MAX_VALUE_LENGTH` characters): `service.name`, `service.instance.id`, `service.namespace` (also
-  from `namespace` / `service_namespace`), `k8s.*` as sent, then the other user labels in the order sent.
+  from `namespace` / `service_namespace`), `service.version` (also from a `version` label; the detectors
+  treat a change as a restart with a new version), `k8s.*` as sent, then the other user labels in the
+  order sent.
   Internal labels (`__name__`, `__session_id__`, any `__x__`, `service_name`) are never exported.
 """
 
@@ -20,6 +22,7 @@ from otel_leakproc.model import UNKNOWN_SERVICE
 INSTANCE_KEYS = ("service.instance.id", "instance", "pod", "k8s.pod.name", "hostname", "host.name")
 NAMESPACE_KEYS = ("service.namespace", "service_namespace", "namespace")
 SERVICE_KEYS = ("service.name", "service_name")
+VERSION_KEYS = ("service.version", "version", "service_version")
 MAX_RESOURCE_ATTRIBUTES = 32
 MAX_VALUE_LENGTH = 256
 MAX_KEY_LENGTH = 128
@@ -64,6 +67,9 @@ def resolve_identity(labels: Mapping[str, str], service: str = "") -> Identity:
     namespace = _first(labels, NAMESPACE_KEYS)
     if namespace:
         resource["service.namespace"] = _cut(namespace, MAX_VALUE_LENGTH)
+    version = _first(labels, VERSION_KEYS)
+    if version:
+        resource["service.version"] = _cut(version, MAX_VALUE_LENGTH)
     others: list[tuple[str, str]] = []
     for key, value in labels.items():
         if _internal(key) or key in resource or len(key) > MAX_KEY_LENGTH:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from otel_leakproc.model import ProfileSummary, SeriesKey
 from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.detector import SeriesDetector, _report_from_state
-from otel_leakproc.processor.state import SeriesTable, TrackedSeries
+from otel_leakproc.processor.state import SeriesTable, TrackedSeries, version_of
 from otel_leakproc.state.codec import CodecError
 from otel_leakproc.state.health import StoreHealth
 from otel_leakproc.state.records import (
@@ -251,7 +251,7 @@ class StatePersistence:
                     log.warning("state: a journal point of %s cannot be read and is skipped: %s", key, exc)
                     continue
                 resource.update(point.resource)
-                detector.update(point.summary)
+                detector.update(point.summary, version_of(point.resource))
             p.checkpoint = None
             p.points = []
             return detector

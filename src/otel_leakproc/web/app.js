@@ -525,6 +525,28 @@
     return items.length ? el("ul", { class: "resource", "aria-label": "Resource attributes" }, items) : null;
   }
 
+  // The fix verification of a series restarted with a new version (the `fix` object, docs/analyze-json.md):
+  // e.g. "Fixed: growth 14.6 MiB/h before v1.4.2, 0.1 MiB/h after".
+  function renderFix(s) {
+    const f = s.fix;
+    if (!f || typeof f !== "object" || !f.before || typeof f.before !== "object") return null;
+    const rate = (v) => (isNum(v) ? `${human(v, s.kind)}/h` : "\u2014");
+    const version = typeof f.version === "string" ? f.version : "the new version";
+    const age = duration(f.age_seconds);
+    const span = age ? ` (both from start-up to ${age})` : "";
+    const before = `growth ${rate(f.before.growth_per_hour)} before ${version}`;
+    const verdicts = { fixed: "Fixed", not_fixed: "Not fixed", pending: "Fix pending" };
+    const verdict = verdicts[f.verdict] || "Fix";
+    let text;
+    if (f.after && typeof f.after === "object") {
+      text = `${verdict}: ${before}, ${rate(f.after.growth_per_hour)} after${span}.`;
+    } else {
+      text = `${verdict}: ${before}; ${version} is compared at the same age${age ? ` (${age})` : ""}.`;
+    }
+    const cls = f.verdict === "fixed" ? "fix fix-fixed" : f.verdict === "not_fixed" ? "fix fix-not-fixed" : "fix";
+    return el("p", { class: cls, "data-verdict": String(f.verdict) }, text);
+  }
+
   // The goroutine?debug=2 dump a scraped target's flagged series triggered (`targets[].dump` of the API):
   // its largest goroutine groups, so the queued or leaked goroutines are named next to the series.
   const DUMP_GROUPS_SHOWN = 5;
@@ -578,6 +600,15 @@
     return details;
   }
 
+  // The fix verdict in the folded head too: "fixed in v2", "v2 did not fix it", "fix pending: v2".
+  function fixBadge(s) {
+    const f = s.fix;
+    if (!f || typeof f !== "object") return null;
+    const version = typeof f.version === "string" ? f.version : "new version";
+    const text = { fixed: `fixed in ${version}`, not_fixed: `${version} did not fix it`, pending: `fix pending: ${version}` }[f.verdict];
+    return text ? el("span", { class: `head-fix head-fix-${String(f.verdict)}` }, text) : null;
+  }
+
   function renderSeries(s) {
     const id = seriesId(s);
     const info = statusInfo(s.status);
@@ -597,6 +628,7 @@
       isNum(s.restarts) && s.restarts > 0
         ? el("span", { class: "head-restarts" }, `${s.restarts} restart${s.restarts === 1 ? "" : "s"}`)
         : null,
+      fixBadge(s),
       el("a", { class: "permalink", href: `#${anchor}`, title: `Link to ${id}`, "aria-label": `Link to ${id}` }, "#"),
     );
     const reason = s.evidence && typeof s.evidence.reason === "string" ? s.evidence.reason : null;
@@ -609,6 +641,7 @@
         { class: "series-body" },
         renderStats(s),
         reason ? el("p", { class: "reason" }, el("strong", null, "Note: "), reason) : null,
+        renderFix(s),
         el("div", { class: "series-main" }, renderChart(s), el("div", { class: "growers-wrap" }, renderGrowers(s))),
         renderEvidence(s),
       ),

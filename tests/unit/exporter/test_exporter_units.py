@@ -18,6 +18,7 @@ from otel_leakproc.exporter.prometheus import PrometheusExporter
 from otel_leakproc.exporter.signals import ALL_METRICS, event_record, monitored_resource, report_points
 from otel_leakproc.exporter.spool import Spool
 from otel_leakproc.model import (
+    Evidence,
     Grower,
     LeakEvent,
     ProfileKind,
@@ -44,7 +45,7 @@ def make_report(kind: ProfileKind = ProfileKind.HEAP, status: Status = Status.CO
         time_to_limit_seconds=3600.0 if kind is ProfileKind.HEAP else None,
         restarts=0,
         top_growers=(grower,),
-        evidence={"total_z": 4.2, "total_slope_low_per_hour": 5e6, "memory_limit_bytes": 2**30},
+        evidence=Evidence(total_z=4.2, total_slope_low_per_hour=5e6, memory_limit_bytes=2**30),
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey, SiteValue
-from otel_leakproc.processor import detector as detector_module
+from otel_leakproc.processor import history as history_module
 from otel_leakproc.processor.config import HeapConfig, ProcessorConfig
 from otel_leakproc.processor.detector import SeriesDetector
 from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
@@ -49,7 +49,7 @@ def test_grid_and_point_fallback_give_identical_reports(
 ) -> None:
     series = corpus_series(folder, kind)
     with_grid = SeriesDetector(SeriesKey("t", "s", "i", kind), config)
-    monkeypatch.setattr(detector_module, "MAX_GRID_ROWS", 1)
+    monkeypatch.setattr(history_module, "MAX_GRID_ROWS", 1)
     fallback = SeriesDetector(SeriesKey("t", "s", "i", kind), config)
     flagged = False
     for summary in series:
@@ -89,7 +89,7 @@ def test_rows_of_names_that_left_the_history_are_freed() -> None:
 def test_a_series_that_churns_past_the_row_bound_falls_back_then_recovers_after_a_restart(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(detector_module, "MAX_GRID_ROWS", 20)
+    monkeypatch.setattr(history_module, "MAX_GRID_ROWS", 20)
     reference_config = ProcessorConfig(max_points=10)
     detector = SeriesDetector(SeriesKey("t", "s", "i", ProfileKind.HEAP), reference_config)
     for minute in range(30):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey, SiteValue, Status
-from otel_leakproc.processor import detector as detector_module
+from otel_leakproc.processor import history as history_module
 from otel_leakproc.processor.config import HeapConfig, ProcessorConfig
 from otel_leakproc.processor.detector import STATE_VERSION, SeriesDetector, _pack, _unpack
 from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
@@ -103,7 +103,7 @@ def test_round_trip_of_a_grid_in_its_sparse_form(
     monkeypatch: pytest.MonkeyPatch, folder: str, kind: ProfileKind, split: int
 ) -> None:
     """A grid past its dense row bound (here 0: sparse from the first name) round-trips too, and continues exactly."""
-    monkeypatch.setattr(detector_module, "MAX_GRID_ROWS", 0)
+    monkeypatch.setattr(history_module, "MAX_GRID_ROWS", 0)
     series = corpus_series(folder, kind)
     original = SeriesDetector(key_for(kind), CONFIG)
     for summary in series[:split]:
@@ -191,11 +191,12 @@ def test_numpy_scalars_in_evidence_are_written_as_plain_numbers() -> None:
     detector = SeriesDetector(key_for(ProfileKind.MUTEX), CONFIG)
     for summary in series[:10]:
         detector.update(summary)
-    detector.report().evidence["extra"] = np.float64(1.5)
-    detector.report().evidence["status_seen"] = Status.OK
+    detector.report().evidence.trend_z = np.float64(1.5)  # type: ignore[assignment]
+    detector.report().evidence.extra["status_seen"] = Status.OK
     state = detector.to_state()
     assert_plain(state)
-    assert state["report"]["evidence"]["extra"] == 1.5
+    assert state["report"]["evidence"]["trend_z"] == 1.5
+    assert type(state["report"]["evidence"]["trend_z"]) is float
     assert state["report"]["evidence"]["status_seen"] == "ok"
 
 

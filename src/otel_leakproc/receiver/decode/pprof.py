@@ -35,6 +35,12 @@ _MIN_SAMPLE_BYTES = 8
 
 # Labels a summary keeps from the profile-level label set supplied by the receiver.
 KEPT_LABELS = ("__session_id__",)
+# A profile can say which version of the program wrote it in a pprof comment, `service.version=<version>`
+# (`go tool pprof` prints comments); it is kept as the summary label `service.version`.
+VERSION_COMMENT = "service.version="
+VERSION_LABEL = "service.version"
+MAX_COMMENTS = 16  # comments looked at
+MAX_VERSION_LENGTH = 256
 
 
 # Runtime/sync frames that tell the wait state of a parked goroutine in a proto goroutine profile
@@ -335,6 +341,9 @@ def _summarize(
             )[: limits.top_groups]
         )
     kept_labels = {k: v for k, v in (labels or {}).items() if k in KEPT_LABELS}
+    version = comment_version(profile)
+    if version:
+        kept_labels[VERSION_LABEL] = version
     is_cumulative = cumulative_index >= 0 and (kind is not ProfileKind.HEAP or alloc_cumulative)
     return ProfileSummary(
         kind=kind,
@@ -350,6 +359,15 @@ def _summarize(
         source_format="pprof",
         sample_period=float(max(profile.period, 0)),
     )
+
+
+def comment_version(profile: AnyProfile) -> str:
+    """The `service.version=<version>` comment of a profile (pprof `comment`: string table indices), or ""."""
+    strings = profile.string_table
+    for index in list(profile.comment)[:MAX_COMMENTS]:
+        if 0 < index < len(strings) and strings[index].startswith(VERSION_COMMENT):
+            return strings[index][len(VERSION_COMMENT) :].strip()[:MAX_VERSION_LENGTH]
+    return ""
 
 
 def _raw_samples(raw_samples: Sequence[bytes], n_types: int) -> tuple[list[int], int, Callable[[int], Sequence[int]]]:

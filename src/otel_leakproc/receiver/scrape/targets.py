@@ -7,8 +7,9 @@ profiles get exactly the identity and resource an upload with the same name woul
 Kubernetes pods (the JSON objects of the list/watch API) become targets with `pod_target`: instance = pod
 name; resource `k8s.namespace.name`, `k8s.pod.name`, `k8s.pod.uid`, `k8s.node.name`, the owning workload
 (`k8s.deployment.name`, `k8s.replicaset.name`, `k8s.statefulset.name`, `k8s.daemonset.name`,
-`k8s.job.name`) and the pod's labels as `k8s.pod.label.<name>` (names with characters the name syntax
-cannot carry have them replaced by `_`).
+`k8s.job.name`), `service.version` from the pod's `app.kubernetes.io/version` label (a change is a
+restart with a new version: fix verification, docs/detection.md) and the pod's labels as
+`k8s.pod.label.<name>` (names with characters the name syntax cannot carry have them replaced by `_`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_.]")
 _UNSAFE_VALUE = re.compile(r"[{}=,\s]")
 _UNSAFE_SERVICE = re.compile(r"[^A-Za-z0-9_.\-/]")
 MAX_POD_LABELS = 16
+VERSION_LABEL = "app.kubernetes.io/version"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +172,7 @@ def pod_target(pod: Mapping[str, Any], kube: KubernetesDiscoveryConfig, config: 
         resource.append((owner_key, owner_name))
     elif owner_key:
         resource.append((owner_key, owner_name))
+    resource.append(("service.version", str(labels.get(VERSION_LABEL, "")).strip()))
     for key, value in list(labels.items())[:MAX_POD_LABELS]:
         resource.append((f"k8s.pod.label.{_safe_key(key)}", value))
     return Target(

@@ -48,6 +48,16 @@ def test_deployment_pod() -> None:
     )
 
 
+def test_the_pods_version_label_becomes_service_version() -> None:
+    pod = pods()["inventory-0"]
+    assert "service.version" not in dict(pod_target(pod, KUBE, SCRAPE).labels)  # type: ignore[union-attr]
+    pod["metadata"]["labels"] = {**pod["metadata"].get("labels", {}), "app.kubernetes.io/version": "1.4.2"}
+    target = pod_target(pod, KUBE, SCRAPE)
+    assert target is not None
+    assert dict(target.labels)["service.version"] == "1.4.2"
+    assert ",service.version=1.4.2," in target.ingest_name()
+
+
 def test_statefulset_pod_annotations_override_path_port_and_profiles() -> None:
     target = pod_target(pods()["inventory-0"], KUBE, SCRAPE)
     assert target is not None

@@ -1,0 +1,120 @@
+"""Lock contention evaluation (mutex and block profiles, cumulative): the lock delay rate now against the
+quietest stretch of the window, from differences of cumulative delay over several profiles."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from otel_leakproc.model import Evidence, Grower, ProfileKind, SeriesReport, Status
+from otel_leakproc.processor.history import SiteMeta
+from otel_leakproc.processor.trend import FLAT, FloatArray, theil_sen
+
+if TYPE_CHECKING:
+    from otel_leakproc.processor.detector import SeriesDetector
+
+NANOS = 1_000_000_000
+HOUR = 3600.0
+# Block-profile leaves that are lock waits; channel, select and WaitGroup waits are not contention.
+_LOCK_LEAVES = ("Lock", "RLock", "semacquire", "Semacquire", "lockSlow", "rLock")
+_NON_LOCK_LEAVES = ("WaitGroup", "Cond", "chanrecv", "chansend", "selectgo", "Unlock")
+
+
+def is_lock_wait(leaf: str) -> bool:
+    """True when a block-profile stack ends in a lock acquisition (not a channel/select/WaitGroup wait)."""
+    if any(marker in leaf for marker in _NON_LOCK_LEAVES):
+        return False
+    return any(marker in leaf for marker in _LOCK_LEAVES)
+
+
+def evaluate(det: SeriesDetector, now: float) -> SeriesReport:
+    """Mutex/block profiles are cumulative: compare the delay rate now with the window's baseline.
+
+    Rates come from differences of cumulative delay over several profiles, not single intervals,
+    because sampled profiles record delay in chunks (many intervals show nothing, then a lump).
+    """
+    cfg = det.config.contention
+    n = len(det.points)
+    age = now - det.segment_start
+    evidence = Evidence(points=n, segment_age_seconds=age)
+    if n < 3:
+        evidence.reason = "collecting profiles"
+        det.status = Status.INSUFFICIENT_DATA
+        return det._build(now, 0.0, 0.0, 0.0, (), evidence)
+    lock_only = det.key.kind is ProfileKind.BLOCK
+    names = lock_sites(det)
+    t = det.points.times()
+    cumulative = cumulative_delay(det, names)
+    total = cumulative.sum(axis=0)
+    k = max(2, int(n * cfg.recent_fraction))
+    recent_site = (cumulative[:, -1] - cumulative[:, -1 - k]) / (t[-1] - t[-1 - k])
+    # Baseline: the quietest k-profile stretch of the window, so contention that started inside the
+    # window stays "grown" until the window has moved past its start.
+    span_rates = (total[k:] - total[:-k]) / (t[k:] - t[:-k])
+    quiet = int(np.argmin(span_rates))
+    base_site = (cumulative[:, quiet + k] - cumulative[:, quiet]) / (t[quiet + k] - t[quiet])
+    recent = float(recent_site.sum())
+    baseline = float(span_rates[quiet])
+    interval = np.diff(total) / np.diff(t)
+    th = (t[1:] - t[1]) / HOUR
+    trend = theil_sen(th, interval, slope=False) if len(th) >= 3 else FLAT  # only its z is used
+    span_hours = max((t[-1] - t[0]) / HOUR / 2, 1e-9)
+    growth = (recent - baseline) / span_hours
+    evidence.delay_rate_seconds_per_second = recent / NANOS
+    evidence.baseline_delay_rate_seconds_per_second = baseline / NANOS
+    evidence.trend_z = round(trend.z, 3)
+    evidence.lock_sites_only = lock_only
+    floor = cfg.min_delay_rate * NANOS
+    heavy_rate = cfg.high_delay_rate * NANOS
+    if n < cfg.min_points or age < cfg.warmup_seconds:
+        evidence.reason = "warm-up" if n >= cfg.min_points else "collecting profiles"
+        det.status = Status.INSUFFICIENT_DATA
+    else:
+        rising = recent >= floor and recent >= cfg.rise_ratio * baseline + floor / 2 and trend.z >= cfg.z_resolve
+        heavy = recent >= heavy_rate
+        keep = recent >= floor and (recent >= cfg.keep_ratio * baseline or recent >= heavy_rate / 2)
+        det._transition(rising or heavy, keep, det._flag_age(now) >= cfg.confirm_seconds, now)
+    growers = [
+        (names[i], float(recent_site[i]), float((recent_site[i] - base_site[i]) / span_hours))
+        for i in np.argsort(-recent_site)[: det.config.top_growers]
+        if recent_site[i] > 0
+    ]
+    current = float(interval[-1])
+    return det._build(now, current, growth, growth, _growers(det, growers, recent), evidence, trend.z)
+
+
+def lock_sites(det: SeriesDetector) -> list[str]:
+    """Sites trended for contention: the top sites; for block profiles only those waiting on a lock."""
+    if det.key.kind is not ProfileKind.BLOCK:
+        return det._site_names()
+    return [n for n in det._site_names() if is_lock_wait(det.meta.get(n, SiteMeta(n, "", 0)).leaf)]
+
+
+def cumulative_delay(det: SeriesDetector, names: list[str]) -> FloatArray:
+    """Cumulative delay per site (rows) and point (columns); a site missing from top-K keeps its total."""
+    if not names:
+        return np.zeros((0, len(det.points)))
+    cumulative: FloatArray = np.maximum.accumulate(np.maximum(det._matrix(names, "sites"), 0.0), axis=1)
+    return cumulative
+
+
+def _growers(det: SeriesDetector, sites: list[tuple[str, float, float]], total_rate: float) -> tuple[Grower, ...]:
+    out = []
+    for name, rate, growth in sites:
+        meta = det.meta.get(name) or SiteMeta(name, "", 0)
+        detail: dict[str, object] = {"delay_seconds_per_second": rate / NANOS}
+        if meta.leaf and meta.leaf != meta.function:
+            detail["leaf"] = meta.leaf
+        out.append(
+            Grower(
+                function=meta.function,
+                file=meta.file,
+                line=meta.line,
+                growth_per_hour=growth,
+                share=min(1.0, rate / total_rate) if total_rate > 0 else 0.0,
+                current=rate,
+                detail=detail,
+            )
+        )
+    return tuple(out)

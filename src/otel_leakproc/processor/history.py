@@ -1,0 +1,434 @@
+"""The history of one series: its points (time, total, cumulative counter) and its grids of values per name.
+
+`Points` keeps each point's numbers in a ring of arrays; `Grid` keeps the values per site (heap, mutex,
+block) or goroutine group and point, dense or sparse, kept up to date as points come and go. Both are bounded
+by the history's `max_points`; the detectors read matrices from them after every profile. `Grid.export` and
+`Grid.restore` give and take the plain arrays the detector state is written from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from otel_leakproc.processor.trend import FloatArray
+
+# Bound on the rows of a series' dense site-by-point grid (live names in the history). Real series name
+# far fewer (top-K sites that mostly persist); a series whose names churn past it switches its grid to a
+# sparse form (per point: name ids and values, the top-K of that profile) until its history is cut. Both
+# forms give the same matrices; either way memory is bounded by max_points x top-K values and names.
+MAX_GRID_ROWS = 256
+
+
+class Point(NamedTuple):
+    """One point of the history, as read back from `Points` (the history keeps no object per point)."""
+
+    time_nanos: int
+    time: float  # seconds since the epoch
+    total: float
+    cumulative: float | None
+
+
+class Points:
+    """Time, total and cumulative counter of each point of the history, in a ring of `capacity` slots.
+
+    The history used to keep one object (and a dict of site values) per point; the numbers live in
+    arrays now, and the site values only in the grids. A missing cumulative counter is stored as NaN.
+    """
+
+    __slots__ = ("capacity", "cumulative", "n", "start", "time", "time_nanos", "total")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.start = 0
+        self.n = 0
+        self.time_nanos = np.zeros(capacity, dtype=np.int64)
+        self.time = np.zeros(capacity)
+        self.total = np.zeros(capacity)
+        self.cumulative = np.zeros(capacity)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __bool__(self) -> bool:
+        return self.n > 0
+
+    def _slot(self, i: int) -> int:
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError("point index out of range")
+        return (self.start + i) % self.capacity
+
+    def __getitem__(self, i: int) -> Point:
+        slot = self._slot(i)
+        cumulative = float(self.cumulative[slot])
+        return Point(
+            int(self.time_nanos[slot]),
+            float(self.time[slot]),
+            float(self.total[slot]),
+            None if math.isnan(cumulative) else cumulative,
+        )
+
+    def __iter__(self) -> Iterator[Point]:
+        return (self[i] for i in range(self.n))
+
+    def clear(self) -> None:
+        self.start = 0
+        self.n = 0
+
+    def append(self, time_nanos: int, time: float, total: float, cumulative: float | None) -> None:
+        slot = (self.start + self.n) % self.capacity
+        self.n += 1
+        self.time_nanos[slot] = time_nanos
+        self.time[slot] = time
+        self.total[slot] = total
+        self.cumulative[slot] = math.nan if cumulative is None else cumulative
+
+    def popleft(self) -> None:
+        self.start = (self.start + 1) % self.capacity
+        self.n -= 1
+
+    def first_time(self) -> float:
+        return float(self.time[self.start])
+
+    def order(self) -> npt.NDArray[np.intp]:
+        """Slot of each point, oldest first."""
+        return (self.start + np.arange(self.n)) % self.capacity
+
+    def times(self) -> FloatArray:
+        result: FloatArray = self.time[self.order()]
+        return result
+
+    def totals(self) -> FloatArray:
+        result: FloatArray = self.total[self.order()]
+        return result
+
+
+class Grid:
+    """Values per name (rows) and point (columns) of the history, kept up to date as points come and go.
+
+    The detectors need site-by-point matrices after every profile; the grid is the only place the site
+    values (and goroutine group counts) of the history are kept. Columns form a ring over the history
+    (its length bounds them); a row lives while its name appears in at least one point of the history
+    and is then reused, so rows track the live names only. `pos` keeps each value's position within its
+    point (-1: absent), which reproduces the first-seen order rankings break ties with.
+
+    Dense while at most `max_rows` names are live (float64 values; positions int8, widened when a profile
+    names more than 127); past that it turns
+    sparse until cleared (per column: the row ids in point order and their values, as many as the
+    profile named), so churning names cost per value, not per name x point. Both forms answer alike.
+    """
+
+    __slots__ = (
+        "_free",
+        "columns",
+        "count",
+        "index",
+        "max_rows",
+        "n",
+        "names",
+        "overflow",
+        "pos",
+        "sparse",
+        "start",
+        "values",
+    )
+
+    def __init__(self, columns: int, max_rows: int | None = None) -> None:
+        self.columns = columns
+        self.max_rows = MAX_GRID_ROWS if max_rows is None else max_rows
+        self.overflow = False  # sparse form: too many live names for the dense one
+        self.start = 0
+        self.n = 0
+        self.index: dict[str, int] = {}
+        self.names: list[str] = []
+        self._free: list[int] = []
+        self.values = np.zeros((0, columns))
+        self.pos = np.full((0, columns), -1, dtype=np.int8)
+        self.count = np.zeros(0, dtype=np.int64)
+        self.sparse: list[tuple[npt.NDArray[np.int32], FloatArray] | None] = []
+
+    @property
+    def rows(self) -> int:
+        return len(self.index)
+
+    def clear(self) -> None:
+        self.__init__(self.columns, self.max_rows)  # type: ignore[misc]
+
+    def _row(self, name: str) -> int:
+        row = self.index.get(name)
+        if row is not None:
+            return row
+        if self._free:
+            row = self._free.pop()
+            self.names[row] = name
+        else:
+            row = len(self.names)
+            self.names.append(name)
+            if row >= len(self.count):
+                grow = max(16, len(self.count) // 2)
+                self.count = np.concatenate([self.count, np.zeros(grow, dtype=np.int64)])
+                if not self.overflow:
+                    self.values = np.vstack([self.values, np.zeros((grow, self.columns))])
+                    self.pos = np.vstack([self.pos, np.full((grow, self.columns), -1, dtype=self.pos.dtype)])
+        self.index[name] = row
+        return row
+
+    def append(self, items: Iterable[tuple[str, float]]) -> None:
+        col = (self.start + self.n) % self.columns
+        self.n += 1
+        if self.overflow:
+            self._append_sparse(col, list(items))
+            return
+        pairs = list(items)
+        if len(pairs) > np.iinfo(self.pos.dtype).max:
+            self.pos = self.pos.astype(position_dtype(len(pairs)))
+        index = self.index
+        known = [index.get(name, -1) for name, _ in pairs]
+        if -1 not in known and len(set(known)) == len(known):
+            # Every name already has a row (the usual case: a profile names the same sites as the last
+            # one): one scatter per array instead of a Python step per value.
+            rows = np.array(known, dtype=np.intp)
+            self.values[rows, col] = [value for _, value in pairs]
+            self.pos[rows, col] = np.arange(len(rows))
+            self.count[rows] += 1
+            return
+        values, pos, count = self.values, self.pos, self.count
+        for i, (name, value) in enumerate(pairs):
+            row = self.index.get(name)
+            if row is None:
+                if len(self.index) >= self.max_rows:
+                    self._to_sparse(col, i)
+                    self._append_sparse(col, pairs, i)
+                    return
+                row = self._row(name)
+                values, pos, count = self.values, self.pos, self.count
+            values[row, col] = value
+            pos[row, col] = i
+            count[row] += 1
+
+    def _to_sparse(self, col: int, done: int) -> None:
+        """Switch to the sparse form; column `col` holds the first `done` values of the point being added."""
+        self.sparse = [None] * self.columns
+        for c in [int(c) for c in self.order()]:
+            rows = np.flatnonzero(self.pos[: len(self.names), c] >= 0)
+            if c == col:
+                rows = rows[self.pos[rows, c] < done]
+            rows = rows[np.argsort(self.pos[rows, c], kind="stable")]
+            self.sparse[c] = (rows.astype(np.int32), self.values[rows, c].copy())
+        self.overflow = True
+        self.values = np.zeros((0, self.columns))
+        self.pos = np.full((0, self.columns), -1, dtype=np.int8)
+
+    def _append_sparse(self, col: int, pairs: list[tuple[str, float]], done: int = 0) -> None:
+        head = self.sparse[col]
+        rows = [] if head is None or not done else head[0].tolist()
+        values = [] if head is None or not done else head[1].tolist()
+        for name, value in pairs[done:]:
+            row = self._row(name)
+            rows.append(row)
+            values.append(value)
+            self.count[row] += 1
+        self.sparse[col] = (np.array(rows, dtype=np.int32), np.array(values, dtype=np.float64))
+
+    def _column_rows(self, col: int) -> npt.NDArray[np.intp]:
+        if self.overflow:
+            entry = self.sparse[col]
+            return np.zeros(0, dtype=np.intp) if entry is None else entry[0].astype(np.intp)
+        return np.flatnonzero(self.pos[: len(self.names), col] >= 0)
+
+    def first_items(self) -> list[tuple[str, float]]:
+        """(name, value) of the oldest point, in the order its profile named them."""
+        col = self.start
+        if self.overflow:
+            entry = self.sparse[col]
+            if entry is None:
+                return []
+            return [(self.names[r], v) for r, v in zip(entry[0].tolist(), entry[1].tolist(), strict=True)]
+        rows = self._column_rows(col)
+        rows = rows[np.argsort(self.pos[rows, col], kind="stable")]
+        return [(self.names[r], float(self.values[r, col])) for r in rows.tolist()]
+
+    def popleft(self) -> None:
+        col = self.start
+        rows = self._column_rows(col)
+        if self.overflow:
+            self.sparse[col] = None
+        else:
+            self.values[rows, col] = 0.0
+            self.pos[rows, col] = -1
+        self.count[rows] -= 1
+        for row in rows[self.count[rows] == 0].tolist():
+            del self.index[self.names[row]]
+            self._free.append(row)
+        self.start = (self.start + 1) % self.columns
+        self.n -= 1
+
+    def order(self) -> npt.NDArray[np.intp]:
+        """Column of each point, oldest first."""
+        return (self.start + np.arange(self.n)) % self.columns
+
+    def entries(self) -> tuple[npt.NDArray[np.intp], FloatArray, npt.NDArray[np.intp]]:
+        """Every value of the history: (row, value, point index), by point then position within it."""
+        if not self.overflow:
+            # Positions within a point are 0..len-1 (one per name it named): scatter, no sort needed.
+            order = self.order()
+            sub = self.pos[: len(self.names)][:, order]
+            rows, points = np.nonzero(sub >= 0)
+            lengths = np.bincount(points, minlength=self.n)
+            dest = (np.cumsum(lengths) - lengths)[points] + sub[rows, points]
+            out_rows = np.empty(len(rows), dtype=np.intp)
+            out_values = np.empty(len(rows))
+            out_points = np.empty(len(rows), dtype=np.intp)
+            out_rows[dest] = rows
+            out_values[dest] = self.values[rows, order[points]]
+            out_points[dest] = points
+            return out_rows, out_values, out_points
+        parts = [self.sparse[int(c)] for c in self.order()]
+        lengths = np.array([0 if p is None else len(p[0]) for p in parts], dtype=np.intp)
+        kept = [p for p in parts if p is not None]
+        if not kept:
+            return np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0, dtype=np.intp)
+        rows = np.concatenate([p[0] for p in kept]).astype(np.intp)
+        values = np.concatenate([p[1] for p in kept])
+        return rows, values, np.repeat(np.arange(self.n), lengths)
+
+    def matrix(self, names: list[str]) -> FloatArray:
+        """Rows for `names` (0 where a name is absent from a point), columns in point order."""
+        rows = np.array([self.index[name] for name in names], dtype=np.intp)
+        if not self.overflow:
+            result: FloatArray = self.values[np.ix_(rows, self.order())]
+            return result
+        out = np.zeros((len(names), self.n))
+        lookup = np.full(len(self.names), -1, dtype=np.intp)
+        lookup[rows] = np.arange(len(rows))
+        all_rows, values, points = self.entries()
+        target = lookup[all_rows]
+        keep = target >= 0
+        out[target[keep], points[keep]] = values[keep]
+        return out
+
+    def ranked(self, limit: int, exclude: str) -> list[str]:
+        """Names by peak value in the history, descending (only peaks > 0), first seen first among equals."""
+        return self.ranked_matrix(limit, exclude)[0]
+
+    def ranked_matrix(self, limit: int, exclude: str) -> tuple[list[str], FloatArray]:
+        """`ranked(limit, exclude)` and `matrix` of those names, from one gather of the history."""
+        if self.overflow:
+            names = self._ranked_sparse(limit, exclude)
+            return names, self.matrix(names)
+        excluded = self.index.get(exclude, -1)
+        rows = np.fromiter(self.index.values(), dtype=np.intp, count=len(self.index))
+        rows = rows[rows != excluded]
+        order = self.order()
+        values = self.values[np.ix_(rows, order)]
+        positive = values > 0
+        keep = positive.any(axis=1)
+        rows, values, positive = rows[keep], values[keep], positive[keep]
+        if not len(rows):
+            return [], np.zeros((0, self.n))
+        peaks = values.max(axis=1)
+        first_col = positive.argmax(axis=1)
+        first_pos = self.pos[rows, order[first_col]]
+        ranking = np.lexsort((first_pos, first_col, -peaks))[:limit]
+        return [self.names[row] for row in rows[ranking].tolist()], values[ranking]
+
+    def _ranked_sparse(self, limit: int, exclude: str) -> list[str]:
+        rows, values, _ = self.entries()
+        keep = values > 0
+        excluded = self.index.get(exclude)
+        if excluded is not None:
+            keep &= rows != excluded
+        rows, values = rows[keep], values[keep]
+        if not len(rows):
+            return []
+        unique, first = np.unique(rows, return_index=True)  # first: first positive entry of each row
+        peaks = np.zeros(len(self.names))
+        np.maximum.at(peaks, rows, values)
+        ranking = np.lexsort((first, -peaks[unique]))[:limit]
+        return [self.names[row] for row in unique[ranking].tolist()]
+
+    def live_sorted(self) -> list[str]:
+        return sorted(self.index)
+
+    # -- persistence: one layout for both forms --------------------------------------------------
+
+    def export(self, ref: Callable[[str], int]) -> tuple[list[int], npt.NDArray[Any], npt.NDArray[Any], FloatArray]:
+        """The grid as arrays, one layout for both forms: its live names (as `ref` indices, sorted by name),
+        then per point its count of values (int32), the row ids of those values into the names (int16, or
+        int32 past 32,767 names) and the values, in point order and position order within a point."""
+        rows, values, points = self.entries()
+        live = sorted(self.index)
+        dtype = np.int16 if len(live) <= np.iinfo(np.int16).max else np.int32
+        canonical = np.zeros(max(len(self.names), 1), dtype=dtype)
+        canonical[[self.index[name] for name in live]] = np.arange(len(live), dtype=dtype)
+        lengths = np.bincount(points, minlength=self.n).astype(np.int32)
+        return [ref(name) for name in live], lengths, canonical[rows], values
+
+    def restore(self, names: list[str], lengths: npt.NDArray[Any], ids: npt.NDArray[Any], values: FloatArray) -> None:
+        """Rebuild from `export` data (already decoded); keeps the newest `columns` points."""
+        self.clear()
+        if len(ids) != len(values) or int(lengths.sum()) != len(ids) or (lengths < 0).any():
+            raise ValueError("grid lengths, ids and values do not match")
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(names)):
+            raise ValueError("grid id out of range")
+        drop = max(0, len(lengths) - self.columns)
+        skip = int(lengths[:drop].sum())
+        lengths, ids, values = lengths[drop:], ids[skip:].astype(np.intp), values[skip:]
+        n = len(lengths)
+        points = np.repeat(np.arange(n), lengths)
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if n else np.zeros(0, dtype=np.intp)
+        positions = np.arange(len(ids)) - np.repeat(offsets, lengths)
+        used = np.bincount(ids, minlength=len(names))
+        if n and (np.bincount(points * len(names) + ids, minlength=n * len(names)) > 1).any():
+            raise ValueError("a point names the same site twice")
+        live = np.flatnonzero(used > 0)  # names no longer in the kept points are dropped
+        remap = np.full(len(names), -1, dtype=np.intp)
+        remap[live] = np.arange(len(live))
+        rows = remap[ids]
+        self.names = [names[i] for i in live.tolist()]
+        self.index = {name: row for row, name in enumerate(self.names)}
+        if len(self.index) != len(self.names):
+            raise ValueError("duplicate grid names")
+        self.count = used[live].astype(np.int64)
+        self.n = n
+        if len(self.names) > self.max_rows:
+            self.overflow = True
+            self.sparse = [None] * self.columns
+            for c in range(n):
+                part = slice(int(offsets[c]), int(offsets[c] + lengths[c]))
+                self.sparse[c] = (rows[part].astype(np.int32), values[part].copy())
+            return
+        height = len(self.names)
+        self.values = np.zeros((height, self.columns))
+        self.pos = np.full((height, self.columns), -1, dtype=position_dtype(int(lengths.max(initial=0))))
+        self.values[rows, points] = values
+        self.pos[rows, points] = positions
+
+
+def position_dtype(width: int) -> type[np.signedinteger[Any]]:
+    """The smallest dtype for positions 0..width-1 and -1."""
+    for dtype in (np.int8, np.int16):
+        if width <= np.iinfo(dtype).max:
+            return dtype
+    return np.int32
+
+
+@dataclass(slots=True)
+class SiteMeta:
+    """What a site or goroutine group is, for people: its frame, and for groups state, leaf, creator."""
+
+    function: str
+    file: str
+    line: int
+    state: str | None = None
+    leaf: str = ""
+    creator: str = ""
+    blocking: str = ""
+    size: float = 0.0  # heap sites: mean size of one in-use object (value / count) in the latest profile
