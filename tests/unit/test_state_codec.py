@@ -153,7 +153,7 @@ def test_a_checkpoint_head_is_read_without_the_detector_state() -> None:
     assert checkpoint_head(cut).seq == 7
 
 
-def test_float_lists_are_narrowed_only_where_exact_and_string_lists_front_coded() -> None:
+def test_float_lists_are_narrowed_only_where_exact_and_string_lists_share_strings() -> None:
     whole = [float(1 << 40), 3.0, 0.0, -7.0, 12_345_678.0]
     halves = [0.5, 1.25, -3.75, 1e6 + 0.5]
     fine = [0.1, 1e300, -2.5e-300, 3.0]
@@ -170,9 +170,11 @@ def test_float_lists_are_narrowed_only_where_exact_and_string_lists_front_coded(
     # Narrower than float64: 5 whole numbers as int64 (40 bits), 4 halves as float32.
     assert len(encode_value(whole)) == 3 + 5 * 8
     assert len(encode_value(halves)) == 3 + 4 * 4
-    coded = encode_value(names)  # the second name is stored as its last 4 bytes, the repeat by reference
-    assert b"(*A).stop" not in coded and b"\x04stop" in coded
-    assert len(coded) < sum(len(n.encode()) for n in names) - 15
+    coded = encode_value(names)  # the repeat is a reference, not a second copy
+    assert coded.count("héllo/ü".encode()) == 1
+    both = encode_value([names, ["x", "y", "héllo/ü", "x"], ["a\0b", "c", "d", "e"]])
+    assert decode_value(both) == [names, ["x", "y", "héllo/ü", "x"], ["a\0b", "c", "d", "e"]]
+    assert both.count("héllo/ü".encode()) == 1
 
 
 def test_records_of_codec_version_1_and_detector_state_version_2_still_restore() -> None:

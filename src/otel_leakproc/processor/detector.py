@@ -85,6 +85,17 @@ def _unpack_values(packed: Mapping[str, Any]) -> npt.NDArray[Any]:
     return _unpack(packed, "<f8" if packed["dtype"] == "<f8" else "<f4")
 
 
+def _meta_rows(meta: Any) -> list[Mapping[str, Any]]:
+    """The site descriptions of a state: by column (version 3) or a list of mappings (version 2)."""
+    if isinstance(meta, list):
+        return meta
+    columns = _req(meta, dict)
+    n = len(_req(columns["name"], list))
+    if any(len(_req(column, list)) != n for column in columns.values()):
+        raise ValueError("meta: columns of different lengths")
+    return [{field: column[i] for field, column in columns.items()} for i in range(n)]
+
+
 def value_dtype(kind: ProfileKind) -> type[np.floating[Any]]:
     """The dtype of a series' grid values: float32 for levels, float64 for cumulative counters (mutex,
     block), whose recent differences are the signal (see `history.VALUE_DTYPE`)."""
@@ -284,20 +295,20 @@ class SeriesDetector:
                 index = names[name] = len(names)
             return index
 
-        meta = [
-            {
-                "name": ref(name),
-                "function": m.function,
-                "file": m.file,
-                "line": int(m.line),
-                "state": m.state,
-                "leaf": m.leaf,
-                "creator": m.creator,
-                "blocking": m.blocking,
-                "size": m.size,
-            }
-            for name, m in self.meta.items()
-        ]
+        # By column (version 3): the codec packs the numbers and front-codes the names, and decodes a
+        # handful of lists instead of a dict per site.
+        metas = list(self.meta.values())
+        meta = {
+            "name": [ref(name) for name in self.meta],
+            "function": [m.function for m in metas],
+            "file": [m.file for m in metas],
+            "line": [int(m.line) for m in metas],
+            "state": [m.state for m in metas],
+            "leaf": [m.leaf for m in metas],
+            "creator": [m.creator for m in metas],
+            "blocking": [m.blocking for m in metas],
+            "size": [float(m.size) for m in metas],
+        }
         order = self.points.order()
         points = {
             "time_nanos": _pack(self.points.time_nanos[order]),
@@ -404,7 +415,7 @@ class SeriesDetector:
                 raise IndexError(f"name index {i} out of range")
             return names[i]
 
-        for m in state["meta"]:
+        for m in _meta_rows(state["meta"]):
             detector.meta[name_at(m["name"])] = SiteMeta(
                 function=_req(m["function"], str),
                 file=_req(m["file"], str),

@@ -9,8 +9,8 @@ change here. What makes it compact:
   the narrowest of int8/16/32/64 that holds them all; floats, bit for bit, as the narrowest of those ints
   when all are whole numbers (profile values are sums of int64 samples), else as float32 when that is
   exact, else as float64);
-- a list of 4 or more strings is front-coded: each new one as the length of the prefix it shares with
-  the string before it in the list and the rest (a profile's site names share their package paths);
+- a list of 4 or more strings is written as references to the strings written before (a packed int
+  array) and one block of the new ones joined by NUL: decoding it is a split, not a step per string;
 - a long string that is canonical base64 (the detector packs its history arrays so) is stored as its raw
   bytes and given back as the same string: a quarter smaller;
 - ints are zigzag varints.
@@ -20,7 +20,7 @@ Frames (`frame` / `read_frames`): a 14-byte header, then the payload:
 The CRC covers the header's first 10 bytes and the payload, so a torn or bit-flipped record is detected.
 Flag bit 0: the payload is zlib-compressed. A reader refuses a codec version it does not know.
 
-Versions: 2 added the whole-number float arrays and the front-coded string lists; a version 1 record is
+Versions: 2 added the whole-number float arrays and the string lists; a version 1 record is
 read by the same decoder (it uses a subset of the tags). Records are written as version 2.
 """
 
@@ -238,38 +238,33 @@ class _Encoder:
         return True
 
     def put_str_list(self, values: list[Any] | tuple[Any, ...]) -> bool:
-        """Front-code a list of strings (False, writing nothing, if it is not one or holds a base64 string)."""
+        """A list of strings as one joined block (False, writing nothing, if it is not one, a string holds a NUL,
+        or one is base64 that `put_str` would store as raw bytes)."""
         if not all(type(v) is str for v in values):
             return False
-        if any(len(s) >= _B64_MIN and len(s) % 4 == 0 and _canonical_base64(s) is not None for s in values):
-            return False  # `put_str` stores those as raw bytes or blobs
-        out = self.out
         strings = self.strings
+        refs: list[int] = []
+        fresh: list[str] = []
+        for s in values:
+            ref = strings.get(s)
+            if ref is None:
+                if "\0" in s or (len(s) >= _B64_MIN and len(s) % 4 == 0 and _canonical_base64(s) is not None):
+                    for added in fresh:  # undo: the list is written item by item instead
+                        del strings[added]
+                    return False
+                strings[s] = ref = len(strings)
+                fresh.append(s)
+                refs.append(0)
+            else:
+                refs.append(ref + 1)
+        out = self.out
         out.append(_STR_LIST)
         _varint(out, len(values))
-        previous = b""
-        for s in values:
-            data = s.encode()
-            ref = strings.get(s)
-            if ref is not None:
-                _varint(out, ref + 1)
-            else:
-                strings[s] = len(strings)
-                shared = _common_prefix(previous, data)
-                out.append(0)
-                _varint(out, shared)
-                _varint(out, len(data) - shared)
-                out += data[shared:]
-            previous = data
+        self.put(refs, "")  # ints: a packed array
+        blob = "\0".join(fresh).encode()
+        _varint(out, len(blob))
+        out += blob
         return True
-
-
-def _common_prefix(a: bytes, b: bytes) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 _INT_BOUNDS = (("<i1", 1 << 7), ("<i2", 1 << 15), ("<i4", 1 << 31), ("<i8", 1 << 63))
@@ -356,24 +351,19 @@ class _Decoder:
         raise ValueError(f"unknown tag {tag}")
 
     def str_list(self) -> list[str]:
-        out: list[str] = []
+        n = self.varint()
+        refs = self.get()
+        if not isinstance(refs, list) or len(refs) != n or (n and min(refs) < 0):
+            raise ValueError("string list: bad references")
+        blob = self.take(self.varint())
+        zeros = refs.count(0)
+        fresh = str(blob, "utf-8").split("\0") if zeros else []
+        if len(fresh) != zeros:
+            raise ValueError(f"string list: {len(fresh)} new strings for {zeros} places")
         strings = self.strings
-        previous = b""
-        for _ in range(self.varint()):
-            ref = self.varint()
-            if ref:
-                s = strings[ref - 1]
-                data = s.encode()
-            else:
-                shared = self.varint()
-                if shared > len(previous):
-                    raise ValueError(f"shared prefix {shared} longer than the previous string")
-                data = previous[:shared] + bytes(self.take(self.varint()))
-                s = str(data, "utf-8")
-                strings.append(s)
-            out.append(s)
-            previous = data
-        return out
+        strings.extend(fresh)
+        new = iter(fresh)
+        return [strings[r - 1] if r else next(new) for r in refs]
 
     def string(self, tag: int, *, skip: bool = False) -> str:
         if skip:
