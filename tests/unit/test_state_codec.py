@@ -166,7 +166,8 @@ def test_float_lists_are_narrowed_only_where_exact_and_string_lists_share_string
     assert back["names"] == names
     for key in ("whole", "halves", "fine", "special"):
         assert [struct.pack("<d", v) for v in back[key]] == [struct.pack("<d", v) for v in value[key]], key
-    assert math.isnan(back["nan"][0]) and back["nan"][1:] == nan[1:]
+    assert math.isnan(back["nan"][0])
+    assert back["nan"][1:] == nan[1:]
     # Narrower than float64: 5 whole numbers as int64 (40 bits), 4 halves as float32.
     assert len(encode_value(whole)) == 3 + 5 * 8
     assert len(encode_value(halves)) == 3 + 4 * 4
@@ -184,13 +185,16 @@ def test_records_of_codec_version_1_and_detector_state_version_2_still_restore()
     summaries = _summaries(folder)
     state_dir = Path(__file__).parents[1] / "testdata" / "state"
     (point,), tail = read_frames((state_dir / "point_codec1.bin").read_bytes())
-    assert tail is None and point.type == RecordType.POINT
+    assert tail is None
+    assert point.type == RecordType.POINT
     assert point_from_payload(point.payload).summary == summaries[40]
     (record,), tail = read_frames((state_dir / "checkpoint_codec1_state2.bin").read_bytes())
-    assert tail is None and record.type == RecordType.CHECKPOINT
+    assert tail is None
+    assert record.type == RecordType.CHECKPOINT
     key = SeriesKey("t", "steady_leak", "pod-1", ProfileKind.HEAP)
     state = checkpoint_state(record.payload)
-    assert state["version"] == 2 and state["sites"]["values"]["dtype"] == "<f8"
+    assert state["version"] == 2
+    assert state["sites"]["values"]["dtype"] == "<f8"
     restored = SeriesDetector.from_state(key, CONFIG, state)
     reference = SeriesDetector(key, CONFIG)
     for summary in summaries[:40]:

@@ -127,10 +127,10 @@ class Grid:
     and is then reused, so rows track the live names only. `pos` keeps each value's position within its
     point (-1: absent), which reproduces the first-seen order rankings break ties with.
 
-    Dense while at most `max_rows` names are live (values of `dtype`, see VALUE_DTYPE; positions int8, widened when a profile
-    names more than 127); past that it turns
-    sparse until cleared (per column: the row ids in point order and their values, as many as the
-    profile named), so churning names cost per value, not per name x point. Both forms answer alike.
+    Dense while at most `max_rows` names are live (values of `dtype`, see VALUE_DTYPE; positions int8,
+    widened when a profile names more than 127); past that it turns sparse until cleared (per column: the
+    row ids in point order and their values, as many as the profile named), so churning names cost per
+    value, not per name x point. Both forms answer alike.
     """
 
     __slots__ = (

@@ -197,7 +197,7 @@ class _Encoder:
             if not all(type(v) is float for v in values):
                 return False
             return self.put_floats(np.asarray(values, dtype=np.float64))
-        elif first is int:
+        if first is int:
             if not all(type(v) is int for v in values):
                 return False
             lo, hi = min(values), max(values)
