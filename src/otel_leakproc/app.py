@@ -89,7 +89,12 @@ class Service:
             store = FileStateStore(settings.state.dir) if settings.state.dir else MemoryStateStore()
         self.store = store
         self.core = IngestCore(
-            settings.server, settings.ingest, settings.decode.to_limits(), self.pipeline.accept, self.telemetry
+            settings.server,
+            settings.ingest,
+            settings.decode.to_limits(),
+            self.pipeline.accept,
+            self.telemetry,
+            settings.decode.to_caps(),
         )
         self.scrape: ScrapeManager | None = None
         if settings.scrape.enabled:

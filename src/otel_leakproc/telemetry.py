@@ -66,6 +66,13 @@ class Telemetry:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=r,
         )
+        self.truncated = Counter(
+            "otel_leakproc_values_truncated",
+            "Strings cut to their cap (decode.max_name_chars, decode.max_label_chars) before entering state, "
+            "by field (function, file, goroutine_state, service, instance, label_key, label_value).",
+            ["field"],
+            registry=r,
+        )
         self.series_evicted = Counter(
             "otel_leakproc_series_evicted",
             "Series dropped because state.max_series was reached (least recently updated first).",

@@ -54,6 +54,7 @@ from otel_leakproc.receiver.scrape.config import (
     ScrapeConfig,
     StaticTarget,
 )
+from otel_leakproc.receiver.value_caps import ValueCaps
 
 TESTDATA = Path(__file__).resolve().parents[1] / "testdata" / "config"
 SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "config" / "leakproc.yaml"
@@ -125,6 +126,8 @@ EXPECTED_FULL = Settings(
         max_strings=8000,
         top_sites=16,
         top_groups=4096,
+        max_name_chars=512,
+        max_label_chars=128,
     ),
     processor=ProcessorConfig(
         window_seconds=3600.0,
@@ -534,11 +537,21 @@ def test_settings_to_mapping_round_trips() -> None:
 # --- DecodeConfig -------------------------------------------------------------------------------
 
 
-def test_decode_config_mirrors_decode_limits() -> None:
-    assert [f.name for f in dataclasses.fields(DecodeConfig)] == [f.name for f in dataclasses.fields(DecodeLimits)]
+def test_decode_config_mirrors_decode_limits_and_value_caps() -> None:
+    mirrored = [f.name for f in (*dataclasses.fields(DecodeLimits), *dataclasses.fields(ValueCaps))]
+    assert [f.name for f in dataclasses.fields(DecodeConfig)] == mirrored
     assert DecodeConfig().to_limits() == DecodeLimits()
-    limits = EXPECTED_FULL.decode.to_limits()
-    assert dataclasses.asdict(limits) == dataclasses.asdict(EXPECTED_FULL.decode)
+    assert DecodeConfig().to_caps() == ValueCaps()
+    decode = EXPECTED_FULL.decode
+    both = {**dataclasses.asdict(decode.to_limits()), **dataclasses.asdict(decode.to_caps())}
+    assert both == dataclasses.asdict(decode)
+
+
+@pytest.mark.parametrize(("value", "ok"), [(15, False), (16, True), (65536, True), (65537, False)])
+def test_decode_string_cap_bounds(value: int, ok: bool) -> None:
+    errors = DecodeConfig(max_name_chars=value, max_label_chars=value).validate()
+    expected = [f"{key}: must be between 16 and 65536, got {value}" for key in ("max_name_chars", "max_label_chars")]
+    assert errors == ([] if ok else expected)
 
 
 @pytest.mark.parametrize(("value", "ok"), [(0, False), (1, True), (4096, True), (4097, False)])

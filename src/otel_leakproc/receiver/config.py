@@ -10,9 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from otel_leakproc.receiver.decode.limits import DecodeLimits
+from otel_leakproc.receiver.value_caps import ValueCaps
 
 # The decoder's own defaults are the single source of truth; the config only mirrors them.
 _LIMITS = DecodeLimits()
+_CAPS = ValueCaps()
+# String caps: below 16 characters names stop being readable; above 64 KiB one name outweighs a series.
+MIN_CAP_CHARS = 16
+MAX_CAP_CHARS = 65536
 
 MUST_BE_POSITIVE = "{key}: must be > 0, got {value}"
 MUST_BE_BETWEEN = "{key}: must be between {low} and {high}, got {value}"
@@ -33,6 +38,10 @@ class DecodeConfig:
         max_strings: string table entries per profile.
         top_sites: attributed sites kept per summary (the rest is folded into "other").
         top_groups: goroutine groups kept per summary.
+        max_name_chars: characters kept of a function or file name (longer ones are cut and counted in
+            `otel_leakproc_values_truncated_total{field}`).
+        max_label_chars: characters kept of a service, instance, label or resource key or value, or a
+            goroutine wait state (cut and counted the same way).
     """
 
     max_decompressed_bytes: int = _LIMITS.max_decompressed_bytes
@@ -42,6 +51,8 @@ class DecodeConfig:
     max_strings: int = _LIMITS.max_strings
     top_sites: int = _LIMITS.top_sites
     top_groups: int = _LIMITS.top_groups
+    max_name_chars: int = _CAPS.max_name_chars
+    max_label_chars: int = _CAPS.max_label_chars
 
     def validate(self) -> list[str]:
         """Check every bound.
@@ -58,7 +69,15 @@ class DecodeConfig:
             value = getattr(self, key)
             if not 1 <= value <= MAX_TOP_K:
                 errors.append(MUST_BE_BETWEEN.format(key=key, low=1, high=MAX_TOP_K, value=value))
+        for key in ("max_name_chars", "max_label_chars"):
+            value = getattr(self, key)
+            if not MIN_CAP_CHARS <= value <= MAX_CAP_CHARS:
+                errors.append(MUST_BE_BETWEEN.format(key=key, low=MIN_CAP_CHARS, high=MAX_CAP_CHARS, value=value))
         return errors
+
+    def to_caps(self) -> ValueCaps:
+        """Return the string caps applied to every decoded upload (see `receiver.value_caps`)."""
+        return ValueCaps(max_name_chars=self.max_name_chars, max_label_chars=self.max_label_chars)
 
     def to_limits(self) -> DecodeLimits:
         """Return the decoder's view of these settings.

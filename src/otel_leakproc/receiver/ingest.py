@@ -27,6 +27,7 @@ from otel_leakproc.receiver.config import IngestConfig, ServerConfig
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.ratelimit import RateLimiter
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult, process_upload
+from otel_leakproc.receiver.value_caps import ValueCaps, cap_upload
 from otel_leakproc.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,14 @@ class IngestOutcome:
     ignored: tuple[str, ...]
 
 
-def _decode(request: UploadRequest, limits: DecodeLimits, max_profiles: int) -> tuple[UploadResult, float]:
-    """Runs in a worker process: decode one upload, and time it there (queueing excluded)."""
+def _decode(
+    request: UploadRequest, limits: DecodeLimits, caps: ValueCaps, max_profiles: int
+) -> tuple[UploadResult, dict[str, int], float]:
+    """Runs in a worker process: decode one upload, cap its strings (so an over-long name never crosses to
+    the server process), and time both there (queueing excluded). Returns the cuts by field too."""
     start = time.perf_counter()
-    result = process_upload(request, limits, max_profiles)
-    return result, time.perf_counter() - start
+    result, truncated = cap_upload(process_upload(request, limits, max_profiles), caps)
+    return result, truncated, time.perf_counter() - start
 
 
 def _warm() -> int:
@@ -84,10 +88,12 @@ class IngestCore:
         limits: DecodeLimits,
         sink: Sink,
         telemetry: Telemetry,
+        caps: ValueCaps | None = None,
     ) -> None:
         self._server = server
         self._ingest = ingest
         self._limits = limits
+        self._caps = caps or ValueCaps()
         self._sink = sink
         self._telemetry = telemetry
         self._limiter = RateLimiter(server.rate_limit)
@@ -175,8 +181,8 @@ class IngestCore:
         assert pool is not None
         loop = asyncio.get_running_loop()
         try:
-            result, seconds = await loop.run_in_executor(
-                pool, _decode, request, self._limits, self._server.max_profiles_per_request
+            result, truncated, seconds = await loop.run_in_executor(
+                pool, _decode, request, self._limits, self._caps, self._server.max_profiles_per_request
             )
         except InvalidProfileError as exc:
             self._telemetry.rejected.labels(exc.reason.value).inc()
@@ -193,6 +199,8 @@ class IngestCore:
             log.exception("decoding a %s upload failed unexpectedly", request.dialect)
             raise DecoderCrashedError("internal error while decoding this upload (logged by the service)") from None
         self._telemetry.decode_seconds.observe(seconds)
+        for field, count in truncated.items():
+            self._telemetry.truncated.labels(field).inc(count)
         return result
 
     def reject(self, reason: RejectReason | str) -> None:

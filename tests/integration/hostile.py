@@ -1,0 +1,34 @@
+"""Hostile uploads built from real Go profiles: the shapes an attacker used against `serve` (issue 16).
+
+Each keeps a real profile's structure (sample types, stacks, values) and only makes names huge, so the
+decoders accept it and the upload reaches the series table: that is what has to stay bounded.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+from otel_leakproc.receiver.proto import profile_pb2
+
+TESTDATA = Path(__file__).resolve().parents[1] / "testdata"
+HEAP = TESTDATA / "pprof" / "go_heap_steady_leak_0059.pb.gz"
+GOROUTINE_DUMP = TESTDATA / "goroutine-text" / "goroutine_leak_0059.txt"
+
+
+def long_function_names(tag: str, functions: int = 64, chars: int = 900_000) -> bytes:
+    """A real Go heap profile whose first `functions` function names are each `chars` characters long,
+    unique per `tag` (so no two uploads share a name). Gzipped, about 60 KB for the defaults."""
+    profile = profile_pb2.Profile.FromString(gzip.decompress(HEAP.read_bytes()))
+    for index, function in enumerate(profile.function[:functions]):
+        prefix = f"main.{tag}_{index}_"
+        profile.string_table.append(prefix + "x" * (chars - len(prefix)))
+        function.name = len(profile.string_table) - 1
+    return gzip.compress(profile.SerializeToString(), 6)
+
+
+def long_goroutine_function(tag: str, chars: int = 10_000_000) -> bytes:
+    """A real goroutine `debug=2` dump (gzipped) where one user function name is `chars` characters long."""
+    text = GOROUTINE_DUMP.read_text()
+    name = f"main.{tag}_" + "y" * chars
+    return gzip.compress(text.replace("main.(*orderAPIServer).orderWorker", name, 1).encode(), 6)
