@@ -79,7 +79,7 @@ class Service:
     ) -> None:
         self.settings = settings
         self.telemetry = Telemetry()
-        self.table = SeriesTable(settings.processor, settings.state.max_series)
+        self.table = SeriesTable(settings.processor, settings.state.max_series, settings.state.max_series_per_tenant)
         self.pipeline = Pipeline(
             self.table,
             build_exporters(settings.export, settings.state.dir) if exporters is None else exporters,

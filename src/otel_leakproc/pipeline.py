@@ -38,6 +38,7 @@ class Pipeline:
             update = self.table.update(key, profile.resource, profile.summary)
             for evicted in update.evicted:
                 self._each("forget", lambda e, k=evicted: e.forget(k))
+                self.telemetry.tenant_series_evicted.labels(self.telemetry.tenant_label(evicted.tenant)).inc()
             self.telemetry.series_evicted.inc(len(update.evicted))
             self._each("on_report", lambda e, s=update.series: e.on_report(s.report, s.resource))
             if update.event is not None:

@@ -53,7 +53,8 @@ class Telemetry:
         )
         self.refused = Counter(
             "otel_leakproc_queue_refused",
-            "Uploads refused with 429 / RESOURCE_EXHAUSTED because the decode queue was full.",
+            "Uploads refused with 429 / RESOURCE_EXHAUSTED because the decode queue was full, or the tenant "
+            "already held its share of it (ingest.max_queue_share_per_tenant).",
             registry=r,
         )
         self.queue_depth = Gauge(
@@ -75,7 +76,13 @@ class Telemetry:
         )
         self.series_evicted = Counter(
             "otel_leakproc_series_evicted",
-            "Series dropped because state.max_series was reached (least recently updated first).",
+            "Series dropped at state.max_series or state.max_series_per_tenant (least recently updated first).",
+            registry=r,
+        )
+        self.tenant_series_evicted = Counter(
+            "otel_leakproc_tenant_series_evicted",
+            "Series dropped, by the tenant that held them (tenant label capped like profiles_received).",
+            ["tenant"],
             registry=r,
         )
         # otel_leakproc_series_tracked and _series_flagged{kind} are derived from the table at collection

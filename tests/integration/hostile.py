@@ -32,3 +32,21 @@ def long_goroutine_function(tag: str, chars: int = 10_000_000) -> bytes:
     text = GOROUTINE_DUMP.read_text()
     name = f"main.{tag}_" + "y" * chars
     return gzip.compress(text.replace("main.(*orderAPIServer).orderWorker", name, 1).encode(), 6)
+
+
+def slow_heap_profile(samples: int = 150_000, functions: int = 2000) -> bytes:
+    """A valid heap profile with many distinct stacks: slow enough to decode (a few hundred ms) to hold
+    a decode slot, as a flood of large uploads does."""
+    p = profile_pb2.Profile()
+    p.string_table.extend(["", "inuse_space", "bytes", "inuse_objects", "count"])
+    p.sample_type.add(type=1, unit=2)
+    p.sample_type.add(type=3, unit=4)
+    for i in range(1, functions + 1):
+        p.string_table.append(f"main.f{i}")
+        p.function.add(id=i, name=len(p.string_table) - 1, filename=0)
+        p.location.add(id=i, line=[profile_pb2.Line(function_id=i, line=i)])
+    for s in range(samples):
+        stack = [1 + s % functions, 1 + (s * 7) % functions, 1 + (s * 13) % functions]
+        p.sample.add(location_id=stack, value=[64 + s, 1])
+    p.time_nanos = 1_790_000_000_000_000_000
+    return gzip.compress(p.SerializeToString(), 1)

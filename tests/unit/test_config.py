@@ -99,8 +99,10 @@ EXPECTED_FULL = Settings(
         ),
         rate_limit=RateLimitConfig(uploads_per_second=10.0, burst=20),
     ),
-    ingest=IngestConfig(workers=3, queue_size=16, retry_after_seconds=5.0),
-    state=StateConfig(dir="/var/lib/otel-leakproc", snapshot_interval_seconds=10.0, max_series=500),
+    ingest=IngestConfig(workers=3, queue_size=16, retry_after_seconds=5.0, max_queue_share_per_tenant=0.5),
+    state=StateConfig(
+        dir="/var/lib/otel-leakproc", snapshot_interval_seconds=10.0, max_series=500, max_series_per_tenant=100
+    ),
     export=ExportConfig(
         console=True,
         otlp=OtlpConfig(

@@ -216,12 +216,17 @@ class StateConfig:
     Attributes:
         dir: folder for the snapshot file; "" keeps state in memory only (lost on restart).
         snapshot_interval_seconds: how often the snapshot is rewritten; a SIGKILL loses at most this much.
-        max_series: series tracked at once; beyond it the least recently updated series is evicted (counted).
+        max_series: series tracked at once; when full, the least recently updated series of the tenant with
+            the most series is evicted (counted), so a tenant never loses a series to a smaller one.
+        max_series_per_tenant: series one tenant may hold; its next new series evicts that tenant's own
+            least recently updated series (counted), whatever the other tenants hold. A value above
+            `max_series` means `max_series`.
     """
 
     dir: str = "otel-leakproc-state"
     snapshot_interval_seconds: float = 30.0
     max_series: int = 10000
+    max_series_per_tenant: int = 5000
 
     def validate(self) -> list[str]:
-        return _bounds(self, {"max_series": 1}, positive=("snapshot_interval_seconds",))
+        return _bounds(self, {"max_series": 1, "max_series_per_tenant": 1}, positive=("snapshot_interval_seconds",))

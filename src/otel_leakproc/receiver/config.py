@@ -273,11 +273,18 @@ class IngestConfig:
         workers: decoder processes; 0 means one per CPU (at most 8).
         queue_size: uploads waiting for or inside a decoder; when full, 429 / RESOURCE_EXHAUSTED.
         retry_after_seconds: the Retry-After sent with 429.
+        max_queue_share_per_tenant: the part of the queue one tenant may hold (0-1]; beyond it that tenant
+            gets 429 while the rest stays free for the others. 1 turns fairness off.
     """
 
     workers: int = 0
     queue_size: int = 64
     retry_after_seconds: float = 2.0
+    max_queue_share_per_tenant: float = 0.75
+
+    def max_in_flight_per_tenant(self) -> int:
+        """Uploads one tenant may have waiting for or inside a decoder (at least 1)."""
+        return max(1, int(self.queue_size * self.max_queue_share_per_tenant))
 
     def validate(self) -> list[str]:
         errors: list[str] = []
@@ -287,4 +294,6 @@ class IngestConfig:
             value = getattr(self, key)
             if value <= 0:
                 errors.append(MUST_BE_POSITIVE.format(key=key, value=value))
+        if not 0 < self.max_queue_share_per_tenant <= 1:
+            errors.append(f"max_queue_share_per_tenant: must be > 0 and <= 1, got {self.max_queue_share_per_tenant}")
         return errors

@@ -99,6 +99,7 @@ class IngestCore:
         self._limiter = RateLimiter(server.rate_limit)
         self._pool: Executor | None = None
         self._in_flight = 0
+        self._tenant_in_flight: dict[str, int] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
@@ -163,11 +164,20 @@ class IngestCore:
                 f"decode queue is full ({self._ingest.queue_size} uploads in progress)",
                 retry_after=self._ingest.retry_after_seconds,
             )
-        self._enter()
+        share = self._ingest.max_in_flight_per_tenant()
+        if self._tenant_in_flight.get(tenant, 0) >= share:
+            self._telemetry.refused.inc()
+            self._telemetry.rejected.labels("tenant_queue_share").inc()
+            raise RefusedError(
+                f"tenant {tenant!r} already has {share} uploads in the decode queue "
+                "(ingest.max_queue_share_per_tenant); the rest is kept for other tenants",
+                retry_after=self._ingest.retry_after_seconds,
+            )
+        self._enter(tenant)
         try:
             result = await self._decode(request)
         finally:
-            self._leave()
+            self._leave(tenant)
         self._sink(tenant, request, result)
         tenant_label = self._telemetry.tenant_label(tenant)
         if result.profiles:
@@ -207,12 +217,18 @@ class IngestCore:
         """Count a rejection decided by a server before the core saw the request (e.g. body too large)."""
         self._telemetry.rejected.labels(str(reason)).inc()
 
-    def _enter(self) -> None:
+    def _enter(self, tenant: str) -> None:
+        self._tenant_in_flight[tenant] = self._tenant_in_flight.get(tenant, 0) + 1
         self._in_flight += 1
         self._idle.clear()
         self._telemetry.queue_depth.set(self._in_flight)
 
-    def _leave(self) -> None:
+    def _leave(self, tenant: str) -> None:
+        left = self._tenant_in_flight[tenant] - 1
+        if left:
+            self._tenant_in_flight[tenant] = left
+        else:
+            del self._tenant_in_flight[tenant]
         self._in_flight -= 1
         self._telemetry.queue_depth.set(self._in_flight)
         if self._in_flight == 0:
