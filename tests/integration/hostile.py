@@ -50,3 +50,14 @@ def slow_heap_profile(samples: int = 150_000, functions: int = 2000) -> bytes:
         p.sample.add(location_id=stack, value=[64 + s, 1])
     p.time_nanos = 1_790_000_000_000_000_000
     return gzip.compress(p.SerializeToString(), 1)
+
+
+def padded_heap_profile(size: int) -> bytes:
+    """A real Go heap profile, uncompressed, padded with unused string table entries to `size` bytes."""
+    profile = profile_pb2.Profile.FromString(gzip.decompress(HEAP.read_bytes()))
+    body = profile.SerializeToString()
+    # Each padding entry is field 6 (string_table), length-delimited: tag, 2-byte varint length, payload.
+    chunk = 1000
+    entry = bytes([0x32]) + bytes([(chunk & 0x7F) | 0x80, chunk >> 7]) + b"p" * chunk
+    count = max(0, (size - len(body)) // len(entry))
+    return body + entry * count

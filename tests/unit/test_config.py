@@ -99,7 +99,9 @@ EXPECTED_FULL = Settings(
         ),
         rate_limit=RateLimitConfig(uploads_per_second=10.0, burst=20),
     ),
-    ingest=IngestConfig(workers=3, queue_size=16, retry_after_seconds=5.0, max_queue_share_per_tenant=0.5),
+    ingest=IngestConfig(
+        workers=3, queue_size=16, retry_after_seconds=5.0, max_queue_share_per_tenant=0.5, max_bytes_in_flight=33554432
+    ),
     state=StateConfig(
         dir="/var/lib/otel-leakproc", snapshot_interval_seconds=10.0, max_series=500, max_series_per_tenant=100
     ),

@@ -275,12 +275,17 @@ class IngestConfig:
         retry_after_seconds: the Retry-After sent with 429.
         max_queue_share_per_tenant: the part of the queue one tenant may hold (0-1]; beyond it that tenant
             gets 429 while the rest stays free for the others. 1 turns fairness off.
+        max_bytes_in_flight: request bodies admitted and not yet decoded, in bytes (the declared
+            Content-Length, or `server.max_body_bytes` for a body without one); checked before a body is
+            read, so memory is bounded by this and not by open connections. One upload is always admitted
+            when none is in progress.
     """
 
     workers: int = 0
     queue_size: int = 64
     retry_after_seconds: float = 2.0
     max_queue_share_per_tenant: float = 0.75
+    max_bytes_in_flight: int = 128 * 1024 * 1024
 
     def max_in_flight_per_tenant(self) -> int:
         """Uploads one tenant may have waiting for or inside a decoder (at least 1)."""
@@ -290,7 +295,7 @@ class IngestConfig:
         errors: list[str] = []
         if not 0 <= self.workers <= 64:
             errors.append(MUST_BE_BETWEEN.format(key="workers", low=0, high=64, value=self.workers))
-        for key in ("queue_size", "retry_after_seconds"):
+        for key in ("queue_size", "retry_after_seconds", "max_bytes_in_flight"):
             value = getattr(self, key)
             if value <= 0:
                 errors.append(MUST_BE_POSITIVE.format(key=key, value=value))

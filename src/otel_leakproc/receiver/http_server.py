@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from otel_leakproc.errors import InvalidProfileError, RefusedError, RejectReason
+from otel_leakproc.errors import InvalidProfileError, RefusedError, RejectReason, UnavailableError
 from otel_leakproc.receiver.auth import AuthError
 from otel_leakproc.receiver.config import ServerConfig, TlsConfig
 from otel_leakproc.receiver.ingest import Credentials, DecoderCrashedError, IngestCore
@@ -121,7 +121,14 @@ class HttpReceiver:
         if declared is not None and declared > self._config.max_body_bytes:
             # The same answer aiohttp gives when it stops reading a body over client_max_size.
             raise web.HTTPRequestEntityTooLarge(max_size=self._config.max_body_bytes, actual_size=declared)
-        body = await request.read()
+        # Admission (queue, tenant share, bytes in flight) before the body is read: a body without a
+        # declared length reserves the largest one allowed.
+        admission = self._core.admit(credentials, self._config.max_body_bytes if declared is None else declared)
+        try:
+            body = await request.read()
+        except BaseException:
+            self._core.release(admission)
+            raise
         upload = UploadRequest(
             dialect=dialect,
             body=body,
@@ -130,7 +137,7 @@ class HttpReceiver:
             query=tuple(request.query.items()),
             received_nanos=time.time_ns(),
         )
-        await self._core.ingest(credentials, upload)
+        await self._core.decode_admitted(admission, upload)
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -148,6 +155,9 @@ class HttpReceiver:
             if exc.forbidden:
                 return error_response(403, "permission_denied", str(exc))
             return error_response(401, "unauthenticated", str(exc), {"WWW-Authenticate": 'Basic realm="otel-leakproc"'})
+        except UnavailableError as exc:
+            retry = str(max(1, math.ceil(exc.retry_after)))
+            return error_response(503, "unavailable", str(exc), {"Retry-After": retry})
         except RefusedError as exc:
             retry = str(max(1, math.ceil(exc.retry_after)))
             return error_response(429, "resource_exhausted", str(exc), {"Retry-After": retry})

@@ -21,13 +21,14 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
-from otel_leakproc.errors import InvalidProfileError, RefusedError, RejectReason
+from otel_leakproc.errors import InvalidProfileError, RefusedError, RejectReason, UnavailableError
 from otel_leakproc.receiver.auth import AuthError, resolve_tenant
 from otel_leakproc.receiver.config import IngestConfig, ServerConfig
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.ratelimit import RateLimiter
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult, process_upload
 from otel_leakproc.receiver.value_caps import ValueCaps, cap_upload
+from otel_leakproc.store_health import StoreHealth
 from otel_leakproc.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,15 @@ class Credentials:
 
     authorization: str | None = None
     scope_org_id: str | None = None
+
+
+@dataclass(slots=True)
+class Admission:
+    """An upload admitted before its body is read: it holds a decode slot and `size` bytes of the budget."""
+
+    tenant: str
+    size: int
+    released: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +99,7 @@ class IngestCore:
         sink: Sink,
         telemetry: Telemetry,
         caps: ValueCaps | None = None,
+        store_health: StoreHealth | None = None,
     ) -> None:
         self._server = server
         self._ingest = ingest
@@ -99,7 +110,9 @@ class IngestCore:
         self._limiter = RateLimiter(server.rate_limit)
         self._pool: Executor | None = None
         self._in_flight = 0
+        self._bytes_in_flight = 0
         self._tenant_in_flight: dict[str, int] = {}
+        self._store_health = store_health
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
@@ -132,7 +145,7 @@ class IngestCore:
     async def ingest(
         self, credentials: Credentials, request: UploadRequest, *, tenant: str | None = None
     ) -> IngestOutcome:
-        """Admit, decode and hand on one upload.
+        """Admit, decode and hand on one upload whose body is already in memory (gRPC, scrape).
 
         `tenant` is for in-process producers that are not clients (the scrape receiver): the upload
         belongs to that tenant and `credentials` are not checked; everything else is the same.
@@ -143,14 +156,29 @@ class IngestCore:
             InvalidProfileError: the upload cannot be decoded (PayloadTooLargeError for size bounds).
             DecoderCrashedError: a worker died on this upload.
         """
+        admission = self.admit(credentials, len(request.body), tenant=tenant)
+        return await self.decode_admitted(admission, request)
+
+    def admit(self, credentials: Credentials, size: int, *, tenant: str | None = None) -> Admission:
+        """Decide whether an upload of `size` bytes may be read and decoded, before its body is read.
+
+        On success the upload holds a decode slot and `size` bytes of `ingest.max_bytes_in_flight` until
+        `decode_admitted` finishes or `release` is called, so request bodies in memory are bounded by the
+        queue and the bytes budget, not by the number of open connections. Raises as `ingest` does.
+        """
         tenant = self.authenticate(credentials) if tenant is None else tenant
+        retry = self._ingest.retry_after_seconds
         if self._closing:
             self._telemetry.rejected.labels("shutting_down").inc()
-            raise RefusedError("the service is shutting down", retry_after=self._ingest.retry_after_seconds)
+            raise RefusedError("the service is shutting down", retry_after=retry)
         if self._pool is None:
             self._telemetry.rejected.labels("starting").inc()
-            raise RefusedError(
-                "the service is starting (restoring state)", retry_after=self._ingest.retry_after_seconds
+            raise RefusedError("the service is starting (restoring state)", retry_after=retry)
+        if self._store_health is not None and not self._store_health.ok:
+            self._telemetry.rejected.labels("state_unavailable").inc()
+            raise UnavailableError(
+                f"state cannot be written ({self._store_health.reason}); an upload accepted now could be lost",
+                retry_after=retry,
             )
         try:
             self._limiter.admit(tenant)
@@ -161,8 +189,7 @@ class IngestCore:
             self._telemetry.refused.inc()
             self._telemetry.rejected.labels("queue_full").inc()
             raise RefusedError(
-                f"decode queue is full ({self._ingest.queue_size} uploads in progress)",
-                retry_after=self._ingest.retry_after_seconds,
+                f"decode queue is full ({self._ingest.queue_size} uploads in progress)", retry_after=retry
             )
         share = self._ingest.max_in_flight_per_tenant()
         if self._tenant_in_flight.get(tenant, 0) >= share:
@@ -171,13 +198,33 @@ class IngestCore:
             raise RefusedError(
                 f"tenant {tenant!r} already has {share} uploads in the decode queue "
                 "(ingest.max_queue_share_per_tenant); the rest is kept for other tenants",
-                retry_after=self._ingest.retry_after_seconds,
+                retry_after=retry,
             )
-        self._enter(tenant)
+        budget = self._ingest.max_bytes_in_flight
+        if self._bytes_in_flight and self._bytes_in_flight + size > budget:
+            self._telemetry.refused.inc()
+            self._telemetry.rejected.labels("bytes_in_flight").inc()
+            raise RefusedError(
+                f"{self._bytes_in_flight} bytes of uploads are already in progress; {size} more would exceed "
+                f"ingest.max_bytes_in_flight ({budget})",
+                retry_after=retry,
+            )
+        self._enter(tenant, size)
+        return Admission(tenant, size)
+
+    def release(self, admission: Admission) -> None:
+        """Give back an admission's slot and bytes (idempotent); for a body that was never decoded."""
+        if not admission.released:
+            admission.released = True
+            self._leave(admission.tenant, admission.size)
+
+    async def decode_admitted(self, admission: Admission, request: UploadRequest) -> IngestOutcome:
+        """Decode and hand on an admitted upload; releases the admission. Raises as `ingest` does."""
+        tenant = admission.tenant
         try:
             result = await self._decode(request)
         finally:
-            self._leave(tenant)
+            self.release(admission)
         self._sink(tenant, request, result)
         tenant_label = self._telemetry.tenant_label(tenant)
         if result.profiles:
@@ -217,13 +264,15 @@ class IngestCore:
         """Count a rejection decided by a server before the core saw the request (e.g. body too large)."""
         self._telemetry.rejected.labels(str(reason)).inc()
 
-    def _enter(self, tenant: str) -> None:
+    def _enter(self, tenant: str, size: int) -> None:
         self._tenant_in_flight[tenant] = self._tenant_in_flight.get(tenant, 0) + 1
+        self._bytes_in_flight += size
         self._in_flight += 1
         self._idle.clear()
         self._telemetry.queue_depth.set(self._in_flight)
 
-    def _leave(self, tenant: str) -> None:
+    def _leave(self, tenant: str, size: int) -> None:
+        self._bytes_in_flight -= size
         left = self._tenant_in_flight[tenant] - 1
         if left:
             self._tenant_in_flight[tenant] = left
