@@ -65,10 +65,11 @@ def test_slow_large_bodies_are_admitted_before_reading_and_memory_follows_the_bu
         peak = status_kib(pid, "VmHWM")
         assert statuses.count(200) >= 2, statuses
         assert set(statuses) <= {200, 429}, statuses
-        assert metric(proc.url, "otel_leakproc_profiles_rejected_total", reason="bytes_in_flight") == statuses.count(429)
+        refused = metric(proc.url, "otel_leakproc_profiles_rejected_total", reason="bytes_in_flight")
+        assert refused == statuses.count(429)
         assert metric(proc.url, "otel_leakproc_queue_depth") == 0
     finally:
         proc.kill()
     growth = peak - idle
-    print(f"idle {idle} KiB, peak {peak} KiB, growth {growth} KiB, statuses {sorted(statuses)}")  # noqa: T201
+    print(f"idle {idle} KiB, peak {peak} KiB, growth {growth} KiB, statuses {sorted(statuses)}")
     assert growth < GROWTH_BOUND_KIB, f"grew {growth} KiB"

@@ -217,7 +217,7 @@ class StateConfig:
         dir: folder for the snapshot file; "" keeps state in memory only (lost on restart).
         snapshot_interval_seconds: how often the snapshot is rewritten; a SIGKILL loses at most this much.
         max_series: series tracked at once; when full, the least recently updated series of the tenant with
-            the most series is evicted (counted), so a tenant never loses a series to a smaller one.
+            the most series is evicted (counted), so a tenant never loses a series to a larger one.
         max_series_per_tenant: series one tenant may hold; its next new series evicts that tenant's own
             least recently updated series (counted), whatever the other tenants hold. A value above
             `max_series` means `max_series`.

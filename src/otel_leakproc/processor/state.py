@@ -1,9 +1,10 @@
 """Tracked series and their persistence.
 
 `SeriesTable` holds one `SeriesDetector` per series, bounded by `state.max_series` in all and by
-`state.max_series_per_tenant` per tenant, and turns status changes into `LeakEvent`s. Eviction never
-crosses from a larger tenant to a smaller one: a tenant at its quota evicts its own least recently updated
-series, and a full table evicts the least recently updated series of the tenant holding the most. A `StateStore` persists a snapshot of the table:
+`state.max_series_per_tenant` per tenant, and turns status changes into `LeakEvent`s. A tenant never
+loses a series to a larger one: a tenant at its quota evicts its own least recently updated series, and
+a full table evicts the least recently updated series of the tenant holding the most.
+A `StateStore` persists a snapshot of the table:
 `FileStateStore` writes gzipped JSON atomically (temporary file, fsync, rename) so a crash mid-write leaves
 the previous snapshot intact; `MemoryStateStore` keeps nothing across restarts.
 
