@@ -33,6 +33,7 @@ from otel_leakproc.processor.state import (
     SeriesTable,
     StateError,
     StateStore,
+    StateUnusableError,
     TrackedSeries,
 )
 from otel_leakproc.receiver.auth import AuthError, visible_tenants
@@ -41,12 +42,14 @@ from otel_leakproc.receiver.http_server import HttpReceiver, error_response, sta
 from otel_leakproc.receiver.ingest import IngestCore, worker_count
 from otel_leakproc.receiver.scrape.manager import ScrapeManager
 from otel_leakproc.report import series_to_json
+from otel_leakproc.store_health import StoreHealth
 from otel_leakproc.telemetry import Telemetry
 
 log = logging.getLogger("otel_leakproc")
 
 NANOS = 1_000_000_000
 SNAPSHOT_SLICE_SECONDS = 0.02
+UNHEALTHY_RETRY_SECONDS = 5.0
 _STATUS_ORDER = {Status.CONFIRMED: 0, Status.SUSPECTED: 1, Status.OK: 2, Status.INSUFFICIENT_DATA: 3}
 
 
@@ -88,6 +91,10 @@ class Service:
         if store is None:
             store = FileStateStore(settings.state.dir) if settings.state.dir else MemoryStateStore()
         self.store = store
+        # Whether the state store can keep what is accepted: read by /readyz, the ingest core (503) and
+        # otel_leakproc_state_writable; a future journal or Redis store reports to the same signal.
+        self.state_health = StoreHealth("state")
+        self.telemetry.state_writable.set_function(lambda: 1.0 if self.state_health.ok else 0.0)
         self.core = IngestCore(
             settings.server,
             settings.ingest,
@@ -95,6 +102,7 @@ class Service:
             self.pipeline.accept,
             self.telemetry,
             settings.decode.to_caps(),
+            self.state_health,
         )
         self.scrape: ScrapeManager | None = None
         if settings.scrape.enabled:
@@ -112,6 +120,7 @@ class Service:
         self._snapshotter: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._saved_generation = -1
+        self._final_saved = True
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -122,9 +131,13 @@ class Service:
             self.core,
             self._series_api,
             self.telemetry.render,
-            lambda: self._ready,
+            self.is_ready,
             static_dir=str(web_assets.static_dir()),
+            not_ready_reason=self.not_ready_reason,
         )
+        # A state folder that cannot be used is a reason not to start at all (StateUnusableError): accepting
+        # uploads that could never be kept would be worse.
+        await asyncio.to_thread(self.store.check)
         # HTTP first: /livez answers while a large snapshot is restored (tens of seconds at 10,000 series),
         # /readyz says 503 and uploads are refused with Retry-After until everything below is up.
         self._runner, self.http_port = await start_http_server(
@@ -156,10 +169,23 @@ class Service:
             self.store.describe(),
         )
 
-    async def stop(self) -> None:
-        """Graceful shutdown within `server.shutdown_timeout_seconds` (see the module docstring)."""
+    def is_ready(self) -> bool:
+        return self._ready and self.state_health.ok
+
+    def not_ready_reason(self) -> str:
+        if not self._ready:
+            return "starting or shutting down"
+        return self.state_health.describe()
+
+    async def stop(self) -> bool:
+        """Graceful shutdown within `server.shutdown_timeout_seconds` (see the module docstring).
+
+        Returns:
+            False when the final snapshot could not be written (what was accepted since the last good
+            snapshot is lost; the log says so), True otherwise.
+        """
         if self._stopped.is_set():
-            return
+            return self._final_saved
         deadline = time.monotonic() + self.settings.server.shutdown_timeout_seconds
         self._ready = False
         self.telemetry.ready.set(0)
@@ -180,13 +206,23 @@ class Service:
             await self._grpc.stop(grace=max(0.0, min(2.0, deadline - time.monotonic())))
         if self._runner is not None:
             await self._runner.cleanup()
-        await self.save_snapshot()
+        self._final_saved = await self.save_snapshot()
         self.pipeline.shutdown(max(0.5, deadline - time.monotonic()))
         if self.self_telemetry is not None:  # last, so its final export holds the final counts
             self.self_telemetry.shutdown(max(0.5, deadline - time.monotonic()))
         self.core.close()
         self._stopped.set()
-        log.info("stopped: %d series saved to %s", len(self.table), self.store.describe())
+        if self._final_saved:
+            log.info("stopped: %d series saved to %s", len(self.table), self.store.describe())
+        else:
+            log.error(
+                "stopped: the final snapshot could NOT be written to %s (%s); %d series in memory were not "
+                "saved, and updates since the last good snapshot are lost",
+                self.store.describe(),
+                self.state_health.reason,
+                len(self.table),
+            )
+        return self._final_saved
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -214,8 +250,8 @@ class Service:
                 log.error("state: the unreadable snapshot was moved to %s", aside)
 
     async def save_snapshot(self) -> bool:
-        if self._saved_generation == self.table.generation:
-            return True  # nothing changed since the last snapshot
+        if self._saved_generation == self.table.generation and self.state_health.ok:
+            return True  # nothing changed since the last snapshot (a failing store is tried again anyway)
         generation = self.table.generation
         # Serialise changed series in slices of at most SNAPSHOT_SLICE_SECONDS of loop time, so uploads
         # keep flowing while thousands of busy series are encoded (a few ms each).
@@ -226,10 +262,11 @@ class Service:
             await asyncio.to_thread(self.store.save, snapshot)
         except OSError as exc:
             self.telemetry.snapshot_failures.inc()
-            log.error("state: cannot write snapshot to %s: %s", self.store.describe(), exc)
+            self.state_health.failed(f"cannot write {self.store.describe()}: {exc.strerror or exc}")
             return False
         self._saved_generation = generation
         self.telemetry.snapshot_last_success.set(time.time())
+        self.state_health.succeeded()
         return True
 
     async def _snapshot_loop(self) -> None:
@@ -237,7 +274,9 @@ class Service:
         took = 0.0
         while True:
             # Never spend more than half the time snapshotting: with many busy series, space them out.
-            await asyncio.sleep(max(interval, took))
+            # A failing store is tried again soon, so uploads are accepted again as soon as it can be written.
+            wait = max(interval, took) if self.state_health.ok else min(interval, UNHEALTHY_RETRY_SECONDS)
+            await asyncio.sleep(wait)
             start = time.monotonic()
             await self.save_snapshot()
             took = time.monotonic() - start
@@ -292,11 +331,13 @@ async def run(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await service.start()
+    except StateUnusableError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
     except OSError as exc:
         log.error("cannot start: %s", exc)
         await service.stop()
         return 1
     await stop.wait()
     log.info("shutting down (signal received)")
-    await service.stop()
-    return 0
+    return 0 if await service.stop() else 1

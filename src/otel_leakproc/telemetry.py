@@ -95,6 +95,11 @@ class Telemetry:
             "Unix time of the last state snapshot written.",
             registry=r,
         )
+        self.state_writable = Gauge(
+            "otel_leakproc_state_writable",
+            "1 while the state store can be written; 0 while it cannot (uploads are then refused with 503).",
+            registry=r,
+        )
         self.ready = Gauge("otel_leakproc_ready", "1 while the service accepts uploads.", registry=r)
         self._tenants: set[str] = set()
 

@@ -23,6 +23,7 @@ OWN_METRICS = {
     "otel_leakproc_queue_refused_total",
     "otel_leakproc_export_failures_total",
     "otel_leakproc_events_dropped_total",
+    "otel_leakproc_state_writable",
 }
 
 # Installed by .ci/run; a missing promtool fails these tests rather than skipping them.

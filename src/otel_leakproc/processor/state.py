@@ -39,6 +39,10 @@ class StateError(Exception):
     """A snapshot cannot be read (corrupt, or a format this version does not know)."""
 
 
+class StateUnusableError(Exception):
+    """The state location cannot be used at all (not a folder, not writable): the service must not start."""
+
+
 @dataclass(slots=True)
 class TrackedSeries:
     """One series: its detector, the monitored service's resource attributes, and its latest report."""
@@ -225,6 +229,13 @@ class StateStore(Protocol):
     def describe(self) -> str:
         """Where the state lives, for logs."""
 
+    def check(self) -> None:
+        """Make sure state can be written at all, before anything is accepted.
+
+        Raises:
+            StateUnusableError: the location cannot be used; the message says what to fix.
+        """
+
 
 class MemoryStateStore:
     """Keeps the last snapshot in memory only: history does not survive a restart."""
@@ -240,6 +251,9 @@ class MemoryStateStore:
 
     def describe(self) -> str:
         return "memory only (history is lost on restart)"
+
+    def check(self) -> None:
+        return None
 
 
 class FileStateStore:
@@ -286,3 +300,25 @@ class FileStateStore:
 
     def describe(self) -> str:
         return str(self.path)
+
+    def check(self) -> None:
+        """Create the folder if needed and write, sync and remove a probe file in it."""
+        where = f"state.dir {str(self.directory)!r}"
+        if self.directory.exists() and not self.directory.is_dir():
+            raise StateUnusableError(f"{where} is not a folder (a file is in its place); move it or set state.dir")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".probe-", dir=self.directory)
+            try:
+                os.write(fd, b"ok")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                Path(probe).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StateUnusableError(
+                f"{where} cannot be written ({exc.strerror or exc}); fix its permissions or set state.dir "
+                '(state.dir: "" keeps state in memory only)'
+            ) from exc
+        if self.path.exists() and not self.path.is_file():
+            raise StateUnusableError(f"{where}: {self.path.name} is not a file; move it away")

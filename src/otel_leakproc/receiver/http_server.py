@@ -62,12 +62,14 @@ class HttpReceiver:
         metrics: Callable[[], bytes],
         ready: Callable[[], bool],
         static_dir: str | None = None,
+        not_ready_reason: Callable[[], str] | None = None,
     ) -> None:
         self._config = config
         self._core = core
         self._series = series_provider
         self._metrics = metrics
         self._ready = ready
+        self._not_ready_reason = not_ready_reason
         self._static_dir = static_dir
 
     def application(self) -> web.Application:
@@ -176,7 +178,8 @@ class HttpReceiver:
     async def _readyz(self, request: web.Request) -> web.Response:
         if self._ready():
             return web.json_response({"status": "ready"})
-        return web.json_response({"status": "not ready"}, status=503)
+        reason = self._not_ready_reason() if self._not_ready_reason is not None else ""
+        return web.json_response({"status": "not ready", "reason": reason}, status=503)
 
     async def _metrics_handler(self, request: web.Request) -> web.Response:
         return web.Response(body=self._metrics(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
