@@ -36,9 +36,9 @@ from otel_leakproc.processor.state import (
     StateUnusableError,
     TrackedSeries,
 )
-from otel_leakproc.receiver.auth import AuthError, visible_tenants
+from otel_leakproc.receiver.auth import visible_tenants
 from otel_leakproc.receiver.grpc_server import GrpcReceiver, bind
-from otel_leakproc.receiver.http_server import HttpReceiver, error_response, start_http_server
+from otel_leakproc.receiver.http_server import HttpReceiver, start_http_server
 from otel_leakproc.receiver.ingest import IngestCore, worker_count
 from otel_leakproc.receiver.scrape.manager import ScrapeManager
 from otel_leakproc.report import series_to_json
@@ -284,14 +284,8 @@ class Service:
     # -- API ------------------------------------------------------------------------------------
 
     async def _series_api(self, request: web.Request) -> dict[str, Any]:
-        try:
-            tenants = visible_tenants(self.settings.server.auth, request.headers.get("Authorization"))
-        except AuthError as exc:
-            raise web.HTTPUnauthorized(
-                text=error_response(401, "unauthenticated", str(exc)).text,
-                content_type="application/json",
-                headers={"WWW-Authenticate": 'Basic realm="otel-leakproc"'},
-            ) from None
+        # AuthError becomes 401 `unauthenticated` with WWW-Authenticate in the HTTP server's error middleware.
+        tenants = visible_tenants(self.settings.server.auth, request.headers.get("Authorization"))
         query = request.query
         want_timeline = query.get("timeline", "1") not in ("0", "false")
         selected = []

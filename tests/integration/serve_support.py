@@ -168,9 +168,11 @@ def series(url: str, **params: str) -> list[dict[str, Any]]:
     return result
 
 
-def metric(url: str, name: str, **labels: str) -> float:
-    """The value of one sample on /metrics (0 when absent)."""
-    text = http("GET", f"{url}/metrics").body.decode()
+def metric(url: str, name: str, headers: Mapping[str, str] | None = None, **labels: str) -> float:
+    """The value of one sample on /metrics (0 when absent); `headers` carry credentials when auth is on."""
+    reply = http("GET", f"{url}/metrics", headers=headers)
+    assert reply.status == 200, reply.body
+    text = reply.body.decode()
     want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     for line in text.splitlines():
         if line.startswith("#"):
