@@ -61,3 +61,11 @@ def padded_heap_profile(size: int) -> bytes:
     entry = bytes([0x32]) + bytes([(chunk & 0x7F) | 0x80, chunk >> 7]) + b"p" * chunk
     count = max(0, (size - len(body)) // len(entry))
     return body + entry * count
+
+
+def negative_in_use(value: int = -4_600_000_000_000_000_000) -> bytes:
+    """A real Go heap profile whose first sample claims `value` in-use bytes."""
+    profile = profile_pb2.Profile.FromString(gzip.decompress(HEAP.read_bytes()))
+    types = [profile.string_table[t.type] for t in profile.sample_type]
+    profile.sample[0].value[types.index("inuse_space")] = value
+    return gzip.compress(profile.SerializeToString(), 6)

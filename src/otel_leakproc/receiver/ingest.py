@@ -25,8 +25,10 @@ from otel_leakproc.errors import InvalidProfileError, RefusedError, RejectReason
 from otel_leakproc.receiver.auth import AuthError, resolve_tenant
 from otel_leakproc.receiver.config import IngestConfig, ServerConfig
 from otel_leakproc.receiver.decode.limits import DecodeLimits
+from otel_leakproc.receiver.parent_watch import watch_parent
 from otel_leakproc.receiver.ratelimit import RateLimiter
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult, process_upload
+from otel_leakproc.receiver.summary_checks import check_upload
 from otel_leakproc.receiver.value_caps import ValueCaps, cap_upload
 from otel_leakproc.store_health import StoreHealth
 from otel_leakproc.telemetry import Telemetry
@@ -70,10 +72,13 @@ class IngestOutcome:
 def _decode(
     request: UploadRequest, limits: DecodeLimits, caps: ValueCaps, max_profiles: int
 ) -> tuple[UploadResult, dict[str, int], float]:
-    """Runs in a worker process: decode one upload, cap its strings (so an over-long name never crosses to
-    the server process), and time both there (queueing excluded). Returns the cuts by field too."""
+    """Runs in a worker process: decode one upload, reject impossible values, cap its strings (so an
+    over-long name never crosses to the server process), and time it all there (queueing excluded).
+    Returns the cuts by field too."""
     start = time.perf_counter()
-    result, truncated = cap_upload(process_upload(request, limits, max_profiles), caps)
+    decoded = process_upload(request, limits, max_profiles)
+    check_upload(decoded)
+    result, truncated = cap_upload(decoded, caps)
     return result, truncated, time.perf_counter() - start
 
 
@@ -132,7 +137,13 @@ class IngestCore:
         # forkserver: never fork the server process itself (it runs gRPC and event-loop threads).
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["otel_leakproc.receiver.uploads"])
-        return ProcessPoolExecutor(max_workers=worker_count(self._ingest), mp_context=context)
+        # Each worker ends when this process ends, even by SIGKILL (no orphaned decoders).
+        return ProcessPoolExecutor(
+            max_workers=worker_count(self._ingest),
+            mp_context=context,
+            initializer=watch_parent,
+            initargs=(os.getpid(),),
+        )
 
     def authenticate(self, credentials: Credentials) -> str:
         """The request's tenant. Counts and re-raises AuthError."""
