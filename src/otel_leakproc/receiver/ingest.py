@@ -27,8 +27,8 @@ from otel_leakproc.receiver.config import IngestConfig, ServerConfig
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.parent_watch import watch_parent
 from otel_leakproc.receiver.ratelimit import RateLimiter
-from otel_leakproc.receiver.uploads import UploadRequest, UploadResult, process_upload
 from otel_leakproc.receiver.summary_checks import check_upload
+from otel_leakproc.receiver.uploads import UploadRequest, UploadResult, process_upload
 from otel_leakproc.receiver.value_caps import ValueCaps, cap_upload
 from otel_leakproc.store_health import StoreHealth
 from otel_leakproc.telemetry import Telemetry
