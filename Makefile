@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CORPUS ?= ../shared/corpus
 EXAMPLE ?= tests/testdata/corpus/steady_leak
 
-.PHONY: help venv run demo analyze test test-deps lint typecheck check proto evaluate bench client-venvs clean
+.PHONY: help venv run demo analyze test test-deps lint typecheck check proto evaluate bench fuzz client-venvs clean
 
 help:
 	@echo "make run        start the service on embedded defaults (HTTP :4040, gRPC :4317, console output)"
@@ -15,6 +15,7 @@ help:
 	@echo "make check      lint + type check + tests (what CI runs)"
 	@echo "make evaluate   score the detectors on a labelled corpus (CORPUS=$(CORPUS))"
 	@echo "make bench      run the benchmarks (prints figures)"
+	@echo "make fuzz       fuzz every decoder with atheris (FUZZ_RUNS inputs or FUZZ_SECONDS each; prints coverage)"
 	@echo "make proto      regenerate the pprof protobuf module from its .proto"
 
 $(VENV)/.installed: pyproject.toml
@@ -86,6 +87,21 @@ bench: venv
 	bash benchmarks/make_profiles.sh
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_analyze_vs_pprof.py
+
+# Coverage-guided fuzzing of each decoder (tests/fuzz/fuzz.py), seeded with the real test data. Each target
+# runs FUZZ_RUNS inputs or FUZZ_SECONDS, whichever ends first, keeping its corpus in build/fuzz/<target>;
+# a crash input lands in tests/fuzz/crashes/<target>/ (commit it with the fix: CI replays it).
+FUZZ_RUNS ?= 1000000
+FUZZ_SECONDS ?= 180
+FUZZ_TARGETS ?= pprof goroutine_text otlp_proto otlp_json push ingest_name
+fuzz: venv
+	$(PY) -m pip install --quiet -e '.[fuzz]'
+	@mkdir -p build/fuzz; for t in $(FUZZ_TARGETS); do \
+	  $(PY) tests/fuzz/fuzz.py $$t --runs $(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) > build/fuzz/$$t.log 2>&1; \
+	  status=$$?; \
+	  echo "$$t: $$(grep -E '^#[0-9]+[[:space:]]+DONE' build/fuzz/$$t.log | tail -1)"; \
+	  if [ $$status -ne 0 ]; then tail -40 build/fuzz/$$t.log; echo "$$t: crash kept in tests/fuzz/crashes/$$t/"; exit $$status; fi; \
+	done
 
 clean:
 	rm -rf $(VENV) $(CLIENT_VENVS) build dist .pytest_cache .mypy_cache .ruff_cache benchmarks/out otel-leakproc-state
