@@ -59,7 +59,7 @@ def test_hostile_names_are_capped_counted_and_memory_stays_bounded(tmp_path: Pat
     assert len(raw) < 8 * 1024 * 1024, len(raw)
     names = [n for n in strings(json.loads(raw)) if re.match(r"main\.[hg]\d+_", n)]
     assert names, "the hostile names are in the snapshot"
-    assert all(len(n) <= 1024 and n.endswith(TRUNCATION_MARK) for n in names), max(map(len, names))
+    assert all(len(n) <= 512 and n.endswith(TRUNCATION_MARK) for n in names), max(map(len, names))
 
 
 def strings(node: object) -> list[str]:

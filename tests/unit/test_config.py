@@ -130,7 +130,7 @@ EXPECTED_FULL = Settings(
         max_strings=8000,
         top_sites=16,
         top_groups=4096,
-        max_name_chars=512,
+        max_name_chars=300,
         max_label_chars=128,
     ),
     processor=ProcessorConfig(

@@ -5,7 +5,7 @@ is: a 58 KB gzipped profile can name 64 functions with 900,000 characters each. 
 produced, `cap_upload` cuts each name, label and identity string to its cap before the result leaves the
 decoder worker, so a series' memory is bounded by the configured caps whatever the input.
 
-A cut string keeps its first `cap - 1` characters and ends with `TRUNCATION_MARK`, so a human sees it was
+A cut string keeps its first `cap - 3` characters and ends with `TRUNCATION_MARK` ("..."), so a human sees it was
 cut. Two sites (or goroutine groups) whose names become equal once cut are merged (values summed), never
 silently overwritten. Every cut is counted by field (`otel_leakproc_values_truncated_total{field}`).
 
@@ -26,7 +26,9 @@ from otel_leakproc.model import GoroutineGroup, ProfileSummary, SiteValue
 if TYPE_CHECKING:  # only types: the config imports this module, and must not pull in the decoders
     from otel_leakproc.receiver.uploads import DecodedProfile, UploadResult
 
-TRUNCATION_MARK = "…"
+# ASCII on purpose: one non-Latin-1 character would make CPython store the whole name at 2 bytes per
+# character, doubling what a cut name costs.
+TRUNCATION_MARK = "..."
 
 # The closed set of `field` label values of otel_leakproc_values_truncated_total.
 FIELDS = ("function", "file", "goroutine_state", "service", "instance", "label_key", "label_value")
@@ -41,7 +43,7 @@ class ValueCaps:
         max_label_chars: service, instance, label and resource keys and values, goroutine wait states.
     """
 
-    max_name_chars: int = 1024
+    max_name_chars: int = 512
     max_label_chars: int = 256
 
 
@@ -56,7 +58,7 @@ class _Cutter:
         if len(value) <= limit:
             return value
         self.counts[field] += 1
-        return value[: max(0, limit - 1)] + TRUNCATION_MARK
+        return value[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
 
     def name(self, value: str, field: str = "function") -> str:
         return self.cut(value, field, self.caps.max_name_chars)
