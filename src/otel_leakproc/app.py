@@ -95,6 +95,7 @@ class Service:
         # otel_leakproc_state_writable; a future journal or Redis store reports to the same signal.
         self.state_health = StoreHealth("state")
         self.telemetry.state_writable.set_function(lambda: 1.0 if self.state_health.ok else 0.0)
+        self.telemetry.ready.set_function(lambda: 1.0 if self.is_ready() else 0.0)
         self.core = IngestCore(
             settings.server,
             settings.ingest,
@@ -121,6 +122,7 @@ class Service:
         self._stopped = asyncio.Event()
         self._saved_generation = -1
         self._final_saved = True
+        self._grpc_serving = True
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -156,7 +158,6 @@ class Service:
         if self.scrape is not None:
             await self.scrape.start()
         self._ready = True
-        self.telemetry.ready.set(1)
         scheme = "https" if server.http.tls.enabled else "http"
         host = server.http.address.rpartition(":")[0]
         log.info(
@@ -188,7 +189,6 @@ class Service:
             return self._final_saved
         deadline = time.monotonic() + self.settings.server.shutdown_timeout_seconds
         self._ready = False
-        self.telemetry.ready.set(0)
         if self._grpc_receiver is not None:
             await self._grpc_receiver.set_serving(False)
         if self.scrape is not None:
@@ -263,11 +263,22 @@ class Service:
         except OSError as exc:
             self.telemetry.snapshot_failures.inc()
             self.state_health.failed(f"cannot write {self.store.describe()}: {exc.strerror or exc}")
+            await self._sync_grpc_health()
             return False
         self._saved_generation = generation
         self.telemetry.snapshot_last_success.set(time.time())
         self.state_health.succeeded()
+        await self._sync_grpc_health()
         return True
+
+    async def _sync_grpc_health(self) -> None:
+        """gRPC health follows readiness: NOT_SERVING while state cannot be written, SERVING again after."""
+        if self._grpc_receiver is None or not self._ready:
+            return
+        serving = self.state_health.ok
+        if serving != self._grpc_serving:
+            self._grpc_serving = serving
+            await self._grpc_receiver.set_serving(serving)
 
     async def _snapshot_loop(self) -> None:
         interval = self.settings.state.snapshot_interval_seconds

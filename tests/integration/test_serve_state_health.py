@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from serve_support import STEADY_LEAK, ServeProcess, http, metric
 
 PROFILES = sorted(STEADY_LEAK.glob("*.pb.gz"))
@@ -26,6 +28,12 @@ def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.1)
+
+
+def grpc_health(port: int) -> int:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    return int(reply.status)
 
 
 def break_folder(state: Path) -> Path:
@@ -55,6 +63,8 @@ def test_unwritable_state_makes_readyz_false_uploads_503_and_recovers(tmp_path: 
         assert refused.json()["code"] == "unavailable"
         assert int(refused.headers["retry-after"]) >= 1
         assert metric(proc.url, "otel_leakproc_state_writable") == 0
+        assert metric(proc.url, "otel_leakproc_ready") == 0
+        assert grpc_health(proc.grpc_port) == health_pb2.HealthCheckResponse.NOT_SERVING
         assert metric(proc.url, "otel_leakproc_snapshot_failures_total") >= 1
         assert metric(proc.url, "otel_leakproc_profiles_rejected_total", reason="state_unavailable") == 1
 
@@ -63,6 +73,8 @@ def test_unwritable_state_makes_readyz_false_uploads_503_and_recovers(tmp_path: 
         aside.rename(state)
         wait_for(lambda: http("GET", f"{proc.url}/readyz").status == 200)
         assert metric(proc.url, "otel_leakproc_state_writable") == 1
+        assert metric(proc.url, "otel_leakproc_ready") == 1
+        assert grpc_health(proc.grpc_port) == health_pb2.HealthCheckResponse.SERVING
         assert upload(proc.url, 2) == 200
         assert proc.signal(signal.SIGTERM) == 0
         assert "stopped: 1 series saved" in proc.stderr.read_text()
