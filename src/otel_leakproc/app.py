@@ -94,8 +94,6 @@ class Service:
         # Whether the state store can keep what is accepted: read by /readyz, the ingest core (503) and
         # otel_leakproc_state_writable; a future journal or Redis store reports to the same signal.
         self.state_health = StoreHealth("state")
-        self.telemetry.state_writable.set_function(lambda: 1.0 if self.state_health.ok else 0.0)
-        self.telemetry.ready.set_function(lambda: 1.0 if self.is_ready() else 0.0)
         self.core = IngestCore(
             settings.server,
             settings.ingest,
@@ -123,6 +121,8 @@ class Service:
         self._saved_generation = -1
         self._final_saved = True
         self._grpc_serving = True
+        self.telemetry.state_writable.set_function(lambda: 1.0 if self.state_health.ok else 0.0)
+        self.telemetry.ready.set_function(lambda: 1.0 if self.is_ready() else 0.0)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
