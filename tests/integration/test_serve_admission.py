@@ -73,3 +73,24 @@ def test_slow_large_bodies_are_admitted_before_reading_and_memory_follows_the_bu
     growth = peak - idle
     print(f"idle {idle} KiB, peak {peak} KiB, growth {growth} KiB, statuses {sorted(statuses)}")
     assert growth < GROWTH_BOUND_KIB, f"grew {growth} KiB"
+
+
+def test_a_client_that_disconnects_mid_body_gives_its_admission_back(tmp_path: Path) -> None:
+    config = {"state": {"dir": ""}, "ingest": {"workers": 1, "queue_size": 2, "max_bytes_in_flight": BUDGET}}
+    proc = ServeProcess(config, tmp_path)
+    proc.start()
+    try:
+        body = padded_heap_profile(BODY_BYTES)
+        for _ in range(4):  # more than the queue and the budget hold at once
+            with socket.create_connection(("127.0.0.1", proc.http_port), timeout=10) as sock:
+                head = f"POST /ingest?name=gone&format=pprof HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+                sock.sendall(head.encode() + body[: 1024 * 1024])
+                time.sleep(0.2)  # admitted and reading
+        deadline = time.monotonic() + 10
+        while metric(proc.url, "otel_leakproc_queue_depth") != 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert metric(proc.url, "otel_leakproc_queue_depth") == 0
+        assert slow_upload(proc.http_port, body, pause=0) == 200
+        assert slow_upload(proc.http_port, body, pause=0) == 200
+    finally:
+        proc.kill()
