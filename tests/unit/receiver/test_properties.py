@@ -1,14 +1,18 @@
-"""Property tests (hypothesis): the `/ingest` label parser and the string caps hold for any input."""
+"""Property tests (hypothesis): the `/ingest` label parser, the string caps and the series codec (detector
+state through JSON and back) hold for any input."""
 
 from __future__ import annotations
 
+import json
 import string
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from otel_leakproc.errors import InvalidProfileError
-from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SiteValue
+from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, SiteValue
+from otel_leakproc.processor.config import ProcessorConfig
+from otel_leakproc.processor.detector import SeriesDetector
 from otel_leakproc.receiver.labels import RESERVED_KEYS, parse_label_set
 from otel_leakproc.receiver.uploads import DecodedProfile, UploadResult
 from otel_leakproc.receiver.value_caps import TRUNCATION_MARK, ValueCaps, cap_upload
@@ -96,3 +100,49 @@ def test_caps_bound_every_string_and_keep_every_amount(
     assert sum(cuts.values()) == 0 or capped is not result
     if not cuts:
         assert capped is result
+
+
+# -- the series codec: a detector's state survives JSON and restore, whatever profiles it was fed -------
+
+KINDS = st.sampled_from([ProfileKind.HEAP, ProfileKind.GOROUTINE, ProfileKind.MUTEX])
+NAMES = st.sampled_from([f"main.f{i}" for i in range(12)] + ["runtime.gopark", "sync.(*Mutex).Lock", "é…\x00"])
+
+
+@st.composite
+def profile_stream(draw: st.DrawFn) -> tuple[ProfileKind, list[ProfileSummary]]:
+    kind = draw(KINDS)
+    steps = draw(st.lists(st.integers(1, 3600), min_size=1, max_size=40))
+    summaries = []
+    now = 1_790_000_000_000_000_000
+    for step in steps:
+        now += step * 1_000_000_000
+        sites = draw(st.dictionaries(NAMES, st.floats(0, 1e10), max_size=6))
+        if kind is ProfileKind.GOROUTINE:
+            groups = tuple(
+                GoroutineGroup("chan receive", "runtime.gopark", name, "m.go", 1, "", int(value) % 1000 + 1)
+                for name, value in sites.items()
+            )
+            total = float(sum(g.count for g in groups))
+            summaries.append(ProfileSummary(kind, now, total, total_count=total, groups=groups))
+        else:
+            site_values = tuple(SiteValue(name, "f.go", 1, value, 1.0) for name, value in sites.items())
+            cumulative = float(len(summaries)) if kind is ProfileKind.MUTEX else None
+            total = sum(s.value for s in site_values)
+            summaries.append(ProfileSummary(kind, now, total, sites=site_values, cumulative=cumulative))
+    return kind, summaries
+
+
+@settings(max_examples=60, deadline=None)
+@given(profile_stream())
+def test_detector_state_round_trips_through_json(stream: tuple[ProfileKind, list[ProfileSummary]]) -> None:
+    kind, summaries = stream
+    key = SeriesKey("t", "svc", "", kind)
+    config = ProcessorConfig()
+    detector = SeriesDetector(key, config)
+    for summary in summaries:
+        detector.update(summary)
+    state = json.loads(json.dumps(detector.to_state(), allow_nan=False))
+    restored = SeriesDetector.from_state(key, config, state)
+    assert restored.to_state() == detector.to_state()
+    assert restored.report() == detector.report()
+    assert restored.timeline() == detector.timeline()
