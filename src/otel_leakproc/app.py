@@ -170,6 +170,12 @@ class Service:
             self.store.describe(),
         )
 
+    def close_unstarted(self) -> None:
+        """Release what the constructor started (exporter threads) when `start()` refused to run."""
+        self.pipeline.shutdown(1.0)
+        if self.self_telemetry is not None:
+            self.self_telemetry.shutdown(1.0)
+
     def is_ready(self) -> bool:
         return self._ready and self.state_health.ok
 
@@ -338,6 +344,7 @@ async def run(settings: Settings) -> int:
         await service.start()
     except StateUnusableError as exc:
         log.error("cannot start: %s", exc)
+        service.close_unstarted()
         return 1
     except OSError as exc:
         log.error("cannot start: %s", exc)
