@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CORPUS ?= ../shared/corpus
 EXAMPLE ?= tests/testdata/corpus/steady_leak
 
-.PHONY: help venv run demo analyze test test-deps lint typecheck check proto evaluate bench fuzz client-venvs clean
+.PHONY: help venv run demo analyze test test-deps lint typecheck check proto evaluate bench fuzz soak client-venvs clean
 
 help:
 	@echo "make run        start the service on embedded defaults (HTTP :4040, gRPC :4317, console output)"
@@ -15,6 +15,7 @@ help:
 	@echo "make check      lint + type check + tests (what CI runs)"
 	@echo "make evaluate   score the detectors on a labelled corpus (CORPUS=$(CORPUS))"
 	@echo "make bench      run the benchmarks (prints figures)"
+	@echo "make soak       30 minutes of mixed uploads from many tenants, collector stopped for 10 (prints RSS, events)"
 	@echo "make fuzz       fuzz every decoder with atheris (FUZZ_RUNS inputs or FUZZ_SECONDS each; prints coverage)"
 	@echo "make proto      regenerate the pprof protobuf module from its .proto"
 
@@ -87,6 +88,12 @@ bench: venv
 	bash benchmarks/make_profiles.sh
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_analyze_vs_pprof.py
+
+# A soak run (benchmarks/soak.py): memory flat after warm-up, every event delivered once across a collector
+# outage, every non-200 by reason. SOAK_ARGS="--minutes 3 --outage-minutes 1" for a short run.
+SOAK_ARGS ?=
+soak: venv
+	$(PY) benchmarks/soak.py $(SOAK_ARGS)
 
 # Coverage-guided fuzzing of each decoder (tests/fuzz/fuzz.py), seeded with the real test data. Each target
 # runs FUZZ_RUNS inputs or FUZZ_SECONDS, whichever ends first, keeping its corpus in build/fuzz/<target>;
