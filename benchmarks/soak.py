@@ -115,6 +115,15 @@ def main() -> int:
     }
     serve = ServeProcess(config, work)
     serve.start()
+    try:
+        return soak(args, serve, rotel, receiver)
+    finally:
+        serve.kill()  # only if still running (a failed run)
+        rotel.stop()
+        receiver.stop()
+
+
+def soak(args: argparse.Namespace, serve: ServeProcess, rotel: Rotel, receiver: RecordingReceiver) -> int:
     assert serve.proc is not None
     load = Load(serve.url, args.tenants, args.rate, args.invalid)
     threads = [threading.Thread(target=load.run, args=(t,), daemon=True) for t in load.tenants]
@@ -125,21 +134,22 @@ def main() -> int:
     outage_from = (total - args.outage_minutes * 60) / 2
     outage_to = outage_from + args.outage_minutes * 60
     collector_up = True
+    outage_done = False
     window = f"{outage_from:.0f}-{outage_to:.0f} s"
     print(f"soak: {args.minutes} min, {args.tenants} tenants, {args.rate}/s, collector down {window}")
     print(f"{'t (s)':>7} {'RSS MiB':>8} {'uploads':>8} {'spooled':>8}  collector")
     next_line = 0.0
     while (elapsed := time.monotonic() - start) < total:
-        if collector_up and elapsed >= outage_from:
+        if collector_up and not outage_done and elapsed >= outage_from:
             rotel.stop()
             collector_up = False
         elif not collector_up and elapsed >= outage_to:
             rotel.start()
-            collector_up = True
+            collector_up, outage_done = True, True
         if elapsed >= next_line:
             rss = status_kib(serve.proc.pid, "VmRSS") / 1024
             spooled = metric(serve.url, "otel_leakproc_events_spooled")
-            print(f"{elapsed:7.0f} {rss:8.1f} {load.sent:8d} {spooled:8.0f}  {'up' if collector_up else 'DOWN'}")
+            print(f"{elapsed:7.0f} {rss:8.1f} {load.sent:8d} {spooled:8.0f}  {'up' if collector_up else 'DOWN'}", flush=True)
             next_line += args.every
         time.sleep(0.5)
     load.stop.set()
