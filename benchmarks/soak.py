@@ -149,7 +149,8 @@ def soak(args: argparse.Namespace, serve: ServeProcess, rotel: Rotel, receiver: 
         if elapsed >= next_line:
             rss = status_kib(serve.proc.pid, "VmRSS") / 1024
             spooled = metric(serve.url, "otel_leakproc_events_spooled")
-            print(f"{elapsed:7.0f} {rss:8.1f} {load.sent:8d} {spooled:8.0f}  {'up' if collector_up else 'DOWN'}", flush=True)
+            state = "up" if collector_up else "DOWN"
+            print(f"{elapsed:7.0f} {rss:8.1f} {load.sent:8d} {spooled:8.0f}  {state}", flush=True)
             next_line += args.every
         time.sleep(0.5)
     load.stop.set()
