@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CORPUS ?= ../shared/corpus
 EXAMPLE ?= tests/testdata/corpus/steady_leak
 
-.PHONY: help venv run demo demo-incident analyze test test-deps lint typecheck check proto evaluate bench client-venvs clean series
+.PHONY: help venv run demo demo-incident analyze test test-deps lint typecheck check proto evaluate bench fuzz soak client-venvs clean series
 
 help:
 	@echo "make run        start the service on embedded defaults (HTTP :4040, gRPC :4317, console output)"
@@ -17,6 +17,8 @@ help:
 	@echo "make evaluate   score the detectors on a labelled corpus (CORPUS=$(CORPUS))"
 	@echo "make series     regenerate the labelled Go series in tests/testdata/series (about 10 min; SERIES_ONLY=a,b)"
 	@echo "make bench      run the benchmarks (prints figures)"
+	@echo "make soak       30 minutes of mixed uploads from many tenants, collector stopped for 10 (prints RSS, events)"
+	@echo "make fuzz       fuzz every decoder with atheris (FUZZ_RUNS inputs or FUZZ_SECONDS each; prints coverage)"
 	@echo "make proto      regenerate the pprof protobuf module from its .proto"
 
 $(VENV)/.installed: pyproject.toml
@@ -112,6 +114,27 @@ bench: venv
 		$(PY) benchmarks/bench_serve_wrk.py --kind small && \
 		$(PY) benchmarks/bench_serve_wrk.py --kind large --connections 8; \
 	else echo "wrk not installed (apt-get install wrk): serve throughput skipped"; fi
+
+# A soak run (benchmarks/soak.py): memory flat after warm-up, every event delivered once across a collector
+# outage, every non-200 by reason. SOAK_ARGS="--minutes 3 --outage-minutes 1" for a short run.
+SOAK_ARGS ?=
+soak: venv
+	$(PY) benchmarks/soak.py $(SOAK_ARGS)
+
+# Coverage-guided fuzzing of each decoder (tests/fuzz/fuzz.py), seeded with the real test data. Each target
+# runs FUZZ_RUNS inputs or FUZZ_SECONDS, whichever ends first, keeping its corpus in build/fuzz/<target>;
+# a crash input lands in tests/fuzz/crashes/<target>/ (commit it with the fix: CI replays it).
+FUZZ_RUNS ?= 1000000
+FUZZ_SECONDS ?= 180
+FUZZ_TARGETS ?= pprof goroutine_text otlp_proto otlp_json push ingest_name
+fuzz: venv
+	$(PY) -m pip install --quiet -e '.[fuzz]'
+	@mkdir -p build/fuzz; for t in $(FUZZ_TARGETS); do \
+	  $(PY) tests/fuzz/fuzz.py $$t --runs $(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) > build/fuzz/$$t.log 2>&1; \
+	  status=$$?; \
+	  echo "$$t: $$(grep -E '^#[0-9]+[[:space:]]+DONE' build/fuzz/$$t.log | tail -1)"; \
+	  if [ $$status -ne 0 ]; then tail -40 build/fuzz/$$t.log; echo "$$t: crash kept in tests/fuzz/crashes/$$t/"; exit $$status; fi; \
+	done
 
 clean:
 	rm -rf $(VENV) $(CLIENT_VENVS) build dist .pytest_cache .mypy_cache .ruff_cache benchmarks/out otel-leakproc-state

@@ -74,7 +74,7 @@ class Serve:
                         "grpc": {"address": f"127.0.0.1:{free_port()}"},
                     },
                     "ingest": {"workers": workers, "queue_size": 256},
-                    "state": {"dir": state_dir, "max_series": 20000},
+                    "state": {"dir": state_dir, "max_series": 20000, "max_series_per_tenant": 20000},
                     "export": {"console": False, "otlp": {"endpoint": ""}},
                 }
             )

@@ -30,14 +30,15 @@ from otel_leakproc.exporter.self_telemetry import build_self_telemetry
 from otel_leakproc.model import SeriesKey, Status
 from otel_leakproc.pipeline import Pipeline
 from otel_leakproc.processor.state import SeriesTable, StateError, TrackedSeries
-from otel_leakproc.receiver.auth import AuthError, visible_tenants
+from otel_leakproc.receiver.auth import visible_tenants
 from otel_leakproc.receiver.grpc_server import GrpcReceiver, bind
-from otel_leakproc.receiver.http_server import HttpReceiver, error_response, start_http_server
+from otel_leakproc.receiver.http_server import HttpReceiver, start_http_server
 from otel_leakproc.receiver.ingest import IngestCore, worker_count
 from otel_leakproc.receiver.scrape.manager import ScrapeManager
 from otel_leakproc.report import series_to_json
 from otel_leakproc.state.codec import CodecError
-from otel_leakproc.state.journal import CHECKPOINT_FILE, FileStore
+from otel_leakproc.state.health import StateUnusableError
+from otel_leakproc.state.journal import CHECKPOINT_FILE, FileStore, check_usable
 from otel_leakproc.state.legacy import legacy_snapshot, restore_legacy, retire
 from otel_leakproc.state.persist import SLICE_SECONDS, StatePersistence
 from otel_leakproc.state.store import MemoryStore, SeriesStore
@@ -78,7 +79,7 @@ class Service:
     ) -> None:
         self.settings = settings
         self.telemetry = Telemetry()
-        self.table = SeriesTable(settings.processor, settings.state.max_series)
+        self.table = SeriesTable(settings.processor, settings.state.max_series, settings.state.max_series_per_tenant)
         cluster_store = None
         if store is None:
             state = settings.state
@@ -104,6 +105,9 @@ class Service:
             settings.decode.to_limits(),
             self.pipeline.accept if self.cluster is None else self.cluster.accept,
             self.telemetry,
+            settings.decode.to_caps(),
+            # Uploads are refused (503) before they are decoded while the store cannot keep them.
+            self.store.health,
         )
         self.scrape: ScrapeManager | None = None
         if settings.scrape.enabled:
@@ -126,6 +130,10 @@ class Service:
             registry=self.telemetry.registry,
         )
         self._stopped = asyncio.Event()
+        self._final_saved = True
+        self._grpc_serving = True
+        self.telemetry.state_writable.set_function(lambda: 1.0 if self.store.health.ok else 0.0)
+        self.telemetry.ready.set_function(lambda: 1.0 if self.is_ready() else 0.0)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -136,10 +144,14 @@ class Service:
             self.core,
             self._series_api,
             self.telemetry.render,
-            lambda: self._ready and self.store.health.ok,
+            self.is_ready,
             static_dir=str(web_assets.static_dir()),
-            not_ready_reason=lambda: self.store.health.reason,
+            not_ready_reason=self.not_ready_reason,
         )
+        # A state folder that cannot be used is a reason not to start at all (StateUnusableError): accepting
+        # uploads that could never be kept would be worse.
+        if isinstance(self.store, FileStore):
+            await asyncio.to_thread(check_usable, self.store.directory)
         # HTTP first: /livez answers while a large snapshot is restored (tens of seconds at 10,000 series),
         # /readyz says 503 and uploads are refused with Retry-After until everything below is up.
         self._runner, self.http_port = await start_http_server(
@@ -170,7 +182,6 @@ class Service:
         if self.scrape is not None:
             await self.scrape.start()
         self._ready = True
-        self.telemetry.ready.set(1)
         scheme = "https" if server.http.tls.enabled else "http"
         host = server.http.address.rpartition(":")[0]
         log.info(
@@ -183,13 +194,31 @@ class Service:
             self.store.describe(),
         )
 
-    async def stop(self) -> None:
-        """Graceful shutdown within `server.shutdown_timeout_seconds` (see the module docstring)."""
+    def close_unstarted(self) -> None:
+        """Release what the constructor started (exporter threads) when `start()` refused to run."""
+        self.pipeline.shutdown(1.0)
+        if self.self_telemetry is not None:
+            self.self_telemetry.shutdown(1.0)
+
+    def is_ready(self) -> bool:
+        return self._ready and self.store.health.ok
+
+    def not_ready_reason(self) -> str:
+        if not self._ready:
+            return "starting or shutting down"
+        return self.store.health.reason
+
+    async def stop(self) -> bool:
+        """Graceful shutdown within `server.shutdown_timeout_seconds` (see the module docstring).
+
+        Returns:
+            False when the final snapshot could not be written (what was accepted since the last good
+            snapshot is lost; the log says so), True otherwise.
+        """
         if self._stopped.is_set():
-            return
+            return self._final_saved
         deadline = time.monotonic() + self.settings.server.shutdown_timeout_seconds
         self._ready = False
-        self.telemetry.ready.set(0)
         if self._grpc_receiver is not None:
             await self._grpc_receiver.set_serving(False)
         if self.scrape is not None:
@@ -210,12 +239,23 @@ class Service:
         if self.cluster is not None:
             await self.cluster.stop()  # hands its partitions over at once
         self.store.close()  # everything accepted is in the journal already; this makes it durable
+        self._final_saved = self.store.health.ok
         self.pipeline.shutdown(max(0.5, deadline - time.monotonic()))
         if self.self_telemetry is not None:  # last, so its final export holds the final counts
             self.self_telemetry.shutdown(max(0.5, deadline - time.monotonic()))
         self.core.close()
         self._stopped.set()
-        log.info("stopped: %d series kept in %s", len(self.table), self.store.describe())
+        if self._final_saved:
+            log.info("stopped: %d series kept in %s", len(self.table), self.store.describe())
+        else:
+            log.error(
+                "stopped: the state could NOT be made durable in %s (%s); what was accepted since the last "
+                "successful write may be lost (%d series in memory)",
+                self.store.describe(),
+                self.store.health.reason,
+                len(self.table),
+            )
+        return self._final_saved
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -266,12 +306,22 @@ class Service:
         if await self.persistence.compact():
             log.info("state: the old snapshot is migrated; it was renamed %s", retire(path))
 
+    async def _sync_grpc_health(self) -> None:
+        """gRPC health follows readiness: NOT_SERVING while state cannot be written, SERVING again after."""
+        if self._grpc_receiver is None or not self._ready:
+            return
+        serving = self.store.health.ok
+        if serving != self._grpc_serving:
+            self._grpc_serving = serving
+            await self._grpc_receiver.set_serving(serving)
+
     async def _checkpoint_loop(self) -> None:
         state = self.settings.state
         took = 0.0
         last = time.monotonic()
         while True:
             await asyncio.sleep(1.0)
+            await self._sync_grpc_health()
             due = time.monotonic() - last >= max(state.snapshot_interval_seconds, took)
             if not due and self.persistence.journal_bytes_since_compaction < state.journal_max_bytes:
                 continue
@@ -306,14 +356,8 @@ class Service:
     # -- API ------------------------------------------------------------------------------------
 
     async def _series_api(self, request: web.Request) -> dict[str, Any]:
-        try:
-            tenants = visible_tenants(self.settings.server.auth, request.headers.get("Authorization"))
-        except AuthError as exc:
-            raise web.HTTPUnauthorized(
-                text=error_response(401, "unauthenticated", str(exc)).text,
-                content_type="application/json",
-                headers={"WWW-Authenticate": 'Basic realm="otel-leakproc"'},
-            ) from None
+        # AuthError becomes 401 `unauthenticated` with WWW-Authenticate in the HTTP server's error middleware.
+        tenants = visible_tenants(self.settings.server.auth, request.headers.get("Authorization"))
         query = request.query
         want_timeline = query.get("timeline", "1") not in ("0", "false")
         if self.cluster is not None:
@@ -383,11 +427,14 @@ async def run(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await service.start()
+    except StateUnusableError as exc:
+        log.error("cannot start: %s", exc)
+        service.close_unstarted()
+        return 1
     except OSError as exc:
         log.error("cannot start: %s", exc)
         await service.stop()
         return 1
     await stop.wait()
     log.info("shutting down (signal received)")
-    await service.stop()
-    return 0
+    return 0 if await service.stop() else 1

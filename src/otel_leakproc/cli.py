@@ -132,10 +132,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     from otel_leakproc.app import run  # noqa: PLC0415
     from otel_leakproc.config import load_settings  # noqa: PLC0415
+    from otel_leakproc.printable import EscapingFormatter  # noqa: PLC0415
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    # Messages name services, tenants and functions that clients chose: control characters are escaped.
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     settings = load_settings(args.config)
     server = settings.server
     if args.http_address:

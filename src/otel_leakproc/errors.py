@@ -4,6 +4,8 @@
 - `InvalidProfileError`: an upload or file that cannot be decoded (HTTP 400 / INVALID_ARGUMENT).
   `PayloadTooLargeError` is the subclass for size bounds (HTTP 413), including gzip bombs.
 - `RefusedError`: overload (HTTP 429 / RESOURCE_EXHAUSTED).
+  `UnavailableError` is the subclass for "cannot keep it now" (the state store is failing): HTTP 503 /
+  UNAVAILABLE, with Retry-After like any refusal.
 
 Each profile error carries a `reason` from the closed `RejectReason` set, so rejections can be counted
 by reason without parsing messages.
@@ -71,3 +73,10 @@ class RefusedError(LeakprocError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (RefusedError, (str(self), self.retry_after))
+
+
+class UnavailableError(RefusedError):
+    """The service cannot keep an upload right now (its state cannot be written): retry later (503)."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (UnavailableError, (str(self), self.retry_after))

@@ -54,6 +54,7 @@ class Pipeline:
                 if self.persistence is not None:
                     self.persistence.forget(evicted)
                 self._each("forget", lambda e, k=evicted: e.forget(k))
+                self.telemetry.tenant_series_evicted.labels(self.telemetry.tenant_label(evicted.tenant)).inc()
             self.telemetry.series_evicted.inc(len(update.evicted))
             self._each("on_report", lambda e, s=update.series: e.on_report(s.report, s.resource))
             if update.event is not None:

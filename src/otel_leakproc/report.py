@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from otel_leakproc.model import FixSide, FixVerification, Grower, ProfileKind, SeriesReport
+from otel_leakproc.printable import printable
 
 if TYPE_CHECKING:
     from otel_leakproc.analyze import AnalyzeRun
@@ -180,4 +181,5 @@ def render_table(rows: list[tuple[SeriesReport, str]]) -> str:
             state = f" [{g.state}]" if g.state else ""
             rate = ("+" if g.growth_per_hour > 0 else "") + human(g.growth_per_hour, key.kind)
             lines.append(f"    {rate:>11}/h {g.share * 100:5.1f}%  {g.function}{state}  {where}")
-    return "\n".join(lines)
+    # Names come from the profiles: escape control characters so each line stays one line, as read.
+    return "\n".join(printable(line) for line in lines)

@@ -82,7 +82,8 @@ class Telemetry:
         )
         self.refused = Counter(
             "otel_leakproc_queue_refused",
-            "Uploads refused with 429 / RESOURCE_EXHAUSTED because the decode queue was full.",
+            "Uploads refused with 429 / RESOURCE_EXHAUSTED because the decode queue was full, or the tenant "
+            "already held its share of it (ingest.max_queue_share_per_tenant).",
             registry=r,
         )
         self.queue_depth = Gauge(
@@ -95,9 +96,22 @@ class Telemetry:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=r,
         )
+        self.truncated = Counter(
+            "otel_leakproc_values_truncated",
+            "Strings cut to their cap (decode.max_name_chars, decode.max_label_chars) before entering state, "
+            "by field (function, file, goroutine_state, service, instance, label_key, label_value).",
+            ["field"],
+            registry=r,
+        )
         self.series_evicted = Counter(
             "otel_leakproc_series_evicted",
-            "Series dropped because state.max_series was reached (least recently updated first).",
+            "Series dropped at state.max_series or state.max_series_per_tenant (least recently updated first).",
+            registry=r,
+        )
+        self.tenant_series_evicted = Counter(
+            "otel_leakproc_tenant_series_evicted",
+            "Series dropped, by the tenant that held them (tenant label capped like profiles_received).",
+            ["tenant"],
             registry=r,
         )
         # otel_leakproc_series_tracked and _series_flagged{kind} are derived from the table at collection
@@ -108,6 +122,11 @@ class Telemetry:
         self.snapshot_last_success = Gauge(
             "otel_leakproc_snapshot_last_success_timestamp_seconds",
             "Unix time of the last state snapshot written.",
+            registry=r,
+        )
+        self.state_writable = Gauge(
+            "otel_leakproc_state_writable",
+            "1 while the state store can be written; 0 while it cannot (uploads are then refused with 503).",
             registry=r,
         )
         self.ready = Gauge("otel_leakproc_ready", "1 while the service accepts uploads.", registry=r)

@@ -415,6 +415,16 @@ def test_collector_scenario(chart: Any) -> None:
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service_labels.items()
 
 
+def test_service_monitor_scrapes_own_metrics_with_credentials_when_auth_is_on(chart: Any) -> None:
+    # With config.server.auth on, the service's /metrics answers 401 without a credential that sees all tenants.
+    values = scenario_values("tls-auth")
+    authorization = {"type": "Bearer", "credentials": {"name": "leakproc-scrape", "key": "token"}}
+    values["serviceMonitor"] = {"enabled": True, "authorization": authorization}
+    endpoints = one(render(chart, values), "ServiceMonitor")["spec"]["endpoints"]
+    assert [e.get("authorization") for e in endpoints if e["port"] == "http"] == [authorization]
+    assert all("authorization" not in e for e in endpoints if e["port"] != "http")
+
+
 def test_prometheus_rule_equals_config_alerts(chart: Any) -> None:
     assert ALERT_FILES, "config/alerts/*.yml: the shipped rules are missing"
     docs = render(chart, {"prometheusRule": {"enabled": True, "labels": {"release": "prom"}}})

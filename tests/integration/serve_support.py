@@ -168,9 +168,11 @@ def series(url: str, **params: str) -> list[dict[str, Any]]:
     return result
 
 
-def metric(url: str, name: str, **labels: str) -> float:
-    """The value of one sample on /metrics (0 when absent)."""
-    text = http("GET", f"{url}/metrics").body.decode()
+def metric(url: str, name: str, headers: Mapping[str, str] | None = None, **labels: str) -> float:
+    """The value of one sample on /metrics (0 when absent); `headers` carry credentials when auth is on."""
+    reply = http("GET", f"{url}/metrics", headers=headers)
+    assert reply.status == 200, reply.body
+    text = reply.body.decode()
     want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     for line in text.splitlines():
         if line.startswith("#"):
@@ -243,6 +245,29 @@ class ServeProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+@contextmanager
+def small_disk(where: Path, size: str = "512k") -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `where` (root: CI and these sessions run as root), for full-disk tests."""
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill_disk(disk: Path) -> Path:
+    """Take every remaining byte of `disk` with one file; returns it (unlink it to give the space back)."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    return filler
 
 
 @contextmanager

@@ -24,6 +24,7 @@ OWN_METRICS = {
     "otel_leakproc_export_failures_total",
     "otel_leakproc_events_dropped_total",
     "otel_leakproc_series_tracked",
+    "otel_leakproc_state_writable",
 }
 
 

@@ -45,7 +45,12 @@ def push_request(service: str, name: str = "memory", raw: bytes = HEAP) -> push_
 
 @pytest.fixture(scope="module")
 def svc() -> Iterator[RunningService]:
-    auth = {"credentials": [{"tenant": "acme", "token": "tok", "allowed_tenants": ["acme-dev"]}]}
+    auth = {
+        "credentials": [
+            {"tenant": "acme", "token": "tok", "allowed_tenants": ["acme-dev"]},
+            {"tenant": "ops", "token": "scraper", "allowed_tenants": ["*"]},  # reads /metrics
+        ]
+    }
     with running_service(make_settings("", server={"auth": auth})) as running:
         yield running
 
@@ -111,7 +116,8 @@ def test_errors_are_grpc_statuses_with_the_http_messages(svc: RunningService) ->
         with pytest.raises(grpc.RpcError) as truncated:
             raw(b"\x0a\xff\xff\x01", metadata=AUTH, timeout=10)
         assert truncated.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert metric(svc.url, "otel_leakproc_profiles_rejected_total", reason="unauthenticated") >= 1
+    scraper = {"Authorization": "Bearer scraper"}
+    assert metric(svc.url, "otel_leakproc_profiles_rejected_total", headers=scraper, reason="unauthenticated") >= 1
     auth = {"Authorization": "Bearer tok"}
     assert http("GET", f"{svc.url}/api/v1/series?service=grpc-err", headers=auth).json()["series"] == []
 

@@ -407,8 +407,10 @@ AUTH = {
     "credentials": [
         {"tenant": "acme", "token": "s3cret", "allowed_tenants": ["acme-dev"]},
         {"tenant": "globex", "username": "globex", "password": "pw"},
+        {"tenant": "ops", "token": "scraper", "allowed_tenants": ["*"]},
     ]
 }
+SCRAPER = {"Authorization": "Bearer scraper"}  # with auth on, /metrics needs a credential that sees all
 
 
 def test_auth_tokens_basic_and_scope_header(tmp_path: Path) -> None:
@@ -429,8 +431,9 @@ def test_auth_tokens_basic_and_scope_header(tmp_path: Path) -> None:
         other = http("POST", url, HEAP, {"Authorization": "Bearer s3cret", "X-Scope-OrgID": "globex"})
         assert other.status == 403
         assert other.json()["code"] == "permission_denied"
-        assert metric(svc.url, "otel_leakproc_profiles_rejected_total", reason="unauthenticated") == 3
-        assert metric(svc.url, "otel_leakproc_profiles_rejected_total", reason="forbidden") == 1
+        rejected = "otel_leakproc_profiles_rejected_total"
+        assert metric(svc.url, rejected, headers=SCRAPER, reason="unauthenticated") == 3
+        assert metric(svc.url, rejected, headers=SCRAPER, reason="forbidden") == 1
         # The API shows each credential only its own tenants.
         assert http("GET", f"{svc.url}/api/v1/series").status == 401
         acme = http("GET", f"{svc.url}/api/v1/series", headers={"Authorization": "Bearer s3cret"}).json()["series"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,18 @@ from pathlib import Path
 
 import grpc
 import pytest
-from serve_support import STEADY_LEAK, TESTDATA, ServeProcess, http, make_settings, metric, running_service, series
+from serve_support import (
+    STEADY_LEAK,
+    TESTDATA,
+    ServeProcess,
+    fill_disk,
+    http,
+    make_settings,
+    metric,
+    running_service,
+    series,
+    small_disk,
+)
 
 from otel_leakproc.analyze import load_series
 from otel_leakproc.model import ProfileKind, SeriesKey
@@ -133,15 +143,10 @@ def test_a_bit_flipped_last_record_is_dropped_and_never_corrupts_the_series(tmp_
         proc.kill()
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], check=True)
-    try:
+@pytest.fixture(name="small_disk")
+def small_disk_fixture(tmp_path: Path) -> Iterator[Path]:
+    with small_disk(tmp_path / "disk") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_disk_turns_readyz_false_and_uploads_into_503_until_space_returns(
@@ -151,7 +156,7 @@ def test_a_full_disk_turns_readyz_false_and_uploads_into_503_until_space_returns
     proc.start()
     try:
         assert upload(proc.url, PROFILES[0]) == 200
-        filler = _fill(small_disk)  # take every remaining byte
+        filler = fill_disk(small_disk)  # take every remaining byte
         # The journal's last page may still take a record or a few; then the disk is full for it too.
         url = f"{proc.url}/ingest?name=checkout{{instance=pod-1}}&format=pprof"
         accepted = 1
@@ -202,17 +207,6 @@ def test_an_old_format_snapshot_restores_once_and_is_migrated(tmp_path: Path) ->
         proc.kill()
 
 
-def _fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    with filler.open("wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError:
-            pass
-    return filler
-
-
 def test_a_full_disk_makes_grpc_pushes_unavailable_with_the_reason(small_disk: Path) -> None:
     settings = make_settings(small_disk / "state", state={"fsync": "always"})
     with running_service(settings) as svc, grpc.insecure_channel(svc.grpc_target) as channel:
@@ -225,7 +219,7 @@ def test_a_full_disk_makes_grpc_pushes_unavailable_with_the_reason(small_disk: P
             s.labels.add(name=name, value=value)
         sample = s.samples.add(raw_profile=PROFILES[0].read_bytes(), ID="1")
         push(request, timeout=30)
-        filler = _fill(small_disk)
+        filler = fill_disk(small_disk)
         error = None
         for path in PROFILES[1:12]:  # the journal's last page may take a few more first
             sample.raw_profile = path.read_bytes()
@@ -257,7 +251,7 @@ def test_livez_answers_while_a_large_state_is_restored(tmp_path: Path) -> None:
         writer.put(series_id(key), checkpoint_frame(0, key, {}, saved))
     writer.commit()
     store.close()
-    proc = ServeProcess({"state": {"dir": str(state), "max_series": 20_000}}, tmp_path)
+    proc = ServeProcess({"state": {"dir": str(state), "max_series": 20_000, "max_series_per_tenant": 20_000}}, tmp_path)
     starter = threading.Thread(target=proc.start, kwargs={"timeout": 120})
     starter.start()
     seen = []

@@ -56,6 +56,7 @@ from otel_leakproc.receiver.scrape.config import (
     ScrapeConfig,
     StaticTarget,
 )
+from otel_leakproc.receiver.value_caps import ValueCaps
 
 TESTDATA = Path(__file__).resolve().parents[1] / "testdata" / "config"
 SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "config" / "leakproc.yaml"
@@ -100,11 +101,14 @@ EXPECTED_FULL = Settings(
         ),
         rate_limit=RateLimitConfig(uploads_per_second=10.0, burst=20),
     ),
-    ingest=IngestConfig(workers=3, queue_size=16, retry_after_seconds=5.0),
+    ingest=IngestConfig(
+        workers=3, queue_size=16, retry_after_seconds=5.0, max_queue_share_per_tenant=0.5, max_bytes_in_flight=33554432
+    ),
     state=StateConfig(
         dir="/var/lib/otel-leakproc",
         snapshot_interval_seconds=10.0,
         max_series=500,
+        max_series_per_tenant=100,
         fsync="always",
         fsync_interval_ms=250,
         journal_max_bytes=1048576,
@@ -149,6 +153,8 @@ EXPECTED_FULL = Settings(
         max_strings=8000,
         top_sites=16,
         top_groups=4096,
+        max_name_chars=300,
+        max_label_chars=128,
     ),
     processor=ProcessorConfig(
         window_seconds=3600.0,
@@ -574,11 +580,21 @@ def test_settings_to_mapping_round_trips() -> None:
 # --- DecodeConfig -------------------------------------------------------------------------------
 
 
-def test_decode_config_mirrors_decode_limits() -> None:
-    assert [f.name for f in dataclasses.fields(DecodeConfig)] == [f.name for f in dataclasses.fields(DecodeLimits)]
+def test_decode_config_mirrors_decode_limits_and_value_caps() -> None:
+    mirrored = [f.name for f in (*dataclasses.fields(DecodeLimits), *dataclasses.fields(ValueCaps))]
+    assert [f.name for f in dataclasses.fields(DecodeConfig)] == mirrored
     assert DecodeConfig().to_limits() == DecodeLimits()
-    limits = EXPECTED_FULL.decode.to_limits()
-    assert dataclasses.asdict(limits) == dataclasses.asdict(EXPECTED_FULL.decode)
+    assert DecodeConfig().to_caps() == ValueCaps()
+    decode = EXPECTED_FULL.decode
+    both = {**dataclasses.asdict(decode.to_limits()), **dataclasses.asdict(decode.to_caps())}
+    assert both == dataclasses.asdict(decode)
+
+
+@pytest.mark.parametrize(("value", "ok"), [(15, False), (16, True), (65536, True), (65537, False)])
+def test_decode_string_cap_bounds(value: int, ok: bool) -> None:
+    errors = DecodeConfig(max_name_chars=value, max_label_chars=value).validate()
+    expected = [f"{key}: must be between 16 and 65536, got {value}" for key in ("max_name_chars", "max_label_chars")]
+    assert errors == ([] if ok else expected)
 
 
 @pytest.mark.parametrize(("value", "ok"), [(0, False), (1, True), (4096, True), (4097, False)])

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from otel_leakproc.model import LeakEvent, SeriesKey, SeriesReport
+from otel_leakproc.printable import printable
 from otel_leakproc.report import duration, fix_text, human, rfc3339
 
 # Resource attributes worth showing next to a new series (the rest stays in OTLP).
@@ -60,7 +61,8 @@ class ConsoleExporter:
         self._stream.flush()
 
     def _write(self, line: str) -> None:
-        self._stream.write(line + "\n")
+        # Names come from clients: a newline or an ANSI escape in them must not forge or recolour a line.
+        self._stream.write(printable(line) + "\n")
         self._stream.flush()
 
 

@@ -74,10 +74,12 @@ OTEL_NAMES: dict[str, tuple[str, str]] = {
     "otel_leakproc_queue_depth": ("otel_leakproc.queue.depth", "{upload}"),
     "otel_leakproc_queue_capacity": ("otel_leakproc.queue.capacity", "{upload}"),
     "otel_leakproc_decode_seconds": ("otel_leakproc.decode", "s"),
+    "otel_leakproc_values_truncated": ("otel_leakproc.values.truncated", "{value}"),
     # processor and state
     "otel_leakproc_series_tracked": ("otel_leakproc.series.tracked", "{series}"),
     "otel_leakproc_series_flagged": ("otel_leakproc.series.flagged", "{series}"),
     "otel_leakproc_series_evicted": ("otel_leakproc.series.evicted", "{series}"),
+    "otel_leakproc_tenant_series_evicted": ("otel_leakproc.tenant.series.evicted", "{series}"),
     "otel_leakproc_snapshot_failures": ("otel_leakproc.snapshot.failures", "{snapshot}"),
     "otel_leakproc_snapshot_last_success_timestamp_seconds": ("otel_leakproc.snapshot.last_success_timestamp", "s"),
     "otel_leakproc_state_dropped_records": ("otel_leakproc.state.dropped_records", "{record}"),
@@ -85,6 +87,7 @@ OTEL_NAMES: dict[str, tuple[str, str]] = {
     "otel_leakproc_cluster_partitions_owned": ("otel_leakproc.cluster.partitions_owned", "{partition}"),
     "otel_leakproc_cluster_series_owned": ("otel_leakproc.cluster.series_owned", "{series}"),
     "otel_leakproc_cluster_partition_moves": ("otel_leakproc.cluster.partition_moves", "{partition}"),
+    "otel_leakproc_state_writable": ("otel_leakproc.state.writable", ""),
     "otel_leakproc_ready": ("otel_leakproc.ready", ""),
     # exporters (otel_leakproc.telemetry.ExportInstruments)
     "otel_leakproc_export_failures": ("otel_leakproc.export.failures", "{request}"),

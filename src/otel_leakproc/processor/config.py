@@ -361,7 +361,11 @@ class StateConfig:
         dir: folder for the journal and checkpoint files; "" keeps state in memory only (lost on restart).
         snapshot_interval_seconds: how often changed series are checkpointed and the journal truncated
             (nothing is lost between checkpoints: every accepted profile is in the journal first).
-        max_series: series tracked at once; beyond it the least recently updated series is evicted (counted).
+        max_series: series tracked at once; when full, the least recently updated series of the tenant with
+            the most series is evicted (counted), so a tenant never loses a series to a larger one.
+        max_series_per_tenant: series one tenant may hold; its next new series evicts that tenant's own
+            least recently updated series (counted), whatever the other tenants hold. A value above
+            `max_series` means `max_series`.
         fsync: when journal writes are forced to disk: "always" (before each upload is answered),
             "interval" (every `fsync_interval_ms`), "never" (left to the kernel). Any of them survives a
             crash of the process; they differ on a crash of the machine (docs/serve.md).
@@ -375,6 +379,7 @@ class StateConfig:
     dir: str = "otel-leakproc-state"
     snapshot_interval_seconds: float = 300.0
     max_series: int = 10000
+    max_series_per_tenant: int = 5000
     fsync: Literal["always", "interval", "never"] = "interval"
     fsync_interval_ms: int = 1000
     journal_max_bytes: int = 64 << 20
@@ -384,7 +389,7 @@ class StateConfig:
     def validate(self) -> list[str]:
         errors = _bounds(
             self,
-            {"max_series": 1, "fsync_interval_ms": 1, "journal_max_bytes": 1},
+            {"max_series": 1, "max_series_per_tenant": 1, "fsync_interval_ms": 1, "journal_max_bytes": 1},
             positive=("snapshot_interval_seconds",),
         )
         if self.fsync not in ("always", "interval", "never"):

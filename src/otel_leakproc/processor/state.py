@@ -1,7 +1,10 @@
 """Tracked series and their persistence.
 
-`SeriesTable` holds one `SeriesDetector` per series, bounded by `state.max_series` (least recently updated
-evicted first), and turns status changes into `LeakEvent`s. A `StateStore` persists a snapshot of the table:
+`SeriesTable` holds one `SeriesDetector` per series, bounded by `state.max_series` in all and by
+`state.max_series_per_tenant` per tenant, and turns status changes into `LeakEvent`s. A tenant never
+loses a series to a larger one: a tenant at its quota evicts its own least recently updated series, and
+a full table evicts the least recently updated series of the tenant holding the most.
+A `StateStore` persists a snapshot of the table:
 `FileStateStore` writes gzipped JSON atomically (temporary file, fsync, rename) so a crash mid-write leaves
 the previous snapshot intact; `MemoryStateStore` keeps nothing across restarts.
 
@@ -98,10 +101,12 @@ class UpdateResult:
 class SeriesTable:
     """All tracked series, bounded; the only place detectors are created, updated and evicted."""
 
-    def __init__(self, config: ProcessorConfig, max_series: int) -> None:
+    def __init__(self, config: ProcessorConfig, max_series: int, max_per_tenant: int | None = None) -> None:
         self._config = config
         self._max_series = max_series
+        self._max_per_tenant = max_series if max_per_tenant is None else min(max_per_tenant, max_series)
         self._series: OrderedDict[SeriesKey, TrackedSeries] = OrderedDict()  # least recently updated first
+        self._by_tenant: dict[str, OrderedDict[SeriesKey, None]] = {}  # the same order, per tenant
         self.evicted_total = 0
         self.generation = 0  # bumped on every change, so an unchanged table is not snapshotted again
 
@@ -120,15 +125,18 @@ class SeriesTable:
         self.generation += 1
         tracked = self._series.get(key)
         if tracked is None:
+            own = self._by_tenant.setdefault(key.tenant, OrderedDict())
+            while len(own) >= self._max_per_tenant:
+                evicted.append(self._evict(next(iter(own))))
             while len(self._series) >= self._max_series:
-                old_key, _ = self._series.popitem(last=False)
-                evicted.append(old_key)
-                self.evicted_total += 1
+                evicted.append(self._evict(next(iter(self._largest_tenant()))))
             detector = SeriesDetector(key, self._config)
             tracked = TrackedSeries(key, detector, dict(resource), detector.report())
             self._series[key] = tracked
+            own[key] = None
         else:
             self._series.move_to_end(key)
+            self._by_tenant[key.tenant].move_to_end(key)
             if resource:
                 tracked.resource.update(resource)
         previous = tracked.report.status
@@ -156,9 +164,41 @@ class SeriesTable:
             restored[tracked.key] = tracked
         while len(restored) > self._max_series:
             restored.popitem(last=False)
+        by_tenant: dict[str, OrderedDict[SeriesKey, None]] = {}
+        for key in restored:
+            by_tenant.setdefault(key.tenant, OrderedDict())[key] = None
+        # A quota lowered since the checkpoint: keep each tenant's most recently updated series.
+        for keys in by_tenant.values():
+            while len(keys) > self._max_per_tenant:
+                old, _ = keys.popitem(last=False)
+                del restored[old]
         self._series = restored
+        self._by_tenant = by_tenant
         self.generation += 1
         return len(restored)
+
+    def tenant_count(self, tenant: str) -> int:
+        """Series the tenant holds now."""
+        return len(self._by_tenant.get(tenant, ()))
+
+    def _evict(self, key: SeriesKey) -> SeriesKey:
+        del self._series[key]
+        own = self._by_tenant[key.tenant]
+        del own[key]
+        if not own:
+            del self._by_tenant[key.tenant]
+        self.evicted_total += 1
+        return key
+
+    def _largest_tenant(self) -> OrderedDict[SeriesKey, None]:
+        # The tenant holding the most series pays for a full table; ties go to the one whose least recently
+        # updated series is oldest (the first of the ties in table order).
+        most = max(len(keys) for keys in self._by_tenant.values())
+        for key in self._series:
+            keys = self._by_tenant[key.tenant]
+            if len(keys) == most:
+                return keys
+        raise AssertionError("a full table has series")
 
     def to_snapshot(self) -> dict[str, Any]:
         """The whole table as it is now, as plain data (oldest series first, so a restore keeps LRU order)."""
@@ -217,6 +257,7 @@ class SeriesTable:
         if not isinstance(entries, list):
             raise StateError("series: expected a list")
         restored: OrderedDict[SeriesKey, TrackedSeries] = OrderedDict()
+        by_tenant: dict[str, OrderedDict[SeriesKey, None]] = {}
         for index, entry in enumerate(entries[-self._max_series :]):
             try:
                 key = SeriesKey(
@@ -227,7 +268,14 @@ class SeriesTable:
             except (KeyError, TypeError, ValueError) as exc:
                 raise StateError(f"series[{index}]: cannot restore: {exc}") from exc
             restored[key] = TrackedSeries(key, detector, resource, detector.report())
+            by_tenant.setdefault(key.tenant, OrderedDict())[key] = None
+        # A quota lowered since the snapshot: keep each tenant's most recently updated series.
+        for keys in by_tenant.values():
+            while len(keys) > self._max_per_tenant:
+                old, _ = keys.popitem(last=False)
+                del restored[old]
         self._series = restored
+        self._by_tenant = by_tenant
         self.generation += 1
         return len(restored)
 

@@ -10,9 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from otel_leakproc.receiver.decode.limits import DecodeLimits
+from otel_leakproc.receiver.value_caps import ValueCaps
 
 # The decoder's own defaults are the single source of truth; the config only mirrors them.
 _LIMITS = DecodeLimits()
+_CAPS = ValueCaps()
+# String caps: below 16 characters names stop being readable; above 64 KiB one name outweighs a series.
+MIN_CAP_CHARS = 16
+MAX_CAP_CHARS = 65536
 
 MUST_BE_POSITIVE = "{key}: must be > 0, got {value}"
 MUST_BE_BETWEEN = "{key}: must be between {low} and {high}, got {value}"
@@ -33,6 +38,10 @@ class DecodeConfig:
         max_strings: string table entries per profile.
         top_sites: attributed sites kept per summary (the rest is folded into "other").
         top_groups: goroutine groups kept per summary.
+        max_name_chars: characters kept of a function or file name (longer ones are cut and counted in
+            `otel_leakproc_values_truncated_total{field}`).
+        max_label_chars: characters kept of a service, instance, label or resource key or value, or a
+            goroutine wait state (cut and counted the same way).
     """
 
     max_decompressed_bytes: int = _LIMITS.max_decompressed_bytes
@@ -42,6 +51,8 @@ class DecodeConfig:
     max_strings: int = _LIMITS.max_strings
     top_sites: int = _LIMITS.top_sites
     top_groups: int = _LIMITS.top_groups
+    max_name_chars: int = _CAPS.max_name_chars
+    max_label_chars: int = _CAPS.max_label_chars
 
     def validate(self) -> list[str]:
         """Check every bound.
@@ -58,7 +69,15 @@ class DecodeConfig:
             value = getattr(self, key)
             if not 1 <= value <= MAX_TOP_K:
                 errors.append(MUST_BE_BETWEEN.format(key=key, low=1, high=MAX_TOP_K, value=value))
+        for key in ("max_name_chars", "max_label_chars"):
+            value = getattr(self, key)
+            if not MIN_CAP_CHARS <= value <= MAX_CAP_CHARS:
+                errors.append(MUST_BE_BETWEEN.format(key=key, low=MIN_CAP_CHARS, high=MAX_CAP_CHARS, value=value))
         return errors
+
+    def to_caps(self) -> ValueCaps:
+        """Return the string caps applied to every decoded upload (see `receiver.value_caps`)."""
+        return ValueCaps(max_name_chars=self.max_name_chars, max_label_chars=self.max_label_chars)
 
     def to_limits(self) -> DecodeLimits:
         """Return the decoder's view of these settings.
@@ -254,18 +273,32 @@ class IngestConfig:
         workers: decoder processes; 0 means one per CPU (at most 8).
         queue_size: uploads waiting for or inside a decoder; when full, 429 / RESOURCE_EXHAUSTED.
         retry_after_seconds: the Retry-After sent with 429.
+        max_queue_share_per_tenant: the part of the queue one tenant may hold (0-1]; beyond it that tenant
+            gets 429 while the rest stays free for the others. 1 turns fairness off.
+        max_bytes_in_flight: request bodies admitted and not yet decoded, in bytes (the declared
+            Content-Length, or `server.max_body_bytes` for a body without one); checked before a body is
+            read, so memory is bounded by this and not by open connections. One upload is always admitted
+            when none is in progress.
     """
 
     workers: int = 0
     queue_size: int = 64
     retry_after_seconds: float = 2.0
+    max_queue_share_per_tenant: float = 0.75
+    max_bytes_in_flight: int = 128 * 1024 * 1024
+
+    def max_in_flight_per_tenant(self) -> int:
+        """Uploads one tenant may have waiting for or inside a decoder (at least 1)."""
+        return max(1, int(self.queue_size * self.max_queue_share_per_tenant))
 
     def validate(self) -> list[str]:
         errors: list[str] = []
         if not 0 <= self.workers <= 64:
             errors.append(MUST_BE_BETWEEN.format(key="workers", low=0, high=64, value=self.workers))
-        for key in ("queue_size", "retry_after_seconds"):
+        for key in ("queue_size", "retry_after_seconds", "max_bytes_in_flight"):
             value = getattr(self, key)
             if value <= 0:
                 errors.append(MUST_BE_POSITIVE.format(key=key, value=value))
+        if not 0 < self.max_queue_share_per_tenant <= 1:
+            errors.append(f"max_queue_share_per_tenant: must be > 0 and <= 1, got {self.max_queue_share_per_tenant}")
         return errors

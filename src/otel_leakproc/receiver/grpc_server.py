@@ -17,12 +17,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from otel_leakproc.errors import InvalidProfileError, RefusedError, RejectReason
+from otel_leakproc.errors import InvalidProfileError, RefusedError, RejectReason, UnavailableError
 from otel_leakproc.receiver.auth import AuthError
 from otel_leakproc.receiver.config import GrpcServerConfig, ServerConfig
 from otel_leakproc.receiver.ingest import Credentials, DecoderCrashedError, IngestCore
 from otel_leakproc.receiver.uploads import Dialect, UploadRequest
-from otel_leakproc.state.health import StoreUnavailableError
 
 PUSH_SERVICE = "push.v1.PusherService"
 OTLP_SERVICE = "opentelemetry.proto.collector.profiles.v1development.ProfilesService"
@@ -66,12 +65,11 @@ class GrpcReceiver:
             except AuthError as exc:
                 code = grpc.StatusCode.PERMISSION_DENIED if exc.forbidden else grpc.StatusCode.UNAUTHENTICATED
                 await context.abort(code, str(exc))
-            except StoreUnavailableError as exc:
-                context.set_trailing_metadata((("retry-after", str(max(1, math.ceil(exc.retry_after)))),))
-                await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             except RefusedError as exc:
                 context.set_trailing_metadata((("retry-after", str(max(1, math.ceil(exc.retry_after)))),))
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+                unavailable = isinstance(exc, UnavailableError)
+                code = grpc.StatusCode.UNAVAILABLE if unavailable else grpc.StatusCode.RESOURCE_EXHAUSTED
+                await context.abort(code, str(exc))
             except DecoderCrashedError as exc:
                 await context.abort(grpc.StatusCode.INTERNAL, str(exc))
             # Both responses are messages whose default value is empty (no partial success to report).

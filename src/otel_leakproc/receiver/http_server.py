@@ -21,12 +21,11 @@ from typing import Any
 
 from aiohttp import web
 
-from otel_leakproc.errors import InvalidProfileError, RefusedError, RejectReason
-from otel_leakproc.receiver.auth import AuthError
+from otel_leakproc.errors import InvalidProfileError, RefusedError, RejectReason, UnavailableError
+from otel_leakproc.receiver.auth import AuthError, visible_tenants
 from otel_leakproc.receiver.config import ServerConfig, TlsConfig
 from otel_leakproc.receiver.ingest import Credentials, DecoderCrashedError, IngestCore
 from otel_leakproc.receiver.uploads import Dialect, UploadRequest
-from otel_leakproc.state.health import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +33,8 @@ PUSH_PATH = "/push.v1.PusherService/Push"
 OTLP_HTTP_PATH = "/v1development/profiles"
 PUSH_TYPES = ("application/proto", "application/json")
 OTLP_TYPES = ("application/x-protobuf", "application/protobuf", "application/json")
+# Basic and Bearer are both accepted; a browser shows its login dialog for Basic.
+WWW_AUTHENTICATE = 'Basic realm="otel-leakproc", charset="UTF-8"'
 
 SeriesProvider = Callable[[web.Request], Awaitable[dict[str, Any]]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -71,6 +72,7 @@ class HttpReceiver:
         self._series = series_provider
         self._metrics = metrics
         self._ready = ready
+        self._not_ready_reason = not_ready_reason
         self._static_dir = static_dir
 
     def application(self) -> web.Application:
@@ -124,7 +126,14 @@ class HttpReceiver:
         if declared is not None and declared > self._config.max_body_bytes:
             # The same answer aiohttp gives when it stops reading a body over client_max_size.
             raise web.HTTPRequestEntityTooLarge(max_size=self._config.max_body_bytes, actual_size=declared)
-        body = await request.read()
+        # Admission (queue, tenant share, bytes in flight) before the body is read: a body without a
+        # declared length reserves the largest one allowed.
+        admission = self._core.admit(credentials, self._config.max_body_bytes if declared is None else declared)
+        try:
+            body = await request.read()
+        except BaseException:
+            self._core.release(admission)
+            raise
         upload = UploadRequest(
             dialect=dialect,
             body=body,
@@ -133,7 +142,7 @@ class HttpReceiver:
             query=tuple(request.query.items()),
             received_nanos=time.time_ns(),
         )
-        await self._core.ingest(credentials, upload)
+        await self._core.decode_admitted(admission, upload)
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -150,8 +159,8 @@ class HttpReceiver:
         except AuthError as exc:
             if exc.forbidden:
                 return error_response(403, "permission_denied", str(exc))
-            return error_response(401, "unauthenticated", str(exc), {"WWW-Authenticate": 'Basic realm="otel-leakproc"'})
-        except StoreUnavailableError as exc:
+            return error_response(401, "unauthenticated", str(exc), {"WWW-Authenticate": WWW_AUTHENTICATE})
+        except UnavailableError as exc:
             retry = str(max(1, math.ceil(exc.retry_after)))
             return error_response(503, "unavailable", str(exc), {"Retry-After": retry})
         except RefusedError as exc:
@@ -161,7 +170,8 @@ class HttpReceiver:
             return error_response(500, "internal", str(exc))
         except web.HTTPException as exc:
             if exc.status >= 400:
-                return error_response(exc.status, _code_for(exc.status), exc.reason)
+                headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if exc.status == 401 else None
+                return error_response(exc.status, _code_for(exc.status), exc.reason, headers)
             raise
 
     # -- health, metrics, API, page ---------------------------------------------------------------
@@ -178,18 +188,34 @@ class HttpReceiver:
             body["reason"] = reason
         return web.json_response(body, status=503)
 
+    def _require_reader(self, request: web.Request, *, every_tenant: bool = False) -> None:
+        """With auth on, reading pages, the API and /metrics needs valid credentials (401 otherwise, with
+        `WWW-Authenticate` so a browser asks for them); /metrics names every tenant, so it needs a
+        credential that may see them all (`allowed_tenants: ["*"]`, 403 otherwise)."""
+        if not self._config.auth.enabled:
+            return
+        tenants = visible_tenants(self._config.auth, request.headers.get("Authorization"))
+        if every_tenant and tenants is not None:
+            raise AuthError(
+                "authorization: /metrics names every tenant; it needs credentials with allowed_tenants ['*']",
+                forbidden=True,
+            )
+
     async def _metrics_handler(self, request: web.Request) -> web.Response:
+        self._require_reader(request, every_tenant=True)
         return web.Response(body=self._metrics(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     async def _series_handler(self, request: web.Request) -> web.Response:
         return web.json_response(await self._series(request), dumps=lambda o: json.dumps(o, allow_nan=False))
 
     async def _index(self, request: web.Request) -> web.FileResponse:
+        self._require_reader(request)
         assert self._static_dir is not None
         return web.FileResponse(f"{self._static_dir}/index.html")
 
     async def _asset(self, request: web.Request) -> web.FileResponse:
         # Only the page's own assets, by exact name: nothing else in the package folder is served.
+        self._require_reader(request)
         name = request.match_info["name"]
         if name not in _ASSETS or self._static_dir is None:
             raise web.HTTPNotFound(reason=f"no asset {name!r}")
@@ -200,7 +226,17 @@ _ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
 
 
 def _code_for(status: int) -> str:
-    return {404: "not_found", 405: "unimplemented", 408: "deadline_exceeded"}.get(status, "invalid_argument")
+    codes = {
+        401: "unauthenticated",
+        403: "permission_denied",
+        404: "not_found",
+        405: "unimplemented",
+        408: "deadline_exceeded",
+        413: "resource_exhausted",
+        429: "resource_exhausted",
+        503: "unavailable",
+    }
+    return codes.get(status, "internal" if status >= 500 else "invalid_argument")
 
 
 def server_ssl_context(tls: TlsConfig) -> ssl.SSLContext | None:

@@ -21,12 +21,16 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
-from otel_leakproc.errors import InvalidProfileError, RefusedError, RejectReason
+from otel_leakproc.errors import InvalidProfileError, RefusedError, RejectReason, UnavailableError
 from otel_leakproc.receiver.auth import AuthError, resolve_tenant
 from otel_leakproc.receiver.config import IngestConfig, ServerConfig
 from otel_leakproc.receiver.decode.limits import DecodeLimits
+from otel_leakproc.receiver.parent_watch import watch_parent
 from otel_leakproc.receiver.ratelimit import RateLimiter
+from otel_leakproc.receiver.summary_checks import check_upload
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult, process_upload
+from otel_leakproc.receiver.value_caps import ValueCaps, cap_upload
+from otel_leakproc.state.health import StoreHealth
 from otel_leakproc.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,15 @@ class Credentials:
     scope_org_id: str | None = None
 
 
+@dataclass(slots=True)
+class Admission:
+    """An upload admitted before its body is read: it holds a decode slot and `size` bytes of the budget."""
+
+    tenant: str
+    size: int
+    released: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class IngestOutcome:
     tenant: str
@@ -56,11 +69,17 @@ class IngestOutcome:
     ignored: tuple[str, ...]
 
 
-def _decode(request: UploadRequest, limits: DecodeLimits, max_profiles: int) -> tuple[UploadResult, float]:
-    """Runs in a worker process: decode one upload, and time it there (queueing excluded)."""
+def _decode(
+    request: UploadRequest, limits: DecodeLimits, caps: ValueCaps, max_profiles: int
+) -> tuple[UploadResult, dict[str, int], float]:
+    """Runs in a worker process: decode one upload, reject impossible values, cap its strings (so an
+    over-long name never crosses to the server process), and time it all there (queueing excluded).
+    Returns the cuts by field too."""
     start = time.perf_counter()
-    result = process_upload(request, limits, max_profiles)
-    return result, time.perf_counter() - start
+    decoded = process_upload(request, limits, max_profiles)
+    check_upload(decoded)
+    result, truncated = cap_upload(decoded, caps)
+    return result, truncated, time.perf_counter() - start
 
 
 def _warm() -> int:
@@ -84,15 +103,21 @@ class IngestCore:
         limits: DecodeLimits,
         sink: Sink,
         telemetry: Telemetry,
+        caps: ValueCaps | None = None,
+        store_health: StoreHealth | None = None,
     ) -> None:
         self._server = server
         self._ingest = ingest
         self._limits = limits
+        self._caps = caps or ValueCaps()
         self._sink = sink
         self._telemetry = telemetry
         self._limiter = RateLimiter(server.rate_limit)
         self._pool: Executor | None = None
         self._in_flight = 0
+        self._bytes_in_flight = 0
+        self._tenant_in_flight: dict[str, int] = {}
+        self._store_health = store_health
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
@@ -112,7 +137,13 @@ class IngestCore:
         # forkserver: never fork the server process itself (it runs gRPC and event-loop threads).
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["otel_leakproc.receiver.uploads"])
-        return ProcessPoolExecutor(max_workers=worker_count(self._ingest), mp_context=context)
+        # Each worker ends when this process ends, even by SIGKILL (no orphaned decoders).
+        return ProcessPoolExecutor(
+            max_workers=worker_count(self._ingest),
+            mp_context=context,
+            initializer=watch_parent,
+            initargs=(os.getpid(),),
+        )
 
     def authenticate(self, credentials: Credentials) -> str:
         """The request's tenant. Counts and re-raises AuthError."""
@@ -125,7 +156,7 @@ class IngestCore:
     async def ingest(
         self, credentials: Credentials, request: UploadRequest, *, tenant: str | None = None
     ) -> IngestOutcome:
-        """Admit, decode and hand on one upload.
+        """Admit, decode and hand on one upload whose body is already in memory (gRPC, scrape).
 
         `tenant` is for in-process producers that are not clients (the scrape receiver): the upload
         belongs to that tenant and `credentials` are not checked; everything else is the same.
@@ -136,14 +167,29 @@ class IngestCore:
             InvalidProfileError: the upload cannot be decoded (PayloadTooLargeError for size bounds).
             DecoderCrashedError: a worker died on this upload.
         """
+        admission = self.admit(credentials, len(request.body), tenant=tenant)
+        return await self.decode_admitted(admission, request)
+
+    def admit(self, credentials: Credentials, size: int, *, tenant: str | None = None) -> Admission:
+        """Decide whether an upload of `size` bytes may be read and decoded, before its body is read.
+
+        On success the upload holds a decode slot and `size` bytes of `ingest.max_bytes_in_flight` until
+        `decode_admitted` finishes or `release` is called, so request bodies in memory are bounded by the
+        queue and the bytes budget, not by the number of open connections. Raises as `ingest` does.
+        """
         tenant = self.authenticate(credentials) if tenant is None else tenant
+        retry = self._ingest.retry_after_seconds
         if self._closing:
             self._telemetry.rejected.labels("shutting_down").inc()
-            raise RefusedError("the service is shutting down", retry_after=self._ingest.retry_after_seconds)
+            raise RefusedError("the service is shutting down", retry_after=retry)
         if self._pool is None:
             self._telemetry.rejected.labels("starting").inc()
-            raise RefusedError(
-                "the service is starting (restoring state)", retry_after=self._ingest.retry_after_seconds
+            raise RefusedError("the service is starting (restoring state)", retry_after=retry)
+        if self._store_health is not None and not self._store_health.ok:
+            self._telemetry.rejected.labels("state_unavailable").inc()
+            raise UnavailableError(
+                f"state cannot be written ({self._store_health.reason}); an upload accepted now could be lost",
+                retry_after=retry,
             )
         try:
             self._limiter.admit(tenant)
@@ -154,14 +200,42 @@ class IngestCore:
             self._telemetry.refused.inc()
             self._telemetry.rejected.labels("queue_full").inc()
             raise RefusedError(
-                f"decode queue is full ({self._ingest.queue_size} uploads in progress)",
-                retry_after=self._ingest.retry_after_seconds,
+                f"decode queue is full ({self._ingest.queue_size} uploads in progress)", retry_after=retry
             )
-        self._enter()
+        share = self._ingest.max_in_flight_per_tenant()
+        if self._tenant_in_flight.get(tenant, 0) >= share:
+            self._telemetry.refused.inc()
+            self._telemetry.rejected.labels("tenant_queue_share").inc()
+            raise RefusedError(
+                f"tenant {tenant!r} already has {share} uploads in the decode queue "
+                "(ingest.max_queue_share_per_tenant); the rest is kept for other tenants",
+                retry_after=retry,
+            )
+        budget = self._ingest.max_bytes_in_flight
+        if self._bytes_in_flight and self._bytes_in_flight + size > budget:
+            self._telemetry.refused.inc()
+            self._telemetry.rejected.labels("bytes_in_flight").inc()
+            raise RefusedError(
+                f"{self._bytes_in_flight} bytes of uploads are already in progress; {size} more would exceed "
+                f"ingest.max_bytes_in_flight ({budget})",
+                retry_after=retry,
+            )
+        self._enter(tenant, size)
+        return Admission(tenant, size)
+
+    def release(self, admission: Admission) -> None:
+        """Give back an admission's slot and bytes (idempotent); for a body that was never decoded."""
+        if not admission.released:
+            admission.released = True
+            self._leave(admission.tenant, admission.size)
+
+    async def decode_admitted(self, admission: Admission, request: UploadRequest) -> IngestOutcome:
+        """Decode and hand on an admitted upload; releases the admission. Raises as `ingest` does."""
+        tenant = admission.tenant
         try:
             result = await self._decode(request)
         finally:
-            self._leave()
+            self.release(admission)
         self._sink(tenant, request, result)
         tenant_label = self._telemetry.tenant_label(tenant)
         if result.profiles:
@@ -175,8 +249,8 @@ class IngestCore:
         assert pool is not None
         loop = asyncio.get_running_loop()
         try:
-            result, seconds = await loop.run_in_executor(
-                pool, _decode, request, self._limits, self._server.max_profiles_per_request
+            result, truncated, seconds = await loop.run_in_executor(
+                pool, _decode, request, self._limits, self._caps, self._server.max_profiles_per_request
             )
         except InvalidProfileError as exc:
             self._telemetry.rejected.labels(exc.reason.value).inc()
@@ -193,18 +267,28 @@ class IngestCore:
             log.exception("decoding a %s upload failed unexpectedly", request.dialect)
             raise DecoderCrashedError("internal error while decoding this upload (logged by the service)") from None
         self._telemetry.decode_seconds.observe(seconds)
+        for field, count in truncated.items():
+            self._telemetry.truncated.labels(field).inc(count)
         return result
 
     def reject(self, reason: RejectReason | str) -> None:
         """Count a rejection decided by a server before the core saw the request (e.g. body too large)."""
         self._telemetry.rejected.labels(str(reason)).inc()
 
-    def _enter(self) -> None:
+    def _enter(self, tenant: str, size: int) -> None:
+        self._tenant_in_flight[tenant] = self._tenant_in_flight.get(tenant, 0) + 1
+        self._bytes_in_flight += size
         self._in_flight += 1
         self._idle.clear()
         self._telemetry.queue_depth.set(self._in_flight)
 
-    def _leave(self) -> None:
+    def _leave(self, tenant: str, size: int) -> None:
+        self._bytes_in_flight -= size
+        left = self._tenant_in_flight[tenant] - 1
+        if left:
+            self._tenant_in_flight[tenant] = left
+        else:
+            del self._tenant_in_flight[tenant]
         self._in_flight -= 1
         self._telemetry.queue_depth.set(self._in_flight)
         if self._in_flight == 0:

@@ -9,15 +9,19 @@ import logging
 import time
 from dataclasses import dataclass
 
-from otel_leakproc.errors import RefusedError
+from otel_leakproc.errors import UnavailableError
 
 log = logging.getLogger(__name__)
 
 
-class StoreUnavailableError(RefusedError):
+class StateUnusableError(Exception):
+    """The state location cannot be used at all (not a folder, not writable): the service must not start."""
+
+
+class StoreUnavailableError(UnavailableError):
     """The store cannot persist a record now; the upload must not be acknowledged (HTTP 503, gRPC
-    UNAVAILABLE) and the sender should retry after `retry_after` seconds. A `RefusedError`, so every
-    producer that handles refusals (the scrape receiver) handles this one too."""
+    UNAVAILABLE) and the sender should retry after `retry_after` seconds. An `UnavailableError` (so a
+    `RefusedError`): every producer that handles refusals (the scrape receiver) handles this one too."""
 
     def __init__(self, message: str, retry_after: float = 5.0) -> None:
         super().__init__(message, retry_after)

@@ -28,13 +28,14 @@ import errno
 import logging
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from otel_leakproc.state.codec import CodecError, Frame, decode_value, iter_frames, read_frames
-from otel_leakproc.state.health import StoreHealth, StoreUnavailableError
+from otel_leakproc.state.health import StateUnusableError, StoreHealth, StoreUnavailableError
 from otel_leakproc.state.records import RecordType, checkpoint_file_head, checkpoint_route, probe_frame, series_id
 from otel_leakproc.state.store import Loaded
 
@@ -217,10 +218,14 @@ class FileStore:
         return self.segment
 
     def close(self) -> None:
+        """Sync and close the journal. A failed final sync marks the store unhealthy (the service then
+        exits non-zero and says so): what the fsync policy had not yet written may be lost to a machine crash."""
         with self._fd_lock:
             if self._fd is not None:
-                with contextlib.suppress(OSError):
+                try:
                     os.fdatasync(self._fd)
+                except OSError as exc:
+                    self.health.fail(f"cannot sync the journal in {self.directory}: {exc.strerror or exc}")
                 os.close(self._fd)
                 self._fd = None
 
@@ -299,3 +304,30 @@ def _why(exc: OSError) -> str:
 def frames_of(path: Path) -> list[Frame]:
     """Every record of a file that must be whole (tests and tools)."""
     return list(iter_frames(path.read_bytes()))
+
+
+def check_usable(directory: str | os.PathLike[str]) -> None:
+    """Refuse a state folder that can never keep anything: create it if needed, then write, sync and
+    remove a probe file in it. A service on such a folder would answer uploads it cannot keep.
+
+    Raises:
+        StateUnusableError: naming the folder and what to fix.
+    """
+    path = Path(directory)
+    where = f"state.dir {str(path)!r}"
+    if path.exists() and not path.is_dir():
+        raise StateUnusableError(f"{where} is not a folder (a file is in its place); move it or set state.dir")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=path)
+        try:
+            os.write(fd, b"ok")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            Path(probe).unlink(missing_ok=True)
+    except OSError as exc:
+        raise StateUnusableError(
+            f"{where} cannot be written ({exc.strerror or exc}); fix its permissions or set state.dir "
+            '(state.dir: "" keeps state in memory only)'
+        ) from exc

@@ -749,12 +749,26 @@
     banner.replaceChildren();
   }
 
+  // A page opened as http://user:pass@host/ carries credentials in its URL, and fetch() refuses a URL
+  // with credentials: strip them; the browser sends the ones it holds for this origin (basic auth) anyway.
+  function apiUrl() {
+    const url = new URL(API_URL, document.baseURI);
+    url.username = "";
+    url.password = "";
+    return url.href;
+  }
+
   async function fetchSeries() {
     const ctrl = new AbortController();
     const timer = setTimeout(() => ctrl.abort(), FETCH_TIMEOUT_MS);
     let resp;
     try {
-      resp = await fetch(API_URL, { cache: "no-store", headers: { Accept: "application/json" }, signal: ctrl.signal });
+      resp = await fetch(apiUrl(), {
+        cache: "no-store",
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+        signal: ctrl.signal,
+      });
     } catch (err) {
       throw new Error(err && err.name === "AbortError" ? "the server did not answer in time." : "the server is unreachable.");
     } finally {

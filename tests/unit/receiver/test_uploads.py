@@ -32,6 +32,7 @@ from otel_leakproc.receiver.uploads import (
     parse_time,
     process_upload,
 )
+from otel_leakproc.receiver.value_caps import ValueCaps, cap_upload
 
 TESTDATA = Path(__file__).resolve().parents[2] / "testdata"
 UPLOADS = TESTDATA / "uploads"
@@ -457,10 +458,14 @@ def test_push_resource_is_bounded() -> None:
     labels = {"__name__": "memory", "service_name": "a", "namespace": "n"}
     labels.update({f"tag{i:02d}": "v" * 1000 for i in range(60)})
     message = push_request((labels, [pprof_bytes("go_heap_steady_leak_0059.pb.gz")]))
-    profile = one(process_upload(UploadRequest("push", message.SerializeToString(), "application/proto"), LIMITS))
-    assert len(profile.resource) == 32
+    result = process_upload(UploadRequest("push", message.SerializeToString(), "application/proto"), LIMITS)
+    assert len(one(result).resource) == 32
+    # Lengths are cut at the decoder boundary (receiver.value_caps), counted.
+    capped, cuts = cap_upload(result, ValueCaps())
+    profile = one(capped)
     assert profile.resource["service.namespace"] == "n"
     assert all(len(v) <= 256 for v in profile.resource.values())
+    assert cuts == {"label_value": 30}  # the 30 tags kept beside service.name and service.namespace
     assert "tag00" in profile.resource
 
 

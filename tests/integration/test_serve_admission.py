@@ -1,0 +1,96 @@
+"""Admission before reading (issue 16): many clients sending large bodies slowly against a real
+`otel-leakproc serve`. Bodies are admitted (queue, bytes in flight) before they are read, so the
+server's memory follows `ingest.max_bytes_in_flight`, not the number of open connections."""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from hostile import padded_heap_profile
+from proc_memory import status_kib
+from serve_support import ServeProcess, metric
+
+BODY_BYTES = 8 * 1024 * 1024
+CLIENTS = 16
+BUDGET = 16 * 1024 * 1024
+# docs/serve.md: body memory is bounded by about 3 x ingest.max_bytes_in_flight (the body, its copy to a
+# decoder worker, the request buffer); 16 clients x 8 MiB would be 128 MiB read at once without admission.
+GROWTH_BOUND_KIB = 3 * BUDGET // 1024 + 16 * 1024
+
+
+def slow_upload(port: int, body: bytes, chunk: int = 512 * 1024, pause: float = 0.05) -> int:
+    """POST `body` in chunks with pauses; stops sending as soon as the server answers. Returns the status."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        head = (
+            f"POST /ingest?name=slow&format=pprof HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+            "Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
+        )
+        sock.sendall(head.encode())
+        for offset in range(0, len(body), chunk):
+            if select.select([sock], [], [], 0)[0]:
+                break  # answered before the whole body was sent: refused at admission
+            try:
+                sock.sendall(body[offset : offset + chunk])
+            except OSError:
+                break
+            time.sleep(pause)
+        reply = b""
+        while b"\r\n" not in reply:
+            data = sock.recv(4096)
+            if not data:
+                break
+            reply += data
+    return int(reply.split(b" ", 2)[1])
+
+
+def test_slow_large_bodies_are_admitted_before_reading_and_memory_follows_the_budget(tmp_path: Path) -> None:
+    config = {
+        "state": {"dir": ""},
+        "ingest": {"workers": 1, "queue_size": 4, "max_bytes_in_flight": BUDGET, "max_queue_share_per_tenant": 1},
+    }
+    proc = ServeProcess(config, tmp_path)
+    proc.start()
+    try:
+        assert proc.proc is not None
+        pid = proc.proc.pid
+        body = padded_heap_profile(BODY_BYTES)
+        assert len(body) > BODY_BYTES - 2000
+        idle = status_kib(pid, "VmRSS")
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            statuses = list(pool.map(lambda _: slow_upload(proc.http_port, body), range(CLIENTS * 2)))
+        peak = status_kib(pid, "VmHWM")
+        assert statuses.count(200) >= 2, statuses
+        assert set(statuses) <= {200, 429}, statuses
+        refused = metric(proc.url, "otel_leakproc_profiles_rejected_total", reason="bytes_in_flight")
+        assert refused == statuses.count(429)
+        assert metric(proc.url, "otel_leakproc_queue_depth") == 0
+    finally:
+        proc.kill()
+    growth = peak - idle
+    print(f"idle {idle} KiB, peak {peak} KiB, growth {growth} KiB, statuses {sorted(statuses)}")
+    assert growth < GROWTH_BOUND_KIB, f"grew {growth} KiB"
+
+
+def test_a_client_that_disconnects_mid_body_gives_its_admission_back(tmp_path: Path) -> None:
+    config = {"state": {"dir": ""}, "ingest": {"workers": 1, "queue_size": 2, "max_bytes_in_flight": BUDGET}}
+    proc = ServeProcess(config, tmp_path)
+    proc.start()
+    try:
+        body = padded_heap_profile(BODY_BYTES)
+        for _ in range(4):  # more than the queue and the budget hold at once
+            with socket.create_connection(("127.0.0.1", proc.http_port), timeout=10) as sock:
+                head = f"POST /ingest?name=gone&format=pprof HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+                sock.sendall(head.encode() + body[: 1024 * 1024])
+                time.sleep(0.2)  # admitted and reading
+        deadline = time.monotonic() + 10
+        while metric(proc.url, "otel_leakproc_queue_depth") != 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert metric(proc.url, "otel_leakproc_queue_depth") == 0
+        assert slow_upload(proc.http_port, body, pause=0) == 200
+        assert slow_upload(proc.http_port, body, pause=0) == 200
+    finally:
+        proc.kill()
