@@ -164,10 +164,14 @@ class SeriesTable:
             restored[tracked.key] = tracked
         while len(restored) > self._max_series:
             restored.popitem(last=False)
+        return self._replace(restored)
+
+    def _replace(self, restored: OrderedDict[SeriesKey, TrackedSeries]) -> int:
+        """Make `restored` (least recently updated first) the table, with its per-tenant index; a quota
+        lowered since the state was saved keeps each tenant's most recently updated series."""
         by_tenant: dict[str, OrderedDict[SeriesKey, None]] = {}
         for key in restored:
             by_tenant.setdefault(key.tenant, OrderedDict())[key] = None
-        # A quota lowered since the checkpoint: keep each tenant's most recently updated series.
         for keys in by_tenant.values():
             while len(keys) > self._max_per_tenant:
                 old, _ = keys.popitem(last=False)
@@ -257,7 +261,6 @@ class SeriesTable:
         if not isinstance(entries, list):
             raise StateError("series: expected a list")
         restored: OrderedDict[SeriesKey, TrackedSeries] = OrderedDict()
-        by_tenant: dict[str, OrderedDict[SeriesKey, None]] = {}
         for index, entry in enumerate(entries[-self._max_series :]):
             try:
                 key = SeriesKey(
@@ -268,16 +271,7 @@ class SeriesTable:
             except (KeyError, TypeError, ValueError) as exc:
                 raise StateError(f"series[{index}]: cannot restore: {exc}") from exc
             restored[key] = TrackedSeries(key, detector, resource, detector.report())
-            by_tenant.setdefault(key.tenant, OrderedDict())[key] = None
-        # A quota lowered since the snapshot: keep each tenant's most recently updated series.
-        for keys in by_tenant.values():
-            while len(keys) > self._max_per_tenant:
-                old, _ = keys.popitem(last=False)
-                del restored[old]
-        self._series = restored
-        self._by_tenant = by_tenant
-        self.generation += 1
-        return len(restored)
+        return self._replace(restored)
 
 
 class StateStore(Protocol):
