@@ -151,6 +151,8 @@ class Service:
             asyncio.create_task(self._sync_loop(), name="state-fsync"),
             asyncio.create_task(self._materialize_loop(), name="state-materialize"),
         ]
+        if self.settings.processor.evaluate_every_seconds > 0:
+            self._state_tasks.append(asyncio.create_task(self._settle_loop(), name="series-settle"))
         if self.scrape is not None:
             await self.scrape.start()
         self._ready = True
@@ -187,6 +189,7 @@ class Service:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self.pipeline.settle()  # the exporters' last reports and events cover every accepted profile
         if self._grpc is not None:
             await self._grpc.stop(grace=max(0.0, min(2.0, deadline - time.monotonic())))
         if self._runner is not None:
@@ -275,6 +278,13 @@ class Service:
             if self.settings.state.fsync == "interval":
                 await asyncio.to_thread(self.store.sync)
             self.store.probe()  # a failing store is retried here, so /readyz can turn true again
+
+    async def _settle_loop(self) -> None:
+        """Evaluate the series whose latest profiles were appended without an evaluation (cheap appends)."""
+        period = self.settings.processor.evaluate_every_seconds
+        while True:
+            await asyncio.sleep(period)
+            self.pipeline.settle()
 
     async def _materialize_loop(self) -> None:
         while True:

@@ -254,11 +254,16 @@ class IngestConfig:
         workers: decoder processes; 0 means one per CPU (at most 8).
         queue_size: uploads waiting for or inside a decoder; when full, 429 / RESOURCE_EXHAUSTED.
         retry_after_seconds: the Retry-After sent with 429.
+        inline_max_bytes: an upload body (as received) of at most this many bytes is decoded on the event
+            loop, with its decompressed size bounded by `INLINE_MAX_DECOMPRESSED_BYTES` (one that inflates
+            beyond it goes to a decoder worker): handing a 2 KiB profile to a worker process costs the
+            server more than decoding it. 0 sends every upload to a worker.
     """
 
     workers: int = 0
     queue_size: int = 64
     retry_after_seconds: float = 2.0
+    inline_max_bytes: int = 16 * 1024
 
     def validate(self) -> list[str]:
         errors: list[str] = []
@@ -268,4 +273,6 @@ class IngestConfig:
             value = getattr(self, key)
             if value <= 0:
                 errors.append(MUST_BE_POSITIVE.format(key=key, value=value))
+        if self.inline_max_bytes < 0:
+            errors.append(f"inline_max_bytes: must be >= 0, got {self.inline_max_bytes}")
         return errors
