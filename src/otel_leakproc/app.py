@@ -284,7 +284,8 @@ class Service:
         period = self.settings.processor.evaluate_every_seconds
         while True:
             await asyncio.sleep(period)
-            self.pipeline.settle()
+            while not self.pipeline.settle(time.perf_counter() + SLICE_SECONDS):
+                await asyncio.sleep(0)  # in slices: uploads are served between them
 
     async def _materialize_loop(self) -> None:
         while True:

@@ -50,13 +50,13 @@ class Pipeline:
         for key, profile in zip(keys, result.profiles, strict=True):
             self._publish(self.table.update(key, profile.resource, profile.summary, live=True))
 
-    def settle(self) -> int:
-        """Evaluate the series whose latest profiles were only appended (`processor.evaluate_every_seconds`)
-        and let the exporters see their reports and events. Returns how many were evaluated."""
-        updates = self.table.settle()
-        for update in updates:
+    def settle(self, deadline: float | None = None) -> bool:
+        """Evaluate the series whose latest profiles were only appended (`processor.evaluate_every_seconds`),
+        all of them or until `deadline` (`time.perf_counter()`), and let the exporters see their reports and
+        events. True when none is left."""
+        for update in self.table.settle(deadline):
             self._publish(update)
-        return len(updates)
+        return not self.table.deferred
 
     def _publish(self, update: UpdateResult) -> None:
         for evicted in update.evicted:

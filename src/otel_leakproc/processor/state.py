@@ -108,6 +108,11 @@ class SeriesTable:
         self._deferred: set[SeriesKey] = set()  # series with points appended but not evaluated yet
         self.generation = 0  # bumped on every change, so an unchanged table is not snapshotted again
 
+    @property
+    def deferred(self) -> int:
+        """Series with points appended but not evaluated yet (`settle` evaluates them)."""
+        return len(self._deferred)
+
     def __len__(self) -> int:
         return len(self._series)
 
@@ -149,11 +154,14 @@ class SeriesTable:
             self._deferred.add(key)
         return UpdateResult(tracked, self._event(tracked, previous, previous_fix, summary.time_nanos), tuple(evicted))
 
-    def settle(self) -> list[UpdateResult]:
-        """Evaluate every series whose latest points were appended without an evaluation (see `update`)."""
-        results = []
-        keys, self._deferred = self._deferred, set()
-        for key in keys:
+    def settle(self, deadline: float | None = None) -> list[UpdateResult]:
+        """Evaluate the series whose latest points were appended without an evaluation (see `update`): all
+        of them, or until `deadline` (`time.perf_counter()`), leaving the rest for the next call."""
+        results: list[UpdateResult] = []
+        while self._deferred:
+            if deadline is not None and results and time.perf_counter() >= deadline:
+                break
+            key = self._deferred.pop()
             tracked = self._series.get(key)
             if tracked is None or not tracked.loaded:
                 continue

@@ -196,3 +196,15 @@ def test_a_restart_settles_the_points_appended_before_it() -> None:
     assert reports[restarted - 1].status.value == "ok"  # its last points were appended without a verdict
     transitions = [(old.value, new.value) for _, old, new in reports[restarted].transitions]
     assert transitions[-2:] == [("ok", "suspected"), ("suspected", "insufficient_data")]
+
+
+def test_settle_in_slices_evaluates_at_least_one_series_a_call() -> None:
+    table = SeriesTable(ProcessorConfig(evaluate_every_seconds=3600), max_series=10)
+    for summary in RESTART[:34]:  # ok from profile 30 on: the later ones are only appended
+        for service in ("a", "b", "c"):
+            table.update(key(service), {}, summary, live=True)
+    assert table.deferred == 3
+    assert len(table.settle(deadline=0.0)) == 1  # a deadline already past still makes progress
+    assert table.deferred == 2
+    assert len(table.settle()) == 2
+    assert table.deferred == 0
