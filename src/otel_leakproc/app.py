@@ -264,6 +264,7 @@ class Service:
                 last = time.monotonic()
                 continue
             start = time.monotonic()
+            self.pipeline.settle()  # the checkpoint keeps each series' report of its latest point
             if await self.persistence.compact():
                 self.telemetry.snapshot_last_success.set(time.time())
             else:
