@@ -55,9 +55,9 @@ $(CLIENT_VENVS)/pyroscope-io-%/.installed:
 # promtool and Alertmanager (alert rules, the chain), openssl (TLS certificates), installed with apt when
 # missing and running as root; the pyroscope clients in their own venvs; and the container image with the
 # chart tools (scripts/ci-deploy.sh: podman, debootstrap, the deploy extra; root).
-APT_TEST_PACKAGES = chromium fonts-dejavu-core prometheus prometheus-alertmanager openssl
+APT_TEST_PACKAGES = chromium fonts-dejavu-core prometheus prometheus-alertmanager openssl redis-server
 test-deps: venv client-venvs
-	@missing=""; for b in chromium prometheus promtool prometheus-alertmanager openssl; do \
+	@missing=""; for b in chromium prometheus promtool prometheus-alertmanager openssl redis-server redis-cli; do \
 	  [ -x /usr/bin/$$b ] || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

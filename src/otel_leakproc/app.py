@@ -79,9 +79,13 @@ class Service:
         self.settings = settings
         self.telemetry = Telemetry()
         self.table = SeriesTable(settings.processor, settings.state.max_series)
+        cluster_store = None
         if store is None:
             state = settings.state
-            store = FileStore(state.dir, state.fsync) if state.dir else MemoryStore()
+            if state.backend == "redis":
+                cluster_store = store = _cluster_store(settings)
+            else:
+                store = FileStore(state.dir, state.fsync) if state.dir else MemoryStore()
         self.store = store
         self.persistence = StatePersistence(self.table, store, settings.processor)
         self.pipeline = Pipeline(
@@ -92,8 +96,14 @@ class Service:
             self.telemetry,
             self.persistence,
         )
+        # backend: redis: any replica accepts any upload into Redis; partition owners apply it (cluster/).
+        self.cluster = None if cluster_store is None else _cluster_node(settings, cluster_store, self.pipeline)
         self.core = IngestCore(
-            settings.server, settings.ingest, settings.decode.to_limits(), self.pipeline.accept, self.telemetry
+            settings.server,
+            settings.ingest,
+            settings.decode.to_limits(),
+            self.pipeline.accept if self.cluster is None else self.cluster.accept,
+            self.telemetry,
         )
         self.scrape: ScrapeManager | None = None
         if settings.scrape.enabled:
@@ -151,8 +161,14 @@ class Service:
             asyncio.create_task(self._sync_loop(), name="state-fsync"),
             asyncio.create_task(self._materialize_loop(), name="state-materialize"),
         ]
-        if self.settings.processor.evaluate_every_seconds > 0:
+        if self.cluster is None and self.settings.processor.evaluate_every_seconds > 0:
             self._state_tasks.append(asyncio.create_task(self._settle_loop(), name="series-settle"))
+        if self.cluster is not None:
+            await self.cluster.start()
+            if self.scrape is not None:  # each target is scraped by the owner of its series only
+                cluster, scrape, tenant = self.cluster, self.scrape, self.scrape.tenant
+                scrape.owns = lambda service, instance: bool(cluster.owns(tenant, service, instance))
+                cluster.on_change = scrape.reassign
         if self.scrape is not None:
             await self.scrape.start()
         self._ready = True
@@ -194,6 +210,8 @@ class Service:
             await self._grpc.stop(grace=max(0.0, min(2.0, deadline - time.monotonic())))
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.cluster is not None:
+            await self.cluster.stop()  # hands its partitions over at once
         self.store.close()  # everything accepted is in the journal already; this makes it durable
         self.pipeline.shutdown(max(0.5, deadline - time.monotonic()))
         if self.self_telemetry is not None:  # last, so its final export holds the final counts
@@ -310,6 +328,10 @@ class Service:
             ) from None
         query = request.query
         want_timeline = query.get("timeline", "1") not in ("0", "false")
+        if self.cluster is not None:
+            return self._with_targets(
+                {"series": await self.cluster.series(tenants, query, want_timeline)}, tenants, query
+            )
         chosen = []
         for tracked in sorted(self.table, key=_sort_key):
             key = tracked.key
@@ -329,7 +351,9 @@ class Service:
                         await asyncio.sleep(0)
                         deadline = time.perf_counter() + SLICE_SECONDS
         selected = [series_object(tracked, timeline=want_timeline) for tracked in chosen]
-        out: dict[str, Any] = {"series": selected}
+        return self._with_targets({"series": selected}, tenants, query)
+
+    def _with_targets(self, out: dict[str, Any], tenants: frozenset[str] | None, query: Any) -> dict[str, Any]:
         if self.scrape is not None:
             # Per-target scrape health (docs/scrape.md), filtered like the series.
             visible = tenants is None or self.scrape.tenant in tenants
@@ -338,6 +362,19 @@ class Service:
                 t for t in targets if all(f not in query or query[f] == t[f] for f in ("service", "instance"))
             ]
         return out
+
+
+def _cluster_store(settings: Settings) -> Any:
+    from otel_leakproc.cluster.connection import connect  # noqa: PLC0415 (redis only when configured)
+    from otel_leakproc.cluster.node import ClusterStore  # noqa: PLC0415
+
+    return ClusterStore(connect(settings.state.redis), settings.state.redis.url)
+
+
+def _cluster_node(settings: Settings, store: Any, pipeline: Pipeline) -> Any:
+    from otel_leakproc.cluster.node import ClusterNode  # noqa: PLC0415
+
+    return ClusterNode(settings, store, pipeline, series_object)
 
 
 def _matches(key: SeriesKey, status: Status, query: Any) -> bool:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
+from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from otel_leakproc.exporter.base import Exporter
-from otel_leakproc.model import ProfileKind, SeriesKey
+from otel_leakproc.model import LeakEvent, ProfileKind, SeriesKey
 from otel_leakproc.processor.state import SeriesTable, TrackedSeries, UpdateResult
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult
 from otel_leakproc.state.persist import StatePersistence
@@ -40,7 +41,8 @@ class Pipeline:
         self.persistence = persistence
         self.exporters = list(exporters)
         self.telemetry = telemetry
-        telemetry.registry.register(SeriesGauges(table))
+        self.gauges = SeriesGauges(table)
+        telemetry.registry.register(self.gauges)
 
     def accept(self, tenant: str, request: UploadRequest, result: UploadResult) -> None:
         """The ingest core's sink: one decoded upload. Raises StoreUnavailableError (nothing applied)."""
@@ -80,6 +82,14 @@ class Pipeline:
         """Let the exporters observe one series' current report."""
         self._each("on_report", lambda e, s=tracked: e.on_report(s.report, s.resource))
 
+    def event(self, event: LeakEvent) -> None:
+        """Let the exporters send one event (the cluster owner's path: `cluster/node.py`)."""
+        self._each("on_event", lambda e: e.on_event(event))
+
+    def forget(self, key: SeriesKey) -> None:
+        """The exporters stop exporting a series (evicted, or its partition moved to another replica)."""
+        self._each("forget", lambda e: e.forget(key))
+
     def _each(self, what: str, call: object) -> None:
         assert callable(call)
         for exporter in self.exporters:
@@ -96,16 +106,24 @@ class Pipeline:
                 log.exception("exporter %s failed to shut down", type(exporter).__name__)
 
 
+class SeriesSource(Protocol):
+    """What the series gauges count: a `SeriesTable`, or the partitions a cluster replica owns."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[TrackedSeries]: ...
+
+
 class SeriesGauges(Collector):
     """`otel_leakproc_series_tracked` and `otel_leakproc_series_flagged{kind}`, derived from the table when
     they are collected (a scrape of /metrics or an OTLP export), not recomputed on every upload."""
 
-    def __init__(self, table: SeriesTable) -> None:
-        self._table = table
+    def __init__(self, table: SeriesSource) -> None:
+        self.source = table  # the series this replica tracks (with shared state: those of its partitions)
 
     def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily("otel_leakproc_series_tracked", "Series currently tracked.", value=len(self._table))
-        flagged = Counter(t.key.kind.value for t in self._table if t.report.status.flagged)
+        yield GaugeMetricFamily("otel_leakproc_series_tracked", "Series currently tracked.", value=len(self.source))
+        flagged = Counter(t.key.kind.value for t in self.source if t.report.status.flagged)
         family = GaugeMetricFamily(
             "otel_leakproc_series_flagged", "Series currently suspected or confirmed, by kind.", labels=["kind"]
         )

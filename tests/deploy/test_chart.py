@@ -160,8 +160,15 @@ def test_schema_rejects_unknown_keys_and_wrong_types(chart: Any, values: dict[st
     ("values", "message"),
     [
         ({"terminationGracePeriodSeconds": 20}, "must exceed config.server.shutdown_timeout_seconds"),
-        ({"persistence": {"enabled": True}, "autoscaling": {"enabled": True}}, "needs a single replica"),
-        ({"persistence": {"enabled": True}, "replicaCount": 2}, "needs a single replica"),
+        (
+            {"persistence": {"enabled": True}, "autoscaling": {"enabled": True}, "redis": {"url": "redis://r:6379"}},
+            "needs a single replica",
+        ),
+        ({"persistence": {"enabled": True}, "replicaCount": 2, "redis": {"url": "redis://r:6379"}}, "single replica"),
+        ({"replicaCount": 2}, "redis"),
+        ({"autoscaling": {"enabled": True}}, "redis"),
+        ({"config": {"state": {"backend": "redis"}}}, "set redis.url"),
+        ({"redis": {"url": "redis://:s3cret@r:6379/0"}}, "put no password in the URL"),
         ({"tls": {"enabled": True}}, "tls.enabled needs"),
         (
             {"tls": {"existingSecret": "s"}, "config": {"server": {"http": {"tls": {"client_ca_file": "/ca"}}}}},
@@ -239,6 +246,12 @@ def test_configmap_equals_values_and_loads(scenario: tuple[str, list[dict[str, A
         if values["tls"]["clientAuth"]:
             grpc_tls["client_ca_file"] = "/etc/otel-leakproc/tls/ca.crt"
         expected = merged(expected, {"server": {"http": {"tls": tls}, "grpc": {"tls": grpc_tls}}})
+    redis = values["redis"]
+    if redis["url"]:
+        shared = {"url": redis["url"], "cluster": redis["cluster"]}
+        if redis["password"] or redis["existingSecret"]:
+            shared["password_env"] = "LEAKPROC_REDIS_PASSWORD"
+        expected = merged(expected, {"state": {"backend": "redis", "redis": shared}})
     assert config == expected
 
     # The service's own loader accepts the file, with the chart's Secret values in the environment.
@@ -277,33 +290,38 @@ def test_notes_render(chart: Any) -> None:
         assert f"{FULLNAME}.{NAMESPACE}.svc:4040" in text
 
 
-@pytest.mark.parametrize(
-    ("values", "expected", "absent"),
-    [
-        ({}, None, ["More than one replica", "WARNING"]),
-        ({"replicaCount": 2, "exporter": {"otlp": {"endpoint": "http://c:4317"}}}, "WARNING: the derived", []),
-        ({"autoscaling": {"enabled": True}}, "set config.export.prometheus.enabled", ["WARNING"]),
-        (
-            {
-                "replicaCount": 3,
-                "config": {"export": {"prometheus": {"enabled": True, "address": "0.0.0.0:9464"}}},
-                "serviceMonitor": {"enabled": True},
-            },
-            "More than one replica",
-            ["WARNING", "set config.export.prometheus.enabled"],
-        ),
-    ],
-)
-def test_notes_say_how_replicas_reach_the_alerts(
-    chart: Any, values: dict[str, Any], expected: str | None, absent: list[str]
-) -> None:
-    """docs/deploy.md "Replicas and state": several replicas work only with Prometheus scraping each pod."""
-    out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
-    text = next(v for k, v in out.items() if k.endswith("NOTES.txt"))
-    if expected is not None:
-        assert expected in text
-    for phrase in absent:
-        assert phrase not in text
+def test_notes_say_when_replicas_share_the_series_through_redis(chart: Any) -> None:
+    """docs/scaling.md: several replicas need (and say they use) the shared state."""
+
+    def notes(values: dict[str, Any]) -> str:
+        out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        return str(next(v for k, v in out.items() if k.endswith("NOTES.txt")))
+
+    assert "shared through Redis" not in notes({})
+    assert "shared through Redis (redis://r:6379/0)" in notes({"replicaCount": 3, "redis": {"url": "redis://r:6379/0"}})
+
+
+def test_redis_turns_the_backend_on_with_the_password_from_a_secret_and_no_affinity(chart: Any) -> None:
+    values = {"replicaCount": 3, "redis": {"url": "rediss://r:6380/0", "password": "s3cret", "cluster": True}}
+    docs = render(chart, values)
+    config = yaml.safe_load(one(docs, "ConfigMap")["data"]["leakproc.yaml"])
+    assert config["state"]["backend"] == "redis"
+    assert config["state"]["redis"] == {
+        "url": "rediss://r:6380/0",
+        "cluster": True,
+        "password_env": "LEAKPROC_REDIS_PASSWORD",
+    }
+    assert "s3cret" not in json.dumps(one(docs, "ConfigMap"))
+    secret = next(d for d in by_kind(docs, "Secret") if d["metadata"]["name"].endswith("-redis"))
+    env = {e["name"]: e for e in main_container(docs)["env"]}
+    ref = env["LEAKPROC_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == (secret["metadata"]["name"], "password")
+    assert one(docs, "Service")["spec"]["sessionAffinity"] == "None"
+    assert one(docs, "Deployment")["spec"]["replicas"] == 3
+    # The file backend (default) keeps ClientIP affinity and has no Redis settings.
+    default = render(chart, {})
+    assert one(default, "Service")["spec"]["sessionAffinity"] == "ClientIP"
+    assert "redis" not in yaml.safe_load(one(default, "ConfigMap")["data"]["leakproc.yaml"]).get("state", {})
 
 
 # ---- scenario specifics -------------------------------------------------------------------------------
@@ -366,9 +384,13 @@ def test_hpa_scenario(chart: Any) -> None:
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
     assert {m["resource"]["name"] for m in hpa["spec"]["metrics"]} == {"cpu", "memory"}
     assert "replicas" not in one(docs, "Deployment")["spec"]
-    assert one(docs, "Service")["spec"]["sessionAffinity"] == "ClientIP"
+    assert one(docs, "Service")["spec"]["sessionAffinity"] == "None"  # any replica takes any upload
+    env = {e["name"]: e for e in main_container(docs)["env"]}
+    ref = env["LEAKPROC_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "redis", "key": "redis-password"}
+    assert not [d for d in by_kind(docs, "Secret") if d["metadata"]["name"].endswith("-redis")]
     assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
-    # Several replicas reach the alerts only through a per-pod scrape (docs/deploy.md, "Replicas and state").
+    # Each series' derived metrics come from its partition's owner only (docs/scaling.md).
     endpoints = one(docs, "ServiceMonitor")["spec"]["endpoints"]
     assert [(e["port"], e.get("honorLabels", False)) for e in endpoints] == [("http", False), ("metrics", True)]
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in {e["name"] for e in main_container(docs).get("env", [])}

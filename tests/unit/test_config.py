@@ -35,6 +35,7 @@ from otel_leakproc.processor.config import (
     GoroutineConfig,
     HeapConfig,
     ProcessorConfig,
+    RedisConfig,
     StateConfig,
 )
 from otel_leakproc.receiver.config import (
@@ -107,6 +108,21 @@ EXPECTED_FULL = Settings(
         fsync="always",
         fsync_interval_ms=250,
         journal_max_bytes=1048576,
+        backend="redis",
+        redis=RedisConfig(
+            url="rediss://redis.example:6380/2",
+            password_env="REDIS_PASSWORD",
+            password_file="/run/secrets/redis-password",
+            cluster=True,
+            key_prefix="lp",
+            partitions=128,
+            lease_ttl_seconds=15.0,
+            replica_id="pod-a",
+            connect_timeout_seconds=1.0,
+            timeout_seconds=3.0,
+            poll_interval_ms=20,
+            max_stream_entries=1000,
+        ),
     ),
     export=ExportConfig(
         console=True,

@@ -151,3 +151,54 @@ def test_a_checkpoint_head_is_read_without_the_detector_state() -> None:
     payload = read_frames(checkpoint_frame(7, key, {"a": "b"}, {"report": None, "x": [1.0] * 10}))[0][0].payload
     cut = payload[: 4 + struct.unpack_from("<I", payload)[0]]  # the head only
     assert checkpoint_head(cut).seq == 7
+
+
+def test_float_lists_are_narrowed_only_where_exact_and_string_lists_share_strings() -> None:
+    whole = [float(1 << 40), 3.0, 0.0, -7.0, 12_345_678.0]
+    halves = [0.5, 1.25, -3.75, 1e6 + 0.5]
+    fine = [0.1, 1e300, -2.5e-300, 3.0]
+    special = [0.0, -0.0, 1.0, 2.0]  # -0.0 must keep its sign
+    nan = [math.nan, 1.0, 2.0, 3.0]
+    names = ["github.com/acme/shop.(*A).run", "github.com/acme/shop.(*A).stop", "héllo/ü", "héllo/ü", "x"]
+    value = {"whole": whole, "halves": halves, "fine": fine, "special": special, "nan": nan, "names": names}
+    data = encode_value(value)
+    back = decode_value(data)
+    assert back["names"] == names
+    for key in ("whole", "halves", "fine", "special"):
+        assert [struct.pack("<d", v) for v in back[key]] == [struct.pack("<d", v) for v in value[key]], key
+    assert math.isnan(back["nan"][0])
+    assert back["nan"][1:] == nan[1:]
+    # Narrower than float64: 5 whole numbers as int64 (40 bits), 4 halves as float32.
+    assert len(encode_value(whole)) == 3 + 5 * 8
+    assert len(encode_value(halves)) == 3 + 4 * 4
+    coded = encode_value(names)  # the repeat is a reference, not a second copy
+    assert coded.count("héllo/ü".encode()) == 1
+    both = encode_value([names, ["x", "y", "héllo/ü", "x"], ["a\0b", "c", "d", "e"]])
+    assert decode_value(both) == [names, ["x", "y", "héllo/ü", "x"], ["a\0b", "c", "d", "e"]]
+    assert both.count("héllo/ü".encode()) == 1
+
+
+def test_records_of_codec_version_1_and_detector_state_version_2_still_restore() -> None:
+    """Committed records written by the release before (tests/testdata/state/*codec1*, made with its
+    point_frame and checkpoint_frame from the first 41 profiles of corpus/steady_leak/heap)."""
+    folder = CORPORA[0] / "steady_leak" / "heap"
+    summaries = _summaries(folder)
+    state_dir = Path(__file__).parents[1] / "testdata" / "state"
+    (point,), tail = read_frames((state_dir / "point_codec1.bin").read_bytes())
+    assert tail is None
+    assert point.type == RecordType.POINT
+    assert point_from_payload(point.payload).summary == summaries[40]
+    (record,), tail = read_frames((state_dir / "checkpoint_codec1_state2.bin").read_bytes())
+    assert tail is None
+    assert record.type == RecordType.CHECKPOINT
+    key = SeriesKey("t", "steady_leak", "pod-1", ProfileKind.HEAP)
+    state = checkpoint_state(record.payload)
+    assert state["version"] == 2
+    assert state["sites"]["values"]["dtype"] == "<f8"
+    restored = SeriesDetector.from_state(key, CONFIG, state)
+    reference = SeriesDetector(key, CONFIG)
+    for summary in summaries[:40]:
+        reference.update(summary)
+    assert restored.report() == reference.report()
+    for summary in summaries[40:]:
+        assert restored.update(summary) == reference.update(summary)

@@ -333,9 +333,3 @@ class OtlpExporter:
             self._instruments.events_dropped.inc(self._spool.dropped)
             self._spool.dropped = 0
         self._instruments.events_spooled.set(len(self._spool))
-
-    @property
-    def pending_events(self) -> int:
-        """Events not yet accepted by the collector (queued or spooled)."""
-        with self._lock:
-            return len(self._incoming) + len(self._spool)

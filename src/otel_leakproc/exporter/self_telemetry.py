@@ -81,6 +81,10 @@ OTEL_NAMES: dict[str, tuple[str, str]] = {
     "otel_leakproc_snapshot_failures": ("otel_leakproc.snapshot.failures", "{snapshot}"),
     "otel_leakproc_snapshot_last_success_timestamp_seconds": ("otel_leakproc.snapshot.last_success_timestamp", "s"),
     "otel_leakproc_state_dropped_records": ("otel_leakproc.state.dropped_records", "{record}"),
+    # state.backend: redis (otel_leakproc.cluster.node)
+    "otel_leakproc_cluster_partitions_owned": ("otel_leakproc.cluster.partitions_owned", "{partition}"),
+    "otel_leakproc_cluster_series_owned": ("otel_leakproc.cluster.series_owned", "{series}"),
+    "otel_leakproc_cluster_partition_moves": ("otel_leakproc.cluster.partition_moves", "{partition}"),
     "otel_leakproc_ready": ("otel_leakproc.ready", ""),
     # exporters (otel_leakproc.telemetry.ExportInstruments)
     "otel_leakproc_export_failures": ("otel_leakproc.export.failures", "{request}"),

@@ -311,6 +311,56 @@ class ProcessorConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisConfig:
+    """The shared state of several replicas (`state.redis`, used when `state.backend` is "redis").
+
+    Attributes:
+        url: `redis://host:port/db` or `rediss://` (TLS). A password in the URL works but is never logged;
+            prefer `password_env` or `password_file`.
+        password_env: the environment variable holding the password ("" for none).
+        password_file: a file holding the password (a mounted Secret), read at start-up when `password_env`
+            is "" or names an unset variable.
+        cluster: talk to a Redis Cluster (keys of one partition share a hash tag, so every script works).
+        key_prefix: the prefix of every key this service writes.
+        partitions: the partition count, fixed when the first replica creates the cluster's keys (a later
+            different value is ignored with a warning: moving series between partitions is not supported).
+        lease_ttl_seconds: how long a partition lease lives without renewal (renewed every third of it); a
+            dead replica's partitions move within this plus one renewal period.
+        replica_id: this replica's identity in leases; "" is `HOSTNAME` plus a random suffix.
+        connect_timeout_seconds, timeout_seconds: for connecting and for each command.
+        poll_interval_ms: how often an owner reads its partitions' streams when they were empty.
+        max_stream_entries: uploads to a partition whose stream holds more unconsumed entries than this (no
+            owner is keeping up, or none is alive) are refused with 503 until it drains: Redis memory stays
+            bounded and nothing answered is dropped.
+    """
+
+    url: str = "redis://127.0.0.1:6379/0"
+    password_env: str = ""
+    password_file: str = ""
+    cluster: bool = False
+    key_prefix: str = "leakproc"
+    partitions: int = 64
+    lease_ttl_seconds: float = 10.0
+    replica_id: str = ""
+    connect_timeout_seconds: float = 2.0
+    timeout_seconds: float = 2.0
+    poll_interval_ms: int = 50
+    max_stream_entries: int = 500_000
+
+    def validate(self) -> list[str]:
+        errors = _bounds(
+            self,
+            {"partitions": 1, "poll_interval_ms": 1, "max_stream_entries": 1},
+            positive=("lease_ttl_seconds", "connect_timeout_seconds", "timeout_seconds"),
+        )
+        if not self.url.startswith(("redis://", "rediss://")):
+            errors.append("url: must start with redis:// or rediss://")
+        if self.partitions > 4096:
+            errors.append(f"partitions: at most 4096, got {self.partitions}")
+        return errors
+
+
+@dataclass(frozen=True, slots=True)
 class StateConfig:
     """Where series history lives between restarts (the `state` section).
 
@@ -324,6 +374,9 @@ class StateConfig:
             crash of the process; they differ on a crash of the machine (docs/serve.md).
         fsync_interval_ms: the period of the "interval" policy.
         journal_max_bytes: a checkpoint is also written when the journal grows past this.
+        backend: "file" (the journal in `dir`, one replica) or "redis" (several replicas share the series
+            through Redis, one owner per partition: docs/scaling.md).
+        redis: the Redis connection and partitioning (`backend: redis` only).
     """
 
     dir: str = "otel-leakproc-state"
@@ -332,6 +385,8 @@ class StateConfig:
     fsync: Literal["always", "interval", "never"] = "interval"
     fsync_interval_ms: int = 1000
     journal_max_bytes: int = 64 << 20
+    backend: Literal["file", "redis"] = "file"
+    redis: RedisConfig = field(default_factory=RedisConfig)
 
     def validate(self) -> list[str]:
         errors = _bounds(
@@ -341,4 +396,6 @@ class StateConfig:
         )
         if self.fsync not in ("always", "interval", "never"):
             errors.append(f"fsync: must be one of always, interval, never; got {self.fsync!r}")
+        if self.backend not in ("file", "redis"):
+            errors.append(f"backend: must be file or redis; got {self.backend!r}")
         return errors

@@ -37,7 +37,7 @@ from otel_leakproc.model import (
 from otel_leakproc.processor import contention, goroutine, heap
 from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.fix import FixCheck, Segment, judge, pending
-from otel_leakproc.processor.history import Grid, Point, Points, SiteMeta
+from otel_leakproc.processor.history import VALUE_DTYPE, Grid, Point, Points, SiteMeta
 from otel_leakproc.processor.trend import (
     FloatArray,
     Trend,
@@ -48,14 +48,18 @@ NANOS = 1_000_000_000
 HOUR = 3600.0
 MAX_META = 512  # bound on remembered site/group descriptions per series
 MAX_TRANSITIONS = 64  # status changes remembered per series (the newest)
-STATE_VERSION = 2  # version of the plain-data form written by `SeriesDetector.to_state`
+STATE_VERSION = 3  # version of the plain-data form written by `SeriesDetector.to_state`
+# Versions `from_state` reads: 2 differs from 3 only in the grids' values, always packed as float64 (the grids
+# held float64 then); heap and goroutine values are rounded to float32 on restore, as new profiles' are.
+READ_STATE_VERSIONS = (2, 3)
 _ZLIB_LEVEL = 1  # state arrays: byte-shuffled then deflated; level 1 is ~5x faster than 6, a few % larger
 
 
 def _grid_state(grid: Grid, ref: Callable[[str], int]) -> dict[str, Any]:
     """A grid's `export` as state: `names` (indices into the state's names) and packed arrays."""
     names, lengths, ids, values = grid.export(ref)
-    return {"names": names, "lengths": _pack(lengths), "ids": _pack(ids), "values": _pack(values)}
+    packed = _pack(values.astype(grid.dtype))  # exact: the grid holds values of its dtype
+    return {"names": names, "lengths": _pack(lengths), "ids": _pack(ids), "values": packed}
 
 
 def _pack(array: npt.NDArray[Any]) -> dict[str, Any]:
@@ -74,7 +78,29 @@ def _pack(array: npt.NDArray[Any]) -> dict[str, Any]:
     }
 
 
-_PACKED_DTYPES = {"<f8": np.float64, "<i2": np.int16, "<i4": np.int32, "<i8": np.int64}
+_PACKED_DTYPES = {"<f8": np.float64, "<f4": np.float32, "<i2": np.int16, "<i4": np.int32, "<i8": np.int64}
+
+
+def _unpack_values(packed: Mapping[str, Any]) -> npt.NDArray[Any]:
+    """A grid's values: float32 or float64 (version 3, see `value_dtype`), float64 (version 2)."""
+    return _unpack(packed, "<f8" if packed["dtype"] == "<f8" else "<f4")
+
+
+def _meta_rows(meta: Any) -> list[Mapping[str, Any]]:
+    """The site descriptions of a state: by column (version 3) or a list of mappings (version 2)."""
+    if isinstance(meta, list):
+        return meta
+    columns = _req(meta, dict)
+    n = len(_req(columns["name"], list))
+    if any(len(_req(column, list)) != n for column in columns.values()):
+        raise ValueError("meta: columns of different lengths")
+    return [{field: column[i] for field, column in columns.items()} for i in range(n)]
+
+
+def value_dtype(kind: ProfileKind) -> type[np.floating[Any]]:
+    """The dtype of a series' grid values: float32 for levels, float64 for cumulative counters (mutex,
+    block), whose recent differences are the signal (see `history.VALUE_DTYPE`)."""
+    return np.float64 if kind in (ProfileKind.MUTEX, ProfileKind.BLOCK) else VALUE_DTYPE
 
 
 def _unpack(packed: Mapping[str, Any], dtype: str) -> npt.NDArray[Any]:
@@ -112,8 +138,8 @@ class SeriesDetector:
         self._memory_limit_override = memory_limit_bytes
         self.memory_limit_bytes = memory_limit_bytes or config.heap.memory_limit_bytes
         self.points = Points(config.max_points)
-        self._sites = Grid(config.max_points)
-        self._groups = Grid(config.max_points)
+        self._sites = Grid(config.max_points, dtype=value_dtype(key.kind))
+        self._groups = Grid(config.max_points, dtype=value_dtype(key.kind))
         self._last_groups: dict[str, tuple[int, int, int]] = {}  # the newest point's: count, wait, leaked
         self.meta: dict[str, SiteMeta] = {}
         self.profiles = 0
@@ -274,7 +300,10 @@ class SeriesDetector:
         ):
             # The start of a process outlives the window for a fix verification's like-with-like comparison.
             if self._early is None:
-                self._early = (Points(self.config.max_points), Grid(self.config.max_points))
+                self._early = (
+                    Points(self.config.max_points),
+                    Grid(self.config.max_points, dtype=value_dtype(self.key.kind)),
+                )
             points, grid = self._early
             if len(points) < points.capacity:
                 points.append(first.time_nanos, first.time, first.total, first.cumulative)
@@ -310,20 +339,20 @@ class SeriesDetector:
                 index = names[name] = len(names)
             return index
 
-        meta = [
-            {
-                "name": ref(name),
-                "function": m.function,
-                "file": m.file,
-                "line": int(m.line),
-                "state": m.state,
-                "leaf": m.leaf,
-                "creator": m.creator,
-                "blocking": m.blocking,
-                "size": m.size,
-            }
-            for name, m in self.meta.items()
-        ]
+        # By column (version 3): the codec packs the numbers and front-codes the names, and decodes a
+        # handful of lists instead of a dict per site.
+        metas = list(self.meta.values())
+        meta = {
+            "name": [ref(name) for name in self.meta],
+            "function": [m.function for m in metas],
+            "file": [m.file for m in metas],
+            "line": [int(m.line) for m in metas],
+            "state": [m.state for m in metas],
+            "leaf": [m.leaf for m in metas],
+            "creator": [m.creator for m in metas],
+            "blocking": [m.blocking for m in metas],
+            "size": [float(m.size) for m in metas],
+        }
         order = self.points.order()
         points = {
             "time_nanos": _pack(self.points.time_nanos[order]),
@@ -405,7 +434,7 @@ class SeriesDetector:
                 f"detector state for {key}: unsupported version 1 (expected {STATE_VERSION}): written by an older"
                 " release (one record per point), not read; the series starts over"
             )
-        if version != STATE_VERSION:
+        if version not in READ_STATE_VERSIONS:
             raise ValueError(f"detector state for {key}: unsupported version {version!r} (expected {STATE_VERSION})")
         if state.get("kind") != key.kind.value:
             raise ValueError(
@@ -430,7 +459,7 @@ class SeriesDetector:
                 raise IndexError(f"name index {i} out of range")
             return names[i]
 
-        for m in state["meta"]:
+        for m in _meta_rows(state["meta"]):
             detector.meta[name_at(m["name"])] = SiteMeta(
                 function=_req(m["function"], str),
                 file=_req(m["file"], str),
@@ -464,7 +493,7 @@ class SeriesDetector:
             if len(lengths) != n:
                 raise ValueError(f"{field_name}: {len(lengths)} points, not {n}")
             ids = _unpack(g["ids"], "<i2" if len(g["names"]) <= np.iinfo(np.int16).max else "<i4")
-            grid.restore([name_at(i) for i in g["names"]], lengths, ids, _unpack(g["values"], "<f8"))
+            grid.restore([name_at(i) for i in g["names"]], lengths, ids, _unpack_values(g["values"]))
         detector._last_groups = {
             name_at(g[0]): (_req(g[1], int), _req(g[2], int), _req(g[3], int)) for g in state["last_groups"]
         }
@@ -497,7 +526,7 @@ class SeriesDetector:
             e_total, e_cumulative = _unpack(early["total"], "<f8"), _unpack(early["cumulative"], "<f8")
             if not len(e_total) == len(e_cumulative) == len(e_nanos) <= config.max_points:
                 raise ValueError("early: array lengths differ or exceed max_points")
-            early_points, early_sites = Points(config.max_points), Grid(config.max_points)
+            early_points, early_sites = Points(config.max_points), Grid(config.max_points, dtype=value_dtype(key.kind))
             detector._early = (early_points, early_sites)
             for t, total_, cum in zip(e_nanos.tolist(), e_total.tolist(), e_cumulative.tolist(), strict=True):
                 early_points.append(t, t / NANOS, total_, None if math.isnan(cum) else cum)
@@ -506,7 +535,7 @@ class SeriesDetector:
             if len(lengths) != len(e_nanos):
                 raise ValueError(f"early.sites: {len(lengths)} points, not {len(e_nanos)}")
             ids = _unpack(g["ids"], "<i2" if len(g["names"]) <= np.iinfo(np.int16).max else "<i4")
-            early_sites.restore([name_at(i) for i in g["names"]], lengths, ids, _unpack(g["values"], "<f8"))
+            early_sites.restore([name_at(i) for i in g["names"]], lengths, ids, _unpack_values(g["values"]))
         fix = state.get("fix")
         detector.fix = None if fix is None else _fix_from_state(fix, config.max_points)
         return detector

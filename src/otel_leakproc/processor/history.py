@@ -24,6 +24,14 @@ from otel_leakproc.processor.trend import FloatArray
 # forms give the same matrices; either way memory is bounded by max_points x top-K values and names.
 MAX_GRID_ROWS = 256
 
+# Grids of levels (heap bytes in use, goroutine counts) keep values as float32: profile values are sampled
+# estimates (a heap site's bytes are a count of sampled objects scaled up), and 24 significant bits are far
+# below their sampling error. That halves the largest part of a series' memory and of its checkpoint. Every
+# matrix read from a grid is float64 again, so the statistics compute as before, on values rounded once when
+# they enter the history. Grids of cumulative counters (mutex, block: the signal is the difference of two
+# large counters) keep float64, as do totals, cumulative counters and times (`Points`).
+VALUE_DTYPE = np.float32
+
 
 class Point(NamedTuple):
     """One point of the history, as read back from `Points` (the history keeps no object per point)."""
@@ -119,16 +127,17 @@ class Grid:
     and is then reused, so rows track the live names only. `pos` keeps each value's position within its
     point (-1: absent), which reproduces the first-seen order rankings break ties with.
 
-    Dense while at most `max_rows` names are live (float64 values; positions int8, widened when a profile
-    names more than 127); past that it turns
-    sparse until cleared (per column: the row ids in point order and their values, as many as the
-    profile named), so churning names cost per value, not per name x point. Both forms answer alike.
+    Dense while at most `max_rows` names are live (values of `dtype`, see VALUE_DTYPE; positions int8,
+    widened when a profile names more than 127); past that it turns sparse until cleared (per column: the
+    row ids in point order and their values, as many as the profile named), so churning names cost per
+    value, not per name x point. Both forms answer alike.
     """
 
     __slots__ = (
         "_free",
         "columns",
         "count",
+        "dtype",
         "index",
         "max_rows",
         "n",
@@ -140,8 +149,9 @@ class Grid:
         "values",
     )
 
-    def __init__(self, columns: int, max_rows: int | None = None) -> None:
+    def __init__(self, columns: int, max_rows: int | None = None, dtype: type[np.floating[Any]] = VALUE_DTYPE) -> None:
         self.columns = columns
+        self.dtype = dtype
         self.max_rows = MAX_GRID_ROWS if max_rows is None else max_rows
         self.overflow = False  # sparse form: too many live names for the dense one
         self.start = 0
@@ -149,7 +159,7 @@ class Grid:
         self.index: dict[str, int] = {}
         self.names: list[str] = []
         self._free: list[int] = []
-        self.values = np.zeros((0, columns))
+        self.values = np.zeros((0, columns), dtype=self.dtype)
         self.pos = np.full((0, columns), -1, dtype=np.int8)
         self.count = np.zeros(0, dtype=np.int64)
         self.sparse: list[tuple[npt.NDArray[np.int32], FloatArray] | None] = []
@@ -159,7 +169,7 @@ class Grid:
         return len(self.index)
 
     def clear(self) -> None:
-        self.__init__(self.columns, self.max_rows)  # type: ignore[misc]
+        self.__init__(self.columns, self.max_rows, self.dtype)  # type: ignore[misc]
 
     def _row(self, name: str) -> int:
         row = self.index.get(name)
@@ -175,7 +185,7 @@ class Grid:
                 grow = max(16, len(self.count) // 2)
                 self.count = np.concatenate([self.count, np.zeros(grow, dtype=np.int64)])
                 if not self.overflow:
-                    self.values = np.vstack([self.values, np.zeros((grow, self.columns))])
+                    self.values = np.vstack([self.values, np.zeros((grow, self.columns), dtype=self.dtype)])
                     self.pos = np.vstack([self.pos, np.full((grow, self.columns), -1, dtype=self.pos.dtype)])
         self.index[name] = row
         return row
@@ -223,7 +233,7 @@ class Grid:
             rows = rows[np.argsort(self.pos[rows, c], kind="stable")]
             self.sparse[c] = (rows.astype(np.int32), self.values[rows, c].copy())
         self.overflow = True
-        self.values = np.zeros((0, self.columns))
+        self.values = np.zeros((0, self.columns), dtype=self.dtype)
         self.pos = np.full((0, self.columns), -1, dtype=np.int8)
 
     def _append_sparse(self, col: int, pairs: list[tuple[str, float]], done: int = 0) -> None:
@@ -235,7 +245,7 @@ class Grid:
             rows.append(row)
             values.append(value)
             self.count[row] += 1
-        self.sparse[col] = (np.array(rows, dtype=np.int32), np.array(values, dtype=np.float64))
+        self.sparse[col] = (np.array(rows, dtype=np.int32), np.array(values, dtype=self.dtype))
 
     def _column_rows(self, col: int) -> npt.NDArray[np.intp]:
         if self.overflow:
@@ -284,7 +294,7 @@ class Grid:
             lengths = np.bincount(points, minlength=self.n)
             dest = (np.cumsum(lengths) - lengths)[points] + sub[rows, points]
             out_rows = np.empty(len(rows), dtype=np.intp)
-            out_values = np.empty(len(rows))
+            out_values = np.empty(len(rows))  # float64, as every read of the grid
             out_points = np.empty(len(rows), dtype=np.intp)
             out_rows[dest] = rows
             out_values[dest] = self.values[rows, order[points]]
@@ -296,14 +306,14 @@ class Grid:
         if not kept:
             return np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0, dtype=np.intp)
         rows = np.concatenate([p[0] for p in kept]).astype(np.intp)
-        values = np.concatenate([p[1] for p in kept])
+        values = np.concatenate([p[1] for p in kept]).astype(np.float64)
         return rows, values, np.repeat(np.arange(self.n), lengths)
 
     def matrix(self, names: list[str]) -> FloatArray:
         """Rows for `names` (0 where a name is absent from a point), columns in point order."""
         rows = np.array([self.index[name] for name in names], dtype=np.intp)
         if not self.overflow:
-            result: FloatArray = self.values[np.ix_(rows, self.order())]
+            result: FloatArray = self.values[np.ix_(rows, self.order())].astype(np.float64)
             return result
         out = np.zeros((len(names), self.n))
         lookup = np.full(len(self.names), -1, dtype=np.intp)
@@ -327,7 +337,7 @@ class Grid:
         rows = np.fromiter(self.index.values(), dtype=np.intp, count=len(self.index))
         rows = rows[rows != excluded]
         order = self.order()
-        values = self.values[np.ix_(rows, order)]
+        values = self.values[np.ix_(rows, order)].astype(np.float64)
         positive = values > 0
         keep = positive.any(axis=1)
         rows, values, positive = rows[keep], values[keep], positive[keep]
@@ -403,10 +413,10 @@ class Grid:
             self.sparse = [None] * self.columns
             for c in range(n):
                 part = slice(int(offsets[c]), int(offsets[c] + lengths[c]))
-                self.sparse[c] = (rows[part].astype(np.int32), values[part].copy())
+                self.sparse[c] = (rows[part].astype(np.int32), values[part].astype(self.dtype))
             return
         height = len(self.names)
-        self.values = np.zeros((height, self.columns))
+        self.values = np.zeros((height, self.columns), dtype=self.dtype)
         self.pos = np.full((height, self.columns), -1, dtype=position_dtype(int(lengths.max(initial=0))))
         self.values[rows, points] = values
         self.pos[rows, points] = positions

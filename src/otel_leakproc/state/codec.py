@@ -6,7 +6,11 @@ change here. What makes it compact:
 - every string is written once per record and referenced by number afterwards (site names, file paths
   and dict keys repeat a lot within a series);
 - a list of 4 or more ints, or of 4 or more floats, is written as a packed little-endian array (ints in
-  the narrowest of int8/16/32/64 that holds them all, floats as float64, bit for bit);
+  the narrowest of int8/16/32/64 that holds them all; floats, bit for bit, as the narrowest of those ints
+  when all are whole numbers (profile values are sums of int64 samples), else as float32 when that is
+  exact, else as float64);
+- a list of 4 or more strings is written as references to the strings written before (a packed int
+  array) and one block of the new ones joined by NUL: decoding it is a split, not a step per string;
 - a long string that is canonical base64 (the detector packs its history arrays so) is stored as its raw
   bytes and given back as the same string: a quarter smaller;
 - ints are zigzag varints.
@@ -15,6 +19,9 @@ Frames (`frame` / `read_frames`): a 14-byte header, then the payload:
     magic b"LK" | codec version u8 | record type u8 | flags u8 | reserved u8 | payload length u32 | CRC32 u32
 The CRC covers the header's first 10 bytes and the payload, so a torn or bit-flipped record is detected.
 Flag bit 0: the payload is zlib-compressed. A reader refuses a codec version it does not know.
+
+Versions: 2 added the whole-number float arrays and the string lists; a version 1 record is
+read by the same decoder (it uses a subset of the tags). Records are written as version 2.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-CODEC_VERSION = 1
+CODEC_VERSION = 2
+READ_VERSIONS = (1, 2)  # versions `read_frames` accepts (see the module docstring)
 MAGIC = b"LK"
 HEADER = struct.Struct("<2sBBBBII")  # magic, version, type, flags, reserved, length, crc
 HEADER_SIZE = HEADER.size
@@ -41,10 +49,14 @@ _ZLIB_LEVEL = 1
 
 # Value tags.
 _NONE, _FALSE, _TRUE, _INT, _FLOAT, _STR, _STR_REF, _LIST, _DICT, _ARRAY, _BYTES, _B64, _BIGINT, _B64_BLOB = range(14)
+_STR_LIST = 14  # version 2
 _ARRAY_MIN = 4  # shorter numeric lists are cheaper as plain items
 _B64_MIN = 64  # shorter strings are not worth the base64 check
-_DTYPES = ("<f8", "<i1", "<i2", "<i4", "<i8", "<f4")
-_DTYPE_CODE = {d: i for i, d in enumerate(_DTYPES)}
+# Codes 6-9 (version 2): whole-number floats stored as ints, read back as floats.
+_DTYPES = ("<f8", "<i1", "<i2", "<i4", "<i8", "<f4", "<i1", "<i2", "<i4", "<i8")
+_AS_FLOAT = 6  # first code of the ints-read-as-floats
+_DTYPE_CODE = {d: i for i, d in enumerate(_DTYPES[:_AS_FLOAT])}
+_WHOLE_LIMIT = float(1 << 53)  # whole floats below this in magnitude are exact as int64
 _INT64 = 1 << 63
 _DOUBLE = struct.Struct("<d")
 
@@ -141,7 +153,7 @@ class _Encoder:
                 self.put_str(k)
                 self.put(v, f"{path}.{k}")
         elif kind is list or kind is tuple:
-            if len(value) >= _ARRAY_MIN and self.put_array(value):
+            if len(value) >= _ARRAY_MIN and (self.put_array(value) or self.put_str_list(value)):
                 return
             out.append(_LIST)
             _varint(out, len(value))
@@ -184,8 +196,8 @@ class _Encoder:
         if first is float:
             if not all(type(v) is float for v in values):
                 return False
-            dtype = "<f8"
-        elif first is int:
+            return self.put_floats(np.asarray(values, dtype=np.float64))
+        if first is int:
             if not all(type(v) is int for v in values):
                 return False
             lo, hi = min(values), max(values)
@@ -199,6 +211,59 @@ class _Encoder:
         out.append(_DTYPE_CODE[dtype])
         _varint(out, len(values))
         out += np.asarray(values, dtype=dtype).tobytes()
+        return True
+
+    def put_floats(self, array: np.ndarray[Any, np.dtype[np.float64]]) -> bool:
+        out = self.out
+        out.append(_ARRAY)
+        magnitude = np.abs(array)
+        if (
+            magnitude.max() < _WHOLE_LIMIT  # False with a NaN
+            and (array == np.floor(array)).all()
+            and not np.signbit(array[array == 0]).any()  # -0.0 would come back as 0.0
+        ):
+            ints = array.astype(np.int64)
+            lo, hi = int(ints.min()), int(ints.max())
+            dtype = next(d for d, bound in _INT_BOUNDS if -bound <= lo and hi < bound)
+            out.append(_AS_FLOAT + _DTYPE_CODE[dtype] - 1)
+            _varint(out, len(array))
+            out += ints.astype(dtype).tobytes()
+            return True
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow to inf is simply not exact
+            narrow = array.astype("<f4")
+        exact = bool((narrow.astype(np.float64) == array).all())  # False with a NaN: stays float64
+        out.append(_DTYPE_CODE["<f4" if exact else "<f8"])
+        _varint(out, len(array))
+        out += (narrow if exact else array.astype("<f8")).tobytes()
+        return True
+
+    def put_str_list(self, values: list[Any] | tuple[Any, ...]) -> bool:
+        """A list of strings as one joined block (False, writing nothing, if it is not one, a string holds a NUL,
+        or one is base64 that `put_str` would store as raw bytes)."""
+        if not all(type(v) is str for v in values):
+            return False
+        strings = self.strings
+        refs: list[int] = []
+        fresh: list[str] = []
+        for s in values:
+            ref = strings.get(s)
+            if ref is None:
+                if "\0" in s or (len(s) >= _B64_MIN and len(s) % 4 == 0 and _canonical_base64(s) is not None):
+                    for added in fresh:  # undo: the list is written item by item instead
+                        del strings[added]
+                    return False
+                strings[s] = ref = len(strings)
+                fresh.append(s)
+                refs.append(0)
+            else:
+                refs.append(ref + 1)
+        out = self.out
+        out.append(_STR_LIST)
+        _varint(out, len(values))
+        self.put(refs, "")  # ints: a packed array
+        blob = "\0".join(fresh).encode()
+        _varint(out, len(blob))
+        out += blob
         return True
 
 
@@ -275,12 +340,30 @@ class _Decoder:
                 raise ValueError(f"unknown array type {code}")
             dtype = np.dtype(_DTYPES[code])
             n = self.varint()
-            return np.frombuffer(self.take(n * dtype.itemsize), dtype=dtype).tolist()
+            array = np.frombuffer(self.take(n * dtype.itemsize), dtype=dtype)
+            return (array.astype(np.float64) if code >= _AS_FLOAT else array).tolist()
+        if tag == _STR_LIST:
+            return self.str_list()
         if tag == _BYTES:
             return bytes(self.take(self.varint()))
         if tag == _BIGINT:
             return int(self.string(self.data[self.pos], skip=True))
         raise ValueError(f"unknown tag {tag}")
+
+    def str_list(self) -> list[str]:
+        n = self.varint()
+        refs = self.get()
+        if not isinstance(refs, list) or len(refs) != n or (n and min(refs) < 0):
+            raise ValueError("string list: bad references")
+        blob = self.take(self.varint())
+        zeros = refs.count(0)
+        fresh = str(blob, "utf-8").split("\0") if zeros else []
+        if len(fresh) != zeros:
+            raise ValueError(f"string list: {len(fresh)} new strings for {zeros} places")
+        strings = self.strings
+        strings.extend(fresh)
+        new = iter(fresh)
+        return [strings[r - 1] if r else next(new) for r in refs]
 
     def string(self, tag: int, *, skip: bool = False) -> str:
         if skip:
@@ -347,8 +430,8 @@ def read_frames(data: bytes | memoryview, start: int = 0) -> tuple[list[Frame], 
         magic, version, record_type, flags, _, length, crc = HEADER.unpack_from(view, pos)
         if magic != MAGIC:
             return frames, Tail(pos, "no record magic")
-        if version != CODEC_VERSION:
-            return frames, Tail(pos, f"record codec version {version}, this build reads {CODEC_VERSION}")
+        if version not in READ_VERSIONS:
+            return frames, Tail(pos, f"record codec version {version}, this build reads {READ_VERSIONS}")
         if length > MAX_PAYLOAD:
             return frames, Tail(pos, f"record length {length} over {MAX_PAYLOAD}")
         body_start = pos + HEADER_SIZE

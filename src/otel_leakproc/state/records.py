@@ -7,7 +7,8 @@ Point payload (codec value): {"q": seq, "k": [tenant, service, instance, kind], 
 "s": {summary fields}}; the summary's sites and groups are stored by column (all functions, all files,
 all values...), so the codec packs the numbers and interns the names. Fields are read back by the
 dataclasses' own field names, so a field added to `ProfileSummary`, `SiteValue` or `GoroutineGroup`
-travels without a change here (a record missing it gets the field's default).
+travels without a change here (a record missing it gets the field's default; a summary field that holds
+its default is left out).
 
 Checkpoint payload: u32 length of the head, the head (codec value: {"q": seq of the last point in it,
 "k": key, "r": resource, "report": the detector's report state as JSON text}), then the detector's
@@ -31,6 +32,11 @@ from otel_leakproc.state.codec import CodecError, decode_head, decode_value, enc
 
 _U32 = struct.Struct("<I")
 _SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(ProfileSummary))
+# Fields left out of a point record when they hold their default (read back as it): most profiles have no
+# goroutine groups, no "other", a pprof source. Saves their names and values, about 150 bytes a record.
+_SUMMARY_DEFAULTS = {
+    f.name: f.default for f in dataclasses.fields(ProfileSummary) if f.default is not dataclasses.MISSING
+}
 _SITE_FIELDS = tuple(f.name for f in dataclasses.fields(SiteValue))
 _GROUP_FIELDS = tuple(f.name for f in dataclasses.fields(GoroutineGroup))
 
@@ -90,6 +96,9 @@ def summary_to_plain(summary: ProfileSummary) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in _SUMMARY_FIELDS:
         value = getattr(summary, name)
+        default = _SUMMARY_DEFAULTS.get(name, dataclasses.MISSING)
+        if type(value) is type(default) and value == default and str(value) == str(default):  # -0.0 is kept
+            continue
         if name == "sites":
             value = _columns(value, _SITE_FIELDS)
         elif name == "groups":

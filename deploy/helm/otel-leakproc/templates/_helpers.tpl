@@ -77,6 +77,13 @@ Rendered once here so the ConfigMap and the checksum annotation agree.
 {{- end }}
 {{- $_ := mergeOverwrite $config (dict "server" (dict "http" (dict "tls" $tls) "grpc" (dict "tls" $grpcTls))) }}
 {{- end }}
+{{- if .Values.redis.url }}
+{{- $redis := dict "url" .Values.redis.url "cluster" .Values.redis.cluster }}
+{{- if or .Values.redis.password .Values.redis.existingSecret }}
+{{- $_ := set $redis "password_env" "LEAKPROC_REDIS_PASSWORD" }}
+{{- end }}
+{{- $_ := mergeOverwrite $config (dict "state" (dict "backend" "redis" "redis" $redis)) }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 
@@ -86,6 +93,19 @@ Rendered once here so the ConfigMap and the checksum annotation agree.
 {{- $shutdown := dig "shutdown_timeout_seconds" 20 $server }}
 {{- if le (int64 .Values.terminationGracePeriodSeconds) (int64 (ceil $shutdown)) }}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must exceed config.server.shutdown_timeout_seconds (%v), or Kubernetes kills the pod before the state snapshot is saved" .Values.terminationGracePeriodSeconds $shutdown) }}
+{{- end }}
+{{- $backend := dig "state" "backend" "file" .Values.config }}
+{{- if and (eq $backend "redis") (not .Values.redis.url) }}
+{{- fail "config.state.backend redis: set redis.url (the chart writes config.state.redis from it); see docs/scaling.md" }}
+{{- end }}
+{{- if and (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1)) (not .Values.redis.url) }}
+{{- fail "more than one replica (replicaCount > 1 or autoscaling.enabled) needs redis.url: the replicas share the series through Redis (docs/scaling.md)" }}
+{{- end }}
+{{- if and .Values.redis.url (not (regexMatch "^rediss?://" .Values.redis.url)) }}
+{{- fail "redis.url must start with redis:// or rediss://" }}
+{{- end }}
+{{- if and .Values.redis.url (regexMatch "^rediss?://[^/@]*:[^/@]*@" .Values.redis.url) }}
+{{- fail "redis.url: put no password in the URL (it would sit in a ConfigMap); use redis.password or redis.existingSecret" }}
 {{- end }}
 {{- if and .Values.persistence.enabled (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1)) }}
 {{- fail "persistence.enabled needs a single replica (replicaCount 1, autoscaling off): each pod writes its own state snapshot and a ReadWriteOnce claim attaches to one node; see docs/deploy.md" }}

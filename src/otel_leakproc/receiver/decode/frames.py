@@ -113,7 +113,3 @@ def is_system_frame(function: str, file: str = "") -> bool:
     if "." in root:  # module path such as github.com/...: user or third-party code
         return False
     return root in GO_STDLIB_ROOTS
-
-
-def is_python_file(file: str) -> bool:
-    return file.endswith(".py")

@@ -139,6 +139,9 @@ class ScrapeManager:
         self._watcher: PodWatcher | None = None
         self._dumps: set[asyncio.Task[None]] = set()
         self._running = False
+        # With shared state (state.backend: redis) a replica scrapes only the targets whose series it owns:
+        # owns(service, instance); `reassign()` when ownership changed.
+        self.owns: Callable[[str, str], bool] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -196,6 +199,9 @@ class ScrapeManager:
         for target in sorted(discovered, key=lambda t: t.id):
             found.setdefault(target.id, target)
         wanted = list(found.values())
+        if self.owns is not None:
+            owns = self.owns
+            wanted = [t for t in wanted if owns(t.service, t.instance)]
         self._metrics.targets_dropped.set(max(0, len(wanted) - self.config.max_targets))
         return wanted[: self.config.max_targets]
 
@@ -217,6 +223,10 @@ class ScrapeManager:
                 self._states[target_id] = state
         for source in ("static", "kubernetes"):
             self._metrics.targets.labels(source).set(sum(s.target.source == source for s in self._states.values()))
+
+    def reassign(self) -> None:
+        """Ownership of series moved between replicas: start and stop scraping targets accordingly."""
+        self._reconcile()
 
     def _on_pods(self, scope: str, key: str | None, change: Any) -> None:
         """From the watcher threads (via the loop): a full list of a scope, or one pod added/changed/deleted."""

@@ -1,0 +1,1 @@
+"""Several replicas sharing the series through Redis (`state.backend: redis`): docs/scaling.md."""
