@@ -63,8 +63,10 @@ def variants(path: Path, count: int) -> list[bytes]:
 
 
 class Serve:
-    def __init__(self, state_dir: str, workers: int) -> None:
+    def __init__(self, state_dir: str, workers: int, sections: dict[str, dict[str, object]] | None = None) -> None:
+        """`sections`: settings merged into the config's sections (e.g. {"processor": {...}})."""
         self.port = free_port()
+        extra = sections or {}
         config = Path(tempfile.mkdtemp()) / "leakproc.yaml"
         config.write_text(
             json.dumps(
@@ -73,9 +75,15 @@ class Serve:
                         "http": {"address": f"127.0.0.1:{self.port}"},
                         "grpc": {"address": f"127.0.0.1:{free_port()}"},
                     },
-                    "ingest": {"workers": workers, "queue_size": 256},
-                    "state": {"dir": state_dir, "max_series": 20000, "max_series_per_tenant": 20000},
+                    "ingest": {"workers": workers, "queue_size": 256, **extra.get("ingest", {})},
+                    "state": {
+                        "dir": state_dir,
+                        "max_series": 20000,
+                        "max_series_per_tenant": 20000,
+                        **extra.get("state", {}),
+                    },
                     "export": {"console": False, "otlp": {"endpoint": ""}},
+                    **{k: v for k, v in extra.items() if k not in ("ingest", "state")},
                 }
             )
         )

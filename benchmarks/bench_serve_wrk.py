@@ -108,6 +108,13 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workers", type=int, default=0, help="decoder workers (0: auto)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a serve setting, e.g. ingest.inline_max_bytes=0 or processor.evaluate_every_seconds=0 (repeatable)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
@@ -128,7 +135,12 @@ def main() -> int:
             SERIES=str(args.series),
             THREADS=str(args.threads),
         )
-        serve = Serve("", args.workers)
+        sections: dict[str, dict[str, object]] = {}
+        for setting in args.set:
+            name, _, value = setting.partition("=")
+            section, _, key = name.partition(".")
+            sections.setdefault(section, {})[key] = json.loads(value)
+        serve = Serve("", args.workers, sections)
         try:
             warm = argparse.Namespace(**{**vars(args), "seconds": 2})
             run_wrk(serve.url, env, warm)  # workers warm, every series created
@@ -164,7 +176,7 @@ def main() -> int:
     print(f"cpu: server {server_cpu:.1f} s ({per}), wrk {client_cpu:.1f} s, over {args.seconds} s of wall time")
     points = sum(int(t["profiles"]) for t in tracked)
     print(f"check: {len(tracked)} series tracked, {points} profiles in their windows (warm-up included)")
-    print(f"load average before: {load_before}; after: {load_after}")
+    print(f"load average before: {load_before}; after: {load_after}; settings: {' '.join(args.set) or 'defaults'}")
     return 0
 
 

@@ -173,6 +173,8 @@ class Service:
             asyncio.create_task(self._sync_loop(), name="state-fsync"),
             asyncio.create_task(self._materialize_loop(), name="state-materialize"),
         ]
+        if self.cluster is None and self.settings.processor.evaluate_every_seconds > 0:
+            self._state_tasks.append(asyncio.create_task(self._settle_loop(), name="series-settle"))
         if self.cluster is not None:
             await self.cluster.start()
             if self.scrape is not None:  # each target is scraped by the owner of its series only
@@ -232,6 +234,7 @@ class Service:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self.pipeline.settle()  # the exporters' last reports and events cover every accepted profile
         if self._grpc is not None:
             await self._grpc.stop(grace=max(0.0, min(2.0, deadline - time.monotonic())))
         if self._runner is not None:
@@ -329,6 +332,7 @@ class Service:
                 last = time.monotonic()
                 continue
             start = time.monotonic()
+            self.pipeline.settle()  # the checkpoint keeps each series' report of its latest point
             if await self.persistence.compact():
                 self.telemetry.snapshot_last_success.set(time.time())
             else:
@@ -343,6 +347,14 @@ class Service:
             if self.settings.state.fsync == "interval":
                 await asyncio.to_thread(self.store.sync)
             self.store.probe()  # a failing store is retried here, so /readyz can turn true again
+
+    async def _settle_loop(self) -> None:
+        """Evaluate the series whose latest profiles were appended without an evaluation (cheap appends)."""
+        period = self.settings.processor.evaluate_every_seconds
+        while True:
+            await asyncio.sleep(period)
+            while not self.pipeline.settle(time.perf_counter() + SLICE_SECONDS):
+                await asyncio.sleep(0)  # in slices: uploads are served between them
 
     async def _materialize_loop(self) -> None:
         while True:

@@ -1,9 +1,10 @@
 """The processor stage of `serve`: decoded profiles in, series updates, events and exports out.
 
-Runs on the event loop (detector updates are milliseconds). The points of an upload are journaled (the
-state store, `state/persist.py`) before any is applied: if the store cannot take them the upload is
-refused with `StoreUnavailableError` and nothing changes. An exporter that fails is logged and
-counted, never allowed to stop ingestion or another exporter.
+Runs on the event loop (detector updates are milliseconds; a series that is ok is evaluated at most every
+`processor.evaluate_every_seconds`, its other profiles only appended, and `settle` catches up). The
+points of an upload are journaled (the state store, `state/persist.py`) before any is applied: if the
+store cannot take them the upload is refused with `StoreUnavailableError` and nothing changes. An
+exporter that fails is logged and counted, never allowed to stop ingestion or another exporter.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from prometheus_client.registry import Collector
 
 from otel_leakproc.exporter.base import Exporter
 from otel_leakproc.model import LeakEvent, ProfileKind, SeriesKey
-from otel_leakproc.processor.state import SeriesTable, TrackedSeries
+from otel_leakproc.processor.state import SeriesTable, TrackedSeries, UpdateResult
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult
 from otel_leakproc.state.persist import StatePersistence
 from otel_leakproc.telemetry import Telemetry
@@ -49,16 +50,27 @@ class Pipeline:
         if self.persistence is not None:
             self.persistence.append([(k, p.resource, p.summary) for k, p in zip(keys, result.profiles, strict=True)])
         for key, profile in zip(keys, result.profiles, strict=True):
-            update = self.table.update(key, profile.resource, profile.summary)
-            for evicted in update.evicted:
-                if self.persistence is not None:
-                    self.persistence.forget(evicted)
-                self._each("forget", lambda e, k=evicted: e.forget(k))
-                self.telemetry.tenant_series_evicted.labels(self.telemetry.tenant_label(evicted.tenant)).inc()
+            self._publish(self.table.update(key, profile.resource, profile.summary, live=True))
+
+    def settle(self, deadline: float | None = None) -> bool:
+        """Evaluate the series whose latest profiles were only appended (`processor.evaluate_every_seconds`),
+        all of them or until `deadline` (`time.perf_counter()`), and let the exporters see their reports and
+        events. True when none is left."""
+        for update in self.table.settle(deadline):
+            self._publish(update)
+        return not self.table.deferred
+
+    def _publish(self, update: UpdateResult) -> None:
+        for evicted in update.evicted:
+            if self.persistence is not None:
+                self.persistence.forget(evicted)
+            self._each("forget", lambda e, k=evicted: e.forget(k))
+            self.telemetry.tenant_series_evicted.labels(self.telemetry.tenant_label(evicted.tenant)).inc()
+        if update.evicted:
             self.telemetry.series_evicted.inc(len(update.evicted))
-            self._each("on_report", lambda e, s=update.series: e.on_report(s.report, s.resource))
-            if update.event is not None:
-                self._each("on_event", lambda e, ev=update.event: e.on_event(ev))
+        self._each("on_report", lambda e, s=update.series: e.on_report(s.report, s.resource))
+        if update.event is not None:
+            self._each("on_event", lambda e, ev=update.event: e.on_event(ev))
 
     def restored(self, later: Collection[SeriesKey] = ()) -> None:
         """After a state restore: let the exporters observe every restored series again, except those in

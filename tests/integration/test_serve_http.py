@@ -341,6 +341,22 @@ def test_corrupt_deflate_stream_inside_valid_gzip_header(svc: RunningService) ->
     assert series(svc.url, service="corrupt") == []
 
 
+def test_small_bodies_that_inflate_past_the_inline_bound_are_decoded_by_a_worker(svc: RunningService) -> None:
+    """Bodies up to `ingest.inline_max_bytes` are decoded on the event loop only while they inflate to at
+    most INLINE_MAX_DECOMPRESSED_BYTES; a valid one that inflates further is a worker's, not a rejection."""
+    profile = profile_pb2.Profile.FromString(gzip.decompress(HEAP))
+    profile.string_table.append("x" * (1024 * 1024))  # a 1 MiB comment: 4 times the inline bound
+    profile.comment.append(len(profile.string_table) - 1)
+    body = gzip.compress(profile.SerializeToString(), 9)
+    assert len(body) <= 16 * 1024 < len(HEAP) + 1024 * 1024
+    status, doc = ingest(svc, "inflated{instance=a}", body, format="pprof")
+    assert status == 200, doc
+    (found,) = series(svc.url, service="inflated")
+    assert found["profiles"] == 1
+    status, _ = ingest(svc, "inflated{instance=a}", HEAP, format="pprof")  # small, decoded inline: same answer
+    assert status == 200
+
+
 # -- bounds: queue, rate limit, series ------------------------------------------------------------
 
 

@@ -102,7 +102,12 @@ EXPECTED_FULL = Settings(
         rate_limit=RateLimitConfig(uploads_per_second=10.0, burst=20),
     ),
     ingest=IngestConfig(
-        workers=3, queue_size=16, retry_after_seconds=5.0, max_queue_share_per_tenant=0.5, max_bytes_in_flight=33554432
+        workers=3,
+        queue_size=16,
+        retry_after_seconds=5.0,
+        max_queue_share_per_tenant=0.5,
+        max_bytes_in_flight=33554432,
+        inline_max_bytes=4096,
     ),
     state=StateConfig(
         dir="/var/lib/otel-leakproc",
@@ -166,6 +171,7 @@ EXPECTED_FULL = Settings(
         auto_bucket_seconds=120.0,
         screened_sites=32,
         top_growers=3,
+        evaluate_every_seconds=5.0,
         heap=HeapConfig(
             warmup_seconds=600.0,
             min_points=8,
@@ -657,7 +663,7 @@ def test_every_negative_detector_setting_is_rejected_once(path: str) -> None:
 
 def test_numeric_processor_paths_cover_every_section() -> None:
     paths = _numeric_processor_paths()
-    assert len(paths) == 9 + 17 + 12 + 10 + 4
+    assert len(paths) == 10 + 17 + 12 + 10 + 4
     assert "heap.memory_limit_bytes" in paths
     assert "contention.high_delay_rate" in paths
 

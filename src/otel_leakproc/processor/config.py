@@ -264,6 +264,12 @@ class ProcessorConfig:
         screened_sites: sites (by peak value in the window) the least-squares screen looks at (heap) or
             trended for contention (mutex/block).
         top_growers: growers reported per series.
+        evaluate_every_seconds: `serve` re-evaluates a series whose status is ok at most this often (wall
+            clock); the profiles in between are appended only, and a series that gets no further profile
+            is evaluated within this time anyway. A series warming up, flagged or awaiting a fix verdict,
+            and every restart, is evaluated on every profile; 0 evaluates every profile. Profiles pushed
+            less often than this are each evaluated, so detection is never later in profiles. `analyze`,
+            the evaluation and a state restore always evaluate every profile.
         heap: heap detector settings.
         goroutine: goroutine detector settings.
         contention: mutex/block detector settings.
@@ -279,6 +285,7 @@ class ProcessorConfig:
     auto_bucket_seconds: float = 60.0
     screened_sites: int = 64
     top_growers: int = 5
+    evaluate_every_seconds: float = 1.0
     heap: HeapConfig = field(default_factory=HeapConfig)
     goroutine: GoroutineConfig = field(default_factory=GoroutineConfig)
     contention: ContentionConfig = field(default_factory=ContentionConfig)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import itertools
 import math
+import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -165,11 +166,20 @@ class SeriesDetector:
         # While a fix verdict is pending: the status, flagged_since and resolving_since the detectors give
         # the new version on its own (the series reports the held flag meanwhile).
         self._own: tuple[Status, float | None, float | None] = (Status.INSUFFICIENT_DATA, None, None)
+        # Cheap appends (`update(..., may_defer=True)`): when the last full evaluation ran (monotonic clock),
+        # and whether points have been appended since without one (`settle` evaluates them).
+        self._evaluated_at = -math.inf
+        self.deferred = False
 
     # -- intake ---------------------------------------------------------------------------------
 
-    def update(self, summary: ProfileSummary, version: str | None = None) -> SeriesReport:
+    def update(self, summary: ProfileSummary, version: str | None = None, *, may_defer: bool = False) -> SeriesReport:
         """Add one profile (in time order) and return the series' new report.
+
+        With `may_defer` (serve's live path) a series that is ok and was fully evaluated less than
+        `evaluate_every_seconds` ago only appends the point: its report keeps the last verdict with the new
+        profile count and time, `deferred` is set, and `settle` evaluates it later. Without it (analyze, the
+        evaluation, a state restore) every profile is evaluated.
 
         A profile older than or as old as the last one is ignored (counted in the evidence as
         `ignored_out_of_order`), so replays and duplicates cannot corrupt the history. `version` is the
@@ -184,8 +194,10 @@ class SeriesDetector:
             if self._report is not None:
                 self._report.evidence.ignored_out_of_order = self.ignored
             return self.report()
-        previous = self.status
         restart_reason = self._restart_reason(summary, last, now, version)
+        if restart_reason and self.deferred:
+            self.settle()  # the old process's last points get their verdict before the restart
+        previous = self.status
         if restart_reason:
             self.restarts += 1
             self._restart_fix(version, summary.time_nanos)
@@ -217,9 +229,41 @@ class SeriesDetector:
         if self.first_time is None:
             self.first_time = summary.time_nanos
         self.last_time = summary.time_nanos
+        if may_defer and not restart_reason and self._may_defer():
+            self.deferred = True
+            assert self._report is not None
+            self._report = replace(self._report, profiles=self.profiles, last_time_nanos=summary.time_nanos)
+            return self._report
+        return self._evaluate_point(now, summary.time_nanos, previous)
+
+    def settle(self) -> SeriesReport | None:
+        """Evaluate the points appended without an evaluation (`deferred`); None when there are none."""
+        if not self.deferred or not self.points:
+            self.deferred = False
+            return None
+        last = self.points[-1]
+        return self._evaluate_point(last.time, last.time_nanos, self.status)
+
+    def _may_defer(self) -> bool:
+        """Whether this point may skip the evaluation: only an ok series, no fix verification in progress,
+        evaluated less than `evaluate_every_seconds` ago. (Warming up, flagged or resolving series, whose
+        status can change on any point, are always evaluated.)"""
+        every = self.config.evaluate_every_seconds
+        return (
+            every > 0
+            and self.status is Status.OK
+            and self.resolving_since is None
+            and self.fix is None
+            and self._report is not None
+            and time.monotonic() - self._evaluated_at < every
+        )
+
+    def _evaluate_point(self, now: float, time_nanos: int, previous: Status) -> SeriesReport:
+        self.deferred = False
+        self._evaluated_at = time.monotonic()
         report = self._evaluate_with_fix(now)
         if report.status is not previous:
-            self.transitions.append((summary.time_nanos, previous, report.status))
+            self.transitions.append((time_nanos, previous, report.status))
             del self.transitions[:-MAX_TRANSITIONS]
         if self.transitions:
             report = replace(report, transitions=tuple(self.transitions))

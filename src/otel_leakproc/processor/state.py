@@ -28,11 +28,13 @@ from typing import Any, Protocol, cast
 
 from otel_leakproc.model import (
     FixVerdict,
+    FixVerification,
     LeakEvent,
     ProfileKind,
     ProfileSummary,
     SeriesKey,
     SeriesReport,
+    Status,
     event_name,
     not_fixed_event_name,
 )
@@ -108,7 +110,13 @@ class SeriesTable:
         self._series: OrderedDict[SeriesKey, TrackedSeries] = OrderedDict()  # least recently updated first
         self._by_tenant: dict[str, OrderedDict[SeriesKey, None]] = {}  # the same order, per tenant
         self.evicted_total = 0
+        self._deferred: set[SeriesKey] = set()  # series with points appended but not evaluated yet
         self.generation = 0  # bumped on every change, so an unchanged table is not snapshotted again
+
+    @property
+    def deferred(self) -> int:
+        """Series with points appended but not evaluated yet (`settle` evaluates them)."""
+        return len(self._deferred)
 
     def __len__(self) -> int:
         return len(self._series)
@@ -119,8 +127,14 @@ class SeriesTable:
     def get(self, key: SeriesKey) -> TrackedSeries | None:
         return self._series.get(key)
 
-    def update(self, key: SeriesKey, resource: Mapping[str, str], summary: ProfileSummary) -> UpdateResult:
-        """Feed one profile to its series (created on first sight), evicting the stalest series if full."""
+    def update(
+        self, key: SeriesKey, resource: Mapping[str, str], summary: ProfileSummary, *, live: bool = False
+    ) -> UpdateResult:
+        """Feed one profile to its series (created on first sight), evicting the stalest series if full.
+
+        `live` (serve's uploads): the detector may append the point without evaluating it
+        (`processor.evaluate_every_seconds`); `settle` evaluates such series later.
+        """
         evicted: list[SeriesKey] = []
         self.generation += 1
         tracked = self._series.get(key)
@@ -141,8 +155,40 @@ class SeriesTable:
                 tracked.resource.update(resource)
         previous = tracked.report.status
         previous_fix = tracked.report.fix
-        tracked.report = tracked.detector.update(summary, version_of(resource))
+        detector = tracked.detector
+        tracked.report = detector.update(summary, version_of(resource), may_defer=live)
         tracked.fresh = False
+        if detector.deferred:
+            self._deferred.add(key)
+        return UpdateResult(tracked, self._event(tracked, previous, previous_fix, summary.time_nanos), tuple(evicted))
+
+    def settle(self, deadline: float | None = None) -> list[UpdateResult]:
+        """Evaluate the series whose latest points were appended without an evaluation (see `update`): all
+        of them, or until `deadline` (`time.perf_counter()`), leaving the rest for the next call."""
+        results: list[UpdateResult] = []
+        while self._deferred:
+            if deadline is not None and results and time.perf_counter() >= deadline:
+                break
+            key = self._deferred.pop()
+            tracked = self._series.get(key)
+            if tracked is None or not tracked.loaded:
+                continue
+            previous, previous_fix = tracked.report.status, tracked.report.fix
+            report = tracked.detector.settle()
+            if report is None:
+                continue
+            tracked.report = report
+            tracked.fresh = False
+            self.generation += 1
+            event = self._event(tracked, previous, previous_fix, report.last_time_nanos)
+            results.append(UpdateResult(tracked, event, ()))
+        return results
+
+    @staticmethod
+    def _event(
+        tracked: TrackedSeries, previous: Status, previous_fix: FixVerification | None, time_nanos: int
+    ) -> LeakEvent | None:
+        key = tracked.key
         name = event_name(key.kind, previous, tracked.report.status)
         fix = tracked.report.fix
         newly_not_fixed = fix is not None and fix.verdict is FixVerdict.NOT_FIXED
@@ -150,10 +196,9 @@ class SeriesTable:
             newly_not_fixed = False
         if name is None and newly_not_fixed:
             name = not_fixed_event_name(key.kind)  # the deploy did not fix it: the series stays flagged
-        event = None
-        if name is not None:
-            event = LeakEvent(name, summary.time_nanos, previous, tracked.report, dict(tracked.resource))
-        return UpdateResult(tracked, event, tuple(evicted))
+        if name is None:
+            return None
+        return LeakEvent(name, time_nanos, previous, tracked.report, dict(tracked.resource))
 
     def adopt(self, series: Iterable[TrackedSeries]) -> int:
         """Replace the table's content with restored series (oldest first; beyond `max_series` the oldest

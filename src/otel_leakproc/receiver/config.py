@@ -279,6 +279,10 @@ class IngestConfig:
             Content-Length, or `server.max_body_bytes` for a body without one); checked before a body is
             read, so memory is bounded by this and not by open connections. One upload is always admitted
             when none is in progress.
+        inline_max_bytes: an upload body (as received) of at most this many bytes is decoded on the event
+            loop, with its decompressed size bounded by `INLINE_MAX_DECOMPRESSED_BYTES` (one that inflates
+            beyond it goes to a decoder worker): handing a 2 KiB profile to a worker process costs the
+            server more than decoding it. 0 sends every upload to a worker.
     """
 
     workers: int = 0
@@ -286,6 +290,7 @@ class IngestConfig:
     retry_after_seconds: float = 2.0
     max_queue_share_per_tenant: float = 0.75
     max_bytes_in_flight: int = 128 * 1024 * 1024
+    inline_max_bytes: int = 16 * 1024
 
     def max_in_flight_per_tenant(self) -> int:
         """Uploads one tenant may have waiting for or inside a decoder (at least 1)."""
@@ -301,4 +306,6 @@ class IngestConfig:
                 errors.append(MUST_BE_POSITIVE.format(key=key, value=value))
         if not 0 < self.max_queue_share_per_tenant <= 1:
             errors.append(f"max_queue_share_per_tenant: must be > 0 and <= 1, got {self.max_queue_share_per_tenant}")
+        if self.inline_max_bytes < 0:
+            errors.append(f"inline_max_bytes: must be >= 0, got {self.inline_max_bytes}")
         return errors

@@ -6,7 +6,9 @@ call `IngestCore.ingest`; they never decode on their own, so the two servers can
 Flow and bounds: at most `ingest.queue_size` uploads are waiting for or inside a decoder at once; the next
 one is refused at once with `RefusedError` (429 / RESOURCE_EXHAUSTED, Retry-After) instead of queueing
 in memory. Decoding runs in a pool of worker processes, so a huge profile never stalls the event loop and
-all cores are used. The decoded summaries are handed to the sink on the event loop, in completion order.
+all cores are used; only small bodies (`ingest.inline_max_bytes`, inflating to at most
+`INLINE_MAX_DECOMPRESSED_BYTES`) are decoded on the event loop, where they cost less than the hand-off.
+The decoded summaries are handed to the sink on the event loop, in completion order.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from otel_leakproc.errors import InvalidProfileError, RefusedError, RejectReason, UnavailableError
+from otel_leakproc.errors import InvalidProfileError, PayloadTooLargeError, RefusedError, RejectReason, UnavailableError
 from otel_leakproc.receiver.auth import AuthError, resolve_tenant
 from otel_leakproc.receiver.config import IngestConfig, ServerConfig
 from otel_leakproc.receiver.decode.limits import DecodeLimits
@@ -36,6 +38,9 @@ from otel_leakproc.telemetry import Telemetry
 log = logging.getLogger(__name__)
 
 MAX_AUTO_WORKERS = 8
+# An upload decoded on the event loop (`ingest.inline_max_bytes`) may inflate to at most this; one that
+# inflates further is handed to a worker (a few milliseconds of parsing at most stay on the loop).
+INLINE_MAX_DECOMPRESSED_BYTES = 256 * 1024
 
 Sink = Callable[[str, UploadRequest, UploadResult], None]
 
@@ -110,6 +115,9 @@ class IngestCore:
         self._ingest = ingest
         self._limits = limits
         self._caps = caps or ValueCaps()
+        self._inline_limits = replace(
+            limits, max_decompressed_bytes=min(limits.max_decompressed_bytes, INLINE_MAX_DECOMPRESSED_BYTES)
+        )
         self._sink = sink
         self._telemetry = telemetry
         self._limiter = RateLimiter(server.rate_limit)
@@ -245,6 +253,10 @@ class IngestCore:
         return IngestOutcome(tenant, len(result.profiles), result.ignored)
 
     async def _decode(self, request: UploadRequest) -> UploadResult:
+        if len(request.body) <= self._ingest.inline_max_bytes:
+            small = self._decode_inline(request)
+            if small is not None:
+                return small
         pool = self._pool
         assert pool is not None
         loop = asyncio.get_running_loop()
@@ -266,9 +278,31 @@ class IngestCore:
             self._telemetry.rejected.labels("internal_error").inc()
             log.exception("decoding a %s upload failed unexpectedly", request.dialect)
             raise DecoderCrashedError("internal error while decoding this upload (logged by the service)") from None
+        self._decoded(seconds, truncated)
+        return result
+
+    def _decoded(self, seconds: float, truncated: dict[str, int]) -> None:
         self._telemetry.decode_seconds.observe(seconds)
         for field, count in truncated.items():
             self._telemetry.truncated.labels(field).inc(count)
+
+    def _decode_inline(self, request: UploadRequest) -> UploadResult | None:
+        """Decode a small upload here, on the event loop; None when it inflates beyond the inline bound
+        (a worker decodes it then, under the configured limits)."""
+        try:
+            result, truncated, seconds = _decode(
+                request, self._inline_limits, self._caps, self._server.max_profiles_per_request
+            )
+        except PayloadTooLargeError:
+            return None
+        except InvalidProfileError as exc:
+            self._telemetry.rejected.labels(exc.reason.value).inc()
+            raise
+        except Exception:
+            self._telemetry.rejected.labels("internal_error").inc()
+            log.exception("decoding a %s upload failed unexpectedly", request.dialect)
+            raise DecoderCrashedError("internal error while decoding this upload (logged by the service)") from None
+        self._decoded(seconds, truncated)
         return result
 
     def reject(self, reason: RejectReason | str) -> None:

@@ -27,6 +27,7 @@ def summaries(series: str) -> list[ProfileSummary]:
 
 
 LEAK = summaries("steady_leak/heap")
+RESTART = summaries("restart/heap")  # ok for a while, suspected, then the process restarts
 
 
 def key(service: str) -> SeriesKey:
@@ -152,3 +153,58 @@ def test_memory_store_round_trip() -> None:
     table.update(key("a"), {}, LEAK[0])
     store.save(table.snapshot_text())
     assert SeriesTable(ProcessorConfig(), max_series=10).restore(store.load() or {}) == 1
+
+
+def test_live_updates_of_an_ok_series_are_appended_then_settled() -> None:
+    """`evaluate_every_seconds`: an ok series fed faster than that only appends; `settle` gives the verdict
+    (and the event) the skipped evaluations would have given."""
+    every = SeriesTable(ProcessorConfig(), max_series=10)
+    statuses = [every.update(key("checkout"), {}, s).series.report.status.value for s in RESTART]
+    first_flag = next(i for i, s in enumerate(statuses) if s == "suspected")
+    table = SeriesTable(ProcessorConfig(evaluate_every_seconds=3600), max_series=10)
+    reports = [table.update(key("checkout"), {}, s, live=True).series.report for s in RESTART[: first_flag + 1]]
+    warm = next(i for i, r in enumerate(reports) if r.status.value == "ok")
+    assert all(r.status.value == "ok" for r in reports[warm:])  # appended, not evaluated: still ok
+    assert [r.profiles for r in reports] == list(range(1, first_flag + 2))  # the count follows every point
+    assert reports[-1].last_time_nanos == RESTART[first_flag].time_nanos
+    (settled,) = table.settle()
+    assert settled.event is not None
+    assert settled.event.name == "leak.suspected"
+    assert settled.series.report.status.value == "suspected"
+    assert table.settle() == []  # nothing left to evaluate
+    # Once flagged, every point is evaluated again (a transition can happen on any of them).
+    rest = [
+        table.update(key("checkout"), {}, s, live=True).series.report.status.value for s in RESTART[first_flag + 1 :]
+    ]
+    assert rest == statuses[first_flag + 1 :]  # the restart and the new process's warm-up included
+
+
+def test_live_updates_evaluate_every_profile_when_the_setting_is_zero() -> None:
+    every = SeriesTable(ProcessorConfig(), max_series=10)
+    live = SeriesTable(ProcessorConfig(evaluate_every_seconds=0), max_series=10)
+    for summary in RESTART:
+        a = every.update(key("checkout"), {}, summary).series.report
+        b = live.update(key("checkout"), {}, summary, live=True).series.report
+        assert (a.status, a.score, a.profiles) == (b.status, b.score, b.profiles)
+    assert live.settle() == []
+
+
+def test_a_restart_settles_the_points_appended_before_it() -> None:
+    table = SeriesTable(ProcessorConfig(evaluate_every_seconds=3600), max_series=10)
+    reports = [table.update(key("checkout"), {}, s, live=True).series.report for s in RESTART]
+    restarted = next(i for i, r in enumerate(reports) if r.restarts)
+    assert reports[restarted - 1].status.value == "ok"  # its last points were appended without a verdict
+    transitions = [(old.value, new.value) for _, old, new in reports[restarted].transitions]
+    assert transitions[-2:] == [("ok", "suspected"), ("suspected", "insufficient_data")]
+
+
+def test_settle_in_slices_evaluates_at_least_one_series_a_call() -> None:
+    table = SeriesTable(ProcessorConfig(evaluate_every_seconds=3600), max_series=10)
+    for summary in RESTART[:34]:  # ok from profile 30 on: the later ones are only appended
+        for service in ("a", "b", "c"):
+            table.update(key(service), {}, summary, live=True)
+    assert table.deferred == 3
+    assert len(table.settle(deadline=0.0)) == 1  # a deadline already past still makes progress
+    assert table.deferred == 2
+    assert len(table.settle()) == 2
+    assert table.deferred == 0
