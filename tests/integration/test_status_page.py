@@ -1,9 +1,11 @@
 """The status page (`web/`) rendered by headless Chromium on real analysed series.
 
-The data is real: `analyze_paths` on the bundled corpus series (keeping the per-profile timeline), turned
-into `/api/v1/series` objects. A small aiohttp app in a background thread serves the page's static files
-and that JSON, under several path prefixes (one per scenario, which also proves the page's URLs are
-relative); Chromium loads the page and the assertions read the DOM after the page's JavaScript ran.
+The data is real: the bundled corpus series, decoded as `analyze` decodes them (a version folder names the
+`service.version` of its profiles), fed in time order through a real `SeriesTable` as the service feeds
+uploads, and turned into `/api/v1/series` objects by the service's own `series_object`. A small aiohttp
+app in a background thread serves the page's static files and that JSON, under several path prefixes (one
+per scenario, which also proves the page's URLs are relative); Chromium loads the page and the assertions
+read the DOM after the page's JavaScript ran.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import pytest
 from aiohttp import web
 from browser import Element, dump_dom, parse_html, screenshot
 
-from otel_leakproc.analyze import AnalyzeOptions, SeriesResult, analyze_paths
+from otel_leakproc.analyze import collect_files, load_series, split_version
+from otel_leakproc.app import series_object
 from otel_leakproc.config import load_settings
 from otel_leakproc.evaluation import corpus_time
-from otel_leakproc.report import series_to_json
+from otel_leakproc.model import ProfileSummary, SeriesKey
+from otel_leakproc.processor.state import SeriesTable
 from otel_leakproc.web import static_dir
 
 CORPUS = Path(__file__).parent.parent / "testdata" / "corpus"
@@ -46,30 +50,31 @@ SCENARIOS = [
 ]
 
 
-def api_object(result: SeriesResult, tenant: str, resource_extra: dict[str, str]) -> dict[str, Any]:
-    """One `/api/v1/series` object: the analyze --json series plus tenant, id, resource and timeline."""
-    obj = series_to_json(result.report)
-    key = result.report.key
-    obj["tenant"] = tenant
-    obj["id"] = f"{tenant}/{key.service}/{key.instance}/{key.kind.value}"
-    resource = {"service.name": key.service}
-    if key.instance:
-        resource["service.instance.id"] = key.instance
-    obj["resource"] = {**resource, **resource_extra}
-    # analyze keeps one SeriesReport per profile; the API timeline is [[unix seconds, value], ...].
-    obj["timeline"] = [[r.last_time_nanos / 1e9, r.current] for r in result.timeline]
-    return obj
+def uploads(scenario: str) -> list[tuple[ProfileSummary, str | None]]:
+    """A scenario's profiles in time order, each with the version its version folder names (None without
+    one), decoded by analyze's loader: what a service of that version would have uploaded."""
+    limits = load_settings(None).decode.to_limits()
+    out: list[tuple[ProfileSummary, str | None]] = []
+    for (_, label), files in collect_files([str(CORPUS / scenario)]).items():
+        _, version = split_version(label)
+        by_kind, skipped = load_series(files, limits, None, corpus_time)
+        assert not skipped, skipped
+        out += [(summary, version) for summaries in by_kind.values() for summary in summaries]
+    out.sort(key=lambda entry: entry[0].time_nanos)  # stable: a version's own order is kept on equal times
+    return out
 
 
 @pytest.fixture(scope="module")
 def real_series() -> list[dict[str, Any]]:
+    """Every scenario's series as `/api/v1/series` serves them: the service's table and `series_object`."""
     settings = load_settings(None)
-    out = []
+    table = SeriesTable(settings.processor, settings.state.max_series, settings.state.max_series_per_tenant)
     for scenario, tenant, service, instance, extra in SCENARIOS:
-        options = AnalyzeOptions(service=service, instance=instance, keep_timeline=True, time_of=corpus_time)
-        for result in analyze_paths([str(CORPUS / scenario)], settings.processor, settings.decode.to_limits(), options):
-            out.append(api_object(result, tenant, extra))
-    return out
+        resource = {"service.name": service, **({"service.instance.id": instance} if instance else {}), **extra}
+        for summary, version in uploads(scenario):
+            key = SeriesKey(tenant, service, instance, summary.kind)
+            table.update(key, {**resource, "service.version": version} if version else resource, summary)
+    return [series_object(tracked) for tracked in table]
 
 
 def by_id(series: list[dict[str, Any]], ident: str) -> dict[str, Any]:
@@ -81,6 +86,7 @@ def by_id(series: list[dict[str, Any]], ident: str) -> dict[str, Any]:
 STEADY = "acme/checkout/checkout-7d9f-pod-1/heap"
 PLATEAU = "acme/checkout/checkout-7d9f-pod-2/heap"
 GOROUTINES = "acme/quotes/quotes-0/goroutine"
+CHARTED = (STEADY, PLATEAU, GOROUTINES)
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +272,9 @@ def test_real_data_has_the_expected_verdicts(real_series: list[dict[str, Any]]) 
     assert by_id(real_series, STEADY)["status"] == "confirmed"
     assert by_id(real_series, PLATEAU)["status"] == "ok"
     assert by_id(real_series, GOROUTINES)["status"] in {"confirmed", "suspected"}
-    assert all(len(s["timeline"]) == s["profiles"] for s in real_series)
+    # The timeline is the series' current history: one point per profile for these (no restart; a contention
+    # series has one point fewer, the rate between two profiles; a restart starts a new history).
+    assert all(len(by_id(real_series, i)["timeline"]) == by_id(real_series, i)["profiles"] for i in CHARTED)
 
 
 def test_flagged_series_first_then_ok_then_insufficient(page: Element, payload: dict[str, Any]) -> None:
@@ -324,7 +332,7 @@ def test_leaking_series_shows_status_numbers_and_top_grower(page: Element, paylo
 
 
 def test_chart_has_one_point_per_profile_and_marks_the_flag(page: Element, payload: dict[str, Any]) -> None:
-    for ident in (STEADY, PLATEAU, GOROUTINES):
+    for ident in CHARTED:
         data = by_id(payload["series"], ident)
         art = article(page, ident)
         svg = art.find("svg")
