@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
+from prometheus_names import prometheus_name
 from serve_support import STEADY_LEAK, http, make_settings, metric, running_service
 from test_export_support import RecordingReceiver, Rotel, attrs, rotel_chain, wait_for
 
@@ -163,18 +164,12 @@ def test_no_endpoint_no_own_otlp_export(tmp_path: Path, monkeypatch: pytest.Monk
 
 # --- names: the OTLP names translate back to the /metrics names ------------------------------------
 
-UNIT_WORDS = {"s": "seconds", "By": "bytes"}
 
-
-def translated(name: str, unit: str, kind: str) -> str:
-    """The OTLP-to-Prometheus name translation (collector `prometheus`/`prometheusremotewrite` exporters,
-    Prometheus' OTLP receiver with `UnderscoreEscapingWithSuffixes`)."""
-    out = name.replace(".", "_")
-    word = "ratio" if unit == "1" and kind == "gauge" else UNIT_WORDS.get(unit, "")
-    assert word or not unit or unit.startswith("{"), f"unit {unit!r} of {name} has no translation here"
-    if word and not out.endswith(f"_{word}"):
-        out += f"_{word}"
-    return f"{out}_total" if kind == "counter" else out
+def translated(name: str, unit: str, family_type: str) -> str:
+    """The Prometheus name a collector's Prometheus exporter gives an own metric exported over OTLP (counters
+    as monotonic sums, histograms as histograms, the other families as gauges)."""
+    kind = family_type if family_type in ("counter", "histogram") else "gauge"
+    return prometheus_name(name, unit, kind)
 
 
 def own_families() -> list[Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
+from prometheus_names import prometheus_name
 
 from otel_leakproc.exporter import build_exporters, spool_directory
 from otel_leakproc.exporter.config import EventDeliveryConfig, ExportConfig, OtlpConfig, PrometheusConfig
@@ -51,22 +52,6 @@ def make_report(kind: ProfileKind = ProfileKind.HEAP, status: Status = Status.CO
 
 # --- the metric contract ---------------------------------------------------------------------------
 
-_UNITS = {"By": "bytes", "s": "seconds", "h": "hours"}
-_PER = {"s": "second", "h": "hour"}
-
-
-def translate(name: str, unit: str) -> str:
-    """The OTLP-to-Prometheus name translation (collector's normalize_name, gauges), for the units we use."""
-    tokens = [name.replace(".", "_")]
-    main, _, per = unit.partition("/")  # the collector splits once: "s/s/h" would become "per_s_h"
-    if main and "{" not in main and main != "1":
-        tokens.append(_UNITS[main])
-    if per:
-        tokens.append("per_" + _PER[per])
-    if unit == "1":
-        tokens.append("ratio")
-    return "_".join(tokens)
-
 
 @pytest.mark.parametrize("spec", ALL_METRICS, ids=lambda s: s.name)
 def test_metric_names_follow_otel_naming_and_prometheus_translation(spec: object) -> None:
@@ -74,7 +59,7 @@ def test_metric_names_follow_otel_naming_and_prometheus_translation(spec: object
 
     assert isinstance(spec, MetricSpec)
     assert re.fullmatch(r"leakproc(\.[a-z_]+)+", spec.name)
-    assert spec.prometheus == translate(spec.name, spec.unit)
+    assert spec.prometheus == prometheus_name(spec.name, spec.unit, "gauge")  # exported as OTLP gauges
 
 
 def test_metric_names_are_documented() -> None:
