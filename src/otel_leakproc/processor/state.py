@@ -1,30 +1,25 @@
-"""Tracked series and their persistence.
+"""Tracked series.
 
 `SeriesTable` holds one `SeriesDetector` per series, bounded by `state.max_series` in all and by
 `state.max_series_per_tenant` per tenant, and turns status changes into `LeakEvent`s. A tenant never
 loses a series to a larger one: a tenant at its quota evicts its own least recently updated series, and
 a full table evicts the least recently updated series of the tenant holding the most.
-A `StateStore` persists a snapshot of the table:
-`FileStateStore` writes gzipped JSON atomically (temporary file, fsync, rename) so a crash mid-write leaves
-the previous snapshot intact; `MemoryStateStore` keeps nothing across restarts.
 
-Snapshot format (versioned; a reader refuses versions it does not know rather than guess):
+The service persists the table through `state/` (journal and checkpoints). `SeriesTable.restore` reads
+the snapshot written by releases before the journal (`snapshot.json.gz`, read once and migrated by
+`state/legacy.py`; the writer is kept with its test fixture, tests/testdata/state/make_format2_snapshot.py).
+Snapshot format (a reader refuses versions it does not know rather than guess):
     {"format": "otel-leakproc-state", "version": 1, "saved_at_unix": <float>,
      "series": [{"tenant", "service", "instance", "kind", "resource": {...}, "detector": {...}}]}
 """
 
 from __future__ import annotations
 
-import gzip
-import json
-import os
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any
 
 from otel_leakproc.model import (
     FixVerdict,
@@ -67,8 +62,6 @@ class TrackedSeries:
     _detector: SeriesDetector | None
     resource: dict[str, str]
     report: SeriesReport
-    fragment: str | None = None  # this series' snapshot entry as JSON text (maybe older than the series)
-    fresh: bool = False  # the fragment holds the series as it is now
     loader: Callable[[], SeriesDetector] | None = None
 
     @property
@@ -111,7 +104,6 @@ class SeriesTable:
         self._by_tenant: dict[str, OrderedDict[SeriesKey, None]] = {}  # the same order, per tenant
         self.evicted_total = 0
         self._deferred: set[SeriesKey] = set()  # series with points appended but not evaluated yet
-        self.generation = 0  # bumped on every change, so an unchanged table is not snapshotted again
 
     @property
     def deferred(self) -> int:
@@ -136,7 +128,6 @@ class SeriesTable:
         (`processor.evaluate_every_seconds`); `settle` evaluates such series later.
         """
         evicted: list[SeriesKey] = []
-        self.generation += 1
         tracked = self._series.get(key)
         if tracked is None:
             own = self._by_tenant.setdefault(key.tenant, OrderedDict())
@@ -157,7 +148,6 @@ class SeriesTable:
         previous_fix = tracked.report.fix
         detector = tracked.detector
         tracked.report = detector.update(summary, version_of(resource), may_defer=live)
-        tracked.fresh = False
         if detector.deferred:
             self._deferred.add(key)
         return UpdateResult(tracked, self._event(tracked, previous, previous_fix, summary.time_nanos), tuple(evicted))
@@ -178,8 +168,6 @@ class SeriesTable:
             if report is None:
                 continue
             tracked.report = report
-            tracked.fresh = False
-            self.generation += 1
             event = self._event(tracked, previous, previous_fix, report.last_time_nanos)
             results.append(UpdateResult(tracked, event, ()))
         return results
@@ -223,7 +211,6 @@ class SeriesTable:
                 del restored[old]
         self._series = restored
         self._by_tenant = by_tenant
-        self.generation += 1
         return len(restored)
 
     def tenant_count(self, tenant: str) -> int:
@@ -249,51 +236,9 @@ class SeriesTable:
                 return keys
         raise AssertionError("a full table has series")
 
-    def to_snapshot(self) -> dict[str, Any]:
-        """The whole table as it is now, as plain data (oldest series first, so a restore keeps LRU order)."""
-        self.refresh_fragments()
-        return json.loads(self.snapshot_text())  # type: ignore[no-any-return]
-
-    def refresh_fragments(self, deadline: float | None = None) -> bool:
-        """Serialise series updated since their last serialisation, oldest first, until `deadline`
-        (`time.perf_counter()`). True when every series is fresh. The service calls this in slices, yielding
-        to the event loop between them, so a snapshot of many busy series never stalls uploads for long."""
-        for t in self._series.values():
-            if t.fresh:
-                continue
-            self._serialise(t)
-            if deadline is not None and time.perf_counter() > deadline:
-                return all(t.fresh for t in self._series.values())
-        return True
-
-    def snapshot_text(self) -> str:
-        """The snapshot as JSON text. A series serialised before (by `refresh_fragments` or an earlier
-        snapshot) contributes that entry even if it changed since, so this costs only the series never
-        serialised; each entry is a consistent state of its series, at most one refresh old."""
-        entries = []
-        for t in self._series.values():
-            entries.append(t.fragment if t.fragment is not None else self._serialise(t))
-        head = json.dumps({"format": SNAPSHOT_FORMAT, "version": SNAPSHOT_VERSION, "saved_at_unix": time.time()})
-        return head[:-1] + ',"series":[' + ",".join(entries) + "]}"
-
-    @staticmethod
-    def _serialise(t: TrackedSeries) -> str:
-        t.fragment = json.dumps(
-            {
-                "tenant": t.key.tenant,
-                "service": t.key.service,
-                "instance": t.key.instance,
-                "kind": t.key.kind.value,
-                "resource": t.resource,
-                "detector": t.detector.to_state(),
-            },
-            separators=(",", ":"),
-        )
-        t.fresh = True
-        return t.fragment
-
     def restore(self, snapshot: Mapping[str, Any]) -> int:
-        """Replace the table's content with a snapshot's. Returns the number of series restored.
+        """Replace the table's content with a snapshot's (the format above). Returns the number of series
+        restored.
 
         Raises:
             StateError: wrong format or version, or a series that cannot be rebuilt.
@@ -317,78 +262,3 @@ class SeriesTable:
                 raise StateError(f"series[{index}]: cannot restore: {exc}") from exc
             restored[key] = TrackedSeries(key, detector, resource, detector.report())
         return self._replace(restored)
-
-
-class StateStore(Protocol):
-    """Where snapshots of the series table live."""
-
-    def load(self) -> dict[str, Any] | None:
-        """The last saved snapshot, or None when there is none."""
-
-    def save(self, snapshot: str) -> None:
-        """Persist a snapshot (JSON text), replacing the previous one atomically."""
-
-    def describe(self) -> str:
-        """Where the state lives, for logs."""
-
-
-class MemoryStateStore:
-    """Keeps the last snapshot in memory only: history does not survive a restart."""
-
-    def __init__(self) -> None:
-        self._snapshot: str | None = None
-
-    def load(self) -> dict[str, Any] | None:
-        return None if self._snapshot is None else cast(dict[str, Any], json.loads(self._snapshot))
-
-    def save(self, snapshot: str) -> None:
-        self._snapshot = snapshot
-
-    def describe(self) -> str:
-        return "memory only (history is lost on restart)"
-
-
-class FileStateStore:
-    """A gzipped JSON snapshot file in `directory`, replaced atomically on every save."""
-
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = Path(directory)
-        self.path = self.directory / SNAPSHOT_FILE
-
-    def load(self) -> dict[str, Any] | None:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise StateError(f"{self.path}: cannot read: {exc.strerror or exc}") from exc
-        try:
-            data = json.loads(gzip.decompress(raw))
-        except (OSError, EOFError, ValueError) as exc:
-            raise StateError(f"{self.path}: not a valid snapshot: {exc}") from exc
-        if not isinstance(data, dict):
-            raise StateError(f"{self.path}: not a valid snapshot: top level is not an object")
-        return data
-
-    def save(self, snapshot: str) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        payload = gzip.compress(snapshot.encode(), compresslevel=3)
-        fd, tmp = tempfile.mkstemp(prefix=".snapshot-", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        # The rename is durable only once the directory entry is on disk.
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-    def describe(self) -> str:
-        return str(self.path)

@@ -5,10 +5,13 @@ table, written as a checkpoint, and renamed `snapshot.json.gz.migrated` so it is
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
-from otel_leakproc.processor.state import SNAPSHOT_FILE, FileStateStore, SeriesTable, StateError
+from otel_leakproc.processor.state import SNAPSHOT_FILE, SeriesTable, StateError
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +30,31 @@ def restore_legacy(path: Path, table: SeriesTable) -> int:
     Raises:
         StateError: the file is unreadable or of a version this release does not read.
     """
-    snapshot = FileStateStore(path.parent).load()
+    snapshot = read_snapshot(path)
     if snapshot is None:
         return 0
     return table.restore(snapshot)
+
+
+def read_snapshot(path: Path) -> dict[str, Any] | None:
+    """The old snapshot at `path` as plain data (gzipped JSON), None when there is no file.
+
+    Raises:
+        StateError: the file cannot be read or is not a gzipped JSON object.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        data = json.loads(gzip.decompress(raw))
+    except (OSError, EOFError, ValueError) as exc:
+        raise StateError(f"{path}: not a valid snapshot: {exc}") from exc
+    if not isinstance(data, dict):
+        raise StateError(f"{path}: not a valid snapshot: top level is not an object")
+    return data
 
 
 def retire(path: Path, suffix: str = MIGRATED_SUFFIX) -> Path:
@@ -40,4 +64,4 @@ def retire(path: Path, suffix: str = MIGRATED_SUFFIX) -> Path:
     return done
 
 
-__all__ = ["StateError", "legacy_snapshot", "restore_legacy", "retire"]
+__all__ = ["StateError", "legacy_snapshot", "read_snapshot", "restore_legacy", "retire"]

@@ -1,23 +1,19 @@
-"""The series table (bounds, events, snapshots) and the snapshot stores, fed real corpus profiles."""
+"""The series table (bounds, events, deferred evaluation) and its reader of the old snapshot format, fed real
+corpus profiles."""
 
 from __future__ import annotations
 
 import gzip
-import json
 from pathlib import Path
 
 import pytest
+from old_snapshot import BUNDLED, snapshot, write_snapshot
 
 from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey
 from otel_leakproc.processor.config import ProcessorConfig
-from otel_leakproc.processor.state import (
-    SNAPSHOT_FILE,
-    FileStateStore,
-    MemoryStateStore,
-    SeriesTable,
-    StateError,
-)
+from otel_leakproc.processor.state import SNAPSHOT_FILE, SeriesTable, StateError
 from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
+from otel_leakproc.state.legacy import read_snapshot, restore_legacy
 
 CORPUS = Path(__file__).resolve().parents[2] / "testdata" / "corpus"
 
@@ -58,16 +54,16 @@ def test_least_recently_updated_series_is_evicted() -> None:
     assert table.evicted_total == 1
 
 
-def test_snapshot_round_trip_resumes_every_series_exactly(tmp_path: Path) -> None:
+def test_an_old_snapshot_resumes_every_series_exactly(tmp_path: Path) -> None:
     config = ProcessorConfig()
     table = SeriesTable(config, max_series=10)
     for summary in LEAK[:30]:
         table.update(key("a"), {"k8s.pod.name": "a-0"}, summary)
     table.update(key("b"), {}, LEAK[0])
-    store = FileStateStore(tmp_path / "state")
-    store.save(table.snapshot_text())
+    path = tmp_path / SNAPSHOT_FILE
+    write_snapshot(snapshot(table), path)
     restored = SeriesTable(config, max_series=10)
-    assert restored.restore(store.load() or {}) == 2
+    assert restore_legacy(path, restored) == 2
     assert [t.key.service for t in restored] == ["a", "b"]  # LRU order kept
     a = restored.get(key("a"))
     assert a is not None
@@ -78,50 +74,32 @@ def test_snapshot_round_trip_resumes_every_series_exactly(tmp_path: Path) -> Non
         assert again == original
 
 
-def test_unchanged_series_reuse_their_serialised_entry() -> None:
+def test_the_bundled_snapshot_of_an_older_release_restores_and_goes_on() -> None:
+    """snapshot-format2.json.gz holds detector state version 2: the first 30 profiles of the steady leak."""
     table = SeriesTable(ProcessorConfig(), max_series=10)
-    table.update(key("a"), {}, LEAK[0])
-    table.update(key("b"), {}, LEAK[0])
-    first = table.snapshot_text()
-    cached = {t.key.service: t.fragment for t in table}
-    table.update(key("b"), {}, LEAK[1])
-    # Without a refresh, the changed series contributes its last (older, consistent) entry.
-    assert table.snapshot_text().split(',"series":')[1] == first.split(',"series":')[1]
-    assert table.refresh_fragments()
-    second = json.loads(table.snapshot_text())
-    after = {t.key.service: t.fragment for t in table}
-    assert after["a"] is cached["a"]  # not serialised again
-    assert after["b"] != cached["b"]
-    assert second["series"][1]["detector"] != json.loads(first)["series"][1]["detector"]
+    assert restore_legacy(BUNDLED, table) == 1
+    leak = SeriesKey("default", "checkout", "pod-1", ProfileKind.HEAP)
+    tracked = table.get(leak)
+    assert tracked is not None
+    assert tracked.resource == {"service.name": "checkout", "service.instance.id": "pod-1"}
+    assert tracked.report.profiles == 30
+    for summary in LEAK[30:]:
+        report = table.update(leak, {}, summary).series.report
+    assert report.profiles == 60
+    assert report.status.value == "confirmed"
+    assert report.top_growers[0].function == "main.(*orderHistoryArchive).appendOrderSnapshot"
 
 
-def test_refresh_in_slices_until_every_series_is_fresh() -> None:
-    table = SeriesTable(ProcessorConfig(), max_series=10)
-    for name in "abcd":
-        for summary in LEAK[:5]:
-            table.update(key(name), {}, summary)
-    slices = 1
-    while not table.refresh_fragments(deadline=0.0):  # a deadline already past: one series per slice
-        slices += 1
-    assert slices == 4
-    assert all(t.fresh for t in table)
-    restored = SeriesTable(ProcessorConfig(), max_series=10)
-    assert restored.restore(json.loads(table.snapshot_text())) == 4
-
-
-def test_file_store_is_atomic_and_refuses_what_it_cannot_read(tmp_path: Path) -> None:
-    store = FileStateStore(tmp_path)
-    assert store.load() is None
-    table = SeriesTable(ProcessorConfig(), max_series=10)
-    table.update(key("a"), {}, LEAK[0])
-    store.save(table.snapshot_text())
-    assert [p.name for p in tmp_path.iterdir()] == [SNAPSHOT_FILE]  # no temporary file left behind
-    (tmp_path / SNAPSHOT_FILE).write_bytes(gzip.compress(b"[1, 2]"))
+def test_reading_an_old_snapshot_refuses_what_it_cannot_read(tmp_path: Path) -> None:
+    path = tmp_path / SNAPSHOT_FILE
+    assert read_snapshot(path) is None
+    assert restore_legacy(path, SeriesTable(ProcessorConfig(), max_series=10)) == 0
+    path.write_bytes(gzip.compress(b"[1, 2]"))
     with pytest.raises(StateError, match="top level"):
-        store.load()
-    (tmp_path / SNAPSHOT_FILE).write_bytes(b"\x1f\x8b truncated")
+        read_snapshot(path)
+    path.write_bytes(b"\x1f\x8b truncated")
     with pytest.raises(StateError, match="not a valid snapshot"):
-        store.load()
+        read_snapshot(path)
 
 
 @pytest.mark.parametrize(
@@ -144,15 +122,6 @@ def test_restore_refuses_bad_snapshots_and_keeps_the_table(snapshot: dict[str, o
     with pytest.raises(StateError, match=message):
         table.restore(snapshot)
     assert [t.key.service for t in table] == ["kept"]
-
-
-def test_memory_store_round_trip() -> None:
-    store = MemoryStateStore()
-    assert store.load() is None
-    table = SeriesTable(ProcessorConfig(), max_series=10)
-    table.update(key("a"), {}, LEAK[0])
-    store.save(table.snapshot_text())
-    assert SeriesTable(ProcessorConfig(), max_series=10).restore(store.load() or {}) == 1
 
 
 def test_live_updates_of_an_ok_series_are_appended_then_settled() -> None:

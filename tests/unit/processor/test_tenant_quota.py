@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from old_snapshot import snapshot
+
 from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey
 from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.state import SeriesTable
@@ -47,6 +49,6 @@ def test_restore_applies_a_lowered_quota_keeping_the_most_recent() -> None:
     for i in range(5):
         table.update(key("t", f"s{i}"), {}, SUMMARY)
     smaller = SeriesTable(ProcessorConfig(), max_series=10, max_per_tenant=2)
-    assert smaller.restore(table.to_snapshot()) == 2
+    assert smaller.restore(snapshot(table)) == 2
     assert [t.key.service for t in smaller] == ["s3", "s4"]
     assert smaller.update(key("t", "s5"), {}, SUMMARY).evicted == (key("t", "s3"),)
