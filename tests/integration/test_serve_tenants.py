@@ -4,6 +4,7 @@ large uploads from many connections; the other keeps every series, every profile
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -58,6 +59,14 @@ def test_a_flooding_tenant_is_evicted_and_throttled_within_its_own_share(tmp_pat
                         url = f"{proc.url}/ingest?name=quiet-{s}&format=pprof"
                         quiet_statuses.append(http("POST", url, path.read_bytes(), quiet, timeout=60).status)
             finally:
+                # On a slow machine the quiet uploads may finish before the flood got past its quota: let
+                # it go on (bounded) until it has, so the eviction is exercised.
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    with lock:
+                        if flood_statuses[200] > SERIES_QUOTA + 2:
+                            break
+                    time.sleep(0.1)
                 stop.set()
                 for f in flooders:
                     f.result()
