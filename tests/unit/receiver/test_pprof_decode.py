@@ -659,6 +659,25 @@ def test_missing_location_below_the_leaf_is_rejected(
         assert str(error) == f"profile.sample[{i}].location_id: {bad_id} is not a location id"
 
 
+@pytest.mark.parametrize("spread", [3, 1000], ids=["ids-3-apart", "ids-1000-apart"])
+def test_missing_location_below_the_leaf_with_ids_not_numbered_1_to_n(
+    monkeypatch: pytest.MonkeyPatch, spread: int
+) -> None:
+    """Tables other writers number otherwise (gaps between ids): an id in a gap is rejected too."""
+    monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", 0)
+    profile = _large(HEAP)
+    for loc in profile.location:
+        loc.id *= spread
+    for sample in profile.sample:
+        sample.location_id[:] = [loc_id * spread for loc_id in sample.location_id]
+    data = _encode(profile, values_first=True)
+    assert isinstance(_decode(data), ProfileSummary)
+    profile.sample[9].location_id.append(spread + 1)  # between the first two ids
+    error = _reject(_encode(profile, values_first=True))
+    assert error.reason is RejectReason.BAD_REFERENCE
+    assert str(error) == f"profile.sample[9].location_id: {spread + 1} is not a location id"
+
+
 def test_missing_location_below_the_leaf_of_a_parsed_profile_is_rejected() -> None:
     """A `Profile` message (what OTLP converts to) takes the message path: the same check."""
     profile = _profile(HEAP_STEADY_LEAK)
@@ -682,7 +701,8 @@ def test_vectorised_check_of_location_ids_near_the_top_of_the_table(monkeypatch:
     scan = pprof_fast.scan_samples(parts, len(parsed.sample), len(parsed.sample_type))
     assert scan is not None
     tables = pprof_fast._tables(parsed, scan.data[scan.tables_at :], parts.n_locs, parts.n_fns)
-    assert tables is not None and tables.dense
+    assert tables is not None
+    assert tables.dense
     assert pprof_fast._known_locations(scan, tables)
     for bad_id in (n + 1, n + 128, 128**2, 2**63, 0):
         broken = profile_pb2.Profile()

@@ -378,9 +378,9 @@ def _raw_samples(
     ids on demand, and every sample's location ids (for `Resolver.check_samples`).
 
     All values and ids are read in one C-level parse: concatenated Sample messages parse as one message
-    whose repeated `value` holds all values in order (`location_id` all ids). A separator after each sample (one more `value`, the
-    sentinel) shows where each sample's values end, so counts that cancel out in the total cannot shift
-    the columns.
+    whose repeated `value` holds all values in order (`location_id` all ids). A separator after each
+    sample (one more `value`, the sentinel) shows where each sample's values end, so counts that cancel
+    out in the total cannot shift the columns.
     """
     separated = _SEPARATOR.join(raw_samples) + _SEPARATOR if raw_samples else b""
     merged = profile_pb2.Sample.FromString(separated)

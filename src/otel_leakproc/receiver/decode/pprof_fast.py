@@ -754,40 +754,52 @@ def _known_locations(scan: _Scan, tables: _Tables) -> bool:
 
     Go's tables (ids 1..N) are checked in byte space, decoding only the varints of the highest ids: no
     id is 0 (no zero byte: a zero id or a padded varint); a varint as long as N's (or longer) whose last
-    byte reaches N's last byte is read, the others are below N. Other tables decode every id.
+    byte reaches N's last byte is read, the others are below N. These bytes are looked for in all the
+    samples' bytes, then kept where they are ids. Other tables decode every id.
     """
     data = scan.data[: scan.tables_at]
-    bounds = np.empty(2 * len(scan.loc_start) + 1, dtype=np.int64)
-    bounds[0] = 0
-    bounds[1::2] = scan.loc_start
-    bounds[2::2] = scan.loc_end
-    lengths = np.diff(bounds, append=len(data))
-    pattern = np.zeros(len(lengths), dtype=bool)
-    pattern[1::2] = True
-    in_ids = np.repeat(pattern, lengths)  # the bytes of location ids (each stretch starts and ends a varint)
-    if not tables.dense:
-        tokens = _tokens(data[in_ids])
-        return tokens is not None and bool((tables.leaf(tokens[0]) != -3).all())
     n = len(tables.ids)
-    zero = data == 0
-    zero &= in_ids
-    if n == 0 or bool(zero.any()):
-        return False
+    if not tables.dense or n == 0:
+        tokens = _tokens(data[_id_bytes(scan, len(data))])
+        return tokens is not None and bool((tables.leaf(tokens[0]) != -3).all())
     width = (n.bit_length() + 6) // 7  # bytes of n's varint
     size = len(data) - width + 1
     cont = data >= 0x80
-    span = cont & in_ids if width > 1 else in_ids  # starts a varint at least as long as n's
-    for k in range(1, width - 1):
-        span[: len(span) - k] &= cont[k:]
-    reach = data[width - 1 :] >= (n >> (7 * (width - 1)))  # (the last byte of n's varint)
-    reach &= span[:size]
-    start = np.flatnonzero(reach)
+    reach = data[width - 1 :] >= (n >> (7 * (width - 1)))  # (what the last byte of n's varint holds)
+    for k in range(width - 1):
+        reach &= cont[k : k + size]
+    start = np.flatnonzero(reach)  # (a varint longer than n's is one too: its byte `width - 1` continues)
+    if len(start) > len(scan.loc_start):  # many alike bytes in the values (small tables)
+        start = start[_id_bytes(scan, len(data))[start]]
+    else:
+        start = start[_in_ids(scan, start)]
     if bool(cont[start + width - 1].any()):
         return False  # a varint longer than n's
+    # Zero ids: every value 0 ends with a zero byte; if the samples hold no other, no id is 0.
+    zeros = np.flatnonzero(data == 0) if np.count_nonzero(data == 0) > np.count_nonzero(scan.values == 0) else None
+    if zeros is not None and bool(_in_ids(scan, zeros).any()):
+        return False  # a zero id, or a padded varint
     value = np.zeros(len(start), dtype=np.uint64)
     for k in range(width):
         value |= (data[start + k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
     return not bool((value > np.uint64(n)).any())
+
+
+def _id_bytes(scan: _Scan, size: int) -> npt.NDArray[np.bool_]:
+    """Whether each of the first `size` bytes of the samples is a byte of a location id."""
+    bounds = np.empty(2 * len(scan.loc_start) + 1, dtype=np.int64)
+    bounds[0] = 0
+    bounds[1::2] = scan.loc_start
+    bounds[2::2] = scan.loc_end
+    pattern = np.zeros(len(bounds), dtype=bool)
+    pattern[1::2] = True
+    return np.repeat(pattern, np.diff(bounds, append=size))
+
+
+def _in_ids(scan: _Scan, at: IntArray) -> npt.NDArray[np.bool_]:
+    """Whether each of the sorted byte positions `at` is in a sample's location ids."""
+    sample = np.searchsorted(scan.loc_start, at, side="right") - 1
+    return (sample >= 0) & (at < scan.loc_end[np.maximum(sample, 0)])
 
 
 def _walk(scan: _Scan, samples: IntArray, tables: _Tables) -> tuple[IntArray, IntArray, IntArray] | None:
