@@ -306,10 +306,14 @@ def _summarize(
             all_values, stride, loc_ids_of, all_ids = _message_samples(profile.sample, n_types)
         else:
             all_values, stride, loc_ids_of, all_ids = _raw_samples(profile.sample, n_types)
-        resolver.check_samples(all_ids, loc_ids_of, n_samples)
-        sites, total, total_count, cumulative = _attribute_slow(
-            all_values, stride, loc_ids_of, columns, resolver, group_acc if goroutine_kind else None
-        )
+        try:
+            sites, total, total_count, cumulative = _attribute_slow(
+                all_values, stride, loc_ids_of, columns, resolver, group_acc if goroutine_kind else None
+            )
+        except InvalidProfileError:
+            resolver.check_samples(all_ids, loc_ids_of, n_samples)  # a missing location id: name its sample
+            raise
+        resolver.check_samples(all_ids, loc_ids_of, n_samples)  # ids below the frames attribution read
 
     ranked = sorted(sites.items(), key=lambda item: (-item[1].value, item[0]))[: limits.top_sites]
     kept = tuple(

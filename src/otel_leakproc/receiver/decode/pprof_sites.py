@@ -117,11 +117,15 @@ class Resolver:
         self.frames[loc_id] = frames
         return frames
 
-    def check_samples(self, all_ids: Iterable[int], ids_of: Callable[[int], Sequence[int]], n_samples: int) -> None:
+    def check_samples(self, all_ids: Sequence[int], ids_of: Callable[[int], Sequence[int]], n_samples: int) -> None:
         """Reject a sample referencing a location id the table lacks, anywhere in its stack (attribution
-        reads stacks only up to their user frame). `all_ids`: every sample's ids; `ids_of(i)`: sample i's."""
+        reads stacks only up to their user frame). `all_ids`: every sample's ids; `ids_of(i)`: sample i's.
+        Go's tables (ids 1..N) need only the smallest and largest id; others look up the ids not resolved."""
+        distinct = set(all_ids[:])
+        if not distinct or (min(distinct) >= 1 and max(distinct) <= self._n_locations and self._numbered_1_to_n()):
+            return
         has = self._has
-        missing = [loc_id for loc_id in set(all_ids) if not has(loc_id)]
+        missing = [loc_id for loc_id in distinct.difference(self.frames) if not has(loc_id)]
         if not missing:
             return
         for i in range(n_samples):
@@ -130,6 +134,14 @@ class Resolver:
                     raise InvalidProfileError(
                         f"profile.sample[{i}].location_id: {loc_id} is not a location id", RejectReason.BAD_REFERENCE
                     )
+
+    def _numbered_1_to_n(self) -> bool:
+        """Whether the locations are numbered 1..N in order (what Go writes)."""
+        if self._parse_location is None:
+            ids = [loc.id for loc in self._locations]
+        else:
+            ids = [self._location_at(i).id for i in range(self._n_locations)]
+        return ids == list(range(1, self._n_locations + 1))
 
     def _has(self, loc_id: int) -> bool:
         index = loc_id - 1
