@@ -776,8 +776,9 @@ def _known_locations(scan: _Scan, tables: _Tables) -> bool:
     if bool(cont[start + width - 1].any()):
         return False  # a varint longer than n's
     # Zero ids: every value 0 ends with a zero byte; if the samples hold no other, no id is 0.
-    zeros = np.flatnonzero(data == 0) if np.count_nonzero(data == 0) > np.count_nonzero(scan.values == 0) else None
-    if zeros is not None and bool(_in_ids(scan, zeros).any()):
+    if len(data) - np.count_nonzero(data) > scan.values.size - np.count_nonzero(scan.values) and bool(
+        _in_ids(scan, np.flatnonzero(data == 0)).any()
+    ):
         return False  # a zero id, or a padded varint
     value = np.zeros(len(start), dtype=np.uint64)
     for k in range(width):
