@@ -769,21 +769,19 @@ def _known_locations(scan: _Scan, tables: _Tables) -> bool:
     for k in range(width - 1):
         reach &= cont[k : k + size]
     start = np.flatnonzero(reach)  # (a varint longer than n's is one too: its byte `width - 1` continues)
-    if len(start) > len(scan.loc_start):  # many alike bytes in the values (small tables)
-        start = start[_id_bytes(scan, len(data))[start]]
-    else:
-        start = start[_in_ids(scan, start)]
-    if bool(cont[start + width - 1].any()):
-        return False  # a varint longer than n's
-    # Zero ids: every value 0 ends with a zero byte; if the samples hold no other, no id is 0.
-    if len(data) - np.count_nonzero(data) > scan.values.size - np.count_nonzero(scan.values) and bool(
-        _in_ids(scan, np.flatnonzero(data == 0)).any()
-    ):
-        return False  # a zero id, or a padded varint
     value = np.zeros(len(start), dtype=np.uint64)
     for k in range(width):
         value |= (data[start + k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
-    return not bool((value > np.uint64(n)).any())
+    # Above n, or longer than n's varint; only those in the ids matter (the others are in the values).
+    start = start[(value > np.uint64(n)) | cont[start + width - 1]]
+    many = len(start) > len(scan.loc_start)  # alike bytes in the values (small tables): select by a mask
+    if bool((_id_bytes(scan, len(data))[start] if many else _in_ids(scan, start)).any()):
+        return False
+    # Zero ids: every value 0 ends with a zero byte; if the samples hold no other, no id is 0.
+    return not (
+        len(data) - np.count_nonzero(data) > scan.values.size - np.count_nonzero(scan.values)
+        and bool(_in_ids(scan, np.flatnonzero(data == 0)).any())
+    )
 
 
 def _id_bytes(scan: _Scan, size: int) -> npt.NDArray[np.bool_]:
