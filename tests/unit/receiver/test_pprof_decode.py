@@ -635,7 +635,89 @@ def test_location_id_that_does_not_exist() -> None:
     profile.sample[i].location_id[0] = 4242
     error = _reject(profile.SerializeToString())
     assert error.reason is RejectReason.BAD_REFERENCE
-    assert str(error) == "profile.sample.location_id: 4242 is not a location id"
+    assert str(error) == f"profile.sample[{i}].location_id: 4242 is not a location id"
+
+
+@pytest.mark.parametrize("missing", [999_999, 0, "one past the table"])
+@pytest.mark.parametrize("fast_from", [0, 10**9], ids=["vectorised", "sample-by-sample"])
+def test_missing_location_below_the_leaf_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, fast_from: int, missing: int | str
+) -> None:
+    """Attribution reads a stack only up to its user frame; an id past it must not slip through, in a
+    sample with a value or without one, whichever path reads the profile."""
+    monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", fast_from)
+    profile = _large(HEAP) if fast_from == 0 else _profile(HEAP_STEADY_LEAK)
+    bad_id = len(profile.location) + 1 if missing == "one past the table" else int(missing)
+    valued = _first_valued_sample(profile, "inuse_space")
+    unvalued = next(i for i, s in enumerate(profile.sample) if s.value[_types(profile).index("inuse_space")] == 0)
+    for i in (valued, unvalued):
+        broken = profile_pb2.Profile()
+        broken.CopyFrom(profile)
+        broken.sample[i].location_id.append(bad_id)
+        error = _reject(broken.SerializeToString())
+        assert error.reason is RejectReason.BAD_REFERENCE
+        assert str(error) == f"profile.sample[{i}].location_id: {bad_id} is not a location id"
+
+
+@pytest.mark.parametrize("spread", [3, 1000], ids=["ids-3-apart", "ids-1000-apart"])
+def test_missing_location_below_the_leaf_with_ids_not_numbered_1_to_n(
+    monkeypatch: pytest.MonkeyPatch, spread: int
+) -> None:
+    """Tables other writers number otherwise (gaps between ids): an id in a gap is rejected too."""
+    monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", 0)
+    profile = _large(HEAP)
+    for loc in profile.location:
+        loc.id *= spread
+    for sample in profile.sample:
+        sample.location_id[:] = [loc_id * spread for loc_id in sample.location_id]
+    data = _encode(profile, values_first=True)
+    assert isinstance(_decode(data), ProfileSummary)
+    profile.sample[9].location_id.append(spread + 1)  # between the first two ids
+    error = _reject(_encode(profile, values_first=True))
+    assert error.reason is RejectReason.BAD_REFERENCE
+    assert str(error) == f"profile.sample[9].location_id: {spread + 1} is not a location id"
+
+
+def test_missing_location_below_the_leaf_of_a_parsed_profile_is_rejected() -> None:
+    """A `Profile` message (what OTLP converts to) takes the message path: the same check."""
+    profile = _profile(HEAP_STEADY_LEAK)
+    profile.sample[5].location_id.insert(1, 4242)
+    with pytest.raises(InvalidProfileError) as info:
+        summarize_pprof(profile, LIMITS)
+    assert info.value.reason is RejectReason.BAD_REFERENCE
+    assert str(info.value) == "profile.sample[5].location_id: 4242 is not a location id"
+
+
+def test_vectorised_check_of_location_ids_near_the_top_of_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The byte-space check decodes only the ids whose varint reaches the table size's: the table size
+    itself passes, one more fails, whatever the width of the varint."""
+    profile = _large(HEAP)
+    n = len(profile.location)
+    assert n >= 128  # two-byte ids
+    data = _encode(profile, values_first=True)
+    parsed = pprof_module._parse_parts(data)
+    parts = pprof_fast.raw_parts(parsed, data)
+    assert parts is not None
+    scan = pprof_fast.scan_samples(parts, len(parsed.sample), len(parsed.sample_type))
+    assert scan is not None
+    tables = pprof_fast._tables(parsed, scan.data[scan.tables_at :], parts.n_locs, parts.n_fns)
+    assert tables is not None
+    assert tables.dense
+    assert pprof_fast._known_locations(scan, tables)
+    for bad_id in (n + 1, n + 128, 128**2, 2**63, 0):
+        broken = profile_pb2.Profile()
+        broken.CopyFrom(profile)
+        broken.sample[3].location_id.append(n)  # the largest valid id, then the bad one
+        broken.sample[3].location_id.append(bad_id)
+        data = _encode(broken, values_first=True)
+        parsed = pprof_module._parse_parts(data)
+        parts = pprof_fast.raw_parts(parsed, data)
+        assert parts is not None
+        scan = pprof_fast.scan_samples(parts, len(parsed.sample), len(parsed.sample_type))
+        assert scan is not None
+        tables = pprof_fast._tables(parsed, scan.data[scan.tables_at :], parts.n_locs, parts.n_fns)
+        assert tables is not None
+        assert not pprof_fast._known_locations(scan, tables), bad_id
 
 
 def test_location_with_id_zero() -> None:
@@ -1112,7 +1194,7 @@ def test_vectorised_path_reads_deep_system_stacks_like_sample_by_sample(
     monkeypatch: pytest.MonkeyPatch, bad_at: int | None
 ) -> None:
     """A few samples cross a dozen system frames to their user frame (read in one go once most samples
-    are resolved): a bad location id before the user frame rejects the profile, one after it is never read."""
+    are resolved): a bad location id rejects the profile, before the user frame or after it."""
     profile = profile_pb2.Profile()
     profile.string_table.extend(["", "inuse_objects", "count", "inuse_space", "bytes", "main.go", "runtime/x.go"])
     for type_index, unit in ((1, 2), (3, 4)):
@@ -1133,7 +1215,13 @@ def test_vectorised_path_reads_deep_system_stacks_like_sample_by_sample(
         profile.sample.add(location_id=stack, value=[1 + k % 3, 64 * (1 + k % 7)])
     fast, slow = _both_paths(monkeypatch, _encode(profile, values_first=True))
     assert fast == slow
-    assert isinstance(fast, tuple) == (bad_at is not None and bad_at < 13)
+    assert isinstance(fast, tuple) == (bad_at is not None)
+    if bad_at is not None:
+        assert fast == (
+            "InvalidProfileError",
+            "profile.sample[47].location_id: 999 is not a location id",
+            RejectReason.BAD_REFERENCE,
+        )
 
 
 def test_vectorised_path_merges_a_function_name_found_in_two_files(monkeypatch: pytest.MonkeyPatch) -> None:

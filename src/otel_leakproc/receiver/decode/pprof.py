@@ -303,12 +303,17 @@ def _summarize(
         sites, total, total_count, cumulative = attributed
     else:  # also where the fast path found something to report: this path names it precisely
         if isinstance(profile, profile_pb2.Profile):
-            all_values, stride, loc_ids_of = _message_samples(profile.sample, n_types)
+            all_values, stride, loc_ids_of, all_ids = _message_samples(profile.sample, n_types)
         else:
-            all_values, stride, loc_ids_of = _raw_samples(profile.sample, n_types)
-        sites, total, total_count, cumulative = _attribute_slow(
-            all_values, stride, loc_ids_of, columns, resolver, group_acc if goroutine_kind else None
-        )
+            all_values, stride, loc_ids_of, all_ids = _raw_samples(profile.sample, n_types)
+        try:
+            sites, total, total_count, cumulative = _attribute_slow(
+                all_values, stride, loc_ids_of, columns, resolver, group_acc if goroutine_kind else None
+            )
+        except InvalidProfileError:
+            resolver.check_samples(all_ids, loc_ids_of, n_samples)  # a missing location id: name its sample
+            raise
+        resolver.check_samples(all_ids, loc_ids_of, n_samples)  # ids below the frames attribution read
 
     ranked = sorted(sites.items(), key=lambda item: (-item[1].value, item[0]))[: limits.top_sites]
     kept = tuple(
@@ -370,17 +375,19 @@ def comment_version(profile: AnyProfile) -> str:
     return ""
 
 
-def _raw_samples(raw_samples: Sequence[bytes], n_types: int) -> tuple[list[int], int, Callable[[int], Sequence[int]]]:
-    """Every value of encoded samples in one list (`stride` apart per sample), and each sample's
-    location ids on demand.
+def _raw_samples(
+    raw_samples: Sequence[bytes], n_types: int
+) -> tuple[list[int], int, Callable[[int], Sequence[int]], Sequence[int]]:
+    """Every value of encoded samples in one list (`stride` apart per sample), each sample's location
+    ids on demand, and every sample's location ids (for `Resolver.check_samples`).
 
-    All values are read in one C-level parse: concatenated Sample messages parse as one message whose
-    repeated `value` holds all values in order. A separator after each sample (one more `value`, the
-    sentinel) shows where each sample's values end, so counts that cancel out in the total cannot shift
-    the columns.
+    All values and ids are read in one C-level parse: concatenated Sample messages parse as one message
+    whose repeated `value` holds all values in order (`location_id` all ids). A separator after each
+    sample (one more `value`, the sentinel) shows where each sample's values end, so counts that cancel
+    out in the total cannot shift the columns.
     """
     separated = _SEPARATOR.join(raw_samples) + _SEPARATOR if raw_samples else b""
-    merged = profile_pb2.SampleValuesOnly.FromString(separated)
+    merged = profile_pb2.Sample.FromString(separated)
     n_samples = len(raw_samples)
     stride = n_types + 1
     all_values = merged.value[:]
@@ -393,12 +400,12 @@ def _raw_samples(raw_samples: Sequence[bytes], n_types: int) -> tuple[list[int],
         if len(all_values) != n_samples * stride:
             _raise_bad_value_count(raw_samples, n_types)
     parse_sample = profile_pb2.Sample.FromString
-    return all_values, stride, lambda i: parse_sample(raw_samples[i]).location_id
+    return all_values, stride, lambda i: parse_sample(raw_samples[i]).location_id, merged.location_id
 
 
 def _message_samples(
     samples: Sequence[profile_pb2.Sample], n_types: int
-) -> tuple[list[int], int, Callable[[int], Sequence[int]]]:
+) -> tuple[list[int], int, Callable[[int], Sequence[int]], Sequence[int]]:
     """`_raw_samples` for samples already parsed as messages (a `Profile` converted from OTLP)."""
     all_values: list[int] = []
     for i, sample in enumerate(samples):
@@ -408,7 +415,8 @@ def _message_samples(
                 f"profile.sample[{i}].value: {len(values)} values for {n_types} sample types", RejectReason.BAD_VALUES
             )
         all_values.extend(values)
-    return all_values, n_types, lambda i: samples[i].location_id
+    all_ids = [loc_id for sample in samples for loc_id in sample.location_id]
+    return all_values, n_types, lambda i: samples[i].location_id, all_ids
 
 
 def _attribute_slow(

@@ -554,6 +554,7 @@ class _Tables:
     """
 
     __slots__ = (
+        "dense",
         "ids",
         "key_by_id",
         "leaf_by_id",
@@ -588,7 +589,8 @@ class _Tables:
         self.line_by_id: IntArray | None = None
         self.leaf_by_id: IntArray | None = None
         top = int(ids.max()) if len(ids) else 0
-        if top == len(ids) and bool((ids == np.arange(1, top + 1, dtype=np.uint64)).all()):  # Go: 1..N
+        self.dense = top == len(ids) and bool((ids == np.arange(1, top + 1, dtype=np.uint64)).all())
+        if self.dense:  # Go: 1..N
             self.key_by_id = np.concatenate(([-3], user_key, [-3]))
             self.line_by_id = np.concatenate(([0], user_line, [0]))
             self.leaf_by_id = np.concatenate(([-3], leaf_key, [-3]))
@@ -720,11 +722,13 @@ def attribute_fast(
     nonzero = np.flatnonzero(values != 0)  # (faster than on the int64 values)
     nz_values = values[nonzero]
     nz_counts = counts[nonzero]
+    tables = _tables(profile, scan.data[scan.tables_at :], parts.n_locs, parts.n_fns)
+    if tables is None or not _known_locations(scan, tables):
+        return None  # (the sample-by-sample path names the sample and the id)
     if not len(nonzero):
         return {}, 0.0, 0.0, cumulative
-    tables = _tables(profile, scan.data[scan.tables_at :], parts.n_locs, parts.n_fns)
-    walked = None if tables is None else _walk(scan, nonzero, tables)
-    if tables is None or walked is None:
+    walked = _walk(scan, nonzero, tables)
+    if walked is None:
         return None
     leaves, keys, lines = walked
     names = list(tables.pairs)
@@ -742,6 +746,59 @@ def attribute_fast(
             if key >= 0:
                 acc.leaf_name = names[key][0]
     return sites, exact_sum(nz_values), exact_sum(nz_counts), cumulative
+
+
+def _known_locations(scan: _Scan, tables: _Tables) -> bool:
+    """Whether every location id of every sample is in the table, not only those the walk reads (up to
+    the user frame); False also for encodings this does not judge (the sample-by-sample path decides).
+
+    Go's tables (ids 1..N) are checked in byte space, decoding only the varints of the highest ids: no
+    id is 0 (no zero byte: a zero id or a padded varint); a varint as long as N's (or longer) whose last
+    byte reaches N's last byte is read, the others are below N. These bytes are looked for in all the
+    samples' bytes, then kept where they are ids. Other tables decode every id.
+    """
+    data = scan.data[: scan.tables_at]
+    n = len(tables.ids)
+    if not tables.dense or n == 0:
+        tokens = _tokens(data[_id_bytes(scan, len(data))])
+        return tokens is not None and bool((tables.leaf(tokens[0]) != -3).all())
+    width = (n.bit_length() + 6) // 7  # bytes of n's varint
+    size = len(data) - width + 1
+    cont = data >= 0x80
+    reach = data[width - 1 :] >= (n >> (7 * (width - 1)))  # (what the last byte of n's varint holds)
+    for k in range(width - 1):
+        reach &= cont[k : k + size]
+    start = np.flatnonzero(reach)  # (a varint longer than n's is one too: its byte `width - 1` continues)
+    value = np.zeros(len(start), dtype=np.uint64)
+    for k in range(width):
+        value |= (data[start + k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
+    # Above n, or longer than n's varint; only those in the ids matter (the others are in the values).
+    start = start[(value > np.uint64(n)) | cont[start + width - 1]]
+    many = len(start) > len(scan.loc_start)  # alike bytes in the values (small tables): select by a mask
+    if bool((_id_bytes(scan, len(data))[start] if many else _in_ids(scan, start)).any()):
+        return False
+    # Zero ids: every value 0 ends with a zero byte; if the samples hold no other, no id is 0.
+    return not (
+        len(data) - np.count_nonzero(data) > scan.values.size - np.count_nonzero(scan.values)
+        and bool(_in_ids(scan, np.flatnonzero(data == 0)).any())
+    )
+
+
+def _id_bytes(scan: _Scan, size: int) -> npt.NDArray[np.bool_]:
+    """Whether each of the first `size` bytes of the samples is a byte of a location id."""
+    bounds = np.empty(2 * len(scan.loc_start) + 1, dtype=np.int64)
+    bounds[0] = 0
+    bounds[1::2] = scan.loc_start
+    bounds[2::2] = scan.loc_end
+    pattern = np.zeros(len(bounds), dtype=bool)
+    pattern[1::2] = True
+    return np.repeat(pattern, np.diff(bounds, append=size))
+
+
+def _in_ids(scan: _Scan, at: IntArray) -> npt.NDArray[np.bool_]:
+    """Whether each of the sorted byte positions `at` is in a sample's location ids."""
+    sample = np.searchsorted(scan.loc_start, at, side="right") - 1
+    return (sample >= 0) & (at < scan.loc_end[np.maximum(sample, 0)])
 
 
 def _walk(scan: _Scan, samples: IntArray, tables: _Tables) -> tuple[IntArray, IntArray, IntArray] | None:

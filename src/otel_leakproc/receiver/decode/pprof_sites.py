@@ -117,6 +117,40 @@ class Resolver:
         self.frames[loc_id] = frames
         return frames
 
+    def check_samples(self, all_ids: Sequence[int], ids_of: Callable[[int], Sequence[int]], n_samples: int) -> None:
+        """Reject a sample referencing a location id the table lacks, anywhere in its stack (attribution
+        reads stacks only up to their user frame). `all_ids`: every sample's ids; `ids_of(i)`: sample i's.
+        Go's tables (ids 1..N) need only the smallest and largest id; others look up the ids not resolved."""
+        distinct = set(all_ids[:])
+        if not distinct or (min(distinct) >= 1 and max(distinct) <= self._n_locations and self._numbered_1_to_n()):
+            return
+        has = self._has
+        missing = [loc_id for loc_id in distinct.difference(self.frames) if not has(loc_id)]
+        if not missing:
+            return
+        for i in range(n_samples):
+            for loc_id in ids_of(i):
+                if loc_id in missing:
+                    raise InvalidProfileError(
+                        f"profile.sample[{i}].location_id: {loc_id} is not a location id", RejectReason.BAD_REFERENCE
+                    )
+
+    def _numbered_1_to_n(self) -> bool:
+        """Whether the locations are numbered 1..N in order (what Go writes)."""
+        if self._parse_location is None:
+            ids = [loc.id for loc in self._locations]
+        else:
+            ids = [self._location_at(i).id for i in range(self._n_locations)]
+        return ids == list(range(1, self._n_locations + 1))
+
+    def _has(self, loc_id: int) -> bool:
+        index = loc_id - 1
+        if 0 <= index < self._n_locations and self._location_at(index).id == loc_id:
+            return True
+        if self._loc_map is None:
+            self._loc_map = id_map((self._location_at(i).id for i in range(self._n_locations)), "location")
+        return loc_id in self._loc_map
+
     def _location_at(self, index: int) -> Any:
         parse = self._parse_location
         return self._locations[index] if parse is None else parse(self._locations[index])
