@@ -42,8 +42,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from otel_leakproc.errors import InvalidProfileError, PayloadTooLargeError, RejectReason
-from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SiteValue
+from otel_leakproc.model import ProfileKind, ProfileSummary, SiteValue
 from otel_leakproc.receiver.decode.frames import is_runtime_frame, is_system_frame
+from otel_leakproc.receiver.decode.groups import GroupKey, top_groups
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 
 SOURCE_FORMAT = "go-text"
@@ -505,7 +506,7 @@ def _summarise(
 ) -> ProfileSummary:
     goroutines = kind in (ProfileKind.GOROUTINE, ProfileKind.GOROUTINELEAK)
     sites: dict[str, _Site] = {}
-    groups: dict[tuple[str, str, str, str, int], int] = {}
+    groups: dict[GroupKey, int] = {}
     total = 0.0
     total_count = 0.0
     cumulative = 0
@@ -541,22 +542,7 @@ def _summarise(
         SiteValue(function=name, file=s.file, line=s.line, value=s.value, count=s.count, leaf=s.leaf)
         for name, s in ranked
     )
-    leaked = kind is ProfileKind.GOROUTINELEAK
-    kept_groups = tuple(
-        GoroutineGroup(
-            state=state,
-            blocking=blocking,
-            function=function,
-            file=file,
-            line=line,
-            creator="",
-            count=n,
-            leaked=n if leaked else 0,
-        )
-        for (state, blocking, function, file, line), n in sorted(groups.items(), key=lambda item: (-item[1], item[0]))[
-            : limits.top_groups
-        ]
-    )
+    kept_groups = top_groups(groups, limits.top_groups, leaked=kind is ProfileKind.GOROUTINELEAK)
     has_cumulative = kind in (ProfileKind.MUTEX, ProfileKind.BLOCK) or (kind is ProfileKind.HEAP and alloc_cumulative)
     return ProfileSummary(
         kind=kind,

@@ -16,6 +16,7 @@ from otel_leakproc.errors import InvalidProfileError, RejectReason
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SiteValue
 from otel_leakproc.receiver.decode import pprof_fast
 from otel_leakproc.receiver.decode.frames import is_runtime_frame, is_system_frame
+from otel_leakproc.receiver.decode.groups import GroupKey, top_groups
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.decode.pprof_sites import WHERE, AnyProfile, Frame, Resolver, SiteAcc, fallback_frame
 from otel_leakproc.receiver.proto import profile_pb2
@@ -289,7 +290,7 @@ def _summarize(
         else pprof_fast.raw_parts(profile, raw)
     )
     fast = None if parts is None else pprof_fast.scan_samples(parts, n_samples, n_types)
-    group_acc: dict[tuple[str, str, str, str, int], int] = {}
+    group_acc: dict[GroupKey, int] = {}
     attributed = None
     if fast is not None and parts is not None and not isinstance(profile, profile_pb2.Profile):
         attributed = pprof_fast.attribute_fast(fast, columns, profile, parts, limits.top_sites)
@@ -329,22 +330,7 @@ def _summarize(
     )
     groups: tuple[GoroutineGroup, ...] = ()
     if goroutine_kind:
-        leaked = kind is ProfileKind.GOROUTINELEAK
-        groups = tuple(
-            GoroutineGroup(
-                state=state,
-                blocking=blocking,
-                function=function,
-                file=file,
-                line=line,
-                creator="",
-                count=n,
-                leaked=n if leaked else 0,
-            )
-            for (state, blocking, function, file, line), n in sorted(
-                group_acc.items(), key=lambda item: (-item[1], item[0])
-            )[: limits.top_groups]
-        )
+        groups = top_groups(group_acc, limits.top_groups, leaked=kind is ProfileKind.GOROUTINELEAK)
     kept_labels = {k: v for k, v in (labels or {}).items() if k in KEPT_LABELS}
     version = comment_version(profile)
     if version:
