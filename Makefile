@@ -126,7 +126,7 @@ soak: venv
 # a crash input lands in tests/fuzz/crashes/<target>/ (commit it with the fix: CI replays it).
 FUZZ_RUNS ?= 1000000
 FUZZ_SECONDS ?= 180
-FUZZ_TARGETS ?= pprof goroutine_text otlp_proto otlp_json push ingest_name
+FUZZ_TARGETS ?= pprof goroutine_text go_text otlp_proto otlp_json push ingest_name
 fuzz: venv
 	$(PY) -m pip install --quiet -e '.[fuzz]'
 	@mkdir -p build/fuzz; for t in $(FUZZ_TARGETS); do \

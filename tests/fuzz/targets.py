@@ -60,6 +60,11 @@ def goroutine_text(data: bytes) -> None:
     _upload("ingest", data, "text/plain", (("name", "fuzz"), ("format", "goroutine")))
 
 
+def go_text(data: bytes) -> None:
+    """Go's `debug=1` text profiles (heap, mutex, block, goroutine), sniffed as `/ingest` does with no format."""
+    _upload("ingest", data, "text/plain", (("name", "fuzz"),))
+
+
 def otlp_proto(data: bytes) -> None:
     _upload("otlp", data, "application/x-protobuf")
 
@@ -83,6 +88,7 @@ def ingest_name(data: bytes) -> None:
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "pprof": pprof,
     "goroutine_text": goroutine_text,
+    "go_text": go_text,
     "otlp_proto": otlp_proto,
     "otlp_json": otlp_json,
     "push": push,
@@ -109,6 +115,9 @@ def seeds(target: str) -> Iterator[bytes]:
             yield gzip.decompress(path.read_bytes())
     elif target == "goroutine_text":
         for path in _files(TESTDATA / "goroutine-text", "*.txt"):
+            yield path.read_bytes()
+    elif target == "go_text":
+        for path in _files(TESTDATA / "go-text", "*.txt"):
             yield path.read_bytes()
     elif target in ("otlp_proto", "otlp_json"):
         for path in _files(SEEDS / target, "*"):

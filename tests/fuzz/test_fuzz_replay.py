@@ -28,6 +28,7 @@ def test_seeds_are_accepted_inputs(target: str) -> None:
     dialect, content_type, query = {
         "pprof": ("ingest", "", (("name", "s"), ("format", "pprof"))),
         "goroutine_text": ("ingest", "text/plain", (("name", "s"), ("format", "goroutine"))),
+        "go_text": ("ingest", "text/plain", (("name", "s"),)),
         "otlp_proto": ("otlp", "application/x-protobuf", ()),
         "otlp_json": ("otlp", "application/json", ()),
         "push": ("push", "application/proto", ()),
