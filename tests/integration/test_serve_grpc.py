@@ -188,3 +188,24 @@ def test_tls_and_mtls_on_http_and_grpc(pki: Path) -> None:
         with urllib.request.urlopen(f"{base}/api/v1/series", context=context, timeout=10) as response:
             names = sorted(s["service"] for s in json.loads(response.read())["series"])
         assert names == ["tls-grpc", "tls-http"]
+
+
+def test_a_refusal_carries_retry_info_the_collector_honours() -> None:
+    """Over its rate limit a tenant gets RESOURCE_EXHAUSTED with `retry-after` and a google.rpc.Status
+    holding RetryInfo: without that detail the Collector's otlp_grpc exporter drops the batch."""
+    from google.rpc import error_details_pb2, status_pb2
+
+    settings = make_settings("", server={"rate_limit": {"uploads_per_second": 0.01, "burst": 1}})
+    with running_service(settings) as svc, grpc.insecure_channel(svc.grpc_target) as channel:
+        call = push_call(channel)
+        call(push_request("limited"), timeout=10)
+        with pytest.raises(grpc.RpcError) as refused:
+            call(push_request("limited"), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        trailers = dict(refused.value.trailing_metadata())
+        assert int(trailers["retry-after"]) >= 1
+        status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+        assert status.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        info = error_details_pb2.RetryInfo()
+        assert status.details[0].Unpack(info)
+        assert info.retry_delay.seconds == int(trailers["retry-after"])

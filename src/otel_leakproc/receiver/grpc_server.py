@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
@@ -35,6 +36,18 @@ def _metadata(context: grpc.aio.ServicerContext[bytes, bytes]) -> dict[str, str]
         if isinstance(value, str):
             out[key.lower()] = value
     return out
+
+
+def retry_trailers(code: grpc.StatusCode, message: str, retry_after: float) -> tuple[tuple[str, str | bytes], ...]:
+    """Trailers of a refusal the client should retry: `retry-after` (seconds, as over HTTP) and the
+    standard `google.rpc.Status` with a `RetryInfo` detail. The OpenTelemetry Collector's gRPC exporters
+    retry RESOURCE_EXHAUSTED only when that detail is present, and wait as long as it says."""
+    seconds = max(1, math.ceil(retry_after))
+    info = error_details_pb2.RetryInfo()
+    info.retry_delay.FromSeconds(seconds)
+    status = status_pb2.Status(code=code.value[0], message=message)
+    status.details.add().Pack(info)
+    return (("retry-after", str(seconds)), ("grpc-status-details-bin", status.SerializeToString()))
 
 
 class GrpcReceiver:
@@ -66,9 +79,9 @@ class GrpcReceiver:
                 code = grpc.StatusCode.PERMISSION_DENIED if exc.forbidden else grpc.StatusCode.UNAUTHENTICATED
                 await context.abort(code, str(exc))
             except RefusedError as exc:
-                context.set_trailing_metadata((("retry-after", str(max(1, math.ceil(exc.retry_after)))),))
                 unavailable = isinstance(exc, UnavailableError)
                 code = grpc.StatusCode.UNAVAILABLE if unavailable else grpc.StatusCode.RESOURCE_EXHAUSTED
+                context.set_trailing_metadata(retry_trailers(code, str(exc), exc.retry_after))
                 await context.abort(code, str(exc))
             except DecoderCrashedError as exc:
                 await context.abort(grpc.StatusCode.INTERNAL, str(exc))
