@@ -43,7 +43,7 @@ def _restored(detector: SeriesDetector) -> SeriesDetector:
     from otel_leakproc.state.codec import read_frames  # noqa: PLC0415
     from otel_leakproc.state.records import checkpoint_frame, checkpoint_state  # noqa: PLC0415
 
-    record = checkpoint_frame(1, detector.key, {}, detector.to_state())
+    record = checkpoint_frame(1, detector.key, {}, detector.to_state(arrays=True))
     frames, tail = read_frames(record)
     assert tail is None
     return SeriesDetector.from_state(detector.key, detector.config, checkpoint_state(frames[0].payload))

@@ -60,7 +60,7 @@ def test_hostile_names_are_capped_counted_and_memory_stays_bounded(tmp_path: Pat
     print(f"idle {idle} KiB, peak {peak} KiB, growth {growth} KiB")
     # The journal holds every accepted profile as it entered state: names cut, marked, none over the cap.
     loaded = FileStore(tmp_path / "state").load()
-    points = [point_from_payload(p) for p in loaded.points]
+    points = [point_from_payload(p, names) for p, names in loaded.points]
     assert len(points) == HEAP_UPLOADS + 1 + DUMP_UPLOADS
     names = [
         name

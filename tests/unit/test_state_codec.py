@@ -9,6 +9,7 @@ import struct
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from otel_leakproc.analyze import KIND_DIRS, load_series
@@ -16,7 +17,7 @@ from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey
 from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.detector import SeriesDetector
 from otel_leakproc.receiver.decode import DecodeLimits
-from otel_leakproc.state.codec import CodecError, decode_value, encode_value, frame, read_frames
+from otel_leakproc.state.codec import CodecError, Columns, decode_value, encode_value, frame, read_frames
 from otel_leakproc.state.records import (
     RecordType,
     checkpoint_frame,
@@ -202,3 +203,42 @@ def test_records_of_codec_version_1_and_detector_state_version_2_still_restore()
     assert restored.report() == reference.report()
     for summary in summaries[40:]:
         assert restored.update(summary) == reference.update(summary)
+
+
+@pytest.mark.parametrize("dtype", ["<f8", "<f4", "<i8", "<i4", "<i2", "<u2", "|i1", "|u1"])
+def test_a_column_block_gives_every_array_back_bit_for_bit(dtype: str) -> None:
+    rng = np.random.default_rng(3)
+    arrays = [
+        (rng.standard_normal(n) * 1e6).astype(dtype) if dtype[1] == "f" else rng.integers(0, 100, n).astype(dtype)
+        for n in (0, 1, 7, 300)
+    ]
+    if dtype == "<f8":
+        arrays.append(np.array([np.nan, -0.0, np.inf, 5e-324]))
+    block = Columns()
+    offsets = [block.add(a) for a in arrays]
+    back = Columns.unpack(block.pack())
+    for a, at in zip(arrays, offsets, strict=True):
+        got = back.get(dtype, len(a), at)
+        assert got.dtype == np.dtype(dtype)
+        assert got.tobytes() == a.tobytes()
+    with pytest.raises(ValueError, match="past the block"):
+        back.get(dtype, 10_000, 0)
+    with pytest.raises(CodecError, match="does not inflate"):
+        Columns.unpack(b"not deflated")
+
+
+def test_a_checkpoint_with_arrays_reads_back_and_refuses_a_bad_column_index() -> None:
+    key = SeriesKey("t", "s", "i", ProfileKind.HEAP)
+    state = {"report": {"a": 1}, "x": {"y": np.arange(5, dtype=np.int16), "z": [1, "two"]}, "w": np.ones(3)}
+    (record,), tail = read_frames(checkpoint_frame(3, key, {}, state))
+    assert tail is None
+    back = checkpoint_state(record.payload)
+    assert back["report"] == {"a": 1}
+    assert back["x"]["z"] == [1, "two"]
+    assert back["x"]["y"].tolist() == [0, 1, 2, 3, 4]
+    assert back["w"].tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(TypeError, match=r"x\.bad: an array of 2 dimensions"):
+        checkpoint_frame(3, key, {}, {"report": None, "x": {"bad": np.ones((2, 2))}})
+    torn = bytes(record.payload)[:-8]
+    with pytest.raises(CodecError):
+        checkpoint_state(torn)

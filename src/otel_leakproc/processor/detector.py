@@ -66,16 +66,23 @@ READ_STATE_VERSIONS = (2, 3, 4)
 _ZLIB_LEVEL = 1  # state arrays: byte-shuffled then deflated; level 1 is ~5x faster than 6, a few % larger
 
 
-def _grid_state(grid: Grid, ref: Callable[[str], int], coarse: int = 0, quantized: bool = False) -> dict[str, Any]:
+def _grid_state(
+    grid: Grid,
+    ref: Callable[[str], int],
+    coarse: int = 0,
+    quantized: bool = False,
+    pack: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
     """A grid's `export` as state: `names` (indices into the state's names) and packed arrays. With
     `quantized`, the values of the first `coarse` (merged) points are stored as their 16-bit log steps in
     `steps` (exact: they were `snap`ped when merged)."""
     names, lengths, ids, values = grid.export(ref)
     head = int(lengths[:coarse].sum()) if quantized else 0
-    state = {"names": names, "lengths": _pack(lengths), "ids": _pack(ids)}
-    state["values"] = _pack(values[head:].astype(grid.dtype))  # exact: the grid holds values of its dtype
+    pack = pack or _pack
+    state = {"names": names, "lengths": pack(lengths), "ids": pack(ids)}
+    state["values"] = pack(values[head:].astype(grid.dtype))  # exact: the grid holds values of its dtype
     if quantized:
-        state["steps"] = _pack(quantize(values[:head]))
+        state["steps"] = pack(quantize(values[:head]))
     return state
 
 
@@ -105,6 +112,7 @@ def _pack(array: npt.NDArray[Any]) -> dict[str, Any]:
 
 
 _PACKED_DTYPES = {
+    "|i1": np.int8,
     "<f8": np.float64,
     "<f4": np.float32,
     "<i2": np.int16,
@@ -114,8 +122,22 @@ _PACKED_DTYPES = {
 }
 
 
-def _unpack_values(packed: Mapping[str, Any]) -> npt.NDArray[Any]:
+def _same(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    return array
+
+
+def _ids_dtype(packed: Any) -> str:
+    """The dtype of a grid's name ids as written (int8, int16 or int32 by the number of names)."""
+    dtype = packed.dtype.str if isinstance(packed, np.ndarray) else packed["dtype"]
+    if dtype not in ("|i1", "<i2", "<i4"):
+        raise ValueError(f"grid ids: unexpected dtype {dtype!r}")
+    return str(dtype)
+
+
+def _unpack_values(packed: Any) -> npt.NDArray[Any]:
     """A grid's values: float32 or float64 (version 3, see `value_dtype`), float64 (version 2)."""
+    if isinstance(packed, np.ndarray):
+        return _unpack(packed, "<f8" if packed.dtype == np.float64 else "<f4")
     return _unpack(packed, "<f8" if packed["dtype"] == "<f8" else "<f4")
 
 
@@ -123,7 +145,7 @@ def _meta_rows(meta: Any) -> list[Mapping[str, Any]]:
     """The site descriptions of a state: by column (version 3) or a list of mappings (version 2)."""
     if isinstance(meta, list):
         return meta
-    columns = _req(meta, dict)
+    columns = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in _req(meta, dict).items()}
     n = len(_req(columns["name"], list))
     if any(len(_req(column, list)) != n for column in columns.values()):
         raise ValueError("meta: columns of different lengths")
@@ -135,7 +157,12 @@ def value_dtype(kind: ProfileKind) -> type[np.floating[Any]]:
     return VALUE_DTYPE
 
 
-def _unpack(packed: Mapping[str, Any], dtype: str) -> npt.NDArray[Any]:
+def _unpack(packed: Any, dtype: str) -> npt.NDArray[Any]:
+    """An array written by `_pack`, or given as an array (`to_state(arrays=True)`): checked, of `dtype`."""
+    if isinstance(packed, np.ndarray):
+        if packed.dtype != np.dtype(dtype) or packed.ndim != 1 or dtype not in _PACKED_DTYPES:
+            raise ValueError(f"expected an array of dtype {dtype}, got {packed.dtype.str} of {packed.ndim} dimensions")
+        return packed.astype(_PACKED_DTYPES[dtype])
     if packed["dtype"] != dtype or dtype not in _PACKED_DTYPES:
         raise ValueError(f"expected an array of dtype {dtype}, got {packed['dtype']!r}")
     n: int = _req(packed["n"], int)
@@ -366,7 +393,7 @@ class SeriesDetector:
 
     # -- persistence ------------------------------------------------------------------------------
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self, *, arrays: bool = False) -> dict[str, Any]:
         """Everything needed to continue exactly where this detector is, as JSON-ready plain data.
 
         The history is written as arrays (`_pack`: dtype, length, base64 of shuffled, deflated
@@ -375,6 +402,10 @@ class SeriesDetector:
         in `names` and referenced by index. The current report is kept as it is (not recomputed on
         restore): re-evaluating would cost a full evaluation per series at start-up and would re-apply
         the status hysteresis.
+
+        With `arrays`, the history's arrays are left as numpy arrays (copies) instead of packed strings:
+        for the checkpoint codec, which writes them as one column block (`state.codec.Columns`), off the
+        event loop. `from_state` reads either form.
         """
         names: dict[str, int] = {}
 
@@ -387,27 +418,31 @@ class SeriesDetector:
         # By column (version 3): the codec packs the numbers and front-codes the names, and decodes a
         # handful of lists instead of a dict per site.
         metas = list(self.meta.values())
+        pack: Callable[..., Any] = _same if arrays else _pack
+        numbers: Callable[[list[Any], Any], Any] = (
+            (lambda v, dtype: np.array(v, dtype=dtype)) if arrays else (lambda v, dtype: v)
+        )
         meta = {
-            "name": [ref(name) for name in self.meta],
+            "name": numbers([ref(name) for name in self.meta], np.int32),
             "function": [m.function for m in metas],
             "file": [m.file for m in metas],
-            "line": [int(m.line) for m in metas],
+            "line": numbers([int(m.line) for m in metas], np.int64),
             "state": [m.state for m in metas],
             "leaf": [m.leaf for m in metas],
             "creator": [m.creator for m in metas],
             "blocking": [m.blocking for m in metas],
-            "size": [float(m.size) for m in metas],
+            "size": numbers([float(m.size) for m in metas], np.float64),
         }
         order = self.points.order()
         points = {
-            "time_nanos": _pack(self.points.time_nanos[order]),
-            "total": _pack(self.points.total[order]),
-            "cumulative": _pack(self.points.cumulative[order]),  # NaN: the profile had none
-            "weight": _pack(self.points.weight[order]),  # profiles per point: > 1 for merged points
+            "time_nanos": pack(self.points.time_nanos[order]),
+            "total": pack(self.points.total[order]),
+            "cumulative": pack(self.points.cumulative[order]),  # NaN: the profile had none
+            "weight": pack(self.points.weight[order]),  # profiles per point: > 1 for merged points
         }
         coarse, quantized = self.points.coarse, self.key.kind not in (ProfileKind.MUTEX, ProfileKind.BLOCK)
-        sites = _grid_state(self._sites, ref, coarse, quantized)
-        groups = _grid_state(self._groups, ref, coarse, quantized)
+        sites = _grid_state(self._sites, ref, coarse, quantized, pack)
+        groups = _grid_state(self._groups, ref, coarse, quantized, pack)
         last_groups = [[ref(k), count, wait, leaked] for k, (count, wait, leaked) in self._last_groups.items()]
         # The arrays are packed into strings and the meta fields are plain by construction; the scalars
         # and the report (numpy scalars, enums in its evidence) go through `_plain`.
@@ -445,14 +480,14 @@ class SeriesDetector:
             early_points, early_sites = self._early
             early = early_points.order()
             state["early"] = {
-                "time_nanos": _pack(early_points.time_nanos[early]),
-                "total": _pack(early_points.total[early]),
-                "cumulative": _pack(early_points.cumulative[early]),
-                "weight": _pack(early_points.weight[early]),
-                "sites": _grid_state(early_sites, ref),
+                "time_nanos": pack(early_points.time_nanos[early]),
+                "total": pack(early_points.total[early]),
+                "cumulative": pack(early_points.cumulative[early]),
+                "weight": pack(early_points.weight[early]),
+                "sites": _grid_state(early_sites, ref, pack=pack),
             }
             state["names"] = list(names)  # `ref` may have named more sites
-        state["fix"] = None if self.fix is None else _fix_to_state(self.fix)
+        state["fix"] = None if self.fix is None else _fix_to_state(self.fix, pack)
         return state
 
     @classmethod
@@ -558,7 +593,7 @@ class SeriesDetector:
                 continue
             if "steps" in g and (not quantized or len(_unpack(g["steps"], "<u2")) != int(lengths[:merged].sum())):
                 raise ValueError(f"{field_name}: merged values do not match the merged points")
-            ids = _unpack(g["ids"], "<i2" if len(g["names"]) <= np.iinfo(np.int16).max else "<i4")
+            ids = _unpack(g["ids"], _ids_dtype(g["ids"]))
             grid.restore([name_at(i) for i in g["names"]], lengths, ids, _grid_values(g, grid.dtype))
         detector._fit_history()
         detector._last_groups = {
@@ -607,7 +642,7 @@ class SeriesDetector:
             lengths = _unpack(g["lengths"], "<i4")
             if len(lengths) != len(e_nanos):
                 raise ValueError(f"early.sites: {len(lengths)} points, not {len(e_nanos)}")
-            ids = _unpack(g["ids"], "<i2" if len(g["names"]) <= np.iinfo(np.int16).max else "<i4")
+            ids = _unpack(g["ids"], _ids_dtype(g["ids"]))
             early_sites.restore([name_at(i) for i in g["names"]], lengths, ids, _unpack_values(g["values"]))
         fix = state.get("fix")
         detector.fix = None if fix is None else _fix_from_state(fix, config.max_points)
@@ -1069,7 +1104,7 @@ def _fix_result_from_state(f: Mapping[str, Any]) -> FixVerification:
     )
 
 
-def _fix_to_state(check: FixCheck) -> dict[str, Any]:
+def _fix_to_state(check: FixCheck, pack: Callable[..., Any]) -> dict[str, Any]:
     """A fix verification in progress or done; the flagged segment's arrays packed like the history's."""
     state: dict[str, Any] = _plain(
         {
@@ -1084,7 +1119,7 @@ def _fix_to_state(check: FixCheck) -> dict[str, Any]:
         "fix",
     )
     b = check.before
-    state.update(ages=_pack(b.ages), totals=_pack(b.totals), measured=_pack(b.measured))
+    state.update(ages=pack(b.ages.copy()), totals=pack(b.totals.copy()), measured=pack(b.measured.copy()))
     return state
 
 

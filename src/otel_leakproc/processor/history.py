@@ -539,11 +539,11 @@ class Grid:
 
     def export(self, ref: Callable[[str], int]) -> tuple[list[int], npt.NDArray[Any], npt.NDArray[Any], FloatArray]:
         """The grid as arrays, one layout for both forms: its live names (as `ref` indices, sorted by name),
-        then per point its count of values (int32), the row ids of those values into the names (int16, or
-        int32 past 32,767 names) and the values, in point order and position order within a point."""
+        then per point its count of values (int32), the row ids of those values into the names (int8, int16
+        past 127 names, int32 past 32,767) and the values, in point order and position order within a point."""
         rows, values, points = self.entries()
         live = sorted(self.index)
-        dtype = np.int16 if len(live) <= np.iinfo(np.int16).max else np.int32
+        dtype = next(d for d in (np.int8, np.int16, np.int32) if len(live) <= np.iinfo(d).max)
         canonical = np.zeros(max(len(self.names), 1), dtype=dtype)
         canonical[[self.index[name] for name in live]] = np.arange(len(live), dtype=dtype)
         lengths = np.bincount(points, minlength=self.n).astype(np.int32)

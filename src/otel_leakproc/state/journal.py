@@ -34,9 +34,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from otel_leakproc.state.codec import CodecError, Frame, decode_value, iter_frames, read_frames
+from otel_leakproc.state.codec import CodecError, decode_value, read_frames
 from otel_leakproc.state.health import StateUnusableError, StoreHealth, StoreUnavailableError
-from otel_leakproc.state.records import RecordType, checkpoint_file_head, checkpoint_route, probe_frame, series_id
+from otel_leakproc.state.records import (
+    NameBook,
+    RecordType,
+    checkpoint_file_head,
+    checkpoint_route,
+    probe_frame,
+    series_id,
+)
 from otel_leakproc.state.store import Loaded
 
 log = logging.getLogger(__name__)
@@ -133,9 +140,16 @@ class FileStore:
     def _load_segment(self, path: Path, loaded: Loaded) -> None:
         data = path.read_bytes()
         frames, tail = read_frames(data)
-        for f in frames:
+        names = NameBook()  # the names this segment defines, for its points written by id
+        for i, f in enumerate(frames):
             if f.type == RecordType.POINT:
-                loaded.points.append(f.payload)
+                loaded.points.append((f.payload, names))
+            elif f.type == RecordType.NAMES:
+                try:
+                    names.add(f.payload)
+                except CodecError as exc:  # intact but unreadable (a newer release?): its points fail later
+                    loaded.dropped_records += 1
+                    loaded.problems.append(f"{path.name}: names record {i} is unreadable: {exc}")
         if tail is not None:
             dropped = len(data) - tail.offset
             loaded.dropped_bytes += dropped
@@ -299,11 +313,6 @@ def _why(exc: OSError) -> str:
     if exc.errno == errno.ENOSPC:
         return "no space left on the device"
     return exc.strerror or str(exc)
-
-
-def frames_of(path: Path) -> list[Frame]:
-    """Every record of a file that must be whole (tests and tools)."""
-    return list(iter_frames(path.read_bytes()))
 
 
 def check_usable(directory: str | os.PathLike[str]) -> None:

@@ -27,10 +27,11 @@ from otel_leakproc.processor.state import SeriesTable, TrackedSeries, version_of
 from otel_leakproc.state.codec import CodecError
 from otel_leakproc.state.health import StoreHealth
 from otel_leakproc.state.records import (
+    NameBook,
+    NameTable,
     checkpoint_frame,
     checkpoint_head,
     checkpoint_state,
-    point_frame,
     point_from_payload,
     point_route,
     series_id,
@@ -58,7 +59,7 @@ class RestoreResult:
 class _Pending:
     checkpoint: memoryview | None = None
     seq: int = 0  # seq covered by the checkpoint
-    points: list[bytes | memoryview] = field(default_factory=list)
+    points: list[tuple[bytes | memoryview, NameBook | None]] = field(default_factory=list)
 
 
 class StatePersistence:
@@ -78,6 +79,7 @@ class StatePersistence:
         self.compaction_failures = 0
         self.last_compaction_unix = 0.0
         self.journal_bytes_since_compaction = 0
+        self.names = NameTable()  # names the current journal segment defines (points refer to them by id)
 
     @property
     def health(self) -> StoreHealth:
@@ -91,9 +93,16 @@ class StatePersistence:
             return
         self.store.health.check()
         seq = self.next_seq
-        frames = [point_frame(seq + i, key, resource, summary) for i, (key, resource, summary) in enumerate(points)]
-        self.store.append_many(frames)
-        self.next_seq = seq + len(frames)
+        frames = self.names.encode(
+            [(seq + i, key, resource, summary) for i, (key, resource, summary) in enumerate(points)]
+        )
+        try:
+            self.store.append_many(frames)
+        except BaseException:
+            self.names.abort()
+            raise
+        self.names.commit()
+        self.next_seq = seq + len(points)
         for i, (key, _, _) in enumerate(points):
             self.last_seq[key] = seq + i
             self.dirty.add(key)
@@ -109,6 +118,7 @@ class StatePersistence:
         """Write a checkpoint of every series and drop the journal it covers. True on success."""
         started = time.monotonic()
         segment = self.store.rotate()
+        self.names = NameTable()  # the new segment defines its names again
         writer: CheckpointWriter = await asyncio.to_thread(self.store.begin_checkpoint, segment, self.next_seq)
         self.journal_bytes_since_compaction = 0
         written: set[SeriesKey] = set()
@@ -122,7 +132,7 @@ class StatePersistence:
                     continue  # evicted while we yielded
                 covered.add(key)
                 if key in self.dirty or key not in self.checkpointed:
-                    state = tracked.detector.to_state()
+                    state = tracked.detector.to_state(arrays=True)  # encoded in the worker thread
                     self.dirty.discard(key)
                     written.add(key)
                     batch.append((series_id(key), key, dict(tracked.resource), state, self.last_seq.get(key, 0)))
@@ -174,7 +184,7 @@ class StatePersistence:
             result.checkpoints += 1
         resources: dict[SeriesKey, dict[str, str]] = {k: dict(h.resource) for k, h in heads.items()}
         next_seq = loaded.next_seq
-        for point_payload in loaded.points:
+        for point_payload, names in loaded.points:
             try:
                 seq, key = point_route(point_payload)
             except (CodecError, ValueError) as exc:
@@ -190,7 +200,7 @@ class StatePersistence:
                 pending[key] = pending.pop(key)  # most recently updated last, as the table orders series
             if seq <= p.seq:
                 continue  # already in the checkpoint
-            p.points.append(point_payload)
+            p.points.append((point_payload, names))
             self.last_seq[key] = seq
             self.dirty.add(key)
             self.stale.add(key)
@@ -220,9 +230,9 @@ class StatePersistence:
         when a migration was interrupted and uploads were journaled since. Returns the points applied."""
         applied = 0
         self.next_seq = max(self.next_seq, loaded.next_seq)
-        for payload in loaded.points:
+        for payload, names in loaded.points:
             try:
-                point = point_from_payload(payload)
+                point = point_from_payload(payload, names)
             except (CodecError, ValueError) as exc:
                 log.warning("state: a journal record cannot be read and is skipped: %s", exc)
                 continue
@@ -244,9 +254,9 @@ class StatePersistence:
                     log.error("state: the checkpoint of %s cannot be read (%s); the series starts over", key, exc)
             if detector is None:
                 detector = SeriesDetector(key, self.config)
-            for payload in p.points:
+            for payload, names in p.points:
                 try:
-                    point = point_from_payload(payload)
+                    point = point_from_payload(payload, names)
                 except (CodecError, ValueError) as exc:
                     log.warning("state: a journal point of %s cannot be read and is skipped: %s", key, exc)
                     continue

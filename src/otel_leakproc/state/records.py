@@ -10,16 +10,31 @@ dataclasses' own field names, so a field added to `ProfileSummary`, `SiteValue` 
 travels without a change here (a record missing it gets the field's default; a summary field that holds
 its default is left out).
 
-Checkpoint payload: u32 length of the head, the head (codec value: {"q": seq of the last point in it,
-"k": key, "r": resource, "report": the detector's report state as JSON text}), then the detector's
-`to_state()`: u32 length and the codec value deflated, with the raw bytes of its base64 strings (the
-detector's arrays, deflated already) taken out as blobs, then the list of blobs (a codec value).
-Restore reads only heads up front; the detector is rebuilt when first needed.
+Names by id (`NameTable`, `NameBook`): the journal writes a site's naming fields (function, file, line,
+leaf; a group's state, blocking frame, function, file, line, creator) and a resource once, in a NAMES
+record, and points refer to them by a stable id: 31 bits of the BLAKE2b hash of the fields, the same
+whoever writes them. A point written so has "n": 1, its resource as an id in "r", and its sites'
+and groups' naming columns replaced by one "id" column. A writer defines each id at most once per journal
+segment, before the first point using it, and starts over in each new segment (after a compaction the
+points left in the journal only use names defined after it); a reader resolves a point's ids against the
+NAMES records of its own segment. An id that would name two different things in one segment (a hash
+collision) is not used: that point is written with its names inline, as every record is without a table.
+
+Checkpoint payload: the magic b"\xffCB3", u32 length of the head, the head (codec value: {"q": seq of the
+last point in it, "k": key, "r": resource, "report": the detector's report state as JSON text}), then the
+rest of the detector's `to_state(arrays=True)`: u32 length and its JSON text deflated, each numpy array
+replaced by null and listed in "\u0000columns" ([path of keys, dtype, length, offset]), then the column
+block that ends the payload (codec `Columns`: the arrays byte-shuffled, deflated once). Reading it is one
+C-level JSON parse and one `np.frombuffer` view per array.
+Restore reads only heads up front; the detector is rebuilt when first needed. Checkpoints written before
+(no magic: u32 head length, head, u32 length and the deflated state whose base64 strings were taken out
+as blobs, then the list of blobs) are still read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import struct
 import zlib
@@ -27,10 +42,21 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+import numpy as np
+
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, SiteValue
-from otel_leakproc.state.codec import CodecError, decode_head, decode_value, encode_value, frame
+from otel_leakproc.state.codec import (
+    COLUMN_DTYPES,
+    CodecError,
+    Columns,
+    decode_head,
+    decode_value,
+    encode_value,
+    frame,
+)
 
 _U32 = struct.Struct("<I")
+_CHECKPOINT_MAGIC = b"\xffCB3"  # as a u32 head length, far past MAX_PAYLOAD: older payloads never start so
 _SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(ProfileSummary))
 # Fields left out of a point record when they hold their default (read back as it): most profiles have no
 # goroutine groups, no "other", a pprof source. Saves their names and values, about 150 bytes a record.
@@ -46,6 +72,7 @@ class RecordType(IntEnum):
     CHECKPOINT = 2  # one series' whole state
     PROBE = 3  # written to test that the journal is writable again; ignored on replay
     CHECKPOINT_HEAD = 4  # first record of a checkpoint file: which journal follows it
+    NAMES = 5  # site, group and resource names that the points after it refer to by id
 
 
 def key_to_plain(key: SeriesKey) -> list[str]:
@@ -130,8 +157,156 @@ def summary_from_plain(plain: Any) -> ProfileSummary:
 
 
 def point_frame(seq: int, key: SeriesKey, resource: dict[str, str], summary: ProfileSummary) -> bytes:
+    """A self-contained point record: every name inline."""
     payload = encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "s": summary_to_plain(summary)})
     return frame(RecordType.POINT, payload)
+
+
+# -- names by id ---------------------------------------------------------------------------------------
+
+_SITE_NAMES = ("function", "file", "line", "leaf")  # what names a site (the rest are its numbers)
+_GROUP_NAMES = ("state", "blocking", "function", "file", "line", "creator")
+_NAME_FIELDS = {"sites": _SITE_NAMES, "groups": _GROUP_NAMES}
+NameKey = tuple[str, tuple[Any, ...]]  # (what: "sites", "groups" or "r", its naming fields)
+
+
+def name_id(what: str, fields: tuple[Any, ...]) -> int:
+    """The stable 31-bit id of a site's, group's or resource's naming fields."""
+    text = json.dumps([what, *fields], separators=(",", ":"), ensure_ascii=False)
+    # 31 bits: the codec packs a list of them as int32.
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "little") & 0x7FFFFFFF
+
+
+class NameTable:
+    """The writer's side: which ids this journal segment defines. `encode` returns the frames of one
+    upload's points (a NAMES record first when they use new names); `commit` after they were written,
+    `abort` when the write failed (the new names were not written either)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[NameKey, int] = {}
+        self.taken: dict[int, NameKey] = {}
+        self._pending: dict[NameKey, int] = {}
+        self._pending_taken: dict[int, NameKey] = {}
+
+    def _ref(self, name: NameKey) -> int | None:
+        """The id of `name`, defining it (pending) if new; None on a collision."""
+        found = self.ids.get(name)
+        if found is None:
+            found = self._pending.get(name)
+        if found is not None:
+            return found
+        new = name_id(name[0], name[1])
+        if new in self.taken or new in self._pending_taken:
+            return None
+        self._pending[name] = new
+        self._pending_taken[new] = name
+        return new
+
+    def encode(self, points: list[tuple[int, SeriesKey, dict[str, str], ProfileSummary]]) -> list[bytes]:
+        defined = len(self._pending)
+        bodies = []
+        for seq, key, resource, summary in points:
+            body = self._point(seq, key, resource, summary)
+            bodies.append(
+                body
+                if body is not None
+                else encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "s": summary_to_plain(summary)})
+            )
+        frames = [frame(RecordType.POINT, b) for b in bodies]
+        fresh = list(self._pending.items())[defined:]
+        if fresh:
+            frames.insert(0, names_frame(fresh))
+        return frames
+
+    def _point(self, seq: int, key: SeriesKey, resource: dict[str, str], summary: ProfileSummary) -> bytes | None:
+        mark = (dict(self._pending), dict(self._pending_taken))
+        plain = summary_to_plain(summary)
+        resource_id = self._ref(("r", tuple(sorted(resource.items()))))
+        ok = resource_id is not None
+        for what, fields in _NAME_FIELDS.items():
+            columns = plain.get(what)
+            if columns is None or not ok:
+                continue
+            refs = []
+            for row in zip(*(columns[f] for f in fields), strict=True):
+                ref = self._ref((what, row))
+                if ref is None:
+                    ok = False
+                    break
+                refs.append(ref)
+            if ok:
+                plain[what] = {"id": refs, **{k: v for k, v in columns.items() if k not in fields}}
+        if not ok:  # a collision: this point goes inline, and defines nothing
+            self._pending, self._pending_taken = mark
+            return None
+        return encode_value({"q": seq, "k": key_to_plain(key), "n": 1, "r": resource_id, "s": plain})
+
+    def commit(self) -> None:
+        self.ids.update(self._pending)
+        self.taken.update(self._pending_taken)
+        self.abort()
+
+    def abort(self) -> None:
+        self._pending, self._pending_taken = {}, {}
+
+
+def names_frame(names: list[tuple[NameKey, int]]) -> bytes:
+    """A NAMES record: per kind of name, the ids and the naming fields by column."""
+    value: dict[str, Any] = {}
+    for what in ("sites", "groups"):
+        rows = [(i, fields) for (w, fields), i in names if w == what]
+        if rows:
+            columns: dict[str, list[Any]] = {"id": [i for i, _ in rows]}
+            for n, field in enumerate(_NAME_FIELDS[what]):
+                columns[field] = [fields[n] for _, fields in rows]
+            value[what] = columns
+    resources = [(i, fields) for (w, fields), i in names if w == "r"]
+    if resources:
+        value["r"] = {"id": [i for i, _ in resources], "resource": [dict(fields) for _, fields in resources]}
+    return frame(RecordType.NAMES, encode_value(value))
+
+
+class NameBook:
+    """The reader's side: the names a journal segment defined, by id (`add` each NAMES record in order)."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, dict[int, Any]] = {"sites": {}, "groups": {}, "r": {}}
+
+    def add(self, payload: bytes | memoryview) -> None:
+        value = decode_value(payload)
+        if not isinstance(value, dict):
+            raise CodecError("names: expected a mapping")
+        for what, fields in _NAME_FIELDS.items():
+            columns = value.get(what)
+            if columns is None:
+                continue
+            ids = columns.get("id") if isinstance(columns, dict) else None
+            if not isinstance(ids, list) or any(len(columns.get(f, ())) != len(ids) for f in fields):
+                raise CodecError(f"names.{what}: columns of different lengths")
+            for n, i in enumerate(ids):
+                self.names[what][i] = tuple(columns[f][n] for f in fields)
+        r = value.get("r")
+        if r is not None:
+            if not isinstance(r, dict) or len(r.get("id", ())) != len(r.get("resource", ())):
+                raise CodecError("names.r: ids and resources differ in length")
+            for i, resource in zip(r["id"], r["resource"], strict=True):
+                self.names["r"][i] = resource
+
+    def resolve(self, value: dict[str, Any]) -> dict[str, Any]:
+        """A point payload written by id, with its names put back (as an inline record holds them)."""
+        try:
+            resource = self.names["r"][value["r"]]
+            plain = dict(value["s"])
+            for what, fields in _NAME_FIELDS.items():
+                columns = plain.get(what)
+                if columns is None:
+                    continue
+                rows = [self.names[what][i] for i in columns["id"]]
+                named = {f: [row[n] for row in rows] for n, f in enumerate(fields)}
+                plain[what] = {**named, **{k: v for k, v in columns.items() if k != "id"}}
+        except (KeyError, TypeError) as exc:
+            raise CodecError(f"point: name id {exc} is not defined in its journal segment") from exc
+        return {**value, "r": resource, "s": plain}
 
 
 def point_route(payload: bytes | memoryview) -> tuple[int, SeriesKey]:
@@ -142,10 +317,15 @@ def point_route(payload: bytes | memoryview) -> tuple[int, SeriesKey]:
     return head[0], key_from_plain(head[1])
 
 
-def point_from_payload(payload: bytes | memoryview) -> PointRecord:
+def point_from_payload(payload: bytes | memoryview, names: NameBook | None = None) -> PointRecord:
+    """A point record read back; `names`: the NAMES of its journal segment (for a point written by id)."""
     value = decode_value(payload)
     if not isinstance(value, dict):
         raise CodecError("point: expected a mapping")
+    if value.get("n"):
+        if names is None:
+            raise CodecError("point: written with name ids, read without its journal's names")
+        value = names.resolve(value)
     try:
         seq, key, resource = value["q"], key_from_plain(value["k"]), value["r"]
     except KeyError as exc:
@@ -171,10 +351,54 @@ def checkpoint_payload(seq: int, key: SeriesKey, resource: dict[str, str], state
     # reads a report ten times faster than the pure-Python codec (the same report is in the state too).
     report = json.dumps(state.get("report"), separators=(",", ":"))
     head = encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "report": report})
-    # The detector's packed arrays (deflated already) go apart as blobs; only the rest is deflated.
-    blobs: list[bytes] = []
-    main = zlib.compress(encode_value(state, blobs), 1)
-    return b"".join((_U32.pack(len(head)), head, _U32.pack(len(main)), main, encode_value(blobs)))
+    columns = Columns()  # the history's arrays (a state from `to_state(arrays=True)`)
+    index: list[list[Any]] = []
+    rest = _take_arrays({k: v for k, v in state.items() if k != "report"}, (), columns, index)  # report: in the head
+    rest[_COLUMNS_KEY] = index
+    main = zlib.compress(json.dumps(rest, separators=(",", ":")).encode(), 1)
+    return b"".join((_CHECKPOINT_MAGIC, _U32.pack(len(head)), head, _U32.pack(len(main)), main, columns.pack()))
+
+
+_COLUMNS_KEY = "\0columns"
+
+
+def _take_arrays(
+    value: dict[str, Any], path: tuple[str, ...], columns: Columns, index: list[list[Any]]
+) -> dict[str, Any]:
+    """A copy of `value` (nested dicts) with its numpy arrays moved to `columns` (listed in `index`)."""
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        if isinstance(v, np.ndarray):
+            if v.ndim != 1 or v.dtype.str not in COLUMN_DTYPES:
+                raise TypeError(f"{'.'.join((*path, k))}: an array of {v.ndim} dimensions, dtype {v.dtype.str}")
+            index.append([[*path, k], v.dtype.str, len(v), columns.add(v)])
+            out[k] = None
+        elif isinstance(v, dict):
+            out[k] = _take_arrays(v, (*path, k), columns, index)
+        else:
+            out[k] = v
+    return out
+
+
+def _put_arrays(value: dict[str, Any], columns: Columns) -> None:
+    index = value.pop(_COLUMNS_KEY, None)
+    if not isinstance(index, list):
+        raise CodecError("checkpoint state: no column index")
+    try:
+        for path, dtype, n, offset in index:
+            where = value
+            for k in path[:-1]:
+                where = where[k]
+            where[path[-1]] = columns.get(dtype, n, offset)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CodecError(f"checkpoint state: bad column index: {exc}") from exc
+
+
+def _checkpoint_start(view: memoryview) -> tuple[int, bool]:
+    """Where a checkpoint payload's head length is, and whether it has a column block."""
+    if bytes(view[:4]) == _CHECKPOINT_MAGIC:
+        return 4, True
+    return 0, False
 
 
 def checkpoint_frame(seq: int, key: SeriesKey, resource: dict[str, str], state: dict[str, Any]) -> bytes:
@@ -183,10 +407,11 @@ def checkpoint_frame(seq: int, key: SeriesKey, resource: dict[str, str], state: 
 
 def checkpoint_head(payload: bytes | memoryview) -> CheckpointHead:
     view = memoryview(payload)
-    if len(view) < 4:
+    at, _ = _checkpoint_start(view)
+    if len(view) < at + 4:
         raise CodecError("checkpoint: shorter than its head length")
-    (n,) = _U32.unpack_from(view)
-    value = decode_value(view[4 : 4 + n])
+    (n,) = _U32.unpack_from(view, at)
+    value = decode_value(view[at + 4 : at + 4 + n])
     if not isinstance(value, dict):
         raise CodecError("checkpoint head: expected a mapping")
     try:
@@ -204,10 +429,11 @@ def checkpoint_head(payload: bytes | memoryview) -> CheckpointHead:
 def checkpoint_route(payload: bytes | memoryview) -> tuple[int, SeriesKey]:
     """A checkpoint's sequence number and series, without reading the rest."""
     view = memoryview(payload)
-    if len(view) < 4:
+    at, _ = _checkpoint_start(view)
+    if len(view) < at + 4:
         raise CodecError("checkpoint: shorter than its head length")
-    (n,) = _U32.unpack_from(view)
-    head = decode_head(view[4 : 4 + n], 2)
+    (n,) = _U32.unpack_from(view, at)
+    head = decode_head(view[at + 4 : at + 4 + n], 2)
     if len(head) != 2 or not isinstance(head[0], int):
         raise CodecError("checkpoint head: expected a sequence number and a series key first")
     return head[0], key_from_plain(head[1])
@@ -216,11 +442,25 @@ def checkpoint_route(payload: bytes | memoryview) -> tuple[int, SeriesKey]:
 def checkpoint_state(payload: bytes | memoryview) -> dict[str, Any]:
     """The detector state of a checkpoint payload (the expensive half, read when the series is needed)."""
     view = memoryview(payload)
-    (n,) = _U32.unpack_from(view)
-    start = 4 + n
+    at, columnar = _checkpoint_start(view)
+    if len(view) < at + 4:
+        raise CodecError("checkpoint state: cut short")
+    (n,) = _U32.unpack_from(view, at)
+    start = at + 4 + n
     if len(view) < start + 4:
         raise CodecError("checkpoint state: cut short")
     (m,) = _U32.unpack_from(view, start)
+    if columnar:
+        columns = Columns.unpack(view[start + 4 + m :])
+        try:
+            value = json.loads(zlib.decompress(view[start + 4 : start + 4 + m]))
+        except (zlib.error, ValueError) as exc:
+            raise CodecError(f"checkpoint state: {exc}") from exc
+        if not isinstance(value, dict):
+            raise CodecError("checkpoint state: expected a mapping")
+        _put_arrays(value, columns)
+        value["report"] = checkpoint_head(view).report  # kept once, in the head
+        return value
     blobs = decode_value(view[start + 4 + m :])
     if not isinstance(blobs, list) or not all(isinstance(b, bytes) for b in blobs):
         raise CodecError("checkpoint state: bad blob list")

@@ -22,15 +22,17 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from otel_leakproc.state.health import StoreHealth
+from otel_leakproc.state.records import NameBook
 
 
 @dataclass(slots=True)
 class Loaded:
-    """What `load()` found: checkpoint payloads (with their series id), journal point payloads, in order,
-    the next sequence number to use, and what was dropped as unreadable."""
+    """What `load()` found: checkpoint payloads (with their series id), journal point payloads in order
+    (each with the names of its journal segment, for points written by name id), the next sequence number
+    to use, and what was dropped as unreadable."""
 
     checkpoints: list[tuple[str, memoryview]] = field(default_factory=list)
-    points: list[bytes | memoryview] = field(default_factory=list)
+    points: list[tuple[bytes | memoryview, NameBook | None]] = field(default_factory=list)
     next_seq: int = 1
     dropped_records: int = 0
     dropped_bytes: int = 0

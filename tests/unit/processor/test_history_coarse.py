@@ -46,7 +46,7 @@ def _heap(j: int, rng: random.Random, leak: bool = True) -> ProfileSummary:
 
 
 def _restored(detector: SeriesDetector) -> SeriesDetector:
-    record = checkpoint_frame(1, detector.key, {}, detector.to_state())
+    record = checkpoint_frame(1, detector.key, {}, detector.to_state(arrays=True))
     frames, tail = read_frames(record)
     assert tail is None
     return SeriesDetector.from_state(detector.key, detector.config, checkpoint_state(frames[0].payload))
