@@ -20,8 +20,9 @@ Frames (`frame` / `read_frames`): a 14-byte header, then the payload:
 The CRC covers the header's first 10 bytes and the payload, so a torn or bit-flipped record is detected.
 Flag bit 0: the payload is zlib-compressed. A reader refuses a codec version it does not know.
 
-Column blocks (`Columns`): numpy arrays appended one after the other, each byte-shuffled (byte k of every
-element together, so the exponent and high bytes of a column sit side by side), deflated once; read back
+Column blocks (`Columns`): numpy arrays appended one after the other, each of 64 elements or more
+byte-shuffled (byte k of every element together, so the exponent and high bytes of a column sit side by
+side), deflated once; read back
 with one inflate and an `np.frombuffer` view per array (no step per element). A checkpoint keeps the
 detector's history so (records.py).
 
@@ -58,6 +59,7 @@ _ZLIB_LEVEL_COLUMNS = 1
 _NONE, _FALSE, _TRUE, _INT, _FLOAT, _STR, _STR_REF, _LIST, _DICT, _ARRAY, _BYTES, _B64, _BIGINT, _B64_BLOB = range(14)
 _STR_LIST = 14  # version 2
 COLUMN_DTYPES = ("<f8", "<f4", "<i8", "<i4", "<i2", "<u2", "|i1", "|u1")  # what a column block holds
+_SHUFFLE_MIN = 64  # shorter arrays are stored as they are: shuffling them saves nothing worth its time
 _ARRAY_MIN = 4  # shorter numeric lists are cheaper as plain items
 _B64_MIN = 64  # shorter strings are not worth the base64 check
 # Codes 6-9 (version 2): whole-number floats stored as ints, read back as floats.
@@ -87,7 +89,7 @@ class Columns:
         """Append `array`'s bytes (shuffled); returns their offset."""
         item = array.dtype.itemsize
         raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-        if item > 1:
+        if item > 1 and len(raw) >= _SHUFFLE_MIN:
             raw = np.ascontiguousarray(raw.view(np.uint8).reshape(-1, item).T)
         at = self.size
         data = raw.tobytes()
@@ -116,10 +118,10 @@ class Columns:
         end = offset + n * item
         if end > len(self._data):
             raise ValueError(f"column at {offset} of {n} x {item} bytes is past the block's {len(self._data)}")
+        if item == 1 or n < _SHUFFLE_MIN:
+            return np.frombuffer(self._data, dtype=dtype, count=n, offset=offset)
         raw = np.frombuffer(self._data, dtype=np.uint8, count=n * item, offset=offset)
-        if item > 1:
-            raw = np.ascontiguousarray(raw.reshape(item, n).T)
-        return raw.view(dtype).reshape(n)
+        return np.ascontiguousarray(raw.reshape(item, n).T).view(dtype).reshape(n)
 
 
 # -- values -------------------------------------------------------------------------------------------
