@@ -1,8 +1,9 @@
 """Verdict study of the series state: does the history's representation change any report?
 
-Runs the detectors over every series of the labelled corpora (the shared corpus, tests/testdata/corpus and
-the generated series of tests/testdata/series, tuning and held-out sets), as `analyze` and the evaluation
-do, and records the report after every profile (the detector's own plain form, floats bit for bit).
+Runs the detectors over every series of the labelled corpora (`--corpus`, repeatable; by default the shared
+corpus at ../shared/corpus, tests/testdata/corpus and the generated series of tests/testdata/series, tuning
+and held-out sets), as `analyze` and the evaluation do, and records the report after every profile (the
+detector's own plain form, floats bit for bit).
 
 - `--save FILE`: write those reports (run it with the sources before a change: `PYTHONPATH=old/src`);
 - `--compare FILE`: run again and compare every report of every point with the saved ones; prints each
@@ -14,7 +15,7 @@ do, and records the report after every profile (the detector's own plain form, f
 
 Prints the evaluation scores of each corpus too (what `make evaluate` prints for the shared corpus).
 
-Usage: python benchmarks/verdict_study.py [--save F | --compare F] [--round-trip] [--fine N]
+Usage: python benchmarks/verdict_study.py [--save F | --compare F] [--round-trip] [--fine N] [--corpus DIR ...]
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from otel_leakproc.processor import history
 from otel_leakproc.processor.detector import SeriesDetector, _report_to_state
 
 ROOT = Path(__file__).parents[1]
-CORPORA = (Path("/work/shared/corpus"), ROOT / "tests/testdata/corpus", ROOT / "tests/testdata/series")
+# The shared corpus (`make evaluate`'s CORPUS, ../shared/corpus) and the committed ones.
+CORPORA = (ROOT.parent / "shared" / "corpus", ROOT / "tests/testdata/corpus", ROOT / "tests/testdata/series")
 
 
 def _restored(detector: SeriesDetector) -> SeriesDetector:
@@ -49,13 +51,13 @@ def _restored(detector: SeriesDetector) -> SeriesDetector:
     return SeriesDetector.from_state(detector.key, detector.config, checkpoint_state(frames[0].payload))
 
 
-def run(round_trip: bool) -> tuple[dict[str, list[Any]], dict[str, dict[str, Any]], list[str]]:
+def run(round_trip: bool, corpora: list[Path]) -> tuple[dict[str, list[Any]], dict[str, dict[str, Any]], list[str]]:
     settings = load_settings(None)
     limits = settings.decode.to_limits()
     reports: dict[str, list[Any]] = {}
     scores: dict[str, dict[str, Any]] = {}
     trip_differences: list[str] = []
-    for corpus in CORPORA:
+    for corpus in corpora:
         if not (corpus / "labels.json").exists():
             print(f"skipped (missing): {corpus}")
             continue
@@ -125,11 +127,18 @@ def main() -> int:
     parser.add_argument("--round-trip", action="store_true")
     parser.add_argument("--fine", type=int)
     parser.add_argument("--verbose", action="store_true", help="print every differing report")
+    parser.add_argument(
+        "--corpus",
+        action="append",
+        type=lambda text: Path(text).resolve(),
+        help="a corpus folder with labels.json (repeatable; default: ../shared/corpus, tests/testdata/corpus and"
+        " tests/testdata/series)",
+    )
     args = parser.parse_args()
     if args.fine is not None:
         history.FINE_POINTS = args.fine
     started = time.monotonic()
-    reports, scores, trips = run(args.round_trip)
+    reports, scores, trips = run(args.round_trip, args.corpus or list(CORPORA))
     points = sum(len(r) for r in reports.values())
     print(f"{len(reports)} series, {points} reports in {time.monotonic() - started:.0f} s")
     for corpus, s in scores.items():
