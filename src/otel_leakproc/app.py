@@ -23,6 +23,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from otel_leakproc import web as web_assets
+from otel_leakproc.cluster.peers import LocalProcess, PeerGroup
 from otel_leakproc.config import Settings
 from otel_leakproc.exporter import build_exporters
 from otel_leakproc.exporter.base import Exporter
@@ -33,7 +34,7 @@ from otel_leakproc.processor.state import SeriesTable, StateError, TrackedSeries
 from otel_leakproc.receiver.auth import visible_tenants
 from otel_leakproc.receiver.grpc_server import GrpcReceiver, bind
 from otel_leakproc.receiver.http_server import HttpReceiver, start_http_server
-from otel_leakproc.receiver.ingest import IngestCore, worker_count
+from otel_leakproc.receiver.ingest import IngestCore, Sink, worker_count
 from otel_leakproc.receiver.scrape.manager import ScrapeManager
 from otel_leakproc.report import series_to_json
 from otel_leakproc.state.codec import CodecError
@@ -76,7 +77,9 @@ class Service:
         *,
         exporters: Sequence[Exporter] | None = None,
         store: SeriesStore | None = None,
+        process: LocalProcess | None = None,
     ) -> None:
+        """`process`: this one's place among several `serve` processes (`server.processes`), else None."""
         self.settings = settings
         self.telemetry = Telemetry()
         self.table = SeriesTable(settings.processor, settings.state.max_series, settings.state.max_series_per_tenant)
@@ -99,11 +102,22 @@ class Service:
         )
         # backend: redis: any replica accepts any upload into Redis; partition owners apply it (cluster/).
         self.cluster = None if cluster_store is None else _cluster_node(settings, cluster_store, self.pipeline)
+        # server.processes > 1: the other processes hand this one the points of its series (cluster/peers.py).
+        self.peers = (
+            None
+            if process is None or process.count == 1
+            else PeerGroup(process, self.pipeline.apply, self._local_series, self.telemetry.render)
+        )
+        sink: Sink = self.pipeline.accept
+        if self.cluster is not None:
+            sink = self.cluster.accept
+        elif self.peers is not None:
+            sink = self.peers.accept
         self.core = IngestCore(
             settings.server,
             settings.ingest,
             settings.decode.to_limits(),
-            self.pipeline.accept if self.cluster is None else self.cluster.accept,
+            sink,
             self.telemetry,
             settings.decode.to_caps(),
             # Uploads are refused (503) before they are decoded while the store cannot keep them.
@@ -143,7 +157,7 @@ class Service:
             server,
             self.core,
             self._series_api,
-            self.telemetry.render,
+            self.telemetry.render if self.peers is None else self.peers.metrics,
             self.is_ready,
             static_dir=str(web_assets.static_dir()),
             not_ready_reason=self.not_ready_reason,
@@ -155,13 +169,18 @@ class Service:
         # HTTP first: /livez answers while a large snapshot is restored (tens of seconds at 10,000 series),
         # /readyz says 503 and uploads are refused with Retry-After until everything below is up.
         self._runner, self.http_port = await start_http_server(
-            receiver.application(), server.http.address, server.http.tls
+            receiver.application(), server.http.address, server.http.tls, reuse_port=self.peers is not None
         )
         if await asyncio.to_thread(self._restore):
             self.pipeline.restored(later=self.persistence.stale)
         if self._migrated is not None:
             await self._finish_migration(self._migrated)
         await self.core.start()
+        if self.peers is not None:
+            await self.peers.start()
+            if self.scrape is not None and self.cluster is None:  # each target is scraped by its series' owner
+                peers, scrape = self.peers, self.scrape
+                scrape.owns = lambda service, instance: peers.owns(scrape.tenant, service, instance)
         if server.grpc.enabled:
             self._grpc_receiver = GrpcReceiver(server, self.core)
             self._grpc = self._grpc_receiver.build()
@@ -203,11 +222,13 @@ class Service:
             self.self_telemetry.shutdown(1.0)
 
     def is_ready(self) -> bool:
-        return self._ready and self.store.health.ok
+        return self._ready and self.store.health.ok and (self.peers is None or self.peers.all_up())
 
     def not_ready_reason(self) -> str:
         if not self._ready:
             return "starting or shutting down"
+        if self.peers is not None and not self.peers.all_up():
+            return "waiting for the other serve processes (server.processes)"
         return self.store.health.reason
 
     async def stop(self) -> bool:
@@ -241,6 +262,8 @@ class Service:
             await self._runner.cleanup()
         if self.cluster is not None:
             await self.cluster.stop()  # hands its partitions over at once
+        if self.peers is not None:  # the others' uploads are refused (503) from now on
+            await self.peers.stop()
         self.store.close()  # everything accepted is in the journal already; this makes it durable
         self._final_saved = self.store.health.ok
         self.pipeline.shutdown(max(0.5, deadline - time.monotonic()))
@@ -376,6 +399,16 @@ class Service:
             return self._with_targets(
                 {"series": await self.cluster.series(tenants, query, want_timeline)}, tenants, query
             )
+        if self.peers is not None:  # every process's series
+            return self._with_targets(
+                {"series": await self.peers.series(tenants, query, want_timeline)}, tenants, query
+            )
+        return self._with_targets({"series": await self._local_series(tenants, query, want_timeline)}, tenants, query)
+
+    async def _local_series(
+        self, tenants: frozenset[str] | None, query: Any, want_timeline: bool
+    ) -> list[dict[str, Any]]:
+        """The API objects of this process's series that the query selects, in the API's order."""
         chosen = []
         for tracked in sorted(self.table, key=_sort_key):
             key = tracked.key
@@ -394,8 +427,7 @@ class Service:
                     if time.perf_counter() > deadline:
                         await asyncio.sleep(0)
                         deadline = time.perf_counter() + SLICE_SECONDS
-        selected = [series_object(tracked, timeline=want_timeline) for tracked in chosen]
-        return self._with_targets({"series": selected}, tenants, query)
+        return [series_object(tracked, timeline=want_timeline) for tracked in chosen]
 
     def _with_targets(self, out: dict[str, Any], tenants: frozenset[str] | None, query: Any) -> dict[str, Any]:
         if self.scrape is not None:
@@ -430,9 +462,9 @@ def _matches(key: SeriesKey, status: Status, query: Any) -> bool:
     return not ("status" in query and query["status"] != status.value)
 
 
-async def run(settings: Settings) -> int:
+async def run(settings: Settings, process: LocalProcess | None = None) -> int:
     """Run until SIGTERM or SIGINT, then shut down gracefully. Returns the exit code."""
-    service = Service(settings)
+    service = Service(settings, process=process)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
