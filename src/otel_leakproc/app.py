@@ -28,7 +28,7 @@ from otel_leakproc.exporter import build_exporters
 from otel_leakproc.exporter.base import Exporter
 from otel_leakproc.exporter.self_telemetry import build_self_telemetry
 from otel_leakproc.model import SeriesKey, Status
-from otel_leakproc.pipeline import Pipeline
+from otel_leakproc.processor.pipeline import Pipeline
 from otel_leakproc.processor.state import SeriesTable, StateError, TrackedSeries
 from otel_leakproc.receiver.auth import visible_tenants
 from otel_leakproc.receiver.grpc_server import GrpcReceiver, bind

@@ -19,7 +19,7 @@ from otel_leakproc.cluster.node import ClusterNode, ClusterStore
 from otel_leakproc.cluster.partitions import PartitionKeys, partition_of
 from otel_leakproc.exporter.signals import event_id
 from otel_leakproc.model import SeriesKey
-from otel_leakproc.pipeline import Pipeline
+from otel_leakproc.processor.pipeline import Pipeline
 from otel_leakproc.processor.state import SeriesTable
 from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
 from otel_leakproc.receiver.uploads import DecodedProfile, UploadResult
