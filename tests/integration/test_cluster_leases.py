@@ -42,7 +42,8 @@ def node(url: str, name: str, ttl: float = 0.6, cluster: bool = False) -> tuple[
     )
     store = ClusterStore(connect(settings.state.redis), settings.state.redis.url)
     exporter = RecordingExporter()
-    pipeline = Pipeline(SeriesTable(settings.processor, 100), [exporter], Telemetry())
+    pipeline = Pipeline(SeriesTable(settings.processor, 100), Telemetry())
+    pipeline.subscribe(exporter)
     cluster = ClusterNode(settings, store, pipeline, series_object)
     cluster._init_partitions()
     return cluster, exporter

@@ -176,7 +176,7 @@ def own_families() -> list[Any]:
     """Every own metric family, registered as the service registers them: the telemetry (ingest, state,
     exporters), the pipeline's table gauges and the scrape receiver's metrics."""
     telemetry = Telemetry()
-    Pipeline(SeriesTable(ProcessorConfig(), max_series=10), [], telemetry)
+    Pipeline(SeriesTable(ProcessorConfig(), max_series=10), telemetry)
     ScrapeMetrics(telemetry.registry)
     families = list(telemetry.registry.collect())
     assert not [f.name for f in REGISTRY.collect() if f.name.startswith("otel_leakproc_")], "globals are gone"
