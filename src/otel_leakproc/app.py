@@ -29,7 +29,7 @@ from otel_leakproc.exporter import build_exporters
 from otel_leakproc.exporter.base import Exporter
 from otel_leakproc.exporter.self_telemetry import build_self_telemetry
 from otel_leakproc.model import SeriesKey, Status
-from otel_leakproc.pipeline import Pipeline
+from otel_leakproc.processor.pipeline import Pipeline
 from otel_leakproc.processor.state import SeriesTable, StateError, TrackedSeries
 from otel_leakproc.receiver.auth import visible_tenants
 from otel_leakproc.receiver.grpc_server import GrpcReceiver, bind
@@ -92,14 +92,14 @@ class Service:
                 store = FileStore(state.dir, state.fsync) if state.dir else MemoryStore()
         self.store = store
         self.persistence = StatePersistence(self.table, store, settings.processor)
-        self.pipeline = Pipeline(
-            self.table,
+        self.pipeline = Pipeline(self.table, self.telemetry, self.persistence)
+        self.exporters = (
             build_exporters(settings.export, settings.state.dir, instruments=self.telemetry.export)
             if exporters is None
-            else exporters,
-            self.telemetry,
-            self.persistence,
+            else list(exporters)
         )
+        for exporter in self.exporters:
+            self.pipeline.subscribe(exporter)
         # backend: redis: any replica accepts any upload into Redis; partition owners apply it (cluster/).
         self.cluster = None if cluster_store is None else _cluster_node(settings, cluster_store, self.pipeline)
         # server.processes > 1: the other processes hand this one the points of its series (cluster/peers.py).
@@ -127,7 +127,7 @@ class Service:
         if settings.scrape.enabled:
             tenant = settings.scrape.tenant or settings.server.auth.default_tenant
             self.scrape = ScrapeManager(settings.scrape, self.core, self.telemetry.registry, tenant)
-            self.pipeline.exporters.append(self.scrape.hook)
+            self.pipeline.subscribe(self.scrape.hook)  # a flagged series' target is asked for a dump
         # Own health metrics over OTLP with otel-leakproc's own resource, when an endpoint is configured.
         self.self_telemetry = build_self_telemetry(settings.export, self.telemetry.registry)
         self.http_port = 0
@@ -217,7 +217,7 @@ class Service:
 
     def close_unstarted(self) -> None:
         """Release what the constructor started (exporter threads) when `start()` refused to run."""
-        self.pipeline.shutdown(1.0)
+        self._shutdown_exporters(1.0)
         if self.self_telemetry is not None:
             self.self_telemetry.shutdown(1.0)
 
@@ -266,7 +266,7 @@ class Service:
             await self.peers.stop()
         self.store.close()  # everything accepted is in the journal already; this makes it durable
         self._final_saved = self.store.health.ok
-        self.pipeline.shutdown(max(0.5, deadline - time.monotonic()))
+        self._shutdown_exporters(max(0.5, deadline - time.monotonic()))
         if self.self_telemetry is not None:  # last, so its final export holds the final counts
             self.self_telemetry.shutdown(max(0.5, deadline - time.monotonic()))
         self.core.close()
@@ -282,6 +282,14 @@ class Service:
                 len(self.table),
             )
         return self._final_saved
+
+    def _shutdown_exporters(self, timeout_seconds: float) -> None:
+        """Flush and stop every exporter; one that fails is logged and does not keep the others running."""
+        for exporter in self.exporters:
+            try:
+                exporter.shutdown(timeout_seconds)
+            except Exception:
+                log.exception("exporter %s failed to shut down", type(exporter).__name__)
 
     # -- state ----------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from otel_leakproc.cluster.node import ClusterNode, ClusterStore
 from otel_leakproc.cluster.partitions import PartitionKeys, partition_of
 from otel_leakproc.exporter.signals import event_id
 from otel_leakproc.model import SeriesKey
-from otel_leakproc.pipeline import Pipeline
+from otel_leakproc.processor.pipeline import Pipeline
 from otel_leakproc.processor.state import SeriesTable
 from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
 from otel_leakproc.receiver.uploads import DecodedProfile, UploadResult
@@ -42,7 +42,8 @@ def node(url: str, name: str, ttl: float = 0.6, cluster: bool = False) -> tuple[
     )
     store = ClusterStore(connect(settings.state.redis), settings.state.redis.url)
     exporter = RecordingExporter()
-    pipeline = Pipeline(SeriesTable(settings.processor, 100), [exporter], Telemetry())
+    pipeline = Pipeline(SeriesTable(settings.processor, 100), Telemetry())
+    pipeline.subscribe(exporter)
     cluster = ClusterNode(settings, store, pipeline, series_object)
     cluster._init_partitions()
     return cluster, exporter

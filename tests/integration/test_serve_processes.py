@@ -50,10 +50,12 @@ def test_two_processes_share_the_port_and_own_each_series_once(tmp_path: Path) -
             reply = http("POST", f"{proc.url}/ingest?name=svc-{i}{{instance=pod-{i}}}&format=pprof", profile)
             assert reply.status == 200, reply.body
         received = _metric_by_process(proc.url, "otel_leakproc_profiles_received_total")
-        assert set(received) == {"0", "1"} and sum(received.values()) == SERIES, received
+        assert set(received) == {"0", "1"}, received
+        assert sum(received.values()) == SERIES, received
         assert all(v > 0 for v in received.values()), f"the kernel gave every connection to one process: {received}"
         tracked = _metric_by_process(proc.url, "otel_leakproc_series_tracked")
-        assert sum(tracked.values()) == SERIES and all(v > 0 for v in tracked.values()), tracked
+        assert sum(tracked.values()) == SERIES, tracked
+        assert all(v > 0 for v in tracked.values()), tracked
         for _ in range(6):  # new connections: whichever process answers lists all of them
             listed = series(proc.url, timeline="1")
             assert sorted(s["service"] for s in listed) == sorted(f"svc-{i}" for i in range(SERIES))
@@ -65,13 +67,15 @@ def test_two_processes_share_the_port_and_own_each_series_once(tmp_path: Path) -
         assert proc.signal(signal.SIGTERM, timeout=60) == 0
         assert _wait_gone(children, 10) == []
         kept = [int(n) for n in re.findall(r"stopped: (\d+) series kept", proc.stderr.read_text())]
-        assert len(kept) == 2 and sum(kept) == SERIES, kept
+        assert len(kept) == 2, kept
+        assert sum(kept) == SERIES, kept
         assert sorted(p.name for p in state.iterdir()) == ["process-0-of-2", "process-1-of-2", "processes"]
 
         # Restarted on the same folder: every series back once, with its one point.
         proc.start()
         listed = series(proc.url, timeline="0")
-        assert len(listed) == SERIES and all(s["profiles"] == 1 for s in listed)
+        assert len(listed) == SERIES
+        assert all(s["profiles"] == 1 for s in listed)
 
         children = descendants(proc.proc.pid)
         proc.kill()  # SIGKILL of the parent: no shutdown code runs in it

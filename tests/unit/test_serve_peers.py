@@ -5,6 +5,7 @@ supervisor's settings and state-folder checks (`cluster/supervisor.py`)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,10 @@ import pytest
 
 from otel_leakproc.cluster.partitions import LOCAL_PARTITIONS, local_owner, partition_of
 from otel_leakproc.cluster.peers import (
+    POINTS,
     LocalProcess,
     PeerGroup,
+    PeerLink,
     Point,
     decode_points,
     encode_points,
@@ -83,7 +86,8 @@ def test_metrics_of_every_process_are_labelled_with_it() -> None:
     text = merge_metrics([(0, zero), (1, one)]).decode()
     assert 'x_total{kind="a",process="0"} 3.0' in text
     assert 'x_total{kind="a",process="1"} 4.0' in text
-    assert 'g{process="0"} 1.0' in text and 'g{process="1"} 2.0' in text
+    assert 'g{process="0"} 1.0' in text
+    assert 'g{process="1"} 2.0' in text
     assert text.count("# TYPE x_total counter") == 1
 
 
@@ -152,7 +156,8 @@ def test_two_processes_hand_points_to_their_owner_and_show_every_series(tmp_path
                 ] == ["svc-7"]
                 assert await owner.group.series(frozenset({"other"}), {}, False) == []
             metrics = (await owners[1].group.metrics()).decode()
-            assert 'up{process="0"} 1.0' in metrics and 'up{process="1"} 1.0' in metrics
+            assert 'up{process="0"} 1.0' in metrics
+            assert 'up{process="1"} 1.0' in metrics
             # An owner that cannot journal refuses: the upload is not acknowledged (503 upstream).
             owners[1].refuse = True
             theirs = [s for s in services if local_owner("acme", s, "pod-1", 2) == 1][:1]
@@ -175,14 +180,13 @@ def test_an_owner_refuses_points_of_series_it_does_not_own(tmp_path: Path) -> No
         owner = _Owner(LocalProcess(0, 2, tmp_path))
         await owner.group.start()
         try:
-            from otel_leakproc.cluster.peers import POINTS, PeerLink  # noqa: PLC0415
-
             stray = [s for s in (f"svc-{i}" for i in range(20)) if local_owner("t", s, "pod-1", 2) == 1][:1]
             points = split_by_owner(LocalProcess(0, 1, tmp_path), "t", _upload(stray))[0]
             link = PeerLink(0, tmp_path / "process-0.sock")
             status, answer = await link.request(POINTS, encode_points(points))
             await link.close()
-            assert status != 0 and b"not the owner" in answer
+            assert status != 0
+            assert b"not the owner" in answer
             assert owner.applied == []
         finally:
             await owner.group.stop()
@@ -199,7 +203,8 @@ def test_child_settings_give_each_process_its_folder_ports_and_share_of_workers(
         }
     )
     child = child_settings(settings, 1, 2, "127.0.0.1:5000", "127.0.0.1:5001")
-    assert child.server.http.address == "127.0.0.1:5000" and child.server.grpc.address == "127.0.0.1:5001"
+    assert child.server.http.address == "127.0.0.1:5000"
+    assert child.server.grpc.address == "127.0.0.1:5001"
     assert child.state.dir == str(tmp_path / "state" / "process-1-of-2")
     assert child.export.events.spool_dir == str(tmp_path / "spool" / "process-1")
     assert child.state.redis.replica_id == "node-a-1"
@@ -239,8 +244,6 @@ def test_a_reserved_port_is_shared_and_never_answers_itself() -> None:
     try:
         port = int(address.rpartition(":")[2])
         assert port > 0
-        import socket  # noqa: PLC0415
-
         child = socket.socket()
         child.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         child.bind(("127.0.0.1", port))  # what each child does

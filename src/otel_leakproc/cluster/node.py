@@ -39,8 +39,8 @@ from otel_leakproc.cluster.connection import redacted, replica_id
 from otel_leakproc.cluster.partitions import PartitionKeys, count_key, members_key, partition_of
 from otel_leakproc.config import Settings
 from otel_leakproc.model import LeakEvent, SeriesKey
-from otel_leakproc.pipeline import Pipeline
 from otel_leakproc.processor.detector import SeriesDetector
+from otel_leakproc.processor.pipeline import Pipeline
 from otel_leakproc.processor.state import SeriesTable, TrackedSeries
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult
 from otel_leakproc.state.codec import CodecError, read_frames

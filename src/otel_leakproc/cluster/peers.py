@@ -115,7 +115,7 @@ def merge_metrics(texts: Sequence[tuple[int, str]]) -> bytes:
                 merged = families[family.name] = Metric(family.name, family.documentation, family.type)
             for sample in family.samples:
                 merged.samples.append(sample._replace(labels={**sample.labels, PROCESS_LABEL: str(index)}))
-    return generate_latest(_Families(list(families.values())))  # type: ignore[arg-type]
+    return generate_latest(_Families(list(families.values())))
 
 
 @dataclass
@@ -322,9 +322,9 @@ class PeerGroup:
         question = json.dumps(
             {"tenants": None if tenants is None else sorted(tenants), "query": dict(query), "timeline": timeline}
         ).encode()
-        mine, *others = await asyncio.gather(
+        mine, others = await asyncio.gather(
             self._local_series(tenants, query, timeline),
-            *(self._ask(link, SERIES, question) for link in self.links.values()),
+            asyncio.gather(*(self._ask(link, SERIES, question) for link in self.links.values())),
         )
         objects = list(mine)
         for answer in others:

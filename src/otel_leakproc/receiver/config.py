@@ -146,14 +146,33 @@ class HttpServerConfig:
 
 @dataclass(frozen=True, slots=True)
 class GrpcServerConfig:
-    """The gRPC listener (Pyroscope push, OTLP profiles Export, health). `enabled: false` skips it."""
+    """The gRPC listener (Pyroscope push, OTLP profiles Export, health). `enabled: false` skips it.
+
+    grpc-core receives each message whole before a handler (and so admission) runs, so what arriving
+    messages can hold is bounded by the transport instead: at most `max_connections` connections, each
+    with at most `max_concurrent_streams` calls in progress (further calls wait on the client), each
+    message at most `max_message_bytes` (and `server.max_body_bytes`).
+
+    Attributes:
+        max_connections: open connections accepted; one more is closed at once (clients retry).
+        max_concurrent_streams: calls in progress per connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+        max_message_bytes: largest request message (gRPC's own default, 4 MiB).
+    """
 
     enabled: bool = True
     address: str = "127.0.0.1:4317"
     tls: TlsConfig = field(default_factory=TlsConfig)
+    max_connections: int = 32
+    max_concurrent_streams: int = 2
+    max_message_bytes: int = 4 * 1024 * 1024
 
     def validate(self) -> list[str]:
-        return _address_errors("address", self.address)
+        errors = _address_errors("address", self.address)
+        for key in ("max_connections", "max_concurrent_streams", "max_message_bytes"):
+            value = getattr(self, key)
+            if value < 1:
+                errors.append(f"{key}: must be at least 1, got {value}")
+        return errors
 
 
 @dataclass(frozen=True, slots=True)

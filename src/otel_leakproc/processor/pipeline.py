@@ -3,22 +3,23 @@
 Runs on the event loop (detector updates are milliseconds; a series that is ok is evaluated at most every
 `processor.evaluate_every_seconds`, its other profiles only appended, and `settle` catches up). The
 points of an upload are journaled (the state store, `state/persist.py`) before any is applied: if the
-store cannot take them the upload is refused with `StoreUnavailableError` and nothing changes. An
-exporter that fails is logged and counted, never allowed to stop ingestion or another exporter.
+store cannot take them the upload is refused with `StoreUnavailableError` and nothing changes. Whoever
+wants to hear that a series changed subscribes (`subscribe`, a `SeriesListener`: the exporters, the scrape
+receiver). A listener that fails is logged, never allowed to stop ingestion or another listener.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from otel_leakproc.exporter.base import Exporter
 from otel_leakproc.model import LeakEvent, ProfileKind, ProfileSummary, SeriesKey
+from otel_leakproc.processor.listener import SeriesListener
 from otel_leakproc.processor.state import SeriesTable, TrackedSeries, UpdateResult
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult
 from otel_leakproc.state.persist import StatePersistence
@@ -28,21 +29,24 @@ log = logging.getLogger(__name__)
 
 
 class Pipeline:
-    """Feeds decoded profiles to the series table and fans the results out to the exporters."""
+    """Feeds decoded profiles to the series table and tells its listeners what changed."""
 
     def __init__(
         self,
         table: SeriesTable,
-        exporters: Sequence[Exporter],
         telemetry: Telemetry,
         persistence: StatePersistence | None = None,
     ) -> None:
         self.table = table
         self.persistence = persistence
-        self.exporters = list(exporters)
+        self._listeners: list[SeriesListener] = []
         self.telemetry = telemetry
         self.gauges = SeriesGauges(table)
         telemetry.registry.register(self.gauges)
+
+    def subscribe(self, listener: SeriesListener) -> None:
+        """From now on `listener` hears every report, event and forgotten series, after those before it."""
+        self._listeners.append(listener)
 
     def accept(self, tenant: str, request: UploadRequest, result: UploadResult) -> None:
         """The ingest core's sink: one decoded upload. Raises StoreUnavailableError (nothing applied)."""
@@ -61,7 +65,7 @@ class Pipeline:
 
     def settle(self, deadline: float | None = None) -> bool:
         """Evaluate the series whose latest profiles were only appended (`processor.evaluate_every_seconds`),
-        all of them or until `deadline` (`time.perf_counter()`), and let the exporters see their reports and
+        all of them or until `deadline` (`time.perf_counter()`), and let the listeners hear their reports and
         events. True when none is left."""
         for update in self.table.settle(deadline):
             self._publish(update)
@@ -71,47 +75,39 @@ class Pipeline:
         for evicted in update.evicted:
             if self.persistence is not None:
                 self.persistence.forget(evicted)
-            self._each("forget", lambda e, k=evicted: e.forget(k))
+            self.forget(evicted)
             self.telemetry.tenant_series_evicted.labels(self.telemetry.tenant_label(evicted.tenant)).inc()
         if update.evicted:
             self.telemetry.series_evicted.inc(len(update.evicted))
-        self._each("on_report", lambda e, s=update.series: e.on_report(s.report, s.resource))
+        self.report(update.series)
         if update.event is not None:
-            self._each("on_event", lambda e, ev=update.event: e.on_event(ev))
+            self.event(update.event)
 
     def restored(self, later: Collection[SeriesKey] = ()) -> None:
-        """After a state restore: let the exporters observe every restored series again, except those in
+        """After a state restore: let the listeners observe every restored series again, except those in
         `later` (their saved report is older than their journal; `report` them once rebuilt)."""
         for tracked in self.table:
             if tracked.key not in later:
                 self.report(tracked)
 
     def report(self, tracked: TrackedSeries) -> None:
-        """Let the exporters observe one series' current report."""
-        self._each("on_report", lambda e, s=tracked: e.on_report(s.report, s.resource))
+        """Let the listeners observe one series' current report."""
+        self._each("on_report", lambda e: e.on_report(tracked.report, tracked.resource))
 
     def event(self, event: LeakEvent) -> None:
-        """Let the exporters send one event (the cluster owner's path: `cluster/node.py`)."""
+        """Let the listeners hear one event (the cluster owner's path: `cluster/node.py`)."""
         self._each("on_event", lambda e: e.on_event(event))
 
     def forget(self, key: SeriesKey) -> None:
-        """The exporters stop exporting a series (evicted, or its partition moved to another replica)."""
+        """The listeners forget a series (evicted, or its partition moved to another replica)."""
         self._each("forget", lambda e: e.forget(key))
 
-    def _each(self, what: str, call: object) -> None:
-        assert callable(call)
-        for exporter in self.exporters:
+    def _each(self, what: str, call: Callable[[SeriesListener], None]) -> None:
+        for listener in self._listeners:
             try:
-                call(exporter)
+                call(listener)
             except Exception:
-                log.exception("exporter %s failed in %s", type(exporter).__name__, what)
-
-    def shutdown(self, timeout_seconds: float) -> None:
-        for exporter in self.exporters:
-            try:
-                exporter.shutdown(timeout_seconds)
-            except Exception:
-                log.exception("exporter %s failed to shut down", type(exporter).__name__)
+                log.exception("listener %s failed in %s", type(listener).__name__, what)
 
 
 class SeriesSource(Protocol):
