@@ -173,11 +173,11 @@ class PeerLink:
         assert writer is not None
         answer: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
         self._pending.append(answer)
-        writer.write(_HEAD.pack(len(payload), kind))
-        writer.write(payload)
+        writer.write(_HEAD.pack(len(payload), kind) + payload)  # one write: one system call when the socket takes it
         try:
             await writer.drain()
-            return await asyncio.wait_for(asyncio.shield(answer), timeout)
+            async with asyncio.timeout(timeout):  # on timeout the answer is cancelled; its reply is skipped
+                return await answer
         except TimeoutError:
             raise UnavailableError(
                 f"process {self.index} did not answer within {timeout:g} s; retry", RETRY_AFTER
@@ -357,8 +357,7 @@ class PeerGroup:
                     log.error("a request of %d bytes on the process socket: closing the connection", length)
                     return
                 status, answer = await self._answer(kind, await reader.readexactly(length))
-                writer.write(_HEAD.pack(len(answer), status))
-                writer.write(answer)
+                writer.write(_HEAD.pack(len(answer), status) + answer)
                 await writer.drain()
         except (asyncio.IncompleteReadError, OSError):
             return
