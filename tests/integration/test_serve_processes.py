@@ -9,10 +9,30 @@ import signal
 import time
 from pathlib import Path
 
+import grpc
 from proc_memory import alive, descendants
 from serve_support import STEADY_LEAK, ServeProcess, http, series
 
+from otel_leakproc.receiver.proto import push_pb2
+
 SERIES = 40
+BATCH = 8  # series in one gRPC push: their owners differ, each keeps its own
+
+
+def _push_batch(port: int, profile: bytes) -> None:
+    request = push_pb2.PushRequest()
+    for i in range(BATCH):
+        series_ = request.series.add()
+        for key, value in {"__name__": "memory", "service_name": f"batch-{i}", "instance": "pod"}.items():
+            series_.labels.add(name=key, value=value)
+        series_.samples.add(raw_profile=profile, ID="1")
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        push = channel.unary_unary(
+            "/push.v1.PusherService/Push",
+            request_serializer=push_pb2.PushRequest.SerializeToString,
+            response_deserializer=lambda b: b,
+        )
+        push(request, timeout=30)
 
 
 def _metric_by_process(url: str, name: str) -> dict[str, float]:
@@ -49,16 +69,18 @@ def test_two_processes_share_the_port_and_own_each_series_once(tmp_path: Path) -
         for i in range(SERIES):
             reply = http("POST", f"{proc.url}/ingest?name=svc-{i}{{instance=pod-{i}}}&format=pprof", profile)
             assert reply.status == 200, reply.body
+        _push_batch(proc.grpc_port, profile)  # gRPC shares its port the same way
         received = _metric_by_process(proc.url, "otel_leakproc_profiles_received_total")
         assert set(received) == {"0", "1"}, received
-        assert sum(received.values()) == SERIES, received
+        assert sum(received.values()) == SERIES + BATCH, received
         assert all(v > 0 for v in received.values()), f"the kernel gave every connection to one process: {received}"
         tracked = _metric_by_process(proc.url, "otel_leakproc_series_tracked")
-        assert sum(tracked.values()) == SERIES, tracked
+        assert sum(tracked.values()) == SERIES + BATCH, tracked
         assert all(v > 0 for v in tracked.values()), tracked
         for _ in range(6):  # new connections: whichever process answers lists all of them
             listed = series(proc.url, timeline="1")
-            assert sorted(s["service"] for s in listed) == sorted(f"svc-{i}" for i in range(SERIES))
+            want = [f"svc-{i}" for i in range(SERIES)] + [f"batch-{i}" for i in range(BATCH)]
+            assert sorted(s["service"] for s in listed) == sorted(want)
             assert all(s["profiles"] == 1 for s in listed)
         assert [s["service"] for s in series(proc.url, service="svc-7")] == ["svc-7"]
         children = descendants(proc.proc.pid)
@@ -68,13 +90,13 @@ def test_two_processes_share_the_port_and_own_each_series_once(tmp_path: Path) -
         assert _wait_gone(children, 10) == []
         kept = [int(n) for n in re.findall(r"stopped: (\d+) series kept", proc.stderr.read_text())]
         assert len(kept) == 2, kept
-        assert sum(kept) == SERIES, kept
+        assert sum(kept) == SERIES + BATCH, kept
         assert sorted(p.name for p in state.iterdir()) == ["process-0-of-2", "process-1-of-2", "processes"]
 
         # Restarted on the same folder: every series back once, with its one point.
         proc.start()
         listed = series(proc.url, timeline="0")
-        assert len(listed) == SERIES
+        assert len(listed) == SERIES + BATCH
         assert all(s["profiles"] == 1 for s in listed)
 
         children = descendants(proc.proc.pid)
