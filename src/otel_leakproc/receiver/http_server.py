@@ -1,5 +1,6 @@
-"""The HTTP server: upload endpoints (thin adapters over the ingest core), health, own metrics, the series
-API and the status page.
+"""The HTTP server: upload endpoints (thin adapters over the ingest core), health and own metrics. The read
+side (the series API and the status page, `query/`) adds its routes to the same application (`app.py`),
+under the same error middleware.
 
 Errors are JSON `{"code": "<connect code>", "message": "..."}` with the HTTP status Pyroscope clients and
 Connect clients expect (400 invalid_argument, 401 unauthenticated, 403 permission_denied, 413 / 429
@@ -17,7 +18,6 @@ import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
@@ -36,7 +36,6 @@ OTLP_TYPES = ("application/x-protobuf", "application/protobuf", "application/jso
 # Basic and Bearer are both accepted; a browser shows its login dialog for Basic.
 WWW_AUTHENTICATE = 'Basic realm="otel-leakproc", charset="UTF-8"'
 
-SeriesProvider = Callable[[web.Request], Awaitable[dict[str, Any]]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -54,26 +53,21 @@ def _media_type(request: web.Request) -> str:
 
 
 class HttpReceiver:
-    """Routes and handlers; `series_provider` renders `/api/v1/series` (the app owns the series table)."""
+    """The ingestion routes and handlers, health and /metrics, and the error middleware."""
 
     def __init__(
         self,
         config: ServerConfig,
         core: IngestCore,
-        series_provider: SeriesProvider,
         metrics: Callable[[], bytes],
         ready: Callable[[], bool],
-        static_dir: str | None = None,
         not_ready_reason: Callable[[], str] | None = None,
     ) -> None:
         self._config = config
-        self._not_ready_reason = not_ready_reason
         self._core = core
-        self._series = series_provider
         self._metrics = metrics
         self._ready = ready
         self._not_ready_reason = not_ready_reason
-        self._static_dir = static_dir
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=self._config.max_body_bytes, middlewares=[self._errors])
@@ -84,10 +78,6 @@ class HttpReceiver:
         app.router.add_get("/livez", self._livez)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics_handler)
-        app.router.add_get("/api/v1/series", self._series_handler)
-        if self._static_dir is not None:
-            app.router.add_get("/", self._index)
-            app.router.add_get("/static/{name}", self._asset)
         return app
 
     # -- uploads --------------------------------------------------------------------------------
@@ -174,7 +164,7 @@ class HttpReceiver:
                 return error_response(exc.status, _code_for(exc.status), exc.reason, headers)
             raise
 
-    # -- health, metrics, API, page ---------------------------------------------------------------
+    # -- health, metrics ----------------------------------------------------------------------------
 
     async def _livez(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -188,41 +178,15 @@ class HttpReceiver:
             body["reason"] = reason
         return web.json_response(body, status=503)
 
-    def _require_reader(self, request: web.Request, *, every_tenant: bool = False) -> None:
-        """With auth on, reading pages, the API and /metrics needs valid credentials (401 otherwise, with
-        `WWW-Authenticate` so a browser asks for them); /metrics names every tenant, so it needs a
-        credential that may see them all (`allowed_tenants: ["*"]`, 403 otherwise)."""
-        if not self._config.auth.enabled:
-            return
-        tenants = visible_tenants(self._config.auth, request.headers.get("Authorization"))
-        if every_tenant and tenants is not None:
+    async def _metrics_handler(self, request: web.Request) -> web.Response:
+        # With auth on: /metrics names every tenant, so it needs valid credentials (401 otherwise) that may
+        # see them all (`allowed_tenants: ["*"]`, 403 otherwise).
+        if visible_tenants(self._config.auth, request.headers.get("Authorization")) is not None:
             raise AuthError(
                 "authorization: /metrics names every tenant; it needs credentials with allowed_tenants ['*']",
                 forbidden=True,
             )
-
-    async def _metrics_handler(self, request: web.Request) -> web.Response:
-        self._require_reader(request, every_tenant=True)
         return web.Response(body=self._metrics(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
-
-    async def _series_handler(self, request: web.Request) -> web.Response:
-        return web.json_response(await self._series(request), dumps=lambda o: json.dumps(o, allow_nan=False))
-
-    async def _index(self, request: web.Request) -> web.FileResponse:
-        self._require_reader(request)
-        assert self._static_dir is not None
-        return web.FileResponse(f"{self._static_dir}/index.html")
-
-    async def _asset(self, request: web.Request) -> web.FileResponse:
-        # Only the page's own assets, by exact name: nothing else in the package folder is served.
-        self._require_reader(request)
-        name = request.match_info["name"]
-        if name not in _ASSETS or self._static_dir is None:
-            raise web.HTTPNotFound(reason=f"no asset {name!r}")
-        return web.FileResponse(f"{self._static_dir}/{name}", headers={"Content-Type": _ASSETS[name]})
-
-
-_ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
 
 
 def _code_for(status: int) -> str:
