@@ -26,13 +26,12 @@ from otel_leakproc.receiver.auth import AuthError, visible_tenants
 from otel_leakproc.receiver.config import ServerConfig, TlsConfig
 from otel_leakproc.receiver.ingest import Credentials, DecoderCrashedError, IngestCore
 from otel_leakproc.receiver.uploads import Dialect, UploadRequest
+from otel_leakproc.receiver.uploads.media import MESSAGE_TYPES, media_type
 
 log = logging.getLogger(__name__)
 
 PUSH_PATH = "/push.v1.PusherService/Push"
 OTLP_HTTP_PATH = "/v1development/profiles"
-PUSH_TYPES = ("application/proto", "application/json")
-OTLP_TYPES = ("application/x-protobuf", "application/protobuf", "application/json")
 # Basic and Bearer are both accepted; a browser shows its login dialog for Basic.
 WWW_AUTHENTICATE = 'Basic realm="otel-leakproc", charset="UTF-8"'
 
@@ -46,10 +45,6 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
         content_type="application/json",
         headers=headers,
     )
-
-
-def _media_type(request: web.Request) -> str:
-    return request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
 
 
 class HttpReceiver:
@@ -87,26 +82,26 @@ class HttpReceiver:
         return web.Response(status=200)
 
     async def _push(self, request: web.Request) -> web.Response:
-        return await self._message_upload(request, "push", PUSH_TYPES, "application/proto")
+        return await self._message_upload(request, "push")
 
     async def _otlp(self, request: web.Request) -> web.Response:
-        return await self._message_upload(request, "otlp", OTLP_TYPES, None)
+        return await self._message_upload(request, "otlp")
 
-    async def _message_upload(
-        self, request: web.Request, dialect: Dialect, accepted: tuple[str, ...], binary_reply_type: str | None
-    ) -> web.Response:
-        """Connect push and OTLP/HTTP: a protobuf or JSON message in, an empty message of the same type out
-        (PushResponse and ExportProfilesServiceResponse have nothing to report on success)."""
-        media = _media_type(request)
+    async def _message_upload(self, request: web.Request, dialect: Dialect) -> web.Response:
+        """Connect push and OTLP/HTTP: a protobuf or JSON message in (the media types of
+        `uploads/media.py`), an empty message of the same media type out (PushResponse and
+        ExportProfilesServiceResponse have nothing to report on success)."""
+        accepted = MESSAGE_TYPES[dialect]
+        media, _ = media_type(request.headers.get("Content-Type", ""))
         if media not in accepted:
             self._core.reject("unsupported_media_type")
             wanted = ", ".join(accepted)
             message = f"Content-Type: {media or '(none)'} is not accepted here; use one of {wanted}"
             return error_response(415, "invalid_argument", message)
         await self._upload(request, dialect)
-        if media == "application/json":
-            return web.Response(status=200, body=b"{}", content_type="application/json")
-        return web.Response(status=200, body=b"", content_type=binary_reply_type or media)
+        if accepted[media] == "json":
+            return web.Response(status=200, body=b"{}", content_type=media)
+        return web.Response(status=200, body=b"", content_type=media)
 
     async def _upload(self, request: web.Request, dialect: Dialect) -> None:
         credentials = Credentials(request.headers.get("Authorization"), request.headers.get("X-Scope-OrgID"))
