@@ -22,20 +22,19 @@ import grpc
 from aiohttp import web
 from prometheus_client import Counter
 
-from otel_leakproc import web as web_assets
 from otel_leakproc.config import Settings
 from otel_leakproc.exporter import build_exporters
 from otel_leakproc.exporter.base import Exporter
 from otel_leakproc.exporter.self_telemetry import build_self_telemetry
-from otel_leakproc.model import SeriesKey, Status
 from otel_leakproc.processor.pipeline import Pipeline
-from otel_leakproc.processor.state import SeriesTable, StateError, TrackedSeries
-from otel_leakproc.receiver.auth import visible_tenants
+from otel_leakproc.processor.state import SeriesTable, StateError
+from otel_leakproc.query import web as web_assets
+from otel_leakproc.query.routes import QueryRoutes
+from otel_leakproc.query.series import SeriesReader, TableReader, series_object
 from otel_leakproc.receiver.grpc_server import GrpcReceiver, bind
 from otel_leakproc.receiver.http_server import HttpReceiver, start_http_server
 from otel_leakproc.receiver.ingest import IngestCore, worker_count
 from otel_leakproc.receiver.scrape.manager import ScrapeManager
-from otel_leakproc.report import series_to_json
 from otel_leakproc.state.codec import CodecError
 from otel_leakproc.state.health import StateUnusableError
 from otel_leakproc.state.journal import CHECKPOINT_FILE, FileStore, check_usable
@@ -45,26 +44,6 @@ from otel_leakproc.state.store import MemoryStore, SeriesStore
 from otel_leakproc.telemetry import Telemetry
 
 log = logging.getLogger("otel_leakproc")
-
-NANOS = 1_000_000_000
-_STATUS_ORDER = {Status.CONFIRMED: 0, Status.SUSPECTED: 1, Status.OK: 2, Status.INSUFFICIENT_DATA: 3}
-
-
-def series_object(tracked: TrackedSeries, *, timeline: bool = True) -> dict[str, Any]:
-    """One `/api/v1/series` object: the analyze --json series object plus id, tenant, resource, timeline."""
-    key = tracked.key
-    out = series_to_json(tracked.report)
-    out["tenant"] = key.tenant
-    out["id"] = f"{key.tenant}/{key.service}/{key.instance}/{key.kind.value}"
-    out["resource"] = dict(tracked.resource)
-    if timeline:
-        out["timeline"] = [[t / NANOS, v] for t, v in tracked.detector.timeline()]
-    return out
-
-
-def _sort_key(tracked: TrackedSeries) -> tuple[int, str, str, str, str]:
-    key = tracked.key
-    return (_STATUS_ORDER[tracked.report.status], key.tenant, key.service, key.instance, key.kind.value)
 
 
 class Service:
@@ -99,6 +78,8 @@ class Service:
             self.pipeline.subscribe(exporter)
         # backend: redis: any replica accepts any upload into Redis; partition owners apply it (cluster/).
         self.cluster = None if cluster_store is None else _cluster_node(settings, cluster_store, self.pipeline)
+        # The read side: this process's table, or with the Redis backend every replica's published series.
+        self.reader: SeriesReader = TableReader(self.table) if self.cluster is None else self.cluster
         self.core = IngestCore(
             settings.server,
             settings.ingest,
@@ -139,14 +120,10 @@ class Service:
 
     async def start(self) -> None:
         server = self.settings.server
-        receiver = HttpReceiver(
-            server,
-            self.core,
-            self._series_api,
-            self.telemetry.render,
-            self.is_ready,
-            static_dir=str(web_assets.static_dir()),
-            not_ready_reason=self.not_ready_reason,
+        receiver = HttpReceiver(server, self.core, self.telemetry.render, self.is_ready, self.not_ready_reason)
+        application = receiver.application()
+        QueryRoutes(server.auth, self.reader, targets=self.scrape, static_dir=web_assets.static_dir()).add_to(
+            application
         )
         # A state folder that cannot be used is a reason not to start at all (StateUnusableError): accepting
         # uploads that could never be kept would be worse.
@@ -154,9 +131,7 @@ class Service:
             await asyncio.to_thread(check_usable, self.store.directory)
         # HTTP first: /livez answers while a large snapshot is restored (tens of seconds at 10,000 series),
         # /readyz says 503 and uploads are refused with Retry-After until everything below is up.
-        self._runner, self.http_port = await start_http_server(
-            receiver.application(), server.http.address, server.http.tls
-        )
+        self._runner, self.http_port = await start_http_server(application, server.http.address, server.http.tls)
         if await asyncio.to_thread(self._restore):
             self.pipeline.restored(later=self.persistence.stale)
         if self._migrated is not None:
@@ -373,48 +348,6 @@ class Service:
                 return
             await asyncio.sleep(SLICE_SECONDS)
 
-    # -- API ------------------------------------------------------------------------------------
-
-    async def _series_api(self, request: web.Request) -> dict[str, Any]:
-        # AuthError becomes 401 `unauthenticated` with WWW-Authenticate in the HTTP server's error middleware.
-        tenants = visible_tenants(self.settings.server.auth, request.headers.get("Authorization"))
-        query = request.query
-        want_timeline = query.get("timeline", "1") not in ("0", "false")
-        if self.cluster is not None:
-            return self._with_targets(
-                {"series": await self.cluster.series(tenants, query, want_timeline)}, tenants, query
-            )
-        chosen = []
-        for tracked in sorted(self.table, key=_sort_key):
-            key = tracked.key
-            if tenants is not None and key.tenant not in tenants:
-                continue
-            if not _matches(key, tracked.report.status, query):
-                continue
-            chosen.append(tracked)
-        if want_timeline:
-            # Timelines need the detectors: build those still being restored, in slices, so that a listing
-            # right after start-up does not hold the event loop for seconds.
-            deadline = time.perf_counter() + SLICE_SECONDS
-            for tracked in chosen:
-                if not tracked.loaded:
-                    tracked.materialize()
-                    if time.perf_counter() > deadline:
-                        await asyncio.sleep(0)
-                        deadline = time.perf_counter() + SLICE_SECONDS
-        selected = [series_object(tracked, timeline=want_timeline) for tracked in chosen]
-        return self._with_targets({"series": selected}, tenants, query)
-
-    def _with_targets(self, out: dict[str, Any], tenants: frozenset[str] | None, query: Any) -> dict[str, Any]:
-        if self.scrape is not None:
-            # Per-target scrape health (docs/scrape.md), filtered like the series.
-            visible = tenants is None or self.scrape.tenant in tenants
-            targets = self.scrape.health() if visible else []
-            out["targets"] = [
-                t for t in targets if all(f not in query or query[f] == t[f] for f in ("service", "instance"))
-            ]
-        return out
-
 
 def _cluster_store(settings: Settings) -> Any:
     from otel_leakproc.cluster.connection import connect  # noqa: PLC0415 (redis only when configured)
@@ -427,15 +360,6 @@ def _cluster_node(settings: Settings, store: Any, pipeline: Pipeline) -> Any:
     from otel_leakproc.cluster.node import ClusterNode  # noqa: PLC0415
 
     return ClusterNode(settings, store, pipeline, series_object)
-
-
-def _matches(key: SeriesKey, status: Status, query: Any) -> bool:
-    for field, value in (("tenant", key.tenant), ("service", key.service), ("instance", key.instance)):
-        if field in query and query[field] != value:
-            return False
-    if "kind" in query and query["kind"] != key.kind.value:
-        return False
-    return not ("status" in query and query["status"] != status.value)
 
 
 async def run(settings: Settings) -> int:

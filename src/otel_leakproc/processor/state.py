@@ -213,10 +213,6 @@ class SeriesTable:
         self._by_tenant = by_tenant
         return len(restored)
 
-    def tenant_count(self, tenant: str) -> int:
-        """Series the tenant holds now."""
-        return len(self._by_tenant.get(tenant, ()))
-
     def _evict(self, key: SeriesKey) -> SeriesKey:
         del self._series[key]
         own = self._by_tenant[key.tenant]
