@@ -4,6 +4,7 @@ least recently updated series; the token bucket gives a tenant its upload rate o
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from otel_leakproc.cluster.quotas import (
     from_member,
     member,
     registry_key,
+    score_of,
 )
 from otel_leakproc.errors import RefusedError
 from otel_leakproc.model import ProfileKind, SeriesKey
@@ -31,17 +33,20 @@ def key(tenant: str, n: int) -> SeriesKey:
     return SeriesKey(tenant, f"svc-{n}", "pod{1}", ProfileKind.HEAP)
 
 
+CLOCK = itertools.count(1_700_000_000_000)  # stream ids' milliseconds: appended in call order
+
+
 def new(*keys: SeriesKey) -> dict[str, TenantChanges]:
     out: dict[str, TenantChanges] = {}
     for k in keys:
-        out.setdefault(k.tenant, TenantChanges(set(), set(), set())).fresh.add(k)
+        out.setdefault(k.tenant, TenantChanges(set(), {}, {})).fresh[k] = score_of(f"{next(CLOCK)}-0".encode())
     return out
 
 
 def touch(*keys: SeriesKey) -> dict[str, TenantChanges]:
     out: dict[str, TenantChanges] = {}
     for k in keys:
-        out.setdefault(k.tenant, TenantChanges(set(), set(), set())).touched.add(k)
+        out.setdefault(k.tenant, TenantChanges(set(), {}, {})).touched[k] = score_of(f"{next(CLOCK)}-0".encode())
     return out
 
 
@@ -63,6 +68,13 @@ def test_a_tenant_is_held_to_its_quota_across_replicas_and_its_least_recently_up
         # A replayed registration (a takeover re-reads the stream) counts nothing twice and pops nothing.
         assert a.sync(new(key("flood", 3))).victims == []
         assert a.count("flood") == 3
+        # A registration that reaches Redis late (its owner polled later) is ordered by when its profile
+        # was appended: older than every other series, it is the one popped.
+        late = {"flood": TenantChanges(set(), {key("flood", 4): score_of(b"1600000000000-0")}, {})}
+        assert a.sync(late).victims == [key("flood", 4)]
+        # An update older than the registered score (applied late) does not make a series younger.
+        stale = {"flood": TenantChanges(set(), {}, {key("flood", 2): score_of(b"1600000000000-3")})}
+        assert a.sync(stale).missing == []
         # More new series in one call than the quota: the earliest of them go first.
         result = a.sync(new(*(key("flood", n) for n in range(10, 15))))
         assert len(result.victims) == 5
@@ -71,7 +83,7 @@ def test_a_tenant_is_held_to_its_quota_across_replicas_and_its_least_recently_up
         assert a.sync(touch(key("flood", 0))).missing == [key("flood", 0)]
         assert a.count("flood") == 3
         # A series that left its owner's table leaves the registry, making room without a victim.
-        gone = {"flood": TenantChanges({key("flood", 12)}, set(), set())}
+        gone = {"flood": TenantChanges({key("flood", 12)}, {}, {})}
         assert a.sync(gone).victims == []
         assert a.count("flood") == 2
         assert b.sync(new(key("flood", 20))).victims == []
@@ -81,6 +93,8 @@ def test_a_tenant_is_held_to_its_quota_across_replicas_and_its_least_recently_up
         members = client.zrange(registry_key("leakproc", "flood"), 0, -1)
         assert [from_member(m) for m in members] == [key("flood", 13), key("flood", 14), key("flood", 20)]
         assert from_member(member(key("x{y}", 1))) == key("x{y}", 1)
+        assert score_of(b"1700000000123-7") == 1700000000123007
+        assert score_of(b"1700000000123-5000") == 1700000000123999
 
 
 def test_the_rate_limit_is_one_bucket_per_tenant_for_the_whole_cluster(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ from otel_leakproc.cluster.quotas import (
     TenantChanges,
     eviction_fields,
     from_member,
+    score_of,
 )
 from otel_leakproc.config import Settings
 from otel_leakproc.model import LeakEvent, SeriesKey
@@ -158,8 +159,9 @@ class Owned:
     evicted: set[SeriesKey] = field(default_factory=set)  # to delete from Redis at the next checkpoint
     sent: dict[str, int] = field(default_factory=dict)  # series id -> time of its last exported event
     retracted: set[SeriesKey] = field(default_factory=set)  # evicted: to unpublish at the next publish
-    fresh: set[SeriesKey] = field(default_factory=set)  # created: to register in the tenant's registry
-    touched: set[SeriesKey] = field(default_factory=set)  # updated: to refresh in the tenant's registry
+    # created / updated since the last registry sync -> score of the latest point (quotas.score_of)
+    fresh: dict[SeriesKey, int] = field(default_factory=dict)
+    touched: dict[SeriesKey, int] = field(default_factory=dict)
     gone: set[SeriesKey] = field(default_factory=set)  # evicted: to remove from the tenant's registry
     busy: bool = False  # a poll or checkpoint of it is in a worker thread
 
@@ -546,10 +548,10 @@ class ClusterNode:
                 if owned.table.discard(point):
                     self._evicted(owned, point)
                 continue
-            if owned.table.get(point.key) is None:
-                owned.fresh.add(point.key)
+            if owned.table.get(point.key) is None or point.key in owned.fresh:
+                owned.fresh[point.key] = score_of(entry_id)
             else:
-                owned.touched.add(point.key)
+                owned.touched[point.key] = score_of(entry_id)
             update = owned.table.update(point.key, point.resource, point.summary)
             owned.dirty.add(point.key)
             owned.changed.add(point.key)
@@ -565,7 +567,7 @@ class ClusterNode:
         self.pipeline.forget(key)
         owned.dirty.discard(key)
         owned.changed.discard(key)
-        owned.touched.discard(key)
+        owned.touched.pop(key, None)
         owned.evicted.add(key)
         owned.retracted.add(key)
         owned.gone.add(key)
@@ -580,37 +582,38 @@ class ClusterNode:
         register the new ones (popping the least recently updated beyond each tenant's quota), and when
         `touch`, refresh the scores of those updated; then send each popped series' owner an eviction."""
         async with self._quota_lock:
-            taken: list[tuple[Owned, set[SeriesKey], set[SeriesKey], set[SeriesKey]]] = []
+            taken: list[tuple[Owned, dict[SeriesKey, int], set[SeriesKey], dict[SeriesKey, int]]] = []
             changes: dict[str, TenantChanges] = {}
             for n, owned in list(self.owned.items()):
                 if not self._still_owned(n, owned):
                     continue
-                fresh, gone, touched = owned.fresh, owned.gone, owned.touched if touch else set()
+                fresh, gone = owned.fresh, owned.gone
+                touched: dict[SeriesKey, int] = owned.touched if touch else {}
                 if not (fresh or gone or touched):
                     continue
-                owned.fresh, owned.gone = set(), set()
+                owned.fresh, owned.gone = {}, set()
                 if touch:
-                    owned.touched = set()
+                    owned.touched = {}
                 taken.append((owned, fresh, gone, touched))
                 # The table decides a series evicted and then seen again (or the reverse) since the last sync.
                 table = owned.table
-                for key in fresh | gone | touched:
-                    change = changes.setdefault(key.tenant, TenantChanges(set(), set(), set()))
+                for key in {*fresh, *gone, *touched}:
+                    change = changes.setdefault(key.tenant, TenantChanges(set(), {}, {}))
                     if table.get(key) is None:
                         change.gone.add(key)
                     elif key in fresh:
-                        change.fresh.add(key)
+                        change.fresh[key] = max(fresh[key], touched.get(key, 0))
                     else:
-                        change.touched.add(key)
+                        change.touched[key] = touched[key]
             if not changes:
                 return
             try:
                 result = await asyncio.to_thread(self._quota_round, changes)
             except Exception:
-                for owned, fresh, gone, touched in taken:
-                    owned.fresh |= fresh
+                for owned, fresh, gone, touched in taken:  # newer scores taken since win
+                    owned.fresh = {**fresh, **owned.fresh}
                     owned.gone |= gone
-                    owned.touched |= touched
+                    owned.touched = {**touched, **owned.touched}
                 raise
             self.quota_victims += len(result.victims)
 

@@ -1,11 +1,13 @@
 """Per-tenant limits counted in Redis, so they hold for the whole cluster rather than per replica.
 
 - **Series quota** (`state.max_series_per_tenant`): one sorted set per tenant, the tenant's series
-  registry, member = the series key (JSON), score = when the series was last updated (Redis' clock, in
-  microseconds). Partition owners register the series they create (`sync`, right after applying a poll's
-  points), refresh the scores of the series they updated (once a second), and remove the series they drop.
-  Registering a series that would take the tenant past its quota pops the tenant's least recently updated
-  series, wherever it lives: as one process would, the tenant's own stalest series pays. The victims are
+  registry, member = the series key (JSON), score = when the series' latest profile was appended to its
+  stream (`score_of` its stream id: Redis' clock, so the order the uploads were answered in, whichever
+  replica answered and whenever the owner applies them). Partition owners register the series they create
+  (`sync`, right after applying a poll's points), raise the scores of the series they updated (once a
+  second), and remove the series they drop. Registering a series that takes the tenant past its quota pops
+  the tenant's least recently updated series, wherever it lives: as one process would, the tenant's own
+  stalest series pays, and the tenant keeps its `quota` most recently updated series. The victims are
   returned; the owner appends an eviction record to each victim's partition stream (`eviction_fields`), and
   the victim's owner, whichever replica that is, drops the series when it reads the record, in stream order
   with its points (so a takeover replays the eviction too).
@@ -34,37 +36,39 @@ log = logging.getLogger(__name__)
 
 EVICT_FIELD = b"x"  # a stream entry with this field (instead of `r`, a point) evicts the series it names
 
-# KEYS: the tenant's registry. ARGV: quota, number of series to remove, those, number of new series, those,
-# then the series updated since the last call. New series are added (scored now, in order) and the least
-# recently updated ones beyond the quota popped; an updated series gets a fresh score if it is still
-# registered. Returns {victims popped, updated series no longer registered (popped since)}.
+# KEYS: the tenant's registry. ARGV: quota, number of series to remove, those, number of new series, then
+# (score, series) pairs of the new series and then of the series updated since the last call. A score is
+# when the series' latest profile was appended (its stream id). New series are added and the lowest scores
+# beyond the quota popped (the new one itself when every other series was updated later); an updated
+# series' score is raised if it is still registered. Returns {victims popped, updated series no longer
+# registered (popped since)}.
 _SERIES = """
 local key = KEYS[1]
 local quota = tonumber(ARGV[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local i = 2
 local gone = tonumber(ARGV[i])
 for j = 1, gone do redis.call('ZREM', key, ARGV[i + j]) end
 i = i + gone + 1
 local fresh = tonumber(ARGV[i])
 local victims = {}
-for j = 1, fresh do
-  local member = ARGV[i + j]
-  if redis.call('ZADD', key, now + j, member) == 1 then
+local missing = {}
+local j = i + 1
+while j < #ARGV do
+  local score, member = ARGV[j], ARGV[j + 1]
+  local old = redis.call('ZSCORE', key, member)
+  if old then
+    if tonumber(old) < tonumber(score) then redis.call('ZADD', key, score, member) end
+  elseif j < i + 1 + 2 * fresh then
+    redis.call('ZADD', key, score, member)
     local over = redis.call('ZCARD', key) - quota
     if over > 0 then
       local popped = redis.call('ZPOPMIN', key, over)
       for k = 1, #popped, 2 do victims[#victims + 1] = popped[k] end
     end
+  else
+    missing[#missing + 1] = member
   end
-end
-i = i + fresh + 1
-local missing = {}
-for j = i, #ARGV do
-  if redis.call('ZADD', key, 'XX', 'CH', now, ARGV[j]) == 0 and not redis.call('ZSCORE', key, ARGV[j]) then
-    missing[#missing + 1] = ARGV[j]
-  end
+  j = j + 2
 end
 return {victims, missing}
 """
@@ -99,13 +103,20 @@ def tenant_tag(prefix: str, tenant: str) -> str:
 
 
 def registry_key(prefix: str, tenant: str) -> str:
-    """Sorted set: the tenant's series -> when each was last updated (microseconds, Redis' clock)."""
+    """Sorted set: the tenant's series -> when its latest profile was appended (`score_of`)."""
     return f"{tenant_tag(prefix, tenant)}:series"
 
 
 def bucket_key(prefix: str, tenant: str) -> str:
     """Hash: the tenant's upload token bucket (`tokens`, `at` in ms); expires once it would be full."""
     return f"{tenant_tag(prefix, tenant)}:bucket"
+
+
+def score_of(stream_id: bytes) -> int:
+    """A stream id `<ms>-<seq>` as a registry score: ms x 1000 + seq (exact below 2^53; the sequence is
+    capped at 999, beyond which entries of one millisecond tie)."""
+    ms, _, seq = stream_id.partition(b"-")
+    return int(ms) * 1000 + min(int(seq or 0), 999)
 
 
 def member(key: SeriesKey) -> str:
@@ -129,8 +140,8 @@ class TenantChanges:
     """What an owner did to one tenant's series since its last `sync`."""
 
     gone: set[SeriesKey]
-    fresh: set[SeriesKey]
-    touched: set[SeriesKey]
+    fresh: dict[SeriesKey, int]  # new series -> score (`score_of` its latest point)
+    touched: dict[SeriesKey, int]  # updated series -> score
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +170,13 @@ class SeriesQuota:
         redis-py cannot pipeline scripts). Raises redis errors (nothing to undo: every step is idempotent)."""
         calls = []
         for tenant, change in changes.items():
-            fresh = sorted(change.fresh, key=member)
-            touched = sorted(change.touched - change.fresh, key=member)
+            fresh = sorted(change.fresh.items(), key=lambda item: item[1])
+            touched = [(k, score) for k, score in change.touched.items() if k not in change.fresh]
             if not (change.gone or fresh or touched):
                 continue
-            args: list[Any] = [self._quota, len(change.gone), *map(member, change.gone)]
-            args += [len(fresh), *map(member, fresh), *map(member, touched)]
+            args: list[Any] = [self._quota, len(change.gone), *map(member, change.gone), len(fresh)]
+            for k, score in (*fresh, *touched):
+                args += [score, member(k)]
             calls.append((registry_key(self._prefix, tenant), args))
         if not calls:
             return SyncResult([], [], 0)
