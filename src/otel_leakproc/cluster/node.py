@@ -72,6 +72,7 @@ from otel_leakproc.state.store import MemoryStore
 log = logging.getLogger(__name__)
 
 POLL_BATCH = 512  # stream entries read per partition per poll
+IDLE_BLOCK_MS = 1000  # longest wait of one blocking read of the owned streams
 CURSOR = b"cursor"
 RETRY_AFTER = 2.0
 
@@ -512,7 +513,11 @@ class ClusterNode:
         for _, owned, _ in batch:
             owned.busy = True
         try:
-            read = await asyncio.to_thread(self._read, [(o.keys.stream, c) for _, o, c in batch])
+            streams = [(o.keys.stream, c) for _, o, c in batch]
+            if self.config.cluster:  # one XREAD cannot span the slots of a Redis Cluster
+                read = await asyncio.to_thread(self._read, streams)
+            else:
+                read = await asyncio.to_thread(self._read_blocking, streams, self._block_ms())
         finally:
             for _, owned, _ in batch:
                 owned.busy = False
@@ -538,6 +543,23 @@ class ClusterNode:
                 decoded.append((entry_id, _decode_entry(fields)))
             out.append(decoded)
         return out
+
+    def _block_ms(self) -> int:
+        """How long one idle XREAD waits: a second, well within the command timeout (the connection's
+        socket timeout must not fire while Redis is only waiting for entries)."""
+        return max(1, min(IDLE_BLOCK_MS, int(self.config.timeout_seconds * 1000 / 2)))
+
+    def _read_blocking(self, streams: list[tuple[str, bytes]], block_ms: int) -> list[list[tuple[bytes, Entry]]]:
+        """Every owned stream in one XREAD that waits up to `block_ms` for an entry in any of them: an idle
+        owner costs Redis one command per `block_ms`, not one read per partition per poll interval, and a
+        new entry is read as soon as it is appended."""
+        reply = self.client.xread(dict(streams), count=POLL_BATCH, block=block_ms) or []
+        found: dict[bytes, list[tuple[bytes, Entry]]] = {}
+        for name, entries in reply:
+            found[name if isinstance(name, bytes) else str(name).encode()] = [
+                (entry_id, _decode_entry(fields)) for entry_id, fields in entries
+            ]
+        return [found.get(stream.encode(), []) for stream, _ in streams]
 
     def _apply(self, owned: Owned, entries: list[tuple[bytes, Entry]]) -> None:
         for entry_id, point in entries:
