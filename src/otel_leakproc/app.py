@@ -89,6 +89,8 @@ class Service:
             settings.decode.to_caps(),
             # Uploads are refused (503) before they are decoded while the store cannot keep them.
             self.store.health,
+            # With shared state a tenant's upload rate is counted in Redis, once for the whole cluster.
+            None if self.cluster is None else self.cluster.rate_limiter(),
         )
         self.scrape: ScrapeManager | None = None
         if settings.scrape.enabled:

@@ -213,6 +213,15 @@ class SeriesTable:
         self._by_tenant = by_tenant
         return len(restored)
 
+    def discard(self, key: SeriesKey) -> bool:
+        """Evict one series now (a cluster-wide tenant quota chose it: cluster/quotas.py); counted like
+        any eviction. False when it is not tracked."""
+        if key not in self._series:
+            return False
+        self._deferred.discard(key)
+        self._evict(key)
+        return True
+
     def _evict(self, key: SeriesKey) -> SeriesKey:
         del self._series[key]
         own = self._by_tenant[key.tenant]
