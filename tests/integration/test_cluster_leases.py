@@ -13,7 +13,6 @@ import redis.cluster
 from redis_support import redis_cluster, redis_server
 from serve_support import STEADY_LEAK, RecordingExporter, make_settings
 
-from otel_leakproc.app import series_object
 from otel_leakproc.cluster.connection import connect
 from otel_leakproc.cluster.node import ClusterNode, ClusterStore
 from otel_leakproc.cluster.partitions import PartitionKeys, partition_of
@@ -21,6 +20,7 @@ from otel_leakproc.exporter.signals import event_id
 from otel_leakproc.model import SeriesKey
 from otel_leakproc.processor.pipeline import Pipeline
 from otel_leakproc.processor.state import SeriesTable
+from otel_leakproc.query.series import series_object
 from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
 from otel_leakproc.receiver.uploads import DecodedProfile, UploadResult
 from otel_leakproc.state.codec import read_frames

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,12 @@ from otel_leakproc.cluster.peers import (
     decode_points,
     encode_points,
     merge_metrics,
-    sort_series,
     split_by_owner,
 )
 from otel_leakproc.cluster.supervisor import check_state_layout, child_settings, reserve, run_processes
 from otel_leakproc.config import settings_from_mapping
 from otel_leakproc.errors import ConfigError, UnavailableError
+from otel_leakproc.query.series import Selection, order
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.uploads import DecodedProfile, UploadRequest, UploadResult, process_upload
 from otel_leakproc.state.codec import CodecError
@@ -91,40 +91,25 @@ def test_metrics_of_every_process_are_labelled_with_it() -> None:
     assert text.count("# TYPE x_total counter") == 1
 
 
-def test_series_are_sorted_like_one_process_sorts_them() -> None:
-    def obj(status: str, service: str) -> dict[str, Any]:
-        return {"status": status, "tenant": "t", "service": service, "instance": "", "kind": "heap"}
-
-    got = sort_series([obj("ok", "b"), obj("confirmed", "z"), obj("ok", "a"), obj("insufficient_data", "a")])
-    assert [(o["status"], o["service"]) for o in got] == [
-        ("confirmed", "z"),
-        ("ok", "a"),
-        ("ok", "b"),
-        ("insufficient_data", "a"),
-    ]
-
-
 class _Owner:
     """One process's side: what it applied, and its series as API objects."""
 
     def __init__(self, process: LocalProcess) -> None:
         self.applied: list[Point] = []
         self.refuse = False
-        self.group = PeerGroup(process, self.apply, self.series, lambda: b"# TYPE up gauge\nup 1.0\n")
+        self.group = PeerGroup(process, self.apply, self, lambda: b"# TYPE up gauge\nup 1.0\n")
 
     def apply(self, points: Sequence[Point]) -> None:
         if self.refuse:
             raise StoreUnavailableError("state cannot be written (disk full)", 2.0)
         self.applied.extend(points)
 
-    async def series(
-        self, tenants: frozenset[str] | None, query: Mapping[str, str], timeline: bool
-    ) -> list[dict[str, Any]]:
-        return [
+    async def series(self, selection: Selection) -> list[dict[str, Any]]:  # a SeriesReader
+        objects = [
             {"status": "ok", "tenant": k.tenant, "service": k.service, "instance": k.instance, "kind": k.kind.value}
             for k, _, _ in self.applied
-            if (tenants is None or k.tenant in tenants) and query.get("service", k.service) == k.service
         ]
+        return sorted((o for o in objects if selection.admits(o)), key=order)
 
 
 def test_two_processes_hand_points_to_their_owner_and_show_every_series(tmp_path: Path) -> None:
@@ -149,12 +134,12 @@ def test_two_processes_hand_points_to_their_owner_and_show_every_series(tmp_path
             assert applied == sorted(services)
             # Either process lists all 40, in order, and filters as asked.
             for owner in owners:
-                listed = await owner.group.series(None, {}, False)
+                listed = await owner.group.series(Selection(None, {}, timeline=False))
                 assert sorted(o["service"] for o in listed) == sorted(services)
                 assert [
-                    o["service"] for o in await owner.group.series(frozenset({"acme"}), {"service": "svc-7"}, True)
+                    o["service"] for o in await owner.group.series(Selection(frozenset({"acme"}), {"service": "svc-7"}))
                 ] == ["svc-7"]
-                assert await owner.group.series(frozenset({"other"}), {}, False) == []
+                assert await owner.group.series(Selection(frozenset({"other"}), {}, timeline=False)) == []
             metrics = (await owners[1].group.metrics()).decode()
             assert 'up{process="0"} 1.0' in metrics
             assert 'up{process="1"} 1.0' in metrics

@@ -24,7 +24,7 @@ import json
 import logging
 import struct
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from otel_leakproc.cluster.partitions import local_owner
 from otel_leakproc.errors import UnavailableError
 from otel_leakproc.model import ProfileSummary, SeriesKey
+from otel_leakproc.query.series import Selection, SeriesReader, order
 from otel_leakproc.receiver.ingest import DecoderCrashedError
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult
 from otel_leakproc.state.codec import MAX_PAYLOAD, CodecError, iter_frames
@@ -54,8 +55,6 @@ RETRY_AFTER = 2.0
 PROCESS_LABEL = "process"
 
 Point = tuple[SeriesKey, dict[str, str], ProfileSummary]
-LocalSeries = Callable[[frozenset[str] | None, Mapping[str, str], bool], Awaitable[list[dict[str, Any]]]]
-_STATUS_ORDER = {"confirmed": 0, "suspected": 1, "ok": 2, "insufficient_data": 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,14 +123,6 @@ class _Families:
 
     def collect(self) -> list[Metric]:
         return self.families
-
-
-def sort_series(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Series objects in the API's order: most alarming first, then by tenant, service, instance, kind."""
-    return sorted(
-        objects,
-        key=lambda o: (_STATUS_ORDER.get(o["status"], 9), o["tenant"], o["service"], o["instance"], o["kind"]),
-    )
 
 
 class PeerLink:
@@ -230,12 +221,12 @@ class PeerGroup:
         self,
         process: LocalProcess,
         apply: Callable[[Sequence[Point]], None],
-        local_series: LocalSeries,
+        local: SeriesReader,
         render_metrics: Callable[[], bytes],
     ) -> None:
         self.process = process
         self._apply = apply
-        self._local_series = local_series
+        self._local = local
         self._render = render_metrics
         self.links = {i: PeerLink(i, process.socket_path(i)) for i in range(process.count) if i != process.index}
         self._server: asyncio.AbstractServer | None = None
@@ -314,22 +305,25 @@ class PeerGroup:
 
     # -- questions from every process ------------------------------------------------------------
 
-    async def series(
-        self, tenants: frozenset[str] | None, query: Mapping[str, str], timeline: bool
-    ) -> list[dict[str, Any]]:
-        """Every process's series objects matching the query, in the API's order. Raises UnavailableError
-        when a process does not answer (a partial list would look like lost series)."""
+    async def series(self, selection: Selection) -> list[dict[str, Any]]:
+        """Every process's series objects that `selection` admits, in the API's order (a `SeriesReader`).
+        Raises UnavailableError when a process does not answer (a partial list would look like lost
+        series)."""
         question = json.dumps(
-            {"tenants": None if tenants is None else sorted(tenants), "query": dict(query), "timeline": timeline}
+            {
+                "tenants": None if selection.tenants is None else sorted(selection.tenants),
+                "filters": dict(selection.filters),
+                "timeline": selection.timeline,
+            }
         ).encode()
         mine, others = await asyncio.gather(
-            self._local_series(tenants, query, timeline),
+            self._local.series(selection),
             asyncio.gather(*(self._ask(link, SERIES, question) for link in self.links.values())),
         )
         objects = list(mine)
         for answer in others:
             objects.extend(json.loads(answer))
-        return sort_series(objects)
+        return sorted(objects, key=order)
 
     async def metrics(self) -> bytes:
         """Every process's metrics, each sample labelled with its process."""
@@ -377,9 +371,12 @@ class PeerGroup:
             if kind == SERIES:
                 question = json.loads(payload)
                 tenants = question["tenants"]
-                objects = await self._local_series(
-                    None if tenants is None else frozenset(tenants), question["query"], bool(question["timeline"])
+                selection = Selection(
+                    None if tenants is None else frozenset(tenants),
+                    {str(k): str(v) for k, v in question["filters"].items()},
+                    bool(question["timeline"]),
                 )
+                objects = await self._local.series(selection)
                 return OK, json.dumps(objects, allow_nan=False).encode()
             if kind == METRICS:
                 return OK, self._render()

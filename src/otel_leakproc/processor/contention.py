@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from otel_leakproc.model import Evidence, Grower, ProfileKind, SeriesReport, Status
-from otel_leakproc.processor.history import SiteMeta
+from otel_leakproc.model import OTHER_SITE, Evidence, Grower, ProfileKind, SeriesReport, Status
+from otel_leakproc.processor.history import Grid, SiteMeta
 from otel_leakproc.processor.trend import FLAT, FloatArray, theil_sen
 
 if TYPE_CHECKING:
@@ -89,6 +89,29 @@ def lock_sites(det: SeriesDetector) -> list[str]:
     if det.key.kind is not ProfileKind.BLOCK:
         return det._site_names()
     return [n for n in det._site_names() if is_lock_wait(det.meta.get(n, SiteMeta(n, "", 0)).leaf)]
+
+
+def segment_delay(det: SeriesDetector, grids: list[Grid]) -> tuple[list[str], FloatArray]:
+    """Lock sites of the current segment and their cumulative delay (rows) over the points of `grids` (the
+    start of the segment that left the history, then the history), for a fix verification."""
+    names = lock_sites(det)
+    known = set(names)
+    lock_only = det.key.kind is ProfileKind.BLOCK
+    for grid in grids[:-1]:  # sites seen only at the start of the segment count too
+        for name in grid.ranked(det.config.screened_sites, OTHER_SITE):
+            if name not in known and (not lock_only or is_lock_wait(det.meta.get(name, SiteMeta(name, "", 0)).leaf)):
+                names.append(name)
+                known.add(name)
+    columns = []
+    for grid in grids:
+        part = np.zeros((len(names), grid.n))
+        rows = [i for i, name in enumerate(names) if name in grid.index]
+        if rows:
+            part[rows] = grid.matrix([names[i] for i in rows])
+        columns.append(part)
+    values = np.concatenate(columns, axis=1) if columns else np.zeros((len(names), 0))
+    cumulative: FloatArray = np.maximum.accumulate(np.maximum(values, 0.0), axis=1) if values.size else values
+    return names, cumulative
 
 
 def cumulative_delay(det: SeriesDetector, names: list[str]) -> FloatArray:

@@ -237,7 +237,8 @@ class AuthConfig:
 
 @dataclass(frozen=True, slots=True)
 class RateLimitConfig:
-    """Per-tenant upload rate (a token bucket); over it, 429 / RESOURCE_EXHAUSTED with Retry-After.
+    """Per-tenant upload rate (a token bucket); over it, 429 / RESOURCE_EXHAUSTED with Retry-After. With
+    `state.backend: redis` the bucket lives in Redis, so the rate holds for the whole cluster.
 
     Attributes:
         uploads_per_second: sustained uploads (requests) per second per tenant; 0 turns the limit off.

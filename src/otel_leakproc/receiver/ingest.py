@@ -28,7 +28,7 @@ from otel_leakproc.receiver.auth import AuthError, resolve_tenant
 from otel_leakproc.receiver.config import IngestConfig, ServerConfig
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.parent_watch import watch_parent
-from otel_leakproc.receiver.ratelimit import RateLimiter
+from otel_leakproc.receiver.ratelimit import Limiter, RateLimiter
 from otel_leakproc.receiver.summary_checks import check_upload
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult, process_upload
 from otel_leakproc.receiver.value_caps import ValueCaps, cap_upload
@@ -112,6 +112,7 @@ class IngestCore:
         telemetry: Telemetry,
         caps: ValueCaps | None = None,
         store_health: StoreHealth | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self._server = server
         self._ingest = ingest
@@ -122,7 +123,8 @@ class IngestCore:
         )
         self._sink = sink
         self._telemetry = telemetry
-        self._limiter = RateLimiter(server.rate_limit)
+        # `server.rate_limit`, counted in this process, or for the whole cluster (cluster/quotas.py).
+        self._limiter = limiter or RateLimiter(server.rate_limit)
         self._pool: Executor | None = None
         self._in_flight = 0
         self._bytes_in_flight = 0

@@ -94,6 +94,11 @@
     return `${fixed(ms, a >= 100 ? 0 : a >= 10 ? 1 : 2)} ms/s`;
   }
 
+  // A lock delay rate at its own scale (seconds of waiting per second can be many: 37 waiters).
+  function delayRate(nsPerSecond) {
+    return Math.abs(nsPerSecond) >= 1e9 ? `${fixed(nsPerSecond / 1e9, 1)} s/s` : msPerSecond(nsPerSecond);
+  }
+
   // A value in the kind's unit, for people.
   function human(v, kind) {
     if (!isNum(v)) return "\u2014";
@@ -538,7 +543,20 @@
     const verdicts = { fixed: "Fixed", not_fixed: "Not fixed", pending: "Fix pending" };
     const verdict = verdicts[f.verdict] || "Fix";
     let text;
-    if (f.after && typeof f.after === "object") {
+    if (isNum(f.before.delay_rate)) {
+      // Mutex and block: the lock delay rate from start-up to the same age, and each side's most contended site.
+      const delay = (v) => (isNum(v) ? delayRate(v) : "\u2014");
+      const top = (side) =>
+        side.top_site ? `${side.top_site} ${isNum(side.top_site_share) ? fixed(side.top_site_share * 100, 0) : "?"}%` : "none";
+      const beforeDelay = `lock delay ${delay(f.before.delay_rate)} before ${version}`;
+      if (f.after && typeof f.after === "object") {
+        text =
+          `${verdict}: ${beforeDelay}, ${delay(f.after.delay_rate)} after${span}. ` +
+          `Most contended: ${top(f.before)} before, ${top(f.after)} after.`;
+      } else {
+        text = `${verdict}: ${beforeDelay}; ${version} is compared at the same age${age ? ` (${age})` : ""}.`;
+      }
+    } else if (f.after && typeof f.after === "object") {
       text = `${verdict}: ${before}, ${rate(f.after.growth_per_hour)} after${span}.`;
     } else {
       text = `${verdict}: ${before}; ${version} is compared at the same age${age ? ` (${age})` : ""}.`;
