@@ -49,6 +49,13 @@ def _metric_by_process(url: str, name: str) -> dict[str, float]:
     return out
 
 
+def _command(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return []
+
+
 def _wait_gone(pids: list[int], seconds: float) -> list[int]:
     deadline = time.monotonic() + seconds
     while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
@@ -100,7 +107,21 @@ def test_two_processes_share_the_port_and_own_each_series_once(tmp_path: Path) -
         assert all(s["profiles"] == 1 for s in listed)
 
         children = descendants(proc.proc.pid)
+        serving = [_command(pid) for pid in children if "otel_leakproc.cluster.supervisor" in _command(pid)]
+        assert len(serving) == 2, serving
+        runtime = Path(serving[0][serving[0].index("--runtime") + 1])
+        resources = sorted(
+            v
+            for pid in children
+            if "otel_leakproc.cluster.supervisor" in _command(pid)
+            for v in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+            if v.startswith("OTEL_RESOURCE_ATTRIBUTES=")
+        )
+        own = [r.removeprefix("OTEL_RESOURCE_ATTRIBUTES=").rsplit(",", 1)[-1] for r in resources]
+        assert own == ["otel_leakproc.process=0", "otel_leakproc.process=1"]  # one OTLP resource each
+        assert any(p.suffix == ".sock" for p in runtime.iterdir())
         proc.kill()  # SIGKILL of the parent: no shutdown code runs in it
         assert _wait_gone(children, 30) == []
+        assert not runtime.exists()  # the last process removed the sockets' folder
     finally:
         proc.kill()

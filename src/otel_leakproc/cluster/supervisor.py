@@ -15,12 +15,16 @@ which child owns which series, and how they hand points to each other, is in `cl
 - A child that exits on its own stops the others and the parent exits 1: a supervisor (systemd,
   Kubernetes) restarts the whole group, whose journals hold everything answered.
 - The parent killed (SIGKILL too): each child sees it through a pidfd (`parent_watch`) and shuts down as
-  on SIGTERM; their decoder workers follow them. No process is left behind.
+  on SIGTERM; their decoder workers follow them. No process is left behind, and the last child removes
+  the sockets' folder.
+- Each child's own telemetry over OTLP carries `otel_leakproc.process=i` in its resource (appended to
+  `OTEL_RESOURCE_ATTRIBUTES`), so the processes' cumulative counters are separate streams.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -46,6 +50,7 @@ log = logging.getLogger("otel_leakproc")
 LAYOUT_FILE = "processes"  # in state.dir: how many processes keep their state there
 KILL_GRACE_SECONDS = 10.0  # beyond server.shutdown_timeout_seconds, before a child is killed
 POLL_SECONDS = 0.2
+PROCESS_ATTRIBUTE = "otel_leakproc.process"  # added to each process's own OTLP resource
 
 
 def process_state_dir(state_dir: str, index: int, count: int) -> str:
@@ -187,7 +192,11 @@ def _spawn(settings: Settings, index: int, count: int, runtime: Path, log_level:
     command = [sys.executable, "-m", "otel_leakproc.cluster.supervisor"]
     command += ["--index", str(index), "--count", str(count), "--runtime", str(runtime)]
     command += ["--parent", str(os.getpid()), "--log-level", log_level]
-    child = subprocess.Popen(command, stdin=subprocess.PIPE)
+    # Each process's own telemetry over OTLP is a resource of its own (one cumulative stream per process).
+    attributes = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    own = f"{PROCESS_ATTRIBUTE}={index}"
+    env = {**os.environ, "OTEL_RESOURCE_ATTRIBUTES": f"{attributes},{own}" if attributes else own}
+    child = subprocess.Popen(command, stdin=subprocess.PIPE, env=env)
     assert child.stdin is not None
     child.stdin.write(json.dumps(settings_to_mapping(settings)).encode())
     child.stdin.close()
@@ -271,7 +280,10 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     # The signal handlers of `run` are installed on its loop; a SIGTERM before that would end the process
     # with no shutdown, which is what it should do then (nothing was accepted yet).
     _watch_parent(args.parent)
-    return asyncio.run(run(settings, process))
+    code = asyncio.run(run(settings, process))
+    with contextlib.suppress(OSError):  # the last one out removes the sockets' folder (a killed parent cannot)
+        process.runtime_dir.rmdir()
+    return code
 
 
 if __name__ == "__main__":
