@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -240,3 +241,32 @@ def test_a_reserved_port_is_shared_and_never_answers_itself() -> None:
         child.close()
     finally:
         held.close()
+
+
+def test_an_answer_after_the_timeout_is_skipped_and_the_next_request_gets_its_own(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            for answer in (b"first", b"second"):
+                length, _ = struct.unpack("<IB", await reader.readexactly(5))
+                await reader.readexactly(length)
+                if answer == b"first":
+                    await release.wait()  # answered only after the asker gave up
+                writer.write(struct.pack("<IB", len(answer), 0) + answer)
+                await writer.drain()
+            writer.close()
+
+        path = tmp_path / "slow.sock"
+        server = await asyncio.start_unix_server(slow, path=str(path))
+        link = PeerLink(1, path)
+        try:
+            with pytest.raises(UnavailableError, match=r"did not answer within 0\.2 s"):
+                await link.request(POINTS, b"x", timeout=0.2)
+            release.set()
+            assert await link.request(POINTS, b"y", timeout=5) == (0, b"second")
+        finally:
+            await link.close()
+            server.close()
+
+    asyncio.run(scenario())
