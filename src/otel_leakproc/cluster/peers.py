@@ -89,7 +89,7 @@ def split_by_owner(
 
 
 def encode_points(points: Sequence[Point]) -> bytes:
-    return b"".join(point_frame(0, key, resource, summary) for key, resource, summary in points)
+    return b"".join(point_frame(0, key, resource, summary, compress=False) for key, resource, summary in points)
 
 
 def decode_points(payload: bytes) -> list[Point]:
@@ -134,6 +134,7 @@ class PeerLink:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._pending: deque[asyncio.Future[tuple[int, bytes]]] = deque()
+        self._out: list[bytes] = []  # requests of this loop iteration, written together
         self._reading: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -162,11 +163,15 @@ class PeerLink:
             raise UnavailableError(f"process {self.index} is not reachable ({exc}); retry", RETRY_AFTER) from exc
         writer = self._writer
         assert writer is not None
-        answer: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[int, bytes]] = loop.create_future()
         self._pending.append(answer)
-        writer.write(_HEAD.pack(len(payload), kind) + payload)  # one write: one system call when the socket takes it
+        # The requests of one loop iteration (concurrent uploads) go out in one write: waking the other
+        # process costs more than the bytes. Memory stays bounded by MAX_PENDING.
+        if not self._out:
+            loop.call_soon(self._flush, writer)
+        self._out.append(_HEAD.pack(len(payload), kind) + payload)
         try:
-            await writer.drain()
             async with asyncio.timeout(timeout):  # on timeout the answer is cancelled; its reply is skipped
                 return await answer
         except TimeoutError:
@@ -175,6 +180,11 @@ class PeerLink:
             ) from None
         except OSError as exc:
             raise UnavailableError(f"process {self.index}: {exc}; retry", RETRY_AFTER) from exc
+
+    def _flush(self, writer: asyncio.StreamWriter) -> None:
+        out, self._out = self._out, []
+        if out and writer is self._writer and not writer.is_closing():
+            writer.write(b"".join(out))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -197,6 +207,7 @@ class PeerLink:
         if self._writer is not None:
             self._writer.close()
         self._writer = None
+        self._out = []  # requests of the lost connection (their answers fail below) must not go on a new one
         while self._pending:
             answer = self._pending.popleft()
             if not answer.done():
@@ -344,6 +355,14 @@ class PeerGroup:
         task = asyncio.current_task()
         assert task is not None
         self._handlers[task] = writer
+        loop = asyncio.get_running_loop()
+        out: list[bytes] = []  # answers to the requests that arrived together, written together
+
+        def flush() -> None:
+            if out and not writer.is_closing():
+                writer.write(b"".join(out))
+            out.clear()
+
         try:
             while True:
                 length, kind = _HEAD.unpack(await reader.readexactly(_HEAD.size))
@@ -351,8 +370,12 @@ class PeerGroup:
                     log.error("a request of %d bytes on the process socket: closing the connection", length)
                     return
                 status, answer = await self._answer(kind, await reader.readexactly(length))
-                writer.write(_HEAD.pack(len(answer), status) + answer)
-                await writer.drain()
+                if not out:
+                    loop.call_soon(flush)
+                out.append(_HEAD.pack(len(answer), status) + answer)
+                if len(out) >= MAX_PENDING:  # (the asker sends at most that many before reading)
+                    flush()
+                    await writer.drain()
         except (asyncio.IncompleteReadError, OSError):
             return
         finally:
