@@ -270,3 +270,30 @@ def test_an_answer_after_the_timeout_is_skipped_and_the_next_request_gets_its_ow
             server.close()
 
     asyncio.run(scenario())
+
+
+def test_a_link_whose_connection_was_lost_connects_again(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async def one_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            length, _ = struct.unpack("<IB", await reader.readexactly(5))
+            payload = await reader.readexactly(length)
+            writer.write(struct.pack("<IB", len(payload), 0) + payload)
+            await writer.drain()
+            writer.close()  # one answer per connection
+
+        path = tmp_path / "once.sock"
+        server = await asyncio.start_unix_server(one_answer, path=str(path))
+        link = PeerLink(1, path)
+        try:
+            assert await link.request(POINTS, b"a", timeout=5) == (0, b"a")
+            for _ in range(100):  # the link notices the closed connection
+                if not link.up:
+                    break
+                await asyncio.sleep(0.02)
+            assert not link.up
+            assert await link.request(POINTS, b"b", timeout=5) == (0, b"b")  # on a new connection
+        finally:
+            await link.close()
+            server.close()
+
+    asyncio.run(scenario())

@@ -182,8 +182,10 @@ class PeerLink:
             raise UnavailableError(f"process {self.index}: {exc}; retry", RETRY_AFTER) from exc
 
     def _flush(self, writer: asyncio.StreamWriter) -> None:
+        if writer is not self._writer:
+            return  # its connection was lost (its requests failed with it); a new one has its own flush
         out, self._out = self._out, []
-        if out and writer is self._writer and not writer.is_closing():
+        if out and not writer.is_closing():
             writer.write(b"".join(out))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
