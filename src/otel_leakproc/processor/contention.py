@@ -10,7 +10,7 @@ import numpy as np
 from otel_leakproc.model import OTHER_SITE, Evidence, Grower, ProfileKind, SeriesReport, Status
 from otel_leakproc.processor.history import Grid, SiteMeta
 from otel_leakproc.processor.trend import FLAT, FloatArray, theil_sen, theil_sen_rows
-from otel_leakproc.receiver.decode.frames import is_runtime_frame
+from otel_leakproc.receiver.decode.frames import is_runtime_frame, is_system_frame
 
 if TYPE_CHECKING:
     from otel_leakproc.processor.detector import SeriesDetector
@@ -88,19 +88,22 @@ def evaluate(det: SeriesDetector, now: float) -> SeriesReport:
     return det._build(now, current, growth, growth, _growers(det, growers, recent), evidence, trend.z)
 
 
-def is_runtime_lock(function: str) -> bool:
+def is_runtime_lock(function: str, leaf: str = "") -> bool:
     """A site of the Go runtime's own locks: a stack inside the runtime only, named after a runtime frame
-    (`runtime.unlock`, `runtime._LostContendedRuntimeLock`) or a runtime closure (`_.goready.func1`). The
-    scheduler and GC contend on them on a busy machine; there is nothing in the service to change. (Lock
-    waits of user code inside the runtime, a channel's lock, are named after the user frame and count.)"""
-    return is_runtime_frame(function) or function.startswith("_.")
+    (`runtime.unlock`, `runtime._LostContendedRuntimeLock`) or a runtime closure (`_.goready.func1`), or a
+    runtime lock (`leaf` in the runtime) taken under standard library frames only (`syscall.Syscall`
+    entering the scheduler). The scheduler and GC contend on them on a busy machine; there is nothing in the
+    service to change. (A runtime lock under user code, a channel's, is named after the user frame and counts.)"""
+    if is_runtime_frame(function) or function.startswith("_."):
+        return True
+    return bool(leaf) and is_runtime_frame(leaf) and is_system_frame(function)
 
 
 def counts_as_contention(det: SeriesDetector, name: str) -> bool:
     """Whether a site's delay counts: not the runtime's own locks (`is_runtime_lock`); for block profiles
     only waits on a lock (not channels, select, WaitGroup)."""
     meta = det.meta.get(name) or SiteMeta(name, "", 0)
-    if is_runtime_lock(meta.function or name):
+    if is_runtime_lock(meta.function or name, meta.leaf):
         return False
     return det.key.kind is not ProfileKind.BLOCK or is_lock_wait(meta.leaf)
 

@@ -60,7 +60,11 @@ def test_the_profiles_do_hold_runtime_lock_waits() -> None:
     assert {"runtime.unlock", "_.goready.func1", "runtime._LostContendedRuntimeLock"} <= names
     assert all(is_runtime_lock(n) for n in ("runtime.unlock", "_.goready.func1", "runtime._LostContendedRuntimeLock"))
     assert not is_runtime_lock("main.(*LockedStockMap).DeductBatch")
-    assert not is_runtime_lock("net/http.(*connReader).abortPendingRead")
+    assert not is_runtime_lock("net/http.(*connReader).abortPendingRead", "sync.(*Mutex).Unlock")
+    # A runtime lock under library frames only (entering a system call) is the runtime's; under user code,
+    # a channel's lock, it is the user's.
+    assert is_runtime_lock("syscall.Syscall", "runtime.unlock")
+    assert not is_runtime_lock("main.(*queue).push", "runtime.unlock")
 
 
 def window_hours(report: SeriesReport) -> float:
