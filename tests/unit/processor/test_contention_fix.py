@@ -222,3 +222,27 @@ def test_late_contention_is_compared_over_the_ages_it_was_contended_at(kind: Pro
     assert fix.before.delay_rate > 0.001 * NANOS
     assert fix.after.top_site == fix.before.top_site == fix.sites[0]
     assert detector.report().status.flagged
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_process_older_than_the_window_is_compared_from_its_start(kind: ProfileKind) -> None:
+    # A 20-second window holds neither v1's first 60 s nor v2's: both are kept (with their sites'
+    # cumulative delay) for the comparison, and survive a state round trip.
+    small = dataclasses.replace(demo_config(), window_seconds=20)
+    entries = profiles("v1", kind) + profiles("v2-fixed", kind)
+    detector = SeriesDetector(key(kind), small)
+    for summary in entries[:55]:
+        detector.update(summary)
+    assert detector._early is not None
+    state = json.loads(json.dumps(detector.to_state(), allow_nan=False))
+    detector = SeriesDetector.from_state(key(kind), small, state)
+    for summary in entries[55:]:
+        detector.update(summary)
+    fix, whole = detector.report().fix, deploy(kind, "v2-fixed").report().fix
+    assert fix is not None
+    assert whole is not None
+    assert fix.verdict is FixVerdict.FIXED
+    assert fix.before == whole.before
+    assert fix.after is not None
+    assert whole.after is not None
+    assert fix.after.delay_rate == whole.after.delay_rate
