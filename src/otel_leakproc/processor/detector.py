@@ -715,9 +715,10 @@ class SeriesDetector:
         elif self.key.kind in (ProfileKind.MUTEX, ProfileKind.BLOCK):
             # The locks the flag named (a tenth of the delay or more); the verdict compares all lock sites.
             sites = tuple(g.function for g in growers if g.share >= 0.1)[: cfg.max_sites]
-        # Contention comes with load, not age: compared at least up to the age its flag was raised at.
+        # Contention comes with load, not age: compared at least up to `min_compare_seconds` past the age its
+        # flag was raised at (capped at the flagged process's life, see `fix.compare_age`).
         flag_age = 0.0 if self.flagged_since is None else self.flagged_since - self.segment_start
-        before = self._segment(self.version, sites, cfg.compare_seconds, min_age=flag_age)
+        before = self._segment(self.version, sites, cfg.compare_seconds, min_age=flag_age + cfg.min_compare_seconds)
         before = before.upto(compare_age(before, cfg))
         if before.span < cfg.min_compare_seconds or len(before.ages) < 4:
             return  # too short a life to compare with: the restart resolves the series as any restart does
