@@ -121,6 +121,8 @@ def test_a_flooding_tenant_is_held_to_one_quota_and_one_rate_for_the_whole_clust
         assert set(registered) <= set(admitted[-(QUOTA + 4) :]), (registered, admitted)
         time.sleep(1.5)  # nothing more is evicted than the quota asks
         assert evicted() == len(admitted) - QUOTA
+        popped = sum(metric(u, "otel_leakproc_cluster_quota_evictions_total") for u in urls)
+        assert popped == len(admitted) - QUOTA
         # Both replicas evicted some: the stalest series lived in either one's partitions.
         assert all(metric(u, "otel_leakproc_tenant_series_evicted_total", tenant="flood") > 0 for u in urls)
 
