@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -163,8 +164,8 @@ def test_the_limits_work_on_a_redis_cluster(tmp_path: Path) -> None:
         assert client.keyslot(bucket_key("leakproc", "flood")) == slot  # type: ignore[no-untyped-call]
 
 
-def quota_node(url: str, name: str, quota: int) -> tuple[ClusterNode, RecordingExporter, Pipeline]:
-    redis_config = {"url": url, "partitions": 4, "lease_ttl_seconds": 5.0, "replica_id": name}
+def quota_node(url: str, name: str, quota: int, cluster: bool) -> tuple[ClusterNode, RecordingExporter, Pipeline]:
+    redis_config = {"url": url, "partitions": 4, "lease_ttl_seconds": 5.0, "replica_id": name, "cluster": cluster}
     settings = make_settings(state={"backend": "redis", "redis": redis_config, "max_series_per_tenant": quota})
     store = ClusterStore(connect(settings.state.redis), settings.state.redis.url)
     exporter = RecordingExporter()
@@ -174,17 +175,25 @@ def quota_node(url: str, name: str, quota: int) -> tuple[ClusterNode, RecordingE
     return cluster, exporter, pipeline
 
 
-def test_the_owner_of_the_stalest_series_evicts_it_and_a_takeover_replays_the_eviction(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cluster", [False, True], ids=["redis", "redis-cluster"])
+def test_the_owner_of_the_stalest_series_evicts_it_and_a_takeover_replays_the_eviction(
+    tmp_path: Path, cluster: bool
+) -> None:
     summary = decode_profile(next(iter(sorted(STEADY_LEAK.glob("*.pb.gz")))).read_bytes(), DecodeLimits())
     services = [f"svc-{i}" for i in range(40)]
     old = next(s for s in services if partition_of("t", s, "pod", 4) == 0)
     new = next(s for s in services if partition_of("t", s, "pod", 4) == 1)
     old_key = SeriesKey("t", old, "pod", summary.kind)
     new_key = SeriesKey("t", new, "pod", summary.kind)
-    with redis_server(tmp_path) as server:
-        client = server.client()
-        a, exported_a, pipeline_a = quota_node(server.url, "a", 1)
-        b, _, pipeline_b = quota_node(server.url, "b", 1)
+    with ExitStack() as stack:
+        if cluster:
+            url = stack.enter_context(redis_cluster(tmp_path))[0].url
+            client = connect(RedisConfig(url=url, cluster=True))
+        else:
+            server = stack.enter_context(redis_server(tmp_path))
+            url, client = server.url, server.client()
+        a, exported_a, pipeline_a = quota_node(url, "a", 1, cluster)
+        b, _, pipeline_b = quota_node(url, "b", 1, cluster)
         streams = [PartitionKeys("leakproc", n).stream for n in range(4)]
 
         async def scenario() -> None:
