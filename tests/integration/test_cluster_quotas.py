@@ -120,6 +120,12 @@ def test_the_rate_limit_is_one_bucket_per_tenant_for_the_whole_cluster(tmp_path:
             replicas[1].admit("flood")
         assert 0 < refused.value.retry_after <= 0.5
         assert "2 uploads/s" in str(refused.value)
+        # Refused again at once by the same replica without asking Redis: the bucket cannot refill sooner.
+        calls = replicas[1].calls
+        with pytest.raises(RefusedError) as again:
+            replicas[1].admit("flood")
+        assert replicas[1].calls == calls
+        assert 0 < again.value.retry_after <= refused.value.retry_after
         replicas[2].admit("quiet")  # another tenant has its own bucket
         time.sleep(refused.value.retry_after + 0.05)
         replicas[0].admit("flood")
