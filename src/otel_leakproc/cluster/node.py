@@ -625,7 +625,7 @@ class ClusterNode:
                         change.gone.add(key)
                     elif key in fresh:
                         change.fresh[key] = max(fresh[key], touched.get(key, 0))
-                    else:
+                    elif key in touched:
                         change.touched[key] = touched[key]
             if not changes:
                 return
