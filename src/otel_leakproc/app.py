@@ -22,6 +22,7 @@ import grpc
 from aiohttp import web
 from prometheus_client import Counter
 
+from otel_leakproc.cluster.peers import LocalProcess, PeerGroup
 from otel_leakproc.config import Settings
 from otel_leakproc.exporter import build_exporters
 from otel_leakproc.exporter.base import Exporter
@@ -33,7 +34,7 @@ from otel_leakproc.query.routes import QueryRoutes
 from otel_leakproc.query.series import SeriesReader, TableReader, series_object
 from otel_leakproc.receiver.grpc_server import GrpcReceiver, bind
 from otel_leakproc.receiver.http_server import HttpReceiver, start_http_server
-from otel_leakproc.receiver.ingest import IngestCore, worker_count
+from otel_leakproc.receiver.ingest import IngestCore, Sink, worker_count
 from otel_leakproc.receiver.scrape.manager import ScrapeManager
 from otel_leakproc.state.codec import CodecError
 from otel_leakproc.state.health import StateUnusableError
@@ -55,7 +56,9 @@ class Service:
         *,
         exporters: Sequence[Exporter] | None = None,
         store: SeriesStore | None = None,
+        process: LocalProcess | None = None,
     ) -> None:
+        """`process`: this one's place among several `serve` processes (`server.processes`), else None."""
         self.settings = settings
         self.telemetry = Telemetry()
         self.table = SeriesTable(settings.processor, settings.state.max_series, settings.state.max_series_per_tenant)
@@ -78,13 +81,26 @@ class Service:
             self.pipeline.subscribe(exporter)
         # backend: redis: any replica accepts any upload into Redis; partition owners apply it (cluster/).
         self.cluster = None if cluster_store is None else _cluster_node(settings, cluster_store, self.pipeline)
-        # The read side: this process's table, or with the Redis backend every replica's published series.
-        self.reader: SeriesReader = TableReader(self.table) if self.cluster is None else self.cluster
+        # server.processes > 1: the other processes hand this one the points of its series, and ask it for
+        # its series and metrics (cluster/peers.py).
+        self.peers = (
+            None
+            if process is None or process.count == 1
+            else PeerGroup(process, self.pipeline.apply, TableReader(self.table), self.telemetry.render)
+        )
+        # The read side: this process's table, every local process's tables, or with the Redis backend every
+        # replica's published series.
+        self.reader: SeriesReader = TableReader(self.table)
+        sink: Sink = self.pipeline.accept
+        if self.cluster is not None:
+            self.reader, sink = self.cluster, self.cluster.accept
+        elif self.peers is not None:
+            self.reader, sink = self.peers, self.peers.accept
         self.core = IngestCore(
             settings.server,
             settings.ingest,
             settings.decode.to_limits(),
-            self.pipeline.accept if self.cluster is None else self.cluster.accept,
+            sink,
             self.telemetry,
             settings.decode.to_caps(),
             # Uploads are refused (503) before they are decoded while the store cannot keep them.
@@ -122,7 +138,8 @@ class Service:
 
     async def start(self) -> None:
         server = self.settings.server
-        receiver = HttpReceiver(server, self.core, self.telemetry.render, self.is_ready, self.not_ready_reason)
+        metrics = self.telemetry.render if self.peers is None else self.peers.metrics
+        receiver = HttpReceiver(server, self.core, metrics, self.is_ready, self.not_ready_reason)
         application = receiver.application()
         QueryRoutes(server.auth, self.reader, targets=self.scrape, static_dir=web_assets.static_dir()).add_to(
             application
@@ -133,12 +150,19 @@ class Service:
             await asyncio.to_thread(check_usable, self.store.directory)
         # HTTP first: /livez answers while a large snapshot is restored (tens of seconds at 10,000 series),
         # /readyz says 503 and uploads are refused with Retry-After until everything below is up.
-        self._runner, self.http_port = await start_http_server(application, server.http.address, server.http.tls)
+        self._runner, self.http_port = await start_http_server(
+            application, server.http.address, server.http.tls, reuse_port=self.peers is not None
+        )
         if await asyncio.to_thread(self._restore):
             self.pipeline.restored(later=self.persistence.stale)
         if self._migrated is not None:
             await self._finish_migration(self._migrated)
         await self.core.start()
+        if self.peers is not None:
+            await self.peers.start()
+            if self.scrape is not None and self.cluster is None:  # each target is scraped by its series' owner
+                peers, scrape = self.peers, self.scrape
+                scrape.owns = lambda service, instance: peers.owns(scrape.tenant, service, instance)
         if server.grpc.enabled:
             self._grpc_receiver = GrpcReceiver(server, self.core)
             self._grpc = self._grpc_receiver.build()
@@ -180,11 +204,13 @@ class Service:
             self.self_telemetry.shutdown(1.0)
 
     def is_ready(self) -> bool:
-        return self._ready and self.store.health.ok
+        return self._ready and self.store.health.ok and (self.peers is None or self.peers.all_up())
 
     def not_ready_reason(self) -> str:
         if not self._ready:
             return "starting or shutting down"
+        if self.peers is not None and not self.peers.all_up():
+            return "waiting for the other serve processes (server.processes)"
         return self.store.health.reason
 
     async def stop(self) -> bool:
@@ -218,6 +244,8 @@ class Service:
             await self._runner.cleanup()
         if self.cluster is not None:
             await self.cluster.stop()  # hands its partitions over at once
+        if self.peers is not None:  # the others' uploads are refused (503) from now on
+            await self.peers.stop()
         self.store.close()  # everything accepted is in the journal already; this makes it durable
         self._final_saved = self.store.health.ok
         self._shutdown_exporters(max(0.5, deadline - time.monotonic()))
@@ -364,9 +392,9 @@ def _cluster_node(settings: Settings, store: Any, pipeline: Pipeline) -> Any:
     return ClusterNode(settings, store, pipeline, series_object)
 
 
-async def run(settings: Settings) -> int:
+async def run(settings: Settings, process: LocalProcess | None = None) -> int:
     """Run until SIGTERM or SIGINT, then shut down gracefully. Returns the exit code."""
-    service = Service(settings)
+    service = Service(settings, process=process)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

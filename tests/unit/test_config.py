@@ -103,6 +103,7 @@ EXPECTED_FULL = Settings(
             trust_scope_header=False,
         ),
         rate_limit=RateLimitConfig(uploads_per_second=10.0, burst=20),
+        processes=2,
     ),
     ingest=IngestConfig(
         workers=3,

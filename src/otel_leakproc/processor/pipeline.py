@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from otel_leakproc.model import LeakEvent, ProfileKind, SeriesKey
+from otel_leakproc.model import LeakEvent, ProfileKind, ProfileSummary, SeriesKey
 from otel_leakproc.processor.listener import SeriesListener
 from otel_leakproc.processor.state import SeriesTable, TrackedSeries, UpdateResult
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult
@@ -50,11 +50,18 @@ class Pipeline:
 
     def accept(self, tenant: str, request: UploadRequest, result: UploadResult) -> None:
         """The ingest core's sink: one decoded upload. Raises StoreUnavailableError (nothing applied)."""
-        keys = [SeriesKey(tenant, p.service, p.instance, p.summary.kind) for p in result.profiles]
+        self.apply(
+            [(SeriesKey(tenant, p.service, p.instance, p.summary.kind), p.resource, p.summary) for p in result.profiles]
+        )
+
+    def apply(self, points: Sequence[tuple[SeriesKey, dict[str, str], ProfileSummary]]) -> None:
+        """Journal the points of one upload (all or none), then update their series. Also what the owner
+        of series runs for points another `serve` process received (`cluster/peers.py`). Raises
+        StoreUnavailableError (nothing applied)."""
         if self.persistence is not None:
-            self.persistence.append([(k, p.resource, p.summary) for k, p in zip(keys, result.profiles, strict=True)])
-        for key, profile in zip(keys, result.profiles, strict=True):
-            self._publish(self.table.update(key, profile.resource, profile.summary, live=True))
+            self.persistence.append(points)
+        for key, resource, summary in points:
+            self._publish(self.table.update(key, resource, summary, live=True))
 
     def settle(self, deadline: float | None = None) -> bool:
         """Evaluate the series whose latest profiles were only appended (`processor.evaluate_every_seconds`),

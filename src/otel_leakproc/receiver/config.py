@@ -7,6 +7,7 @@ decoders.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from otel_leakproc.receiver.decode.limits import DecodeLimits
@@ -17,6 +18,8 @@ _LIMITS = DecodeLimits()
 _CAPS = ValueCaps()
 # String caps: below 16 characters names stop being readable; above 64 KiB one name outweighs a series.
 MIN_CAP_CHARS = 16
+MAX_PROCESSES = 64  # `server.processes`: each owns at least one of the 64 local partitions
+MAX_AUTO_PROCESSES = 8
 MAX_CAP_CHARS = 65536
 
 MUST_BE_POSITIVE = "{key}: must be > 0, got {value}"
@@ -266,6 +269,9 @@ class ServerConfig:
         shutdown_timeout_seconds: on SIGTERM, time to drain the queue and save state before exiting.
         auth: credentials and tenants.
         rate_limit: per-tenant upload rate.
+        processes: `serve` processes sharing the listening ports (SO_REUSEPORT), each owning a fixed share of
+            the series (docs/serve.md, "Several processes"); 1 is one process as before, 0 one per CPU (at
+            most 8). With more than one, `ingest.workers: 0` gives each process its share of the CPUs.
     """
 
     http: HttpServerConfig = field(default_factory=HttpServerConfig)
@@ -275,6 +281,7 @@ class ServerConfig:
     shutdown_timeout_seconds: float = 20.0
     auth: AuthConfig = field(default_factory=AuthConfig)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    processes: int = 1
 
     def validate(self) -> list[str]:
         errors: list[str] = []
@@ -282,7 +289,15 @@ class ServerConfig:
             value = getattr(self, key)
             if value <= 0:
                 errors.append(MUST_BE_POSITIVE.format(key=key, value=value))
+        if not 0 <= self.processes <= MAX_PROCESSES:
+            errors.append(f"processes: must be from 0 (one per CPU) to {MAX_PROCESSES}, got {self.processes}")
         return errors
+
+    def process_count(self) -> int:
+        """`processes`, with 0 resolved to one per CPU this process may run on (at most `MAX_AUTO_PROCESSES`)."""
+        if self.processes > 0:
+            return self.processes
+        return max(1, min(MAX_AUTO_PROCESSES, len(os.sched_getaffinity(0))))
 
 
 @dataclass(frozen=True, slots=True)

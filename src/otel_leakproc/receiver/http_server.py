@@ -54,7 +54,7 @@ class HttpReceiver:
         self,
         config: ServerConfig,
         core: IngestCore,
-        metrics: Callable[[], bytes],
+        metrics: Callable[[], bytes | Awaitable[bytes]],
         ready: Callable[[], bool],
         not_ready_reason: Callable[[], str] | None = None,
     ) -> None:
@@ -181,7 +181,10 @@ class HttpReceiver:
                 "authorization: /metrics names every tenant; it needs credentials with allowed_tenants ['*']",
                 forbidden=True,
             )
-        return web.Response(body=self._metrics(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+        body = self._metrics()
+        if not isinstance(body, bytes):  # several processes: every process's metrics, asked for
+            body = await body
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 def _code_for(status: int) -> str:
@@ -216,12 +219,15 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def start_http_server(app: web.Application, address: str, tls: TlsConfig) -> tuple[web.AppRunner, int]:
-    """Start serving; returns the runner (for cleanup) and the bound port (useful with port 0)."""
+async def start_http_server(
+    app: web.Application, address: str, tls: TlsConfig, *, reuse_port: bool = False
+) -> tuple[web.AppRunner, int]:
+    """Start serving; returns the runner (for cleanup) and the bound port (useful with port 0).
+    `reuse_port`: share the port with the other `serve` processes (SO_REUSEPORT)."""
     runner = web.AppRunner(app, access_log=None, auto_decompress=False, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     host, port = split_address(address)
-    site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(tls))
+    site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(tls), reuse_port=reuse_port or None)
     await site.start()
     bound = port
     for sockname in runner.addresses:
