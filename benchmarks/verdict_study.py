@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -107,12 +109,22 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
     return [] if json.dumps(a) == json.dumps(b) else [f"{path}: {a!r} -> {b!r}"]
 
 
+def _relative(before: str, after: str) -> float:
+    """|after - before| / |before| of two printed numbers (inf when they are not numbers)."""
+    try:
+        a, b = (float(re.sub(r"np\.float64\((.*)\)", r"\1", x)) for x in (before, after))
+    except ValueError:
+        return math.inf
+    return abs(b - a) / abs(a) if a else math.inf
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--save")
     parser.add_argument("--compare")
     parser.add_argument("--round-trip", action="store_true")
     parser.add_argument("--fine", type=int)
+    parser.add_argument("--verbose", action="store_true", help="print every differing report")
     args = parser.parse_args()
     if args.fine is not None:
         history.FINE_POINTS = args.fine
@@ -131,6 +143,7 @@ def main() -> int:
     if args.compare:
         saved = json.loads(Path(args.compare).read_text())
         same = differ = 0
+        fields: dict[str, list[float]] = {}  # differing field (indices dropped) -> relative differences
         for name, timeline in saved["reports"].items():
             now = reports.get(name)
             if now is None or len(now) != len(timeline):
@@ -141,10 +154,17 @@ def main() -> int:
                 d = _diff(a, b)
                 if d:
                     differ += 1
-                    print(f"{name} point {i}: {'; '.join(d[:4])}{' ...' if len(d) > 4 else ''}")
+                    if args.verbose:
+                        print(f"{name} point {i}: {'; '.join(d[:4])}{' ...' if len(d) > 4 else ''}")
+                    for line in d:
+                        field, _, change = line.partition(": ")
+                        before, _, after = change.partition(" -> ")
+                        fields.setdefault(re.sub(r"\[\d+\]", "[]", field), []).append(_relative(before, after))
                 else:
                     same += 1
         print(f"compared with {args.compare}: {same} reports identical, {differ} differ")
+        for field, changes in sorted(fields.items(), key=lambda kv: -len(kv[1])):
+            print(f"  {field}: differs in {len(changes)} reports, largest relative difference {max(changes):.2g}")
         for corpus, s in saved["scores"].items():
             print(f"scores {corpus}: {'unchanged' if s == scores.get(corpus) else 'CHANGED'}")
     return 0

@@ -4,15 +4,22 @@ least recently updated series; the token bucket gives a tenant its upload rate o
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import redis.cluster
+from otel_leakproc.pipeline import Pipeline
 from redis_support import redis_cluster, redis_server
+from serve_support import STEADY_LEAK, RecordingExporter, make_settings
 
+from otel_leakproc.app import series_object
 from otel_leakproc.cluster.connection import connect
+from otel_leakproc.cluster.node import ClusterNode, ClusterStore
+from otel_leakproc.cluster.partitions import PartitionKeys, partition_of
 from otel_leakproc.cluster.quotas import (
     SeriesQuota,
     SharedRateLimiter,
@@ -26,7 +33,11 @@ from otel_leakproc.cluster.quotas import (
 from otel_leakproc.errors import RefusedError
 from otel_leakproc.model import ProfileKind, SeriesKey
 from otel_leakproc.processor.config import RedisConfig
+from otel_leakproc.processor.state import SeriesTable
 from otel_leakproc.receiver.config import RateLimitConfig
+from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
+from otel_leakproc.state.records import point_frame
+from otel_leakproc.telemetry import Telemetry
 
 
 def key(tenant: str, n: int) -> SeriesKey:
@@ -109,6 +120,12 @@ def test_the_rate_limit_is_one_bucket_per_tenant_for_the_whole_cluster(tmp_path:
             replicas[1].admit("flood")
         assert 0 < refused.value.retry_after <= 0.5
         assert "2 uploads/s" in str(refused.value)
+        # Refused again at once by the same replica without asking Redis: the bucket cannot refill sooner.
+        calls = replicas[1].calls
+        with pytest.raises(RefusedError) as again:
+            replicas[1].admit("flood")
+        assert replicas[1].calls == calls
+        assert 0 < again.value.retry_after <= refused.value.retry_after
         replicas[2].admit("quiet")  # another tenant has its own bucket
         time.sleep(refused.value.retry_after + 0.05)
         replicas[0].admit("flood")
@@ -149,5 +166,68 @@ def test_the_limits_work_on_a_redis_cluster(tmp_path: Path) -> None:
         # Each tenant's keys share one slot.
         client = connect(config)
         assert isinstance(client, redis.cluster.RedisCluster)
-        slot = client.keyslot(registry_key("leakproc", "flood"))
-        assert client.keyslot(bucket_key("leakproc", "flood")) == slot
+        slot = client.keyslot(registry_key("leakproc", "flood"))  # type: ignore[no-untyped-call]
+        assert client.keyslot(bucket_key("leakproc", "flood")) == slot  # type: ignore[no-untyped-call]
+
+
+def quota_node(url: str, name: str, quota: int, cluster: bool) -> tuple[ClusterNode, RecordingExporter, Pipeline]:
+    redis_config = {"url": url, "partitions": 4, "lease_ttl_seconds": 5.0, "replica_id": name, "cluster": cluster}
+    settings = make_settings(state={"backend": "redis", "redis": redis_config, "max_series_per_tenant": quota})
+    store = ClusterStore(connect(settings.state.redis), settings.state.redis.url)
+    exporter = RecordingExporter()
+    pipeline = Pipeline(SeriesTable(settings.processor, 100), [exporter], Telemetry())
+    cluster = ClusterNode(settings, store, pipeline, series_object)
+    cluster._init_partitions()
+    return cluster, exporter, pipeline
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["redis", "redis-cluster"])
+def test_the_owner_of_the_stalest_series_evicts_it_and_a_takeover_replays_the_eviction(
+    tmp_path: Path, cluster: bool
+) -> None:
+    summary = decode_profile(next(iter(sorted(STEADY_LEAK.glob("*.pb.gz")))).read_bytes(), DecodeLimits())
+    services = [f"svc-{i}" for i in range(40)]
+    old = next(s for s in services if partition_of("t", s, "pod", 4) == 0)
+    new = next(s for s in services if partition_of("t", s, "pod", 4) == 1)
+    old_key = SeriesKey("t", old, "pod", summary.kind)
+    new_key = SeriesKey("t", new, "pod", summary.kind)
+    with ExitStack() as stack:
+        if cluster:
+            url = stack.enter_context(redis_cluster(tmp_path))[0].url
+            client = connect(RedisConfig(url=url, cluster=True))
+        else:
+            server = stack.enter_context(redis_server(tmp_path))
+            url, client = server.url, server.client()
+        a, exported_a, pipeline_a = quota_node(url, "a", 1, cluster)
+        b, _, pipeline_b = quota_node(url, "b", 1, cluster)
+        streams = [PartitionKeys("leakproc", n).stream for n in range(4)]
+
+        async def scenario() -> None:
+            await a._take_over(0)
+            await b._take_over(1)
+            client.xadd(streams[0], {b"r": point_frame(0, old_key, {}, summary)})
+            await a._poll_tick()
+            assert a.owned[0].table.get(old_key) is not None
+            # b's new series takes the tenant past its quota of 1: the series a holds is the stalest.
+            client.xadd(streams[1], {b"r": point_frame(0, new_key, {}, summary)})
+            await b._poll_tick()
+            assert b.quota_victims == 1
+            await a._poll_tick()  # a reads the eviction record b appended to partition 0's stream
+            assert a.owned[0].table.get(old_key) is None
+            assert old_key in exported_a.forgotten
+            # a dies before any checkpoint; b takes partition 0 over and replays its stream: the series'
+            # point and then its eviction, so it does not come back, and nothing more is popped.
+            a.owned.clear()
+            client.delete(PartitionKeys("leakproc", 0).lease)
+            await b._take_over(0)
+            await b._poll_tick()
+            assert b.owned[0].table.get(old_key) is None
+            assert b.owned[1].table.get(new_key) is not None
+            await b._publish_tick()
+
+        asyncio.run(scenario())
+        assert [from_member(m) for m in client.zrange(registry_key("leakproc", "t"), 0, -1)] == [new_key]
+        assert b.quota_victims == 1
+        for pipeline in (pipeline_a, pipeline_b):  # counted where it was tracked: on a, then again on replay
+            registry = pipeline.telemetry.registry
+            assert registry.get_sample_value("otel_leakproc_tenant_series_evicted_total", {"tenant": "t"}) == 1

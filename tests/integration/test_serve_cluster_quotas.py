@@ -53,7 +53,7 @@ def test_a_flooding_tenant_is_held_to_one_quota_and_one_rate_for_the_whole_clust
 
         def settled() -> bool:
             holders = [owner_of(client, n) for n in range(PARTITIONS)]
-            owned.update(Counter(holders))
+            owned.update(Counter(h for h in holders if h is not None))
             return all(h in procs for h in holders) and all(owned[name] > 0 for name in procs)
 
         wait_for(settled, 30, "the partitions shared by both replicas")
@@ -121,6 +121,8 @@ def test_a_flooding_tenant_is_held_to_one_quota_and_one_rate_for_the_whole_clust
         assert set(registered) <= set(admitted[-(QUOTA + 4) :]), (registered, admitted)
         time.sleep(1.5)  # nothing more is evicted than the quota asks
         assert evicted() == len(admitted) - QUOTA
+        popped = sum(metric(u, "otel_leakproc_cluster_quota_evictions_total") for u in urls)
+        assert popped == len(admitted) - QUOTA
         # Both replicas evicted some: the stalest series lived in either one's partitions.
         assert all(metric(u, "otel_leakproc_tenant_series_evicted_total", tenant="flood") > 0 for u in urls)
 

@@ -110,10 +110,11 @@ end
 return 0
 """
 # KEYS: epoch, hash, stream. ARGV: epoch, trim min id ('' for none), then field/value pairs.
-# The fenced write of an owner: refused (0) when another replica took the partition since.
+# The fenced write of an owner: refused (0) when another replica took the partition since. Lua unpacks
+# fewer than 8000 values at once, so the pairs go in chunks of 1000 values (500 series).
 _FENCED_HSET = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if #ARGV > 2 then redis.call('HSET', KEYS[2], unpack(ARGV, 3)) end
+for i = 3, #ARGV, 1000 do redis.call('HSET', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
 if ARGV[2] ~= '' then redis.call('XTRIM', KEYS[3], 'MINID', ARGV[2]) end
 return 1
 """
@@ -121,7 +122,7 @@ return 1
 # KEYS: epoch, hash. ARGV: epoch, then fields to delete (an evicted series' published object).
 _FENCED_UNSET = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('HDEL', KEYS[2], unpack(ARGV, 2))
+for i = 2, #ARGV, 1000 do redis.call('HDEL', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
 return 1
 """
 
@@ -626,7 +627,7 @@ class ClusterNode:
                         change.gone.add(key)
                     elif key in fresh:
                         change.fresh[key] = max(fresh[key], touched.get(key, 0))
-                    else:
+                    elif key in touched:
                         change.touched[key] = touched[key]
             if not changes:
                 return

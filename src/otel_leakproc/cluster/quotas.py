@@ -23,13 +23,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from otel_leakproc.errors import RefusedError
 from otel_leakproc.model import SeriesKey
 from otel_leakproc.receiver.config import RateLimitConfig
+from otel_leakproc.receiver.ratelimit import MAX_TENANTS
 from otel_leakproc.state.records import key_from_plain, key_to_plain
 
 log = logging.getLogger(__name__)
@@ -211,15 +214,23 @@ def _keys(members: Iterable[bytes]) -> list[SeriesKey]:
 
 class SharedRateLimiter:
     """`server.rate_limit` counted in Redis: one token bucket per tenant for the whole cluster (the same
-    interface as `receiver.ratelimit.RateLimiter`). One script call per admitted upload, on the event loop
-    (like the append). When Redis cannot answer, the upload is let through: the append that follows fails
-    and refuses it with 503, and a rate limit must not turn a Redis hiccup into 429s."""
+    interface as `receiver.ratelimit.RateLimiter`). One script call per upload, on the event loop (like the
+    append). A refused tenant is refused here without asking Redis until its bucket can hold a token again
+    (no replica adds tokens, so the answer cannot change sooner): a flood of refused uploads costs Redis
+    one call per replica per refill, not one per upload. When Redis cannot answer, the upload is let
+    through: the append that follows fails and refuses it with 503, and a rate limit must not turn a Redis
+    hiccup into 429s."""
 
-    def __init__(self, client: Any, prefix: str, config: RateLimitConfig) -> None:
+    def __init__(
+        self, client: Any, prefix: str, config: RateLimitConfig, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._prefix = prefix
         self._rate = config.uploads_per_second
         self._burst = config.burst
         self._script = client.register_script(_BUCKET) if self._rate > 0 else None
+        self._clock = clock
+        self._refused: OrderedDict[str, float] = OrderedDict()  # tenant -> refused until (clock)
+        self.calls = 0  # script calls made
 
     @property
     def enabled(self) -> bool:
@@ -229,13 +240,26 @@ class SharedRateLimiter:
         """Raises RefusedError (with `retry_after`) when the tenant's cluster-wide bucket is short."""
         if self._script is None:
             return
+        now = self._clock()
+        until = self._refused.get(tenant)
+        if until is not None:
+            if now < until:
+                raise self._refusal(tenant, until - now)
+            del self._refused[tenant]
+        self.calls += 1
         try:
             wait_ms = int(self._script(keys=[bucket_key(self._prefix, tenant)], args=[self._rate, self._burst, cost]))
         except Exception as exc:  # redis-py raises RedisError and OSError subclasses
             log.warning("cluster: the rate limit of tenant %r cannot be checked (%s); admitted", tenant, exc)
             return
         if wait_ms > 0:
-            raise RefusedError(
-                f"tenant {tenant!r} is over its rate limit of {self._rate:g} uploads/s (counted for the whole cluster)",
-                retry_after=wait_ms / 1000,
-            )
+            self._refused[tenant] = now + wait_ms / 1000
+            while len(self._refused) > MAX_TENANTS:
+                self._refused.popitem(last=False)
+            raise self._refusal(tenant, wait_ms / 1000)
+
+    def _refusal(self, tenant: str, wait: float) -> RefusedError:
+        return RefusedError(
+            f"tenant {tenant!r} is over its rate limit of {self._rate:g} uploads/s (counted for the whole cluster)",
+            retry_after=wait,
+        )

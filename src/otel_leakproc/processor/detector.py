@@ -131,9 +131,8 @@ def _meta_rows(meta: Any) -> list[Mapping[str, Any]]:
 
 
 def value_dtype(kind: ProfileKind) -> type[np.floating[Any]]:
-    """The dtype of a series' grid values: float32 for levels, float64 for cumulative counters (mutex,
-    block), whose recent differences are the signal (see `history.VALUE_DTYPE`)."""
-    return np.float64 if kind in (ProfileKind.MUTEX, ProfileKind.BLOCK) else VALUE_DTYPE
+    """The dtype of a series' grid values: float32 for every kind (see `history.VALUE_DTYPE`)."""
+    return VALUE_DTYPE
 
 
 def _unpack(packed: Mapping[str, Any], dtype: str) -> npt.NDArray[Any]:
@@ -346,7 +345,7 @@ class SeriesDetector:
         if first.time - self.segment_start <= self.config.fix.compare_seconds:
             # The start of a process outlives the window for a fix verification's like-with-like comparison.
             if self._early is None:  # small at first: it grows as points come (at most max_points profiles)
-                self._early = (Points(8), Grid(8, dtype=value_dtype(self.key.kind)))
+                self._early = (Points(4), Grid(4, dtype=value_dtype(self.key.kind)))
             points, grid = self._early
             if points.profiles < self.config.max_points:
                 points.append(first.time_nanos, first.time, first.total, first.cumulative, first.weight)
@@ -595,7 +594,7 @@ class SeriesDetector:
             e_weight = _unpack(early["weight"], "<i2") if "weight" in early else np.ones(len(e_nanos), dtype=np.int16)
             if len(e_weight) != len(e_nanos) or (e_weight < 1).any():
                 raise ValueError("early: bad weights")
-            size = max(8, len(e_nanos))
+            size = max(4, len(e_nanos))
             early_points, early_sites = Points(size), Grid(size, dtype=value_dtype(key.kind))
             detector._early = (early_points, early_sites)
             for t, total_, cum, w in zip(
@@ -716,9 +715,10 @@ class SeriesDetector:
         elif self.key.kind in (ProfileKind.MUTEX, ProfileKind.BLOCK):
             # The locks the flag named (a tenth of the delay or more); the verdict compares all lock sites.
             sites = tuple(g.function for g in growers if g.share >= 0.1)[: cfg.max_sites]
-        # Contention comes with load, not age: compared at least up to the age its flag was raised at.
+        # Contention comes with load, not age: compared at least up to `min_compare_seconds` past the age its
+        # flag was raised at (capped at the flagged process's life, see `fix.compare_age`).
         flag_age = 0.0 if self.flagged_since is None else self.flagged_since - self.segment_start
-        before = self._segment(self.version, sites, cfg.compare_seconds, min_age=flag_age)
+        before = self._segment(self.version, sites, cfg.compare_seconds, min_age=flag_age + cfg.min_compare_seconds)
         before = before.upto(compare_age(before, cfg))
         if before.span < cfg.min_compare_seconds or len(before.ages) < 4:
             return  # too short a life to compare with: the restart resolves the series as any restart does

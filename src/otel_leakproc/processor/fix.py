@@ -13,7 +13,8 @@ of waiting per second from start-up to the same age (block profiles: lock waits 
 from the spread of the rates between consecutive profiles, and each process's most contended site with its
 share of that delay. The deploy fixed the contention when the new rate is at most `fixed_ratio` of the old
 one and its 95% interval lies below the old rate, or when its whole interval lies below the contention
-detector's own floor (`contention.min_delay_rate`): a rate nothing would be flagged at.
+detector's own floor (`contention.min_delay_rate`): a rate nothing would be flagged at. Contention that was
+flagged late in the old process is compared up to `min_compare_seconds` past the age of its flag.
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ class Segment:
     # cumulative delay (None for heap and goroutine segments).
     top_site: str = ""
     top_measured: FloatArray | None = None
-    # Contention only: the age at which the flag was raised. Contention comes with load, not with age: when
-    # it began later than `compare_seconds`, the comparison reaches this age, so that both processes are
-    # compared over the ages the old one was contended at (not over a quiet start-up of both).
+    # Contention only: the age the flag was raised at plus `min_compare_seconds`. Contention comes with load,
+    # not with age: when it began late, the comparison reaches this age (within the flagged process's life),
+    # so that both processes are compared over ages the old one was contended at, not over a quiet start-up.
     min_age: float = 0.0
 
     @property

@@ -5,13 +5,14 @@ block) or goroutine group and point, dense or sparse, kept up to date as points 
 by the history's `max_points`; the detectors read matrices from them after every profile. `Grid.export` and
 `Grid.restore` give and take the plain arrays the detector state is written from.
 
-Coarser far history: the newest `FINE_POINTS` points are kept whole; older ones are merged `COARSE_FACTOR`
-to one (`Points.merge`, `Grid.merge`: mean time, mean total, mean value of each name, absent names counting
-as 0; the last cumulative counter). A merged point has a weight (how many profiles it stands for), and the
-history holds at most `max_points` profiles by weight, so a full default window (240 profiles) is 60 whole
-points and 45 merged ones. Levels (heap bytes, goroutine counts) of merged points are rounded to a 16-bit
-log scale (`snap`: 1,000 steps per octave, within 0.035%), so a checkpoint stores them in 2 bytes exactly.
-The verdicts of the corpus series (60 profiles) never reach the merged part; see docs/detection.md.
+Coarser far history: the newest `FINE_POINTS` (60) points are kept whole; older ones are merged
+`COARSE_FACTOR` (6) to one (`Points.merge`, `Grid.merge`: mean time, mean total, mean value of each name,
+absent names counting as 0; the last cumulative counter). A merged point has a weight (how many profiles it
+stands for), and the history holds at most `max_points` profiles by weight, so a full default window (240
+profiles, 30 s apart) is 60 whole points (the last 30 minutes) and 30 merged ones (3 minutes each). Levels
+(heap bytes, goroutine counts) of merged points are rounded to a 16-bit log scale (`snap`: 1,000 steps per
+octave, within 0.035%), so a checkpoint stores them in 2 bytes exactly. The verdicts of the corpus series
+(60 profiles) never reach the merged part; see docs/detection.md.
 """
 
 from __future__ import annotations
@@ -32,16 +33,17 @@ from otel_leakproc.processor.trend import FloatArray
 # forms give the same matrices; either way memory is bounded by max_points x top-K values and names.
 MAX_GRID_ROWS = 256
 
-# Grids of levels (heap bytes in use, goroutine counts) keep values as float32: profile values are sampled
-# estimates (a heap site's bytes are a count of sampled objects scaled up), and 24 significant bits are far
-# below their sampling error. That halves the largest part of a series' memory and of its checkpoint. Every
-# matrix read from a grid is float64 again, so the statistics compute as before, on values rounded once when
-# they enter the history. Grids of cumulative counters (mutex, block: the signal is the difference of two
-# large counters) keep float64, as do totals, cumulative counters and times (`Points`).
+# Grids keep values as float32: profile values are sampled estimates (a heap site's bytes are a count of
+# sampled objects scaled up), and 24 significant bits are far below their sampling error. That halves the
+# largest part of a series' memory and of its checkpoint. Every matrix read from a grid is float64 again, so
+# the statistics compute as before, on values rounded once when they enter the history. Mutex and block
+# grids hold cumulative counters, whose differences are the signal: rounded to 24 bits, a rate between two
+# profiles is exact to about 1e-6 of the series' largest rate (the corpus study in docs/detection.md: no
+# status, flag time or top grower changes). Totals, cumulative counters and times (`Points`) stay float64.
 VALUE_DTYPE = np.float32
 
 FINE_POINTS = 60  # the newest points kept whole
-COARSE_FACTOR = 4  # older points merged this many to one
+COARSE_FACTOR = 6  # older points merged this many to one
 
 # Merged levels on a 16-bit log scale: 0 is 0, q >= 1 is 2 ** ((q - 1) / STEPS - OFFSET), for values from
 # 2**-16 to about 2**49.5 (clamped to that range; below 2**-16 is 0).
@@ -142,7 +144,7 @@ class Points:
 
     def append(self, time_nanos: int, time: float, total: float, cumulative: float | None, weight: int = 1) -> None:
         if self.n == self.capacity:
-            self.resize(min(2 * self.capacity, self.capacity + 64))
+            self.resize(self.capacity + max(4, self.capacity // 2))
         slot = (self.start + self.n) % self.capacity
         self.n += 1
         self.time_nanos[slot] = time_nanos
@@ -287,7 +289,7 @@ class Grid:
 
     def append(self, items: Iterable[tuple[str, float]]) -> None:
         if self.n == self.columns:
-            self.resize(min(2 * self.columns, self.columns + 64))
+            self.resize(self.columns + max(4, self.columns // 2))
         col = (self.start + self.n) % self.columns
         self.n += 1
         if self.overflow:

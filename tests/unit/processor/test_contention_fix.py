@@ -199,7 +199,8 @@ def test_state_round_trip_in_the_middle_of_a_contention_verification(kind: Profi
 @pytest.mark.parametrize("kind", KINDS)
 def test_late_contention_is_compared_over_the_ages_it_was_contended_at(kind: ProfileKind) -> None:
     # The contention begins 20 minutes into the process; the shipped comparison age is 20 minutes. Compared
-    # there, both processes would be quiet: the comparison reaches the age the flag was raised at instead.
+    # there, both processes would be quiet (or show one contended profile): the comparison reaches 10 minutes
+    # (`fix.min_compare_seconds`) past the age the flag was raised at instead.
     files = sorted((TESTDATA / "series" / "late_contention" / kind.value).glob("*.pb.gz"))
     first = [decode_profile(f.read_bytes(), DecodeLimits()) for f in files]
     again = [dataclasses.replace(s, time_nanos=s.time_nanos + 3600 * NANOS) for s in first]  # v2: the same code
@@ -211,13 +212,37 @@ def test_late_contention_is_compared_over_the_ages_it_was_contended_at(kind: Pro
     flagged_at = detector.flagged_since - detector.segment_start
     assert flagged_at >= 1200
     verdicts = [detector.update(summary, "v2").fix for summary in again]
-    assert all(f is not None and f.verdict is FixVerdict.PENDING for f in verdicts[:20])  # not at 20 minutes
+    assert all(f is not None and f.verdict is FixVerdict.PENDING for f in verdicts[:30])  # not at 20 minutes
     fix = verdicts[-1]
     assert fix is not None
-    assert fix.age_seconds == flagged_at
+    assert fix.age_seconds == flagged_at + 600
     assert fix.verdict is FixVerdict.NOT_FIXED
     assert fix.after is not None
     assert fix.before.delay_rate is not None
     assert fix.before.delay_rate > 0.001 * NANOS
     assert fix.after.top_site == fix.before.top_site == fix.sites[0]
     assert detector.report().status.flagged
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_process_older_than_the_window_is_compared_from_its_start(kind: ProfileKind) -> None:
+    # A 20-second window holds neither v1's first 60 s nor v2's: both are kept (with their sites'
+    # cumulative delay) for the comparison, and survive a state round trip.
+    small = dataclasses.replace(demo_config(), window_seconds=20)
+    entries = profiles("v1", kind) + profiles("v2-fixed", kind)
+    detector = SeriesDetector(key(kind), small)
+    for summary in entries[:55]:
+        detector.update(summary)
+    assert detector._early is not None
+    state = json.loads(json.dumps(detector.to_state(), allow_nan=False))
+    detector = SeriesDetector.from_state(key(kind), small, state)
+    for summary in entries[55:]:
+        detector.update(summary)
+    fix, whole = detector.report().fix, deploy(kind, "v2-fixed").report().fix
+    assert fix is not None
+    assert whole is not None
+    assert fix.verdict is FixVerdict.FIXED
+    assert fix.before == whole.before
+    assert fix.after is not None
+    assert whole.after is not None
+    assert fix.after.delay_rate == whole.after.delay_rate

@@ -48,7 +48,7 @@ def corpus_series(folder: str, kind: ProfileKind) -> tuple[ProfileSummary, ...]:
 def test_grid_and_point_fallback_give_identical_reports(
     monkeypatch: pytest.MonkeyPatch, folder: str, kind: ProfileKind, config: ProcessorConfig, fine: int | None
 ) -> None:
-    if fine is not None:  # older points merged 4 to 1 past the newest 8: both forms merge alike
+    if fine is not None:  # older points merged past the newest 8: both forms merge alike
         monkeypatch.setattr(history_module, "FINE_POINTS", fine)
     series = corpus_series(folder, kind)
     with_grid = SeriesDetector(SeriesKey("t", "s", "i", kind), config)
@@ -62,7 +62,7 @@ def test_grid_and_point_fallback_give_identical_reports(
     grid = "_groups" if kind is ProfileKind.GOROUTINE else "_sites"  # goroutine series keep no site grid
     assert not getattr(with_grid, grid).overflow
     assert getattr(fallback, grid).overflow
-    if fine is not None and config.max_points > fine + 4:
+    if fine is not None and config.max_points >= 2 * (fine + history_module.COARSE_FACTOR):
         assert with_grid.points.coarse > 0
     assert flagged or folder == "warmup_plateau/heap" or fine is not None
 
