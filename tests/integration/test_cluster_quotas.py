@@ -231,3 +231,17 @@ def test_the_owner_of_the_stalest_series_evicts_it_and_a_takeover_replays_the_ev
         for pipeline in (pipeline_a, pipeline_b):  # counted where it was tracked: on a, then again on replay
             registry = pipeline.telemetry.registry
             assert registry.get_sample_value("otel_leakproc_tenant_series_evicted_total", {"tenant": "t"}) == 1
+
+
+def test_a_large_sync_is_split_into_calls_of_at_most_a_thousand_series(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as server:
+        quota = SeriesQuota(connect(RedisConfig(url=server.url)), "leakproc", 2000, cluster=False)
+        first = new(*(key("big", n) for n in range(2500)))
+        result = quota.sync(first)
+        assert result.calls == 3
+        assert len(result.victims) == 500  # the 500 oldest of the 2500 new series, in order
+        assert result.victims == [key("big", n) for n in range(500)]
+        assert quota.count("big") == 2000
+        gone = {"big": TenantChanges({key("big", n) for n in range(500, 1700)}, {}, {})}
+        assert quota.sync(gone).calls == 2
+        assert quota.count("big") == 800
