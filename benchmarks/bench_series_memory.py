@@ -1,11 +1,14 @@
 """Memory retained per tracked series: one `SeriesDetector` holding a full default window.
 
-For each kind (heap, goroutine, mutex) it feeds a fresh detector `max_points` (240) summaries, one per
-`window_seconds / max_points` (30 s, so the whole history stays inside the 2 h window), each with the
-default top-K (64) sites or goroutine groups, and measures with tracemalloc what stays allocated once
-the summaries are gone: the detector's points, grids, site descriptions and its last report. Every
-summary is built with fresh string objects, as the decoder makes them, so names are not shared by
-accident between profiles.
+For each kind (heap, goroutine, mutex) it feeds a fresh detector 2 x `max_points` (480) summaries, one per
+`window_seconds / max_points` (30 s: the history is full, its far end merged, and the points that left it
+kept for fix verification, as in a series older than its window), each with the default top-K (64) sites
+or goroutine groups, and measures with tracemalloc what stays allocated once the summaries are gone: the
+detector's points, grids, site descriptions, fix-verification segment and its last report. Every summary
+is built with fresh string objects, as the decoder makes them, so names are not shared by accident between
+profiles. A sibling series of the same service (another pod, fed first, kept alive) holds the same names:
+the interned names and file paths are shared between them, as between the pods of a service, and are
+charged to neither (`--alone` deletes the sibling first, so one series pays for its names).
 
 `--state` also prints the size of `to_state()` as compact JSON (what a snapshot file holds per series)
 and the median time of `to_state()` + `json.dumps` and of `json.loads` + `from_state()` (21 runs each).
@@ -110,19 +113,22 @@ BUILDERS: dict[ProfileKind, Callable[[int, int, int, random.Random], ProfileSumm
 }
 
 
-def retained(kind: ProfileKind, points: int, width: int, config: ProcessorConfig) -> tuple[int, int, SeriesDetector]:
+def retained(
+    kind: ProfileKind, points: int, width: int, config: ProcessorConfig, alone: bool = False
+) -> tuple[int, int, SeriesDetector]:
     """Bytes still allocated after feeding `points` summaries to a new detector (summaries dropped).
 
-    A first detector of the same kind is fed untraced, so process-wide caches (the pair indices of the
-    trend statistics per window length, the frame-classification caches) are warm and not charged to
-    the series.
+    A first detector of the same kind (a sibling pod) is fed untraced, so process-wide caches (the pair
+    indices of the trend statistics per window length, the frame-classification caches) are warm and not
+    charged to the series; it stays alive unless `alone`, sharing the interned names.
     """
     step = int(config.window_seconds / config.max_points * NANOS)
     warm = SeriesDetector(SeriesKey("tenant", "warm-up", "pod-0", kind), config)
     rng = random.Random(7)
     for j in range(points):
         warm.update(BUILDERS[kind](j, T0 * NANOS + j * step, width, rng))
-    del warm
+    if alone:
+        del warm
     rng = random.Random(7)
     gc.collect()
     tracemalloc.start(TRACE_DEPTH)
@@ -156,7 +162,10 @@ def _median_ms(call: Callable[[], object], runs: int = 21) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     config = ProcessorConfig()
-    parser.add_argument("--points", type=int, default=config.max_points, help="profiles fed (default: max_points)")
+    parser.add_argument(
+        "--points", type=int, default=2 * config.max_points, help="profiles fed (default: 2 x max_points)"
+    )
+    parser.add_argument("--alone", action="store_true", help="no sibling series sharing the names")
     parser.add_argument("--sites", type=int, default=64, help="sites or groups per profile (default top-K 64)")
     parser.add_argument("--state", action="store_true", help="also print the JSON size of to_state()")
     args = parser.parse_args(argv)
@@ -165,17 +174,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.points} profiles of {args.sites} sites/groups each, retained bytes by tracemalloc"
     )
     header = (
-        f"{'kind':<10} {'points':>6} {'names':>6} {'retained KiB':>12} {'per point B':>11} {'shared cache KiB':>16}"
+        f"{'kind':<10} {'points':>6} {'profiles':>8} {'names':>6} {'retained KiB':>12} {'per point B':>11}"
+        f" {'shared cache KiB':>16}"
     )
     if args.state:
         header += f" {'state JSON KiB':>14} {'to_state ms':>11} {'from_state ms':>13}"
     print(header)
     print("-" * len(header))
     for kind in BUILDERS:
-        size, cache, detector = retained(kind, args.points, args.sites, config)
+        size, cache, detector = retained(kind, args.points, args.sites, config, args.alone)
         names = len({*detector._sites.index, *detector._groups.index})
         line = (
-            f"{kind.value:<10} {len(detector.points):6d} {names:6d} {size / 1024:12.1f} "
+            f"{kind.value:<10} {len(detector.points):6d} {detector.points.profiles:8d} {names:6d} {size / 1024:12.1f} "
             f"{size / max(1, len(detector.points)):11.0f} {cache / 1024:16.1f}"
         )
         if args.state:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis.cluster
+from otel_leakproc.pipeline import Pipeline
 from redis_support import redis_cluster, redis_server
 from serve_support import STEADY_LEAK, RecordingExporter, make_settings
 
@@ -31,7 +32,6 @@ from otel_leakproc.cluster.quotas import (
 )
 from otel_leakproc.errors import RefusedError
 from otel_leakproc.model import ProfileKind, SeriesKey
-from otel_leakproc.pipeline import Pipeline
 from otel_leakproc.processor.config import RedisConfig
 from otel_leakproc.processor.state import SeriesTable
 from otel_leakproc.receiver.config import RateLimitConfig

@@ -52,9 +52,10 @@ from otel_leakproc.cluster.quotas import (
 )
 from otel_leakproc.config import Settings
 from otel_leakproc.model import LeakEvent, SeriesKey
-from otel_leakproc.pipeline import Pipeline
 from otel_leakproc.processor.detector import SeriesDetector
+from otel_leakproc.processor.pipeline import Pipeline
 from otel_leakproc.processor.state import SeriesTable, TrackedSeries
+from otel_leakproc.query.series import Selection, order
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult
 from otel_leakproc.state.codec import CodecError, read_frames
 from otel_leakproc.state.health import StoreHealth, StoreUnavailableError
@@ -747,11 +748,10 @@ class ClusterNode:
 
     # -- every series, from any replica ------------------------------------------------------------------
 
-    async def series(
-        self, tenants: frozenset[str] | None, query: Mapping[str, str], timeline: bool
-    ) -> list[dict[str, Any]]:
-        """Every series of the cluster (as its owner last published it; this replica's own ones as they are
-        now), filtered by the visible tenants and the query, in the API's order."""
+    async def series(self, selection: Selection) -> list[dict[str, Any]]:
+        """The `SeriesReader` of the read side (`query/`): every series of the cluster (as its owner last
+        published it; this replica's own ones as they are now), those `selection` admits, in the API's
+        order."""
         if self.partitions is None:
             return []
         partitions = self.partitions
@@ -768,17 +768,12 @@ class ClusterNode:
                 published[series_id(tracked.key)] = self.series_object(tracked)
         out = []
         for obj in published.values():
-            if tenants is not None and obj.get("tenant", "") not in tenants:
+            if not selection.admits(obj):
                 continue
-            if any(
-                f in query and query[f] != obj.get(f, "") for f in ("tenant", "service", "instance", "kind", "status")
-            ):
-                continue
-            if not timeline:
+            if not selection.timeline:
                 obj.pop("timeline", None)
             out.append(obj)
-        order = {"confirmed": 0, "suspected": 1, "ok": 2, "insufficient_data": 3}
-        out.sort(key=lambda o: (order.get(o["status"], 9), o.get("tenant", ""), o["service"], o["instance"], o["kind"]))
+        out.sort(key=order)
         return out
 
     def _read_published(self, partitions: int) -> dict[str, dict[str, Any]]:

@@ -34,10 +34,19 @@ from otel_leakproc.model import (
     SeriesReport,
     Status,
 )
-from otel_leakproc.processor import contention, goroutine, heap
+from otel_leakproc.processor import contention, goroutine, heap, history
 from otel_leakproc.processor.config import ProcessorConfig
-from otel_leakproc.processor.fix import FixCheck, Segment, judge, pending
-from otel_leakproc.processor.history import VALUE_DTYPE, Grid, Point, Points, SiteMeta
+from otel_leakproc.processor.fix import FixCheck, Segment, compare_age, judge, pending, top_lock
+from otel_leakproc.processor.history import (
+    VALUE_DTYPE,
+    Grid,
+    Point,
+    Points,
+    SiteMeta,
+    dequantize,
+    history_columns,
+    quantize,
+)
 from otel_leakproc.processor.trend import (
     FloatArray,
     Trend,
@@ -48,18 +57,35 @@ NANOS = 1_000_000_000
 HOUR = 3600.0
 MAX_META = 512  # bound on remembered site/group descriptions per series
 MAX_TRANSITIONS = 64  # status changes remembered per series (the newest)
-STATE_VERSION = 3  # version of the plain-data form written by `SeriesDetector.to_state`
+STATE_VERSION = 4  # version of the plain-data form written by `SeriesDetector.to_state`
 # Versions `from_state` reads: 2 differs from 3 only in the grids' values, always packed as float64 (the grids
 # held float64 then); heap and goroutine values are rounded to float32 on restore, as new profiles' are.
-READ_STATE_VERSIONS = (2, 3)
+# 4 added merged points (history.py): their weights, and their levels as 16-bit log steps. A version 2 or 3
+# history (every point whole) is merged on restore as it would have been merged when appended.
+READ_STATE_VERSIONS = (2, 3, 4)
 _ZLIB_LEVEL = 1  # state arrays: byte-shuffled then deflated; level 1 is ~5x faster than 6, a few % larger
 
 
-def _grid_state(grid: Grid, ref: Callable[[str], int]) -> dict[str, Any]:
-    """A grid's `export` as state: `names` (indices into the state's names) and packed arrays."""
+def _grid_state(grid: Grid, ref: Callable[[str], int], coarse: int = 0, quantized: bool = False) -> dict[str, Any]:
+    """A grid's `export` as state: `names` (indices into the state's names) and packed arrays. With
+    `quantized`, the values of the first `coarse` (merged) points are stored as their 16-bit log steps in
+    `steps` (exact: they were `snap`ped when merged)."""
     names, lengths, ids, values = grid.export(ref)
-    packed = _pack(values.astype(grid.dtype))  # exact: the grid holds values of its dtype
-    return {"names": names, "lengths": _pack(lengths), "ids": _pack(ids), "values": packed}
+    head = int(lengths[:coarse].sum()) if quantized else 0
+    state = {"names": names, "lengths": _pack(lengths), "ids": _pack(ids)}
+    state["values"] = _pack(values[head:].astype(grid.dtype))  # exact: the grid holds values of its dtype
+    if quantized:
+        state["steps"] = _pack(quantize(values[:head]))
+    return state
+
+
+def _grid_values(g: Mapping[str, Any], dtype: type[np.floating[Any]]) -> npt.NDArray[Any]:
+    """A grid state's values, merged points' steps first (version 4) then the rest."""
+    values = _unpack_values(g["values"])
+    if "steps" not in g:
+        return values
+    steps = dequantize(_unpack(g["steps"], "<u2")).astype(dtype)
+    return np.concatenate([steps, values.astype(dtype)])
 
 
 def _pack(array: npt.NDArray[Any]) -> dict[str, Any]:
@@ -78,7 +104,14 @@ def _pack(array: npt.NDArray[Any]) -> dict[str, Any]:
     }
 
 
-_PACKED_DTYPES = {"<f8": np.float64, "<f4": np.float32, "<i2": np.int16, "<i4": np.int32, "<i8": np.int64}
+_PACKED_DTYPES = {
+    "<f8": np.float64,
+    "<f4": np.float32,
+    "<i2": np.int16,
+    "<u2": np.uint16,
+    "<i4": np.int32,
+    "<i8": np.int64,
+}
 
 
 def _unpack_values(packed: Mapping[str, Any]) -> npt.NDArray[Any]:
@@ -98,9 +131,8 @@ def _meta_rows(meta: Any) -> list[Mapping[str, Any]]:
 
 
 def value_dtype(kind: ProfileKind) -> type[np.floating[Any]]:
-    """The dtype of a series' grid values: float32 for levels, float64 for cumulative counters (mutex,
-    block), whose recent differences are the signal (see `history.VALUE_DTYPE`)."""
-    return np.float64 if kind in (ProfileKind.MUTEX, ProfileKind.BLOCK) else VALUE_DTYPE
+    """The dtype of a series' grid values: float32 for every kind (see `history.VALUE_DTYPE`)."""
+    return VALUE_DTYPE
 
 
 def _unpack(packed: Mapping[str, Any], dtype: str) -> npt.NDArray[Any]:
@@ -137,9 +169,10 @@ class SeriesDetector:
         self.config = config
         self._memory_limit_override = memory_limit_bytes
         self.memory_limit_bytes = memory_limit_bytes or config.heap.memory_limit_bytes
-        self.points = Points(config.max_points)
-        self._sites = Grid(config.max_points, dtype=value_dtype(key.kind))
-        self._groups = Grid(config.max_points, dtype=value_dtype(key.kind))
+        columns = history_columns(config.max_points)
+        self.points = Points(columns)
+        self._sites = Grid(columns, dtype=value_dtype(key.kind))
+        self._groups = Grid(columns, dtype=value_dtype(key.kind))
         self._last_groups: dict[str, tuple[int, int, int]] = {}  # the newest point's: count, wait, leaked
         self.meta: dict[str, SiteMeta] = {}
         self.profiles = 0
@@ -285,29 +318,39 @@ class SeriesDetector:
         sites: dict[str, float],
         groups: dict[str, tuple[int, int, int]],
     ) -> None:
-        if len(self.points) == self.points.capacity:
+        while self.points.profiles >= self.config.max_points:
             self._popleft_point()
         self.points.append(time_nanos, time, total, cumulative)
-        self._sites.append(sites.items())
+        # Goroutine kinds are judged on their groups; their sites (the groups' user frames) are not kept.
+        self._sites.append(() if self._by_groups else sites.items())
         self._groups.append((k, float(v[0])) for k, v in groups.items())
         self._last_groups = groups
+        if self.points.fine() >= history.FINE_POINTS + history.COARSE_FACTOR:
+            self._coarsen()
+
+    @property
+    def _by_groups(self) -> bool:
+        return self.key.kind in (ProfileKind.GOROUTINE, ProfileKind.GOROUTINELEAK)
+
+    def _coarsen(self) -> None:
+        """Merge the oldest whole points beyond the newest `FINE_POINTS` (see history.py)."""
+        first, count = self.points.coarse, history.COARSE_FACTOR
+        quantized = self.key.kind not in (ProfileKind.MUTEX, ProfileKind.BLOCK)
+        self.points.merge(count)
+        self._sites.merge(first, count, quantized)
+        self._groups.merge(first, count, quantized)
 
     def _popleft_point(self) -> None:
         first = self.points[0]
-        if (
-            self.key.kind not in (ProfileKind.MUTEX, ProfileKind.BLOCK)
-            and first.time - self.segment_start <= self.config.fix.compare_seconds
-        ):
+        if first.time - self.segment_start <= self.config.fix.compare_seconds:
             # The start of a process outlives the window for a fix verification's like-with-like comparison.
-            if self._early is None:
-                self._early = (
-                    Points(self.config.max_points),
-                    Grid(self.config.max_points, dtype=value_dtype(self.key.kind)),
-                )
+            if self._early is None:  # small at first: it grows as points come (at most max_points profiles)
+                self._early = (Points(4), Grid(4, dtype=value_dtype(self.key.kind)))
             points, grid = self._early
-            if len(points) < points.capacity:
-                points.append(first.time_nanos, first.time, first.total, first.cumulative)
-                grid.append(self._sites.first_items() if self.key.kind is ProfileKind.HEAP else ())
+            if points.profiles < self.config.max_points:
+                points.append(first.time_nanos, first.time, first.total, first.cumulative, first.weight)
+                sites = self.key.kind in (ProfileKind.HEAP, ProfileKind.MUTEX, ProfileKind.BLOCK)
+                grid.append(self._sites.first_items() if sites else ())
         self.points.popleft()
         self._sites.popleft()
         self._groups.popleft()
@@ -358,9 +401,11 @@ class SeriesDetector:
             "time_nanos": _pack(self.points.time_nanos[order]),
             "total": _pack(self.points.total[order]),
             "cumulative": _pack(self.points.cumulative[order]),  # NaN: the profile had none
+            "weight": _pack(self.points.weight[order]),  # profiles per point: > 1 for merged points
         }
-        sites = _grid_state(self._sites, ref)
-        groups = _grid_state(self._groups, ref)
+        coarse, quantized = self.points.coarse, self.key.kind not in (ProfileKind.MUTEX, ProfileKind.BLOCK)
+        sites = _grid_state(self._sites, ref, coarse, quantized)
+        groups = _grid_state(self._groups, ref, coarse, quantized)
         last_groups = [[ref(k), count, wait, leaked] for k, (count, wait, leaked) in self._last_groups.items()]
         # The arrays are packed into strings and the meta fields are plain by construction; the scalars
         # and the report (numpy scalars, enums in its evidence) go through `_plain`.
@@ -401,6 +446,7 @@ class SeriesDetector:
                 "time_nanos": _pack(early_points.time_nanos[early]),
                 "total": _pack(early_points.total[early]),
                 "cumulative": _pack(early_points.cumulative[early]),
+                "weight": _pack(early_points.weight[early]),
                 "sites": _grid_state(early_sites, ref),
             }
             state["names"] = list(names)  # `ref` may have named more sites
@@ -475,25 +521,44 @@ class SeriesDetector:
         total = _unpack(p["total"], "<f8")
         cumulative = _unpack(p["cumulative"], "<f8")
         n = len(time_nanos)
-        if len(total) != n or len(cumulative) != n:
-            raise ValueError(f"points: {n} times, {len(total)} totals, {len(cumulative)} cumulative counters")
+        weight = _unpack(p["weight"], "<i2") if "weight" in p else np.ones(n, dtype=np.int16)
+        if len(total) != n or len(cumulative) != n or len(weight) != n:
+            raise ValueError(
+                f"points: {n} times, {len(total)} totals, {len(cumulative)} cumulative counters, {len(weight)} weights"
+            )
         times = [t / NANOS for t in time_nanos.tolist()]  # as `update` computes them
         if any(b <= a for a, b in itertools.pairwise(times)):
             raise ValueError("points are not in increasing time order")
-        keep = slice(max(0, n - detector.points.capacity), n)  # the newest, as appending them would keep
+        merged = int(np.argmin(weight > 1)) if (weight <= 1).any() else n  # merged points come first
+        if (weight < 1).any() or (weight[merged:] != 1).any():
+            raise ValueError("points: bad weights (merged points must come first)")
         ring = detector.points
-        ring.n = len(times[keep])
-        ring.time_nanos[: ring.n] = time_nanos[keep]
-        ring.time[: ring.n] = times[keep]
-        ring.total[: ring.n] = total[keep]
-        ring.cumulative[: ring.n] = cumulative[keep]
+        if n > ring.capacity:
+            ring.resize(n)  # a longer history (an older state, or a larger max_points): cut below
+        ring.n = n
+        ring.time_nanos[:n] = time_nanos
+        ring.time[:n] = times
+        ring.total[:n] = total
+        ring.cumulative[:n] = cumulative
+        ring.weight[:n] = weight
+        ring.coarse = merged
+        ring.profiles = int(weight.sum())
+        quantized = key.kind not in (ProfileKind.MUTEX, ProfileKind.BLOCK)
         for field_name, grid in (("sites", detector._sites), ("groups", detector._groups)):
             g = state[field_name]
             lengths = _unpack(g["lengths"], "<i4")
             if len(lengths) != n:
                 raise ValueError(f"{field_name}: {len(lengths)} points, not {n}")
+            if n > grid.columns:
+                grid.resize(n)
+            if field_name == "sites" and detector._by_groups:  # older states kept them: unused, dropped
+                grid.restore([], np.zeros(n, dtype=np.int32), np.zeros(0, dtype=np.int16), np.zeros(0))
+                continue
+            if "steps" in g and (not quantized or len(_unpack(g["steps"], "<u2")) != int(lengths[:merged].sum())):
+                raise ValueError(f"{field_name}: merged values do not match the merged points")
             ids = _unpack(g["ids"], "<i2" if len(g["names"]) <= np.iinfo(np.int16).max else "<i4")
-            grid.restore([name_at(i) for i in g["names"]], lengths, ids, _unpack_values(g["values"]))
+            grid.restore([name_at(i) for i in g["names"]], lengths, ids, _grid_values(g, grid.dtype))
+        detector._fit_history()
         detector._last_groups = {
             name_at(g[0]): (_req(g[1], int), _req(g[2], int), _req(g[3], int)) for g in state["last_groups"]
         }
@@ -526,10 +591,16 @@ class SeriesDetector:
             e_total, e_cumulative = _unpack(early["total"], "<f8"), _unpack(early["cumulative"], "<f8")
             if not len(e_total) == len(e_cumulative) == len(e_nanos) <= config.max_points:
                 raise ValueError("early: array lengths differ or exceed max_points")
-            early_points, early_sites = Points(config.max_points), Grid(config.max_points, dtype=value_dtype(key.kind))
+            e_weight = _unpack(early["weight"], "<i2") if "weight" in early else np.ones(len(e_nanos), dtype=np.int16)
+            if len(e_weight) != len(e_nanos) or (e_weight < 1).any():
+                raise ValueError("early: bad weights")
+            size = max(4, len(e_nanos))
+            early_points, early_sites = Points(size), Grid(size, dtype=value_dtype(key.kind))
             detector._early = (early_points, early_sites)
-            for t, total_, cum in zip(e_nanos.tolist(), e_total.tolist(), e_cumulative.tolist(), strict=True):
-                early_points.append(t, t / NANOS, total_, None if math.isnan(cum) else cum)
+            for t, total_, cum, w in zip(
+                e_nanos.tolist(), e_total.tolist(), e_cumulative.tolist(), e_weight.tolist(), strict=True
+            ):
+                early_points.append(t, t / NANOS, total_, None if math.isnan(cum) else cum, w)
             g = early["sites"]
             lengths = _unpack(g["lengths"], "<i4")
             if len(lengths) != len(e_nanos):
@@ -539,6 +610,22 @@ class SeriesDetector:
         fix = state.get("fix")
         detector.fix = None if fix is None else _fix_from_state(fix, config.max_points)
         return detector
+
+    def _fit_history(self) -> None:
+        """After a restore: keep the newest `max_points` profiles, merge what `update` would have merged,
+        and give the arrays their usual size (a history written with other settings or an older version)."""
+        points = self.points
+        while points.profiles > self.config.max_points and len(points) > 1:
+            points.popleft()
+            self._sites.popleft()
+            self._groups.popleft()
+        while points.fine() >= history.FINE_POINTS + history.COARSE_FACTOR:
+            self._coarsen()
+        columns = history_columns(self.config.max_points)
+        if points.capacity != columns and len(points) <= columns:
+            points.resize(columns)
+            self._sites.resize(columns)
+            self._groups.resize(columns)
 
     def timeline(self) -> list[tuple[int, float]]:
         """(time_nanos, value) for the points of the current history, for charts.
@@ -576,17 +663,23 @@ class SeriesDetector:
     def _remember(self, summary: ProfileSummary) -> None:
         self.sample_period = summary.sample_period
         heap = summary.kind is ProfileKind.HEAP
-        for s in summary.sites:
+        for s in () if self._by_groups else summary.sites:
             meta = self.meta.get(s.function)
             if meta is None:
                 function = intern(s.function)  # the same object as the grid's row name
-                meta = self.meta[function] = SiteMeta(function, s.file, s.line, leaf=s.leaf)
+                # Interned like the names: the series of one service (its pods) share one copy.
+                meta = self.meta[function] = SiteMeta(function, intern(s.file), s.line, leaf=intern(s.leaf))
             if heap and s.count > 0:
                 meta.size = s.value / s.count
         for g in summary.groups:
             if g.key not in self.meta:
                 self.meta[intern(g.key)] = SiteMeta(
-                    intern(g.function), g.file, g.line, state=g.state, creator=g.creator, blocking=g.blocking
+                    intern(g.function),
+                    intern(g.file),
+                    g.line,
+                    state=None if g.state is None else intern(g.state),
+                    creator=intern(g.creator),
+                    blocking=intern(g.blocking),
                 )
         if len(self.meta) > MAX_META:
             live = {*self._sites.index, *self._groups.index}
@@ -609,19 +702,24 @@ class SeriesDetector:
             check.after_version, check.restart_time_nanos = version, time_nanos
             check.result = pending(check.before, check.sites, version, time_nanos, self.config.fix)
             return
-        if not self.status.flagged or self.key.kind in (ProfileKind.MUTEX, ProfileKind.BLOCK):
+        if not self.status.flagged:
             return
         cfg = self.config.fix
         sites: tuple[str, ...] = ()
+        growers = self._report.top_growers if self._report is not None else ()
         if self.key.kind is ProfileKind.HEAP:
-            growers = self._report.top_growers if self._report is not None else ()
             # The sites that grew significantly (what the flag rests on), not churn that happened to rise.
             z_min = self.config.heap.z_suspect
             significant = [g for g in growers if _num_or(g.detail.get("slope_low_per_hour")) > 0]
             sites = tuple(g.function for g in significant if _num_or(g.detail.get("z")) >= z_min)[: cfg.max_sites]
-        ages, totals, measured = self._segment_arrays(sites, early=True)
-        keep = ages <= cfg.compare_seconds
-        before = Segment(self.version, ages[keep], totals[keep], measured[keep])
+        elif self.key.kind in (ProfileKind.MUTEX, ProfileKind.BLOCK):
+            # The locks the flag named (a tenth of the delay or more); the verdict compares all lock sites.
+            sites = tuple(g.function for g in growers if g.share >= 0.1)[: cfg.max_sites]
+        # Contention comes with load, not age: compared at least up to `min_compare_seconds` past the age its
+        # flag was raised at (capped at the flagged process's life, see `fix.compare_age`).
+        flag_age = 0.0 if self.flagged_since is None else self.flagged_since - self.segment_start
+        before = self._segment(self.version, sites, cfg.compare_seconds, min_age=flag_age + cfg.min_compare_seconds)
+        before = before.upto(compare_age(before, cfg))
         if before.span < cfg.min_compare_seconds or len(before.ages) < 4:
             return  # too short a life to compare with: the restart resolves the series as any restart does
         self.fix = FixCheck(
@@ -634,22 +732,41 @@ class SeriesDetector:
             result=pending(before, sites, version, time_nanos, cfg),
         )
 
-    def _segment_arrays(self, sites: tuple[str, ...], early: bool = False) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Ages since the segment began, totals, and what a fix is judged on (the `sites`' bytes for heap,
-        else the totals), for the current segment (with its early points that left the history if `early`)."""
-        parts = [self._early] if early and self._early is not None and self._early[0] else []
+    def _segment(self, version: str, sites: tuple[str, ...], age: float, min_age: float = 0.0) -> Segment:
+        """The current segment (with its start that left the history) as a fix verification compares it at
+        `age` since it began: totals and what a fix is judged on (the `sites`' bytes for heap, the
+        lock sites' cumulative delay and the most contended one's for mutex and block, else the totals).
+        Mutex and block: `min_age` is the segment's `min_age` (see `fix.Segment`)."""
+        parts = [self._early] if self._early is not None and self._early[0] else []
         parts.append((self.points, self._sites))
-        ages, totals, measured = [], [], []
-        for points, grid in parts:
-            ages.append(points.times() - self.segment_start)
-            totals.append(points.totals())
-            if self.key.kind is ProfileKind.HEAP:
-                names = [name for name in sites if name in grid.index]
-                values = grid.matrix(names).sum(axis=0) if names else np.zeros(len(points))
-                measured.append(values)
-            else:
-                measured.append(totals[-1])
-        return np.concatenate(ages), np.concatenate(totals), np.concatenate(measured)
+        ages = np.concatenate([points.times() - self.segment_start for points, _ in parts])
+        totals = np.concatenate([points.totals() for points, _ in parts])
+        if self.key.kind in (ProfileKind.MUTEX, ProfileKind.BLOCK):
+            names, ages, cumulative = self._lock_delay()
+            top_site, top = top_lock(names, ages, cumulative, min(max(age, min_age), float(ages[-1])))
+            measured = cumulative.sum(axis=0) if len(names) else np.zeros(len(ages))
+            return Segment(version, ages, totals, measured, top_site, top, min_age)
+        if self.key.kind is ProfileKind.HEAP:
+            measured = np.concatenate(
+                [
+                    grid.matrix(names).sum(axis=0)
+                    if (names := [n for n in sites if n in grid.index])
+                    else np.zeros(len(points))
+                    for points, grid in parts
+                ]
+            )
+        else:
+            measured = totals
+        return Segment(version, ages, totals, measured)
+
+    def _lock_delay(self) -> tuple[list[str], FloatArray, FloatArray]:
+        """Mutex and block: the lock sites, ages since the segment began and the sites' cumulative delay
+        (rows) over the current segment, with its start that left the history."""
+        parts = [self._early] if self._early is not None and self._early[0] else []
+        parts.append((self.points, self._sites))
+        ages = np.concatenate([points.times() - self.segment_start for points, _ in parts])
+        names, cumulative = contention.segment_delay(self, [grid for _, grid in parts])
+        return names, ages, cumulative
 
     def _evaluate_with_fix(self, now: float) -> SeriesReport:
         """Evaluate, then apply a fix verification: hold the flag while its verdict is pending, drop it
@@ -661,8 +778,9 @@ class SeriesDetector:
             self.status, self.flagged_since, self.resolving_since = self._own
             report = self._evaluate(now)
             self._own = (self.status, self.flagged_since, self.resolving_since)
-            ages, totals, measured = self._segment_arrays(check.sites, early=True)
-            result = judge(check, ages, totals, measured, self.config.fix)
+            new = self._segment(check.after_version, check.sites, compare_age(check.before, self.config.fix))
+            floor = self.config.contention.min_delay_rate * NANOS
+            result = judge(check, new, self.config.fix, floor)
             if result is not None:
                 check.result = result
             held = result is None or result.verdict is FixVerdict.NOT_FIXED
@@ -931,10 +1049,22 @@ def _side_to_state(side: FixSide) -> dict[str, Any]:
         "growth_high_per_hour": side.growth_high_per_hour,
         "total_growth_per_hour": side.total_growth_per_hour,
         "current": side.current,
+        **(
+            {}
+            if side.delay_rate is None
+            else {
+                "delay_rate": side.delay_rate,
+                "delay_rate_low": side.delay_rate_low,
+                "delay_rate_high": side.delay_rate_high,
+                "top_site": side.top_site,
+                "top_site_share": side.top_site_share,
+            }
+        ),
     }
 
 
 def _side_from_state(s: Mapping[str, Any]) -> FixSide:
+    delay = "delay_rate" in s  # contention sides only
     return FixSide(
         version=_req(s["version"], str),
         growth_per_hour=_num(s["growth_per_hour"]),
@@ -942,6 +1072,11 @@ def _side_from_state(s: Mapping[str, Any]) -> FixSide:
         growth_high_per_hour=_num(s["growth_high_per_hour"]),
         total_growth_per_hour=_num(s["total_growth_per_hour"]),
         current=_num(s["current"]),
+        delay_rate=_num(s["delay_rate"]) if delay else None,
+        delay_rate_low=_num(s["delay_rate_low"]) if delay else None,
+        delay_rate_high=_num(s["delay_rate_high"]) if delay else None,
+        top_site=_req(s["top_site"], str) if delay else "",
+        top_site_share=_num(s["top_site_share"]) if delay else None,
     )
 
 
@@ -990,6 +1125,8 @@ def _fix_to_state(check: FixCheck) -> dict[str, Any]:
     )
     b = check.before
     state.update(ages=_pack(b.ages), totals=_pack(b.totals), measured=_pack(b.measured))
+    if b.top_measured is not None:  # contention: the most contended lock site of the flagged process
+        state.update(top_site=b.top_site, top_measured=_pack(b.top_measured), min_age=b.min_age)
     return state
 
 
@@ -998,8 +1135,14 @@ def _fix_from_state(f: Mapping[str, Any], max_points: int) -> FixCheck:
     if not len(ages) == len(totals) == len(measured) <= max_points or not len(ages):
         raise ValueError("fix: segment arrays differ in length, are empty or exceed max_points")
     held = None if f["held_since"] is None else _num(f["held_since"])
+    top = None if f.get("top_measured") is None else _unpack(f["top_measured"], "<f8")
+    if top is not None and len(top) != len(ages):
+        raise ValueError("fix: top_measured differs in length from the segment")
+    top_site = _req(f.get("top_site", ""), str)
     return FixCheck(
-        before=Segment(_req(f["before_version"], str), ages, totals, measured),
+        before=Segment(
+            _req(f["before_version"], str), ages, totals, measured, top_site, top, _num(f.get("min_age", 0.0))
+        ),
         sites=tuple(_req(s, str) for s in f["sites"]),
         after_version=_req(f["after_version"], str),
         restart_time_nanos=_req(f["restart_time_nanos"], int),

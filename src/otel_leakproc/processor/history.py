@@ -4,6 +4,15 @@
 block) or goroutine group and point, dense or sparse, kept up to date as points come and go. Both are bounded
 by the history's `max_points`; the detectors read matrices from them after every profile. `Grid.export` and
 `Grid.restore` give and take the plain arrays the detector state is written from.
+
+Coarser far history: the newest `FINE_POINTS` (60) points are kept whole; older ones are merged
+`COARSE_FACTOR` (6) to one (`Points.merge`, `Grid.merge`: mean time, mean total, mean value of each name,
+absent names counting as 0; the last cumulative counter). A merged point has a weight (how many profiles it
+stands for), and the history holds at most `max_points` profiles by weight, so a full default window (240
+profiles, 30 s apart) is 60 whole points (the last 30 minutes) and 30 merged ones (3 minutes each). Levels
+(heap bytes, goroutine counts) of merged points are rounded to a 16-bit log scale (`snap`: 1,000 steps per
+octave, within 0.035%), so a checkpoint stores them in 2 bytes exactly. The verdicts of the corpus series
+(60 profiles) never reach the merged part; see docs/detection.md.
 """
 
 from __future__ import annotations
@@ -24,13 +33,49 @@ from otel_leakproc.processor.trend import FloatArray
 # forms give the same matrices; either way memory is bounded by max_points x top-K values and names.
 MAX_GRID_ROWS = 256
 
-# Grids of levels (heap bytes in use, goroutine counts) keep values as float32: profile values are sampled
-# estimates (a heap site's bytes are a count of sampled objects scaled up), and 24 significant bits are far
-# below their sampling error. That halves the largest part of a series' memory and of its checkpoint. Every
-# matrix read from a grid is float64 again, so the statistics compute as before, on values rounded once when
-# they enter the history. Grids of cumulative counters (mutex, block: the signal is the difference of two
-# large counters) keep float64, as do totals, cumulative counters and times (`Points`).
+# Grids keep values as float32: profile values are sampled estimates (a heap site's bytes are a count of
+# sampled objects scaled up), and 24 significant bits are far below their sampling error. That halves the
+# largest part of a series' memory and of its checkpoint. Every matrix read from a grid is float64 again, so
+# the statistics compute as before, on values rounded once when they enter the history. Mutex and block
+# grids hold cumulative counters, whose differences are the signal: rounded to 24 bits, a rate between two
+# profiles is exact to about 1e-6 of the series' largest rate (the corpus study in docs/detection.md: no
+# status, flag time or top grower changes). Totals, cumulative counters and times (`Points`) stay float64.
 VALUE_DTYPE = np.float32
+
+FINE_POINTS = 60  # the newest points kept whole
+COARSE_FACTOR = 6  # older points merged this many to one
+
+# Merged levels on a 16-bit log scale: 0 is 0, q >= 1 is 2 ** ((q - 1) / STEPS - OFFSET), for values from
+# 2**-16 to about 2**49.5 (clamped to that range; below 2**-16 is 0).
+Q_STEPS = 1000
+Q_OFFSET = 16
+
+
+def quantize(values: FloatArray) -> npt.NDArray[np.uint16]:
+    """Levels as 16-bit log steps (see Q_STEPS); the inverse of `dequantize` on values `snap` gave."""
+    v = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.rint((np.log2(v) + Q_OFFSET) * Q_STEPS) + 1
+    q = np.where(v >= 2.0**-Q_OFFSET, np.clip(q, 1, 65535), 0)
+    return q.astype(np.uint16)
+
+
+def dequantize(q: npt.NDArray[Any]) -> FloatArray:
+    steps = q.astype(np.float64)
+    out: FloatArray = np.where(steps > 0, np.exp2((steps - 1) / Q_STEPS - Q_OFFSET), 0.0)
+    return out
+
+
+def snap(values: FloatArray) -> FloatArray:
+    """`values` rounded to the nearest 16-bit log step (what a checkpoint stores of merged levels)."""
+    return dequantize(quantize(values))
+
+
+def history_columns(max_points: int) -> int:
+    """Points (whole and merged) a history of `max_points` profiles holds at most."""
+    if max_points <= FINE_POINTS + COARSE_FACTOR:
+        return max_points
+    return FINE_POINTS + COARSE_FACTOR + -(-(max_points - FINE_POINTS - COARSE_FACTOR) // COARSE_FACTOR)
 
 
 class Point(NamedTuple):
@@ -40,6 +85,7 @@ class Point(NamedTuple):
     time: float  # seconds since the epoch
     total: float
     cumulative: float | None
+    weight: int = 1  # profiles this point stands for (merged points: COARSE_FACTOR)
 
 
 class Points:
@@ -49,16 +95,19 @@ class Points:
     arrays now, and the site values only in the grids. A missing cumulative counter is stored as NaN.
     """
 
-    __slots__ = ("capacity", "cumulative", "n", "start", "time", "time_nanos", "total")
+    __slots__ = ("capacity", "coarse", "cumulative", "n", "profiles", "start", "time", "time_nanos", "total", "weight")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.start = 0
         self.n = 0
+        self.coarse = 0  # merged points (the oldest ones)
+        self.profiles = 0  # profiles the points stand for (sum of weights)
         self.time_nanos = np.zeros(capacity, dtype=np.int64)
         self.time = np.zeros(capacity)
         self.total = np.zeros(capacity)
         self.cumulative = np.zeros(capacity)
+        self.weight = np.zeros(capacity, dtype=np.int16)
 
     def __len__(self) -> int:
         return self.n
@@ -81,6 +130,7 @@ class Points:
             float(self.time[slot]),
             float(self.total[slot]),
             None if math.isnan(cumulative) else cumulative,
+            int(self.weight[slot]),
         )
 
     def __iter__(self) -> Iterator[Point]:
@@ -89,18 +139,61 @@ class Points:
     def clear(self) -> None:
         self.start = 0
         self.n = 0
+        self.coarse = 0
+        self.profiles = 0
 
-    def append(self, time_nanos: int, time: float, total: float, cumulative: float | None) -> None:
+    def append(self, time_nanos: int, time: float, total: float, cumulative: float | None, weight: int = 1) -> None:
+        if self.n == self.capacity:
+            self.resize(self.capacity + max(4, self.capacity // 2))
         slot = (self.start + self.n) % self.capacity
         self.n += 1
         self.time_nanos[slot] = time_nanos
         self.time[slot] = time
         self.total[slot] = total
         self.cumulative[slot] = math.nan if cumulative is None else cumulative
+        self.weight[slot] = weight
+        self.profiles += weight
 
     def popleft(self) -> None:
+        slot = self.start
+        self.profiles -= int(self.weight[slot])
+        if self.coarse:
+            self.coarse -= 1
         self.start = (self.start + 1) % self.capacity
         self.n -= 1
+
+    def fine(self) -> int:
+        """Whole points (the newest)."""
+        return self.n - self.coarse
+
+    def merge(self, count: int) -> None:
+        """Merge the oldest `count` whole points into one (see the module docstring)."""
+        order = self.order()
+        i = self.coarse
+        cols = order[i : i + count]
+        target = cols[0]
+        nanos = sum(self.time_nanos[cols].tolist()) // count  # exact: Python ints
+        self.time_nanos[target] = nanos
+        self.time[target] = nanos / 1_000_000_000  # as the detector computes a point's time
+        self.total[target] = self.total[cols].mean()
+        self.cumulative[target] = self.cumulative[cols[-1]]
+        self.weight[target] = int(self.weight[cols].sum())
+        src, dst = order[i + count :], order[i + 1 : self.n - count + 1]
+        for array in (self.time_nanos, self.time, self.total, self.cumulative, self.weight):
+            array[dst] = array[src]
+        self.n -= count - 1
+        self.coarse += 1
+
+    def resize(self, capacity: int) -> None:
+        """Change the ring's capacity (at least the points held), oldest point first."""
+        order = self.order()
+        for name in ("time_nanos", "time", "total", "cumulative", "weight"):
+            old = getattr(self, name)
+            new = np.zeros(capacity, dtype=old.dtype)
+            new[: self.n] = old[order]
+            setattr(self, name, new)
+        self.capacity = capacity
+        self.start = 0
 
     def first_time(self) -> float:
         return float(self.time[self.start])
@@ -115,6 +208,10 @@ class Points:
 
     def totals(self) -> FloatArray:
         result: FloatArray = self.total[self.order()]
+        return result
+
+    def weights(self) -> npt.NDArray[np.int16]:
+        result: npt.NDArray[np.int16] = self.weight[self.order()]
         return result
 
 
@@ -182,7 +279,7 @@ class Grid:
             row = len(self.names)
             self.names.append(name)
             if row >= len(self.count):
-                grow = max(16, len(self.count) // 2)
+                grow = max(16, len(self.count) // 4)  # rows are most of a series' memory: small steps
                 self.count = np.concatenate([self.count, np.zeros(grow, dtype=np.int64)])
                 if not self.overflow:
                     self.values = np.vstack([self.values, np.zeros((grow, self.columns), dtype=self.dtype)])
@@ -191,6 +288,8 @@ class Grid:
         return row
 
     def append(self, items: Iterable[tuple[str, float]]) -> None:
+        if self.n == self.columns:
+            self.resize(self.columns + max(4, self.columns // 2))
         col = (self.start + self.n) % self.columns
         self.n += 1
         if self.overflow:
@@ -283,6 +382,75 @@ class Grid:
     def order(self) -> npt.NDArray[np.intp]:
         """Column of each point, oldest first."""
         return (self.start + np.arange(self.n)) % self.columns
+
+    def merge(self, first: int, count: int, quantized: bool) -> None:
+        """Merge points `first` .. `first + count - 1` (in point order) into one: each name's mean value
+        (absent counting as 0; `snap`ped when `quantized`), its names in first-seen order."""
+        order = self.order()
+        cols = order[first : first + count]
+        target = int(cols[0])
+        if self.overflow:
+            parts = [self.sparse[int(c)] for c in cols]
+            kept = [p for p in parts if p is not None]
+            if kept:
+                rows = np.concatenate([p[0] for p in kept]).astype(np.intp)
+                sums = np.concatenate([p[1] for p in kept]).astype(np.float64)
+                unique, first_at, inverse = np.unique(rows, return_index=True, return_inverse=True)
+                total = np.bincount(inverse, weights=sums, minlength=len(unique))
+                seen = np.bincount(inverse, minlength=len(unique))
+                by_first = np.argsort(first_at, kind="stable")
+                merged = total[by_first] / count
+                self.count[unique] -= seen - 1
+                self.sparse[target] = (
+                    unique[by_first].astype(np.int32),
+                    (snap(merged) if quantized else merged).astype(self.dtype),
+                )
+            else:
+                self.sparse[target] = None
+            for c, d in zip(order[first + count :], order[first + 1 : self.n - count + 1], strict=True):
+                self.sparse[int(d)] = self.sparse[int(c)]
+            for c in order[self.n - count + 1 :]:
+                self.sparse[int(c)] = None
+        else:
+            height = len(self.names)
+            pos = self.pos[:height][:, cols]
+            present = pos >= 0
+            seen = present.sum(axis=1)
+            rows = np.flatnonzero(seen)
+            merged = self.values[:height][:, cols].astype(np.float64).sum(axis=1) / count
+            first_col = present[rows].argmax(axis=1)
+            ranking = np.lexsort((pos[rows, first_col], first_col))  # first seen first
+            if len(rows) > np.iinfo(self.pos.dtype).max:
+                self.pos = self.pos.astype(position_dtype(len(rows)))
+            new_pos = np.full(height, -1, dtype=self.pos.dtype)
+            new_pos[rows[ranking]] = np.arange(len(rows))
+            self.count[rows] -= seen[rows] - 1
+            self.values[:height, target] = snap(merged) if quantized else merged
+            self.pos[:height, target] = new_pos
+            src, dst = order[first + count :], order[first + 1 : self.n - count + 1]
+            self.values[:, dst] = self.values[:, src]
+            self.pos[:, dst] = self.pos[:, src]
+            freed = order[self.n - count + 1 :]
+            self.values[:, freed] = 0.0
+            self.pos[:, freed] = -1
+        self.n -= count - 1
+
+    def resize(self, columns: int) -> None:
+        """Change the number of columns (at least the points held), oldest point first."""
+        order = self.order()
+        if self.overflow:
+            sparse: list[tuple[npt.NDArray[np.int32], FloatArray] | None] = [None] * columns
+            for i, c in enumerate(order.tolist()):
+                sparse[i] = self.sparse[c]
+            self.sparse = sparse
+        else:
+            values = np.zeros((len(self.values), columns), dtype=self.dtype)
+            pos = np.full((len(self.pos), columns), -1, dtype=self.pos.dtype)
+            values[:, : self.n] = self.values[:, order]
+            pos[:, : self.n] = self.pos[:, order]
+            self.values, self.pos = values, pos
+        self.columns = columns
+        self.start = 0
 
     def entries(self) -> tuple[npt.NDArray[np.intp], FloatArray, npt.NDArray[np.intp]]:
         """Every value of the history: (row, value, point index), by point then position within it."""

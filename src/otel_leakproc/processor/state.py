@@ -213,10 +213,6 @@ class SeriesTable:
         self._by_tenant = by_tenant
         return len(restored)
 
-    def tenant_count(self, tenant: str) -> int:
-        """Series the tenant holds now."""
-        return len(self._by_tenant.get(tenant, ()))
-
     def discard(self, key: SeriesKey) -> bool:
         """Evict one series now (a cluster-wide tenant quota chose it: cluster/quotas.py); counted like
         any eviction. False when it is not tracked."""

@@ -31,10 +31,6 @@ class Trend:
     z: float
     n: int
 
-    @property
-    def significant_up(self) -> bool:
-        return self.low > 0.0
-
 
 FLAT = Trend(0.0, 0.0, 0.0, 0.0, 0.0, 0)
 

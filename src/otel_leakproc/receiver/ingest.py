@@ -18,7 +18,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -42,7 +42,9 @@ MAX_AUTO_WORKERS = 8
 # inflates further is handed to a worker (a few milliseconds of parsing at most stay on the loop).
 INLINE_MAX_DECOMPRESSED_BYTES = 256 * 1024
 
-Sink = Callable[[str, UploadRequest, UploadResult], None]
+# The processor's entry: returns None when the upload is kept, or an awaitable of that (several `serve`
+# processes: the owners of its series keep it, `cluster/peers.py`).
+Sink = Callable[[str, UploadRequest, UploadResult], Awaitable[None] | None]
 
 
 class DecoderCrashedError(Exception):
@@ -246,7 +248,9 @@ class IngestCore:
             result = await self._decode(request)
         finally:
             self.release(admission)
-        self._sink(tenant, request, result)
+        kept = self._sink(tenant, request, result)
+        if kept is not None:
+            await kept
         tenant_label = self._telemetry.tenant_label(tenant)
         if result.profiles:
             self._telemetry.received.labels(tenant_label, request.dialect).inc(len(result.profiles))

@@ -42,11 +42,14 @@ def corpus_series(folder: str, kind: ProfileKind) -> tuple[ProfileSummary, ...]:
     return tuple(sorted(summaries, key=lambda s: s.time_nanos))
 
 
+@pytest.mark.parametrize("fine", [None, 8], ids=["whole", "merged-after-8"])
 @pytest.mark.parametrize("config", [ProcessorConfig(), SHORT], ids=["default", "short-window"])
 @pytest.mark.parametrize(("folder", "kind"), SERIES)
 def test_grid_and_point_fallback_give_identical_reports(
-    monkeypatch: pytest.MonkeyPatch, folder: str, kind: ProfileKind, config: ProcessorConfig
+    monkeypatch: pytest.MonkeyPatch, folder: str, kind: ProfileKind, config: ProcessorConfig, fine: int | None
 ) -> None:
+    if fine is not None:  # older points merged past the newest 8: both forms merge alike
+        monkeypatch.setattr(history_module, "FINE_POINTS", fine)
     series = corpus_series(folder, kind)
     with_grid = SeriesDetector(SeriesKey("t", "s", "i", kind), config)
     monkeypatch.setattr(history_module, "MAX_GRID_ROWS", 1)
@@ -56,9 +59,12 @@ def test_grid_and_point_fallback_give_identical_reports(
         report = with_grid.update(summary)
         assert fallback.update(summary) == report
         flagged = flagged or report.status.flagged
-    assert not with_grid._sites.overflow
-    assert fallback._sites.overflow
-    assert flagged or folder == "warmup_plateau/heap"
+    grid = "_groups" if kind is ProfileKind.GOROUTINE else "_sites"  # goroutine series keep no site grid
+    assert not getattr(with_grid, grid).overflow
+    assert getattr(fallback, grid).overflow
+    if fine is not None and config.max_points >= 2 * (fine + history_module.COARSE_FACTOR):
+        assert with_grid.points.coarse > 0
+    assert flagged or folder == "warmup_plateau/heap" or fine is not None
 
 
 def _churning(minute: int) -> ProfileSummary:
