@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 import redis.cluster
-from otel_leakproc.pipeline import Pipeline
 from redis_support import redis_cluster, redis_server
 from serve_support import STEADY_LEAK, RecordingExporter, make_settings
 
-from otel_leakproc.app import series_object
 from otel_leakproc.cluster.connection import connect
 from otel_leakproc.cluster.node import ClusterNode, ClusterStore
 from otel_leakproc.cluster.partitions import PartitionKeys, partition_of
@@ -33,7 +31,9 @@ from otel_leakproc.cluster.quotas import (
 from otel_leakproc.errors import RefusedError
 from otel_leakproc.model import ProfileKind, SeriesKey
 from otel_leakproc.processor.config import RedisConfig
+from otel_leakproc.processor.pipeline import Pipeline
 from otel_leakproc.processor.state import SeriesTable
+from otel_leakproc.query.series import series_object
 from otel_leakproc.receiver.config import RateLimitConfig
 from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
 from otel_leakproc.state.records import point_frame
@@ -175,7 +175,8 @@ def quota_node(url: str, name: str, quota: int, cluster: bool) -> tuple[ClusterN
     settings = make_settings(state={"backend": "redis", "redis": redis_config, "max_series_per_tenant": quota})
     store = ClusterStore(connect(settings.state.redis), settings.state.redis.url)
     exporter = RecordingExporter()
-    pipeline = Pipeline(SeriesTable(settings.processor, 100), [exporter], Telemetry())
+    pipeline = Pipeline(SeriesTable(settings.processor, 100), Telemetry())
+    pipeline.subscribe(exporter)
     cluster = ClusterNode(settings, store, pipeline, series_object)
     cluster._init_partitions()
     return cluster, exporter, pipeline
