@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 import redis.cluster
-from otel_leakproc.pipeline import Pipeline
 from redis_support import redis_cluster, redis_server
 from serve_support import STEADY_LEAK, RecordingExporter, make_settings
 
-from otel_leakproc.app import series_object
 from otel_leakproc.cluster.connection import connect
 from otel_leakproc.cluster.node import ClusterNode, ClusterStore
 from otel_leakproc.cluster.partitions import PartitionKeys, partition_of
@@ -33,7 +31,9 @@ from otel_leakproc.cluster.quotas import (
 from otel_leakproc.errors import RefusedError
 from otel_leakproc.model import ProfileKind, SeriesKey
 from otel_leakproc.processor.config import RedisConfig
+from otel_leakproc.processor.pipeline import Pipeline
 from otel_leakproc.processor.state import SeriesTable
+from otel_leakproc.query.series import series_object
 from otel_leakproc.receiver.config import RateLimitConfig
 from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
 from otel_leakproc.state.records import point_frame
@@ -175,7 +175,8 @@ def quota_node(url: str, name: str, quota: int, cluster: bool) -> tuple[ClusterN
     settings = make_settings(state={"backend": "redis", "redis": redis_config, "max_series_per_tenant": quota})
     store = ClusterStore(connect(settings.state.redis), settings.state.redis.url)
     exporter = RecordingExporter()
-    pipeline = Pipeline(SeriesTable(settings.processor, 100), [exporter], Telemetry())
+    pipeline = Pipeline(SeriesTable(settings.processor, 100), Telemetry())
+    pipeline.subscribe(exporter)
     cluster = ClusterNode(settings, store, pipeline, series_object)
     cluster._init_partitions()
     return cluster, exporter, pipeline
@@ -231,3 +232,17 @@ def test_the_owner_of_the_stalest_series_evicts_it_and_a_takeover_replays_the_ev
         for pipeline in (pipeline_a, pipeline_b):  # counted where it was tracked: on a, then again on replay
             registry = pipeline.telemetry.registry
             assert registry.get_sample_value("otel_leakproc_tenant_series_evicted_total", {"tenant": "t"}) == 1
+
+
+def test_a_large_sync_is_split_into_calls_of_at_most_a_thousand_series(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as server:
+        quota = SeriesQuota(connect(RedisConfig(url=server.url)), "leakproc", 2000, cluster=False)
+        first = new(*(key("big", n) for n in range(2500)))
+        result = quota.sync(first)
+        assert result.calls == 3
+        assert len(result.victims) == 500  # the 500 oldest of the 2500 new series, in order
+        assert result.victims == [key("big", n) for n in range(500)]
+        assert quota.count("big") == 2000
+        gone = {"big": TenantChanges({key("big", n) for n in range(500, 1700)}, {}, {})}
+        assert quota.sync(gone).calls == 2
+        assert quota.count("big") == 800

@@ -4,14 +4,11 @@ cluster, not one per replica, while another tenant loses nothing."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
-from threading import Lock
 
 import yaml
 from redis_support import redis_server
@@ -64,35 +61,26 @@ def test_a_flooding_tenant_is_held_to_one_quota_and_one_rate_for_the_whole_clust
             for s in range(QUIET_SERVICES):
                 assert post(urls[s % 2], f"quiet-{s}", "quiet", path.read_bytes())[0] == 200
 
-        # The flood: new series as fast as four connections go, alternating between the replicas.
+        # The flood: new series one after another as fast as they are answered, alternating between the
+        # replicas (one at a time, so the order they were answered in is the order of their numbers).
         body = PROFILES[0].read_bytes()
         statuses: list[tuple[int, int, str | None]] = []
-        lock = Lock()
-        counter = itertools.count()
-
-        def flood() -> None:
-            while (i := next(counter)) < FLOOD_UPLOADS:
-                status, retry = post(urls[i % 2], f"flood-{i}", "flood", body)
-                with lock:
-                    statuses.append((i, status, retry))
-
         started = time.monotonic()
-        with ThreadPoolExecutor(4) as pool:
-            for f in [pool.submit(flood) for _ in range(4)]:
-                f.result()
+        for i in range(FLOOD_UPLOADS):
+            status, retry = post(urls[i % 2], f"flood-{i}", "flood", body)
+            statuses.append((i, status, retry))
+            if i in (20, 40):  # the quiet tenant goes on during the flood, on both replicas
+                path = PROFILES[4 + i // 40]
+                for s in range(QUIET_SERVICES):
+                    assert post(urls[(s + 1) % 2], f"quiet-{s}", "quiet", path.read_bytes())[0] == 200
         elapsed = time.monotonic() - started
-        # The quiet tenant goes on during and after the flood, on both replicas.
-        for path in PROFILES[4:6]:
-            for s in range(QUIET_SERVICES):
-                assert post(urls[(s + 1) % 2], f"quiet-{s}", "quiet", path.read_bytes())[0] == 200
 
         by_status = Counter(status for _, status, _ in statuses)
         assert set(by_status) <= {200, 429}, by_status
         admitted = sorted(i for i, status, _ in statuses if status == 200)
         # One bucket for the cluster: the burst and the rate once, not once per replica (that would admit
-        # about 2 x BURST).
+        # 2 x BURST and more).
         assert QUOTA < len(admitted) <= BURST + RATE * elapsed + 1, (len(admitted), elapsed)
-        assert len(admitted) < 2 * BURST
         assert all(retry is not None and int(retry) >= 1 for _, status, retry in statuses if status == 429)
         rejected = sum(metric(u, "otel_leakproc_profiles_rejected_total", reason="rate_limited") for u in urls)
         assert rejected == by_status[429]
@@ -117,8 +105,8 @@ def test_a_flooding_tenant_is_held_to_one_quota_and_one_rate_for_the_whole_clust
         assert len(registered) == QUOTA
         for url in urls:
             wait_for(lambda url=url: flood_series(url) == registered, 20, f"the flood held to its quota on {url}")
-        # The series kept are the most recently answered ones (four uploads were in flight at a time).
-        assert set(registered) <= set(admitted[-(QUOTA + 4) :]), (registered, admitted)
+        # The series kept are the most recently answered ones, whichever replica answered or owns them.
+        assert registered == admitted[-QUOTA:], (registered, admitted)
         time.sleep(1.5)  # nothing more is evicted than the quota asks
         assert evicted() == len(admitted) - QUOTA
         popped = sum(metric(u, "otel_leakproc_cluster_quota_evictions_total") for u in urls)

@@ -158,6 +158,9 @@ class SyncResult:
     calls: int  # script calls made (one per tenant)
 
 
+SYNC_CHUNK = 1000  # series per registry script call
+
+
 class SeriesQuota:
     """The cluster-wide series registries (see the module docstring). Blocking: call from a thread."""
 
@@ -169,18 +172,26 @@ class SeriesQuota:
         self._script = client.register_script(_SERIES)
 
     def sync(self, changes: dict[str, TenantChanges]) -> SyncResult:
-        """Apply each tenant's changes in one script call (pipelined, except on a Redis Cluster where
-        redis-py cannot pipeline scripts). Raises redis errors (nothing to undo: every step is idempotent)."""
+        """Apply each tenant's changes in one script call per `SYNC_CHUNK` series (pipelined, except on a
+        Redis Cluster where redis-py cannot pipeline scripts), so no call keeps Redis busy for long. Raises
+        redis errors (nothing to undo: every step is idempotent)."""
         calls = []
         for tenant, change in changes.items():
+            key = registry_key(self._prefix, tenant)
+            gone = sorted(map(member, change.gone))
             fresh = sorted(change.fresh.items(), key=lambda item: item[1])
             touched = [(k, score) for k, score in change.touched.items() if k not in change.fresh]
-            if not (change.gone or fresh or touched):
-                continue
-            args: list[Any] = [self._quota, len(change.gone), *map(member, change.gone), len(fresh)]
-            for k, score in (*fresh, *touched):
-                args += [score, member(k)]
-            calls.append((registry_key(self._prefix, tenant), args))
+            # In order: removals, then new series (oldest first), then updates; each call takes a slice.
+            while gone or fresh or touched:
+                part_gone, gone = gone[:SYNC_CHUNK], gone[SYNC_CHUNK:]
+                room = SYNC_CHUNK - len(part_gone)
+                part_fresh, fresh = fresh[:room], fresh[room:]
+                room -= len(part_fresh)
+                part_touched, touched = touched[:room], touched[room:]
+                args: list[Any] = [self._quota, len(part_gone), *part_gone, len(part_fresh)]
+                for k, score in (*part_fresh, *part_touched):
+                    args += [score, member(k)]
+                calls.append((key, args))
         if not calls:
             return SyncResult([], [], 0)
         if self._cluster or len(calls) == 1:
