@@ -4,12 +4,17 @@ replicas in front of one redis-server, all on this machine.
 Per run: SERIES series (distinct instances) x ROUNDS real heap profiles (the steady_leak corpus), uploaded by
 CLIENTS threads to the replicas in turn; the run ends when every replica's /api/v1/series shows every
 profile. Prints, per replica count: wall time, profiles/s, CPU seconds per profile in the replicas (all
-processes: server and decoder workers) and in Redis, Redis commands per profile (INFO commandstats), and
-after the last run Redis memory per series (checkpoint + published report) and stream bytes per profile.
+processes: server and decoder workers) and in Redis, Redis commands per profile (INFO commandstats: a
+script call and each command inside it count apart), the same net of the idle load (Redis commands per
+second while nothing is uploaded, measured for `--idle` seconds before the uploads), and after the last
+run Redis memory per series (checkpoint + published report) and stream bytes per profile; then the
+commands per profile by name. `--tenants` spreads the series over tenants (X-Scope-OrgID), `--rate-limit`
+turns on `server.rate_limit` (counted in Redis).
 Two cores are shared by the replicas, their decoders, Redis and the client, so the profiles/s column is a
 check, not a capacity figure: capacity follows from the CPU per profile (docs/scaling.md, "Sizing").
 
-Usage: python benchmarks/bench_scale.py [--series 40] [--rounds 15] [--replicas 1,2,3]
+Usage: python benchmarks/bench_scale.py [--series 40] [--rounds 15] [--replicas 1,2,3] [--idle 5]
+    [--tenants 1] [--rate-limit 0]
 """
 
 from __future__ import annotations
@@ -74,13 +79,23 @@ def get(url: str) -> Any:
         return json.loads(response.read())
 
 
-def post(url: str, body: bytes) -> int:
-    request = urllib.request.Request(url, data=body, method="POST")
+def post(url: str, body: bytes, tenant: str = "") -> int:
+    headers = {"X-Scope-OrgID": tenant} if tenant else {}
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     with urllib.request.urlopen(request, timeout=30) as response:
         return int(response.status)
 
 
-def run(replicas: int, series: int, rounds: int, clients: int, workdir: Path) -> dict[str, float]:
+def run(
+    replicas: int,
+    series: int,
+    rounds: int,
+    clients: int,
+    workdir: Path,
+    idle: float = 5.0,
+    tenants: int = 1,
+    rate_limit: float = 0.0,
+) -> tuple[dict[str, float], dict[str, float]]:
     port = free_port()
     rdir = workdir / f"redis-{replicas}"
     rdir.mkdir()
@@ -102,7 +117,11 @@ def run(replicas: int, series: int, rounds: int, clients: int, workdir: Path) ->
             folder = workdir / f"r{replicas}-{i}"
             folder.mkdir()
             config = {
-                "server": {"http": {"address": f"127.0.0.1:{http_port}"}, "grpc": {"enabled": False}},
+                "server": {
+                    "http": {"address": f"127.0.0.1:{http_port}"},
+                    "grpc": {"enabled": False},
+                    "rate_limit": {"uploads_per_second": rate_limit, "burst": 1000},
+                },
                 "ingest": {"workers": 1},
                 "state": {
                     "backend": "redis",
@@ -129,6 +148,9 @@ def run(replicas: int, series: int, rounds: int, clients: int, workdir: Path) ->
         time.sleep(2)  # leases settle
         profiles = [p.read_bytes() for p in sorted(CORPUS.glob("*.pb.gz"))][:rounds]
         client.config_resetstat()
+        time.sleep(idle)
+        idle_per_s = sum(v["calls"] for v in client.info("commandstats").values()) / idle if idle > 0 else 0.0
+        client.config_resetstat()
         cpu0 = [cpu_seconds(p.pid) for p, _ in procs]
         rcpu0 = cpu_seconds(server.pid)
         started = time.monotonic()
@@ -142,7 +164,8 @@ def run(replicas: int, series: int, rounds: int, clients: int, workdir: Path) ->
                 if s % clients != k:
                     continue
                 url = procs[(r + s) % len(procs)][1]
-                status = post(f"{url}/ingest?name=bench{{instance=pod-{s}}}&format=pprof", profiles[r])
+                tenant = f"t{s % tenants}" if tenants > 1 else ""
+                status = post(f"{url}/ingest?name=bench{{instance=pod-{s}}}&format=pprof", profiles[r], tenant)
                 if status != 200:
                     with lock:
                         errors.append(str(status))
@@ -161,6 +184,7 @@ def run(replicas: int, series: int, rounds: int, clients: int, workdir: Path) ->
         rcpu = cpu_seconds(server.pid) - rcpu0
         stats = client.info("commandstats")
         calls = sum(v["calls"] for v in stats.values())
+        by_name = {name.removeprefix("cmdstat_"): v["calls"] / total for name, v in stats.items()}
         time.sleep(6)  # a checkpoint of every series
         memory = client.info("memory")["used_memory"]
         checkpoint_bytes = report_bytes = stream_bytes = 0
@@ -175,18 +199,20 @@ def run(replicas: int, series: int, rounds: int, clients: int, workdir: Path) ->
         frame_bytes = sum(len(p) for p in profiles)  # reference: the compressed pprof uploads
         return {
             "replicas": replicas,
+            "idle_commands_per_s": idle_per_s,
             "errors": len(errors),
             "wall_s": wall,
             "profiles_per_s": total / wall,
             "replica_cpu_ms_per_profile": 1000 * cpu / total,
             "redis_cpu_ms_per_profile": 1000 * rcpu / total,
             "redis_commands_per_profile": calls / total,
+            "net_of_idle": (calls - idle_per_s * wall) / total,
             "redis_used_memory_mb": memory / 2**20,
             "checkpoint_bytes_per_series": checkpoint_bytes / series,
             "report_bytes_per_series": report_bytes / series,
             "stream_bytes_left": stream_bytes,
             "upload_bytes_per_profile": frame_bytes / len(profiles),
-        }
+        }, by_name
     finally:
         for proc, _ in procs:
             proc.terminate()
@@ -216,10 +242,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--replicas", default="1,2,3")
+    parser.add_argument("--idle", type=float, default=5.0)
+    parser.add_argument("--tenants", type=int, default=1)
+    parser.add_argument("--rate-limit", type=float, default=0.0)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
-        rows = [run(int(n), args.series, args.rounds, args.clients, workdir) for n in args.replicas.split(",")]
+        runs = [
+            run(int(n), args.series, args.rounds, args.clients, workdir, args.idle, args.tenants, args.rate_limit)
+            for n in args.replicas.split(",")
+        ]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     try:
@@ -227,12 +259,18 @@ def main() -> None:
     except Exception as exc:  # the figure is informative; the runs above are the benchmark
         entry = f"n/a ({exc})"
     print(
-        f"series={args.series} rounds={args.rounds} clients={args.clients}; point record (stream entry) bytes={entry}"
+        f"series={args.series} rounds={args.rounds} clients={args.clients} tenants={args.tenants} "
+        f"rate_limit={args.rate_limit}; point record (stream entry) bytes={entry}"
     )
+    rows = [row for row, _ in runs]
     keys = list(rows[0])
     print(" | ".join(keys))
     for row in rows:
         print(" | ".join(f"{row[k]:.3g}" if isinstance(row[k], float) else str(row[k]) for k in keys))
+    for row, by_name in runs:
+        top = sorted(by_name.items(), key=lambda item: -item[1])
+        named = ", ".join(f"{n} {v:.2f}" for n, v in top if v >= 0.01)
+        print(f"{row['replicas']} replicas, commands per profile: {named}")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ class Serve:
                     "server": {
                         "http": {"address": f"127.0.0.1:{self.port}"},
                         "grpc": {"address": f"127.0.0.1:{free_port()}"},
+                        **extra.get("server", {}),
                     },
                     "ingest": {"workers": workers, "queue_size": 256, **extra.get("ingest", {})},
                     "state": {
@@ -83,7 +84,7 @@ class Serve:
                         **extra.get("state", {}),
                     },
                     "export": {"console": False, "otlp": {"endpoint": ""}},
-                    **{k: v for k, v in extra.items() if k not in ("ingest", "state")},
+                    **{k: v for k, v in extra.items() if k not in ("server", "ingest", "state")},
                 }
             )
         )

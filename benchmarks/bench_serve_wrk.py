@@ -4,7 +4,8 @@
 rotating pre-built bodies over `--series` series so that every request of a series carries the next
 profile time: the detectors see a new point on every request. Prints requests/s, the latency
 percentiles wrk reports, non-2xx answers, and the CPU seconds each side used (server: the serve
-process and all its descendants, i.e. decoder workers; client: wrk), plus the load average.
+processes, i.e. event loops, and all their descendants, i.e. decoder workers; client: wrk), plus the load
+average. `--set server.processes=2` runs two serve processes on the port (docs/serve.md).
 Prints figures only; asserts nothing.
 
     apt-get install wrk
@@ -53,8 +54,9 @@ def write_bodies(path: Path, count: int, folder: Path) -> int:
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
-    """User + system CPU of `pid` itself, and of every live descendant (decoder workers, the forkserver)."""
-    own = 0.0
+    """User + system CPU of the serve processes (`pid` itself, and with `server.processes` > 1 the serve
+    processes it started), and of every other live descendant (decoder workers, the forkservers)."""
+    loops = 0.0
     total = 0.0
     pending = [pid]
     while pending:
@@ -62,14 +64,15 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
         try:
             fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
             used = (int(fields[11]) + int(fields[12])) / TICKS
+            command = Path(f"/proc/{current}/cmdline").read_bytes()
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending.extend(int(c) for c in (task / "children").read_text().split())
         except (OSError, IndexError):
             continue
         total += used
-        if current == pid:
-            own = used
-    return own, total - own
+        if current == pid or b"otel_leakproc.cluster.supervisor" in command:
+            loops += used
+    return loops, total - loops
 
 
 def run_wrk(url: str, env: dict[str, str], args: argparse.Namespace) -> tuple[str, float]:
@@ -168,7 +171,7 @@ def main() -> int:
     )
     server_cpu = main_cpu + workers_cpu
     per = (
-        f"{server_cpu / requests * 1000:.2f} ms per profile: event loop {main_cpu / requests * 1000:.2f}, "
+        f"{server_cpu / requests * 1000:.2f} ms per profile: event loops {main_cpu / requests * 1000:.2f}, "
         f"decoder workers {workers_cpu / requests * 1000:.2f}"
         if requests
         else "n/a"

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
+sys.path[:0] = [str(ROOT / "tests" / "integration"), str(ROOT / "tests")]  # serve_support needs toolchain
 
 from hostile import long_function_names, negative_in_use  # noqa: E402
 from proc_memory import status_kib  # noqa: E402

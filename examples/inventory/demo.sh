@@ -8,7 +8,9 @@
 #      service's /debug/pprof every 2 s; prints the console events as they come, then the verdicts, the
 #      status page address, the goroutine dump's largest group and the alert metric;
 #   3. deploys the fix: restarts the service as `-fixed -version v2` (and otel-leakproc with the target's
-#      new version label) and shows the series resolve, with the service's figures before and after;
+#      new version label) and shows the fix verified for the heap and both lock series (v2 compared with v1
+#      at the same age since start-up: heap growth, lock delay rate and most contended lock, before and
+#      after), with the service's figures before and after;
 #   4. runs `otel-leakproc analyze` on the heap and mutex profiles saved while v1 ran.
 #
 # Every process it starts is stopped on exit (also on Ctrl-C). Environment:
@@ -155,13 +157,32 @@ summary() {  # the verdicts as the API has them; the `fix` field when the detect
 import json, sys, urllib.request
 with urllib.request.urlopen(sys.argv[1] + "/api/v1/series?service=inventory&timeline=0", timeout=10) as r:
     body = json.load(r)
+def delay(ns):  # a lock delay rate (ns of waiting per second) at its own scale
+    if ns >= 1e9:
+        return f"{ns / 1e9:.1f} s/s"
+    return f"{ns / 1e6:.1f} ms/s" if ns >= 1e6 else f"{ns / 1e3:.1f} us/s"
+
+def side(kind, x):
+    if "delay_rate" in x:
+        top = f'{x["top_site"]} {x["top_site_share"]:.0%}' if x["top_site"] else "none"
+        return (f'lock delay {delay(x["delay_rate"])} (95% {delay(x["delay_rate_low"])} to '
+                f'{delay(x["delay_rate_high"])}), most contended: {top}')
+    unit = "goroutines" if kind.startswith("goroutine") else "MiB"
+    scale = 1 if unit == "goroutines" else 2**20
+    return f'growth {x["growth_per_hour"] / scale:.1f} {unit}/h, {x["current"] / scale:.1f} {unit} at that age'
+
 for s in sorted(body["series"], key=lambda s: s["kind"]):
     top = s["top_growers"][0] if s["top_growers"] else None
     where = f'{top["function"]} ({top["file"]}:{top["line"]}) {top["share"]:.0%}' if top else "-"
     version = s.get("resource", {}).get("service.version", "?")
     print(f'  {s["kind"]:<13} {version}  {s["status"]:<17} restarts={s["restarts"]}  top: {where}')
-    if s.get("fix"):
-        print(f'  {"":<13} fix: {json.dumps(s["fix"])}')
+    fix = s.get("fix")
+    if fix:
+        print(f'  {"":<13} fix verification: {fix["verdict"]} ({fix["version"]} compared with '
+              f'{fix["before"]["version"]} from start-up to {fix["age_seconds"]} s)')
+        print(f'  {"":<13}   before {fix["before"]["version"]}: {side(s["kind"], fix["before"])}')
+        if fix.get("after"):
+            print(f'  {"":<13}   after  {fix["after"]["version"]}: {side(s["kind"], fix["after"])}')
 for target in body.get("targets", []):
     dump = target.get("dump")
     if dump and dump.get("groups"):
@@ -210,8 +231,8 @@ export INVENTORY_VERSION=v2
 start_inventory -fixed -version v2
 start_serve
 wait_until \
-  'series["heap"]["status"] == "ok" and series["heap"]["resource"].get("service.version") == "v2" and all(series[k]["status"] not in ("suspected", "confirmed") for k in ("mutex", "block"))' \
-  "v2 to be judged"
+  'all(series[k]["resource"].get("service.version") == "v2" and series[k].get("fix", {}).get("verdict") in ("fixed", "not_fixed") for k in ("heap", "mutex", "block"))' \
+  "v2 to be verified as the fix (heap, mutex and block compared with v1 at the same age)"
 
 step "after the fix"
 summary

@@ -22,20 +22,20 @@ import grpc
 from aiohttp import web
 from prometheus_client import Counter
 
-from otel_leakproc import web as web_assets
+from otel_leakproc.cluster.peers import LocalProcess, PeerGroup
 from otel_leakproc.config import Settings
 from otel_leakproc.exporter import build_exporters
 from otel_leakproc.exporter.base import Exporter
 from otel_leakproc.exporter.self_telemetry import build_self_telemetry
-from otel_leakproc.model import SeriesKey, Status
-from otel_leakproc.pipeline import Pipeline
-from otel_leakproc.processor.state import SeriesTable, StateError, TrackedSeries
-from otel_leakproc.receiver.auth import visible_tenants
+from otel_leakproc.processor.pipeline import Pipeline
+from otel_leakproc.processor.state import SeriesTable, StateError
+from otel_leakproc.query import web as web_assets
+from otel_leakproc.query.routes import QueryRoutes
+from otel_leakproc.query.series import SeriesReader, TableReader, series_object
 from otel_leakproc.receiver.grpc_server import GrpcReceiver, bind
 from otel_leakproc.receiver.http_server import HttpReceiver, start_http_server
-from otel_leakproc.receiver.ingest import IngestCore, worker_count
+from otel_leakproc.receiver.ingest import IngestCore, Sink, worker_count
 from otel_leakproc.receiver.scrape.manager import ScrapeManager
-from otel_leakproc.report import series_to_json
 from otel_leakproc.state.codec import CodecError
 from otel_leakproc.state.health import StateUnusableError
 from otel_leakproc.state.journal import CHECKPOINT_FILE, FileStore, check_usable
@@ -45,26 +45,6 @@ from otel_leakproc.state.store import MemoryStore, SeriesStore
 from otel_leakproc.telemetry import Telemetry
 
 log = logging.getLogger("otel_leakproc")
-
-NANOS = 1_000_000_000
-_STATUS_ORDER = {Status.CONFIRMED: 0, Status.SUSPECTED: 1, Status.OK: 2, Status.INSUFFICIENT_DATA: 3}
-
-
-def series_object(tracked: TrackedSeries, *, timeline: bool = True) -> dict[str, Any]:
-    """One `/api/v1/series` object: the analyze --json series object plus id, tenant, resource, timeline."""
-    key = tracked.key
-    out = series_to_json(tracked.report)
-    out["tenant"] = key.tenant
-    out["id"] = f"{key.tenant}/{key.service}/{key.instance}/{key.kind.value}"
-    out["resource"] = dict(tracked.resource)
-    if timeline:
-        out["timeline"] = [[t / NANOS, v] for t, v in tracked.detector.timeline()]
-    return out
-
-
-def _sort_key(tracked: TrackedSeries) -> tuple[int, str, str, str, str]:
-    key = tracked.key
-    return (_STATUS_ORDER[tracked.report.status], key.tenant, key.service, key.instance, key.kind.value)
 
 
 class Service:
@@ -76,7 +56,9 @@ class Service:
         *,
         exporters: Sequence[Exporter] | None = None,
         store: SeriesStore | None = None,
+        process: LocalProcess | None = None,
     ) -> None:
+        """`process`: this one's place among several `serve` processes (`server.processes`), else None."""
         self.settings = settings
         self.telemetry = Telemetry()
         self.table = SeriesTable(settings.processor, settings.state.max_series, settings.state.max_series_per_tenant)
@@ -89,31 +71,48 @@ class Service:
                 store = FileStore(state.dir, state.fsync) if state.dir else MemoryStore()
         self.store = store
         self.persistence = StatePersistence(self.table, store, settings.processor)
-        self.pipeline = Pipeline(
-            self.table,
+        self.pipeline = Pipeline(self.table, self.telemetry, self.persistence)
+        self.exporters = (
             build_exporters(settings.export, settings.state.dir, instruments=self.telemetry.export)
             if exporters is None
-            else exporters,
-            self.telemetry,
-            self.persistence,
+            else list(exporters)
         )
+        for exporter in self.exporters:
+            self.pipeline.subscribe(exporter)
         # backend: redis: any replica accepts any upload into Redis; partition owners apply it (cluster/).
         self.cluster = None if cluster_store is None else _cluster_node(settings, cluster_store, self.pipeline)
+        # server.processes > 1: the other processes hand this one the points of its series, and ask it for
+        # its series and metrics (cluster/peers.py).
+        self.peers = (
+            None
+            if process is None or process.count == 1
+            else PeerGroup(process, self.pipeline.apply, TableReader(self.table), self.telemetry.render)
+        )
+        # The read side: this process's table, every local process's tables, or with the Redis backend every
+        # replica's published series.
+        self.reader: SeriesReader = TableReader(self.table)
+        sink: Sink = self.pipeline.accept
+        if self.cluster is not None:
+            self.reader, sink = self.cluster, self.cluster.accept
+        elif self.peers is not None:
+            self.reader, sink = self.peers, self.peers.accept
         self.core = IngestCore(
             settings.server,
             settings.ingest,
             settings.decode.to_limits(),
-            self.pipeline.accept if self.cluster is None else self.cluster.accept,
+            sink,
             self.telemetry,
             settings.decode.to_caps(),
             # Uploads are refused (503) before they are decoded while the store cannot keep them.
             self.store.health,
+            # With shared state a tenant's upload rate is counted in Redis, once for the whole cluster.
+            None if self.cluster is None else self.cluster.rate_limiter(),
         )
         self.scrape: ScrapeManager | None = None
         if settings.scrape.enabled:
             tenant = settings.scrape.tenant or settings.server.auth.default_tenant
             self.scrape = ScrapeManager(settings.scrape, self.core, self.telemetry.registry, tenant)
-            self.pipeline.exporters.append(self.scrape.hook)
+            self.pipeline.subscribe(self.scrape.hook)  # a flagged series' target is asked for a dump
         # Own health metrics over OTLP with otel-leakproc's own resource, when an endpoint is configured.
         self.self_telemetry = build_self_telemetry(settings.export, self.telemetry.registry)
         self.http_port = 0
@@ -139,14 +138,11 @@ class Service:
 
     async def start(self) -> None:
         server = self.settings.server
-        receiver = HttpReceiver(
-            server,
-            self.core,
-            self._series_api,
-            self.telemetry.render,
-            self.is_ready,
-            static_dir=str(web_assets.static_dir()),
-            not_ready_reason=self.not_ready_reason,
+        metrics = self.telemetry.render if self.peers is None else self.peers.metrics
+        receiver = HttpReceiver(server, self.core, metrics, self.is_ready, self.not_ready_reason)
+        application = receiver.application()
+        QueryRoutes(server.auth, self.reader, targets=self.scrape, static_dir=web_assets.static_dir()).add_to(
+            application
         )
         # A state folder that cannot be used is a reason not to start at all (StateUnusableError): accepting
         # uploads that could never be kept would be worse.
@@ -155,13 +151,18 @@ class Service:
         # HTTP first: /livez answers while a large snapshot is restored (tens of seconds at 10,000 series),
         # /readyz says 503 and uploads are refused with Retry-After until everything below is up.
         self._runner, self.http_port = await start_http_server(
-            receiver.application(), server.http.address, server.http.tls
+            application, server.http.address, server.http.tls, reuse_port=self.peers is not None
         )
         if await asyncio.to_thread(self._restore):
             self.pipeline.restored(later=self.persistence.stale)
         if self._migrated is not None:
             await self._finish_migration(self._migrated)
         await self.core.start()
+        if self.peers is not None:
+            await self.peers.start()
+            if self.scrape is not None and self.cluster is None:  # each target is scraped by its series' owner
+                peers, scrape = self.peers, self.scrape
+                scrape.owns = lambda service, instance: peers.owns(scrape.tenant, service, instance)
         if server.grpc.enabled:
             self._grpc_receiver = GrpcReceiver(server, self.core)
             self._grpc = self._grpc_receiver.build()
@@ -198,16 +199,18 @@ class Service:
 
     def close_unstarted(self) -> None:
         """Release what the constructor started (exporter threads) when `start()` refused to run."""
-        self.pipeline.shutdown(1.0)
+        self._shutdown_exporters(1.0)
         if self.self_telemetry is not None:
             self.self_telemetry.shutdown(1.0)
 
     def is_ready(self) -> bool:
-        return self._ready and self.store.health.ok
+        return self._ready and self.store.health.ok and (self.peers is None or self.peers.all_up())
 
     def not_ready_reason(self) -> str:
         if not self._ready:
             return "starting or shutting down"
+        if self.peers is not None and not self.peers.all_up():
+            return "waiting for the other serve processes (server.processes)"
         return self.store.health.reason
 
     async def stop(self) -> bool:
@@ -241,9 +244,11 @@ class Service:
             await self._runner.cleanup()
         if self.cluster is not None:
             await self.cluster.stop()  # hands its partitions over at once
+        if self.peers is not None:  # the others' uploads are refused (503) from now on
+            await self.peers.stop()
         self.store.close()  # everything accepted is in the journal already; this makes it durable
         self._final_saved = self.store.health.ok
-        self.pipeline.shutdown(max(0.5, deadline - time.monotonic()))
+        self._shutdown_exporters(max(0.5, deadline - time.monotonic()))
         if self.self_telemetry is not None:  # last, so its final export holds the final counts
             self.self_telemetry.shutdown(max(0.5, deadline - time.monotonic()))
         self.core.close()
@@ -259,6 +264,14 @@ class Service:
                 len(self.table),
             )
         return self._final_saved
+
+    def _shutdown_exporters(self, timeout_seconds: float) -> None:
+        """Flush and stop every exporter; one that fails is logged and does not keep the others running."""
+        for exporter in self.exporters:
+            try:
+                exporter.shutdown(timeout_seconds)
+            except Exception:
+                log.exception("exporter %s failed to shut down", type(exporter).__name__)
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -365,48 +378,6 @@ class Service:
                 return
             await asyncio.sleep(SLICE_SECONDS)
 
-    # -- API ------------------------------------------------------------------------------------
-
-    async def _series_api(self, request: web.Request) -> dict[str, Any]:
-        # AuthError becomes 401 `unauthenticated` with WWW-Authenticate in the HTTP server's error middleware.
-        tenants = visible_tenants(self.settings.server.auth, request.headers.get("Authorization"))
-        query = request.query
-        want_timeline = query.get("timeline", "1") not in ("0", "false")
-        if self.cluster is not None:
-            return self._with_targets(
-                {"series": await self.cluster.series(tenants, query, want_timeline)}, tenants, query
-            )
-        chosen = []
-        for tracked in sorted(self.table, key=_sort_key):
-            key = tracked.key
-            if tenants is not None and key.tenant not in tenants:
-                continue
-            if not _matches(key, tracked.report.status, query):
-                continue
-            chosen.append(tracked)
-        if want_timeline:
-            # Timelines need the detectors: build those still being restored, in slices, so that a listing
-            # right after start-up does not hold the event loop for seconds.
-            deadline = time.perf_counter() + SLICE_SECONDS
-            for tracked in chosen:
-                if not tracked.loaded:
-                    tracked.materialize()
-                    if time.perf_counter() > deadline:
-                        await asyncio.sleep(0)
-                        deadline = time.perf_counter() + SLICE_SECONDS
-        selected = [series_object(tracked, timeline=want_timeline) for tracked in chosen]
-        return self._with_targets({"series": selected}, tenants, query)
-
-    def _with_targets(self, out: dict[str, Any], tenants: frozenset[str] | None, query: Any) -> dict[str, Any]:
-        if self.scrape is not None:
-            # Per-target scrape health (docs/scrape.md), filtered like the series.
-            visible = tenants is None or self.scrape.tenant in tenants
-            targets = self.scrape.health() if visible else []
-            out["targets"] = [
-                t for t in targets if all(f not in query or query[f] == t[f] for f in ("service", "instance"))
-            ]
-        return out
-
 
 def _cluster_store(settings: Settings) -> Any:
     from otel_leakproc.cluster.connection import connect  # noqa: PLC0415 (redis only when configured)
@@ -421,18 +392,9 @@ def _cluster_node(settings: Settings, store: Any, pipeline: Pipeline) -> Any:
     return ClusterNode(settings, store, pipeline, series_object)
 
 
-def _matches(key: SeriesKey, status: Status, query: Any) -> bool:
-    for field, value in (("tenant", key.tenant), ("service", key.service), ("instance", key.instance)):
-        if field in query and query[field] != value:
-            return False
-    if "kind" in query and query["kind"] != key.kind.value:
-        return False
-    return not ("status" in query and query["status"] != status.value)
-
-
-async def run(settings: Settings) -> int:
+async def run(settings: Settings, process: LocalProcess | None = None) -> int:
     """Run until SIGTERM or SIGINT, then shut down gracefully. Returns the exit code."""
-    service = Service(settings)
+    service = Service(settings, process=process)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

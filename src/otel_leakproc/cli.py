@@ -149,6 +149,11 @@ def _serve(args: argparse.Namespace) -> int:
     from otel_leakproc.config import settings_from_mapping, settings_to_mapping  # noqa: PLC0415
 
     settings = settings_from_mapping(settings_to_mapping(dataclasses.replace(settings, server=server, state=state)))
+    from otel_leakproc.cluster.supervisor import check_state_layout, run_processes  # noqa: PLC0415
+
+    if settings.server.process_count() > 1:
+        return run_processes(settings, args.log_level)
+    check_state_layout(settings, 1)
     return asyncio.run(run(settings))
 
 

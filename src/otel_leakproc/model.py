@@ -254,9 +254,16 @@ class FixSide:
         version: the `service.version` of that process.
         growth_per_hour: growth of what the verdict rested on (heap: the sites that were leaking;
             goroutine kinds: the goroutine count) over ages 0..`FixVerification.age_seconds`, Sen slope.
+            Mutex and block: the Sen slope of the lock delay rate between profiles (ns/s per hour).
         growth_low_per_hour, growth_high_per_hour: its 95% interval.
-        total_growth_per_hour: growth of the whole series (heap in use, goroutines) over the same ages.
-        current: the whole series' value (heap bytes, goroutines) at that age.
+        total_growth_per_hour: growth of the whole series (heap in use, goroutines; mutex and block: the
+            profile's cumulative delay, i.e. its average delay rate) over the same ages.
+        current: the whole series' value (heap bytes, goroutines) at that age; mutex and block: `delay_rate`.
+        delay_rate: mutex and block only (else None): what the verdict rests on, ns of lock delay per second
+            from start-up to that age (block profiles: lock waits only).
+        delay_rate_low, delay_rate_high: its 95% interval (from the spread of the rates between profiles).
+        top_site: mutex and block: the site with the most delay over those ages ("" when none had any).
+        top_site_share: its share of that delay (0-1; None for heap and goroutine kinds).
     """
 
     version: str
@@ -265,6 +272,11 @@ class FixSide:
     growth_high_per_hour: float
     total_growth_per_hour: float
     current: float
+    delay_rate: float | None = None
+    delay_rate_low: float | None = None
+    delay_rate_high: float | None = None
+    top_site: str = ""
+    top_site_share: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +287,8 @@ class FixVerification:
         verdict: pending until the new version is `age_seconds` old, then fixed or not_fixed.
         restart_time_nanos: the first profile of the new version.
         age_seconds: the age since start at which both processes are compared.
-        sites: the heap sites whose growth is compared (those the flag rested on); empty for goroutines.
+        sites: the heap sites whose growth is compared (those the flag rested on); empty for goroutines;
+            mutex and block: the sites the flag named (the comparison is of all lock sites' delay).
         before: the flagged process, at `age_seconds`.
         after: the new version at the same age (None while pending).
         after_version: the new `service.version` (also in `after` once it is known).

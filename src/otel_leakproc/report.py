@@ -89,6 +89,17 @@ def _side_to_json(side: FixSide) -> dict[str, Any]:
         "growth_high_per_hour": _num(side.growth_high_per_hour),
         "total_growth_per_hour": _num(side.total_growth_per_hour),
         "current": _num(side.current),
+        **(
+            {}
+            if side.delay_rate is None
+            else {
+                "delay_rate": _num(side.delay_rate),
+                "delay_rate_low": _num(side.delay_rate_low or 0.0),
+                "delay_rate_high": _num(side.delay_rate_high or 0.0),
+                "top_site": side.top_site,
+                "top_site_share": round(side.top_site_share or 0.0, 4),
+            }
+        ),
     }
 
 
@@ -106,13 +117,43 @@ def fix_to_json(fix: FixVerification) -> dict[str, Any]:
 
 
 def fix_text(fix: FixVerification, kind: ProfileKind) -> str:
-    """One line for people, e.g. `fixed: growth 14.6 MiB/h before v1.4.2, 0.1 MiB/h after (at 30m)`."""
+    """One line for people, e.g. `fixed: growth 14.6 MiB/h before v1.4.2, 0.1 MiB/h after (at 30m)`;
+    contention: `fixed: lock delay 33.9 s/s before v2, 1.7 us/s after (...); most contended: ...`."""
+    if fix.before.delay_rate is not None:
+        return _delay_fix_text(fix)
     before = f"growth {human(fix.before.growth_per_hour, kind)}/h before {fix.after_version}"
     if fix.after is None:
         return f"fix pending: {before}, compared at {duration(fix.age_seconds)} since start"
     verdict = "fixed" if fix.verdict.value == "fixed" else "NOT fixed"
     after = f"{human(fix.after.growth_per_hour, kind)}/h after"
     return f"{verdict}: {before}, {after} (both from start-up to {duration(fix.age_seconds)})"
+
+
+def delay_rate_text(ns_per_second: float) -> str:
+    """A lock delay rate for people at its own scale: `33.9 s/s`, `12.5 ms/s`, `1.7 us/s`."""
+    for unit, size in (("s/s", NANOS), ("ms/s", NANOS / 1000)):
+        if abs(ns_per_second) >= size:
+            return f"{ns_per_second / size:.1f} {unit}"
+    return f"{ns_per_second / 1000:.1f} us/s"
+
+
+def _top_text(side: FixSide) -> str:
+    if not side.top_site:
+        return "none"
+    return f"{side.top_site} {(side.top_site_share or 0.0) * 100:.0f}%"
+
+
+def _delay_fix_text(fix: FixVerification) -> str:
+    b, a = fix.before, fix.after
+    before = f"lock delay {delay_rate_text(b.delay_rate or 0.0)} before {fix.after_version}"
+    if a is None:
+        return f"fix pending: {before}, compared at {duration(fix.age_seconds)} since start"
+    verdict = "fixed" if fix.verdict.value == "fixed" else "NOT fixed"
+    low, high = delay_rate_text(a.delay_rate_low or 0.0), delay_rate_text(a.delay_rate_high or 0.0)
+    return (
+        f"{verdict}: {before}, {delay_rate_text(a.delay_rate or 0.0)} after (95% {low} to {high}; both from"
+        f" start-up to {duration(fix.age_seconds)}); most contended: {_top_text(b)} before, {_top_text(a)} after"
+    )
 
 
 UNITS = {

@@ -106,7 +106,8 @@ class RunningService:
     async def _make(settings: Settings, exporter: RecordingExporter, real_exporters: bool) -> Service:
         if real_exporters:  # the configured exporters, plus the recorder
             service = Service(settings)
-            service.pipeline.exporters.append(exporter)
+            service.exporters.append(exporter)  # shut down with the others
+            service.pipeline.subscribe(exporter)
             return service
         return Service(settings, exporters=[exporter])
 

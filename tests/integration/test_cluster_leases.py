@@ -13,14 +13,14 @@ import redis.cluster
 from redis_support import redis_cluster, redis_server
 from serve_support import STEADY_LEAK, RecordingExporter, make_settings
 
-from otel_leakproc.app import series_object
 from otel_leakproc.cluster.connection import connect
 from otel_leakproc.cluster.node import ClusterNode, ClusterStore
 from otel_leakproc.cluster.partitions import PartitionKeys, partition_of
 from otel_leakproc.exporter.signals import event_id
 from otel_leakproc.model import SeriesKey
-from otel_leakproc.pipeline import Pipeline
+from otel_leakproc.processor.pipeline import Pipeline
 from otel_leakproc.processor.state import SeriesTable
+from otel_leakproc.query.series import series_object
 from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
 from otel_leakproc.receiver.uploads import DecodedProfile, UploadResult
 from otel_leakproc.state.codec import read_frames
@@ -42,7 +42,8 @@ def node(url: str, name: str, ttl: float = 0.6, cluster: bool = False) -> tuple[
     )
     store = ClusterStore(connect(settings.state.redis), settings.state.redis.url)
     exporter = RecordingExporter()
-    pipeline = Pipeline(SeriesTable(settings.processor, 100), [exporter], Telemetry())
+    pipeline = Pipeline(SeriesTable(settings.processor, 100), Telemetry())
+    pipeline.subscribe(exporter)
     cluster = ClusterNode(settings, store, pipeline, series_object)
     cluster._init_partitions()
     return cluster, exporter

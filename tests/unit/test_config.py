@@ -87,6 +87,9 @@ EXPECTED_FULL = Settings(
             enabled=False,
             address="0.0.0.0:14317",
             tls=TlsConfig(cert_file="/tls/grpc.crt", key_file="/tls/grpc.key", client_ca_file="/tls/grpc-ca.crt"),
+            max_connections=8,
+            max_concurrent_streams=3,
+            max_message_bytes=2 * 1024 * 1024,
         ),
         max_body_bytes=1048576,
         max_profiles_per_request=8,
@@ -100,6 +103,7 @@ EXPECTED_FULL = Settings(
             trust_scope_header=False,
         ),
         rate_limit=RateLimitConfig(uploads_per_second=10.0, burst=20),
+        processes=2,
     ),
     ingest=IngestConfig(
         workers=3,
@@ -454,6 +458,10 @@ INVALID_CASES: dict[str, list[str]] = {
         "processor.goroutine.min_points: must be >= 4, got 2",
     ],
     "top_level_is_a_list": ["(top level): expected a mapping, got [1, 2]"],
+    "grpc_limits_below_one": [
+        "server.grpc.max_connections: must be at least 1, got 0",
+        "server.grpc.max_message_bytes: must be at least 1, got -1",
+    ],
 }
 
 

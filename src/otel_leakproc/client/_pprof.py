@@ -73,10 +73,6 @@ class ProfileBuilder:
         ids = [self._location(frame) for frame in stack]
         self._samples.append(packed_field(1, ids) + bytes_field(2, b"".join(varint(v) for v in values)))
 
-    @property
-    def sample_count(self) -> int:
-        return len(self._samples)
-
     def encode(self, time_nanos: int, duration_nanos: int) -> bytes:
         """The serialised Profile (not compressed)."""
         parts = [bytes_field(1, vt) for vt in self._sample_types]

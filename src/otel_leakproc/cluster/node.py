@@ -18,6 +18,9 @@
   after a handoff at or before that time was sent already and is not sent again (`event.id` is a hash of
   the series, the event name and the profile time, so it is the same on every replica).
 - Every replica's series API reads the series objects owners publish to Redis every second.
+- Tenant series quotas hold for the cluster (`cluster/quotas.py`): owners register the series they create
+  in the tenant's registry right after a poll; a series over the quota pops the tenant's least recently
+  updated one, which its owner drops when it reads the eviction record appended to its stream.
 """
 
 from __future__ import annotations
@@ -37,11 +40,22 @@ from prometheus_client.registry import Collector
 
 from otel_leakproc.cluster.connection import redacted, replica_id
 from otel_leakproc.cluster.partitions import PartitionKeys, count_key, members_key, partition_of
+from otel_leakproc.cluster.quotas import (
+    EVICT_FIELD,
+    SeriesQuota,
+    SharedRateLimiter,
+    SyncResult,
+    TenantChanges,
+    eviction_fields,
+    from_member,
+    score_of,
+)
 from otel_leakproc.config import Settings
 from otel_leakproc.model import LeakEvent, SeriesKey
-from otel_leakproc.pipeline import Pipeline
 from otel_leakproc.processor.detector import SeriesDetector
+from otel_leakproc.processor.pipeline import Pipeline
 from otel_leakproc.processor.state import SeriesTable, TrackedSeries
+from otel_leakproc.query.series import Selection, order
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult
 from otel_leakproc.state.codec import CodecError, read_frames
 from otel_leakproc.state.health import StoreHealth, StoreUnavailableError
@@ -59,6 +73,7 @@ from otel_leakproc.state.store import MemoryStore
 log = logging.getLogger(__name__)
 
 POLL_BATCH = 512  # stream entries read per partition per poll
+IDLE_BLOCK_MS = 1000  # longest wait of one blocking read of the owned streams
 CURSOR = b"cursor"
 RETRY_AFTER = 2.0
 
@@ -95,11 +110,19 @@ end
 return 0
 """
 # KEYS: epoch, hash, stream. ARGV: epoch, trim min id ('' for none), then field/value pairs.
-# The fenced write of an owner: refused (0) when another replica took the partition since.
+# The fenced write of an owner: refused (0) when another replica took the partition since. Lua unpacks
+# fewer than 8000 values at once, so the pairs go in chunks of 1000 values (500 series).
 _FENCED_HSET = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if #ARGV > 2 then redis.call('HSET', KEYS[2], unpack(ARGV, 3)) end
+for i = 3, #ARGV, 1000 do redis.call('HSET', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
 if ARGV[2] ~= '' then redis.call('XTRIM', KEYS[3], 'MINID', ARGV[2]) end
+return 1
+"""
+
+# KEYS: epoch, hash. ARGV: epoch, then fields to delete (an evicted series' published object).
+_FENCED_UNSET = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for i = 2, #ARGV, 1000 do redis.call('HDEL', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
 return 1
 """
 
@@ -138,6 +161,11 @@ class Owned:
     changed: set[SeriesKey] = field(default_factory=set)  # changed since the last published report
     evicted: set[SeriesKey] = field(default_factory=set)  # to delete from Redis at the next checkpoint
     sent: dict[str, int] = field(default_factory=dict)  # series id -> time of its last exported event
+    retracted: set[SeriesKey] = field(default_factory=set)  # evicted: to unpublish at the next publish
+    # created / updated since the last registry sync -> score of the latest point (quotas.score_of)
+    fresh: dict[SeriesKey, int] = field(default_factory=dict)
+    touched: dict[SeriesKey, int] = field(default_factory=dict)
+    gone: set[SeriesKey] = field(default_factory=set)  # evicted: to remove from the tenant's registry
     busy: bool = False  # a poll or checkpoint of it is in a worker thread
 
 
@@ -202,8 +230,18 @@ class ClusterNode:
         self._release = self.client.register_script(_RELEASE)
         self._fenced = self.client.register_script(_FENCED_HSET)
         self._fenced_delete = self.client.register_script(_FENCED_HDEL)
+        self._fenced_unset = self.client.register_script(_FENCED_UNSET)
+        self.quota = SeriesQuota(
+            self.client, self.prefix, settings.state.max_series_per_tenant, cluster=self.config.cluster
+        )
+        self._quota_lock = asyncio.Lock()
+        self.quota_victims = 0  # series this replica's registrations popped (evicted by their owners)
         pipeline.telemetry.registry.register(_ClusterMetrics(self))
         pipeline.gauges.source = _OwnedSeries(self)  # series_tracked/flagged count this replica's partitions
+
+    def rate_limiter(self) -> SharedRateLimiter:
+        """`server.rate_limit` counted in Redis (one bucket per tenant for the cluster)."""
+        return SharedRateLimiter(self.client, self.prefix, self.settings.server.rate_limit)
 
     @property
     def health(self) -> StoreHealth:
@@ -395,6 +433,7 @@ class ClusterNode:
         owned = Owned(
             keys,
             epoch,
+            # No per-tenant bound in the partition's table: the tenant's registry is its quota (cluster-wide).
             SeriesTable(self.settings.processor, self.settings.state.max_series),
             sent_at + self.config.lease_ttl_seconds * 0.8,
         )
@@ -476,7 +515,11 @@ class ClusterNode:
         for _, owned, _ in batch:
             owned.busy = True
         try:
-            read = await asyncio.to_thread(self._read, [(o.keys.stream, c) for _, o, c in batch])
+            streams = [(o.keys.stream, c) for _, o, c in batch]
+            if self.config.cluster:  # one XREAD cannot span the slots of a Redis Cluster
+                read = await asyncio.to_thread(self._read, streams)
+            else:
+                read = await asyncio.to_thread(self._read_blocking, streams, self._block_ms())
         finally:
             for _, owned, _ in batch:
                 owned.busy = False
@@ -486,37 +529,129 @@ class ClusterNode:
                 continue
             self._apply(owned, entries)
             more = more or len(entries) == POLL_BATCH
+        if any(o.fresh or o.gone for o in self.owned.values()):
+            await self._sync_quota(touch=False)  # new series are held to their tenant's quota at once
         if more:
             await self._poll_tick()
 
-    def _read(self, streams: list[tuple[str, bytes]]) -> list[list[tuple[bytes, PointRecord | None]]]:
+    def _read(self, streams: list[tuple[str, bytes]]) -> list[list[tuple[bytes, Entry]]]:
         pipe = self.client.pipeline(transaction=False)
         for stream, cursor in streams:
             pipe.xrange(stream, min=b"(" + cursor, count=POLL_BATCH)
         out = []
         for entries in pipe.execute():
-            decoded: list[tuple[bytes, PointRecord | None]] = []
+            decoded: list[tuple[bytes, Entry]] = []
             for entry_id, fields in entries:
-                decoded.append((entry_id, _decode_point(fields.get(b"r", b""))))
+                decoded.append((entry_id, _decode_entry(fields)))
             out.append(decoded)
         return out
 
-    def _apply(self, owned: Owned, entries: list[tuple[bytes, PointRecord | None]]) -> None:
+    def _block_ms(self) -> int:
+        """How long one idle XREAD waits: a second, well within the command timeout (the connection's
+        socket timeout must not fire while Redis is only waiting for entries)."""
+        return max(1, min(IDLE_BLOCK_MS, int(self.config.timeout_seconds * 1000 / 2)))
+
+    def _read_blocking(self, streams: list[tuple[str, bytes]], block_ms: int) -> list[list[tuple[bytes, Entry]]]:
+        """Every owned stream in one XREAD that waits up to `block_ms` for an entry in any of them: an idle
+        owner costs Redis one command per `block_ms`, not one read per partition per poll interval, and a
+        new entry is read as soon as it is appended."""
+        reply = self.client.xread(dict(streams), count=POLL_BATCH, block=block_ms) or []
+        found: dict[bytes, list[tuple[bytes, Entry]]] = {}
+        for name, entries in reply:
+            found[name if isinstance(name, bytes) else str(name).encode()] = [
+                (entry_id, _decode_entry(fields)) for entry_id, fields in entries
+            ]
+        return [found.get(stream.encode(), []) for stream, _ in streams]
+
+    def _apply(self, owned: Owned, entries: list[tuple[bytes, Entry]]) -> None:
         for entry_id, point in entries:
             owned.cursor = entry_id
             if point is None:
                 continue
+            if isinstance(point, SeriesKey):  # an eviction record: the tenant's quota chose this series
+                if owned.table.discard(point):
+                    self._evicted(owned, point)
+                continue
+            if owned.table.get(point.key) is None or point.key in owned.fresh:
+                owned.fresh[point.key] = score_of(entry_id)
+            else:
+                owned.touched[point.key] = score_of(entry_id)
             update = owned.table.update(point.key, point.resource, point.summary)
             owned.dirty.add(point.key)
             owned.changed.add(point.key)
             for evicted in update.evicted:
-                self.pipeline.forget(evicted)
-                owned.dirty.discard(evicted)
-                owned.changed.discard(evicted)
-                owned.evicted.add(evicted)
+                self._evicted(owned, evicted)
             self.pipeline.report(update.series)
             if update.event is not None:
                 self._event(owned, update.event)
+
+    def _evicted(self, owned: Owned, key: SeriesKey) -> None:
+        """A series left the partition's table: stop exporting it, delete it from Redis (unpublished at
+        the next publish, its checkpoint at the next checkpoint, its registry entry at the next sync)."""
+        self.pipeline.forget(key)
+        owned.dirty.discard(key)
+        owned.changed.discard(key)
+        owned.touched.pop(key, None)
+        owned.evicted.add(key)
+        owned.retracted.add(key)
+        owned.gone.add(key)
+        telemetry = self.pipeline.telemetry
+        telemetry.series_evicted.inc()
+        telemetry.tenant_series_evicted.labels(telemetry.tenant_label(key.tenant)).inc()
+
+    # -- tenant quotas -------------------------------------------------------------------------------------
+
+    async def _sync_quota(self, touch: bool) -> None:
+        """Bring the tenants' registries up to date with the owned tables: remove the series that left,
+        register the new ones (popping the least recently updated beyond each tenant's quota), and when
+        `touch`, refresh the scores of those updated; then send each popped series' owner an eviction."""
+        async with self._quota_lock:
+            taken: list[tuple[Owned, dict[SeriesKey, int], set[SeriesKey], dict[SeriesKey, int]]] = []
+            changes: dict[str, TenantChanges] = {}
+            for n, owned in list(self.owned.items()):
+                if not self._still_owned(n, owned):
+                    continue
+                fresh, gone = owned.fresh, owned.gone
+                touched: dict[SeriesKey, int] = owned.touched if touch else {}
+                if not (fresh or gone or touched):
+                    continue
+                owned.fresh, owned.gone = {}, set()
+                if touch:
+                    owned.touched = {}
+                taken.append((owned, fresh, gone, touched))
+                # The table decides a series evicted and then seen again (or the reverse) since the last sync.
+                table = owned.table
+                for key in {*fresh, *gone, *touched}:
+                    change = changes.setdefault(key.tenant, TenantChanges(set(), {}, {}))
+                    if table.get(key) is None:
+                        change.gone.add(key)
+                    elif key in fresh:
+                        change.fresh[key] = max(fresh[key], touched.get(key, 0))
+                    elif key in touched:
+                        change.touched[key] = touched[key]
+            if not changes:
+                return
+            try:
+                result = await asyncio.to_thread(self._quota_round, changes)
+            except Exception:
+                for owned, fresh, gone, touched in taken:  # newer scores taken since win
+                    owned.fresh = {**fresh, **owned.fresh}
+                    owned.gone |= gone
+                    owned.touched = {**touched, **owned.touched}
+                raise
+            self.quota_victims += len(result.victims)
+
+    def _quota_round(self, changes: dict[str, TenantChanges]) -> SyncResult:
+        result = self.quota.sync(changes)
+        partitions = self.partitions
+        evict = result.victims + result.missing
+        if evict and partitions is not None:
+            pipe = self.client.pipeline(transaction=False)
+            for key in evict:
+                n = partition_of(key.tenant, key.service, key.instance, partitions)
+                pipe.xadd(PartitionKeys(self.prefix, n).stream, eviction_fields(key))
+            pipe.execute()
+        return result
 
     def _event(self, owned: Owned, event: LeakEvent) -> None:
         sid = series_id(event.report.key)
@@ -539,7 +674,10 @@ class ClusterNode:
 
     async def _checkpoint(self, owned: Owned) -> None:
         """Write the changed series' checkpoints and the cursor they cover, fenced by the epoch, and trim the
-        stream up to the cursor."""
+        stream up to the cursor. The new series are registered with their tenants first (a checkpointed
+        series is always counted in its tenant's quota)."""
+        if owned.fresh or owned.gone:
+            await self._sync_quota(touch=False)
         cursor = owned.cursor
         dirty, owned.dirty = owned.dirty, set()
         evicted, owned.evicted = owned.evicted, set()
@@ -576,12 +714,25 @@ class ClusterNode:
         owned.checkpointed = cursor
 
     async def _publish_tick(self) -> None:
+        await self._sync_quota(touch=True)
         for n, owned in list(self.owned.items()):
-            if owned.changed and self._still_owned(n, owned):
+            if (owned.changed or owned.retracted) and self._still_owned(n, owned):
                 await self._publish(owned)
 
     async def _publish(self, owned: Owned) -> None:
         changed, owned.changed = owned.changed, set()
+        retracted, owned.retracted = owned.retracted, set()
+        if retracted:
+            keys = owned.keys
+            try:
+                fields = [series_id(k) for k in retracted]
+                await asyncio.to_thread(
+                    self._fenced_unset, keys=[keys.epoch, keys.reports], args=[owned.epoch, *fields]
+                )
+            except Exception:
+                owned.retracted |= retracted
+                owned.changed |= changed
+                raise
         args: list[Any] = [owned.epoch, ""]
         for key in changed:
             tracked = owned.table.get(key)
@@ -597,11 +748,10 @@ class ClusterNode:
 
     # -- every series, from any replica ------------------------------------------------------------------
 
-    async def series(
-        self, tenants: frozenset[str] | None, query: Mapping[str, str], timeline: bool
-    ) -> list[dict[str, Any]]:
-        """Every series of the cluster (as its owner last published it; this replica's own ones as they are
-        now), filtered by the visible tenants and the query, in the API's order."""
+    async def series(self, selection: Selection) -> list[dict[str, Any]]:
+        """The `SeriesReader` of the read side (`query/`): every series of the cluster (as its owner last
+        published it; this replica's own ones as they are now), those `selection` admits, in the API's
+        order."""
         if self.partitions is None:
             return []
         partitions = self.partitions
@@ -618,17 +768,12 @@ class ClusterNode:
                 published[series_id(tracked.key)] = self.series_object(tracked)
         out = []
         for obj in published.values():
-            if tenants is not None and obj.get("tenant", "") not in tenants:
+            if not selection.admits(obj):
                 continue
-            if any(
-                f in query and query[f] != obj.get(f, "") for f in ("tenant", "service", "instance", "kind", "status")
-            ):
-                continue
-            if not timeline:
+            if not selection.timeline:
                 obj.pop("timeline", None)
             out.append(obj)
-        order = {"confirmed": 0, "suspected": 1, "ok": 2, "insufficient_data": 3}
-        out.sort(key=lambda o: (order.get(o["status"], 9), o.get("tenant", ""), o["service"], o["instance"], o["kind"]))
+        out.sort(key=order)
         return out
 
     def _read_published(self, partitions: int) -> dict[str, dict[str, Any]]:
@@ -691,6 +836,12 @@ class _ClusterMetrics(Collector):
         moves.add_metric(["handover"], node.handovers)
         moves.add_metric(["lost"], node.lost)
         yield moves
+        yield CounterMetricFamily(
+            "otel_leakproc_cluster_quota_evictions",
+            "Series this replica's new series pushed out of their tenant's cluster-wide quota "
+            "(state.max_series_per_tenant); their owners evict them and count them in series_evicted.",
+            value=node.quota_victims,
+        )
 
 
 def _one_frame(data: bytes, what: str) -> bytes | memoryview:
@@ -700,9 +851,14 @@ def _one_frame(data: bytes, what: str) -> bytes | memoryview:
     return frames[0].payload
 
 
-def _decode_point(data: bytes) -> PointRecord | None:
+Entry = PointRecord | SeriesKey | None  # a stream entry: a point, an eviction, or unreadable (skipped)
+
+
+def _decode_entry(fields: Mapping[bytes, bytes]) -> Entry:
     try:
-        return point_from_payload(_one_frame(data, "stream record"))
+        if EVICT_FIELD in fields:
+            return from_member(fields[EVICT_FIELD])
+        return point_from_payload(_one_frame(fields.get(b"r", b""), "stream record"))
     except (CodecError, ValueError) as exc:
         log.warning("cluster: a stream record cannot be read and is skipped: %s", exc)
         return None

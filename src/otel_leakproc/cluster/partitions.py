@@ -5,6 +5,10 @@ instance, modulo the cluster's partition count: every kind of one process lands 
 count is fixed when the first replica creates the cluster (`SET NX` of the count key) and read back by
 every later replica, whatever it was configured with.
 
+Several `serve` processes on one machine (`server.processes`, file or memory state) use the same map with
+`LOCAL_PARTITIONS` fixed partitions: process i of N owns the partitions p with p % N == i (`local_owner`),
+so a series is always processed by one process, whichever process received its upload.
+
 Every key of a partition carries the hash tag `{p<N>}`, so on a Redis Cluster they live in one slot and
 the scripts that touch several of them (a fenced checkpoint, a lease) work there too.
 """
@@ -19,6 +23,14 @@ def partition_of(tenant: str, service: str, instance: str, partitions: int) -> i
     """The partition of a process's series: CRC-32 of the three names, modulo the partition count."""
     text = f"{tenant}\x1f{service}\x1f{instance}"
     return zlib.crc32(text.encode("utf-8")) % partitions
+
+
+LOCAL_PARTITIONS = 64  # the partitions of one machine's `serve` processes (file or memory state)
+
+
+def local_owner(tenant: str, service: str, instance: str, processes: int) -> int:
+    """Which of `processes` local processes owns a process's series: its partition modulo the count."""
+    return partition_of(tenant, service, instance, LOCAL_PARTITIONS) % processes
 
 
 @dataclass(frozen=True, slots=True)

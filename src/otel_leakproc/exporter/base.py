@@ -8,23 +8,14 @@ periodic readers already do).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Protocol
 
-from otel_leakproc.model import LeakEvent, SeriesKey, SeriesReport
+from otel_leakproc.processor.listener import SeriesListener
 
 
-class Exporter(Protocol):
-    """One destination of derived signals."""
-
-    def on_report(self, report: SeriesReport, resource: Mapping[str, str]) -> None:
-        """The series' report after an update (latest wins; metrics observe the latest report)."""
-
-    def on_event(self, event: LeakEvent) -> None:
-        """A status transition; delivered at least once, never dropped silently."""
-
-    def forget(self, key: SeriesKey) -> None:
-        """The series was evicted; stop exporting it."""
+class Exporter(SeriesListener, Protocol):
+    """One destination of derived signals: subscribed to the pipeline (`on_report`, `on_event`, `forget`;
+    metrics observe the latest report), shut down by the service at exit."""
 
     def shutdown(self, timeout_seconds: float) -> None:
         """Flush what is pending within the timeout, then release resources."""

@@ -87,6 +87,7 @@ OTEL_NAMES: dict[str, tuple[str, str]] = {
     "otel_leakproc_cluster_partitions_owned": ("otel_leakproc.cluster.partitions_owned", "{partition}"),
     "otel_leakproc_cluster_series_owned": ("otel_leakproc.cluster.series_owned", "{series}"),
     "otel_leakproc_cluster_partition_moves": ("otel_leakproc.cluster.partition_moves", "{partition}"),
+    "otel_leakproc_cluster_quota_evictions": ("otel_leakproc.cluster.quota_evictions", "{series}"),
     "otel_leakproc_state_writable": ("otel_leakproc.state.writable", ""),
     "otel_leakproc_ready": ("otel_leakproc.ready", ""),
     # exporters (otel_leakproc.telemetry.ExportInstruments)

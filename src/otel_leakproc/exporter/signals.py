@@ -314,6 +314,12 @@ def fix_attributes(report: SeriesReport) -> dict[str, object]:
         out[f"leakproc.fix.{name}.version"] = side.version
         out[f"leakproc.fix.{name}.growth_rate_per_hour"] = _in_unit(kind, side.growth_per_hour)
         out[f"leakproc.fix.{name}.current"] = _in_unit(kind, side.current)
+        if side.delay_rate is not None:  # mutex and block: what the verdict rests on, in s/s
+            out[f"leakproc.fix.{name}.delay_rate"] = _in_unit(kind, side.delay_rate)
+            out[f"leakproc.fix.{name}.delay_rate_low"] = _in_unit(kind, side.delay_rate_low or 0.0)
+            out[f"leakproc.fix.{name}.delay_rate_high"] = _in_unit(kind, side.delay_rate_high or 0.0)
+            out[f"leakproc.fix.{name}.top_site"] = side.top_site
+            out[f"leakproc.fix.{name}.top_site_share"] = side.top_site_share or 0.0
     if fix.sites:
         out["leakproc.fix.sites"] = list(fix.sites)
     return out

@@ -328,7 +328,8 @@ class RedisConfig:
             dead replica's partitions move within this plus one renewal period.
         replica_id: this replica's identity in leases; "" is `HOSTNAME` plus a random suffix.
         connect_timeout_seconds, timeout_seconds: for connecting and for each command.
-        poll_interval_ms: how often an owner reads its partitions' streams when they were empty.
+        poll_interval_ms: the shortest gap between two reads of an owner's streams; idle, an owner waits in one
+            blocking XREAD for all of them (on a Redis Cluster it polls every `poll_interval_ms` instead).
         max_stream_entries: uploads to a partition whose stream holds more unconsumed entries than this (no
             owner is keeping up, or none is alive) are refused with 503 until it drains: Redis memory stays
             bounded and nothing answered is dropped.
@@ -372,7 +373,8 @@ class StateConfig:
             the most series is evicted (counted), so a tenant never loses a series to a larger one.
         max_series_per_tenant: series one tenant may hold; its next new series evicts that tenant's own
             least recently updated series (counted), whatever the other tenants hold. A value above
-            `max_series` means `max_series`.
+            `max_series` means `max_series`. With `backend: redis` it is one count for the whole cluster,
+            kept in Redis (`max_series` then bounds each partition's table): docs/scaling.md.
         fsync: when journal writes are forced to disk: "always" (before each upload is answered),
             "interval" (every `fsync_interval_ms`), "never" (left to the kernel). Any of them survives a
             crash of the process; they differ on a crash of the machine (docs/serve.md).

@@ -36,7 +36,7 @@ from otel_leakproc.model import (
 )
 from otel_leakproc.processor import contention, goroutine, heap, history
 from otel_leakproc.processor.config import ProcessorConfig
-from otel_leakproc.processor.fix import FixCheck, Segment, judge, pending
+from otel_leakproc.processor.fix import FixCheck, Segment, compare_age, judge, pending, top_lock
 from otel_leakproc.processor.history import (
     VALUE_DTYPE,
     Grid,
@@ -369,17 +369,15 @@ class SeriesDetector:
 
     def _popleft_point(self) -> None:
         first = self.points[0]
-        if (
-            self.key.kind not in (ProfileKind.MUTEX, ProfileKind.BLOCK)
-            and first.time - self.segment_start <= self.config.fix.compare_seconds
-        ):
+        if first.time - self.segment_start <= self.config.fix.compare_seconds:
             # The start of a process outlives the window for a fix verification's like-with-like comparison.
             if self._early is None:  # small at first: it grows as points come (at most max_points profiles)
                 self._early = (Points(4), Grid(4, dtype=value_dtype(self.key.kind)))
             points, grid = self._early
             if points.profiles < self.config.max_points:
                 points.append(first.time_nanos, first.time, first.total, first.cumulative, first.weight)
-                grid.append(self._sites.first_items() if self.key.kind is ProfileKind.HEAP else ())
+                sites = self.key.kind in (ProfileKind.HEAP, ProfileKind.MUTEX, ProfileKind.BLOCK)
+                grid.append(self._sites.first_items() if sites else ())
         self.points.popleft()
         self._sites.popleft()
         self._groups.popleft()
@@ -739,19 +737,24 @@ class SeriesDetector:
             check.after_version, check.restart_time_nanos = version, time_nanos
             check.result = pending(check.before, check.sites, version, time_nanos, self.config.fix)
             return
-        if not self.status.flagged or self.key.kind in (ProfileKind.MUTEX, ProfileKind.BLOCK):
+        if not self.status.flagged:
             return
         cfg = self.config.fix
         sites: tuple[str, ...] = ()
+        growers = self._report.top_growers if self._report is not None else ()
         if self.key.kind is ProfileKind.HEAP:
-            growers = self._report.top_growers if self._report is not None else ()
             # The sites that grew significantly (what the flag rests on), not churn that happened to rise.
             z_min = self.config.heap.z_suspect
             significant = [g for g in growers if _num_or(g.detail.get("slope_low_per_hour")) > 0]
             sites = tuple(g.function for g in significant if _num_or(g.detail.get("z")) >= z_min)[: cfg.max_sites]
-        ages, totals, measured = self._segment_arrays(sites, early=True)
-        keep = ages <= cfg.compare_seconds
-        before = Segment(self.version, ages[keep], totals[keep], measured[keep])
+        elif self.key.kind in (ProfileKind.MUTEX, ProfileKind.BLOCK):
+            # The locks the flag named (a tenth of the delay or more); the verdict compares all lock sites.
+            sites = tuple(g.function for g in growers if g.share >= 0.1)[: cfg.max_sites]
+        # Contention comes with load, not age: compared at least up to `min_compare_seconds` past the age its
+        # flag was raised at (capped at the flagged process's life, see `fix.compare_age`).
+        flag_age = 0.0 if self.flagged_since is None else self.flagged_since - self.segment_start
+        before = self._segment(self.version, sites, cfg.compare_seconds, min_age=flag_age + cfg.min_compare_seconds)
+        before = before.upto(compare_age(before, cfg))
         if before.span < cfg.min_compare_seconds or len(before.ages) < 4:
             return  # too short a life to compare with: the restart resolves the series as any restart does
         self.fix = FixCheck(
@@ -764,22 +767,41 @@ class SeriesDetector:
             result=pending(before, sites, version, time_nanos, cfg),
         )
 
-    def _segment_arrays(self, sites: tuple[str, ...], early: bool = False) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Ages since the segment began, totals, and what a fix is judged on (the `sites`' bytes for heap,
-        else the totals), for the current segment (with its early points that left the history if `early`)."""
-        parts = [self._early] if early and self._early is not None and self._early[0] else []
+    def _segment(self, version: str, sites: tuple[str, ...], age: float, min_age: float = 0.0) -> Segment:
+        """The current segment (with its start that left the history) as a fix verification compares it at
+        `age` since it began: totals and what a fix is judged on (the `sites`' bytes for heap, the
+        lock sites' cumulative delay and the most contended one's for mutex and block, else the totals).
+        Mutex and block: `min_age` is the segment's `min_age` (see `fix.Segment`)."""
+        parts = [self._early] if self._early is not None and self._early[0] else []
         parts.append((self.points, self._sites))
-        ages, totals, measured = [], [], []
-        for points, grid in parts:
-            ages.append(points.times() - self.segment_start)
-            totals.append(points.totals())
-            if self.key.kind is ProfileKind.HEAP:
-                names = [name for name in sites if name in grid.index]
-                values = grid.matrix(names).sum(axis=0) if names else np.zeros(len(points))
-                measured.append(values)
-            else:
-                measured.append(totals[-1])
-        return np.concatenate(ages), np.concatenate(totals), np.concatenate(measured)
+        ages = np.concatenate([points.times() - self.segment_start for points, _ in parts])
+        totals = np.concatenate([points.totals() for points, _ in parts])
+        if self.key.kind in (ProfileKind.MUTEX, ProfileKind.BLOCK):
+            names, ages, cumulative = self._lock_delay()
+            top_site, top = top_lock(names, ages, cumulative, min(max(age, min_age), float(ages[-1])))
+            measured = cumulative.sum(axis=0) if len(names) else np.zeros(len(ages))
+            return Segment(version, ages, totals, measured, top_site, top, min_age)
+        if self.key.kind is ProfileKind.HEAP:
+            measured = np.concatenate(
+                [
+                    grid.matrix(names).sum(axis=0)
+                    if (names := [n for n in sites if n in grid.index])
+                    else np.zeros(len(points))
+                    for points, grid in parts
+                ]
+            )
+        else:
+            measured = totals
+        return Segment(version, ages, totals, measured)
+
+    def _lock_delay(self) -> tuple[list[str], FloatArray, FloatArray]:
+        """Mutex and block: the lock sites, ages since the segment began and the sites' cumulative delay
+        (rows) over the current segment, with its start that left the history."""
+        parts = [self._early] if self._early is not None and self._early[0] else []
+        parts.append((self.points, self._sites))
+        ages = np.concatenate([points.times() - self.segment_start for points, _ in parts])
+        names, cumulative = contention.segment_delay(self, [grid for _, grid in parts])
+        return names, ages, cumulative
 
     def _evaluate_with_fix(self, now: float) -> SeriesReport:
         """Evaluate, then apply a fix verification: hold the flag while its verdict is pending, drop it
@@ -791,8 +813,9 @@ class SeriesDetector:
             self.status, self.flagged_since, self.resolving_since = self._own
             report = self._evaluate(now)
             self._own = (self.status, self.flagged_since, self.resolving_since)
-            ages, totals, measured = self._segment_arrays(check.sites, early=True)
-            result = judge(check, ages, totals, measured, self.config.fix)
+            new = self._segment(check.after_version, check.sites, compare_age(check.before, self.config.fix))
+            floor = self.config.contention.min_delay_rate * NANOS
+            result = judge(check, new, self.config.fix, floor)
             if result is not None:
                 check.result = result
             held = result is None or result.verdict is FixVerdict.NOT_FIXED
@@ -1061,10 +1084,22 @@ def _side_to_state(side: FixSide) -> dict[str, Any]:
         "growth_high_per_hour": side.growth_high_per_hour,
         "total_growth_per_hour": side.total_growth_per_hour,
         "current": side.current,
+        **(
+            {}
+            if side.delay_rate is None
+            else {
+                "delay_rate": side.delay_rate,
+                "delay_rate_low": side.delay_rate_low,
+                "delay_rate_high": side.delay_rate_high,
+                "top_site": side.top_site,
+                "top_site_share": side.top_site_share,
+            }
+        ),
     }
 
 
 def _side_from_state(s: Mapping[str, Any]) -> FixSide:
+    delay = "delay_rate" in s  # contention sides only
     return FixSide(
         version=_req(s["version"], str),
         growth_per_hour=_num(s["growth_per_hour"]),
@@ -1072,6 +1107,11 @@ def _side_from_state(s: Mapping[str, Any]) -> FixSide:
         growth_high_per_hour=_num(s["growth_high_per_hour"]),
         total_growth_per_hour=_num(s["total_growth_per_hour"]),
         current=_num(s["current"]),
+        delay_rate=_num(s["delay_rate"]) if delay else None,
+        delay_rate_low=_num(s["delay_rate_low"]) if delay else None,
+        delay_rate_high=_num(s["delay_rate_high"]) if delay else None,
+        top_site=_req(s["top_site"], str) if delay else "",
+        top_site_share=_num(s["top_site_share"]) if delay else None,
     )
 
 
@@ -1120,6 +1160,8 @@ def _fix_to_state(check: FixCheck, pack: Callable[..., Any]) -> dict[str, Any]:
     )
     b = check.before
     state.update(ages=pack(b.ages.copy()), totals=pack(b.totals.copy()), measured=pack(b.measured.copy()))
+    if b.top_measured is not None:  # contention: the most contended lock site of the flagged process
+        state.update(top_site=b.top_site, top_measured=pack(b.top_measured.copy()), min_age=b.min_age)
     return state
 
 
@@ -1128,8 +1170,14 @@ def _fix_from_state(f: Mapping[str, Any], max_points: int) -> FixCheck:
     if not len(ages) == len(totals) == len(measured) <= max_points or not len(ages):
         raise ValueError("fix: segment arrays differ in length, are empty or exceed max_points")
     held = None if f["held_since"] is None else _num(f["held_since"])
+    top = None if f.get("top_measured") is None else _unpack(f["top_measured"], "<f8")
+    if top is not None and len(top) != len(ages):
+        raise ValueError("fix: top_measured differs in length from the segment")
+    top_site = _req(f.get("top_site", ""), str)
     return FixCheck(
-        before=Segment(_req(f["before_version"], str), ages, totals, measured),
+        before=Segment(
+            _req(f["before_version"], str), ages, totals, measured, top_site, top, _num(f.get("min_age", 0.0))
+        ),
         sites=tuple(_req(s, str) for s in f["sites"]),
         after_version=_req(f["after_version"], str),
         restart_time_nanos=_req(f["restart_time_nanos"], int),

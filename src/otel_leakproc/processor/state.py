@@ -213,9 +213,14 @@ class SeriesTable:
         self._by_tenant = by_tenant
         return len(restored)
 
-    def tenant_count(self, tenant: str) -> int:
-        """Series the tenant holds now."""
-        return len(self._by_tenant.get(tenant, ()))
+    def discard(self, key: SeriesKey) -> bool:
+        """Evict one series now (a cluster-wide tenant quota chose it: cluster/quotas.py); counted like
+        any eviction. False when it is not tracked."""
+        if key not in self._series:
+            return False
+        self._deferred.discard(key)
+        self._evict(key)
+        return True
 
     def _evict(self, key: SeriesKey) -> SeriesKey:
         del self._series[key]

@@ -31,10 +31,6 @@ class Trend:
     z: float
     n: int
 
-    @property
-    def significant_up(self) -> bool:
-        return self.low > 0.0
-
 
 FLAT = Trend(0.0, 0.0, 0.0, 0.0, 0.0, 0)
 
@@ -368,7 +364,10 @@ def median3(y: FloatArray) -> FloatArray:
     if len(y) < 3:
         return y
     padded = np.concatenate(([y[0]], y, [y[-1]]))
-    result: FloatArray = np.median(np.vstack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
+    before, here, after = padded[:-2], padded[1:-1], padded[2:]
+    # The middle of three values (exactly one of them), without np.median's sort of a stacked copy: it
+    # runs on every evaluation of a growing heap series.
+    result: FloatArray = np.maximum(np.minimum(before, here), np.minimum(np.maximum(before, here), after))
     return result
 
 

@@ -7,6 +7,7 @@ decoders.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from otel_leakproc.receiver.decode.limits import DecodeLimits
@@ -17,6 +18,8 @@ _LIMITS = DecodeLimits()
 _CAPS = ValueCaps()
 # String caps: below 16 characters names stop being readable; above 64 KiB one name outweighs a series.
 MIN_CAP_CHARS = 16
+MAX_PROCESSES = 64  # `server.processes`: each owns at least one of the 64 local partitions
+MAX_AUTO_PROCESSES = 8
 MAX_CAP_CHARS = 65536
 
 MUST_BE_POSITIVE = "{key}: must be > 0, got {value}"
@@ -143,14 +146,33 @@ class HttpServerConfig:
 
 @dataclass(frozen=True, slots=True)
 class GrpcServerConfig:
-    """The gRPC listener (Pyroscope push, OTLP profiles Export, health). `enabled: false` skips it."""
+    """The gRPC listener (Pyroscope push, OTLP profiles Export, health). `enabled: false` skips it.
+
+    grpc-core receives each message whole before a handler (and so admission) runs, so what arriving
+    messages can hold is bounded by the transport instead: at most `max_connections` connections, each
+    with at most `max_concurrent_streams` calls in progress (further calls wait on the client), each
+    message at most `max_message_bytes` (and `server.max_body_bytes`).
+
+    Attributes:
+        max_connections: open connections accepted; one more is closed at once (clients retry).
+        max_concurrent_streams: calls in progress per connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+        max_message_bytes: largest request message (gRPC's own default, 4 MiB).
+    """
 
     enabled: bool = True
     address: str = "127.0.0.1:4317"
     tls: TlsConfig = field(default_factory=TlsConfig)
+    max_connections: int = 32
+    max_concurrent_streams: int = 2
+    max_message_bytes: int = 4 * 1024 * 1024
 
     def validate(self) -> list[str]:
-        return _address_errors("address", self.address)
+        errors = _address_errors("address", self.address)
+        for key in ("max_connections", "max_concurrent_streams", "max_message_bytes"):
+            value = getattr(self, key)
+            if value < 1:
+                errors.append(f"{key}: must be at least 1, got {value}")
+        return errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +237,8 @@ class AuthConfig:
 
 @dataclass(frozen=True, slots=True)
 class RateLimitConfig:
-    """Per-tenant upload rate (a token bucket); over it, 429 / RESOURCE_EXHAUSTED with Retry-After.
+    """Per-tenant upload rate (a token bucket); over it, 429 / RESOURCE_EXHAUSTED with Retry-After. With
+    `state.backend: redis` the bucket lives in Redis, so the rate holds for the whole cluster.
 
     Attributes:
         uploads_per_second: sustained uploads (requests) per second per tenant; 0 turns the limit off.
@@ -246,6 +269,9 @@ class ServerConfig:
         shutdown_timeout_seconds: on SIGTERM, time to drain the queue and save state before exiting.
         auth: credentials and tenants.
         rate_limit: per-tenant upload rate.
+        processes: `serve` processes sharing the listening ports (SO_REUSEPORT), each owning a fixed share of
+            the series (docs/serve.md, "Several processes"); 1 is one process as before, 0 one per CPU (at
+            most 8). With more than one, `ingest.workers: 0` gives each process its share of the CPUs.
     """
 
     http: HttpServerConfig = field(default_factory=HttpServerConfig)
@@ -255,6 +281,7 @@ class ServerConfig:
     shutdown_timeout_seconds: float = 20.0
     auth: AuthConfig = field(default_factory=AuthConfig)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    processes: int = 1
 
     def validate(self) -> list[str]:
         errors: list[str] = []
@@ -262,7 +289,15 @@ class ServerConfig:
             value = getattr(self, key)
             if value <= 0:
                 errors.append(MUST_BE_POSITIVE.format(key=key, value=value))
+        if not 0 <= self.processes <= MAX_PROCESSES:
+            errors.append(f"processes: must be from 0 (one per CPU) to {MAX_PROCESSES}, got {self.processes}")
         return errors
+
+    def process_count(self) -> int:
+        """`processes`, with 0 resolved to one per CPU this process may run on (at most `MAX_AUTO_PROCESSES`)."""
+        if self.processes > 0:
+            return self.processes
+        return max(1, min(MAX_AUTO_PROCESSES, len(os.sched_getaffinity(0))))
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,18 @@ def retry_trailers(code: grpc.StatusCode, message: str, retry_after: float) -> t
     return (("retry-after", str(seconds)), ("grpc-status-details-bin", status.SerializeToString()))
 
 
+def server_options(config: ServerConfig) -> list[tuple[str, int]]:
+    """Transport bounds: grpc-core buffers a message whole before any handler runs, so connections,
+    calls per connection and message size together bound what arriving pushes hold in memory."""
+    listener = config.grpc
+    return [
+        ("grpc.max_receive_message_length", min(config.max_body_bytes, listener.max_message_bytes)),
+        ("grpc.max_send_message_length", 4 * 1024 * 1024),
+        ("grpc.max_concurrent_streams", listener.max_concurrent_streams),
+        ("grpc.max_allowed_incoming_connections", listener.max_connections),
+    ]
+
+
 class GrpcReceiver:
     """Builds the grpc.aio server around an `IngestCore`."""
 
@@ -91,13 +103,7 @@ class GrpcReceiver:
         return handle
 
     def build(self) -> grpc.aio.Server:
-        limit = self._config.max_body_bytes
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", 4 * 1024 * 1024),
-            ]
-        )
+        server = grpc.aio.server(options=server_options(self._config))
         methods: tuple[tuple[str, str, Dialect], ...] = (
             (PUSH_SERVICE, "Push", "push"),
             (OTLP_SERVICE, "Export", "otlp"),

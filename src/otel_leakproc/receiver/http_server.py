@@ -1,5 +1,6 @@
-"""The HTTP server: upload endpoints (thin adapters over the ingest core), health, own metrics, the series
-API and the status page.
+"""The HTTP server: upload endpoints (thin adapters over the ingest core), health and own metrics. The read
+side (the series API and the status page, `query/`) adds its routes to the same application (`app.py`),
+under the same error middleware.
 
 Errors are JSON `{"code": "<connect code>", "message": "..."}` with the HTTP status Pyroscope clients and
 Connect clients expect (400 invalid_argument, 401 unauthenticated, 403 permission_denied, 413 / 429
@@ -17,7 +18,6 @@ import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
@@ -26,17 +26,15 @@ from otel_leakproc.receiver.auth import AuthError, visible_tenants
 from otel_leakproc.receiver.config import ServerConfig, TlsConfig
 from otel_leakproc.receiver.ingest import Credentials, DecoderCrashedError, IngestCore
 from otel_leakproc.receiver.uploads import Dialect, UploadRequest
+from otel_leakproc.receiver.uploads.media import MESSAGE_TYPES, media_type
 
 log = logging.getLogger(__name__)
 
 PUSH_PATH = "/push.v1.PusherService/Push"
 OTLP_HTTP_PATH = "/v1development/profiles"
-PUSH_TYPES = ("application/proto", "application/json")
-OTLP_TYPES = ("application/x-protobuf", "application/protobuf", "application/json")
 # Basic and Bearer are both accepted; a browser shows its login dialog for Basic.
 WWW_AUTHENTICATE = 'Basic realm="otel-leakproc", charset="UTF-8"'
 
-SeriesProvider = Callable[[web.Request], Awaitable[dict[str, Any]]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -49,31 +47,22 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     )
 
 
-def _media_type(request: web.Request) -> str:
-    return request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-
-
 class HttpReceiver:
-    """Routes and handlers; `series_provider` renders `/api/v1/series` (the app owns the series table)."""
+    """The ingestion routes and handlers, health and /metrics, and the error middleware."""
 
     def __init__(
         self,
         config: ServerConfig,
         core: IngestCore,
-        series_provider: SeriesProvider,
-        metrics: Callable[[], bytes],
+        metrics: Callable[[], bytes | Awaitable[bytes]],
         ready: Callable[[], bool],
-        static_dir: str | None = None,
         not_ready_reason: Callable[[], str] | None = None,
     ) -> None:
         self._config = config
-        self._not_ready_reason = not_ready_reason
         self._core = core
-        self._series = series_provider
         self._metrics = metrics
         self._ready = ready
         self._not_ready_reason = not_ready_reason
-        self._static_dir = static_dir
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=self._config.max_body_bytes, middlewares=[self._errors])
@@ -84,10 +73,6 @@ class HttpReceiver:
         app.router.add_get("/livez", self._livez)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics_handler)
-        app.router.add_get("/api/v1/series", self._series_handler)
-        if self._static_dir is not None:
-            app.router.add_get("/", self._index)
-            app.router.add_get("/static/{name}", self._asset)
         return app
 
     # -- uploads --------------------------------------------------------------------------------
@@ -97,26 +82,26 @@ class HttpReceiver:
         return web.Response(status=200)
 
     async def _push(self, request: web.Request) -> web.Response:
-        return await self._message_upload(request, "push", PUSH_TYPES, "application/proto")
+        return await self._message_upload(request, "push")
 
     async def _otlp(self, request: web.Request) -> web.Response:
-        return await self._message_upload(request, "otlp", OTLP_TYPES, None)
+        return await self._message_upload(request, "otlp")
 
-    async def _message_upload(
-        self, request: web.Request, dialect: Dialect, accepted: tuple[str, ...], binary_reply_type: str | None
-    ) -> web.Response:
-        """Connect push and OTLP/HTTP: a protobuf or JSON message in, an empty message of the same type out
-        (PushResponse and ExportProfilesServiceResponse have nothing to report on success)."""
-        media = _media_type(request)
+    async def _message_upload(self, request: web.Request, dialect: Dialect) -> web.Response:
+        """Connect push and OTLP/HTTP: a protobuf or JSON message in (the media types of
+        `uploads/media.py`), an empty message of the same media type out (PushResponse and
+        ExportProfilesServiceResponse have nothing to report on success)."""
+        accepted = MESSAGE_TYPES[dialect]
+        media, _ = media_type(request.headers.get("Content-Type", ""))
         if media not in accepted:
             self._core.reject("unsupported_media_type")
             wanted = ", ".join(accepted)
             message = f"Content-Type: {media or '(none)'} is not accepted here; use one of {wanted}"
             return error_response(415, "invalid_argument", message)
         await self._upload(request, dialect)
-        if media == "application/json":
-            return web.Response(status=200, body=b"{}", content_type="application/json")
-        return web.Response(status=200, body=b"", content_type=binary_reply_type or media)
+        if accepted[media] == "json":
+            return web.Response(status=200, body=b"{}", content_type=media)
+        return web.Response(status=200, body=b"", content_type=media)
 
     async def _upload(self, request: web.Request, dialect: Dialect) -> None:
         credentials = Credentials(request.headers.get("Authorization"), request.headers.get("X-Scope-OrgID"))
@@ -174,7 +159,7 @@ class HttpReceiver:
                 return error_response(exc.status, _code_for(exc.status), exc.reason, headers)
             raise
 
-    # -- health, metrics, API, page ---------------------------------------------------------------
+    # -- health, metrics ----------------------------------------------------------------------------
 
     async def _livez(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -188,41 +173,18 @@ class HttpReceiver:
             body["reason"] = reason
         return web.json_response(body, status=503)
 
-    def _require_reader(self, request: web.Request, *, every_tenant: bool = False) -> None:
-        """With auth on, reading pages, the API and /metrics needs valid credentials (401 otherwise, with
-        `WWW-Authenticate` so a browser asks for them); /metrics names every tenant, so it needs a
-        credential that may see them all (`allowed_tenants: ["*"]`, 403 otherwise)."""
-        if not self._config.auth.enabled:
-            return
-        tenants = visible_tenants(self._config.auth, request.headers.get("Authorization"))
-        if every_tenant and tenants is not None:
+    async def _metrics_handler(self, request: web.Request) -> web.Response:
+        # With auth on: /metrics names every tenant, so it needs valid credentials (401 otherwise) that may
+        # see them all (`allowed_tenants: ["*"]`, 403 otherwise).
+        if visible_tenants(self._config.auth, request.headers.get("Authorization")) is not None:
             raise AuthError(
                 "authorization: /metrics names every tenant; it needs credentials with allowed_tenants ['*']",
                 forbidden=True,
             )
-
-    async def _metrics_handler(self, request: web.Request) -> web.Response:
-        self._require_reader(request, every_tenant=True)
-        return web.Response(body=self._metrics(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
-
-    async def _series_handler(self, request: web.Request) -> web.Response:
-        return web.json_response(await self._series(request), dumps=lambda o: json.dumps(o, allow_nan=False))
-
-    async def _index(self, request: web.Request) -> web.FileResponse:
-        self._require_reader(request)
-        assert self._static_dir is not None
-        return web.FileResponse(f"{self._static_dir}/index.html")
-
-    async def _asset(self, request: web.Request) -> web.FileResponse:
-        # Only the page's own assets, by exact name: nothing else in the package folder is served.
-        self._require_reader(request)
-        name = request.match_info["name"]
-        if name not in _ASSETS or self._static_dir is None:
-            raise web.HTTPNotFound(reason=f"no asset {name!r}")
-        return web.FileResponse(f"{self._static_dir}/{name}", headers={"Content-Type": _ASSETS[name]})
-
-
-_ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
+        body = self._metrics()
+        if not isinstance(body, bytes):  # several processes: every process's metrics, asked for
+            body = await body
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 def _code_for(status: int) -> str:
@@ -257,12 +219,15 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def start_http_server(app: web.Application, address: str, tls: TlsConfig) -> tuple[web.AppRunner, int]:
-    """Start serving; returns the runner (for cleanup) and the bound port (useful with port 0)."""
+async def start_http_server(
+    app: web.Application, address: str, tls: TlsConfig, *, reuse_port: bool = False
+) -> tuple[web.AppRunner, int]:
+    """Start serving; returns the runner (for cleanup) and the bound port (useful with port 0).
+    `reuse_port`: share the port with the other `serve` processes (SO_REUSEPORT)."""
     runner = web.AppRunner(app, access_log=None, auto_decompress=False, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     host, port = split_address(address)
-    site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(tls))
+    site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(tls), reuse_port=reuse_port or None)
     await site.start()
     bound = port
     for sockname in runner.addresses:

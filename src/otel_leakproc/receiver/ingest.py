@@ -18,7 +18,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -28,7 +28,7 @@ from otel_leakproc.receiver.auth import AuthError, resolve_tenant
 from otel_leakproc.receiver.config import IngestConfig, ServerConfig
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.parent_watch import watch_parent
-from otel_leakproc.receiver.ratelimit import RateLimiter
+from otel_leakproc.receiver.ratelimit import Limiter, RateLimiter
 from otel_leakproc.receiver.summary_checks import check_upload
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult, process_upload
 from otel_leakproc.receiver.value_caps import ValueCaps, cap_upload
@@ -42,7 +42,9 @@ MAX_AUTO_WORKERS = 8
 # inflates further is handed to a worker (a few milliseconds of parsing at most stay on the loop).
 INLINE_MAX_DECOMPRESSED_BYTES = 256 * 1024
 
-Sink = Callable[[str, UploadRequest, UploadResult], None]
+# The processor's entry: returns None when the upload is kept, or an awaitable of that (several `serve`
+# processes: the owners of its series keep it, `cluster/peers.py`).
+Sink = Callable[[str, UploadRequest, UploadResult], Awaitable[None] | None]
 
 
 class DecoderCrashedError(Exception):
@@ -110,6 +112,7 @@ class IngestCore:
         telemetry: Telemetry,
         caps: ValueCaps | None = None,
         store_health: StoreHealth | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self._server = server
         self._ingest = ingest
@@ -120,7 +123,8 @@ class IngestCore:
         )
         self._sink = sink
         self._telemetry = telemetry
-        self._limiter = RateLimiter(server.rate_limit)
+        # `server.rate_limit`, counted in this process, or for the whole cluster (cluster/quotas.py).
+        self._limiter = limiter or RateLimiter(server.rate_limit)
         self._pool: Executor | None = None
         self._in_flight = 0
         self._bytes_in_flight = 0
@@ -244,7 +248,9 @@ class IngestCore:
             result = await self._decode(request)
         finally:
             self.release(admission)
-        self._sink(tenant, request, result)
+        kept = self._sink(tenant, request, result)
+        if kept is not None:
+            await kept
         tenant_label = self._telemetry.tenant_label(tenant)
         if result.profiles:
             self._telemetry.received.labels(tenant_label, request.dialect).inc(len(result.profiles))

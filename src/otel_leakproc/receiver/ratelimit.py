@@ -5,12 +5,22 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Protocol
 
 from otel_leakproc.errors import RefusedError
 from otel_leakproc.receiver.config import RateLimitConfig
 
 # Tenants beyond this are forgotten least-recently-used first (a forgotten tenant starts with a full bucket).
 MAX_TENANTS = 10_000
+
+
+class Limiter(Protocol):
+    """What the ingest core asks before it reads an upload (this module's buckets, or the cluster's)."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    def admit(self, tenant: str, cost: float = 1.0) -> None: ...
 
 
 class RateLimiter:

@@ -156,10 +156,13 @@ def summary_from_plain(plain: Any) -> ProfileSummary:
         raise CodecError(f"summary: {type(exc).__name__}: {exc}") from exc
 
 
-def point_frame(seq: int, key: SeriesKey, resource: dict[str, str], summary: ProfileSummary) -> bytes:
-    """A self-contained point record: every name inline."""
+def point_frame(
+    seq: int, key: SeriesKey, resource: dict[str, str], summary: ProfileSummary, *, compress: bool = True
+) -> bytes:
+    """A self-contained point record: every name inline. `compress=False` for a record that only crosses a
+    local socket (deflating it costs more than sending the bytes saved)."""
     payload = encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "s": summary_to_plain(summary)})
-    return frame(RecordType.POINT, payload)
+    return frame(RecordType.POINT, payload, compress=compress)
 
 
 # -- names by id ---------------------------------------------------------------------------------------

@@ -167,7 +167,7 @@ def test_the_start_kept_for_a_comparison_is_bounded_and_kept_only_past_the_windo
     # The points that left the 20-minute window (ages 0..1080 s); 1140 s on are still in the history.
     assert len(points) == grid.n == 19
     assert ages.max() == 1080.0
-    all_ages = small._segment_arrays((), early=True)[0]
+    all_ages = small._segment("v1.4.1", (), 1200.0).ages
     assert all_ages.tolist() == [60.0 * i for i in range(40)]
     # Only points younger than compare_seconds are kept: with a 10-minute window and a 15-minute
     # comparison, the process's first 15 minutes, however long it lives.

@@ -47,7 +47,7 @@ def test_theil_sen_recovers_a_known_slope_despite_outliers() -> None:
     trend = theil_sen(t, y)
     assert trend.slope == pytest.approx(3e6, rel=0.03)
     assert trend.low <= 3e6 <= trend.high
-    assert trend.significant_up
+    assert trend.low > 0  # growth, at 95%
     assert trend.n == 60
     # Least squares is dragged far off by the same outliers: the data really is hostile.
     assert np.polyfit(t, y, 1)[0] > 2 * 3e6
@@ -106,7 +106,7 @@ def test_theil_sen_constant_series_is_flat_and_not_significant() -> None:
     trend = theil_sen(np.arange(20.0), np.full(20, 7.0))
     assert (trend.slope, trend.low, trend.high, trend.z) == (0.0, 0.0, 0.0, 0.0)
     assert trend.intercept == 7.0
-    assert not trend.significant_up
+    assert trend.low <= 0  # the interval does not exclude no growth
 
 
 # --- theil_sen: confidence interval -------------------------------------------------------------
@@ -118,7 +118,7 @@ def test_theil_sen_interval_contains_the_true_slope_for_noisy_data() -> None:
     y = 1e8 + 2 * MIB * t + rng.normal(0.0, 0.3 * MIB, 40)
     trend = theil_sen(t, y)
     assert trend.low < 2 * MIB < trend.high
-    assert trend.significant_up
+    assert trend.low > 0  # growth, at 95%
     # A useful interval, not an unbounded one.
     assert trend.high - trend.low < 2 * MIB
 
@@ -137,7 +137,7 @@ def test_theil_sen_interval_has_about_95_percent_coverage(n: int) -> None:
 
 def test_theil_sen_flat_noise_is_not_significant() -> None:
     rng = np.random.default_rng(3)
-    significant = sum(theil_sen(np.arange(30.0), rng.normal(0.0, 1.0, 30)).significant_up for _ in range(400))
+    significant = sum(theil_sen(np.arange(30.0), rng.normal(0.0, 1.0, 30)).low > 0 for _ in range(400))
     # One-sided 2.5% by construction; allow sampling noise, catch a broken interval.
     assert significant <= 25
 

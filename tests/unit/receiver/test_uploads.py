@@ -1,4 +1,4 @@
-"""`process_upload` on every dialect with real profiles (receiver/uploads.py).
+"""`process_upload` on every dialect with real profiles (receiver/uploads/).
 
 Inputs are real: requests captured from pyroscope-io 1.4.0 and 0.8.16 (tests/testdata/uploads/, see
 its README), Go profiles from tests/testdata/pprof/ and tests/testdata/corpus/ and goroutine debug=2
@@ -24,6 +24,7 @@ from opentelemetry.proto.profiles.v1development import profiles_pb2 as otlp
 
 from otel_leakproc.model import UNKNOWN_SERVICE, ProfileKind
 from otel_leakproc.receiver.decode.limits import DecodeLimits
+from otel_leakproc.receiver.decode.otlp_profiles import PROTOBUF_CONTENT_TYPES
 from otel_leakproc.receiver.proto import profile_pb2, push_pb2
 from otel_leakproc.receiver.uploads import (
     DecodedProfile,
@@ -32,6 +33,7 @@ from otel_leakproc.receiver.uploads import (
     parse_time,
     process_upload,
 )
+from otel_leakproc.receiver.uploads.media import MESSAGE_TYPES
 from otel_leakproc.receiver.value_caps import ValueCaps, cap_upload
 
 TESTDATA = Path(__file__).resolve().parents[2] / "testdata"
@@ -405,9 +407,18 @@ def check_go_push(result: UploadResult) -> None:
     assert heap.total == sample_type_total(parsed("go_heap_lock_contention_0030.pb.gz"), "inuse_space")
 
 
-def test_push_protobuf_every_go_kind() -> None:
+@pytest.mark.parametrize("content_type", ["application/proto", "application/x-protobuf", "Application/Protobuf"])
+def test_push_protobuf_every_go_kind(content_type: str) -> None:
     body = go_push().SerializeToString()
-    check_go_push(process_upload(UploadRequest("push", body, "application/proto", received_nanos=RECEIVED), LIMITS))
+    check_go_push(process_upload(UploadRequest("push", body, content_type, received_nanos=RECEIVED), LIMITS))
+
+
+def test_the_media_type_table_agrees_with_the_otlp_decoder() -> None:
+    """The HTTP server answers 415 from `MESSAGE_TYPES`; what it lets through, the decoders must read."""
+    otlp = MESSAGE_TYPES["otlp"]
+    assert {m for m, codec in otlp.items() if codec == "protobuf"} == PROTOBUF_CONTENT_TYPES
+    assert [m for m, codec in otlp.items() if codec == "json"] == ["application/json"]
+    assert set(MESSAGE_TYPES["push"]) == {"application/proto", *otlp}
 
 
 def test_push_protobuf_gzip_content_encoding() -> None:

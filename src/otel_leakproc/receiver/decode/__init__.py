@@ -10,13 +10,23 @@ from collections.abc import Mapping
 
 from otel_leakproc.errors import InvalidProfileError, RejectReason
 from otel_leakproc.model import ProfileKind, ProfileSummary
-from otel_leakproc.receiver.decode.go_text import decode_go_text, looks_like_go_text
-from otel_leakproc.receiver.decode.goroutine_text import looks_like_goroutine_dump, parse_goroutine_dump
 from otel_leakproc.receiver.decode.gzip_bound import inflate_body
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.decode.pprof import summarize_pprof_bytes
 
-__all__ = ["DecodeLimits", "decode_profile"]
+__all__ = ["DecodeLimits", "decode_profile", "starts_like_pprof"]
+
+
+def starts_like_pprof(raw: bytes) -> bool:
+    """Whether `raw` starts as pprof writers start a profile: a value type (field 1 `sample_type`, or field
+    11 `period_type` as runtime/pprof writes first) of under 128 bytes whose first field is the type's string
+    index (field 1, a varint): 0x0A or 0x5A, a length, 0x08. No text profile starts so (its third byte
+    would be a backspace, which neither text sniffer accepts), so the text formats need not be sniffed;
+    anything else is sniffed as before."""
+    return len(raw) > 2 and raw[0] in _VALUE_TYPE_TAGS and raw[1] < 0x80 and raw[2] == 0x08
+
+
+_VALUE_TYPE_TAGS = (0x0A, 0x5A)
 
 
 def decode_profile(
@@ -43,6 +53,21 @@ def decode_profile(
         InvalidProfileError: with a message naming what was wrong (PayloadTooLargeError for bounds).
     """
     raw = inflate_body(data, limits.max_decompressed_bytes)
+    if starts_like_pprof(raw):  # no text sniffing (and, for `analyze` on pprof files, no text decoder import)
+        return summarize_pprof_bytes(
+            raw,
+            limits,
+            kind_hint=kind_hint,
+            time_fallback_nanos=time_fallback_nanos,
+            labels=labels,
+            alloc_cumulative=alloc_cumulative,
+        )
+    from otel_leakproc.receiver.decode.go_text import decode_go_text, looks_like_go_text  # noqa: PLC0415
+    from otel_leakproc.receiver.decode.goroutine_text import (  # noqa: PLC0415
+        looks_like_goroutine_dump,
+        parse_goroutine_dump,
+    )
+
     if looks_like_goroutine_dump(raw):
         if time_fallback_nanos is None:
             raise InvalidProfileError(

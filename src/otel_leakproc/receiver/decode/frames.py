@@ -99,6 +99,19 @@ def is_runtime_frame(function: str) -> bool:
     return _is_go_runtime_package(go_package(function))
 
 
+# Packages of the lock and wait primitives. A stack of library code only is named after the caller of the
+# primitive (the lock's user: `net/http.(*connReader).lock`), not after `sync.(*Mutex).Lock` itself.
+_PRIMITIVE_PACKAGES = frozenset(("sync", "internal/sync"))
+
+
+@lru_cache(maxsize=65536)
+def is_primitive_frame(function: str) -> bool:
+    """True for frames a stack of runtime and library frames only is not named after: the runtime, and the
+    lock and wait primitives of `sync` (`sync.(*Mutex).Lock`, `sync.(*RWMutex).RLock`, `sync.(*WaitGroup).Wait`)."""
+    pkg = go_package(function)
+    return _is_go_runtime_package(pkg) or pkg in _PRIMITIVE_PACKAGES
+
+
 @lru_cache(maxsize=65536)
 def is_system_frame(function: str, file: str = "") -> bool:
     """True when a human would not change this frame: runtime, standard library, profiler helpers."""

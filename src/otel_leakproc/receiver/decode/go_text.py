@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 from otel_leakproc.errors import InvalidProfileError, PayloadTooLargeError, RejectReason
 from otel_leakproc.model import ProfileKind, ProfileSummary, SiteValue
-from otel_leakproc.receiver.decode.frames import is_runtime_frame, is_system_frame
+from otel_leakproc.receiver.decode.frames import is_primitive_frame, is_runtime_frame, is_system_frame
 from otel_leakproc.receiver.decode.groups import GroupKey, top_groups
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 
@@ -472,12 +472,12 @@ class _Site:
 
 def _user_frame(frames: Sequence[Frame]) -> Frame | None:
     """The frame a human would change; for stacks of runtime and library frames only, the innermost one
-    outside the runtime, else the leaf; None for an empty stack."""
+    outside the runtime and the `sync` primitives (the lock's user), else the leaf; None for an empty stack."""
     for frame in frames:
         if not is_system_frame(frame[0], frame[1]):
             return frame
     for frame in frames:
-        if not is_runtime_frame(frame[0]):
+        if not is_primitive_frame(frame[0]):
             return frame
     return frames[0] if frames else None
 

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
-from otel_leakproc.receiver.decode.frames import is_runtime_frame, is_system_frame
+from otel_leakproc.receiver.decode.frames import is_primitive_frame, is_system_frame
 from otel_leakproc.receiver.decode.pprof_sites import IntArray, SiteAcc, exact_sum
 from otel_leakproc.receiver.proto import profile_pb2
 
@@ -610,7 +610,8 @@ class _Tables:
 
     def fallback(self, stacks: Sequence[Sequence[int]], names: list[tuple[str, str]]) -> list[tuple[int, int]]:
         """(key, line) of the frame `fallback_frame` gives each stack of valid locations (the walk read
-        each): the innermost one outside the runtime, else the leaf frame. One lookup for all stacks."""
+        each): the innermost one outside the runtime and the `sync` primitives, else the leaf frame. One
+        lookup for all stacks."""
         index = _lookup(self.ids, np.array([loc for stack in stacks for loc in stack], dtype=np.uint64))
         line_start = np.concatenate(([0], np.cumsum(self.line_count)))
         spans = zip(line_start[index].tolist(), line_start[index + 1].tolist(), index.tolist(), strict=True)
@@ -627,7 +628,7 @@ class _Tables:
                     frames = zip(self.line_key[start:stop].tolist(), self.line_no[start:stop].tolist(), strict=True)
                 for key, line in frames:
                     first = first or (key, line)
-                    if not is_runtime_frame(names[key][0]):
+                    if not is_primitive_frame(names[key][0]):
                         frame = (key, line)
                         break
             frame = frame or first

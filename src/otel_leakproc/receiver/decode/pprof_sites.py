@@ -12,7 +12,7 @@ from typing import Any
 import numpy.typing as npt
 
 from otel_leakproc.errors import InvalidProfileError, RejectReason
-from otel_leakproc.receiver.decode.frames import is_runtime_frame
+from otel_leakproc.receiver.decode.frames import is_primitive_frame
 from otel_leakproc.receiver.proto import profile_pb2
 
 Frame = tuple[str, str, int]  # function, file, line
@@ -197,13 +197,14 @@ def id_map(ids: Iterable[int], what: str) -> dict[int, int]:
 
 
 def fallback_frame(loc_ids: Sequence[int], resolver: Resolver) -> Frame:
-    """For stacks made only of runtime/library frames: the innermost frame outside the runtime."""
+    """For stacks made only of runtime/library frames: the innermost frame outside the runtime and the
+    `sync` primitives (the lock's user), else the leaf."""
     first: Frame | None = None
     for loc_id in loc_ids:
         for frame in resolver.location(loc_id, WHERE):
             if first is None:
                 first = frame
-            if not is_runtime_frame(frame[0]):
+            if not is_primitive_frame(frame[0]):
                 return frame
     return first if first is not None else ("(unknown)", "", 0)
 

@@ -103,7 +103,8 @@ class TargetState:
 
 
 class SuspectHook:
-    """Subscribed to the pipeline like an exporter: a flagged heap/goroutine series asks for a dump."""
+    """A `SeriesListener` the service subscribes to the pipeline: a flagged heap/goroutine series asks for
+    a dump."""
 
     def __init__(self, on_flagged: Callable[[LeakEvent], None]) -> None:
         self._on_flagged = on_flagged
@@ -117,9 +118,6 @@ class SuspectHook:
 
     def forget(self, key: SeriesKey) -> None:
         """Nothing kept per series."""
-
-    def shutdown(self, timeout_seconds: float) -> None:
-        """Nothing to flush."""
 
 
 class ScrapeManager:

@@ -1,0 +1,106 @@
+"""What handing a point to its owner costs with several `serve` processes (`server.processes`, cluster/peers.py).
+
+Two real processes on one machine: an owner runs a `PeerGroup` whose apply keeps nothing (so only the
+hand-over is timed, not the journal or the detector), and a sender hands it the point of a real small heap
+profile `--count` times through `PeerGroup.accept`, `--concurrency` at a time, as concurrent uploads would.
+Prints the CPU time each side used per point (user + system, from /proc) and the wall time per point; the
+cost a `serve` process pays per forwarded point is the sum of both sides. Prints figures only.
+
+    python benchmarks/bench_handover.py --count 5000 --concurrency 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from otel_leakproc.cluster.partitions import local_owner
+from otel_leakproc.cluster.peers import LocalProcess, PeerGroup, Point
+from otel_leakproc.query.series import Selection
+from otel_leakproc.receiver.decode.limits import DecodeLimits
+from otel_leakproc.receiver.uploads import DecodedProfile, UploadRequest, UploadResult, process_upload
+
+HERE = Path(__file__).resolve().parent
+SMALL = HERE.parent / "tests" / "testdata" / "pprof" / "go_heap_steady_leak_0059.pb.gz"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+class _Nothing:
+    async def series(self, selection: Selection) -> list[dict[str, object]]:
+        return []
+
+
+def _discard(points: Sequence[Point]) -> None:
+    pass
+
+
+async def _owner(runtime: Path) -> None:
+    group = PeerGroup(LocalProcess(1, 2, runtime), _discard, _Nothing(), lambda: b"")
+    await group.start()
+    await asyncio.Event().wait()  # until killed
+
+
+async def _sender(runtime: Path, count: int, concurrency: int, owner_pid: int) -> None:
+    body = SMALL.read_bytes()
+    one = process_upload(UploadRequest("ingest", body, query=(("name", "x"), ("format", "pprof"))), DecodeLimits())
+    service = next(f"svc-{i}" for i in range(100) if local_owner("bench", f"svc-{i}", "pod", 2) == 1)
+    result = UploadResult((DecodedProfile(service, "pod", {"service.name": service}, one.profiles[0].summary),))
+    group = PeerGroup(LocalProcess(0, 2, runtime), _discard, _Nothing(), lambda: b"")
+    await group.start()
+    while not group.all_up():
+        await asyncio.sleep(0.05)
+    request = UploadRequest("ingest", b"")
+
+    async def worker(n: int) -> None:
+        for _ in range(n):
+            await group.accept("bench", request, result)
+
+    await worker(200)  # warm
+    mine, theirs, start = cpu_seconds(os.getpid()), cpu_seconds(owner_pid), time.perf_counter()
+    await asyncio.gather(*(worker(count // concurrency) for _ in range(concurrency)))
+    wall = time.perf_counter() - start
+    mine, theirs = cpu_seconds(os.getpid()) - mine, cpu_seconds(owner_pid) - theirs
+    done = count // concurrency * concurrency
+    print(
+        f"hand-over of one small heap point ({done} points, {concurrency} at a time): "
+        f"sender {mine / done * 1000:.3f} ms CPU, owner {theirs / done * 1000:.3f} ms CPU, "
+        f"together {(mine + theirs) / done * 1000:.3f} ms; wall {wall / done * 1000:.3f} ms per point"
+    )
+    print(f"load average: {Path('/proc/loadavg').read_text().strip()}")
+    await group.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--count", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--owner", metavar="RUNTIME", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.owner:
+        asyncio.run(_owner(Path(args.owner)))
+        return 0
+    import subprocess  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as runtime:
+        owner = subprocess.Popen([sys.executable, __file__, "--owner", runtime])
+        try:
+            asyncio.run(_sender(Path(runtime), args.count, args.concurrency, owner.pid))
+        finally:
+            owner.kill()
+            owner.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
