@@ -53,15 +53,31 @@ def decode_profile(
         InvalidProfileError: with a message naming what was wrong (PayloadTooLargeError for bounds).
     """
     raw = inflate_body(data, limits.max_decompressed_bytes)
-    if starts_like_pprof(raw):  # no text sniffing (and, for `analyze` on pprof files, no text decoder import)
-        return summarize_pprof_bytes(
-            raw,
-            limits,
-            kind_hint=kind_hint,
-            time_fallback_nanos=time_fallback_nanos,
-            labels=labels,
-            alloc_cumulative=alloc_cumulative,
-        )
+    # A body that starts as pprof does skips the text sniffers (and, for `analyze` on pprof files, the
+    # text decoders' import).
+    text = (
+        None if starts_like_pprof(raw) else _decode_text(raw, limits, kind_hint, time_fallback_nanos, alloc_cumulative)
+    )
+    if text is not None:
+        return text
+    return summarize_pprof_bytes(
+        raw,
+        limits,
+        kind_hint=kind_hint,
+        time_fallback_nanos=time_fallback_nanos,
+        labels=labels,
+        alloc_cumulative=alloc_cumulative,
+    )
+
+
+def _decode_text(
+    raw: bytes,
+    limits: DecodeLimits,
+    kind_hint: ProfileKind | None,
+    time_fallback_nanos: int | None,
+    alloc_cumulative: bool,
+) -> ProfileSummary | None:
+    """A goroutine debug=2 dump or Go's debug=1 text, or None when `raw` is neither (then it is pprof)."""
     from otel_leakproc.receiver.decode.go_text import decode_go_text, looks_like_go_text  # noqa: PLC0415
     from otel_leakproc.receiver.decode.goroutine_text import (  # noqa: PLC0415
         looks_like_goroutine_dump,
@@ -77,11 +93,4 @@ def decode_profile(
         return parse_goroutine_dump(raw, limits, time_nanos=time_fallback_nanos, kind=text_kind)
     if looks_like_go_text(raw):  # debug=1 text; also names the legacy formats that are not Go's
         return decode_go_text(raw, limits, time_nanos=time_fallback_nanos, alloc_cumulative=alloc_cumulative)
-    return summarize_pprof_bytes(
-        raw,
-        limits,
-        kind_hint=kind_hint,
-        time_fallback_nanos=time_fallback_nanos,
-        labels=labels,
-        alloc_cumulative=alloc_cumulative,
-    )
+    return None
