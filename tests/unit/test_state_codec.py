@@ -5,6 +5,7 @@ checkpoint round trip at every point as without one."""
 from __future__ import annotations
 
 import math
+import random
 import struct
 from functools import cache
 from pathlib import Path
@@ -17,7 +18,16 @@ from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey
 from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.detector import SeriesDetector
 from otel_leakproc.receiver.decode import DecodeLimits
-from otel_leakproc.state.codec import CodecError, Columns, decode_value, encode_value, frame, read_frames
+from otel_leakproc.state.codec import (
+    _DTYPES,
+    CodecError,
+    Columns,
+    _Encoder,
+    decode_value,
+    encode_value,
+    frame,
+    read_frames,
+)
 from otel_leakproc.state.records import (
     RecordType,
     checkpoint_frame,
@@ -177,6 +187,35 @@ def test_float_lists_are_narrowed_only_where_exact_and_string_lists_share_string
     both = encode_value([names, ["x", "y", "héllo/ü", "x"], ["a\0b", "c", "d", "e"]])
     assert decode_value(both) == [names, ["x", "y", "héllo/ü", "x"], ["a\0b", "c", "d", "e"]]
     assert both.count("héllo/ü".encode()) == 1
+
+
+def test_short_numeric_lists_are_packed_without_numpy_into_the_same_bytes() -> None:
+    """Lists up to `_SHORT_ARRAY` long take a pure-Python path (a point record's few site values): it must
+    choose the same type and write the same bytes as the numpy path longer lists take."""
+    rng = random.Random(15)
+    f32 = struct.unpack("<f", struct.pack("<f", 0.1))[0]
+    pools = [
+        [0.0, 1.0, -1.0, 127.0, -128.0, 128.0, 32767.0, 32768.0, -32769.0, float(1 << 31), float(1 << 40)],
+        [float(2**53 - 1), -float(2**53 - 1), float(2**53), 1e300, -2.5e-300, 3.4028234663852886e38, 3.5e38],
+        [0.5, 1.25, -3.75, f32, 0.1, 1e6 + 0.5, -0.0, math.nan, math.inf, -math.inf, 1e-46, 1e-40],
+    ]
+    cases = [list(p) for p in pools]
+    for _ in range(3000):
+        pool = rng.choice(pools[: rng.randint(1, 3)])
+        cases.append([rng.choice(pool) for _ in range(rng.randint(4, 12))])
+        scale = rng.choice([1, 100, 1 << 20, 1 << 40])
+        cases.append([float(rng.randint(-scale, scale)) for _ in range(rng.randint(4, 12))])
+    for values in cases:
+        slow = bytearray()
+        _Encoder(slow, None).put_floats(np.asarray(values, dtype=np.float64))
+        fast = bytearray()
+        _Encoder(fast, None).put_short_floats(values)
+        assert fast == slow, values
+        ints = [rng.randint(-(1 << rng.choice([6, 14, 30, 62])), 1 << rng.choice([6, 14, 30, 62])) for _ in values]
+        short_ints = encode_value(ints)
+        assert short_ints[1] == encode_value(ints * 20)[1]  # the numpy path (longer than _SHORT_ARRAY): same type
+        assert short_ints[3:] == np.asarray(ints, dtype=_DTYPES[short_ints[1]]).tobytes()
+        assert decode_value(short_ints) == ints
 
 
 def test_records_of_codec_version_1_and_detector_state_version_2_still_restore() -> None:

@@ -285,7 +285,7 @@ class ProcessorConfig:
     auto_bucket_seconds: float = 60.0
     screened_sites: int = 64
     top_growers: int = 5
-    evaluate_every_seconds: float = 1.0
+    evaluate_every_seconds: float = 5.0
     heap: HeapConfig = field(default_factory=HeapConfig)
     goroutine: GoroutineConfig = field(default_factory=GoroutineConfig)
     contention: ContentionConfig = field(default_factory=ContentionConfig)

@@ -80,11 +80,30 @@ def cap_upload(result: UploadResult, caps: ValueCaps) -> tuple[UploadResult, dic
         The capped result (the same object when nothing was over a cap) and the number of strings cut,
         by field (only fields with cuts).
     """
+    if all(_fits(p, caps) for p in result.profiles):
+        return result, {}  # nothing to cut (nearly every upload): no copy
     cutter = _Cutter(caps)
     profiles = tuple(_cap_profile(p, cutter) for p in result.profiles)
     if not cutter.counts:
         return result, {}
     return dataclasses.replace(result, profiles=profiles), dict(cutter.counts)
+
+
+def _fits(profile: DecodedProfile, caps: ValueCaps) -> bool:
+    """Whether every string of `profile` is within its cap (then capping would change nothing)."""
+    name, label = caps.max_name_chars, caps.max_label_chars
+    summary = profile.summary
+    return (
+        len(profile.service) <= label
+        and len(profile.instance) <= label
+        and all(len(k) <= label and len(v) <= label for k, v in profile.resource.items())
+        and all(len(k) <= label and len(v) <= label for k, v in summary.labels.items())
+        and all(len(s.function) <= name and len(s.file) <= name and len(s.leaf) <= name for s in summary.sites)
+        and all(
+            len(g.state) <= label and max(len(g.blocking), len(g.function), len(g.file), len(g.creator)) <= name
+            for g in summary.groups
+        )
+    )
 
 
 def _cap_profile(profile: DecodedProfile, cutter: _Cutter) -> DecodedProfile:

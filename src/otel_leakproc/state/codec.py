@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import struct
 import zlib
 from collections.abc import Iterator
@@ -61,6 +62,7 @@ _STR_LIST = 14  # version 2
 COLUMN_DTYPES = ("<f8", "<f4", "<i8", "<i4", "<i2", "<u2", "|i1", "|u1")  # what a column block holds
 _SHUFFLE_MIN = 64  # shorter arrays are stored as they are: shuffling them saves nothing worth its time
 _ARRAY_MIN = 4  # shorter numeric lists are cheaper as plain items
+_SHORT_ARRAY = 64  # numeric lists up to this long are packed without numpy (same bytes, less overhead)
 _B64_MIN = 64  # shorter strings are not worth the base64 check
 # Codes 6-9 (version 2): whole-number floats stored as ints, read back as floats.
 _DTYPES = ("<f8", "<i1", "<i2", "<i4", "<i8", "<f4", "<i1", "<i2", "<i4", "<i8")
@@ -255,6 +257,9 @@ class _Encoder:
         if first is float:
             if not all(type(v) is float for v in values):
                 return False
+            if len(values) <= _SHORT_ARRAY:
+                self.put_short_floats(values)
+                return True
             return self.put_floats(np.asarray(values, dtype=np.float64))
         if first is int:
             if not all(type(v) is int for v in values):
@@ -269,8 +274,36 @@ class _Encoder:
         out.append(_ARRAY)
         out.append(_DTYPE_CODE[dtype])
         _varint(out, len(values))
-        out += np.asarray(values, dtype=dtype).tobytes()
+        if len(values) <= _SHORT_ARRAY:
+            out += struct.pack(f"<{len(values)}{_STRUCT_CODE[dtype]}", *values)
+        else:
+            out += np.asarray(values, dtype=dtype).tobytes()
         return True
+
+    def put_short_floats(self, values: list[float] | tuple[float, ...]) -> None:
+        """`put_floats` for a short list, without numpy (its fixed costs dominate a point record's few
+        site values): the same choice of type, the same bytes."""
+        out = self.out
+        out.append(_ARRAY)
+        n = len(values)
+        floor = math.floor
+        # abs(v) < limit is False for NaN and the infinities; -0.0 has to stay a float.
+        if all(abs(v) < _WHOLE_LIMIT and v == floor(v) and (v or math.copysign(1.0, v) > 0) for v in values):
+            ints = [int(v) for v in values]
+            lo, hi = min(ints), max(ints)
+            dtype = next(d for d, bound in _INT_BOUNDS if -bound <= lo and hi < bound)
+            out.append(_AS_FLOAT + _DTYPE_CODE[dtype] - 1)
+            _varint(out, n)
+            out += struct.pack(f"<{n}{_STRUCT_CODE[dtype]}", *ints)
+            return
+        try:
+            narrow = struct.pack(f"<{n}f", *values)  # rounds as numpy's cast does
+            exact = struct.unpack(f"<{n}f", narrow) == tuple(values)  # False with a NaN
+        except OverflowError:  # beyond float32's range (numpy: inf, not exact)
+            exact = False
+        out.append(_DTYPE_CODE["<f4" if exact else "<f8"])
+        _varint(out, n)
+        out += narrow if exact else struct.pack(f"<{n}d", *values)
 
     def put_floats(self, array: np.ndarray[Any, np.dtype[np.float64]]) -> bool:
         out = self.out
@@ -327,6 +360,7 @@ class _Encoder:
 
 
 _INT_BOUNDS = (("<i1", 1 << 7), ("<i2", 1 << 15), ("<i4", 1 << 31), ("<i8", 1 << 63))
+_STRUCT_CODE = {"<i1": "b", "<i2": "h", "<i4": "i", "<i8": "q"}
 
 
 def _canonical_base64(s: str) -> bytes | None:

@@ -67,3 +67,35 @@ def test_goroutine_groups_are_capped_and_merged() -> None:
     assert len(group.state) == 16
     assert len(group.function) == 32
     assert cuts == {"goroutine_state": 2, "function": 2}
+
+
+def test_one_long_string_anywhere_is_cut() -> None:
+    """Uploads within every cap skip the copy (`cap_upload` checks first); one string over its cap, in
+    any field, still takes the cutting path."""
+    long = "q" * 100
+    site = SiteValue("main.f", "f.go", 1, 10.0, leaf="main.f")
+    group = GoroutineGroup("chan receive", "runtime.gopark", "main.g", "g.go", 1, "main.boot", 1, 0, 0)
+    cases = {
+        "site function": (ProfileSummary(ProfileKind.HEAP, 1, 10.0, sites=(SiteValue(long, "f.go", 1, 10.0),)), {}),
+        "site file": (ProfileSummary(ProfileKind.HEAP, 1, 10.0, sites=(SiteValue("main.f", long, 1, 10.0),)), {}),
+        "site leaf": (
+            ProfileSummary(ProfileKind.HEAP, 1, 10.0, sites=(SiteValue("main.f", "f.go", 1, 10.0, leaf=long),)),
+            {},
+        ),
+        "label key": (ProfileSummary(ProfileKind.HEAP, 1, 10.0, sites=(site,), labels={long: "v"}), {}),
+        "resource value": (
+            ProfileSummary(ProfileKind.HEAP, 1, 10.0, sites=(site,)),
+            {"service.name": "svc", "k": long},
+        ),
+    }
+    for field in ("state", "blocking", "function", "file", "creator"):
+        changed = GoroutineGroup(**{**{f: getattr(group, f) for f in group.__slots__}, field: long})
+        cases[f"group {field}"] = (
+            ProfileSummary(ProfileKind.GOROUTINE, 1, 1.0, total_count=1.0, groups=(changed,)),
+            {},
+        )
+    for what, (summary, resource) in cases.items():
+        result = upload(summary, resource=resource or None)
+        capped, cuts = cap_upload(result, CAPS)
+        assert capped is not result, what
+        assert cuts, what
