@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CORPUS ?= ../shared/corpus
 EXAMPLE ?= tests/testdata/corpus/steady_leak
 
-.PHONY: help venv run demo demo-incident analyze test test-deps lint typecheck check proto evaluate bench fuzz soak client-venvs clean series
+.PHONY: help venv run demo demo-incident analyze test test-deps lint typecheck check proto evaluate bench fuzz soak client-venvs clean series long-series
 
 help:
 	@echo "make run        start the service on embedded defaults (HTTP :4040, gRPC :4317, console output)"
@@ -16,6 +16,7 @@ help:
 	@echo "make check      lint + type check + tests (what CI runs)"
 	@echo "make evaluate   score the detectors on a labelled corpus (CORPUS=$(CORPUS))"
 	@echo "make series     regenerate the labelled Go series in tests/testdata/series (about 10 min; SERIES_ONLY=a,b)"
+	@echo "make long-series  240-profile versions of 13 of them in build/long-series (about 5 min; not committed)"
 	@echo "make bench      run the benchmarks (prints figures)"
 	@echo "make soak       30 minutes of mixed uploads from many tenants, collector stopped for 10 (prints RSS, events)"
 	@echo "make fuzz       fuzz every decoder with atheris (FUZZ_RUNS inputs or FUZZ_SECONDS each; prints coverage)"
@@ -104,6 +105,21 @@ series:
 	cd tests/testdata/go/seriesgen && GOTOOLCHAIN=local CGO_ENABLED=0 $(abspath $(GO)) run -trimpath . \
 		-out $(abspath $(SERIES_OUT)) -only '$(SERIES_ONLY)' -jobs $(SERIES_JOBS) -tick-wall $(SERIES_TICK_WALL)
 	PYTHONPATH=src $(PY) scripts/series_observed.py $(SERIES_OUT)
+
+# Long versions of the one-process series (-profiles stretches them; the workloads keep their per-minute
+# behaviour) for the long-series study of the coarser far history (benchmarks/long_series_study.py,
+# docs/detection.md): every no-leak scenario and the leaks whose heap stays small over 4 hours.
+LONG_SERIES_OUT       ?= build/long-series
+LONG_SERIES_PROFILES  ?= 240
+LONG_SERIES_TICK_WALL ?= 250ms
+LONG_SERIES_ONLY      ?= periodic_full_flush,periodic_flush_gogc400,cache_fill_decelerating,cache_fill_slow,\
+churn_only_gogc400,small_object_leak,trickle_leak,bursty_leak,mostly_freed_site_leak,search_index_leak,\
+large_object_slow_leak,mostly_freed_small_leak,goroutine_slow_leak
+long-series:
+	mkdir -p $(LONG_SERIES_OUT)
+	cd tests/testdata/go/seriesgen && GOTOOLCHAIN=local CGO_ENABLED=0 $(abspath $(GO)) run -trimpath . \
+		-out $(abspath $(LONG_SERIES_OUT)) -only '$(LONG_SERIES_ONLY)' -profiles $(LONG_SERIES_PROFILES) \
+		-jobs $(SERIES_JOBS) -tick-wall $(LONG_SERIES_TICK_WALL)
 
 bench: venv
 	$(PY) -m pip install --quiet -e '.[dev,bench]'

@@ -10,8 +10,9 @@ detector's own plain form, floats bit for bit).
   difference (series, profile, field, before, after) and the number of identical reports;
 - `--round-trip`: also, after every profile, write the detector's checkpoint record, read it back into a
   new detector, feed both the next profile and compare their reports (save/restore must change nothing);
-- `--fine N`: keep only the newest N points whole (history.FINE_POINTS; 60 by default) so the corpus
-  series, 60 profiles long, go through the coarse history; `--compare` then shows what coarsening changes.
+- `--fine N`: keep only the newest N points whole (`processor.fine_points`; the default, 240, merges
+  nothing) so the corpus series, 60 profiles long, go through the coarse history; `--compare` then shows
+  what coarsening changes.
 
 Prints the evaluation scores of each corpus too (what `make evaluate` prints for the shared corpus).
 
@@ -26,6 +27,7 @@ import math
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,6 @@ from otel_leakproc.analyze import SeriesResult, _merge_versions, collect_files, 
 from otel_leakproc.config import load_settings
 from otel_leakproc.evaluation import corpus_time, evaluate_series, summarize
 from otel_leakproc.model import ProfileKind, SeriesKey
-from otel_leakproc.processor import history
 from otel_leakproc.processor.detector import SeriesDetector, _report_to_state
 
 ROOT = Path(__file__).parents[1]
@@ -51,8 +52,11 @@ def _restored(detector: SeriesDetector) -> SeriesDetector:
     return SeriesDetector.from_state(detector.key, detector.config, checkpoint_state(frames[0].payload))
 
 
-def run(round_trip: bool, corpora: list[Path]) -> tuple[dict[str, list[Any]], dict[str, dict[str, Any]], list[str]]:
+def run(
+    round_trip: bool, corpora: list[Path], fine: int | None = None
+) -> tuple[dict[str, list[Any]], dict[str, dict[str, Any]], list[str]]:
     settings = load_settings(None)
+    config = settings.processor if fine is None else replace(settings.processor, fine_points=fine)
     limits = settings.decode.to_limits()
     reports: dict[str, list[Any]] = {}
     scores: dict[str, dict[str, Any]] = {}
@@ -78,7 +82,7 @@ def run(round_trip: bool, corpora: list[Path]) -> tuple[dict[str, list[Any]], di
                 service, _, instance = where.partition("/")
                 for kind, versioned in sorted(by_kind.items(), key=lambda kv: kv[0]):
                     key = SeriesKey("", service, instance, kind)
-                    detector = SeriesDetector(key, settings.processor)
+                    detector = SeriesDetector(key, config)
                     timeline = []
                     name = f"{corpus.name}/{series_folder.relative_to(corpus)}/{kind.value}"
                     for i, (summary, version) in enumerate(versioned):
@@ -135,10 +139,8 @@ def main() -> int:
         " tests/testdata/series)",
     )
     args = parser.parse_args()
-    if args.fine is not None:
-        history.FINE_POINTS = args.fine
     started = time.monotonic()
-    reports, scores, trips = run(args.round_trip, args.corpus or list(CORPORA))
+    reports, scores, trips = run(args.round_trip, args.corpus or list(CORPORA), args.fine)
     points = sum(len(r) for r in reports.values())
     print(f"{len(reports)} series, {points} reports in {time.monotonic() - started:.0f} s")
     for corpus, s in scores.items():

@@ -168,6 +168,7 @@ EXPECTED_FULL = Settings(
     processor=ProcessorConfig(
         window_seconds=3600.0,
         max_points=120,
+        fine_points=60,
         bucket_seconds=30.0,
         max_gap_seconds=900.0,
         resolve_seconds=600.0,
@@ -671,7 +672,7 @@ def test_every_negative_detector_setting_is_rejected_once(path: str) -> None:
 
 def test_numeric_processor_paths_cover_every_section() -> None:
     paths = _numeric_processor_paths()
-    assert len(paths) == 10 + 17 + 12 + 10 + 4
+    assert len(paths) == 11 + 17 + 12 + 10 + 4
     assert "heap.memory_limit_bytes" in paths
     assert "contention.high_delay_rate" in paths
 

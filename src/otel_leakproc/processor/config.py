@@ -253,6 +253,10 @@ class ProcessorConfig:
     Attributes:
         window_seconds: history kept per series and used for trends.
         max_points: hard bound on profiles kept per series (older ones are dropped).
+        fine_points: the newest points of a history kept whole; older ones are merged 6 to 1 (mean time,
+            total and values: see processor/history.py). At or above `max_points` (the default) nothing
+            is merged. 60 keeps a full default heap series at about 57 KiB instead of about 126 KiB, but
+            changes verdicts on series longer than 60 profiles (docs/detection.md, long-series study).
         bucket_seconds: when profiles arrive faster than this, trends use the minimum per bucket
             (GC sawtooth); 0 picks 60 s automatically when the median interval is below 45 s.
         max_gap_seconds: a pause longer than this between profiles starts a new segment, like a restart.
@@ -278,6 +282,7 @@ class ProcessorConfig:
 
     window_seconds: float = 7200.0
     max_points: int = 240
+    fine_points: int = 240
     bucket_seconds: float = 0.0
     max_gap_seconds: float = 1800.0
     resolve_seconds: float = 1200.0
@@ -294,7 +299,7 @@ class ProcessorConfig:
     def validate(self) -> list[str]:
         errors = _bounds(
             self,
-            {"window_seconds": 60, "max_points": 8, "top_growers": 1, "screened_sites": 1},
+            {"window_seconds": 60, "max_points": 8, "fine_points": 8, "top_growers": 1, "screened_sites": 1},
             positive=("max_gap_seconds",),
         )
         failed = _failed(errors)

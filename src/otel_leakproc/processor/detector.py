@@ -196,7 +196,7 @@ class SeriesDetector:
         self.config = config
         self._memory_limit_override = memory_limit_bytes
         self.memory_limit_bytes = memory_limit_bytes or config.heap.memory_limit_bytes
-        columns = history_columns(config.max_points)
+        columns = history_columns(config.max_points, config.fine_points)
         self.points = Points(columns)
         self._sites = Grid(columns, dtype=value_dtype(key.kind))
         self._groups = Grid(columns, dtype=value_dtype(key.kind))
@@ -352,7 +352,7 @@ class SeriesDetector:
         self._sites.append(() if self._by_groups else sites.items())
         self._groups.append((k, float(v[0])) for k, v in groups.items())
         self._last_groups = groups
-        if self.points.fine() >= history.FINE_POINTS + history.COARSE_FACTOR:
+        if self.points.fine() >= self.config.fine_points + history.COARSE_FACTOR:
             self._coarsen()
 
     @property
@@ -360,7 +360,7 @@ class SeriesDetector:
         return self.key.kind in (ProfileKind.GOROUTINE, ProfileKind.GOROUTINELEAK)
 
     def _coarsen(self) -> None:
-        """Merge the oldest whole points beyond the newest `FINE_POINTS` (see history.py)."""
+        """Merge the oldest whole points beyond the newest `fine_points` (see history.py)."""
         first, count = self.points.coarse, history.COARSE_FACTOR
         quantized = self.key.kind not in (ProfileKind.MUTEX, ProfileKind.BLOCK)
         self.points.merge(count)
@@ -654,9 +654,9 @@ class SeriesDetector:
             points.popleft()
             self._sites.popleft()
             self._groups.popleft()
-        while points.fine() >= history.FINE_POINTS + history.COARSE_FACTOR:
+        while points.fine() >= self.config.fine_points + history.COARSE_FACTOR:
             self._coarsen()
-        columns = history_columns(self.config.max_points)
+        columns = history_columns(self.config.max_points, self.config.fine_points)
         if points.capacity != columns and len(points) <= columns:
             points.resize(columns)
             self._sites.resize(columns)

@@ -5,14 +5,15 @@ block) or goroutine group and point, dense or sparse, kept up to date as points 
 by the history's `max_points`; the detectors read matrices from them after every profile. `Grid.export` and
 `Grid.restore` give and take the plain arrays the detector state is written from.
 
-Coarser far history: the newest `FINE_POINTS` (60) points are kept whole; older ones are merged
+Coarser far history: the newest `processor.fine_points` points are kept whole; older ones are merged
 `COARSE_FACTOR` (6) to one (`Points.merge`, `Grid.merge`: mean time, mean total, mean value of each name,
 absent names counting as 0; the last cumulative counter). A merged point has a weight (how many profiles it
-stands for), and the history holds at most `max_points` profiles by weight, so a full default window (240
-profiles, 30 s apart) is 60 whole points (the last 30 minutes) and 30 merged ones (3 minutes each). Levels
-(heap bytes, goroutine counts) of merged points are rounded to a 16-bit log scale (`snap`: 1,000 steps per
-octave, within 0.035%), so a checkpoint stores them in 2 bytes exactly. The verdicts of the corpus series
-(60 profiles) never reach the merged part; see docs/detection.md.
+stands for), and the history holds at most `max_points` profiles by weight, so with `fine_points: 60` a full
+window (240 profiles, 30 s apart) is 60 whole points (the last 30 minutes) and 30 merged ones (3 minutes
+each). Levels (heap bytes, goroutine counts) of merged points are rounded to a 16-bit log scale (`snap`:
+1,000 steps per octave, within 0.035%), so a checkpoint stores them in 2 bytes exactly. The default
+`fine_points` (240, = `max_points`) merges nothing: the long-series study (docs/detection.md) found that
+merging past 60 points changes verdicts of real series longer than that.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ MAX_GRID_ROWS = 256
 # status, flag time or top grower changes). Totals, cumulative counters and times (`Points`) stay float64.
 VALUE_DTYPE = np.float32
 
-FINE_POINTS = 60  # the newest points kept whole
-COARSE_FACTOR = 6  # older points merged this many to one
+COMPACT_FINE_POINTS = 60  # `processor.fine_points` of the compact history (benchmarks, studies)
+COARSE_FACTOR = 6  # points older than the newest `fine_points` merged this many to one
 
 # Merged levels on a 16-bit log scale: 0 is 0, q >= 1 is 2 ** ((q - 1) / STEPS - OFFSET), for values from
 # 2**-16 to about 2**49.5 (clamped to that range; below 2**-16 is 0).
@@ -71,11 +72,11 @@ def snap(values: FloatArray) -> FloatArray:
     return dequantize(quantize(values))
 
 
-def history_columns(max_points: int) -> int:
-    """Points (whole and merged) a history of `max_points` profiles holds at most."""
-    if max_points <= FINE_POINTS + COARSE_FACTOR:
+def history_columns(max_points: int, fine_points: int) -> int:
+    """Points (whole and merged) a history of `max_points` profiles holds at most, `fine_points` whole."""
+    if max_points <= fine_points + COARSE_FACTOR:
         return max_points
-    return FINE_POINTS + COARSE_FACTOR + -(-(max_points - FINE_POINTS - COARSE_FACTOR) // COARSE_FACTOR)
+    return fine_points + COARSE_FACTOR + -(-(max_points - fine_points - COARSE_FACTOR) // COARSE_FACTOR)
 
 
 class Point(NamedTuple):

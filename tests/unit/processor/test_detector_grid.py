@@ -9,6 +9,7 @@ freed, so the grid tracks only live names.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def test_grid_and_point_fallback_give_identical_reports(
     monkeypatch: pytest.MonkeyPatch, folder: str, kind: ProfileKind, config: ProcessorConfig, fine: int | None
 ) -> None:
     if fine is not None:  # older points merged past the newest 8: both forms merge alike
-        monkeypatch.setattr(history_module, "FINE_POINTS", fine)
+        config = replace(config, fine_points=fine)
     series = corpus_series(folder, kind)
     with_grid = SeriesDetector(SeriesKey("t", "s", "i", kind), config)
     monkeypatch.setattr(history_module, "MAX_GRID_ROWS", 1)

@@ -1,9 +1,10 @@
-"""Coarser far history (processor/history.py): the newest FINE_POINTS points whole, older ones merged 6 to 1.
+"""Coarser far history (processor/history.py): the newest `fine_points` points whole, older ones merged 6 to 1.
 
 Checks the bound (at most `max_points` profiles in at most `history_columns` points), what a merged point
 holds (mean time, total and values, the last cumulative counter, first-seen order), the 16-bit log steps
 of merged levels, that a checkpoint round trip changes no report at any point, and that a history written
-whole (state version 3) is merged on restore exactly as appending it would have merged it.
+whole (state version 3) is merged on restore exactly as appending it would have merged it. These run with
+`fine_points: 60` (the compact history); the default (240 = max_points) merges nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from otel_leakproc.state.records import checkpoint_frame, checkpoint_state
 
 NANOS = 1_000_000_000
 T0 = 1_790_000_000
-CONFIG = ProcessorConfig()
+CONFIG = ProcessorConfig(fine_points=history.COMPACT_FINE_POINTS)
 
 
 def _heap(j: int, rng: random.Random, leak: bool = True) -> ProfileSummary:
@@ -55,7 +56,7 @@ def _restored(detector: SeriesDetector) -> SeriesDetector:
 def test_history_holds_max_points_profiles_in_few_points() -> None:
     detector = SeriesDetector(SeriesKey("t", "s", "i", ProfileKind.HEAP), CONFIG)
     rng = random.Random(1)
-    columns = history_columns(CONFIG.max_points)
+    columns = history_columns(CONFIG.max_points, CONFIG.fine_points)
     assert columns == 95  # 60 whole + 5 waiting to be merged + 30 merged (29 while 6 more wait)
     for j in range(600):
         detector.update(_heap(j, rng))
@@ -63,7 +64,7 @@ def test_history_holds_max_points_profiles_in_few_points() -> None:
         assert points.profiles <= CONFIG.max_points
         assert len(points) <= columns
         assert points.capacity == columns
-        assert history.FINE_POINTS <= points.fine() < history.FINE_POINTS + history.COARSE_FACTOR or j < 66
+        assert CONFIG.fine_points <= points.fine() < CONFIG.fine_points + history.COARSE_FACTOR or j < 66
     weights = detector.points.weights()
     assert (weights[: detector.points.coarse] == 6).all()
     assert (weights[detector.points.coarse :] == 1).all()
@@ -159,22 +160,36 @@ def sys_path_bench() -> None:
         sys.path.insert(0, bench)
 
 
-def test_a_whole_history_of_state_version_3_is_merged_on_restore_as_appending_would(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_default_history_merges_nothing() -> None:
+    config = ProcessorConfig()
+    assert config.fine_points >= config.max_points
+    assert history_columns(config.max_points, config.fine_points) == config.max_points
+    detector = SeriesDetector(SeriesKey("t", "s", "i", ProfileKind.HEAP), config)
+    rng = random.Random(2)
+    for j in range(300):
+        detector.update(_heap(j, rng))
+    assert detector.points.coarse == 0
+    assert len(detector.points) == config.max_points
+    assert (detector.points.weights() == 1).all()
+
+
+def test_fine_points_below_8_is_refused() -> None:
+    assert ProcessorConfig(fine_points=7).validate() == ["fine_points: must be >= 8, got 7"]
+
+
+def test_a_whole_history_of_state_version_3_is_merged_on_restore_as_appending_would() -> None:
     rng = random.Random(9)
     summaries = [_heap(j, rng) for j in range(240)]
     merged = SeriesDetector(SeriesKey("t", "s", "i", ProfileKind.HEAP), CONFIG)
     for s in summaries:
         merged.update(s)
-    monkeypatch.setattr(history, "FINE_POINTS", 10_000)  # what version 3 kept: every point whole
-    whole = SeriesDetector(SeriesKey("t", "s", "i", ProfileKind.HEAP), CONFIG)
+    whole_config = ProcessorConfig(fine_points=10_000)  # what version 3 kept: every point whole
+    whole = SeriesDetector(SeriesKey("t", "s", "i", ProfileKind.HEAP), whole_config)
     for s in summaries:
         whole.update(s)
     state = whole.to_state()
     assert whole.points.coarse == 0
     assert len(whole.points) == 240
-    monkeypatch.undo()
     state["version"] = 3
     del state["points"]["weight"]
     for grid in ("sites", "groups"):

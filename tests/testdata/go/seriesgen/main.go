@@ -7,6 +7,11 @@
 //
 //	go run . -out ../../series                    # every scenario
 //	go run . -out ../../series -only a,b -jobs 1   # some of them (labels.json is merged)
+//	go run . -out ../../../../build/long-series -only a,b -profiles 240   # longer one-process series
+//
+// -profiles N stretches every one-process scenario to profiles 0..N-1 (the workloads keep their per-minute
+// behaviour: a sawtooth keeps flushing, a leak keeps leaking); the committed series are made with the default
+// (60). Scenarios with a restart (two segments) keep their fixed length and are refused with -profiles.
 package main
 
 import (
@@ -49,9 +54,14 @@ func main() {
 	tickWall := flag.Duration("tick-wall", time.Second, "wall time of one simulated minute")
 	child := flag.String("child", "", "internal: run one segment of this scenario")
 	seg := flag.Int("segment", 0, "internal: segment index")
+	profiles := flag.Int("profiles", defaultProfiles, "profiles per one-process scenario (default: the committed length)")
 	flag.Parse()
 	if *out == "" {
 		fmt.Fprintln(os.Stderr, "seriesgen: -out is required")
+		os.Exit(2)
+	}
+	if err := stretch(*profiles, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "seriesgen:", err)
 		os.Exit(2)
 	}
 	if *child != "" {
@@ -65,6 +75,35 @@ func main() {
 		fmt.Fprintln(os.Stderr, "seriesgen:", err)
 		os.Exit(1)
 	}
+}
+
+// stretch sets the last profile of every one-process scenario (of those chosen by only, or all) to n-1.
+func stretch(n int, only string) error {
+	if n == defaultProfiles {
+		return nil
+	}
+	if n < 2 || n > 10000 {
+		return fmt.Errorf("-profiles %d: want 2..10000", n)
+	}
+	chosen := map[string]bool{}
+	for _, name := range strings.Split(only, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			chosen[name] = true
+		}
+	}
+	for _, sc := range scenarios {
+		if len(chosen) > 0 && !chosen[sc.name] {
+			continue
+		}
+		if len(sc.segments) != 1 {
+			if len(chosen) > 0 {
+				return fmt.Errorf("-profiles: scenario %q has a restart and a fixed length", sc.name)
+			}
+			continue
+		}
+		sc.segments[0].last = n - 1
+	}
+	return nil
 }
 
 // ---------------------------------------------------------------- parent: one child process per segment
@@ -120,7 +159,8 @@ func runScenario(self string, sc *scenario, out string, tickWall time.Duration) 
 	started := time.Now()
 	var truth []tickTruth
 	for i := range sc.segments {
-		cmd := exec.Command(self, "-child", sc.name, "-segment", strconv.Itoa(i), "-out", out, "-tick-wall", tickWall.String())
+		cmd := exec.Command(self, "-child", sc.name, "-segment", strconv.Itoa(i), "-out", out, "-tick-wall", tickWall.String(),
+			"-profiles", strconv.Itoa(sc.segments[len(sc.segments)-1].last+1))
 		env := os.Environ()
 		if sc.memLimit > 0 {
 			env = append(env, fmt.Sprintf("GOMEMLIMIT=%dMiB", sc.memLimit/MiB))

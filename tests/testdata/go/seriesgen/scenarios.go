@@ -35,8 +35,11 @@ type scenario struct {
 	make       func(seg int, rng *rand.Rand) workload
 }
 
+// defaultProfiles is the length of the committed one-process series (-profiles stretches them).
+const defaultProfiles = 60
+
 func oneProcess(version string) []segment {
-	return []segment{{version: version, first: 0, last: 59, warmup: 3}}
+	return []segment{{version: version, first: 0, last: defaultProfiles - 1, warmup: 3}}
 }
 
 func heapLeak(fn string, start int, perTick, size int, notes string) map[string]any {
