@@ -28,7 +28,16 @@ from enum import IntEnum
 from typing import Any
 
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, SiteValue
-from otel_leakproc.state.codec import CodecError, decode_head, decode_value, encode_value, frame
+from otel_leakproc.state.codec import (
+    _DICT,
+    CodecError,
+    _Encoder,
+    _varint,
+    decode_head,
+    decode_value,
+    encode_value,
+    frame,
+)
 
 _U32 = struct.Struct("<I")
 _SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(ProfileSummary))
@@ -129,13 +138,55 @@ def summary_from_plain(plain: Any) -> ProfileSummary:
         raise CodecError(f"summary: {type(exc).__name__}: {exc}") from exc
 
 
+# A point payload is the dict {"q": seq, "k": key, "r": resource, "s": summary}. What "k" and "r" encode to
+# depends only on the key and the resource (the strings written before them are "q" alone), and they repeat
+# on every point of a series: their bytes and the codec's string table after them are kept, by key and
+# resource, for the next point (the same bytes `encode_value` of the whole dict writes; a bounded cache).
+
+
+def _point_start() -> bytes:
+    out = bytearray((_DICT,))
+    _varint(out, 4)
+    _Encoder(out, None).put_str("q")
+    return bytes(out)
+
+
+_POINT_HEAD_TAGS = _point_start()  # a dict of 4 entries, then the key "q"
+_POINT_HEADS: dict[tuple[SeriesKey, tuple[tuple[str, str], ...]], tuple[bytes, dict[str, int]]] = {}
+MAX_POINT_HEADS = 4096  # series whose heads are kept; beyond, the cache starts over
+
+
+def point_payload(seq: int, key: SeriesKey, resource: dict[str, str], summary: ProfileSummary) -> bytes:
+    """The codec value {"q": seq, "k": key, "r": resource, "s": summary} (see the module docstring)."""
+    cache_key = (key, tuple(resource.items()))
+    head = _POINT_HEADS.get(cache_key)
+    if head is None:
+        encoder = _Encoder(bytearray(), None)
+        encoder.strings["q"] = 0
+        encoder.put_str("k")
+        encoder.put(key_to_plain(key), "$.k")
+        encoder.put_str("r")
+        encoder.put(resource, "$.r")
+        if len(_POINT_HEADS) >= MAX_POINT_HEADS:
+            _POINT_HEADS.clear()
+        head = _POINT_HEADS[cache_key] = (bytes(encoder.out), encoder.strings)
+    middle, strings = head
+    out = bytearray(_POINT_HEAD_TAGS)
+    encoder = _Encoder(out, None)
+    encoder.put(seq, "$.q")
+    out += middle
+    encoder.strings = dict(strings)
+    encoder.put_str("s")
+    encoder.put(summary_to_plain(summary), "$.s")
+    return bytes(out)
+
+
 def point_frame(
     seq: int, key: SeriesKey, resource: dict[str, str], summary: ProfileSummary, *, compress: bool = True
 ) -> bytes:
     """`compress=False` for a record that only crosses a local socket (deflating it costs more than sending
     the bytes saved)."""
-    payload = encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "s": summary_to_plain(summary)})
-    return frame(RecordType.POINT, payload, compress=compress)
+    return frame(RecordType.POINT, point_payload(seq, key, resource, summary), compress=compress)
 
 
 def point_route(payload: bytes | memoryview) -> tuple[int, SeriesKey]:
