@@ -30,6 +30,7 @@ from otel_leakproc.state.records import (
     point_from_payload,
     point_payload,
     point_route,
+    renumbered_point_frame,
     summary_to_plain,
 )
 
@@ -230,7 +231,14 @@ def test_point_payloads_reuse_their_series_head_and_write_the_bytes_of_the_whole
                 for seq in (1, 127, 128, 1 << 40):
                     whole = {"q": seq, "k": key_to_plain(key), "r": resource, "s": summary_to_plain(summary)}
                     assert point_payload(seq, key, resource, summary) == encode_value(whole), (round_, key, resource)
+                    # What an owner journals for a point another process sent it (numbered 0 there).
+                    received = point_payload(0, key, resource, summary)
+                    assert renumbered_point_frame(received, seq) == point_frame(seq, key, resource, summary)
         records._POINT_HEADS.clear()  # and once more from an empty cache
+    for other in (b"", encode_value({"q": 1}), encode_value([1, 2]), point_payload(1, keys[0], {}, summary)[:6]):
+        assert renumbered_point_frame(other, 9) is None  # not a point payload: the owner encodes the point
+    for other in (b"", encode_value({"q": 1}), encode_value([1, 2]), point_payload(1, keys[0], {}, summary)[:6]):
+        assert renumbered_point_frame(other, 9) is None  # not a point payload: the owner encodes the point
     with pytest.raises(TypeError, match=r"\$\.r\.bad"):
         point_payload(1, keys[0], {"bad": object()}, summary)  # type: ignore[dict-item]
 

@@ -33,6 +33,7 @@ from otel_leakproc.state.records import (
     point_frame,
     point_from_payload,
     point_route,
+    renumbered_point_frame,
     series_id,
 )
 from otel_leakproc.state.store import CheckpointWriter, Loaded, SeriesStore
@@ -85,13 +86,23 @@ class StatePersistence:
 
     # -- writing ----------------------------------------------------------------------------------
 
-    def append(self, points: Sequence[tuple[SeriesKey, dict[str, str], ProfileSummary]]) -> None:
-        """Journal the points of one upload (all or none). Raises StoreUnavailableError."""
+    def append(
+        self,
+        points: Sequence[tuple[SeriesKey, dict[str, str], ProfileSummary]],
+        records: Sequence[bytes | memoryview] | None = None,
+    ) -> None:
+        """Journal the points of one upload (all or none). `records`: the same points' payloads as another
+        `serve` process encoded them (`cluster/peers.py`), journaled renumbered instead of encoded again.
+        Raises StoreUnavailableError."""
         if not points:
             return
         self.store.health.check()
         seq = self.next_seq
-        frames = [point_frame(seq + i, key, resource, summary) for i, (key, resource, summary) in enumerate(points)]
+        frames = [
+            (records is not None and renumbered_point_frame(records[i], seq + i))
+            or point_frame(seq + i, key, resource, summary)
+            for i, (key, resource, summary) in enumerate(points)
+        ]
         self.store.append_many(frames)
         self.next_seq = seq + len(frames)
         for i, (key, _, _) in enumerate(points):

@@ -30,6 +30,7 @@ from typing import Any
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, SiteValue
 from otel_leakproc.state.codec import (
     _DICT,
+    _INT,
     CodecError,
     _Encoder,
     _varint,
@@ -179,6 +180,26 @@ def point_payload(seq: int, key: SeriesKey, resource: dict[str, str], summary: P
     encoder.put_str("s")
     encoder.put(summary_to_plain(summary), "$.s")
     return bytes(out)
+
+
+def renumbered_point_frame(payload: bytes | memoryview, seq: int) -> bytes | None:
+    """The point record of `payload` (a point payload `point_payload` wrote, e.g. received from another
+    `serve` process) with sequence number `seq` instead of its own: the same bytes `point_frame` would
+    write for the point it holds, without encoding it again. None when `payload` does not start as
+    `point_payload` starts (then encode the point)."""
+    view = memoryview(payload)
+    start = len(_POINT_HEAD_TAGS)
+    if view[:start] != _POINT_HEAD_TAGS or len(view) <= start or view[start] != _INT:
+        return None
+    end = start + 1
+    while end < len(view) and view[end] & 0x80:  # the old number's varint
+        end += 1
+    if end >= len(view):
+        return None
+    out = bytearray(_POINT_HEAD_TAGS)
+    _Encoder(out, None).put(seq, "$.q")
+    out += view[end + 1 :]
+    return frame(RecordType.POINT, bytes(out))
 
 
 def point_frame(
