@@ -97,4 +97,5 @@ def test_one_long_string_anywhere_is_cut() -> None:
     for what, (summary, resource) in cases.items():
         result = upload(summary, resource=resource or None)
         capped, cuts = cap_upload(result, CAPS)
-        assert capped is not result and cuts, what
+        assert capped is not result, what
+        assert cuts, what
