@@ -35,10 +35,13 @@ def bodies(count: int) -> list[bytes]:
     return out
 
 
-async def run(seconds: float, series: int, label: str) -> None:
+async def run(seconds: float, series: int, label: str, every: float | None) -> None:
     points = bodies(240)
     settings = Settings()
     settings = dataclasses.replace(settings, state=dataclasses.replace(settings.state, dir=tempfile.mkdtemp()))
+    if every is not None:
+        processor = dataclasses.replace(settings.processor, evaluate_every_seconds=every)
+        settings = dataclasses.replace(settings, processor=processor)
     service = Service(settings, exporters=[])
     service.store.load()  # opens the journal, as the service's start-up does
     core, pipeline = service.core, service.pipeline
@@ -87,8 +90,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--series", type=int, default=200)
     parser.add_argument("--label", default="run")
+    parser.add_argument(
+        "--evaluate-every",
+        type=float,
+        default=None,
+        help="processor.evaluate_every_seconds (default: the config's); 0 evaluates every profile, as serve "
+        "does for series pushed every 10-60 s",
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.seconds, args.series, args.label))
+    asyncio.run(run(args.seconds, args.series, args.label, args.evaluate_every))
 
 
 if __name__ == "__main__":
