@@ -153,8 +153,10 @@ def _point_start() -> bytes:
 
 
 _POINT_HEAD_TAGS = _point_start()  # a dict of 4 entries, then the key "q"
-_POINT_HEADS: dict[tuple[SeriesKey, tuple[tuple[str, str], ...]], tuple[bytes, dict[str, int]]] = {}
-MAX_POINT_HEADS = 4096  # series whose heads are kept; beyond, the cache starts over
+_POINT_HEADS: dict[tuple[SeriesKey, tuple[tuple[str, str], ...]], tuple[bytes, tuple[str, ...]]] = {}
+# Series whose heads are kept (about 0.4 KiB each: the default `state.max_series` of 10,000 fits); beyond,
+# the cache starts over.
+MAX_POINT_HEADS = 16384
 
 
 def point_payload(seq: int, key: SeriesKey, resource: dict[str, str], summary: ProfileSummary) -> bytes:
@@ -170,13 +172,13 @@ def point_payload(seq: int, key: SeriesKey, resource: dict[str, str], summary: P
         encoder.put(resource, "$.r")
         if len(_POINT_HEADS) >= MAX_POINT_HEADS:
             _POINT_HEADS.clear()
-        head = _POINT_HEADS[cache_key] = (bytes(encoder.out), encoder.strings)
+        head = _POINT_HEADS[cache_key] = (bytes(encoder.out), tuple(encoder.strings))  # strings in order
     middle, strings = head
     out = bytearray(_POINT_HEAD_TAGS)
     encoder = _Encoder(out, None)
     encoder.put(seq, "$.q")
     out += middle
-    encoder.strings = dict(strings)
+    encoder.strings = dict(zip(strings, range(len(strings)), strict=True))
     encoder.put_str("s")
     encoder.put(summary_to_plain(summary), "$.s")
     return bytes(out)
