@@ -41,7 +41,7 @@ class _Nothing:
         return []
 
 
-def _discard(points: Sequence[Point]) -> None:
+def _discard(points: Sequence[Point], records: object = None) -> None:
     pass
 
 

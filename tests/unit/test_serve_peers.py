@@ -100,7 +100,7 @@ class _Owner:
         self.refuse = False
         self.group = PeerGroup(process, self.apply, self, lambda: b"# TYPE up gauge\nup 1.0\n")
 
-    def apply(self, points: Sequence[Point]) -> None:
+    def apply(self, points: Sequence[Point], records: Sequence[bytes | memoryview] | None = None) -> None:
         if self.refuse:
             raise StoreUnavailableError("state cannot be written (disk full)", 2.0)
         self.applied.extend(points)

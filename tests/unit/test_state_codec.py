@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from otel_leakproc.analyze import KIND_DIRS, load_series
-from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey
+from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey, SiteValue
 from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.detector import SeriesDetector
 from otel_leakproc.receiver.decode import DecodeLimits
+from otel_leakproc.state import records
 from otel_leakproc.state.codec import (
     _DTYPES,
     CodecError,
@@ -33,9 +34,13 @@ from otel_leakproc.state.records import (
     checkpoint_frame,
     checkpoint_head,
     checkpoint_state,
+    key_to_plain,
     point_frame,
     point_from_payload,
+    point_payload,
     point_route,
+    renumbered_point_frame,
+    summary_to_plain,
 )
 
 CORPORA = [Path(__file__).parents[1] / "testdata" / "corpus", Path("/work/shared/corpus")]
@@ -140,6 +145,9 @@ def test_every_corpus_series_reports_the_same_through_records_at_every_point(fol
     for seq, summary in enumerate(summaries, 1):
         # The journal record gives back the same summary.
         payload = read_frames(point_frame(seq, key, resource, summary))[0][0].payload
+        assert payload == encode_value(
+            {"q": seq, "k": key_to_plain(key), "r": resource, "s": summary_to_plain(summary)}
+        )
         assert point_route(payload) == (seq, key)
         point = point_from_payload(payload)
         assert point.summary == summary
@@ -216,6 +224,32 @@ def test_short_numeric_lists_are_packed_without_numpy_into_the_same_bytes() -> N
         assert short_ints[1] == encode_value(ints * 20)[1]  # the numpy path (longer than _SHORT_ARRAY): same type
         assert short_ints[3:] == np.asarray(ints, dtype=_DTYPES[short_ints[1]]).tobytes()
         assert decode_value(short_ints) == ints
+
+
+def test_point_payloads_reuse_their_series_head_and_write_the_bytes_of_the_whole_dict() -> None:
+    """`point_payload` keeps the encoded key and resource of a series: on the first point and on every later
+    one, and for names that are also the record's own keys, it writes what `encode_value` writes."""
+    summary = ProfileSummary(
+        ProfileKind.HEAP, 5, 30.0, sites=(SiteValue("s", "k", 1, 10.0), SiteValue("heap", "q", 2, 20.0))
+    )
+    keys = [SeriesKey("t", "svc", "pod", ProfileKind.HEAP), SeriesKey("s", "k", "r", ProfileKind.HEAP)]
+    resources = [{}, {"service.name": "svc"}, {"s": "k", "q": "heap", "r": "t"}, {"service.name": "svc", "x": "y"}]
+    for round_ in range(3):
+        for key in keys:
+            for resource in resources:
+                for seq in (1, 127, 128, 1 << 40):
+                    whole = {"q": seq, "k": key_to_plain(key), "r": resource, "s": summary_to_plain(summary)}
+                    assert point_payload(seq, key, resource, summary) == encode_value(whole), (round_, key, resource)
+                    # What an owner journals for a point another process sent it (numbered 0 there).
+                    received = point_payload(0, key, resource, summary)
+                    assert renumbered_point_frame(received, seq) == point_frame(seq, key, resource, summary)
+        records._POINT_HEADS.clear()  # and once more from an empty cache
+    for other in (b"", encode_value({"q": 1}), encode_value([1, 2]), point_payload(1, keys[0], {}, summary)[:6]):
+        assert renumbered_point_frame(other, 9) is None  # not a point payload: the owner encodes the point
+    for other in (b"", encode_value({"q": 1}), encode_value([1, 2]), point_payload(1, keys[0], {}, summary)[:6]):
+        assert renumbered_point_frame(other, 9) is None  # not a point payload: the owner encodes the point
+    with pytest.raises(TypeError, match=r"\$\.r\.bad"):
+        point_payload(1, keys[0], {"bad": object()}, summary)  # type: ignore[dict-item]
 
 
 def test_records_of_codec_version_1_and_detector_state_version_2_still_restore() -> None:

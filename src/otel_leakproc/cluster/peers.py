@@ -94,13 +94,21 @@ def encode_points(points: Sequence[Point]) -> bytes:
 
 def decode_points(payload: bytes) -> list[Point]:
     """The points of a POINTS request. Raises CodecError."""
+    return decode_point_records(payload)[0]
+
+
+def decode_point_records(payload: bytes) -> tuple[list[Point], list[bytes | memoryview]]:
+    """The points of a POINTS request and each one's record payload (the owner journals those as they
+    are). Raises CodecError."""
     points: list[Point] = []
+    records: list[bytes | memoryview] = []
     for record in iter_frames(payload):
         if record.type != RecordType.POINT:
             raise CodecError(f"expected point records, got type {record.type}")
         point = point_from_payload(record.payload)
         points.append((point.key, point.resource, point.summary))
-    return points
+        records.append(record.payload)
+    return points, records
 
 
 def merge_metrics(texts: Sequence[tuple[int, str]]) -> bytes:
@@ -233,7 +241,7 @@ class PeerGroup:
     def __init__(
         self,
         process: LocalProcess,
-        apply: Callable[[Sequence[Point]], None],
+        apply: Callable[[Sequence[Point], Sequence[bytes | memoryview] | None], None],
         local: SeriesReader,
         render_metrics: Callable[[], bytes],
     ) -> None:
@@ -296,7 +304,7 @@ class PeerGroup:
         processes' profiles is all or none per owner)."""
         mine, theirs = split_by_owner(self.process, tenant, result)
         if mine:
-            self._apply(mine)
+            self._apply(mine, None)
         if not theirs:
             return
         outcomes = await asyncio.gather(
@@ -387,11 +395,11 @@ class PeerGroup:
     async def _answer(self, kind: int, payload: bytes) -> tuple[int, bytes]:
         try:
             if kind == POINTS:
-                points = decode_points(payload)
+                points, records = decode_point_records(payload)
                 strays = [key for key, _, _ in points if not self.owns(key.tenant, key.service, key.instance)]
                 if strays:
                     return FAILED, f"not the owner of {strays[0]}".encode()
-                self._apply(points)
+                self._apply(points, records)  # journaled as received: not encoded a second time
                 return OK, b""
             if kind == SERIES:
                 question = json.loads(payload)

@@ -54,12 +54,16 @@ class Pipeline:
             [(SeriesKey(tenant, p.service, p.instance, p.summary.kind), p.resource, p.summary) for p in result.profiles]
         )
 
-    def apply(self, points: Sequence[tuple[SeriesKey, dict[str, str], ProfileSummary]]) -> None:
+    def apply(
+        self,
+        points: Sequence[tuple[SeriesKey, dict[str, str], ProfileSummary]],
+        records: Sequence[bytes | memoryview] | None = None,
+    ) -> None:
         """Journal the points of one upload (all or none), then update their series. Also what the owner
-        of series runs for points another `serve` process received (`cluster/peers.py`). Raises
-        StoreUnavailableError (nothing applied)."""
+        of series runs for points another `serve` process received (`cluster/peers.py`), with their
+        point records (`records`, journaled as they came). Raises StoreUnavailableError (nothing applied)."""
         if self.persistence is not None:
-            self.persistence.append(points)
+            self.persistence.append(points, records)
         for key, resource, summary in points:
             self._publish(self.table.update(key, resource, summary, live=True))
 

@@ -32,8 +32,10 @@ from otel_leakproc.state.records import (
     checkpoint_frame,
     checkpoint_head,
     checkpoint_state,
+    point_frame,
     point_from_payload,
     point_route,
+    renumbered_point_frame,
     series_id,
 )
 from otel_leakproc.state.store import CheckpointWriter, Loaded, SeriesStore
@@ -87,21 +89,36 @@ class StatePersistence:
 
     # -- writing ----------------------------------------------------------------------------------
 
-    def append(self, points: Sequence[tuple[SeriesKey, dict[str, str], ProfileSummary]]) -> None:
-        """Journal the points of one upload (all or none). Raises StoreUnavailableError."""
+    def append(
+        self,
+        points: Sequence[tuple[SeriesKey, dict[str, str], ProfileSummary]],
+        records: Sequence[bytes | memoryview] | None = None,
+    ) -> None:
+        """Journal the points of one upload (all or none). `records`: the same points' payloads as another
+        `serve` process encoded them (`cluster/peers.py`), journaled renumbered instead of encoded again.
+        Raises StoreUnavailableError."""
         if not points:
             return
         self.store.health.check()
         seq = self.next_seq
-        frames = self.names.encode(
-            [(seq + i, key, resource, summary) for i, (key, resource, summary) in enumerate(points)]
-        )
-        try:
+        if records is not None:
+            # Points handed over by another process: their records are journaled as received (inline names),
+            # renumbered, which costs far less than encoding the points again.
+            frames = [
+                renumbered_point_frame(records[i], seq + i) or point_frame(seq + i, key, resource, summary)
+                for i, (key, resource, summary) in enumerate(points)
+            ]
             self.store.append_many(frames)
-        except BaseException:
-            self.names.abort()
-            raise
-        self.names.commit()
+        else:
+            frames = self.names.encode(
+                [(seq + i, key, resource, summary) for i, (key, resource, summary) in enumerate(points)]
+            )
+            try:
+                self.store.append_many(frames)
+            except BaseException:
+                self.names.abort()
+                raise
+            self.names.commit()
         self.next_seq = seq + len(points)
         for i, (key, _, _) in enumerate(points):
             self.last_seq[key] = seq + i

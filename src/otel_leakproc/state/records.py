@@ -46,9 +46,13 @@ import numpy as np
 
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, SiteValue
 from otel_leakproc.state.codec import (
+    _DICT,
+    _INT,
     COLUMN_DTYPES,
     CodecError,
     Columns,
+    _Encoder,
+    _varint,
     decode_head,
     decode_value,
     encode_value,
@@ -156,13 +160,77 @@ def summary_from_plain(plain: Any) -> ProfileSummary:
         raise CodecError(f"summary: {type(exc).__name__}: {exc}") from exc
 
 
+# A point payload is the dict {"q": seq, "k": key, "r": resource, "s": summary}. What "k" and "r" encode to
+# depends only on the key and the resource (the strings written before them are "q" alone), and they repeat
+# on every point of a series: their bytes and the codec's string table after them are kept, by key and
+# resource, for the next point (the same bytes `encode_value` of the whole dict writes; a bounded cache).
+
+
+def _point_start() -> bytes:
+    out = bytearray((_DICT,))
+    _varint(out, 4)
+    _Encoder(out, None).put_str("q")
+    return bytes(out)
+
+
+_POINT_HEAD_TAGS = _point_start()  # a dict of 4 entries, then the key "q"
+_POINT_HEADS: dict[tuple[SeriesKey, tuple[tuple[str, str], ...]], tuple[bytes, tuple[str, ...]]] = {}
+# Series whose heads are kept (about 0.4 KiB each: the default `state.max_series` of 10,000 fits); beyond,
+# the cache starts over.
+MAX_POINT_HEADS = 16384
+
+
+def point_payload(seq: int, key: SeriesKey, resource: dict[str, str], summary: ProfileSummary) -> bytes:
+    """The codec value {"q": seq, "k": key, "r": resource, "s": summary} (see the module docstring)."""
+    cache_key = (key, tuple(resource.items()))
+    head = _POINT_HEADS.get(cache_key)
+    if head is None:
+        encoder = _Encoder(bytearray(), None)
+        encoder.strings["q"] = 0
+        encoder.put_str("k")
+        encoder.put(key_to_plain(key), "$.k")
+        encoder.put_str("r")
+        encoder.put(resource, "$.r")
+        if len(_POINT_HEADS) >= MAX_POINT_HEADS:
+            _POINT_HEADS.clear()
+        head = _POINT_HEADS[cache_key] = (bytes(encoder.out), tuple(encoder.strings))  # strings in order
+    middle, strings = head
+    out = bytearray(_POINT_HEAD_TAGS)
+    encoder = _Encoder(out, None)
+    encoder.put(seq, "$.q")
+    out += middle
+    encoder.strings = dict(zip(strings, range(len(strings)), strict=True))
+    encoder.put_str("s")
+    encoder.put(summary_to_plain(summary), "$.s")
+    return bytes(out)
+
+
+def renumbered_point_frame(payload: bytes | memoryview, seq: int) -> bytes | None:
+    """The point record of `payload` (a point payload `point_payload` wrote, e.g. received from another
+    `serve` process) with sequence number `seq` instead of its own: the same bytes `point_frame` would
+    write for the point it holds, without encoding it again. None when `payload` does not start as
+    `point_payload` starts (then encode the point)."""
+    view = memoryview(payload)
+    start = len(_POINT_HEAD_TAGS)
+    if view[:start] != _POINT_HEAD_TAGS or len(view) <= start or view[start] != _INT:
+        return None
+    end = start + 1
+    while end < len(view) and view[end] & 0x80:  # the old number's varint
+        end += 1
+    if end >= len(view):
+        return None
+    out = bytearray(_POINT_HEAD_TAGS)
+    _Encoder(out, None).put(seq, "$.q")
+    out += view[end + 1 :]
+    return frame(RecordType.POINT, bytes(out))
+
+
 def point_frame(
     seq: int, key: SeriesKey, resource: dict[str, str], summary: ProfileSummary, *, compress: bool = True
 ) -> bytes:
     """A self-contained point record: every name inline. `compress=False` for a record that only crosses a
     local socket (deflating it costs more than sending the bytes saved)."""
-    payload = encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "s": summary_to_plain(summary)})
-    return frame(RecordType.POINT, payload, compress=compress)
+    return frame(RecordType.POINT, point_payload(seq, key, resource, summary), compress=compress)
 
 
 # -- names by id ---------------------------------------------------------------------------------------
