@@ -15,7 +15,9 @@ and the median time of `to_state()` + `json.dumps` and of `json.loads` + `from_s
 
 Prints figures only; asserts nothing.
 
-Usage: python benchmarks/bench_series_memory.py [--points N] [--sites K] [--state]
+`--fine-points N` sets `processor.fine_points` (the default keeps every point whole; 60 merges the far end).
+
+Usage: python benchmarks/bench_series_memory.py [--points N] [--sites K] [--state] [--fine-points N]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, SiteValue
 from otel_leakproc.processor import trend
@@ -168,9 +171,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--alone", action="store_true", help="no sibling series sharing the names")
     parser.add_argument("--sites", type=int, default=64, help="sites or groups per profile (default top-K 64)")
     parser.add_argument("--state", action="store_true", help="also print the JSON size of to_state()")
+    parser.add_argument(
+        "--fine-points",
+        type=int,
+        default=config.fine_points,
+        help=f"processor.fine_points (default {config.fine_points}: nothing merged; 60: the compact history)",
+    )
     args = parser.parse_args(argv)
+    config = replace(config, fine_points=args.fine_points)
     print(
         f"python {sys.version.split()[0]}; window {config.window_seconds:.0f} s, max_points {config.max_points}, "
+        f"fine_points {config.fine_points}, "
         f"{args.points} profiles of {args.sites} sites/groups each, retained bytes by tracemalloc"
     )
     header = (

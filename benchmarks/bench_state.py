@@ -12,7 +12,9 @@ background by serve). Each section prints the machine's load average (`os.getloa
 
 Prints figures only; asserts nothing.
 
-Usage: python benchmarks/bench_state.py [--series 1000 10000]
+`--fine-points N` sets `processor.fine_points` (the default keeps every point whole; 60 merges the far end).
+
+Usage: python benchmarks/bench_state.py [--series 1000 10000] [--fine-points N]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -165,10 +168,21 @@ def restore_figures(counts: list[int]) -> None:
 
 
 def main() -> None:
+    global CONFIG  # noqa: PLW0603 (the sections read the module's config)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, nargs="*", default=[1000, 10000])
+    parser.add_argument(
+        "--fine-points",
+        type=int,
+        default=CONFIG.fine_points,
+        help=f"processor.fine_points (default {CONFIG.fine_points}: nothing merged; 60: the compact history)",
+    )
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}; window {CONFIG.window_seconds:.0f} s, max_points {CONFIG.max_points}")
+    CONFIG = replace(CONFIG, fine_points=args.fine_points)
+    print(
+        f"python {sys.version.split()[0]}; window {CONFIG.window_seconds:.0f} s, max_points {CONFIG.max_points},"
+        f" fine_points {CONFIG.fine_points}"
+    )
     per_series()
     journal_figures()
     restore_figures(args.series)
