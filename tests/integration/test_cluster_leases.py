@@ -10,22 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import redis.cluster
+from cluster_support import cluster_node
 from redis_support import redis_cluster, redis_server
 from serve_support import STEADY_LEAK, RecordingExporter, make_settings
 
-from otel_leakproc.cluster.connection import connect
-from otel_leakproc.cluster.node import ClusterNode, ClusterStore
+from otel_leakproc.cluster.node import ClusterNode
 from otel_leakproc.cluster.partitions import PartitionKeys, partition_of
 from otel_leakproc.exporter.signals import event_id
 from otel_leakproc.model import SeriesKey
-from otel_leakproc.processor.pipeline import Pipeline
 from otel_leakproc.processor.state import SeriesTable
-from otel_leakproc.query.series import series_object
 from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
 from otel_leakproc.receiver.uploads import DecodedProfile, UploadResult
 from otel_leakproc.state.codec import read_frames
 from otel_leakproc.state.records import point_frame, point_from_payload
-from otel_leakproc.telemetry import Telemetry
 
 PROFILES = sorted(STEADY_LEAK.glob("*.pb.gz"))
 FAST = {
@@ -35,18 +32,8 @@ FAST = {
 
 
 def node(url: str, name: str, ttl: float = 0.6, cluster: bool = False) -> tuple[ClusterNode, RecordingExporter]:
-    redis_config = {"url": url, "partitions": 4, "lease_ttl_seconds": ttl, "replica_id": name, "cluster": cluster}
-    settings = make_settings(
-        state={"backend": "redis", "redis": redis_config},
-        processor=FAST,
-    )
-    store = ClusterStore(connect(settings.state.redis), settings.state.redis.url)
-    exporter = RecordingExporter()
-    pipeline = Pipeline(SeriesTable(settings.processor, 100), Telemetry())
-    pipeline.subscribe(exporter)
-    cluster = ClusterNode(settings, store, pipeline, series_object)
-    cluster._init_partitions()
-    return cluster, exporter
+    made, exporter, _ = cluster_node(url, name, ttl=ttl, cluster=cluster, processor=FAST)
+    return made, exporter
 
 
 def summaries() -> list[Any]:

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 import redis.cluster
+from cluster_support import cluster_node
 from redis_support import redis_cluster, redis_server
-from serve_support import STEADY_LEAK, RecordingExporter, make_settings
+from serve_support import STEADY_LEAK, RecordingExporter
 
 from otel_leakproc.cluster.connection import connect
-from otel_leakproc.cluster.node import ClusterNode, ClusterStore
+from otel_leakproc.cluster.node import ClusterNode
 from otel_leakproc.cluster.partitions import PartitionKeys, partition_of
 from otel_leakproc.cluster.quotas import (
     SeriesQuota,
@@ -32,12 +33,9 @@ from otel_leakproc.errors import RefusedError
 from otel_leakproc.model import ProfileKind, SeriesKey
 from otel_leakproc.processor.config import RedisConfig
 from otel_leakproc.processor.pipeline import Pipeline
-from otel_leakproc.processor.state import SeriesTable
-from otel_leakproc.query.series import series_object
 from otel_leakproc.receiver.config import RateLimitConfig
 from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
 from otel_leakproc.state.records import point_frame
-from otel_leakproc.telemetry import Telemetry
 
 
 def key(tenant: str, n: int) -> SeriesKey:
@@ -171,15 +169,7 @@ def test_the_limits_work_on_a_redis_cluster(tmp_path: Path) -> None:
 
 
 def quota_node(url: str, name: str, quota: int, cluster: bool) -> tuple[ClusterNode, RecordingExporter, Pipeline]:
-    redis_config = {"url": url, "partitions": 4, "lease_ttl_seconds": 5.0, "replica_id": name, "cluster": cluster}
-    settings = make_settings(state={"backend": "redis", "redis": redis_config, "max_series_per_tenant": quota})
-    store = ClusterStore(connect(settings.state.redis), settings.state.redis.url)
-    exporter = RecordingExporter()
-    pipeline = Pipeline(SeriesTable(settings.processor, 100), Telemetry())
-    pipeline.subscribe(exporter)
-    cluster = ClusterNode(settings, store, pipeline, series_object)
-    cluster._init_partitions()
-    return cluster, exporter, pipeline
+    return cluster_node(url, name, ttl=5.0, cluster=cluster, state={"max_series_per_tenant": quota})
 
 
 @pytest.mark.parametrize("cluster", [False, True], ids=["redis", "redis-cluster"])
