@@ -166,7 +166,9 @@ def test_grpc_pushes_are_bounded_by_connections_streams_and_message_size(tmp_pat
     # Connections over the limit are closed (UNAVAILABLE, which gRPC clients retry); the queue refuses
     # with RESOURCE_EXHAUSTED; nothing else.
     assert set(spread) <= {"OK", "UNAVAILABLE", "RESOURCE_EXHAUSTED"}, spread
-    assert 1 <= spread.count("OK") <= 40 - 30, spread
+    # Each of the 40 calls has a connection of its own, so at most max_connections of them reach a handler.
+    assert spread.count("OK") >= 1, spread
+    assert spread.count("OK") + spread.count("RESOURCE_EXHAUSTED") <= GRPC_LIMITS["max_connections"], spread
     # Over one connection the calls beyond two wait on the client instead of piling up in the server.
     assert one_connection.count("OK") >= 38, one_connection
     assert accepted >= spread.count("OK") + one_connection.count("OK")

@@ -8,6 +8,7 @@ import asyncio
 import socket
 import struct
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from otel_leakproc.cluster.peers import (
 from otel_leakproc.cluster.supervisor import check_state_layout, child_settings, reserve, run_processes
 from otel_leakproc.config import settings_from_mapping
 from otel_leakproc.errors import ConfigError, UnavailableError
+from otel_leakproc.model import ProfileKind
 from otel_leakproc.query.series import Selection, order
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.uploads import DecodedProfile, UploadRequest, UploadResult, process_upload
@@ -54,8 +56,15 @@ def test_a_series_has_one_owner_from_the_fixed_local_partitions() -> None:
     for i in range(50):
         p = partition_of("t", f"svc-{i}", "pod", LOCAL_PARTITIONS)
         assert local_owner("t", f"svc-{i}", "pod", 3) == p % 3
-    # Every kind of one process lands with the same owner: the key has no kind.
-    assert local_owner("t", "a", "b", 4) == local_owner("t", "a", "b", 4)
+    # Every kind of one process lands with the same owner: a heap and a goroutine profile of one pod stay
+    # together whichever process receives them.
+    (heap,) = _upload(["same"]).profiles
+    goroutine = DecodedProfile("same", "pod-1", heap.resource, replace(heap.summary, kind=ProfileKind.GOROUTINE))
+    for index in range(3):
+        mine, theirs = split_by_owner(
+            LocalProcess(index, 3, Path("/nonexistent")), "t", UploadResult((heap, goroutine))
+        )
+        assert [len(points) for points in (mine, *theirs.values()) if points] == [2]
 
 
 def test_split_by_owner_keeps_each_point_once_with_its_owner() -> None:
