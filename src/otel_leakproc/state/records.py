@@ -278,11 +278,7 @@ class NameTable:
         bodies = []
         for seq, key, resource, summary in points:
             body = self._point(seq, key, resource, summary)
-            bodies.append(
-                body
-                if body is not None
-                else encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "s": summary_to_plain(summary)})
-            )
+            bodies.append(body if body is not None else point_payload(seq, key, resource, summary))
         frames = [frame(RecordType.POINT, b) for b in bodies]
         fresh = list(self._pending.items())[defined:]
         if fresh:
