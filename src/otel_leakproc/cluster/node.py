@@ -500,6 +500,9 @@ class ClusterNode:
         for tracked in owned.table:
             self.pipeline.forget(tracked.key)
         log.info("cluster: partition %d (epoch %d) dropped: %s", n, owned.epoch, why)
+        # Stop scraping its targets now, before the lease is released and another replica starts on them.
+        if self.on_change is not None:
+            self.on_change()
 
     def _still_owned(self, n: int, owned: Owned) -> bool:
         return self.owned.get(n) is owned and time.monotonic() <= owned.valid_until
