@@ -7,7 +7,7 @@ Exit codes: 0 ok; 1 analysis found a flagged series with --fail-on-leak, or any 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -75,7 +75,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
 
 
+# OpenBLAS (linked into numpy) starts a thread per core when numpy is imported, at a cost of tens of
+# milliseconds of a short-lived process; `analyze` never multiplies matrices large enough to use them.
+# Set before numpy's first import; a value the user set is kept.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS",)
+
+
+def _single_threaded_blas() -> None:
+    for name in BLAS_THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")
+
+
 def _analyze(args: argparse.Namespace) -> int:
+    _single_threaded_blas()
     from otel_leakproc.analyze import AnalyzeOptions, analyze_inputs  # noqa: PLC0415 (keeps --help fast)
     from otel_leakproc.processor.config import ProcessorConfig  # noqa: PLC0415
     from otel_leakproc.receiver.decode.limits import DecodeLimits  # noqa: PLC0415
@@ -105,6 +117,8 @@ def _analyze(args: argparse.Namespace) -> int:
     results = run.results
     reasons = ", ".join(f"{n} {reason}" for reason, n in run.skipped_by_reason().items())
     if args.json:
+        import json  # noqa: PLC0415
+
         doc = {"series": [series_to_json(r.report, r.source) for r in results], "inputs": inputs_to_json(run)}
         print(json.dumps(doc, indent=2))
     elif results:
@@ -132,7 +146,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from otel_leakproc.app import run  # noqa: PLC0415
     from otel_leakproc.config import load_settings  # noqa: PLC0415
-    from otel_leakproc.printable import EscapingFormatter  # noqa: PLC0415
+    from otel_leakproc.log_format import EscapingFormatter  # noqa: PLC0415
 
     handler = logging.StreamHandler(sys.stderr)
     # Messages name services, tenants and functions that clients chose: control characters are escaped.

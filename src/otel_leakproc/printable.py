@@ -4,12 +4,12 @@ A client chooses service names, labels and function names. Printed as sent, a ne
 or console line and ANSI escapes recolour or rewrite the terminal. `printable` escapes C0 and C1 control
 characters, DEL and the Unicode line/paragraph separators and bidirectional overrides as `\\xNN` /
 `\\uNNNN` (a backslash itself stays as it is), so a printed line is always exactly one line of what was
-sent, visibly. `EscapingFormatter` applies it to every log message.
+sent, visibly. `log_format.EscapingFormatter` applies it to every log message (a module of its own: `analyze`
+prints through `printable` and does not import `logging`).
 """
 
 from __future__ import annotations
 
-import logging
 import re
 
 # C0 controls (newline, tab and ESC among them), DEL, C1 controls, line/paragraph separators, and the
@@ -25,15 +25,3 @@ def _escape(match: re.Match[str]) -> str:
 def printable(text: str) -> str:
     """`text` with every control character escaped (unchanged when it has none)."""
     return _UNSAFE.sub(_escape, text)
-
-
-class EscapingFormatter(logging.Formatter):
-    """A log formatter that escapes control characters in the message (tracebacks keep their lines)."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
-        saved = record.message
-        record.message = printable(saved)
-        try:
-            return super().formatMessage(record)
-        finally:
-            record.message = saved

@@ -7,6 +7,7 @@ tests/testdata/pprof/README.md); every profile carries its own time_nanos, one m
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -331,6 +332,112 @@ def test_analyze_does_not_load_the_network_stack() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
     # Nor, without --config, the modules of the config sections it does not read (server, scrape, export).
     assert result.stderr.strip().splitlines()[-1] == "0 [] []", result.stderr
+
+
+# What `analyze` on a pair must not import: the service's stack (servers, clients, exporters, state, cluster,
+# config file parsing) and the stdlib modules only they use. A pair of pprof files needs the pprof decoder, the
+# detectors and the report; each of these costs milliseconds of a process that is mostly start-up.
+ANALYZE_UNUSED_PACKAGES = frozenset(
+    {
+        "aiohttp",
+        "grpc",
+        "opentelemetry",
+        "kubernetes",
+        "prometheus_client",
+        "redis",
+        "yaml",
+        "scipy",
+        "asyncio",
+        "concurrent",
+        "http",
+        "email",
+        "ssl",
+        "socket",
+        "subprocess",
+        "logging",
+        "tempfile",
+    }
+)
+ANALYZE_UNUSED_MODULES = (
+    "otel_leakproc.app",
+    "otel_leakproc.client",
+    "otel_leakproc.cluster",
+    "otel_leakproc.config",  # config and config_yaml: only with --config
+    "otel_leakproc.exporter",
+    "otel_leakproc.log_format",
+    "otel_leakproc.push",
+    "otel_leakproc.query",
+    "otel_leakproc.state",
+    "otel_leakproc.telemetry",
+    "otel_leakproc.receiver.config",
+    "otel_leakproc.receiver.grpc_server",
+    "otel_leakproc.receiver.http_server",
+    "otel_leakproc.receiver.scrape",
+    "otel_leakproc.receiver.uploads",
+    "otel_leakproc.receiver.decode.go_text",  # the text and OTLP decoders: not for pprof files
+    "otel_leakproc.receiver.decode.goroutine_text",
+    "otel_leakproc.receiver.decode.otlp_profiles",
+)
+
+
+def imported_modules(*args: str | Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run `python -X importtime -m otel_leakproc ARGS`; its result and every module the process imported."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "otel_leakproc", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    lines = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
+    modules = {line.rsplit("|", 1)[1].strip() for line in lines[1:]}  # the first line is the header
+    return result, modules
+
+
+@pytest.mark.parametrize("output", ["table", "json"])
+def test_analyze_of_a_pair_imports_only_what_it_uses(output: str) -> None:
+    """The whole process as users start it, not one function: every import of start-up counts."""
+    flags = ["--json"] if output == "json" else []
+    result, modules = imported_modules("analyze", *flags, *RESTART_PAIR)
+    assert result.returncode == 0, result.stderr
+    assert "otel_leakproc.analyze" in modules  # it did run
+    assert "otel_leakproc.receiver.decode.pprof" in modules
+    assert sorted({m.split(".")[0] for m in modules} & ANALYZE_UNUSED_PACKAGES) == []
+    assert sorted(m for m in modules if m.startswith(ANALYZE_UNUSED_MODULES)) == []
+    assert ("json" in modules) == (output == "json")  # the table needs no JSON encoder
+
+
+def test_analyze_with_a_config_file_reads_it_and_still_loads_no_server(tmp_path: Path) -> None:
+    config = tmp_path / "leakproc.yaml"
+    config.write_text("processor:\n  max_points: 60\n")
+    result, modules = imported_modules("analyze", "--config", config, *RESTART_PAIR)
+    assert result.returncode == 0, result.stderr
+    assert "yaml" in modules
+    assert "otel_leakproc.config" in modules
+    assert sorted({m.split(".")[0] for m in modules} & {"aiohttp", "grpc", "opentelemetry", "kubernetes"}) == []
+
+
+def test_analyze_runs_numpy_without_a_blas_thread_pool() -> None:
+    """OpenBLAS starts a thread per core when numpy loads; `analyze` asks for none (the threads cost tens of
+    milliseconds of start-up), and a value the user set is kept."""
+    probe = (
+        "import io, os, sys, contextlib\n"
+        "from otel_leakproc.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    code = main(['analyze', {str(RESTART_PAIR[0])!r}, {str(RESTART_PAIR[1])!r}])\n"
+        "import numpy\n"
+        "print(code, os.environ.get('OPENBLAS_NUM_THREADS'), len(os.listdir('/proc/self/task')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+
+    def probe_with(env: dict[str, str]) -> list[str]:
+        argv = [sys.executable, "-c", probe]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert probe_with(env) == ["0", "1", "1"]  # exit code, the variable, threads in the process
+    assert probe_with({**env, "OPENBLAS_NUM_THREADS": "2"})[:2] == ["0", "2"]
 
 
 def test_analyze_reads_version_folders_as_one_series_with_a_fix_verdict() -> None:

@@ -6,8 +6,9 @@ import io
 import logging
 
 from otel_leakproc.exporter.console import ConsoleExporter
+from otel_leakproc.log_format import EscapingFormatter
 from otel_leakproc.model import ProfileKind, SeriesKey, SeriesReport, Status
-from otel_leakproc.printable import EscapingFormatter, printable
+from otel_leakproc.printable import printable
 
 FORGED = "checkout\n2026-01-01T00:00:00Z  leak.confirmed  \x1b[31mpayments\x1b[0m\u202e"
 

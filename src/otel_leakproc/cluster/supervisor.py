@@ -261,7 +261,7 @@ def child_main(argv: Sequence[str] | None = None) -> int:
 
     from otel_leakproc.app import run  # noqa: PLC0415
     from otel_leakproc.cluster.peers import LocalProcess  # noqa: PLC0415
-    from otel_leakproc.printable import EscapingFormatter  # noqa: PLC0415
+    from otel_leakproc.log_format import EscapingFormatter  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="otel-leakproc serve (process)")
     parser.add_argument("--index", type=int, required=True)
