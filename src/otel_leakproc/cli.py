@@ -75,8 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
 
 
-# OpenBLAS (linked into numpy) starts a thread per core when numpy is imported, at a cost of tens of
-# milliseconds of a short-lived process; `analyze` never multiplies matrices large enough to use them.
+# OpenBLAS (linked into numpy) starts a thread per core when numpy is imported: tens of milliseconds of a
+# short-lived `analyze` process, whose matrix products are small (its outputs are the same on one thread).
 # Set before numpy's first import; a value the user set is kept.
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS",)
 
