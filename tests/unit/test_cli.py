@@ -6,6 +6,7 @@ tests/testdata/pprof/README.md); every profile carries its own time_nanos, one m
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from otel_leakproc import __version__
+from otel_leakproc import __version__, cli
 
 TESTDATA = Path(__file__).resolve().parents[1] / "testdata"
 CORPUS = TESTDATA / "corpus"
@@ -356,6 +357,7 @@ ANALYZE_UNUSED_PACKAGES = frozenset(
         "subprocess",
         "logging",
         "tempfile",
+        "shutil",  # argparse sizes its help with it; the CLI finds the same width without it
     }
 )
 ANALYZE_UNUSED_MODULES = (
@@ -405,6 +407,21 @@ def test_analyze_of_a_pair_imports_only_what_it_uses(output: str) -> None:
     assert sorted({m.split(".")[0] for m in modules} & ANALYZE_UNUSED_PACKAGES) == []
     assert sorted(m for m in modules if m.startswith(ANALYZE_UNUSED_MODULES)) == []
     assert ("json" in modules) == (output == "json")  # the table needs no JSON encoder
+
+
+@pytest.mark.parametrize("columns", ["50", "100", "200", "", "abc"])
+def test_help_has_the_width_argparse_gives_it(columns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's help formatter finds the width without shutil: every help text is the one argparse's own
+    formatter prints (COLUMNS, else the terminal, else 80 columns)."""
+    monkeypatch.setenv("COLUMNS", columns)
+    parser = cli._parser()
+    commands = next(a.choices for a in parser._actions if isinstance(a.choices, dict))
+    for each in [parser, *commands.values()]:
+        ours = each.format_help()
+        each.formatter_class = argparse.HelpFormatter
+        assert ours == each.format_help()
+    usage = commands["analyze"].format_usage().splitlines()
+    assert len(usage) == {"50": 8, "200": 2}.get(columns, len(usage))  # COLUMNS is read
 
 
 def test_analyze_with_a_config_file_reads_it_and_still_loads_no_server(tmp_path: Path) -> None:
