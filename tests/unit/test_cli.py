@@ -424,6 +424,41 @@ def test_help_has_the_width_argparse_gives_it(columns: str, monkeypatch: pytest.
     assert len(usage) == {"50": 8, "200": 2}.get(columns, len(usage))  # COLUMNS is read
 
 
+TEARDOWN_PROBE = """
+import atexit, sys
+class Finalised:
+    def __del__(self):
+        print("teardown ran", file=sys.stderr)
+kept = Finalised()
+if sys.argv.pop(1) == "atexit":
+    atexit.register(lambda: print("atexit ran", file=sys.stderr))
+sys.argv[0] = "otel-leakproc"
+from otel_leakproc.cli import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("registered", ["none", "atexit"])
+def test_analyze_ends_without_the_interpreter_teardown_unless_something_waits_for_exit(registered: str) -> None:
+    """Run as the process's entry point, `analyze` flushes its output and ends without freeing every module;
+    with an atexit callback registered (coverage registers one) it ends the usual way and the callback runs."""
+    argv = [sys.executable, "-c", TEARDOWN_PROBE, registered, "analyze", "--json", *map(str, RESTART_PAIR)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert [s["profiles"] for s in json.loads(done.stdout)["series"]] == [2]  # the whole output was written
+    ran = [line for line in done.stderr.splitlines() if line.endswith(" ran")]
+    assert ran == ([] if registered == "none" else ["atexit ran", "teardown ran"])
+    missing = subprocess.run(
+        [sys.executable, "-c", TEARDOWN_PROBE, registered, "analyze", "/nonexistent"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert missing.returncode == 1  # the exit code survives the short way out
+    assert "otel-leakproc: /nonexistent: no such file or directory" in missing.stderr
+
+
 def test_analyze_with_a_config_file_reads_it_and_still_loads_no_server(tmp_path: Path) -> None:
     config = tmp_path / "leakproc.yaml"
     config.write_text("processor:\n  max_points: 60\n")
