@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from operator import attrgetter
+from typing import Any
 
 UNKNOWN_SERVICE = "unknown_service"
 OTHER_SITE = "(other)"
@@ -115,6 +117,24 @@ class ProfileSummary:
     source_format: str = "pprof"
     has_wait_times: bool = False
     sample_period: float = 0.0
+
+
+def _pickled_by_fields(cls: type[Any]) -> None:
+    """Pickle instances of the frozen dataclass `cls` as its constructor's arguments, in field order.
+
+    Summaries cross from the decoder workers to `serve`'s event-loop process with every upload; the
+    default of slotted dataclasses (a state dict per object, restored field by field) costs about three
+    times as much on each side for a summary's 64 sites."""
+    values = attrgetter(*(f.name for f in fields(cls)))
+
+    def reduce(self: Any) -> tuple[type[Any], tuple[Any, ...]]:
+        return cls, values(self)
+
+    cls.__reduce__ = reduce  # type: ignore[assignment]  # (typeshed: the no-argument method of object)
+
+
+for _cls in (SiteValue, GoroutineGroup, ProfileSummary):
+    _pickled_by_fields(_cls)
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -1136,19 +1136,26 @@ def test_vectorised_path_handles_unusual_tables_like_sample_by_sample(
         assert isinstance(fast, ProfileSummary)
 
 
+@pytest.mark.parametrize("max_breaks", [0, 64, 100_000])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_vectorised_path_frames_samples_that_look_like_sample_starts(
-    monkeypatch: pytest.MonkeyPatch, seed: int
+    monkeypatch: pytest.MonkeyPatch, seed: int, max_breaks: int
 ) -> None:
     """Samples are framed by the byte pattern of a sample start (0x12, a length, 0x0A or 0x12); stacks full
     of location ids 18 and 10 put that pattern inside samples too, so the framing must follow the chain of
-    lengths (and the values must still land on the right samples)."""
+    lengths (and the values must still land on the right samples). The breaks in the chain are stepped
+    over one by one (up to `_MAX_CHAIN_BREAKS`), else the candidates are filtered through a byte map."""
+    monkeypatch.setattr(pprof_fast, "_MAX_CHAIN_BREAKS", max_breaks)
+    followed: list[bool] = []
+    follow = pprof_fast._follow_chain
+    monkeypatch.setattr(pprof_fast, "_follow_chain", lambda *a: followed.append((r := follow(*a)) is not None) or r)
     rng = random.Random(seed)
     profile = _forty_functions(runtime_every=7)
     for _ in range(1500):
         stack = [rng.choice([18, 18, 10, 2, 3, 7, 14, 21, 40]) for _ in range(rng.randrange(1, 12))]
         profile.sample.add(location_id=stack, value=[rng.choice([0, 1, 18, 10]), rng.choice([0, 18, 10, 300])])
     _assert_vectorised_equals_slow(monkeypatch, profile)
+    assert (True in followed) == (max_breaks == 100_000)
 
 
 def _forty_functions(runtime_every: int = 0) -> profile_pb2.Profile:

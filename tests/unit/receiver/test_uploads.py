@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import pickle
+import pickletools
 import re
 from pathlib import Path
 
@@ -566,3 +567,20 @@ def test_results_and_requests_pickle() -> None:
     again = pickle.loads(pickle.dumps(result))
     assert again == result
     assert again.profiles[0].summary.sites == result.profiles[0].summary.sites
+
+
+def test_summaries_pickle_as_their_fields() -> None:
+    """A summary crosses from a decoder worker as its fields (no state dict per site or group), and comes
+    back equal, goroutine groups and labels included."""
+    body = (PPROF / "go127_goroutineleak_0010.pb.gz").read_bytes()
+    request = UploadRequest("ingest", body, query=(("name", "app{__session_id__=s1}"), ("format", "pprof")))
+    summary = process_upload(request, LIMITS).profiles[0].summary
+    assert summary.groups
+    assert summary.sites
+    assert summary.labels
+    data = pickle.dumps(summary)
+    assert "BUILD" not in {op.name for op, _arg, _pos in pickletools.genops(data)}  # (no state set afterwards)
+    again = pickle.loads(data)
+    assert again == summary
+    assert again.groups == summary.groups
+    assert again.labels == summary.labels

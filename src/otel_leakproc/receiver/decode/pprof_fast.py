@@ -314,18 +314,38 @@ def _frame_short(data: npt.NDArray[np.uint8], n: int) -> tuple[IntArray, IntArra
     """`_frame` for samples under 128 bytes (Go's usually are): a field is 0x12, a one-byte length and a
     body starting with 0x0A or 0x12. Matching all three bytes leaves few false candidates (a byte-wide
     0x12 match has about three per sample), so the scan and everything after it are cheaper; None when
-    the candidates do not chain (e.g. a longer sample), for the general search."""
+    the candidates do not chain (e.g. a longer sample), for the general search.
+
+    runtime/pprof writes a sample's values first, so its field starts 0x12, length, 0x12: two bytes found
+    with one comparison of the whole run (`is_12` against itself shifted), the length checked only at
+    those; when they do not chain (another writer's order), all three bytes are matched."""
     size = len(data)
-    match = data[: size - 2] == _TAG_VALUES
-    match &= data[1 : size - 1] < 0x80
-    body = data[2:]
-    match &= (body == _TAG_LOCATIONS) | (body == _TAG_VALUES)
-    cand = np.flatnonzero(match)
-    after = cand + 2
-    after += data[1:][cand]
+    is_12 = data == _TAG_VALUES
+    cand = np.flatnonzero(is_12[: size - 2] & is_12[2:])
+    cand = cand[data[cand + 1] < 0x80]
+    chained = _chain_short(data, cand, n)
+    if chained is not None:
+        return chained
+    match = is_12[: size - 2] & (data[1 : size - 1] < 0x80)
+    match &= (data[2:] == _TAG_LOCATIONS) | is_12[2:]
+    return _chain_short(data, np.flatnonzero(match), n)
+
+
+# Breaks in the chain of candidates (false ones, about one in a thousand) stepped over one at a time; more
+# than this: the byte map of `_chain_short`.
+_MAX_CHAIN_BREAKS = 64
+
+
+def _chain_short(data: npt.NDArray[np.uint8], cand: IntArray, n: int) -> tuple[IntArray, IntArray] | None:
+    """The first `n` fields chained from the candidate at 0 (`_frame_short`), each reaching the next
+    through its one-byte length: (body start, end) of each, or None."""
+    size = len(data)
     if len(cand) < n or cand[0] != 0:
         return None
-    if not bool((after[: n - 1] == cand[1:n]).all()):
+    after = cand + 2
+    after += data[1:][cand]
+    breaks = np.flatnonzero(after[: n - 1] != cand[1:n])
+    if len(breaks) > _MAX_CHAIN_BREAKS:
         # Drop the candidates reaching neither another candidate nor a table field (nearly every false
         # one), then check the chain again.
         is_cand = np.zeros(size + 0x80, dtype=bool)  # (a byte map of the candidates: cheaper than a search)
@@ -335,9 +355,39 @@ def _frame_short(data: npt.NDArray[np.uint8], n: int) -> tuple[IntArray, IntArra
         cand, after = cand[keep], after[keep]
         if len(cand) < n or cand[0] != 0 or not bool((after[: n - 1] == cand[1:n]).all()):
             return None
+    elif len(breaks):
+        # Follow the chain across each break: the field a candidate reaches is found by a search (a false
+        # candidate inside a field is stepped over; no candidate there: no chain).
+        index = _follow_chain(cand, after, n)
+        if index is None:
+            return None
+        cand, after = cand[index], after[index]
     if int(after[n - 1]) > size:
         return None
     return cand[:n] + 2, after[:n]
+
+
+def _follow_chain(cand: IntArray, after: IntArray, n: int) -> IntArray | None:
+    """Indices of the first `n` candidates on the chain from candidate 0, where candidate i is followed
+    by the one starting at `after[i]` (most often candidate i + 1); None when the chain ends early."""
+    ends = np.flatnonzero(after[:-1] != cand[1:]).tolist()  # i: i + 1 does not follow it
+    ends.append(len(cand) - 1)
+    runs: list[IntArray] = []
+    taken = 0
+    at = 0
+    k = 0  # the first end at or after `at`
+    while True:
+        while ends[k] < at:
+            k += 1
+        stop = min(ends[k], at + n - taken - 1)
+        runs.append(np.arange(at, stop + 1))
+        taken += stop + 1 - at
+        if taken == n:
+            return np.concatenate(runs)
+        target = after[stop]
+        at = int(np.searchsorted(cand, target))
+        if at >= len(cand) or cand[at] != target or len(runs) > 2 * _MAX_CHAIN_BREAKS:
+            return None
 
 
 def _read_values(
