@@ -43,6 +43,9 @@ from otel_leakproc.state.codec import CodecError
 
 _HEAD = struct.Struct("<Iq")
 _DIALECTS = ("ingest", "push", "otlp")
+# The series of names seen lately (clients send the same name again and again): (name, cap) -> series.
+_SERIES_CACHE: dict[tuple[str, int], tuple[str, str] | None] = {}
+_SERIES_CACHE_SIZE = 4096
 
 
 def upload_series(request: UploadRequest, caps: ValueCaps) -> tuple[str, str] | None:
@@ -51,6 +54,16 @@ def upload_series(request: UploadRequest, caps: ValueCaps) -> tuple[str, str] | 
     if request.dialect != "ingest":
         return None
     name = next((value for key, value in request.query if key == "name"), "")
+    key = (name, caps.max_label_chars)
+    if key in _SERIES_CACHE:
+        return _SERIES_CACHE[key]
+    if len(_SERIES_CACHE) >= _SERIES_CACHE_SIZE:
+        _SERIES_CACHE.clear()
+    series = _SERIES_CACHE[key] = _name_series(name, caps)
+    return series
+
+
+def _name_series(name: str, caps: ValueCaps) -> tuple[str, str] | None:
     if not name.strip():
         return None
     try:
