@@ -1,10 +1,13 @@
-"""What handing a point to its owner costs with several `serve` processes (`server.processes`, cluster/peers.py).
+"""What handing a point or an upload to its owner costs with several `serve` processes (`server.processes`,
+cluster/peers.py, cluster/forwarding.py).
 
-Two real processes on one machine: an owner runs a `PeerGroup` whose apply keeps nothing (so only the
-hand-over is timed, not the journal or the detector), and a sender hands it the point of a real small heap
-profile `--count` times through `PeerGroup.accept`, `--concurrency` at a time, as concurrent uploads would.
-Prints the CPU time each side used per point (user + system, from /proc) and the wall time per point; the
-cost a `serve` process pays per forwarded point is the sum of both sides. Prints figures only.
+Two real processes on one machine: an owner runs a `PeerGroup` whose apply keeps nothing and whose decoder
+of forwarded uploads answers without decoding (so only the hand-over is timed, not the decode, journal or
+detector), and a sender hands it, `--count` times and `--concurrency` at a time as concurrent uploads
+would, the point of a real small heap profile through `PeerGroup.accept` (what push and OTLP uploads
+cost), then the raw `/ingest` upload of the same profile through `PeerGroup.forward` (what `/ingest`
+uploads cost). Prints the CPU time each side used per item (user + system, from /proc) and the wall time;
+the cost a `serve` process pays per forwarded item is the sum of both sides. Prints figures only.
 
     python benchmarks/bench_handover.py --count 5000 --concurrency 8
 """
@@ -24,6 +27,7 @@ from otel_leakproc.cluster.partitions import local_owner
 from otel_leakproc.cluster.peers import LocalProcess, PeerGroup, Point
 from otel_leakproc.query.series import Selection
 from otel_leakproc.receiver.decode.limits import DecodeLimits
+from otel_leakproc.receiver.ingest import IngestOutcome
 from otel_leakproc.receiver.uploads import DecodedProfile, UploadRequest, UploadResult, process_upload
 
 HERE = Path(__file__).resolve().parent
@@ -45,8 +49,13 @@ def _discard(points: Sequence[Point], records: object = None) -> None:
     pass
 
 
+async def _undecoded(tenant: str, request: UploadRequest) -> IngestOutcome:
+    return IngestOutcome(tenant, 1, ())
+
+
 async def _owner(runtime: Path) -> None:
     group = PeerGroup(LocalProcess(1, 2, runtime), _discard, _Nothing(), lambda: b"")
+    group.uploads = _undecoded
     await group.start()
     await asyncio.Event().wait()  # until killed
 
@@ -61,22 +70,31 @@ async def _sender(runtime: Path, count: int, concurrency: int, owner_pid: int) -
     while not group.all_up():
         await asyncio.sleep(0.05)
     request = UploadRequest("ingest", b"")
+    upload = UploadRequest(
+        "ingest", body, "application/octet-stream", "", (("name", f"{service}{{instance=pod}}"), ("format", "pprof"))
+    )
+    assert group.route("bench", upload) == 1
 
-    async def worker(n: int) -> None:
+    async def point(n: int) -> None:
         for _ in range(n):
             await group.accept("bench", request, result)
 
-    await worker(200)  # warm
-    mine, theirs, start = cpu_seconds(os.getpid()), cpu_seconds(owner_pid), time.perf_counter()
-    await asyncio.gather(*(worker(count // concurrency) for _ in range(concurrency)))
-    wall = time.perf_counter() - start
-    mine, theirs = cpu_seconds(os.getpid()) - mine, cpu_seconds(owner_pid) - theirs
-    done = count // concurrency * concurrency
-    print(
-        f"hand-over of one small heap point ({done} points, {concurrency} at a time): "
-        f"sender {mine / done * 1000:.3f} ms CPU, owner {theirs / done * 1000:.3f} ms CPU, "
-        f"together {(mine + theirs) / done * 1000:.3f} ms; wall {wall / done * 1000:.3f} ms per point"
-    )
+    async def forward(n: int) -> None:
+        for _ in range(n):
+            await group.forward(1, "bench", upload)
+
+    for what, worker in (("point", point), ("upload", forward)):
+        await worker(200)  # warm
+        mine, theirs, start = cpu_seconds(os.getpid()), cpu_seconds(owner_pid), time.perf_counter()
+        await asyncio.gather(*(worker(count // concurrency) for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+        mine, theirs = cpu_seconds(os.getpid()) - mine, cpu_seconds(owner_pid) - theirs
+        done = count // concurrency * concurrency
+        print(
+            f"hand-over of one small heap {what} ({done}, {concurrency} at a time): "
+            f"sender {mine / done * 1000:.3f} ms CPU, owner {theirs / done * 1000:.3f} ms CPU, "
+            f"together {(mine + theirs) / done * 1000:.3f} ms; wall {wall / done * 1000:.3f} ms each"
+        )
     print(f"load average: {Path('/proc/loadavg').read_text().strip()}")
     await group.stop()
 

@@ -86,7 +86,13 @@ class Service:
         self.peers = (
             None
             if process is None or process.count == 1
-            else PeerGroup(process, self.pipeline.apply, TableReader(self.table), self.telemetry.render)
+            else PeerGroup(
+                process,
+                self.pipeline.apply,
+                TableReader(self.table),
+                self.telemetry.render,
+                settings.decode.to_caps(),
+            )
         )
         # The read side: this process's table, every local process's tables, or with the Redis backend every
         # replica's published series.
@@ -107,7 +113,11 @@ class Service:
             self.store.health,
             # With shared state a tenant's upload rate is counted in Redis, once for the whole cluster.
             None if self.cluster is None else self.cluster.rate_limiter(),
+            # Several local processes: an /ingest upload goes to its series' owner before it is decoded.
+            self.peers if self.peers is not None and self.cluster is None else None,
         )
+        if self.peers is not None:
+            self.peers.uploads = self.core.decode_forwarded
         self.scrape: ScrapeManager | None = None
         if settings.scrape.enabled:
             tenant = settings.scrape.tenant or settings.server.auth.default_tenant

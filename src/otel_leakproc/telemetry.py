@@ -86,6 +86,12 @@ class Telemetry:
             "already held its share of it (ingest.max_queue_share_per_tenant).",
             registry=r,
         )
+        self.forwarded = Counter(
+            "otel_leakproc_uploads_forwarded",
+            "Uploads this process received and forwarded before decoding to the serve process that owns their "
+            "series (server.processes); that process decodes them and counts their profiles.",
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "otel_leakproc_queue_depth", "Uploads waiting for or inside a decoder process.", registry=r
         )

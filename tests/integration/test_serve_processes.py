@@ -4,6 +4,7 @@ SIGKILL of the parent leaves no process behind (`cluster/peers.py`, `cluster/sup
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -13,6 +14,7 @@ import grpc
 from proc_memory import alive, descendants
 from serve_support import STEADY_LEAK, ServeProcess, http, series
 
+from otel_leakproc.cluster.partitions import local_owner
 from otel_leakproc.receiver.proto import push_pb2
 
 SERIES = 40
@@ -123,5 +125,103 @@ def test_two_processes_share_the_port_and_own_each_series_once(tmp_path: Path) -
         proc.kill()  # SIGKILL of the parent: no shutdown code runs in it
         assert _wait_gone(children, 30) == []
         assert not runtime.exists()  # the last process removed the sockets' folder
+    finally:
+        proc.kill()
+
+
+def _wait_state(pid: int, state: str, seconds: float) -> bool:
+    """Wait until the process is in `state` (/proc/PID/stat: T stopped); whether it got there."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == state:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _listeners(port: int) -> int:
+    """Sockets listening on a TCP port (the serve processes' shared HTTP port), from /proc/net/tcp."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                count += 1
+    return count
+
+
+def _owned(tenant: str, services: list[str], instance: str) -> dict[str, int]:
+    """How many of `services` each of two processes owns, by process label."""
+    out = {"0": 0, "1": 0}
+    for service in services:
+        out[str(local_owner(tenant, service, instance, 2))] += 1
+    return out
+
+
+def test_an_ingest_upload_is_decoded_and_kept_once_by_its_owner_whichever_process_receives_it(
+    tmp_path: Path,
+) -> None:
+    config = {"server": {"processes": 2}, "state": {"dir": str(tmp_path / "state")}, "export": {"console": False}}
+    proc = ServeProcess(config, tmp_path)
+    proc.start()
+    try:
+        assert proc.proc is not None
+        profile = (STEADY_LEAK / "0000.pb.gz").read_bytes()
+        good = [f"svc-{i}" for i in range(SERIES)]
+        for service in good:  # each a new connection: the kernel spreads them over both processes
+            reply = http("POST", f"{proc.url}/ingest?name={service}{{instance=pod}}&format=pprof", profile)
+            assert reply.status == 200, reply.body
+        bad = [f"bad-{i}" for i in range(12)]
+        for service in bad:  # the owner's decoder's answer, whichever process received it
+            reply = http("POST", f"{proc.url}/ingest?name={service}{{instance=pod}}&format=pprof", b"\x1f\x8bnot gzip")
+            assert reply.status == 400, reply.body
+            assert reply.json()["code"] == "invalid_argument"
+            assert reply.json()["message"].startswith("body: "), reply.body
+        forwarded = _metric_by_process(proc.url, "otel_leakproc_uploads_forwarded_total")
+        assert sum(forwarded.values()) > 0, forwarded
+        # Profiles and rejections are counted where they were decoded: by each series' owner, once.
+        (tenant,) = {s["tenant"] for s in series(proc.url)}
+        received = _metric_by_process(proc.url, "otel_leakproc_profiles_received_total")
+        assert received == {k: float(v) for k, v in _owned(tenant, good, "pod").items()}, received
+        rejected = _metric_by_process(proc.url, "otel_leakproc_profiles_rejected_total")
+        assert rejected == {k: float(v) for k, v in _owned(tenant, bad, "pod").items()}, rejected
+        listed = series(proc.url, timeline="1")
+        assert sorted(s["service"] for s in listed) == sorted(good)
+        assert all(s["profiles"] == 1 for s in listed), listed
+        tracked = _metric_by_process(proc.url, "otel_leakproc_series_tracked")
+        assert tracked == {k: float(v) for k, v in _owned(tenant, good, "pod").items()}, tracked
+
+        # The owner killed (its parent held still, so the group is not yet stopped): the upload of one of
+        # its series is answered 503 with Retry-After at once, not after a hang; the survivor's own go on.
+        children = descendants(proc.proc.pid)
+        serving = {
+            int(c[c.index("--index") + 1]): pid
+            for pid in children
+            if "otel_leakproc.cluster.supervisor" in (c := _command(pid))
+        }
+        os.kill(proc.proc.pid, signal.SIGSTOP)
+        try:
+            assert _wait_state(proc.proc.pid, "T", 10)
+            os.kill(serving[1], signal.SIGKILL)
+            assert _wait_gone([serving[1]], 10) == []
+            # Its threads may still be closing its listening socket (a connection queued there is reset).
+            deadline = time.monotonic() + 10
+            while _listeners(proc.http_port) > 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _listeners(proc.http_port) == 1
+            theirs = next(s for s in (f"late-{i}" for i in range(50)) if local_owner(tenant, s, "pod", 2) == 1)
+            mine = next(s for s in (f"late-{i}" for i in range(50)) if local_owner(tenant, s, "pod", 2) == 0)
+            started = time.monotonic()
+            reply = http("POST", f"{proc.url}/ingest?name={theirs}{{instance=pod}}&format=pprof", profile, timeout=20)
+            assert reply.status == 503, reply.body
+            assert time.monotonic() - started < 5
+            assert reply.headers.get("retry-after"), reply.headers
+            assert reply.json()["code"] == "unavailable"
+            assert "process 1" in reply.json()["message"], reply.body
+            reply = http("POST", f"{proc.url}/ingest?name={mine}{{instance=pod}}&format=pprof", profile)
+            assert reply.status == 200, reply.body
+        finally:
+            os.kill(proc.proc.pid, signal.SIGCONT)
+        assert proc.proc.wait(60) == 1  # a process that exited on its own stops the group
     finally:
         proc.kill()

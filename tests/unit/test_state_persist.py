@@ -18,6 +18,7 @@ from otel_leakproc.receiver.decode import DecodeLimits
 from otel_leakproc.state.health import StoreUnavailableError
 from otel_leakproc.state.journal import CHECKPOINT_FILE, FileStore
 from otel_leakproc.state.persist import StatePersistence
+from otel_leakproc.state.store import MemoryStore
 
 CORPUS = Path(__file__).parents[1] / "testdata" / "corpus"
 CONFIG = ProcessorConfig()
@@ -120,3 +121,16 @@ def test_a_store_that_cannot_write_refuses_points_and_recovers(tmp_path: Path) -
     store.close()
     copy = restored(folder)
     assert copy.get(KEYS[0]).detector.report().profiles == 2  # type: ignore[union-attr]
+
+
+def test_a_memory_store_is_handed_no_journal_frames_but_the_points_are_numbered_and_marked_dirty() -> None:
+    store = MemoryStore()
+    handed: list[int] = []
+    store.append_many = lambda frames: handed.append(len(frames))  # type: ignore[method-assign]
+    persistence = StatePersistence(SeriesTable(CONFIG, 100), store, CONFIG)
+    feed(persistence, 0, 4)
+    assert handed == []  # `state.dir: ""` keeps nothing: no point is encoded for it
+    assert persistence.journal_bytes_since_compaction == 0
+    assert persistence.next_seq == 1 + 4 * len(KEYS)
+    assert persistence.dirty == set(KEYS)
+    assert sorted(persistence.last_seq.values()) == list(range(1 + 3 * len(KEYS), 1 + 4 * len(KEYS)))

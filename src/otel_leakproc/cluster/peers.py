@@ -2,16 +2,18 @@
 sockets between them.
 
 Process i of N owns the series of the local partitions p with p % N == i (`partitions.local_owner`). The
-listening ports are shared (SO_REUSEPORT), so any process receives any upload: it decodes it there (the
-expensive part, spread over every process) and hands each point to its owner as a point record
-(`state/records.py`, the same self-contained record the journal and the Redis stream hold). The owner
-journals and applies it, then answers; the upload is answered only after every owner of its points did,
-so an answered upload is in exactly one owner's journal. Each owner evaluates and exports only its own
+listening ports are shared (SO_REUSEPORT), so any process receives any upload. An `/ingest` upload names
+its one series, so the receiving process forwards it as received to the owner, which decodes, keeps and
+answers it (`forwarding.py`; UPLOAD requests). Any other upload is decoded where it arrived and each point
+handed to its owner as a point record (`state/records.py`, the same self-contained record the journal and
+the Redis stream hold; POINTS requests). The owner journals and applies it, then answers; the upload is
+answered only after every owner of its points did, so an answered upload is in exactly one owner's journal. Each owner evaluates and exports only its own
 series: one writer per series, as with one process. The series API and /metrics of any process ask the
 others over the same sockets, so every process shows every series.
 
-On a socket (one from each process to each other; the connecting side asks, answers come in order):
-a request is u32 length, u8 kind, payload; an answer u32 length, u8 status, payload. With `state.backend:
+On a socket (one from each process to each other; the connecting side asks, answers come in order, a
+forwarded upload being decoded while the requests behind it are read): a request is u32 length, u8 kind,
+payload; an answer u32 length, u8 status, payload. With `state.backend:
 redis` the processes are replicas of the cluster (each its own leases); the sockets then serve the
 series API's and /metrics' questions only.
 """
@@ -24,7 +26,7 @@ import json
 import logging
 import struct
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,19 +35,29 @@ from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from otel_leakproc.cluster.forwarding import (
+    decode_outcome,
+    decode_upload,
+    encode_outcome,
+    encode_refusal,
+    encode_upload,
+    raise_refusal,
+    upload_series,
+)
 from otel_leakproc.cluster.partitions import local_owner
-from otel_leakproc.errors import UnavailableError
+from otel_leakproc.errors import InvalidProfileError, RefusedError, UnavailableError
 from otel_leakproc.model import ProfileSummary, SeriesKey
 from otel_leakproc.query.series import Selection, SeriesReader, order
-from otel_leakproc.receiver.ingest import DecoderCrashedError
+from otel_leakproc.receiver.ingest import DecoderCrashedError, IngestOutcome
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult
+from otel_leakproc.receiver.value_caps import ValueCaps
 from otel_leakproc.state.codec import MAX_PAYLOAD, CodecError, iter_frames
 from otel_leakproc.state.records import RecordType, point_frame, point_from_payload
 
 log = logging.getLogger(__name__)
 
-POINTS, SERIES, METRICS = 1, 2, 3  # request kinds
-OK, UNAVAILABLE, FAILED = 0, 1, 2  # answer statuses
+POINTS, SERIES, METRICS, UPLOAD = 1, 2, 3, 4  # request kinds
+OK, UNAVAILABLE, FAILED, REJECTED = 0, 1, 2, 3  # answer statuses
 _HEAD = struct.Struct("<IB")
 MAX_MESSAGE = MAX_PAYLOAD  # a longer message is a broken peer: the connection is closed
 MAX_PENDING = 256  # requests waiting for an answer on one connection; more are refused (503)
@@ -55,6 +67,8 @@ RETRY_AFTER = 2.0
 PROCESS_LABEL = "process"
 
 Point = tuple[SeriesKey, dict[str, str], ProfileSummary]
+# The owner's side of a forwarded upload (`IngestCore.decode_forwarded`): tenant, request -> its outcome.
+ForwardedUploads = Callable[[str, UploadRequest], Awaitable[IngestOutcome]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,8 +258,12 @@ class PeerGroup:
         apply: Callable[[Sequence[Point], Sequence[bytes | memoryview] | None], None],
         local: SeriesReader,
         render_metrics: Callable[[], bytes],
+        caps: ValueCaps | None = None,
     ) -> None:
         self.process = process
+        self._caps = caps or ValueCaps()
+        # Set by the service once its ingest core exists: decodes the uploads the others forward here.
+        self.uploads: ForwardedUploads | None = None
         self._apply = apply
         self._local = local
         self._render = render_metrics
@@ -324,6 +342,30 @@ class PeerGroup:
         log.error("process %d refused %d points: %s", owner, len(points), message)
         raise DecoderCrashedError(f"internal error: process {owner} refused the points ({message})")
 
+    def route(self, tenant: str, request: UploadRequest) -> int | None:
+        """The process to forward `request` to before decoding (`cluster/forwarding.py`): the owner of its
+        one series when the request names it and that is another process; None to decode it here."""
+        series = upload_series(request, self._caps)
+        if series is None:
+            return None
+        owner = self.process.owner(tenant, *series)
+        return None if owner == self.process.index else owner
+
+    async def forward(self, owner: int, tenant: str, request: UploadRequest) -> IngestOutcome:
+        """Have `owner` decode and keep `request`; its outcome, or its error raised here as it raised it.
+        Raises UnavailableError (503) when the owner is unreachable, has too many requests from this
+        process unanswered, or does not answer in time."""
+        status, answer = await self.links[owner].request(UPLOAD, encode_upload(tenant, request))
+        if status == OK:
+            return decode_outcome(answer)
+        if status == REJECTED:
+            raise_refusal(answer)
+        message = answer.decode("utf-8", "replace")
+        if status == UNAVAILABLE:
+            raise UnavailableError(f"process {owner}: {message}", RETRY_AFTER)
+        log.error("process %d failed on a forwarded upload: %s", owner, message)
+        raise DecoderCrashedError(f"internal error: process {owner} failed on this upload ({message})")
+
     # -- questions from every process ------------------------------------------------------------
 
     async def series(self, selection: Selection) -> list[dict[str, Any]]:
@@ -367,11 +409,22 @@ class PeerGroup:
         self._handlers[task] = writer
         loop = asyncio.get_running_loop()
         out: list[bytes] = []  # answers to the requests that arrived together, written together
+        # Answers in request order: a forwarded upload is decoded while the next requests are read (a
+        # decoder worker may take a while), and its answer holds back the ones behind it.
+        answers: deque[asyncio.Future[tuple[int, bytes]]] = deque()
 
         def flush() -> None:
             if out and not writer.is_closing():
                 writer.write(b"".join(out))
             out.clear()
+
+        def ready(_: object = None) -> None:
+            while answers and answers[0].done():
+                answered = answers.popleft()
+                status, answer = (UNAVAILABLE, b"stopping") if answered.cancelled() else answered.result()
+                if not out:
+                    loop.call_soon(flush)
+                out.append(_HEAD.pack(len(answer), status) + answer)
 
         try:
             while True:
@@ -379,10 +432,16 @@ class PeerGroup:
                 if length > MAX_MESSAGE:
                     log.error("a request of %d bytes on the process socket: closing the connection", length)
                     return
-                status, answer = await self._answer(kind, await reader.readexactly(length))
-                if not out:
-                    loop.call_soon(flush)
-                out.append(_HEAD.pack(len(answer), status) + answer)
+                payload = await reader.readexactly(length)
+                if kind == UPLOAD:
+                    task = loop.create_task(self._upload(payload))
+                    answers.append(task)
+                    task.add_done_callback(ready)
+                else:
+                    done = loop.create_future()
+                    done.set_result(await self._answer(kind, payload))
+                    answers.append(done)
+                    ready()
                 if len(out) >= MAX_PENDING:  # (the asker sends at most that many before reading)
                     flush()
                     await writer.drain()
@@ -391,6 +450,19 @@ class PeerGroup:
         finally:
             self._handlers.pop(task, None)
             writer.close()
+
+    async def _upload(self, payload: bytes) -> tuple[int, bytes]:
+        """Decode and keep an upload another process forwarded; the answer carries its outcome or error."""
+        try:
+            if self.uploads is None:
+                return UNAVAILABLE, b"this process is starting"
+            tenant, request = decode_upload(payload)
+            return OK, encode_outcome(await self.uploads(tenant, request))
+        except (InvalidProfileError, RefusedError, DecoderCrashedError) as exc:
+            return REJECTED, encode_refusal(exc)
+        except Exception as exc:  # a bug: the sender answers 500, this process logs it
+            log.exception("a forwarded upload failed")
+            return FAILED, f"{type(exc).__name__}: {exc}".encode()
 
     async def _answer(self, kind: int, payload: bytes) -> tuple[int, bytes]:
         try:

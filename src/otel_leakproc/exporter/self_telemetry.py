@@ -71,6 +71,7 @@ OTEL_NAMES: dict[str, tuple[str, str]] = {
     "otel_leakproc_profiles_ignored": ("otel_leakproc.profiles.ignored", "{profile}"),
     "otel_leakproc_profiles_rejected": ("otel_leakproc.profiles.rejected", "{upload}"),
     "otel_leakproc_queue_refused": ("otel_leakproc.queue.refused", "{upload}"),
+    "otel_leakproc_uploads_forwarded": ("otel_leakproc.uploads.forwarded", "{upload}"),
     "otel_leakproc_queue_depth": ("otel_leakproc.queue.depth", "{upload}"),
     "otel_leakproc_queue_capacity": ("otel_leakproc.queue.capacity", "{upload}"),
     "otel_leakproc_decode_seconds": ("otel_leakproc.decode", "s"),

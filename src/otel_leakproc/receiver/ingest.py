@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from otel_leakproc.errors import InvalidProfileError, PayloadTooLargeError, RefusedError, RejectReason, UnavailableError
 from otel_leakproc.receiver.auth import AuthError, resolve_tenant
@@ -45,6 +46,16 @@ INLINE_MAX_DECOMPRESSED_BYTES = 256 * 1024
 # The processor's entry: returns None when the upload is kept, or an awaitable of that (several `serve`
 # processes: the owners of its series keep it, `cluster/peers.py`).
 Sink = Callable[[str, UploadRequest, UploadResult], Awaitable[None] | None]
+
+
+class Router(Protocol):
+    """Where uploads are decoded when several `serve` processes share the port (`cluster/peers.py`):
+    `route` names the process that owns every series of an upload when the request alone tells (None:
+    decode it here), `forward` has that process decode and keep it, and returns its outcome."""
+
+    def route(self, tenant: str, request: UploadRequest) -> int | None: ...
+
+    async def forward(self, owner: int, tenant: str, request: UploadRequest) -> IngestOutcome: ...
 
 
 class DecoderCrashedError(Exception):
@@ -113,6 +124,7 @@ class IngestCore:
         caps: ValueCaps | None = None,
         store_health: StoreHealth | None = None,
         limiter: Limiter | None = None,
+        router: Router | None = None,
     ) -> None:
         self._server = server
         self._ingest = ingest
@@ -125,6 +137,7 @@ class IngestCore:
         self._telemetry = telemetry
         # `server.rate_limit`, counted in this process, or for the whole cluster (cluster/quotas.py).
         self._limiter = limiter or RateLimiter(server.rate_limit)
+        self._router = router
         self._pool: Executor | None = None
         self._in_flight = 0
         self._bytes_in_flight = 0
@@ -190,6 +203,11 @@ class IngestCore:
         queue and the bytes budget, not by the number of open connections. Raises as `ingest` does.
         """
         tenant = self.authenticate(credentials) if tenant is None else tenant
+        return self._admit(tenant, size, client=True)
+
+    def _admit(self, tenant: str, size: int, *, client: bool) -> Admission:
+        """`client`: apply the tenant's rate limit and queue share too (not to an upload another process
+        received and forwarded: it passed them there)."""
         retry = self._ingest.retry_after_seconds
         if self._closing:
             self._telemetry.rejected.labels("shutting_down").inc()
@@ -203,11 +221,12 @@ class IngestCore:
                 f"state cannot be written ({self._store_health.reason}); an upload accepted now could be lost",
                 retry_after=retry,
             )
-        try:
-            self._limiter.admit(tenant)
-        except RefusedError:
-            self._telemetry.rejected.labels("rate_limited").inc()
-            raise
+        if client:
+            try:
+                self._limiter.admit(tenant)
+            except RefusedError:
+                self._telemetry.rejected.labels("rate_limited").inc()
+                raise
         if self._in_flight >= self._ingest.queue_size:
             self._telemetry.refused.inc()
             self._telemetry.rejected.labels("queue_full").inc()
@@ -215,7 +234,7 @@ class IngestCore:
                 f"decode queue is full ({self._ingest.queue_size} uploads in progress)", retry_after=retry
             )
         share = self._ingest.max_in_flight_per_tenant()
-        if self._tenant_in_flight.get(tenant, 0) >= share:
+        if client and self._tenant_in_flight.get(tenant, 0) >= share:
             self._telemetry.refused.inc()
             self._telemetry.rejected.labels("tenant_queue_share").inc()
             raise RefusedError(
@@ -241,9 +260,20 @@ class IngestCore:
             admission.released = True
             self._leave(admission.tenant, admission.size)
 
-    async def decode_admitted(self, admission: Admission, request: UploadRequest) -> IngestOutcome:
-        """Decode and hand on an admitted upload; releases the admission. Raises as `ingest` does."""
+    async def decode_admitted(
+        self, admission: Admission, request: UploadRequest, *, routed: bool = True
+    ) -> IngestOutcome:
+        """Decode and hand on an admitted upload, or have the process that owns its series do that (see
+        `Router`); releases the admission. Raises as `ingest` does. `routed=False`: decode it here."""
         tenant = admission.tenant
+        router = self._router if routed else None
+        owner = None if router is None else router.route(tenant, request)
+        if router is not None and owner is not None:
+            self._telemetry.forwarded.inc()
+            try:
+                return await router.forward(owner, tenant, request)
+            finally:
+                self.release(admission)
         try:
             result = await self._decode(request)
         finally:
@@ -257,6 +287,14 @@ class IngestCore:
         if result.ignored:
             self._telemetry.ignored.labels(request.dialect).inc(len(result.ignored))
         return IngestOutcome(tenant, len(result.profiles), result.ignored)
+
+    async def decode_forwarded(self, tenant: str, request: UploadRequest) -> IngestOutcome:
+        """Decode and keep an upload of `tenant` that another `serve` process received, authenticated and
+        admitted, and forwarded here because this process owns its series. Admitted to this process's
+        decode queue and bytes in flight (not its rate limit or tenant share: those were applied once,
+        where it arrived). Raises as `ingest` does."""
+        admission = self._admit(tenant, len(request.body), client=False)
+        return await self.decode_admitted(admission, request, routed=False)
 
     async def _decode(self, request: UploadRequest) -> UploadResult:
         if len(request.body) <= self._ingest.inline_max_bytes:

@@ -73,6 +73,11 @@ class _Cutter:
         return out
 
 
+def cap_label(value: str, caps: ValueCaps) -> str:
+    """`value` as `cap_upload` leaves a service, instance or label (what the series identity becomes)."""
+    return _Cutter(caps).label(value, "service")
+
+
 def cap_upload(result: UploadResult, caps: ValueCaps) -> tuple[UploadResult, dict[str, int]]:
     """Cap every string of a decoded upload.
 

@@ -38,7 +38,7 @@ from otel_leakproc.state.records import (
     renumbered_point_frame,
     series_id,
 )
-from otel_leakproc.state.store import CheckpointWriter, Loaded, SeriesStore
+from otel_leakproc.state.store import CheckpointWriter, Loaded, MemoryStore, SeriesStore
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,10 @@ class StatePersistence:
             return
         self.store.health.check()
         seq = self.next_seq
-        if records is not None:
+        frames: Sequence[bytes]
+        if isinstance(self.store, MemoryStore):
+            frames = ()  # `state.dir: ""` keeps nothing: encoding the points would be thrown away
+        elif records is not None:
             # Points handed over by another process: their records are journaled as received (inline names),
             # renumbered, which costs far less than encoding the points again.
             frames = [
