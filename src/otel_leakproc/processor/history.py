@@ -34,14 +34,70 @@ from otel_leakproc.processor.trend import FloatArray
 # forms give the same matrices; either way memory is bounded by max_points x top-K values and names.
 MAX_GRID_ROWS = 256
 
-# Grids keep values as float32: profile values are sampled estimates (a heap site's bytes are a count of
-# sampled objects scaled up), and 24 significant bits are far below their sampling error. That halves the
-# largest part of a series' memory and of its checkpoint. Every matrix read from a grid is float64 again, so
-# the statistics compute as before, on values rounded once when they enter the history. Mutex and block
-# grids hold cumulative counters, whose differences are the signal: rounded to 24 bits, a rate between two
-# profiles is exact to about 1e-6 of the series' largest rate (the corpus study in docs/detection.md: no
-# status, flag time or top grower changes). Totals, cumulative counters and times (`Points`) stay float64.
-VALUE_DTYPE = np.float32
+# How a grid stores its values (`ValueScale`). Profile values are sampled estimates (a heap site's bytes are a
+# count of sampled objects scaled up), so a grid need not keep them to 53 bits; every matrix read from a grid is
+# float64 again, so the statistics compute as before, on values rounded once when they enter the history.
+# - Levels (heap bytes, goroutine counts: every kind but mutex and block) in 16 bits (`LEVELS`): whole numbers
+#   below 2**15 exactly (goroutine counts, small heap sites), larger values on a log scale of 1,024 steps per
+#   octave up to 2**47 (within 0.034%, far below the sampling error of a heap site's bytes).
+#   That is 2 bytes per value instead of 8 (float64) or 4 (float32), the largest part of a series' memory and
+#   of its checkpoint.
+# - Mutex and block grids hold cumulative counters, whose differences are the signal: kept as float32
+#   (`FLOAT32`: a rate between two profiles is exact to about 1e-6 of the series' largest rate; the corpus
+#   study in docs/detection.md: no status, flag time or top grower changes). A log scale would lose the
+#   increments of a large counter.
+# Totals, cumulative counters and times (`Points`) stay float64.
+VALUE_DTYPE = np.float32  # the FLOAT32 scale's dtype (and that of states version 3)
+
+
+class ValueScale:
+    """How a grid stores values: as `dtype` codes; `encode` (values to codes) and `decode` (codes to float64)."""
+
+    __slots__ = ("dtype", "name")
+
+    def __init__(self, name: str, dtype: type[np.generic]) -> None:
+        self.name = name
+        self.dtype = dtype
+
+    def encode(self, values: Any) -> npt.NDArray[Any]:
+        return np.asarray(values, dtype=self.dtype)
+
+    def decode(self, codes: npt.NDArray[Any]) -> FloatArray:
+        result: FloatArray = codes.astype(np.float64)
+        return result
+
+
+# Levels: codes below 2**15 are the value itself; code 2**15 + k is 2**15 * 2 ** (k / LEVEL_STEPS).
+LEVEL_STEPS = 1024
+_LEVEL_SPLIT = 1 << 15
+_LEVEL_TABLE = np.concatenate(
+    [np.arange(_LEVEL_SPLIT, dtype=np.float64), _LEVEL_SPLIT * np.exp2(np.arange(_LEVEL_SPLIT) / LEVEL_STEPS)]
+)
+_LEVEL_TABLE.setflags(write=False)
+
+
+class LevelScale(ValueScale):
+    """Levels in 16 bits (see `LEVELS`): exact whole numbers below 2**15, then log steps to 2**47. Negative
+    values and NaN are stored as 0, values past 2**47 as 2**47 (none occur in profiles)."""
+
+    __slots__ = ()
+
+    def encode(self, values: Any) -> npt.NDArray[Any]:
+        v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            logs = np.rint(np.log2(v / _LEVEL_SPLIT) * LEVEL_STEPS) + _LEVEL_SPLIT
+        small = v < _LEVEL_SPLIT - 0.5
+        codes = np.where(small, np.clip(np.rint(v), 0, _LEVEL_SPLIT - 1), np.clip(logs, _LEVEL_SPLIT, 65535))
+        return codes.astype(np.uint16)
+
+    def decode(self, codes: npt.NDArray[Any]) -> FloatArray:
+        result: FloatArray = _LEVEL_TABLE[codes]
+        return result
+
+
+FLOAT32 = ValueScale("float32", np.float32)
+LEVELS = LevelScale("levels16", np.uint16)
+SCALES = {scale.name: scale for scale in (FLOAT32, LEVELS)}
 
 COMPACT_FINE_POINTS = 60  # `processor.fine_points` of the compact history (benchmarks, studies)
 COARSE_FACTOR = 6  # points older than the newest `fine_points` merged this many to one
@@ -225,8 +281,8 @@ class Grid:
     and is then reused, so rows track the live names only. `pos` keeps each value's position within its
     point (-1: absent), which reproduces the first-seen order rankings break ties with.
 
-    Dense while at most `max_rows` names are live (values of `dtype`, see VALUE_DTYPE; positions int8,
-    widened when a profile names more than 127); past that it turns sparse until cleared (per column: the
+    Dense while at most `max_rows` names are live (values as codes of its `scale`, see `ValueScale`; positions
+    int8, widened when a profile names more than 127); past that it turns sparse until cleared (per column: the
     row ids in point order and their values, as many as the profile named), so churning names cost per
     value, not per name x point. Both forms answer alike.
     """
@@ -242,14 +298,16 @@ class Grid:
         "names",
         "overflow",
         "pos",
+        "scale",
         "sparse",
         "start",
         "values",
     )
 
-    def __init__(self, columns: int, max_rows: int | None = None, dtype: type[np.floating[Any]] = VALUE_DTYPE) -> None:
+    def __init__(self, columns: int, max_rows: int | None = None, scale: ValueScale = FLOAT32) -> None:
         self.columns = columns
-        self.dtype = dtype
+        self.scale = scale
+        self.dtype = scale.dtype  # of the stored codes
         self.max_rows = MAX_GRID_ROWS if max_rows is None else max_rows
         self.overflow = False  # sparse form: too many live names for the dense one
         self.start = 0
@@ -260,14 +318,14 @@ class Grid:
         self.values = np.zeros((0, columns), dtype=self.dtype)
         self.pos = np.full((0, columns), -1, dtype=np.int8)
         self.count = np.zeros(0, dtype=np.int64)
-        self.sparse: list[tuple[npt.NDArray[np.int32], FloatArray] | None] = []
+        self.sparse: list[tuple[npt.NDArray[np.int32], npt.NDArray[Any]] | None] = []  # row ids, codes
 
     @property
     def rows(self) -> int:
         return len(self.index)
 
     def clear(self) -> None:
-        self.__init__(self.columns, self.max_rows, self.dtype)  # type: ignore[misc]
+        self.__init__(self.columns, self.max_rows, self.scale)  # type: ignore[misc]
 
     def _row(self, name: str) -> int:
         row = self.index.get(name)
@@ -293,10 +351,11 @@ class Grid:
             self.resize(self.columns + max(4, self.columns // 2))
         col = (self.start + self.n) % self.columns
         self.n += 1
-        if self.overflow:
-            self._append_sparse(col, list(items))
-            return
         pairs = list(items)
+        codes = self.scale.encode([value for _, value in pairs])
+        if self.overflow:
+            self._append_sparse(col, pairs, codes)
+            return
         if len(pairs) > np.iinfo(self.pos.dtype).max:
             self.pos = self.pos.astype(position_dtype(len(pairs)))
         index = self.index
@@ -305,21 +364,21 @@ class Grid:
             # Every name already has a row (the usual case: a profile names the same sites as the last
             # one): one scatter per array instead of a Python step per value.
             rows = np.array(known, dtype=np.intp)
-            self.values[rows, col] = [value for _, value in pairs]
+            self.values[rows, col] = codes
             self.pos[rows, col] = np.arange(len(rows))
             self.count[rows] += 1
             return
         values, pos, count = self.values, self.pos, self.count
-        for i, (name, value) in enumerate(pairs):
+        for i, (name, _) in enumerate(pairs):
             row = self.index.get(name)
             if row is None:
                 if len(self.index) >= self.max_rows:
                     self._to_sparse(col, i)
-                    self._append_sparse(col, pairs, i)
+                    self._append_sparse(col, pairs, codes, i)
                     return
                 row = self._row(name)
                 values, pos, count = self.values, self.pos, self.count
-            values[row, col] = value
+            values[row, col] = codes[i]
             pos[row, col] = i
             count[row] += 1
 
@@ -336,16 +395,14 @@ class Grid:
         self.values = np.zeros((0, self.columns), dtype=self.dtype)
         self.pos = np.full((0, self.columns), -1, dtype=np.int8)
 
-    def _append_sparse(self, col: int, pairs: list[tuple[str, float]], done: int = 0) -> None:
+    def _append_sparse(self, col: int, pairs: list[tuple[str, float]], codes: npt.NDArray[Any], done: int = 0) -> None:
         head = self.sparse[col]
         rows = [] if head is None or not done else head[0].tolist()
-        values = [] if head is None or not done else head[1].tolist()
-        for name, value in pairs[done:]:
+        for name, _ in pairs[done:]:
             row = self._row(name)
             rows.append(row)
-            values.append(value)
             self.count[row] += 1
-        self.sparse[col] = (np.array(rows, dtype=np.int32), np.array(values, dtype=self.dtype))
+        self.sparse[col] = (np.array(rows, dtype=np.int32), codes.copy())
 
     def _column_rows(self, col: int) -> npt.NDArray[np.intp]:
         if self.overflow:
@@ -360,10 +417,12 @@ class Grid:
             entry = self.sparse[col]
             if entry is None:
                 return []
-            return [(self.names[r], v) for r, v in zip(entry[0].tolist(), entry[1].tolist(), strict=True)]
+            values = self.scale.decode(entry[1]).tolist()
+            return [(self.names[r], v) for r, v in zip(entry[0].tolist(), values, strict=True)]
         rows = self._column_rows(col)
         rows = rows[np.argsort(self.pos[rows, col], kind="stable")]
-        return [(self.names[r], float(self.values[r, col])) for r in rows.tolist()]
+        values = self.scale.decode(self.values[rows, col]).tolist()
+        return [(self.names[r], v) for r, v in zip(rows.tolist(), values, strict=True)]
 
     def popleft(self) -> None:
         col = self.start
@@ -371,7 +430,7 @@ class Grid:
         if self.overflow:
             self.sparse[col] = None
         else:
-            self.values[rows, col] = 0.0
+            self.values[rows, col] = 0
             self.pos[rows, col] = -1
         self.count[rows] -= 1
         for row in rows[self.count[rows] == 0].tolist():
@@ -395,7 +454,7 @@ class Grid:
             kept = [p for p in parts if p is not None]
             if kept:
                 rows = np.concatenate([p[0] for p in kept]).astype(np.intp)
-                sums = np.concatenate([p[1] for p in kept]).astype(np.float64)
+                sums = self.scale.decode(np.concatenate([p[1] for p in kept]))
                 unique, first_at, inverse = np.unique(rows, return_index=True, return_inverse=True)
                 total = np.bincount(inverse, weights=sums, minlength=len(unique))
                 seen = np.bincount(inverse, minlength=len(unique))
@@ -404,7 +463,7 @@ class Grid:
                 self.count[unique] -= seen - 1
                 self.sparse[target] = (
                     unique[by_first].astype(np.int32),
-                    (snap(merged) if quantized else merged).astype(self.dtype),
+                    self.scale.encode(snap(merged) if quantized else merged),
                 )
             else:
                 self.sparse[target] = None
@@ -418,7 +477,7 @@ class Grid:
             present = pos >= 0
             seen = present.sum(axis=1)
             rows = np.flatnonzero(seen)
-            merged = self.values[:height][:, cols].astype(np.float64).sum(axis=1) / count
+            merged = self.scale.decode(self.values[:height][:, cols]).sum(axis=1) / count
             first_col = present[rows].argmax(axis=1)
             ranking = np.lexsort((pos[rows, first_col], first_col))  # first seen first
             if len(rows) > np.iinfo(self.pos.dtype).max:
@@ -426,13 +485,13 @@ class Grid:
             new_pos = np.full(height, -1, dtype=self.pos.dtype)
             new_pos[rows[ranking]] = np.arange(len(rows))
             self.count[rows] -= seen[rows] - 1
-            self.values[:height, target] = snap(merged) if quantized else merged
+            self.values[:height, target] = self.scale.encode(snap(merged) if quantized else merged)
             self.pos[:height, target] = new_pos
             src, dst = order[first + count :], order[first + 1 : self.n - count + 1]
             self.values[:, dst] = self.values[:, src]
             self.pos[:, dst] = self.pos[:, src]
             freed = order[self.n - count + 1 :]
-            self.values[:, freed] = 0.0
+            self.values[:, freed] = 0
             self.pos[:, freed] = -1
         self.n -= count - 1
 
@@ -440,7 +499,7 @@ class Grid:
         """Change the number of columns (at least the points held), oldest point first."""
         order = self.order()
         if self.overflow:
-            sparse: list[tuple[npt.NDArray[np.int32], FloatArray] | None] = [None] * columns
+            sparse: list[tuple[npt.NDArray[np.int32], npt.NDArray[Any]] | None] = [None] * columns
             for i, c in enumerate(order.tolist()):
                 sparse[i] = self.sparse[c]
             self.sparse = sparse
@@ -455,6 +514,11 @@ class Grid:
 
     def entries(self) -> tuple[npt.NDArray[np.intp], FloatArray, npt.NDArray[np.intp]]:
         """Every value of the history: (row, value, point index), by point then position within it."""
+        rows, codes, points = self.coded_entries()
+        return rows, self.scale.decode(codes), points
+
+    def coded_entries(self) -> tuple[npt.NDArray[np.intp], npt.NDArray[Any], npt.NDArray[np.intp]]:
+        """`entries` with the values as stored (codes of the grid's `scale`)."""
         if not self.overflow:
             # Positions within a point are 0..len-1 (one per name it named): scatter, no sort needed.
             order = self.order()
@@ -463,7 +527,7 @@ class Grid:
             lengths = np.bincount(points, minlength=self.n)
             dest = (np.cumsum(lengths) - lengths)[points] + sub[rows, points]
             out_rows = np.empty(len(rows), dtype=np.intp)
-            out_values = np.empty(len(rows))  # float64, as every read of the grid
+            out_values = np.empty(len(rows), dtype=self.dtype)
             out_points = np.empty(len(rows), dtype=np.intp)
             out_rows[dest] = rows
             out_values[dest] = self.values[rows, order[points]]
@@ -473,17 +537,16 @@ class Grid:
         lengths = np.array([0 if p is None else len(p[0]) for p in parts], dtype=np.intp)
         kept = [p for p in parts if p is not None]
         if not kept:
-            return np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0, dtype=np.intp)
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=self.dtype), np.zeros(0, dtype=np.intp)
         rows = np.concatenate([p[0] for p in kept]).astype(np.intp)
-        values = np.concatenate([p[1] for p in kept]).astype(np.float64)
+        values = np.concatenate([p[1] for p in kept])
         return rows, values, np.repeat(np.arange(self.n), lengths)
 
     def matrix(self, names: list[str]) -> FloatArray:
         """Rows for `names` (0 where a name is absent from a point), columns in point order."""
         rows = np.array([self.index[name] for name in names], dtype=np.intp)
         if not self.overflow:
-            result: FloatArray = self.values[np.ix_(rows, self.order())].astype(np.float64)
-            return result
+            return self.scale.decode(self.values[np.ix_(rows, self.order())])
         out = np.zeros((len(names), self.n))
         lookup = np.full(len(self.names), -1, dtype=np.intp)
         lookup[rows] = np.arange(len(rows))
@@ -506,7 +569,7 @@ class Grid:
         rows = np.fromiter(self.index.values(), dtype=np.intp, count=len(self.index))
         rows = rows[rows != excluded]
         order = self.order()
-        values = self.values[np.ix_(rows, order)].astype(np.float64)
+        values = self.scale.decode(self.values[np.ix_(rows, order)])
         positive = values > 0
         keep = positive.any(axis=1)
         rows, values, positive = rows[keep], values[keep], positive[keep]
@@ -538,11 +601,14 @@ class Grid:
 
     # -- persistence: one layout for both forms --------------------------------------------------
 
-    def export(self, ref: Callable[[str], int]) -> tuple[list[int], npt.NDArray[Any], npt.NDArray[Any], FloatArray]:
+    def export(
+        self, ref: Callable[[str], int], *, coded: bool = False
+    ) -> tuple[list[int], npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
         """The grid as arrays, one layout for both forms: its live names (as `ref` indices, sorted by name),
         then per point its count of values (int32), the row ids of those values into the names (int8, int16
-        past 127 names, int32 past 32,767) and the values, in point order and position order within a point."""
-        rows, values, points = self.entries()
+        past 127 names, int32 past 32,767) and the values (float64, or with `coded` the codes of the grid's
+        `scale`), in point order and position order within a point."""
+        rows, values, points = self.coded_entries() if coded else self.entries()
         live = sorted(self.index)
         dtype = next(d for d in (np.int8, np.int16, np.int32) if len(live) <= np.iinfo(d).max)
         canonical = np.zeros(max(len(self.names), 1), dtype=dtype)
@@ -550,9 +616,14 @@ class Grid:
         lengths = np.bincount(points, minlength=self.n).astype(np.int32)
         return [ref(name) for name in live], lengths, canonical[rows], values
 
-    def restore(self, names: list[str], lengths: npt.NDArray[Any], ids: npt.NDArray[Any], values: FloatArray) -> None:
-        """Rebuild from `export` data (already decoded); keeps the newest `columns` points."""
+    def restore(
+        self, names: list[str], lengths: npt.NDArray[Any], ids: npt.NDArray[Any], values: npt.NDArray[Any]
+    ) -> None:
+        """Rebuild from `export` data (already decoded); keeps the newest `columns` points. `values` of the
+        scale's code dtype are taken as codes (`export(coded=True)`), any other as values to encode."""
         self.clear()
+        if values.dtype != self.dtype:
+            values = self.scale.encode(values)
         if len(ids) != len(values) or int(lengths.sum()) != len(ids) or (lengths < 0).any():
             raise ValueError("grid lengths, ids and values do not match")
         if len(ids) and (ids.min() < 0 or ids.max() >= len(names)):
@@ -582,7 +653,7 @@ class Grid:
             self.sparse = [None] * self.columns
             for c in range(n):
                 part = slice(int(offsets[c]), int(offsets[c] + lengths[c]))
-                self.sparse[c] = (rows[part].astype(np.int32), values[part].astype(self.dtype))
+                self.sparse[c] = (rows[part].astype(np.int32), values[part].copy())
             return
         height = len(self.names)
         self.values = np.zeros((height, self.columns), dtype=self.dtype)
