@@ -47,7 +47,7 @@ from otel_leakproc.processor.history import (
     ValueScale,
     dequantize,
     history_columns,
-    quantize,
+    naming_order,
 )
 from otel_leakproc.processor.trend import (
     FloatArray,
@@ -70,32 +70,43 @@ READ_STATE_VERSIONS = (2, 3, 4, 5)
 _ZLIB_LEVEL = 1  # state arrays: byte-shuffled then deflated; level 1 is ~5x faster than 6, a few % larger
 
 
-def _grid_state(
-    grid: Grid,
-    ref: Callable[[str], int],
-    coarse: int = 0,
-    quantized: bool = False,
-    pack: Callable[..., Any] | None = None,
-) -> dict[str, Any]:
-    """A grid's `export` as state: `names` (indices into the state's names) and packed arrays. With
-    `quantized`, the values of the first `coarse` (merged) points are stored as their 16-bit log steps in
-    `steps` (exact: they were `snap`ped when merged)."""
-    names, lengths, ids, codes = grid.export(ref, coded=True)
-    head = int(lengths[:coarse].sum()) if quantized else 0
+def _grid_state(grid: Grid, ref: Callable[[str], int], pack: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """A grid as state (version 5): `names` (indices into the state's names) and packed arrays: per point its
+    count of values (`lengths`), then its values by id (`ids`, and `values` as the grid keeps them, see
+    `value_scale`) with their `moves` from the value order to the order the profile named them
+    (history.py `by_id_with_moves`: ids repeat from point to point and moves are mostly 0, so both deflate
+    to little)."""
+    names, lengths, ids, codes, moves = grid.export_by_id(ref)
     pack = pack or _pack
-    state = {"names": names, "lengths": pack(lengths), "ids": pack(ids)}
-    state["values"] = pack(codes[head:])  # as the grid keeps them (`value_scale`)
-    if quantized:
-        state["steps"] = pack(quantize(grid.scale.decode(codes[:head])))
-    return state
+    return {
+        "names": names,
+        "lengths": pack(lengths),
+        "ids": pack(ids),
+        "values": pack(codes),
+        "moves": pack(moves),
+    }
+
+
+def _grid_arrays(
+    g: Mapping[str, Any], scale: ValueScale, version: int
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
+    """A grid state's lengths, ids and values in the order the profiles named them (what `Grid.restore`
+    takes): version 5 by id with moves, older versions as they are."""
+    lengths = _unpack(g["lengths"], "<i4")
+    ids = _unpack(g["ids"], _ids_dtype(g["ids"]))
+    values = _grid_values(g, scale, version)
+    if version >= 5:
+        moves = _unpack(g["moves"], _ids_dtype(g["moves"]))
+        ids, values = naming_order(lengths, ids, values, moves)
+    return lengths, ids, values
 
 
 def _grid_values(g: Mapping[str, Any], scale: ValueScale, version: int) -> npt.NDArray[Any]:
     """A grid state's values, merged points' steps first (version 4) then the rest: the scale's codes as
     written (version 5), or float values to encode (older versions, and merged points' steps)."""
     values = _unpack_values(g["values"])
-    if version >= 5 and values.dtype != scale.dtype:
-        raise ValueError(f"grid values: {values.dtype} written for a grid of {scale.name} values")
+    if version >= 5 and ("steps" in g or values.dtype != scale.dtype):
+        raise ValueError(f"grid values: {values.dtype} (or merged steps) written for a grid of {scale.name} values")
     if "steps" not in g:
         return values
     steps = dequantize(_unpack(g["steps"], "<u2"))
@@ -375,10 +386,10 @@ class SeriesDetector:
     def _coarsen(self) -> None:
         """Merge the oldest whole points beyond the newest `fine_points` (see history.py)."""
         first, count = self.points.coarse, history.COARSE_FACTOR
-        quantized = self.key.kind not in (ProfileKind.MUTEX, ProfileKind.BLOCK)
         self.points.merge(count)
-        self._sites.merge(first, count, quantized)
-        self._groups.merge(first, count, quantized)
+        # Not `snap`ped (state version 4 did): a levels grid keeps merged values in 16 bits as it keeps all.
+        self._sites.merge(first, count, quantized=False)
+        self._groups.merge(first, count, quantized=False)
 
     def _popleft_point(self) -> None:
         first = self.points[0]
@@ -458,9 +469,8 @@ class SeriesDetector:
             "cumulative": pack(self.points.cumulative[order]),  # NaN: the profile had none
             "weight": pack(self.points.weight[order]),  # profiles per point: > 1 for merged points
         }
-        coarse, quantized = self.points.coarse, self.key.kind not in (ProfileKind.MUTEX, ProfileKind.BLOCK)
-        sites = _grid_state(self._sites, ref, coarse, quantized, pack)
-        groups = _grid_state(self._groups, ref, coarse, quantized, pack)
+        sites = _grid_state(self._sites, ref, pack)
+        groups = _grid_state(self._groups, ref, pack)
         last_groups = [[ref(k), count, wait, leaked] for k, (count, wait, leaked) in self._last_groups.items()]
         # The arrays are packed into strings and the meta fields are plain by construction; the scalars
         # and the report (numpy scalars, enums in its evidence) go through `_plain`.
@@ -612,8 +622,8 @@ class SeriesDetector:
                 continue
             if "steps" in g and (not quantized or len(_unpack(g["steps"], "<u2")) != int(lengths[:merged].sum())):
                 raise ValueError(f"{field_name}: merged values do not match the merged points")
-            ids = _unpack(g["ids"], _ids_dtype(g["ids"]))
-            grid.restore([name_at(i) for i in g["names"]], lengths, ids, _grid_values(g, grid.scale, version))
+            _, ids, values = _grid_arrays(g, grid.scale, version)
+            grid.restore([name_at(i) for i in g["names"]], lengths, ids, values)
         detector._fit_history()
         detector._last_groups = {
             name_at(g[0]): (_req(g[1], int), _req(g[2], int), _req(g[3], int)) for g in state["last_groups"]
@@ -661,10 +671,8 @@ class SeriesDetector:
             lengths = _unpack(g["lengths"], "<i4")
             if len(lengths) != len(e_nanos):
                 raise ValueError(f"early.sites: {len(lengths)} points, not {len(e_nanos)}")
-            ids = _unpack(g["ids"], _ids_dtype(g["ids"]))
-            early_sites.restore(
-                [name_at(i) for i in g["names"]], lengths, ids, _grid_values(g, early_sites.scale, version)
-            )
+            _, ids, values = _grid_arrays(g, early_sites.scale, version)
+            early_sites.restore([name_at(i) for i in g["names"]], lengths, ids, values)
         fix = state.get("fix")
         detector.fix = None if fix is None else _fix_from_state(fix, config.max_points)
         return detector

@@ -3,15 +3,16 @@
 `Points` keeps each point's numbers in a ring of arrays; `Grid` keeps the values per site (heap, mutex,
 block) or goroutine group and point, dense or sparse, kept up to date as points come and go. Both are bounded
 by the history's `max_points`; the detectors read matrices from them after every profile. `Grid.export` and
-`Grid.restore` give and take the plain arrays the detector state is written from.
+`Grid.restore` give and take the plain arrays the detector state is written from (`Grid.export_by_id`: the
+layout of checkpoints, each point's values by id with their moves from the value order).
 
 Coarser far history: the newest `processor.fine_points` points are kept whole; older ones are merged
 `COARSE_FACTOR` (6) to one (`Points.merge`, `Grid.merge`: mean time, mean total, mean value of each name,
 absent names counting as 0; the last cumulative counter). A merged point has a weight (how many profiles it
 stands for), and the history holds at most `max_points` profiles by weight, so with `fine_points: 60` a full
 window (240 profiles, 30 s apart) is 60 whole points (the last 30 minutes) and 30 merged ones (3 minutes
-each). Levels (heap bytes, goroutine counts) of merged points are rounded to a 16-bit log scale (`snap`:
-1,000 steps per octave, within 0.035%), so a checkpoint stores them in 2 bytes exactly. The default
+each). Merged levels are kept in 16 bits as every level is (`LEVELS` below; state version 4 stored them as
+`quantize` steps, read back with `dequantize`). The default
 `fine_points` (240, = `max_points`) merges nothing: the long-series study (docs/detection.md) found that
 merging past 60 points changes verdicts of real series longer than that.
 """
@@ -616,6 +617,38 @@ class Grid:
         lengths = np.bincount(points, minlength=self.n).astype(np.int32)
         return [ref(name) for name in live], lengths, canonical[rows], values
 
+    def export_by_id(
+        self, ref: Callable[[str], int]
+    ) -> tuple[list[int], npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
+        """`export(ref, coded=True)` with each point's values by id, and their moves from the value order
+        (`by_id_with_moves`, for checkpoints): (names, lengths, ids, codes, moves)."""
+        if self.overflow:
+            names, lengths, ids, codes = self.export(ref, coded=True)
+            return (names, lengths, *by_id_with_moves(lengths, ids, codes))
+        # Dense: read the rows in id (name) order, point by point; one small sort per point for the moves.
+        live = sorted(self.index)
+        dtype = next(d for d in (np.int8, np.int16, np.int32) if len(live) <= np.iinfo(d).max)
+        by_name = np.array([self.index[name] for name in live], dtype=np.intp)
+        order = self.order()
+        pos = self.pos[np.ix_(by_name, order)].T  # points x ids
+        codes2d = self.values[np.ix_(by_name, order)].T
+        present = pos >= 0
+        keys = _value_keys(np.broadcast_to(np.arange(len(live)), pos.shape).ravel(), codes2d.ravel())
+        keys = np.where(present.ravel(), keys, np.iinfo(np.uint64).max).reshape(pos.shape)
+        rank = np.empty(pos.shape, dtype=np.intp)
+        np.put_along_axis(rank, np.argsort(keys, axis=1), np.arange(len(live))[None, :], axis=1)
+        points, ids = np.nonzero(present)
+        moves = pos[points, ids].astype(np.intp) - rank[points, ids]
+        lengths = present.sum(axis=1).astype(np.int32)
+        widest = int(np.abs(moves).max(initial=0)) + 1
+        return (
+            [ref(name) for name in live],
+            lengths,
+            ids.astype(dtype),
+            codes2d[points, ids],
+            moves.astype(position_dtype(widest)),
+        )
+
     def restore(
         self, names: list[str], lengths: npt.NDArray[Any], ids: npt.NDArray[Any], values: npt.NDArray[Any]
     ) -> None:
@@ -660,6 +693,87 @@ class Grid:
         self.pos = np.full((height, self.columns), -1, dtype=position_dtype(int(lengths.max(initial=0))))
         self.values[rows, points] = values
         self.pos[rows, points] = positions
+
+
+# -- the naming order of a grid's export, as moves from the value order (checkpoints) ----------------------
+#
+# `Grid.export` lists each point's values in the order its profile named them. Profiles name their sites and
+# groups largest first (the decoders rank them so), so that order is almost always the value order: by code
+# descending, ties by id. A checkpoint stores each point's values by id instead (ids then repeat from point to
+# point and deflate to almost nothing) and, per value, its move: its position in the naming order minus its
+# position in the value order (zeros, unless a profile named sites out of value order).
+
+
+def _value_keys(ids: npt.NDArray[Any], codes: npt.NDArray[Any]) -> npt.NDArray[np.uint64]:
+    """Sort keys, ascending = code descending then id ascending (codes: uint16 levels or float32)."""
+    if codes.dtype == np.uint16:
+        desc = 0xFFFF - codes.astype(np.uint64)
+    elif codes.dtype == np.float32:
+        bits = codes.view(np.uint32).astype(np.uint64)
+        ascending = np.where(bits >> np.uint64(31), bits ^ np.uint64(0xFFFFFFFF), bits | np.uint64(0x80000000))
+        desc = np.uint64(0xFFFFFFFF) - ascending
+    else:
+        raise ValueError(f"grid codes of dtype {codes.dtype}: expected uint16 or float32")
+    keys: npt.NDArray[np.uint64] = (desc << np.uint64(32)) | ids.astype(np.uint64)
+    return keys
+
+
+def _sorted_within_points(lengths: npt.NDArray[Any], keys: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+    """Indices of the entries, point by point, each point's sorted by `keys` (unique within a point): one
+    small sort per point, as rows of a padded table."""
+    n_points, width = len(lengths), int(lengths.max(initial=0))
+    offsets = np.cumsum(lengths) - lengths
+    if int(lengths.min(initial=0)) == width:  # every point as wide (the usual case): no padding
+        order = np.argsort(keys.reshape(n_points, width), axis=1)
+        result: npt.NDArray[np.intp] = (order + offsets[:, None]).ravel()
+        return result
+    points = np.repeat(np.arange(n_points), lengths)
+    local = np.arange(len(keys)) - offsets[points]
+    table = np.full((n_points, width), np.iinfo(keys.dtype).max, dtype=keys.dtype)  # padding sorts last
+    table[points, local] = keys
+    order = np.argsort(table, axis=1)
+    kept: npt.NDArray[np.intp] = (order + offsets[:, None])[np.arange(width)[None, :] < lengths[:, None]]
+    return kept
+
+
+def _value_rank(lengths: npt.NDArray[Any], ids: npt.NDArray[Any], codes: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+    """Each entry's position within its point in the value order."""
+    at = _sorted_within_points(lengths, _value_keys(ids, codes))
+    rank = np.empty(len(ids), dtype=np.intp)
+    rank[at] = np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return rank
+
+
+def by_id_with_moves(
+    lengths: npt.NDArray[Any], ids: npt.NDArray[Any], codes: npt.NDArray[Any]
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
+    """`export` arrays (naming order) as (ids, codes, moves) by id within each point (see above)."""
+    if not len(ids):
+        return ids, codes, np.zeros(0, dtype=np.int8)
+    local = np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    moves = local - _value_rank(lengths, ids, codes)
+    at = _sorted_within_points(lengths, ids.astype(np.int64))  # (argsort of int8 rows is slow)
+    return ids[at], codes[at], moves[at].astype(position_dtype(int(np.abs(moves).max()) + 1))
+
+
+def naming_order(
+    lengths: npt.NDArray[Any], ids: npt.NDArray[Any], codes: npt.NDArray[Any], moves: npt.NDArray[Any]
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """The inverse of `by_id_with_moves`: (ids, codes) in naming order. Raises ValueError on moves that do
+    not make a naming order (a position outside its point, or two values at one position)."""
+    if not len(moves) == len(ids) == len(codes) == int(lengths.sum()):
+        raise ValueError("grid ids, codes and moves do not match")
+    if not len(ids):
+        return ids, codes
+    position = _value_rank(lengths, ids, codes) + moves.astype(np.intp)
+    if (position < 0).any() or (position >= np.repeat(lengths, lengths)).any():
+        raise ValueError("grid moves: a position outside its point")
+    dest = np.repeat(np.cumsum(lengths) - lengths, lengths) + position
+    if (np.bincount(dest, minlength=len(ids)) != 1).any():
+        raise ValueError("grid moves: two values at one position")
+    out_ids, out_codes = np.empty_like(ids), np.empty_like(codes)
+    out_ids[dest], out_codes[dest] = ids, codes
+    return out_ids, out_codes
 
 
 def position_dtype(width: int) -> type[np.signedinteger[Any]]:
