@@ -15,9 +15,13 @@ and the median time of `to_state()` + `json.dumps` and of `json.loads` + `from_s
 
 Prints figures only; asserts nothing.
 
+`--breakdown` prints, per kind, where the bytes go: each numpy array the detector holds (its path, shape,
+dtype and data bytes) and the rest of the retained bytes (Python objects: names, site descriptions, the
+report, dicts, array headers).
+
 `--fine-points N` sets `processor.fine_points` (the default keeps every point whole; 60 merges the far end).
 
-Usage: python benchmarks/bench_series_memory.py [--points N] [--sites K] [--state] [--fine-points N]
+Usage: python benchmarks/bench_series_memory.py [--points N] [--sites K] [--state] [--breakdown] [--fine-points N]
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
+
+import numpy as np
 
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, SiteValue
 from otel_leakproc.processor import trend
@@ -153,6 +160,30 @@ def retained(
     return size, cache, detector
 
 
+def arrays_of(obj: Any, path: str = "detector", seen: set[int] | None = None) -> list[tuple[str, Any]]:
+    """(path, array) of every numpy array reachable from `obj` through attributes, tuples and lists."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or isinstance(obj, (str, bytes, int, float, type)) or obj is None:
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return [(path, obj)]
+    if isinstance(obj, (tuple, list)):
+        return [found for i, item in enumerate(obj) for found in arrays_of(item, f"{path}[{i}]", seen)]
+    names = [n for cls in type(obj).__mro__ for n in getattr(cls, "__slots__", ())]
+    names += list(getattr(obj, "__dict__", {}))
+    return [found for n in names if hasattr(obj, n) for found in arrays_of(getattr(obj, n), f"{path}.{n}", seen)]
+
+
+def print_breakdown(size: int, detector: SeriesDetector) -> None:
+    arrays = [(path, a) for path, a in arrays_of(detector) if a.nbytes]
+    for path, a in sorted(arrays, key=lambda pa: -pa[1].nbytes):
+        print(f"  {path:<34} {'x'.join(map(str, a.shape)):>9} {a.dtype.name:>8} {a.nbytes / 1024:8.1f} KiB")
+    data = sum(a.nbytes for _, a in arrays)
+    print(f"  {'arrays':<53} {data / 1024:8.1f} KiB")
+    print(f"  {'the rest (Python objects, array headers)':<53} {(size - data) / 1024:8.1f} KiB")
+
+
 def _median_ms(call: Callable[[], object], runs: int = 21) -> float:
     times = []
     for _ in range(runs):
@@ -171,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--alone", action="store_true", help="no sibling series sharing the names")
     parser.add_argument("--sites", type=int, default=64, help="sites or groups per profile (default top-K 64)")
     parser.add_argument("--state", action="store_true", help="also print the JSON size of to_state()")
+    parser.add_argument("--breakdown", action="store_true", help="also print the arrays each series holds")
     parser.add_argument(
         "--fine-points",
         type=int,
@@ -205,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             load = _median_ms(lambda d=detector, s=state: SeriesDetector.from_state(d.key, config, json.loads(s)))
             line += f" {len(state) / 1024:14.1f} {save:11.2f} {load:13.2f}"
         print(line)
+        if args.breakdown:
+            print_breakdown(size, detector)
     return 0
 
 

@@ -13,7 +13,12 @@ between the two runs.
 holds 240, the default `max_points`, as a 2-hour window at 30 s does). `--fine N` sets the merged run's
 `fine_points` (default: 60, `history.COMPACT_FINE_POINTS`).
 
-Usage: PYTHONPATH=src python benchmarks/long_series_study.py build/long-series [--window 14400] [--json]
+`--float32` compares the grids' value storage instead: both runs keep every point whole, the first with
+the 16-bit levels the detector keeps (history.py `LEVELS`, the default), the second ("whole" in the
+table) with every grid in float32 as before them; the columns and totals read the same way ("merged":
+16-bit levels, "whole": float32), and `top_final` (the final top grower) is compared too.
+
+Usage: PYTHONPATH=src python benchmarks/long_series_study.py build/long-series [--window 14400] [--float32] [--json]
 """
 
 from __future__ import annotations
@@ -28,13 +33,24 @@ from typing import Any
 from otel_leakproc.analyze import AnalyzeOptions, analyze_paths
 from otel_leakproc.config import load_settings
 from otel_leakproc.evaluation import corpus_time, evaluate_series
-from otel_leakproc.processor import history
+from otel_leakproc.processor import detector, history
 
 OFF = 1_000_000  # fine_points that no series reaches: merging off
 
 
-def run(folder: Path, fine: int, window: float | None) -> dict[str, dict[str, Any]]:
-    """Per series and kind: verdict, first flag, final status and the status after every profile."""
+def run(folder: Path, fine: int, window: float | None, float32: bool = False) -> dict[str, dict[str, Any]]:
+    """Per series and kind: verdict, first flag, final status and the status after every profile (with
+    `float32`, every grid keeps float32 values, as before the 16-bit levels)."""
+    scale = detector.value_scale
+    if float32:
+        detector.value_scale = lambda kind: history.FLOAT32  # type: ignore[assignment]
+    try:
+        return _run(folder, fine, window)
+    finally:
+        detector.value_scale = scale
+
+
+def _run(folder: Path, fine: int, window: float | None) -> dict[str, dict[str, Any]]:
     labels: dict[str, dict[str, Any]] = json.loads((folder / "labels.json").read_text())
     settings = load_settings(None)
     config = replace(settings.processor, fine_points=fine)
@@ -72,25 +88,27 @@ def compare(merged: dict[str, dict[str, Any]], whole: dict[str, dict[str, Any]])
         "|---|---|---|---|---|",
     ]
     totals = {"series": 0, "differ_series": 0, "differ_reports": 0, "false_merged": 0, "false_whole": 0}
-    totals |= {"missed_merged": 0, "missed_whole": 0}
+    totals |= {"missed_merged": 0, "missed_whole": 0, "top_final_differ": 0}
     for name, m in merged.items():
         w = whole[name]
         differ = sum(1 for a, b in zip(m["statuses"], w["statuses"], strict=True) if a != b)
         totals["series"] += 1
         totals["differ_series"] += bool(differ)
         totals["differ_reports"] += differ
+        totals["top_final_differ"] += m["top_final"] != w["top_final"]
         for tag, r in (("merged", m), ("whole", w)):
             totals[f"false_{tag}"] += r["verdict"] == "FALSE ALARM"
             totals[f"missed_{tag}"] += r["verdict"] == "MISSED"
         quiet = not m["flagged_profiles"] and not w["flagged_profiles"] and not m["positive"]
-        if quiet and name.endswith("/goroutine"):
+        if quiet and name.endswith("/goroutine") and m["top_final"] == w["top_final"]:
             continue  # the goroutine series of heap scenarios: quiet either way
 
         def cell(r: dict[str, Any]) -> str:
             flag = "-" if r["flagged_tick"] is None else r["flagged_tick"]
             return f"{flag} / {r['final']} / {r['flagged_profiles']} / {r['verdict']}"
 
-        lines.append(f"| {name} | {m['profiles']} | {cell(m)} | {cell(w)} | {differ} |")
+        top = "" if m["top_final"] == w["top_final"] else f" (final top grower {m['top_final']} / {w['top_final']})"
+        lines.append(f"| {name} | {m['profiles']} | {cell(m)} | {cell(w)} | {differ}{top} |")
     return "\n".join(lines), totals
 
 
@@ -99,15 +117,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--window", type=float, help="processor.window_seconds (default: as shipped)")
     parser.add_argument("--fine", type=int, default=history.COMPACT_FINE_POINTS, help="fine_points of the merged run")
+    parser.add_argument("--float32", action="store_true", help="16-bit levels against float32 grids, both whole")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    merged = run(args.folder, args.fine, args.window)
-    whole = run(args.folder, OFF, args.window)
+    if args.float32:
+        merged = run(args.folder, OFF, args.window)
+        whole = run(args.folder, OFF, args.window, float32=True)
+    else:
+        merged = run(args.folder, args.fine, args.window)
+        whole = run(args.folder, OFF, args.window)
     table, totals = compare(merged, whole)
     if args.json:
         print(json.dumps({"merged": merged, "whole": whole, "totals": totals}))
         return 0
-    print(f"window {args.window or 'as shipped'} s, merged run fine_points {args.fine}, whole run {OFF}\n")
+    if args.float32:
+        print(
+            f"window {args.window or 'as shipped'} s, fine_points {OFF}: 'merged' = 16-bit levels, 'whole' = float32\n"
+        )
+    else:
+        print(f"window {args.window or 'as shipped'} s, merged run fine_points {args.fine}, whole run {OFF}\n")
     print(table)
     print(f"\n{json.dumps(totals)}")
     return 0

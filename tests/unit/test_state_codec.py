@@ -273,7 +273,13 @@ def test_records_of_codec_version_1_and_detector_state_version_2_still_restore()
     reference = SeriesDetector(key, CONFIG)
     for summary in summaries[:40]:
         reference.update(summary)
-    assert restored.report() == reference.report()
+    # The saved report was computed by that release on float64 values, the reference's on the 16-bit levels
+    # grids keep now (history.py): same verdict, figures within the levels' rounding; from the next profile on
+    # both compute on the same levels.
+    saved, now = restored.report(), reference.report()
+    assert (saved.status, saved.first_flagged_at_nanos) == (now.status, now.first_flagged_at_nanos)
+    assert [g.function for g in saved.top_growers] == [g.function for g in now.top_growers]
+    assert saved.top_growers[0].current == pytest.approx(now.top_growers[0].current, rel=1e-3)
     for summary in summaries[40:]:
         assert restored.update(summary) == reference.update(summary)
 

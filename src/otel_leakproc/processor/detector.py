@@ -38,14 +38,16 @@ from otel_leakproc.processor import contention, goroutine, heap, history
 from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.fix import FixCheck, Segment, compare_age, judge, pending, top_lock
 from otel_leakproc.processor.history import (
-    VALUE_DTYPE,
+    FLOAT32,
+    LEVELS,
     Grid,
     Point,
     Points,
     SiteMeta,
+    ValueScale,
     dequantize,
     history_columns,
-    quantize,
+    naming_order,
 )
 from otel_leakproc.processor.trend import (
     FloatArray,
@@ -57,42 +59,58 @@ NANOS = 1_000_000_000
 HOUR = 3600.0
 MAX_META = 512  # bound on remembered site/group descriptions per series
 MAX_TRANSITIONS = 64  # status changes remembered per series (the newest)
-STATE_VERSION = 4  # version of the plain-data form written by `SeriesDetector.to_state`
+STATE_VERSION = 5  # version of the plain-data form written by `SeriesDetector.to_state`
 # Versions `from_state` reads: 2 differs from 3 only in the grids' values, always packed as float64 (the grids
 # held float64 then); heap and goroutine values are rounded to float32 on restore, as new profiles' are.
 # 4 added merged points (history.py): their weights, and their levels as 16-bit log steps. A version 2 or 3
 # history (every point whole) is merged on restore as it would have been merged when appended.
-READ_STATE_VERSIONS = (2, 3, 4)
+# 5 writes the grids' values as they are kept (`value_scale`): 16-bit level codes (uint16) for every kind but
+# mutex and block (float32). Older states' float values are encoded on restore as new profiles' are.
+READ_STATE_VERSIONS = (2, 3, 4, 5)
 _ZLIB_LEVEL = 1  # state arrays: byte-shuffled then deflated; level 1 is ~5x faster than 6, a few % larger
 
 
-def _grid_state(
-    grid: Grid,
-    ref: Callable[[str], int],
-    coarse: int = 0,
-    quantized: bool = False,
-    pack: Callable[..., Any] | None = None,
-) -> dict[str, Any]:
-    """A grid's `export` as state: `names` (indices into the state's names) and packed arrays. With
-    `quantized`, the values of the first `coarse` (merged) points are stored as their 16-bit log steps in
-    `steps` (exact: they were `snap`ped when merged)."""
-    names, lengths, ids, values = grid.export(ref)
-    head = int(lengths[:coarse].sum()) if quantized else 0
+def _grid_state(grid: Grid, ref: Callable[[str], int], pack: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """A grid as state (version 5): `names` (indices into the state's names) and packed arrays: per point its
+    count of values (`lengths`), then its values by id (`ids`, and `values` as the grid keeps them, see
+    `value_scale`) with their `moves` from the value order to the order the profile named them
+    (history.py `by_id_with_moves`: ids repeat from point to point and moves are mostly 0, so both deflate
+    to little)."""
+    names, lengths, ids, codes, moves = grid.export_by_id(ref)
     pack = pack or _pack
-    state = {"names": names, "lengths": pack(lengths), "ids": pack(ids)}
-    state["values"] = pack(values[head:].astype(grid.dtype))  # exact: the grid holds values of its dtype
-    if quantized:
-        state["steps"] = pack(quantize(values[:head]))
-    return state
+    return {
+        "names": names,
+        "lengths": pack(lengths),
+        "ids": pack(ids),
+        "values": pack(codes),
+        "moves": pack(moves),
+    }
 
 
-def _grid_values(g: Mapping[str, Any], dtype: type[np.floating[Any]]) -> npt.NDArray[Any]:
-    """A grid state's values, merged points' steps first (version 4) then the rest."""
+def _grid_arrays(
+    g: Mapping[str, Any], scale: ValueScale, version: int
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
+    """A grid state's lengths, ids and values in the order the profiles named them (what `Grid.restore`
+    takes): version 5 by id with moves, older versions as they are."""
+    lengths = _unpack(g["lengths"], "<i4")
+    ids = _unpack(g["ids"], _ids_dtype(g["ids"]))
+    values = _grid_values(g, scale, version)
+    if version >= 5:
+        moves = _unpack(g["moves"], _ids_dtype(g["moves"]))
+        ids, values = naming_order(lengths, ids, values, moves)
+    return lengths, ids, values
+
+
+def _grid_values(g: Mapping[str, Any], scale: ValueScale, version: int) -> npt.NDArray[Any]:
+    """A grid state's values, merged points' steps first (version 4) then the rest: the scale's codes as
+    written (version 5), or float values to encode (older versions, and merged points' steps)."""
     values = _unpack_values(g["values"])
+    if version >= 5 and ("steps" in g or values.dtype != scale.dtype):
+        raise ValueError(f"grid values: {values.dtype} (or merged steps) written for a grid of {scale.name} values")
     if "steps" not in g:
         return values
-    steps = dequantize(_unpack(g["steps"], "<u2")).astype(dtype)
-    return np.concatenate([steps, values.astype(dtype)])
+    steps = dequantize(_unpack(g["steps"], "<u2"))
+    return np.concatenate([steps, scale.decode(values)])
 
 
 def _pack(array: npt.NDArray[Any]) -> dict[str, Any]:
@@ -134,11 +152,16 @@ def _ids_dtype(packed: Any) -> str:
     return str(dtype)
 
 
+_VALUE_DTYPES = ("<f8", "<f4", "<u2")
+
+
 def _unpack_values(packed: Any) -> npt.NDArray[Any]:
-    """A grid's values: float32 or float64 (version 3, see `value_dtype`), float64 (version 2)."""
-    if isinstance(packed, np.ndarray):
-        return _unpack(packed, "<f8" if packed.dtype == np.float64 else "<f4")
-    return _unpack(packed, "<f8" if packed["dtype"] == "<f8" else "<f4")
+    """A grid's values: level codes (uint16) or float32 (version 5, see `value_scale`), float32 or float64
+    (version 3), float64 (version 2)."""
+    dtype = np.dtype(packed.dtype).str if isinstance(packed, np.ndarray) else packed["dtype"]
+    if dtype not in _VALUE_DTYPES:
+        raise ValueError(f"grid values: unexpected dtype {dtype!r}")
+    return _unpack(packed, dtype)
 
 
 def _meta_rows(meta: Any) -> list[Mapping[str, Any]]:
@@ -152,9 +175,10 @@ def _meta_rows(meta: Any) -> list[Mapping[str, Any]]:
     return [{field: column[i] for field, column in columns.items()} for i in range(n)]
 
 
-def value_dtype(kind: ProfileKind) -> type[np.floating[Any]]:
-    """The dtype of a series' grid values: float32 for every kind (see `history.VALUE_DTYPE`)."""
-    return VALUE_DTYPE
+def value_scale(kind: ProfileKind) -> ValueScale:
+    """How a series' grids keep values (history.py): cumulative counters (mutex, block) as float32, the
+    levels of every other kind in 16 bits."""
+    return FLOAT32 if kind in (ProfileKind.MUTEX, ProfileKind.BLOCK) else LEVELS
 
 
 def _unpack(packed: Any, dtype: str) -> npt.NDArray[Any]:
@@ -198,8 +222,8 @@ class SeriesDetector:
         self.memory_limit_bytes = memory_limit_bytes or config.heap.memory_limit_bytes
         columns = history_columns(config.max_points, config.fine_points)
         self.points = Points(columns)
-        self._sites = Grid(columns, dtype=value_dtype(key.kind))
-        self._groups = Grid(columns, dtype=value_dtype(key.kind))
+        self._sites = Grid(columns, scale=value_scale(key.kind))
+        self._groups = Grid(columns, scale=value_scale(key.kind))
         self._last_groups: dict[str, tuple[int, int, int]] = {}  # the newest point's: count, wait, leaked
         self.meta: dict[str, SiteMeta] = {}
         self.profiles = 0
@@ -362,22 +386,29 @@ class SeriesDetector:
     def _coarsen(self) -> None:
         """Merge the oldest whole points beyond the newest `fine_points` (see history.py)."""
         first, count = self.points.coarse, history.COARSE_FACTOR
-        quantized = self.key.kind not in (ProfileKind.MUTEX, ProfileKind.BLOCK)
         self.points.merge(count)
-        self._sites.merge(first, count, quantized)
-        self._groups.merge(first, count, quantized)
+        # Not `snap`ped (state version 4 did): a levels grid keeps merged values in 16 bits as it keeps all.
+        self._sites.merge(first, count, quantized=False)
+        self._groups.merge(first, count, quantized=False)
 
     def _popleft_point(self) -> None:
         first = self.points[0]
         if first.time - self.segment_start <= self.config.fix.compare_seconds:
             # The start of a process outlives the window for a fix verification's like-with-like comparison.
             if self._early is None:  # small at first: it grows as points come (at most max_points profiles)
-                self._early = (Points(4), Grid(4, dtype=value_dtype(self.key.kind)))
+                self._early = (Points(4), Grid(4, scale=value_scale(self.key.kind)))
             points, grid = self._early
             if points.profiles < self.config.max_points:
                 points.append(first.time_nanos, first.time, first.total, first.cumulative, first.weight)
                 sites = self.key.kind in (ProfileKind.HEAP, ProfileKind.MUTEX, ProfileKind.BLOCK)
                 grid.append(self._sites.first_items() if sites else ())
+        elif self._early is not None and self._early[0].capacity > max(4, len(self._early[0])):
+            # The start is complete (later points are older than `compare_seconds` into the process): its
+            # arrays shrink to what they hold instead of keeping the room of their last growth step.
+            points, grid = self._early
+            size = max(4, len(points))
+            points.resize(size)
+            grid.resize(size)
         self.points.popleft()
         self._sites.popleft()
         self._groups.popleft()
@@ -438,9 +469,8 @@ class SeriesDetector:
             "cumulative": pack(self.points.cumulative[order]),  # NaN: the profile had none
             "weight": pack(self.points.weight[order]),  # profiles per point: > 1 for merged points
         }
-        coarse, quantized = self.points.coarse, self.key.kind not in (ProfileKind.MUTEX, ProfileKind.BLOCK)
-        sites = _grid_state(self._sites, ref, coarse, quantized, pack)
-        groups = _grid_state(self._groups, ref, coarse, quantized, pack)
+        sites = _grid_state(self._sites, ref, pack)
+        groups = _grid_state(self._groups, ref, pack)
         last_groups = [[ref(k), count, wait, leaked] for k, (count, wait, leaked) in self._last_groups.items()]
         # The arrays are packed into strings and the meta fields are plain by construction; the scalars
         # and the report (numpy scalars, enums in its evidence) go through `_plain`.
@@ -530,6 +560,7 @@ class SeriesDetector:
     def _restore(
         cls, key: SeriesKey, config: ProcessorConfig, state: Mapping[str, Any], memory_limit_bytes: int | None
     ) -> SeriesDetector:
+        version: int = state["version"]
         saved_limit = _opt(state["memory_limit_bytes"], int)
         detector = cls(key, config, memory_limit_bytes if memory_limit_bytes is not None else saved_limit)
         names = [intern(_req(name, str)) for name in state["names"]]
@@ -591,8 +622,8 @@ class SeriesDetector:
                 continue
             if "steps" in g and (not quantized or len(_unpack(g["steps"], "<u2")) != int(lengths[:merged].sum())):
                 raise ValueError(f"{field_name}: merged values do not match the merged points")
-            ids = _unpack(g["ids"], _ids_dtype(g["ids"]))
-            grid.restore([name_at(i) for i in g["names"]], lengths, ids, _grid_values(g, grid.dtype))
+            _, ids, values = _grid_arrays(g, grid.scale, version)
+            grid.restore([name_at(i) for i in g["names"]], lengths, ids, values)
         detector._fit_history()
         detector._last_groups = {
             name_at(g[0]): (_req(g[1], int), _req(g[2], int), _req(g[3], int)) for g in state["last_groups"]
@@ -630,7 +661,7 @@ class SeriesDetector:
             if len(e_weight) != len(e_nanos) or (e_weight < 1).any():
                 raise ValueError("early: bad weights")
             size = max(4, len(e_nanos))
-            early_points, early_sites = Points(size), Grid(size, dtype=value_dtype(key.kind))
+            early_points, early_sites = Points(size), Grid(size, scale=value_scale(key.kind))
             detector._early = (early_points, early_sites)
             for t, total_, cum, w in zip(
                 e_nanos.tolist(), e_total.tolist(), e_cumulative.tolist(), e_weight.tolist(), strict=True
@@ -640,8 +671,8 @@ class SeriesDetector:
             lengths = _unpack(g["lengths"], "<i4")
             if len(lengths) != len(e_nanos):
                 raise ValueError(f"early.sites: {len(lengths)} points, not {len(e_nanos)}")
-            ids = _unpack(g["ids"], _ids_dtype(g["ids"]))
-            early_sites.restore([name_at(i) for i in g["names"]], lengths, ids, _unpack_values(g["values"]))
+            _, ids, values = _grid_arrays(g, early_sites.scale, version)
+            early_sites.restore([name_at(i) for i in g["names"]], lengths, ids, values)
         fix = state.get("fix")
         detector.fix = None if fix is None else _fix_from_state(fix, config.max_points)
         return detector

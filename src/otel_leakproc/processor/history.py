@@ -3,15 +3,16 @@
 `Points` keeps each point's numbers in a ring of arrays; `Grid` keeps the values per site (heap, mutex,
 block) or goroutine group and point, dense or sparse, kept up to date as points come and go. Both are bounded
 by the history's `max_points`; the detectors read matrices from them after every profile. `Grid.export` and
-`Grid.restore` give and take the plain arrays the detector state is written from.
+`Grid.restore` give and take the plain arrays the detector state is written from (`Grid.export_by_id`: the
+layout of checkpoints, each point's values by id with their moves from the value order).
 
 Coarser far history: the newest `processor.fine_points` points are kept whole; older ones are merged
 `COARSE_FACTOR` (6) to one (`Points.merge`, `Grid.merge`: mean time, mean total, mean value of each name,
 absent names counting as 0; the last cumulative counter). A merged point has a weight (how many profiles it
 stands for), and the history holds at most `max_points` profiles by weight, so with `fine_points: 60` a full
 window (240 profiles, 30 s apart) is 60 whole points (the last 30 minutes) and 30 merged ones (3 minutes
-each). Levels (heap bytes, goroutine counts) of merged points are rounded to a 16-bit log scale (`snap`:
-1,000 steps per octave, within 0.035%), so a checkpoint stores them in 2 bytes exactly. The default
+each). Merged levels are kept in 16 bits as every level is (`LEVELS` below; state version 4 stored them as
+`quantize` steps, read back with `dequantize`). The default
 `fine_points` (240, = `max_points`) merges nothing: the long-series study (docs/detection.md) found that
 merging past 60 points changes verdicts of real series longer than that.
 """
@@ -34,14 +35,70 @@ from otel_leakproc.processor.trend import FloatArray
 # forms give the same matrices; either way memory is bounded by max_points x top-K values and names.
 MAX_GRID_ROWS = 256
 
-# Grids keep values as float32: profile values are sampled estimates (a heap site's bytes are a count of
-# sampled objects scaled up), and 24 significant bits are far below their sampling error. That halves the
-# largest part of a series' memory and of its checkpoint. Every matrix read from a grid is float64 again, so
-# the statistics compute as before, on values rounded once when they enter the history. Mutex and block
-# grids hold cumulative counters, whose differences are the signal: rounded to 24 bits, a rate between two
-# profiles is exact to about 1e-6 of the series' largest rate (the corpus study in docs/detection.md: no
-# status, flag time or top grower changes). Totals, cumulative counters and times (`Points`) stay float64.
-VALUE_DTYPE = np.float32
+# How a grid stores its values (`ValueScale`). Profile values are sampled estimates (a heap site's bytes are a
+# count of sampled objects scaled up), so a grid need not keep them to 53 bits; every matrix read from a grid is
+# float64 again, so the statistics compute as before, on values rounded once when they enter the history.
+# - Levels (heap bytes, goroutine counts: every kind but mutex and block) in 16 bits (`LEVELS`): whole numbers
+#   below 2**15 exactly (goroutine counts, small heap sites), larger values on a log scale of 1,024 steps per
+#   octave up to 2**47 (within 0.034%, far below the sampling error of a heap site's bytes).
+#   That is 2 bytes per value instead of 8 (float64) or 4 (float32), the largest part of a series' memory and
+#   of its checkpoint.
+# - Mutex and block grids hold cumulative counters, whose differences are the signal: kept as float32
+#   (`FLOAT32`: a rate between two profiles is exact to about 1e-6 of the series' largest rate; the corpus
+#   study in docs/detection.md: no status, flag time or top grower changes). A log scale would lose the
+#   increments of a large counter.
+# Totals, cumulative counters and times (`Points`) stay float64.
+VALUE_DTYPE = np.float32  # the FLOAT32 scale's dtype (and that of states version 3)
+
+
+class ValueScale:
+    """How a grid stores values: as `dtype` codes; `encode` (values to codes) and `decode` (codes to float64)."""
+
+    __slots__ = ("dtype", "name")
+
+    def __init__(self, name: str, dtype: type[np.generic]) -> None:
+        self.name = name
+        self.dtype = dtype
+
+    def encode(self, values: Any) -> npt.NDArray[Any]:
+        return np.asarray(values, dtype=self.dtype)
+
+    def decode(self, codes: npt.NDArray[Any]) -> FloatArray:
+        result: FloatArray = codes.astype(np.float64)
+        return result
+
+
+# Levels: codes below 2**15 are the value itself; code 2**15 + k is 2**15 * 2 ** (k / LEVEL_STEPS).
+LEVEL_STEPS = 1024
+_LEVEL_SPLIT = 1 << 15
+_LEVEL_TABLE = np.concatenate(
+    [np.arange(_LEVEL_SPLIT, dtype=np.float64), _LEVEL_SPLIT * np.exp2(np.arange(_LEVEL_SPLIT) / LEVEL_STEPS)]
+)
+_LEVEL_TABLE.setflags(write=False)
+
+
+class LevelScale(ValueScale):
+    """Levels in 16 bits (see `LEVELS`): exact whole numbers below 2**15, then log steps to 2**47. Negative
+    values and NaN are stored as 0, values past 2**47 as 2**47 (none occur in profiles)."""
+
+    __slots__ = ()
+
+    def encode(self, values: Any) -> npt.NDArray[Any]:
+        v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            logs = np.rint(np.log2(v / _LEVEL_SPLIT) * LEVEL_STEPS) + _LEVEL_SPLIT
+        small = v < _LEVEL_SPLIT - 0.5
+        codes = np.where(small, np.clip(np.rint(v), 0, _LEVEL_SPLIT - 1), np.clip(logs, _LEVEL_SPLIT, 65535))
+        return codes.astype(np.uint16)
+
+    def decode(self, codes: npt.NDArray[Any]) -> FloatArray:
+        result: FloatArray = _LEVEL_TABLE[codes]
+        return result
+
+
+FLOAT32 = ValueScale("float32", np.float32)
+LEVELS = LevelScale("levels16", np.uint16)
+SCALES = {scale.name: scale for scale in (FLOAT32, LEVELS)}
 
 COMPACT_FINE_POINTS = 60  # `processor.fine_points` of the compact history (benchmarks, studies)
 COARSE_FACTOR = 6  # points older than the newest `fine_points` merged this many to one
@@ -225,8 +282,8 @@ class Grid:
     and is then reused, so rows track the live names only. `pos` keeps each value's position within its
     point (-1: absent), which reproduces the first-seen order rankings break ties with.
 
-    Dense while at most `max_rows` names are live (values of `dtype`, see VALUE_DTYPE; positions int8,
-    widened when a profile names more than 127); past that it turns sparse until cleared (per column: the
+    Dense while at most `max_rows` names are live (values as codes of its `scale`, see `ValueScale`; positions
+    int8, widened when a profile names more than 127); past that it turns sparse until cleared (per column: the
     row ids in point order and their values, as many as the profile named), so churning names cost per
     value, not per name x point. Both forms answer alike.
     """
@@ -242,14 +299,16 @@ class Grid:
         "names",
         "overflow",
         "pos",
+        "scale",
         "sparse",
         "start",
         "values",
     )
 
-    def __init__(self, columns: int, max_rows: int | None = None, dtype: type[np.floating[Any]] = VALUE_DTYPE) -> None:
+    def __init__(self, columns: int, max_rows: int | None = None, scale: ValueScale = FLOAT32) -> None:
         self.columns = columns
-        self.dtype = dtype
+        self.scale = scale
+        self.dtype = scale.dtype  # of the stored codes
         self.max_rows = MAX_GRID_ROWS if max_rows is None else max_rows
         self.overflow = False  # sparse form: too many live names for the dense one
         self.start = 0
@@ -260,14 +319,14 @@ class Grid:
         self.values = np.zeros((0, columns), dtype=self.dtype)
         self.pos = np.full((0, columns), -1, dtype=np.int8)
         self.count = np.zeros(0, dtype=np.int64)
-        self.sparse: list[tuple[npt.NDArray[np.int32], FloatArray] | None] = []
+        self.sparse: list[tuple[npt.NDArray[np.int32], npt.NDArray[Any]] | None] = []  # row ids, codes
 
     @property
     def rows(self) -> int:
         return len(self.index)
 
     def clear(self) -> None:
-        self.__init__(self.columns, self.max_rows, self.dtype)  # type: ignore[misc]
+        self.__init__(self.columns, self.max_rows, self.scale)  # type: ignore[misc]
 
     def _row(self, name: str) -> int:
         row = self.index.get(name)
@@ -293,10 +352,11 @@ class Grid:
             self.resize(self.columns + max(4, self.columns // 2))
         col = (self.start + self.n) % self.columns
         self.n += 1
-        if self.overflow:
-            self._append_sparse(col, list(items))
-            return
         pairs = list(items)
+        codes = self.scale.encode([value for _, value in pairs])
+        if self.overflow:
+            self._append_sparse(col, pairs, codes)
+            return
         if len(pairs) > np.iinfo(self.pos.dtype).max:
             self.pos = self.pos.astype(position_dtype(len(pairs)))
         index = self.index
@@ -305,21 +365,21 @@ class Grid:
             # Every name already has a row (the usual case: a profile names the same sites as the last
             # one): one scatter per array instead of a Python step per value.
             rows = np.array(known, dtype=np.intp)
-            self.values[rows, col] = [value for _, value in pairs]
+            self.values[rows, col] = codes
             self.pos[rows, col] = np.arange(len(rows))
             self.count[rows] += 1
             return
         values, pos, count = self.values, self.pos, self.count
-        for i, (name, value) in enumerate(pairs):
+        for i, (name, _) in enumerate(pairs):
             row = self.index.get(name)
             if row is None:
                 if len(self.index) >= self.max_rows:
                     self._to_sparse(col, i)
-                    self._append_sparse(col, pairs, i)
+                    self._append_sparse(col, pairs, codes, i)
                     return
                 row = self._row(name)
                 values, pos, count = self.values, self.pos, self.count
-            values[row, col] = value
+            values[row, col] = codes[i]
             pos[row, col] = i
             count[row] += 1
 
@@ -336,16 +396,14 @@ class Grid:
         self.values = np.zeros((0, self.columns), dtype=self.dtype)
         self.pos = np.full((0, self.columns), -1, dtype=np.int8)
 
-    def _append_sparse(self, col: int, pairs: list[tuple[str, float]], done: int = 0) -> None:
+    def _append_sparse(self, col: int, pairs: list[tuple[str, float]], codes: npt.NDArray[Any], done: int = 0) -> None:
         head = self.sparse[col]
         rows = [] if head is None or not done else head[0].tolist()
-        values = [] if head is None or not done else head[1].tolist()
-        for name, value in pairs[done:]:
+        for name, _ in pairs[done:]:
             row = self._row(name)
             rows.append(row)
-            values.append(value)
             self.count[row] += 1
-        self.sparse[col] = (np.array(rows, dtype=np.int32), np.array(values, dtype=self.dtype))
+        self.sparse[col] = (np.array(rows, dtype=np.int32), codes.copy())
 
     def _column_rows(self, col: int) -> npt.NDArray[np.intp]:
         if self.overflow:
@@ -360,10 +418,12 @@ class Grid:
             entry = self.sparse[col]
             if entry is None:
                 return []
-            return [(self.names[r], v) for r, v in zip(entry[0].tolist(), entry[1].tolist(), strict=True)]
+            values = self.scale.decode(entry[1]).tolist()
+            return [(self.names[r], v) for r, v in zip(entry[0].tolist(), values, strict=True)]
         rows = self._column_rows(col)
         rows = rows[np.argsort(self.pos[rows, col], kind="stable")]
-        return [(self.names[r], float(self.values[r, col])) for r in rows.tolist()]
+        values = self.scale.decode(self.values[rows, col]).tolist()
+        return [(self.names[r], v) for r, v in zip(rows.tolist(), values, strict=True)]
 
     def popleft(self) -> None:
         col = self.start
@@ -371,7 +431,7 @@ class Grid:
         if self.overflow:
             self.sparse[col] = None
         else:
-            self.values[rows, col] = 0.0
+            self.values[rows, col] = 0
             self.pos[rows, col] = -1
         self.count[rows] -= 1
         for row in rows[self.count[rows] == 0].tolist():
@@ -395,7 +455,7 @@ class Grid:
             kept = [p for p in parts if p is not None]
             if kept:
                 rows = np.concatenate([p[0] for p in kept]).astype(np.intp)
-                sums = np.concatenate([p[1] for p in kept]).astype(np.float64)
+                sums = self.scale.decode(np.concatenate([p[1] for p in kept]))
                 unique, first_at, inverse = np.unique(rows, return_index=True, return_inverse=True)
                 total = np.bincount(inverse, weights=sums, minlength=len(unique))
                 seen = np.bincount(inverse, minlength=len(unique))
@@ -404,7 +464,7 @@ class Grid:
                 self.count[unique] -= seen - 1
                 self.sparse[target] = (
                     unique[by_first].astype(np.int32),
-                    (snap(merged) if quantized else merged).astype(self.dtype),
+                    self.scale.encode(snap(merged) if quantized else merged),
                 )
             else:
                 self.sparse[target] = None
@@ -418,7 +478,7 @@ class Grid:
             present = pos >= 0
             seen = present.sum(axis=1)
             rows = np.flatnonzero(seen)
-            merged = self.values[:height][:, cols].astype(np.float64).sum(axis=1) / count
+            merged = self.scale.decode(self.values[:height][:, cols]).sum(axis=1) / count
             first_col = present[rows].argmax(axis=1)
             ranking = np.lexsort((pos[rows, first_col], first_col))  # first seen first
             if len(rows) > np.iinfo(self.pos.dtype).max:
@@ -426,13 +486,13 @@ class Grid:
             new_pos = np.full(height, -1, dtype=self.pos.dtype)
             new_pos[rows[ranking]] = np.arange(len(rows))
             self.count[rows] -= seen[rows] - 1
-            self.values[:height, target] = snap(merged) if quantized else merged
+            self.values[:height, target] = self.scale.encode(snap(merged) if quantized else merged)
             self.pos[:height, target] = new_pos
             src, dst = order[first + count :], order[first + 1 : self.n - count + 1]
             self.values[:, dst] = self.values[:, src]
             self.pos[:, dst] = self.pos[:, src]
             freed = order[self.n - count + 1 :]
-            self.values[:, freed] = 0.0
+            self.values[:, freed] = 0
             self.pos[:, freed] = -1
         self.n -= count - 1
 
@@ -440,7 +500,7 @@ class Grid:
         """Change the number of columns (at least the points held), oldest point first."""
         order = self.order()
         if self.overflow:
-            sparse: list[tuple[npt.NDArray[np.int32], FloatArray] | None] = [None] * columns
+            sparse: list[tuple[npt.NDArray[np.int32], npt.NDArray[Any]] | None] = [None] * columns
             for i, c in enumerate(order.tolist()):
                 sparse[i] = self.sparse[c]
             self.sparse = sparse
@@ -455,6 +515,11 @@ class Grid:
 
     def entries(self) -> tuple[npt.NDArray[np.intp], FloatArray, npt.NDArray[np.intp]]:
         """Every value of the history: (row, value, point index), by point then position within it."""
+        rows, codes, points = self.coded_entries()
+        return rows, self.scale.decode(codes), points
+
+    def coded_entries(self) -> tuple[npt.NDArray[np.intp], npt.NDArray[Any], npt.NDArray[np.intp]]:
+        """`entries` with the values as stored (codes of the grid's `scale`)."""
         if not self.overflow:
             # Positions within a point are 0..len-1 (one per name it named): scatter, no sort needed.
             order = self.order()
@@ -463,7 +528,7 @@ class Grid:
             lengths = np.bincount(points, minlength=self.n)
             dest = (np.cumsum(lengths) - lengths)[points] + sub[rows, points]
             out_rows = np.empty(len(rows), dtype=np.intp)
-            out_values = np.empty(len(rows))  # float64, as every read of the grid
+            out_values = np.empty(len(rows), dtype=self.dtype)
             out_points = np.empty(len(rows), dtype=np.intp)
             out_rows[dest] = rows
             out_values[dest] = self.values[rows, order[points]]
@@ -473,17 +538,16 @@ class Grid:
         lengths = np.array([0 if p is None else len(p[0]) for p in parts], dtype=np.intp)
         kept = [p for p in parts if p is not None]
         if not kept:
-            return np.zeros(0, dtype=np.intp), np.zeros(0), np.zeros(0, dtype=np.intp)
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=self.dtype), np.zeros(0, dtype=np.intp)
         rows = np.concatenate([p[0] for p in kept]).astype(np.intp)
-        values = np.concatenate([p[1] for p in kept]).astype(np.float64)
+        values = np.concatenate([p[1] for p in kept])
         return rows, values, np.repeat(np.arange(self.n), lengths)
 
     def matrix(self, names: list[str]) -> FloatArray:
         """Rows for `names` (0 where a name is absent from a point), columns in point order."""
         rows = np.array([self.index[name] for name in names], dtype=np.intp)
         if not self.overflow:
-            result: FloatArray = self.values[np.ix_(rows, self.order())].astype(np.float64)
-            return result
+            return self.scale.decode(self.values[np.ix_(rows, self.order())])
         out = np.zeros((len(names), self.n))
         lookup = np.full(len(self.names), -1, dtype=np.intp)
         lookup[rows] = np.arange(len(rows))
@@ -506,7 +570,7 @@ class Grid:
         rows = np.fromiter(self.index.values(), dtype=np.intp, count=len(self.index))
         rows = rows[rows != excluded]
         order = self.order()
-        values = self.values[np.ix_(rows, order)].astype(np.float64)
+        values = self.scale.decode(self.values[np.ix_(rows, order)])
         positive = values > 0
         keep = positive.any(axis=1)
         rows, values, positive = rows[keep], values[keep], positive[keep]
@@ -538,11 +602,14 @@ class Grid:
 
     # -- persistence: one layout for both forms --------------------------------------------------
 
-    def export(self, ref: Callable[[str], int]) -> tuple[list[int], npt.NDArray[Any], npt.NDArray[Any], FloatArray]:
+    def export(
+        self, ref: Callable[[str], int], *, coded: bool = False
+    ) -> tuple[list[int], npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
         """The grid as arrays, one layout for both forms: its live names (as `ref` indices, sorted by name),
         then per point its count of values (int32), the row ids of those values into the names (int8, int16
-        past 127 names, int32 past 32,767) and the values, in point order and position order within a point."""
-        rows, values, points = self.entries()
+        past 127 names, int32 past 32,767) and the values (float64, or with `coded` the codes of the grid's
+        `scale`), in point order and position order within a point."""
+        rows, values, points = self.coded_entries() if coded else self.entries()
         live = sorted(self.index)
         dtype = next(d for d in (np.int8, np.int16, np.int32) if len(live) <= np.iinfo(d).max)
         canonical = np.zeros(max(len(self.names), 1), dtype=dtype)
@@ -550,9 +617,46 @@ class Grid:
         lengths = np.bincount(points, minlength=self.n).astype(np.int32)
         return [ref(name) for name in live], lengths, canonical[rows], values
 
-    def restore(self, names: list[str], lengths: npt.NDArray[Any], ids: npt.NDArray[Any], values: FloatArray) -> None:
-        """Rebuild from `export` data (already decoded); keeps the newest `columns` points."""
+    def export_by_id(
+        self, ref: Callable[[str], int]
+    ) -> tuple[list[int], npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
+        """`export(ref, coded=True)` with each point's values by id, and their moves from the value order
+        (`by_id_with_moves`, for checkpoints): (names, lengths, ids, codes, moves)."""
+        if self.overflow:
+            names, lengths, ids, codes = self.export(ref, coded=True)
+            return (names, lengths, *by_id_with_moves(lengths, ids, codes))
+        # Dense: read the rows in id (name) order, point by point; one small sort per point for the moves.
+        live = sorted(self.index)
+        dtype = next(d for d in (np.int8, np.int16, np.int32) if len(live) <= np.iinfo(d).max)
+        by_name = np.array([self.index[name] for name in live], dtype=np.intp)
+        order = self.order()
+        pos = self.pos[np.ix_(by_name, order)].T  # points x ids
+        codes2d = self.values[np.ix_(by_name, order)].T
+        present = pos >= 0
+        keys = _value_keys(np.broadcast_to(np.arange(len(live)), pos.shape).ravel(), codes2d.ravel())
+        keys = np.where(present.ravel(), keys, np.iinfo(np.uint64).max).reshape(pos.shape)
+        rank = np.empty(pos.shape, dtype=np.intp)
+        np.put_along_axis(rank, np.argsort(keys, axis=1), np.arange(len(live))[None, :], axis=1)
+        points, ids = np.nonzero(present)
+        moves = pos[points, ids].astype(np.intp) - rank[points, ids]
+        lengths = present.sum(axis=1).astype(np.int32)
+        widest = int(np.abs(moves).max(initial=0)) + 1
+        return (
+            [ref(name) for name in live],
+            lengths,
+            ids.astype(dtype),
+            codes2d[points, ids],
+            moves.astype(position_dtype(widest)),
+        )
+
+    def restore(
+        self, names: list[str], lengths: npt.NDArray[Any], ids: npt.NDArray[Any], values: npt.NDArray[Any]
+    ) -> None:
+        """Rebuild from `export` data (already decoded); keeps the newest `columns` points. `values` of the
+        scale's code dtype are taken as codes (`export(coded=True)`), any other as values to encode."""
         self.clear()
+        if values.dtype != self.dtype:
+            values = self.scale.encode(values)
         if len(ids) != len(values) or int(lengths.sum()) != len(ids) or (lengths < 0).any():
             raise ValueError("grid lengths, ids and values do not match")
         if len(ids) and (ids.min() < 0 or ids.max() >= len(names)):
@@ -582,13 +686,94 @@ class Grid:
             self.sparse = [None] * self.columns
             for c in range(n):
                 part = slice(int(offsets[c]), int(offsets[c] + lengths[c]))
-                self.sparse[c] = (rows[part].astype(np.int32), values[part].astype(self.dtype))
+                self.sparse[c] = (rows[part].astype(np.int32), values[part].copy())
             return
         height = len(self.names)
         self.values = np.zeros((height, self.columns), dtype=self.dtype)
         self.pos = np.full((height, self.columns), -1, dtype=position_dtype(int(lengths.max(initial=0))))
         self.values[rows, points] = values
         self.pos[rows, points] = positions
+
+
+# -- the naming order of a grid's export, as moves from the value order (checkpoints) ----------------------
+#
+# `Grid.export` lists each point's values in the order its profile named them. Profiles name their sites and
+# groups largest first (the decoders rank them so), so that order is almost always the value order: by code
+# descending, ties by id. A checkpoint stores each point's values by id instead (ids then repeat from point to
+# point and deflate to almost nothing) and, per value, its move: its position in the naming order minus its
+# position in the value order (zeros, unless a profile named sites out of value order).
+
+
+def _value_keys(ids: npt.NDArray[Any], codes: npt.NDArray[Any]) -> npt.NDArray[np.uint64]:
+    """Sort keys, ascending = code descending then id ascending (codes: uint16 levels or float32)."""
+    if codes.dtype == np.uint16:
+        desc = 0xFFFF - codes.astype(np.uint64)
+    elif codes.dtype == np.float32:
+        bits = codes.view(np.uint32).astype(np.uint64)
+        ascending = np.where(bits >> np.uint64(31), bits ^ np.uint64(0xFFFFFFFF), bits | np.uint64(0x80000000))
+        desc = np.uint64(0xFFFFFFFF) - ascending
+    else:
+        raise ValueError(f"grid codes of dtype {codes.dtype}: expected uint16 or float32")
+    keys: npt.NDArray[np.uint64] = (desc << np.uint64(32)) | ids.astype(np.uint64)
+    return keys
+
+
+def _sorted_within_points(lengths: npt.NDArray[Any], keys: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+    """Indices of the entries, point by point, each point's sorted by `keys` (unique within a point): one
+    small sort per point, as rows of a padded table."""
+    n_points, width = len(lengths), int(lengths.max(initial=0))
+    offsets = np.cumsum(lengths) - lengths
+    if int(lengths.min(initial=0)) == width:  # every point as wide (the usual case): no padding
+        order = np.argsort(keys.reshape(n_points, width), axis=1)
+        result: npt.NDArray[np.intp] = (order + offsets[:, None]).ravel()
+        return result
+    points = np.repeat(np.arange(n_points), lengths)
+    local = np.arange(len(keys)) - offsets[points]
+    table = np.full((n_points, width), np.iinfo(keys.dtype).max, dtype=keys.dtype)  # padding sorts last
+    table[points, local] = keys
+    order = np.argsort(table, axis=1)
+    kept: npt.NDArray[np.intp] = (order + offsets[:, None])[np.arange(width)[None, :] < lengths[:, None]]
+    return kept
+
+
+def _value_rank(lengths: npt.NDArray[Any], ids: npt.NDArray[Any], codes: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+    """Each entry's position within its point in the value order."""
+    at = _sorted_within_points(lengths, _value_keys(ids, codes))
+    rank = np.empty(len(ids), dtype=np.intp)
+    rank[at] = np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return rank
+
+
+def by_id_with_moves(
+    lengths: npt.NDArray[Any], ids: npt.NDArray[Any], codes: npt.NDArray[Any]
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
+    """`export` arrays (naming order) as (ids, codes, moves) by id within each point (see above)."""
+    if not len(ids):
+        return ids, codes, np.zeros(0, dtype=np.int8)
+    local = np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    moves = local - _value_rank(lengths, ids, codes)
+    at = _sorted_within_points(lengths, ids.astype(np.int64))  # (argsort of int8 rows is slow)
+    return ids[at], codes[at], moves[at].astype(position_dtype(int(np.abs(moves).max()) + 1))
+
+
+def naming_order(
+    lengths: npt.NDArray[Any], ids: npt.NDArray[Any], codes: npt.NDArray[Any], moves: npt.NDArray[Any]
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """The inverse of `by_id_with_moves`: (ids, codes) in naming order. Raises ValueError on moves that do
+    not make a naming order (a position outside its point, or two values at one position)."""
+    if not len(moves) == len(ids) == len(codes) == int(lengths.sum()):
+        raise ValueError("grid ids, codes and moves do not match")
+    if not len(ids):
+        return ids, codes
+    position = _value_rank(lengths, ids, codes) + moves.astype(np.intp)
+    if (position < 0).any() or (position >= np.repeat(lengths, lengths)).any():
+        raise ValueError("grid moves: a position outside its point")
+    dest = np.repeat(np.cumsum(lengths) - lengths, lengths) + position
+    if (np.bincount(dest, minlength=len(ids)) != 1).any():
+        raise ValueError("grid moves: two values at one position")
+    out_ids, out_codes = np.empty_like(ids), np.empty_like(codes)
+    out_ids[dest], out_codes[dest] = ids, codes
+    return out_ids, out_codes
 
 
 def position_dtype(width: int) -> type[np.signedinteger[Any]]:

@@ -43,12 +43,14 @@ from enum import IntEnum
 from typing import Any
 
 import numpy as np
+from isal import isal_zlib
 
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, SiteValue
 from otel_leakproc.state.codec import (
     _DICT,
     _INT,
     COLUMN_DTYPES,
+    INFLATE_ERRORS,
     CodecError,
     Columns,
     _Encoder,
@@ -60,6 +62,7 @@ from otel_leakproc.state.codec import (
 )
 
 _U32 = struct.Struct("<I")
+JSON_OR_INFLATE_ERRORS: tuple[type[Exception], ...] = (*INFLATE_ERRORS, ValueError)
 _CHECKPOINT_MAGIC = b"\xffCB3"  # as a u32 head length, far past MAX_PAYLOAD: older payloads never start so
 _SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(ProfileSummary))
 # Fields left out of a point record when they hold their default (read back as it): most profiles have no
@@ -422,7 +425,7 @@ def checkpoint_payload(seq: int, key: SeriesKey, resource: dict[str, str], state
     index: list[list[Any]] = []
     rest = _take_arrays({k: v for k, v in state.items() if k != "report"}, (), columns, index)  # report: in the head
     rest[_COLUMNS_KEY] = index
-    main = zlib.compress(json.dumps(rest, separators=(",", ":")).encode(), 1)
+    main = isal_zlib.compress(json.dumps(rest, separators=(",", ":")).encode(), 1)  # a zlib stream
     return b"".join((_CHECKPOINT_MAGIC, _U32.pack(len(head)), head, _U32.pack(len(main)), main, columns.pack()))
 
 
@@ -520,8 +523,8 @@ def checkpoint_state(payload: bytes | memoryview) -> dict[str, Any]:
     if columnar:
         columns = Columns.unpack(view[start + 4 + m :])
         try:
-            value = json.loads(zlib.decompress(view[start + 4 : start + 4 + m]))
-        except (zlib.error, ValueError) as exc:
+            value = json.loads(isal_zlib.decompress(view[start + 4 : start + 4 + m]))
+        except JSON_OR_INFLATE_ERRORS as exc:
             raise CodecError(f"checkpoint state: {exc}") from exc
         if not isinstance(value, dict):
             raise CodecError("checkpoint state: expected a mapping")

@@ -221,7 +221,7 @@ def test_version_1_state_is_refused_with_a_clear_message() -> None:
     """Version 1 (one record per point) is not read: the service sets such a snapshot aside, starts empty."""
     state = _state_after(5)
     state["version"] = 1
-    with pytest.raises(ValueError, match=r"unsupported version 1 \(expected 4\): written by an older release"):
+    with pytest.raises(ValueError, match=r"unsupported version 1 \(expected 5\): written by an older release"):
         SeriesDetector.from_state(key_for(ProfileKind.HEAP), CONFIG, state)
 
 
@@ -247,7 +247,7 @@ def _bad_name_index(s: dict[str, Any]) -> None:
 
 
 def _values_mismatch(s: dict[str, Any]) -> None:
-    s["sites"]["values"] = _pack(_unpack(s["sites"]["values"], "<f4")[:-1])  # a heap grid: float32
+    s["sites"]["values"] = _pack(_unpack(s["sites"]["values"], "<u2")[:-1])  # a heap grid: 16-bit levels
 
 
 def _string_total(s: dict[str, Any]) -> None:

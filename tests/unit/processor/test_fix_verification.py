@@ -177,6 +177,8 @@ def test_the_start_kept_for_a_comparison_is_bounded_and_kept_only_past_the_windo
     assert late._early is not None
     late_ages = late._early[0].times() - late.segment_start
     assert late_ages.tolist() == [60.0 * i for i in range(16)]
+    # Complete (the points leaving the window now are older than 15 minutes): sized to what it holds.
+    assert late._early[0].capacity == late._early[1].columns == 16
 
 
 def goroutine_profile(minute: int, count: int) -> ProfileSummary:
