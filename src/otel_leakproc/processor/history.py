@@ -84,11 +84,13 @@ class LevelScale(ValueScale):
     __slots__ = ()
 
     def encode(self, values: Any) -> npt.NDArray[Any]:
-        v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            logs = np.rint(np.log2(v / _LEVEL_SPLIT) * LEVEL_STEPS) + _LEVEL_SPLIT
-        small = v < _LEVEL_SPLIT - 0.5
-        codes = np.where(small, np.clip(np.rint(v), 0, _LEVEL_SPLIT - 1), np.clip(logs, _LEVEL_SPLIT, 65535))
+        v = np.array(values, dtype=np.float64)
+        codes = np.rint(v)  # the whole numbers below 2**15
+        big = v >= _LEVEL_SPLIT - 0.5
+        if big.any():
+            codes[big] = np.rint(np.log2(v[big] / _LEVEL_SPLIT) * LEVEL_STEPS) + _LEVEL_SPLIT
+        codes[~(codes >= 0)] = 0  # negative values and NaN
+        np.minimum(codes, 65535, out=codes)
         return codes.astype(np.uint16)
 
     def decode(self, codes: npt.NDArray[Any]) -> FloatArray:
@@ -353,6 +355,10 @@ class Grid:
         col = (self.start + self.n) % self.columns
         self.n += 1
         pairs = list(items)
+        if not pairs:
+            if self.overflow:
+                self.sparse[col] = None
+            return
         codes = self.scale.encode([value for _, value in pairs])
         if self.overflow:
             self._append_sparse(col, pairs, codes)
