@@ -635,23 +635,22 @@ class Grid:
         live = sorted(self.index)
         dtype = next(d for d in (np.int8, np.int16, np.int32) if len(live) <= np.iinfo(d).max)
         by_name = np.array([self.index[name] for name in live], dtype=np.intp)
-        order = self.order()
-        pos = self.pos[np.ix_(by_name, order)].T  # points x ids
-        codes2d = self.values[np.ix_(by_name, order)].T
+        cells = np.ix_(by_name, self.order())
+        pos = np.ascontiguousarray(self.pos[cells].T)  # points x ids
+        codes2d = np.ascontiguousarray(self.values[cells].T)
         present = pos >= 0
-        keys = _value_keys(np.broadcast_to(np.arange(len(live)), pos.shape).ravel(), codes2d.ravel())
-        keys = np.where(present.ravel(), keys, np.iinfo(np.uint64).max).reshape(pos.shape)
+        width = len(live)
+        keys = _value_keys(np.arange(width), codes2d)
+        keys[~present] = np.iinfo(np.uint64).max  # absent ids sort last
         rank = np.empty(pos.shape, dtype=np.intp)
-        np.put_along_axis(rank, np.argsort(keys, axis=1), np.arange(len(live))[None, :], axis=1)
-        points, ids = np.nonzero(present)
-        moves = pos[points, ids].astype(np.intp) - rank[points, ids]
-        lengths = present.sum(axis=1).astype(np.int32)
+        np.put_along_axis(rank, np.argsort(keys, axis=1), np.arange(width)[None, :], axis=1)
+        moves = pos[present] - rank[present]
         widest = int(np.abs(moves).max(initial=0)) + 1
         return (
             [ref(name) for name in live],
-            lengths,
-            ids.astype(dtype),
-            codes2d[points, ids],
+            present.sum(axis=1).astype(np.int32),
+            np.broadcast_to(np.arange(width, dtype=dtype), pos.shape)[present],
+            codes2d[present],
             moves.astype(position_dtype(widest)),
         )
 
@@ -729,7 +728,7 @@ def _sorted_within_points(lengths: npt.NDArray[Any], keys: npt.NDArray[Any]) -> 
     small sort per point, as rows of a padded table."""
     n_points, width = len(lengths), int(lengths.max(initial=0))
     offsets = np.cumsum(lengths) - lengths
-    if int(lengths.min(initial=0)) == width:  # every point as wide (the usual case): no padding
+    if n_points and int(lengths.min()) == width:  # every point as wide (the usual case): no padding
         order = np.argsort(keys.reshape(n_points, width), axis=1)
         result: npt.NDArray[np.intp] = (order + offsets[:, None]).ravel()
         return result
