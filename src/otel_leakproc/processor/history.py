@@ -84,11 +84,13 @@ class LevelScale(ValueScale):
     __slots__ = ()
 
     def encode(self, values: Any) -> npt.NDArray[Any]:
-        v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            logs = np.rint(np.log2(v / _LEVEL_SPLIT) * LEVEL_STEPS) + _LEVEL_SPLIT
-        small = v < _LEVEL_SPLIT - 0.5
-        codes = np.where(small, np.clip(np.rint(v), 0, _LEVEL_SPLIT - 1), np.clip(logs, _LEVEL_SPLIT, 65535))
+        v = np.array(values, dtype=np.float64)
+        codes = np.rint(v)  # the whole numbers below 2**15
+        big = v >= _LEVEL_SPLIT - 0.5
+        if big.any():
+            codes[big] = np.rint(np.log2(v[big] / _LEVEL_SPLIT) * LEVEL_STEPS) + _LEVEL_SPLIT
+        codes[~(codes >= 0)] = 0  # negative values and NaN
+        np.minimum(codes, 65535, out=codes)
         return codes.astype(np.uint16)
 
     def decode(self, codes: npt.NDArray[Any]) -> FloatArray:
@@ -353,6 +355,10 @@ class Grid:
         col = (self.start + self.n) % self.columns
         self.n += 1
         pairs = list(items)
+        if not pairs:
+            if self.overflow:
+                self.sparse[col] = None
+            return
         codes = self.scale.encode([value for _, value in pairs])
         if self.overflow:
             self._append_sparse(col, pairs, codes)
@@ -629,23 +635,22 @@ class Grid:
         live = sorted(self.index)
         dtype = next(d for d in (np.int8, np.int16, np.int32) if len(live) <= np.iinfo(d).max)
         by_name = np.array([self.index[name] for name in live], dtype=np.intp)
-        order = self.order()
-        pos = self.pos[np.ix_(by_name, order)].T  # points x ids
-        codes2d = self.values[np.ix_(by_name, order)].T
+        cells = np.ix_(by_name, self.order())
+        pos = np.ascontiguousarray(self.pos[cells].T)  # points x ids
+        codes2d = np.ascontiguousarray(self.values[cells].T)
         present = pos >= 0
-        keys = _value_keys(np.broadcast_to(np.arange(len(live)), pos.shape).ravel(), codes2d.ravel())
-        keys = np.where(present.ravel(), keys, np.iinfo(np.uint64).max).reshape(pos.shape)
+        width = len(live)
+        keys = _value_keys(np.arange(width), codes2d)
+        keys[~present] = np.iinfo(np.uint64).max  # absent ids sort last
         rank = np.empty(pos.shape, dtype=np.intp)
-        np.put_along_axis(rank, np.argsort(keys, axis=1), np.arange(len(live))[None, :], axis=1)
-        points, ids = np.nonzero(present)
-        moves = pos[points, ids].astype(np.intp) - rank[points, ids]
-        lengths = present.sum(axis=1).astype(np.int32)
+        np.put_along_axis(rank, np.argsort(keys, axis=1), np.arange(width)[None, :], axis=1)
+        moves = pos[present] - rank[present]
         widest = int(np.abs(moves).max(initial=0)) + 1
         return (
             [ref(name) for name in live],
-            lengths,
-            ids.astype(dtype),
-            codes2d[points, ids],
+            present.sum(axis=1).astype(np.int32),
+            np.broadcast_to(np.arange(width, dtype=dtype), pos.shape)[present],
+            codes2d[present],
             moves.astype(position_dtype(widest)),
         )
 
@@ -723,7 +728,7 @@ def _sorted_within_points(lengths: npt.NDArray[Any], keys: npt.NDArray[Any]) -> 
     small sort per point, as rows of a padded table."""
     n_points, width = len(lengths), int(lengths.max(initial=0))
     offsets = np.cumsum(lengths) - lengths
-    if int(lengths.min(initial=0)) == width:  # every point as wide (the usual case): no padding
+    if n_points and int(lengths.min()) == width:  # every point as wide (the usual case): no padding
         order = np.argsort(keys.reshape(n_points, width), axis=1)
         result: npt.NDArray[np.intp] = (order + offsets[:, None]).ravel()
         return result
