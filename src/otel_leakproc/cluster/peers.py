@@ -7,15 +7,15 @@ its one series, so the receiving process forwards it as received to the owner, w
 answers it (`forwarding.py`; UPLOAD requests). Any other upload is decoded where it arrived and each point
 handed to its owner as a point record (`state/records.py`, the same self-contained record the journal and
 the Redis stream hold; POINTS requests). The owner journals and applies it, then answers; the upload is
-answered only after every owner of its points did, so an answered upload is in exactly one owner's journal. Each owner evaluates and exports only its own
-series: one writer per series, as with one process. The series API and /metrics of any process ask the
-others over the same sockets, so every process shows every series.
+answered only after every owner of its points did, so an answered upload is in exactly one owner's journal.
+Each owner evaluates and exports only its own series: one writer per series, as with one process. The
+series API and /metrics of any process ask the others over the same sockets, so every process shows every
+series.
 
 On a socket (one from each process to each other; the connecting side asks, answers come in order, a
 forwarded upload being decoded while the requests behind it are read): a request is u32 length, u8 kind,
-payload; an answer u32 length, u8 status, payload. With `state.backend:
-redis` the processes are replicas of the cluster (each its own leases); the sockets then serve the
-series API's and /metrics' questions only.
+payload; an answer u32 length, u8 status, payload. With `state.backend: redis` the processes are replicas
+of the cluster (each its own leases); the sockets then serve the series API's and /metrics' questions only.
 """
 
 from __future__ import annotations
