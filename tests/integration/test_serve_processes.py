@@ -161,12 +161,19 @@ def _owned(tenant: str, services: list[str], instance: str) -> dict[str, int]:
 def test_an_ingest_upload_is_decoded_and_kept_once_by_its_owner_whichever_process_receives_it(
     tmp_path: Path,
 ) -> None:
-    config = {"server": {"processes": 2}, "state": {"dir": str(tmp_path / "state")}, "export": {"console": False}}
+    config = {
+        "server": {"processes": 2},
+        # The profiles go to the owner's decoder worker, the bad bodies (10 bytes) are decoded on its loop.
+        "ingest": {"inline_max_bytes": 512},
+        "state": {"dir": str(tmp_path / "state")},
+        "export": {"console": False},
+    }
     proc = ServeProcess(config, tmp_path)
     proc.start()
     try:
         assert proc.proc is not None
         profile = (STEADY_LEAK / "0000.pb.gz").read_bytes()
+        assert len(profile) > 512
         good = [f"svc-{i}" for i in range(SERIES)]
         for service in good:  # each a new connection: the kernel spreads them over both processes
             reply = http("POST", f"{proc.url}/ingest?name={service}{{instance=pod}}&format=pprof", profile)

@@ -27,11 +27,19 @@ from otel_leakproc.errors import (
     UnavailableError,
 )
 from otel_leakproc.query.series import Selection
+from otel_leakproc.receiver.config import IngestConfig, ServerConfig
 from otel_leakproc.receiver.decode.limits import DecodeLimits
-from otel_leakproc.receiver.ingest import DecoderCrashedError, IngestOutcome
-from otel_leakproc.receiver.uploads import UploadRequest, process_upload
+from otel_leakproc.receiver.ingest import (
+    Credentials,
+    DecoderCrashedError,
+    IngestCore,
+    IngestOutcome,
+    OwnerUnavailableError,
+)
+from otel_leakproc.receiver.uploads import UploadRequest, UploadResult, process_upload
 from otel_leakproc.receiver.value_caps import ValueCaps, cap_upload
 from otel_leakproc.state.codec import CodecError
+from otel_leakproc.telemetry import Telemetry
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = REPO / "tests" / "testdata" / "corpus" / "steady_leak" / "heap" / "0000.pb.gz"
@@ -183,5 +191,49 @@ def test_concurrent_forwards_get_their_own_answers_and_a_gone_owner_gives_503(tm
         finally:
             for group in groups:
                 await group.stop()
+
+    asyncio.run(scenario())
+
+
+def test_an_upload_whose_owner_is_gone_is_refused_503_and_counted_where_it_arrived(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        # Process 0 of 2 with a real ingest core (decoder workers and all); process 1 never started.
+        group = PeerGroup(LocalProcess(0, 2, tmp_path), _ignore, _Nothing(), lambda: b"", CAPS)
+        telemetry = Telemetry()
+        kept: list[UploadResult] = []
+        core = IngestCore(
+            ServerConfig(),
+            IngestConfig(workers=1),
+            DecodeLimits(),
+            lambda tenant, request, result: kept.append(result),
+            telemetry,
+            CAPS,
+            router=group,
+        )
+        group.uploads = core.decode_forwarded
+        await core.start()
+        await group.start()
+        try:
+            names = [f"svc-{i}" for i in range(40)]
+            tenant = ServerConfig().auth.default_tenant  # the tenant of an upload without credentials
+            theirs = next(n for n in names if local_owner(tenant, n, "pod", 2) == 1)
+            mine = next(n for n in names if local_owner(tenant, n, "pod", 2) == 0)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            with pytest.raises(OwnerUnavailableError, match="process 1 is not reachable"):
+                await core.ingest(Credentials(), _request(f"{theirs}{{instance=pod}}"))
+            assert loop.time() - start < 2.0
+            assert telemetry.registry.get_sample_value("otel_leakproc_uploads_forwarded_total") == 1
+            rejected = "otel_leakproc_profiles_rejected_total"
+            assert telemetry.registry.get_sample_value(rejected, {"reason": "owner_unavailable"}) == 1
+            assert core.in_flight == 0  # its admission was given back
+            # Its own series' uploads are decoded and kept here as before.
+            outcome = await core.ingest(Credentials(), _request(f"{mine}{{instance=pod}}"))
+            assert outcome.accepted == 1
+            assert [p.service for r in kept for p in r.profiles] == [mine]
+            assert telemetry.registry.get_sample_value("otel_leakproc_uploads_forwarded_total") == 1
+        finally:
+            await group.stop()
+            core.close()
 
     asyncio.run(scenario())

@@ -7,15 +7,15 @@ its one series, so the receiving process forwards it as received to the owner, w
 answers it (`forwarding.py`; UPLOAD requests). Any other upload is decoded where it arrived and each point
 handed to its owner as a point record (`state/records.py`, the same self-contained record the journal and
 the Redis stream hold; POINTS requests). The owner journals and applies it, then answers; the upload is
-answered only after every owner of its points did, so an answered upload is in exactly one owner's journal. Each owner evaluates and exports only its own
-series: one writer per series, as with one process. The series API and /metrics of any process ask the
-others over the same sockets, so every process shows every series.
+answered only after every owner of its points did, so an answered upload is in exactly one owner's journal.
+Each owner evaluates and exports only its own series: one writer per series, as with one process. The
+series API and /metrics of any process ask the others over the same sockets, so every process shows every
+series.
 
 On a socket (one from each process to each other; the connecting side asks, answers come in order, a
 forwarded upload being decoded while the requests behind it are read): a request is u32 length, u8 kind,
-payload; an answer u32 length, u8 status, payload. With `state.backend:
-redis` the processes are replicas of the cluster (each its own leases); the sockets then serve the
-series API's and /metrics' questions only.
+payload; an answer u32 length, u8 status, payload. With `state.backend: redis` the processes are replicas
+of the cluster (each its own leases); the sockets then serve the series API's and /metrics' questions only.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from otel_leakproc.cluster.partitions import local_owner
 from otel_leakproc.errors import InvalidProfileError, RefusedError, UnavailableError
 from otel_leakproc.model import ProfileSummary, SeriesKey
 from otel_leakproc.query.series import Selection, SeriesReader, order
-from otel_leakproc.receiver.ingest import DecoderCrashedError, IngestOutcome
+from otel_leakproc.receiver.ingest import DecoderCrashedError, IngestOutcome, OwnerUnavailableError
 from otel_leakproc.receiver.uploads import UploadRequest, UploadResult
 from otel_leakproc.receiver.value_caps import ValueCaps
 from otel_leakproc.state.codec import MAX_PAYLOAD, CodecError, iter_frames
@@ -173,16 +173,16 @@ class PeerLink:
             self._reading = asyncio.create_task(self._read(self._reader), name=f"peer-{self.index}-answers")
 
     async def request(self, kind: int, payload: bytes, timeout: float = ANSWER_TIMEOUT_SECONDS) -> tuple[int, bytes]:
-        """Send one request and wait for its answer (status, payload). Raises UnavailableError."""
+        """Send one request and wait for its answer (status, payload). Raises OwnerUnavailableError."""
         if len(self._pending) >= MAX_PENDING:
-            raise UnavailableError(
+            raise OwnerUnavailableError(
                 f"process {self.index} has {len(self._pending)} requests from this one unanswered; retry",
                 RETRY_AFTER,
             )
         try:
             await self.connect()
         except OSError as exc:
-            raise UnavailableError(f"process {self.index} is not reachable ({exc}); retry", RETRY_AFTER) from exc
+            raise OwnerUnavailableError(f"process {self.index} is not reachable ({exc}); retry", RETRY_AFTER) from exc
         writer = self._writer
         assert writer is not None
         loop = asyncio.get_running_loop()
@@ -197,11 +197,11 @@ class PeerLink:
             async with asyncio.timeout(timeout):  # on timeout the answer is cancelled; its reply is skipped
                 return await answer
         except TimeoutError:
-            raise UnavailableError(
+            raise OwnerUnavailableError(
                 f"process {self.index} did not answer within {timeout:g} s; retry", RETRY_AFTER
             ) from None
         except OSError as exc:
-            raise UnavailableError(f"process {self.index}: {exc}; retry", RETRY_AFTER) from exc
+            raise OwnerUnavailableError(f"process {self.index}: {exc}; retry", RETRY_AFTER) from exc
 
     def _flush(self, writer: asyncio.StreamWriter) -> None:
         if writer is not self._writer:
@@ -353,7 +353,7 @@ class PeerGroup:
 
     async def forward(self, owner: int, tenant: str, request: UploadRequest) -> IngestOutcome:
         """Have `owner` decode and keep `request`; its outcome, or its error raised here as it raised it.
-        Raises UnavailableError (503) when the owner is unreachable, has too many requests from this
+        Raises OwnerUnavailableError (503) when the owner is unreachable, has too many requests from this
         process unanswered, or does not answer in time."""
         status, answer = await self.links[owner].request(UPLOAD, encode_upload(tenant, request))
         if status == OK:
@@ -361,8 +361,8 @@ class PeerGroup:
         if status == REJECTED:
             raise_refusal(answer)
         message = answer.decode("utf-8", "replace")
-        if status == UNAVAILABLE:
-            raise UnavailableError(f"process {owner}: {message}", RETRY_AFTER)
+        if status == UNAVAILABLE:  # not ready to decode (starting, stopping)
+            raise OwnerUnavailableError(f"process {owner}: {message}", RETRY_AFTER)
         log.error("process %d failed on a forwarded upload: %s", owner, message)
         raise DecoderCrashedError(f"internal error: process {owner} failed on this upload ({message})")
 

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from otel_leakproc.errors import InvalidProfileError, PayloadTooLargeError, RefusedError, RejectReason, UnavailableError
 from otel_leakproc.receiver.auth import AuthError, resolve_tenant
@@ -43,9 +43,16 @@ MAX_AUTO_WORKERS = 8
 # inflates further is handed to a worker (a few milliseconds of parsing at most stay on the loop).
 INLINE_MAX_DECOMPRESSED_BYTES = 256 * 1024
 
+_T = TypeVar("_T")
+
 # The processor's entry: returns None when the upload is kept, or an awaitable of that (several `serve`
 # processes: the owners of its series keep it, `cluster/peers.py`).
 Sink = Callable[[str, UploadRequest, UploadResult], Awaitable[None] | None]
+
+
+class OwnerUnavailableError(UnavailableError):
+    """Several `serve` processes: the one that owns a series is gone, has too many requests from this one
+    unanswered, or did not answer in time (503; counted as `owner_unavailable` where the upload arrived)."""
 
 
 class Router(Protocol):
@@ -271,7 +278,7 @@ class IngestCore:
         if router is not None and owner is not None:
             self._telemetry.forwarded.inc()
             try:
-                return await router.forward(owner, tenant, request)
+                return await self._owned(router.forward(owner, tenant, request))
             finally:
                 self.release(admission)
         try:
@@ -280,13 +287,21 @@ class IngestCore:
             self.release(admission)
         kept = self._sink(tenant, request, result)
         if kept is not None:
-            await kept
+            await self._owned(kept)
         tenant_label = self._telemetry.tenant_label(tenant)
         if result.profiles:
             self._telemetry.received.labels(tenant_label, request.dialect).inc(len(result.profiles))
         if result.ignored:
             self._telemetry.ignored.labels(request.dialect).inc(len(result.ignored))
         return IngestOutcome(tenant, len(result.profiles), result.ignored)
+
+    async def _owned(self, kept: Awaitable[_T]) -> _T:
+        """Await what another process does with an upload or its points; counts an unreachable owner."""
+        try:
+            return await kept
+        except OwnerUnavailableError:
+            self._telemetry.rejected.labels("owner_unavailable").inc()
+            raise
 
     async def decode_forwarded(self, tenant: str, request: UploadRequest) -> IngestOutcome:
         """Decode and keep an upload of `tenant` that another `serve` process received, authenticated and
