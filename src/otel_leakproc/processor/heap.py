@@ -18,6 +18,7 @@ from otel_leakproc.processor.trend import (
     StopTest,
     Trend,
     bucket_minima,
+    deceleration_z,
     growth_stopped,
     new_high_quanta,
     ols_slopes,
@@ -78,6 +79,9 @@ def evaluate(det: SeriesDetector, now: float) -> SeriesReport:
         order = [int(i) for i in np.argsort(-screen)[: cfg.candidate_sites] if screen[i] > 0]
         for i, trend in zip(order, theil_sen_rows(th, matrix[order], intercept=False), strict=True):
             growers.append((names[i], trend, float(matrix[i][-1])))
+            # Growth that slows down over the whole window (a cache filling, a buffer flushed and
+            # refilled to the same level) is no leak, even while its recent stretch still grows.
+            slowing = trend.z >= cfg.z_resolve and _site_slowing(det, names[i], th, matrix[i])
             if trend.z >= cfg.z_suspect:
                 # The recent fit only matters here: not fitted for the other candidates. A site that
                 # grew long ago and has been flat since keeps a high Mann-Kendall z (every pair across
@@ -94,7 +98,8 @@ def evaluate(det: SeriesDetector, now: float) -> SeriesReport:
                     held_z = max(held_z, trend.z)
                     # And growth confidently above the floor: a site that frees about as much as it
                     # adds (its samples come and go) can pass its old peak by chance.
-                    if trend.low >= floor and _grew_after_warmup(det, names[i], t, matrix[i]):
+                    # Not while its growth slows down significantly over the window either.
+                    if not slowing and trend.low >= floor and _grew_after_warmup(det, names[i], t, matrix[i]):
                         if trend.z > best_site_z:
                             best_site_z, best_site = trend.z, names[i]
                     else:  # and its growth is no evidence for the total yet either
@@ -104,6 +109,12 @@ def evaluate(det: SeriesDetector, now: float) -> SeriesReport:
                         absent = _absent_at_start(det, t, matrix[i], floor)
                         if absent is not None:
                             late_z, late = trend.z, (names[i], absent)
+                elif slowing:  # growing too little to hold a flag, and slowing down: not in the total
+                    stopped += matrix[i]
+                    stopped_sites += 1
+            elif slowing:  # a site below the suspect level can still carry the total's trend
+                stopped += matrix[i]
+                stopped_sites += 1
     if stopped.any():
         # Judge the total without the growth of sites that have plateaued, so a filled cache
         # cannot keep the whole heap flagged through the noise of the rest.
@@ -176,6 +187,14 @@ def _site_stopped(
     quantum = sample_quantum(meta.size if meta else 0.0, det.sample_period)
     cfg = det.config.heap
     return growth_stopped(th, row, rate, quantum, recent_n, cfg.stopped_p, cfg.plateau_ratio)
+
+
+def _site_slowing(det: SeriesDetector, name: str, th: FloatArray, row: FloatArray) -> bool:
+    """Does this site's growth slow down over the window as confidently as a leak must grow to be
+    suspected? (Laplace test of its new-high samples' times, `deceleration_z` <= -`heap.z_suspect`.)"""
+    meta = det.meta.get(name)
+    quantum = sample_quantum(meta.size if meta else 0.0, det.sample_period)
+    return deceleration_z(th, row, quantum) <= -det.config.heap.z_suspect
 
 
 def _total_ongoing(det: SeriesDetector, th: FloatArray, y: FloatArray, total: Trend, recent_n: int) -> bool:

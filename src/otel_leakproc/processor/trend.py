@@ -456,6 +456,33 @@ def growth_stopped(
     return StopTest(p < alpha / 2, p, lam_recent, observed, quiet)
 
 
+def deceleration_z(t: FloatArray, y: FloatArray, quantum: float) -> float:
+    """Laplace trend test of a sampled series' growth over the whole window, as a z (negative: slowing).
+
+    A site growing at a constant rate gains its samples as a Poisson process of constant intensity, so
+    the times of its new highs (in quanta, the series passing its earlier maximum, as `growth_stopped`
+    counts them) are uniform over the window: their mean time is the window's midpoint, with a standard
+    deviation of span / sqrt(12 N) for N quanta. A cache that fills (the share still missing decays) or
+    a buffer that is flushed and refilled to the same level gains its new highs early, so their mean
+    time falls before the midpoint; a leak that started inside the window gains them late. The Laplace
+    test is the most powerful test of a log-linear intensity against a constant one. 0 without a
+    quantum or with fewer than 3 quanta gained (too little to judge).
+    """
+    n = len(y)
+    if n < 3 or quantum <= 0:
+        return 0.0
+    peak = np.maximum.accumulate(median3(y))
+    steps = np.diff(peak) / quantum
+    quanta = float(steps.sum())
+    span = float(t[-1] - t[0])
+    if quanta < 3 or span <= 0:
+        return 0.0
+    # Each step happened somewhere between its two profiles: charged to the middle of that interval.
+    times = (t[1:] + t[:-1]) / 2 - t[0]
+    mean = float((steps * times).sum()) / quanta
+    return (mean - span / 2) / (span / math.sqrt(12.0 * quanta))
+
+
 def recent_slope(th: FloatArray, y: FloatArray, recent_n: int) -> float:
     """Theil-Sen slope of the last `recent_n` points (the plateau checks use nothing else of that fit)."""
     return theil_sen(th[-recent_n:], y[-recent_n:], interval=False, z=False, intercept=False).slope

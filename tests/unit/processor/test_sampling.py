@@ -12,7 +12,14 @@ from otel_leakproc.analyze import AnalyzeOptions, analyze_paths
 from otel_leakproc.evaluation import corpus_time
 from otel_leakproc.model import Status
 from otel_leakproc.processor.config import ProcessorConfig
-from otel_leakproc.processor.trend import growth_stopped, new_high_quanta, poisson_cdf, sample_quantum
+from otel_leakproc.processor.trend import (
+    FloatArray,
+    deceleration_z,
+    growth_stopped,
+    new_high_quanta,
+    poisson_cdf,
+    sample_quantum,
+)
 from otel_leakproc.receiver.decode import DecodeLimits
 
 KIB = 1024
@@ -45,6 +52,45 @@ def test_a_quiet_stretch_that_sampling_explains_is_not_stopped() -> None:
     # The same silence at 1.5 MiB/min (three samples a minute expected) is no chance: stopped.
     fast = growth_stopped(t, y * 10, rate * 10, 512 * KIB, 18, 0.001)
     assert fast.stopped, fast
+
+
+def _sampled(expected_quanta: FloatArray, seed: int) -> FloatArray:
+    """A site's sampled in-use bytes when `expected_quanta` (cumulative, per minute) are its mean samples."""
+    counts = np.random.default_rng(seed).poisson(np.diff(expected_quanta, prepend=0.0))
+    result: FloatArray = np.cumsum(counts) * 512.0 * KIB
+    return result
+
+
+MINUTES = np.arange(60, dtype=float)
+
+
+def test_steady_sampled_growth_is_rarely_taken_for_slowing() -> None:
+    # 240 KiB/min (a sample every ~2 minutes) from start-up: the Laplace z is about standard normal, so
+    # it is below -2.33 in about 1% of series.
+    zs = [deceleration_z(MINUTES / 60, _sampled(MINUTES * 240 / 512, seed), 512 * KIB) for seed in range(400)]
+    assert abs(float(np.mean(zs))) < 0.2
+    assert 0.8 < float(np.std(zs)) < 1.2
+    assert sum(z <= -2.33 for z in zs) <= 12  # 1% of 400 is 4
+
+
+def test_a_cache_filling_and_a_flushed_buffer_slow_down_a_leak_starting_late_speeds_up() -> None:
+    hours = MINUTES / 60
+    cache = 32 * (1 - np.exp(-MINUTES / 20))  # 16 MiB in 512 KiB samples, 1 - exp(-t / 20 min)
+    assert deceleration_z(hours, cache * 512 * KIB, 512 * KIB) < -3
+    buffer = (MINUTES % 12) * 700 / 512  # 700 KiB/min, emptied every 12 minutes
+    assert deceleration_z(hours, buffer * 512 * KIB, 512 * KIB) < -4
+    late = np.maximum(MINUTES - 20, 0) * 240 / 512  # a leak from minute 20
+    assert deceleration_z(hours, late * 512 * KIB, 512 * KIB) > 2
+    steady = MINUTES * 240 / 512
+    assert abs(deceleration_z(hours, steady * 512 * KIB, 512 * KIB)) < 0.1
+
+
+def test_deceleration_needs_a_quantum_and_a_few_samples() -> None:
+    hours = MINUTES / 60
+    cache = 32 * (1 - np.exp(-MINUTES / 20)) * 512 * KIB
+    assert deceleration_z(hours, cache, 0.0) == 0.0  # nothing known about sampling
+    assert deceleration_z(hours, cache / 16, 512 * KIB) == 0.0  # 2 samples: too few to judge
+    assert deceleration_z(hours[:2], cache[:2], 512 * KIB) == 0.0
 
 
 def test_new_high_quanta_ignores_a_one_profile_spike() -> None:
