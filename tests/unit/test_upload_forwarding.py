@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from otel_leakproc.cluster import forwarding
 from otel_leakproc.cluster.forwarding import (
     decode_upload,
     encode_refusal,
@@ -237,3 +238,12 @@ def test_an_upload_whose_owner_is_gone_is_refused_503_and_counted_where_it_arriv
             core.close()
 
     asyncio.run(scenario())
+
+
+def test_the_routing_cache_of_names_stays_bounded() -> None:
+    for i in range(forwarding._SERIES_CACHE_SIZE + 10):
+        assert upload_series(UploadRequest("ingest", b"", query=(("name", f"svc-{i}{{instance=p}}"),)), CAPS)
+    assert len(forwarding._SERIES_CACHE) <= forwarding._SERIES_CACHE_SIZE
+    long = "s" * 5000 + "{instance=pod}"
+    assert upload_series(UploadRequest("ingest", b"", query=(("name", long),)), CAPS) == ("s" * 13 + "...", "pod")
+    assert all(len(name) <= forwarding._CACHED_NAME_CHARS for name, _ in forwarding._SERIES_CACHE)
