@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from otel_leakproc.cluster import forwarding
 from otel_leakproc.cluster.forwarding import (
     decode_upload,
     encode_refusal,
@@ -18,7 +20,7 @@ from otel_leakproc.cluster.forwarding import (
     upload_series,
 )
 from otel_leakproc.cluster.partitions import local_owner
-from otel_leakproc.cluster.peers import LocalProcess, PeerGroup, Point
+from otel_leakproc.cluster.peers import MAX_FORWARDED_BODY, MAX_MESSAGE, LocalProcess, PeerGroup, Point
 from otel_leakproc.errors import (
     InvalidProfileError,
     PayloadTooLargeError,
@@ -166,6 +168,10 @@ def test_concurrent_forwards_get_their_own_answers_and_a_gone_owner_gives_503(tm
             assert groups[0].route("acme", UploadRequest("ingest", b"", query=(("name", theirs[0]),))) == 1
             assert groups[0].route("acme", UploadRequest("ingest", b"", query=(("name", mine[0]),))) is None
             assert groups[0].route("acme", UploadRequest("push", b"", query=(("name", theirs[0]),))) is None
+            # A body too large for one message on the socket is decoded where it arrived (its point crosses).
+            huge = UploadRequest("ingest", bytes(MAX_FORWARDED_BODY + 1), query=(("name", theirs[0]),))
+            assert groups[0].route("acme", huge) is None
+            assert len(encode_upload("acme", replace(huge, body=b""))) + MAX_FORWARDED_BODY <= MAX_MESSAGE
             # The first requests take longest: answers must still reach their own senders.
             requests = [
                 UploadRequest("ingest", b"x" * i, query=(("name", n), ("delay", str(0.01 * (10 - i)))))
@@ -237,3 +243,12 @@ def test_an_upload_whose_owner_is_gone_is_refused_503_and_counted_where_it_arriv
             core.close()
 
     asyncio.run(scenario())
+
+
+def test_the_routing_cache_of_names_stays_bounded() -> None:
+    for i in range(forwarding._SERIES_CACHE_SIZE + 10):
+        assert upload_series(UploadRequest("ingest", b"", query=(("name", f"svc-{i}{{instance=p}}"),)), CAPS)
+    assert len(forwarding._SERIES_CACHE) <= forwarding._SERIES_CACHE_SIZE
+    long = "s" * 5000 + "{instance=pod}"
+    assert upload_series(UploadRequest("ingest", b"", query=(("name", long),)), CAPS) == ("s" * 13 + "...", "pod")
+    assert all(len(name) <= forwarding._CACHED_NAME_CHARS for name, _ in forwarding._SERIES_CACHE)

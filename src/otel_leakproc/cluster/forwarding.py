@@ -44,8 +44,10 @@ from otel_leakproc.state.codec import CodecError
 _HEAD = struct.Struct("<Iq")
 _DIALECTS = ("ingest", "push", "otlp")
 # The series of names seen lately (clients send the same name again and again): (name, cap) -> series.
+# At most 4096 names of at most 1,024 characters (a few MiB); longer names are parsed every time.
 _SERIES_CACHE: dict[tuple[str, int], tuple[str, str] | None] = {}
 _SERIES_CACHE_SIZE = 4096
+_CACHED_NAME_CHARS = 1024
 
 
 def upload_series(request: UploadRequest, caps: ValueCaps) -> tuple[str, str] | None:
@@ -54,6 +56,8 @@ def upload_series(request: UploadRequest, caps: ValueCaps) -> tuple[str, str] | 
     if request.dialect != "ingest":
         return None
     name = next((value for key, value in request.query if key == "name"), "")
+    if len(name) > _CACHED_NAME_CHARS:
+        return _name_series(name, caps)
     key = (name, caps.max_label_chars)
     if key in _SERIES_CACHE:
         return _SERIES_CACHE[key]

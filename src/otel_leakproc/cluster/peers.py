@@ -61,6 +61,9 @@ OK, UNAVAILABLE, FAILED, REJECTED = 0, 1, 2, 3  # answer statuses
 _HEAD = struct.Struct("<IB")
 MAX_MESSAGE = MAX_PAYLOAD  # a longer message is a broken peer: the connection is closed
 MAX_PENDING = 256  # requests waiting for an answer on one connection; more are refused (503)
+# A larger body (`server.max_body_bytes` may allow it) is decoded where it arrived; 1 MiB is left for the
+# forwarded upload's header (its query is bounded by aiohttp's line limit, 8 KiB).
+MAX_FORWARDED_BODY = MAX_MESSAGE - (1 << 20)
 ANSWER_TIMEOUT_SECONDS = 10.0
 CONNECT_RETRY_SECONDS = 0.2
 RETRY_AFTER = 2.0
@@ -345,6 +348,8 @@ class PeerGroup:
     def route(self, tenant: str, request: UploadRequest) -> int | None:
         """The process to forward `request` to before decoding (`cluster/forwarding.py`): the owner of its
         one series when the request names it and that is another process; None to decode it here."""
+        if len(request.body) > MAX_FORWARDED_BODY:
+            return None
         series = upload_series(request, self._caps)
         if series is None:
             return None
