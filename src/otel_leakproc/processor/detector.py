@@ -47,7 +47,7 @@ from otel_leakproc.processor.history import (
     ValueScale,
     dequantize,
     history_columns,
-    naming_order,
+    naming_positions,
 )
 from otel_leakproc.processor.trend import (
     FloatArray,
@@ -89,16 +89,16 @@ def _grid_state(grid: Grid, ref: Callable[[str], int], pack: Callable[..., Any] 
 
 def _grid_arrays(
     g: Mapping[str, Any], scale: ValueScale, version: int
-) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
-    """A grid state's lengths, ids and values in the order the profiles named them (what `Grid.restore`
-    takes): version 5 by id with moves, older versions as they are."""
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any] | None]:
+    """A grid state's lengths, ids, values and (version 5, where each point's values come by id) their
+    positions within their point, what `Grid.restore` takes; older versions list values in naming order."""
     lengths = _unpack(g["lengths"], "<i4")
     ids = _unpack(g["ids"], _ids_dtype(g["ids"]))
     values = _grid_values(g, scale, version)
-    if version >= 5:
-        moves = _unpack(g["moves"], _ids_dtype(g["moves"]))
-        ids, values = naming_order(lengths, ids, values, moves)
-    return lengths, ids, values
+    if version < 5:
+        return lengths, ids, values, None
+    moves = _unpack(g["moves"], _ids_dtype(g["moves"]))
+    return lengths, ids, values, naming_positions(lengths, ids, values, moves)
 
 
 def _grid_values(g: Mapping[str, Any], scale: ValueScale, version: int) -> npt.NDArray[Any]:
@@ -622,8 +622,8 @@ class SeriesDetector:
                 continue
             if "steps" in g and (not quantized or len(_unpack(g["steps"], "<u2")) != int(lengths[:merged].sum())):
                 raise ValueError(f"{field_name}: merged values do not match the merged points")
-            _, ids, values = _grid_arrays(g, grid.scale, version)
-            grid.restore([name_at(i) for i in g["names"]], lengths, ids, values)
+            _, ids, values, positions = _grid_arrays(g, grid.scale, version)
+            grid.restore([name_at(i) for i in g["names"]], lengths, ids, values, positions)
         detector._fit_history()
         detector._last_groups = {
             name_at(g[0]): (_req(g[1], int), _req(g[2], int), _req(g[3], int)) for g in state["last_groups"]
@@ -671,8 +671,8 @@ class SeriesDetector:
             lengths = _unpack(g["lengths"], "<i4")
             if len(lengths) != len(e_nanos):
                 raise ValueError(f"early.sites: {len(lengths)} points, not {len(e_nanos)}")
-            _, ids, values = _grid_arrays(g, early_sites.scale, version)
-            early_sites.restore([name_at(i) for i in g["names"]], lengths, ids, values)
+            _, ids, values, positions = _grid_arrays(g, early_sites.scale, version)
+            early_sites.restore([name_at(i) for i in g["names"]], lengths, ids, values, positions)
         fix = state.get("fix")
         detector.fix = None if fix is None else _fix_from_state(fix, config.max_points)
         return detector

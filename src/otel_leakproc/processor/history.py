@@ -655,10 +655,17 @@ class Grid:
         )
 
     def restore(
-        self, names: list[str], lengths: npt.NDArray[Any], ids: npt.NDArray[Any], values: npt.NDArray[Any]
+        self,
+        names: list[str],
+        lengths: npt.NDArray[Any],
+        ids: npt.NDArray[Any],
+        values: npt.NDArray[Any],
+        positions: npt.NDArray[Any] | None = None,
     ) -> None:
         """Rebuild from `export` data (already decoded); keeps the newest `columns` points. `values` of the
-        scale's code dtype are taken as codes (`export(coded=True)`), any other as values to encode."""
+        scale's code dtype are taken as codes (`export(coded=True)`), any other as values to encode. With
+        `positions` (each value's position within its point, `naming_positions`), the values of a point may
+        come in any order (`export_by_id`'s)."""
         self.clear()
         if values.dtype != self.dtype:
             values = self.scale.encode(values)
@@ -672,7 +679,14 @@ class Grid:
         n = len(lengths)
         points = np.repeat(np.arange(n), lengths)
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if n else np.zeros(0, dtype=np.intp)
-        positions = np.arange(len(ids)) - np.repeat(offsets, lengths)
+        if positions is None:
+            positions = np.arange(len(ids)) - np.repeat(offsets, lengths)
+        else:
+            positions = positions[skip:].astype(np.intp)
+            if len(positions) != len(ids):
+                raise ValueError("grid positions and ids do not match")
+            if len(ids) and (np.bincount(offsets[points] + positions, minlength=len(ids)) != 1).any():
+                raise ValueError("grid positions: two values at one position")
         used = np.bincount(ids, minlength=len(names))
         if n and (np.bincount(points * len(names) + ids, minlength=n * len(names)) > 1).any():
             raise ValueError("a point names the same site twice")
@@ -689,6 +703,8 @@ class Grid:
         if len(self.names) > self.max_rows:
             self.overflow = True
             self.sparse = [None] * self.columns
+            order = np.lexsort((positions, points))  # each point's values in the order it named them
+            rows, values = rows[order], values[order]
             for c in range(n):
                 part = slice(int(offsets[c]), int(offsets[c] + lengths[c]))
                 self.sparse[c] = (rows[part].astype(np.int32), values[part].copy())
@@ -761,18 +777,30 @@ def by_id_with_moves(
     return ids[at], codes[at], moves[at].astype(position_dtype(int(np.abs(moves).max()) + 1))
 
 
+def naming_positions(
+    lengths: npt.NDArray[Any], ids: npt.NDArray[Any], codes: npt.NDArray[Any], moves: npt.NDArray[Any]
+) -> npt.NDArray[np.intp]:
+    """Each value's position within its point in the order its profile named them, from
+    `by_id_with_moves` data. Raises ValueError on a position outside its point (`Grid.restore` refuses two
+    values at one position)."""
+    if not len(moves) == len(ids) == len(codes) == int(lengths.sum()) or (lengths < 0).any():
+        raise ValueError("grid ids, codes and moves do not match")
+    if not len(ids):
+        return np.zeros(0, dtype=np.intp)
+    position = _value_rank(lengths, ids, codes) + moves.astype(np.intp)
+    if (position < 0).any() or (position >= np.repeat(lengths, lengths)).any():
+        raise ValueError("grid moves: a position outside its point")
+    return position
+
+
 def naming_order(
     lengths: npt.NDArray[Any], ids: npt.NDArray[Any], codes: npt.NDArray[Any], moves: npt.NDArray[Any]
 ) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
     """The inverse of `by_id_with_moves`: (ids, codes) in naming order. Raises ValueError on moves that do
     not make a naming order (a position outside its point, or two values at one position)."""
-    if not len(moves) == len(ids) == len(codes) == int(lengths.sum()):
-        raise ValueError("grid ids, codes and moves do not match")
+    position = naming_positions(lengths, ids, codes, moves)
     if not len(ids):
         return ids, codes
-    position = _value_rank(lengths, ids, codes) + moves.astype(np.intp)
-    if (position < 0).any() or (position >= np.repeat(lengths, lengths)).any():
-        raise ValueError("grid moves: a position outside its point")
     dest = np.repeat(np.cumsum(lengths) - lengths, lengths) + position
     if (np.bincount(dest, minlength=len(ids)) != 1).any():
         raise ValueError("grid moves: two values at one position")

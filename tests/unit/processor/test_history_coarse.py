@@ -18,7 +18,7 @@ import pytest
 from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey, SiteValue
 from otel_leakproc.processor import history
 from otel_leakproc.processor.config import ProcessorConfig
-from otel_leakproc.processor.detector import SeriesDetector, _grid_arrays, _pack, _report_to_state
+from otel_leakproc.processor.detector import SeriesDetector, _pack, _report_to_state, _unpack
 from otel_leakproc.processor.history import Grid, Points, dequantize, history_columns, quantize, snap
 from otel_leakproc.state.codec import read_frames
 from otel_leakproc.state.records import checkpoint_frame, checkpoint_state
@@ -194,7 +194,10 @@ def test_a_whole_history_of_state_version_3_is_merged_on_restore_as_appending_wo
     del state["points"]["weight"]
     for grid in ("sites", "groups"):  # version 3: values in naming order, as floats (float32 for heap)
         g = state[grid]
-        _, ids, values = _grid_arrays(g, history.LEVELS, 5)
+        lengths, by_id, codes, moves = (g["lengths"], g["ids"], g["values"], g["moves"])
+        ids, values = history.naming_order(
+            _unpack(lengths, "<i4"), _unpack(by_id, "|i1"), _unpack(codes, "<u2"), _unpack(moves, "|i1")
+        )
         g.update(ids=_pack(ids), values=_pack(history.LEVELS.decode(values).astype(np.float32)))
         del g["moves"]
     restored = SeriesDetector.from_state(whole.key, CONFIG, state)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from otel_leakproc.processor.history import FLOAT32, LEVELS, Grid, by_id_with_moves, naming_order
+from otel_leakproc.processor.history import FLOAT32, LEVELS, Grid, by_id_with_moves, naming_order, naming_positions
 
 
 def test_levels_keep_whole_numbers_below_2_15_exactly_and_larger_values_within_0_034_percent() -> None:
@@ -78,3 +78,19 @@ def test_moves_that_make_no_naming_order_are_refused() -> None:
         naming_order(lengths, ids, codes, np.array([1, 0, 0], dtype=np.int8))
     with pytest.raises(ValueError, match="do not match"):
         naming_order(lengths, ids, codes, np.array([0, 0], dtype=np.int8))
+
+
+def test_a_grid_restores_values_given_by_id_with_their_positions_and_refuses_two_at_one_position() -> None:
+    grid = Grid(4, scale=LEVELS)
+    grid.append([("b", 7.0), ("a", 9.0)])  # named out of value order: b (smaller) first
+    grid.append([("b", 5.0), ("a", 3.0)])  # in value order
+    names, lengths, ids, codes, moves = grid.export_by_id(lambda name: ord(name) - ord("a"))
+    assert names == [0, 1]
+    assert ids.tolist() == [0, 1, 0, 1]  # by id within each point
+    assert moves.tolist() == [1, -1, 0, 0]  # a named 1 place later than its value rank, b 1 earlier
+    again = Grid(4, scale=LEVELS)
+    again.restore(["a", "b"], lengths, ids, codes, naming_positions(lengths, ids, codes, moves))
+    assert again.first_items() == grid.first_items() == [("b", 7.0), ("a", 9.0)]
+    assert again.matrix(["a", "b"]).tolist() == grid.matrix(["a", "b"]).tolist()
+    with pytest.raises(ValueError, match="two values at one position"):
+        Grid(4, scale=LEVELS).restore(["a", "b"], lengths, ids, codes, np.zeros(4, dtype=np.intp))
