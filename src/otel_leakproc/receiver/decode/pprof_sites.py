@@ -68,7 +68,8 @@ TablesKey = tuple[tuple[bytes, ...], tuple[bytes, ...], tuple[str, ...]]
 
 class TablesCache:
     """A bounded LRU of `Tables`, keyed by the encoded locations and functions and the string table: at
-    most `max_entries` entries whose keys' sizes (as given to `put`) add up to at most `max_bytes`."""
+    most `max_entries` entries whose keys' sizes (as given to `put`) add up to at most `max_bytes`. For one
+    thread (each process decodes on one: the event loop or a worker's)."""
 
     def __init__(self, max_entries: int, max_bytes: int) -> None:
         self._entries: OrderedDict[TablesKey, tuple[Tables, int]] = OrderedDict()
