@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gzip
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,26 @@ def test_profiles_over_the_size_bound_get_no_entry(fresh_cache: TablesCache, mon
     summary = decode_profile(raw, LIMITS)
     assert len(fresh_cache) == 0
     assert summary == summarize_pprof(profile_pb2.Profile.FromString(raw), LIMITS)
+
+
+@pytest.mark.parametrize("name", ["go_heap_steady_leak_0059.pb.gz", "go_goroutine_lock_contention_0030.pb.gz"])
+def test_an_entry_takes_no_more_memory_than_it_is_counted_for(fresh_cache: TablesCache, name: str) -> None:
+    """The cache's byte bound holds for what entries really take: 20 table sets (one string differs in each)
+    grow the traced memory by less than the sizes the cache counts for them."""
+    profile = profile_pb2.Profile.FromString(_raw(name))
+    bodies = []
+    for i in range(21):
+        profile.string_table[-1] = f"{profile.string_table[-1][:40]}{i}"
+        bodies.append(profile.SerializeToString())
+    decode_profile(bodies[0], LIMITS)
+    counted = fresh_cache.bytes
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for body in bodies[1:]:
+            decode_profile(body, LIMITS)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(fresh_cache) == 21
+    assert 0 < grown < fresh_cache.bytes - counted
