@@ -1272,7 +1272,6 @@ def test_locations_kept_as_bytes_report_the_full_parse_error(monkeypatch: pytest
         profile_pb2.ProfileLazySamples.FromString(raw)
     for threshold in (0, 10**9):
         monkeypatch.setattr(pprof_module, "FAST_PATH_MIN_SAMPLES", threshold)
-        monkeypatch.setattr(pprof_module, "_MIN_SAMPLE_BYTES", 0)
         with pytest.raises(InvalidProfileError, match="not a valid pprof protobuf") as got:
             decode_profile(raw, LIMITS)
         assert str(full.value) in str(got.value)

@@ -6,6 +6,7 @@ a site (one function) accumulates the values charged to it, its file and line fo
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -47,6 +48,55 @@ class SiteAcc:
             self.leaf_location = leaf_location
 
 
+class Tables:
+    """What resolving one set of location, function and string tables found: frames per location id, (name,
+    file) per function id, the user frame per location id (None: only system frames) and whether the
+    locations are numbered 1..N. All of it depends on the tables alone, so uploads carrying the same tables
+    (a service's small profiles, upload after upload) share it through `TablesCache`."""
+
+    __slots__ = ("frames", "named", "numbered", "user")
+
+    def __init__(self) -> None:
+        self.frames: dict[int, tuple[Frame, ...]] = {}
+        self.named: dict[int, tuple[str, str]] = {}
+        self.user: dict[int, Frame | None] = {}
+        self.numbered: bool | None = None
+
+
+TablesKey = tuple[tuple[bytes, ...], tuple[bytes, ...], tuple[str, ...]]
+
+
+class TablesCache:
+    """A bounded LRU of `Tables`, keyed by the encoded locations and functions and the string table: at
+    most `max_entries` entries whose keys' sizes (as given to `put`) add up to at most `max_bytes`. For one
+    thread (each process decodes on one: the event loop or a worker's)."""
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self._entries: OrderedDict[TablesKey, tuple[Tables, int]] = OrderedDict()
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: TablesKey) -> Tables | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def put(self, key: TablesKey, tables: Tables, size: int) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+        self._entries[key] = (tables, size)
+        self.bytes += size
+        while self._entries and (len(self._entries) > self._max_entries or self.bytes > self._max_bytes):
+            self.bytes -= self._entries.popitem(last=False)[1][1]
+
+
 class Resolver:
     """Resolves location ids to frames lazily, validating only what samples actually reference.
 
@@ -65,11 +115,14 @@ class Resolver:
         "_parse_function",
         "_parse_location",
         "_strings",
+        "_tables",
         "frames",
         "n_locations",
+        "user",
     )
 
-    def __init__(self, profile: AnyProfile) -> None:
+    def __init__(self, profile: AnyProfile, tables: Tables | None = None) -> None:
+        """`tables`: what earlier uploads with the same tables resolved (filled further here)."""
         self._strings = profile.string_table
         # Locations and functions kept as bytes (`ProfileLazyParts`, whose tables the vectorised reader
         # validated) are parsed one by one, only those samples reach.
@@ -85,8 +138,10 @@ class Resolver:
         self.n_locations = self._n_locations
         self._fn_map: dict[int, int] | None = None
         self._loc_map: dict[int, int] | None = None
-        self.frames: dict[int, tuple[Frame, ...]] = {}
-        self._named: dict[int, tuple[str, str]] = {}  # function id -> (name, file)
+        self._tables = Tables() if tables is None else tables
+        self.frames = self._tables.frames
+        self._named = self._tables.named  # function id -> (name, file)
+        self.user = self._tables.user  # location id -> its user frame (None: system frames only)
 
     def location(self, loc_id: int, where: str) -> tuple[Frame, ...]:
         frames = self.frames.get(loc_id)
@@ -137,11 +192,14 @@ class Resolver:
 
     def _numbered_1_to_n(self) -> bool:
         """Whether the locations are numbered 1..N in order (what Go writes)."""
-        if self._parse_location is None:
-            ids = [loc.id for loc in self._locations]
-        else:
-            ids = [self._location_at(i).id for i in range(self._n_locations)]
-        return ids == list(range(1, self._n_locations + 1))
+        numbered = self._tables.numbered
+        if numbered is None:
+            if self._parse_location is None:
+                ids = [loc.id for loc in self._locations]
+            else:
+                ids = [self._location_at(i).id for i in range(self._n_locations)]
+            numbered = self._tables.numbered = ids == list(range(1, self._n_locations + 1))
+        return numbered
 
     def _has(self, loc_id: int) -> bool:
         index = loc_id - 1
