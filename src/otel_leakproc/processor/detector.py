@@ -38,8 +38,9 @@ from otel_leakproc.processor import contention, goroutine, heap, history
 from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.fix import FixCheck, Segment, compare_age, judge, pending, top_lock
 from otel_leakproc.processor.history import (
-    FLOAT32,
+    INCREMENTS,
     LEVELS,
+    CounterGrid,
     Grid,
     Point,
     Points,
@@ -59,14 +60,16 @@ NANOS = 1_000_000_000
 HOUR = 3600.0
 MAX_META = 512  # bound on remembered site/group descriptions per series
 MAX_TRANSITIONS = 64  # status changes remembered per series (the newest)
-STATE_VERSION = 5  # version of the plain-data form written by `SeriesDetector.to_state`
+STATE_VERSION = 6  # version of the plain-data form written by `SeriesDetector.to_state`
 # Versions `from_state` reads: 2 differs from 3 only in the grids' values, always packed as float64 (the grids
 # held float64 then); heap and goroutine values are rounded to float32 on restore, as new profiles' are.
 # 4 added merged points (history.py): their weights, and their levels as 16-bit log steps. A version 2 or 3
 # history (every point whole) is merged on restore as it would have been merged when appended.
 # 5 writes the grids' values as they are kept (`value_scale`): 16-bit level codes (uint16) for every kind but
 # mutex and block (float32). Older states' float values are encoded on restore as new profiles' are.
-READ_STATE_VERSIONS = (2, 3, 4, 5)
+# 6 writes mutex and block grids as they are kept now (`CounterGrid`): 16-bit increases (int16) and each name's
+# `base` and `last`, its values before its first kept point and at its newest (float64).
+READ_STATE_VERSIONS = (2, 3, 4, 5, 6)
 _ZLIB_LEVEL = 1  # state arrays: byte-shuffled then deflated; level 1 is ~5x faster than 6, a few % larger
 
 
@@ -78,13 +81,33 @@ def _grid_state(grid: Grid, ref: Callable[[str], int], pack: Callable[..., Any] 
     to little)."""
     names, lengths, ids, codes, moves = grid.export_by_id(ref)
     pack = pack or _pack
-    return {
+    state = {
         "names": names,
         "lengths": pack(lengths),
         "ids": pack(ids),
         "values": pack(codes),
         "moves": pack(moves),
     }
+    if isinstance(grid, CounterGrid):  # mutex, block (version 6): each name's value before and after its increases
+        base, last = grid.export_ends()
+        state["base"], state["last"] = pack(base), pack(last)
+    return state
+
+
+def new_grid(kind: ProfileKind, columns: int) -> Grid:
+    """An empty grid for a series of `kind` (see `value_scale`)."""
+    if kind in (ProfileKind.MUTEX, ProfileKind.BLOCK):
+        return CounterGrid(columns)
+    return Grid(columns, scale=value_scale(kind))
+
+
+def _restore_grid(grid: Grid, names: list[str], g: Mapping[str, Any], version: int) -> None:
+    """Rebuild `grid` from a grid state (`_grid_state`) of `version`."""
+    lengths, ids, values, positions = _grid_arrays(g, grid.scale, version)
+    if isinstance(grid, CounterGrid) and version >= 6:
+        grid.restore(names, lengths, ids, values, positions, _unpack(g["base"], "<f8"), _unpack(g["last"], "<f8"))
+    else:
+        grid.restore(names, lengths, ids, values, positions)
 
 
 def _grid_arrays(
@@ -105,7 +128,9 @@ def _grid_values(g: Mapping[str, Any], scale: ValueScale, version: int) -> npt.N
     """A grid state's values, merged points' steps first (version 4) then the rest: the scale's codes as
     written (version 5), or float values to encode (older versions, and merged points' steps)."""
     values = _unpack_values(g["values"])
-    if version >= 5 and ("steps" in g or values.dtype != scale.dtype):
+    # Version 5 kept mutex and block values as float32 (counters, not increases: re-encoded on restore).
+    expected = np.float32 if version == 5 and scale is INCREMENTS else scale.dtype
+    if version >= 5 and ("steps" in g or values.dtype != expected):
         raise ValueError(f"grid values: {values.dtype} (or merged steps) written for a grid of {scale.name} values")
     if "steps" not in g:
         return values
@@ -152,11 +177,12 @@ def _ids_dtype(packed: Any) -> str:
     return str(dtype)
 
 
-_VALUE_DTYPES = ("<f8", "<f4", "<u2")
+_VALUE_DTYPES = ("<f8", "<f4", "<u2", "<i2")
 
 
 def _unpack_values(packed: Any) -> npt.NDArray[Any]:
-    """A grid's values: level codes (uint16) or float32 (version 5, see `value_scale`), float32 or float64
+    """A grid's values: level codes (uint16) or increases (int16, version 6), level codes or float32
+    (version 5, see `value_scale`), float32 or float64
     (version 3), float64 (version 2)."""
     dtype = np.dtype(packed.dtype).str if isinstance(packed, np.ndarray) else packed["dtype"]
     if dtype not in _VALUE_DTYPES:
@@ -176,9 +202,9 @@ def _meta_rows(meta: Any) -> list[Mapping[str, Any]]:
 
 
 def value_scale(kind: ProfileKind) -> ValueScale:
-    """How a series' grids keep values (history.py): cumulative counters (mutex, block) as float32, the
-    levels of every other kind in 16 bits."""
-    return FLOAT32 if kind in (ProfileKind.MUTEX, ProfileKind.BLOCK) else LEVELS
+    """How a series' grids keep values (history.py): cumulative counters (mutex, block) as 16-bit increases
+    (`CounterGrid`), the levels of every other kind in 16 bits."""
+    return INCREMENTS if kind in (ProfileKind.MUTEX, ProfileKind.BLOCK) else LEVELS
 
 
 def _unpack(packed: Any, dtype: str) -> npt.NDArray[Any]:
@@ -222,8 +248,8 @@ class SeriesDetector:
         self.memory_limit_bytes = memory_limit_bytes or config.heap.memory_limit_bytes
         columns = history_columns(config.max_points, config.fine_points)
         self.points = Points(columns)
-        self._sites = Grid(columns, scale=value_scale(key.kind))
-        self._groups = Grid(columns, scale=value_scale(key.kind))
+        self._sites = new_grid(key.kind, columns)
+        self._groups = new_grid(key.kind, columns)
         self._last_groups: dict[str, tuple[int, int, int]] = {}  # the newest point's: count, wait, leaked
         self.meta: dict[str, SiteMeta] = {}
         self.profiles = 0
@@ -396,7 +422,7 @@ class SeriesDetector:
         if first.time - self.segment_start <= self.config.fix.compare_seconds:
             # The start of a process outlives the window for a fix verification's like-with-like comparison.
             if self._early is None:  # small at first: it grows as points come (at most max_points profiles)
-                self._early = (Points(4), Grid(4, scale=value_scale(self.key.kind)))
+                self._early = (Points(4), new_grid(self.key.kind, 4))
             points, grid = self._early
             if points.profiles < self.config.max_points:
                 points.append(first.time_nanos, first.time, first.total, first.cumulative, first.weight)
@@ -622,8 +648,7 @@ class SeriesDetector:
                 continue
             if "steps" in g and (not quantized or len(_unpack(g["steps"], "<u2")) != int(lengths[:merged].sum())):
                 raise ValueError(f"{field_name}: merged values do not match the merged points")
-            _, ids, values, positions = _grid_arrays(g, grid.scale, version)
-            grid.restore([name_at(i) for i in g["names"]], lengths, ids, values, positions)
+            _restore_grid(grid, [name_at(i) for i in g["names"]], g, version)
         detector._fit_history()
         detector._last_groups = {
             name_at(g[0]): (_req(g[1], int), _req(g[2], int), _req(g[3], int)) for g in state["last_groups"]
@@ -661,7 +686,7 @@ class SeriesDetector:
             if len(e_weight) != len(e_nanos) or (e_weight < 1).any():
                 raise ValueError("early: bad weights")
             size = max(4, len(e_nanos))
-            early_points, early_sites = Points(size), Grid(size, scale=value_scale(key.kind))
+            early_points, early_sites = Points(size), new_grid(key.kind, size)
             detector._early = (early_points, early_sites)
             for t, total_, cum, w in zip(
                 e_nanos.tolist(), e_total.tolist(), e_cumulative.tolist(), e_weight.tolist(), strict=True
@@ -671,8 +696,7 @@ class SeriesDetector:
             lengths = _unpack(g["lengths"], "<i4")
             if len(lengths) != len(e_nanos):
                 raise ValueError(f"early.sites: {len(lengths)} points, not {len(e_nanos)}")
-            _, ids, values, positions = _grid_arrays(g, early_sites.scale, version)
-            early_sites.restore([name_at(i) for i in g["names"]], lengths, ids, values, positions)
+            _restore_grid(early_sites, [name_at(i) for i in g["names"]], g, version)
         fix = state.get("fix")
         detector.fix = None if fix is None else _fix_from_state(fix, config.max_points)
         return detector

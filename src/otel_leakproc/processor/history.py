@@ -19,6 +19,7 @@ merging past 60 points changes verdicts of real series longer than that.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -99,6 +100,7 @@ class LevelScale(ValueScale):
 
 
 FLOAT32 = ValueScale("float32", np.float32)
+FLOAT64 = ValueScale("float64", np.float64)  # (no rounding: `CounterGrid.merge`'s working copy)
 LEVELS = LevelScale("levels16", np.uint16)
 SCALES = {scale.name: scale for scale in (FLOAT32, LEVELS)}
 
@@ -349,7 +351,9 @@ class Grid:
         self.index[name] = row
         return row
 
-    def append(self, items: Iterable[tuple[str, float]]) -> None:
+    def append(self, items: Iterable[tuple[str, float]], codes: npt.NDArray[Any] | None = None) -> None:
+        """Add a point: its (name, value) pairs in the order its profile named them (or with `codes`, the
+        values' codes already, in that order; the pairs' values are then not read)."""
         if self.n == self.columns:
             self.resize(self.columns + max(4, self.columns // 2))
         col = (self.start + self.n) % self.columns
@@ -359,7 +363,8 @@ class Grid:
             if self.overflow:
                 self.sparse[col] = None
             return
-        codes = self.scale.encode([value for _, value in pairs])
+        if codes is None:
+            codes = self.scale.encode([value for _, value in pairs])
         if self.overflow:
             self._append_sparse(col, pairs, codes)
             return
@@ -726,15 +731,18 @@ class Grid:
 
 
 def _value_keys(ids: npt.NDArray[Any], codes: npt.NDArray[Any]) -> npt.NDArray[np.uint64]:
-    """Sort keys, ascending = code descending then id ascending (codes: uint16 levels or float32)."""
+    """Sort keys, ascending = code descending then id ascending (codes: uint16 levels, int16 increases or
+    float32)."""
     if codes.dtype == np.uint16:
         desc = 0xFFFF - codes.astype(np.uint64)
     elif codes.dtype == np.float32:
         bits = codes.view(np.uint32).astype(np.uint64)
         ascending = np.where(bits >> np.uint64(31), bits ^ np.uint64(0xFFFFFFFF), bits | np.uint64(0x80000000))
         desc = np.uint64(0xFFFFFFFF) - ascending
+    elif codes.dtype == np.int16:
+        desc = np.uint64(0xFFFF) - (codes.astype(np.int64) + 32768).astype(np.uint64)
     else:
-        raise ValueError(f"grid codes of dtype {codes.dtype}: expected uint16 or float32")
+        raise ValueError(f"grid codes of dtype {codes.dtype}: expected uint16, int16 or float32")
     keys: npt.NDArray[np.uint64] = (desc << np.uint64(32)) | ids.astype(np.uint64)
     return keys
 
@@ -829,3 +837,261 @@ class SiteMeta:
     creator: str = ""
     blocking: str = ""
     size: float = 0.0  # heap sites: mean size of one in-use object (value / count) in the latest profile
+
+
+# -- cumulative counters (mutex, block) as 16-bit increments ---------------------------------------------
+#
+# A mutex or block profile's site value is a counter since the process began; what the detector uses is its
+# increase between profiles. `CounterGrid` keeps, per value, the increase since the row's previous value
+# (`INCREMENTS`: signed 16 bits, exact whole numbers below 2**12, then 768 log steps per octave to 2**49, so
+# each increase within 0.046%), and per row the value before its oldest kept point (`base`) and its newest
+# value as the profile gave it (`last`), both float64. A row's first value is kept whole in `base` (increase
+# 0) and each increase is the exact difference from the row's previous value, rounded once: the increase of
+# a site over any span of points is within 0.046% of the true one (rates are what the detector reads). The
+# reconstructed counters themselves drift from the profiles' by the sum of those roundings (far below a
+# counter's size; only rankings by peak read them whole). Reads give cumulative values (`base` plus the
+# running sum of the increases; 0 where a point did not name the site), as `Grid` does.
+
+_INC_SPLIT = 1 << 12
+INC_STEPS = 768
+_INC_TABLE = np.concatenate(
+    [
+        np.arange(_INC_SPLIT, dtype=np.float64),
+        _INC_SPLIT * np.exp2(np.arange((1 << 15) - _INC_SPLIT) / INC_STEPS),
+    ]
+)
+_INC_TABLE.setflags(write=False)
+_INC_MAX = (1 << 15) - 1
+
+
+class IncrementScale(ValueScale):
+    """Signed increases in 16 bits (see `CounterGrid`): magnitude codes below 2**12 are the value itself,
+    code 2**12 + k is 2**12 * 2 ** (k / INC_STEPS) up to about 2**49 (clamped there); NaN is stored as 0."""
+
+    __slots__ = ()
+
+    def encode(self, values: Any) -> npt.NDArray[Any]:
+        v = np.array(values, dtype=np.float64)
+        a = np.abs(v)
+        codes = np.rint(a)
+        big = a >= _INC_SPLIT - 0.5
+        if big.any():
+            codes[big] = np.rint(np.log2(a[big] / _INC_SPLIT) * INC_STEPS) + _INC_SPLIT
+        codes[~(codes >= 0)] = 0  # NaN
+        np.minimum(codes, _INC_MAX, out=codes)
+        return np.where(v < 0, -codes, codes).astype(np.int16)
+
+    def decode(self, codes: npt.NDArray[Any]) -> FloatArray:
+        c = codes.astype(np.int32)
+        result: FloatArray = np.where(c < 0, -_INC_TABLE[-c], _INC_TABLE[np.abs(c)])
+        return result
+
+
+INCREMENTS = IncrementScale("increments16", np.int16)
+SCALES[INCREMENTS.name] = INCREMENTS
+
+
+class CounterGrid(Grid):
+    """A `Grid` of cumulative counters kept as 16-bit increases (see above); reads give the counters."""
+
+    __slots__ = ("base", "last")
+
+    def __init__(self, columns: int, max_rows: int | None = None, scale: ValueScale = INCREMENTS) -> None:
+        super().__init__(columns, max_rows, INCREMENTS)
+        self.base = np.zeros(0)  # per row: its value before the oldest kept point
+        self.last = np.zeros(0)  # per row: its newest value, as the profile gave it
+
+    def _fit_rows(self) -> None:
+        size = len(self.count)
+        if len(self.base) < size:
+            grow = size - len(self.base)
+            self.base = np.concatenate([self.base, np.zeros(grow)])
+            self.last = np.concatenate([self.last, np.zeros(grow)])
+
+    def append(self, items: Iterable[tuple[str, float]], codes: npt.NDArray[Any] | None = None) -> None:
+        """Add a point of counters (not `codes`: the increases are computed here)."""
+        if codes is not None:
+            raise ValueError("a counter grid takes counters, not codes")
+        pairs = list(items)
+        if not pairs:
+            super().append(())
+            return
+        index = self.index
+        known = np.array([index.get(name, -1) for name, _ in pairs], dtype=np.intp)
+        values = np.array([value for _, value in pairs], dtype=np.float64)
+        old = known >= 0
+        increases = np.zeros(len(pairs))
+        if len(self.last):
+            increases[old] = values[old] - self.last[known[old]]
+        codes = self.scale.encode(increases)
+        super().append(pairs, codes)
+        self._fit_rows()
+        rows = np.array([index[name] for name, _ in pairs], dtype=np.intp)
+        self.last[rows] = values
+        new = rows[~old]
+        self.base[new] = values[~old]
+
+    def _column_codes(self, col: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[Any]]:
+        rows = self._column_rows(col)
+        if self.overflow:
+            entry = self.sparse[col]
+            return rows, (np.zeros(0, dtype=self.dtype) if entry is None else entry[1])
+        return rows, self.values[rows, col]
+
+    def popleft(self) -> None:
+        rows, codes = self._column_codes(self.start)
+        self.base[rows] += self.scale.decode(codes)
+        super().popleft()
+
+    def first_items(self) -> list[tuple[str, float]]:
+        col = self.start
+        rows, codes = self._column_codes(col)
+        if not self.overflow:
+            order = np.argsort(self.pos[rows, col], kind="stable")
+            rows, codes = rows[order], codes[order]
+        values = (self.base[rows] + self.scale.decode(codes)).tolist()
+        return [(self.names[r], v) for r, v in zip(rows.tolist(), values, strict=True)]
+
+    def _dense_counters(self, rows: npt.NDArray[np.intp]) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+        """Counters of `rows` (0 where absent) and where present, columns in point order (dense form)."""
+        order = self.order()
+        present = self.pos[np.ix_(rows, order)] >= 0
+        steps = self.scale.decode(self.values[np.ix_(rows, order)])
+        table = np.concatenate([self.base[rows][:, None], steps], axis=1)
+        counters: FloatArray = np.cumsum(table, axis=1)[:, 1:]
+        counters[~present] = 0.0
+        return counters, present
+
+    def entries(self) -> tuple[npt.NDArray[np.intp], FloatArray, npt.NDArray[np.intp]]:
+        rows, codes, points = self.coded_entries()
+        if not len(rows):
+            return rows, np.zeros(0), points
+        # Each row's running sum in point order, started from its base (the same additions as `_dense_counters`).
+        by_row = np.lexsort((points, rows))
+        steps = self.scale.decode(codes)[by_row]
+        sorted_rows = rows[by_row]
+        starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+        counters = np.empty(len(rows))
+        bounds = [*starts.tolist(), len(rows)]
+        for a, b in itertools.pairwise(bounds):
+            counters[a:b] = np.cumsum(np.r_[self.base[sorted_rows[a]], steps[a:b]])[1:]
+        values = np.empty(len(rows))
+        values[by_row] = counters
+        return rows, values, points
+
+    def matrix(self, names: list[str]) -> FloatArray:
+        if self.overflow:
+            return super().matrix(names)
+        rows = np.array([self.index[name] for name in names], dtype=np.intp)
+        return self._dense_counters(rows)[0]
+
+    def ranked_matrix(self, limit: int, exclude: str) -> tuple[list[str], FloatArray]:
+        if self.overflow:
+            return super().ranked_matrix(limit, exclude)
+        excluded = self.index.get(exclude, -1)
+        rows = np.fromiter(self.index.values(), dtype=np.intp, count=len(self.index))
+        rows = rows[rows != excluded]
+        values, _ = self._dense_counters(rows)
+        positive = values > 0
+        keep = positive.any(axis=1)
+        rows, values, positive = rows[keep], values[keep], positive[keep]
+        if not len(rows):
+            return [], np.zeros((0, self.n))
+        peaks = values.max(axis=1)
+        first_col = positive.argmax(axis=1)
+        first_pos = self.pos[rows, self.order()[first_col]]
+        ranking = np.lexsort((first_pos, first_col, -peaks))[:limit]
+        return [self.names[row] for row in rows[ranking].tolist()], values[ranking]
+
+    def merge(self, first: int, count: int, quantized: bool) -> None:
+        """As `Grid.merge` on the counters (the mean counter of each name), then kept as increases again."""
+        rows, values, points = self.entries()
+        lengths = np.bincount(points, minlength=self.n).astype(np.int32)
+        plain = Grid(self.columns, self.max_rows, FLOAT64)
+        plain.restore(list(self.names), lengths, rows, values)
+        plain.merge(first, count, quantized)
+        _, lengths, ids, merged = plain.export(lambda name: 0)  # ids index the names sorted, as `live`
+        live = sorted(plain.index)
+        self.restore(live, lengths, ids, merged)
+
+    def restore(
+        self,
+        names: list[str],
+        lengths: npt.NDArray[Any],
+        ids: npt.NDArray[Any],
+        values: npt.NDArray[Any],
+        positions: npt.NDArray[Any] | None = None,
+        base: npt.NDArray[Any] | None = None,
+        last: npt.NDArray[Any] | None = None,
+    ) -> None:
+        """As `Grid.restore`: `values` are counters (any float dtype), kept as increases from each row's
+        first value; or increase codes (int16, `export_by_id`) with `base` and `last` (`export_ends`: each
+        name's value before its first kept point and its newest value; state version 6)."""
+        coded = values.dtype == self.dtype
+        if coded and (base is None or last is None or not len(base) == len(last) == len(names)):
+            raise ValueError("counter grid: increase codes without a base and last value per name")
+        drop = max(0, len(lengths) - self.columns)
+        if coded and drop:
+            # More points than columns: the counters, then their newest points as increases again.
+            rows, counters = _counters_of(lengths, ids.astype(np.intp), self.scale.decode(values), np.asarray(base))
+            if positions is not None:
+                order = _naming_order_of(lengths, positions)
+                ids, counters = ids[order], counters[order]
+            self.restore(names, lengths, ids, counters)
+            return
+        if coded:
+            super().restore(names, lengths, ids, values, positions)
+            self.base = np.zeros(len(self.count))
+            self.last = np.zeros(len(self.count))
+            live = [self.index.get(name, -1) for name in names]
+            take = np.array([i for i, row in enumerate(live) if row >= 0], dtype=np.intp)
+            rows = np.array(live, dtype=np.intp)[take]
+            self.base[rows] = np.asarray(base, dtype=np.float64)[take]
+            self.last[rows] = np.asarray(last, dtype=np.float64)[take]
+            return
+        # Counters: the increase of each value from the previous value of its name, through `append`.
+        self.clear()
+        lengths = lengths[drop:]
+        skip_values = int(np.asarray(lengths).sum())
+        ids, values = ids[len(ids) - skip_values :], values[len(values) - skip_values :]
+        if positions is not None:
+            positions = positions[len(positions) - skip_values :]
+            order = _naming_order_of(lengths, positions)
+            ids, values = ids[order], values[order]
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(names)):
+            raise ValueError("grid id out of range")
+        offsets = np.cumsum(lengths) - lengths
+        floats = np.asarray(values, dtype=np.float64).tolist()
+        id_list = ids.tolist()
+        for start, length in zip(offsets.tolist(), lengths.tolist(), strict=True):
+            part = id_list[start : start + length]
+            if len(set(part)) != len(part):
+                raise ValueError("a point names the same site twice")
+            self.append([(names[i], floats[start + k]) for k, i in enumerate(part)])
+
+    def export_ends(self) -> tuple[FloatArray, FloatArray]:
+        """Each live name's value before its oldest kept point and its newest value (names sorted, as `export`
+        lists them)."""
+        rows = np.array([self.index[name] for name in sorted(self.index)], dtype=np.intp)
+        return self.base[rows], self.last[rows]
+
+
+def _naming_order_of(lengths: npt.NDArray[Any], positions: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+    """Indices putting each point's values in naming order, given each value's position within its point."""
+    points = np.repeat(np.arange(len(lengths)), lengths)
+    order: npt.NDArray[np.intp] = np.lexsort((np.asarray(positions), points))
+    return order
+
+
+def _counters_of(
+    lengths: npt.NDArray[Any], ids: npt.NDArray[np.intp], steps: FloatArray, base: FloatArray
+) -> tuple[npt.NDArray[np.intp], FloatArray]:
+    """Counters from increases by id (each name's base plus the running sum of its increases)."""
+    points = np.repeat(np.arange(len(lengths)), lengths)
+    by_id = np.lexsort((points, ids))
+    counters = np.empty(len(ids))
+    sorted_ids = ids[by_id]
+    bounds = [*np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]]).tolist(), len(ids)]
+    for a, b in itertools.pairwise(bounds):
+        counters[by_id[a:b]] = np.cumsum(np.r_[base[sorted_ids[a]], steps[by_id[a:b]]])[1:]
+    return ids, counters

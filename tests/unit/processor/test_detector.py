@@ -597,8 +597,9 @@ def test_lock_contention_that_starts_rising_is_flagged_with_that_site_first() ->
     assert final.top_growers[0].function == LOCK_SITE
     assert final.top_growers[0].share > 0.9
     assert final.top_growers[0].growth_per_hour > 0
-    # current: delay per second over the last interval, in ns/s (0.3055 s/s at minute 39).
-    assert final.current == pytest.approx((rates[LOCK_SITE][-1] + 0.0004) * NANOS, rel=1e-6)
+    # current: delay per second over the last interval, in ns/s (0.3055 s/s at minute 39); each site's
+    # increase is kept within 0.046% (16-bit increases, history.py `CounterGrid`).
+    assert final.current == pytest.approx((rates[LOCK_SITE][-1] + 0.0004) * NANOS, rel=5e-4)
     assert final.growth_per_hour > 0
     assert final.time_to_limit_seconds is None  # no memory limit for contention
 
@@ -610,7 +611,7 @@ def test_constant_tiny_contention_stays_ok() -> None:
     reports = feed(detector(ProfileKind.MUTEX), series)
     assert all(r.status is Status.INSUFFICIENT_DATA for r in reports[:5])
     assert [r.status for r in reports[6:]] == [Status.OK] * (minutes - 6)
-    assert reports[-1].current == pytest.approx(0.0005 * NANOS, rel=1e-6)
+    assert reports[-1].current == pytest.approx(0.0005 * NANOS, rel=5e-4)  # increases kept within 0.046% (CounterGrid)
 
 
 @pytest.mark.parametrize("idle_leaf", ["runtime.selectgo", "runtime.chanrecv1"])
@@ -625,7 +626,7 @@ def test_block_profile_ignores_idle_channel_waits(idle_leaf: str) -> None:
     final = reports[-1]
     assert final.status is Status.OK
     assert all(g.function != IDLE_SITE for g in final.top_growers)
-    assert final.current == pytest.approx(0.0002 * NANOS, rel=1e-6)
+    assert final.current == pytest.approx(0.0002 * NANOS, rel=5e-4)  # increases kept within 0.046% (CounterGrid)
     assert final.evidence["lock_sites_only"] is True
 
 
@@ -636,7 +637,7 @@ def test_block_profile_lock_wait_is_counted() -> None:
     final = feed(detector(ProfileKind.BLOCK), series)[-1]
     assert final.status.flagged
     assert [g.function for g in final.top_growers] == [LOCK_SITE]
-    assert final.current == pytest.approx(0.5 * NANOS, rel=1e-6)
+    assert final.current == pytest.approx(0.5 * NANOS, rel=5e-4)  # increases kept within 0.046% (CounterGrid)
 
 
 def test_sustained_heavy_contention_is_flagged_without_a_trend() -> None:
@@ -666,7 +667,7 @@ def test_contention_restart_cuts_history() -> None:
     assert reports[0].status is Status.INSUFFICIENT_DATA
     assert [r.status for r in reports[5:]] == [Status.OK] * 10
     # Rates come from the new process only: no negative delta from the reset.
-    assert reports[-1].current == pytest.approx(0.0002 * NANOS, rel=1e-6)
+    assert reports[-1].current == pytest.approx(0.0002 * NANOS, rel=5e-4)  # increases kept within 0.046% (CounterGrid)
 
 
 def test_first_flagged_at_is_set_once_and_kept() -> None:
