@@ -561,11 +561,15 @@ def deceleration_z(t: FloatArray, y: FloatArray, quantum: float, exact: bool = F
     return deceleration(t, y, quantum, exact).z
 
 
+# No allocation is smaller than this (Go's smallest size class; a CPython object is at least 16 bytes).
+MIN_OBJECT_BYTES = 8.0
+
+
 def recorded_exactly(object_size: float, period: float) -> bool:
     """Does a profile with this sampling `period` record (nearly) every allocation of this size? No
     period (exact byte counts), or objects at least 4 periods large (recorded with probability >= 98%:
-    the Python client's period of 1 byte)."""
-    return period <= 0 or object_size >= 4 * period
+    the Python client's period of 1 byte). An unknown size (0) counts as the smallest object."""
+    return period <= 0 or max(object_size, MIN_OBJECT_BYTES) >= 4 * period
 
 
 def recent_slope(th: FloatArray, y: FloatArray, recent_n: int) -> float:

@@ -161,6 +161,8 @@ def test_exact_recording_is_no_period_or_objects_of_several_periods() -> None:
     assert recorded_exactly(64.0, 0.0)
     assert recorded_exactly(8 * 1024 * KIB, 512 * KIB)
     assert not recorded_exactly(512.0, 512 * KIB)  # Go's default sampling of small objects
+    assert recorded_exactly(0.0, 1.0)  # size unknown, but no object is below 8 bytes
+    assert not recorded_exactly(0.0, 512 * KIB)
 
 
 def test_deceleration_needs_a_quantum_and_a_few_samples() -> None:
