@@ -185,9 +185,11 @@ def _site_stopped(
 ) -> StopTest:
     """Has this site stopped growing at `rate` (per hour), given how its profile samples it?"""
     meta = det.meta.get(name)
-    quantum = sample_quantum(meta.size if meta else 0.0, det.sample_period)
+    size = meta.size if meta else 0.0
+    quantum = sample_quantum(size, det.sample_period)
     cfg = det.config.heap
-    return growth_stopped(th, row, rate, quantum, recent_n, cfg.stopped_p, cfg.plateau_ratio)
+    exact = recorded_exactly(size, det.sample_period)
+    return growth_stopped(th, row, rate, quantum, recent_n, cfg.stopped_p, cfg.plateau_ratio, exact)
 
 
 def _site_slowing(det: SeriesDetector, name: str, th: FloatArray, row: FloatArray) -> bool:

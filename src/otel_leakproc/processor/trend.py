@@ -417,7 +417,14 @@ class StopTest:
 
 
 def growth_stopped(
-    t: FloatArray, y: FloatArray, rate: float, quantum: float, recent_n: int, alpha: float, ratio: float = 0.25
+    t: FloatArray,
+    y: FloatArray,
+    rate: float,
+    quantum: float,
+    recent_n: int,
+    alpha: float,
+    ratio: float = 0.25,
+    exact: bool = False,
 ) -> StopTest:
     """Has a growing, sampled series (`y` over times `t`, `rate` its long-run growth per unit of `t`) stopped?
 
@@ -430,7 +437,9 @@ def growth_stopped(
 
     The rate used is the larger of `rate` and the growth from the first point to the last new high.
     Without a quantum (nothing known about sampling) the recent growth is compared with `ratio` x the
-    expected growth instead, with no significance attached (p is 0 or 1).
+    expected growth instead, with no significance attached (p is 0 or 1). So is it for `exact` data (every
+    allocation recorded, `recorded_exactly`): there is no counting noise then, and a Poisson test over
+    thousands of whole objects calls any dip of the program's own rate (a loop starved of CPU) "stopped".
     """
     n = len(y)
     if n < 3 or rate <= 0:
@@ -445,7 +454,7 @@ def growth_stopped(
     start = max(1, n - recent_n)
     span = float(t[-1] - t[start - 1])
     gained = max(0.0, float(peak[-1] - peak[start - 1]))
-    if quantum <= 0:
+    if quantum <= 0 or exact:
         expected = rate * span
         stopped = gained < ratio * expected
         return StopTest(stopped, 0.0 if stopped else 1.0, expected, gained, quiet)

@@ -60,6 +60,22 @@ def test_a_quiet_stretch_that_sampling_explains_is_not_stopped() -> None:
     assert fast.stopped, fast
 
 
+def test_an_exact_leak_slowed_by_a_starved_cpu_is_not_stopped_but_one_that_stopped_is() -> None:
+    # 16 one-second profiles of 8 KiB orders recorded one by one (the Python client): 60 orders a second,
+    # then 35 a second for the last 5 (the loop starved of CPU). Counted as Poisson samples, 175 orders
+    # where 300 were expected is "stopped" (p ~ 1e-14); with exact data the shortfall must be a plateau's.
+    t = np.arange(16, dtype=float) / 3600
+    per_second = np.where(np.arange(1, 16) > 10, 35.0, 60.0) * 8 * KIB
+    y = np.concatenate(([0.0], np.cumsum(per_second)))
+    rate = 60 * 8 * KIB * 3600.0
+    counted = growth_stopped(t, y, rate, 8 * KIB, 5, 0.001)
+    assert counted.stopped, counted
+    exact = growth_stopped(t, y, rate, 8 * KIB, 5, 0.001, exact=True)
+    assert not exact.stopped, exact
+    flat = np.concatenate((y[:11], np.full(5, y[10])))  # no new order in the last 5 seconds
+    assert growth_stopped(t, flat, rate, 8 * KIB, 5, 0.001, exact=True).stopped
+
+
 def _sampled(expected_quanta: FloatArray, seed: int) -> FloatArray:
     """A site's sampled in-use bytes when `expected_quanta` (cumulative, per minute) are its mean samples."""
     counts = np.random.default_rng(seed).poisson(np.diff(expected_quanta, prepend=0.0))
