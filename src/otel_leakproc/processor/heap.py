@@ -18,11 +18,12 @@ from otel_leakproc.processor.trend import (
     StopTest,
     Trend,
     bucket_minima,
-    deceleration_z,
+    deceleration,
     growth_stopped,
     new_high_quanta,
     ols_slopes,
     recent_slope,
+    recorded_exactly,
     sample_quantum,
     theil_sen,
     theil_sen_rows,
@@ -184,17 +185,22 @@ def _site_stopped(
 ) -> StopTest:
     """Has this site stopped growing at `rate` (per hour), given how its profile samples it?"""
     meta = det.meta.get(name)
-    quantum = sample_quantum(meta.size if meta else 0.0, det.sample_period)
+    size = meta.size if meta else 0.0
+    quantum = sample_quantum(size, det.sample_period)
     cfg = det.config.heap
-    return growth_stopped(th, row, rate, quantum, recent_n, cfg.stopped_p, cfg.plateau_ratio)
+    exact = recorded_exactly(size, det.sample_period)
+    return growth_stopped(th, row, rate, quantum, recent_n, cfg.stopped_p, cfg.plateau_ratio, exact)
 
 
 def _site_slowing(det: SeriesDetector, name: str, th: FloatArray, row: FloatArray) -> bool:
     """Does this site's growth slow down over the window as confidently as a leak must grow to be
-    suspected? (Laplace test of its new-high samples' times, `deceleration_z` <= -`heap.z_suspect`.)"""
+    suspected, and as much as a fill does? (Laplace test of its new-high samples' times, z <= -`heap.z_suspect`,
+    and the fitted intensity at the window's end at most `trend.SLOWING_RATIO` of the start's.)"""
     meta = det.meta.get(name)
-    quantum = sample_quantum(meta.size if meta else 0.0, det.sample_period)
-    return deceleration_z(th, row, quantum) <= -det.config.heap.z_suspect
+    size = meta.size if meta else 0.0
+    quantum = sample_quantum(size, det.sample_period)
+    exact = recorded_exactly(size, det.sample_period)
+    return deceleration(th, row, quantum, exact).slowing(det.config.heap.z_suspect)
 
 
 def _total_ongoing(det: SeriesDetector, th: FloatArray, y: FloatArray, total: Trend, recent_n: int) -> bool:

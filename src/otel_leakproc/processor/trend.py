@@ -417,7 +417,14 @@ class StopTest:
 
 
 def growth_stopped(
-    t: FloatArray, y: FloatArray, rate: float, quantum: float, recent_n: int, alpha: float, ratio: float = 0.25
+    t: FloatArray,
+    y: FloatArray,
+    rate: float,
+    quantum: float,
+    recent_n: int,
+    alpha: float,
+    ratio: float = 0.25,
+    exact: bool = False,
 ) -> StopTest:
     """Has a growing, sampled series (`y` over times `t`, `rate` its long-run growth per unit of `t`) stopped?
 
@@ -430,7 +437,9 @@ def growth_stopped(
 
     The rate used is the larger of `rate` and the growth from the first point to the last new high.
     Without a quantum (nothing known about sampling) the recent growth is compared with `ratio` x the
-    expected growth instead, with no significance attached (p is 0 or 1).
+    expected growth instead, with no significance attached (p is 0 or 1). So is it for `exact` data (every
+    allocation recorded, `recorded_exactly`): there is no counting noise then, and a Poisson test over
+    thousands of whole objects calls any dip of the program's own rate (a loop starved of CPU) "stopped".
     """
     n = len(y)
     if n < 3 or rate <= 0:
@@ -445,7 +454,7 @@ def growth_stopped(
     start = max(1, n - recent_n)
     span = float(t[-1] - t[start - 1])
     gained = max(0.0, float(peak[-1] - peak[start - 1]))
-    if quantum <= 0:
+    if quantum <= 0 or exact:
         expected = rate * span
         stopped = gained < ratio * expected
         return StopTest(stopped, 0.0 if stopped else 1.0, expected, gained, quiet)
@@ -456,8 +465,72 @@ def growth_stopped(
     return StopTest(p < alpha / 2, p, lam_recent, observed, quiet)
 
 
-def deceleration_z(t: FloatArray, y: FloatArray, quantum: float) -> float:
-    """Laplace trend test of a sampled series' growth over the whole window, as a z (negative: slowing).
+# A site is called slowing only when the intensity of its new highs, fitted log-linear over the window, is
+# at the window's end no more than this share of what it was at the start (see `deceleration`).
+SLOWING_RATIO = 1.0 / 3.0
+
+
+def laplace_mean(beta: float) -> float:
+    """Mean time, as a fraction of the window, of events whose intensity is proportional to exp(beta u)
+    over u in [0, 1] (beta = log of the intensity's end-to-start ratio): 1 / (1 - exp(-beta)) - 1 / beta."""
+    if abs(beta) < 1e-6:
+        return 0.5 + beta / 12.0
+    return 1.0 / -math.expm1(-beta) - 1.0 / beta
+
+
+def intensity_ratio(mean_fraction: float) -> float:
+    """The end-to-start intensity ratio exp(beta) of the log-linear fit whose mean time is `mean_fraction`
+    of the window (the inverse of `laplace_mean`, by bisection; 0 and inf at the ends)."""
+    if mean_fraction <= 0.0:
+        return 0.0
+    if mean_fraction >= 1.0:
+        return math.inf
+    lo, hi = -700.0, 700.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if laplace_mean(mid) < mean_fraction:
+            lo = mid
+        else:
+            hi = mid
+    return math.exp((lo + hi) / 2)
+
+
+# The mean time below which the fitted ratio is at most SLOWING_RATIO (0.410 of the window).
+SLOWING_MEAN = laplace_mean(math.log(SLOWING_RATIO))
+
+
+@dataclass(frozen=True, slots=True)
+class Deceleration:
+    """The Laplace trend test of a site's new highs over the window (see `deceleration`).
+
+    Attributes:
+        z: the test's z (negative: slowing), 0 when not judged.
+        mean_fraction: the new highs' mean time as a fraction of the window (0.5 when not judged).
+        quanta: new-high quanta gained over the window.
+        n: the count of independent events the z rests on (the quanta, or fewer for exact data).
+    """
+
+    z: float
+    mean_fraction: float
+    quanta: float
+    n: float
+
+    @property
+    def ratio(self) -> float:
+        """End-to-start ratio of the fitted log-linear intensity (1: steady; 1/3: a third at the end)."""
+        return intensity_ratio(self.mean_fraction)
+
+    def slowing(self, z_bar: float) -> bool:
+        """Significantly slowing (z <= -z_bar) and by a fill's margin: the fitted intensity at the end at
+        most SLOWING_RATIO of the start's (a leak whose rate merely wanes with the load is not slowing)."""
+        return self.z <= -z_bar and self.mean_fraction <= SLOWING_MEAN
+
+
+NOT_JUDGED = Deceleration(0.0, 0.5, 0.0, 0.0)
+
+
+def deceleration(t: FloatArray, y: FloatArray, quantum: float, exact: bool = False) -> Deceleration:
+    """Laplace trend test of a sampled series' growth over the whole window (`Deceleration`).
 
     A site growing at a constant rate gains its samples as a Poisson process of constant intensity, so
     the times of its new highs (in quanta, the series passing its earlier maximum, as `growth_stopped`
@@ -465,22 +538,47 @@ def deceleration_z(t: FloatArray, y: FloatArray, quantum: float) -> float:
     deviation of span / sqrt(12 N) for N quanta. A cache that fills (the share still missing decays) or
     a buffer that is flushed and refilled to the same level gains its new highs early, so their mean
     time falls before the midpoint; a leak that started inside the window gains them late. The Laplace
-    test is the most powerful test of a log-linear intensity against a constant one. 0 without a
-    quantum or with fewer than 3 quanta gained (too little to judge).
+    test is the most powerful test of a log-linear intensity against a constant one. Not judged without
+    a quantum or with fewer than 3 quanta gained (too little to judge).
+
+    The z grows with sqrt(N) for the same shift of the mean, so with many quanta a leak whose rate merely
+    wanes (a diurnal load) becomes a significant "slowing": `Deceleration.slowing` also asks for an
+    effect size, the mean time itself. `exact`: the profile records every allocation (no sampling, or
+    objects far larger than the period), so there is no counting noise and the quanta are not independent
+    events: the program's own rate is what varies, observed once per profile interval, and N is capped at
+    the number of intervals in which the series set a new high.
     """
     n = len(y)
     if n < 3 or quantum <= 0:
-        return 0.0
+        return NOT_JUDGED
     peak = np.maximum.accumulate(median3(y))
     steps = np.diff(peak) / quantum
     quanta = float(steps.sum())
     span = float(t[-1] - t[0])
     if quanta < 3 or span <= 0:
-        return 0.0
+        return NOT_JUDGED
     # Each step happened somewhere between its two profiles: charged to the middle of that interval.
     times = (t[1:] + t[:-1]) / 2 - t[0]
     mean = float((steps * times).sum()) / quanta
-    return (mean - span / 2) / (span / math.sqrt(12.0 * quanta))
+    events = min(quanta, float(np.count_nonzero(steps > 0))) if exact else quanta
+    z = (mean - span / 2) / (span / math.sqrt(12.0 * events))
+    return Deceleration(z, mean / span, quanta, events)
+
+
+def deceleration_z(t: FloatArray, y: FloatArray, quantum: float, exact: bool = False) -> float:
+    """`deceleration(...).z`: the Laplace z alone (negative: slowing)."""
+    return deceleration(t, y, quantum, exact).z
+
+
+# No allocation is smaller than this (Go's smallest size class; a CPython object is at least 16 bytes).
+MIN_OBJECT_BYTES = 8.0
+
+
+def recorded_exactly(object_size: float, period: float) -> bool:
+    """Does a profile with this sampling `period` record (nearly) every allocation of this size? No
+    period (exact byte counts), or objects at least 4 periods large (recorded with probability >= 98%:
+    the Python client's period of 1 byte). An unknown size (0) counts as the smallest object."""
+    return period <= 0 or max(object_size, MIN_OBJECT_BYTES) >= 4 * period
 
 
 def recent_slope(th: FloatArray, y: FloatArray, recent_n: int) -> float:

@@ -13,11 +13,17 @@ from otel_leakproc.evaluation import corpus_time
 from otel_leakproc.model import Status
 from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.trend import (
+    SLOWING_MEAN,
+    SLOWING_RATIO,
     FloatArray,
+    deceleration,
     deceleration_z,
     growth_stopped,
+    intensity_ratio,
+    laplace_mean,
     new_high_quanta,
     poisson_cdf,
+    recorded_exactly,
     sample_quantum,
 )
 from otel_leakproc.receiver.decode import DecodeLimits
@@ -54,6 +60,22 @@ def test_a_quiet_stretch_that_sampling_explains_is_not_stopped() -> None:
     assert fast.stopped, fast
 
 
+def test_an_exact_leak_slowed_by_a_starved_cpu_is_not_stopped_but_one_that_stopped_is() -> None:
+    # 16 one-second profiles of 8 KiB orders recorded one by one (the Python client): 60 orders a second,
+    # then 35 a second for the last 5 (the loop starved of CPU). Counted as Poisson samples, 175 orders
+    # where 300 were expected is "stopped" (p ~ 1e-14); with exact data the shortfall must be a plateau's.
+    t = np.arange(16, dtype=float) / 3600
+    per_second = np.where(np.arange(1, 16) > 10, 35.0, 60.0) * 8 * KIB
+    y = np.concatenate(([0.0], np.cumsum(per_second)))
+    rate = 60 * 8 * KIB * 3600.0
+    counted = growth_stopped(t, y, rate, 8 * KIB, 5, 0.001)
+    assert counted.stopped, counted
+    exact = growth_stopped(t, y, rate, 8 * KIB, 5, 0.001, exact=True)
+    assert not exact.stopped, exact
+    flat = np.concatenate((y[:11], np.full(5, y[10])))  # no new order in the last 5 seconds
+    assert growth_stopped(t, flat, rate, 8 * KIB, 5, 0.001, exact=True).stopped
+
+
 def _sampled(expected_quanta: FloatArray, seed: int) -> FloatArray:
     """A site's sampled in-use bytes when `expected_quanta` (cumulative, per minute) are its mean samples."""
     counts = np.random.default_rng(seed).poisson(np.diff(expected_quanta, prepend=0.0))
@@ -83,6 +105,80 @@ def test_a_cache_filling_and_a_flushed_buffer_slow_down_a_leak_starting_late_spe
     assert deceleration_z(hours, late * 512 * KIB, 512 * KIB) > 2
     steady = MINUTES * 240 / 512
     assert abs(deceleration_z(hours, steady * 512 * KIB, 512 * KIB)) < 0.1
+
+
+def test_a_cache_filling_and_a_flushed_buffer_are_slowing_by_a_fills_margin() -> None:
+    hours = MINUTES / 60
+    cache = deceleration(hours, 32 * (1 - np.exp(-MINUTES / 20)) * 512 * KIB, 512 * KIB)
+    assert cache.slowing(2.33)
+    assert cache.ratio < 0.15  # exp(-60 / 20) = 0.05 for the cache itself
+    buffer = deceleration(hours, (MINUTES % 12) * 700 * KIB, 512 * KIB)
+    assert buffer.slowing(2.33)
+
+
+def test_the_effect_bound_is_the_mean_time_of_a_log_linear_intensity_ending_at_a_third() -> None:
+    assert math.isclose(laplace_mean(0.0), 0.5)
+    assert math.isclose(SLOWING_MEAN, 0.41024, abs_tol=1e-5)
+    assert math.isclose(intensity_ratio(SLOWING_MEAN), SLOWING_RATIO, rel_tol=1e-9)
+    assert math.isclose(intensity_ratio(laplace_mean(math.log(0.5))), 0.5, rel_tol=1e-9)
+    assert math.isclose(intensity_ratio(0.5), 1.0, rel_tol=1e-9)
+
+
+def _declining(total_quanta: float, decline: float, points: int) -> FloatArray:
+    """Cumulative expected quanta of a rate falling linearly by `decline` (0.3: 30% lower at the end)."""
+    u = np.arange(points, dtype=float) / (points - 1)
+    result: FloatArray = total_quanta * (u - decline * u * u / 2) / (1 - decline / 2)
+    return result
+
+
+def test_a_fast_leak_whose_rate_wanes_with_the_load_is_not_slowing() -> None:
+    # 120 one-minute profiles, 1,500 samples: a leak whose rate is 30% or 50% lower at the end of the window
+    # than at its start (diurnal load). Its new highs' mean time shifts by 3-6% of the window, which the
+    # Laplace z alone calls a significant slowing (-4 and -7.5 expected); by the effect size it is a leak.
+    hours = np.arange(120, dtype=float) / 60
+    for decline in (0.3, 0.5):
+        called_by_z = 0
+        for seed in range(20):
+            d = deceleration(hours, _sampled(_declining(1500, decline, 120), seed), 512 * KIB)
+            called_by_z += d.z <= -2.33
+            assert d.mean_fraction > SLOWING_MEAN + 0.02, (decline, seed, d)
+            assert not d.slowing(2.33), (decline, seed, d)
+        assert called_by_z >= 18, decline  # what the z-only rule would have excluded
+
+
+def test_an_exact_leak_with_an_uneven_rate_is_not_slowing() -> None:
+    # The Python client: a 1-byte period, 200-byte orders, about 4,000 a profile: every one recorded, so the
+    # "quanta" number in the hundreds of thousands and any wobble of the loop's rate is hugely significant.
+    size = 200.0
+    quantum = sample_quantum(size, 1.0)
+    assert recorded_exactly(size, 1.0)
+    rng = np.random.default_rng(7)
+    seconds = np.arange(16, dtype=float)
+    # CPU-starved: each interval's orders vary at random, and the last third runs at a quarter of the rate.
+    rate = np.where(seconds[1:] > 10, 0.25, 1.0) * rng.gamma(2.0, 0.5, 15) * 4000 * size
+    y = np.concatenate(([0.0], np.cumsum(rate)))
+    exact = deceleration(seconds / 3600, y, quantum, exact=True)
+    assert exact.mean_fraction <= SLOWING_MEAN  # a large effect: the loop did slow down at the end
+    assert exact.n == 15  # one observation per profile interval, not ~50,000 objects
+    assert not exact.slowing(2.33), exact
+    counted = deceleration(seconds / 3600, y, quantum)  # as if each object were a Poisson sample
+    assert counted.z < -50
+    assert counted.slowing(2.33)
+    # A mild unevenness (a rate 40% lower in the second half) is neither significant nor large.
+    half = np.where(seconds[1:] > 8, 0.6, 1.0) * 4000 * size
+    even = deceleration(seconds / 3600, np.concatenate(([0.0], np.cumsum(half))), quantum, exact=True)
+    assert even.mean_fraction > SLOWING_MEAN
+    assert not even.slowing(2.33)
+    assert deceleration_z(seconds / 3600, np.concatenate(([0.0], np.cumsum(half))), quantum) < -30
+
+
+def test_exact_recording_is_no_period_or_objects_of_several_periods() -> None:
+    assert recorded_exactly(200.0, 1.0)  # the Python client's profiles
+    assert recorded_exactly(64.0, 0.0)
+    assert recorded_exactly(8 * 1024 * KIB, 512 * KIB)
+    assert not recorded_exactly(512.0, 512 * KIB)  # Go's default sampling of small objects
+    assert recorded_exactly(0.0, 1.0)  # size unknown, but no object is below 8 bytes
+    assert not recorded_exactly(0.0, 512 * KIB)
 
 
 def test_deceleration_needs_a_quantum_and_a_few_samples() -> None:
