@@ -7,8 +7,8 @@ that is not a leak, quiet at every profile with the default (every point whole) 
 
 periodic_full_flush and cache_fill_slow (the first 80 of 240 profiles) are the two long series that the
 detector flagged with every point whole (from profiles 35 and 37) before a site whose growth slows down
-over the window (the Laplace test of `trend.deceleration`, with its effect-size bound) was kept from raising a flag and taken out
-of the total (docs/detection.md, "Growth that slows down").
+over the window (the Laplace test of `trend.deceleration`, with its effect-size bound) was kept from
+raising a flag and taken out of the total (docs/detection.md, "Growth that slows down").
 """
 
 from __future__ import annotations
