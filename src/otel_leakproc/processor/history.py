@@ -44,10 +44,9 @@ MAX_GRID_ROWS = 256
 #   octave up to 2**47 (within 0.034%, far below the sampling error of a heap site's bytes).
 #   That is 2 bytes per value instead of 8 (float64) or 4 (float32), the largest part of a series' memory and
 #   of its checkpoint.
-# - Mutex and block grids hold cumulative counters, whose differences are the signal: kept as float32
-#   (`FLOAT32`: a rate between two profiles is exact to about 1e-6 of the series' largest rate; the corpus
-#   study in docs/detection.md: no status, flag time or top grower changes). A log scale would lose the
-#   increments of a large counter.
+# - Mutex and block grids hold cumulative counters, whose differences are the signal: `CounterGrid` keeps
+#   each site's increase between profiles in 16 bits (`INCREMENTS`, below), not the counter (a log scale
+#   would lose the increments of a large counter); state version 5 kept float32 counters (`FLOAT32`).
 # Totals, cumulative counters and times (`Points`) stay float64.
 VALUE_DTYPE = np.float32  # the FLOAT32 scale's dtype (and that of states version 3)
 
