@@ -1011,7 +1011,10 @@ class CounterGrid(Grid):
         plain.merge(first, count, quantized)
         _, lengths, ids, merged = plain.export(lambda name: 0)  # ids index the names sorted, as `live`
         live = sorted(plain.index)
+        last = {name: float(self.last[row]) for name, row in self.index.items()}
         self.restore(live, lengths, ids, merged)
+        for name, row in self.index.items():  # the next increase from the exact newest counter, as before
+            self.last[row] = last[name]
 
     def restore(
         self,
