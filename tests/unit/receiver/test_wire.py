@@ -121,6 +121,16 @@ def test_repeated_varints_equal_protobufs_parse_of_random_samples() -> None:
     assert values[1] == [len(p.value) for p in parsed]
 
 
+def test_an_empty_packed_run_reads_nothing() -> None:
+    """Empty packed fields, in the last of 8 numbers too: the arrays a number's values are decoded into
+    are kept between calls and made on first use, so for a position no call used before there is none
+    yet (a first version read the null pointer there)."""
+    data = _delimited(8, b"") + _delimited(1, b"") + _tag(2, 0) + _varint(3)
+    spans = _spans((0, len(data)), (0, 0))
+    assert _repeated(data, spans, (1, 3, 4, 5, 6, 7, 9, 8)) == [([], [0, 0])] * 8
+    assert _repeated(data, spans, (2,)) == [([3], [1, 0])]
+
+
 def test_table_takes_the_last_of_a_field_and_lists_the_nested_ones() -> None:
     one = _tag(1, 0) + _varint(5) + _tag(3, 0) + _varint(9) + _tag(1, 0) + _varint(6) + _tag(8, 0) + _varint(1)
     one += _delimited(4, b"\x08\x02") + _delimited(4, b"")

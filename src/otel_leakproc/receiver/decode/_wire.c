@@ -103,8 +103,9 @@ static Py_NO_INLINE void fail(const Ctx *c, const uint8_t *at, const char *what)
     PyErr_Format(WireError, "byte %zd: %s", (Py_ssize_t)(at - c->base), what);
 }
 
-/* The packed varints [q, end) written from `out` on: where the values end, or NULL when one of them is
- * truncated or wider than 64 bits (*bad: where it starts). The loop of the large arrays, kept in registers. */
+/* The packed varints [q, end) written from `out` on: where the values end. When one of them is truncated
+ * or wider than 64 bits, *bad is set to where it starts (else left alone). The loop of the large arrays,
+ * kept in registers. */
 static uint64_t *decode_packed(const uint8_t *q, const uint8_t *end, uint64_t *out, const uint8_t **bad) {
     while (q < end) {
         uint64_t b = *q;
@@ -126,12 +127,12 @@ static uint64_t *decode_packed(const uint8_t *q, const uint8_t *end, uint64_t *o
         for (int shift = 7;; shift += 7) {
             if (q >= end) {
                 *bad = at;
-                return NULL;
+                return out;
             }
             b = *q++;
             if (shift == 63 && b > 1) {
                 *bad = at;
-                return NULL;
+                return out;
             }
             v |= (b & 0x7F) << shift;
             if (b < 0x80) {
@@ -455,7 +456,7 @@ static int walk_repeated(const Ctx *c, const Spans *spans, const uint32_t *numbe
                 const uint8_t *bad = NULL;
                 uint64_t *first = values[k].items + values[k].len;
                 uint64_t *out = decode_packed(body, body_end, first, &bad);
-                if (out == NULL) {
+                if (bad != NULL) {
                     read_varint(c, &bad, body_end, &v); /* (fails again, saying how) */
                     return -1;
                 }

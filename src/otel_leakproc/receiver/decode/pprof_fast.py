@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from otel_leakproc.receiver.decode import _wire
+try:
+    from otel_leakproc.receiver.decode import _wire
+except ImportError as exc:  # (a checkout run with PYTHONPATH=src, not built in place)
+    raise ImportError(
+        "otel_leakproc.receiver.decode._wire, the decoder's C extension, is not built: install the package"
+        " (pip install -e .) or build it in place (python setup.py build_ext --inplace)"
+    ) from exc
 from otel_leakproc.receiver.decode._wire import WireError
 from otel_leakproc.receiver.decode.frames import is_primitive_frame, is_system_frame
 from otel_leakproc.receiver.decode.pprof_sites import IntArray, SiteAcc, exact_sum
