@@ -22,7 +22,7 @@ from google.protobuf.message import DecodeError
 
 from otel_leakproc.receiver.decode.frames import is_primitive_frame, is_system_frame
 from otel_leakproc.receiver.decode.pprof_sites import IntArray, SiteAcc, exact_sum
-from otel_leakproc.receiver.proto import profile_pb2
+from otel_leakproc.receiver.proto import profile_messages as profile_pb2
 
 _TAG_LOCATIONS = 0x0A  # field 1, length-delimited (packed)
 _TAG_VALUES = 0x12  # field 2, length-delimited (packed)
