@@ -42,7 +42,7 @@ def decode_in_a_process(backend: str | None) -> list[object]:
 
 def test_the_serialized_file_is_the_generated_modules() -> None:
     """`make proto` writes both; a .proto edited without it fails here."""
-    assert profile_descriptor.SERIALIZED == profile_pb2.DESCRIPTOR.serialized_pb
+    assert profile_pb2.DESCRIPTOR.serialized_pb == profile_descriptor.SERIALIZED
 
 
 def test_every_message_is_the_generated_class() -> None:
