@@ -6,19 +6,23 @@ package's dataclasses that is most of what importing `model` and the config modu
 compilations, 10-15 ms, for `analyze` on a pair; more for `serve`). That text depends only on the class's
 definition, so its code object can be kept the way Python keeps a module's bytecode.
 
-`install()` puts a stand-in for `exec` into the `dataclasses` module's namespace (where its generated code
-looks the name up). For code whose globals are one of this package's modules, it runs the code object
-compiled from that exact text, read from a file next to the module's `.pyc` (`model.cpython-311.dataclasses`,
-a marshalled dict from text to code); the text is the key, so a changed class is simply a miss, compiled
-as before. Code for any other module goes to the real `exec` unchanged. After a miss, the module's file is
-written again (atomically) with the texts that module used in this process, unless bytecode writing is off
-(`sys.dont_write_bytecode`, `PYTHONDONTWRITEBYTECODE`); a file that cannot be read, is of another Python or
-is damaged counts as empty. Compiling is done exactly as `exec` does for `dataclasses` (filename
-`<string>`, no inherited `__future__` flags), so a cached method is the one `exec` would have made.
+`install()` puts a stand-in for `exec` into the `dataclasses` module's namespace, where the function that
+compiles the generated text looks the name up (`_create_fn` in Python 3.11 and 3.12; a version that calls
+it otherwise simply does not use the stand-in). For code whose globals are one of this package's modules,
+it runs the code object compiled from that exact text, read from a file next to the module's `.pyc`
+(`model.cpython-311.dataclasses`, a marshalled dict from text to code); the text is the key, so a changed
+class is simply a miss, compiled as before. Code for any other module goes to the real `exec` unchanged.
+After a miss, the module's file is written again (atomically) with the texts that module used in this
+process, unless bytecode writing is off (`sys.dont_write_bytecode`, `PYTHONDONTWRITEBYTECODE`). A file
+that cannot be read, is of another Python or is damaged counts as empty; one that cannot be written (a
+read-only install) is not tried again in that process, which compiles as it would without the cache.
+Compiling is done exactly as `exec` does for `dataclasses` (filename `<string>`, no inherited `__future__`
+flags), so a cached method is the one `exec` would have made.
 """
 
 from __future__ import annotations
 
+import _thread
 import builtins
 import contextlib
 import marshal
@@ -76,7 +80,7 @@ def _read(path: str) -> dict[str, CodeType]:
 def _write(entry: _ModuleCode) -> None:
     if entry.path is None or sys.dont_write_bytecode:
         return
-    temp = f"{entry.path}.{os.getpid()}.tmp"
+    temp = f"{entry.path}.{os.getpid()}.{_thread.get_ident()}.tmp"  # one writer per file name
     try:
         os.makedirs(os.path.dirname(entry.path), exist_ok=True)
         with open(temp, "wb") as handle:
