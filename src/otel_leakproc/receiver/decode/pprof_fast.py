@@ -29,7 +29,7 @@ except ImportError as exc:  # (a checkout run with PYTHONPATH=src, not built in 
 from otel_leakproc.receiver.decode._wire import WireError
 from otel_leakproc.receiver.decode.frames import is_primitive_frame, is_system_frame
 from otel_leakproc.receiver.decode.pprof_sites import IntArray, SiteAcc, exact_sum
-from otel_leakproc.receiver.proto import profile_pb2
+from otel_leakproc.receiver.proto import profile_messages as profile_pb2
 
 # Field numbers read from the wire.
 _PROFILE_SAMPLE, _PROFILE_LOCATION, _PROFILE_FUNCTION = 2, 4, 5

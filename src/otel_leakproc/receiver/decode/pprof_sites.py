@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from otel_leakproc.errors import InvalidProfileError, RejectReason
 from otel_leakproc.receiver.decode.frames import is_primitive_frame
-from otel_leakproc.receiver.proto import profile_pb2
+from otel_leakproc.receiver.proto import profile_messages as profile_pb2
 
 Frame = tuple[str, str, int]  # function, file, line
 IntArray = npt.NDArray[Any]  # int64 or uint64
