@@ -182,9 +182,9 @@ class IngestCore:
         return [] if self._pool is None else self._pool.pids
 
     @property
-    def workers_busy(self) -> int:
-        """Decoder workers holding an upload now."""
-        return 0 if self._pool is None else self._pool.busy
+    def uploads_in_workers(self) -> int:
+        """Uploads sent to the decoder workers and not answered yet."""
+        return 0 if self._pool is None else self._pool.jobs_sent
 
     def authenticate(self, credentials: Credentials) -> str:
         """The request's tenant. Counts and re-raises AuthError."""

@@ -8,12 +8,14 @@ writes a job to the worker's socket (one `send` for a 240 KiB body: the buffers 
 result from it with an `asyncio.Protocol`, so the server process runs no thread for the pool.
 
 A job is `pickle((call, payload))`, a result `pickle((status, value))`, each behind an 8-byte length. A
-worker has at most one job at a time; jobs wait in the server in arrival order (the ingest core bounds them:
+worker is sent at most PIPELINE_DEPTH jobs at a time (the next one waits in its socket while it decodes);
+the others wait in the server in arrival order (the ingest core bounds them:
 `ingest.queue_size`, bytes in flight, the tenants' shares). The call's constant arguments (decode limits,
 caps) are given to a worker once, when it starts.
 
 A worker that dies (a crash, the OOM killer, `kill -9`) closes its socket: its one job fails with
-`WorkerCrashedError`, the other workers' jobs are untouched, and a replacement is started at once. Workers
+`WorkerCrashedError`, the jobs queued behind it in its socket go to the other workers, the other workers'
+jobs are untouched, and a replacement is started at once. Workers
 ignore SIGINT and SIGTERM (the server drains and then closes their sockets, which ends them), and end when
 the server process ends, however it ends (`parent_watch`).
 """
@@ -47,6 +49,8 @@ MAX_MESSAGE_BYTES = 1 << 32
 # A worker that dies this soon after its start is restarted after RESTART_DELAY_SECONDS, not at once.
 RESTART_DELAY_SECONDS = 1.0
 JOIN_SECONDS = 5.0
+# Jobs sent to one worker before it answers the first: 2 keeps the next one in its socket.
+PIPELINE_DEPTH = 2
 
 _OK = 0
 _RAISED = 1  # the call raised an exception that pickles; it is raised again in the server
@@ -118,7 +122,8 @@ class _Worker(asyncio.Protocol):
         self.process = process
         self.transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = pool.loop.create_future()
-        self.job: _Job | None = None
+        self.jobs: deque[_Job] = deque()  # sent, not answered; the first is the one being decoded
+        self.accepting = False
         self.started = pool.loop.time()
         self._buffer = bytearray()
         self._expected = -1
@@ -145,7 +150,8 @@ class _Worker(asyncio.Protocol):
                 if self._expected == 0 and not self.ready.done():
                     self._expected = -1
                     self.ready.set_result(None)
-                    self.pool._idle(self)
+                    self.accepting = True
+                    self.pool._dispatch()
                     continue
             if len(buffer) < self._expected:
                 return
@@ -155,8 +161,8 @@ class _Worker(asyncio.Protocol):
             self._answered(message)
 
     def _answered(self, message: bytes) -> None:
-        job, self.job = self.job, None
-        if job is not None and not job.future.done():
+        job = self.jobs.popleft()
+        if not job.future.done():
             try:
                 status, value = pickle.loads(message)
             except Exception as exc:  # cannot happen with the worker's own pickles; fail the job, not the loop
@@ -168,11 +174,11 @@ class _Worker(asyncio.Protocol):
                     job.future.set_exception(value)
                 else:
                     job.future.set_exception(WorkerFailedError(value))
-        self.pool._idle(self)
+        self.pool._dispatch()
 
     def send(self, job: _Job) -> None:
         assert self.transport is not None
-        self.job = job
+        self.jobs.append(job)
         self.transport.write(job.message)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -203,7 +209,6 @@ class WorkerPool:
         if preload:
             self._context.set_forkserver_preload(list(preload))
         self._workers: set[_Worker] = set()
-        self._idle_workers: deque[_Worker] = deque()
         self._waiting: deque[_Job] = deque()
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -219,9 +224,9 @@ class WorkerPool:
         return sorted(w.process.pid for w in self._workers if w.process.pid is not None)
 
     @property
-    def busy(self) -> int:
-        """Workers holding a job."""
-        return sum(1 for w in self._workers if w.job is not None)
+    def jobs_sent(self) -> int:
+        """Jobs sent to the workers and not answered yet."""
+        return sum(len(w.jobs) for w in self._workers)
 
     async def start(self) -> None:
         """Start the workers and wait until each has run its setup (imports included)."""
@@ -264,31 +269,38 @@ class WorkerPool:
         return job.future
 
     def _dispatch(self) -> None:
-        while self._waiting and self._idle_workers:
-            job = self._waiting.popleft()
-            if job.future.done():  # cancelled while waiting
-                continue
-            self._idle_workers.popleft().send(job)
-
-    def _idle(self, worker: _Worker) -> None:
-        if worker in self._workers:
-            self._idle_workers.append(worker)
-            self._dispatch()
+        """Send waiting jobs to the workers with the fewest, up to PIPELINE_DEPTH each: a worker finds its
+        next job in its socket when it finishes one, without waiting for the event loop's next turn."""
+        waiting = self._waiting
+        while waiting:
+            worker = min(
+                (w for w in self._workers if w.accepting and len(w.jobs) < PIPELINE_DEPTH),
+                key=lambda w: len(w.jobs),
+                default=None,
+            )
+            if worker is None:
+                return
+            job = waiting.popleft()
+            if not job.future.done():  # else cancelled while waiting
+                worker.send(job)
 
     def _lost(self, worker: _Worker) -> None:
         """The worker's socket closed: it ended (or is ending). Fail its job, reap it, replace it."""
         self._workers.discard(worker)
-        if worker in self._idle_workers:
-            self._idle_workers.remove(worker)
+        worker.accepting = False
         if not worker.ready.done():
             worker.ready.set_exception(WorkerCrashedError("a decoder worker ended before it was ready"))
             worker.ready.exception()  # retrieved: start() reports it when it waits on it
-        job, worker.job = worker.job, None
+        jobs, worker.jobs = worker.jobs, deque()
         if self._closed:  # close() joins the processes
-            if job is not None and not job.future.done():
-                job.future.set_exception(WorkerCrashedError("the worker pool was closed during this job"))
+            for sent in jobs:
+                if not sent.future.done():
+                    sent.future.set_exception(WorkerCrashedError("the worker pool was closed during this job"))
             return
         self._reap(worker.process)
+        job = jobs.popleft() if jobs else None
+        # The jobs behind the first were never started (a worker answers in order): they go to the others.
+        self._waiting.extendleft(reversed(jobs))
         self.crashes += 1
         log.error(
             "a %s worker (pid %s) ended unexpectedly%s; starting another",
@@ -300,6 +312,7 @@ class WorkerPool:
             job.future.set_exception(WorkerCrashedError("the decoder worker died while on this job"))
         soon = self.loop.time() - worker.started < RESTART_DELAY_SECONDS
         self.loop.call_later(RESTART_DELAY_SECONDS if soon else 0, self._replace)
+        self._dispatch()
 
     def _replace(self) -> None:
         if self._closed:
