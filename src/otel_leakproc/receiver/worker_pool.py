@@ -231,8 +231,12 @@ class WorkerPool:
     async def start(self) -> None:
         """Start the workers and wait until each has run its setup (imports included)."""
         self._loop = asyncio.get_running_loop()
-        workers = [await self._spawn() for _ in range(self._size)]
-        await asyncio.gather(*(w.ready for w in workers))
+        try:
+            workers = [await self._spawn() for _ in range(self._size)]
+            await asyncio.gather(*(w.ready for w in workers))
+        except BaseException:
+            self.close()  # no replacement keeps being started for a pool nobody will use
+            raise
 
     async def _spawn(self) -> _Worker:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
