@@ -4,13 +4,15 @@
 (a feeder that pickles and writes the call queue, a result thread that reads results and wakes the loop),
 which take the GIL from the event loop several times per call: about 0.75 ms of the server's CPU per large
 upload (benchmarks/README.md, round 5). Here each worker owns one end of a Unix socketpair; the event loop
-writes a job to the worker's socket (one `send` for a 240 KiB body: the buffers are enlarged) and reads the
-result from it with an `asyncio.Protocol`, so the server process runs no thread for the pool.
+writes a job to the worker's socket (one `sendmsg` for a 240 KiB body: the buffers are enlarged) and reads
+the result from it (`add_reader`), so the server process runs no thread for the pool.
 
-A job is `pickle((call, payload))`, a result `pickle((status, value))`, each behind an 8-byte length. A
-worker is sent at most PIPELINE_DEPTH jobs at a time (the next one waits in its socket while it decodes);
-the others wait in the server in arrival order (the ingest core bounds them:
-`ingest.queue_size`, bytes in flight, the tenants' shares). The call's constant arguments (decode limits,
+A job is `pickle((call, payload))`, a result `pickle((status, value))`, each behind an 8-byte length. A job
+is pickled when it is sent, and what the socket does not take at once is kept as a view of that pickle,
+not copied: the server holds an upload's body at most twice (the request and its pickle). A worker is
+sent at most PIPELINE_DEPTH jobs at a time (the next one waits in its socket while it decodes); the others
+wait in the server in arrival order (the ingest core bounds them: `ingest.queue_size`, bytes in flight,
+the tenants' shares). The call's constant arguments (decode limits,
 caps) are given to a worker once, when it starts.
 
 A worker that dies (a crash, the OOM killer, `kill -9`) closes its socket: its one job fails with
@@ -44,6 +46,8 @@ log = logging.getLogger(__name__)
 _HEADER = struct.Struct("<Q")
 # Socket buffers large enough for a large upload's body (or a result) to cross in one send.
 SOCKET_BUFFER_BYTES = 1 << 20
+# What one read of a worker's socket takes at most (an answer is a summary: kilobytes).
+READ_BYTES = 256 * 1024
 # A message larger than this is refused by the reader (a corrupt length would otherwise ask for exabytes).
 MAX_MESSAGE_BYTES = 1 << 32
 # A worker that dies this soon after its start is restarted after RESTART_DELAY_SECONDS, not at once.
@@ -107,32 +111,61 @@ def _recv_exactly(sock: socket.socket, view: memoryview) -> bool:
 
 
 class _Job:
-    __slots__ = ("future", "message")
+    """A call waiting for a worker or sent to one; pickled when it is sent (a job waiting in the server
+    holds no copy of its payload)."""
 
-    def __init__(self, message: bytes, future: asyncio.Future[Any]) -> None:
-        self.message = message
+    __slots__ = ("call", "future", "message", "payload")
+
+    def __init__(self, call: Call, payload: Any, future: asyncio.Future[Any]) -> None:
+        self.call = call
+        self.payload = payload
         self.future = future
+        self.message: bytes | None = None
+
+    def pickled(self) -> bytes:
+        if self.message is None:
+            self.message = pickle.dumps((self.call, self.payload), protocol=pickle.HIGHEST_PROTOCOL)
+        return self.message
 
 
-class _Worker(asyncio.Protocol):
-    """The server's side of one worker: its process, its socket's transport, the job it holds."""
+class _Worker:
+    """The server's side of one worker: its process, its socket, the jobs sent to it.
 
-    def __init__(self, pool: WorkerPool, process: BaseProcess) -> None:
+    The socket is read and written by the event loop (`add_reader` / `add_writer`), not through an
+    asyncio transport: a job goes out as its length and its pickle with `sendmsg` (no concatenation), and
+    what the socket cannot take at once stays a view of the job's own bytes (a transport would copy it
+    into its buffer), so the server holds each upload's body twice at most (the request, its pickle)."""
+
+    def __init__(self, pool: WorkerPool, process: BaseProcess, sock: socket.socket) -> None:
         self.pool = pool
         self.process = process
-        self.transport: asyncio.Transport | None = None
+        self.sock = sock
+        self.fd = sock.fileno()
         self.ready: asyncio.Future[None] = pool.loop.create_future()
         self.jobs: deque[_Job] = deque()  # sent, not answered; the first is the one being decoded
         self.accepting = False
+        self.closed = False
         self.started = pool.loop.time()
         self._buffer = bytearray()
         self._expected = -1
+        self._out: deque[memoryview] = deque()  # not yet taken by the socket
+        self._waiting_to_write = False
+        pool.loop.add_reader(self.fd, self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+    def _readable(self) -> None:
+        try:
+            data = self.sock.recv(READ_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the worker ended (or is ending)
+            self.close()
+            self.pool._lost(self)
+            return
+        self._received(data)
 
-    def data_received(self, data: bytes) -> None:
+    def _received(self, data: bytes) -> None:
         buffer = self._buffer
         buffer += data
         while True:
@@ -159,6 +192,8 @@ class _Worker(asyncio.Protocol):
             del buffer[: self._expected]
             self._expected = -1
             self._answered(message)
+            if self.closed:
+                return
 
     def _answered(self, message: bytes) -> None:
         job = self.jobs.popleft()
@@ -177,12 +212,52 @@ class _Worker(asyncio.Protocol):
         self.pool._dispatch()
 
     def send(self, job: _Job) -> None:
-        assert self.transport is not None
+        message = job.pickled()
         self.jobs.append(job)
-        self.transport.write(job.message)
+        idle = not self._out
+        self._out.append(memoryview(_HEADER.pack(len(message))))
+        self._out.append(memoryview(message))
+        if idle:
+            self._writable()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.pool._lost(self)
+    def _writable(self) -> None:
+        out = self._out
+        while out:
+            try:
+                sent = self.sock.sendmsg(list(out))
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # the worker is gone: its end of the socket reads as closed, which fails its jobs
+                out.clear()
+                break
+            while sent:
+                first = out[0]
+                if sent < len(first):
+                    out[0] = first[sent:]
+                    break
+                sent -= len(first)
+                out.popleft()
+        if out and not self._waiting_to_write:
+            self.pool.loop.add_writer(self.fd, self._writable)
+            self._waiting_to_write = True
+        elif not out and self._waiting_to_write:
+            self.pool.loop.remove_writer(self.fd)
+            self._waiting_to_write = False
+
+    def close(self) -> None:
+        """Stop reading and writing and close the server's end (the worker then sees its socket end)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.accepting = False
+        self.pool.loop.remove_reader(self.fd)
+        if self._waiting_to_write:
+            self.pool.loop.remove_writer(self.fd)
+            self._waiting_to_write = False
+        self._out.clear()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
 
 
 class WorkerPool:
@@ -256,9 +331,9 @@ class WorkerPool:
             raise
         finally:
             theirs.close()  # the worker holds its own copy: our end sees EOF when the worker ends
-        worker = _Worker(self, process)
+        ours.setblocking(False)
+        worker = _Worker(self, process, ours)
         self._workers.add(worker)
-        await self.loop.connect_accepted_socket(lambda: worker, ours)
         return worker
 
     def submit(self, call: Call, payload: Any) -> asyncio.Future[Any]:
@@ -266,8 +341,7 @@ class WorkerPool:
         (`WorkerCrashedError` when the worker died on it). `call` must be a module-level function."""
         if self._closed:
             raise RuntimeError("the worker pool is closed")
-        message = pickle.dumps((call, payload), protocol=pickle.HIGHEST_PROTOCOL)
-        job = _Job(_HEADER.pack(len(message)) + message, self.loop.create_future())
+        job = _Job(call, payload, self.loop.create_future())
         self._waiting.append(job)
         self._dispatch()
         return job.future
@@ -355,12 +429,11 @@ class WorkerPool:
                 job.future.set_exception(WorkerCrashedError("the worker pool was closed before this job ran"))
         workers = list(self._workers)
         for worker in workers:
-            if worker.transport is not None:
-                # At once, not on the loop's next turn (abort() alone would close it only after the joins
-                # below): the worker sees the end of its socket and exits.
-                with contextlib.suppress(OSError):
-                    worker.transport.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
-                worker.transport.abort()
+            worker.close()  # at once: the worker sees the end of its socket and exits
+            for sent in worker.jobs:
+                if not sent.future.done():
+                    sent.future.set_exception(WorkerCrashedError("the worker pool was closed during this job"))
+            worker.jobs.clear()
         for worker in workers:
             worker.process.join(JOIN_SECONDS)
             if worker.process.exitcode is None:
