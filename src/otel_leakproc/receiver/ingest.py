@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pickle
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -28,7 +29,7 @@ from otel_leakproc.receiver.config import IngestConfig, ServerConfig
 from otel_leakproc.receiver.decode.limits import DecodeLimits
 from otel_leakproc.receiver.ratelimit import Limiter, RateLimiter
 from otel_leakproc.receiver.summary_checks import check_upload
-from otel_leakproc.receiver.uploads import UploadRequest, UploadResult, process_upload
+from otel_leakproc.receiver.uploads import Dialect, UploadRequest, UploadResult, process_upload
 from otel_leakproc.receiver.value_caps import ValueCaps, cap_upload
 from otel_leakproc.receiver.worker_pool import WorkerCrashedError, WorkerFailedError, WorkerPool
 from otel_leakproc.state.health import StoreHealth
@@ -56,11 +57,14 @@ class OwnerUnavailableError(UnavailableError):
 class Router(Protocol):
     """Where uploads are decoded when several `serve` processes share the port (`cluster/peers.py`):
     `route` names the process that owns every series of an upload when the request alone tells (None:
-    decode it here), `forward` has that process decode and keep it, and returns its outcome."""
+    decode it here), `forward` has that process decode and keep it, and returns its outcome;
+    `forward_decoded` has it keep an upload decoded here (its result as the decoder worker pickled it)."""
 
     def route(self, tenant: str, request: UploadRequest) -> int | None: ...
 
     async def forward(self, owner: int, tenant: str, request: UploadRequest) -> IngestOutcome: ...
+
+    async def forward_decoded(self, owner: int, tenant: str, dialect: Dialect, pickled: bytes) -> IngestOutcome: ...
 
 
 class DecoderCrashedError(Exception):
@@ -116,6 +120,12 @@ def _worker_context(limits: DecodeLimits, caps: ValueCaps, max_profiles: int) ->
 
 def _decode_in_worker(context: _WorkerContext, request: UploadRequest) -> tuple[UploadResult, dict[str, int], float]:
     return _decode(request, *context)
+
+
+def _decode_pickled_in_worker(context: _WorkerContext, request: UploadRequest) -> tuple[bytes, dict[str, int], float]:
+    """The same, with the result pickled here: the server hands those bytes to another process unread."""
+    result, truncated, seconds = _decode(request, *context)
+    return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL), truncated, seconds
 
 
 def worker_count(config: IngestConfig) -> int:
@@ -286,14 +296,34 @@ class IngestCore:
         owner = None if router is None else router.route(tenant, request)
         if router is not None and owner is not None:
             self._telemetry.forwarded.inc()
+            if len(request.body) <= self._ingest.inline_max_bytes:
+                try:
+                    return await self._owned(router.forward(owner, tenant, request))
+                finally:
+                    self.release(admission)
+            # A body a worker decodes: decoded here, only the pickled result crosses (`cluster/forwarding.py`).
             try:
-                return await self._owned(router.forward(owner, tenant, request))
+                pickled = await self._in_worker(_decode_pickled_in_worker, request)
             finally:
                 self.release(admission)
+            return await self._owned(router.forward_decoded(owner, tenant, request.dialect, pickled))
         try:
             result = await self._decode(request)
         finally:
             self.release(admission)
+        return await self._keep(tenant, request, result)
+
+    async def keep_decoded(self, tenant: str, dialect: Dialect, pickled: bytes) -> IngestOutcome:
+        """Keep an upload of `tenant` that another `serve` process received, admitted and decoded, and sent
+        here as its pickled `UploadResult` because this process owns its series (`Router.forward_decoded`).
+        Raises as `ingest` does (the sink's errors)."""
+        result = pickle.loads(pickled)
+        if not isinstance(result, UploadResult):
+            raise DecoderCrashedError(f"internal error: a decoded upload holds a {type(result).__name__}")
+        return await self._keep(tenant, UploadRequest(dialect, b""), result)
+
+    async def _keep(self, tenant: str, request: UploadRequest, result: UploadResult) -> IngestOutcome:
+        """Hand a decoded upload to the sink and count it."""
         kept = self._sink(tenant, request, result)
         if kept is not None:
             await self._owned(kept)
@@ -325,10 +355,17 @@ class IngestCore:
             small = self._decode_inline(request)
             if small is not None:
                 return small
+        result: UploadResult = await self._in_worker(_decode_in_worker, request)
+        return result
+
+    async def _in_worker(
+        self, call: Callable[[_WorkerContext, UploadRequest], tuple[_T, dict[str, int], float]], request: UploadRequest
+    ) -> _T:
+        """Decode `request` in a worker with `call`; its result. Counts what decoding decided."""
         pool = self._pool
         assert pool is not None
         try:
-            decoded: tuple[UploadResult, dict[str, int], float] = await pool.submit(_decode_in_worker, request)
+            decoded: tuple[_T, dict[str, int], float] = await pool.submit(call, request)
             result, truncated, seconds = decoded
         except InvalidProfileError as exc:
             self._telemetry.rejected.labels(exc.reason.value).inc()
