@@ -34,7 +34,8 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 COPY build/image/wheels/ /wheels/
 
-# Wheels only (no sdists: the final image has no compiler and this stage needs none), then drop pip,
+# Wheels only (no sdists: the final image has no compiler and this stage needs none; the package's wheel
+# carries its C extension, compiled on the host for CPython 3.11 and Debian 12's C library), then drop pip,
 # setuptools and wheel from the virtualenv: nothing installs packages at run time.
 RUN python3 -m venv /opt/otel-leakproc \
  && /opt/otel-leakproc/bin/pip install --find-links /wheels --only-binary=:all: otel-leakproc \

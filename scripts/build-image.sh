@@ -29,7 +29,8 @@ fi
 start=$(date +%s)
 rm -rf "$WHEELS"
 mkdir -p "$WHEELS"
-# Binary wheels only for the dependencies: the image has no compiler. The package itself is built here.
+# Binary wheels only for the dependencies: the image has no compiler. The package itself is built here,
+# with its C extension (needs gcc and the Python headers on this host).
 # The image's Python is Debian's 3.11.2, the host's may be newer: dependencies that only an older 3.11 needs
 # (redis wants async-timeout below 3.11.3) are not resolved here, so they are named explicitly.
 "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$WHEELS" \

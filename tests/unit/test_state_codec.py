@@ -284,6 +284,31 @@ def test_records_of_codec_version_1_and_detector_state_version_2_still_restore()
         assert restored.update(summary) == reference.update(summary)
 
 
+@pytest.mark.parametrize(
+    ("name", "scenario", "kind"),
+    [("heap", "steady_leak", ProfileKind.HEAP), ("mutex", "lock_contention", ProfileKind.MUTEX)],
+)
+def test_checkpoints_of_detector_state_version_6_still_restore(name: str, scenario: str, kind: ProfileKind) -> None:
+    """Committed checkpoints written by the release before state version 7 (tests/testdata/state/
+    make_state6_checkpoints.py, the first 41 profiles of a corpus series): restored, the series goes on
+    exactly as one fed every profile."""
+    summaries = _summaries(CORPORA[0] / scenario / name)
+    state_dir = Path(__file__).parents[1] / "testdata" / "state"
+    (record,), tail = read_frames((state_dir / f"checkpoint_state6_{name}.bin").read_bytes())
+    assert tail is None
+    key = SeriesKey("t", scenario, "pod-1", kind)
+    state = checkpoint_state(record.payload)
+    assert state["version"] == 6
+    assert len(state["sites"]["moves"]) == len(state["sites"]["ids"]) > 0  # each value's move from the value order
+    restored = SeriesDetector.from_state(key, CONFIG, state)
+    reference = SeriesDetector(key, CONFIG)
+    for summary in summaries[:41]:
+        reference.update(summary)
+    assert restored.report() == reference.report()
+    for summary in summaries[41:]:
+        assert restored.update(summary) == reference.update(summary)
+
+
 @pytest.mark.parametrize("dtype", ["<f8", "<f4", "<i8", "<i4", "<i2", "<u2", "|i1", "|u1"])
 def test_a_column_block_gives_every_array_back_bit_for_bit(dtype: str) -> None:
     rng = np.random.default_rng(3)

@@ -94,11 +94,12 @@ def _grid_state(grid: Grid, ref: Callable[[str], int], pack: Callable[..., Any] 
     return state
 
 
-def new_grid(kind: ProfileKind, columns: int) -> Grid:
-    """An empty grid for a series of `kind` (see `value_scale`)."""
+def new_grid(kind: ProfileKind, columns: int, ordered: bool = True) -> Grid:
+    """An empty grid for a series of `kind` (see `value_scale`); `ordered=False`: one that keeps no naming
+    order (goroutine groups: nothing ranks them, see `Grid`)."""
     if kind in (ProfileKind.MUTEX, ProfileKind.BLOCK):
-        return CounterGrid(columns)
-    return Grid(columns, scale=value_scale(kind))
+        return CounterGrid(columns, ordered=ordered)
+    return Grid(columns, scale=value_scale(kind), ordered=ordered)
 
 
 def _restore_grid(grid: Grid, names: list[str], g: Mapping[str, Any], version: int) -> None:
@@ -249,7 +250,7 @@ class SeriesDetector:
         columns = history_columns(config.max_points, config.fine_points)
         self.points = Points(columns)
         self._sites = new_grid(key.kind, columns)
-        self._groups = new_grid(key.kind, columns)
+        self._groups = new_grid(key.kind, columns, ordered=False)  # (read by name, never ranked)
         self._last_groups: dict[str, tuple[int, int, int]] = {}  # the newest point's: count, wait, leaked
         self.meta: dict[str, SiteMeta] = {}
         self.profiles = 0

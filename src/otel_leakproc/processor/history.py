@@ -52,36 +52,60 @@ VALUE_DTYPE = np.float32  # the FLOAT32 scale's dtype (and that of states versio
 
 
 class ValueScale:
-    """How a grid stores values: as `dtype` codes; `encode` (values to codes) and `decode` (codes to float64)."""
+    """How a grid stores values: as `dtype` codes; `encode` (values to codes) and `decode` (codes to float64).
 
-    __slots__ = ("dtype", "name")
+    `absent` is the code a grid holds where a point did not name a value (float scales: NaN; the 16-bit
+    scales reserve a code no value encodes to); it decodes to 0."""
 
-    def __init__(self, name: str, dtype: type[np.generic]) -> None:
+    __slots__ = ("absent", "dtype", "name")
+
+    def __init__(self, name: str, dtype: type[np.generic], absent: Any = math.nan) -> None:
         self.name = name
         self.dtype = dtype
+        self.absent = absent
 
     def encode(self, values: Any) -> npt.NDArray[Any]:
         return np.asarray(values, dtype=self.dtype)
 
     def decode(self, codes: npt.NDArray[Any]) -> FloatArray:
-        result: FloatArray = codes.astype(np.float64)
+        result: FloatArray = np.nan_to_num(codes.astype(np.float64), nan=0.0, posinf=np.inf, neginf=-np.inf)
         return result
+
+    def present(self, codes: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+        """Where `codes` hold a value (not the `absent` code)."""
+        result: npt.NDArray[np.bool_] = ~np.isnan(codes)
+        return result
+
+    def stored(self, codes: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """Codes as written by a checkpoint, made valid values (float scales: as they are)."""
+        return codes
 
 
 # Levels: codes below 2**15 are the value itself; code 2**15 + k is 2**15 * 2 ** (k / LEVEL_STEPS).
 LEVEL_STEPS = 1024
 _LEVEL_SPLIT = 1 << 15
+_LEVEL_ABSENT = 0xFFFF  # no value: the largest code, which values reach only past 2**47 (clamped to 0xFFFE)
 _LEVEL_TABLE = np.concatenate(
     [np.arange(_LEVEL_SPLIT, dtype=np.float64), _LEVEL_SPLIT * np.exp2(np.arange(_LEVEL_SPLIT) / LEVEL_STEPS)]
 )
+_LEVEL_TABLE[_LEVEL_ABSENT] = 0.0
 _LEVEL_TABLE.setflags(write=False)
 
 
 class LevelScale(ValueScale):
     """Levels in 16 bits (see `LEVELS`): exact whole numbers below 2**15, then log steps to 2**47. Negative
-    values and NaN are stored as 0, values past 2**47 as 2**47 (none occur in profiles)."""
+    values and NaN are stored as 0, values past 2**47 as 2**47 (none occur in profiles). Code 0xFFFF is
+    `absent` (before state version 7 the largest level; such codes are read as 0xFFFE)."""
 
     __slots__ = ()
+
+    def present(self, codes: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+        result: npt.NDArray[np.bool_] = codes != _LEVEL_ABSENT
+        return result
+
+    def stored(self, codes: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        result: npt.NDArray[Any] = np.minimum(codes, _LEVEL_ABSENT - 1)
+        return result
 
     def encode(self, values: Any) -> npt.NDArray[Any]:
         v = np.array(values, dtype=np.float64)
@@ -90,7 +114,7 @@ class LevelScale(ValueScale):
         if big.any():
             codes[big] = np.rint(np.log2(v[big] / _LEVEL_SPLIT) * LEVEL_STEPS) + _LEVEL_SPLIT
         codes[~(codes >= 0)] = 0  # negative values and NaN
-        np.minimum(codes, 65535, out=codes)
+        np.minimum(codes, _LEVEL_ABSENT - 1, out=codes)
         return codes.astype(np.uint16)
 
     def decode(self, codes: npt.NDArray[Any]) -> FloatArray:
@@ -98,9 +122,9 @@ class LevelScale(ValueScale):
         return result
 
 
-FLOAT32 = ValueScale("float32", np.float32)
+FLOAT32 = ValueScale("float32", np.float32)  # (absent: NaN, as for every float scale)
 FLOAT64 = ValueScale("float64", np.float64)  # (no rounding: `CounterGrid.merge`'s working copy)
-LEVELS = LevelScale("levels16", np.uint16)
+LEVELS = LevelScale("levels16", np.uint16, _LEVEL_ABSENT)
 SCALES = {scale.name: scale for scale in (FLOAT32, LEVELS)}
 
 COMPACT_FINE_POINTS = 60  # `processor.fine_points` of the compact history (benchmarks, studies)
@@ -282,13 +306,20 @@ class Grid:
     The detectors need site-by-point matrices after every profile; the grid is the only place the site
     values (and goroutine group counts) of the history are kept. Columns form a ring over the history
     (its length bounds them); a row lives while its name appears in at least one point of the history
-    and is then reused, so rows track the live names only. `pos` keeps each value's position within its
-    point (-1: absent), which reproduces the first-seen order rankings break ties with.
+    and is then reused, so rows track the live names only. A value a point does not name holds the scale's
+    `absent` code (see `ValueScale`): presence is exact (a site named with 0 keeps its row), and absent
+    values read as 0.
 
-    Dense while at most `max_rows` names are live (values as codes of its `scale`, see `ValueScale`; positions
-    int8, widened when a profile names more than 127); past that it turns sparse until cleared (per column: the
-    row ids in point order and their values, as many as the profile named), so churning names cost per
-    value, not per name x point. Both forms answer alike.
+    The order in which each profile named its values (what rankings break ties with: first seen first) is
+    kept only where it differs from the value order (see "naming order" below): `ties` (two bits per value,
+    allocated when first needed) where values of one code were named out of name order, `exceptions` the
+    whole naming order of a point that these do not give (merged points, or profiles that name sites out of
+    value order). Grids built with `ordered=False` (goroutine groups, which nothing ranks)
+    keep no order: they read back in value order.
+
+    Dense while at most `max_rows` names are live (values as codes of its `scale`); past that it turns sparse
+    until cleared (per column: the row ids in naming order and their values, as many as the profile named), so
+    churning names cost per value, not per name x point. Both forms answer alike.
     """
 
     __slots__ = (
@@ -296,32 +327,38 @@ class Grid:
         "columns",
         "count",
         "dtype",
+        "exceptions",
         "index",
         "max_rows",
         "n",
         "names",
+        "ordered",
         "overflow",
-        "pos",
         "scale",
         "sparse",
         "start",
+        "ties",
         "values",
     )
 
-    def __init__(self, columns: int, max_rows: int | None = None, scale: ValueScale = FLOAT32) -> None:
+    def __init__(
+        self, columns: int, max_rows: int | None = None, scale: ValueScale = FLOAT32, ordered: bool = True
+    ) -> None:
         self.columns = columns
         self.scale = scale
         self.dtype = scale.dtype  # of the stored codes
         self.max_rows = MAX_GRID_ROWS if max_rows is None else max_rows
+        self.ordered = ordered
         self.overflow = False  # sparse form: too many live names for the dense one
         self.start = 0
         self.n = 0
         self.index: dict[str, int] = {}
         self.names: list[str] = []
         self._free: list[int] = []
-        self.values = np.zeros((0, columns), dtype=self.dtype)
-        self.pos = np.full((0, columns), -1, dtype=np.int8)
-        self.count = np.zeros(0, dtype=np.int64)
+        self.values = np.full((0, columns), scale.absent, dtype=self.dtype)
+        self.count = np.zeros(0, dtype=np.int32)
+        self.ties: npt.NDArray[np.uint8] | None = None  # rows x ceil(columns / 4) 2-bit fields
+        self.exceptions: dict[int, npt.NDArray[np.int16]] | None = None  # column: its rows in naming order
         self.sparse: list[tuple[npt.NDArray[np.int32], npt.NDArray[Any]] | None] = []  # row ids, codes
 
     @property
@@ -329,7 +366,7 @@ class Grid:
         return len(self.index)
 
     def clear(self) -> None:
-        self.__init__(self.columns, self.max_rows, self.scale)  # type: ignore[misc]
+        self.__init__(self.columns, self.max_rows, self.scale, self.ordered)  # type: ignore[misc]
 
     def _row(self, name: str) -> int:
         row = self.index.get(name)
@@ -343,16 +380,25 @@ class Grid:
             self.names.append(name)
             if row >= len(self.count):
                 grow = max(16, len(self.count) // 4)  # rows are most of a series' memory: small steps
-                self.count = np.concatenate([self.count, np.zeros(grow, dtype=np.int64)])
+                self.count = np.concatenate([self.count, np.zeros(grow, dtype=self.count.dtype)])
                 if not self.overflow:
-                    self.values = np.vstack([self.values, np.zeros((grow, self.columns), dtype=self.dtype)])
-                    self.pos = np.vstack([self.pos, np.full((grow, self.columns), -1, dtype=self.pos.dtype)])
+                    fill = np.full((grow, self.columns), self.scale.absent, dtype=self.dtype)
+                    self.values = np.vstack([self.values, fill])
+                    if self.ties is not None:
+                        self.ties = np.vstack([self.ties, np.zeros((grow, self.ties.shape[1]), dtype=np.uint8)])
         self.index[name] = row
         return row
 
     def append(self, items: Iterable[tuple[str, float]], codes: npt.NDArray[Any] | None = None) -> None:
         """Add a point: its (name, value) pairs in the order its profile named them (or with `codes`, the
         values' codes already, in that order; the pairs' values are then not read)."""
+        self._append(items, codes, order=True)
+
+    def _append(
+        self, items: Iterable[tuple[str, float]], codes: npt.NDArray[Any] | None, order: bool
+    ) -> tuple[int, npt.NDArray[np.intp]] | None:
+        """`append`; keeps the point's naming order when `order`. Returns its column and rows in naming
+        order (dense form, values named), else None."""
         if self.n == self.columns:
             self.resize(self.columns + max(4, self.columns // 2))
         col = (self.start + self.n) % self.columns
@@ -361,14 +407,12 @@ class Grid:
         if not pairs:
             if self.overflow:
                 self.sparse[col] = None
-            return
+            return None
         if codes is None:
             codes = self.scale.encode([value for _, value in pairs])
         if self.overflow:
             self._append_sparse(col, pairs, codes)
-            return
-        if len(pairs) > np.iinfo(self.pos.dtype).max:
-            self.pos = self.pos.astype(position_dtype(len(pairs)))
+            return None
         index = self.index
         known = [index.get(name, -1) for name, _ in pairs]
         if -1 not in known and len(set(known)) == len(known):
@@ -376,35 +420,41 @@ class Grid:
             # one): one scatter per array instead of a Python step per value.
             rows = np.array(known, dtype=np.intp)
             self.values[rows, col] = codes
-            self.pos[rows, col] = np.arange(len(rows))
             self.count[rows] += 1
-            return
-        values, pos, count = self.values, self.pos, self.count
-        for i, (name, _) in enumerate(pairs):
-            row = self.index.get(name)
-            if row is None:
-                if len(self.index) >= self.max_rows:
-                    self._to_sparse(col, i)
-                    self._append_sparse(col, pairs, codes, i)
-                    return
-                row = self._row(name)
-                values, pos, count = self.values, self.pos, self.count
-            values[row, col] = codes[i]
-            pos[row, col] = i
-            count[row] += 1
+        else:
+            named: list[int] = []
+            for i, (name, _) in enumerate(pairs):
+                row = index.get(name)
+                if row is None:
+                    if len(index) >= self.max_rows:
+                        self._to_sparse(col, named)
+                        self._append_sparse(col, pairs, codes, i)
+                        return None
+                    row = self._row(name)
+                self.values[row, col] = codes[i]
+                self.count[row] += 1
+                named.append(row)
+            rows = np.array(named, dtype=np.intp)
+        if order:
+            self._keep_order(col, rows)
+        return col, rows
 
-    def _to_sparse(self, col: int, done: int) -> None:
-        """Switch to the sparse form; column `col` holds the first `done` values of the point being added."""
+    def _to_sparse(self, col: int, named: list[int]) -> None:
+        """Switch to the sparse form; column `col` holds the values of the point being added so far (the
+        rows `named`, in naming order)."""
         self.sparse = [None] * self.columns
-        for c in [int(c) for c in self.order()]:
-            rows = np.flatnonzero(self.pos[: len(self.names), c] >= 0)
-            if c == col:
-                rows = rows[self.pos[rows, c] < done]
-            rows = rows[np.argsort(self.pos[rows, c], kind="stable")]
-            self.sparse[c] = (rows.astype(np.int32), self.values[rows, c].copy())
+        done = self.order()[:-1]  # every point but the one being added
+        if len(done):
+            order, counts = self.naming(done)
+            for j, c in enumerate(done.tolist()):
+                rows = order[: counts[j], j]
+                self.sparse[c] = (rows.astype(np.int32), self.values[rows, c].copy())
+        head = np.array(named, dtype=np.intp)
+        self.sparse[col] = (head.astype(np.int32), self.values[head, col].copy())
         self.overflow = True
-        self.values = np.zeros((0, self.columns), dtype=self.dtype)
-        self.pos = np.full((0, self.columns), -1, dtype=np.int8)
+        self.values = np.full((0, self.columns), self.scale.absent, dtype=self.dtype)
+        self.ties = None
+        self.exceptions = None
 
     def _append_sparse(self, col: int, pairs: list[tuple[str, float]], codes: npt.NDArray[Any], done: int = 0) -> None:
         head = self.sparse[col]
@@ -419,7 +469,12 @@ class Grid:
         if self.overflow:
             entry = self.sparse[col]
             return np.zeros(0, dtype=np.intp) if entry is None else entry[0].astype(np.intp)
-        return np.flatnonzero(self.pos[: len(self.names), col] >= 0)
+        return np.flatnonzero(self.scale.present(self.values[: len(self.names), col]))
+
+    def _first_rows(self) -> npt.NDArray[np.intp]:
+        """Rows of the oldest point in naming order (dense form)."""
+        order, counts = self.naming(np.array([self.start]))
+        return order[: counts[0], 0]
 
     def first_items(self) -> list[tuple[str, float]]:
         """(name, value) of the oldest point, in the order its profile named them."""
@@ -430,8 +485,7 @@ class Grid:
                 return []
             values = self.scale.decode(entry[1]).tolist()
             return [(self.names[r], v) for r, v in zip(entry[0].tolist(), values, strict=True)]
-        rows = self._column_rows(col)
-        rows = rows[np.argsort(self.pos[rows, col], kind="stable")]
+        rows = self._first_rows()
         values = self.scale.decode(self.values[rows, col]).tolist()
         return [(self.names[r], v) for r, v in zip(rows.tolist(), values, strict=True)]
 
@@ -441,8 +495,8 @@ class Grid:
         if self.overflow:
             self.sparse[col] = None
         else:
-            self.values[rows, col] = 0
-            self.pos[rows, col] = -1
+            self.values[rows, col] = self.scale.absent
+            self._forget_order(np.array([col]))
         self.count[rows] -= 1
         for row in rows[self.count[rows] == 0].tolist():
             del self.index[self.names[row]]
@@ -453,6 +507,205 @@ class Grid:
     def order(self) -> npt.NDArray[np.intp]:
         """Column of each point, oldest first."""
         return (self.start + np.arange(self.n)) % self.columns
+
+    # -- naming order: the value order, with the tie fields and exceptions a point has ------------------
+    #
+    # A point's value order: its values by code descending (counter grids: by counter descending, the
+    # counters as the grid reads them), equal ones by name. Profiles name their sites by value (the decoders
+    # rank them by value, then name), so a point's naming order is its value order but within runs of values
+    # that share a code (16-bit levels round values within 0.07% to one code) and that the profile named by
+    # their exact values. Each value of such a run keeps its position in the naming order relative to the
+    # name order, (p - q) mod 4, in a 2-bit field (`ties`, allocated when first needed): runs of up to 4
+    # values. Any other order (a longer run out of name order, values not named by value) is kept whole
+    # (`exceptions`).
+
+    def _order_keys(self, cols: npt.NDArray[np.intp]) -> npt.NDArray[Any]:
+        """What the value order of columns `cols` sorts by, descending (rows x columns): the codes."""
+        codes = self.values[: len(self.names)][:, cols]
+        keys: npt.NDArray[Any] = codes.astype(np.float64) if codes.dtype.kind == "f" else codes.astype(np.int64)
+        return keys
+
+    def _name_ranks(self) -> npt.NDArray[np.intp]:
+        names = self.names
+        ranks = np.empty(len(names), dtype=np.intp)
+        ranks[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+        return ranks
+
+    def _value_order(
+        self, cols: npt.NDArray[np.intp]
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[Any]]:
+        """The value order of columns `cols`: rows x columns of row ids (present rows first), the count of
+        present rows per column, and the keys in that order."""
+        height = len(self.names)
+        present = self.scale.present(self.values[:height][:, cols])
+        counts = present.sum(axis=0)
+        keys = self._order_keys(cols)
+        ranks = np.broadcast_to(self._name_ranks()[:, None], keys.shape)
+        canonical: npt.NDArray[np.intp] = np.lexsort((ranks, -keys, ~present), axis=0)
+        return canonical, counts, np.take_along_axis(keys, canonical, axis=0)
+
+    @staticmethod
+    def _runs(
+        sorted_keys: npt.NDArray[Any], counts: npt.NDArray[np.intp]
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """For each place of a value order: the start of its run of equal keys and the run's length (the
+        present rows' runs; the absent rows after them form runs of their own)."""
+        height = sorted_keys.shape[0]
+        at = np.arange(height)[:, None]
+        new = np.ones(sorted_keys.shape, dtype=bool)
+        new[1:] = sorted_keys[1:] != sorted_keys[:-1]
+        new |= at == counts[None, :]
+        start = np.maximum.accumulate(np.where(new, at, 0), axis=0)
+        marks = np.where(new, at, height)
+        following = np.full(sorted_keys.shape, height, dtype=np.intp)
+        following[:-1] = np.flip(np.minimum.accumulate(np.flip(marks[1:], axis=0), axis=0), axis=0)
+        return start, following - start
+
+    def naming(self, cols: npt.NDArray[np.intp]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """The naming order of columns `cols` (dense form): rows x columns of row ids, each column's first
+        `counts[j]` its values' rows in the order the profile named them (then the absent rows); and counts."""
+        height = len(self.names)
+        if not height:
+            return np.zeros((0, len(cols)), dtype=np.intp), np.zeros(len(cols), dtype=np.intp)
+        canonical, counts, sorted_keys = self._value_order(cols)
+        if not self.ordered or (self.ties is None and not self.exceptions):
+            return canonical, counts
+        named = canonical
+        if self.ties is not None:
+            fields = self._fields(canonical, np.broadcast_to(cols[None, :], canonical.shape))
+            if fields.any():
+                start, length = self._runs(sorted_keys, counts)
+                at = np.arange(height)[:, None]
+                place = at - start
+                moved = np.where(length <= 4, start + ((place + fields) & 3), at)
+                named = np.empty_like(canonical)
+                np.put_along_axis(named, moved, canonical, axis=0)
+        if self.exceptions:
+            for j, col in enumerate(cols.tolist()):
+                whole = self.exceptions.get(col)
+                if whole is not None:
+                    named = named if named is not canonical else canonical.copy()
+                    named[: len(whole), j] = whole
+        return named, counts
+
+    def _positions(self, named: npt.NDArray[np.intp], counts: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+        """Each row's position within each column of a `naming` result (-1: absent)."""
+        height, width = named.shape
+        positions = np.full((len(self.names), width), -1, dtype=np.intp)
+        i, j = np.nonzero(np.arange(height)[:, None] < counts[None, :])
+        positions[named[i, j], j] = i
+        return positions
+
+    def _fields(self, rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+        """The 2-bit tie fields of (rows, cols)."""
+        assert self.ties is not None
+        shift = ((cols & 3) << 1).astype(np.uint8)
+        result: npt.NDArray[np.intp] = ((self.ties[rows, cols >> 2] >> shift) & 3).astype(np.intp)
+        return result
+
+    def _keep_order(self, col: int, rows: npt.NDArray[np.intp]) -> None:
+        """Keep the naming order of the newest column `col` (its rows in naming order): nothing when it is
+        the value order (values strictly descending, the usual case), else its tie fields or itself."""
+        if not self.ordered or len(rows) < 2:
+            return
+        keys = self._newest_keys(col, rows)
+        if (keys[:-1] > keys[1:]).all():
+            return
+        names = self.names
+        ranks = np.empty(len(rows), dtype=np.intp)
+        ranks[sorted(range(len(rows)), key=lambda i: names[rows[i]])] = np.arange(len(rows))
+        by_value = np.lexsort((ranks, -keys))
+        self._store_order(
+            np.array([col]), rows[by_value][:, None], rows[:, None], np.array([len(rows)]), keys[by_value][:, None]
+        )
+
+    def _newest_keys(self, col: int, rows: npt.NDArray[np.intp]) -> npt.NDArray[Any]:
+        """`_order_keys` of the newest column, for `rows`."""
+        codes = self.values[rows, col]
+        keys: npt.NDArray[Any] = codes.astype(np.float64) if codes.dtype.kind == "f" else codes.astype(np.int64)
+        return keys
+
+    def _store_order(
+        self,
+        cols: npt.NDArray[np.intp],
+        canonical: npt.NDArray[np.intp],
+        named: npt.NDArray[np.intp],
+        counts: npt.NDArray[np.intp],
+        sorted_keys: npt.NDArray[Any],
+    ) -> None:
+        """Keep the naming orders `named` of columns `cols` (whose order state is clear) given their value
+        orders `canonical` and its keys (rows x columns, the first `counts` of each column meaningful)."""
+        height = canonical.shape[0]
+        at = np.arange(height)[:, None]
+        within = at < counts[None, :]
+        differ = (named != canonical) & within
+        if not differ.any():
+            return
+        start, length = self._runs(sorted_keys, counts)
+        # Named by value (each place's key as in the value order), runs out of name order at most 4 long.
+        rows_at = np.zeros(len(self.names), dtype=np.intp)
+        keyed = np.ones(canonical.shape, dtype=bool)
+        for k in np.flatnonzero(differ.any(axis=0)).tolist():
+            rows_at[canonical[: counts[k], k]] = np.arange(counts[k])
+            keyed[: counts[k], k] = sorted_keys[rows_at[named[: counts[k], k]], k] == sorted_keys[: counts[k], k]
+        whole = (differ & (length > 4)).any(axis=0) | ~keyed.all(axis=0)
+        fit = differ.any(axis=0) & ~whole
+        if fit.any():
+            place = at - start  # q of canonical[i], p of named[i]
+            q = np.zeros((len(self.names), len(cols)), dtype=np.intp)
+            p = np.zeros_like(q)
+            i, j = np.nonzero(within & fit[None, :])
+            q[canonical[i, j], j] = place[i, j]
+            p[named[i, j], j] = place[i, j]
+            field = (p - q) & 3
+            r, jj = np.nonzero(field)
+            if len(r):
+                if self.ties is None:
+                    self.ties = np.zeros((len(self.count), (self.columns + 3) // 4), dtype=np.uint8)
+                c = cols[jj]
+                # Fields of one byte do not overlap: their sum is their union (bincount, not ufunc.at, whose
+                # caches stay allocated).
+                width = self.ties.shape[1]
+                union = np.bincount(r * width + (c >> 2), field[r, jj] << ((c & 3) << 1), self.ties.size)
+                self.ties |= union.astype(np.uint8).reshape(self.ties.shape)
+        for k in np.flatnonzero(whole).tolist():
+            if self.exceptions is None:
+                self.exceptions = {}
+            self.exceptions[int(cols[k])] = named[: counts[k], k].astype(np.int16)
+
+    def _forget_order(self, cols: npt.NDArray[np.intp]) -> None:
+        """Clear the order state of columns `cols`."""
+        if self.ties is not None:
+            for c in cols.tolist():
+                self.ties[:, c >> 2] &= np.uint8(0xFF ^ (3 << ((c & 3) << 1)))
+        if self.exceptions:
+            for c in cols.tolist():
+                self.exceptions.pop(c, None)
+
+    def _move_order(self, old: npt.NDArray[np.intp], new: npt.NDArray[np.intp], columns: int) -> None:
+        """Keep the order state of columns `old` as columns `new` (of `columns`), forgetting the rest."""
+        if self.ties is not None:
+            shifts = np.arange(0, 8, 2, dtype=np.uint8)
+            fields = ((self.ties[:, :, None] >> shifts) & 3).reshape(len(self.ties), -1)
+            moved = np.zeros((len(fields), -(-columns // 4) * 4), dtype=np.uint8)
+            moved[:, new] = fields[:, old]
+            packed = (moved.reshape(len(moved), -1, 4) << shifts).sum(axis=2, dtype=np.uint8)
+            self.ties = packed if packed.any() else None
+        if self.exceptions:
+            where = dict(zip(old.tolist(), new.tolist(), strict=True))
+            self.exceptions = {where[c]: e for c, e in self.exceptions.items() if c in where} or None
+
+    def _order_from_positions(self, positions: npt.NDArray[np.intp]) -> None:
+        """Keep the naming order of every point given each row's position within it (rows x points, -1:
+        absent; a restore)."""
+        if not self.ordered or not self.n or not len(self.names):
+            return
+        cols = self.order()
+        named = np.argsort(np.where(positions >= 0, positions, np.iinfo(np.intp).max), axis=0, kind="stable")
+        self.ties = None
+        self.exceptions = None
+        canonical, counts, sorted_keys = self._value_order(cols)
+        self._store_order(cols, canonical, named, counts, sorted_keys)
 
     def merge(self, first: int, count: int, quantized: bool) -> None:
         """Merge points `first` .. `first + count - 1` (in point order) into one: each name's mean value
@@ -484,26 +737,24 @@ class Grid:
                 self.sparse[int(c)] = None
         else:
             height = len(self.names)
-            pos = self.pos[:height][:, cols]
+            named, counts = self.naming(cols)
+            pos = self._positions(named, counts)
             present = pos >= 0
             seen = present.sum(axis=1)
             rows = np.flatnonzero(seen)
             merged = self.scale.decode(self.values[:height][:, cols]).sum(axis=1) / count
             first_col = present[rows].argmax(axis=1)
             ranking = np.lexsort((pos[rows, first_col], first_col))  # first seen first
-            if len(rows) > np.iinfo(self.pos.dtype).max:
-                self.pos = self.pos.astype(position_dtype(len(rows)))
-            new_pos = np.full(height, -1, dtype=self.pos.dtype)
-            new_pos[rows[ranking]] = np.arange(len(rows))
             self.count[rows] -= seen[rows] - 1
-            self.values[:height, target] = self.scale.encode(snap(merged) if quantized else merged)
-            self.pos[:height, target] = new_pos
+            codes = np.full(height, self.scale.absent, dtype=self.dtype)
+            codes[rows] = self.scale.encode(snap(merged[rows]) if quantized else merged[rows])
+            self.values[:height, target] = codes
             src, dst = order[first + count :], order[first + 1 : self.n - count + 1]
             self.values[:, dst] = self.values[:, src]
-            self.pos[:, dst] = self.pos[:, src]
             freed = order[self.n - count + 1 :]
-            self.values[:, freed] = 0
-            self.pos[:, freed] = -1
+            self.values[:, freed] = self.scale.absent
+            self._move_order(np.concatenate([order[:first], src]), np.concatenate([order[:first], dst]), self.columns)
+            self._keep_order(target, rows[ranking])
         self.n -= count - 1
 
     def resize(self, columns: int) -> None:
@@ -515,11 +766,10 @@ class Grid:
                 sparse[i] = self.sparse[c]
             self.sparse = sparse
         else:
-            values = np.zeros((len(self.values), columns), dtype=self.dtype)
-            pos = np.full((len(self.pos), columns), -1, dtype=self.pos.dtype)
+            values = np.full((len(self.values), columns), self.scale.absent, dtype=self.dtype)
             values[:, : self.n] = self.values[:, order]
-            pos[:, : self.n] = self.pos[:, order]
-            self.values, self.pos = values, pos
+            self.values = values
+            self._move_order(order, np.arange(self.n), columns)
         self.columns = columns
         self.start = 0
 
@@ -531,19 +781,12 @@ class Grid:
     def coded_entries(self) -> tuple[npt.NDArray[np.intp], npt.NDArray[Any], npt.NDArray[np.intp]]:
         """`entries` with the values as stored (codes of the grid's `scale`)."""
         if not self.overflow:
-            # Positions within a point are 0..len-1 (one per name it named): scatter, no sort needed.
             order = self.order()
-            sub = self.pos[: len(self.names)][:, order]
-            rows, points = np.nonzero(sub >= 0)
-            lengths = np.bincount(points, minlength=self.n)
-            dest = (np.cumsum(lengths) - lengths)[points] + sub[rows, points]
-            out_rows = np.empty(len(rows), dtype=np.intp)
-            out_values = np.empty(len(rows), dtype=self.dtype)
-            out_points = np.empty(len(rows), dtype=np.intp)
-            out_rows[dest] = rows
-            out_values[dest] = self.values[rows, order[points]]
-            out_points[dest] = points
-            return out_rows, out_values, out_points
+            named, counts = self.naming(order)
+            within = (np.arange(named.shape[0])[:, None] < counts[None, :]).T
+            rows = named.T[within]
+            points = np.repeat(np.arange(self.n), counts)
+            return rows, self.values[rows, order[points]], points
         parts = [self.sparse[int(c)] for c in self.order()]
         lengths = np.array([0 if p is None else len(p[0]) for p in parts], dtype=np.intp)
         kept = [p for p in parts if p is not None]
@@ -576,20 +819,42 @@ class Grid:
         if self.overflow:
             names = self._ranked_sparse(limit, exclude)
             return names, self.matrix(names)
+        rows = self._ranked_rows(exclude)
+        values = self.scale.decode(self.values[np.ix_(rows, self.order())])
+        return self._rank(rows, values, values > 0, limit)
+
+    def _ranked_rows(self, exclude: str) -> npt.NDArray[np.intp]:
         excluded = self.index.get(exclude, -1)
         rows = np.fromiter(self.index.values(), dtype=np.intp, count=len(self.index))
-        rows = rows[rows != excluded]
-        order = self.order()
-        values = self.scale.decode(self.values[np.ix_(rows, order)])
-        positive = values > 0
+        kept: npt.NDArray[np.intp] = rows[rows != excluded]
+        return kept
+
+    def _rank(
+        self, rows: npt.NDArray[np.intp], values: FloatArray, positive: npt.NDArray[np.bool_], limit: int
+    ) -> tuple[list[str], FloatArray]:
+        """Rows with a positive value by peak descending, then first seen (the first point with a positive
+        value, then the position within it), the first `limit`: their names and values."""
         keep = positive.any(axis=1)
         rows, values, positive = rows[keep], values[keep], positive[keep]
         if not len(rows):
             return [], np.zeros((0, self.n))
         peaks = values.max(axis=1)
         first_col = positive.argmax(axis=1)
-        first_pos = self.pos[rows, order[first_col]]
-        ranking = np.lexsort((first_pos, first_col, -peaks))[:limit]
+        ranking = np.lexsort((first_col, -peaks))
+        peak_at, col_at = peaks[ranking], first_col[ranking]
+        tied = (peak_at[1:] == peak_at[:-1]) & (col_at[1:] == col_at[:-1])
+        if tied.any():
+            # Equal peaks first positive at the same point: their positions within it decide.
+            need = np.zeros(len(rows), dtype=bool)
+            need[ranking[1:][tied]] = need[ranking[:-1][tied]] = True
+            wanted = self.order()[first_col[need]].tolist()
+            cols = sorted(set(wanted))  # (not np.unique: it leaves numpy's cumsum caches holding ~8 KiB)
+            inverse = np.array([cols.index(c) for c in wanted], dtype=np.intp)
+            positions = self._positions(*self.naming(np.array(cols, dtype=np.intp)))
+            first_pos = np.zeros(len(rows), dtype=np.intp)
+            first_pos[need] = positions[rows[need], inverse]
+            ranking = np.lexsort((first_pos, first_col, -peaks))
+        ranking = ranking[:limit]
         return [self.names[row] for row in rows[ranking].tolist()], values[ranking]
 
     def _ranked_sparse(self, limit: int, exclude: str) -> list[str]:
@@ -639,9 +904,9 @@ class Grid:
         live = sorted(self.index)
         dtype = next(d for d in (np.int8, np.int16, np.int32) if len(live) <= np.iinfo(d).max)
         by_name = np.array([self.index[name] for name in live], dtype=np.intp)
-        cells = np.ix_(by_name, self.order())
-        pos = np.ascontiguousarray(self.pos[cells].T)  # points x ids
-        codes2d = np.ascontiguousarray(self.values[cells].T)
+        order = self.order()
+        pos = np.ascontiguousarray(self._positions(*self.naming(order))[by_name].T)  # points x ids
+        codes2d = np.ascontiguousarray(self.values[np.ix_(by_name, order)].T)
         present = pos >= 0
         width = len(live)
         keys = _value_keys(np.arange(width), codes2d)
@@ -670,9 +935,22 @@ class Grid:
         scale's code dtype are taken as codes (`export(coded=True)`), any other as values to encode. With
         `positions` (each value's position within its point, `naming_positions`), the values of a point may
         come in any order (`export_by_id`'s)."""
+        at = self._restore_values(names, lengths, ids, values, positions)
+        if at is not None:
+            self._order_from_positions(at)
+
+    def _restore_values(
+        self,
+        names: list[str],
+        lengths: npt.NDArray[Any],
+        ids: npt.NDArray[Any],
+        values: npt.NDArray[Any],
+        positions: npt.NDArray[Any] | None,
+    ) -> npt.NDArray[np.intp] | None:
+        """`restore` but for the naming order of the dense form: returned as each row's position within
+        each point (rows x points, -1: absent), for `_order_from_positions`."""
         self.clear()
-        if values.dtype != self.dtype:
-            values = self.scale.encode(values)
+        values = self.scale.encode(values) if values.dtype != self.dtype else self.scale.stored(values)
         if len(ids) != len(values) or int(lengths.sum()) != len(ids) or (lengths < 0).any():
             raise ValueError("grid lengths, ids and values do not match")
         if len(ids) and (ids.min() < 0 or ids.max() >= len(names)):
@@ -702,7 +980,7 @@ class Grid:
         self.index = {name: row for row, name in enumerate(self.names)}
         if len(self.index) != len(self.names):
             raise ValueError("duplicate grid names")
-        self.count = used[live].astype(np.int64)
+        self.count = used[live].astype(np.int32)
         self.n = n
         if len(self.names) > self.max_rows:
             self.overflow = True
@@ -712,12 +990,13 @@ class Grid:
             for c in range(n):
                 part = slice(int(offsets[c]), int(offsets[c] + lengths[c]))
                 self.sparse[c] = (rows[part].astype(np.int32), values[part].copy())
-            return
+            return None
         height = len(self.names)
-        self.values = np.zeros((height, self.columns), dtype=self.dtype)
-        self.pos = np.full((height, self.columns), -1, dtype=position_dtype(int(lengths.max(initial=0))))
+        self.values = np.full((height, self.columns), self.scale.absent, dtype=self.dtype)
         self.values[rows, points] = values
-        self.pos[rows, points] = positions
+        at = np.full((height, n), -1, dtype=np.intp)
+        at[rows, points] = positions
+        return at
 
 
 # -- the naming order of a grid's export, as moves from the value order (checkpoints) ----------------------
@@ -857,6 +1136,7 @@ _INC_TABLE = np.concatenate(
     [
         np.arange(_INC_SPLIT, dtype=np.float64),
         _INC_SPLIT * np.exp2(np.arange((1 << 15) - _INC_SPLIT) / INC_STEPS),
+        [0.0],  # code -2**15: `absent` (no increase encodes to it)
     ]
 )
 _INC_TABLE.setflags(write=False)
@@ -882,23 +1162,39 @@ class IncrementScale(ValueScale):
 
     def decode(self, codes: npt.NDArray[Any]) -> FloatArray:
         c = codes.astype(np.int32)
-        result: FloatArray = np.where(c < 0, -_INC_TABLE[-c], _INC_TABLE[np.abs(c)])
+        result: FloatArray = np.where(c < 0, 0.0 - _INC_TABLE[-c], _INC_TABLE[np.abs(c)])
         return result
 
+    def present(self, codes: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+        result: npt.NDArray[np.bool_] = codes != _INC_ABSENT
+        return result
 
-INCREMENTS = IncrementScale("increments16", np.int16)
+    def stored(self, codes: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        if (codes == _INC_ABSENT).any():
+            raise ValueError("grid values: an increase code of -32768 (reserved)")
+        return codes
+
+
+_INC_ABSENT = -(1 << 15)
+INCREMENTS = IncrementScale("increments16", np.int16, _INC_ABSENT)
 SCALES[INCREMENTS.name] = INCREMENTS
 
 
 class CounterGrid(Grid):
-    """A `Grid` of cumulative counters kept as 16-bit increases (see above); reads give the counters."""
+    """A `Grid` of cumulative counters kept as 16-bit increases (see above); reads give the counters.
 
-    __slots__ = ("base", "last")
+    Its value order (`Grid.naming`) sorts by the counters as the grid reads them; `recon` keeps each row's
+    newest one (`base` plus the running sum of its increases, the same additions `_dense_counters` makes)."""
 
-    def __init__(self, columns: int, max_rows: int | None = None, scale: ValueScale = INCREMENTS) -> None:
-        super().__init__(columns, max_rows, INCREMENTS)
+    __slots__ = ("base", "last", "recon")
+
+    def __init__(
+        self, columns: int, max_rows: int | None = None, scale: ValueScale = INCREMENTS, ordered: bool = True
+    ) -> None:
+        super().__init__(columns, max_rows, INCREMENTS, ordered)
         self.base = np.zeros(0)  # per row: its value before the oldest kept point
         self.last = np.zeros(0)  # per row: its newest value, as the profile gave it
+        self.recon = np.zeros(0)  # per row: its newest value, as the grid reads it
 
     def _fit_rows(self) -> None:
         size = len(self.count)
@@ -906,6 +1202,7 @@ class CounterGrid(Grid):
             grow = size - len(self.base)
             self.base = np.concatenate([self.base, np.zeros(grow)])
             self.last = np.concatenate([self.last, np.zeros(grow)])
+            self.recon = np.concatenate([self.recon, np.zeros(grow)])
 
     def append(self, items: Iterable[tuple[str, float]], codes: npt.NDArray[Any] | None = None) -> None:
         """Add a point of counters (not `codes`: the increases are computed here)."""
@@ -923,12 +1220,28 @@ class CounterGrid(Grid):
         if len(self.last):
             increases[old] = values[old] - self.last[known[old]]
         codes = self.scale.encode(increases)
-        super().append(pairs, codes)
+        added = self._append(pairs, codes, order=False)
         self._fit_rows()
         rows = np.array([index[name] for name, _ in pairs], dtype=np.intp)
         self.last[rows] = values
         new = rows[~old]
         self.base[new] = values[~old]
+        steps = self.scale.decode(codes)
+        self.recon[rows[old]] += steps[old]
+        self.recon[new] = self.base[new] + steps[~old]
+        if added is not None:
+            self._keep_order(*added)
+
+    def _newest_keys(self, col: int, rows: npt.NDArray[np.intp]) -> npt.NDArray[Any]:
+        return self.recon[rows]
+
+    def _order_keys(self, cols: npt.NDArray[np.intp]) -> npt.NDArray[Any]:
+        """The counters of every row at columns `cols` (where a row is absent: its counter before)."""
+        height = len(self.names)
+        steps = self.scale.decode(self.values[:height][:, self.order()])
+        counters = np.cumsum(np.concatenate([self.base[:height, None], steps], axis=1), axis=1)[:, 1:]
+        result: npt.NDArray[Any] = counters[:, (cols - self.start) % self.columns]
+        return result
 
     def _column_codes(self, col: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[Any]]:
         rows = self._column_rows(col)
@@ -946,17 +1259,16 @@ class CounterGrid(Grid):
         col = self.start
         rows, codes = self._column_codes(col)
         if not self.overflow:
-            order = np.argsort(self.pos[rows, col], kind="stable")
-            rows, codes = rows[order], codes[order]
+            rows = self._first_rows()
+            codes = self.values[rows, col]
         values = (self.base[rows] + self.scale.decode(codes)).tolist()
         return [(self.names[r], v) for r, v in zip(rows.tolist(), values, strict=True)]
 
     def _dense_counters(self, rows: npt.NDArray[np.intp]) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
         """Counters of `rows` (0 where absent) and where present, columns in point order (dense form)."""
-        order = self.order()
-        present = self.pos[np.ix_(rows, order)] >= 0
-        steps = self.scale.decode(self.values[np.ix_(rows, order)])
-        table = np.concatenate([self.base[rows][:, None], steps], axis=1)
+        codes = self.values[np.ix_(rows, self.order())]
+        present = self.scale.present(codes)
+        table = np.concatenate([self.base[rows][:, None], self.scale.decode(codes)], axis=1)
         counters: FloatArray = np.cumsum(table, axis=1)[:, 1:]
         counters[~present] = 0.0
         return counters, present
@@ -987,20 +1299,9 @@ class CounterGrid(Grid):
     def ranked_matrix(self, limit: int, exclude: str) -> tuple[list[str], FloatArray]:
         if self.overflow:
             return super().ranked_matrix(limit, exclude)
-        excluded = self.index.get(exclude, -1)
-        rows = np.fromiter(self.index.values(), dtype=np.intp, count=len(self.index))
-        rows = rows[rows != excluded]
+        rows = self._ranked_rows(exclude)
         values, _ = self._dense_counters(rows)
-        positive = values > 0
-        keep = positive.any(axis=1)
-        rows, values, positive = rows[keep], values[keep], positive[keep]
-        if not len(rows):
-            return [], np.zeros((0, self.n))
-        peaks = values.max(axis=1)
-        first_col = positive.argmax(axis=1)
-        first_pos = self.pos[rows, self.order()[first_col]]
-        ranking = np.lexsort((first_pos, first_col, -peaks))[:limit]
-        return [self.names[row] for row in rows[ranking].tolist()], values[ranking]
+        return self._rank(rows, values, values > 0, limit)
 
     def merge(self, first: int, count: int, quantized: bool) -> None:
         """As `Grid.merge` on the counters (the mean counter of each name), then kept as increases again."""
@@ -1042,14 +1343,18 @@ class CounterGrid(Grid):
             self.restore(names, lengths, ids, counters)
             return
         if coded:
-            super().restore(names, lengths, ids, values, positions)
-            self.base = np.zeros(len(self.count))
-            self.last = np.zeros(len(self.count))
+            at = self._restore_values(names, lengths, ids, values, positions)
+            size = len(self.count)
+            self.base, self.last, self.recon = np.zeros(size), np.zeros(size), np.zeros(size)
             live = [self.index.get(name, -1) for name in names]
             take = np.array([i for i, row in enumerate(live) if row >= 0], dtype=np.intp)
             rows = np.array(live, dtype=np.intp)[take]
             self.base[rows] = np.asarray(base, dtype=np.float64)[take]
             self.last[rows] = np.asarray(last, dtype=np.float64)[take]
+            if not self.overflow and self.n:
+                self.recon[: len(self.names)] = self._order_keys(self.order()[-1:])[:, 0]
+            if at is not None:
+                self._order_from_positions(at)
             return
         # Counters: the increase of each value from the previous value of its name, through `append`.
         self.clear()

@@ -15,14 +15,17 @@ def test_levels_keep_whole_numbers_below_2_15_exactly_and_larger_values_within_0
     large = rng.uniform(32768, 2.0**46, 50_000)
     error = np.abs(LEVELS.decode(LEVELS.encode(large)) / large - 1)
     assert error.max() < 0.5 * (2 ** (1 / 1024) - 1) + 1e-12  # half a step: 0.034%
-    codes = np.arange(65536, dtype=np.uint16)
+    codes = np.arange(65535, dtype=np.uint16)
     assert (LEVELS.encode(LEVELS.decode(codes)) == codes).all()  # a code read back is written back as itself
+    # 0xFFFF is no value (`absent`): read as 0, never written for a value.
+    assert LEVELS.decode(np.array([0xFFFF], dtype=np.uint16)).tolist() == [0.0]
+    assert LEVELS.present(np.array([0, 0xFFFE, 0xFFFF], dtype=np.uint16)).tolist() == [True, True, False]
 
 
 def test_levels_store_negative_and_nan_as_zero_and_clamp_past_2_47() -> None:
     codes = LEVELS.encode([-3.0, float("nan"), 0.4, 2.0**50, float("inf")])
-    assert codes.tolist() == [0, 0, 0, 65535, 65535]
-    assert LEVELS.decode(codes)[3] == pytest.approx(2.0**47, rel=1e-3)
+    assert codes.tolist() == [0, 0, 0, 65534, 65534]
+    assert LEVELS.decode(codes)[3] == pytest.approx(2.0**47, rel=2e-3)  # (two steps below: 0xFFFF is absent)
 
 
 def test_a_levels_grid_reads_back_float64_and_a_float32_grid_as_before() -> None:

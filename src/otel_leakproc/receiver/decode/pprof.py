@@ -95,8 +95,8 @@ def summarize_pprof_bytes(
     (through `decode_profile`, which inflates and sniffs first; OTLP original payloads come straight here).
 
     Large profiles are parsed once with locations and functions left as bytes, which the vectorised
-    reader decodes in byte space; small ones are parsed with the tables as messages for the
-    sample-by-sample path. Arguments as for `summarize_pprof`.
+    reader decodes from the profile's bytes (the `_wire` extension); small ones are parsed with the
+    tables as messages for the sample-by-sample path. Arguments as for `summarize_pprof`.
 
     Raises:
         InvalidProfileError: invalid protobuf, bad references, limits exceeded.
@@ -129,7 +129,7 @@ def _parse_small(
 
 
 def _parse_parts(raw: bytes) -> profile_pb2.ProfileLazyParts | profile_pb2.ProfileLazySamples:
-    """Parse with locations and functions left as bytes (the vectorised path reads them in byte space and
+    """Parse with locations and functions left as bytes (the vectorised path reads them from `raw` and
     validates them); `parse_pprof`'s error when the profile is invalid outside them."""
     profile = profile_pb2.ProfileLazyParts()
     try:

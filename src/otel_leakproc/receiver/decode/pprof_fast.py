@@ -1,13 +1,13 @@
-"""The vectorised pprof reader: samples and tables read with numpy, in byte space.
+"""The vectorised pprof reader: large profiles' samples and tables read as flat arrays, not messages.
 
-A Sample holds only varint-encoded data (packed uint64 location ids, packed int64 values, Label
-messages of int64 fields). The fast path reads, at arrays of byte positions (one per sample), only the
-varints it needs: each sample's two packed fields (values and locations, in either order), its labels
-skipped over, its values, then its location ids one stack level at a time for the samples still without
-a user frame. Locations and functions are read the same way from their encoded bytes, so no Python
-object is built per sample, location or line. Anything unusual (unpacked fields, other layouts, value
-counts that do not match, bad references) returns None and the sample-by-sample path handles it, with
-its precise error messages.
+The C extension `_wire` (see `_wire.c`) does the byte-level work: it finds the samples, locations and
+functions among the profile's fields, and decodes their varints into flat arrays: every sample's values
+and location ids (with a count per sample), and each location's, line's and function's fields as a table.
+numpy does the rest on those arrays: each location's user frame, then the stacks walked one level at a time
+from the leaf for the samples still without one, so no Python object is built per sample, location or line.
+Anything unusual (wire data `_wire` rejects, value counts that do not match the sample types, a sample
+without locations, bad references) returns None and the sample-by-sample path handles it, with its precise
+error messages.
 """
 
 from __future__ import annotations
@@ -18,556 +18,98 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from google.protobuf.message import DecodeError
 
+try:
+    from otel_leakproc.receiver.decode import _wire
+except ImportError as exc:  # (a checkout run with PYTHONPATH=src, not built in place)
+    raise ImportError(
+        "otel_leakproc.receiver.decode._wire, the decoder's C extension, is not built: install the package"
+        " (pip install -e .) or build it in place (python setup.py build_ext --inplace)"
+    ) from exc
+from otel_leakproc.receiver.decode._wire import WireError
 from otel_leakproc.receiver.decode.frames import is_primitive_frame, is_system_frame
 from otel_leakproc.receiver.decode.pprof_sites import IntArray, SiteAcc, exact_sum
 from otel_leakproc.receiver.proto import profile_pb2
 
-_TAG_LOCATIONS = 0x0A  # field 1, length-delimited (packed)
-_TAG_VALUES = 0x12  # field 2, length-delimited (packed)
-_TAG_LABEL = 0x1A  # field 3, length-delimited
-_TAG_LOCATION = 0x22  # Profile.location (4), Location.line (4)
-_TAG_FUNCTION = 0x2A  # Profile.function (5)
-_MAX_LABEL_ROUNDS = 64  # labels per sample the fast path walks before giving up
-_MAX_FIELD_ROUNDS = 256  # fields per location/line/function message the fast path walks before giving up
-_MAX_LENGTH = 1 << 40  # a larger length field is corrupt (and would overflow the position arithmetic)
-_U7 = np.uint64(7)
+# Field numbers read from the wire.
+_PROFILE_SAMPLE, _PROFILE_LOCATION, _PROFILE_FUNCTION = 2, 4, 5
+_SAMPLE_LOCATION_ID, _SAMPLE_VALUE, _SAMPLE_LABEL = 1, 2, 3
+_LOCATION_LINE = 4
+# Table widths: fields 1..width-1 of each message (Location: id, mapping_id, address; Line: function_id,
+# line; Function: id, name, system_name, filename).
+_LOCATION_WIDTH, _LINE_WIDTH, _FUNCTION_WIDTH = 4, 3, 5
 
 
 class Parts:
-    """Samples, locations and functions re-serialised by protobuf, so each kind comes back to back
-    (writers interleave them) with canonical framing, and no Python object per item.
+    """Where the profile's samples, locations and functions are in its bytes `data`: one (body start, body
+    end) int64 row each, in order."""
 
-    From `samples_at`, `data` holds the samples, then the locations and functions, up to `tables_end`
-    (None: up to the first string, found once the samples' end is known)."""
+    __slots__ = ("data", "functions", "locations", "samples")
 
-    __slots__ = ("data", "n_fns", "n_locs", "samples_at", "tables_end")
-
-    def __init__(self, data: bytes, samples_at: int, tables_end: int | None, n_locs: int, n_fns: int) -> None:
+    def __init__(self, data: bytes, samples: IntArray, locations: IntArray, functions: IntArray) -> None:
         self.data = data
-        self.samples_at = samples_at
-        self.tables_end = tables_end
-        self.n_locs = n_locs
-        self.n_fns = n_fns
+        self.samples = samples
+        self.locations = locations
+        self.functions = functions
 
 
 def raw_parts(profile: profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts, raw: bytes) -> Parts | None:
-    """The profile's samples, locations and functions, each kind back to back (see `Parts`); `raw` is
-    what `profile` was parsed from.
-
-    A `ProfileLazyParts` (large heap profiles) is serialised whole instead of parsing the bytes a second
-    time: fields come in number order (sample types, samples, mappings, locations, ...), so with its
-    mappings cleared (no summary reads them; the parse validated them) the tables follow the samples, up
-    to the strings. Other large profiles (mutex, block), parsed with their tables as messages for
-    classifying, are read again as `ProfileRawParts`."""
-    if isinstance(profile, profile_pb2.ProfileLazyParts):
-        profile.ClearField("mapping")
-        samples_at = 0
-        for vt in profile.sample_type:
-            size = vt.ByteSize()
-            samples_at += 1 + max(1, (size.bit_length() + 6) // 7) + size  # tag, length, body
-        return Parts(profile.SerializeToString(), samples_at, None, len(profile.location), len(profile.function))
+    """The profile's samples, locations and functions in `raw`, the bytes `profile` was parsed from (None
+    when `_wire` rejects the profile's fields, or finds other counts than the parse: the sample-by-sample
+    path then judges it)."""
     try:
-        parts = profile_pb2.ProfileRawParts.FromString(raw)
-    except DecodeError:
+        samples, locations, functions = _wire.index(
+            raw, 0, len(raw), (_PROFILE_SAMPLE, _PROFILE_LOCATION, _PROFILE_FUNCTION)
+        )
+    except WireError:
         return None
-    parts.DiscardUnknownFields()
-    data = parts.SerializeToString()
-    return Parts(data, 0, len(data), len(parts.location), len(parts.function))
-
-
-def _read_varints(data: npt.NDArray[np.uint8], pos: IntArray) -> tuple[IntArray, IntArray] | None:
-    """The varints starting at byte positions `pos`: (values as uint64, position after each), or None if
-    one is wider than 64 bits. `data` must end with a byte below 0x80, so every read stays inside it.
-
-    Each further byte is read for every varint at once (the ended ones reading a zero) while at least a
-    quarter are still going, which costs fewer operations than selecting those going; then only for them.
-    """
-    byte = data[pos]
-    values = (byte & 0x7F).astype(np.uint64)
-    after = pos + 1
-    going = byte >= 0x80
-    for k in range(1, 10):  # byte k of the varints still going
-        count = int(np.count_nonzero(going))
-        if not count:
-            return values, after
-        if count * 4 < len(pos):
-            return _read_varints_rest(data, values, after, np.flatnonzero(going), k)
-        byte = np.take(data, after, mode="clip") * going  # (clipped: an ended varint may end `data`)
-        values |= (byte & 0x7F).astype(np.uint64) << np.uint64(7 * k)
-        after += going
-        if k == 9 and bool((byte > 1).any()):
-            return None  # a tenth byte above 1 (or an eleventh byte): wider than 64 bits
-        going = byte >= 0x80
-    return values, after
-
-
-def _read_varints_rest(
-    data: npt.NDArray[np.uint8], values: IntArray, after: IntArray, more: IntArray, start: int
-) -> tuple[IntArray, IntArray] | None:
-    """`_read_varints` from byte `start` on, for the few varints `more` still going."""
-    for k in range(start, 10):
-        if not len(more):
-            return values, after
-        byte = data[after[more]]
-        values[more] |= (byte & 0x7F).astype(np.uint64) << np.uint64(7 * k)
-        after[more] += 1
-        if k == 9 and bool((byte > 1).any()):
-            return None
-        more = more[byte >= 0x80]
-    return values, after
-
-
-def _well_formed(data: npt.NDArray[np.uint8]) -> bool:
-    """`data` is a run of varints of at most 64 bits each (what a stream of Samples must be)."""
-    if len(data) == 0 or data[-1] >= 0x80:
-        return False
-    going = data >= 0x80
-    # Usually no varint is 10 bytes wide: no 9 continuation bytes in a row, seen on the bits as an integer.
-    bits = int.from_bytes(np.packbits(going).tobytes(), "big")
-    runs_of = bits & (bits >> 1)  # bit i: bits i..i+1 set; then i..i+3, i..i+7, i..i+8
-    runs_of &= runs_of >> 2
-    runs_of &= runs_of >> 4
-    if not runs_of & (bits >> 8):
-        return True
-    runs = going[:-1] & going[1:]  # runs[i]: bytes i..i+1 both continue; then i..i+3, then i..i+7
-    for width in (2, 4):
-        runs = runs[:-width] & runs[width:]
-    nine = np.flatnonzero(runs[:-1] & going[8:]) if len(runs) > 1 else np.zeros(0, dtype=np.int64)
-    return not len(nine) or bool((data[nine + 9] <= 1).all())  # a varint's tenth byte holds one bit
-
-
-def _field(data: npt.NDArray[np.uint8], at: IntArray, end: IntArray) -> tuple[IntArray, IntArray, IntArray] | None:
-    """(tag, body start, body end) of the length-delimited fields starting at `at`, each ending by `end`.
-
-    Tags are read as one byte (the Sample fields the fast path reads have one-byte tags; a longer tag is
-    left to the sample-by-sample path)."""
-    tag = data[at]
-    if bool((tag >= 0x80).any()) or not bool((at + 1 < end).all()):
+    parts = Parts(raw, _pairs(samples), _pairs(locations), _pairs(functions))
+    counts = (len(parts.samples), len(parts.locations), len(parts.functions))
+    if counts != (len(profile.sample), len(profile.location), len(profile.function)):
         return None
-    body_start = at + 2
-    short = data[at + 1]
-    if bool((short < 0x80).all()):  # one-byte lengths (what fields of samples under 128 bytes have)
-        body_end = body_start + short
-    else:
-        length = _read_varints(data, at + 1)
-        if length is None or bool((length[0] > np.uint64(_MAX_LENGTH)).any()):
-            return None
-        body_start = length[1]
-        body_end = body_start + length[0].astype(np.int64)
-    if bool((body_end > end).any()):
-        return None
-    return tag, body_start, body_end
+    return parts
+
+
+def _pairs(spans: bytearray) -> IntArray:
+    return np.frombuffer(spans, dtype=np.int64).reshape(-1, 2)
 
 
 class _Scan:
-    """Where each sample's location ids sit in the concatenated sample bytes, and its values."""
+    """Every sample's location ids and values."""
 
-    __slots__ = ("data", "loc_end", "loc_start", "sample_end", "sample_start", "tables_at", "values")
+    __slots__ = ("id_end", "id_start", "ids", "values")
 
-    def __init__(
-        self,
-        data: npt.NDArray[np.uint8],
-        loc_start: IntArray,
-        loc_end: IntArray,
-        values: IntArray,
-        sample_start: IntArray,
-        sample_end: IntArray,
-        tables_at: int,
-    ) -> None:
-        self.data = data  # every sample, as a Profile.sample field, back to back
-        self.loc_start = loc_start  # byte position of each sample's first (leaf) location id
-        self.loc_end = loc_end  # end of each sample's packed location ids (at least one id each)
+    def __init__(self, ids: IntArray, id_start: IntArray, id_end: IntArray, values: IntArray) -> None:
+        self.ids = ids  # uint64: every sample's location ids (leaf first), sample after sample
+        self.id_start = id_start  # where each sample's ids start in `ids` (each has at least one)
+        self.id_end = id_end
         self.values = values  # int64, one row per sample type, one column per sample
-        self.sample_start = sample_start  # where each sample's message starts in `data`
-        self.sample_end = sample_end
-        self.tables_at = tables_at  # where the locations and functions follow the samples in `data`
 
-    def sample(self, i: int) -> bytes:
-        """The encoded Sample message `i`."""
-        return self.data[self.sample_start[i] : self.sample_end[i]].tobytes()
+    def stack(self, i: int) -> list[int]:
+        """The location ids of sample `i`."""
+        return self.ids[self.id_start[i] : self.id_end[i]].tolist()  # type: ignore[no-any-return]
 
 
 def scan_samples(parts: Parts, n: int, n_types: int) -> _Scan | None:
-    """Where each of the `n` samples in `parts` (Profile.sample fields, back to back, then the tables)
-    keeps its location ids, and its values; None when anything is unusual."""
-    whole = parts.data
-    if n == 0 or n_types == 0 or not whole:
+    """Every sample's location ids and values (the `n` samples of `parts`, `n_types` values each); None
+    when anything is unusual (`_wire` rejects a sample, a sample has no location or another number of
+    values)."""
+    if n == 0 or n_types == 0 or len(parts.samples) != n:
         return None
-    if parts.tables_end is None and whole[-1] >= 0x80:  # so that every varint read ends inside
-        whole += b"\x00"
-    data = np.frombuffer(whole, dtype=np.uint8)[parts.samples_at : parts.tables_end]
-    framed = _frame(data, n)  # (on what follows the tables too, when their end is not known yet)
-    if framed is None:
+    try:
+        (values, value_counts), (ids, id_counts) = _wire.repeated_varints(
+            parts.data, parts.samples, (_SAMPLE_VALUE, _SAMPLE_LOCATION_ID), (_SAMPLE_LABEL,)
+        )
+    except WireError:
         return None
-    start, end = framed
-    tables_at = int(end[-1])
-    if parts.tables_end is None:
-        # The strings start with string_table[0], "" (checked before): 0x32 0x00, which no location or
-        # function bytes the table reader accepts hold (it would take a field 0, or a field 6 it rejects).
-        tables_end = whole.find(b"\x32\x00", parts.samples_at + tables_at)
-        if tables_end < 0:
-            return None
-        data = data[: tables_end - parts.samples_at]
-    if not _well_formed(data):
+    if not bool((np.frombuffer(value_counts, dtype=np.int64) == n_types).all()):
         return None
-    if tables_at < len(data) and data[tables_at] not in (_TAG_LOCATION, _TAG_FUNCTION):
+    per_sample = np.frombuffer(id_counts, dtype=np.int64)
+    if not bool((per_sample > 0).all()):
         return None
-    if not bool((end > start).all()):
-        return None
-    # Locations and values come in either order (runtime/pprof writes values first, re-encoders of the
-    # generated classes locations first), then the labels.
-    first = _field(data, start, end)
-    if first is None:
-        return None
-    locations_first = first[0] == _TAG_LOCATIONS
-    if not bool((locations_first | (first[0] == _TAG_VALUES)).all()) or not bool((first[2] < end).all()):
-        return None
-    second = _field(data, first[2], end)
-    if second is None:
-        return None
-    n_locations_first = int(np.count_nonzero(locations_first))
-    if n_locations_first in (0, n):  # one order for every sample (what writers do): no selects
-        locs, vals = (first, second) if n_locations_first else (second, first)
-        if not bool((second[0] == (_TAG_VALUES if n_locations_first else _TAG_LOCATIONS)).all()):
-            return None
-        loc_start, loc_end, val_start, val_end = locs[1], locs[2], vals[1], vals[2]
-    else:
-        if not bool((second[0] == np.where(locations_first, _TAG_VALUES, _TAG_LOCATIONS)).all()):
-            return None
-        loc_start = np.where(locations_first, first[1], second[1])
-        loc_end = np.where(locations_first, first[2], second[2])
-        val_start = np.where(locations_first, second[1], first[1])
-        val_end = np.where(locations_first, second[2], first[2])
-    # At least one location id each, the last one ending with the field (so ids never run past it).
-    if not bool((loc_end > loc_start).all()) or not bool((data[loc_end - 1] < 0x80).all()):
-        return None
-    values = _read_values(data, val_start, val_end, n_types)
-    if values is None or not bool((values[1] == val_end).all()):
-        return None  # not exactly one value per sample type
-    if not _skip_labels(data, second[2], end):
-        return None
-    return _Scan(data, loc_start, loc_end, values[0], start, end, tables_at)
-
-
-def _frame(data: npt.NDArray[np.uint8], n: int) -> tuple[IntArray, IntArray] | None:
-    """(start, end) of the message in each of the `n` length-delimited fields 2 at the start of `data`,
-    back to back.
-
-    A field starts at a 0x12 byte that starts a varint, with a length of one or two bytes, followed by
-    what a Sample the fast path reads starts with (its locations or its values). Such a pattern is also
-    found inside samples, now and then, so the fields are the chain of candidates from the first one, each
-    reaching the next through its length: usually every candidate, else found by pointer doubling. `data`
-    must be a stream of varints.
-    """
-    size = len(data)
-    if size < 4 or data[0] != _TAG_VALUES:
-        return None
-    short = _frame_short(data, n)
-    if short is not None:
-        return short
-    cand = np.flatnonzero(data[: size - 2] == _TAG_VALUES)  # with room for a length and a body
-    starts = data[cand - 1] < 0x80  # starts a varint (the first byte does: data[-1] ends one)
-    one = data[1:][cand] < 0x80  # a one-byte length, else two bytes (shifted views: no index arithmetic)
-    body = cand + 3 - one
-    first = data[np.minimum(body, size - 1)]  # what the body starts with: locations or values
-    length_ok = one | (data[2:][cand] < 0x80)
-    cand = cand[starts & length_ok & (body < size) & ((first == _TAG_LOCATIONS) | (first == _TAG_VALUES))]
-    if not len(cand) or cand[0] != 0:
-        return None
-    length = _read_varints(data, cand + 1)
-    if length is None:
-        return None
-    body = length[1]
-    after = np.minimum(body + np.minimum(length[0], np.uint64(size)).astype(np.int64), size + 1)
-    k = len(cand)
-    if k >= n and bool((after[: n - 1] == cand[1:n]).all()):
-        return body[:n], after[:n]  # the usual case: the first n candidates are the fields
-    # Else most extra candidates reach neither another candidate nor a table field: without them, the
-    # first n candidates may chain (checked as above, so what they are does not matter).
-    is_cand = np.zeros(size + 2, dtype=bool)  # a byte map of the candidates: cheaper than a search
-    is_cand[cand] = True
-    reach = np.minimum(after, size - 1)
-    keep = is_cand[after] | (after == size) | (data[reach] == _TAG_LOCATION) | (data[reach] == _TAG_FUNCTION)
-    kept = np.flatnonzero(keep)
-    if len(kept) >= n and kept[0] == 0 and bool((after[kept[: n - 1]] == cand[kept[1:n]]).all()):
-        return body[kept[:n]], after[kept[:n]]
-    slot = np.full(size + 2, k + 1, dtype=np.int32)  # candidate starting at each byte; k: the end; k + 1: none
-    slot[cand] = np.arange(k, dtype=np.int32)
-    slot[size] = k
-    succ = slot[after]  # where each candidate's field ends
-    jump = np.append(succ, np.array([k, k + 1], dtype=np.int32))  # the end and a dead end stay put
-    chain = np.zeros(1, dtype=np.int32)
-    while len(chain) < n:  # chain[i]: the candidate i steps from the first; steps doubled each round
-        step = jump[chain]
-        chain = np.concatenate((chain, step))
-        if bool((step >= k).any()):
-            break
-        jump = jump[jump]
-    if len(chain) < n or bool((chain[:n] >= k).any()):
-        return None
-    return body[chain[:n]], after[chain[:n]]
-
-
-def _frame_short(data: npt.NDArray[np.uint8], n: int) -> tuple[IntArray, IntArray] | None:
-    """`_frame` for samples under 128 bytes (Go's usually are): a field is 0x12, a one-byte length and a
-    body starting with 0x0A or 0x12. Matching all three bytes leaves few false candidates (a byte-wide
-    0x12 match has about three per sample), so the scan and everything after it are cheaper; None when
-    the candidates do not chain (e.g. a longer sample), for the general search.
-
-    runtime/pprof writes a sample's values first, so its field starts 0x12, length, 0x12: two bytes found
-    with one comparison of the whole run (`is_12` against itself shifted), the length checked only at
-    those; when they do not chain (another writer's order), all three bytes are matched."""
-    size = len(data)
-    is_12 = data == _TAG_VALUES
-    cand = np.flatnonzero(is_12[: size - 2] & is_12[2:])
-    cand = cand[data[cand + 1] < 0x80]
-    chained = _chain_short(data, cand, n)
-    if chained is not None:
-        return chained
-    match = is_12[: size - 2] & (data[1 : size - 1] < 0x80)
-    match &= (data[2:] == _TAG_LOCATIONS) | is_12[2:]
-    return _chain_short(data, np.flatnonzero(match), n)
-
-
-# Breaks in the chain of candidates (false ones, about one in a thousand) stepped over one at a time; more
-# than this: the byte map of `_chain_short`.
-_MAX_CHAIN_BREAKS = 64
-
-
-def _chain_short(data: npt.NDArray[np.uint8], cand: IntArray, n: int) -> tuple[IntArray, IntArray] | None:
-    """The first `n` fields chained from the candidate at 0 (`_frame_short`), each reaching the next
-    through its one-byte length: (body start, end) of each, or None."""
-    size = len(data)
-    if len(cand) < n or cand[0] != 0:
-        return None
-    after = cand + 2
-    after += data[1:][cand]
-    breaks = np.flatnonzero(after[: n - 1] != cand[1:n])
-    if len(breaks) > _MAX_CHAIN_BREAKS:
-        # Drop the candidates reaching neither another candidate nor a table field (nearly every false
-        # one), then check the chain again.
-        is_cand = np.zeros(size + 0x80, dtype=bool)  # (a byte map of the candidates: cheaper than a search)
-        is_cand[cand] = True
-        reach = data[np.minimum(after, size - 1)]
-        keep = is_cand[after] | (after == size) | (reach == _TAG_LOCATION) | (reach == _TAG_FUNCTION)
-        cand, after = cand[keep], after[keep]
-        if len(cand) < n or cand[0] != 0 or not bool((after[: n - 1] == cand[1:n]).all()):
-            return None
-    elif len(breaks):
-        # Follow the chain across each break: the field a candidate reaches is found by a search (a false
-        # candidate inside a field is stepped over; no candidate there: no chain).
-        index = _follow_chain(cand, after, n)
-        if index is None:
-            return None
-        cand, after = cand[index], after[index]
-    if int(after[n - 1]) > size:
-        return None
-    return cand[:n] + 2, after[:n]
-
-
-def _follow_chain(cand: IntArray, after: IntArray, n: int) -> IntArray | None:
-    """Indices of the first `n` candidates on the chain from candidate 0, where candidate i is followed
-    by the one starting at `after[i]` (most often candidate i + 1); None when the chain ends early."""
-    ends = np.flatnonzero(after[:-1] != cand[1:]).tolist()  # i: i + 1 does not follow it
-    ends.append(len(cand) - 1)
-    runs: list[IntArray] = []
-    taken = 0
-    at = 0
-    k = 0  # the first end at or after `at`
-    while True:
-        while ends[k] < at:
-            k += 1
-        stop = min(ends[k], at + n - taken - 1)
-        runs.append(np.arange(at, stop + 1))
-        taken += stop + 1 - at
-        if taken == n:
-            return np.concatenate(runs)
-        target = after[stop]
-        at = int(np.searchsorted(cand, target))
-        if at >= len(cand) or cand[at] != target or len(runs) > 2 * _MAX_CHAIN_BREAKS:
-            return None
-
-
-def _read_values(
-    data: npt.NDArray[np.uint8], at: IntArray, end: IntArray, n_types: int
-) -> tuple[IntArray, IntArray] | None:
-    """`n_types` consecutive varints from each position: (int64 values, one row per type; end position)."""
-    rows = np.empty((n_types, len(at)), dtype=np.uint64)
-    for k in range(n_types):
-        read = None if bool((at >= end).any()) else _read_varints(data, at)
-        if read is None:
-            return None
-        rows[k], at = read
-    return rows.view(np.int64), at
-
-
-def _skip_labels(data: npt.NDArray[np.uint8], cursor: IntArray, end: IntArray) -> bool:
-    """Whether what follows each sample's two packed fields is only Label fields filling it exactly."""
-    for _ in range(_MAX_LABEL_ROUNDS):
-        open_ = np.flatnonzero(cursor < end)
-        if not len(open_):
-            return True
-        if len(open_) < len(cursor):  # else every sample has one more label: no gathers
-            cursor, end = cursor[open_], end[open_]
-        label = _field(data, cursor, end)
-        # A label's last byte ends a varint, as everything in a Sample does.
-        if label is None or not bool((label[0] == _TAG_LABEL).all()) or not bool((data[label[2] - 1] < 0x80).all()):
-            return False
-        cursor = label[2]
-    return False
-
-
-class _Fields:
-    """The varint fields of a run of messages, grouped by message, in order."""
-
-    __slots__ = ("number", "owner", "value")
-
-    def __init__(self, owner: IntArray, number: IntArray, value: IntArray) -> None:
-        self.owner = owner  # index of the message holding each field (nondecreasing)
-        self.number = number  # field number
-        self.value = value  # uint64
-
-    def columns(self, n: int, width: int) -> IntArray:
-        """Fields 1..width-1 of each message as a (n, width) uint64 array (absent: 0; the last one wins).
-
-        One scatter when no message holds one of these fields twice (what every writer does, in whatever
-        field order); otherwise one `last` per field."""
-        wanted = self.number < width
-        if bool(wanted.all()):  # (Go's locations and lines hold no other fields: no selection)
-            picked: slice | IntArray = slice(None)
-        else:
-            picked = np.flatnonzero(wanted)
-        key = self.owner[picked] * width + self.number[picked]
-        if bool((key[1:] > key[:-1]).all()):  # fields in number order (what writers do): none repeated
-            unique = True
-        else:
-            seen = np.full(n * width, -1, dtype=np.int64)
-            order = np.arange(len(key))
-            seen[key] = order
-            unique = bool((seen[key] == order).all())  # a repeated field would lose a write here
-        if unique:
-            out = np.zeros(n * width, dtype=np.uint64)
-            out[key] = self.value[picked]
-            return out.reshape(n, width)
-        return np.stack([self.last(k, n) for k in range(width)], axis=1)
-
-    def last(self, number: int, n: int) -> IntArray:
-        """Each message's field `number` (the last one wins, as in protobuf; absent: 0), as uint64."""
-        picked = np.flatnonzero(self.number == number)
-        owners = self.owner[picked]
-        last = picked[np.append(owners[1:] != owners[:-1], True)] if len(picked) else picked
-        out = np.zeros(n, dtype=np.uint64)
-        out[self.owner[last]] = self.value[last]
-        return out
-
-
-def _tokens(data: npt.NDArray[np.uint8]) -> tuple[IntArray, IntArray] | None:
-    """Every varint of `data` (which must end with a byte below 0x80): (values, start byte of each)."""
-    last = np.flatnonzero(data < 0x80)
-    first = np.empty_like(last)
-    first[0] = 0
-    np.add(last[:-1], 1, out=first[1:])
-    extra = last - first  # bytes before the last one
-    top = int(extra.max())
-    if top >= 9 and (top > 9 or bool((data[last[extra == 9]] > 1).any())):
-        return None  # wider than 64 bits
-    values = data[last].astype(np.uint64)  # the last byte of a varint holds its highest 7 bits
-    if top:
-        wide = np.flatnonzero(extra != 0)  # (nonzero on a bool array is several times faster than on int64)
-        at = last[wide]
-        for k in range(1, top + 1):  # Horner over the lower bytes of the few wider varints
-            if k > 1:
-                keep = extra[wide] >= k
-                wide, at = wide[keep], at[keep]
-            values[wide] = (values[wide] << _U7) | (data[at - k] & 0x7F)
-    return values, first
-
-
-def _table_fields(
-    region: npt.NDArray[np.uint8], n_locs: int, n_fns: int
-) -> tuple[_Fields, _Fields, _Fields, IntArray] | None:
-    """The varint fields of each location, of each function and of each line, and the location holding
-    each line, from `region`: Profile.location and Profile.function fields, back to back.
-
-    Locations, lines and functions hold only varints, so the region is a stream of (tag, value) varint
-    pairs (a length-delimited field's tag and length are a pair too, its body more pairs), read in one
-    pass with no walk per field: a pair is top level when it starts past every body opened before it,
-    and inside a line when it starts before the end of a line opened before it. Anything else (other
-    wire types, a top-level field that is not a location or function, a length-delimited field in a
-    function or a line, bodies not made of whole pairs) returns None.
-    """
-    data = np.concatenate((region, np.zeros(1, dtype=np.uint8)))  # the zero: every varint ends inside
-    size = len(region)
-    tokens = _tokens(data)
-    if tokens is None:
-        return None
-    values, first = tokens
-    if len(values) % 2 == 0:  # the padding is the last token: the rest must pair up
-        return None
-    tag, value, pos = values[0:-1:2], values[1::2], first[0:-1:2]
-    pair_end = first[2::2]  # where each pair ends (the next pair, or the padding)
-    wire = tag & np.uint64(7)
-    is_open = wire == 2
-    if not bool((is_open | (wire == 0)).all()):
-        return None
-    # What protobuf rejects in these messages, so that reading them here validates them (their bytes may
-    # not have been parsed as messages): field 0, tags above 32 bits, tags and lengths over 5 bytes.
-    value_at = first[1::2]
-    if bool((tag < np.uint64(8)).any()) or bool((tag > np.uint64(0xFFFFFFFF)).any()):
-        return None
-    if bool((value_at - pos > 5).any()):
-        return None
-    opens = np.flatnonzero(is_open)
-    if bool((value[opens] > np.uint64(_MAX_LENGTH)).any()) or bool((pair_end[opens] - value_at[opens] > 5).any()):
-        return None
-    body_end = pair_end[opens] + value[opens].astype(np.int64)
-    pair_at = np.zeros(len(data), dtype=bool)  # whether a pair starts at each byte
-    pair_at[pos] = True
-    pair_at[size] = True  # the padding
-    if bool((body_end > size).any()) or not bool(pair_at[body_end].all()):
-        return None  # a body not made of whole pairs
-    # Top level: past every body opened before (each open's index in `opens`: how many opened before it).
-    opened_before = np.cumsum(is_open) - is_open
-    top = pos >= np.concatenate(([0], np.maximum.accumulate(body_end)))[opened_before]
-    top_at = np.flatnonzero(top)
-    top_tag = tag[top_at]
-    is_loc = top_tag == _TAG_LOCATION
-    if not bool(is_open[top_at].all()) or not bool((is_loc | (top_tag == _TAG_FUNCTION)).all()):
-        return None
-    top_end = body_end[opened_before[top_at]]
-    if int(top_end[-1]) != size or not bool((pos[top_at[1:]] == top_end[:-1]).all()):
-        return None
-    if int(is_loc.sum()) != n_locs or len(top_at) != n_locs + n_fns:
-        return None
-    # Each pair's top-level message, as a location or function index (the tables come in their order).
-    message = np.cumsum(top) - 1
-    in_loc = is_loc[message]
-    rank = np.where(is_loc, np.cumsum(is_loc) - 1, np.cumsum(~is_loc) - 1)[message]
-    # Lines: the opens below the top level, only in locations, each ending inside its location.
-    nested = is_open & ~top
-    line_at = np.flatnonzero(nested)
-    if not bool(in_loc[line_at].all()) or not bool((tag[line_at] == _TAG_LOCATION).all()):
-        return None
-    line_end = body_end[opened_before[line_at]]
-    if not bool((line_end <= top_end[message[line_at]]).all()):
-        return None
-    lines_before = np.cumsum(nested) - nested
-    inner = pos < np.concatenate(([0], np.maximum.accumulate(line_end)))[lines_before]
-    if bool((inner & is_open).any()):
-        return None  # a length-delimited field in a line
-    fields = ~top & ~nested & ~inner
-    loc_at = np.flatnonzero(fields & in_loc)
-    fn_at = np.flatnonzero(fields & ~in_loc)
-    inner_at = np.flatnonzero(inner)
-    number = (tag >> np.uint64(3)).astype(np.int64)
-    return (
-        _Fields(rank[loc_at], number[loc_at], value[loc_at]),
-        _Fields(rank[fn_at], number[fn_at], value[fn_at]),
-        _Fields(lines_before[inner_at] - 1, number[inner_at], value[inner_at]),
-        rank[line_at],
-    )
+    id_end = np.cumsum(per_sample)
+    rows = np.frombuffer(values, dtype=np.int64).reshape(n, n_types).T
+    return _Scan(np.frombuffer(ids, dtype=np.uint64), id_end - per_sample, id_end, rows)
 
 
 def _starts_run(owner: IntArray) -> npt.NDArray[np.bool_]:
@@ -694,19 +236,23 @@ class _Tables:
         return np.append(self.leaf_key, -3)[_lookup(self.ids, wanted)]
 
 
-def _tables(
-    profile: profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts,
-    region: npt.NDArray[np.uint8],
-    n_locs: int,
-    n_fns: int,
-) -> _Tables | None:
-    parsed = _table_fields(region, n_locs, n_fns) if len(region) else None
-    if parsed is None:
+def _tables(profile: profile_pb2.ProfileLazySamples | profile_pb2.ProfileLazyParts, parts: Parts) -> _Tables | None:
+    """What the walk needs of the location and function tables; None when `_wire` rejects their bytes
+    (a field the reader does not take, or malformed wire data: the full parse then reports it)."""
+    n_locs, n_fns = len(parts.locations), len(parts.functions)
+    if not n_locs:
         return None
-    locs, fns, lines, line_owner = parsed
-    loc_cols = locs.columns(n_locs, 4)
-    fn_cols = fns.columns(n_fns, 5)
-    line_cols = lines.columns(len(line_owner), 3)
+    try:
+        loc_table, nested = _wire.table(parts.data, parts.locations, _LOCATION_WIDTH, _LOCATION_LINE)
+        line_spans = np.frombuffer(nested, dtype=np.int64).reshape(-1, 3)
+        line_table, _ = _wire.table(parts.data, np.ascontiguousarray(line_spans[:, 1:]), _LINE_WIDTH, 0)
+        fn_table, _ = _wire.table(parts.data, parts.functions, _FUNCTION_WIDTH, 0)
+    except WireError:
+        return None
+    line_owner = line_spans[:, 0]  # the location holding each line
+    loc_cols = np.frombuffer(loc_table, dtype=np.uint64).reshape(n_locs, _LOCATION_WIDTH)
+    fn_cols = np.frombuffer(fn_table, dtype=np.uint64).reshape(n_fns, _FUNCTION_WIDTH)
+    line_cols = np.frombuffer(line_table, dtype=np.uint64).reshape(len(line_owner), _LINE_WIDTH)
     n_lines = len(line_owner)
     strings = list(profile.string_table)
     # Functions: `Resolver` rejects one whose name or file is not a string index.
@@ -773,7 +319,7 @@ def attribute_fast(
     nonzero = np.flatnonzero(values != 0)  # (faster than on the int64 values)
     nz_values = values[nonzero]
     nz_counts = counts[nonzero]
-    tables = _tables(profile, scan.data[scan.tables_at :], parts.n_locs, parts.n_fns)
+    tables = _tables(profile, parts)
     if tables is None or not _known_locations(scan, tables):
         return None  # (the sample-by-sample path names the sample and the id)
     if not len(nonzero):
@@ -785,8 +331,7 @@ def attribute_fast(
     names = list(tables.pairs)
     unresolved = np.flatnonzero(keys < 0)  # only runtime/library frames: rare
     if len(unresolved):
-        parse = profile_pb2.Sample.FromString
-        stacks = [parse(scan.sample(i)).location_id for i in nonzero[unresolved].tolist()]
+        stacks = [scan.stack(i) for i in nonzero[unresolved].tolist()]
         frames = np.array(tables.fallback(stacks, names), dtype=np.int64).reshape(-1, 2)
         keys[unresolved], lines[unresolved] = frames[:, 0], frames[:, 1]
     sites = _sites(nz_values, nz_counts, keys, lines, leaves, names, top)
@@ -801,55 +346,11 @@ def attribute_fast(
 
 def _known_locations(scan: _Scan, tables: _Tables) -> bool:
     """Whether every location id of every sample is in the table, not only those the walk reads (up to
-    the user frame); False also for encodings this does not judge (the sample-by-sample path decides).
-
-    Go's tables (ids 1..N) are checked in byte space, decoding only the varints of the highest ids: no
-    id is 0 (no zero byte: a zero id or a padded varint); a varint as long as N's (or longer) whose last
-    byte reaches N's last byte is read, the others are below N. These bytes are looked for in all the
-    samples' bytes, then kept where they are ids. Other tables decode every id.
-    """
-    data = scan.data[: scan.tables_at]
+    the user frame). Go's tables (ids 1..N) need only the smallest and largest id."""
     n = len(tables.ids)
-    if not tables.dense or n == 0:
-        tokens = _tokens(data[_id_bytes(scan, len(data))])
-        return tokens is not None and bool((tables.leaf(tokens[0]) != -3).all())
-    width = (n.bit_length() + 6) // 7  # bytes of n's varint
-    size = len(data) - width + 1
-    cont = data >= 0x80
-    reach = data[width - 1 :] >= (n >> (7 * (width - 1)))  # (what the last byte of n's varint holds)
-    for k in range(width - 1):
-        reach &= cont[k : k + size]
-    start = np.flatnonzero(reach)  # (a varint longer than n's is one too: its byte `width - 1` continues)
-    value = np.zeros(len(start), dtype=np.uint64)
-    for k in range(width):
-        value |= (data[start + k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
-    # Above n, or longer than n's varint; only those in the ids matter (the others are in the values).
-    start = start[(value > np.uint64(n)) | cont[start + width - 1]]
-    many = len(start) > len(scan.loc_start)  # alike bytes in the values (small tables): select by a mask
-    if bool((_id_bytes(scan, len(data))[start] if many else _in_ids(scan, start)).any()):
-        return False
-    # Zero ids: every value 0 ends with a zero byte; if the samples hold no other, no id is 0.
-    return not (
-        len(data) - np.count_nonzero(data) > scan.values.size - np.count_nonzero(scan.values)
-        and bool(_in_ids(scan, np.flatnonzero(data == 0)).any())
-    )
-
-
-def _id_bytes(scan: _Scan, size: int) -> npt.NDArray[np.bool_]:
-    """Whether each of the first `size` bytes of the samples is a byte of a location id."""
-    bounds = np.empty(2 * len(scan.loc_start) + 1, dtype=np.int64)
-    bounds[0] = 0
-    bounds[1::2] = scan.loc_start
-    bounds[2::2] = scan.loc_end
-    pattern = np.zeros(len(bounds), dtype=bool)
-    pattern[1::2] = True
-    return np.repeat(pattern, np.diff(bounds, append=size))
-
-
-def _in_ids(scan: _Scan, at: IntArray) -> npt.NDArray[np.bool_]:
-    """Whether each of the sorted byte positions `at` is in a sample's location ids."""
-    sample = np.searchsorted(scan.loc_start, at, side="right") - 1
-    return (sample >= 0) & (at < scan.loc_end[np.maximum(sample, 0)])
+    if tables.dense and n:
+        return bool(scan.ids.min() >= 1) and int(scan.ids.max()) <= n
+    return bool((tables.leaf(scan.ids) != -3).all())
 
 
 def _walk(scan: _Scan, samples: IntArray, tables: _Tables) -> tuple[IntArray, IntArray, IntArray] | None:
@@ -860,36 +361,33 @@ def _walk(scan: _Scan, samples: IntArray, tables: _Tables) -> tuple[IntArray, In
     few left (often with a dozen system frames to cross) read the rest of their stacks in one go, rather
     than paying a level's fixed cost per frame.
     """
-    pos = scan.loc_start[samples]
-    end = scan.loc_end[samples]
-    read = _read_varints(scan.data, pos)
-    if read is None:
-        return None
-    leaves, pos = read
+    ids = scan.ids
+    pos = scan.id_start[samples]
+    end = scan.id_end[samples]
+    leaves = ids[pos]
     keys, lines = tables.user(leaves)
     if bool((keys < -1).any()):
         return None  # a bad reference (or a location `Resolver` rejects): the sample-by-sample path names it
+    pos += 1
     pending = np.flatnonzero((keys < 0) & (pos < end))
     while len(pending) > len(samples) // 8:
-        read = _read_varints(scan.data, pos[pending])
-        if read is None:
-            return None
-        ids, pos[pending] = read
-        key, line = tables.user(ids)
+        at = pos[pending]
+        key, line = tables.user(ids[at])
         if bool((key < -1).any()):
             return None
         found = key >= 0
         keys[pending[found]] = key[found]
         lines[pending[found]] = line[found]
+        pos[pending] = at + 1
         pending = pending[~found]
         pending = pending[pos[pending] < end[pending]]
-    if len(pending) and not _walk_rest(scan.data, pos[pending], end[pending], pending, tables, keys, lines):
+    if len(pending) and not _walk_rest(ids, pos[pending], end[pending], pending, tables, keys, lines):
         return None
     return leaves, keys, lines
 
 
 def _walk_rest(
-    data: npt.NDArray[np.uint8],
+    ids: IntArray,
     pos: IntArray,
     end: IntArray,
     pending: IntArray,
@@ -897,18 +395,13 @@ def _walk_rest(
     keys: IntArray,
     lines: IntArray,
 ) -> bool:
-    """Finish the walk of the `pending` samples, whose remaining location ids are the varints at
-    `pos`..`end`: all are read at once, and each sample takes its first user frame. False where a bad
-    reference comes before it (what the level-by-level walk would stop at)."""
+    """Finish the walk of the `pending` samples, whose remaining location ids are `ids[pos:end]`: all are
+    read at once, and each sample takes its first user frame. False where a bad reference comes before it
+    (what the level-by-level walk would stop at)."""
     size = end - pos
-    into = np.cumsum(size) - size  # where each sample's bytes start in the gathered run
-    run = data[np.arange(int(into[-1] + size[-1])) + np.repeat(pos - into, size)]
-    tokens = _tokens(run)  # (each stretch ends a varint: the scan checked each stack's last byte)
-    if tokens is None:
-        return False
-    ids, at = tokens
-    owner = np.repeat(np.arange(len(size)), size)[at]  # the pending sample of each id
-    key, line = tables.user(ids)
+    into = np.cumsum(size) - size  # where each sample's ids start in the gathered run
+    owner = np.repeat(np.arange(len(size)), size)  # the pending sample of each id
+    key, line = tables.user(ids[np.arange(int(into[-1] + size[-1])) + (pos - into)[owner]])
     stop = np.flatnonzero(key != -1)  # a user frame, or a bad reference
     stop_owner = owner[stop]
     first = stop[_starts_run(stop_owner)]

@@ -172,16 +172,6 @@ class SampleValuesOnly(_message.Message):
     value: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, value: _Optional[_Iterable[int]] = ...) -> None: ...
 
-class ProfileRawParts(_message.Message):
-    __slots__ = ("sample", "location", "function")
-    SAMPLE_FIELD_NUMBER: _ClassVar[int]
-    LOCATION_FIELD_NUMBER: _ClassVar[int]
-    FUNCTION_FIELD_NUMBER: _ClassVar[int]
-    sample: _containers.RepeatedScalarFieldContainer[bytes]
-    location: _containers.RepeatedScalarFieldContainer[bytes]
-    function: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, sample: _Optional[_Iterable[bytes]] = ..., location: _Optional[_Iterable[bytes]] = ..., function: _Optional[_Iterable[bytes]] = ...) -> None: ...
-
 class ProfileLazyParts(_message.Message):
     __slots__ = ("sample_type", "sample", "mapping", "location", "function", "string_table", "drop_frames", "keep_frames", "time_nanos", "duration_nanos", "period_type", "period", "comment", "default_sample_type", "doc_url")
     SAMPLE_TYPE_FIELD_NUMBER: _ClassVar[int]

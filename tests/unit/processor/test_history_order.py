@@ -1,0 +1,197 @@
+"""A grid's naming order (history.py `Grid`): kept as tie fields and exceptions from the value order, it must give
+back exactly the order each profile named its values, wherever it is read: ranking ties, exports (and so
+checkpoints), the oldest point (fix verification's start), merged points, the sparse form; and presence
+must stay exact where values are absent (the reserved `absent` code), for counter grids too.
+
+Each test drives a grid and a plain reference (the list of (name, value) pairs of every point, as named)
+with the same hostile points: values that share a 16-bit code, orders that are not the value order, names
+that come and go, and checks the grid against what the reference says."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from otel_leakproc.processor.history import (
+    INCREMENTS,
+    LEVELS,
+    CounterGrid,
+    Grid,
+    naming_positions,
+)
+
+NAMES = [f"pkg.site{i:02d}" for i in range(12)]
+# Levels past 2**15 are kept within 0.034%: 40,000 and 40,010 share one code, 40,030 has the next.
+LEVEL_VALUES = [0.0, 3.0, 3.0, 40_000.0, 40_010.0, 40_030.0, 1e9, 1e9 + 1]
+
+
+def _point(rng: random.Random, counters: dict[str, float] | None = None) -> list[tuple[str, float]]:
+    names = rng.sample(NAMES, rng.randint(0, len(NAMES)))
+    if counters is None:
+        pairs = [(name, rng.choice(LEVEL_VALUES)) for name in names]
+    else:
+        for name in names:  # counters only grow; an increase of 0 keeps the site present
+            counters[name] = counters.get(name, 0.0) + rng.choice([0.0, 0.0, 5.0, 5.0, 1e7, 1e7 + 3])
+        pairs = [(name, counters[name]) for name in names]
+    style = rng.random()
+    if style < 0.5:  # as the decoders name them: by value, then name
+        pairs.sort(key=lambda p: (-p[1], p[0]))
+    elif style < 0.8:  # by value, equal values in any order
+        rng.shuffle(pairs)
+        pairs.sort(key=lambda p: -p[1])
+    else:
+        rng.shuffle(pairs)  # any order at all
+    return pairs
+
+
+def _naming_by_point(grid: Grid) -> list[list[str]]:
+    _names, lengths, ids, _ = grid.export(lambda name: 0)
+    live = sorted(grid.index)
+    out, at = [], 0
+    for length in lengths.tolist():
+        out.append([live[i] for i in ids[at : at + length].tolist()])
+        at += length
+    return out
+
+
+def _expected_ranking(grid: Grid, reference: list[list[tuple[str, float]]], limit: int) -> list[str]:
+    """Names by peak (as the grid reads its values), then first point with a positive value, then position
+    within that point as the reference named it."""
+    names = sorted(grid.index)
+    matrix = grid.matrix(names)
+    keyed = []
+    for name, row in zip(names, matrix, strict=True):
+        positive = np.flatnonzero(row > 0)
+        if not len(positive):
+            continue
+        first = int(positive[0])
+        position = [n for n, _ in reference[first]].index(name)
+        keyed.append((-float(row.max()), first, position, name))
+    return [name for *_, name in sorted(keyed)[:limit]]
+
+
+def _check(grid: Grid, reference: list[list[tuple[str, float]]]) -> None:
+    assert _naming_by_point(grid) == [[n for n, _ in point] for point in reference]
+    assert [n for n, _ in grid.first_items()] == ([n for n, _ in reference[0]] if reference else [])
+    for limit in (3, 64):
+        assert grid.ranked(limit, "") == _expected_ranking(grid, reference, limit)
+    present = {name for point in reference for name, _ in point}
+    assert set(grid.index) == present  # a site named with 0 keeps its row; one no point names has none
+    # A checkpoint's layout (values by id with moves) gives every naming order back.
+    names, lengths, ids, codes, moves = grid.export_by_id(NAMES.index)
+    positions = naming_positions(lengths, ids, codes, moves)
+    by_point, at = [], 0
+    for length in lengths.tolist():
+        part = sorted(zip(positions[at : at + length].tolist(), ids[at : at + length].tolist(), strict=True))
+        by_point.append([NAMES[names[i]] for _, i in part])
+        at += length
+    assert by_point == [[n for n, _ in point] for point in reference]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_levels_grid_gives_back_each_naming_order_and_ranks_ties_by_it(seed: int) -> None:
+    rng = random.Random(seed)
+    grid = Grid(10, scale=LEVELS)
+    reference: list[list[tuple[str, float]]] = []
+    for step in range(40):
+        point = _point(rng)
+        grid.append(point)
+        reference.append(point)
+        if len(reference) > 8:
+            grid.popleft()
+            reference.pop(0)
+        _check(grid, reference)
+        if step == 20:  # a restore from the checkpoint layout keeps the orders
+            names, lengths, ids, codes, moves = grid.export_by_id(NAMES.index)
+            restored = Grid(10, scale=LEVELS)
+            restored.restore(
+                [NAMES[i] for i in names], lengths, ids, codes, naming_positions(lengths, ids, codes, moves)
+            )
+            grid = restored
+            _check(grid, reference)
+    assert grid.ties is not None  # the points did need order state
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_counter_grid_keeps_naming_orders_and_presence_of_absent_sites(seed: int) -> None:
+    rng = random.Random(100 + seed)
+    grid = CounterGrid(10)
+    counters: dict[str, float] = {}
+    reference: list[list[tuple[str, float]]] = []
+    for _ in range(40):
+        point = _point(rng, counters)
+        grid.append(point)
+        reference.append(point)
+        if len(reference) > 8:
+            grid.popleft()
+            reference.pop(0)
+        _check(grid, reference)
+        # Absent sites read as 0, present ones as their counters (within the increases' rounding).
+        names = sorted(grid.index)
+        matrix = grid.matrix(names)
+        for j, point in enumerate(reference):
+            named = dict(point)
+            for i, name in enumerate(names):
+                if name in named:
+                    assert matrix[i, j] == pytest.approx(named[name], rel=1e-3, abs=1e-6)
+                else:
+                    assert matrix[i, j] == 0.0
+    assert (grid.values == INCREMENTS.absent).any()  # the points did leave sites out
+
+
+def _merge_reference(reference: list[list[tuple[str, float]]], first: int, count: int) -> None:
+    """Merge points first .. first + count - 1 as `Grid.merge` does: names in first-seen order (value: the
+    mean, which the naming order does not depend on)."""
+    merged: dict[str, float] = {}
+    for point in reference[first : first + count]:
+        for name, value in point:
+            merged[name] = merged.get(name, 0.0) + value / count
+    reference[first : first + count] = [list(merged.items())]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_merged_points_keep_first_seen_order_as_with_fine_points_60(seed: int) -> None:
+    rng = random.Random(200 + seed)
+    grid = Grid(16, scale=LEVELS)
+    reference: list[list[tuple[str, float]]] = []
+    coarse = 0
+    for _ in range(60):
+        point = _point(rng)
+        grid.append(point)
+        reference.append(point)
+        if len(reference) - coarse >= 10:  # as the detector merges the oldest whole points, 6 to one
+            grid.merge(coarse, 6, quantized=False)
+            _merge_reference(reference, coarse, 6)
+            coarse += 1
+        if coarse > 3:
+            grid.popleft()
+            reference.pop(0)
+            coarse -= 1
+        _check(grid, reference)
+
+
+def test_the_sparse_form_keeps_the_naming_orders_of_the_dense_one() -> None:
+    rng = random.Random(9)
+    grid = Grid(10, max_rows=12, scale=LEVELS)
+    reference: list[list[tuple[str, float]]] = []
+    for _ in range(8):
+        point = _point(rng)
+        grid.append(point)
+        reference.append(point)
+    assert not grid.overflow
+    churn = [("pkg.new", 40_000.0), ("pkg.site00", 40_010.0)]
+    grid.append(churn + [(f"pkg.extra{i}", 3.0) for i in range(12)])  # past the bound: sparse from here
+    reference.append(churn + [(f"pkg.extra{i}", 3.0) for i in range(12)])
+    assert grid.overflow
+    assert _naming_by_point(grid) == [[n for n, _ in point] for point in reference]
+
+
+def test_an_unordered_grid_reads_back_in_value_order_and_keeps_no_order_state() -> None:
+    grid = Grid(4, scale=LEVELS, ordered=False)
+    grid.append([("b", 5.0), ("a", 5.0), ("c", 9.0), ("d", 0.0)])
+    assert grid.ties is None
+    assert grid.exceptions is None
+    assert _naming_by_point(grid) == [["c", "a", "b", "d"]]  # code descending, then name
+    assert grid.matrix(["d", "a"]).tolist() == [[0.0], [5.0]]
