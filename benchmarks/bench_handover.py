@@ -5,11 +5,14 @@ Two real processes on one machine: an owner runs a `PeerGroup` whose apply keeps
 of forwarded uploads answers without decoding (so only the hand-over is timed, not the decode, journal or
 detector), and a sender hands it, `--count` times and `--concurrency` at a time as concurrent uploads
 would, the point of a real small heap profile through `PeerGroup.accept` (what push and OTLP uploads
-cost), then the raw `/ingest` upload of the same profile through `PeerGroup.forward` (what `/ingest`
-uploads cost). Prints the CPU time each side used per item (user + system, from /proc) and the wall time;
-the cost a `serve` process pays per forwarded item is the sum of both sides. Prints figures only.
+cost), then the raw `/ingest` upload of the same profile through `PeerGroup.forward` (what small `/ingest`
+uploads cost), then its result as a decoder worker pickles it through `PeerGroup.forward_decoded` (what
+`/ingest` uploads a worker decodes cost; the owner unpickles it). Prints the CPU time each side used per
+item (user + system, from /proc) and the wall time; the cost a `serve` process pays per forwarded item is
+the sum of both sides. Prints figures only.
 
     python benchmarks/bench_handover.py --count 5000 --concurrency 8
+    python benchmarks/bench_handover.py --count 2000 --profile benchmarks/out/large/heap_0029.pb.gz
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import pickle
 import sys
 import tempfile
 import time
@@ -53,15 +57,21 @@ async def _undecoded(tenant: str, request: UploadRequest) -> IngestOutcome:
     return IngestOutcome(tenant, 1, ())
 
 
+async def _unpickled(tenant: str, dialect: str, pickled: bytes) -> IngestOutcome:
+    result = pickle.loads(pickled)  # what the owner does with a result decoded elsewhere, before its sink
+    return IngestOutcome(tenant, len(result.profiles), ())
+
+
 async def _owner(runtime: Path) -> None:
     group = PeerGroup(LocalProcess(1, 2, runtime), _discard, _Nothing(), lambda: b"")
     group.uploads = _undecoded
+    group.decoded = _unpickled
     await group.start()
     await asyncio.Event().wait()  # until killed
 
 
-async def _sender(runtime: Path, count: int, concurrency: int, owner_pid: int) -> None:
-    body = SMALL.read_bytes()
+async def _sender(runtime: Path, count: int, concurrency: int, owner_pid: int, profile: Path) -> None:
+    body = profile.read_bytes()
     one = process_upload(UploadRequest("ingest", body, query=(("name", "x"), ("format", "pprof"))), DecodeLimits())
     service = next(f"svc-{i}" for i in range(100) if local_owner("bench", f"svc-{i}", "pod", 2) == 1)
     result = UploadResult((DecodedProfile(service, "pod", {"service.name": service}, one.profiles[0].summary),))
@@ -83,7 +93,13 @@ async def _sender(runtime: Path, count: int, concurrency: int, owner_pid: int) -
         for _ in range(n):
             await group.forward(1, "bench", upload)
 
-    for what, worker in (("point", point), ("upload", forward)):
+    pickled = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+
+    async def decoded(n: int) -> None:
+        for _ in range(n):
+            await group.forward_decoded(1, "bench", "ingest", pickled)
+
+    for what, worker in (("point", point), ("upload", forward), ("decoded upload's result", decoded)):
         await worker(200)  # warm
         mine, theirs, start = cpu_seconds(os.getpid()), cpu_seconds(owner_pid), time.perf_counter()
         await asyncio.gather(*(worker(count // concurrency) for _ in range(concurrency)))
@@ -91,7 +107,7 @@ async def _sender(runtime: Path, count: int, concurrency: int, owner_pid: int) -
         mine, theirs = cpu_seconds(os.getpid()) - mine, cpu_seconds(owner_pid) - theirs
         done = count // concurrency * concurrency
         print(
-            f"hand-over of one small heap {what} ({done}, {concurrency} at a time): "
+            f"hand-over of one heap {what} of {len(body) / 1024:.1f} KiB ({done}, {concurrency} at a time): "
             f"sender {mine / done * 1000:.3f} ms CPU, owner {theirs / done * 1000:.3f} ms CPU, "
             f"together {(mine + theirs) / done * 1000:.3f} ms; wall {wall / done * 1000:.3f} ms each"
         )
@@ -103,6 +119,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--profile", type=Path, default=SMALL, help="the heap profile handed over (default: a small one)"
+    )
     parser.add_argument("--owner", metavar="RUNTIME", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.owner:
@@ -113,7 +132,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as runtime:
         owner = subprocess.Popen([sys.executable, __file__, "--owner", runtime])
         try:
-            asyncio.run(_sender(Path(runtime), args.count, args.concurrency, owner.pid))
+            asyncio.run(_sender(Path(runtime), args.count, args.concurrency, owner.pid, args.profile))
         finally:
             owner.kill()
             owner.wait()

@@ -13,7 +13,10 @@ charged to neither (`--alone` deletes the sibling first, so one series pays for 
 `--state` also prints the size of `to_state()` as compact JSON (what a snapshot file holds per series)
 and the median time of `to_state()` + `json.dumps` and of `json.loads` + `from_state()` (21 runs each).
 
-Prints figures only; asserts nothing.
+Prints figures only; asserts nothing. `retained KiB` is what stays allocated after the feeding; `process
+KiB` the part of it that stays allocated once the series is deleted as well (numpy's process-wide caches of
+small buffers and ufunc loops, which the first series traced in a process fills: not the series' memory);
+`series KiB` the difference, what the series holds (and `per point B` of it).
 
 `--breakdown` prints, per kind, where the bytes go: each numpy array the detector holds (its path, shape,
 dtype and data bytes) and the rest of the retained bytes (Python objects: names, site descriptions, the
@@ -125,29 +128,37 @@ BUILDERS: dict[ProfileKind, Callable[[int, int, int, random.Random], ProfileSumm
 
 def retained(
     kind: ProfileKind, points: int, width: int, config: ProcessorConfig, alone: bool = False
-) -> tuple[int, int, SeriesDetector]:
-    """Bytes still allocated after feeding `points` summaries to a new detector (summaries dropped).
+) -> tuple[int, int, int, SeriesDetector]:
+    """Bytes still allocated after feeding `points` summaries to a new detector (summaries dropped), and of
+    those, the bytes still allocated once the detector is deleted too (not the series': numpy's process-wide
+    caches of small buffers and ufunc loops, which a first series of a process fills; see `--breakdown`).
 
     A first detector of the same kind (a sibling pod) is fed untraced, so process-wide caches (the pair
     indices of the trend statistics per window length, the frame-classification caches) are warm and not
-    charged to the series; it stays alive unless `alone`, sharing the interned names.
+    charged to the series; it stays alive unless `alone`, sharing the interned names. The detector returned
+    is an identical one, fed after the measurement.
     """
     step = int(config.window_seconds / config.max_points * NANOS)
-    warm = SeriesDetector(SeriesKey("tenant", "warm-up", "pod-0", kind), config)
-    rng = random.Random(7)
-    for j in range(points):
-        warm.update(BUILDERS[kind](j, T0 * NANOS + j * step, width, rng))
+
+    def fed(instance: str) -> SeriesDetector:
+        detector = SeriesDetector(SeriesKey("tenant", "checkout", instance, kind), config)
+        rng = random.Random(7)
+        for j in range(points):
+            detector.update(BUILDERS[kind](j, T0 * NANOS + j * step, width, rng))
+        return detector
+
+    warm = fed("pod-0")
     if alone:
         del warm
-    rng = random.Random(7)
     gc.collect()
     tracemalloc.start(TRACE_DEPTH)
     before = tracemalloc.take_snapshot()
-    detector = SeriesDetector(SeriesKey("tenant", "checkout", "pod-1", kind), config)
-    for j in range(points):
-        detector.update(BUILDERS[kind](j, T0 * NANOS + j * step, width, rng))
+    detector = fed("pod-1")
     gc.collect()
     after = tracemalloc.take_snapshot()
+    del detector
+    gc.collect()
+    gone = tracemalloc.take_snapshot()
     tracemalloc.stop()
     # The trend statistics' pair-index cache is process-wide (one entry per window length, LRU): it
     # churns while a series fills up, so it is reported on its own, not charged to the series.
@@ -157,7 +168,10 @@ def retained(
         d.size_diff for d in after.filter_traces(series_only).compare_to(before.filter_traces(series_only), "filename")
     )
     cache = sum(d.size_diff for d in after.filter_traces(shared).compare_to(before.filter_traces(shared), "filename"))
-    return size, cache, detector
+    # What stays allocated without the series (tracemalloc's own file cache excluded).
+    process = [*series_only, tracemalloc.Filter(False, "*linecache.py"), tracemalloc.Filter(False, "<frozen*")]
+    left = sum(d.size_diff for d in gone.filter_traces(process).compare_to(before.filter_traces(process), "filename"))
+    return size, cache, max(0, left), fed("pod-1")
 
 
 def arrays_of(obj: Any, path: str = "detector", seen: set[int] | None = None) -> list[tuple[str, Any]]:
@@ -182,6 +196,14 @@ def print_breakdown(size: int, detector: SeriesDetector) -> None:
     data = sum(a.nbytes for _, a in arrays)
     print(f"  {'arrays':<53} {data / 1024:8.1f} KiB")
     print(f"  {'the rest (Python objects, array headers)':<53} {(size - data) / 1024:8.1f} KiB")
+    shared = "(not in it: its site descriptions, shared with the sibling)"
+    print(f"  {shared:<53} {_meta_bytes(detector) / 1024:8.1f} KiB")
+
+
+def _meta_bytes(detector: SeriesDetector) -> int:
+    """Bytes of the site descriptions (`SiteMeta`) the detector refers to: shared with its sibling series
+    (`history.shared_meta`), so not in its retained bytes."""
+    return sum(sys.getsizeof(meta) for meta in {id(m): m for m in detector.meta.values()}.values())
 
 
 def _median_ms(call: Callable[[], object], runs: int = 21) -> float:
@@ -217,19 +239,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.points} profiles of {args.sites} sites/groups each, retained bytes by tracemalloc"
     )
     header = (
-        f"{'kind':<10} {'points':>6} {'profiles':>8} {'names':>6} {'retained KiB':>12} {'per point B':>11}"
-        f" {'shared cache KiB':>16}"
+        f"{'kind':<10} {'points':>6} {'profiles':>8} {'names':>6} {'retained KiB':>12} {'process KiB':>11}"
+        f" {'series KiB':>10} {'per point B':>11} {'shared cache KiB':>16}"
     )
     if args.state:
         header += f" {'state JSON KiB':>14} {'to_state ms':>11} {'from_state ms':>13}"
     print(header)
     print("-" * len(header))
     for kind in BUILDERS:
-        size, cache, detector = retained(kind, args.points, args.sites, config, args.alone)
+        size, cache, left, detector = retained(kind, args.points, args.sites, config, args.alone)
         names = len({*detector._sites.index, *detector._groups.index})
+        own = size - left
         line = (
             f"{kind.value:<10} {len(detector.points):6d} {detector.points.profiles:8d} {names:6d} {size / 1024:12.1f} "
-            f"{size / max(1, len(detector.points)):11.0f} {cache / 1024:16.1f}"
+            f"{left / 1024:11.1f} {own / 1024:10.1f} {own / max(1, len(detector.points)):11.0f} {cache / 1024:16.1f}"
         )
         if args.state:
             state = json.dumps(detector.to_state(), separators=(",", ":"))
@@ -238,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             line += f" {len(state) / 1024:14.1f} {save:11.2f} {load:13.2f}"
         print(line)
         if args.breakdown:
-            print_breakdown(size, detector)
+            print_breakdown(own, detector)
     return 0
 
 

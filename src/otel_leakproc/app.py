@@ -118,6 +118,7 @@ class Service:
         )
         if self.peers is not None:
             self.peers.uploads = self.core.decode_forwarded
+            self.peers.decoded = self.core.keep_decoded
         self.scrape: ScrapeManager | None = None
         if settings.scrape.enabled:
             tenant = settings.scrape.tenant or settings.server.auth.default_tenant

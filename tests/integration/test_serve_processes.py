@@ -163,7 +163,8 @@ def test_an_ingest_upload_is_decoded_and_kept_once_by_its_owner_whichever_proces
 ) -> None:
     config = {
         "server": {"processes": 2},
-        # The profiles go to the owner's decoder worker, the bad bodies (10 bytes) are decoded on its loop.
+        # The profiles are decoded by a worker where they arrive and kept by their owner (only the result
+        # crosses); the bad bodies (10 bytes) cross as received and are decoded on the owner's loop.
         "ingest": {"inline_max_bytes": 512},
         "state": {"dir": str(tmp_path / "state")},
         "export": {"console": False},

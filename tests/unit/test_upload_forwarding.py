@@ -245,6 +245,82 @@ def test_an_upload_whose_owner_is_gone_is_refused_503_and_counted_where_it_arriv
     asyncio.run(scenario())
 
 
+def test_a_body_a_worker_decodes_is_decoded_where_it_arrived_and_its_result_kept_by_the_owner(
+    tmp_path: Path,
+) -> None:
+    """Bodies over `ingest.inline_max_bytes` are not forwarded: the receiving process decodes them in its
+    worker and only the pickled result crosses (DECODED requests); smaller ones still cross as received."""
+
+    async def scenario() -> None:
+        groups = [PeerGroup(LocalProcess(i, 2, tmp_path), _ignore, _Nothing(), lambda: b"", CAPS) for i in range(2)]
+        telemetry = [Telemetry(), Telemetry()]
+        kept: list[list[UploadResult]] = [[], []]
+        cores = [
+            IngestCore(
+                ServerConfig(),
+                IngestConfig(workers=1, inline_max_bytes=512),
+                DecodeLimits(),
+                lambda tenant, request, result, i=i: kept[i].append(result),  # type: ignore[misc]
+                telemetry[i],
+                CAPS,
+                router=groups[i],
+            )
+            for i in range(2)
+        ]
+        for group, core in zip(groups, cores, strict=True):
+            group.uploads = core.decode_forwarded
+            group.decoded = core.keep_decoded
+            await core.start()
+            await group.start()
+        try:
+            for _ in range(100):
+                if all(g.all_up() for g in groups):
+                    break
+                await asyncio.sleep(0.05)
+            tenant = ServerConfig().auth.default_tenant
+            theirs = [n for n in (f"svc-{i}" for i in range(40)) if local_owner(tenant, n, "pod", 2) == 1]
+            assert len(PROFILE.read_bytes()) > 512
+            outcomes = await asyncio.gather(
+                *(cores[0].ingest(Credentials(), _request(f"{n}{{instance=pod}}")) for n in theirs[:4])
+            )
+            assert [o.accepted for o in outcomes] == [1, 1, 1, 1]
+            assert kept[0] == []
+            assert sorted(p.service for r in kept[1] for p in r.profiles) == sorted(theirs[:4])
+            summaries = [p.summary for r in kept[1] for p in r.profiles]
+            assert all(len(s.sites) > 0 and s.total > 0 for s in summaries)
+
+            def sample(i: int, name: str, labels: dict[str, str] | None = None) -> float | None:
+                return telemetry[i].registry.get_sample_value(name, labels or {})
+
+            # Decoded by process 0's worker, counted as received by the owner, forwarded from 0.
+            assert sample(0, "otel_leakproc_decode_seconds_count") == 4
+            assert sample(1, "otel_leakproc_decode_seconds_count") == 0
+            received = "otel_leakproc_profiles_received_total"
+            assert sample(1, received, {"tenant": tenant, "dialect": "ingest"}) == 4
+            assert sample(0, received, {"tenant": tenant, "dialect": "ingest"}) is None
+            assert sample(0, "otel_leakproc_uploads_forwarded_total") == 4
+            # A bad large body is refused where it was decoded; nothing reaches the owner.
+            bad = replace(_request(f"{theirs[5]}{{instance=pod}}"), body=b"\x1f\x8b" + bytes(1000))
+            with pytest.raises(InvalidProfileError, match="gzip"):
+                await cores[0].ingest(Credentials(), bad)
+            rejected = "otel_leakproc_profiles_rejected_total"
+            assert sample(0, rejected, {"reason": "bad_gzip"}) == 1
+            assert len(kept[1]) == 4
+            # A small body (decoded on an event loop) still crosses as received and is decoded by its owner.
+            small = replace(bad, body=b"\x1f\x8bnot gzip")
+            with pytest.raises(InvalidProfileError, match="gzip"):
+                await cores[0].ingest(Credentials(), small)
+            assert sample(1, rejected, {"reason": "bad_gzip"}) == 1
+            assert sample(0, rejected, {"reason": "bad_gzip"}) == 1
+            assert all(core.in_flight == 0 for core in cores)
+        finally:
+            for group, core in zip(groups, cores, strict=True):
+                await group.stop()
+                core.close()
+
+    asyncio.run(scenario())
+
+
 def test_the_routing_cache_of_names_stays_bounded() -> None:
     for i in range(forwarding._SERIES_CACHE_SIZE + 10):
         assert upload_series(UploadRequest("ingest", b"", query=(("name", f"svc-{i}{{instance=p}}"),)), CAPS)

@@ -4,7 +4,9 @@ sockets between them.
 Process i of N owns the series of the local partitions p with p % N == i (`partitions.local_owner`). The
 listening ports are shared (SO_REUSEPORT), so any process receives any upload. An `/ingest` upload names
 its one series, so the receiving process forwards it as received to the owner, which decodes, keeps and
-answers it (`forwarding.py`; UPLOAD requests). Any other upload is decoded where it arrived and each point
+answers it (`forwarding.py`; UPLOAD requests); one whose body a decoder worker decodes (larger than
+`ingest.inline_max_bytes`) is decoded where it arrived and its result sent to the owner as the worker
+pickled it, which keeps and answers it (DECODED requests). Any other upload is decoded where it arrived and each point
 handed to its owner as a point record (`state/records.py`, the same self-contained record the journal and
 the Redis stream hold; POINTS requests). The owner journals and applies it, then answers; the upload is
 answered only after every owner of its points did, so an answered upload is in exactly one owner's journal.
@@ -36,8 +38,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from otel_leakproc.cluster.forwarding import (
+    decode_decoded,
     decode_outcome,
     decode_upload,
+    encode_decoded,
     encode_outcome,
     encode_refusal,
     encode_upload,
@@ -49,14 +53,14 @@ from otel_leakproc.errors import InvalidProfileError, RefusedError, UnavailableE
 from otel_leakproc.model import ProfileSummary, SeriesKey
 from otel_leakproc.query.series import Selection, SeriesReader, order
 from otel_leakproc.receiver.ingest import DecoderCrashedError, IngestOutcome, OwnerUnavailableError
-from otel_leakproc.receiver.uploads import UploadRequest, UploadResult
+from otel_leakproc.receiver.uploads import Dialect, UploadRequest, UploadResult
 from otel_leakproc.receiver.value_caps import ValueCaps
 from otel_leakproc.state.codec import MAX_PAYLOAD, CodecError, iter_frames
 from otel_leakproc.state.records import RecordType, point_frame, point_from_payload
 
 log = logging.getLogger(__name__)
 
-POINTS, SERIES, METRICS, UPLOAD = 1, 2, 3, 4  # request kinds
+POINTS, SERIES, METRICS, UPLOAD, DECODED = 1, 2, 3, 4, 5  # request kinds
 OK, UNAVAILABLE, FAILED, REJECTED = 0, 1, 2, 3  # answer statuses
 _HEAD = struct.Struct("<IB")
 MAX_MESSAGE = MAX_PAYLOAD  # a longer message is a broken peer: the connection is closed
@@ -72,6 +76,9 @@ PROCESS_LABEL = "process"
 Point = tuple[SeriesKey, dict[str, str], ProfileSummary]
 # The owner's side of a forwarded upload (`IngestCore.decode_forwarded`): tenant, request -> its outcome.
 ForwardedUploads = Callable[[str, UploadRequest], Awaitable[IngestOutcome]]
+# The owner's side of an upload decoded where it arrived (`IngestCore.keep_decoded`): tenant, dialect,
+# the pickled result -> its outcome.
+DecodedUploads = Callable[[str, Dialect, bytes], Awaitable[IngestOutcome]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +274,8 @@ class PeerGroup:
         self._caps = caps or ValueCaps()
         # Set by the service once its ingest core exists: decodes the uploads the others forward here.
         self.uploads: ForwardedUploads | None = None
+        # Likewise: keeps the uploads the others decoded and send here as their pickled results.
+        self.decoded: DecodedUploads | None = None
         self._apply = apply
         self._local = local
         self._render = render_metrics
@@ -365,6 +374,20 @@ class PeerGroup:
             return decode_outcome(answer)
         if status == REJECTED:
             raise_refusal(answer)
+        return self._outcome(owner, status, answer)
+
+    async def forward_decoded(self, owner: int, tenant: str, dialect: Dialect, pickled: bytes) -> IngestOutcome:
+        """Have `owner` keep an upload decoded here (`pickled`: its `UploadResult` as the decoder worker
+        pickled it); its outcome, or its error raised here. Raises as `forward` does."""
+        status, answer = await self.links[owner].request(DECODED, encode_decoded(tenant, dialect, pickled))
+        return self._outcome(owner, status, answer)
+
+    @staticmethod
+    def _outcome(owner: int, status: int, answer: bytes) -> IngestOutcome:
+        if status == OK:
+            return decode_outcome(answer)
+        if status == REJECTED:
+            raise_refusal(answer)
         message = answer.decode("utf-8", "replace")
         if status == UNAVAILABLE:  # not ready to decode (starting, stopping)
             raise OwnerUnavailableError(f"process {owner}: {message}", RETRY_AFTER)
@@ -438,8 +461,8 @@ class PeerGroup:
                     log.error("a request of %d bytes on the process socket: closing the connection", length)
                     return
                 payload = await reader.readexactly(length)
-                if kind == UPLOAD:
-                    task = loop.create_task(self._upload(payload))
+                if kind in (UPLOAD, DECODED):
+                    task = loop.create_task(self._upload(payload) if kind == UPLOAD else self._keep(payload))
                     answers.append(task)
                     task.add_done_callback(ready)
                 else:
@@ -467,6 +490,19 @@ class PeerGroup:
             return REJECTED, encode_refusal(exc)
         except Exception as exc:  # a bug: the sender answers 500, this process logs it
             log.exception("a forwarded upload failed")
+            return FAILED, f"{type(exc).__name__}: {exc}".encode()
+
+    async def _keep(self, payload: bytes) -> tuple[int, bytes]:
+        """Keep an upload another process decoded; the answer carries its outcome or error."""
+        try:
+            if self.decoded is None:
+                return UNAVAILABLE, b"this process is starting"
+            tenant, dialect, pickled = decode_decoded(payload)
+            return OK, encode_outcome(await self.decoded(tenant, dialect, pickled))
+        except (InvalidProfileError, RefusedError, DecoderCrashedError) as exc:
+            return REJECTED, encode_refusal(exc)
+        except Exception as exc:  # a bug: the sender answers 500, this process logs it
+            log.exception("a decoded upload from another process failed")
             return FAILED, f"{type(exc).__name__}: {exc}".encode()
 
     async def _answer(self, kind: int, payload: bytes) -> tuple[int, bytes]:

@@ -49,6 +49,7 @@ from otel_leakproc.processor.history import (
     dequantize,
     history_columns,
     naming_positions,
+    shared_meta,
 )
 from otel_leakproc.processor.trend import (
     FloatArray,
@@ -242,6 +243,41 @@ class SeriesDetector:
         memory_limit_bytes: limit for time-to-limit (overrides the config's), e.g. from the resource.
     """
 
+    # Slots, not a __dict__ per series (tens of thousands are held).
+    __slots__ = (
+        "_early",
+        "_evaluated_at",
+        "_groups",
+        "_last_groups",
+        "_memory_limit_override",
+        "_own",
+        "_report",
+        "_sites",
+        "config",
+        "deferred",
+        "first_flagged_at",
+        "first_time",
+        "fix",
+        "flagged_since",
+        "ignored",
+        "key",
+        "last_restart_reason",
+        "last_time",
+        "memory_limit_bytes",
+        "meta",
+        "points",
+        "profiles",
+        "resolving_since",
+        "restarts",
+        "sample_period",
+        "segment_start",
+        "session",
+        "sizes",
+        "status",
+        "transitions",
+        "version",
+    )
+
     def __init__(self, key: SeriesKey, config: ProcessorConfig, memory_limit_bytes: int | None = None) -> None:
         self.key = key
         self.config = config
@@ -253,6 +289,8 @@ class SeriesDetector:
         self._groups = new_grid(key.kind, columns, ordered=False)  # (read by name, never ranked)
         self._last_groups: dict[str, tuple[int, int, int]] = {}  # the newest point's: count, wait, leaked
         self.meta: dict[str, SiteMeta] = {}
+        # Heap sites: the mean size of one in-use object (value / count) in the latest profile naming it.
+        self.sizes: dict[str, float] = {}
         self.profiles = 0
         self.first_time: int | None = None
         self.last_time: int | None = None
@@ -398,7 +436,7 @@ class SeriesDetector:
     ) -> None:
         while self.points.profiles >= self.config.max_points:
             self._popleft_point()
-        self.points.append(time_nanos, time, total, cumulative)
+        self.points.append(time_nanos, total, cumulative)
         # Goroutine kinds are judged on their groups; their sites (the groups' user frames) are not kept.
         self._sites.append(() if self._by_groups else sites.items())
         self._groups.append((k, float(v[0])) for k, v in groups.items())
@@ -426,7 +464,7 @@ class SeriesDetector:
                 self._early = (Points(4), new_grid(self.key.kind, 4))
             points, grid = self._early
             if points.profiles < self.config.max_points:
-                points.append(first.time_nanos, first.time, first.total, first.cumulative, first.weight)
+                points.append(first.time_nanos, first.total, first.cumulative, weight=first.weight)
                 sites = self.key.kind in (ProfileKind.HEAP, ProfileKind.MUTEX, ProfileKind.BLOCK)
                 grid.append(self._sites.first_items() if sites else ())
         elif self._early is not None and self._early[0].capacity > max(4, len(self._early[0])):
@@ -487,7 +525,7 @@ class SeriesDetector:
             "leaf": [m.leaf for m in metas],
             "creator": [m.creator for m in metas],
             "blocking": [m.blocking for m in metas],
-            "size": numbers([float(m.size) for m in metas], np.float64),
+            "size": numbers([self.sizes.get(name, 0.0) for name in self.meta], np.float64),
         }
         order = self.points.order()
         points = {
@@ -599,16 +637,19 @@ class SeriesDetector:
             return names[i]
 
         for m in _meta_rows(state["meta"]):
-            detector.meta[name_at(m["name"])] = SiteMeta(
-                function=_req(m["function"], str),
-                file=_req(m["file"], str),
-                line=_req(m["line"], int),
-                state=_opt(m["state"], str),
-                leaf=_req(m["leaf"], str),
-                creator=_req(m["creator"], str),
-                blocking=_req(m["blocking"], str),
-                size=_num(m.get("size", 0.0)),  # absent from states written before sampling was modelled
+            name = name_at(m["name"])
+            detector.meta[name] = shared_meta(
+                _req(m["function"], str),
+                _req(m["file"], str),
+                _req(m["line"], int),
+                _opt(m["state"], str),
+                _req(m["leaf"], str),
+                _req(m["creator"], str),
+                _req(m["blocking"], str),
             )
+            size = _num(m.get("size", 0.0))  # absent from states written before sampling was modelled
+            if size:
+                detector.sizes[name] = size
         p = state["points"]
         time_nanos = _unpack(p["time_nanos"], "<i8")
         total = _unpack(p["total"], "<f8")
@@ -630,7 +671,6 @@ class SeriesDetector:
             ring.resize(n)  # a longer history (an older state, or a larger max_points): cut below
         ring.n = n
         ring.time_nanos[:n] = time_nanos
-        ring.time[:n] = times
         ring.total[:n] = total
         ring.cumulative[:n] = cumulative
         ring.weight[:n] = weight
@@ -692,7 +732,7 @@ class SeriesDetector:
             for t, total_, cum, w in zip(
                 e_nanos.tolist(), e_total.tolist(), e_cumulative.tolist(), e_weight.tolist(), strict=True
             ):
-                early_points.append(t, t / NANOS, total_, None if math.isnan(cum) else cum, w)
+                early_points.append(t, total_, None if math.isnan(cum) else cum, weight=w)
             g = early["sites"]
             lengths = _unpack(g["lengths"], "<i4")
             if len(lengths) != len(e_nanos):
@@ -755,28 +795,22 @@ class SeriesDetector:
         self.sample_period = summary.sample_period
         heap = summary.kind is ProfileKind.HEAP
         for s in () if self._by_groups else summary.sites:
-            meta = self.meta.get(s.function)
-            if meta is None:
-                function = intern(s.function)  # the same object as the grid's row name
-                # Interned like the names: the series of one service (its pods) share one copy.
-                meta = self.meta[function] = SiteMeta(function, intern(s.file), s.line, leaf=intern(s.leaf))
+            if s.function not in self.meta:
+                # Shared like the names: the series of one service (its pods) hold one copy.
+                self.meta[intern(s.function)] = shared_meta(s.function, s.file, s.line, leaf=s.leaf)
             if heap and s.count > 0:
-                meta.size = s.value / s.count
+                self.sizes[intern(s.function)] = s.value / s.count
         for g in summary.groups:
             if g.key not in self.meta:
-                self.meta[intern(g.key)] = SiteMeta(
-                    intern(g.function),
-                    intern(g.file),
-                    g.line,
-                    state=None if g.state is None else intern(g.state),
-                    creator=intern(g.creator),
-                    blocking=intern(g.blocking),
+                self.meta[intern(g.key)] = shared_meta(
+                    g.function, g.file, g.line, state=g.state, creator=g.creator, blocking=g.blocking
                 )
         if len(self.meta) > MAX_META:
             live = {*self._sites.index, *self._groups.index}
             live.update(s.function for s in summary.sites)
             live.update(g.key for g in summary.groups)
             self.meta = {k: v for k, v in self.meta.items() if k in live}
+            self.sizes = {k: v for k, v in self.sizes.items() if k in live}
 
     # -- fix verification -------------------------------------------------------------------------
 

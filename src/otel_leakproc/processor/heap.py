@@ -173,8 +173,7 @@ def _grew_after_warmup(det: SeriesDetector, name: str, t: FloatArray, row: Float
     since = int(np.searchsorted(t, det.segment_start + cfg.warmup_seconds))
     if since == 0:
         since = 1  # the first point has nothing before it to pass
-    meta = det.meta.get(name)
-    quantum = sample_quantum(meta.size if meta else 0.0, det.sample_period)
+    quantum = sample_quantum(det.sizes.get(name, 0.0), det.sample_period)
     gained = new_high_quanta(row, since, quantum)
     # Whole samples: a sampled value moves by about one quantum per sample, not exactly one.
     return round(gained) >= cfg.min_new_samples if quantum > 0 else gained > 0
@@ -184,8 +183,7 @@ def _site_stopped(
     det: SeriesDetector, name: str, th: FloatArray, row: FloatArray, rate: float, recent_n: int
 ) -> StopTest:
     """Has this site stopped growing at `rate` (per hour), given how its profile samples it?"""
-    meta = det.meta.get(name)
-    size = meta.size if meta else 0.0
+    size = det.sizes.get(name, 0.0)
     quantum = sample_quantum(size, det.sample_period)
     cfg = det.config.heap
     exact = recorded_exactly(size, det.sample_period)
@@ -196,8 +194,7 @@ def _site_slowing(det: SeriesDetector, name: str, th: FloatArray, row: FloatArra
     """Does this site's growth slow down over the window as confidently as a leak must grow to be
     suspected, and as much as a fill does? (Laplace test of its new-high samples' times, z <= -`heap.z_suspect`,
     and the fitted intensity at the window's end at most `trend.SLOWING_RATIO` of the start's.)"""
-    meta = det.meta.get(name)
-    size = meta.size if meta else 0.0
+    size = det.sizes.get(name, 0.0)
     quantum = sample_quantum(size, det.sample_period)
     exact = recorded_exactly(size, det.sample_period)
     return deceleration(th, row, quantum, exact).slowing(det.config.heap.z_suspect)

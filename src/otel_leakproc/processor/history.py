@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from sys import intern
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -127,6 +129,7 @@ FLOAT64 = ValueScale("float64", np.float64)  # (no rounding: `CounterGrid.merge`
 LEVELS = LevelScale("levels16", np.uint16, _LEVEL_ABSENT)
 SCALES = {scale.name: scale for scale in (FLOAT32, LEVELS)}
 
+NANOS = 1_000_000_000
 COMPACT_FINE_POINTS = 60  # `processor.fine_points` of the compact history (benchmarks, studies)
 COARSE_FACTOR = 6  # points older than the newest `fine_points` merged this many to one
 
@@ -177,10 +180,11 @@ class Points:
     """Time, total and cumulative counter of each point of the history, in a ring of `capacity` slots.
 
     The history used to keep one object (and a dict of site values) per point; the numbers live in
-    arrays now, and the site values only in the grids. A missing cumulative counter is stored as NaN.
+    arrays now, and the site values only in the grids. A missing cumulative counter is stored as NaN. A
+    point's time in seconds is not stored: it is `time_nanos / 1e9` (what the detector computes it as).
     """
 
-    __slots__ = ("capacity", "coarse", "cumulative", "n", "profiles", "start", "time", "time_nanos", "total", "weight")
+    __slots__ = ("capacity", "coarse", "cumulative", "n", "profiles", "start", "time_nanos", "total", "weight")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -189,7 +193,6 @@ class Points:
         self.coarse = 0  # merged points (the oldest ones)
         self.profiles = 0  # profiles the points stand for (sum of weights)
         self.time_nanos = np.zeros(capacity, dtype=np.int64)
-        self.time = np.zeros(capacity)
         self.total = np.zeros(capacity)
         self.cumulative = np.zeros(capacity)
         self.weight = np.zeros(capacity, dtype=np.int16)
@@ -210,9 +213,10 @@ class Points:
     def __getitem__(self, i: int) -> Point:
         slot = self._slot(i)
         cumulative = float(self.cumulative[slot])
+        nanos = int(self.time_nanos[slot])
         return Point(
-            int(self.time_nanos[slot]),
-            float(self.time[slot]),
+            nanos,
+            nanos / NANOS,
             float(self.total[slot]),
             None if math.isnan(cumulative) else cumulative,
             int(self.weight[slot]),
@@ -227,13 +231,12 @@ class Points:
         self.coarse = 0
         self.profiles = 0
 
-    def append(self, time_nanos: int, time: float, total: float, cumulative: float | None, weight: int = 1) -> None:
+    def append(self, time_nanos: int, total: float, cumulative: float | None, *, weight: int = 1) -> None:
         if self.n == self.capacity:
             self.resize(self.capacity + max(4, self.capacity // 2))
         slot = (self.start + self.n) % self.capacity
         self.n += 1
         self.time_nanos[slot] = time_nanos
-        self.time[slot] = time
         self.total[slot] = total
         self.cumulative[slot] = math.nan if cumulative is None else cumulative
         self.weight[slot] = weight
@@ -259,12 +262,11 @@ class Points:
         target = cols[0]
         nanos = sum(self.time_nanos[cols].tolist()) // count  # exact: Python ints
         self.time_nanos[target] = nanos
-        self.time[target] = nanos / 1_000_000_000  # as the detector computes a point's time
         self.total[target] = self.total[cols].mean()
         self.cumulative[target] = self.cumulative[cols[-1]]
         self.weight[target] = int(self.weight[cols].sum())
         src, dst = order[i + count :], order[i + 1 : self.n - count + 1]
-        for array in (self.time_nanos, self.time, self.total, self.cumulative, self.weight):
+        for array in (self.time_nanos, self.total, self.cumulative, self.weight):
             array[dst] = array[src]
         self.n -= count - 1
         self.coarse += 1
@@ -272,7 +274,7 @@ class Points:
     def resize(self, capacity: int) -> None:
         """Change the ring's capacity (at least the points held), oldest point first."""
         order = self.order()
-        for name in ("time_nanos", "time", "total", "cumulative", "weight"):
+        for name in ("time_nanos", "total", "cumulative", "weight"):
             old = getattr(self, name)
             new = np.zeros(capacity, dtype=old.dtype)
             new[: self.n] = old[order]
@@ -281,15 +283,16 @@ class Points:
         self.start = 0
 
     def first_time(self) -> float:
-        return float(self.time[self.start])
+        return int(self.time_nanos[self.start]) / NANOS
 
     def order(self) -> npt.NDArray[np.intp]:
         """Slot of each point, oldest first."""
         return (self.start + np.arange(self.n)) % self.capacity
 
     def times(self) -> FloatArray:
-        result: FloatArray = self.time[self.order()]
-        return result
+        """Each point's time in seconds: its `time_nanos` / 1e9 as Python divides integers (correctly rounded;
+        numpy's division of int64 by 1e9 rounds twice)."""
+        return np.array([t / NANOS for t in self.time_nanos[self.order()].tolist()])
 
     def totals(self) -> FloatArray:
         result: FloatArray = self.total[self.order()]
@@ -1103,9 +1106,12 @@ def position_dtype(width: int) -> type[np.signedinteger[Any]]:
     return np.int32
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True, weakref_slot=True)
 class SiteMeta:
-    """What a site or goroutine group is, for people: its frame, and for groups state, leaf, creator."""
+    """What a site or goroutine group is, for people: its frame, and for groups state, leaf, creator.
+
+    Immutable: the series of one service (its pods) name the same sites, and share one copy of each
+    (`shared_meta`). What differs per series (a heap site's mean object size) the detector keeps apart."""
 
     function: str
     file: str
@@ -1114,7 +1120,29 @@ class SiteMeta:
     leaf: str = ""
     creator: str = ""
     blocking: str = ""
-    size: float = 0.0  # heap sites: mean size of one in-use object (value / count) in the latest profile
+
+
+_SHARED_META: weakref.WeakValueDictionary[tuple[Any, ...], SiteMeta] = weakref.WeakValueDictionary()
+
+
+def shared_meta(
+    function: str, file: str, line: int, state: str | None = None, leaf: str = "", creator: str = "", blocking: str = ""
+) -> SiteMeta:
+    """The process's one `SiteMeta` of these fields (its strings interned), kept while a series holds it."""
+    key = (function, file, line, state, leaf, creator, blocking)
+    meta = _SHARED_META.get(key)
+    if meta is None:
+        meta = SiteMeta(
+            intern(function),
+            intern(file),
+            line,
+            None if state is None else intern(state),
+            intern(leaf),
+            intern(creator),
+            intern(blocking),
+        )
+        _SHARED_META[key] = meta
+    return meta
 
 
 # -- cumulative counters (mutex, block) as 16-bit increments ---------------------------------------------

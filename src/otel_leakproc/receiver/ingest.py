@@ -5,9 +5,10 @@ call `IngestCore.ingest`; they never decode on their own, so the two servers can
 
 Flow and bounds: at most `ingest.queue_size` uploads are waiting for or inside a decoder at once; the next
 one is refused at once with `RefusedError` (429 / RESOURCE_EXHAUSTED, Retry-After) instead of queueing
-in memory. Decoding runs in a pool of worker processes, so a huge profile never stalls the event loop and
-all cores are used; only small bodies (`ingest.inline_max_bytes`, inflating to at most
-`INLINE_MAX_DECOMPRESSED_BYTES`) are decoded on the event loop, where they cost less than the hand-off.
+in memory. Decoding runs in a pool of worker processes (`worker_pool`: one socket per worker, read by
+the event loop), so a huge profile never stalls the event loop and all cores are used; only small bodies
+(`ingest.inline_max_bytes`, inflating to at most `INLINE_MAX_DECOMPRESSED_BYTES`) are decoded on the
+event loop, where they cost less than the hand-off.
 The decoded summaries are handed to the sink on the event loop, in completion order.
 """
 
@@ -15,12 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
+import pickle
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
@@ -28,11 +27,11 @@ from otel_leakproc.errors import InvalidProfileError, PayloadTooLargeError, Refu
 from otel_leakproc.receiver.auth import AuthError, resolve_tenant
 from otel_leakproc.receiver.config import IngestConfig, ServerConfig
 from otel_leakproc.receiver.decode.limits import DecodeLimits
-from otel_leakproc.receiver.parent_watch import watch_parent
 from otel_leakproc.receiver.ratelimit import Limiter, RateLimiter
 from otel_leakproc.receiver.summary_checks import check_upload
-from otel_leakproc.receiver.uploads import UploadRequest, UploadResult, process_upload
+from otel_leakproc.receiver.uploads import Dialect, UploadRequest, UploadResult, process_upload
 from otel_leakproc.receiver.value_caps import ValueCaps, cap_upload
+from otel_leakproc.receiver.worker_pool import WorkerCrashedError, WorkerFailedError, WorkerPool
 from otel_leakproc.state.health import StoreHealth
 from otel_leakproc.telemetry import Telemetry
 
@@ -58,15 +57,18 @@ class OwnerUnavailableError(UnavailableError):
 class Router(Protocol):
     """Where uploads are decoded when several `serve` processes share the port (`cluster/peers.py`):
     `route` names the process that owns every series of an upload when the request alone tells (None:
-    decode it here), `forward` has that process decode and keep it, and returns its outcome."""
+    decode it here), `forward` has that process decode and keep it, and returns its outcome;
+    `forward_decoded` has it keep an upload decoded here (its result as the decoder worker pickled it)."""
 
     def route(self, tenant: str, request: UploadRequest) -> int | None: ...
 
     async def forward(self, owner: int, tenant: str, request: UploadRequest) -> IngestOutcome: ...
 
+    async def forward_decoded(self, owner: int, tenant: str, dialect: Dialect, pickled: bytes) -> IngestOutcome: ...
+
 
 class DecoderCrashedError(Exception):
-    """Decoding failed for a reason that is not the upload's fault: a worker died (the pool is rebuilt) or
+    """Decoding failed for a reason that is not the upload's fault: a worker died (it is replaced) or
     the decoder raised something other than InvalidProfileError (a bug, logged with its traceback)."""
 
 
@@ -107,9 +109,23 @@ def _decode(
     return result, truncated, time.perf_counter() - start
 
 
-def _warm() -> int:
-    # Importing the decoders in every worker before the first upload keeps that cost out of latencies.
-    return os.getpid()
+_WorkerContext = tuple[DecodeLimits, ValueCaps, int]
+
+
+def _worker_context(limits: DecodeLimits, caps: ValueCaps, max_profiles: int) -> _WorkerContext:
+    """A worker's constant arguments, given once at its start (importing this module there imports the
+    decoders before the first upload, which keeps that cost out of latencies)."""
+    return limits, caps, max_profiles
+
+
+def _decode_in_worker(context: _WorkerContext, request: UploadRequest) -> tuple[UploadResult, dict[str, int], float]:
+    return _decode(request, *context)
+
+
+def _decode_pickled_in_worker(context: _WorkerContext, request: UploadRequest) -> tuple[bytes, dict[str, int], float]:
+    """The same, with the result pickled here: the server hands those bytes to another process unread."""
+    result, truncated, seconds = _decode(request, *context)
+    return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL), truncated, seconds
 
 
 def worker_count(config: IngestConfig) -> int:
@@ -145,7 +161,7 @@ class IngestCore:
         # `server.rate_limit`, counted in this process, or for the whole cluster (cluster/quotas.py).
         self._limiter = limiter or RateLimiter(server.rate_limit)
         self._router = router
-        self._pool: Executor | None = None
+        self._pool: WorkerPool | None = None
         self._in_flight = 0
         self._bytes_in_flight = 0
         self._tenant_in_flight: dict[str, int] = {}
@@ -161,21 +177,24 @@ class IngestCore:
 
     async def start(self) -> None:
         """Start the worker processes and wait until each has imported the decoders."""
-        self._pool = self._new_pool()
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self._pool, _warm) for _ in range(worker_count(self._ingest))))
-
-    def _new_pool(self) -> Executor:
-        # forkserver: never fork the server process itself (it runs gRPC and event-loop threads).
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["otel_leakproc.receiver.uploads"])
-        # Each worker ends when this process ends, even by SIGKILL (no orphaned decoders).
-        return ProcessPoolExecutor(
-            max_workers=worker_count(self._ingest),
-            mp_context=context,
-            initializer=watch_parent,
-            initargs=(os.getpid(),),
+        pool = WorkerPool(
+            worker_count(self._ingest),
+            _worker_context,
+            (self._limits, self._caps, self._server.max_profiles_per_request),
+            preload=("otel_leakproc.receiver.ingest",),
         )
+        await pool.start()
+        self._pool = pool
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The decoder workers' process ids (for tests and diagnostics)."""
+        return [] if self._pool is None else self._pool.pids
+
+    @property
+    def uploads_in_workers(self) -> int:
+        """Uploads sent to the decoder workers and not answered yet."""
+        return 0 if self._pool is None else self._pool.jobs_sent
 
     def authenticate(self, credentials: Credentials) -> str:
         """The request's tenant. Counts and re-raises AuthError."""
@@ -277,14 +296,34 @@ class IngestCore:
         owner = None if router is None else router.route(tenant, request)
         if router is not None and owner is not None:
             self._telemetry.forwarded.inc()
+            if len(request.body) <= self._ingest.inline_max_bytes:
+                try:
+                    return await self._owned(router.forward(owner, tenant, request))
+                finally:
+                    self.release(admission)
+            # A body a worker decodes: decoded here, only the pickled result crosses (`cluster/forwarding.py`).
             try:
-                return await self._owned(router.forward(owner, tenant, request))
+                pickled = await self._in_worker(_decode_pickled_in_worker, request)
             finally:
                 self.release(admission)
+            return await self._owned(router.forward_decoded(owner, tenant, request.dialect, pickled))
         try:
             result = await self._decode(request)
         finally:
             self.release(admission)
+        return await self._keep(tenant, request, result)
+
+    async def keep_decoded(self, tenant: str, dialect: Dialect, pickled: bytes) -> IngestOutcome:
+        """Keep an upload of `tenant` that another `serve` process received, admitted and decoded, and sent
+        here as its pickled `UploadResult` because this process owns its series (`Router.forward_decoded`).
+        Raises as `ingest` does (the sink's errors)."""
+        result = pickle.loads(pickled)
+        if not isinstance(result, UploadResult):
+            raise DecoderCrashedError(f"internal error: a decoded upload holds a {type(result).__name__}")
+        return await self._keep(tenant, UploadRequest(dialect, b""), result)
+
+    async def _keep(self, tenant: str, request: UploadRequest, result: UploadResult) -> IngestOutcome:
+        """Hand a decoded upload to the sink and count it."""
         kept = self._sink(tenant, request, result)
         if kept is not None:
             await self._owned(kept)
@@ -316,23 +355,28 @@ class IngestCore:
             small = self._decode_inline(request)
             if small is not None:
                 return small
+        result: UploadResult = await self._in_worker(_decode_in_worker, request)
+        return result
+
+    async def _in_worker(
+        self, call: Callable[[_WorkerContext, UploadRequest], tuple[_T, dict[str, int], float]], request: UploadRequest
+    ) -> _T:
+        """Decode `request` in a worker with `call`; its result. Counts what decoding decided."""
         pool = self._pool
         assert pool is not None
-        loop = asyncio.get_running_loop()
         try:
-            result, truncated, seconds = await loop.run_in_executor(
-                pool, _decode, request, self._limits, self._caps, self._server.max_profiles_per_request
-            )
+            decoded: tuple[_T, dict[str, int], float] = await pool.submit(call, request)
+            result, truncated, seconds = decoded
         except InvalidProfileError as exc:
             self._telemetry.rejected.labels(exc.reason.value).inc()
             raise
-        except BrokenProcessPool:
+        except WorkerCrashedError:
             self._telemetry.rejected.labels("decoder_crashed").inc()
-            log.error("a decoder worker died; restarting the pool")
-            if self._pool is pool:
-                pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
             raise DecoderCrashedError("a decoder worker died while decoding this upload") from None
+        except WorkerFailedError as exc:
+            self._telemetry.rejected.labels("internal_error").inc()
+            log.error("decoding a %s upload failed unexpectedly in a worker: %s", request.dialect, exc)
+            raise DecoderCrashedError("internal error while decoding this upload (logged by the service)") from None
         except Exception:
             self._telemetry.rejected.labels("internal_error").inc()
             log.exception("decoding a %s upload failed unexpectedly", request.dialect)
@@ -398,5 +442,5 @@ class IngestCore:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
             self._pool = None

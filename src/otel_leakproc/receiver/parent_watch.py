@@ -1,10 +1,11 @@
 """Decoder workers end when the server process ends, however it ends (SIGKILL included).
 
-A `ProcessPoolExecutor` worker blocks on its call queue forever once its server is gone: after a `kill -9`
-of `serve`, workers (and, through the descriptors they hold, the forkserver's resource tracker) stayed as
-orphans. `watch_parent` runs in each worker at start-up: a daemon thread waits on a pidfd of the server
-process (no polling) and ends the worker the moment the server is gone. Linux only (pidfd, 5.3+); elsewhere
-the thread polls the pid once a second.
+A `ProcessPoolExecutor` worker blocked on its call queue forever once its server was gone: after a `kill -9`
+of `serve`, workers (and, through the descriptors they held, the forkserver's resource tracker) stayed as
+orphans. The decoder workers (`worker_pool`) also see their socket close, but only between uploads.
+`watch_parent` runs in each worker at start-up: a daemon thread waits on a pidfd of the server process (no
+polling) and ends the worker the moment the server is gone. Linux only (pidfd, 5.3+); elsewhere the thread
+polls the pid once a second.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ POLL_SECONDS = 1.0
 
 
 def watch_parent(server_pid: int) -> None:
-    """Pool initializer: end this process as soon as `server_pid` is gone."""
+    """Run at a worker's start: end this process as soon as `server_pid` is gone."""
     threading.Thread(target=_wait_then_exit, args=(server_pid,), name="parent-watch", daemon=True).start()
 
 

@@ -85,7 +85,7 @@ def test_a_merged_point_holds_means_and_first_seen_order() -> None:
         [("a", 1.0)],
     ]
     for j, items in enumerate(rows):
-        points.append((T0 + j) * NANOS + j, T0 + j, 10.0 * j, float(j))
+        points.append((T0 + j) * NANOS + j, 10.0 * j, float(j))
         grid.append(items)
     points.merge(4)
     grid.merge(0, 4, quantized=False)

@@ -8,6 +8,7 @@ are read from the inputs themselves (protobuf fields, dump text), not from the c
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import pickle
@@ -584,3 +585,10 @@ def test_summaries_pickle_as_their_fields() -> None:
     assert again == summary
     assert again.groups == summary.groups
     assert again.labels == summary.labels
+    # Rebuilt without __init__ (each slot set directly): still frozen, hashed and compared by its fields.
+    site = again.sites[0]
+    assert type(site) is type(summary.sites[0])
+    assert hash(site) == hash(summary.sites[0])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        site.value = 0.0  # type: ignore[misc]
+    assert [s.leaf for s in again.sites] == [s.leaf for s in summary.sites]
