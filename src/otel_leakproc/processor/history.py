@@ -1075,6 +1075,8 @@ class Grid:
             bounds = np.cumsum(lengths[whole]).tolist()
             for point, a, b in zip(whole.tolist(), [0, *bounds[:-1]], bounds, strict=True):
                 self.exceptions[point] = remap[whole_ids[a:b]].astype(np.int16)
+        if self.ties is None and not self.exceptions:
+            return  # every point in value order: nothing that could fail to be an order
         order = self.order()
         positions = self._positions(*self.naming(order))
         if ((positions >= 0) != self.scale.present(self.values[: len(self.names)][:, order])).any():
