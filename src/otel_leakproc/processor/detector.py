@@ -61,7 +61,7 @@ NANOS = 1_000_000_000
 HOUR = 3600.0
 MAX_META = 512  # bound on remembered site/group descriptions per series
 MAX_TRANSITIONS = 64  # status changes remembered per series (the newest)
-STATE_VERSION = 6  # version of the plain-data form written by `SeriesDetector.to_state`
+STATE_VERSION = 7  # version of the plain-data form written by `SeriesDetector.to_state`
 # Versions `from_state` reads: 2 differs from 3 only in the grids' values, always packed as float64 (the grids
 # held float64 then); heap and goroutine values are rounded to float32 on restore, as new profiles' are.
 # 4 added merged points (history.py): their weights, and their levels as 16-bit log steps. A version 2 or 3
@@ -70,27 +70,41 @@ STATE_VERSION = 6  # version of the plain-data form written by `SeriesDetector.t
 # mutex and block (float32). Older states' float values are encoded on restore as new profiles' are.
 # 6 writes mutex and block grids as they are kept now (`CounterGrid`): 16-bit increases (int16) and each name's
 # `base` and `last`, its values before its first kept point and at its newest (float64).
-READ_STATE_VERSIONS = (2, 3, 4, 5, 6)
+# 7 writes each point's naming order as the grids keep it (`_grid_state`): 2-bit tie fields and the points kept
+# whole, instead of a move per value.
+READ_STATE_VERSIONS = (2, 3, 4, 5, 6, 7)
 _ZLIB_LEVEL = 1  # state arrays: byte-shuffled then deflated; level 1 is ~5x faster than 6, a few % larger
 
 
 def _grid_state(grid: Grid, ref: Callable[[str], int], pack: Callable[..., Any] | None = None) -> dict[str, Any]:
-    """A grid as state (version 5): `names` (indices into the state's names) and packed arrays: per point its
+    """A grid as state (version 7): `names` (indices into the state's names) and packed arrays: per point its
     count of values (`lengths`), then its values by id (`ids`, and `values` as the grid keeps them, see
-    `value_scale`) with their `moves` from the value order to the order the profile named them
-    (history.py `by_id_with_moves`: ids repeat from point to point and moves are mostly 0, so both deflate
-    to little)."""
-    names, lengths, ids, codes, moves = grid.export_by_id(ref)
+    `value_scale`: ids repeat from point to point and deflate to little) with the order the profile named them
+    as the grid keeps it (history.py `ties_of_positions`): `ties`, a 2-bit field per value (0 but where values
+    of one code were named out of name order), and the points named out of value order with their ids in naming
+    order (`whole`, `whole_ids`). Mutex and block: each name's value before and after its increases (`base`,
+    `last`). (Versions 5 and 6 wrote each value's `move` from the value order instead: a byte per value.)"""
     pack = pack or _pack
+    base = None
+    if isinstance(grid, CounterGrid):
+        base, last = grid.export_ends()
+    kept = grid.export_ties(ref)  # the dense form: as the grid keeps them
+    if kept is None:
+        names, lengths, ids, codes, positions = grid.export_positions(ref)
+        keys = history.export_keys(grid.scale, lengths, ids, codes, base)
+        ties, whole, whole_ids = history.ties_of_positions(lengths, ids, keys, positions)
+    else:
+        names, lengths, ids, codes, ties, whole, whole_ids = kept
     state = {
         "names": names,
         "lengths": pack(lengths),
         "ids": pack(ids),
         "values": pack(codes),
-        "moves": pack(moves),
+        "ties": pack(ties),
+        "whole": pack(whole),
+        "whole_ids": pack(whole_ids),
     }
-    if isinstance(grid, CounterGrid):  # mutex, block (version 6): each name's value before and after its increases
-        base, last = grid.export_ends()
+    if base is not None:
         state["base"], state["last"] = pack(base), pack(last)
     return state
 
@@ -105,25 +119,50 @@ def new_grid(kind: ProfileKind, columns: int, ordered: bool = True) -> Grid:
 
 def _restore_grid(grid: Grid, names: list[str], g: Mapping[str, Any], version: int) -> None:
     """Rebuild `grid` from a grid state (`_grid_state`) of `version`."""
-    lengths, ids, values, positions = _grid_arrays(g, grid.scale, version)
-    if isinstance(grid, CounterGrid) and version >= 6:
-        grid.restore(names, lengths, ids, values, positions, _unpack(g["base"], "<f8"), _unpack(g["last"], "<f8"))
+    counters = isinstance(grid, CounterGrid) and version >= 6
+    base = _unpack(g["base"], "<f8") if counters else None
+    lengths, ids, values, positions, kept = _grid_arrays(g, grid.scale, version, base, grid)
+    if isinstance(grid, CounterGrid) and counters:
+        grid.restore(names, lengths, ids, values, positions, base, _unpack(g["last"], "<f8"), kept=kept)
     else:
-        grid.restore(names, lengths, ids, values, positions)
+        grid.restore(names, lengths, ids, values, positions, kept=kept)
 
 
 def _grid_arrays(
-    g: Mapping[str, Any], scale: ValueScale, version: int
-) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any] | None]:
-    """A grid state's lengths, ids, values and (version 5, where each point's values come by id) their
-    positions within their point, what `Grid.restore` takes; older versions list values in naming order."""
+    g: Mapping[str, Any],
+    scale: ValueScale,
+    version: int,
+    base: npt.NDArray[Any] | None = None,
+    grid: Grid | None = None,
+) -> tuple[
+    npt.NDArray[Any],
+    npt.NDArray[Any],
+    npt.NDArray[Any],
+    npt.NDArray[Any] | None,
+    tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]] | None,
+]:
+    """A grid state's lengths, ids, values and (version 5 on, where each point's values come by id) their
+    positions within their point, what `Grid.restore` takes; older versions list values in naming order.
+    Version 7: the order as written (`kept`, for a dense `grid` that holds every point), else positions.
+    (`base`: a counter grid's, for its value order.)"""
     lengths = _unpack(g["lengths"], "<i4")
     ids = _unpack(g["ids"], _ids_dtype(g["ids"]))
     values = _grid_values(g, scale, version)
     if version < 5:
-        return lengths, ids, values, None
-    moves = _unpack(g["moves"], _ids_dtype(g["moves"]))
-    return lengths, ids, values, naming_positions(lengths, ids, values, moves)
+        return lengths, ids, values, None, None
+    if version < 7:
+        moves = _unpack(g["moves"], _ids_dtype(g["moves"]))
+        return lengths, ids, values, naming_positions(lengths, ids, values, moves), None
+    if len(ids) != len(values) or int(lengths.sum()) != len(ids) or (lengths < 0).any():
+        raise ValueError("grid lengths, ids and values do not match")
+    if base is not None and len(ids) and (ids.min() < 0 or ids.max() >= len(base)):
+        raise ValueError("grid id out of range")
+    ties = _unpack(g["ties"], "|u1")
+    whole, whole_ids = _unpack(g["whole"], "<i4"), _unpack(g["whole_ids"], _ids_dtype(g["whole_ids"]))
+    if grid is not None and len(lengths) <= grid.columns and len(g["names"]) <= grid.max_rows:
+        return lengths, ids, values, None, (ties, whole, whole_ids)
+    keys = history.export_keys(scale, lengths, ids, values, base)
+    return lengths, ids, values, history.positions_of_ties(lengths, ids, keys, ties, whole, whole_ids), None
 
 
 def _grid_values(g: Mapping[str, Any], scale: ValueScale, version: int) -> npt.NDArray[Any]:
@@ -164,6 +203,7 @@ _PACKED_DTYPES = {
     "<u2": np.uint16,
     "<i4": np.int32,
     "<i8": np.int64,
+    "|u1": np.uint8,
 }
 
 

@@ -536,16 +536,16 @@ class Grid:
 
     def _value_order(
         self, cols: npt.NDArray[np.intp]
-    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[Any]]:
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[Any], npt.NDArray[Any]]:
         """The value order of columns `cols`: rows x columns of row ids (present rows first), the count of
-        present rows per column, and the keys in that order."""
+        present rows per column, the keys in that order and the keys by row."""
         height = len(self.names)
         present = self.scale.present(self.values[:height][:, cols])
         counts = present.sum(axis=0)
         keys = self._order_keys(cols)
         ranks = np.broadcast_to(self._name_ranks()[:, None], keys.shape)
         canonical: npt.NDArray[np.intp] = np.lexsort((ranks, -keys, ~present), axis=0)
-        return canonical, counts, np.take_along_axis(keys, canonical, axis=0)
+        return canonical, counts, np.take_along_axis(keys, canonical, axis=0), keys
 
     @staticmethod
     def _runs(
@@ -570,7 +570,7 @@ class Grid:
         height = len(self.names)
         if not height:
             return np.zeros((0, len(cols)), dtype=np.intp), np.zeros(len(cols), dtype=np.intp)
-        canonical, counts, sorted_keys = self._value_order(cols)
+        canonical, counts, sorted_keys, _ = self._value_order(cols)
         if not self.ordered or (self.ties is None and not self.exceptions):
             return canonical, counts
         named = canonical
@@ -581,8 +581,10 @@ class Grid:
                 at = np.arange(height)[:, None]
                 place = at - start
                 moved = np.where(length <= 4, start + ((place + fields) & 3), at)
-                named = np.empty_like(canonical)
+                named = np.full_like(canonical, -1)
                 np.put_along_axis(named, moved, canonical, axis=0)
+                if (named < 0).any():  # (only from fields a checkpoint gave: what the grid sets always fits)
+                    raise ValueError("grid ties: not an order of each point's values (two at one place)")
         if self.exceptions:
             for j, col in enumerate(cols.tolist()):
                 whole = self.exceptions.get(col)
@@ -618,8 +620,11 @@ class Grid:
         ranks = np.empty(len(rows), dtype=np.intp)
         ranks[sorted(range(len(rows)), key=lambda i: names[rows[i]])] = np.arange(len(rows))
         by_value = np.lexsort((ranks, -keys))
+        by_row = np.zeros((len(self.names), 1), dtype=keys.dtype)
+        by_row[rows, 0] = keys
+        count = np.array([len(rows)])
         self._store_order(
-            np.array([col]), rows[by_value][:, None], rows[:, None], np.array([len(rows)]), keys[by_value][:, None]
+            np.array([col]), rows[by_value][:, None], rows[:, None], count, keys[by_value][:, None], by_row
         )
 
     def _newest_keys(self, col: int, rows: npt.NDArray[np.intp]) -> npt.NDArray[Any]:
@@ -635,9 +640,11 @@ class Grid:
         named: npt.NDArray[np.intp],
         counts: npt.NDArray[np.intp],
         sorted_keys: npt.NDArray[Any],
+        keys: npt.NDArray[Any],
     ) -> None:
         """Keep the naming orders `named` of columns `cols` (whose order state is clear) given their value
-        orders `canonical` and its keys (rows x columns, the first `counts` of each column meaningful)."""
+        orders `canonical` and its keys (rows x columns, the first `counts` of each column meaningful), and
+        the keys by row (`keys[row, j]`)."""
         height = canonical.shape[0]
         at = np.arange(height)[:, None]
         within = at < counts[None, :]
@@ -646,11 +653,7 @@ class Grid:
             return
         start, length = self._runs(sorted_keys, counts)
         # Named by value (each place's key as in the value order), runs out of name order at most 4 long.
-        rows_at = np.zeros(len(self.names), dtype=np.intp)
-        keyed = np.ones(canonical.shape, dtype=bool)
-        for k in np.flatnonzero(differ.any(axis=0)).tolist():
-            rows_at[canonical[: counts[k], k]] = np.arange(counts[k])
-            keyed[: counts[k], k] = sorted_keys[rows_at[named[: counts[k], k]], k] == sorted_keys[: counts[k], k]
+        keyed = (np.take_along_axis(keys, named, axis=0) == sorted_keys) | ~within
         whole = (differ & (length > 4)).any(axis=0) | ~keyed.all(axis=0)
         fit = differ.any(axis=0) & ~whole
         if fit.any():
@@ -707,8 +710,8 @@ class Grid:
         named = np.argsort(np.where(positions >= 0, positions, np.iinfo(np.intp).max), axis=0, kind="stable")
         self.ties = None
         self.exceptions = None
-        canonical, counts, sorted_keys = self._value_order(cols)
-        self._store_order(cols, canonical, named, counts, sorted_keys)
+        canonical, counts, sorted_keys, keys = self._value_order(cols)
+        self._store_order(cols, canonical, named, counts, sorted_keys, keys)
 
     def merge(self, first: int, count: int, quantized: bool) -> None:
         """Merge points `first` .. `first + count - 1` (in point order) into one: each name's mean value
@@ -926,6 +929,79 @@ class Grid:
             moves.astype(position_dtype(widest)),
         )
 
+    def export_ties(
+        self, ref: Callable[[str], int]
+    ) -> (
+        tuple[
+            list[int],
+            npt.NDArray[Any],
+            npt.NDArray[Any],
+            npt.NDArray[Any],
+            npt.NDArray[np.uint8],
+            npt.NDArray[np.int32],
+            npt.NDArray[Any],
+        ]
+        | None
+    ):
+        """The dense form as a checkpoint writes it (state version 7; `ties_of_positions` gives the same from
+        `export_positions`): (names, lengths, ids, codes, tie fields packed, whole points, their ids in
+        naming order), read from what the grid keeps, without sorting. None for the sparse form."""
+        if self.overflow:
+            return None
+        live = sorted(self.index)
+        dtype = next(d for d in (np.int8, np.int16, np.int32) if len(live) <= np.iinfo(d).max)
+        by_name = np.array([self.index[name] for name in live], dtype=np.intp)
+        order = self.order()
+        codes2d = np.ascontiguousarray(self.values[np.ix_(by_name, order)].T)  # points x ids
+        present = self.scale.present(codes2d)
+        fields = np.zeros(int(present.sum()), dtype=np.uint8)
+        if self.ordered and self.ties is not None and len(by_name):
+            cells = np.broadcast_to(by_name[None, :], codes2d.shape), np.broadcast_to(order[:, None], codes2d.shape)
+            fields = self._fields(*cells)[present].astype(np.uint8)
+        whole: list[int] = []
+        named: list[npt.NDArray[Any]] = []
+        if self.ordered and self.exceptions:
+            id_of_row = np.zeros(len(self.names), dtype=dtype)
+            id_of_row[by_name] = np.arange(len(live), dtype=dtype)
+            for col, rows in sorted(self.exceptions.items(), key=lambda e: (e[0] - self.start) % self.columns):
+                whole.append((col - self.start) % self.columns)
+                named.append(id_of_row[rows])
+        return (
+            [ref(name) for name in live],
+            present.sum(axis=1).astype(np.int32),
+            np.broadcast_to(np.arange(len(live), dtype=dtype), codes2d.shape)[present],
+            codes2d[present],
+            _pack_fields(fields),
+            np.array(whole, dtype=np.int32),
+            np.concatenate(named) if named else np.zeros(0, dtype=dtype),
+        )
+
+    def export_positions(
+        self, ref: Callable[[str], int]
+    ) -> tuple[list[int], npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[np.intp]]:
+        """`export(ref, coded=True)` with each point's values by id, and each value's position within its
+        point in naming order: (names, lengths, ids, codes, positions)."""
+        if self.overflow:
+            names, lengths, ids, codes = self.export(ref, coded=True)
+            if not len(ids):
+                return names, lengths, ids, codes, np.zeros(0, dtype=np.intp)
+            local = np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            at = _sorted_within_points(lengths, ids.astype(np.int64))
+            return names, lengths, ids[at], codes[at], local[at]
+        live = sorted(self.index)
+        dtype = next(d for d in (np.int8, np.int16, np.int32) if len(live) <= np.iinfo(d).max)
+        by_name = np.array([self.index[name] for name in live], dtype=np.intp)
+        order = self.order()
+        pos = np.ascontiguousarray(self._positions(*self.naming(order))[by_name].T)  # points x ids
+        present = pos >= 0
+        return (
+            [ref(name) for name in live],
+            present.sum(axis=1).astype(np.int32),
+            np.broadcast_to(np.arange(len(live), dtype=dtype), pos.shape)[present],
+            np.ascontiguousarray(self.values[np.ix_(by_name, order)].T)[present],
+            pos[present],
+        )
+
     def restore(
         self,
         names: list[str],
@@ -933,14 +1009,78 @@ class Grid:
         ids: npt.NDArray[Any],
         values: npt.NDArray[Any],
         positions: npt.NDArray[Any] | None = None,
+        *,
+        kept: tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]] | None = None,
     ) -> None:
         """Rebuild from `export` data (already decoded); keeps the newest `columns` points. `values` of the
         scale's code dtype are taken as codes (`export(coded=True)`), any other as values to encode. With
         `positions` (each value's position within its point, `naming_positions`), the values of a point may
-        come in any order (`export_by_id`'s)."""
+        come in any order (`export_by_id`'s). With `kept` (`export_ties`' tie fields, whole points and their
+        ids; values by id), the naming orders are taken as written (at most `columns` points, dense)."""
         at = self._restore_values(names, lengths, ids, values, positions)
-        if at is not None:
-            self._order_from_positions(at)
+        self._restore_order(at, names, lengths, ids, kept)
+
+    def _restore_order(
+        self,
+        at: npt.NDArray[np.intp] | None,
+        names: list[str],
+        lengths: npt.NDArray[Any],
+        ids: npt.NDArray[Any],
+        kept: tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]] | None,
+    ) -> None:
+        if kept is None:
+            if at is not None:
+                self._order_from_positions(at)
+            return
+        if at is None or self.n != len(lengths):
+            raise ValueError("grid ties: written for a dense grid of at most its columns")
+        self._order_from_kept(names, lengths, ids, *kept)
+
+    def _order_from_kept(
+        self,
+        names: list[str],
+        lengths: npt.NDArray[Any],
+        ids: npt.NDArray[Any],
+        packed: npt.NDArray[Any],
+        whole: npt.NDArray[Any],
+        whole_ids: npt.NDArray[Any],
+    ) -> None:
+        """Set the order state as `export_ties` wrote it (points in columns 0..n-1), then check that it gives
+        an order of each point's values. Raises ValueError otherwise."""
+        self.ties = None
+        self.exceptions = None
+        if len(packed) != (len(ids) + 3) // 4:
+            raise ValueError(f"grid ties: {len(packed)} bytes for {len(ids)} values")
+        whole = np.asarray(whole, dtype=np.intp)
+        if len(whole) and ((np.diff(whole) <= 0).any() or whole[0] < 0 or whole[-1] >= len(lengths)):
+            raise ValueError("grid ties: whole points out of order or range")
+        if int(lengths[whole].sum()) != len(whole_ids):
+            raise ValueError("grid ties: whole points and their ids do not match")
+        if not self.ordered or not len(ids):
+            return
+        remap = np.array([self.index.get(name, -1) for name in names], dtype=np.intp)
+        fields = _unpack_fields(packed, len(ids))
+        nonzero = np.flatnonzero(fields)
+        if len(nonzero):
+            self.ties = np.zeros((len(self.count), (self.columns + 3) // 4), dtype=np.uint8)
+            cols = np.repeat(np.arange(len(lengths)), lengths)[nonzero]
+            width = self.ties.shape[1]
+            shifted = fields[nonzero] << ((cols & 3) << 1)
+            union = np.bincount(remap[ids[nonzero]] * width + (cols >> 2), shifted, self.ties.size)
+            self.ties |= union.astype(np.uint8).reshape(self.ties.shape)
+        if len(whole):
+            if len(whole_ids) and (whole_ids.min() < 0 or whole_ids.max() >= len(names)):
+                raise ValueError("grid ties: a whole point's id out of range")
+            self.exceptions = {}
+            bounds = np.cumsum(lengths[whole]).tolist()
+            for point, a, b in zip(whole.tolist(), [0, *bounds[:-1]], bounds, strict=True):
+                self.exceptions[point] = remap[whole_ids[a:b]].astype(np.int16)
+        if self.ties is None and not self.exceptions:
+            return  # every point in value order: nothing that could fail to be an order
+        order = self.order()
+        positions = self._positions(*self.naming(order))
+        if ((positions >= 0) != self.scale.present(self.values[: len(self.names)][:, order])).any():
+            raise ValueError("grid ties: not an order of each point's values")
 
     def _restore_values(
         self,
@@ -1354,6 +1494,8 @@ class CounterGrid(Grid):
         positions: npt.NDArray[Any] | None = None,
         base: npt.NDArray[Any] | None = None,
         last: npt.NDArray[Any] | None = None,
+        *,
+        kept: tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]] | None = None,
     ) -> None:
         """As `Grid.restore`: `values` are counters (any float dtype), kept as increases from each row's
         first value; or increase codes (int16, `export_by_id`) with `base` and `last` (`export_ends`: each
@@ -1362,6 +1504,8 @@ class CounterGrid(Grid):
         if coded and (base is None or last is None or not len(base) == len(last) == len(names)):
             raise ValueError("counter grid: increase codes without a base and last value per name")
         drop = max(0, len(lengths) - self.columns)
+        if kept is not None and (not coded or drop):
+            raise ValueError("grid ties: written for a dense grid of at most its columns")
         if coded and drop:
             # More points than columns: the counters, then their newest points as increases again.
             rows, counters = _counters_of(lengths, ids.astype(np.intp), self.scale.decode(values), np.asarray(base))
@@ -1381,8 +1525,7 @@ class CounterGrid(Grid):
             self.last[rows] = np.asarray(last, dtype=np.float64)[take]
             if not self.overflow and self.n:
                 self.recon[: len(self.names)] = self._order_keys(self.order()[-1:])[:, 0]
-            if at is not None:
-                self._order_from_positions(at)
+            self._restore_order(at, names, lengths, ids, kept)
             return
         # Counters: the increase of each value from the previous value of its name, through `append`.
         self.clear()
@@ -1423,6 +1566,13 @@ def _counters_of(
 ) -> tuple[npt.NDArray[np.intp], FloatArray]:
     """Counters from increases by id (each name's base plus the running sum of its increases)."""
     points = np.repeat(np.arange(len(lengths)), lengths)
+    if len(base) * (len(lengths) + 1) <= 1 << 20:
+        # As the grid reads them: a row per name, its running sum over every point (absent ones adding 0.0,
+        # which changes no sum), one cumsum for all.
+        table = np.zeros((len(base), len(lengths) + 1))
+        table[:, 0] = base
+        table[ids, points + 1] = steps
+        return ids, np.cumsum(table, axis=1)[ids, points + 1]
     by_id = np.lexsort((points, ids))
     counters = np.empty(len(ids))
     sorted_ids = ids[by_id]
@@ -1430,3 +1580,131 @@ def _counters_of(
     for a, b in itertools.pairwise(bounds):
         counters[by_id[a:b]] = np.cumsum(np.r_[base[sorted_ids[a]], steps[by_id[a:b]]])[1:]
     return ids, counters
+
+
+# -- the naming order of a grid's export as tie fields (checkpoints, state version 7) ----------------------
+#
+# What a dense grid keeps of each point's naming order (`Grid.ties`, `Grid.exceptions`), written as such: per
+# value (in `export_by_id` order: point by point, by id) its 2-bit tie field, packed four to a byte, and the
+# points whose naming order is kept whole, with their ids in that order. The value order is the grid's: key
+# descending (the codes; counter grids: the counters), equal keys by id (ids number the names sorted).
+
+
+def _value_order_runs(
+    lengths: npt.NDArray[Any], ids: npt.NDArray[Any], keys: npt.NDArray[Any]
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[Any]]:
+    """Per value: its place in its point's value order, the place its run of equal keys starts at and the
+    run's length; and the keys in value order (all places relative to the point's start)."""
+    points = np.repeat(np.arange(len(lengths)), lengths)
+    offsets = (np.cumsum(lengths) - lengths)[points]
+    if keys.dtype.kind in "iu" and (keys >= 0).all() and (keys < 1 << 31).all():
+        # Codes: one small sort per point of (key descending, id) packed in 64 bits.
+        packed = ((np.int64((1 << 31) - 1) - keys.astype(np.int64)) << 32) | ids.astype(np.int64)
+        at = _sorted_within_points(lengths, packed)
+    else:
+        at = np.lexsort((ids, -keys, points))  # point by point, key descending, then id
+    place = np.empty(len(ids), dtype=np.intp)
+    place[at] = np.arange(len(ids)) - offsets
+    sorted_keys = keys[at]
+    new = np.ones(len(ids), dtype=bool)
+    new[1:] = (sorted_keys[1:] != sorted_keys[:-1]) | (points[1:] != points[:-1])
+    index = np.arange(len(ids))
+    start = np.maximum.accumulate(np.where(new, index, 0))
+    following = np.empty(len(ids), dtype=np.intp)
+    following[:-1] = np.minimum.accumulate(np.where(new, index, len(ids))[:0:-1])[::-1]
+    following[-1:] = len(ids)
+    run_start, run_length = np.empty_like(place), np.empty_like(place)
+    run_start[at] = start - offsets[at]
+    run_length[at] = following - start
+    return place, run_start, run_length, sorted_keys
+
+
+def ties_of_positions(
+    lengths: npt.NDArray[Any], ids: npt.NDArray[Any], keys: npt.NDArray[Any], positions: npt.NDArray[Any]
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int32], npt.NDArray[Any]]:
+    """Each value's position within its point (naming order) as tie fields: (fields packed 2 bits a value,
+    the points kept whole, their ids in naming order)."""
+    if not len(ids):
+        return np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int32), ids[:0]
+    place, _, run_length, sorted_keys = _value_order_runs(lengths, ids, keys)
+    points = np.repeat(np.arange(len(lengths)), lengths)
+    offsets = np.cumsum(lengths) - lengths
+    positions = np.asarray(positions, dtype=np.intp)
+    # Named by value: the key at each naming position is the key at that place of the value order.
+    keyed = keys == sorted_keys[offsets[points] + positions]
+    moved = positions != place
+    whole_point = np.zeros(len(lengths), dtype=bool)
+    whole_point[points[~keyed | (moved & (run_length > 4))]] = True
+    fields = np.where(whole_point[points], 0, (positions - place) & 3).astype(np.uint8)
+    whole = np.flatnonzero(whole_point).astype(np.int32)
+    in_whole = whole_point[points]
+    order = np.lexsort((positions[in_whole], points[in_whole]))
+    return _pack_fields(fields), whole, ids[in_whole][order]
+
+
+def positions_of_ties(
+    lengths: npt.NDArray[Any],
+    ids: npt.NDArray[Any],
+    keys: npt.NDArray[Any],
+    packed: npt.NDArray[Any],
+    whole: npt.NDArray[Any],
+    whole_ids: npt.NDArray[Any],
+) -> npt.NDArray[np.intp]:
+    """The inverse of `ties_of_positions`: each value's position within its point. Raises ValueError on
+    fields or whole points that do not fit the values."""
+    if len(packed) != (len(ids) + 3) // 4:
+        raise ValueError(f"grid ties: {len(packed)} bytes for {len(ids)} values")
+    if not len(ids):
+        if len(whole) or len(whole_ids):
+            raise ValueError("grid ties: whole points of an empty grid")
+        return np.zeros(0, dtype=np.intp)
+    fields = _unpack_fields(packed, len(ids))
+    place, run_start, run_length, _ = _value_order_runs(lengths, ids, keys)
+    positions = np.where(run_length <= 4, run_start + ((place - run_start + fields) & 3), place)
+    if len(whole):
+        if (np.diff(whole) <= 0).any() or whole[0] < 0 or whole[-1] >= len(lengths):
+            raise ValueError("grid ties: whole points out of order or range")
+        points = np.repeat(np.arange(len(lengths)), lengths)
+        in_whole = np.isin(points, whole)
+        if int(lengths[whole].sum()) != len(whole_ids):
+            raise ValueError("grid ties: whole points and their ids do not match")
+        # Each value of a whole point: its position is where its id is in that point's list.
+        at = np.flatnonzero(in_whole)
+        by_id = np.lexsort((ids[at], points[at]))
+        named_points = np.repeat(whole, lengths[whole])
+        named_place = np.arange(len(whole_ids)) - np.repeat(np.cumsum(lengths[whole]) - lengths[whole], lengths[whole])
+        by_named = np.lexsort((whole_ids, named_points))
+        if (ids[at][by_id] != whole_ids[by_named]).any():
+            raise ValueError("grid ties: a whole point's ids are not its values'")
+        positions[at[by_id]] = named_place[by_named]
+    return positions
+
+
+def _pack_fields(fields: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    padded = np.zeros(-(-len(fields) // 4) * 4, dtype=np.uint8)
+    padded[: len(fields)] = fields
+    packed: npt.NDArray[np.uint8] = (padded.reshape(-1, 4) << np.arange(0, 8, 2, dtype=np.uint8)).sum(
+        axis=1, dtype=np.uint8
+    )
+    return packed
+
+
+def _unpack_fields(packed: npt.NDArray[Any], n: int) -> npt.NDArray[np.intp]:
+    shifts = np.arange(0, 8, 2, dtype=np.uint8)
+    fields: npt.NDArray[np.intp] = ((np.asarray(packed, dtype=np.uint8)[:, None] >> shifts) & 3).ravel()[:n]
+    return fields.astype(np.intp)
+
+
+def export_keys(
+    scale: ValueScale,
+    lengths: npt.NDArray[Any],
+    ids: npt.NDArray[Any],
+    codes: npt.NDArray[Any],
+    base: npt.NDArray[Any] | None,
+) -> npt.NDArray[Any]:
+    """What a grid's value order sorts by, per value of an export by id: the codes, or (counter grids, with
+    each name's `base`) the counters as the grid reads them."""
+    if base is None or not len(ids):
+        keys: npt.NDArray[Any] = codes.astype(np.float64) if codes.dtype.kind == "f" else codes.astype(np.int64)
+        return keys
+    return _counters_of(lengths, ids.astype(np.intp), scale.decode(codes), np.asarray(base, dtype=np.float64))[1]

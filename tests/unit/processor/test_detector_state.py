@@ -221,7 +221,7 @@ def test_version_1_state_is_refused_with_a_clear_message() -> None:
     """Version 1 (one record per point) is not read: the service sets such a snapshot aside, starts empty."""
     state = _state_after(5)
     state["version"] = 1
-    with pytest.raises(ValueError, match=r"unsupported version 1 \(expected 6\): written by an older release"):
+    with pytest.raises(ValueError, match=r"unsupported version 1 \(expected 7\): written by an older release"):
         SeriesDetector.from_state(key_for(ProfileKind.HEAP), CONFIG, state)
 
 

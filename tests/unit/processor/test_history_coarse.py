@@ -194,12 +194,15 @@ def test_a_whole_history_of_state_version_3_is_merged_on_restore_as_appending_wo
     del state["points"]["weight"]
     for grid in ("sites", "groups"):  # version 3: values in naming order, as floats (float32 for heap)
         g = state[grid]
-        lengths, by_id, codes, moves = (g["lengths"], g["ids"], g["values"], g["moves"])
-        ids, values = history.naming_order(
-            _unpack(lengths, "<i4"), _unpack(by_id, "|i1"), _unpack(codes, "<u2"), _unpack(moves, "|i1")
-        )
+        lengths, by_id, codes = _unpack(g["lengths"], "<i4"), _unpack(g["ids"], "|i1"), _unpack(g["values"], "<u2")
+        whole_points, whole_ids = _unpack(g["whole"], "<i4"), _unpack(g["whole_ids"], "|i1")
+        keys = codes.astype(np.int64)
+        positions = history.positions_of_ties(lengths, by_id, keys, _unpack(g["ties"], "|u1"), whole_points, whole_ids)
+        naming = np.lexsort((positions, np.repeat(np.arange(len(lengths)), lengths)))
+        ids, values = by_id[naming], codes[naming]
         g.update(ids=_pack(ids), values=_pack(history.LEVELS.decode(values).astype(np.float32)))
-        del g["moves"]
+        for key in ("ties", "whole", "whole_ids"):
+            del g[key]
     restored = SeriesDetector.from_state(whole.key, CONFIG, state)
     assert restored.points.coarse == merged.points.coarse
     assert restored.points.capacity == 95

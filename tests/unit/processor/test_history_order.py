@@ -19,7 +19,10 @@ from otel_leakproc.processor.history import (
     LEVELS,
     CounterGrid,
     Grid,
+    export_keys,
     naming_positions,
+    positions_of_ties,
+    ties_of_positions,
 )
 
 NAMES = [f"pkg.site{i:02d}" for i in range(12)]
@@ -195,3 +198,77 @@ def test_an_unordered_grid_reads_back_in_value_order_and_keeps_no_order_state() 
     assert grid.exceptions is None
     assert _naming_by_point(grid) == [["c", "a", "b", "d"]]  # code descending, then name
     assert grid.matrix(["d", "a"]).tolist() == [[0.0], [5.0]]
+
+
+def _ties_round_trip(grid: Grid) -> None:
+    """A checkpoint's tie fields (state version 7) give every naming order back, and keep only what the grid
+    keeps: no field for a point named by value and name."""
+    names, lengths, ids, codes, positions = grid.export_positions(NAMES.index)
+    base = grid.export_ends()[0] if isinstance(grid, CounterGrid) else None
+    keys = export_keys(grid.scale, lengths, ids, codes, base)
+    ties, whole, whole_ids = ties_of_positions(lengths, ids, keys, positions)
+    assert positions_of_ties(lengths, ids, keys, ties, whole, whole_ids).tolist() == positions.tolist()
+    kept = grid.export_ties(NAMES.index)  # what the grid keeps, written as it is: the same orders
+    assert kept is not None
+    assert [a.tolist() for a in kept[1:4]] == [lengths.tolist(), ids.tolist(), codes.tolist()]
+    assert positions_of_ties(lengths, ids, keys, *kept[4:]).tolist() == positions.tolist()
+    if not grid.exceptions:
+        assert not len(whole)
+    if grid.ties is None:
+        assert not ties.any()
+    restored = CounterGrid(grid.columns) if base is not None else Grid(grid.columns, scale=grid.scale)
+    back = positions_of_ties(lengths, ids, keys, ties, whole, whole_ids)
+    if base is not None:
+        restored.restore([NAMES[i] for i in names], lengths, ids, codes, back, base, grid.export_ends()[1])
+    else:
+        restored.restore([NAMES[i] for i in names], lengths, ids, codes, back)
+    assert _naming_by_point(restored) == _naming_by_point(grid)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tie_fields_of_a_checkpoint_give_the_naming_orders_back(seed: int) -> None:
+    rng = random.Random(300 + seed)
+    levels, counters = Grid(16, scale=LEVELS), CounterGrid(16)
+    running: dict[str, float] = {}
+    coarse = 0
+    for _ in range(30):
+        levels.append(_point(rng))
+        counters.append(_point(rng, running))
+        if levels.n - coarse >= 10:
+            levels.merge(coarse, 6, quantized=False)
+            coarse += 1
+        _ties_round_trip(levels)
+        _ties_round_trip(counters)
+    assert levels.exceptions  # merged points: kept whole
+    with pytest.raises(ValueError, match="bytes for"):
+        positions_of_ties(np.array([2]), np.array([0, 1]), np.array([5, 5]), np.zeros(3, np.uint8), [], [])
+    with pytest.raises(ValueError, match="are not its values"):
+        positions_of_ties(
+            np.array([2]), np.array([0, 1]), np.array([5, 5]), np.zeros(1, np.uint8), np.array([0]), np.array([0, 0])
+        )
+
+
+def test_a_grid_restores_its_order_state_as_written_and_refuses_fields_that_make_no_order() -> None:
+    rng = random.Random(11)
+    grid = Grid(12, scale=LEVELS)
+    for _ in range(12):
+        grid.append(_point(rng))
+    kept = grid.export_ties(NAMES.index)
+    assert kept is not None
+    names, lengths, ids, codes, ties, whole, whole_ids = kept
+    restored = Grid(12, scale=LEVELS)
+    restored.restore([NAMES[i] for i in names], lengths, ids, codes, kept=(ties, whole, whole_ids))
+    assert _naming_by_point(restored) == _naming_by_point(grid)
+    assert restored.ranked(64, "") == grid.ranked(64, "")
+    # A field on a value whose code no other value of its point shares moves it onto another's place.
+    alone = next(
+        i
+        for i in range(len(ids))
+        if (codes[np.repeat(np.arange(len(lengths)), lengths) == 0] == codes[i]).sum() == 1 and i < lengths[0]
+    )
+    bad = ties.copy()
+    bad[alone // 4] |= np.uint8(1 << ((alone % 4) * 2))
+    with pytest.raises(ValueError, match="not an order"):
+        Grid(12, scale=LEVELS).restore([NAMES[i] for i in names], lengths, ids, codes, kept=(bad, whole, whole_ids))
+    with pytest.raises(ValueError, match="at most its columns"):
+        Grid(4, scale=LEVELS).restore([NAMES[i] for i in names], lengths, ids, codes, kept=(ties, whole, whole_ids))
