@@ -36,11 +36,14 @@ COPY build/image/wheels/ /wheels/
 
 # Wheels only (no sdists: the final image has no compiler and this stage needs none; the package's wheel
 # carries its C extension, compiled on the host for CPython 3.11 and Debian 12's C library), then drop pip,
-# setuptools and wheel from the virtualenv: nothing installs packages at run time.
+# setuptools and wheel from the virtualenv: nothing installs packages at run time. Importing the serve and
+# analyze modules here writes their cached dataclass methods (_dataclass_code.py) beside the bytecode, which
+# the read-only root filesystem of the final stage cannot do at run time.
 RUN python3 -m venv /opt/otel-leakproc \
  && /opt/otel-leakproc/bin/pip install --find-links /wheels --only-binary=:all: otel-leakproc \
  && /opt/otel-leakproc/bin/pip uninstall --yes pip setuptools wheel \
- && /opt/otel-leakproc/bin/otel-leakproc --version
+ && /opt/otel-leakproc/bin/otel-leakproc --version \
+ && /opt/otel-leakproc/bin/python -c "import otel_leakproc.app, otel_leakproc.analyze"
 
 # ---- final stage ---------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}
