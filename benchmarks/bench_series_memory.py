@@ -16,7 +16,9 @@ and the median time of `to_state()` + `json.dumps` and of `json.loads` + `from_s
 Prints figures only; asserts nothing. `retained KiB` is what stays allocated after the feeding; `process
 KiB` the part of it that stays allocated once the series is deleted as well (numpy's process-wide caches of
 small buffers and ufunc loops, which the first series traced in a process fills: not the series' memory);
-`series KiB` the difference, what the series holds (and `per point B` of it).
+`series KiB` the difference, what the series holds (and `per point B` of it). `--series N` also feeds N
+series kept alive together and prints their growth divided by N: the cost of one more series in a warm
+process, with numpy's small-buffer caches shared out over the N instead of subtracted.
 
 `--breakdown` prints, per kind, where the bytes go: each numpy array the detector holds (its path, shape,
 dtype and data bytes) and the rest of the retained bytes (Python objects: names, site descriptions, the
@@ -25,6 +27,7 @@ report, dicts, array headers).
 `--fine-points N` sets `processor.fine_points` (the default keeps every point whole; 60 merges the far end).
 
 Usage: python benchmarks/bench_series_memory.py [--points N] [--sites K] [--state] [--breakdown] [--fine-points N]
+       [--series N]
 """
 
 from __future__ import annotations
@@ -174,6 +177,36 @@ def retained(
     return size, cache, max(0, left), fed("pod-1")
 
 
+def amortised(kind: ProfileKind, points: int, width: int, config: ProcessorConfig, series: int) -> int:
+    """Bytes per series of `series` detectors fed and kept alive together (after an untraced sibling), the
+    trend statistics' process-wide pair-index cache excluded as in `retained`: what each more series of a
+    service costs once the process is warm, with numpy's small-buffer caches amortised over all of them
+    rather than subtracted."""
+    step = int(config.window_seconds / config.max_points * NANOS)
+
+    def fed(instance: str) -> SeriesDetector:
+        detector = SeriesDetector(SeriesKey("tenant", "checkout", instance, kind), config)
+        rng = random.Random(7)
+        for j in range(points):
+            detector.update(BUILDERS[kind](j, T0 * NANOS + j * step, width, rng))
+        return detector
+
+    warm = fed("pod-0")
+    gc.collect()
+    tracemalloc.start(TRACE_DEPTH)
+    before = tracemalloc.take_snapshot()
+    kept = [fed(f"pod-{i + 1}") for i in range(series)]
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    series_only = [tracemalloc.Filter(False, trend.__file__, all_frames=True)]
+    size = sum(
+        d.size_diff for d in after.filter_traces(series_only).compare_to(before.filter_traces(series_only), "filename")
+    )
+    del kept, warm
+    return size // series
+
+
 def arrays_of(obj: Any, path: str = "detector", seen: set[int] | None = None) -> list[tuple[str, Any]]:
     """(path, array) of every numpy array reachable from `obj` through attributes, tuples and lists."""
     seen = set() if seen is None else seen
@@ -226,6 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--state", action="store_true", help="also print the JSON size of to_state()")
     parser.add_argument("--breakdown", action="store_true", help="also print the arrays each series holds")
     parser.add_argument(
+        "--series", type=int, default=0, help="also print the bytes per series of N series fed and kept together"
+    )
+    parser.add_argument(
         "--fine-points",
         type=int,
         default=config.fine_points,
@@ -242,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{'kind':<10} {'points':>6} {'profiles':>8} {'names':>6} {'retained KiB':>12} {'process KiB':>11}"
         f" {'series KiB':>10} {'per point B':>11} {'shared cache KiB':>16}"
     )
+    if args.series:
+        header += f" {'KiB per series of ' + str(args.series):>20}"
     if args.state:
         header += f" {'state JSON KiB':>14} {'to_state ms':>11} {'from_state ms':>13}"
     print(header)
@@ -254,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{kind.value:<10} {len(detector.points):6d} {detector.points.profiles:8d} {names:6d} {size / 1024:12.1f} "
             f"{left / 1024:11.1f} {own / 1024:10.1f} {own / max(1, len(detector.points)):11.0f} {cache / 1024:16.1f}"
         )
+        if args.series:
+            line += f" {amortised(kind, args.points, args.sites, config, args.series) / 1024:20.1f}"
         if args.state:
             state = json.dumps(detector.to_state(), separators=(",", ":"))
             save = _median_ms(lambda d=detector: json.dumps(d.to_state(), separators=(",", ":")))
