@@ -176,6 +176,28 @@ class Point(NamedTuple):
     weight: int = 1  # profiles this point stands for (merged points: COARSE_FACTOR)
 
 
+# Times at or after 2^29 s (1987) take the vectorised path of `seconds_of`; earlier ones, Python's division.
+_EXACT_FROM_SECONDS = 1 << 29
+
+
+def seconds_of(nanos: npt.NDArray[np.int64]) -> FloatArray:
+    """`t / 1_000_000_000` for each int64 `t`, rounded once to the nearest float64, exactly as Python divides
+    two ints, at a fifth of the cost of a Python loop over the points.
+
+    With t = q * 1e9 + r, the float64 sum q + fl(r / 1e9) is off the exact quotient by at most 2^-54 (the
+    rounding of r / 1e9 < 1) before it is rounded. For q >= 2^29 a float64's rounding midpoints lie at
+    multiples of 2^-24 or coarser, and an exact quotient (a multiple of 1e-9) that is not itself a midpoint
+    is at least 1 / (1e9 * 2^24) > 2^-54 from every one of them, so the sum rounds to the same float; one
+    that is a midpoint makes r / 1e9 exact and is rounded half-even by both. Earlier times go through Python.
+    """
+    q = nanos // NANOS
+    out: FloatArray = q.astype(np.float64) + (nanos - q * NANOS) / NANOS
+    early = q < _EXACT_FROM_SECONDS
+    if early.any():
+        out[early] = [t / NANOS for t in nanos[early].tolist()]
+    return out
+
+
 class Points:
     """Time, total and cumulative counter of each point of the history, in a ring of `capacity` slots.
 
@@ -292,7 +314,7 @@ class Points:
     def times(self) -> FloatArray:
         """Each point's time in seconds: its `time_nanos` / 1e9 as Python divides integers (correctly rounded;
         numpy's division of int64 by 1e9 rounds twice)."""
-        return np.array([t / NANOS for t in self.time_nanos[self.order()].tolist()])
+        return seconds_of(self.time_nanos[self.order()])
 
     def totals(self) -> FloatArray:
         result: FloatArray = self.total[self.order()]
