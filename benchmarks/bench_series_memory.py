@@ -129,6 +129,16 @@ BUILDERS: dict[ProfileKind, Callable[[int, int, int, random.Random], ProfileSumm
 }
 
 
+def fed_series(kind: ProfileKind, instance: str, points: int, width: int, config: ProcessorConfig) -> SeriesDetector:
+    """A new detector of one pod of the service, fed `points` summaries one window step apart."""
+    step = int(config.window_seconds / config.max_points * NANOS)
+    detector = SeriesDetector(SeriesKey("tenant", "checkout", instance, kind), config)
+    rng = random.Random(7)
+    for j in range(points):
+        detector.update(BUILDERS[kind](j, T0 * NANOS + j * step, width, rng))
+    return detector
+
+
 def retained(
     kind: ProfileKind, points: int, width: int, config: ProcessorConfig, alone: bool = False
 ) -> tuple[int, int, int, SeriesDetector]:
@@ -141,14 +151,9 @@ def retained(
     charged to the series; it stays alive unless `alone`, sharing the interned names. The detector returned
     is an identical one, fed after the measurement.
     """
-    step = int(config.window_seconds / config.max_points * NANOS)
 
     def fed(instance: str) -> SeriesDetector:
-        detector = SeriesDetector(SeriesKey("tenant", "checkout", instance, kind), config)
-        rng = random.Random(7)
-        for j in range(points):
-            detector.update(BUILDERS[kind](j, T0 * NANOS + j * step, width, rng))
-        return detector
+        return fed_series(kind, instance, points, width, config)
 
     warm = fed("pod-0")
     if alone:
@@ -182,14 +187,9 @@ def amortised(kind: ProfileKind, points: int, width: int, config: ProcessorConfi
     trend statistics' process-wide pair-index cache excluded as in `retained`: what each more series of a
     service costs once the process is warm, with numpy's small-buffer caches amortised over all of them
     rather than subtracted."""
-    step = int(config.window_seconds / config.max_points * NANOS)
 
     def fed(instance: str) -> SeriesDetector:
-        detector = SeriesDetector(SeriesKey("tenant", "checkout", instance, kind), config)
-        rng = random.Random(7)
-        for j in range(points):
-            detector.update(BUILDERS[kind](j, T0 * NANOS + j * step, width, rng))
-        return detector
+        return fed_series(kind, instance, points, width, config)
 
     warm = fed("pod-0")
     gc.collect()
