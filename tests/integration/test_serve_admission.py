@@ -4,6 +4,7 @@ server's memory follows `ingest.max_bytes_in_flight`, not the number of open con
 
 from __future__ import annotations
 
+import json
 import select
 import socket
 import time
@@ -115,11 +116,40 @@ GRPC_LIMITS = {"max_connections": 4, "max_concurrent_streams": 2, "max_message_b
 GRPC_GROWTH_BOUND_KIB = 2 * 4 * 2 * 4 * 1024 + 16 * 1024
 
 
+# grpc-core counts a finished stream against max_concurrent_streams until its transport has closed it, so a
+# client that opens the next stream at once is now and then refused one (RST_STREAM REFUSED_STREAM, which
+# the call sees as UNAVAILABLE: 1 call in 40 in 1 run in 3 here, 4 in 40 in a CI run). Clients retry
+# UNAVAILABLE; over one connection this client does as docs/serve.md tells pushers of large messages to:
+# a retry policy, and a retry buffer that holds the message (grpc-core's default buffer is 256 KiB).
+RETRYING = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": "push.v1.PusherService"}],
+                "retryPolicy": {
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
 def _grpc_pushes(port: int, channels: int, calls: int) -> tuple[list[str], int, int]:
-    """`calls` concurrent 3 MiB pushes spread over `channels` separate connections."""
+    """`calls` concurrent 3 MiB pushes spread over `channels` separate connections (a single connection
+    retries UNAVAILABLE, see `RETRYING`; many race for the server's connection limit without retrying)."""
     body = padded_heap_profile(GRPC_MESSAGE)
     messages = [_push(f"svc-{i}", body) for i in range(calls)]
-    options = [("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.use_local_subchannel_pool", 1)]
+    options: list[tuple[str, str | int]] = [
+        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ("grpc.use_local_subchannel_pool", 1),
+    ]
+    if channels == 1:
+        options += [("grpc.service_config", RETRYING), ("grpc.per_rpc_retry_buffer_size", 8 * 1024 * 1024)]
     opened = [grpc.insecure_channel(f"127.0.0.1:{port}", options=options) for _ in range(channels)]
 
     def call(i: int) -> str:
@@ -169,8 +199,9 @@ def test_grpc_pushes_are_bounded_by_connections_streams_and_message_size(tmp_pat
     # Each of the 40 calls has a connection of its own, so at most max_connections of them reach a handler.
     assert spread.count("OK") >= 1, spread
     assert spread.count("OK") + spread.count("RESOURCE_EXHAUSTED") <= GRPC_LIMITS["max_connections"], spread
-    # Over one connection the calls beyond two wait on the client instead of piling up in the server.
-    assert one_connection.count("OK") >= 38, one_connection
+    # Over one connection the calls beyond two wait on the client instead of piling up in the server, and
+    # none is refused by admission.
+    assert one_connection.count("OK") == len(one_connection), one_connection
     assert accepted >= spread.count("OK") + one_connection.count("OK")
     assert growth < GRPC_GROWTH_BOUND_KIB, f"grew {growth} KiB"
 
