@@ -44,6 +44,7 @@ READERS = 37  # the inventory's default number of stock-read workers (the 37 gor
 LEAKER = "main.(*OrderProcessor).processBatch"
 LOCK_HOLDER = "main.(*LockedStockMap).DeductBatch"
 READER = "main.(*LockedStockMap).Get"
+WORKER = "main.(*loadGenerator).stockWorker"  # the loop each read worker runs
 FLAGGED = ("suspected", "confirmed")
 
 
@@ -204,21 +205,25 @@ def test_inventory_incident_is_caught_named_paged_and_fixed(tmp_path: Path) -> N
             assert found["mutex"]["top_growers"][0]["function"] == LOCK_HOLDER, found["mutex"]["top_growers"]
             assert found["block"]["top_growers"][0]["function"] == READER, found["block"]["top_growers"]
             assert found["mutex"]["current"] > 1.0  # seconds of waiting per second: readers queue constantly
-            # The goroutines: the queued readers are the largest blocked group of the dump taken when the
-            # heap was flagged, but their number is steady, so the goroutine series is not flagged.
+            # The goroutines: the dump taken when the heap was flagged. It is one instant, and which instant
+            # decides how many readers queue in it: all 37 while the writer holds the lock for its warehouse
+            # round trip, none in the moment between two batches, and on a loaded machine (CI) any number
+            # between (a dump with one reader queued was seen). So the test asserts what holds at any instant:
+            # every goroutine waiting on a lock is a reader in RLock or the writer in Lock, each named with
+            # its wait state and the frame to change, and every read worker is in the dump.
             dump = body["targets"][0]["dump"]
             assert dump["trigger"] in ("leak.suspected", "leak.confirmed"), dump
-            # How many readers are queued at that instant depends on the scheduler: on a busy machine about
-            # half of the workers can be between requests (in their channel receive), so the readers are
-            # asserted to be the largest group waiting on a lock, not the largest group of all.
-            on_locks = [g for g in dump["groups"] if g["state"].startswith("sync.")]
-            assert on_locks, dump["groups"][:3]
-            largest = on_locks[0]
-            assert largest["function"] == READER, dump["groups"][:3]
-            assert largest["state"] == "sync.RWMutex.RLock", largest
-            assert READERS // 3 <= largest["count"] <= READERS, largest
-            assert any(frame.startswith(f"{READER} inventory/main.go:") for frame in largest["stack"]), largest
-            assert all(g["count"] < largest["count"] for g in on_locks[1:])
+            for group in dump["groups"]:
+                if group["state"] == "sync.RWMutex.RLock":
+                    assert group["function"] == READER, group
+                    assert any(f.startswith(f"{READER} inventory/main.go:") for f in group["stack"]), group
+                elif group["state"].startswith("sync."):
+                    assert group["state"] == "sync.RWMutex.Lock", group
+                    assert any(f.startswith(f"{LOCK_HOLDER} inventory/main.go:") for f in group["stack"]), group
+            workers = [g for g in dump["groups"] if any(WORKER in frame for frame in g["stack"])]
+            assert workers, dump["groups"]
+            assert sum(g["count"] for g in workers) <= READERS, workers
+            assert dump["goroutines"] >= READERS, dump
             for kind in ("goroutine", "goroutineleak"):
                 assert found[kind]["status"] not in FLAGGED, found[kind]
 
@@ -228,12 +233,13 @@ def test_inventory_incident_is_caught_named_paged_and_fixed(tmp_path: Path) -> N
             for name in (LEAKER, LOCK_HOLDER, READER):
                 assert name in text, text[:2000]
             assert "✖ Confirmed" in text
-            # ... and the goroutine dump's largest group, the queued readers, with their wait state.
+            # ... and the goroutine dump's largest group first, with its wait state and function.
             dump_box = page.find("details", cls="dump")
             assert dump_box is not None, text[:2000]
             assert "open" in dump_box.attrs  # unfolded while the instance is flagged
             first_row = [cell.text() for cell in dump_box.find_all("tr")[1].find_all("td")]
-            assert first_row[:3] == [str(largest["count"]), "sync.RWMutex.RLock", READER], first_row
+            largest = dump["groups"][0]
+            assert first_row[:3] == [str(largest["count"]), largest["state"], largest["function"]], first_row
             screenshot(f"{url}/", shots / "tutorial-status-page.png", window_size=(1280, 1500))
 
             # The page (Alertmanager) through the shipped rule, naming the function.
