@@ -17,7 +17,6 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from otel_leakproc.errors import InvalidProfileError
 from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey, SeriesReport
@@ -92,40 +91,75 @@ class AnalyzeOptions:
     kind: ProfileKind | None = None
     memory_limit_bytes: int | None = None
     keep_timeline: bool = False
-    time_of: Callable[[Path], int] | None = None
-    select: Callable[[Path], bool] | None = None  # keep only the files it accepts (e.g. thinning a corpus)
+    time_of: Callable[[str], int] | None = None  # given a file's path as `collect_files` spells it
+    select: Callable[[str], bool] | None = None  # keep only the files it accepts (e.g. thinning a corpus)
 
 
-def collect_files(paths: Sequence[str]) -> dict[tuple[Path, str], list[Path]]:
+# Paths are plain strings, split and joined the way `pathlib.PurePosixPath` spells them ("a/./b/" is
+# "a/b", "" and "./" are "."; ".." is kept): importing pathlib (and the urllib.parse and ipaddress it
+# pulls in) was about 15M instructions, 3% of an `analyze` run on a pair.
+
+
+def _parts(path: str) -> list[str]:
+    """`PurePosixPath(path).parts`."""
+    names = [name for name in path.split("/") if name and name != "."]
+    return ["/", *names] if path.startswith("/") else names
+
+
+def _joined(parts: list[str]) -> str:
+    if parts and parts[0] == "/":
+        return "/" + "/".join(parts[1:])
+    return "/".join(parts) or "."
+
+
+def _clean(path: str) -> str:
+    """`str(PurePosixPath(path))`."""
+    return _joined(_parts(path))
+
+
+def _parent(path: str) -> str:
+    parts = _parts(path)
+    return _joined(parts[:-1]) if parts and parts != ["/"] else _joined(parts)
+
+
+def _name(path: str) -> str:
+    parts = _parts(path)
+    return parts[-1] if parts and parts != ["/"] else ""
+
+
+def collect_files(paths: Sequence[str]) -> dict[tuple[str, str], list[str]]:
     """Files grouped by (folder, series label); a folder holds one series (version folders aside)."""
-    groups: dict[tuple[Path, str], list[Path]] = {}
+    groups: dict[tuple[str, str], list[str]] = {}
     for raw in paths:
-        root = Path(raw)
-        if not root.exists():
+        if not os.path.exists(raw):
             raise FileNotFoundError(f"{raw}: no such file or directory")
-        base = root.parent if root.is_dir() else root.parent.parent
+        root = _clean(raw)
+        base = _parent(root) if os.path.isdir(root) else _parent(_parent(root))
         for file in _walk(root):
-            folder = file.parent
+            folder = _parent(file)
             groups.setdefault((folder, _label(folder, base)), []).append(file)
     return groups
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    if root.is_file():
+def _walk(root: str) -> Iterator[str]:
+    if os.path.isfile(root):
         yield root
         return
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
+        folder = _clean(dirpath)
         for name in sorted(filenames):
             if not name.startswith(".") and not name.endswith(SKIP_SUFFIXES):
-                yield Path(dirpath) / name
+                yield _joined([*_parts(folder), name])
 
 
-def _label(folder: Path, base: Path) -> str:
-    parts = list(folder.relative_to(base).parts) if folder.is_relative_to(base) else [folder.name]
+def _label(folder: str, base: str) -> str:
+    inside, above = _parts(folder), _parts(base)
+    within = inside[: len(above)] == above and folder.startswith("/") == base.startswith("/")
+    parts = inside[len(above) :] if within else [_name(folder)]
     if parts and parts[-1] in KIND_DIRS:
         parts = parts[:-1]
-    return "/".join(parts) or (folder.parent.name if folder.name in KIND_DIRS else folder.name) or "profiles"
+    return "/".join(parts) or (_name(_parent(folder)) if _name(folder) in KIND_DIRS else _name(folder)) or "profiles"
 
 
 def split_version(label: str) -> tuple[str, str | None]:
@@ -139,10 +173,10 @@ def split_version(label: str) -> tuple[str, str | None]:
 
 
 def load_series(
-    files: Iterable[Path],
+    files: Iterable[str],
     limits: DecodeLimits,
     kind_hint: ProfileKind | None,
-    time_of: Callable[[Path], int] | None = None,
+    time_of: Callable[[str], int] | None = None,
 ) -> tuple[dict[ProfileKind, list[ProfileSummary]], list[SkippedFile]]:
     """Decode files; return summaries per kind in time order, and the files that gave none.
 
@@ -151,16 +185,17 @@ def load_series(
     by_kind: dict[ProfileKind, list[ProfileSummary]] = {}
     skipped: list[SkippedFile] = []
     for file in files:
-        hint = kind_hint or KIND_DIRS.get(file.parent.name)
+        hint = kind_hint or KIND_DIRS.get(_name(_parent(file)))
         try:
-            data = file.read_bytes()
-            fallback = time_of(file) if time_of else file.stat().st_mtime_ns
+            with open(file, "rb") as handle:
+                data = handle.read()
+            fallback = time_of(file) if time_of else os.stat(file).st_mtime_ns
             summary = decode_profile(data, limits, kind_hint=hint, time_fallback_nanos=fallback)
         except InvalidProfileError as exc:
-            skipped.append(SkippedFile(str(file), exc.reason.value, str(exc)))
+            skipped.append(SkippedFile(file, exc.reason.value, str(exc)))
             continue
         except OSError as exc:
-            skipped.append(SkippedFile(str(file), UNREADABLE, exc.strerror or str(exc)))
+            skipped.append(SkippedFile(file, UNREADABLE, exc.strerror or str(exc)))
             continue
         by_kind.setdefault(summary.kind, []).append(summary)
     for summaries in by_kind.values():
@@ -169,13 +204,13 @@ def load_series(
 
 
 def _merge_versions(
-    groups: dict[tuple[Path, str], list[Path]],
-) -> list[tuple[Path, str, list[tuple[str | None, list[Path]]]]]:
+    groups: dict[tuple[str, str], list[str]],
+) -> list[tuple[str, str, list[tuple[str | None, list[str]]]]]:
     """Series in folder order: (folder shown as source, label, files per version). Folders that differ only
     in a version folder are one series, shown as the folder above the version folders."""
-    merged: dict[str, tuple[Path, str, list[tuple[str | None, list[Path]]]]] = {}
-    out: list[tuple[Path, str, list[tuple[str | None, list[Path]]]]] = []
-    for (folder, label), found in sorted(groups.items(), key=lambda kv: str(kv[0][0])):
+    merged: dict[str, tuple[str, str, list[tuple[str | None, list[str]]]]] = {}
+    out: list[tuple[str, str, list[tuple[str | None, list[str]]]]] = []
+    for (folder, label), found in sorted(groups.items(), key=lambda kv: kv[0][0]):
         plain, version = split_version(label)
         if version is None:
             out.append((folder, label, [(None, found)]))
@@ -188,12 +223,12 @@ def _merge_versions(
     return [(_above_version(folder, v) if len(v) > 1 else folder, label, v) for folder, label, v in out]
 
 
-def _above_version(folder: Path, versions: list[tuple[str | None, list[Path]]]) -> Path:
+def _above_version(folder: str, versions: list[tuple[str | None, list[str]]]) -> str:
     """The folder that holds a series' version folders (what the series is shown as coming from)."""
     source = folder
-    while source.name != versions[0][0] and source.parent != source:
-        source = source.parent
-    return source.parent
+    while _name(source) != versions[0][0] and _parent(source) != source:
+        source = _parent(source)
+    return _parent(source)
 
 
 def analyze_inputs(
@@ -231,7 +266,7 @@ def analyze_inputs(
                 report = detector.update(summary, version)
                 if options.keep_timeline:
                     timeline.append(report)
-            run.results.append(SeriesResult(str(folder), detector.report(), timeline, errors))
+            run.results.append(SeriesResult(folder, detector.report(), timeline, errors))
     return run
 
 

@@ -26,14 +26,14 @@ TICK_SECONDS = 60
 _NUMBER = re.compile(r"(\d+)")
 
 
-def corpus_time(file: Path) -> int:
+def corpus_time(file: str | Path) -> int:
     """Collection time of a corpus text dump, from its profile number (dumps carry no timestamp)."""
     return (BASE_SECONDS + profile_number(file) * TICK_SECONDS) * 1_000_000_000
 
 
-def profile_number(file: Path) -> int:
+def profile_number(file: str | Path) -> int:
     """A corpus file's profile number (`NNNN.pb.gz`; 0 when the name has none)."""
-    match = _NUMBER.search(file.stem)
+    match = _NUMBER.search(Path(file).stem)
     return int(match.group(1)) if match else 0
 
 

@@ -106,7 +106,7 @@ def test_a_series_of_text_profiles_flags_the_same_leak_as_the_protobuf_series(sn
     from_text = {
         r.report.key.kind: r.report
         for r in analyze_paths(
-            [str(tmp_path / "text")], config, LIMITS, AnalyzeOptions(time_of=lambda path: text_times[path])
+            [str(tmp_path / "text")], config, LIMITS, AnalyzeOptions(time_of=lambda path: text_times[Path(path)])
         )
     }
     assert set(from_text) == set(from_proto) == {ProfileKind(p) for p in profiles}

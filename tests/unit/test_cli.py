@@ -358,6 +358,9 @@ ANALYZE_UNUSED_PACKAGES = frozenset(
         "logging",
         "tempfile",
         "shutil",  # argparse sizes its help with it; the CLI finds the same width without it
+        "pathlib",  # and the urllib.parse and ipaddress it imports: analyze spells paths as strings
+        "urllib",
+        "ipaddress",
     }
 )
 ANALYZE_UNUSED_MODULES = (

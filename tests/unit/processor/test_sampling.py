@@ -224,5 +224,5 @@ def test_no_series_flaps_back_to_ok_and_up_again() -> None:
             assert not (path[i].flagged and path[i + 1] is Status.OK and path[i + 2].flagged), (result.source, path)
 
 
-def _corpus_time(file: Path) -> int:
+def _corpus_time(file: str) -> int:
     return corpus_time(file)
