@@ -43,7 +43,7 @@ RUN python3 -m venv /opt/otel-leakproc \
  && /opt/otel-leakproc/bin/pip install --find-links /wheels --only-binary=:all: otel-leakproc \
  && /opt/otel-leakproc/bin/pip uninstall --yes pip setuptools wheel \
  && /opt/otel-leakproc/bin/otel-leakproc --version \
- && /opt/otel-leakproc/bin/python -c "import otel_leakproc.app, otel_leakproc.analyze"
+ && /opt/otel-leakproc/bin/python -c "import otel_leakproc.cli, otel_leakproc.app, otel_leakproc.analyze"
 
 # ---- final stage ---------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}

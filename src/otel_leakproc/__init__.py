@@ -3,7 +3,3 @@
 __version__ = "0.1.0"
 
 __all__ = ["__version__"]
-
-from otel_leakproc import _dataclass_code
-
-_dataclass_code.install()

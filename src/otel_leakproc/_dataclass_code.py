@@ -6,14 +6,17 @@ package's dataclasses that is most of what importing `model` and the config modu
 compilations, 10-15 ms, for `analyze` on a pair; more for `serve`). That text depends only on the class's
 definition, so its code object can be kept the way Python keeps a module's bytecode.
 
-`install()` puts a stand-in for `exec` into the `dataclasses` module's namespace, where the function that
+`install()` (called by the CLI before it imports the rest of the package, so a program that imports the
+package as a library keeps `dataclasses` as it is) puts a stand-in for `exec` into the `dataclasses`
+module's namespace, where the function that
 compiles the generated text looks the name up (`_create_fn` in Python 3.11 and 3.12; a version that calls
 it otherwise simply does not use the stand-in). For code whose globals are one of this package's modules,
 it runs the code object compiled from that exact text, read from a file next to the module's `.pyc`
 (`model.cpython-311.dataclasses`, a marshalled dict from text to code); the text is the key, so a changed
 class is simply a miss, compiled as before. Code for any other module goes to the real `exec` unchanged.
-After a miss, the module's file is written again (atomically) with the texts that module used in this
-process, unless bytecode writing is off (`sys.dont_write_bytecode`, `PYTHONDONTWRITEBYTECODE`). A file
+When a module missed, its file is written again (atomically, once, when the process exits) with the
+texts that module used in this process, unless bytecode writing is off (`sys.dont_write_bytecode`,
+`PYTHONDONTWRITEBYTECODE`). A file
 that cannot be read, is of another Python or is damaged counts as empty; one that cannot be written (a
 read-only install) is not tried again in that process, which compiles as it would without the cache.
 Compiling is done exactly as `exec` does for `dataclasses` (filename `<string>`, no inherited `__future__`
@@ -23,6 +26,7 @@ flags), so a cached method is the one `exec` would have made.
 from __future__ import annotations
 
 import _thread
+import atexit
 import builtins
 import contextlib
 import marshal
@@ -51,8 +55,9 @@ class _ModuleCode:
 
 
 _modules: dict[str, _ModuleCode] = {}
-# Generated methods of this package run from a cached code object (hits) or compiled (misses), this process.
-counts = {"hits": 0, "misses": 0}
+# Generated methods of this package run from a cached code object (hits) or compiled (misses), and cache
+# files written, this process.
+counts = {"hits": 0, "misses": 0, "writes": 0}
 
 
 def _cache_path(module_file: str | None) -> str | None:
@@ -86,6 +91,7 @@ def _write(entry: _ModuleCode) -> None:
         with open(temp, "wb") as handle:
             marshal.dump(entry.used, handle)
         os.replace(temp, entry.path)
+        counts["writes"] += 1
     except OSError:  # a read-only install: compiled as before, and not tried again for this module
         entry.path = None
         with contextlib.suppress(OSError):
@@ -103,14 +109,22 @@ def _exec(source: Any, globals: Any = None, locals: Any = None, /, **kwargs: Any
     code = entry.stored.get(source)
     if code is None:
         code = compile(source, "<string>", "exec", dont_inherit=True)
+        if not any(module.missed for module in _modules.values()):
+            atexit.register(_write_missed)
         entry.missed = True
         counts["misses"] += 1
     else:
         counts["hits"] += 1
     entry.used[source] = code
-    if entry.missed:
-        _write(entry)
     return _real_exec(code, globals, locals)
+
+
+def _write_missed() -> None:
+    """At exit: each module that missed gets its file written once, with every text it used."""
+    for entry in _modules.values():
+        if entry.missed:
+            _write(entry)
+            entry.missed = False
 
 
 def install() -> None:

@@ -86,6 +86,8 @@ class AnalyzeRun:
 
 @dataclass(frozen=True, slots=True)
 class AnalyzeOptions:
+    """How `analyze_inputs` names and feeds its series (the CLI's options, and the hooks of corpus studies)."""
+
     service: str | None = None
     instance: str | None = None
     kind: ProfileKind | None = None
@@ -173,7 +175,7 @@ def split_version(label: str) -> tuple[str, str | None]:
 
 
 def load_series(
-    files: Iterable[str],
+    files: Iterable[str | os.PathLike[str]],
     limits: DecodeLimits,
     kind_hint: ProfileKind | None,
     time_of: Callable[[str], int] | None = None,
@@ -184,7 +186,8 @@ def load_series(
     """
     by_kind: dict[ProfileKind, list[ProfileSummary]] = {}
     skipped: list[SkippedFile] = []
-    for file in files:
+    for path in files:
+        file = os.fspath(path)
         hint = kind_hint or KIND_DIRS.get(_name(_parent(file)))
         try:
             with open(file, "rb") as handle:

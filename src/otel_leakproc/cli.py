@@ -14,9 +14,14 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from otel_leakproc import __version__
-from otel_leakproc.errors import ConfigError
-from otel_leakproc.model import ProfileKind
+from otel_leakproc import _dataclass_code
+
+# Before the package's dataclasses below (and in the modules the commands import) are defined.
+_dataclass_code.install()
+
+from otel_leakproc import __version__  # noqa: E402
+from otel_leakproc.errors import ConfigError  # noqa: E402
+from otel_leakproc.model import ProfileKind  # noqa: E402
 
 if TYPE_CHECKING:
     from typing import Any

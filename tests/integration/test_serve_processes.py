@@ -109,13 +109,13 @@ def test_two_processes_share_the_port_and_own_each_series_once(tmp_path: Path) -
         assert all(s["profiles"] == 1 for s in listed)
 
         children = descendants(proc.proc.pid)
-        serving = [_command(pid) for pid in children if "otel_leakproc.cluster.supervisor" in _command(pid)]
+        serving = [_command(pid) for pid in children if "otel_leakproc.cluster.child" in _command(pid)]
         assert len(serving) == 2, serving
         runtime = Path(serving[0][serving[0].index("--runtime") + 1])
         resources = sorted(
             v
             for pid in children
-            if "otel_leakproc.cluster.supervisor" in _command(pid)
+            if "otel_leakproc.cluster.child" in _command(pid)
             for v in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
             if v.startswith("OTEL_RESOURCE_ATTRIBUTES=")
         )
@@ -205,7 +205,7 @@ def test_an_ingest_upload_is_decoded_and_kept_once_by_its_owner_whichever_proces
         serving = {
             int(c[c.index("--index") + 1]): pid
             for pid in children
-            if "otel_leakproc.cluster.supervisor" in (c := _command(pid))
+            if "otel_leakproc.cluster.child" in (c := _command(pid))
         }
         os.kill(proc.proc.pid, signal.SIGSTOP)
         try:

@@ -33,6 +33,8 @@ class Outcome(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
+    """How one upload went: the outcome, the HTTP status and what the receiver said."""
+
     outcome: Outcome
     status: int  # HTTP status, 0 when no answer came
     retry_after: float | None  # seconds the receiver asked us to wait

@@ -151,6 +151,8 @@ def merge_metrics(texts: Sequence[tuple[int, str]]) -> bytes:
 
 @dataclass
 class _Families:
+    """Metric families merged from every process, in the collector shape `generate_latest` reads."""
+
     families: list[Metric]
 
     def collect(self) -> list[Metric]:

@@ -189,7 +189,7 @@ def run_processes(settings: Settings, log_level: str) -> int:
 
 
 def _spawn(settings: Settings, index: int, count: int, runtime: Path, log_level: str) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "otel_leakproc.cluster.supervisor"]
+    command = [sys.executable, "-m", "otel_leakproc.cluster.child"]
     command += ["--index", str(index), "--count", str(count), "--runtime", str(runtime)]
     command += ["--parent", str(os.getpid()), "--log-level", log_level]
     # Each process's own telemetry over OTLP is a resource of its own (one cumulative stream per process).
@@ -284,7 +284,3 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     with contextlib.suppress(OSError):  # the last one out removes the sockets' folder (a killed parent cannot)
         process.runtime_dir.rmdir()
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(child_main())

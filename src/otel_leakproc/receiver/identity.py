@@ -32,6 +32,8 @@ MAX_KEY_LENGTH = 128
 
 @dataclass(frozen=True, slots=True)
 class Identity:
+    """The service and instance an upload's profiles belong to, with the resource attributes that came with them."""
+
     service: str
     instance: str
     resource: dict[str, str] = field(default_factory=dict, hash=False)

@@ -91,6 +91,8 @@ class Admission:
 
 @dataclass(frozen=True, slots=True)
 class IngestOutcome:
+    """What one accepted upload did: its tenant, the profiles taken, and the ones ignored (with why)."""
+
     tenant: str
     accepted: int
     ignored: tuple[str, ...]
@@ -181,7 +183,9 @@ class IngestCore:
             worker_count(self._ingest),
             _worker_context,
             (self._limits, self._caps, self._server.max_profiles_per_request),
-            preload=("otel_leakproc.receiver.ingest",),
+            # The CLI module first: importing it installs the dataclass cache (`_dataclass_code`), which the
+            # forkserver, a fresh interpreter, would otherwise not use for the decoders' dataclasses.
+            preload=("otel_leakproc.cli", "otel_leakproc.receiver.ingest"),
         )
         await pool.start()
         self._pool = pool

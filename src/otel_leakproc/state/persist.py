@@ -47,6 +47,8 @@ SLICE_SECONDS = 0.02  # longest stretch of event-loop time spent on `to_state` o
 
 @dataclass(slots=True)
 class RestoreResult:
+    """What a restore read, kept and dropped (its problems are logged as warnings)."""
+
     series: int = 0
     checkpoints: int = 0
     points: int = 0
@@ -59,6 +61,8 @@ class RestoreResult:
 
 @dataclass(slots=True)
 class _Pending:
+    """One series' newest checkpoint and the points after it, while a restore reads the store."""
+
     checkpoint: memoryview | None = None
     seq: int = 0  # seq covered by the checkpoint
     points: list[tuple[bytes | memoryview, NameBook | None]] = field(default_factory=list)

@@ -102,6 +102,8 @@ def series_id(key: SeriesKey) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PointRecord:
+    """A journal record: one accepted profile's point for one series, with its sequence number."""
+
     seq: int
     key: SeriesKey
     resource: dict[str, str]
@@ -410,6 +412,8 @@ def point_from_payload(payload: bytes | memoryview, names: NameBook | None = Non
 
 @dataclass(frozen=True, slots=True)
 class CheckpointHead:
+    """A checkpoint record's head: the series, its resource and report state, and the sequence it covers."""
+
     seq: int
     key: SeriesKey
     resource: dict[str, str]

@@ -462,6 +462,8 @@ class _CountReader(_Reader):
 
 @dataclass(slots=True)
 class _Site:
+    """One allocation site being summed: its totals, the largest bucket, and where it is."""
+
     value: float
     count: float
     best: int

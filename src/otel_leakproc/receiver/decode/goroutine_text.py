@@ -141,6 +141,8 @@ class _Bucket:
 
 @dataclass(slots=True)
 class _Site:
+    """One goroutine site being summed: its goroutines, the largest bucket, and its leaf function."""
+
     value: int
     best: int  # value of the largest contributing bucket
     leaf: str

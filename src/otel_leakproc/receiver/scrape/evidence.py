@@ -19,6 +19,8 @@ MAX_SHOWN_CHARS = 300
 
 @dataclass(slots=True)
 class _Group:
+    """Goroutines of a dump with the same state, stack and creator, being counted."""
+
     state: str
     frames: list[str]
     creator: str = ""

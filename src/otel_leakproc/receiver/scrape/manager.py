@@ -59,6 +59,8 @@ class FetchError(Exception):
 
 @dataclass(slots=True)
 class ProfileHealth:
+    """How fetching one profile of a target goes: its status, last error and when it is tried again."""
+
     status: str = "pending"  # ok | absent | error | pending
     error: str = ""
     last_success_unix: float | None = None
@@ -67,6 +69,8 @@ class ProfileHealth:
 
 @dataclass(slots=True)
 class TargetState:
+    """A scrape target and what its scrapes have done so far."""
+
     target: Target
     task: asyncio.Task[None] | None = None
     scrapes: int = 0
