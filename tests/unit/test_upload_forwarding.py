@@ -150,6 +150,15 @@ class _Nothing:
         return []
 
 
+async def _all_up(groups: Sequence[PeerGroup], seconds: float = 5.0) -> None:
+    """Wait until every group is connected to every other."""
+    for _ in range(int(seconds / 0.05)):
+        if all(g.all_up() for g in groups):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"peer groups not all up after {seconds} s")
+
+
 def test_concurrent_forwards_get_their_own_answers_and_a_gone_owner_gives_503(tmp_path: Path) -> None:
     async def scenario() -> None:
         groups = [PeerGroup(LocalProcess(i, 2, tmp_path), _ignore, _Nothing(), lambda: b"", CAPS) for i in range(2)]
@@ -158,10 +167,7 @@ def test_concurrent_forwards_get_their_own_answers_and_a_gone_owner_gives_503(tm
         for group in groups:
             await group.start()
         try:
-            for _ in range(100):
-                if all(g.all_up() for g in groups):
-                    break
-                await asyncio.sleep(0.05)
+            await _all_up(groups)
             names = [f"svc-{i}" for i in range(40)]
             theirs = [n for n in names if local_owner("acme", n, "", 2) == 1]
             mine = [n for n in names if local_owner("acme", n, "", 2) == 0]
@@ -273,10 +279,7 @@ def test_a_body_a_worker_decodes_is_decoded_where_it_arrived_and_its_result_kept
             await core.start()
             await group.start()
         try:
-            for _ in range(100):
-                if all(g.all_up() for g in groups):
-                    break
-                await asyncio.sleep(0.05)
+            await _all_up(groups)
             tenant = ServerConfig().auth.default_tenant
             theirs = [n for n in (f"svc-{i}" for i in range(40)) if local_owner(tenant, n, "pod", 2) == 1]
             assert len(PROFILE.read_bytes()) > 512
