@@ -8,19 +8,18 @@ definition, so its code object can be kept the way Python keeps a module's bytec
 
 `install()` (called by the CLI before it imports the rest of the package, so a program that imports the
 package as a library keeps `dataclasses` as it is) puts a stand-in for `exec` into the `dataclasses`
-module's namespace, where the function that
-compiles the generated text looks the name up (`_create_fn` in Python 3.11 and 3.12; a version that calls
-it otherwise simply does not use the stand-in). For code whose globals are one of this package's modules,
-it runs the code object compiled from that exact text, read from a file next to the module's `.pyc`
-(`model.cpython-311.dataclasses`, a marshalled dict from text to code); the text is the key, so a changed
-class is simply a miss, compiled as before. Code for any other module goes to the real `exec` unchanged.
-When a module missed, its file is written again (atomically, once, when the process exits) with the
-texts that module used in this process, unless bytecode writing is off (`sys.dont_write_bytecode`,
-`PYTHONDONTWRITEBYTECODE`). A file
-that cannot be read, is of another Python or is damaged counts as empty; one that cannot be written (a
-read-only install) is not tried again in that process, which compiles as it would without the cache.
-Compiling is done exactly as `exec` does for `dataclasses` (filename `<string>`, no inherited `__future__`
-flags), so a cached method is the one `exec` would have made.
+module's namespace, where the function that compiles the generated text looks the name up (`_create_fn` in
+Python 3.11 and 3.12; a version that calls it otherwise simply does not use the stand-in). For code whose
+globals are one of this package's modules, it runs the code object compiled from that exact text, read from
+a file next to the module's `.pyc` (`model.cpython-311.dataclasses`, a marshalled dict from text to code);
+the text is the key, so a changed class is simply a miss, compiled as before. Code for any other module goes
+to the real `exec` unchanged. When a module missed, its file is written again (atomically, once, when the
+process exits) with the texts that module used in this process, unless bytecode writing is off
+(`sys.dont_write_bytecode`, `PYTHONDONTWRITEBYTECODE`). A file that cannot be read, is of another Python or
+is damaged counts as empty; one that cannot be written (a read-only install) is not tried again in that
+process, which compiles as it would without the cache. Compiling is done exactly as `exec` does for
+`dataclasses` (filename `<string>`, no inherited `__future__` flags), so a cached method is the one `exec`
+would have made.
 """
 
 from __future__ import annotations
