@@ -93,19 +93,23 @@ def _check(grid: Grid, reference: list[list[tuple[str, float]]]) -> None:
     assert by_point == [[n for n, _ in point] for point in reference]
 
 
+def _slide(grid: Grid, reference: list[list[tuple[str, float]]], point: list[tuple[str, float]]) -> None:
+    """Append `point` to the grid and the reference, keep the newest 8 in both, and compare them."""
+    grid.append(point)
+    reference.append(point)
+    if len(reference) > 8:
+        grid.popleft()
+        reference.pop(0)
+    _check(grid, reference)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_a_levels_grid_gives_back_each_naming_order_and_ranks_ties_by_it(seed: int) -> None:
     rng = random.Random(seed)
     grid = Grid(10, scale=LEVELS)
     reference: list[list[tuple[str, float]]] = []
     for step in range(40):
-        point = _point(rng)
-        grid.append(point)
-        reference.append(point)
-        if len(reference) > 8:
-            grid.popleft()
-            reference.pop(0)
-        _check(grid, reference)
+        _slide(grid, reference, _point(rng))
         if step == 20:  # a restore from the checkpoint layout keeps the orders
             names, lengths, ids, codes, moves = grid.export_by_id(NAMES.index)
             restored = Grid(10, scale=LEVELS)
@@ -124,13 +128,7 @@ def test_a_counter_grid_keeps_naming_orders_and_presence_of_absent_sites(seed: i
     counters: dict[str, float] = {}
     reference: list[list[tuple[str, float]]] = []
     for _ in range(40):
-        point = _point(rng, counters)
-        grid.append(point)
-        reference.append(point)
-        if len(reference) > 8:
-            grid.popleft()
-            reference.pop(0)
-        _check(grid, reference)
+        _slide(grid, reference, _point(rng, counters))
         # Absent sites read as 0, present ones as their counters (within the increases' rounding).
         names = sorted(grid.index)
         matrix = grid.matrix(names)
