@@ -102,9 +102,10 @@ def test_scraped_leak_is_flagged_and_named_healthy_one_is_not(programs: tuple[st
         # Fetched at the first flag, which comes early on a fast machine: only a few goroutines have leaked.
         # Which group is largest at that moment (the leaked receivers or the HTTP server's connection
         # readers) depends on how early the flag came; the leaked group must be there and named.
+        # How many have leaked by then depends on the machine's load: one, in a run on a busy machine.
         top = next((g for g in dump["groups"] if g["function"] == "main.waitForReply"), None)
-        assert top is not None, dump["groups"][:3]
-        assert dump["goroutines"] >= top["count"] >= 2
+        assert top is not None, dump["groups"]
+        assert dump["goroutines"] >= top["count"] >= 1, dump["groups"]
         assert top["function"] == "main.waitForReply"
         assert top["state"] == "chan receive"
         assert top["max_wait_minutes"] >= 0
@@ -112,8 +113,11 @@ def test_scraped_leak_is_flagged_and_named_healthy_one_is_not(programs: tuple[st
         assert "leaky/main.go:" in top["stack"][0]
         assert top["creator"].startswith("main.main.func")
         assert len(dump["groups"]) <= 10
-        # Go 1.27 marks them "(leaked)"; the newest may not be proven leaked yet when the dump is taken.
-        assert 0 < top["leaked"] <= top["count"]
+        # Go 1.27 marks them "(leaked)" once a GC has proven it; the newest may not be proven yet when the dump
+        # is taken, and at a heap flag that can be all of them. A goroutineleak flag means some were proven.
+        assert 0 <= top["leaked"] <= top["count"], top
+        if dump["trigger"] == "goroutine_leak.confirmed":
+            assert top["leaked"] > 0, top
 
         # The healthy program: scraped, not flagged.
         healthy = targets["catalog"]
