@@ -309,6 +309,33 @@ def test_checkpoints_of_detector_state_version_6_still_restore(name: str, scenar
         assert restored.update(summary) == reference.update(summary)
 
 
+@pytest.mark.parametrize(
+    ("name", "scenario", "kind"),
+    [("heap", "steady_leak", ProfileKind.HEAP), ("mutex", "lock_contention", ProfileKind.MUTEX)],
+)
+def test_checkpoints_of_detector_state_version_7_still_restore(name: str, scenario: str, kind: ProfileKind) -> None:
+    """Committed checkpoints written by the release before state version 8 (tests/testdata/state/
+    make_state7_checkpoints.py, the first 41 profiles of a corpus series, checkpoint layout CB3): restored,
+    the series goes on exactly as one fed every profile."""
+    summaries = _summaries(CORPORA[0] / scenario / name)
+    state_dir = Path(__file__).parents[1] / "testdata" / "state"
+    (record,), tail = read_frames((state_dir / f"checkpoint_state7_{name}.bin").read_bytes())
+    assert tail is None
+    assert bytes(record.payload[:4]) == b"\xffCB3"
+    key = SeriesKey("t", scenario, "pod-1", kind)
+    state = checkpoint_state(record.payload)
+    assert state["version"] == 7
+    assert len(state["sites"]["ties"]) == (len(state["sites"]["ids"]) + 3) // 4 > 0  # 2-bit tie fields
+    restored = SeriesDetector.from_state(key, CONFIG, state)
+    reference = SeriesDetector(key, CONFIG)
+    for summary in summaries[:41]:
+        reference.update(summary)
+    assert restored.report() == reference.report()
+    assert restored.to_state() == reference.to_state()
+    for summary in summaries[41:]:
+        assert restored.update(summary) == reference.update(summary)
+
+
 @pytest.mark.parametrize("dtype", ["<f8", "<f4", "<i8", "<i4", "<i2", "<u2", "|i1", "|u1"])
 def test_a_column_block_gives_every_array_back_bit_for_bit(dtype: str) -> None:
     rng = np.random.default_rng(3)
