@@ -113,7 +113,7 @@ def per_series() -> None:
 
 # Sections of a checkpoint record, by the path of an array of the detector state (the first that matches).
 SECTIONS = (
-    ("values", ("values", "floor")),
+    ("values", ("values", "floor", "widths")),
     ("ties", ("ties", "whole", "whole_ids")),
     ("ids, lengths", ("ids", "lengths")),
     ("times, totals, counters", ("time_nanos", "total", "cumulative", "weight", "base", "last")),
@@ -130,8 +130,8 @@ def _section(path: list[str]) -> str:
 
 def breakdown(detector: SeriesDetector, title: str) -> None:
     """Bytes of `detector`'s checkpoint record by section. The column block is attributed array by array:
-    deflated again with a block boundary (ISA-L sync flush) after each array, each array's share is what
-    the stream grew by (their sum is printed against the record's own block)."""
+    what the deflated stream grew by with each (`Columns.pack(shares=...)`, each array then ending a deflate
+    block: their sum is a little more than the record's own block)."""
     state = detector.to_state(arrays=True)
     record = checkpoint_frame(1, detector.key, {"service.name": detector.key.service}, state)
     payload = read_frames(record)[0][0].payload
@@ -146,14 +146,13 @@ def breakdown(detector: SeriesDetector, title: str) -> None:
     rest = _take_arrays({k: v for k, v in state.items() if k != "report"}, (), columns, index)
     names = json.dumps({"names": rest.get("names"), "meta": rest.get("meta")}, separators=(",", ":")).encode()
     rest[_COLUMNS_KEY] = index
+    sizes: list[int] = []
+    attributed = len(columns.pack(shares=sizes))
     shares: dict[str, int] = {}
-    stream = isal_zlib.compressobj(1)
-    grown = 0
-    for (path, _, _, _), part in zip(index, columns.parts, strict=True):
-        grown += len(stream.compress(part)) + len(stream.flush(isal_zlib.Z_SYNC_FLUSH))
+    for (path, *_), size in zip(index, sizes, strict=True):
         name = _section(path)  # type: ignore[arg-type]
-        shares[name] = shares.get(name, 0) + grown - sum(shares.values())
-    shares["(flush ends)"] = len(stream.flush())
+        shares[name] = shares.get(name, 0) + size
+    shares["(stream end)"] = attributed - sum(sizes)
     print(f"checkpoint record of {title}: {len(record)} bytes ({len(record) / 1024:.1f} KiB)")
     print(f"  frame header and lengths   {len(record) - len(payload) + at + 8:6d}")
     print(f"  head (seq, key, resource)  {head:6d}  of which the report as JSON {len(report_json)} raw")
@@ -162,7 +161,7 @@ def breakdown(detector: SeriesDetector, title: str) -> None:
         f" scalars and the column index the rest)"
     )
     total = sum(shares.values())
-    print(f"  column block               {block:6d}  by section, each array flushed on its own (sum {total}):")
+    print(f"  column block               {block:6d}  by section (sum {total}):")
     for name, size in sorted(shares.items(), key=lambda kv: -kv[1]):
         print(f"    {name:26} {size:6d}")
 

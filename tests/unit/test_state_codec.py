@@ -358,6 +358,61 @@ def test_a_column_block_gives_every_array_back_bit_for_bit(dtype: str) -> None:
         Columns.unpack(b"not deflated")
 
 
+def test_a_column_block_stores_int64_as_differences_and_large_planes_as_blocks_of_their_own() -> None:
+    rng = np.random.default_rng(4)
+    clock = (1_790_000_000 * 10**9 + 30 * 10**9 * np.arange(300)).astype("<i8")
+    wrapping = np.array([2**63 - 1, -(2**63), 0, 2**63 - 1], dtype="<i8")  # differences wrap around, exactly
+    noise = rng.integers(0, 60, 4000).astype(np.uint16)  # low plane 4000 bytes: a deflate block of its own
+    block = Columns()
+    offsets = [block.add(clock, delta=True), block.add(wrapping, delta=True), block.add(noise)]
+    shares: list[int] = []
+    packed = block.pack(shares=shares)
+    assert len(shares) == 3
+    assert shares[0] < 100  # 300 clock readings 30 s apart: a handful of bytes
+    back = Columns.unpack(packed)
+    assert back.get("<i8", 300, offsets[0], delta=True).tolist() == clock.tolist()
+    assert back.get("<i8", 4, offsets[1], delta=True).tolist() == wrapping.tolist()
+    assert back.get("<u2", 4000, offsets[2]).tolist() == noise.tolist()
+    assert Columns.unpack(block.pack()).get("<u2", 4000, offsets[2]).tolist() == noise.tolist()
+    with pytest.raises(ValueError, match="delta coding"):
+        Columns().add(np.arange(5, dtype="<i4"), delta=True)
+    with pytest.raises(ValueError, match="delta True"):
+        back.get("<f8", 4, 0, delta=True)
+
+
+def test_a_checkpoint_stores_whole_float64_arrays_as_differences_and_every_other_bit_for_bit() -> None:
+    key = SeriesKey("t", "s", "i", ProfileKind.HEAP)
+    arrays = {
+        "whole": np.array([3.0, -7.0, 0.0, 2.0**52, 1e15]),
+        "negative_zero": np.array([1.0, -0.0, 2.0, 3.0]),
+        "nan": np.array([1.0, np.nan, 2.0, 3.0]),
+        "fraction": np.array([1.0, 0.5, 2.0, 3.0]),
+        "too_large": np.array([2.0**53, 1.0, 2.0, 3.0]),
+        "short": np.array([1.0, 2.0]),
+        "clock": np.arange(10, dtype="<i8") * 10**9,
+    }
+    payload = read_frames(checkpoint_frame(1, key, {}, {"report": None, "a": arrays}))[0][0].payload
+    index = {tuple(e[0]): e[4:] for e in records.decode_index(payload)}
+    assert index[("a", "whole")] == [1]
+    assert index[("a", "clock")] == [1]
+    assert all(not index[("a", k)] for k in ("negative_zero", "nan", "fraction", "too_large", "short"))
+    back = checkpoint_state(payload)["a"]
+    for name, array in arrays.items():
+        assert back[name].dtype == array.dtype
+        assert back[name].tobytes() == array.tobytes(), name
+
+
+def test_a_checkpoint_of_layout_cb4_keeps_the_report_deflated_in_its_head() -> None:
+    key = SeriesKey("t", "s", "i", ProfileKind.HEAP)
+    report = {"top": ["github.com/acme/shop/internal/orders.(*Processor).handle"] * 20}
+    payload = read_frames(checkpoint_frame(5, key, {"a": "b"}, {"report": report}))[0][0].payload
+    assert bytes(payload[:4]) == b"\xffCB4"
+    assert len(payload) < len(str(report))  # the report is not there as text
+    head = checkpoint_head(payload)
+    assert (head.seq, head.key, head.resource, head.report) == (5, key, {"a": "b"}, report)
+    assert checkpoint_state(payload)["report"] == report
+
+
 def test_a_checkpoint_with_arrays_reads_back_and_refuses_a_bad_column_index() -> None:
     key = SeriesKey("t", "s", "i", ProfileKind.HEAP)
     state = {"report": {"a": 1}, "x": {"y": np.arange(5, dtype=np.int16), "z": [1, "two"]}, "w": np.ones(3)}
