@@ -114,7 +114,7 @@ def per_series() -> None:
 # Sections of a checkpoint record, by the path of an array of the detector state (the first that matches).
 SECTIONS = (
     ("values", ("values", "floor", "widths")),
-    ("ties", ("ties", "whole", "whole_ids")),
+    ("ties", ("ties", "tied", "whole", "whole_ids")),
     ("ids, lengths", ("ids", "lengths")),
     ("times, totals, counters", ("time_nanos", "total", "cumulative", "weight", "base", "last")),
     ("site metadata", ("meta",)),

@@ -380,6 +380,20 @@ def test_a_column_block_stores_int64_as_differences_and_large_planes_as_blocks_o
         back.get("<f8", 4, 0, delta=True)
 
 
+def test_a_column_block_lays_out_the_arrays_of_one_key_together_as_layout_says() -> None:
+    arrays = [np.arange(3, dtype="|u1"), np.arange(100, dtype="<u2"), np.full(5, 7, "|u1"), np.arange(9, dtype="|u1")]
+    keys = ["a", "b", None, "a"]  # the <u2 array is shuffled: its key is not used
+    block = Columns()
+    for array, key in zip(arrays, keys, strict=True):
+        block.add(array, key=key)
+    sizes = [(a.nbytes, None if Columns.shuffled(a.itemsize, len(a)) else k) for a, k in zip(arrays, keys, strict=True)]
+    offsets = Columns.layout(sizes)
+    assert offsets == [0, 12, 212, 3]  # the second "a" right after the first
+    back = Columns.unpack(block.pack())
+    for array, at in zip(arrays, offsets, strict=True):
+        assert back.get(array.dtype.str, len(array), at).tolist() == array.tolist()
+
+
 def test_a_checkpoint_stores_whole_float64_arrays_as_differences_and_every_other_bit_for_bit() -> None:
     key = SeriesKey("t", "s", "i", ProfileKind.HEAP)
     arrays = {
@@ -392,7 +406,7 @@ def test_a_checkpoint_stores_whole_float64_arrays_as_differences_and_every_other
         "clock": np.arange(10, dtype="<i8") * 10**9,
     }
     payload = read_frames(checkpoint_frame(1, key, {}, {"report": None, "a": arrays}))[0][0].payload
-    index = {tuple(e[0]): e[4:] for e in records.decode_index(payload)}
+    index = {tuple(e[0]): e[3:] for e in records.decode_index(payload)}
     assert index[("a", "whole")] == [1]
     assert index[("a", "clock")] == [1]
     assert all(not index[("a", k)] for k in ("negative_zero", "nan", "fraction", "too_large", "short"))

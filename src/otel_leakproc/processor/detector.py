@@ -74,7 +74,8 @@ STATE_VERSION = 8  # version of the plain-data form written by `SeriesDetector.t
 # whole, instead of a move per value.
 # 8 writes the grids' 16-bit codes as each name's floor and the differences from it, grouped by width
 # (history.py `values_by_width`): the same codes, in fewer bytes once deflated; which names each point has as a
-# bitmap (`present`) where that is smaller than the ids; a site's function as None where it is the site's name.
+# bitmap (`present`) where that is smaller than the ids; a site's function as None where it is the site's name;
+# the tie fields of the values in runs of one code alone (`tied`, history.py `tied_of_ties`).
 READ_STATE_VERSIONS = (2, 3, 4, 5, 6, 7, 8)
 _ZLIB_LEVEL = 1  # state arrays: byte-shuffled then deflated; level 1 is ~5x faster than 6, a few % larger
 
@@ -87,9 +88,11 @@ def _grid_state(grid: Grid, ref: Callable[[str], int], pack: Callable[..., Any] 
     `values_by_width`; version 7 wrote `ids` and the codes as one array `values`, as version 8 does for a float
     grid) with the order the profile named them
     as the grid keeps it (history.py `ties_of_positions`): `ties`, a 2-bit field per value (0 but where values
-    of one code were named out of name order), and the points named out of value order with their ids in naming
-    order (`whole`, `whole_ids`). Mutex and block: each name's value before and after its increases (`base`,
-    `last`). (Versions 5 and 6 wrote each value's `move` from the value order instead: a byte per value.)"""
+    of one code were named out of name order; version 8: `tied`, the fields of the values in runs of one code
+    alone, history.py `tied_of_ties`, where any is not 0), and the points named out of value order with their
+    ids in naming order (`whole`, `whole_ids`). Mutex and block: each name's value before and after its
+    increases (`base`, `last`). (Versions 5 and 6 wrote each value's `move` from the value order instead: a
+    byte per value.)"""
     pack = pack or _pack
     base = None
     if isinstance(grid, CounterGrid):
@@ -112,11 +115,15 @@ def _grid_state(grid: Grid, ref: Callable[[str], int], pack: Callable[..., Any] 
         state.update(floor=pack(floor), widths=pack(widths), values={str(w): pack(v) for w, v in groups.items()})
     else:
         state["values"] = pack(codes)
-    state |= {
-        "ties": pack(ties),
-        "whole": pack(whole),
-        "whole_ids": pack(whole_ids),
-    }
+    tied = None
+    if ties.any():  # (all 0, as in most series, they deflate to nothing as they are)
+        keys = history.export_keys(grid.scale, lengths, ids, codes, base)
+        tied = history.tied_of_ties(lengths, ids, keys, ties, whole)
+    if tied is None:
+        state["ties"] = pack(ties)
+    else:
+        state["tied"] = pack(tied)
+    state |= {"whole": pack(whole), "whole_ids": pack(whole_ids)}
     if base is not None:
         state["base"], state["last"] = pack(base), pack(last)
     return state
@@ -175,8 +182,14 @@ def _grid_arrays(
         raise ValueError("grid lengths, ids and values do not match")
     if base is not None and len(ids) and (ids.min() < 0 or ids.max() >= len(base)):
         raise ValueError("grid id out of range")
-    ties = _unpack(g["ties"], "|u1")
     whole, whole_ids = _unpack(g["whole"], "<i4"), _unpack(g["whole_ids"], _ids_dtype(g["whole_ids"]))
+    if "tied" in g:  # version 8: the fields of runs of equal keys only
+        if len(whole) and ((np.diff(whole) <= 0).any() or whole[0] < 0 or whole[-1] >= len(lengths)):
+            raise ValueError("grid ties: whole points out of order or range")
+        keys = history.export_keys(scale, lengths, ids, values, base)
+        ties = history.ties_of_tied(lengths, ids, keys, _unpack(g["tied"], "|u1"), whole)
+    else:
+        ties = _unpack(g["ties"], "|u1")
     if grid is not None and len(lengths) <= grid.columns and len(g["names"]) <= grid.max_rows:
         return lengths, ids, values, None, (ties, whole, whole_ids)
     keys = history.export_keys(scale, lengths, ids, values, base)

@@ -452,8 +452,9 @@ def _take_arrays(
     value: dict[str, Any], path: tuple[str, ...], columns: Columns, index: list[list[Any]]
 ) -> dict[str, Any]:
     """A copy of `value` (nested dicts) with its numpy arrays moved to `columns` (listed in `index`: path,
-    dtype, length, offset, and `_DELTA` for int64 arrays and float64 arrays of whole numbers, of 4 elements
-    or more, stored as differences: times, totals and counters grow by a few bytes' worth a point)."""
+    dtype, length, and `_DELTA` for int64 arrays and float64 arrays of whole numbers, of 4 elements or more,
+    stored as differences: times, totals and counters grow by a few bytes' worth a point). Arrays of one
+    name and stored dtype share a deflate block (`_block_key`): a series' start and its history, say."""
     out: dict[str, Any] = {}
     for k, v in value.items():
         if isinstance(v, np.ndarray):
@@ -461,9 +462,11 @@ def _take_arrays(
                 raise TypeError(f"{'.'.join((*path, k))}: an array of {v.ndim} dimensions, dtype {v.dtype.str}")
             dtype = v.dtype.str
             if len(v) >= 4 and (dtype == "<i8" or (dtype == "<f8" and _whole(v))):
-                index.append([[*path, k], dtype, len(v), columns.add(v.astype("<i8"), delta=True), _DELTA])
+                columns.add(v.astype("<i8"), delta=True, key=_block_key(k, "<i8"))
+                index.append([[*path, k], dtype, len(v), _DELTA])
             else:
-                index.append([[*path, k], dtype, len(v), columns.add(v)])
+                columns.add(v, key=_block_key(k, dtype))
+                index.append([[*path, k], dtype, len(v)])
             out[k] = None
         elif isinstance(v, dict):
             out[k] = _take_arrays(v, (*path, k), columns, index)
@@ -472,12 +475,29 @@ def _take_arrays(
     return out
 
 
-def _put_arrays(value: dict[str, Any], columns: Columns) -> None:
+def _block_key(name: str, stored: str) -> str:
+    return f"{name}/{stored}"
+
+
+def _put_arrays(value: dict[str, Any], columns: Columns, layout: int) -> None:
+    """Put the arrays of `columns` back into `value` where its column index says (layout 4: the offsets
+    from `Columns.layout`; 3: written in each entry)."""
     index = value.pop(_COLUMNS_KEY, None)
     if not isinstance(index, list):
         raise CodecError("checkpoint state: no column index")
     try:
-        for path, dtype, n, offset, *coding in index:
+        if layout == 4:
+            parts = []
+            for path, dtype, n, *coding in index:
+                stored = "<i8" if coding else dtype
+                item = np.dtype(stored).itemsize
+                shuffled = Columns.shuffled(item, n)
+                parts.append((n * item, None if shuffled else _block_key(path[-1], stored)))
+            offsets = Columns.layout(parts)
+            entries = [(e[0], e[1], e[2], at, e[3:]) for e, at in zip(index, offsets, strict=True)]
+        else:
+            entries = [(path, dtype, n, at, []) for path, dtype, n, at in index]
+        for path, dtype, n, offset, coding in entries:
             where = value
             for k in path[:-1]:
                 where = where[k]
@@ -496,8 +516,8 @@ def decode_index(payload: bytes | memoryview) -> list[list[Any]]:
     """The column index of a checkpoint payload with a column block (benchmarks and tests: how each array
     is stored)."""
     view = memoryview(payload)
-    at, columnar = _checkpoint_start(view)
-    if not columnar:
+    at, layout = _checkpoint_start(view)
+    if not layout:
         raise CodecError("checkpoint: no column block")
     (n,) = _U32.unpack_from(view, at)
     (m,) = _U32.unpack_from(view, at + 4 + n)
@@ -505,11 +525,13 @@ def decode_index(payload: bytes | memoryview) -> list[list[Any]]:
     return index
 
 
-def _checkpoint_start(view: memoryview) -> tuple[int, bool]:
-    """Where a checkpoint payload's head length is, and whether it has a column block."""
-    if bytes(view[:4]) in _CHECKPOINT_MAGICS:
-        return 4, True
-    return 0, False
+def _checkpoint_start(view: memoryview) -> tuple[int, int]:
+    """Where a checkpoint payload's head length is, and its layout: 4 (CB4), 3 (CB3, a column block with
+    offsets in its index) or 0 (no column block)."""
+    magic = bytes(view[:4])
+    if magic in _CHECKPOINT_MAGICS:
+        return 4, 4 if magic == _CHECKPOINT_MAGIC else 3
+    return 0, 0
 
 
 def checkpoint_frame(seq: int, key: SeriesKey, resource: dict[str, str], state: dict[str, Any]) -> bytes:
@@ -553,7 +575,7 @@ def checkpoint_route(payload: bytes | memoryview) -> tuple[int, SeriesKey]:
 def checkpoint_state(payload: bytes | memoryview) -> dict[str, Any]:
     """The detector state of a checkpoint payload (the expensive half, read when the series is needed)."""
     view = memoryview(payload)
-    at, columnar = _checkpoint_start(view)
+    at, layout = _checkpoint_start(view)
     if len(view) < at + 4:
         raise CodecError("checkpoint state: cut short")
     (n,) = _U32.unpack_from(view, at)
@@ -561,7 +583,7 @@ def checkpoint_state(payload: bytes | memoryview) -> dict[str, Any]:
     if len(view) < start + 4:
         raise CodecError("checkpoint state: cut short")
     (m,) = _U32.unpack_from(view, start)
-    if columnar:
+    if layout:
         columns = Columns.unpack(view[start + 4 + m :])
         try:
             value = json.loads(isal_zlib.decompress(view[start + 4 : start + 4 + m]))
@@ -569,7 +591,7 @@ def checkpoint_state(payload: bytes | memoryview) -> dict[str, Any]:
             raise CodecError(f"checkpoint state: {exc}") from exc
         if not isinstance(value, dict):
             raise CodecError("checkpoint state: expected a mapping")
-        _put_arrays(value, columns)
+        _put_arrays(value, columns, layout)
         value["report"] = checkpoint_head(view).report  # kept once, in the head
         return value
     blobs = decode_value(view[start + 4 + m :])

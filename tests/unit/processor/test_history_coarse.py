@@ -206,11 +206,15 @@ def test_a_whole_history_of_state_version_3_is_merged_on_restore_as_appending_wo
         codes = history.codes_of_widths(by_id, _unpack(g["floor"], "<u2"), _unpack(g["widths"], "|u1"), groups)
         whole_points, whole_ids = _unpack(g["whole"], "<i4"), _unpack(g["whole_ids"], "|i1")
         keys = codes.astype(np.int64)
-        positions = history.positions_of_ties(lengths, by_id, keys, _unpack(g["ties"], "|u1"), whole_points, whole_ids)
+        if "tied" in g:  # version 8: the fields of the runs of one code alone
+            ties = history.ties_of_tied(lengths, by_id, keys, _unpack(g.pop("tied"), "|u1"), whole_points)
+        else:
+            ties = _unpack(g.pop("ties"), "|u1")
+        positions = history.positions_of_ties(lengths, by_id, keys, ties, whole_points, whole_ids)
         naming = np.lexsort((positions, np.repeat(np.arange(len(lengths)), lengths)))
         ids, values = by_id[naming], codes[naming]
         g.update(ids=_pack(ids), values=_pack(history.LEVELS.decode(values).astype(np.float32)))
-        for key in ("ties", "whole", "whole_ids", "floor", "widths"):
+        for key in ("whole", "whole_ids", "floor", "widths"):
             del g[key]
     restored = SeriesDetector.from_state(whole.key, CONFIG, state)
     assert restored.points.coarse == merged.points.coarse
