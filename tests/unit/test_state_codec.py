@@ -405,11 +405,21 @@ def test_a_checkpoint_stores_whole_float64_arrays_as_differences_and_every_other
         "short": np.array([1.0, 2.0]),
         "clock": np.arange(10, dtype="<i8") * 10**9,
     }
-    payload = read_frames(checkpoint_frame(1, key, {}, {"report": None, "a": arrays}))[0][0].payload
+    strings = {  # lists of 8 strings or more go to the column block, joined by NUL
+        "names": [f"pkg.f{i}" for i in range(7)] + ["é\u2603"],
+        "blank": [""] * 9,
+        "with_nul": ["a\0b"] * 8,  # stays in the JSON
+        "short": ["x"] * 7,
+        "mixed": ["x"] * 7 + [None],
+    }
+    state = {"report": None, "a": arrays, "s": strings}
+    payload = read_frames(checkpoint_frame(1, key, {}, state))[0][0].payload
     index = {tuple(e[0]): e[3:] for e in records.decode_index(payload)}
     assert index[("a", "whole")] == [1]
     assert index[("a", "clock")] == [1]
     assert all(not index[("a", k)] for k in ("negative_zero", "nan", "fraction", "too_large", "short"))
+    assert {k for (where, k) in index if where == "s"} == {"names", "blank"}
+    assert checkpoint_state(payload)["s"] == strings
     back = checkpoint_state(payload)["a"]
     for name, array in arrays.items():
         assert back[name].dtype == array.dtype

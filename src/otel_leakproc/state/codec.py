@@ -62,7 +62,7 @@ _NONE, _FALSE, _TRUE, _INT, _FLOAT, _STR, _STR_REF, _LIST, _DICT, _ARRAY, _BYTES
 _STR_LIST = 14  # version 2
 COLUMN_DTYPES = ("<f8", "<f4", "<i8", "<i4", "<i2", "<u2", "|i1", "|u1")  # what a column block holds
 _COLUMN_DTYPE = {d: np.dtype(d) for d in COLUMN_DTYPES}
-_BLOCK_MIN = 512  # byte planes of a column block this large are deflate blocks of their own (`Columns.pack`)
+_BLOCK_MIN = 1024  # byte planes of a column block this large are deflate blocks of their own (`Columns.pack`)
 _SHUFFLE_MIN = 64  # shorter arrays are stored as they are: shuffling them saves nothing worth its time
 _ARRAY_MIN = 4  # shorter numeric lists are cheaper as plain items
 _SHORT_ARRAY = 64  # numeric lists up to this long are packed without numpy (same bytes, less overhead)
@@ -220,7 +220,7 @@ class Columns:
         if item == 1 or n < _SHUFFLE_MIN:
             array = block[offset:end].view(dtype)
         else:
-            array = np.ascontiguousarray(block[offset:end].reshape(item, n).T).view(dtype).reshape(n)
+            array = block[offset:end].reshape(item, n).T.copy().view(dtype)[:, 0]
         if not delta:
             return array
         zigzag = array.view(np.uint64)

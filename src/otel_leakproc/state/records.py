@@ -52,6 +52,7 @@ from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, Ser
 from otel_leakproc.state.codec import (
     _DICT,
     _INT,
+    _SHUFFLE_MIN,
     COLUMN_DTYPES,
     INFLATE_ERRORS,
     CodecError,
@@ -71,6 +72,7 @@ _CHECKPOINT_MAGIC = b"\xffCB4"  # as a u32 head length, far past MAX_PAYLOAD: ol
 _CHECKPOINT_MAGICS = (_CHECKPOINT_MAGIC, b"\xffCB3")  # layouts read (CB3: the report as text, no delta columns)
 _DELTA = 1  # a column index entry's 5th field: int64 differences (of whole numbers, for a float64 array)
 _WHOLE_LIMIT = float(1 << 53)
+_ITEMSIZE = {d: np.dtype(d).itemsize for d in COLUMN_DTYPES}
 _SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(ProfileSummary))
 # Fields left out of a point record when they hold their default (read back as it): most profiles have no
 # goroutine groups, no "other", a pprof source. Saves their names and values, about 150 bytes a record.
@@ -470,9 +472,18 @@ def _take_arrays(
             out[k] = None
         elif isinstance(v, dict):
             out[k] = _take_arrays(v, (*path, k), columns, index)
+        elif type(v) is list and len(v) >= _STRINGS_MIN and all(type(x) is str and "\0" not in x for x in v):
+            text = np.frombuffer("\0".join(v).encode(), dtype=np.uint8)
+            columns.add(text, key=_block_key(k, _STRINGS))
+            index.append([[*path, k], _STRINGS, len(v), len(text)])
+            out[k] = None
         else:
             out[k] = v
     return out
+
+
+_STRINGS = "str"  # a column index entry of a list of strings: [path, "str", count, bytes] (UTF-8, joined by NUL)
+_STRINGS_MIN = 8  # lists of strings this long go to the column block: a split there is faster than JSON
 
 
 def _block_key(name: str, stored: str) -> str:
@@ -489,26 +500,35 @@ def _put_arrays(value: dict[str, Any], columns: Columns, layout: int) -> None:
         if layout == 4:
             parts = []
             for path, dtype, n, *coding in index:
+                if dtype == _STRINGS:
+                    parts.append((coding[0], f"{path[-1]}/{_STRINGS}"))
+                    continue
                 stored = "<i8" if coding else dtype
-                item = np.dtype(stored).itemsize
-                shuffled = Columns.shuffled(item, n)
-                parts.append((n * item, None if shuffled else _block_key(path[-1], stored)))
+                item = _ITEMSIZE[stored]
+                parts.append((n * item, None if item > 1 and n >= _SHUFFLE_MIN else f"{path[-1]}/{stored}"))
             offsets = Columns.layout(parts)
-            entries = [(e[0], e[1], e[2], at, e[3:]) for e, at in zip(index, offsets, strict=True)]
         else:
-            entries = [(path, dtype, n, at, []) for path, dtype, n, at in index]
-        for path, dtype, n, offset, coding in entries:
+            offsets = [entry[3] for entry in index]
+        get = columns.get
+        for entry, offset in zip(index, offsets, strict=True):
+            path, dtype, n = entry[0], entry[1], entry[2]
+            coding = entry[3:] if layout == 4 else ()
             where = value
             for k in path[:-1]:
                 where = where[k]
-            if not coding:
-                where[path[-1]] = columns.get(dtype, n, offset)
+            if dtype == _STRINGS:
+                strings = str(get("|u1", coding[0], offset), "utf-8").split("\0")
+                if len(strings) != n:
+                    raise ValueError(f"column {path}: {len(strings)} strings, not {n}")
+                where[path[-1]] = strings
+            elif not coding:
+                where[path[-1]] = get(dtype, n, offset)
             elif coding == [_DELTA] and dtype in ("<i8", "<f8"):
-                array = columns.get("<i8", n, offset, delta=True)
+                array = get("<i8", n, offset, delta=True)
                 where[path[-1]] = array if dtype == "<i8" else array.astype(np.float64)
             else:
                 raise ValueError(f"column {path}: coding {coding} of a {dtype} array")
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise CodecError(f"checkpoint state: bad column index: {exc}") from exc
 
 
@@ -592,7 +612,12 @@ def checkpoint_state(payload: bytes | memoryview) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise CodecError("checkpoint state: expected a mapping")
         _put_arrays(value, columns, layout)
-        value["report"] = checkpoint_head(view).report  # kept once, in the head
+        head = decode_value(view[at + 4 : at + 4 + n])  # the report is kept once, in the head
+        try:
+            report = head["report"]
+            value["report"] = json.loads(isal_zlib.decompress(report) if isinstance(report, bytes) else report)
+        except (*_REPORT_ERRORS, KeyError) as exc:
+            raise CodecError(f"checkpoint head: bad report: {exc}") from exc
         return value
     blobs = decode_value(view[start + 4 + m :])
     if not isinstance(blobs, list) or not all(isinstance(b, bytes) for b in blobs):
