@@ -68,6 +68,7 @@ from otel_leakproc.state.codec import (
 _U32 = struct.Struct("<I")
 JSON_OR_INFLATE_ERRORS: tuple[type[Exception], ...] = (*INFLATE_ERRORS, ValueError)
 _REPORT_ERRORS: tuple[type[Exception], ...] = (*JSON_OR_INFLATE_ERRORS, TypeError)
+_REPORT_OR_KEY_ERRORS: tuple[type[Exception], ...] = (*_REPORT_ERRORS, KeyError)
 _CHECKPOINT_MAGIC = b"\xffCB4"  # as a u32 head length, far past MAX_PAYLOAD: older payloads never start so
 _CHECKPOINT_MAGICS = (_CHECKPOINT_MAGIC, b"\xffCB3")  # layouts read (CB3: the report as text, no delta columns)
 _DELTA = 1  # a column index entry's 5th field: int64 differences (of whole numbers, for a float64 array)
@@ -498,12 +499,12 @@ def _put_arrays(value: dict[str, Any], columns: Columns, layout: int) -> None:
         raise CodecError("checkpoint state: no column index")
     try:
         if layout == 4:
-            parts = []
-            for path, dtype, n, *coding in index:
+            parts: list[tuple[int, str | None]] = []
+            for path, dtype, n, *extra in index:
                 if dtype == _STRINGS:
-                    parts.append((coding[0], f"{path[-1]}/{_STRINGS}"))
+                    parts.append((extra[0], f"{path[-1]}/{_STRINGS}"))
                     continue
-                stored = "<i8" if coding else dtype
+                stored = "<i8" if extra else dtype
                 item = _ITEMSIZE[stored]
                 parts.append((n * item, None if item > 1 and n >= _SHUFFLE_MIN else f"{path[-1]}/{stored}"))
             offsets = Columns.layout(parts)
@@ -512,12 +513,12 @@ def _put_arrays(value: dict[str, Any], columns: Columns, layout: int) -> None:
         get = columns.get
         for entry, offset in zip(index, offsets, strict=True):
             path, dtype, n = entry[0], entry[1], entry[2]
-            coding = entry[3:] if layout == 4 else ()
+            coding: list[Any] = entry[3:] if layout == 4 else []
             where = value
             for k in path[:-1]:
                 where = where[k]
             if dtype == _STRINGS:
-                strings = str(get("|u1", coding[0], offset), "utf-8").split("\0")
+                strings = get("|u1", coding[0], offset).tobytes().decode().split("\0")
                 if len(strings) != n:
                     raise ValueError(f"column {path}: {len(strings)} strings, not {n}")
                 where[path[-1]] = strings
@@ -616,7 +617,7 @@ def checkpoint_state(payload: bytes | memoryview) -> dict[str, Any]:
         try:
             report = head["report"]
             value["report"] = json.loads(isal_zlib.decompress(report) if isinstance(report, bytes) else report)
-        except (*_REPORT_ERRORS, KeyError) as exc:
+        except _REPORT_OR_KEY_ERRORS as exc:
             raise CodecError(f"checkpoint head: bad report: {exc}") from exc
         return value
     blobs = decode_value(view[start + 4 + m :])
