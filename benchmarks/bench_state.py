@@ -13,14 +13,18 @@ background by serve). Each section prints the machine's load average (`os.getloa
 Prints figures only; asserts nothing.
 
 `--fine-points N` sets `processor.fine_points` (the default keeps every point whole; 60 merges the far end).
+`--breakdown` prints, before the rest, where the bytes of each kind's checkpoint record go (`breakdown`).
+`--only-breakdown` prints just that, and `--real DIR` adds the record of a real series: the heap profiles
+in DIR fed in name order through `SeriesDetector.update`, 30 s apart.
 
-Usage: python benchmarks/bench_state.py [--series 1000 10000] [--fine-points N]
+Usage: python benchmarks/bench_state.py [--series 1000 10000] [--fine-points N] [--breakdown] [--real DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import statistics
@@ -32,7 +36,8 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_series_memory import NANOS, T0, goroutine_summary, heap_summary, retained
+from bench_series_memory import NANOS, T0, fed_series, goroutine_summary, heap_summary, retained
+from isal import isal_zlib
 
 from otel_leakproc.analyze import load_series
 from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey
@@ -40,10 +45,19 @@ from otel_leakproc.processor.config import ProcessorConfig
 from otel_leakproc.processor.detector import SeriesDetector
 from otel_leakproc.processor.state import SeriesTable
 from otel_leakproc.receiver.decode import DecodeLimits
-from otel_leakproc.state.codec import read_frames
+from otel_leakproc.state.codec import Columns, read_frames
 from otel_leakproc.state.journal import FileCheckpointWriter, FileStore
 from otel_leakproc.state.persist import StatePersistence
-from otel_leakproc.state.records import NameTable, checkpoint_frame, checkpoint_head, checkpoint_state, point_frame
+from otel_leakproc.state.records import (
+    _COLUMNS_KEY,
+    NameTable,
+    _checkpoint_start,
+    _take_arrays,
+    checkpoint_frame,
+    checkpoint_head,
+    checkpoint_state,
+    point_frame,
+)
 
 CORPUS = Path(__file__).parents[1] / "tests" / "testdata" / "corpus" / "steady_leak" / "heap"
 CONFIG = ProcessorConfig()
@@ -95,6 +109,73 @@ def per_series() -> None:
             f" {timed(lambda: SeriesDetector.from_state(detector.key, CONFIG, decoded)):>11}"  # noqa: B023
         )
     print(f"({load()})")
+
+
+# Sections of a checkpoint record, by the path of an array of the detector state (the first that matches).
+SECTIONS = (
+    ("values", ("values", "floor", "widths")),
+    ("ties", ("ties", "tied", "whole", "whole_ids")),
+    ("ids, lengths", ("ids", "lengths")),
+    ("times, totals, counters", ("time_nanos", "total", "cumulative", "weight", "base", "last")),
+    ("site metadata", ("meta",)),
+)
+
+
+def _section(path: list[str]) -> str:
+    for name, keys in SECTIONS:
+        if any(p in keys for p in path):
+            return name
+    return "other arrays"
+
+
+def breakdown(detector: SeriesDetector, title: str) -> None:
+    """Bytes of `detector`'s checkpoint record by section. The column block is attributed array by array:
+    what the deflated stream grew by with each (`Columns.pack(shares=...)`, each array then ending a deflate
+    block: their sum is a little more than the record's own block)."""
+    state = detector.to_state(arrays=True)
+    record = checkpoint_frame(1, detector.key, {"service.name": detector.key.service}, state)
+    payload = read_frames(record)[0][0].payload
+    view = memoryview(payload)
+    at, _ = _checkpoint_start(view)
+    head = int.from_bytes(view[at : at + 4], "little")
+    report_json = json.dumps(state.get("report"), separators=(",", ":")).encode()
+    main = int.from_bytes(view[at + 4 + head : at + 8 + head], "little")
+    block = len(view) - (at + 8 + head + main)
+    columns = Columns()
+    index: list[list[object]] = []
+    rest = _take_arrays({k: v for k, v in state.items() if k != "report"}, (), columns, index)
+    names = json.dumps({"names": rest.get("names"), "meta": rest.get("meta")}, separators=(",", ":")).encode()
+    rest[_COLUMNS_KEY] = index
+    sizes: list[int] = []
+    attributed = len(columns.pack(shares=sizes))
+    shares: dict[str, int] = {}
+    for (path, *_), size in zip(index, sizes, strict=True):
+        name = _section(path)  # type: ignore[arg-type]
+        shares[name] = shares.get(name, 0) + size
+    shares["(stream end)"] = attributed - sum(sizes)
+    print(f"checkpoint record of {title}: {len(record)} bytes ({len(record) / 1024:.1f} KiB)")
+    print(f"  frame header and lengths   {len(record) - len(payload) + at + 8:6d}")
+    print(f"  head (seq, key, resource)  {head:6d}  of which the report as JSON {len(report_json)} raw")
+    print(
+        f"  state, deflated JSON       {main:6d}  (names and site metadata alone {len(isal_zlib.compress(names, 1))},"
+        f" scalars and the column index the rest)"
+    )
+    total = sum(shares.values())
+    print(f"  column block               {block:6d}  by section (sum {total}):")
+    for name, size in sorted(shares.items(), key=lambda kv: -kv[1]):
+        print(f"    {name:26} {size:6d}")
+
+
+def real_series(folder: Path) -> SeriesDetector:
+    """A heap series of real profiles (`folder`'s *.pb.gz in name order, e.g. `make_profiles.sh 240` or
+    `make long-series`) through the production update path, 30 s apart (their own times replaced)."""
+    by_kind, errors = load_series(sorted(folder.glob("*.pb.gz")), DecodeLimits(), ProfileKind.HEAP)
+    if errors or ProfileKind.HEAP not in by_kind:
+        raise SystemExit(f"{folder}: no heap series ({errors})")
+    detector = SeriesDetector(SeriesKey("t", folder.name, "pod", ProfileKind.HEAP), CONFIG)
+    for j, summary in enumerate(by_kind[ProfileKind.HEAP]):
+        detector.update(replace(summary, time_nanos=(T0 + 30 * j) * NANOS))
+    return detector
 
 
 def _journal_bytes(key: SeriesKey, resource: dict[str, str], summaries: list[ProfileSummary]) -> tuple[float, float]:
@@ -178,12 +259,25 @@ def main() -> None:
         default=CONFIG.fine_points,
         help=f"processor.fine_points (default {CONFIG.fine_points}: nothing merged; 60: the compact history)",
     )
+    parser.add_argument("--breakdown", action="store_true", help="where each kind's record bytes go")
+    parser.add_argument("--only-breakdown", action="store_true", help="the breakdown alone")
+    parser.add_argument("--real", type=Path, action="append", default=[], help="a folder of real heap profiles")
     args = parser.parse_args()
     CONFIG = replace(CONFIG, fine_points=args.fine_points)
     print(
         f"python {sys.version.split()[0]}; window {CONFIG.window_seconds:.0f} s, max_points {CONFIG.max_points},"
         f" fine_points {CONFIG.fine_points}"
     )
+    if args.breakdown or args.only_breakdown or args.real:
+        for kind in (ProfileKind.HEAP, ProfileKind.GOROUTINE, ProfileKind.MUTEX):
+            detector = fed_series(kind, "pod-1", 2 * CONFIG.max_points, 64, CONFIG)  # as `per_series` measures it
+            breakdown(detector, f"a full synthetic {kind.value} series (64 sites)")
+        for folder in args.real:
+            detector = real_series(folder)
+            sites = len(detector.to_state()["names"])
+            breakdown(detector, f"{folder} ({detector.profiles} real profiles, {sites} sites)")
+        if args.only_breakdown:
+            return
     per_series()
     journal_figures()
     restore_figures(args.series)

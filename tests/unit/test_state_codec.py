@@ -309,6 +309,33 @@ def test_checkpoints_of_detector_state_version_6_still_restore(name: str, scenar
         assert restored.update(summary) == reference.update(summary)
 
 
+@pytest.mark.parametrize(
+    ("name", "scenario", "kind"),
+    [("heap", "steady_leak", ProfileKind.HEAP), ("mutex", "lock_contention", ProfileKind.MUTEX)],
+)
+def test_checkpoints_of_detector_state_version_7_still_restore(name: str, scenario: str, kind: ProfileKind) -> None:
+    """Committed checkpoints written by the release before state version 8 (tests/testdata/state/
+    make_state7_checkpoints.py, the first 41 profiles of a corpus series, checkpoint layout CB3): restored,
+    the series goes on exactly as one fed every profile."""
+    summaries = _summaries(CORPORA[0] / scenario / name)
+    state_dir = Path(__file__).parents[1] / "testdata" / "state"
+    (record,), tail = read_frames((state_dir / f"checkpoint_state7_{name}.bin").read_bytes())
+    assert tail is None
+    assert bytes(record.payload[:4]) == b"\xffCB3"
+    key = SeriesKey("t", scenario, "pod-1", kind)
+    state = checkpoint_state(record.payload)
+    assert state["version"] == 7
+    assert len(state["sites"]["ties"]) == (len(state["sites"]["ids"]) + 3) // 4 > 0  # 2-bit tie fields
+    restored = SeriesDetector.from_state(key, CONFIG, state)
+    reference = SeriesDetector(key, CONFIG)
+    for summary in summaries[:41]:
+        reference.update(summary)
+    assert restored.report() == reference.report()
+    assert restored.to_state() == reference.to_state()
+    for summary in summaries[41:]:
+        assert restored.update(summary) == reference.update(summary)
+
+
 @pytest.mark.parametrize("dtype", ["<f8", "<f4", "<i8", "<i4", "<i2", "<u2", "|i1", "|u1"])
 def test_a_column_block_gives_every_array_back_bit_for_bit(dtype: str) -> None:
     rng = np.random.default_rng(3)
@@ -329,6 +356,85 @@ def test_a_column_block_gives_every_array_back_bit_for_bit(dtype: str) -> None:
         back.get(dtype, 10_000, 0)
     with pytest.raises(CodecError, match="does not inflate"):
         Columns.unpack(b"not deflated")
+
+
+def test_a_column_block_stores_int64_as_differences_and_large_planes_as_blocks_of_their_own() -> None:
+    rng = np.random.default_rng(4)
+    clock = (1_790_000_000 * 10**9 + 30 * 10**9 * np.arange(300)).astype("<i8")
+    wrapping = np.array([2**63 - 1, -(2**63), 0, 2**63 - 1], dtype="<i8")  # differences wrap around, exactly
+    noise = rng.integers(0, 60, 4000).astype(np.uint16)  # low plane 4000 bytes: a deflate block of its own
+    block = Columns()
+    offsets = [block.add(clock, delta=True), block.add(wrapping, delta=True), block.add(noise)]
+    shares: list[int] = []
+    packed = block.pack(shares=shares)
+    assert len(shares) == 3
+    assert shares[0] < 100  # 300 clock readings 30 s apart: a handful of bytes
+    back = Columns.unpack(packed)
+    assert back.get("<i8", 300, offsets[0], delta=True).tolist() == clock.tolist()
+    assert back.get("<i8", 4, offsets[1], delta=True).tolist() == wrapping.tolist()
+    assert back.get("<u2", 4000, offsets[2]).tolist() == noise.tolist()
+    assert Columns.unpack(block.pack()).get("<u2", 4000, offsets[2]).tolist() == noise.tolist()
+    with pytest.raises(ValueError, match="delta coding"):
+        Columns().add(np.arange(5, dtype="<i4"), delta=True)
+    with pytest.raises(ValueError, match="delta True"):
+        back.get("<f8", 4, 0, delta=True)
+
+
+def test_a_column_block_lays_out_the_arrays_of_one_key_together_as_layout_says() -> None:
+    arrays = [np.arange(3, dtype="|u1"), np.arange(100, dtype="<u2"), np.full(5, 7, "|u1"), np.arange(9, dtype="|u1")]
+    keys = ["a", "b", None, "a"]  # the <u2 array is shuffled: its key is not used
+    block = Columns()
+    for array, key in zip(arrays, keys, strict=True):
+        block.add(array, key=key)
+    sizes = [(a.nbytes, None if Columns.shuffled(a.itemsize, len(a)) else k) for a, k in zip(arrays, keys, strict=True)]
+    offsets = Columns.layout(sizes)
+    assert offsets == [0, 12, 212, 3]  # the second "a" right after the first
+    back = Columns.unpack(block.pack())
+    for array, at in zip(arrays, offsets, strict=True):
+        assert back.get(array.dtype.str, len(array), at).tolist() == array.tolist()
+
+
+def test_a_checkpoint_stores_whole_float64_arrays_as_differences_and_every_other_bit_for_bit() -> None:
+    key = SeriesKey("t", "s", "i", ProfileKind.HEAP)
+    arrays = {
+        "whole": np.array([3.0, -7.0, 0.0, 2.0**52, 1e15]),
+        "negative_zero": np.array([1.0, -0.0, 2.0, 3.0]),
+        "nan": np.array([1.0, np.nan, 2.0, 3.0]),
+        "fraction": np.array([1.0, 0.5, 2.0, 3.0]),
+        "too_large": np.array([2.0**53, 1.0, 2.0, 3.0]),
+        "short": np.array([1.0, 2.0]),
+        "clock": np.arange(10, dtype="<i8") * 10**9,
+    }
+    strings = {  # lists of 8 strings or more go to the column block, joined by NUL
+        "names": [f"pkg.f{i}" for i in range(7)] + ["é\u2603"],
+        "blank": [""] * 9,
+        "with_nul": ["a\0b"] * 8,  # stays in the JSON
+        "short": ["x"] * 7,
+        "mixed": ["x"] * 7 + [None],
+    }
+    state = {"report": None, "a": arrays, "s": strings}
+    payload = read_frames(checkpoint_frame(1, key, {}, state))[0][0].payload
+    index = {tuple(e[0]): e[3:] for e in records.decode_index(payload)}
+    assert index[("a", "whole")] == [1]
+    assert index[("a", "clock")] == [1]
+    assert all(not index[("a", k)] for k in ("negative_zero", "nan", "fraction", "too_large", "short"))
+    assert {k for (where, k) in index if where == "s"} == {"names", "blank"}
+    assert checkpoint_state(payload)["s"] == strings
+    back = checkpoint_state(payload)["a"]
+    for name, array in arrays.items():
+        assert back[name].dtype == array.dtype
+        assert back[name].tobytes() == array.tobytes(), name
+
+
+def test_a_checkpoint_of_layout_cb4_keeps_the_report_deflated_in_its_head() -> None:
+    key = SeriesKey("t", "s", "i", ProfileKind.HEAP)
+    report = {"top": ["github.com/acme/shop/internal/orders.(*Processor).handle"] * 20}
+    payload = read_frames(checkpoint_frame(5, key, {"a": "b"}, {"report": report}))[0][0].payload
+    assert bytes(payload[:4]) == b"\xffCB4"
+    assert len(payload) < len(str(report))  # the report is not there as text
+    head = checkpoint_head(payload)
+    assert (head.seq, head.key, head.resource, head.report) == (5, key, {"a": "b"}, report)
+    assert checkpoint_state(payload)["report"] == report
 
 
 def test_a_checkpoint_with_arrays_reads_back_and_refuses_a_bad_column_index() -> None:

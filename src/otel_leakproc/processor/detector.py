@@ -61,7 +61,7 @@ NANOS = 1_000_000_000
 HOUR = 3600.0
 MAX_META = 512  # bound on remembered site/group descriptions per series
 MAX_TRANSITIONS = 64  # status changes remembered per series (the newest)
-STATE_VERSION = 7  # version of the plain-data form written by `SeriesDetector.to_state`
+STATE_VERSION = 8  # version of the plain-data form written by `SeriesDetector.to_state`
 # Versions `from_state` reads: 2 differs from 3 only in the grids' values, always packed as float64 (the grids
 # held float64 then); heap and goroutine values are rounded to float32 on restore, as new profiles' are.
 # 4 added merged points (history.py): their weights, and their levels as 16-bit log steps. A version 2 or 3
@@ -72,18 +72,27 @@ STATE_VERSION = 7  # version of the plain-data form written by `SeriesDetector.t
 # `base` and `last`, its values before its first kept point and at its newest (float64).
 # 7 writes each point's naming order as the grids keep it (`_grid_state`): 2-bit tie fields and the points kept
 # whole, instead of a move per value.
-READ_STATE_VERSIONS = (2, 3, 4, 5, 6, 7)
+# 8 writes the grids' 16-bit codes as each name's floor and the differences from it, grouped by width
+# (history.py `values_by_width`): the same codes, in fewer bytes once deflated; which names each point has as a
+# bitmap (`present`) where that is smaller than the ids; a site's function as None where it is the site's name;
+# the tie fields of the values in runs of one code alone (`tied`, history.py `tied_of_ties`).
+READ_STATE_VERSIONS = (2, 3, 4, 5, 6, 7, 8)
 _ZLIB_LEVEL = 1  # state arrays: byte-shuffled then deflated; level 1 is ~5x faster than 6, a few % larger
 
 
 def _grid_state(grid: Grid, ref: Callable[[str], int], pack: Callable[..., Any] | None = None) -> dict[str, Any]:
-    """A grid as state (version 7): `names` (indices into the state's names) and packed arrays: per point its
-    count of values (`lengths`), then its values by id (`ids`, and `values` as the grid keeps them, see
-    `value_scale`: ids repeat from point to point and deflate to little) with the order the profile named them
+    """A grid as state (version 8): `names` (indices into the state's names) and packed arrays: per point its
+    count of values (`lengths`), then its values by id (`present`, a bit per point and name, or `ids` where
+    that is smaller or the ids are not ascending; the values' codes as the grid keeps them, see `value_scale`,
+    written as `floor` and `widths` per name and `values`, a packed array per width, history.py
+    `values_by_width`; version 7 wrote `ids` and the codes as one array `values`, as version 8 does for a float
+    grid) with the order the profile named them
     as the grid keeps it (history.py `ties_of_positions`): `ties`, a 2-bit field per value (0 but where values
-    of one code were named out of name order), and the points named out of value order with their ids in naming
-    order (`whole`, `whole_ids`). Mutex and block: each name's value before and after its increases (`base`,
-    `last`). (Versions 5 and 6 wrote each value's `move` from the value order instead: a byte per value.)"""
+    of one code were named out of name order; version 8: `tied`, the fields of the values in runs of one code
+    alone, history.py `tied_of_ties`, where any is not 0), and the points named out of value order with their
+    ids in naming order (`whole`, `whole_ids`). Mutex and block: each name's value before and after its
+    increases (`base`, `last`). (Versions 5 and 6 wrote each value's `move` from the value order instead: a
+    byte per value.)"""
     pack = pack or _pack
     base = None
     if isinstance(grid, CounterGrid):
@@ -95,15 +104,26 @@ def _grid_state(grid: Grid, ref: Callable[[str], int], pack: Callable[..., Any] 
         ties, whole, whole_ids = history.ties_of_positions(lengths, ids, keys, positions)
     else:
         names, lengths, ids, codes, ties, whole, whole_ids = kept
-    state = {
-        "names": names,
-        "lengths": pack(lengths),
-        "ids": pack(ids),
-        "values": pack(codes),
-        "ties": pack(ties),
-        "whole": pack(whole),
-        "whole_ids": pack(whole_ids),
-    }
+    state = {"names": names, "lengths": pack(lengths)}
+    present = history.presence_of_ids(lengths, ids, len(names))
+    if present is None:
+        state["ids"] = pack(ids)
+    else:
+        state["present"] = pack(present)
+    if codes.dtype.kind in "iu":
+        floor, widths, groups = history.values_by_width(ids, codes, len(names))
+        state.update(floor=pack(floor), widths=pack(widths), values={str(w): pack(v) for w, v in groups.items()})
+    else:
+        state["values"] = pack(codes)
+    tied = None
+    if ties.any():  # (all 0, as in most series, they deflate to nothing as they are)
+        keys = history.export_keys(grid.scale, lengths, ids, codes, base)
+        tied = history.tied_of_ties(lengths, ids, keys, ties, whole)
+    if tied is None:
+        state["ties"] = pack(ties)
+    else:
+        state["tied"] = pack(tied)
+    state |= {"whole": pack(whole), "whole_ids": pack(whole_ids)}
     if base is not None:
         state["base"], state["last"] = pack(base), pack(last)
     return state
@@ -146,8 +166,13 @@ def _grid_arrays(
     Version 7: the order as written (`kept`, for a dense `grid` that holds every point), else positions.
     (`base`: a counter grid's, for its value order.)"""
     lengths = _unpack(g["lengths"], "<i4")
-    ids = _unpack(g["ids"], _ids_dtype(g["ids"]))
-    values = _grid_values(g, scale, version)
+    if "present" in g:  # version 8: a bitmap
+        names = len(g["names"])
+        dtype = next(d for d in (np.int8, np.int16, np.int32) if names <= np.iinfo(d).max)
+        ids = history.ids_of_presence(lengths, _unpack(g["present"], "|u1"), names, dtype)
+    else:
+        ids = _unpack(g["ids"], _ids_dtype(g["ids"]))
+    values = _grid_codes(g, scale, ids) if "floor" in g else _grid_values(g, scale, version)
     if version < 5:
         return lengths, ids, values, None, None
     if version < 7:
@@ -157,12 +182,35 @@ def _grid_arrays(
         raise ValueError("grid lengths, ids and values do not match")
     if base is not None and len(ids) and (ids.min() < 0 or ids.max() >= len(base)):
         raise ValueError("grid id out of range")
-    ties = _unpack(g["ties"], "|u1")
     whole, whole_ids = _unpack(g["whole"], "<i4"), _unpack(g["whole_ids"], _ids_dtype(g["whole_ids"]))
+    if "tied" in g:  # version 8: the fields of runs of equal keys only
+        if len(whole) and ((np.diff(whole) <= 0).any() or whole[0] < 0 or whole[-1] >= len(lengths)):
+            raise ValueError("grid ties: whole points out of order or range")
+        keys = history.export_keys(scale, lengths, ids, values, base)
+        ties = history.ties_of_tied(lengths, ids, keys, _unpack(g["tied"], "|u1"), whole)
+    else:
+        ties = _unpack(g["ties"], "|u1")
     if grid is not None and len(lengths) <= grid.columns and len(g["names"]) <= grid.max_rows:
         return lengths, ids, values, None, (ties, whole, whole_ids)
     keys = history.export_keys(scale, lengths, ids, values, base)
     return lengths, ids, values, history.positions_of_ties(lengths, ids, keys, ties, whole, whole_ids), None
+
+
+def _grid_codes(g: Mapping[str, Any], scale: ValueScale, ids: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """A grid state's codes written by width (version 8, history.py `values_by_width`)."""
+    dtype = np.dtype(scale.dtype).str
+    if dtype not in ("<u2", "<i2"):
+        raise ValueError(f"grid values: written by width for a grid of {scale.name} values")
+    groups = {}
+    for width, packed in _req(g["values"], dict).items():
+        w = int(width)
+        if not 0 < w <= history.MAX_WIDTH or str(w) != width:
+            raise ValueError(f"grid values: a group of width {width!r}")
+        groups[w] = _unpack(packed, "|u1" if w <= 8 else "<u2")
+    floor, widths = _unpack(g["floor"], dtype), _unpack(g["widths"], "|u1")
+    if len(floor) != len(g["names"]):
+        raise ValueError(f"grid values: {len(floor)} floors for {len(g['names'])} names")
+    return history.codes_of_widths(ids, floor, widths, groups)
 
 
 def _grid_values(g: Mapping[str, Any], scale: ValueScale, version: int) -> npt.NDArray[Any]:
@@ -558,7 +606,7 @@ class SeriesDetector:
         )
         meta = {
             "name": numbers([ref(name) for name in self.meta], np.int32),
-            "function": [m.function for m in metas],
+            "function": [None if m.function == name else m.function for name, m in self.meta.items()],  # 8: None
             "file": [m.file for m in metas],
             "line": numbers([int(m.line) for m in metas], np.int64),
             "state": [m.state for m in metas],
@@ -678,8 +726,9 @@ class SeriesDetector:
 
         for m in _meta_rows(state["meta"]):
             name = name_at(m["name"])
+            function = m["function"]
             detector.meta[name] = shared_meta(
-                _req(m["function"], str),
+                name if function is None and version >= 8 else _req(function, str),  # 8: None is the name
                 _req(m["file"], str),
                 _req(m["line"], int),
                 _opt(m["state"], str),

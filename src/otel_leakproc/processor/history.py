@@ -1702,6 +1702,220 @@ def positions_of_ties(
     return positions
 
 
+# -- a grid export's values as each name's floor and differences grouped by width (state version 8) ---------
+#
+# The codes of one name move within a narrow band (a site's bytes sampled around a level; a lock site's
+# increases): stored as each name's floor (its least code) and each value's difference from it, grouped by
+# the width of its name's band (bits of the largest difference), a group per width. A name whose codes never
+# change has width 0 and no values stored. Each group is a byte plane or two of its own in the checkpoint's
+# column block (`state.codec.Columns`), so deflate fits its Huffman codes to a band's width, near what the
+# differences carry, where the codes themselves (a name's level in the high bits, its noise in the low)
+# mix every name's low bits in one distribution.
+
+MAX_WIDTH = 16  # codes are 16-bit: a difference needs at most 16 bits
+_POWERS = np.int64(1) << np.arange(MAX_WIDTH + 1, dtype=np.int64)
+
+
+def values_by_width(
+    ids: npt.NDArray[Any], codes: npt.NDArray[Any], names: int
+) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint8], dict[int, npt.NDArray[Any]]]:
+    """(floor per name, in the codes' dtype; width per name; {width: the differences of the values whose
+    names have that width, in export order, uint8 up to 8 bits, else uint16}) of 16-bit `codes` by id."""
+    ids = ids.astype(np.intp)
+    values = codes.astype(np.int64)
+    floor = np.zeros(names, dtype=np.int64)
+    top = np.zeros(names, dtype=np.int64)
+    if names and len(ids) % names == 0 and (ids.reshape(-1, names) == np.arange(names)).all():
+        table = values.reshape(-1, names)  # every point names every name (the usual case): by column
+        floor, top = table.min(axis=0), table.max(axis=0)
+    elif len(ids):
+        floor[:], top[:] = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+        np.minimum.at(floor, ids, values)
+        np.maximum.at(top, ids, values)
+        unnamed = floor > top  # a name no value has (none in an export): floor 0, width 0
+        floor[unnamed] = top[unnamed] = 0
+    widths = ((top - floor)[:, None] >= _POWERS[None, :]).sum(axis=1).astype(np.uint8)
+    width_of = widths[ids]
+    order = np.argsort(width_of, kind="stable")  # export order within each width
+    differences = (values - floor[ids])[order]
+    bounds = np.cumsum(np.bincount(width_of, minlength=MAX_WIDTH + 1)).tolist() if len(ids) else [0] * 17
+    groups = {}
+    for width in range(1, MAX_WIDTH + 1):
+        if bounds[width] > bounds[width - 1]:
+            part = differences[bounds[width - 1] : bounds[width]]
+            groups[width] = part.astype(np.uint8 if width <= 8 else np.uint16)
+    return floor.astype(codes.dtype), widths, groups
+
+
+def codes_of_widths(
+    ids: npt.NDArray[Any],
+    floor: npt.NDArray[Any],
+    widths: npt.NDArray[Any],
+    groups: dict[int, npt.NDArray[Any]],
+) -> npt.NDArray[Any]:
+    """The inverse of `values_by_width`: the codes by id, in `floor`'s dtype. Raises ValueError when the
+    groups do not fit the ids and widths."""
+    if len(floor) != len(widths) or (len(ids) and (ids.min() < 0 or ids.max() >= len(floor))):
+        raise ValueError("grid values: floors, widths and ids do not match")
+    ids = ids.astype(np.intp)
+    width_of = widths[ids]
+    counts = np.bincount(width_of, minlength=MAX_WIDTH + 1) if len(ids) else np.zeros(MAX_WIDTH + 1, np.intp)
+    if len(counts) > MAX_WIDTH + 1 or sorted(groups) != [w for w in range(1, MAX_WIDTH + 1) if counts[w]]:
+        raise ValueError(f"grid values: groups of widths {sorted(groups)} for names of widths {np.flatnonzero(counts)}")
+    differences = np.zeros(len(ids), dtype=np.int64)
+    at = int(counts[0])  # width 0: no differences
+    for width in sorted(groups):
+        part = groups[width]
+        if len(part) != counts[width] or int(part.max()) >> width:
+            raise ValueError(f"grid values: {len(part)} differences of width {width} for {counts[width]} values")
+        differences[at : at + len(part)] = part
+        at += len(part)
+    codes = floor[ids].astype(np.int64)
+    codes[np.argsort(width_of, kind="stable")] += differences
+    limits = np.iinfo(floor.dtype)
+    if len(codes) and (codes.min() < limits.min or codes.max() > limits.max):
+        raise ValueError("grid values: a code out of its range")
+    result: npt.NDArray[Any] = codes.astype(floor.dtype)
+    return result
+
+
+def presence_of_ids(lengths: npt.NDArray[Any], ids: npt.NDArray[Any], names: int) -> npt.NDArray[np.uint8] | None:
+    """An export's ids by point (each point's ascending) as a bitmap, a bit per point and name (row by row,
+    `np.packbits`), or None when that would be larger than the ids as bytes or they are not ascending."""
+    n = len(lengths)
+    if n * names > 8 * len(ids) or not len(ids):
+        return None
+    if len(ids) == n * names and (ids.reshape(n, names) == np.arange(names)).all():
+        every: npt.NDArray[np.uint8] = np.packbits(np.ones(n * names, dtype=bool))  # every point names every name
+        return every
+    points = np.repeat(np.arange(n), lengths)
+    if len(ids) > 1 and ((np.diff(ids.astype(np.intp)) <= 0) & (points[1:] == points[:-1])).any():
+        return None
+    bits = np.zeros((n, names), dtype=bool)
+    bits[points, ids.astype(np.intp)] = True
+    packed: npt.NDArray[np.uint8] = np.packbits(bits)
+    return packed
+
+
+def ids_of_presence(
+    lengths: npt.NDArray[Any], packed: npt.NDArray[Any], names: int, dtype: type[np.signedinteger[Any]]
+) -> npt.NDArray[Any]:
+    """The inverse of `presence_of_ids`. Raises ValueError when the bitmap does not fit the lengths."""
+    n = len(lengths)
+    if len(packed) != (n * names + 7) // 8:
+        raise ValueError(f"grid presence: {len(packed)} bytes for {n} points of {names} names")
+    bits = np.unpackbits(np.asarray(packed, dtype=np.uint8), count=n * names).reshape(n, names)
+    if (bits.sum(axis=1) != lengths).any():
+        raise ValueError("grid presence: bits and lengths differ")
+    ids: npt.NDArray[Any] = np.nonzero(bits)[1].astype(dtype)
+    return ids
+
+
+# -- tie fields of the runs only (state version 8) ---------------------------------------------------------
+#
+# A tie field is 0 but where a value is in a run of equal keys of its point (the value order cannot tell
+# such values apart): version 8 stores the fields of those values only, in value order, and of each run all
+# but the last (its position is the one the others leave), none of a point kept whole or of a run longer
+# than 4 (such a point is whole). The reader finds the runs from the values, as the writer did.
+
+
+_Runs = tuple[
+    npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.bool_], npt.NDArray[np.bool_]
+]
+
+
+def _tie_runs(
+    lengths: npt.NDArray[Any], ids: npt.NDArray[Any], keys: npt.NDArray[Any], whole: npt.NDArray[Any]
+) -> _Runs:
+    """The values in runs of equal keys, in value order (point by point, key descending, then id): each
+    one's index in the export, its place in its point, the place its run starts at, whether its field is
+    stored (in a run of 2 to 4 of a point not whole, not the run's last) and whether it is the last of such
+    a run. (Values in no run have field 0: the work is on the runs' values alone.)"""
+    n = len(ids)
+    if n < 2:
+        none = np.zeros(0, dtype=np.intp)
+        return none, none, none, none.astype(bool), none.astype(bool)
+    points = np.repeat(np.arange(len(lengths)), lengths)
+    if keys.dtype.kind in "iu" and (keys >= 0).all() and (keys < 1 << 31).all():
+        packed = ((np.int64((1 << 31) - 1) - keys.astype(np.int64)) << 32) | ids.astype(np.int64)
+        at = _sorted_within_points(lengths, packed)  # point by point: the points stay in order
+    else:
+        at = np.lexsort((ids, -keys, points))
+    sorted_keys = keys[at]
+    same = (sorted_keys[1:] == sorted_keys[:-1]) & (points[1:] == points[:-1])  # as the one before it
+    before = np.concatenate(([False], same))
+    after = np.concatenate((same, [False]))
+    runs = np.flatnonzero(before | after)  # the values in runs, in value order
+    before, after = before[runs], after[runs]
+    starts = np.flatnonzero(~before)
+    run = np.cumsum(~before) - 1
+    run_points = points[runs]
+    place = runs - (np.cumsum(lengths) - lengths)[run_points]
+    whole_point = np.zeros(len(lengths), dtype=bool)
+    whole_point[np.asarray(whole, dtype=np.intp)] = True
+    tied = (np.diff(np.append(starts, len(runs))) <= 4)[run] & ~whole_point[run_points]
+    return at[runs], place, place[starts][run], tied & after, tied & ~after
+
+
+def tied_of_ties(
+    lengths: npt.NDArray[Any],
+    ids: npt.NDArray[Any],
+    keys: npt.NDArray[Any],
+    packed: npt.NDArray[Any],
+    whole: npt.NDArray[Any],
+) -> npt.NDArray[np.uint8] | None:
+    """The tie fields of `ties_of_positions` (packed, by export order) as version 8 stores them (packed, in
+    value order), or None when the fields are not what the version 8 reader would give back for the values
+    left out (then the state keeps them whole)."""
+    fields = _unpack_fields(packed, len(ids))
+    at, place, start, stored, last = _tie_runs(lengths, ids, keys, whole)
+    in_runs = fields[at]
+    kept = in_runs[stored].astype(np.uint8)
+    if np.count_nonzero(in_runs) != np.count_nonzero(fields):
+        return None  # a field outside every run: not an order the values allow (kept as it is)
+    if not np.array_equal(_fields_of_tied(place, start, stored, last, kept), in_runs):
+        return None
+    return _pack_fields(kept)
+
+
+def ties_of_tied(
+    lengths: npt.NDArray[Any],
+    ids: npt.NDArray[Any],
+    keys: npt.NDArray[Any],
+    tied: npt.NDArray[Any],
+    whole: npt.NDArray[Any],
+) -> npt.NDArray[np.uint8]:
+    """The inverse of `tied_of_ties`: the tie fields packed by export order. Raises ValueError when `tied`
+    does not fit the values."""
+    at, place, start, stored, last = _tie_runs(lengths, ids, keys, whole)
+    count = int(stored.sum())
+    if len(tied) != (count + 3) // 4:
+        raise ValueError(f"grid ties: {len(tied)} bytes for {count} tied values")
+    fields = np.zeros(len(ids), dtype=np.uint8)
+    fields[at] = _fields_of_tied(place, start, stored, last, _unpack_fields(tied, count))
+    return _pack_fields(fields)
+
+
+def _fields_of_tied(
+    place: npt.NDArray[np.intp],
+    start: npt.NDArray[np.intp],
+    stored: npt.NDArray[np.bool_],
+    last: npt.NDArray[np.bool_],
+    kept: npt.NDArray[Any],
+) -> npt.NDArray[np.intp]:
+    """The tie fields of the values in runs (value order): `kept` where stored, each run's last from the
+    others (the run's places less the positions the others take), 0 elsewhere."""
+    fields = np.zeros(len(place), dtype=np.intp)
+    fields[stored] = kept
+    if last.any():
+        position = start + ((place - start + fields) & 3)
+        group = np.cumsum(np.concatenate(([True], ~stored[:-1]))) - 1  # a run's stored values and its last
+        taken = np.bincount(group, np.where(stored, position, 0))
+        places = np.bincount(group, np.where(stored | last, place, 0))
+        fields[last] = ((places - taken)[group[last]].astype(np.intp) - place[last]) & 3
+    return fields
+
+
 def _pack_fields(fields: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     padded = np.zeros(-(-len(fields) // 4) * 4, dtype=np.uint8)
     padded[: len(fields)] = fields

@@ -20,12 +20,15 @@ points left in the journal only use names defined after it); a reader resolves a
 NAMES records of its own segment. An id that would name two different things in one segment (a hash
 collision) is not used: that point is written with its names inline, as every record is without a table.
 
-Checkpoint payload: the magic b"\xffCB3", u32 length of the head, the head (codec value: {"q": seq of the
-last point in it, "k": key, "r": resource, "report": the detector's report state as JSON text}), then the
-rest of the detector's `to_state(arrays=True)`: u32 length and its JSON text deflated, each numpy array
-replaced by null and listed in "\u0000columns" ([path of keys, dtype, length, offset]), then the column
-block that ends the payload (codec `Columns`: the arrays byte-shuffled, deflated once). Reading it is one
-C-level JSON parse and one `np.frombuffer` view per array.
+Checkpoint payload: the magic b"\xffCB4", u32 length of the head, the head (codec value: {"q": seq of the
+last point in it, "k": key, "r": resource, "report": the detector's report state as JSON text, deflated}),
+then the rest of the detector's `to_state(arrays=True)`: u32 length and its JSON text deflated, each numpy
+array replaced by null and listed in "\u0000columns" ([path of keys, dtype, length, offset], and a 5th field
+1 for an array stored as int64 differences: int64 arrays, and float64 arrays of whole numbers), then the
+column block that ends the payload (codec `Columns`: the arrays byte-shuffled, deflated once, large byte
+planes in deflate blocks of their own). Reading it is one C-level JSON parse and one `np.frombuffer` view
+per array. Layout CB3 (the release before) held the report as plain JSON text and no differences; it is
+read alike.
 Restore reads only heads up front; the detector is rebuilt when first needed. Checkpoints written before
 (no magic: u32 head length, head, u32 length and the deflated state whose base64 strings were taken out
 as blobs, then the list of blobs) are still read.
@@ -49,6 +52,7 @@ from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, Ser
 from otel_leakproc.state.codec import (
     _DICT,
     _INT,
+    _SHUFFLE_MIN,
     COLUMN_DTYPES,
     INFLATE_ERRORS,
     CodecError,
@@ -63,7 +67,13 @@ from otel_leakproc.state.codec import (
 
 _U32 = struct.Struct("<I")
 JSON_OR_INFLATE_ERRORS: tuple[type[Exception], ...] = (*INFLATE_ERRORS, ValueError)
-_CHECKPOINT_MAGIC = b"\xffCB3"  # as a u32 head length, far past MAX_PAYLOAD: older payloads never start so
+_REPORT_ERRORS: tuple[type[Exception], ...] = (*JSON_OR_INFLATE_ERRORS, TypeError)
+_REPORT_OR_KEY_ERRORS: tuple[type[Exception], ...] = (*_REPORT_ERRORS, KeyError)
+_CHECKPOINT_MAGIC = b"\xffCB4"  # as a u32 head length, far past MAX_PAYLOAD: older payloads never start so
+_CHECKPOINT_MAGICS = (_CHECKPOINT_MAGIC, b"\xffCB3")  # layouts read (CB3: the report as text, no delta columns)
+_DELTA = 1  # a column index entry's 5th field: int64 differences (of whole numbers, for a float64 array)
+_WHOLE_LIMIT = float(1 << 53)
+_ITEMSIZE = {d: np.dtype(d).itemsize for d in COLUMN_DTYPES}
 _SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(ProfileSummary))
 # Fields left out of a point record when they hold their default (read back as it): most profiles have no
 # goroutine groups, no "other", a pprof source. Saves their names and values, about 150 bytes a record.
@@ -421,10 +431,10 @@ class CheckpointHead:
 
 
 def checkpoint_payload(seq: int, key: SeriesKey, resource: dict[str, str], state: dict[str, Any]) -> bytes:
-    # The report rides in the head as JSON text: restore reads every head at start-up, and C's JSON parser
-    # reads a report ten times faster than the pure-Python codec (the same report is in the state too).
-    report = json.dumps(state.get("report"), separators=(",", ":"))
-    head = encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "report": report})
+    # The report rides in the head as deflated JSON: restore reads every head at start-up, and C's JSON parser
+    # reads a report ten times faster than the pure-Python codec (the report is kept once, here).
+    report = json.dumps(state.get("report"), separators=(",", ":")).encode()
+    head = encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "report": isal_zlib.compress(report, 1)})
     columns = Columns()  # the history's arrays (a state from `to_state(arrays=True)`)
     index: list[list[Any]] = []
     rest = _take_arrays({k: v for k, v in state.items() if k != "report"}, (), columns, index)  # report: in the head
@@ -436,43 +446,117 @@ def checkpoint_payload(seq: int, key: SeriesKey, resource: dict[str, str], state
 _COLUMNS_KEY = "\0columns"
 
 
+def _whole(array: np.ndarray[Any, Any]) -> bool:
+    """Whether a float64 array holds whole numbers only, each exact as an int64 (no NaN, no -0.0)."""
+    with np.errstate(invalid="ignore"):
+        ints = array.astype(np.int64)  # NaN and infinities give a value they do not equal
+    if not np.array_equal(ints, array) or np.abs(ints).max(initial=0) >= 1 << 53:
+        return False
+    return not np.signbit(array[ints == 0]).any()  # -0.0 would come back as 0.0
+
+
 def _take_arrays(
     value: dict[str, Any], path: tuple[str, ...], columns: Columns, index: list[list[Any]]
 ) -> dict[str, Any]:
-    """A copy of `value` (nested dicts) with its numpy arrays moved to `columns` (listed in `index`)."""
+    """A copy of `value` (nested dicts) with its numpy arrays moved to `columns` (listed in `index`: path,
+    dtype, length, and `_DELTA` for int64 arrays and float64 arrays of whole numbers, of 4 elements or more,
+    stored as differences: times, totals and counters grow by a few bytes' worth a point). Arrays of one
+    name and stored dtype share a deflate block (`_block_key`): a series' start and its history, say."""
     out: dict[str, Any] = {}
     for k, v in value.items():
         if isinstance(v, np.ndarray):
             if v.ndim != 1 or v.dtype.str not in COLUMN_DTYPES:
                 raise TypeError(f"{'.'.join((*path, k))}: an array of {v.ndim} dimensions, dtype {v.dtype.str}")
-            index.append([[*path, k], v.dtype.str, len(v), columns.add(v)])
+            dtype = v.dtype.str
+            if len(v) >= 4 and (dtype == "<i8" or (dtype == "<f8" and _whole(v))):
+                columns.add(v.astype("<i8"), delta=True, key=_block_key(k, "<i8"))
+                index.append([[*path, k], dtype, len(v), _DELTA])
+            else:
+                columns.add(v, key=_block_key(k, dtype))
+                index.append([[*path, k], dtype, len(v)])
             out[k] = None
         elif isinstance(v, dict):
             out[k] = _take_arrays(v, (*path, k), columns, index)
+        elif type(v) is list and len(v) >= _STRINGS_MIN and all(type(x) is str and "\0" not in x for x in v):
+            text = np.frombuffer("\0".join(v).encode(), dtype=np.uint8)
+            columns.add(text, key=_block_key(k, _STRINGS))
+            index.append([[*path, k], _STRINGS, len(v), len(text)])
+            out[k] = None
         else:
             out[k] = v
     return out
 
 
-def _put_arrays(value: dict[str, Any], columns: Columns) -> None:
+_STRINGS = "str"  # a column index entry of a list of strings: [path, "str", count, bytes] (UTF-8, joined by NUL)
+_STRINGS_MIN = 8  # lists of strings this long go to the column block: a split there is faster than JSON
+
+
+def _block_key(name: str, stored: str) -> str:
+    return f"{name}/{stored}"
+
+
+def _put_arrays(value: dict[str, Any], columns: Columns, layout: int) -> None:
+    """Put the arrays of `columns` back into `value` where its column index says (layout 4: the offsets
+    from `Columns.layout`; 3: written in each entry)."""
     index = value.pop(_COLUMNS_KEY, None)
     if not isinstance(index, list):
         raise CodecError("checkpoint state: no column index")
     try:
-        for path, dtype, n, offset in index:
+        if layout == 4:
+            parts: list[tuple[int, str | None]] = []
+            for path, dtype, n, *extra in index:
+                if dtype == _STRINGS:
+                    parts.append((extra[0], f"{path[-1]}/{_STRINGS}"))
+                    continue
+                stored = "<i8" if extra else dtype
+                item = _ITEMSIZE[stored]
+                parts.append((n * item, None if item > 1 and n >= _SHUFFLE_MIN else f"{path[-1]}/{stored}"))
+            offsets = Columns.layout(parts)
+        else:
+            offsets = [entry[3] for entry in index]
+        get = columns.get
+        for entry, offset in zip(index, offsets, strict=True):
+            path, dtype, n = entry[0], entry[1], entry[2]
+            coding: list[Any] = entry[3:] if layout == 4 else []
             where = value
             for k in path[:-1]:
                 where = where[k]
-            where[path[-1]] = columns.get(dtype, n, offset)
-    except (KeyError, TypeError, ValueError) as exc:
+            if dtype == _STRINGS:
+                strings = get("|u1", coding[0], offset).tobytes().decode().split("\0")
+                if len(strings) != n:
+                    raise ValueError(f"column {path}: {len(strings)} strings, not {n}")
+                where[path[-1]] = strings
+            elif not coding:
+                where[path[-1]] = get(dtype, n, offset)
+            elif coding == [_DELTA] and dtype in ("<i8", "<f8"):
+                array = get("<i8", n, offset, delta=True)
+                where[path[-1]] = array if dtype == "<i8" else array.astype(np.float64)
+            else:
+                raise ValueError(f"column {path}: coding {coding} of a {dtype} array")
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise CodecError(f"checkpoint state: bad column index: {exc}") from exc
 
 
-def _checkpoint_start(view: memoryview) -> tuple[int, bool]:
-    """Where a checkpoint payload's head length is, and whether it has a column block."""
-    if bytes(view[:4]) == _CHECKPOINT_MAGIC:
-        return 4, True
-    return 0, False
+def decode_index(payload: bytes | memoryview) -> list[list[Any]]:
+    """The column index of a checkpoint payload with a column block (benchmarks and tests: how each array
+    is stored)."""
+    view = memoryview(payload)
+    at, layout = _checkpoint_start(view)
+    if not layout:
+        raise CodecError("checkpoint: no column block")
+    (n,) = _U32.unpack_from(view, at)
+    (m,) = _U32.unpack_from(view, at + 4 + n)
+    index: list[list[Any]] = json.loads(isal_zlib.decompress(view[at + 8 + n : at + 8 + n + m]))[_COLUMNS_KEY]
+    return index
+
+
+def _checkpoint_start(view: memoryview) -> tuple[int, int]:
+    """Where a checkpoint payload's head length is, and its layout: 4 (CB4), 3 (CB3, a column block with
+    offsets in its index) or 0 (no column block)."""
+    magic = bytes(view[:4])
+    if magic in _CHECKPOINT_MAGICS:
+        return 4, 4 if magic == _CHECKPOINT_MAGIC else 3
+    return 0, 0
 
 
 def checkpoint_frame(seq: int, key: SeriesKey, resource: dict[str, str], state: dict[str, Any]) -> bytes:
@@ -489,11 +573,11 @@ def checkpoint_head(payload: bytes | memoryview) -> CheckpointHead:
     if not isinstance(value, dict):
         raise CodecError("checkpoint head: expected a mapping")
     try:
-        seq, key, resource = value["q"], key_from_plain(value["k"]), value["r"]
-        report = json.loads(value["report"])
+        seq, key, resource, report = value["q"], key_from_plain(value["k"]), value["r"], value["report"]
+        report = json.loads(isal_zlib.decompress(report) if isinstance(report, bytes) else report)
     except KeyError as exc:
         raise CodecError(f"checkpoint head: missing {exc}") from exc
-    except (TypeError, ValueError) as exc:
+    except _REPORT_ERRORS as exc:
         raise CodecError(f"checkpoint head: bad report: {exc}") from exc
     if not isinstance(seq, int) or not isinstance(resource, dict) or not isinstance(report, dict | None):
         raise CodecError("checkpoint head: bad seq, resource or report")
@@ -516,7 +600,7 @@ def checkpoint_route(payload: bytes | memoryview) -> tuple[int, SeriesKey]:
 def checkpoint_state(payload: bytes | memoryview) -> dict[str, Any]:
     """The detector state of a checkpoint payload (the expensive half, read when the series is needed)."""
     view = memoryview(payload)
-    at, columnar = _checkpoint_start(view)
+    at, layout = _checkpoint_start(view)
     if len(view) < at + 4:
         raise CodecError("checkpoint state: cut short")
     (n,) = _U32.unpack_from(view, at)
@@ -524,7 +608,7 @@ def checkpoint_state(payload: bytes | memoryview) -> dict[str, Any]:
     if len(view) < start + 4:
         raise CodecError("checkpoint state: cut short")
     (m,) = _U32.unpack_from(view, start)
-    if columnar:
+    if layout:
         columns = Columns.unpack(view[start + 4 + m :])
         try:
             value = json.loads(isal_zlib.decompress(view[start + 4 : start + 4 + m]))
@@ -532,8 +616,13 @@ def checkpoint_state(payload: bytes | memoryview) -> dict[str, Any]:
             raise CodecError(f"checkpoint state: {exc}") from exc
         if not isinstance(value, dict):
             raise CodecError("checkpoint state: expected a mapping")
-        _put_arrays(value, columns)
-        value["report"] = checkpoint_head(view).report  # kept once, in the head
+        _put_arrays(value, columns, layout)
+        head = decode_value(view[at + 4 : at + 4 + n])  # the report is kept once, in the head
+        try:
+            report = head["report"]
+            value["report"] = json.loads(isal_zlib.decompress(report) if isinstance(report, bytes) else report)
+        except _REPORT_OR_KEY_ERRORS as exc:
+            raise CodecError(f"checkpoint head: bad report: {exc}") from exc
         return value
     blobs = decode_value(view[start + 4 + m :])
     if not isinstance(blobs, list) or not all(isinstance(b, bytes) for b in blobs):

@@ -221,7 +221,8 @@ def test_version_1_state_is_refused_with_a_clear_message() -> None:
     """Version 1 (one record per point) is not read: the service sets such a snapshot aside, starts empty."""
     state = _state_after(5)
     state["version"] = 1
-    with pytest.raises(ValueError, match=r"unsupported version 1 \(expected 7\): written by an older release"):
+    expected = rf"unsupported version 1 \(expected {STATE_VERSION}\): written by an older release"
+    with pytest.raises(ValueError, match=expected):
         SeriesDetector.from_state(key_for(ProfileKind.HEAP), CONFIG, state)
 
 
@@ -246,8 +247,30 @@ def _bad_name_index(s: dict[str, Any]) -> None:
     s["sites"]["names"][0] = 10_000
 
 
+def _widest_group(s: dict[str, Any]) -> tuple[str, str]:
+    """The sites grid's widest group of differences from each name's floor, and its dtype (state version 8)."""
+    width = max(s["sites"]["values"], key=int)
+    return width, "|u1" if int(width) <= 8 else "<u2"
+
+
 def _values_mismatch(s: dict[str, Any]) -> None:
-    s["sites"]["values"] = _pack(_unpack(s["sites"]["values"], "<u2")[:-1])  # a heap grid: 16-bit levels
+    width, dtype = _widest_group(s)
+    s["sites"]["values"][width] = _pack(_unpack(s["sites"]["values"][width], dtype)[:-1])
+
+
+def _difference_past_its_width(s: dict[str, Any]) -> None:
+    width, dtype = _widest_group(s)
+    differences = _unpack(s["sites"]["values"][width], dtype).copy()
+    differences[0] = (1 << int(width)) | differences[0]
+    s["sites"]["values"][width] = _pack(differences)
+
+
+def _group_of_no_width(s: dict[str, Any]) -> None:
+    s["sites"]["values"]["17"] = s["sites"]["values"].pop(_widest_group(s)[0])
+
+
+def _floors_short(s: dict[str, Any]) -> None:
+    s["sites"]["floor"] = _pack(_unpack(s["sites"]["floor"], "<u2")[:-1])
 
 
 def _string_total(s: dict[str, Any]) -> None:
@@ -284,6 +307,9 @@ def _bad_report(s: dict[str, Any]) -> None:
         _drop_points,
         _bad_name_index,
         _values_mismatch,
+        _difference_past_its_width,
+        _group_of_no_width,
+        _floors_short,
         _string_total,
         _bad_array_data,
         _wrong_array_length,

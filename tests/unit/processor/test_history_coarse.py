@@ -192,16 +192,29 @@ def test_a_whole_history_of_state_version_3_is_merged_on_restore_as_appending_wo
     assert len(whole.points) == 240
     state["version"] = 3
     del state["points"]["weight"]
+    meta = state["meta"]  # version 8 writes a site's function as None where it is the site's name
+    functions = zip(meta["name"], meta["function"], strict=True)
+    meta["function"] = [state["names"][i] if f is None else f for i, f in functions]
     for grid in ("sites", "groups"):  # version 3: values in naming order, as floats (float32 for heap)
         g = state[grid]
-        lengths, by_id, codes = _unpack(g["lengths"], "<i4"), _unpack(g["ids"], "|i1"), _unpack(g["values"], "<u2")
+        lengths = _unpack(g["lengths"], "<i4")
+        if "present" in g:  # version 8: a bitmap (a grid of no values lists its empty ids)
+            by_id = history.ids_of_presence(lengths, _unpack(g.pop("present"), "|u1"), len(g["names"]), np.int8)
+        else:
+            by_id = _unpack(g["ids"], "|i1")
+        groups = {int(w): _unpack(v, "|u1" if int(w) <= 8 else "<u2") for w, v in g["values"].items()}
+        codes = history.codes_of_widths(by_id, _unpack(g["floor"], "<u2"), _unpack(g["widths"], "|u1"), groups)
         whole_points, whole_ids = _unpack(g["whole"], "<i4"), _unpack(g["whole_ids"], "|i1")
         keys = codes.astype(np.int64)
-        positions = history.positions_of_ties(lengths, by_id, keys, _unpack(g["ties"], "|u1"), whole_points, whole_ids)
+        if "tied" in g:  # version 8: the fields of the runs of one code alone
+            ties = history.ties_of_tied(lengths, by_id, keys, _unpack(g.pop("tied"), "|u1"), whole_points)
+        else:
+            ties = _unpack(g.pop("ties"), "|u1")
+        positions = history.positions_of_ties(lengths, by_id, keys, ties, whole_points, whole_ids)
         naming = np.lexsort((positions, np.repeat(np.arange(len(lengths)), lengths)))
         ids, values = by_id[naming], codes[naming]
         g.update(ids=_pack(ids), values=_pack(history.LEVELS.decode(values).astype(np.float32)))
-        for key in ("ties", "whole", "whole_ids"):
+        for key in ("whole", "whole_ids", "floor", "widths"):
             del g[key]
     restored = SeriesDetector.from_state(whole.key, CONFIG, state)
     assert restored.points.coarse == merged.points.coarse

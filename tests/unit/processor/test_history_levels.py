@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from otel_leakproc.processor.history import FLOAT32, LEVELS, Grid, by_id_with_moves, naming_order, naming_positions
+from otel_leakproc.processor.history import (
+    FLOAT32,
+    LEVELS,
+    Grid,
+    by_id_with_moves,
+    codes_of_widths,
+    naming_order,
+    naming_positions,
+    values_by_width,
+)
 
 
 def test_levels_keep_whole_numbers_below_2_15_exactly_and_larger_values_within_0_034_percent() -> None:
@@ -97,3 +106,33 @@ def test_a_grid_restores_values_given_by_id_with_their_positions_and_refuses_two
     assert again.matrix(["a", "b"]).tolist() == grid.matrix(["a", "b"]).tolist()
     with pytest.raises(ValueError, match="two values at one position"):
         Grid(4, scale=LEVELS).restore(["a", "b"], lengths, ids, codes, np.zeros(4, dtype=np.intp))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16])
+def test_codes_by_width_give_every_code_back_and_store_a_constant_name_as_its_floor_alone(dtype: type) -> None:
+    """State version 8: each name's floor, its width, and the differences grouped by width."""
+    rng = np.random.default_rng(5)
+    lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+    ids = np.tile(np.arange(6, dtype=np.int8), 50)
+    spread = np.array([0, 1, 3, 200, 300, hi - lo])[ids]  # widths 0, 1, 2, 8, 9, 16
+    codes = (lo + (rng.integers(0, 2**62, len(ids)) % (spread + 1))).astype(dtype)
+    codes[ids == 0] = 7  # a name that never changes: width 0, no differences stored
+    floor, widths, groups = values_by_width(ids, codes, 7)  # name 6: named by no value
+    assert widths.tolist() == [0, 1, 2, 8, 9, 16, 0]
+    assert floor.dtype == np.dtype(dtype)
+    assert floor[0] == 7
+    assert floor[6] == 0
+    assert sorted(groups) == [1, 2, 8, 9, 16]
+    assert groups[8].dtype == np.uint8
+    assert groups[9].dtype == np.uint16
+    back = codes_of_widths(ids, floor, widths, groups)
+    assert back.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(back, codes)
+    empty = values_by_width(ids[:0], codes[:0], 0)
+    assert codes_of_widths(ids[:0], *empty).tolist() == []
+    with pytest.raises(ValueError, match="groups of widths"):
+        codes_of_widths(ids, floor, widths, {w: g for w, g in groups.items() if w != 2})
+    with pytest.raises(ValueError, match="differences of width 1"):
+        codes_of_widths(ids, floor, widths, {**groups, 1: groups[1] + 1})
+    with pytest.raises(ValueError, match="do not match"):
+        codes_of_widths(ids, floor[:5], widths[:5], groups)

@@ -22,7 +22,9 @@ from otel_leakproc.processor.history import (
     export_keys,
     naming_positions,
     positions_of_ties,
+    tied_of_ties,
     ties_of_positions,
+    ties_of_tied,
 )
 
 NAMES = [f"pkg.site{i:02d}" for i in range(12)]
@@ -206,6 +208,10 @@ def _ties_round_trip(grid: Grid) -> None:
     keys = export_keys(grid.scale, lengths, ids, codes, base)
     ties, whole, whole_ids = ties_of_positions(lengths, ids, keys, positions)
     assert positions_of_ties(lengths, ids, keys, ties, whole, whole_ids).tolist() == positions.tolist()
+    tied = tied_of_ties(lengths, ids, keys, ties, whole)  # state version 8: the fields of the runs alone
+    assert tied is not None
+    assert len(tied) <= len(ties)
+    assert ties_of_tied(lengths, ids, keys, tied, whole).tolist() == ties.tolist()
     kept = grid.export_ties(NAMES.index)  # what the grid keeps, written as it is: the same orders
     assert kept is not None
     assert [a.tolist() for a in kept[1:4]] == [lengths.tolist(), ids.tolist(), codes.tolist()]
@@ -244,6 +250,23 @@ def test_tie_fields_of_a_checkpoint_give_the_naming_orders_back(seed: int) -> No
         positions_of_ties(
             np.array([2]), np.array([0, 1]), np.array([5, 5]), np.zeros(1, np.uint8), np.array([0]), np.array([0, 0])
         )
+
+
+def test_tie_fields_of_runs_alone_leave_out_each_runs_last_and_refuse_what_they_cannot_give_back() -> None:
+    """State version 8: the fields of the values in runs of one key, less each run's last."""
+    lengths, ids = np.array([5, 2]), np.array([0, 1, 2, 3, 4, 0, 1])
+    keys = np.array([9, 7, 7, 7, 1, 4, 4])  # point 0: a run of three (ids 1-3); point 1: a run of two
+    positions = np.array([0, 3, 1, 2, 4, 1, 0])  # named 0, 2, 3, 1, 4 and 1, 0
+    ties, whole, _ = ties_of_positions(lengths, ids, keys, positions)
+    tied = tied_of_ties(lengths, ids, keys, ties, whole)
+    assert tied is not None
+    assert len(tied) == 1  # three fields: two of the run of three, one of the run of two
+    assert ties_of_tied(lengths, ids, keys, tied, whole).tolist() == ties.tolist()
+    alone = ties.copy()
+    alone[0] |= 1  # a field for id 0, in no run: no order the values allow
+    assert tied_of_ties(lengths, ids, keys, alone, whole) is None
+    with pytest.raises(ValueError, match="bytes for 3 tied values"):
+        ties_of_tied(lengths, ids, keys, np.zeros(2, np.uint8), whole)
 
 
 def test_a_grid_restores_its_order_state_as_written_and_refuses_fields_that_make_no_order() -> None:

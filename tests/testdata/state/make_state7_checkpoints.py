@@ -1,0 +1,43 @@
+"""Writes checkpoint_state7_heap.bin and checkpoint_state7_mutex.bin: checkpoint records of detector state
+version 7 (written by the release before state version 8, which stores each grid's values as each name's
+floor and the differences from it, and the checkpoint payload as layout CB4), of the first 41 profiles of
+corpus/steady_leak/heap and corpus/lock_contention/mutex, in the checkpoint payload layout CB3. Kept for
+the tests that such a checkpoint still restores (tests/unit/test_state_codec.py). Rerunning it now writes
+the current versions, which those tests are not about: rerun only to show the old format anew, with the
+sources of that release.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from otel_leakproc.analyze import load_series
+from otel_leakproc.model import ProfileKind, SeriesKey
+from otel_leakproc.processor.config import ProcessorConfig
+from otel_leakproc.processor.detector import SeriesDetector
+from otel_leakproc.receiver.decode import DecodeLimits
+from otel_leakproc.state.records import checkpoint_frame
+
+HERE = Path(__file__).parent
+SERIES = {
+    "heap": ("steady_leak", ProfileKind.HEAP),
+    "mutex": ("lock_contention", ProfileKind.MUTEX),
+}
+
+
+def main() -> None:
+    for name, (scenario, kind) in SERIES.items():
+        folder = HERE.parent / "corpus" / scenario / name
+        by_kind, errors = load_series(sorted(p for p in folder.iterdir() if p.is_file()), DecodeLimits(), None)
+        assert not errors, errors
+        ((_, summaries),) = by_kind.items()
+        key = SeriesKey("t", scenario, "pod-1", kind)
+        detector = SeriesDetector(key, ProcessorConfig())
+        for summary in summaries[:41]:
+            detector.update(summary)
+        record = checkpoint_frame(1, key, {}, detector.to_state(arrays=True))
+        (HERE / f"checkpoint_state7_{name}.bin").write_bytes(record)
+
+
+if __name__ == "__main__":
+    main()
