@@ -521,3 +521,31 @@ def test_analyze_reads_version_folders_as_one_series_with_a_fix_verdict() -> Non
     table = run("analyze", versions / "checkout_fixed", versions / "checkout_unfixed").stdout
     assert "(fixed: growth 19.9 MiB/h before v1.4.2, 0 B/h after (both from start-up to 20m))" in table
     assert "(NOT fixed: growth 13.4 MiB/h before v1.4.2, 11.1 MiB/h after" in table
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["analyze", "--json", "--kind", "heap", "--memory-limit", "1024", "a", "b"],
+        ["serve", "--state-dir", "", "--log-level", "debug"],
+        ["push", "--service", "svc", "--interval", "0.5", "f.pb.gz"],
+        ["validate-config", "c.yaml"],
+    ],
+)
+def test_the_parser_built_for_one_command_parses_and_helps_as_the_whole_parser_does(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    command = argv[0]
+    assert cli._command(["--version", *argv]) == command
+    assert vars(cli._parser(command).parse_args(argv)) == vars(cli._parser().parse_args(argv))
+    helps = []
+    for parser in (cli._parser(command), cli._parser()):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+        helps.append(capsys.readouterr().out)
+    assert helps[0] == helps[1]
+    assert command in helps[0]
+    other = next(c for c in cli.COMMANDS if c != command)
+    with pytest.raises(SystemExit):  # a parser built for another command does not know this one
+        cli._parser(other).parse_args(argv)
+    assert cli._command(["analyse", "x"]) is None  # a typo gets the whole parser, whose error lists them all
