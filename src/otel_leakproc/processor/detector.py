@@ -158,7 +158,8 @@ def _grid_arrays_state(
     else:
         state["values"] = pack(codes)
     tied = None
-    if ties.any():  # (all 0, as in most series, they deflate to nothing as they are)
+    if base is None and ties.any():  # (all 0, as in most series, they deflate to nothing as they are; counter
+        # grids' ties are rare and their value order costs the counters: kept as they are)
         keys = history.export_keys(scale, lengths, ids, codes, base)
         tied = history.tied_of_ties(lengths, ids, keys, ties, whole)
     if tied is None:
