@@ -57,6 +57,7 @@ from otel_leakproc.state.records import (
     checkpoint_head,
     checkpoint_state,
     point_frame,
+    resolve_state,
 )
 
 CORPUS = Path(__file__).parents[1] / "tests" / "testdata" / "corpus" / "steady_leak" / "heap"
@@ -117,7 +118,7 @@ SECTIONS = (
     ("ties", ("ties", "tied", "whole", "whole_ids")),
     ("ids, lengths", ("ids", "lengths")),
     ("times, totals, counters", ("time_nanos", "total", "cumulative", "weight", "base", "last")),
-    ("site metadata", ("meta",)),
+    ("names, site metadata", ("meta", "names")),
 )
 
 
@@ -217,7 +218,7 @@ def journal_figures() -> None:
 
 def restore_figures(counts: list[int]) -> None:
     base = full_series(ProfileKind.HEAP)
-    state = base.to_state(arrays=True)
+    state = resolve_state(base.to_state(arrays=True))  # packed once for the `count` records
     for count in counts:
         with tempfile.TemporaryDirectory() as tmp:
             table = SeriesTable(CONFIG, count)

@@ -336,6 +336,28 @@ def test_checkpoints_of_detector_state_version_7_still_restore(name: str, scenar
         assert restored.update(summary) == reference.update(summary)
 
 
+def test_a_checkpoint_state_leaves_its_grids_to_the_encoder_and_shares_nothing_with_the_live_series() -> None:
+    """`to_state(arrays=True)` runs on the event loop; the grids' version-8 packing is done by the encoder
+    (in its thread), on copies: the series moving on in between changes nothing in the record."""
+    summaries = _summaries(CORPORA[0] / "steady_leak" / "heap")
+    key = SeriesKey("t", "steady_leak", "pod-1", ProfileKind.HEAP)
+    detector = SeriesDetector(key, CONFIG)
+    for summary in summaries[:30]:
+        detector.update(summary)
+    state = detector.to_state(arrays=True)
+    assert hasattr(state["sites"], "resolve_state")  # not packed yet
+    now = checkpoint_frame(1, key, {}, state)
+    for summary in summaries[30:40]:
+        detector.update(summary)
+    assert checkpoint_frame(1, key, {}, state) == now
+    restored = SeriesDetector.from_state(key, CONFIG, checkpoint_state(read_frames(now)[0][0].payload))
+    reference = SeriesDetector(key, CONFIG)
+    for summary in summaries[:30]:
+        reference.update(summary)
+    assert restored.to_state() == reference.to_state()
+    assert SeriesDetector.from_state(key, CONFIG, state).to_state() == reference.to_state()  # read as it is too
+
+
 @pytest.mark.parametrize("dtype", ["<f8", "<f4", "<i8", "<i4", "<i2", "<u2", "|i1", "|u1"])
 def test_a_column_block_gives_every_array_back_bit_for_bit(dtype: str) -> None:
     rng = np.random.default_rng(3)

@@ -80,7 +80,9 @@ READ_STATE_VERSIONS = (2, 3, 4, 5, 6, 7, 8)
 _ZLIB_LEVEL = 1  # state arrays: byte-shuffled then deflated; level 1 is ~5x faster than 6, a few % larger
 
 
-def _grid_state(grid: Grid, ref: Callable[[str], int], pack: Callable[..., Any] | None = None) -> dict[str, Any]:
+def _grid_state(
+    grid: Grid, ref: Callable[[str], int], pack: Callable[..., Any] | None = None
+) -> dict[str, Any] | _Deferred:
     """A grid as state (version 8): `names` (indices into the state's names) and packed arrays: per point its
     count of values (`lengths`), then its values by id (`present`, a bit per point and name, or `ids` where
     that is smaller or the ids are not ascending; the values' codes as the grid keeps them, see `value_scale`,
@@ -92,9 +94,10 @@ def _grid_state(grid: Grid, ref: Callable[[str], int], pack: Callable[..., Any] 
     alone, history.py `tied_of_ties`, where any is not 0), and the points named out of value order with their
     ids in naming order (`whole`, `whole_ids`). Mutex and block: each name's value before and after its
     increases (`base`, `last`). (Versions 5 and 6 wrote each value's `move` from the value order instead: a
-    byte per value.)"""
+    byte per value.) With `pack` `_same` (`to_state(arrays=True)`, a checkpoint), what follows the grid's
+    export is left to the encoder, in its thread (`_Deferred`)."""
     pack = pack or _pack
-    base = None
+    base = last = None
     if isinstance(grid, CounterGrid):
         base, last = grid.export_ends()
     kept = grid.export_ties(ref)  # the dense form: as the grid keeps them
@@ -104,6 +107,45 @@ def _grid_state(grid: Grid, ref: Callable[[str], int], pack: Callable[..., Any] 
         ties, whole, whole_ids = history.ties_of_positions(lengths, ids, keys, positions)
     else:
         names, lengths, ids, codes, ties, whole, whole_ids = kept
+    if pack is _same:  # for a checkpoint: packed by the encoder, off the event loop (copies, see `_Deferred`)
+        return _Deferred(
+            lambda: _grid_arrays_state(grid.scale, names, lengths, ids, codes, ties, whole, whole_ids, base, last)
+        )
+    return _grid_arrays_state(grid.scale, names, lengths, ids, codes, ties, whole, whole_ids, base, last, pack)
+
+
+class _Deferred:
+    """A grid's state left for the checkpoint encoder to finish in its own thread (`state.records` calls
+    `resolve_state`): its arrays are the grid's export, copies the grid does not share."""
+
+    __slots__ = ("_finish",)
+
+    def __init__(self, finish: Callable[[], dict[str, Any]]) -> None:
+        self._finish = finish
+
+    def resolve_state(self) -> dict[str, Any]:
+        return self._finish()
+
+
+def _resolved(g: Any) -> Any:
+    return g.resolve_state() if isinstance(g, _Deferred) else g
+
+
+def _grid_arrays_state(
+    scale: ValueScale,
+    names: list[int],
+    lengths: npt.NDArray[Any],
+    ids: npt.NDArray[Any],
+    codes: npt.NDArray[Any],
+    ties: npt.NDArray[Any],
+    whole: npt.NDArray[Any],
+    whole_ids: npt.NDArray[Any],
+    base: npt.NDArray[Any] | None,
+    last: npt.NDArray[Any] | None,
+    pack: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
+    """`_grid_state` from a grid's export (the transforms of version 8); `pack` None: arrays as they are."""
+    pack = pack or _same
     state = {"names": names, "lengths": pack(lengths)}
     present = history.presence_of_ids(lengths, ids, len(names))
     if present is None:
@@ -116,15 +158,16 @@ def _grid_state(grid: Grid, ref: Callable[[str], int], pack: Callable[..., Any] 
     else:
         state["values"] = pack(codes)
     tied = None
-    if ties.any():  # (all 0, as in most series, they deflate to nothing as they are)
-        keys = history.export_keys(grid.scale, lengths, ids, codes, base)
+    if base is None and ties.any():  # (all 0, as in most series, they deflate to nothing as they are; counter
+        # grids' ties are rare and their value order costs the counters: kept as they are)
+        keys = history.export_keys(scale, lengths, ids, codes, base)
         tied = history.tied_of_ties(lengths, ids, keys, ties, whole)
     if tied is None:
         state["ties"] = pack(ties)
     else:
         state["tied"] = pack(tied)
     state |= {"whole": pack(whole), "whole_ids": pack(whole_ids)}
-    if base is not None:
+    if base is not None and last is not None:
         state["base"], state["last"] = pack(base), pack(last)
     return state
 
@@ -767,7 +810,7 @@ class SeriesDetector:
         ring.profiles = int(weight.sum())
         quantized = key.kind not in (ProfileKind.MUTEX, ProfileKind.BLOCK)
         for field_name, grid in (("sites", detector._sites), ("groups", detector._groups)):
-            g = state[field_name]
+            g = _resolved(state[field_name])
             lengths = _unpack(g["lengths"], "<i4")
             if len(lengths) != n:
                 raise ValueError(f"{field_name}: {len(lengths)} points, not {n}")
@@ -822,7 +865,7 @@ class SeriesDetector:
                 e_nanos.tolist(), e_total.tolist(), e_cumulative.tolist(), e_weight.tolist(), strict=True
             ):
                 early_points.append(t, total_, None if math.isnan(cum) else cum, weight=w)
-            g = early["sites"]
+            g = _resolved(early["sites"])
             lengths = _unpack(g["lengths"], "<i4")
             if len(lengths) != len(e_nanos):
                 raise ValueError(f"early.sites: {len(lengths)} points, not {len(e_nanos)}")

@@ -1716,6 +1716,11 @@ MAX_WIDTH = 16  # codes are 16-bit: a difference needs at most 16 bits
 _POWERS = np.int64(1) << np.arange(MAX_WIDTH + 1, dtype=np.int64)
 
 
+def _every_name(ids: npt.NDArray[Any], names: int) -> bool:
+    """Whether an export's ids are every name at every point (0, 1, ... names - 1, point after point)."""
+    return bool(names and len(ids) and len(ids) % names == 0 and (ids.reshape(-1, names) == np.arange(names)).all())
+
+
 def values_by_width(
     ids: npt.NDArray[Any], codes: npt.NDArray[Any], names: int
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint8], dict[int, npt.NDArray[Any]]]:
@@ -1725,10 +1730,18 @@ def values_by_width(
     values = codes.astype(np.int64)
     floor = np.zeros(names, dtype=np.int64)
     top = np.zeros(names, dtype=np.int64)
-    if names and len(ids) % names == 0 and (ids.reshape(-1, names) == np.arange(names)).all():
-        table = values.reshape(-1, names)  # every point names every name (the usual case): by column
-        floor, top = table.min(axis=0), table.max(axis=0)
-    elif len(ids):
+    if _every_name(ids, names):  # every point names every name (the usual case): a table, by column
+        table = codes.reshape(-1, names).astype(np.int32)
+        floor32 = table.min(axis=0)
+        widths = ((table.max(axis=0) - floor32)[:, None] >= _POWERS[None, :]).sum(axis=1).astype(np.uint8)
+        groups = {}
+        for width in np.unique(widths).tolist():
+            if width:
+                columns = np.flatnonzero(widths == width)
+                part = table[:, columns] - floor32[columns]  # point by point, by id: the export's order
+                groups[width] = part.ravel().astype(np.uint8 if width <= 8 else np.uint16)
+        return floor32.astype(codes.dtype), widths, groups
+    if len(ids):
         floor[:], top[:] = np.iinfo(np.int64).max, np.iinfo(np.int64).min
         np.minimum.at(floor, ids, values)
         np.maximum.at(top, ids, values)
@@ -1757,6 +1770,23 @@ def codes_of_widths(
     groups do not fit the ids and widths."""
     if len(floor) != len(widths) or (len(ids) and (ids.min() < 0 or ids.max() >= len(floor))):
         raise ValueError("grid values: floors, widths and ids do not match")
+    names = len(floor)
+    if _every_name(ids, names) and all(0 < w <= MAX_WIDTH and w in widths for w in groups):
+        table = np.broadcast_to(floor.astype(np.int64), (len(ids) // names, names)).copy()
+        for width, part in groups.items():
+            columns = np.flatnonzero(widths == width)
+            if len(part) != table.shape[0] * len(columns) or (len(part) and int(part.max()) >> width):
+                raise ValueError(f"grid values: {len(part)} differences of width {width} for its names' values")
+            table[:, columns] += part.reshape(table.shape[0], len(columns))
+        if sorted(groups) != sorted({int(w) for w in widths if w}):
+            raise ValueError(
+                f"grid values: groups of widths {sorted(groups)} for names of widths {sorted(set(widths))}"
+            )
+        limits = np.iinfo(floor.dtype)
+        if table.size and (table.min() < limits.min or table.max() > limits.max):
+            raise ValueError("grid values: a code out of its range")
+        every: npt.NDArray[Any] = table.ravel().astype(floor.dtype)
+        return every
     ids = ids.astype(np.intp)
     width_of = widths[ids]
     counts = np.bincount(width_of, minlength=MAX_WIDTH + 1) if len(ids) else np.zeros(MAX_WIDTH + 1, np.intp)
@@ -1785,7 +1815,7 @@ def presence_of_ids(lengths: npt.NDArray[Any], ids: npt.NDArray[Any], names: int
     n = len(lengths)
     if n * names > 8 * len(ids) or not len(ids):
         return None
-    if len(ids) == n * names and (ids.reshape(n, names) == np.arange(names)).all():
+    if len(ids) == n * names and _every_name(ids, names):
         every: npt.NDArray[np.uint8] = np.packbits(np.ones(n * names, dtype=bool))  # every point names every name
         return every
     points = np.repeat(np.arange(n), lengths)
@@ -1867,11 +1897,12 @@ def tied_of_ties(
     """The tie fields of `ties_of_positions` (packed, by export order) as version 8 stores them (packed, in
     value order), or None when the fields are not what the version 8 reader would give back for the values
     left out (then the state keeps them whole)."""
-    fields = _unpack_fields(packed, len(ids))
     at, place, start, stored, last = _tie_runs(lengths, ids, keys, whole)
-    in_runs = fields[at]
+    packed = np.asarray(packed, dtype=np.uint8)
+    in_runs = ((packed[at >> 2] >> ((at & 3) << 1).astype(np.uint8)) & 3).astype(np.intp)
     kept = in_runs[stored].astype(np.uint8)
-    if np.count_nonzero(in_runs) != np.count_nonzero(fields):
+    nonzero = sum(np.count_nonzero((packed >> np.uint8(k)) & 3) for k in (0, 2, 4, 6))
+    if np.count_nonzero(in_runs) != nonzero:
         return None  # a field outside every run: not an order the values allow (kept as it is)
     if not np.array_equal(_fields_of_tied(place, start, stored, last, kept), in_runs):
         return None

@@ -128,6 +128,11 @@ def test_codes_by_width_give_every_code_back_and_store_a_constant_name_as_its_fl
     back = codes_of_widths(ids, floor, widths, groups)
     assert back.dtype == np.dtype(dtype)
     np.testing.assert_array_equal(back, codes)
+    dense = values_by_width(ids, codes, 6)  # every point names every name: the table's path, same layout
+    assert {w: g.tolist() for w, g in dense[2].items()} == {w: g.tolist() for w, g in groups.items()}
+    np.testing.assert_array_equal(codes_of_widths(ids, *dense), codes)
+    with pytest.raises(ValueError, match="differences of width 2"):
+        codes_of_widths(ids, dense[0], dense[1], {**dense[2], 2: dense[2][2][:-1]})
     empty = values_by_width(ids[:0], codes[:0], 0)
     assert codes_of_widths(ids[:0], *empty).tolist() == []
     with pytest.raises(ValueError, match="groups of widths"):
