@@ -290,7 +290,7 @@ def test_records_of_codec_version_1_and_detector_state_version_2_still_restore()
 )
 def test_checkpoints_of_detector_state_version_6_still_restore(name: str, scenario: str, kind: ProfileKind) -> None:
     """Committed checkpoints written by the release before state version 7 (tests/testdata/state/
-    make_state6_checkpoints.py, the first 41 profiles of a corpus series): restored, the series goes on
+    make_state_checkpoints.py, the first 41 profiles of a corpus series): restored, the series goes on
     exactly as one fed every profile."""
     summaries = _summaries(CORPORA[0] / scenario / name)
     state_dir = Path(__file__).parents[1] / "testdata" / "state"
@@ -315,7 +315,7 @@ def test_checkpoints_of_detector_state_version_6_still_restore(name: str, scenar
 )
 def test_checkpoints_of_detector_state_version_7_still_restore(name: str, scenario: str, kind: ProfileKind) -> None:
     """Committed checkpoints written by the release before state version 8 (tests/testdata/state/
-    make_state7_checkpoints.py, the first 41 profiles of a corpus series, checkpoint layout CB3): restored,
+    make_state_checkpoints.py, the first 41 profiles of a corpus series, checkpoint layout CB3): restored,
     the series goes on exactly as one fed every profile."""
     summaries = _summaries(CORPORA[0] / scenario / name)
     state_dir = Path(__file__).parents[1] / "testdata" / "state"

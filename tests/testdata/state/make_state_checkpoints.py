@@ -1,10 +1,12 @@
-"""Writes checkpoint_state7_heap.bin and checkpoint_state7_mutex.bin: checkpoint records of detector state
-version 7 (written by the release before state version 8, which stores each grid's values as each name's
-floor and the differences from it, and the checkpoint payload as layout CB4), of the first 41 profiles of
-corpus/steady_leak/heap and corpus/lock_contention/mutex, in the checkpoint payload layout CB3. Kept for
-the tests that such a checkpoint still restores (tests/unit/test_state_codec.py). Rerunning it now writes
-the current versions, which those tests are not about: rerun only to show the old format anew, with the
-sources of that release.
+"""Writes checkpoint_state<N>_heap.bin and checkpoint_state<N>_mutex.bin, N the detector state version of
+the sources it runs on: checkpoint records of the first 41 profiles of corpus/steady_leak/heap and
+corpus/lock_contention/mutex. Kept for the tests that an old checkpoint still restores
+(tests/unit/test_state_codec.py), so run it with the sources of the release before a state version changes:
+
+- `checkpoint_state6_*`: the release before state version 7 (which dropped the grids' per-value positions
+  and changed how checkpoints order each point's values);
+- `checkpoint_state7_*`: the release before state version 8 (which stores each grid's values as each name's
+  floor and the differences from it), checkpoint payload layout CB3 (before CB4).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from otel_leakproc.analyze import load_series
 from otel_leakproc.model import ProfileKind, SeriesKey
 from otel_leakproc.processor.config import ProcessorConfig
-from otel_leakproc.processor.detector import SeriesDetector
+from otel_leakproc.processor.detector import STATE_VERSION, SeriesDetector
 from otel_leakproc.receiver.decode import DecodeLimits
 from otel_leakproc.state.records import checkpoint_frame
 
@@ -36,7 +38,7 @@ def main() -> None:
         for summary in summaries[:41]:
             detector.update(summary)
         record = checkpoint_frame(1, key, {}, detector.to_state(arrays=True))
-        (HERE / f"checkpoint_state7_{name}.bin").write_bytes(record)
+        (HERE / f"checkpoint_state{STATE_VERSION}_{name}.bin").write_bytes(record)
 
 
 if __name__ == "__main__":
