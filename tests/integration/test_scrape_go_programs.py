@@ -98,7 +98,13 @@ def test_scraped_leak_is_flagged_and_named_healthy_one_is_not(programs: tuple[st
         dump = leaky["dump"]
         assert dump is not None, leaky
         assert "error" not in dump, dump
-        assert dump["trigger"] in ("leak.suspected", "leak.confirmed", "goroutine_leak.confirmed")
+        # Any first flag of the target takes it: the heap's or, on a loaded machine, the goroutines' suspicion.
+        assert dump["trigger"] in (
+            "leak.suspected",
+            "leak.confirmed",
+            "goroutine_leak.suspected",
+            "goroutine_leak.confirmed",
+        ), dump["trigger"]
         # Fetched at the first flag, which comes early on a fast machine: only a few goroutines have leaked.
         # Which group is largest at that moment (the leaked receivers or the HTTP server's connection
         # readers) depends on how early the flag came; the leaked group must be there and named.
