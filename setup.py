@@ -1,4 +1,5 @@
-"""Build of the one C extension (`otel_leakproc.receiver.decode._wire`); everything else is in pyproject.toml.
+"""Build of the C extensions (`otel_leakproc.receiver.decode._wire`, the pprof reader's wire loops, and
+`otel_leakproc.processor._grid_pack`, the loops of the checkpoint's grid packing); everything else is in pyproject.toml.
 
 It uses the CPython C API only: a C compiler and the Python headers (Debian: gcc, python3-dev) are all
 `pip install .`, `pip install -e .` and `pip wheel .` need.
@@ -12,6 +13,11 @@ setup(
             "otel_leakproc.receiver.decode._wire",
             ["src/otel_leakproc/receiver/decode/_wire.c"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=c11"],
-        )
+        ),
+        Extension(
+            "otel_leakproc.processor._grid_pack",
+            ["src/otel_leakproc/processor/_grid_pack.c"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=c11"],
+        ),
     ]
 )

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from otel_leakproc.processor import _grid_pack
 from otel_leakproc.processor.trend import FloatArray
 
 # Bound on the rows of a series' dense site-by-point grid (live names in the history). Real series name
@@ -1725,22 +1726,27 @@ def values_by_width(
     ids: npt.NDArray[Any], codes: npt.NDArray[Any], names: int
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint8], dict[int, npt.NDArray[Any]]]:
     """(floor per name, in the codes' dtype; width per name; {width: the differences of the values whose
-    names have that width, in export order, uint8 up to 8 bits, else uint16}) of 16-bit `codes` by id."""
+    names have that width, in export order, uint8 up to 8 bits, else uint16}) of 16-bit `codes` by id.
+    Every point naming every name (the usual case): the C form (`_grid_pack.width_groups`), one pass over
+    the table; else `values_by_width_numpy`, the reference."""
+    if not _every_name(ids, names):
+        return values_by_width_numpy(ids, codes, names)
+    floor, widths, groups = _grid_pack.width_groups(np.ascontiguousarray(codes, dtype=np.int32), names)
+    return (
+        np.frombuffer(floor, dtype=np.int32).astype(codes.dtype),
+        np.frombuffer(widths, dtype=np.uint8),
+        {w: np.frombuffer(part, dtype=np.uint8 if w <= 8 else np.uint16) for w, part in groups.items()},
+    )
+
+
+def values_by_width_numpy(
+    ids: npt.NDArray[Any], codes: npt.NDArray[Any], names: int
+) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint8], dict[int, npt.NDArray[Any]]]:
+    """`values_by_width` in numpy, for any export."""
     ids = ids.astype(np.intp)
     values = codes.astype(np.int64)
     floor = np.zeros(names, dtype=np.int64)
     top = np.zeros(names, dtype=np.int64)
-    if _every_name(ids, names):  # every point names every name (the usual case): a table, by column
-        table = codes.reshape(-1, names).astype(np.int32)
-        floor32 = table.min(axis=0)
-        widths = ((table.max(axis=0) - floor32)[:, None] >= _POWERS[None, :]).sum(axis=1).astype(np.uint8)
-        groups = {}
-        for width in np.unique(widths).tolist():
-            if width:
-                columns = np.flatnonzero(widths == width)
-                part = table[:, columns] - floor32[columns]  # point by point, by id: the export's order
-                groups[width] = part.ravel().astype(np.uint8 if width <= 8 else np.uint16)
-        return floor32.astype(codes.dtype), widths, groups
     if len(ids):
         floor[:], top[:] = np.iinfo(np.int64).max, np.iinfo(np.int64).min
         np.minimum.at(floor, ids, values)
@@ -1887,6 +1893,37 @@ def _tie_runs(
     return at[runs], place, place[starts][run], tied & after, tied & ~after
 
 
+def _sorted_value_table(
+    lengths: npt.NDArray[Any], ids: npt.NDArray[Any], keys: npt.NDArray[Any]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int] | None:
+    """(lengths as int64, the export's value table sorted row by row, its width): each point's value order
+    for the C forms (`_grid_pack.value_table`, sorted by numpy), or None where they do not apply (float keys,
+    keys outside 31 bits, a point's ids not ascending: the numpy forms). Raises ValueError on counts that do
+    not add up."""
+    if keys.dtype.kind not in "iu":
+        return None
+    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+    made = _grid_pack.value_table(
+        lengths, np.ascontiguousarray(ids, dtype=np.int64), np.ascontiguousarray(keys, dtype=np.int64)
+    )
+    if made is None:
+        return None
+    raw, width = made
+    table = np.frombuffer(raw, dtype=np.int64).reshape(len(lengths), width)
+    table.sort(axis=1)
+    return lengths, table, width
+
+
+def _whole_flags(whole: Any, points: int) -> npt.NDArray[np.uint8]:
+    """A byte per point, 1 for the points kept whole. Raises ValueError on a point out of range."""
+    whole = np.asarray(whole, dtype=np.intp)
+    if len(whole) and (whole.min() < 0 or whole.max() >= points):
+        raise ValueError("grid ties: whole points out of range")
+    flags = np.zeros(points, dtype=np.uint8)
+    flags[whole] = 1
+    return flags
+
+
 def tied_of_ties(
     lengths: npt.NDArray[Any],
     ids: npt.NDArray[Any],
@@ -1896,7 +1933,26 @@ def tied_of_ties(
 ) -> npt.NDArray[np.uint8] | None:
     """The tie fields of `ties_of_positions` (packed, by export order) as version 8 stores them (packed, in
     value order), or None when the fields are not what the version 8 reader would give back for the values
-    left out (then the state keeps them whole)."""
+    left out (then the state keeps them whole). Integer keys (codes: every grid that writes these): the C
+    form (`_grid_pack.c`), a pass per point over numpy's sort of it; else `tied_of_ties_numpy`, the
+    reference."""
+    table = _sorted_value_table(lengths, ids, keys)
+    if table is None:
+        return tied_of_ties_numpy(lengths, ids, keys, packed, whole)
+    fields = np.ascontiguousarray(packed, dtype=np.uint8)
+    tied = _grid_pack.tied_of_ties(*table[:2], table[2], fields, _whole_flags(whole, len(lengths)))
+    return None if tied is None else np.frombuffer(tied, dtype=np.uint8)
+
+
+def tied_of_ties_numpy(
+    lengths: npt.NDArray[Any],
+    ids: npt.NDArray[Any],
+    keys: npt.NDArray[Any],
+    packed: npt.NDArray[Any],
+    whole: npt.NDArray[Any],
+) -> npt.NDArray[np.uint8] | None:
+    """`tied_of_ties` in numpy, for any keys: every point sorted at once, the runs read from the sorted
+    keys."""
     at, place, start, stored, last = _tie_runs(lengths, ids, keys, whole)
     packed = np.asarray(packed, dtype=np.uint8)
     in_runs = ((packed[at >> 2] >> ((at & 3) << 1).astype(np.uint8)) & 3).astype(np.intp)
@@ -1917,7 +1973,23 @@ def ties_of_tied(
     whole: npt.NDArray[Any],
 ) -> npt.NDArray[np.uint8]:
     """The inverse of `tied_of_ties`: the tie fields packed by export order. Raises ValueError when `tied`
-    does not fit the values."""
+    does not fit the values. (Integer keys: the C form; else `ties_of_tied_numpy`.)"""
+    table = _sorted_value_table(lengths, ids, keys)
+    if table is None:
+        return ties_of_tied_numpy(lengths, ids, keys, tied, whole)
+    fields = np.ascontiguousarray(tied, dtype=np.uint8)
+    ties = _grid_pack.ties_of_tied(*table[:2], table[2], fields, _whole_flags(whole, len(lengths)))
+    return np.frombuffer(ties, dtype=np.uint8)
+
+
+def ties_of_tied_numpy(
+    lengths: npt.NDArray[Any],
+    ids: npt.NDArray[Any],
+    keys: npt.NDArray[Any],
+    tied: npt.NDArray[Any],
+    whole: npt.NDArray[Any],
+) -> npt.NDArray[np.uint8]:
+    """`ties_of_tied` in numpy, for any keys."""
     at, place, start, stored, last = _tie_runs(lengths, ids, keys, whole)
     count = int(stored.sum())
     if len(tied) != (count + 3) // 4:

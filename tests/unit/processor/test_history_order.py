@@ -14,17 +14,23 @@ import random
 import numpy as np
 import pytest
 
+from otel_leakproc.processor import _grid_pack
 from otel_leakproc.processor.history import (
     INCREMENTS,
     LEVELS,
     CounterGrid,
     Grid,
+    codes_of_widths,
     export_keys,
     naming_positions,
     positions_of_ties,
     tied_of_ties,
+    tied_of_ties_numpy,
     ties_of_positions,
     ties_of_tied,
+    ties_of_tied_numpy,
+    values_by_width,
+    values_by_width_numpy,
 )
 
 NAMES = [f"pkg.site{i:02d}" for i in range(12)]
@@ -267,6 +273,127 @@ def test_tie_fields_of_runs_alone_leave_out_each_runs_last_and_refuse_what_they_
     assert tied_of_ties(lengths, ids, keys, alone, whole) is None
     with pytest.raises(ValueError, match="bytes for 3 tied values"):
         ties_of_tied(lengths, ids, keys, np.zeros(2, np.uint8), whole)
+
+
+def _random_export(rng: random.Random) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """An export of random points (lengths, ids ascending within each point but now and then, integer keys
+    from a few values so runs of every length come up, and each value's naming position: by value, by value
+    with each run of one key in any order, or any order)."""
+    lengths, ids, keys, positions = [], [], [], []
+    for _ in range(rng.randint(0, 12)):
+        n = rng.choice([0, 1, 2, 5, 8, 20, 40, 70])
+        lengths.append(n)
+        ids += rng.sample(range(200), n) if rng.random() < 0.1 else sorted(rng.sample(range(200), n))  # (sparse)
+        spread = rng.choice([1, 2, 3, 6, 50, 1 << 40])
+        point = [rng.randrange(spread) - (rng.random() < 0.1) * (1 << 33) for _ in range(n)]
+        keys += point
+        named = sorted(range(n), key=lambda i: -point[i])  # by value; within a run of one key, as follows
+        if rng.random() < 0.3:
+            rng.shuffle(named)  # any order at all: the point is kept whole
+        elif rng.random() < 0.7:  # runs of one key named in any order: their tie fields
+            runs: dict[int, list[int]] = {}
+            for i in named:
+                runs.setdefault(point[i], []).append(i)
+            named = [i for run in runs.values() for i in rng.sample(run, len(run))]
+        place = {i: at for at, i in enumerate(named)}
+        positions += [place[i] for i in range(n)]
+    arrays = (lengths, ids, keys, positions)
+    return tuple(np.array(a, dtype=np.int64) for a in arrays)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_c_form_of_the_tie_fields_gives_what_the_numpy_reference_gives(seed: int) -> None:
+    """`tied_of_ties`/`ties_of_tied` on integer keys run `_ties.c`; the numpy forms are the reference: the
+    same stored fields, the same None for fields no order allows, the same fields back, the same refusals."""
+    rng = random.Random(900 + seed)
+    for _ in range(150):
+        lengths, ids, keys, positions = _random_export(rng)
+        ties, whole, _ = ties_of_positions(lengths, ids, keys, positions)
+        if rng.random() < 0.3 and len(ties):  # hostile: a field flipped anywhere, a point forced whole
+            ties = ties.copy()
+            ties[rng.randrange(len(ties))] ^= np.uint8(1 << rng.randrange(8))
+        if rng.random() < 0.2 and len(lengths):
+            whole = np.union1d(whole, [rng.randrange(len(lengths))]).astype(np.int32)
+        tied = tied_of_ties(lengths, ids, keys, ties, whole)
+        reference = tied_of_ties_numpy(lengths, ids, keys, ties, whole)
+        assert (tied is None) == (reference is None)
+        if tied is None or reference is None:
+            continue
+        assert tied.tolist() == reference.tolist()
+        assert ties_of_tied(lengths, ids, keys, tied, whole).tolist() == ties.tolist()
+        garbage = np.frombuffer(rng.randbytes(len(tied)), dtype=np.uint8)  # any bytes of the right length
+        assert (
+            ties_of_tied(lengths, ids, keys, garbage, whole).tolist()
+            == ties_of_tied_numpy(lengths, ids, keys, garbage, whole).tolist()
+        )
+        wrong = np.zeros(len(tied) + 1, dtype=np.uint8)
+        with pytest.raises(ValueError, match="tied values") as c_error:
+            ties_of_tied(lengths, ids, keys, wrong, whole)
+        with pytest.raises(ValueError, match="tied values") as numpy_error:
+            ties_of_tied_numpy(lengths, ids, keys, wrong, whole)
+        assert str(c_error.value) == str(numpy_error.value)
+
+
+def test_the_c_form_refuses_counts_that_do_not_add_up() -> None:
+    keys, none = np.array([4, 4, 1]), np.zeros(0)
+    with pytest.raises(ValueError, match="lengths add up to 2, not the 3 keys"):
+        ties_of_tied(np.array([2]), np.array([0, 1, 2]), keys, np.zeros(1, np.uint8), none)
+    with pytest.raises(ValueError, match="16 bytes of ids for 24 bytes of keys"):
+        tied_of_ties(np.array([3]), np.array([0, 1]), keys, np.zeros(1, np.uint8), none)
+    with pytest.raises(ValueError, match="point 0 has 4 values, past the 3 values"):
+        tied_of_ties(np.array([4, -1]), np.array([0, 1, 2]), keys, np.zeros(1, np.uint8), none)
+    with pytest.raises(ValueError, match="whole points out of range"):
+        ties_of_tied(np.array([3]), np.array([0, 1, 2]), keys, np.zeros(1, np.uint8), np.array([1]))
+    with pytest.raises(ValueError, match="0 bytes for 3 values"):
+        tied_of_ties(np.array([3]), np.array([0, 1, 2]), keys, np.zeros(0, np.uint8), none)
+    # The C functions check what they are given on their own: nothing is read outside a buffer.
+    lengths, flags, fields = np.array([2, 1]), np.zeros(2, np.uint8), np.zeros(1, np.uint8)
+    table = np.array([[0, 1], [0, np.iinfo(np.int64).max]])
+    assert _grid_pack.ties_of_tied(lengths, table, 2, fields, flags) == bytearray(1)
+    with pytest.raises(ValueError, match="row 1 of the value table is not its point's places"):
+        _grid_pack.tied_of_ties(lengths, np.array([[0, 1], [1, 0]]), 2, fields, flags)
+    with pytest.raises(ValueError, match="a table of 24 bytes for 2 points of 2"):
+        _grid_pack.ties_of_tied(lengths, table.ravel()[:3], 2, fields, flags)
+    with pytest.raises(ValueError, match="a table of 32 bytes for 2 points of 1"):
+        _grid_pack.ties_of_tied(lengths, table, 1, fields, flags)
+    with pytest.raises(ValueError, match="a whole flag for 1 of 2 points"):
+        _grid_pack.ties_of_tied(lengths, table, 2, fields, flags[:1])
+    with pytest.raises(ValueError, match="must be an int64 buffer"):
+        _grid_pack.ties_of_tied(lengths.astype(np.int32)[:1], table, 2, fields, flags)
+    with pytest.raises(ValueError, match="name 1 spans 65536 codes, more than 16 bits"):
+        _grid_pack.width_groups(np.array([0, 0, 5, 65536], dtype=np.int32), 2)
+    with pytest.raises(ValueError, match="12 bytes of int32 codes for 2 names"):
+        _grid_pack.width_groups(np.array([0, 0, 5], dtype=np.int32), 2)
+    # None where the C forms do not apply: a key past 31 bits, ids not ascending in a point.
+    assert _grid_pack.value_table(lengths, np.array([0, 1, 0]), np.array([1 << 31, 0, 0])) is None
+    assert _grid_pack.value_table(lengths, np.array([1, 0, 0]), keys) is None
+    assert _grid_pack.value_table(lengths, np.array([1, 2, 0]), keys) is not None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_c_form_of_values_by_width_gives_what_the_numpy_reference_gives(seed: int) -> None:
+    """Codes of every name at every point (the usual export) go to `_grid_pack.width_groups`; any export to
+    the numpy form: the same floors, widths and groups, and `codes_of_widths` gives the codes back."""
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        names, points = int(rng.integers(1, 70)), int(rng.integers(0, 50))
+        dtype = rng.choice([np.uint16, np.int16])
+        info = np.iinfo(dtype)
+        level = rng.integers(info.min, info.max, size=names)
+        spread = 1 << rng.integers(0, 17, size=names)  # bands of every width, 0 to 16 bits
+        low = np.clip(level - spread // 2, info.min, info.max)
+        codes = np.clip(low + rng.integers(0, spread, size=(points, names)), info.min, info.max).astype(dtype)
+        ids = np.tile(np.arange(names, dtype=np.int16), points)
+        floor, widths, groups = values_by_width(ids, codes.ravel(), names)
+        ref_floor, ref_widths, ref_groups = values_by_width_numpy(ids, codes.ravel(), names)
+        assert floor.dtype == ref_floor.dtype
+        assert floor.tolist() == ref_floor.tolist()
+        assert widths.tolist() == ref_widths.tolist()
+        assert sorted(groups) == sorted(ref_groups)
+        for w, part in groups.items():
+            assert part.dtype == ref_groups[w].dtype
+            assert part.tolist() == ref_groups[w].tolist()
+        assert codes_of_widths(ids, floor, widths, groups).tolist() == codes.ravel().tolist()
 
 
 def test_a_grid_restores_its_order_state_as_written_and_refuses_fields_that_make_no_order() -> None:
