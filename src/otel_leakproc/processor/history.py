@@ -1719,7 +1719,12 @@ _POWERS = np.int64(1) << np.arange(MAX_WIDTH + 1, dtype=np.int64)
 
 def _every_name(ids: npt.NDArray[Any], names: int) -> bool:
     """Whether an export's ids are every name at every point (0, 1, ... names - 1, point after point)."""
-    return bool(names and len(ids) and len(ids) % names == 0 and (ids.reshape(-1, names) == np.arange(names)).all())
+    if not (names and len(ids) and len(ids) % names == 0) or ids.dtype.kind not in "iu":
+        return False
+    if names - 1 > np.iinfo(ids.dtype).max:
+        return False  # (ids of this dtype cannot name the last name)
+    # Compared in the ids' own dtype: no cast of every id to int64.
+    return bool((ids.reshape(-1, names) == np.arange(names, dtype=ids.dtype)).all())
 
 
 def values_by_width(
