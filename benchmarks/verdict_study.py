@@ -84,7 +84,7 @@ def run(
                     key = SeriesKey("", service, instance, kind)
                     detector = SeriesDetector(key, config)
                     timeline = []
-                    name = f"{corpus.name}/{series_folder.relative_to(corpus)}/{kind.value}"
+                    name = f"{corpus.name}/{Path(series_folder).relative_to(corpus)}/{kind.value}"  # (a str since #15)
                     for i, (summary, version) in enumerate(versioned):
                         shadow = _restored(detector) if round_trip and i else None
                         report = detector.update(summary, version)
