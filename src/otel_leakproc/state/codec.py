@@ -37,6 +37,7 @@ import base64
 import binascii
 import math
 import struct
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ _DTYPE_CODE = {d: i for i, d in enumerate(_DTYPES[:_AS_FLOAT])}
 _WHOLE_LIMIT = float(1 << 53)  # whole floats below this in magnitude are exact as int64
 _INT64 = 1 << 63
 _DOUBLE = struct.Struct("<d")
+_INT64_DTYPE = np.dtype("<i8")
+_FOREIGN_ORDER = ">" if sys.byteorder == "little" else "<"  # how numpy marks a byte order not the machine's
 
 
 # What zlib's and ISA-L's inflate raise on a stream that is not deflate data.
@@ -126,24 +129,38 @@ class Columns:
         see `layout`; a shuffled part's key is not used). `delta` (int64 arrays): stored as the first value
         and the differences after it, zigzag-coded (0, -1, 1, -2... as 0, 1, 2, 3...), which `get` sums back
         (a clock or a counter: its differences need a few of the 8 bytes)."""
-        item = array.dtype.itemsize
-        raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+        # A checkpoint adds some 50 arrays, most of a few hundred bytes: numpy's fixed cost per call is most of
+        # the time here, so every call that would not change the bytes is left out.
+        dtype = array.dtype
+        if dtype.byteorder == _FOREIGN_ORDER:
+            array = array.astype(dtype.newbyteorder("<"))
+            dtype = array.dtype
         if delta:
-            if raw.dtype != np.dtype("<i8"):
-                raise ValueError(f"delta coding of a {raw.dtype.str} array (only int64)")
-            differences = raw.copy()  # wrapping around as `get`'s sum does: exact either way
-            np.subtract(raw[1:], raw[:-1], out=differences[1:])
-            raw = (differences << 1) ^ (differences >> 63)  # zigzag: small negatives have no 0xff bytes
-        if self.shuffled(item, len(raw)):
-            data = np.ascontiguousarray(raw.view(np.uint8).reshape(-1, item).T).tobytes()
-            plane = len(raw)
+            if dtype != _INT64_DTYPE:
+                raise ValueError(f"delta coding of a {dtype.str} array (only int64)")
+            array = _zigzag_differences(array)
+        item = dtype.itemsize
+        n = len(array)
+        if item > 1 and n >= _SHUFFLE_MIN:
+            # Byte k of every element together: the C-order bytes of the transposed (n, item) byte view.
+            data = np.ascontiguousarray(array).view(np.uint8).reshape(n, item).T.tobytes()
+            plane = n
             key = None
         else:
-            data = raw.tobytes()
+            data = array.tobytes()
             plane = len(data)
         at = self.size
         self.parts.append(data)
         self.planes.append(plane)
+        self.keys.append(key)
+        self.size += len(data)
+        return at
+
+    def add_bytes(self, data: bytes, *, key: str | None = None) -> int:
+        """`add` of a uint8 array of `data` (the same bytes, without making the array)."""
+        at = self.size
+        self.parts.append(data)
+        self.planes.append(len(data))
         self.keys.append(key)
         self.size += len(data)
         return at
@@ -159,40 +176,44 @@ class Columns:
         # ISA-L writes and reads the same zlib stream as zlib (blocks written by either are read by both),
         # 5x faster to deflate and 2x to inflate a full series' block, for 1% more bytes.
         stream = isal_zlib.compressobj(level)
+        compress, flush, sync = stream.compress, stream.flush, isal_zlib.Z_SYNC_FLUSH
         out: list[bytes] = []
         pending = False
+        parts = self.parts
         by_key: dict[str, list[int]] = {}
         for i, key in enumerate(self.keys):
             if key is not None:
                 by_key.setdefault(key, []).append(i)
+        # One `compress` call a part, as parts come: ISA-L's stream writes other (as valid) bytes when given
+        # the same input in other pieces, and a record is best written the same by every release.
         for i, key in enumerate(self.keys):
             written = len(out)
             if key is None:
-                data, plane = self.parts[i], self.planes[i]
-            elif key in by_key:
-                group = by_key.pop(key)
-                data = b"".join(self.parts[j] for j in group) if len(group) > 1 else self.parts[i]
+                data, plane = parts[i], self.planes[i]
+            else:
+                group = by_key.pop(key, None)
+                if group is None:  # laid out with the first part of its key
+                    if shares is not None:
+                        shares.append(0)
+                    continue
+                data = b"".join([parts[j] for j in group]) if len(group) > 1 else parts[i]
                 plane = len(data)
-            else:  # laid out with the first part of its key
-                if shares is not None:
-                    shares.append(0)
-                continue
             if plane < _BLOCK_MIN:  # small planes stay with what comes before and after them
-                out.append(stream.compress(data))
+                out.append(compress(data))
                 pending = True
             else:
                 for at in range(0, len(data), plane):
                     if pending:
-                        out.append(stream.flush(isal_zlib.Z_SYNC_FLUSH))
-                    out.append(stream.compress(data[at : at + plane]))
-                    out.append(stream.flush(isal_zlib.Z_SYNC_FLUSH))
+                        out.append(flush(sync))
+                    out.append(compress(data[at : at + plane] if plane < len(data) else data))
+                    out.append(flush(sync))
                     pending = False
             if shares is not None:
                 if pending:
-                    out.append(stream.flush(isal_zlib.Z_SYNC_FLUSH))
+                    out.append(flush(sync))
                     pending = False
                 shares.append(sum(len(b) for b in out[written:]))
-        out.append(stream.flush())
+        out.append(flush())
         return b"".join(out)
 
     @classmethod
@@ -226,6 +247,17 @@ class Columns:
         zigzag = array.view(np.uint64)
         differences = (zigzag >> np.uint64(1)).view(np.int64) ^ -(zigzag & np.uint64(1)).view(np.int64)
         return differences.cumsum(dtype=dtype)
+
+
+def _zigzag_differences(array: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """An int64 array as its first value and the differences after it (wrapping around, as `get`'s sum
+    does: exact either way), zigzag-coded (0, -1, 1, -2... as 0, 1, 2, 3...): a new array."""
+    differences = array.astype(np.int64)  # a copy, in the machine's byte order
+    differences[1:] -= array[:-1]
+    sign = differences >> 63
+    differences <<= 1
+    differences ^= sign
+    return differences
 
 
 # -- values -------------------------------------------------------------------------------------------

@@ -433,26 +433,34 @@ class CheckpointHead:
 def checkpoint_payload(seq: int, key: SeriesKey, resource: dict[str, str], state: dict[str, Any]) -> bytes:
     # The report rides in the head as deflated JSON: restore reads every head at start-up, and C's JSON parser
     # reads a report ten times faster than the pure-Python codec (the report is kept once, here).
-    report = json.dumps(state.get("report"), separators=(",", ":")).encode()
+    report = _to_json(state.get("report")).encode()
     head = encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "report": isal_zlib.compress(report, 1)})
     columns = Columns()  # the history's arrays (a state from `to_state(arrays=True)`)
     index: list[list[Any]] = []
     rest = _take_arrays({k: v for k, v in state.items() if k != "report"}, (), columns, index)  # report: in the head
     rest[_COLUMNS_KEY] = index
-    main = isal_zlib.compress(json.dumps(rest, separators=(",", ":")).encode(), 1)  # a zlib stream
+    main = isal_zlib.compress(_to_json(rest).encode(), 1)  # a zlib stream
     return b"".join((_CHECKPOINT_MAGIC, _U32.pack(len(head)), head, _U32.pack(len(main)), main, columns.pack()))
 
 
 _COLUMNS_KEY = "\0columns"
+_to_json = json.JSONEncoder(separators=(",", ":")).encode  # `json.dumps` with these, without its set-up per call
 
 
-def _whole(array: np.ndarray[Any, Any]) -> bool:
-    """Whether a float64 array holds whole numbers only, each exact as an int64 (no NaN, no -0.0)."""
-    with np.errstate(invalid="ignore"):
-        ints = array.astype(np.int64)  # NaN and infinities give a value they do not equal
-    if not np.array_equal(ints, array) or np.abs(ints).max(initial=0) >= 1 << 53:
-        return False
-    return not np.signbit(array[ints == 0]).any()  # -0.0 would come back as 0.0
+def _whole_ints(array: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.int64]] | None:
+    """A float64 array as int64 if it holds whole numbers only, each below 2**53 in magnitude (so exact as an
+    int64 and back), with no NaN and no -0.0; else None."""
+    if not np.maximum.reduce(np.abs(array)) < _WHOLE_LIMIT:  # False with a NaN: no cast of it to warn about
+        return None
+    ints = array.astype(np.int64)
+    # Back to float64 bit for bit: a fraction comes back another number, -0.0 as 0.0 (another sign bit).
+    return ints if ints.astype(np.float64).tobytes() == array.tobytes() else None
+
+
+# Values `_take_arrays` copies as they are, without looking for a part to finish (`resolve_state`).
+_PLAIN_TYPES = frozenset((int, float, str, bool, type(None)))
+_COLUMN_DTYPE_SET = frozenset(COLUMN_DTYPES)
+_STR_ONLY = {str}
 
 
 def _take_arrays(
@@ -464,26 +472,44 @@ def _take_arrays(
     name and stored dtype share a deflate block (`_block_key`): a series' start and its history, say."""
     out: dict[str, Any] = {}
     for k, item in value.items():
-        resolve = getattr(item, "resolve_state", None)
-        # A part the detector left for the encoder to finish (in its thread).
-        v = item if resolve is None else resolve()
+        kind = type(item)
+        if kind in _PLAIN_TYPES:
+            out[k] = item
+            continue
+        v = item
+        if kind is not np.ndarray and kind is not dict and kind is not list:
+            resolve = getattr(item, "resolve_state", None)
+            # A part the detector left for the encoder to finish (in its thread).
+            if resolve is not None:
+                v = resolve()
         if isinstance(v, np.ndarray):
-            if v.ndim != 1 or v.dtype.str not in COLUMN_DTYPES:
-                raise TypeError(f"{'.'.join((*path, k))}: an array of {v.ndim} dimensions, dtype {v.dtype.str}")
             dtype = v.dtype.str
-            if len(v) >= 4 and (dtype == "<i8" or (dtype == "<f8" and _whole(v))):
-                columns.add(v.astype("<i8"), delta=True, key=_block_key(k, "<i8"))
-                index.append([[*path, k], dtype, len(v), _DELTA])
+            if v.ndim != 1 or dtype not in _COLUMN_DTYPE_SET:
+                raise TypeError(f"{'.'.join((*path, k))}: an array of {v.ndim} dimensions, dtype {dtype}")
+            n = len(v)
+            ints = None
+            if n >= 4:
+                if dtype == "<i8":
+                    ints = v
+                elif dtype == "<f8":
+                    ints = _whole_ints(v)
+            if ints is not None:
+                columns.add(ints, delta=True, key=_block_key(k, "<i8"))
+                index.append([[*path, k], dtype, n, _DELTA])
             else:
                 columns.add(v, key=_block_key(k, dtype))
-                index.append([[*path, k], dtype, len(v)])
+                index.append([[*path, k], dtype, n])
             out[k] = None
         elif isinstance(v, dict):
             out[k] = _take_arrays(v, (*path, k), columns, index)
-        elif type(v) is list and len(v) >= _STRINGS_MIN and all(type(x) is str and "\0" not in x for x in v):
-            text = np.frombuffer("\0".join(v).encode(), dtype=np.uint8)
-            columns.add(text, key=_block_key(k, _STRINGS))
-            index.append([[*path, k], _STRINGS, len(v), len(text)])
+        elif type(v) is list and len(v) >= _STRINGS_MIN and set(map(type, v)) == _STR_ONLY:
+            text = "\0".join(v)
+            if text.count("\0") != len(v) - 1:  # a string holds a NUL: the list stays in the JSON
+                out[k] = v
+                continue
+            data = text.encode()
+            columns.add_bytes(data, key=_block_key(k, _STRINGS))
+            index.append([[*path, k], _STRINGS, len(v), len(data)])
             out[k] = None
         else:
             out[k] = v
