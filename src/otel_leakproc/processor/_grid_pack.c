@@ -89,28 +89,29 @@ static PyObject *value_table(PyObject *self, PyObject *args) {
     }
     Py_ssize_t points = lengths.len / 8;
     const int64_t *len = lengths.buf, *id = ids.buf, *key = keys.buf;
-    for (Py_ssize_t i = 0, p = 0, end = 0; i < n; i++) {
-        while (i == end) {
-            end += (Py_ssize_t)len[p++];
-        }
-        if (key[i] < 0 || key[i] >= KEY_LIMIT || (i + 1 < end && id[i + 1] <= id[i])) {
-            result = Py_NewRef(Py_None);
-            goto done;
-        }
-    }
     PyObject *table = PyByteArray_FromStringAndSize(NULL, points * width * 8);
     if (!table) {
         goto done;
     }
     int64_t *row = (int64_t *)PyByteArray_AS_STRING(table);
-    for (Py_ssize_t p = 0, i = 0; p < points; p++, row += width) {
-        Py_ssize_t k = 0;
-        for (; k < (Py_ssize_t)len[p]; k++, i++) {
-            row[k] = ((KEY_LIMIT - 1 - key[i]) << 32) | k;
+    uint64_t outside = 0; /* nonzero once a key is outside [0, 2**31) or an id is not above the one before */
+    for (Py_ssize_t p = 0; p < points; p++, row += width) {
+        Py_ssize_t count = (Py_ssize_t)len[p];
+        for (Py_ssize_t k = 0; k < count; k++) {
+            outside |= (uint64_t)key[k] >> 31;
+            outside |= k && id[k] <= id[k - 1];
+            row[k] = ((KEY_LIMIT - 1 - key[k]) << 32) | k;
         }
-        for (; k < width; k++) {
+        for (Py_ssize_t k = count; k < width; k++) {
             row[k] = INT64_MAX;
         }
+        key += count;
+        id += count;
+    }
+    if (outside) {
+        Py_DECREF(table);
+        result = Py_NewRef(Py_None);
+        goto done;
     }
     result = Py_BuildValue("(Nn)", table, width);
 done:
@@ -153,49 +154,18 @@ static int sorted_open(Sorted *x, PyObject *args) {
         PyErr_Format(PyExc_ValueError, "grid pack: a whole flag for %zd of %zd points", x->whole.len, x->points);
         return -1;
     }
-    const int64_t *len = x->lengths.buf, *table = x->table.buf;
-    for (Py_ssize_t p = 0; p < x->points; p++) {
-        for (Py_ssize_t k = 0; k < (Py_ssize_t)len[p]; k++) {
-            if ((table[p * x->width + k] & PLACE_MASK) >= len[p]) {
-                PyErr_Format(PyExc_ValueError, "grid pack: row %zd of the value table is not its point's places", p);
-                return -1;
-            }
-        }
-    }
     return 0;
 }
 
-/* The runs of an export, point by point: after `next_run` returns 1, values i..j-1 of point p's sorted
- * `row` are a run (their export index: `from` plus a row entry's place). */
-typedef struct {
-    const Sorted *x;
-    const int64_t *row;
-    Py_ssize_t p, from, i, j;
-} Runs;
-
-static int next_run(Runs *r) {
-    const int64_t *len = r->x->lengths.buf;
-    while (r->p < r->x->points) {
-        Py_ssize_t count = (Py_ssize_t)len[r->p];
-        const int64_t *row = r->row = (const int64_t *)r->x->table.buf + r->p * r->x->width;
-        for (Py_ssize_t i = r->j; i < count;) {
-            Py_ssize_t j = i + 1;
-            while (j < count && (row[j] >> 32) == (row[i] >> 32)) {
-                j++;
-            }
-            if (j - i >= 2) {
-                r->i = i;
-                r->j = j;
-                return 1;
-            }
-            i = j;
-        }
-        r->from += count;
-        r->p++;
-        r->j = 0;
-    }
-    return 0;
+/* Runs are read from each point's sorted row: values i..j-1 with one key (the row's high 32 bits), their
+ * export indices the point's first plus the places in the low 32 bits. Only the places of values in runs
+ * are read, so only they are checked (`bad_row`). */
+static void bad_row(Py_ssize_t p) {
+    PyErr_Format(PyExc_ValueError, "grid pack: row %zd of the value table is not its point's places", p);
 }
+
+/* The count of fields not 0 in each byte of packed tie fields. */
+static uint8_t nonzero_fields[256];
 
 static PyObject *tied_of_ties(PyObject *self, PyObject *args) {
     (void)self;
@@ -210,34 +180,48 @@ static PyObject *tied_of_ties(PyObject *self, PyObject *args) {
         PyErr_Format(PyExc_ValueError, "grid ties: %zd bytes for %zd values", x.fields.len, x.n);
         goto done;
     }
-    Py_ssize_t nonzero = 0; /* fields not 0: a bit per field, `(b | b >> 1) & 0x55`, counted */
+    Py_ssize_t nonzero = 0;
     for (Py_ssize_t i = 0; i < x.fields.len; i++) {
-        nonzero += __builtin_popcount((unsigned)(ties[i] | ties[i] >> 1) & 0x55u);
+        nonzero += nonzero_fields[ties[i]];
     }
     kept = PyMem_Calloc((size_t)(x.n / 4 + 1), 1);
     if (!kept) {
         PyErr_NoMemory();
         goto done;
     }
-    Py_ssize_t stored = 0, in_runs = 0;
+    Py_ssize_t stored = 0, in_runs = 0, from = 0;
     int fits = 1;
-    for (Runs r = {.x = &x}; next_run(&r);) {
-        const Py_ssize_t i = r.i, j = r.j;
-        const int64_t *row = r.row;
-        int tied = j - i <= 4 && !whole[r.p];
-        int64_t taken = 0, places = 0;
-        for (Py_ssize_t k = i; k < j; k++) {
-            int f = field_at(ties, r.from + (row[k] & PLACE_MASK));
-            in_runs += f != 0;
-            if (!tied) {
-                fits &= f == 0;
-            } else if (k < j - 1) { /* stored */
-                taken += i + ((k - i + f) & 3);
-                places += k;
-                kept[stored >> 2] |= (uint8_t)(f << ((stored & 3) << 1));
-                stored++;
-            } else { /* the run's last: the position the others leave */
-                fits &= ((places - taken) & 3) == f;
+    const int64_t *len = x.lengths.buf;
+    for (Py_ssize_t p = 0; p < x.points; from += (Py_ssize_t)len[p], p++) {
+        const int64_t *row = (const int64_t *)x.table.buf + p * x.width;
+        const Py_ssize_t count = (Py_ssize_t)len[p];
+        for (Py_ssize_t i = 0, j; i < count; i = j) {
+            const int64_t key = row[i] >> 32;
+            for (j = i + 1; j < count && row[j] >> 32 == key; j++) {
+            }
+            if (j - i < 2) {
+                continue;
+            }
+            int tied = j - i <= 4 && !whole[p];
+            int64_t taken = 0, places = 0;
+            for (Py_ssize_t k = i; k < j; k++) {
+                int64_t place = row[k] & PLACE_MASK;
+                if (place >= count) {
+                    bad_row(p);
+                    goto done;
+                }
+                int f = field_at(ties, from + (Py_ssize_t)place);
+                in_runs += f != 0;
+                if (!tied) {
+                    fits &= f == 0;
+                } else if (k < j - 1) { /* stored */
+                    taken += i + ((k - i + f) & 3);
+                    places += k;
+                    kept[stored >> 2] |= (uint8_t)(f << ((stored & 3) << 1));
+                    stored++;
+                } else { /* the run's last: the position the others leave */
+                    fits &= ((places - taken) & 3) == f;
+                }
             }
         }
     }
@@ -267,12 +251,26 @@ static PyObject *ties_of_tied(PyObject *self, PyObject *args) {
     }
     uint8_t *out = (uint8_t *)PyByteArray_AS_STRING(result);
     memset(out, 0, (size_t)((x.n + 3) / 4));
-    for (Runs r = {.x = &x}; next_run(&r);) {
-        const Py_ssize_t i = r.i, j = r.j;
-        const int64_t *row = r.row;
-        if (j - i <= 4 && !whole[r.p]) {
+    const int64_t *len = x.lengths.buf;
+    Py_ssize_t from = 0;
+    for (Py_ssize_t p = 0; p < x.points; from += (Py_ssize_t)len[p], p++) {
+        const int64_t *row = (const int64_t *)x.table.buf + p * x.width;
+        const Py_ssize_t count = (Py_ssize_t)len[p];
+        for (Py_ssize_t i = 0, j; i < count; i = j) {
+            const int64_t key = row[i] >> 32;
+            for (j = i + 1; j < count && row[j] >> 32 == key; j++) {
+            }
+            if (j - i < 2 || j - i > 4 || whole[p]) {
+                continue;
+            }
             int64_t taken = 0, places = 0;
             for (Py_ssize_t k = i; k < j; k++) {
+                int64_t place = row[k] & PLACE_MASK;
+                if (place >= count) {
+                    bad_row(p);
+                    Py_CLEAR(result);
+                    goto done;
+                }
                 int f;
                 if (k < j - 1) {
                     f = stored < available ? field_at(tied, stored) : 0;
@@ -282,7 +280,7 @@ static PyObject *ties_of_tied(PyObject *self, PyObject *args) {
                 } else { /* the position the others leave: the run's places less theirs */
                     f = (int)((places - taken) & 3);
                 }
-                Py_ssize_t at = r.from + (Py_ssize_t)(row[k] & PLACE_MASK);
+                Py_ssize_t at = from + (Py_ssize_t)place;
                 out[at >> 2] |= (uint8_t)(f << ((at & 3) << 1));
             }
         }
@@ -302,7 +300,6 @@ static PyObject *width_groups(PyObject *self, PyObject *args) {
     Py_ssize_t names;
     PyObject *floor_out = NULL, *widths_out = NULL, *groups = NULL, *result = NULL;
     int32_t *top = NULL;
-    Py_ssize_t *columns = NULL;
     if (!PyArg_ParseTuple(args, "y*n", &codes, &names)) {
         return NULL;
     }
@@ -326,16 +323,14 @@ static PyObject *width_groups(PyObject *self, PyObject *args) {
     }
     int32_t *floor = (int32_t *)PyByteArray_AS_STRING(floor_out);
     uint8_t *widths = (uint8_t *)PyByteArray_AS_STRING(widths_out);
-    for (Py_ssize_t c = 0; c < names; c++) {
-        floor[c] = points ? code[c] : 0;
-        top[c] = floor[c];
-    }
-    for (Py_ssize_t p = 1; p < points; p++) {
-        const int32_t *row = code + p * names;
-        for (Py_ssize_t c = 0; c < names; c++) {
-            floor[c] = row[c] < floor[c] ? row[c] : floor[c];
-            top[c] = row[c] > top[c] ? row[c] : top[c];
+    for (Py_ssize_t c = 0; c < names; c++) { /* a column at a time: its least and largest in registers */
+        int32_t least = points ? code[c] : 0, most = least;
+        for (const int32_t *v = code + c + names, *end = code + n; v < end; v += names) {
+            least = *v < least ? *v : least;
+            most = *v > most ? *v : most;
         }
+        floor[c] = least;
+        top[c] = most;
     }
     Py_ssize_t per_width[MAX_WIDTH + 1] = {0};
     for (Py_ssize_t c = 0; c < names; c++) {
@@ -352,55 +347,44 @@ static PyObject *width_groups(PyObject *self, PyObject *args) {
         widths[c] = (uint8_t)w;
         per_width[w]++;
     }
-    /* The names of each width, in id order: columns[start[w] .. start[w + 1]). */
-    columns = PyMem_Malloc((size_t)names * sizeof(Py_ssize_t));
-    if (!columns) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    Py_ssize_t start[MAX_WIDTH + 2] = {0};
-    for (int w = 0; w <= MAX_WIDTH; w++) {
-        start[w + 1] = start[w] + per_width[w];
-    }
-    Py_ssize_t next[MAX_WIDTH + 1];
-    memcpy(next, start, sizeof(next));
-    for (Py_ssize_t c = 0; c < names; c++) {
-        columns[next[widths[c]]++] = c;
-    }
+    /* Each group: a row per point of its names' differences, by id; written a column at a time. */
+    char *part_of[MAX_WIDTH + 1] = {0};
     for (int w = 1; w <= MAX_WIDTH; w++) {
-        Py_ssize_t count = per_width[w];
-        if (!count) {
+        if (!per_width[w]) {
             continue;
         }
-        const Py_ssize_t *these = columns + start[w];
-        PyObject *part = PyByteArray_FromStringAndSize(NULL, points * count * (w > 8 ? 2 : 1));
-        if (!part) {
-            goto done;
-        }
-        if (w > 8) {
-            uint16_t *out = (uint16_t *)PyByteArray_AS_STRING(part);
-            for (Py_ssize_t p = 0; p < points; p++, out += count) {
-                const int32_t *row = code + p * names;
-                for (Py_ssize_t k = 0; k < count; k++) {
-                    out[k] = (uint16_t)(row[these[k]] - floor[these[k]]);
-                }
-            }
-        } else {
-            uint8_t *out = (uint8_t *)PyByteArray_AS_STRING(part);
-            for (Py_ssize_t p = 0; p < points; p++, out += count) {
-                const int32_t *row = code + p * names;
-                for (Py_ssize_t k = 0; k < count; k++) {
-                    out[k] = (uint8_t)(row[these[k]] - floor[these[k]]);
-                }
-            }
-        }
-        PyObject *width_key = PyLong_FromLong(w);
+        PyObject *part = PyByteArray_FromStringAndSize(NULL, points * per_width[w] * (w > 8 ? 2 : 1));
+        PyObject *width_key = part ? PyLong_FromLong(w) : NULL;
         int failed = !width_key || PyDict_SetItem(groups, width_key, part) < 0;
         Py_XDECREF(width_key);
-        Py_DECREF(part);
+        if (part) {
+            part_of[w] = PyByteArray_AS_STRING(part);
+            Py_DECREF(part); /* (held by `groups`) */
+        }
         if (failed) {
             goto done;
         }
+    }
+    Py_ssize_t rank[MAX_WIDTH + 1] = {0};
+    for (Py_ssize_t c = 0; c < names; c++) {
+        int w = widths[c];
+        if (!w) {
+            continue;
+        }
+        Py_ssize_t stride = per_width[w];
+        const int32_t *v = code + c;
+        if (w > 8) {
+            uint16_t *out = (uint16_t *)part_of[w] + rank[w];
+            for (Py_ssize_t p = 0; p < points; p++, v += names, out += stride) {
+                *out = (uint16_t)(*v - floor[c]);
+            }
+        } else {
+            uint8_t *out = (uint8_t *)part_of[w] + rank[w];
+            for (Py_ssize_t p = 0; p < points; p++, v += names, out += stride) {
+                *out = (uint8_t)(*v - floor[c]);
+            }
+        }
+        rank[w]++;
     }
     result = PyTuple_Pack(3, floor_out, widths_out, groups);
 done:
@@ -408,7 +392,6 @@ done:
     Py_XDECREF(widths_out);
     Py_XDECREF(groups);
     PyMem_Free(top);
-    PyMem_Free(columns);
     PyBuffer_Release(&codes);
     return result;
 }
@@ -427,5 +410,8 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__grid_pack(void) {
+    for (int b = 0; b < 256; b++) {
+        nonzero_fields[b] = (uint8_t)(((b & 3) != 0) + ((b & 12) != 0) + ((b & 48) != 0) + ((b & 192) != 0));
+    }
     return PyModule_Create(&module);
 }

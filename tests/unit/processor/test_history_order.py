@@ -350,8 +350,10 @@ def test_the_c_form_refuses_counts_that_do_not_add_up() -> None:
     lengths, flags, fields = np.array([2, 1]), np.zeros(2, np.uint8), np.zeros(1, np.uint8)
     table = np.array([[0, 1], [0, np.iinfo(np.int64).max]])
     assert _grid_pack.ties_of_tied(lengths, table, 2, fields, flags) == bytearray(1)
+    with pytest.raises(ValueError, match="row 0 of the value table is not its point's places"):
+        _grid_pack.tied_of_ties(lengths, np.array([[7 << 32, 7 << 32 | 2], [0, 0]]), 2, fields, flags)  # a run
     with pytest.raises(ValueError, match="row 1 of the value table is not its point's places"):
-        _grid_pack.tied_of_ties(lengths, np.array([[0, 1], [1, 0]]), 2, fields, flags)
+        _grid_pack.ties_of_tied(np.array([1, 2]), np.array([[0, 0], [5 << 32 | 9, 5 << 32]]), 2, fields, flags)
     with pytest.raises(ValueError, match="a table of 24 bytes for 2 points of 2"):
         _grid_pack.ties_of_tied(lengths, table.ravel()[:3], 2, fields, flags)
     with pytest.raises(ValueError, match="a table of 32 bytes for 2 points of 1"):
