@@ -544,35 +544,42 @@ def _put_arrays(value: dict[str, Any], columns: Columns, layout: int) -> None:
     try:
         if layout == 4:
             parts: list[tuple[int, str | None]] = []
-            for path, dtype, n, *extra in index:
+            for entry in index:
+                dtype = entry[1]
                 if dtype == _STRINGS:
-                    parts.append((extra[0], f"{path[-1]}/{_STRINGS}"))
+                    parts.append((entry[3], f"{entry[0][-1]}/{_STRINGS}"))
                     continue
-                stored = "<i8" if extra else dtype
+                stored = "<i8" if len(entry) > 3 else dtype
                 item = _ITEMSIZE[stored]
-                parts.append((n * item, None if item > 1 and n >= _SHUFFLE_MIN else f"{path[-1]}/{stored}"))
+                n = entry[2]
+                parts.append((n * item, None if item > 1 and n >= _SHUFFLE_MIN else f"{entry[0][-1]}/{stored}"))
             offsets = Columns.layout(parts)
         else:
             offsets = [entry[3] for entry in index]
         get = columns.get
+        deltas: list[tuple[dict[str, Any], str, str]] = []  # where, name, dtype of each delta column
+        spans: list[tuple[int, int]] = []  # its length and offset: decoded together below
         for entry, offset in zip(index, offsets, strict=True):
             path, dtype, n = entry[0], entry[1], entry[2]
-            coding: list[Any] = entry[3:] if layout == 4 else []
             where = value
             for k in path[:-1]:
                 where = where[k]
             if dtype == _STRINGS:
-                strings = get("|u1", coding[0], offset).tobytes().decode().split("\0")
+                if layout != 4:
+                    raise ValueError(f"column {path}: a string column in a layout without them")
+                strings = columns.text(offset, entry[3]).split("\0")
                 if len(strings) != n:
                     raise ValueError(f"column {path}: {len(strings)} strings, not {n}")
                 where[path[-1]] = strings
-            elif not coding:
+            elif len(entry) == 3 or layout != 4:
                 where[path[-1]] = get(dtype, n, offset)
-            elif coding == [_DELTA] and dtype in ("<i8", "<f8"):
-                array = get("<i8", n, offset, delta=True)
-                where[path[-1]] = array if dtype == "<i8" else array.astype(np.float64)
+            elif len(entry) == 4 and entry[3] == _DELTA and dtype in ("<i8", "<f8"):
+                deltas.append((where, path[-1], dtype))
+                spans.append((n, offset))
             else:
-                raise ValueError(f"column {path}: coding {coding} of a {dtype} array")
+                raise ValueError(f"column {path}: coding {entry[3:]} of a {dtype} array")
+        for (where, name, dtype), array in zip(deltas, columns.get_deltas(spans), strict=True):
+            where[name] = array if dtype == "<i8" else array.astype(np.float64)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise CodecError(f"checkpoint state: bad column index: {exc}") from exc
 
