@@ -4,7 +4,10 @@ back as they were; the column block's batched and fast paths give what its gener
 
 from __future__ import annotations
 
+import json
+import struct
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +117,31 @@ def test_strings_of_a_column_block_are_read_as_utf8_and_bounded() -> None:
 def test_a_checkpoint_cut_short_is_refused() -> None:
     with pytest.raises(CodecError, match="column block"):
         checkpoint_state(FIXTURE.read_bytes()[:-40])
+
+
+def _with_index(payload: bytes, change: Any) -> bytes:
+    """`payload` (CB4) with its column index passed through `change`."""
+    (n,) = struct.unpack_from("<I", payload, 4)
+    start = 8 + n
+    (m,) = struct.unpack_from("<I", payload, start)
+    rest = json.loads(zlib.decompress(payload[start + 4 : start + 4 + m]))
+    rest["\0columns"] = change(rest["\0columns"])
+    main = zlib.compress(json.dumps(rest, separators=(",", ":")).encode())
+    return payload[:start] + struct.pack("<I", len(main)) + main + payload[start + 4 + m :]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [(2, 10**9, "past the block"), (2, -1, "length -1"), (1, "<c16", "'<c16'"), (2, "7", "str")],
+)
+def test_a_column_index_entry_out_of_its_block_is_refused_with_the_reason(field: int, value: Any, message: str) -> None:
+    payload = FIXTURE.read_bytes()
+    assert checkpoint_state(_with_index(payload, lambda index: index))["columns"]["|u1"]["200"].tolist()
+
+    def change(index: list[list[Any]]) -> list[list[Any]]:
+        (entry,) = [e for e in index if e[0] == ["columns", "|u1", "200"]]  # a plain (unshuffled) array
+        entry[field] = value
+        return index
+
+    with pytest.raises(CodecError, match=message):
+        checkpoint_state(_with_index(payload, change))

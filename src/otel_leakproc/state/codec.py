@@ -224,6 +224,12 @@ class Columns:
         except INFLATE_ERRORS as exc:
             raise CodecError(f"column block does not inflate: {exc}") from exc
 
+    def block(self) -> bytes:
+        """The inflated block (`unpack`)."""
+        if self._data is None:
+            raise ValueError("a column reference without a column block")
+        return self._data
+
     def get(self, dtype_str: str, n: int, offset: int, *, delta: bool = False) -> np.ndarray[Any, Any]:
         """The array of `n` elements of `dtype_str` (one of COLUMN_DTYPES) added at `offset` (read-only
         unless `delta` or shuffled, as `add` wrote it)."""

@@ -50,6 +50,7 @@ from isal import isal_zlib
 
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, SiteValue
 from otel_leakproc.state.codec import (
+    _COLUMN_DTYPE,
     _DICT,
     _INT,
     _SHUFFLE_MIN,
@@ -444,7 +445,9 @@ def checkpoint_payload(seq: int, key: SeriesKey, resource: dict[str, str], state
 
 
 _COLUMNS_KEY = "\0columns"
-_to_json = json.JSONEncoder(separators=(",", ":")).encode  # `json.dumps` with these, without its set-up per call
+# `json.dumps` with these separators, without its set-up per call; a state holds no cycles (a detector's
+# `to_state` builds it afresh), so the encoder need not look for them: the same text.
+_to_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 def _whole_ints(array: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.int64]] | None:
@@ -502,7 +505,7 @@ def _take_arrays(
             out[k] = None
         elif isinstance(v, dict):
             out[k] = _take_arrays(v, (*path, k), columns, index)
-        elif type(v) is list and len(v) >= _STRINGS_MIN and set(map(type, v)) == _STR_ONLY:
+        elif type(v) is list and len(v) >= _STRINGS_MIN and type(v[0]) is str and set(map(type, v)) == _STR_ONLY:
             text = "\0".join(v)
             if text.count("\0") != len(v) - 1:  # a string holds a NUL: the list stays in the JSON
                 out[k] = v
@@ -557,6 +560,8 @@ def _put_arrays(value: dict[str, Any], columns: Columns, layout: int) -> None:
         else:
             offsets = [entry[3] for entry in index]
         get = columns.get
+        data = columns.block()
+        size = len(data)
         deltas: list[tuple[dict[str, Any], str, str]] = []  # where, name, dtype of each delta column
         spans: list[tuple[int, int]] = []  # its length and offset: decoded together below
         for entry, offset in zip(index, offsets, strict=True):
@@ -572,7 +577,16 @@ def _put_arrays(value: dict[str, Any], columns: Columns, layout: int) -> None:
                     raise ValueError(f"column {path}: {len(strings)} strings, not {n}")
                 where[path[-1]] = strings
             elif len(entry) == 3 or layout != 4:
-                where[path[-1]] = get(dtype, n, offset)
+                stored = _COLUMN_DTYPE.get(dtype)
+                if (
+                    stored is not None
+                    and (stored.itemsize == 1 or n < _SHUFFLE_MIN)
+                    and n >= 0
+                    and 0 <= offset <= size - n * stored.itemsize
+                ):  # an array stored as it is (most are): a view of the block, as `get` gives
+                    where[path[-1]] = np.frombuffer(data, stored, n, offset)
+                else:  # shuffled, or not in the block (`get` says why)
+                    where[path[-1]] = get(dtype, n, offset)
             elif len(entry) == 4 and entry[3] == _DELTA and dtype in ("<i8", "<f8"):
                 deltas.append((where, path[-1], dtype))
                 spans.append((n, offset))
