@@ -23,8 +23,10 @@ Flag bit 0: the payload is zlib-compressed. A reader refuses a codec version it 
 Column blocks (`Columns`): numpy arrays appended one after the other, each of 64 elements or more
 byte-shuffled (byte k of every element together, so the exponent and high bytes of a column sit side by
 side), deflated once; read back
-with one inflate and an `np.frombuffer` view per array (no step per element). A checkpoint keeps the
-detector's history so (records.py).
+with one inflate and an `np.frombuffer` view per array (no step per element), the int64 differences of
+all the arrays stored so summed back in one pass (`get_deltas`). A checkpoint keeps the detector's
+history so (records.py): some 50 arrays of a few hundred bytes each, so numpy's fixed cost per call is
+most of the time there, and both directions make as few calls per array as they can.
 
 Versions: 2 added the whole-number float arrays and the string lists; 3 the checkpoint layout with a
 column block (records.py). Records of versions 1 and 2 are read by the same decoder (they use a subset of
