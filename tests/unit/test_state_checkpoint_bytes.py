@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 
 from otel_leakproc.state.codec import Columns
-from otel_leakproc.state.records import CodecError, _whole_ints, checkpoint_payload, checkpoint_state
+from otel_leakproc.state.records import (
+    CodecError,
+    _layout_offsets,
+    _whole_ints,
+    checkpoint_payload,
+    checkpoint_state,
+    decode_index,
+)
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "testdata" / "state"))
 from make_checkpoint_columns import FIXTURE, KEY, RESOURCE, SEQ, column_state
@@ -145,3 +152,18 @@ def test_a_column_index_entry_out_of_its_block_is_refused_with_the_reason(field:
 
     with pytest.raises(CodecError, match=message):
         checkpoint_state(_with_index(payload, change))
+
+
+def test_column_offsets_of_an_index_are_those_columns_layout_gives() -> None:
+    index = decode_index(FIXTURE.read_bytes())
+    parts: list[tuple[int, str | None]] = []
+    for path, dtype, n, *extra in index:  # sizes and keys as the encoder gave them (`_take_arrays`)
+        if dtype == "str":
+            parts.append((extra[0], f"{path[-1]}/str"))
+            continue
+        stored = "<i8" if extra else dtype
+        item = np.dtype(stored).itemsize
+        parts.append((n * item, None if Columns.shuffled(item, n) else f"{path[-1]}/{stored}"))
+    keys = [key for _, key in parts if key is not None]
+    assert len(keys) > len(set(keys))  # arrays that share a key
+    assert _layout_offsets(index) == Columns.layout(parts)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import struct
 import zlib
@@ -538,6 +539,38 @@ def _block_key(name: str, stored: str) -> str:
     return f"{name}/{stored}"
 
 
+def _layout_offsets(index: list[list[Any]]) -> list[int]:
+    """Where each entry of a CB4 column index starts in the block: `Columns.layout` of each entry's size and
+    key (`_block_key`, here the pair it joins), in one pass. The parts of a key share a slot where its first
+    part came, the others have one each; an entry's offset is its slot's start plus what came before it in
+    the slot."""
+    slot_sizes: list[int] = []
+    slots: dict[tuple[str, str], int] = {}
+    places: list[tuple[int, int]] = []  # each entry's slot and offset in it
+    for entry in index:
+        dtype = entry[1]
+        if dtype == _STRINGS:
+            size = entry[3]
+            key: tuple[str, str] | None = (entry[0][-1], dtype)
+        else:
+            stored = "<i8" if len(entry) > 3 else dtype
+            item = _ITEMSIZE[stored]
+            n = entry[2]
+            size = n * item
+            key = None if item > 1 and n >= _SHUFFLE_MIN else (entry[0][-1], stored)
+        slot = None if key is None else slots.get(key)
+        if slot is None:
+            if key is not None:
+                slots[key] = len(slot_sizes)
+            places.append((len(slot_sizes), 0))
+            slot_sizes.append(size)
+        else:
+            places.append((slot, slot_sizes[slot]))
+            slot_sizes[slot] += size
+    starts = list(itertools.accumulate(slot_sizes, initial=0))
+    return [starts[slot] + at for slot, at in places]
+
+
 def _put_arrays(value: dict[str, Any], columns: Columns, layout: int) -> None:
     """Put the arrays of `columns` back into `value` where its column index says (layout 4: the offsets
     from `Columns.layout`; 3: written in each entry)."""
@@ -545,20 +578,7 @@ def _put_arrays(value: dict[str, Any], columns: Columns, layout: int) -> None:
     if not isinstance(index, list):
         raise CodecError("checkpoint state: no column index")
     try:
-        if layout == 4:
-            parts: list[tuple[int, str | None]] = []
-            for entry in index:
-                dtype = entry[1]
-                if dtype == _STRINGS:
-                    parts.append((entry[3], f"{entry[0][-1]}/{_STRINGS}"))
-                    continue
-                stored = "<i8" if len(entry) > 3 else dtype
-                item = _ITEMSIZE[stored]
-                n = entry[2]
-                parts.append((n * item, None if item > 1 and n >= _SHUFFLE_MIN else f"{entry[0][-1]}/{stored}"))
-            offsets = Columns.layout(parts)
-        else:
-            offsets = [entry[3] for entry in index]
+        offsets = _layout_offsets(index) if layout == 4 else [entry[3] for entry in index]  # CB3: written in
         get = columns.get
         data = columns.block()
         size = len(data)

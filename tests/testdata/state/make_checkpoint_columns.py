@@ -81,6 +81,13 @@ def column_state() -> dict[str, Any]:
             "empty": [""] * 8,
         },
         "deep": {"a": {"b": {"c": np.arange(70, dtype="<i4"), "d": [1, 2, 3]}}},
+        # Arrays of the names above in another dict (a detector's early history, say): those of one name and
+        # stored dtype are laid out together (`Columns.layout`).
+        "early": {
+            "columns": {d: {k: a[: len(a) // 2] for k, a in columns[d].items()} for d in ("|u1", "<i2", "<i8")},
+            "whole": {"clock64": whole["clock64"][:10]},
+            "strings": {"names": [f"early.fn{i}" for i in range(9)]},
+        },
     }
 
 
