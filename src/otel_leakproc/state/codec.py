@@ -23,8 +23,10 @@ Flag bit 0: the payload is zlib-compressed. A reader refuses a codec version it 
 Column blocks (`Columns`): numpy arrays appended one after the other, each of 64 elements or more
 byte-shuffled (byte k of every element together, so the exponent and high bytes of a column sit side by
 side), deflated once; read back
-with one inflate and an `np.frombuffer` view per array (no step per element). A checkpoint keeps the
-detector's history so (records.py).
+with one inflate and an `np.frombuffer` view per array (no step per element), the int64 differences of
+all the arrays stored so summed back in one pass (`get_deltas`). A checkpoint keeps the detector's
+history so (records.py): some 50 arrays of a few hundred bytes each, so numpy's fixed cost per call is
+most of the time there, and both directions make as few calls per array as they can.
 
 Versions: 2 added the whole-number float arrays and the string lists; 3 the checkpoint layout with a
 column block (records.py). Records of versions 1 and 2 are read by the same decoder (they use a subset of
@@ -76,6 +78,8 @@ _WHOLE_LIMIT = float(1 << 53)  # whole floats below this in magnitude are exact 
 _INT64 = 1 << 63
 _DOUBLE = struct.Struct("<d")
 _INT64_DTYPE = np.dtype("<i8")
+_ONE = np.uint64(1)
+_ZERO_ROW = np.zeros((1, 8), dtype=np.uint8)
 _FOREIGN_ORDER = ">" if sys.byteorder == "little" else "<"  # how numpy marks a byte order not the machine's
 
 
@@ -91,10 +95,9 @@ class Columns:
     """A column block: the arrays of one encoded value, byte-shuffled, one after the other (arrays of one
     `key` together, see `layout`)."""
 
-    __slots__ = ("_bytes", "_data", "keys", "parts", "planes", "size")
+    __slots__ = ("_data", "keys", "parts", "planes", "size")
 
     def __init__(self, data: bytes | None = None) -> None:
-        self._bytes: np.ndarray[Any, np.dtype[np.uint8]] | None = None  # `_data` as an array, once read
         self.parts: list[bytes] = []  # the bytes of each array added (its byte planes one after the other)
         self.planes: list[int] = []  # the size of each part's byte planes (shuffled), or of the part
         self.keys: list[str | None] = []  # each part's key (None for a shuffled part: it stays where it is)
@@ -223,30 +226,88 @@ class Columns:
         except INFLATE_ERRORS as exc:
             raise CodecError(f"column block does not inflate: {exc}") from exc
 
+    def block(self) -> bytes:
+        """The inflated block (`unpack`)."""
+        if self._data is None:
+            raise ValueError("a column reference without a column block")
+        return self._data
+
     def get(self, dtype_str: str, n: int, offset: int, *, delta: bool = False) -> np.ndarray[Any, Any]:
         """The array of `n` elements of `dtype_str` (one of COLUMN_DTYPES) added at `offset` (read-only
-        unless `delta`, as `add` wrote it)."""
-        block = self._bytes
-        if block is None:
-            if self._data is None:
-                raise ValueError("a column reference without a column block")
-            block = self._bytes = np.frombuffer(self._data, dtype=np.uint8)
+        unless `delta` or shuffled, as `add` wrote it)."""
+        data = self._data
+        if data is None:
+            raise ValueError("a column reference without a column block")
         dtype = _COLUMN_DTYPE.get(dtype_str)
         if dtype is None or n < 0 or offset < 0 or (delta and dtype_str != "<i8"):
             raise ValueError(f"column of dtype {dtype_str!r}, length {n}, offset {offset}, delta {delta}")
         item = dtype.itemsize
-        end = offset + n * item
-        if end > len(block):
-            raise ValueError(f"column at {offset} of {n} x {item} bytes is past the block's {len(block)}")
+        size = n * item
+        if offset + size > len(data):
+            raise ValueError(f"column at {offset} of {n} x {item} bytes is past the block's {len(data)}")
         if item == 1 or n < _SHUFFLE_MIN:
-            array = block[offset:end].view(dtype)
-        else:
-            array = block[offset:end].reshape(item, n).T.copy().view(dtype)[:, 0]
-        if not delta:
-            return array
-        zigzag = array.view(np.uint64)
-        differences = (zigzag >> np.uint64(1)).view(np.int64) ^ -(zigzag & np.uint64(1)).view(np.int64)
-        return differences.cumsum(dtype=dtype)
+            if not delta:
+                return np.frombuffer(data, dtype, n, offset)  # a view, no copy
+            zigzag = np.frombuffer(data, np.uint64, n, offset)
+        else:  # byte k of every element together: the (item, n) planes, transposed
+            planes = np.frombuffer(data, np.uint8, size, offset).reshape(item, n)
+            if not delta:
+                return planes.T.copy().view(dtype)[:, 0]
+            zigzag = planes.T.copy().view(np.uint64)[:, 0]
+        # Zigzag back (0, 1, 2, 3... as 0, -1, 1, -2...), then summed, in uint64 (wrapping around as int64
+        # would: the same bits), each step a new array or in place (the ufuncs themselves: `np.cumsum` costs
+        # more than the sum of a few hundred values).
+        differences = zigzag >> _ONE
+        sign = zigzag & _ONE
+        np.negative(sign, out=sign)  # 1 as all ones
+        differences ^= sign
+        return np.add.accumulate(differences, out=differences).view(np.int64)
+
+    def get_deltas(self, spans: list[tuple[int, int]]) -> list[np.ndarray[Any, np.dtype[np.int64]]]:
+        """`get("<i8", n, offset, delta=True)` of each (n, offset) in `spans`, the same values, worked out
+        together: a fixed number of numpy calls for them all, and a view and a slice for each (the arrays
+        are slices of one array)."""
+        data = self._data
+        if data is None:
+            raise ValueError("a column reference without a column block")
+        size = len(data)
+        rows = [_ZERO_ROW]  # each array as (n, 8) bytes, after one zero (see the sums below)
+        lengths = []
+        for n, offset in spans:
+            end = offset + 8 * n
+            if n < 0 or offset < 0 or end > size:
+                raise ValueError(f"column of dtype '<i8', length {n}, offset {offset}, delta True (block {size})")
+            planes = np.frombuffer(data, np.uint8, 8 * n, offset)
+            rows.append(planes.reshape(8, n).T if n >= _SHUFFLE_MIN else planes.reshape(n, 8))
+            lengths.append(n)
+        joined = np.empty((1 + sum(lengths), 8), dtype=np.uint8)  # C order (else it follows the transposed)
+        zigzag = np.concatenate(rows, out=joined).view(np.uint64).reshape(-1)
+        differences = zigzag >> _ONE
+        sign = zigzag & _ONE
+        np.negative(sign, out=sign)
+        differences ^= sign
+        # One running sum over all of them (uint64: wrapping around as int64 would), then each array's part of
+        # it less where the sum stood before its first element (the zero in front: 0 for the first).
+        sums = np.add.accumulate(differences, out=differences).view(np.int64)
+        out = []
+        before = []
+        at = 1
+        for n in lengths:
+            out.append(sums[at : at + n])
+            before.append(sums[at - 1])  # a scalar: a copy, as it stands before any array is changed
+            at += n
+        for array, base in zip(out[1:], before[1:], strict=True):
+            np.subtract(array, base, out=array)
+        return out
+
+    def text(self, offset: int, size: int) -> str:
+        """The UTF-8 text of `size` bytes added at `offset` (`add_bytes`)."""
+        data = self._data
+        if data is None:
+            raise ValueError("a column reference without a column block")
+        if size < 0 or offset < 0 or offset + size > len(data):
+            raise ValueError(f"text at {offset} of {size} bytes, past the block's {len(data)}")
+        return str(data[offset : offset + size], "utf-8")
 
 
 def _zigzag_differences(array: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.int64]]:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import struct
 import zlib
@@ -50,6 +51,7 @@ from isal import isal_zlib
 
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, SiteValue
 from otel_leakproc.state.codec import (
+    _COLUMN_DTYPE,
     _DICT,
     _INT,
     _SHUFFLE_MIN,
@@ -444,7 +446,9 @@ def checkpoint_payload(seq: int, key: SeriesKey, resource: dict[str, str], state
 
 
 _COLUMNS_KEY = "\0columns"
-_to_json = json.JSONEncoder(separators=(",", ":")).encode  # `json.dumps` with these, without its set-up per call
+# `json.dumps` with these separators, without its set-up per call; a state holds no cycles (a detector's
+# `to_state` builds it afresh), so the encoder need not look for them: the same text.
+_to_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 def _whole_ints(array: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.int64]] | None:
@@ -502,7 +506,7 @@ def _take_arrays(
             out[k] = None
         elif isinstance(v, dict):
             out[k] = _take_arrays(v, (*path, k), columns, index)
-        elif type(v) is list and len(v) >= _STRINGS_MIN and set(map(type, v)) == _STR_ONLY:
+        elif type(v) is list and len(v) >= _STRINGS_MIN and type(v[0]) is str and set(map(type, v)) == _STR_ONLY:
             text = "\0".join(v)
             if text.count("\0") != len(v) - 1:  # a string holds a NUL: the list stays in the JSON
                 out[k] = v
@@ -535,6 +539,38 @@ def _block_key(name: str, stored: str) -> str:
     return f"{name}/{stored}"
 
 
+def _layout_offsets(index: list[list[Any]]) -> list[int]:
+    """Where each entry of a CB4 column index starts in the block: `Columns.layout` of each entry's size and
+    key (`_block_key`, here the pair it joins), in one pass. The parts of a key share a slot where its first
+    part came, the others have one each; an entry's offset is its slot's start plus what came before it in
+    the slot."""
+    slot_sizes: list[int] = []
+    slots: dict[tuple[str, str], int] = {}
+    places: list[tuple[int, int]] = []  # each entry's slot and offset in it
+    for entry in index:
+        dtype = entry[1]
+        if dtype == _STRINGS:
+            size = entry[3]
+            key: tuple[str, str] | None = (entry[0][-1], dtype)
+        else:
+            stored = "<i8" if len(entry) > 3 else dtype
+            item = _ITEMSIZE[stored]
+            n = entry[2]
+            size = n * item
+            key = None if item > 1 and n >= _SHUFFLE_MIN else (entry[0][-1], stored)
+        slot = None if key is None else slots.get(key)
+        if slot is None:
+            if key is not None:
+                slots[key] = len(slot_sizes)
+            places.append((len(slot_sizes), 0))
+            slot_sizes.append(size)
+        else:
+            places.append((slot, slot_sizes[slot]))
+            slot_sizes[slot] += size
+    starts = list(itertools.accumulate(slot_sizes, initial=0))
+    return [starts[slot] + at for slot, at in places]
+
+
 def _put_arrays(value: dict[str, Any], columns: Columns, layout: int) -> None:
     """Put the arrays of `columns` back into `value` where its column index says (layout 4: the offsets
     from `Columns.layout`; 3: written in each entry)."""
@@ -542,37 +578,42 @@ def _put_arrays(value: dict[str, Any], columns: Columns, layout: int) -> None:
     if not isinstance(index, list):
         raise CodecError("checkpoint state: no column index")
     try:
-        if layout == 4:
-            parts: list[tuple[int, str | None]] = []
-            for path, dtype, n, *extra in index:
-                if dtype == _STRINGS:
-                    parts.append((extra[0], f"{path[-1]}/{_STRINGS}"))
-                    continue
-                stored = "<i8" if extra else dtype
-                item = _ITEMSIZE[stored]
-                parts.append((n * item, None if item > 1 and n >= _SHUFFLE_MIN else f"{path[-1]}/{stored}"))
-            offsets = Columns.layout(parts)
-        else:
-            offsets = [entry[3] for entry in index]
+        offsets = _layout_offsets(index) if layout == 4 else [entry[3] for entry in index]  # CB3: written in
         get = columns.get
+        data = columns.block()
+        size = len(data)
+        deltas: list[tuple[dict[str, Any], str, str]] = []  # where, name, dtype of each delta column
+        spans: list[tuple[int, int]] = []  # its length and offset: decoded together below
         for entry, offset in zip(index, offsets, strict=True):
             path, dtype, n = entry[0], entry[1], entry[2]
-            coding: list[Any] = entry[3:] if layout == 4 else []
             where = value
             for k in path[:-1]:
                 where = where[k]
             if dtype == _STRINGS:
-                strings = get("|u1", coding[0], offset).tobytes().decode().split("\0")
+                if layout != 4:
+                    raise ValueError(f"column {path}: a string column in a layout without them")
+                strings = columns.text(offset, entry[3]).split("\0")
                 if len(strings) != n:
                     raise ValueError(f"column {path}: {len(strings)} strings, not {n}")
                 where[path[-1]] = strings
-            elif not coding:
-                where[path[-1]] = get(dtype, n, offset)
-            elif coding == [_DELTA] and dtype in ("<i8", "<f8"):
-                array = get("<i8", n, offset, delta=True)
-                where[path[-1]] = array if dtype == "<i8" else array.astype(np.float64)
+            elif len(entry) == 3 or layout != 4:
+                stored = _COLUMN_DTYPE.get(dtype)
+                if (
+                    stored is not None
+                    and (stored.itemsize == 1 or n < _SHUFFLE_MIN)
+                    and n >= 0
+                    and 0 <= offset <= size - n * stored.itemsize
+                ):  # an array stored as it is (most are): a view of the block, as `get` gives
+                    where[path[-1]] = np.frombuffer(data, stored, n, offset)
+                else:  # shuffled, or not in the block (`get` says why)
+                    where[path[-1]] = get(dtype, n, offset)
+            elif len(entry) == 4 and entry[3] == _DELTA and dtype in ("<i8", "<f8"):
+                deltas.append((where, path[-1], dtype))
+                spans.append((n, offset))
             else:
-                raise ValueError(f"column {path}: coding {coding} of a {dtype} array")
+                raise ValueError(f"column {path}: coding {entry[3:]} of a {dtype} array")
+        for (where, name, dtype), array in zip(deltas, columns.get_deltas(spans), strict=True):
+            where[name] = array if dtype == "<i8" else array.astype(np.float64)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise CodecError(f"checkpoint state: bad column index: {exc}") from exc
 

@@ -1,0 +1,169 @@
+"""The checkpoint encoder writes the bytes the release before wrote (a committed payload of a made-up state
+with every column dtype and length class, tests/testdata/state/make_checkpoint_columns.py), and reads them
+back as they were; the column block's batched and fast paths give what its general ones give."""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from otel_leakproc.state.codec import Columns
+from otel_leakproc.state.records import (
+    CodecError,
+    _layout_offsets,
+    _whole_ints,
+    checkpoint_payload,
+    checkpoint_state,
+    decode_index,
+)
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "testdata" / "state"))
+from make_checkpoint_columns import FIXTURE, KEY, RESOURCE, SEQ, column_state
+
+
+def _same(expected: Any, got: Any, path: str = "$") -> None:
+    """Equal, arrays bit for bit and of the same dtype, dicts in the same order."""
+    if isinstance(expected, np.ndarray):
+        assert isinstance(got, np.ndarray), path
+        assert got.dtype == expected.dtype, path
+        assert got.tobytes() == expected.tobytes(), path
+    elif isinstance(expected, dict):
+        assert isinstance(got, dict), path
+        assert list(got) == list(expected), path
+        for k, v in expected.items():
+            _same(v, got[k], f"{path}.{k}")
+    else:
+        assert type(got) is type(expected), path
+        assert got == expected, path
+
+
+def test_a_checkpoint_is_written_byte_for_byte_as_the_release_before_wrote_it() -> None:
+    assert checkpoint_payload(SEQ, KEY, RESOURCE, column_state()) == FIXTURE.read_bytes()
+
+
+def test_the_committed_checkpoint_reads_back_the_state_it_was_written_from() -> None:
+    state = checkpoint_state(FIXTURE.read_bytes())
+    expected = column_state()
+    expected["report"] = expected.pop("report")  # kept in the head: read back last
+    _same(expected, state)
+    # What the detector may write into: the arrays that are copies (shuffled or summed) are writable.
+    assert state["whole"]["clock300"].flags.writeable
+    assert state["columns"]["<i8"]["200"].flags.writeable
+
+
+def test_whole_float64_arrays_are_told_from_the_rest() -> None:
+    assert _whole_ints(np.array([1.0, -2.0, 0.0, 2.0**53 - 1])) is not None
+    for bad in ([1.0, 0.5], [1.0, np.nan], [1.0, np.inf], [1.0, -0.0], [2.0**53, 1.0], [-(2.0**53), 1.0]):
+        assert _whole_ints(np.array(bad)) is None, bad
+    ints = _whole_ints(np.arange(10, dtype=np.float64)[::2])  # not contiguous
+    assert ints is not None
+    assert ints.tolist() == [0, 2, 4, 6, 8]
+
+
+def test_a_column_block_takes_arrays_in_any_byte_order_and_layout_as_the_same_bytes() -> None:
+    values = np.arange(-150, 150, dtype=np.int64) * 1_000_003
+    for n in (3, 70):  # stored as they are, and shuffled
+        little = np.ascontiguousarray(values[:n])
+        block = Columns()
+        block.add(little.astype("<i4"))
+        block.add(little, delta=True)
+        other = Columns()
+        other.add(little.astype(">i4"))  # big-endian
+        other.add(little.astype(">i8"), delta=True)
+        assert other.parts == block.parts
+        strided = Columns()
+        wide = np.repeat(little, 2)
+        strided.add(wide[::2].astype("<i4"))
+        strided.add(wide[::2], delta=True)  # not contiguous
+        assert strided.parts == block.parts
+        back = Columns.unpack(block.pack())
+        assert back.get("<i4", n, 0).tolist() == little.tolist()
+        assert back.get("<i8", n, 4 * n, delta=True).tolist() == little.tolist()
+
+
+@pytest.mark.parametrize("lengths", [[], [0], [5], [70], [4, 0, 64, 300, 41, 1], [1100, 3]])
+def test_int64_differences_read_together_are_those_read_one_by_one(lengths: list[int]) -> None:
+    rng = np.random.default_rng(len(lengths))
+    arrays = [rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64, endpoint=True) for n in lengths]
+    if lengths:
+        arrays[0][: min(4, lengths[0])] = [2**63 - 1, -(2**63), 0, -1][: min(4, lengths[0])]  # wrapping around
+    block = Columns()
+    offsets = [block.add(a, delta=True) for a in arrays]
+    back = Columns.unpack(block.pack())
+    together = back.get_deltas(list(zip(lengths, offsets, strict=True)))
+    assert len(together) == len(arrays)
+    for array, at, got in zip(arrays, offsets, together, strict=True):
+        one = back.get("<i8", len(array), at, delta=True)
+        assert got.dtype == one.dtype == np.dtype("<i8")
+        assert got.tolist() == one.tolist() == array.tolist()
+    with pytest.raises(ValueError, match="offset"):
+        back.get_deltas([(10_000, 0)])
+    with pytest.raises(ValueError, match="length -1"):
+        back.get_deltas([(-1, 0)])
+
+
+def test_strings_of_a_column_block_are_read_as_utf8_and_bounded() -> None:
+    block = Columns()
+    text = "état\0名前".encode()
+    at = block.add_bytes(text)
+    back = Columns.unpack(block.pack())
+    assert back.text(at, len(text)) == "état\0名前"
+    with pytest.raises(ValueError, match="past the block"):
+        back.text(at, len(text) + 1)
+    with pytest.raises(ValueError, match="without a column block"):
+        Columns().text(0, 0)
+
+
+def test_a_checkpoint_cut_short_is_refused() -> None:
+    with pytest.raises(CodecError, match="column block"):
+        checkpoint_state(FIXTURE.read_bytes()[:-40])
+
+
+def _with_index(payload: bytes, change: Any) -> bytes:
+    """`payload` (CB4) with its column index passed through `change`."""
+    (n,) = struct.unpack_from("<I", payload, 4)
+    start = 8 + n
+    (m,) = struct.unpack_from("<I", payload, start)
+    rest = json.loads(zlib.decompress(payload[start + 4 : start + 4 + m]))
+    rest["\0columns"] = change(rest["\0columns"])
+    main = zlib.compress(json.dumps(rest, separators=(",", ":")).encode())
+    return payload[:start] + struct.pack("<I", len(main)) + main + payload[start + 4 + m :]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [(2, 10**9, "past the block"), (2, -1, "length -1"), (1, "<c16", "'<c16'"), (2, "7", "str")],
+)
+def test_a_column_index_entry_out_of_its_block_is_refused_with_the_reason(field: int, value: Any, message: str) -> None:
+    payload = FIXTURE.read_bytes()
+    assert checkpoint_state(_with_index(payload, lambda index: index))["columns"]["|u1"]["200"].tolist()
+
+    def change(index: list[list[Any]]) -> list[list[Any]]:
+        (entry,) = [e for e in index if e[0] == ["columns", "|u1", "200"]]  # a plain (unshuffled) array
+        entry[field] = value
+        return index
+
+    with pytest.raises(CodecError, match=message):
+        checkpoint_state(_with_index(payload, change))
+
+
+def test_column_offsets_of_an_index_are_those_columns_layout_gives() -> None:
+    index = decode_index(FIXTURE.read_bytes())
+    parts: list[tuple[int, str | None]] = []
+    for path, dtype, n, *extra in index:  # sizes and keys as the encoder gave them (`_take_arrays`)
+        if dtype == "str":
+            parts.append((extra[0], f"{path[-1]}/str"))
+            continue
+        stored = "<i8" if extra else dtype
+        item = np.dtype(stored).itemsize
+        parts.append((n * item, None if Columns.shuffled(item, n) else f"{path[-1]}/{stored}"))
+    keys = [key for _, key in parts if key is not None]
+    assert len(keys) > len(set(keys))  # arrays that share a key
+    assert _layout_offsets(index) == Columns.layout(parts)
