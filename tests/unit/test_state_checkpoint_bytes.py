@@ -18,6 +18,7 @@ from otel_leakproc.state.codec import Columns
 from otel_leakproc.state.records import (
     CodecError,
     _layout_offsets,
+    _take_arrays,
     _whole_ints,
     checkpoint_payload,
     checkpoint_state,
@@ -167,3 +168,14 @@ def test_column_offsets_of_an_index_are_those_columns_layout_gives() -> None:
     keys = [key for _, key in parts if key is not None]
     assert len(keys) > len(set(keys))  # arrays that share a key
     assert _layout_offsets(index) == Columns.layout(parts)
+
+
+def test_arrays_of_every_spelling_of_a_column_dtype_are_taken_as_it() -> None:
+    for spelling in ("<f8", "float64", "d", "<i8", "int64", "q", "l", "<i4", "i", "<u2", "H", "|i1", "b", "|u1", "B"):
+        array = np.zeros(5, dtype=spelling)
+        columns = Columns()
+        index: list[list[Any]] = []
+        _take_arrays({"a": array}, (), columns, index)
+        assert index[0][1] == array.dtype.str, spelling
+    with pytest.raises(TypeError, match="dtype >i4"):
+        _take_arrays({"a": np.zeros(5, dtype=">i4")}, (), Columns(), [])

@@ -464,6 +464,7 @@ def _whole_ints(array: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.int6
 # Values `_take_arrays` copies as they are, without looking for a part to finish (`resolve_state`).
 _PLAIN_TYPES = frozenset((int, float, str, bool, type(None)))
 _COLUMN_DTYPE_SET = frozenset(COLUMN_DTYPES)
+_DTYPE_STR = {np.dtype(d): d for d in COLUMN_DTYPES}  # `dtype.str` of these, without building the string
 _STR_ONLY = {str}
 
 
@@ -487,7 +488,7 @@ def _take_arrays(
             if resolve is not None:
                 v = resolve()
         if isinstance(v, np.ndarray):
-            dtype = v.dtype.str
+            dtype = _DTYPE_STR.get(v.dtype) or v.dtype.str
             if v.ndim != 1 or dtype not in _COLUMN_DTYPE_SET:
                 raise TypeError(f"{'.'.join((*path, k))}: an array of {v.ndim} dimensions, dtype {dtype}")
             n = len(v)
@@ -498,10 +499,10 @@ def _take_arrays(
                 elif dtype == "<f8":
                     ints = _whole_ints(v)
             if ints is not None:
-                columns.add(ints, delta=True, key=_block_key(k, "<i8"))
+                columns.add(ints, delta=True, key=f"{k}/<i8")  # `_block_key`, inline
                 index.append([[*path, k], dtype, n, _DELTA])
             else:
-                columns.add(v, key=_block_key(k, dtype))
+                columns.add(v, key=f"{k}/{dtype}")
                 index.append([[*path, k], dtype, n])
             out[k] = None
         elif isinstance(v, dict):
