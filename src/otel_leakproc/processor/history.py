@@ -1942,11 +1942,12 @@ def tied_of_ties(
     left out (then the state keeps them whole). Integer keys (codes: every grid that writes these): the C
     form (`_grid_pack.c`), a pass per point over numpy's sort of it; else `tied_of_ties_numpy`, the
     reference."""
-    table = _sorted_value_table(lengths, ids, keys)
-    if table is None:
+    sorted_table = _sorted_value_table(lengths, ids, keys)
+    if sorted_table is None:
         return tied_of_ties_numpy(lengths, ids, keys, packed, whole)
+    lengths64, table, width = sorted_table
     fields = np.ascontiguousarray(packed, dtype=np.uint8)
-    tied = _grid_pack.tied_of_ties(*table[:2], table[2], fields, _whole_flags(whole, len(lengths)))
+    tied = _grid_pack.tied_of_ties(lengths64, table, width, fields, _whole_flags(whole, len(lengths)))
     return None if tied is None else np.frombuffer(tied, dtype=np.uint8)
 
 
@@ -1980,11 +1981,12 @@ def ties_of_tied(
 ) -> npt.NDArray[np.uint8]:
     """The inverse of `tied_of_ties`: the tie fields packed by export order. Raises ValueError when `tied`
     does not fit the values. (Integer keys: the C form; else `ties_of_tied_numpy`.)"""
-    table = _sorted_value_table(lengths, ids, keys)
-    if table is None:
+    sorted_table = _sorted_value_table(lengths, ids, keys)
+    if sorted_table is None:
         return ties_of_tied_numpy(lengths, ids, keys, tied, whole)
+    lengths64, table, width = sorted_table
     fields = np.ascontiguousarray(tied, dtype=np.uint8)
-    ties = _grid_pack.ties_of_tied(*table[:2], table[2], fields, _whole_flags(whole, len(lengths)))
+    ties = _grid_pack.ties_of_tied(lengths64, table, width, fields, _whole_flags(whole, len(lengths)))
     return np.frombuffer(ties, dtype=np.uint8)
 
 
