@@ -164,6 +164,15 @@ static void bad_row(Py_ssize_t p) {
     PyErr_Format(PyExc_ValueError, "grid pack: row %zd of the value table is not its point's places", p);
 }
 
+/* The end of the run of row[i]'s key: the first value after i with another key, or count. */
+static inline Py_ssize_t run_end(const int64_t *row, Py_ssize_t i, Py_ssize_t count) {
+    Py_ssize_t j = i + 1;
+    while (j < count && row[j] >> 32 == row[i] >> 32) {
+        j++;
+    }
+    return j;
+}
+
 /* The count of fields not 0 in each byte of packed tie fields. */
 static uint8_t nonzero_fields[256];
 
@@ -196,9 +205,7 @@ static PyObject *tied_of_ties(PyObject *self, PyObject *args) {
         const int64_t *row = (const int64_t *)x.table.buf + p * x.width;
         const Py_ssize_t count = (Py_ssize_t)len[p];
         for (Py_ssize_t i = 0, j; i < count; i = j) {
-            const int64_t key = row[i] >> 32;
-            for (j = i + 1; j < count && row[j] >> 32 == key; j++) {
-            }
+            j = run_end(row, i, count);
             if (j - i < 2) {
                 continue;
             }
@@ -257,9 +264,7 @@ static PyObject *ties_of_tied(PyObject *self, PyObject *args) {
         const int64_t *row = (const int64_t *)x.table.buf + p * x.width;
         const Py_ssize_t count = (Py_ssize_t)len[p];
         for (Py_ssize_t i = 0, j; i < count; i = j) {
-            const int64_t key = row[i] >> 32;
-            for (j = i + 1; j < count && row[j] >> 32 == key; j++) {
-            }
+            j = run_end(row, i, count);
             if (j - i < 2 || j - i > 4 || whole[p]) {
                 continue;
             }

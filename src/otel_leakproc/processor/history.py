@@ -1899,13 +1899,14 @@ def _tie_runs(
     return at[runs], place, place[starts][run], tied & after, tied & ~after
 
 
-def _sorted_value_table(
-    lengths: npt.NDArray[Any], ids: npt.NDArray[Any], keys: npt.NDArray[Any]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int] | None:
-    """(lengths as int64, the export's value table sorted row by row, its width): each point's value order
-    for the C forms (`_grid_pack.value_table`, sorted by numpy), or None where they do not apply (float keys,
-    keys outside 31 bits, a point's ids not ascending: the numpy forms). Raises ValueError on counts that do
-    not add up."""
+def _c_tie_args(
+    lengths: npt.NDArray[Any], ids: npt.NDArray[Any], keys: npt.NDArray[Any], fields: Any, whole: Any
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int, npt.NDArray[np.uint8], npt.NDArray[np.uint8]] | None:
+    """The arguments of `_grid_pack.tied_of_ties`/`ties_of_tied`: lengths as int64, the export's value table
+    (`_grid_pack.value_table`) sorted row by row by numpy, its width, the fields as bytes and a flag per point
+    kept whole; or None where the C forms do not apply (float keys, keys outside 31 bits, a point's ids not
+    ascending: the numpy forms). Raises ValueError on counts that do not add up or a whole point out of
+    range."""
     if keys.dtype.kind not in "iu":
         return None
     lengths = np.ascontiguousarray(lengths, dtype=np.int64)
@@ -1917,17 +1918,12 @@ def _sorted_value_table(
     raw, width = made
     table = np.frombuffer(raw, dtype=np.int64).reshape(len(lengths), width)
     table.sort(axis=1)
-    return lengths, table, width
-
-
-def _whole_flags(whole: Any, points: int) -> npt.NDArray[np.uint8]:
-    """A byte per point, 1 for the points kept whole. Raises ValueError on a point out of range."""
     whole = np.asarray(whole, dtype=np.intp)
-    if len(whole) and (whole.min() < 0 or whole.max() >= points):
+    if len(whole) and (whole.min() < 0 or whole.max() >= len(lengths)):
         raise ValueError("grid ties: whole points out of range")
-    flags = np.zeros(points, dtype=np.uint8)
+    flags = np.zeros(len(lengths), dtype=np.uint8)
     flags[whole] = 1
-    return flags
+    return lengths, table, width, np.ascontiguousarray(fields, dtype=np.uint8), flags
 
 
 def tied_of_ties(
@@ -1942,12 +1938,10 @@ def tied_of_ties(
     left out (then the state keeps them whole). Integer keys (codes: every grid that writes these): the C
     form (`_grid_pack.c`), a pass per point over numpy's sort of it; else `tied_of_ties_numpy`, the
     reference."""
-    sorted_table = _sorted_value_table(lengths, ids, keys)
-    if sorted_table is None:
+    args = _c_tie_args(lengths, ids, keys, packed, whole)
+    if args is None:
         return tied_of_ties_numpy(lengths, ids, keys, packed, whole)
-    lengths64, table, width = sorted_table
-    fields = np.ascontiguousarray(packed, dtype=np.uint8)
-    tied = _grid_pack.tied_of_ties(lengths64, table, width, fields, _whole_flags(whole, len(lengths)))
+    tied = _grid_pack.tied_of_ties(*args)
     return None if tied is None else np.frombuffer(tied, dtype=np.uint8)
 
 
@@ -1981,13 +1975,10 @@ def ties_of_tied(
 ) -> npt.NDArray[np.uint8]:
     """The inverse of `tied_of_ties`: the tie fields packed by export order. Raises ValueError when `tied`
     does not fit the values. (Integer keys: the C form; else `ties_of_tied_numpy`.)"""
-    sorted_table = _sorted_value_table(lengths, ids, keys)
-    if sorted_table is None:
+    args = _c_tie_args(lengths, ids, keys, tied, whole)
+    if args is None:
         return ties_of_tied_numpy(lengths, ids, keys, tied, whole)
-    lengths64, table, width = sorted_table
-    fields = np.ascontiguousarray(tied, dtype=np.uint8)
-    ties = _grid_pack.ties_of_tied(lengths64, table, width, fields, _whole_flags(whole, len(lengths)))
-    return np.frombuffer(ties, dtype=np.uint8)
+    return np.frombuffer(_grid_pack.ties_of_tied(*args), dtype=np.uint8)
 
 
 def ties_of_tied_numpy(
