@@ -19,5 +19,10 @@ setup(
             ["src/otel_leakproc/processor/_grid_pack.c"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=c11"],
         ),
+        Extension(
+            "otel_leakproc.state._huffman",
+            ["src/otel_leakproc/state/_huffman.c"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=c11"],
+        ),
     ]
 )
