@@ -59,33 +59,6 @@ static char format_code(const char *format) {
     return format[0] && !format[1] ? format[0] : '\0';
 }
 
-/* The 8 bytes of z, little-endian, as item i of n: at 8 * i, or byte k in plane k when shuffled. */
-static inline void put_u64(uint8_t *out, Py_ssize_t i, Py_ssize_t n, int shuffled, uint64_t z) {
-    if (shuffled) {
-        for (int k = 0; k < 8; k++) {
-            out[k * n + i] = (uint8_t)(z >> (8 * k));
-        }
-    } else {
-        for (int k = 0; k < 8; k++) {
-            out[8 * i + k] = (uint8_t)(z >> (8 * k));
-        }
-    }
-}
-
-static inline uint64_t get_u64(const uint8_t *in, Py_ssize_t i, Py_ssize_t n, int shuffled) {
-    uint64_t z = 0;
-    if (shuffled) {
-        for (int k = 0; k < 8; k++) {
-            z |= (uint64_t)in[k * n + i] << (8 * k);
-        }
-    } else {
-        for (int k = 0; k < 8; k++) {
-            z |= (uint64_t)in[8 * i + k] << (8 * k);
-        }
-    }
-    return z;
-}
-
 static inline uint64_t zigzag(uint64_t d) {
     return (d << 1) ^ (0 - (d >> 63));
 }
@@ -94,53 +67,183 @@ static inline uint64_t unzigzag(uint64_t z) {
     return (z >> 1) ^ (0 - (z & 1));
 }
 
-/* Byte k of each of n items of `item` bytes, `stride` apart, to plane k of out (n bytes each). The sizes
- * columns have are spelled out, so that the compiler unrolls the inner loop. */
-static inline void shuffle_items(uint8_t *out, const char *src, Py_ssize_t n, Py_ssize_t item, Py_ssize_t stride) {
-    for (Py_ssize_t i = 0; i < n; i++, src += stride) {
-        for (Py_ssize_t k = 0; k < item; k++) {
-            out[k * n + i] = (uint8_t)src[k];
-        }
+/* Little-endian stores and loads (the block's byte order) of 2, 4 and 8 bytes. */
+static inline void store_le(uint8_t *to, uint64_t v, int size) {
+#if PY_LITTLE_ENDIAN
+    memcpy(to, &v, (size_t)size);
+#else
+    for (int k = 0; k < size; k++) {
+        to[k] = (uint8_t)(v >> (8 * k));
+    }
+#endif
+}
+
+static inline uint64_t load_le(const uint8_t *from, int size) {
+    uint64_t v = 0;
+#if PY_LITTLE_ENDIAN
+    memcpy(&v, from, (size_t)size);
+#else
+    for (int k = 0; k < size; k++) {
+        v |= (uint64_t)from[k] << (8 * k);
+    }
+#endif
+    return v;
+}
+
+/* Byte k of item i (`v`, of `size` bytes, little-endian) to plane[k][i], and back; written out for each size a
+ * column has (a loop over the bytes is not unrolled at -O2, and costs six times as much). */
+static inline void put_planes(uint8_t *const *plane, Py_ssize_t i, uint64_t v, int size) {
+    plane[0][i] = (uint8_t)v;
+    plane[1][i] = (uint8_t)(v >> 8);
+    if (size > 2) {
+        plane[2][i] = (uint8_t)(v >> 16);
+        plane[3][i] = (uint8_t)(v >> 24);
+    }
+    if (size > 4) {
+        plane[4][i] = (uint8_t)(v >> 32);
+        plane[5][i] = (uint8_t)(v >> 40);
+        plane[6][i] = (uint8_t)(v >> 48);
+        plane[7][i] = (uint8_t)(v >> 56);
     }
 }
 
+static inline uint64_t get_planes(const uint8_t *const *plane, Py_ssize_t i, int size) {
+    uint64_t v = (uint64_t)plane[0][i] | (uint64_t)plane[1][i] << 8;
+    if (size > 2) {
+        v |= (uint64_t)plane[2][i] << 16 | (uint64_t)plane[3][i] << 24;
+    }
+    if (size > 4) {
+        v |= (uint64_t)plane[4][i] << 32 | (uint64_t)plane[5][i] << 40 | (uint64_t)plane[6][i] << 48 |
+             (uint64_t)plane[7][i] << 56;
+    }
+    return v;
+}
+
+/* The planes of n items of `size` bytes (at most 8) from `block`: plane k starts at k * n. */
+static inline void planes_of(uint8_t **plane, uint8_t *block, Py_ssize_t n, int size) {
+    for (int k = 0; k < size; k++) {
+        plane[k] = block + k * n;
+    }
+}
+
+/* Byte k of each of n items of `item` bytes (`stride` apart) to plane k of `out` (n bytes each). */
 static void shuffle(uint8_t *out, const char *src, Py_ssize_t n, Py_ssize_t item, Py_ssize_t stride) {
+    uint8_t *plane[8];
+    if (item == 2 || item == 4 || item == 8) {
+        planes_of(plane, out, n, (int)item);
+    }
     switch (item) {
     case 2:
-        shuffle_items(out, src, n, 2, stride);
+        for (Py_ssize_t i = 0; i < n; i++, src += stride) {
+            put_planes(plane, i, load_le((const uint8_t *)src, 2), 2);
+        }
         break;
     case 4:
-        shuffle_items(out, src, n, 4, stride);
+        for (Py_ssize_t i = 0; i < n; i++, src += stride) {
+            put_planes(plane, i, load_le((const uint8_t *)src, 4), 4);
+        }
         break;
     case 8:
-        shuffle_items(out, src, n, 8, stride);
+        for (Py_ssize_t i = 0; i < n; i++, src += stride) {
+            put_planes(plane, i, load_le((const uint8_t *)src, 8), 8);
+        }
         break;
     default:
-        shuffle_items(out, src, n, item, stride);
-    }
-}
-
-static inline void unshuffle_items(char *out, const uint8_t *in, Py_ssize_t n, Py_ssize_t item) {
-    for (Py_ssize_t i = 0; i < n; i++, out += item) {
-        for (Py_ssize_t k = 0; k < item; k++) {
-            out[k] = (char)in[k * n + i];
+        for (Py_ssize_t i = 0; i < n; i++, src += stride) {
+            for (Py_ssize_t k = 0; k < item; k++) {
+                out[k * n + i] = (uint8_t)src[k];
+            }
         }
     }
 }
 
-static void unshuffle(char *out, const uint8_t *in, Py_ssize_t n, Py_ssize_t item) {
+/* The inverse: item i of n from byte i of each plane of `in`, to `out` (item after item). */
+static void unshuffle(uint8_t *out, const uint8_t *in, Py_ssize_t n, Py_ssize_t item) {
+    uint8_t *plane[8];
+    if (item == 2 || item == 4 || item == 8) {
+        planes_of(plane, (uint8_t *)in, n, (int)item);
+    }
+    const uint8_t *const *from = (const uint8_t *const *)plane;
     switch (item) {
     case 2:
-        unshuffle_items(out, in, n, 2);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            store_le(out + 2 * i, get_planes(from, i, 2), 2);
+        }
         break;
     case 4:
-        unshuffle_items(out, in, n, 4);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            store_le(out + 4 * i, get_planes(from, i, 4), 4);
+        }
         break;
     case 8:
-        unshuffle_items(out, in, n, 8);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            store_le(out + 8 * i, get_planes(from, i, 8), 8);
+        }
         break;
     default:
-        unshuffle_items(out, in, n, item);
+        for (Py_ssize_t i = 0; i < n; i++, out += item) {
+            for (Py_ssize_t k = 0; k < item; k++) {
+                out[k] = in[k * n + i];
+            }
+        }
+    }
+}
+
+/* The zigzag differences of n int64 values (`stride` apart; `whole`: float64 values, as int64), to `out`: 8
+ * bytes each, or byte k of each in plane k (`shuffled`). -1 when `whole` and a value is not a whole number
+ * below 2**53 in magnitude, or is -0.0 (then `out` holds part of them). Called with constant flags: a
+ * loop for each. */
+static inline int differences(uint8_t *out, const char *src, Py_ssize_t n, Py_ssize_t stride, int whole,
+                              int shuffled) {
+    uint8_t *plane[8];
+    planes_of(plane, out, n, 8);
+    uint64_t before = 0;
+    for (Py_ssize_t i = 0; i < n; i++, src += stride) {
+        uint64_t value;
+        memcpy(&value, src, 8);
+        if (whole) {
+            double x, back;
+            memcpy(&x, src, 8);
+            if (!(fabs(x) < WHOLE_LIMIT)) { /* also NaN */
+                return -1;
+            }
+            int64_t as_int = (int64_t)x;
+            back = (double)as_int;
+            uint64_t bits;
+            memcpy(&bits, &back, 8);
+            if (bits != value) { /* a fraction comes back another number, -0.0 as 0.0 */
+                return -1;
+            }
+            value = (uint64_t)as_int;
+        }
+        uint64_t z = zigzag(value - before);
+        before = value;
+        if (shuffled) {
+            put_planes(plane, i, z, 8);
+        } else {
+            store_le(out + 8 * i, z, 8);
+        }
+    }
+    return 0;
+}
+
+/* Sums of the n zigzag differences at `in` (8 bytes each, or shuffled), as int64 or float64, to `out`. */
+static inline void sums(char *out, const uint8_t *in, Py_ssize_t n, int shuffled, int as_float) {
+    uint8_t *plane[8];
+    planes_of(plane, (uint8_t *)in, n, 8);
+    const uint8_t *const *from = (const uint8_t *const *)plane;
+    uint64_t sum = 0;
+    for (Py_ssize_t i = 0; i < n; i++, out += 8) {
+        uint64_t z = shuffled ? get_planes(from, i, 8) : load_le(in + 8 * i, 8);
+        sum += unzigzag(z);
+        int64_t value;
+        memcpy(&value, &sum, 8);
+        if (as_float) {
+            double x = (double)value;
+            memcpy(out, &x, 8);
+        } else {
+            memcpy(out, &value, 8);
+        }
     }
 }
 
@@ -211,30 +314,16 @@ static PyObject *pack_column(PyObject *self, PyObject *const *args, Py_ssize_t n
         result = out;
         goto done;
     }
-    uint64_t before = 0;
-    for (Py_ssize_t i = 0; i < n; i++, src += stride) {
-        uint64_t value;
-        if (mode == DIFFERENCES) {
-            memcpy(&value, src, 8);
-        } else {
-            double x, back;
-            memcpy(&x, src, 8);
-            if (!(fabs(x) < WHOLE_LIMIT)) { /* also NaN */
-                Py_DECREF(out);
-                result = Py_NewRef(Py_None);
-                goto done;
-            }
-            int64_t whole = (int64_t)x;
-            back = (double)whole;
-            if (memcmp(&back, &x, 8)) { /* a fraction comes back another number, -0.0 as 0.0 */
-                Py_DECREF(out);
-                result = Py_NewRef(Py_None);
-                goto done;
-            }
-            value = (uint64_t)whole;
-        }
-        put_u64(to, i, n, shuffled, zigzag(value - before));
-        before = value;
+    int whole;
+    if (mode == DIFFERENCES) {
+        whole = shuffled ? differences(to, src, n, stride, 0, 1) : differences(to, src, n, stride, 0, 0);
+    } else {
+        whole = shuffled ? differences(to, src, n, stride, 1, 1) : differences(to, src, n, stride, 1, 0);
+    }
+    if (whole < 0) {
+        Py_DECREF(out);
+        result = Py_NewRef(Py_None);
+        goto done;
     }
     result = out;
 done:
@@ -272,7 +361,7 @@ static PyObject *unpack_column(PyObject *self, PyObject *args) {
         goto done;
     }
     const uint8_t *in = (const uint8_t *)block.buf + offset;
-    char *out = PyByteArray_AS_STRING(result);
+    uint8_t *out = (uint8_t *)PyByteArray_AS_STRING(result);
     if (item > 1 && n >= SHUFFLE_MIN) {
         unshuffle(out, in, n, item);
     } else if (n) {
@@ -343,19 +432,12 @@ static PyObject *unpack_deltas(PyObject *self, PyObject *args) {
         /* Read again: the checks above hold (`spans` is a list or tuple of our own: no Python code runs). */
         span_at(spans, i, &n, &offset, &as_float);
         const uint8_t *in = (const uint8_t *)block.buf + offset;
-        int shuffled = n >= SHUFFLE_MIN;
-        uint64_t sum = 0;
-        for (Py_ssize_t j = 0; j < n; j++, out += 8) {
-            sum += unzigzag(get_u64(in, j, n, shuffled));
-            int64_t value;
-            memcpy(&value, &sum, 8);
-            if (as_float) {
-                double x = (double)value;
-                memcpy(out, &x, 8);
-            } else {
-                memcpy(out, &value, 8);
-            }
+        if (n >= SHUFFLE_MIN) {
+            as_float ? sums(out, in, n, 1, 1) : sums(out, in, n, 1, 0);
+        } else {
+            as_float ? sums(out, in, n, 0, 1) : sums(out, in, n, 0, 0);
         }
+        out += 8 * n;
     }
 done:
     Py_XDECREF(spans);
