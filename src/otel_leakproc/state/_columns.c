@@ -10,9 +10,9 @@
  *
  *   pack_column(array, mode) -> bytes | None
  *       The bytes `Columns.add` stores for a 1-D array in the machine's byte order (any strides): mode 0 its
- *       values as they are; 1 (int64) its zigzag differences; 2 (float64) the zigzag differences of its values
- *       as int64 when they are whole numbers below 2**53 in magnitude, with no NaN and no -0.0 (as
- *       records.py `_whole_ints` decides; an empty array is whole), else None.
+ *       values as they are; mode 1 the zigzag differences of an int64 array's values, or of a float64 array's
+ *       values as int64 when they are whole numbers below 2**53 in magnitude, with no NaN and no -0.0 (as
+ *       codec.py `whole_ints` decides; an empty array is whole), else None.
  *   unpack_column(block, offset, n, itemsize) -> bytearray
  *       The bytes of the array of `n` items of `itemsize` bytes stored at `offset` (mode 0), un-shuffled.
  *   unpack_deltas(block, spans) -> bytearray
@@ -34,7 +34,7 @@
 #define SHUFFLE_MIN 64 /* codec.py `_SHUFFLE_MIN`: shorter arrays are stored as they are */
 #define WHOLE_LIMIT 9007199254740992.0 /* 2**53: whole floats below it in magnitude are exact as int64 */
 
-enum { PLAIN = 0, DIFFERENCES = 1, WHOLE = 2 };
+enum { PLAIN = 0, DIFFERENCES = 1 };
 
 /* Whether a buffer's struct format says the other byte order than the machine's. */
 static int foreign_order(const char *format) {
@@ -257,8 +257,8 @@ static PyObject *pack_column(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (mode == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (mode < PLAIN || mode > WHOLE) {
-        PyErr_Format(PyExc_ValueError, "column: mode %ld (0 plain, 1 int64 differences, 2 whole float64)", mode);
+    if (mode != PLAIN && mode != DIFFERENCES) {
+        PyErr_Format(PyExc_ValueError, "column: mode %ld (0 plain, 1 int64 differences)", mode);
         return NULL;
     }
     Py_buffer view;
@@ -277,13 +277,9 @@ static PyObject *pack_column(PyObject *self, PyObject *const *args, Py_ssize_t n
         goto done;
     }
     char code = format_code(view.format);
-    if (mode == DIFFERENCES && !(item == 8 && (code == 'q' || code == 'l'))) {
-        PyErr_Format(PyExc_ValueError, "column: int64 differences of an array of format '%s'",
-                     view.format ? view.format : "B");
-        goto done;
-    }
-    if (mode == WHOLE && !(item == 8 && code == 'd')) {
-        PyErr_Format(PyExc_ValueError, "column: whole float64 values of an array of format '%s'",
+    int whole = code == 'd'; /* float64: its values as int64 if whole */
+    if (mode == DIFFERENCES && !(item == 8 && (code == 'q' || code == 'l' || whole))) {
+        PyErr_Format(PyExc_ValueError, "column: int64 differences of an array of format '%s' (int64 or float64 wanted)",
                      view.format ? view.format : "B");
         goto done;
     }
@@ -314,11 +310,10 @@ static PyObject *pack_column(PyObject *self, PyObject *const *args, Py_ssize_t n
         result = out;
         goto done;
     }
-    int whole;
-    if (mode == DIFFERENCES) {
-        whole = shuffled ? differences(to, src, n, stride, 0, 1) : differences(to, src, n, stride, 0, 0);
-    } else {
+    if (whole) {
         whole = shuffled ? differences(to, src, n, stride, 1, 1) : differences(to, src, n, stride, 1, 0);
+    } else {
+        whole = shuffled ? differences(to, src, n, stride, 0, 1) : differences(to, src, n, stride, 0, 0);
     }
     if (whole < 0) {
         Py_DECREF(out);
@@ -447,7 +442,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"pack_column", (PyCFunction)(void (*)(void))pack_column, METH_FASTCALL,
-     "The bytes a column block stores for an array (mode 0 plain, 1 int64 differences, 2 whole float64), or None."},
+     "The bytes a column block stores for an array (mode 0 plain, 1 int64 differences), or None."},
     {"unpack_column", unpack_column, METH_VARARGS, "The bytes of an array stored as it is (un-shuffled)."},
     {"unpack_deltas", unpack_deltas, METH_VARARGS, "Int64 differences stored at each span, summed back."},
     {NULL, NULL, 0, NULL},

@@ -5,10 +5,10 @@ from typing import Any, Literal, overload
 
 from numpy.typing import NDArray
 
-# array: 1-D, any strides, in the machine's byte order. mode 0: the values as they are; 1: int64 differences;
-# 2: a float64 array's values as int64 differences when they are whole numbers, else None.
+# array: 1-D, any strides, in the machine's byte order. mode 0: the values as they are; 1: an int64 array's
+# differences, a float64 array's values as int64 differences when they are whole numbers, else None.
 @overload
-def pack_column(array: NDArray[Any], mode: Literal[0, 1], /) -> bytes: ...
+def pack_column(array: NDArray[Any], mode: Literal[0], /) -> bytes: ...
 @overload
 def pack_column(array: NDArray[Any], mode: int, /) -> bytes | None: ...
 def unpack_column(block: bytes | bytearray | memoryview, offset: int, n: int, itemsize: int, /) -> bytearray: ...

@@ -84,15 +84,13 @@ _WHOLE_LIMIT = float(1 << 53)  # whole floats below this in magnitude are exact 
 _INT64 = 1 << 63
 _DOUBLE = struct.Struct("<d")
 _INT64_DTYPE = np.dtype("<i8")
-_FLOAT64_DTYPE = np.dtype("<f8")
 _ONE = np.uint64(1)
 _ZERO_ROW = np.zeros((1, 8), dtype=np.uint8)
 _FOREIGN_ORDER = ">" if sys.byteorder == "little" else "<"  # how numpy marks a byte order not the machine's
 _LITTLE_ENDIAN = sys.byteorder == "little"  # the C (`_columns`) takes arrays in the little-endian layout only
-# `_columns.pack_column`'s modes: the values as they are, int64 differences, whole float64 values as those.
+# `_columns.pack_column`'s modes: the values as they are; int64 differences (of a float64 array: of its values, whole).
 _PLAIN: Final = 0
 _DIFFERENCES: Final = 1
-_WHOLE: Final = 2
 
 
 Span = tuple[int, int] | tuple[int, int, bool]  # an array of int64 differences: length, offset[, read as float64]
@@ -158,36 +156,43 @@ class Columns:
             data = _columns.pack_column(array, _DIFFERENCES if delta else _PLAIN)
         else:
             data = stored_bytes(array, delta=delta)
-        return self._append(data, dtype.itemsize, len(array), key)
+        assert data is not None  # (an int64 array's differences are always stored)
+        at = self.size
+        n = len(array)
+        self.parts.append(data)
+        if dtype.itemsize > 1 and n >= _SHUFFLE_MIN:  # shuffled: its planes are deflated apart, by size
+            self.planes.append(n)
+            self.keys.append(None)
+        else:
+            self.planes.append(len(data))
+            self.keys.append(key)
+        self.size = at + len(data)
+        return at
 
     def add_differences(self, array: np.ndarray[Any, Any], *, key: str | None = None) -> bool:
         """`add(array, delta=True)` of an int64 array; of a float64 array, of its values as int64 when they
-        are whole numbers (`whole_ints`), else nothing. Whether the array was added."""
-        if array.dtype == _FLOAT64_DTYPE and _LITTLE_ENDIAN:  # one C call: the check and the bytes
-            data = _columns.pack_column(array, _WHOLE)
-            if data is None:
-                return False
-            self._append(data, 8, len(array), key)
+        are whole numbers (`whole_ints`), else nothing. Whether the array was added (one call to the C)."""
+        if array.dtype.byteorder == _FOREIGN_ORDER or not _LITTLE_ENDIAN:
+            if array.dtype.kind == "f" and array.dtype.itemsize == 8:
+                ints = whole_ints(array.astype(np.float64))  # (in the machine's byte order)
+                if ints is None:
+                    return False
+                array = ints
+            self.add(array, delta=True, key=key)
             return True
-        if array.dtype.kind == "f" and array.dtype.itemsize == 8:
-            ints = whole_ints(array.astype(np.float64))  # (in the machine's byte order)
-            if ints is None:
-                return False
-            array = ints
-        self.add(array, delta=True, key=key)
-        return True
-
-    def _append(self, data: bytes, itemsize: int, n: int, key: str | None) -> int:
-        at = self.size
+        data = _columns.pack_column(array, _DIFFERENCES)
+        if data is None:
+            return False
+        n = len(array)
         self.parts.append(data)
-        if itemsize > 1 and n >= _SHUFFLE_MIN:
+        if n >= _SHUFFLE_MIN:
             self.planes.append(n)
             self.keys.append(None)
         else:
             self.planes.append(len(data))
             self.keys.append(key)
         self.size += len(data)
-        return at
+        return True
 
     def add_bytes(self, data: bytes, *, key: str | None = None) -> int:
         """`add` of a uint8 array of `data` (the same bytes, without making the array)."""
