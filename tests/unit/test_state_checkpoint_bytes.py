@@ -15,12 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from otel_leakproc.state.codec import Columns
+from otel_leakproc.state.codec import Columns, whole_ints
 from otel_leakproc.state.records import (
     CodecError,
     _layout_offsets,
     _take_arrays,
-    _whole_ints,
     checkpoint_payload,
     checkpoint_state,
     decode_index,
@@ -95,10 +94,10 @@ def test_the_committed_checkpoint_reads_back_the_state_it_was_written_from() -> 
 
 
 def test_whole_float64_arrays_are_told_from_the_rest() -> None:
-    assert _whole_ints(np.array([1.0, -2.0, 0.0, 2.0**53 - 1])) is not None
+    assert whole_ints(np.array([1.0, -2.0, 0.0, 2.0**53 - 1])) is not None
     for bad in ([1.0, 0.5], [1.0, np.nan], [1.0, np.inf], [1.0, -0.0], [2.0**53, 1.0], [-(2.0**53), 1.0]):
-        assert _whole_ints(np.array(bad)) is None, bad
-    ints = _whole_ints(np.arange(10, dtype=np.float64)[::2])  # not contiguous
+        assert whole_ints(np.array(bad)) is None, bad
+    ints = whole_ints(np.arange(10, dtype=np.float64)[::2])  # not contiguous
     assert ints is not None
     assert ints.tolist() == [0, 2, 4, 6, 8]
 

@@ -25,8 +25,12 @@ byte-shuffled (byte k of every element together, so the exponent and high bytes 
 side), deflated once; read back
 with one inflate and an `np.frombuffer` view per array (no step per element), the int64 differences of
 all the arrays stored so summed back in one pass (`get_deltas`). A checkpoint keeps the detector's
-history so (records.py): some 50 arrays of a few hundred bytes each, so numpy's fixed cost per call is
-most of the time there, and both directions make as few calls per array as they can.
+history so (records.py): some 50 arrays of a few hundred bytes each, so numpy's fixed cost per call would
+be most of the time there: the C extension `_columns` stores an array in one call (the whole-number check,
+the zigzag differences and the shuffle in one pass), un-shuffles one in one call and sums all the
+differences in one; their numpy forms below (`stored_bytes`, `whole_ints`, `unstored_array`,
+`summed_deltas`) are the reference its tests compare with, and the path of a machine that is not
+little-endian.
 
 Versions: 2 added the whole-number float arrays and the string lists; 3 the checkpoint layout with a
 column block (records.py). Records of versions 1 and 2 are read by the same decoder (they use a subset of
@@ -41,12 +45,14 @@ import math
 import struct
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import numpy as np
 from isal import isal_zlib
+
+from otel_leakproc.state import _columns
 
 CODEC_VERSION = 3
 READ_VERSIONS = (1, 2, 3)  # versions `read_frames` accepts (see the module docstring)
@@ -84,7 +90,13 @@ _INT64_DTYPE = np.dtype("<i8")
 _ONE = np.uint64(1)
 _ZERO_ROW = np.zeros((1, 8), dtype=np.uint8)
 _FOREIGN_ORDER = ">" if sys.byteorder == "little" else "<"  # how numpy marks a byte order not the machine's
+_LITTLE_ENDIAN = sys.byteorder == "little"  # the C (`_columns`) takes arrays in the little-endian layout only
+# `_columns.pack_column`'s modes: the values as they are; int64 differences (of a float64 array: of its values, whole).
+_PLAIN: Final = 0
+_DIFFERENCES: Final = 1
 
+
+Span = tuple[int, int] | tuple[int, int, bool]  # an array of int64 differences: length, offset[, read as float64]
 
 # What zlib's and ISA-L's inflate raise on a stream that is not deflate data.
 INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, cast(type[Exception], isal_zlib.error))
@@ -136,32 +148,55 @@ class Columns:
         see `layout`; a shuffled part's key is not used). `delta` (int64 arrays): stored as the first value
         and the differences after it, zigzag-coded (0, -1, 1, -2... as 0, 1, 2, 3...), which `get` sums back
         (a clock or a counter: its differences need a few of the 8 bytes)."""
-        # A checkpoint adds some 50 arrays, most of a few hundred bytes: numpy's fixed cost per call is most of
-        # the time here, so every call that would not change the bytes is left out.
+        # A checkpoint adds some 50 arrays, most of a few hundred bytes: numpy's fixed cost per call would be
+        # most of the time here, so the C does it in one call (`_columns`; `stored_bytes` is its numpy form).
         dtype = array.dtype
         if dtype.byteorder == _FOREIGN_ORDER:
             array = array.astype(dtype.newbyteorder("<"))
             dtype = array.dtype
-        if delta:
-            if dtype != _INT64_DTYPE:
-                raise ValueError(f"delta coding of a {dtype.str} array (only int64)")
-            array = _zigzag_differences(array)
-        item = dtype.itemsize
-        n = len(array)
-        if item > 1 and n >= _SHUFFLE_MIN:
-            # Byte k of every element together: the C-order bytes of the transposed (n, item) byte view.
-            data = np.ascontiguousarray(array).view(np.uint8).reshape(n, item).T.tobytes()
-            plane = n
-            key = None
+        if delta and dtype != _INT64_DTYPE:
+            raise ValueError(f"delta coding of a {dtype.str} array (only int64)")
+        if _LITTLE_ENDIAN:
+            data = _columns.pack_column(array, _DIFFERENCES if delta else _PLAIN)
         else:
-            data = array.tobytes()
-            plane = len(data)
+            data = stored_bytes(array, delta=delta)
+        assert data is not None  # (an int64 array's differences are always stored)
         at = self.size
+        n = len(array)
         self.parts.append(data)
-        self.planes.append(plane)
-        self.keys.append(key)
-        self.size += len(data)
+        if dtype.itemsize > 1 and n >= _SHUFFLE_MIN:  # shuffled: its planes are deflated apart, by size
+            self.planes.append(n)
+            self.keys.append(None)
+        else:
+            self.planes.append(len(data))
+            self.keys.append(key)
+        self.size = at + len(data)
         return at
+
+    def add_differences(self, array: np.ndarray[Any, Any], *, key: str | None = None) -> bool:
+        """`add(array, delta=True)` of an int64 array; of a float64 array, of its values as int64 when they
+        are whole numbers (`whole_ints`), else nothing. Whether the array was added (one call to the C)."""
+        if array.dtype.byteorder == _FOREIGN_ORDER or not _LITTLE_ENDIAN:
+            if array.dtype.kind == "f" and array.dtype.itemsize == 8:
+                ints = whole_ints(array.astype(np.float64))  # (in the machine's byte order)
+                if ints is None:
+                    return False
+                array = ints
+            self.add(array, delta=True, key=key)
+            return True
+        data = _columns.pack_column(array, _DIFFERENCES)
+        if data is None:
+            return False
+        n = len(array)
+        self.parts.append(data)
+        if n >= _SHUFFLE_MIN:
+            self.planes.append(n)
+            self.keys.append(None)
+        else:
+            self.planes.append(len(data))
+            self.keys.append(key)
+        self.size += len(data)
+        return True
 
     def add_bytes(self, data: bytes, *, key: str | None = None) -> int:
         """`add` of a uint8 array of `data` (the same bytes, without making the array)."""
@@ -246,62 +281,38 @@ class Columns:
         if dtype is None or n < 0 or offset < 0 or (delta and dtype_str != "<i8"):
             raise ValueError(f"column of dtype {dtype_str!r}, length {n}, offset {offset}, delta {delta}")
         item = dtype.itemsize
-        size = n * item
-        if offset + size > len(data):
+        if offset + n * item > len(data):
             raise ValueError(f"column at {offset} of {n} x {item} bytes is past the block's {len(data)}")
+        if delta:
+            return self.get_deltas([(n, offset)])[0]
         if item == 1 or n < _SHUFFLE_MIN:
-            if not delta:
-                return np.frombuffer(data, dtype, n, offset)  # a view, no copy
-            zigzag = np.frombuffer(data, np.uint64, n, offset)
-        else:  # byte k of every element together: the (item, n) planes, transposed
-            planes = np.frombuffer(data, np.uint8, size, offset).reshape(item, n)
-            if not delta:
-                return planes.T.copy().view(dtype)[:, 0]
-            zigzag = planes.T.copy().view(np.uint64)[:, 0]
-        # Zigzag back (0, 1, 2, 3... as 0, -1, 1, -2...), then summed, in uint64 (wrapping around as int64
-        # would: the same bits), each step a new array or in place (the ufuncs themselves: `np.cumsum` costs
-        # more than the sum of a few hundred values).
-        differences = zigzag >> _ONE
-        sign = zigzag & _ONE
-        np.negative(sign, out=sign)  # 1 as all ones
-        differences ^= sign
-        return np.add.accumulate(differences, out=differences).view(np.int64)
+            return np.frombuffer(data, dtype, n, offset)  # a view, no copy
+        if _LITTLE_ENDIAN:  # byte k of every element together: un-shuffled by the C
+            return np.frombuffer(_columns.unpack_column(data, offset, n, item), dtype)
+        return unstored_array(data, dtype, n, offset)
 
-    def get_deltas(self, spans: list[tuple[int, int]]) -> list[np.ndarray[Any, np.dtype[np.int64]]]:
+    def get_deltas(self, spans: Sequence[Span]) -> list[np.ndarray[Any, Any]]:
         """`get("<i8", n, offset, delta=True)` of each (n, offset) in `spans`, the same values, worked out
-        together: a fixed number of numpy calls for them all, and a view and a slice for each (the arrays
-        are slices of one array)."""
+        together: one C call for them all, and a slice for each (the arrays are slices of one array). A span
+        (n, offset, True) is read as float64 (whole numbers, as `add_differences` took them)."""
         data = self._data
         if data is None:
             raise ValueError("a column reference without a column block")
-        size = len(data)
-        rows = [_ZERO_ROW]  # each array as (n, 8) bytes, after one zero (see the sums below)
-        lengths = []
-        for n, offset in spans:
-            end = offset + 8 * n
-            if n < 0 or offset < 0 or end > size:
-                raise ValueError(f"column of dtype '<i8', length {n}, offset {offset}, delta True (block {size})")
-            planes = np.frombuffer(data, np.uint8, 8 * n, offset)
-            rows.append(planes.reshape(8, n).T if n >= _SHUFFLE_MIN else planes.reshape(n, 8))
-            lengths.append(n)
-        joined = np.empty((1 + sum(lengths), 8), dtype=np.uint8)  # C order (else it follows the transposed)
-        zigzag = np.concatenate(rows, out=joined).view(np.uint64).reshape(-1)
-        differences = zigzag >> _ONE
-        sign = zigzag & _ONE
-        np.negative(sign, out=sign)
-        differences ^= sign
-        # One running sum over all of them (uint64: wrapping around as int64 would), then each array's part of
-        # it less where the sum stood before its first element (the zero in front: 0 for the first).
-        sums = np.add.accumulate(differences, out=differences).view(np.int64)
-        out = []
-        before = []
-        at = 1
-        for n in lengths:
-            out.append(sums[at : at + n])
-            before.append(sums[at - 1])  # a scalar: a copy, as it stands before any array is changed
+        if not _LITTLE_ENDIAN:
+            return summed_deltas(data, spans)
+        ints = np.frombuffer(_columns.unpack_deltas(data, spans), np.int64)
+        floats = None
+        out: list[np.ndarray[Any, Any]] = []
+        at = 0
+        for span in spans:
+            n = span[0]
+            if len(span) > 2 and span[2]:
+                if floats is None:
+                    floats = ints.view(np.float64)
+                out.append(floats[at : at + n])
+            else:
+                out.append(ints[at : at + n])
             at += n
-        for array, base in zip(out[1:], before[1:], strict=True):
-            np.subtract(array, base, out=array)
         return out
 
     def text(self, offset: int, size: int) -> str:
@@ -314,6 +325,20 @@ class Columns:
         return str(data[offset : offset + size], "utf-8")
 
 
+# The numpy forms of `_columns`' functions: the reference its tests compare with, and the path of a machine
+# that is not little-endian (where the C does not apply).
+
+
+def whole_ints(array: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.int64]] | None:
+    """A float64 array as int64 if it holds whole numbers only, each below 2**53 in magnitude (so exact as an
+    int64 and back), with no NaN and no -0.0; else None."""
+    if not np.maximum.reduce(np.abs(array)) < _WHOLE_LIMIT:  # False with a NaN: no cast of it to warn about
+        return None
+    ints = array.astype(np.int64)
+    # Back to float64 bit for bit: a fraction comes back another number, -0.0 as 0.0 (another sign bit).
+    return ints if ints.astype(np.float64).tobytes() == array.tobytes() else None
+
+
 def _zigzag_differences(array: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.int64]]:
     """An int64 array as its first value and the differences after it (wrapping around, as `get`'s sum
     does: exact either way), zigzag-coded (0, -1, 1, -2... as 0, 1, 2, 3...): a new array."""
@@ -323,6 +348,61 @@ def _zigzag_differences(array: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype
     differences <<= 1
     differences ^= sign
     return differences
+
+
+def stored_bytes(array: np.ndarray[Any, Any], *, delta: bool = False) -> bytes:
+    """The bytes `Columns.add` stores for `array` (`_columns.pack_column`, mode 0 or 1)."""
+    if array.dtype.byteorder == _FOREIGN_ORDER:
+        array = array.astype(array.dtype.newbyteorder("<"))
+    if delta:
+        array = _zigzag_differences(array)
+    item = array.dtype.itemsize
+    n = len(array)
+    if item > 1 and n >= _SHUFFLE_MIN:
+        # Byte k of every element together: the C-order bytes of the transposed (n, item) byte view.
+        return np.ascontiguousarray(array).view(np.uint8).reshape(n, item).T.tobytes()
+    return array.tobytes()
+
+
+def unstored_array(data: bytes, dtype: np.dtype[Any], n: int, offset: int) -> np.ndarray[Any, Any]:
+    """The array of `n` elements of `dtype` that `stored_bytes` wrote at `offset` of `data` (a copy)."""
+    item = dtype.itemsize
+    if item == 1 or n < _SHUFFLE_MIN:
+        return np.frombuffer(data, dtype, n, offset).copy()
+    planes = np.frombuffer(data, np.uint8, n * item, offset).reshape(item, n)  # the (item, n) planes
+    return planes.T.copy().view(dtype)[:, 0]
+
+
+def summed_deltas(data: bytes, spans: Sequence[Span]) -> list[np.ndarray[Any, Any]]:
+    """`Columns.get_deltas` of the block `data` (`_columns.unpack_deltas`): the spans' zigzag differences
+    summed back, each step an array for all of them."""
+    size = len(data)
+    rows = [_ZERO_ROW]  # each array as (n, 8) bytes, after one zero (see the sums below)
+    lengths = []
+    for span in spans:
+        n, offset = span[0], span[1]
+        end = offset + 8 * n
+        if n < 0 or offset < 0 or end > size:
+            raise ValueError(f"column of dtype '<i8', length {n}, offset {offset}, delta True (block {size})")
+        planes = np.frombuffer(data, np.uint8, 8 * n, offset)
+        rows.append(planes.reshape(8, n).T if n >= _SHUFFLE_MIN else planes.reshape(n, 8))
+        lengths.append(n)
+    joined = np.empty((1 + sum(lengths), 8), dtype=np.uint8)  # C order (else it follows the transposed)
+    zigzag = np.concatenate(rows, out=joined).view(np.uint64).reshape(-1)
+    differences = zigzag >> _ONE
+    sign = zigzag & _ONE
+    np.negative(sign, out=sign)  # 1 as all ones
+    differences ^= sign
+    # One running sum over all of them (uint64: wrapping around as int64 would), then each array's part of
+    # it less where the sum stood before its first element (the zero in front: 0 for the first).
+    sums = np.add.accumulate(differences, out=differences).view(np.int64)
+    out: list[np.ndarray[Any, Any]] = []
+    at = 1
+    for span, n in zip(spans, lengths, strict=True):
+        array = sums[at : at + n] - sums[at - 1]
+        out.append(array.astype(np.float64) if len(span) > 2 and span[2] else array)
+        at += n
+    return out
 
 
 # -- values -------------------------------------------------------------------------------------------

@@ -83,7 +83,6 @@ _HUFFMAN = 2  # ... a byte plane of noise, Huffman-coded after the column block 
 # Planes so coded (CB5): a grid's value differences of one width, `values[str(width)]`, uint8 up to 8 bits
 # (`processor.history.values_by_width`): noise below 2**width, where deflate finds nothing to match.
 _NOISE_WIDTHS = {str(width): width for width in range(1, 9)}
-_WHOLE_LIMIT = float(1 << 53)
 _ITEMSIZE = {d: np.dtype(d).itemsize for d in COLUMN_DTYPES}
 _SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(ProfileSummary))
 # Fields left out of a point record when they hold their default (read back as it): most profiles have no
@@ -462,21 +461,12 @@ _COLUMNS_KEY = "\0columns"
 _to_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
-def _whole_ints(array: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.int64]] | None:
-    """A float64 array as int64 if it holds whole numbers only, each below 2**53 in magnitude (so exact as an
-    int64 and back), with no NaN and no -0.0; else None."""
-    if not np.maximum.reduce(np.abs(array)) < _WHOLE_LIMIT:  # False with a NaN: no cast of it to warn about
-        return None
-    ints = array.astype(np.int64)
-    # Back to float64 bit for bit: a fraction comes back another number, -0.0 as 0.0 (another sign bit).
-    return ints if ints.astype(np.float64).tobytes() == array.tobytes() else None
-
-
 # Values `_take_arrays` copies as they are, without looking for a part to finish (`resolve_state`).
 _PLAIN_TYPES = frozenset((int, float, str, bool, type(None)))
 _COLUMN_DTYPE_SET = frozenset(COLUMN_DTYPES)
 _DTYPE_STR = {np.dtype(d): d for d in COLUMN_DTYPES}  # `dtype.str` of these, without building the string
 _STR_ONLY = {str}
+_DIFFERENCE_DTYPES = frozenset(("<i8", "<f8"))  # arrays stored as int64 differences (float64: when whole)
 
 
 def _take_arrays(
@@ -509,15 +499,8 @@ def _take_arrays(
                 index.append([[*path, k], dtype, n, _HUFFMAN])
                 out[k] = None
                 continue
-            ints = None
-            if n >= 4:
-                if dtype == "<i8":
-                    ints = v
-                elif dtype == "<f8":
-                    ints = _whole_ints(v)
-            if ints is not None:
-                columns.add(ints, delta=True, key=f"{k}/<i8")  # `_block_key`, inline
-                index.append([[*path, k], dtype, n, _DELTA])
+            if n >= 4 and dtype in _DIFFERENCE_DTYPES and columns.add_differences(v, key=f"{k}/<i8"):
+                index.append([[*path, k], dtype, n, _DELTA])  # (the key: `_block_key`, inline)
             else:
                 columns.add(v, key=f"{k}/{dtype}")
                 index.append([[*path, k], dtype, n])
@@ -605,8 +588,8 @@ def _put_arrays(value: dict[str, Any], columns: Columns, layout: int, coded: mem
         data = columns.block()
         size = len(data)
         coded_at = 0  # where the next coded plane starts
-        deltas: list[tuple[dict[str, Any], str, str]] = []  # where, name, dtype of each delta column
-        spans: list[tuple[int, int]] = []  # its length and offset: decoded together below
+        deltas: list[tuple[dict[str, Any], str]] = []  # where and name of each delta column
+        spans: list[tuple[int, int, bool]] = []  # its length, offset, float64 or not: decoded together below
         for entry, offset in zip(index, offsets, strict=True):
             path, dtype, n = entry[0], entry[1], entry[2]
             where = value
@@ -637,12 +620,12 @@ def _put_arrays(value: dict[str, Any], columns: Columns, layout: int, coded: mem
                 else:  # shuffled, or not in the block (`get` says why)
                     where[path[-1]] = get(dtype, n, offset)
             elif len(entry) == 4 and entry[3] == _DELTA and dtype in ("<i8", "<f8"):
-                deltas.append((where, path[-1], dtype))
-                spans.append((n, offset))
+                deltas.append((where, path[-1]))
+                spans.append((n, offset, dtype == "<f8"))
             else:
                 raise ValueError(f"column {path}: coding {entry[3:]} of a {dtype} array")
-        for (where, name, dtype), array in zip(deltas, columns.get_deltas(spans), strict=True):
-            where[name] = array if dtype == "<i8" else array.astype(np.float64)
+        for (where, name), array in zip(deltas, columns.get_deltas(spans), strict=True):
+            where[name] = array
         if coded is not None and coded_at != len(coded):
             raise ValueError(f"{len(coded)} bytes of coded planes, of which the index reads {coded_at}")
     except (KeyError, TypeError, ValueError, IndexError) as exc:
