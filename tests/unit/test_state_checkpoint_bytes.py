@@ -1,6 +1,7 @@
-"""The checkpoint encoder writes the bytes the release before wrote (a committed payload of a made-up state
-with every column dtype and length class, tests/testdata/state/make_checkpoint_columns.py), and reads them
-back as they were; the column block's batched and fast paths give what its general ones give."""
+"""The checkpoint encoder writes the bytes the release before wrote (committed payloads of made-up states
+with every column dtype and length class, and a grid's value planes of every width, tests/testdata/state/
+make_checkpoint_columns.py), and reads them back as they were; the column block's batched and fast paths
+give what its general ones give."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from otel_leakproc.state.records import (
 )
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "testdata" / "state"))
-from make_checkpoint_columns import FIXTURE, KEY, RESOURCE, SEQ, column_state
+from make_checkpoint_columns import FIXTURE, FIXTURE_CB5, KEY, RESOURCE, SEQ, coded_state, column_state
 
 
 def _same(expected: Any, got: Any, path: str = "$") -> None:
@@ -45,7 +46,41 @@ def _same(expected: Any, got: Any, path: str = "$") -> None:
 
 
 def test_a_checkpoint_is_written_byte_for_byte_as_the_release_before_wrote_it() -> None:
-    assert checkpoint_payload(SEQ, KEY, RESOURCE, column_state()) == FIXTURE.read_bytes()
+    assert checkpoint_payload(SEQ, KEY, RESOURCE, coded_state()) == FIXTURE_CB5.read_bytes()
+
+
+def test_a_state_without_value_planes_is_written_as_cb4_wrote_it_but_for_the_magic_and_block_length() -> None:
+    old = FIXTURE.read_bytes()
+    (n,) = struct.unpack_from("<I", old, 4)
+    (m,) = struct.unpack_from("<I", old, 8 + n)
+    block_at = 12 + n + m  # CB4: the column block runs to the end
+    expected = b"\xffCB5" + old[4:block_at] + struct.pack("<I", len(old) - block_at) + old[block_at:]
+    assert old[:4] == b"\xffCB4"
+    assert checkpoint_payload(SEQ, KEY, RESOURCE, column_state()) == expected
+
+
+def test_the_committed_cb5_checkpoint_reads_back_its_value_planes_huffman_coded() -> None:
+    payload = FIXTURE_CB5.read_bytes()
+    expected = coded_state()
+    expected["report"] = expected.pop("report")
+    _same(expected, checkpoint_state(payload))
+    coded = [entry for entry in decode_index(payload) if len(entry) == 4 and entry[3] == 2]
+    # Every non-empty uint8 plane of both grids, and nothing else (the uint16 plane stays in the block).
+    assert sorted(tuple(entry[0]) for entry in coded) == sorted(
+        [(*grid, "values", str(w)) for grid in (("sites",), ("early", "sites")) for w in (1, 3, 4, 5, 6, 7, 8)]
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: p + b"\0", "bytes of coded planes, of which the index reads"),
+        (lambda p: p[:-1], "huffman"),
+    ],
+)
+def test_coded_planes_that_do_not_add_up_are_refused(change: Any, message: str) -> None:
+    with pytest.raises(CodecError, match=message):
+        checkpoint_state(change(FIXTURE_CB5.read_bytes()))
 
 
 def test_the_committed_checkpoint_reads_back_the_state_it_was_written_from() -> None:

@@ -5,172 +5,330 @@
  * and the differences from it grouped by width, and of the 2-bit tie fields (packed four to a byte, low
  * bits first, by export index) only those of the values in runs: a run is two or more values of one point
  * with one key, which the value order (key descending, then id) cannot tell apart. Stored are the fields
- * of runs of 2 to 4 in points not kept whole, in value order, all but each run's last (its position is the
- * one the others leave); every other field is 0. Each numpy form is a dozen passes over the whole export
- * through temporaries; here each is one pass per point. The sort of each point stays numpy's (vectorised,
- * faster than one written here): `value_table` lays the keys out for it.
+ * of runs of 2 to 4 in points not kept whole, in value order (runs by key descending, a run's values by
+ * id), all but each run's last (its position is the one the others leave); every other field is 0. Each
+ * numpy form is a dozen passes over the whole export through temporaries, and sorts every point; here
+ * each is one pass per point that finds the point's runs by hashing its keys, and orders the runs alone.
  *
- *   value_table(lengths, ids, keys) -> (bytearray, width) | None
- *       A table of a row per point, `width` the most values of a point: each value as
- *       (2**31 - 1 - key) << 32 | its place in the point, then INT64_MAX. Sorted row by row it is each
- *       point's value order. None when a key is outside [0, 2**31) or a point's ids are not ascending
- *       (then a place is not the id order).
- *   tied_of_ties(lengths, table, width, ties, whole) -> bytearray | None
- *       The stored fields, packed, from the fields by export index (`ties`), read in the sorted table's
- *       order; None where the fields are not what `ties_of_tied` gives back.
- *   ties_of_tied(lengths, table, width, tied, whole) -> bytearray
+ *   tied_of_ties(lengths, ids, keys, ties, whole) -> bytearray | None | NotImplemented
+ *       The stored fields, packed, from the fields by export index (`ties`); None where the fields are
+ *       not what `ties_of_tied` gives back; NotImplemented where a run of 2 to 4 has one id twice (the
+ *       value order does not say which comes first: the numpy form's business).
+ *   ties_of_tied(lengths, ids, keys, tied, whole) -> bytearray | NotImplemented
  *       The inverse: every value's field, packed by export index. ValueError when `tied` is not as long
  *       as the count of stored fields needs.
  *   width_groups(codes, names) -> (floor, widths, {width: differences})
- *       For codes (int32) of every name at every point (a points x names table, by id): per name its least
- *       code (int32) and the bits of its largest difference from it (uint8, 0 to 16); per width present
- *       but 0 the differences of its names' values, point by point and by id (uint8 up to 8 bits, else
- *       native uint16).
+ *       For codes (int16, uint16 or int32) of every name at every point (a points x names table, by id):
+ *       per name its least code (in the codes' type) and the bits of its largest difference from it (uint8,
+ *       0 to 16); per width present but 0 the differences of its names' values, point by point and by id
+ *       (uint8 up to 8 bits, else native uint16).
  *
- * lengths, ids, keys, table: native int64 buffers; ties/tied: bytes; whole: a byte per point, nonzero for a
- * point kept whole. Counts that do not add up, a table row that is not its point's places and a difference
- * wider than 16 bits raise ValueError; nothing is read outside its buffer.
+ * lengths, ids, keys and whole (the points kept whole, any order) are C-contiguous arrays of native
+ * integers (8 to 64 bits; keys and whole signed or unsigned up to 32 bits, or int64), read as they are: no
+ * copies to convert. ties/tied: bytes. An array of another type, counts that do not add up, a whole point
+ * out of range and a difference wider than 16 bits raise ValueError naming what is wrong; nothing is read
+ * outside its buffer. Every function holds the GIL throughout.
  */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
-#define PLACE_MASK 0xFFFFFFFFLL
-#define KEY_LIMIT (1LL << 31)
 #define MAX_WIDTH 16
 
 static inline int field_at(const uint8_t *packed, Py_ssize_t i) {
     return (packed[i >> 2] >> ((i & 3) << 1)) & 3;
 }
 
-/* The count of values `lengths` (int64, one per point) adds up to, or -1 with ValueError set. */
-static Py_ssize_t total_of(const Py_buffer *lengths, Py_ssize_t limit, Py_ssize_t *widest) {
-    if (lengths->len % 8) {
-        PyErr_SetString(PyExc_ValueError, "grid pack: lengths must be an int64 buffer");
+/* -- native integer arrays ------------------------------------------------------------------------------ */
+
+enum { I8, U8, I16, U16, I32, U32, I64 };
+
+typedef struct {
+    Py_buffer view;
+    int kind;
+    Py_ssize_t n;
+    int open;
+} Ints;
+
+/* Opens `obj` as a contiguous array of native integers; ValueError naming `what` when it is not one. */
+static int ints_open(PyObject *obj, Ints *x, const char *what) {
+    memset(x, 0, sizeof(*x));
+    if (PyObject_GetBuffer(obj, &x->view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "grid pack: %s must be a contiguous array of integers", what);
         return -1;
     }
-    const int64_t *len = lengths->buf;
-    Py_ssize_t total = 0, most = 0;
-    for (Py_ssize_t p = 0; p < lengths->len / 8; p++) {
-        if (len[p] < 0 || len[p] > limit - total) {
-            PyErr_Format(PyExc_ValueError, "grid pack: point %zd has %lld values, past the %zd values", p,
-                         (long long)len[p], limit);
-            return -1;
-        }
-        total += (Py_ssize_t)len[p];
-        most = len[p] > most ? (Py_ssize_t)len[p] : most;
+    x->open = 1;
+    const char *f = x->view.format ? x->view.format : "B";
+    if (*f == '@' || *f == '=') {
+        f++;
     }
-    *widest = most;
-    return total;
+    Py_ssize_t size = x->view.itemsize;
+    int kind = -1;
+    if (f[0] && !f[1]) {
+        switch (f[0]) {
+            case 'b': kind = size == 1 ? I8 : -1; break;
+            case 'B': kind = size == 1 ? U8 : -1; break;
+            case 'h': kind = size == 2 ? I16 : -1; break;
+            case 'H': kind = size == 2 ? U16 : -1; break;
+            case 'i': kind = size == 4 ? I32 : -1; break;
+            case 'I': kind = size == 4 ? U32 : -1; break;
+            case 'l': case 'q': kind = size == 8 ? I64 : size == 4 ? I32 : -1; break;
+            default: break;
+        }
+    }
+    if (kind < 0) {
+        PyErr_Format(PyExc_ValueError, "grid pack: %s of format '%s' (%zd bytes each): expected native integers, "
+                     "signed of 8 to 64 bits or unsigned of 8 to 32", what, x->view.format ? x->view.format : "B",
+                     size);
+        return -1;
+    }
+    x->kind = kind;
+    x->n = x->view.len / size;
+    return 0;
 }
 
-static PyObject *value_table(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer lengths, ids, keys;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*y*y*", &lengths, &ids, &keys)) {
-        return NULL;
+static void ints_release(Ints *x) {
+    if (x->open) {
+        PyBuffer_Release(&x->view);
+        x->open = 0;
     }
-    Py_ssize_t n = keys.len / 8, width = 0;
-    if (ids.len % 8 || keys.len % 8 || ids.len != keys.len) {
-        PyErr_Format(PyExc_ValueError, "grid pack: %zd bytes of ids for %zd bytes of keys (int64 each)", ids.len,
-                     keys.len);
-        goto done;
+}
+
+static inline int64_t ints_at(const Ints *x, Py_ssize_t i) {
+    const void *b = x->view.buf;
+    switch (x->kind) {
+        case I8: return ((const int8_t *)b)[i];
+        case U8: return ((const uint8_t *)b)[i];
+        case I16: return ((const int16_t *)b)[i];
+        case U16: return ((const uint16_t *)b)[i];
+        case I32: return ((const int32_t *)b)[i];
+        case U32: return ((const uint32_t *)b)[i];
+        default: return ((const int64_t *)b)[i];
     }
-    Py_ssize_t total = total_of(&lengths, n, &width);
-    if (total < 0) {
-        goto done;
+}
+
+/* -- the runs of a point --------------------------------------------------------------------------------- */
+
+typedef struct {
+    int64_t key;
+    int32_t first, last, size; /* its values: `first`, then by `next` (export order), `size` in all */
+} Run;
+
+/* The buffers of a tie call, checked against each other, and the scratch of one point. */
+typedef struct {
+    Ints lengths, ids, keys, whole;
+    Py_buffer fields;
+    int fields_open;
+    Py_ssize_t points, n, widest;
+    uint8_t *is_whole; /* a flag per point */
+    int32_t *slot;     /* the hash table: -1 empty, a value's index (a key seen once), -2 - a run's index */
+    int32_t *next;     /* per value in a run: the next value of its key */
+    Run *runs;
+} Ties;
+
+static void ties_release(Ties *x) {
+    ints_release(&x->lengths);
+    ints_release(&x->ids);
+    ints_release(&x->keys);
+    ints_release(&x->whole);
+    if (x->fields_open) {
+        PyBuffer_Release(&x->fields);
+    }
+    PyMem_Free(x->is_whole);
+    PyMem_Free(x->slot);
+    PyMem_Free(x->next);
+    PyMem_Free(x->runs);
+}
+
+/* The hash table's size for a point of `count` values: at most half full. */
+static Py_ssize_t table_size(Py_ssize_t count) {
+    Py_ssize_t size = 8;
+    while (size < 2 * count) {
+        size <<= 1;
+    }
+    return size;
+}
+
+static int ties_open(Ties *x, PyObject *args) {
+    memset(x, 0, sizeof(*x));
+    PyObject *lengths, *ids, *keys, *whole;
+    if (!PyArg_ParseTuple(args, "OOOy*O", &lengths, &ids, &keys, &x->fields, &whole)) {
+        return -1;
+    }
+    x->fields_open = 1;
+    if (ints_open(lengths, &x->lengths, "lengths") < 0 || ints_open(ids, &x->ids, "ids") < 0 ||
+        ints_open(keys, &x->keys, "keys") < 0 || ints_open(whole, &x->whole, "whole points") < 0) {
+        return -1;
+    }
+    if (x->ids.n != x->keys.n) {
+        PyErr_Format(PyExc_ValueError, "grid pack: %zd ids for %zd keys", x->ids.n, x->keys.n);
+        return -1;
+    }
+    x->points = x->lengths.n;
+    Py_ssize_t n = x->keys.n, total = 0, widest = 0;
+    for (Py_ssize_t p = 0; p < x->points; p++) {
+        int64_t count = ints_at(&x->lengths, p);
+        if (count < 0 || count > n - total) {
+            PyErr_Format(PyExc_ValueError, "grid pack: point %zd has %lld values, past the %zd values", p,
+                         (long long)count, n);
+            return -1;
+        }
+        total += (Py_ssize_t)count;
+        widest = count > widest ? (Py_ssize_t)count : widest;
     }
     if (total != n) {
         PyErr_Format(PyExc_ValueError, "grid pack: lengths add up to %zd, not the %zd keys", total, n);
-        goto done;
+        return -1;
     }
-    Py_ssize_t points = lengths.len / 8;
-    const int64_t *len = lengths.buf, *id = ids.buf, *key = keys.buf;
-    PyObject *table = PyByteArray_FromStringAndSize(NULL, points * width * 8);
-    if (!table) {
-        goto done;
+    if (widest > INT32_MAX / 4) {
+        PyErr_Format(PyExc_ValueError, "grid pack: a point of %zd values", widest);
+        return -1;
     }
-    int64_t *row = (int64_t *)PyByteArray_AS_STRING(table);
-    uint64_t outside = 0; /* nonzero once a key is outside [0, 2**31) or an id is not above the one before */
-    for (Py_ssize_t p = 0; p < points; p++, row += width) {
-        Py_ssize_t count = (Py_ssize_t)len[p];
-        for (Py_ssize_t k = 0; k < count; k++) {
-            outside |= (uint64_t)key[k] >> 31;
-            outside |= k && id[k] <= id[k - 1];
-            row[k] = ((KEY_LIMIT - 1 - key[k]) << 32) | k;
+    x->n = n;
+    x->widest = widest;
+    x->is_whole = PyMem_Calloc((size_t)x->points + 1, 1);
+    x->slot = PyMem_Malloc(sizeof(int32_t) * (size_t)table_size(widest));
+    x->next = PyMem_Malloc(sizeof(int32_t) * ((size_t)widest + 1));
+    x->runs = PyMem_Malloc(sizeof(Run) * ((size_t)widest / 2 + 1));
+    if (!x->is_whole || !x->slot || !x->next || !x->runs) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < x->whole.n; i++) {
+        int64_t p = ints_at(&x->whole, i);
+        if (p < 0 || p >= x->points) {
+            PyErr_SetString(PyExc_ValueError, "grid ties: whole points out of range");
+            return -1;
         }
-        for (Py_ssize_t k = count; k < width; k++) {
-            row[k] = INT64_MAX;
-        }
-        key += count;
-        id += count;
-    }
-    if (outside) {
-        Py_DECREF(table);
-        result = Py_NewRef(Py_None);
-        goto done;
-    }
-    result = Py_BuildValue("(Nn)", table, width);
-done:
-    PyBuffer_Release(&lengths);
-    PyBuffer_Release(&ids);
-    PyBuffer_Release(&keys);
-    return result;
-}
-
-/* The buffers of a tie call, checked against each other. */
-typedef struct {
-    Py_buffer lengths, table, fields, whole;
-    Py_ssize_t points, n, width;
-} Sorted;
-
-static void sorted_release(Sorted *x) {
-    PyBuffer_Release(&x->lengths);
-    PyBuffer_Release(&x->table);
-    PyBuffer_Release(&x->fields);
-    PyBuffer_Release(&x->whole);
-}
-
-static int sorted_open(Sorted *x, PyObject *args) {
-    memset(x, 0, sizeof(*x));
-    if (!PyArg_ParseTuple(args, "y*y*ny*y*", &x->lengths, &x->table, &x->width, &x->fields, &x->whole)) {
-        return -1;
-    }
-    Py_ssize_t widest = 0;
-    x->points = x->lengths.len / 8;
-    x->n = total_of(&x->lengths, PY_SSIZE_T_MAX, &widest);
-    if (x->n < 0) {
-        return -1;
-    }
-    if (x->width < widest || x->table.len != x->points * x->width * 8) {
-        PyErr_Format(PyExc_ValueError, "grid pack: a table of %zd bytes for %zd points of %zd (at most %zd values)",
-                     x->table.len, x->points, x->width, widest);
-        return -1;
-    }
-    if (x->whole.len != x->points) {
-        PyErr_Format(PyExc_ValueError, "grid pack: a whole flag for %zd of %zd points", x->whole.len, x->points);
-        return -1;
+        x->is_whole[p] = 1;
     }
     return 0;
 }
 
-/* Runs are read from each point's sorted row: values i..j-1 with one key (the row's high 32 bits), their
- * export indices the point's first plus the places in the low 32 bits. Only the places of values in runs
- * are read, so only they are checked (`bad_row`). */
-static void bad_row(Py_ssize_t p) {
-    PyErr_Format(PyExc_ValueError, "grid pack: row %zd of the value table is not its point's places", p);
+/* The runs of a point's keys (`key`, `count` of them), unordered, into x->runs: their count. Each key is
+ * hashed (Fibonacci) into a table at most half full; a key's second value makes it a run. */
+#define POINT_RUNS(T)                                                                           \
+    static Py_ssize_t runs_##T(Ties *x, const T *key, int32_t count, int shift, uint64_t mask) { \
+        int32_t *slot = x->slot, *next = x->next;                                               \
+        Run *runs = x->runs;                                                                    \
+        Py_ssize_t r = 0;                                                                       \
+        for (int32_t k = 0; k < count; k++) {                                                   \
+            const int64_t v = key[k];                                                           \
+            uint64_t h = ((uint64_t)v * 0x9E3779B97F4A7C15ULL) >> shift;                        \
+            for (;; h = (h + 1) & mask) {                                                       \
+                const int32_t e = slot[h];                                                      \
+                if (e == -1) { /* a key not seen before */                                      \
+                    slot[h] = k;                                                                \
+                    break;                                                                      \
+                }                                                                               \
+                if (e >= 0) {                                                                   \
+                    if (key[e] == v) { /* its second value: a run */                            \
+                        runs[r] = (Run){v, e, k, 2};                                            \
+                        next[e] = k;                                                            \
+                        slot[h] = (int32_t)(-2 - r++);                                          \
+                        break;                                                                  \
+                    }                                                                           \
+                } else if (runs[-2 - e].key == v) {                                             \
+                    Run *run = runs + (-2 - e);                                                 \
+                    next[run->last] = k;                                                        \
+                    run->last = k;                                                              \
+                    run->size++;                                                                \
+                    break;                                                                      \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+        return r;                                                                               \
+    }
+
+POINT_RUNS(int8_t)
+POINT_RUNS(uint8_t)
+POINT_RUNS(int16_t)
+POINT_RUNS(uint16_t)
+POINT_RUNS(int32_t)
+POINT_RUNS(uint32_t)
+POINT_RUNS(int64_t)
+
+static int by_key_descending(const void *a, const void *b) {
+    int64_t ka = ((const Run *)a)->key, kb = ((const Run *)b)->key;
+    return (ka < kb) - (ka > kb);
 }
 
-/* The end of the run of row[i]'s key: the first value after i with another key, or count. */
-static inline Py_ssize_t run_end(const int64_t *row, Py_ssize_t i, Py_ssize_t count) {
-    Py_ssize_t j = i + 1;
-    while (j < count && row[j] >> 32 == row[i] >> 32) {
-        j++;
+/* The runs of the point of `count` values from `from`, by key descending, into x->runs: their count. */
+static Py_ssize_t point_runs(Ties *x, Py_ssize_t from, Py_ssize_t count) {
+    if (count < 2) {
+        return 0;
     }
-    return j;
+    Py_ssize_t slots = table_size(count);
+    int shift = 64;
+    for (Py_ssize_t s = slots; s > 1; s >>= 1) {
+        shift--;
+    }
+    uint64_t mask = (uint64_t)slots - 1;
+    memset(x->slot, 0xFF, sizeof(int32_t) * (size_t)slots);
+    const char *buf = (const char *)x->keys.view.buf + from * x->keys.view.itemsize;
+    Py_ssize_t r;
+    switch (x->keys.kind) {
+        case I8: r = runs_int8_t(x, (const int8_t *)buf, (int32_t)count, shift, mask); break;
+        case U8: r = runs_uint8_t(x, (const uint8_t *)buf, (int32_t)count, shift, mask); break;
+        case I16: r = runs_int16_t(x, (const int16_t *)buf, (int32_t)count, shift, mask); break;
+        case U16: r = runs_uint16_t(x, (const uint16_t *)buf, (int32_t)count, shift, mask); break;
+        case I32: r = runs_int32_t(x, (const int32_t *)buf, (int32_t)count, shift, mask); break;
+        case U32: r = runs_uint32_t(x, (const uint32_t *)buf, (int32_t)count, shift, mask); break;
+        default: r = runs_int64_t(x, (const int64_t *)buf, (int32_t)count, shift, mask); break;
+    }
+    if (r > 16) {
+        qsort(x->runs, (size_t)r, sizeof(Run), by_key_descending);
+    } else {
+        for (Py_ssize_t i = 1; i < r; i++) {
+            Run run = x->runs[i];
+            Py_ssize_t j = i;
+            for (; j > 0 && x->runs[j - 1].key < run.key; j--) {
+                x->runs[j] = x->runs[j - 1];
+            }
+            x->runs[j] = run;
+        }
+    }
+    return r;
+}
+
+/* A run's values (export order) into `m`, at most 4. */
+static inline void run_values(const Ties *x, const Run *run, int32_t *m) {
+    int32_t k = run->first;
+    for (int i = 0; i < run->size; i++, k = x->next[k]) {
+        m[i] = k;
+    }
+}
+
+/* A run of 2 to 4 (`m`: its values, export order) put in id order; -1 where two have one id. */
+static int by_id(const Ties *x, Py_ssize_t from, int32_t *m, int len) {
+    int64_t id[4];
+    int ascending = 1;
+    for (int i = 0; i < len; i++) {
+        id[i] = ints_at(&x->ids, from + m[i]);
+        ascending &= i == 0 || id[i] > id[i - 1];
+    }
+    if (ascending) { /* (export order is id order: the usual case) */
+        return 0;
+    }
+    for (int i = 1; i < len; i++) {
+        int64_t at = id[i];
+        int32_t v = m[i];
+        int j = i;
+        for (; j > 0 && id[j - 1] > at; j--) {
+            id[j] = id[j - 1];
+            m[j] = m[j - 1];
+        }
+        if (j > 0 && id[j - 1] == at) {
+            return -1;
+        }
+        id[j] = at;
+        m[j] = v;
+    }
+    return 0;
 }
 
 /* The count of fields not 0 in each byte of packed tie fields. */
@@ -178,13 +336,13 @@ static uint8_t nonzero_fields[256];
 
 static PyObject *tied_of_ties(PyObject *self, PyObject *args) {
     (void)self;
-    Sorted x;
+    Ties x;
     PyObject *result = NULL;
     uint8_t *kept = NULL;
-    if (sorted_open(&x, args) < 0) {
+    if (ties_open(&x, args) < 0) {
         goto done;
     }
-    const uint8_t *ties = x.fields.buf, *whole = x.whole.buf;
+    const uint8_t *ties = x.fields.buf;
     if (x.fields.len < (x.n + 3) / 4) {
         PyErr_Format(PyExc_ValueError, "grid ties: %zd bytes for %zd values", x.fields.len, x.n);
         goto done;
@@ -200,37 +358,41 @@ static PyObject *tied_of_ties(PyObject *self, PyObject *args) {
     }
     Py_ssize_t stored = 0, in_runs = 0, from = 0;
     int fits = 1;
-    const int64_t *len = x.lengths.buf;
-    for (Py_ssize_t p = 0; p < x.points; from += (Py_ssize_t)len[p], p++) {
-        const int64_t *row = (const int64_t *)x.table.buf + p * x.width;
-        const Py_ssize_t count = (Py_ssize_t)len[p];
-        for (Py_ssize_t i = 0, j; i < count; i = j) {
-            j = run_end(row, i, count);
-            if (j - i < 2) {
+    for (Py_ssize_t p = 0; p < x.points; p++) {
+        const Py_ssize_t count = (Py_ssize_t)ints_at(&x.lengths, p);
+        const Py_ssize_t runs = point_runs(&x, from, count);
+        for (Py_ssize_t r = 0; r < runs; r++) {
+            const Run *run = x.runs + r;
+            if (run->size > 4 || x.is_whole[p]) { /* no field stored: each must be 0 */
+                int32_t k = run->first;
+                for (int i = 0; i < run->size; i++, k = x.next[k]) {
+                    int f = field_at(ties, from + k);
+                    in_runs += f != 0;
+                    fits &= f == 0;
+                }
                 continue;
             }
-            int tied = j - i <= 4 && !whole[p];
-            int64_t taken = 0, places = 0;
-            for (Py_ssize_t k = i; k < j; k++) {
-                int64_t place = row[k] & PLACE_MASK;
-                if (place >= count) {
-                    bad_row(p);
-                    goto done;
-                }
-                int f = field_at(ties, from + (Py_ssize_t)place);
-                in_runs += f != 0;
-                if (!tied) {
-                    fits &= f == 0;
-                } else if (k < j - 1) { /* stored */
-                    taken += i + ((k - i + f) & 3);
-                    places += k;
-                    kept[stored >> 2] |= (uint8_t)(f << ((stored & 3) << 1));
-                    stored++;
-                } else { /* the run's last: the position the others leave */
-                    fits &= ((places - taken) & 3) == f;
-                }
+            const int len = run->size;
+            int32_t m[4];
+            int i;
+            run_values(&x, run, m);
+            if (by_id(&x, from, m, len) < 0) {
+                result = Py_NewRef(Py_NotImplemented);
+                goto done;
             }
+            int64_t left = 0; /* the run's places less the positions its stored fields give, mod 4 */
+            for (i = 0; i < len - 1; i++) {
+                int f = field_at(ties, from + m[i]);
+                in_runs += f != 0;
+                left += i - ((i + f) & 3);
+                kept[stored >> 2] |= (uint8_t)(f << ((stored & 3) << 1));
+                stored++;
+            }
+            int f = field_at(ties, from + m[len - 1]);
+            in_runs += f != 0;
+            fits &= (left & 3) == f;
         }
+        from += count;
     }
     if (!fits || in_runs != nonzero) {
         result = Py_NewRef(Py_None);
@@ -239,18 +401,18 @@ static PyObject *tied_of_ties(PyObject *self, PyObject *args) {
     result = PyByteArray_FromStringAndSize((const char *)kept, (stored + 3) / 4);
 done:
     PyMem_Free(kept);
-    sorted_release(&x);
+    ties_release(&x);
     return result;
 }
 
 static PyObject *ties_of_tied(PyObject *self, PyObject *args) {
     (void)self;
-    Sorted x;
+    Ties x;
     PyObject *result = NULL;
-    if (sorted_open(&x, args) < 0) {
+    if (ties_open(&x, args) < 0) {
         goto done;
     }
-    const uint8_t *tied = x.fields.buf, *whole = x.whole.buf;
+    const uint8_t *tied = x.fields.buf;
     Py_ssize_t available = 4 * x.fields.len, stored = 0;
     result = PyByteArray_FromStringAndSize(NULL, (x.n + 3) / 4);
     if (!result) {
@@ -258,88 +420,138 @@ static PyObject *ties_of_tied(PyObject *self, PyObject *args) {
     }
     uint8_t *out = (uint8_t *)PyByteArray_AS_STRING(result);
     memset(out, 0, (size_t)((x.n + 3) / 4));
-    const int64_t *len = x.lengths.buf;
     Py_ssize_t from = 0;
-    for (Py_ssize_t p = 0; p < x.points; from += (Py_ssize_t)len[p], p++) {
-        const int64_t *row = (const int64_t *)x.table.buf + p * x.width;
-        const Py_ssize_t count = (Py_ssize_t)len[p];
-        for (Py_ssize_t i = 0, j; i < count; i = j) {
-            j = run_end(row, i, count);
-            if (j - i < 2 || j - i > 4 || whole[p]) {
+    for (Py_ssize_t p = 0; p < x.points; p++) {
+        const Py_ssize_t count = (Py_ssize_t)ints_at(&x.lengths, p);
+        const Py_ssize_t runs = x.is_whole[p] ? 0 : point_runs(&x, from, count);
+        for (Py_ssize_t r = 0; r < runs; r++) {
+            const Run *run = x.runs + r;
+            if (run->size > 4) {
                 continue;
             }
-            int64_t taken = 0, places = 0;
-            for (Py_ssize_t k = i; k < j; k++) {
-                int64_t place = row[k] & PLACE_MASK;
-                if (place >= count) {
-                    bad_row(p);
-                    Py_CLEAR(result);
-                    goto done;
-                }
+            const int len = run->size;
+            int32_t m[4];
+            int i;
+            run_values(&x, run, m);
+            if (by_id(&x, from, m, len) < 0) {
+                Py_SETREF(result, Py_NewRef(Py_NotImplemented));
+                goto done;
+            }
+            int64_t left = 0;
+            for (i = 0; i < len; i++) {
                 int f;
-                if (k < j - 1) {
+                if (i < len - 1) {
                     f = stored < available ? field_at(tied, stored) : 0;
                     stored++;
-                    taken += i + ((k - i + f) & 3);
-                    places += k;
-                } else { /* the position the others leave: the run's places less theirs */
-                    f = (int)((places - taken) & 3);
+                    left += i - ((i + f) & 3);
+                } else { /* the position the others leave */
+                    f = (int)(left & 3);
                 }
-                Py_ssize_t at = from + (Py_ssize_t)place;
+                Py_ssize_t at = from + m[i];
                 out[at >> 2] |= (uint8_t)(f << ((at & 3) << 1));
             }
         }
+        from += count;
     }
     if ((stored + 3) / 4 != x.fields.len) {
         PyErr_Format(PyExc_ValueError, "grid ties: %zd bytes for %zd tied values", x.fields.len, stored);
         Py_CLEAR(result);
     }
 done:
-    sorted_release(&x);
+    ties_release(&x);
     return result;
 }
 
+/* The least and largest of each of `names` columns of a points x names table of T, a column at a time (its
+ * least and largest in registers), and each value's difference from its column's least into its group:
+ * `out[c]` the column's first difference in its group, `stride[c]` its group's row length. */
+#define WIDTH_LOOPS(T)                                                                                 \
+    static void bounds_##T(const T *code, Py_ssize_t points, Py_ssize_t names, int64_t *floor,        \
+                           int64_t *top) {                                                             \
+        for (Py_ssize_t c = 0; c < names; c++) {                                                      \
+            T least = points ? code[c] : 0, most = least;                                             \
+            for (const T *v = code + c + names, *end = code + points * names; v < end; v += names) { \
+                least = *v < least ? *v : least;                                                      \
+                most = *v > most ? *v : most;                                                         \
+            }                                                                                          \
+            floor[c] = least;                                                                          \
+            top[c] = most;                                                                             \
+        }                                                                                              \
+    }                                                                                                  \
+    static void differences_##T(const T *code, Py_ssize_t points, Py_ssize_t names, const int64_t *floor, \
+                                const uint8_t *widths, char *const *out, const Py_ssize_t *stride) {  \
+        for (Py_ssize_t c = 0; c < names; c++) {                                                      \
+            if (!widths[c]) {                                                                          \
+                continue;                                                                              \
+            }                                                                                          \
+            const T *v = code + c, least = (T)floor[c];                                               \
+            const Py_ssize_t step = stride[c];                                                         \
+            if (widths[c] > 8) {                                                                       \
+                uint16_t *o = (uint16_t *)out[c];                                                      \
+                for (Py_ssize_t p = 0; p < points; p++, v += names, o += step) {                     \
+                    *o = (uint16_t)(*v - least);                                                       \
+                }                                                                                      \
+            } else {                                                                                   \
+                uint8_t *o = (uint8_t *)out[c];                                                        \
+                for (Py_ssize_t p = 0; p < points; p++, v += names, o += step) {                     \
+                    *o = (uint8_t)(*v - least);                                                        \
+                }                                                                                      \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+WIDTH_LOOPS(int16_t)
+WIDTH_LOOPS(uint16_t)
+WIDTH_LOOPS(int32_t)
+
 static PyObject *width_groups(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer codes;
+    PyObject *codes_obj;
+    Ints codes = {0};
     Py_ssize_t names;
     PyObject *floor_out = NULL, *widths_out = NULL, *groups = NULL, *result = NULL;
-    int32_t *top = NULL;
-    if (!PyArg_ParseTuple(args, "y*n", &codes, &names)) {
+    int64_t *floor = NULL, *top = NULL;
+    char **out = NULL;
+    Py_ssize_t *stride = NULL;
+    if (!PyArg_ParseTuple(args, "On", &codes_obj, &names)) {
         return NULL;
     }
-    Py_ssize_t n = codes.len / 4;
-    if (codes.len % 4 || names <= 0 || n % names) {
-        PyErr_Format(PyExc_ValueError, "grid values: %zd bytes of int32 codes for %zd names at every point",
-                     codes.len, names);
+    if (ints_open(codes_obj, &codes, "codes") < 0) {
+        goto done;
+    }
+    if (codes.kind != I16 && codes.kind != U16 && codes.kind != I32) {
+        PyErr_Format(PyExc_ValueError, "grid values: codes of format '%s': expected int16, uint16 or int32",
+                     codes.view.format);
+        goto done;
+    }
+    Py_ssize_t n = codes.n, size = codes.view.itemsize;
+    if (names <= 0 || n % names) {
+        PyErr_Format(PyExc_ValueError, "grid values: %zd codes for %zd names at every point", n, names);
         goto done;
     }
     Py_ssize_t points = n / names;
-    const int32_t *code = codes.buf;
-    floor_out = PyByteArray_FromStringAndSize(NULL, names * 4);
+    floor_out = PyByteArray_FromStringAndSize(NULL, names * size);
     widths_out = PyByteArray_FromStringAndSize(NULL, names);
-    top = PyMem_Malloc((size_t)names * 4);
+    floor = PyMem_Malloc((size_t)names * 2 * sizeof(int64_t));
+    out = PyMem_Malloc((size_t)names * sizeof(char *));
+    stride = PyMem_Malloc((size_t)names * sizeof(Py_ssize_t));
     groups = PyDict_New();
-    if (!floor_out || !widths_out || !top || !groups) {
-        if (!top) {
+    if (!floor_out || !widths_out || !floor || !out || !stride || !groups) {
+        if (!floor || !out || !stride) {
             PyErr_NoMemory();
         }
         goto done;
     }
-    int32_t *floor = (int32_t *)PyByteArray_AS_STRING(floor_out);
+    top = floor + names;
     uint8_t *widths = (uint8_t *)PyByteArray_AS_STRING(widths_out);
-    for (Py_ssize_t c = 0; c < names; c++) { /* a column at a time: its least and largest in registers */
-        int32_t least = points ? code[c] : 0, most = least;
-        for (const int32_t *v = code + c + names, *end = code + n; v < end; v += names) {
-            least = *v < least ? *v : least;
-            most = *v > most ? *v : most;
-        }
-        floor[c] = least;
-        top[c] = most;
+    switch (codes.kind) {
+        case I16: bounds_int16_t(codes.view.buf, points, names, floor, top); break;
+        case U16: bounds_uint16_t(codes.view.buf, points, names, floor, top); break;
+        default: bounds_int32_t(codes.view.buf, points, names, floor, top); break;
     }
     Py_ssize_t per_width[MAX_WIDTH + 1] = {0};
     for (Py_ssize_t c = 0; c < names; c++) {
-        int64_t spread = (int64_t)top[c] - floor[c];
+        int64_t spread = top[c] - floor[c];
         int w = 0;
         while (w <= MAX_WIDTH && spread >= (1LL << w)) {
             w++;
@@ -351,6 +563,16 @@ static PyObject *width_groups(PyObject *self, PyObject *args) {
         }
         widths[c] = (uint8_t)w;
         per_width[w]++;
+    }
+    char *floor_bytes = PyByteArray_AS_STRING(floor_out);
+    for (Py_ssize_t c = 0; c < names; c++) { /* the floors in the codes' type */
+        if (size == 2) {
+            uint16_t v = (uint16_t)floor[c];
+            memcpy(floor_bytes + 2 * c, &v, 2);
+        } else {
+            int32_t v = (int32_t)floor[c];
+            memcpy(floor_bytes + 4 * c, &v, 4);
+        }
     }
     /* Each group: a row per point of its names' differences, by id; written a column at a time. */
     char *part_of[MAX_WIDTH + 1] = {0};
@@ -373,36 +595,27 @@ static PyObject *width_groups(PyObject *self, PyObject *args) {
     Py_ssize_t rank[MAX_WIDTH + 1] = {0};
     for (Py_ssize_t c = 0; c < names; c++) {
         int w = widths[c];
-        if (!w) {
-            continue;
-        }
-        Py_ssize_t stride = per_width[w];
-        const int32_t *v = code + c;
-        if (w > 8) {
-            uint16_t *out = (uint16_t *)part_of[w] + rank[w];
-            for (Py_ssize_t p = 0; p < points; p++, v += names, out += stride) {
-                *out = (uint16_t)(*v - floor[c]);
-            }
-        } else {
-            uint8_t *out = (uint8_t *)part_of[w] + rank[w];
-            for (Py_ssize_t p = 0; p < points; p++, v += names, out += stride) {
-                *out = (uint8_t)(*v - floor[c]);
-            }
-        }
-        rank[w]++;
+        stride[c] = per_width[w];
+        out[c] = w ? part_of[w] + rank[w]++ * (w > 8 ? 2 : 1) : NULL;
+    }
+    switch (codes.kind) {
+        case I16: differences_int16_t(codes.view.buf, points, names, floor, widths, out, stride); break;
+        case U16: differences_uint16_t(codes.view.buf, points, names, floor, widths, out, stride); break;
+        default: differences_int32_t(codes.view.buf, points, names, floor, widths, out, stride); break;
     }
     result = PyTuple_Pack(3, floor_out, widths_out, groups);
 done:
     Py_XDECREF(floor_out);
     Py_XDECREF(widths_out);
     Py_XDECREF(groups);
-    PyMem_Free(top);
-    PyBuffer_Release(&codes);
+    PyMem_Free(floor);
+    PyMem_Free(out);
+    PyMem_Free(stride);
+    ints_release(&codes);
     return result;
 }
 
 static PyMethodDef methods[] = {
-    {"value_table", value_table, METH_VARARGS, "Each point's keys and places as a row to sort, or None."},
     {"tied_of_ties", tied_of_ties, METH_VARARGS, "The tie fields version 8 stores (packed), or None."},
     {"ties_of_tied", ties_of_tied, METH_VARARGS, "Every value's tie field (packed) from those stored."},
     {"width_groups", width_groups, METH_VARARGS, "Each name's floor and width, the differences by width."},

@@ -147,20 +147,22 @@ def _grid_arrays_state(
     """`_grid_state` from a grid's export (the transforms of version 8); `pack` None: arrays as they are."""
     pack = pack or _same
     state = {"names": names, "lengths": pack(lengths)}
-    present = history.presence_of_ids(lengths, ids, len(names))
+    every = history.every_name(ids, len(names))  # (the usual export: once for both below)
+    present = history.presence_of_ids(lengths, ids, len(names), every)
     if present is None:
         state["ids"] = pack(ids)
     else:
         state["present"] = pack(present)
     if codes.dtype.kind in "iu":
-        floor, widths, groups = history.values_by_width(ids, codes, len(names))
+        floor, widths, groups = history.values_by_width(ids, codes, len(names), every)
         state.update(floor=pack(floor), widths=pack(widths), values={str(w): pack(v) for w, v in groups.items()})
     else:
         state["values"] = pack(codes)
     tied = None
     if base is None and ties.any():  # (all 0, as in most series, they deflate to nothing as they are; counter
         # grids' ties are rare and their value order costs the counters: kept as they are)
-        keys = history.export_keys(scale, lengths, ids, codes, base)
+        # (integer codes are their own keys: the C form reads them in their dtype, no int64 copy)
+        keys = codes if codes.dtype.kind in "iu" else history.export_keys(scale, lengths, ids, codes, base)
         tied = history.tied_of_ties(lengths, ids, keys, ties, whole)
     if tied is None:
         state["ties"] = pack(ties)
@@ -229,7 +231,11 @@ def _grid_arrays(
     if "tied" in g:  # version 8: the fields of runs of equal keys only
         if len(whole) and ((np.diff(whole) <= 0).any() or whole[0] < 0 or whole[-1] >= len(lengths)):
             raise ValueError("grid ties: whole points out of order or range")
-        keys = history.export_keys(scale, lengths, ids, values, base)
+        keys = (
+            values
+            if base is None and values.dtype.kind in "iu"
+            else history.export_keys(scale, lengths, ids, values, base)
+        )  # (integer codes are their own keys, read in their dtype by the C form)
         ties = history.ties_of_tied(lengths, ids, keys, _unpack(g["tied"], "|u1"), whole)
     else:
         ties = _unpack(g["ties"], "|u1")

@@ -1718,7 +1718,7 @@ MAX_WIDTH = 16  # codes are 16-bit: a difference needs at most 16 bits
 _POWERS = np.int64(1) << np.arange(MAX_WIDTH + 1, dtype=np.int64)
 
 
-def _every_name(ids: npt.NDArray[Any], names: int) -> bool:
+def every_name(ids: npt.NDArray[Any], names: int) -> bool:
     """Whether an export's ids are every name at every point (0, 1, ... names - 1, point after point)."""
     if not (names and len(ids) and len(ids) % names == 0) or ids.dtype.kind not in "iu":
         return False
@@ -1729,17 +1729,20 @@ def _every_name(ids: npt.NDArray[Any], names: int) -> bool:
 
 
 def values_by_width(
-    ids: npt.NDArray[Any], codes: npt.NDArray[Any], names: int
+    ids: npt.NDArray[Any], codes: npt.NDArray[Any], names: int, every: bool | None = None
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint8], dict[int, npt.NDArray[Any]]]:
     """(floor per name, in the codes' dtype; width per name; {width: the differences of the values whose
     names have that width, in export order, uint8 up to 8 bits, else uint16}) of 16-bit `codes` by id.
-    Every point naming every name (the usual case): the C form (`_grid_pack.width_groups`), one pass over
-    the table; else `values_by_width_numpy`, the reference."""
-    if not _every_name(ids, names):
+    Every point naming every name (the usual case; `every`: `every_name` as the caller found it): the C
+    form (`_grid_pack.width_groups`), one pass over the table in the codes' own dtype; else
+    `values_by_width_numpy`, the reference."""
+    if every is None:
+        every = every_name(ids, names)
+    if not every or codes.dtype not in (np.uint16, np.int16):
         return values_by_width_numpy(ids, codes, names)
-    floor, widths, groups = _grid_pack.width_groups(np.ascontiguousarray(codes, dtype=np.int32), names)
+    floor, widths, groups = _grid_pack.width_groups(np.ascontiguousarray(codes), names)
     return (
-        np.frombuffer(floor, dtype=np.int32).astype(codes.dtype),
+        np.frombuffer(floor, dtype=codes.dtype),
         np.frombuffer(widths, dtype=np.uint8),
         {w: np.frombuffer(part, dtype=np.uint8 if w <= 8 else np.uint16) for w, part in groups.items()},
     )
@@ -1783,7 +1786,7 @@ def codes_of_widths(
     if len(floor) != len(widths) or (len(ids) and (ids.min() < 0 or ids.max() >= len(floor))):
         raise ValueError("grid values: floors, widths and ids do not match")
     names = len(floor)
-    if _every_name(ids, names) and all(0 < w <= MAX_WIDTH and w in widths for w in groups):
+    if every_name(ids, names) and all(0 < w <= MAX_WIDTH and w in widths for w in groups):
         table = np.broadcast_to(floor.astype(np.int64), (len(ids) // names, names)).copy()
         for width, part in groups.items():
             columns = np.flatnonzero(widths == width)
@@ -1821,15 +1824,18 @@ def codes_of_widths(
     return result
 
 
-def presence_of_ids(lengths: npt.NDArray[Any], ids: npt.NDArray[Any], names: int) -> npt.NDArray[np.uint8] | None:
+def presence_of_ids(
+    lengths: npt.NDArray[Any], ids: npt.NDArray[Any], names: int, every: bool | None = None
+) -> npt.NDArray[np.uint8] | None:
     """An export's ids by point (each point's ascending) as a bitmap, a bit per point and name (row by row,
-    `np.packbits`), or None when that would be larger than the ids as bytes or they are not ascending."""
+    `np.packbits`), or None when that would be larger than the ids as bytes or they are not ascending.
+    (`every`: `every_name` as the caller found it.)"""
     n = len(lengths)
     if n * names > 8 * len(ids) or not len(ids):
         return None
-    if len(ids) == n * names and _every_name(ids, names):
-        every: npt.NDArray[np.uint8] = np.packbits(np.ones(n * names, dtype=bool))  # every point names every name
-        return every
+    if len(ids) == n * names and (every_name(ids, names) if every is None else every):
+        full: npt.NDArray[np.uint8] = np.packbits(np.ones(n * names, dtype=bool))  # every point names every name
+        return full
     points = np.repeat(np.arange(n), lengths)
     if len(ids) > 1 and ((np.diff(ids.astype(np.intp)) <= 0) & (points[1:] == points[:-1])).any():
         return None
@@ -1878,6 +1884,8 @@ def _tie_runs(
         none = np.zeros(0, dtype=np.intp)
         return none, none, none, none.astype(bool), none.astype(bool)
     points = np.repeat(np.arange(len(lengths)), lengths)
+    if keys.dtype.kind in "iu" and keys.dtype.itemsize < 8:
+        keys = keys.astype(np.int64)  # (codes as they are kept: -keys below must not wrap)
     if keys.dtype.kind in "iu" and (keys >= 0).all() and (keys < 1 << 31).all():
         packed = ((np.int64((1 << 31) - 1) - keys.astype(np.int64)) << 32) | ids.astype(np.int64)
         at = _sorted_within_points(lengths, packed)  # point by point: the points stay in order
@@ -1899,31 +1907,17 @@ def _tie_runs(
     return at[runs], place, place[starts][run], tied & after, tied & ~after
 
 
-def _c_tie_args(
-    lengths: npt.NDArray[Any], ids: npt.NDArray[Any], keys: npt.NDArray[Any], fields: Any, whole: Any
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int, npt.NDArray[np.uint8], npt.NDArray[np.uint8]] | None:
-    """The arguments of `_grid_pack.tied_of_ties`/`ties_of_tied`: lengths as int64, the export's value table
-    (`_grid_pack.value_table`) sorted row by row by numpy, its width, the fields as bytes and a flag per point
-    kept whole; or None where the C forms do not apply (float keys, keys outside 31 bits, a point's ids not
-    ascending: the numpy forms). Raises ValueError on counts that do not add up or a whole point out of
-    range."""
-    if keys.dtype.kind not in "iu":
-        return None
-    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
-    made = _grid_pack.value_table(
-        lengths, np.ascontiguousarray(ids, dtype=np.int64), np.ascontiguousarray(keys, dtype=np.int64)
-    )
-    if made is None:
-        return None
-    raw, width = made
-    table = np.frombuffer(raw, dtype=np.int64).reshape(len(lengths), width)
-    table.sort(axis=1)
-    whole = np.asarray(whole, dtype=np.intp)
-    if len(whole) and (whole.min() < 0 or whole.max() >= len(lengths)):
-        raise ValueError("grid ties: whole points out of range")
-    flags = np.zeros(len(lengths), dtype=np.uint8)
-    flags[whole] = 1
-    return lengths, table, width, np.ascontiguousarray(fields, dtype=np.uint8), flags
+def _c_ints(array: Any) -> npt.NDArray[Any]:
+    """An array as the C forms read it: integers as they are (contiguous), anything else as int64."""
+    if isinstance(array, np.ndarray) and array.dtype.kind in "iu" and array.dtype.itemsize <= 4:
+        return np.ascontiguousarray(array)
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def _c_keys(keys: npt.NDArray[Any]) -> bool:
+    """Whether the C tie forms take these keys: integers of at most 32 bits, or int64 (not float counters,
+    not uint64)."""
+    return keys.dtype.kind == "i" or (keys.dtype.kind == "u" and keys.dtype.itemsize <= 4)
 
 
 def tied_of_ties(
@@ -1935,14 +1929,17 @@ def tied_of_ties(
 ) -> npt.NDArray[np.uint8] | None:
     """The tie fields of `ties_of_positions` (packed, by export order) as version 8 stores them (packed, in
     value order), or None when the fields are not what the version 8 reader would give back for the values
-    left out (then the state keeps them whole). Integer keys (codes: every grid that writes these): the C
-    form (`_grid_pack.c`), a pass per point over numpy's sort of it; else `tied_of_ties_numpy`, the
-    reference."""
-    args = _c_tie_args(lengths, ids, keys, packed, whole)
-    if args is None:
-        return tied_of_ties_numpy(lengths, ids, keys, packed, whole)
-    tied = _grid_pack.tied_of_ties(*args)
-    return None if tied is None else np.frombuffer(tied, dtype=np.uint8)
+    left out (then the state keeps them whole). Integer keys (codes: every grid that writes these, read in
+    their own dtype): the C form (`_grid_pack.c`), a pass per point that hashes its keys to find its runs;
+    else (and where a run has one id twice) `tied_of_ties_numpy`, the reference. Raises ValueError on counts
+    that do not add up or a whole point out of range."""
+    if _c_keys(keys):
+        tied = _grid_pack.tied_of_ties(
+            _c_ints(lengths), _c_ints(ids), _c_ints(keys), np.ascontiguousarray(packed, dtype=np.uint8), _c_ints(whole)
+        )
+        if tied is not NotImplemented:
+            return None if tied is None else np.frombuffer(tied, dtype=np.uint8)
+    return tied_of_ties_numpy(lengths, ids, keys, packed, whole)
 
 
 def tied_of_ties_numpy(
@@ -1975,10 +1972,13 @@ def ties_of_tied(
 ) -> npt.NDArray[np.uint8]:
     """The inverse of `tied_of_ties`: the tie fields packed by export order. Raises ValueError when `tied`
     does not fit the values. (Integer keys: the C form; else `ties_of_tied_numpy`.)"""
-    args = _c_tie_args(lengths, ids, keys, tied, whole)
-    if args is None:
-        return ties_of_tied_numpy(lengths, ids, keys, tied, whole)
-    return np.frombuffer(_grid_pack.ties_of_tied(*args), dtype=np.uint8)
+    if _c_keys(keys):
+        ties = _grid_pack.ties_of_tied(
+            _c_ints(lengths), _c_ints(ids), _c_ints(keys), np.ascontiguousarray(tied, dtype=np.uint8), _c_ints(whole)
+        )
+        if ties is not NotImplemented:
+            return np.frombuffer(ties, dtype=np.uint8)
+    return ties_of_tied_numpy(lengths, ids, keys, tied, whole)
 
 
 def ties_of_tied_numpy(

@@ -20,15 +20,18 @@ points left in the journal only use names defined after it); a reader resolves a
 NAMES records of its own segment. An id that would name two different things in one segment (a hash
 collision) is not used: that point is written with its names inline, as every record is without a table.
 
-Checkpoint payload: the magic b"\xffCB4", u32 length of the head, the head (codec value: {"q": seq of the
+Checkpoint payload: the magic b"\xffCB5", u32 length of the head, the head (codec value: {"q": seq of the
 last point in it, "k": key, "r": resource, "report": the detector's report state as JSON text, deflated}),
 then the rest of the detector's `to_state(arrays=True)`: u32 length and its JSON text deflated, each numpy
-array replaced by null and listed in "\u0000columns" ([path of keys, dtype, length, offset], and a 5th field
-1 for an array stored as int64 differences: int64 arrays, and float64 arrays of whole numbers), then the
-column block that ends the payload (codec `Columns`: the arrays byte-shuffled, deflated once, large byte
-planes in deflate blocks of their own). Reading it is one C-level JSON parse and one `np.frombuffer` view
-per array. Layout CB3 (the release before) held the report as plain JSON text and no differences; it is
-read alike.
+array replaced by null and listed in "\u0000columns" ([path of keys, dtype, length], and a 4th field: 1 for
+an array stored as int64 differences (int64 arrays, and float64 arrays of whole numbers), 2 for a plane
+Huffman-coded after the block); then u32 length and the column block (codec `Columns`: the arrays
+byte-shuffled, laid out by `Columns.layout`, deflated once, large byte planes in deflate blocks of their
+own); then, to the end, the Huffman-coded planes one after the other in index order (`_huffman.c`: a grid's
+value differences by width, noise that deflate codes slower and a little larger). Reading it is one
+C-level JSON parse, one inflate, one `np.frombuffer` view per array and one C pass per coded plane. Layout
+CB4 (the release before) had no coded planes and its block ran to the end; CB3 held the report as plain
+JSON text, no differences, and offsets in the index. Both are read alike.
 Restore reads only heads up front; the detector is rebuilt when first needed. Checkpoints written before
 (no magic: u32 head length, head, u32 length and the deflated state whose base64 strings were taken out
 as blobs, then the list of blobs) are still read.
@@ -50,6 +53,7 @@ import numpy as np
 from isal import isal_zlib
 
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, SiteValue
+from otel_leakproc.state import _huffman
 from otel_leakproc.state.codec import (
     _COLUMN_DTYPE,
     _DICT,
@@ -71,9 +75,14 @@ _U32 = struct.Struct("<I")
 JSON_OR_INFLATE_ERRORS: tuple[type[Exception], ...] = (*INFLATE_ERRORS, ValueError)
 _REPORT_ERRORS: tuple[type[Exception], ...] = (*JSON_OR_INFLATE_ERRORS, TypeError)
 _REPORT_OR_KEY_ERRORS: tuple[type[Exception], ...] = (*_REPORT_ERRORS, KeyError)
-_CHECKPOINT_MAGIC = b"\xffCB4"  # as a u32 head length, far past MAX_PAYLOAD: older payloads never start so
-_CHECKPOINT_MAGICS = (_CHECKPOINT_MAGIC, b"\xffCB3")  # layouts read (CB3: the report as text, no delta columns)
-_DELTA = 1  # a column index entry's 5th field: int64 differences (of whole numbers, for a float64 array)
+_CHECKPOINT_MAGIC = b"\xffCB5"  # as a u32 head length, far past MAX_PAYLOAD: older payloads never start so
+# Layouts read, by magic: CB4 has no Huffman-coded planes, CB3 the report as text and no delta columns.
+_CHECKPOINT_LAYOUTS = {_CHECKPOINT_MAGIC: 5, b"\xffCB4": 4, b"\xffCB3": 3}
+_DELTA = 1  # a column index entry's 4th field: int64 differences (of whole numbers, for a float64 array)
+_HUFFMAN = 2  # ... a byte plane of noise, Huffman-coded after the column block (`_huffman.c`)
+# Planes so coded (CB5): a grid's value differences of one width, `values[str(width)]`, uint8 up to 8 bits
+# (`processor.history.values_by_width`): noise below 2**width, where deflate finds nothing to match.
+_NOISE_WIDTHS = {str(width): width for width in range(1, 9)}
 _ITEMSIZE = {d: np.dtype(d).itemsize for d in COLUMN_DTYPES}
 _SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(ProfileSummary))
 # Fields left out of a point record when they hold their default (read back as it): most profiles have no
@@ -441,7 +450,9 @@ def checkpoint_payload(seq: int, key: SeriesKey, resource: dict[str, str], state
     rest = _take_arrays({k: v for k, v in state.items() if k != "report"}, (), columns, index)  # report: in the head
     rest[_COLUMNS_KEY] = index
     main = isal_zlib.compress(_to_json(rest).encode(), 1)  # a zlib stream
-    return b"".join((_CHECKPOINT_MAGIC, _U32.pack(len(head)), head, _U32.pack(len(main)), main, columns.pack()))
+    block = columns.pack()
+    parts = [_CHECKPOINT_MAGIC, _U32.pack(len(head)), head, _U32.pack(len(main)), main, _U32.pack(len(block)), block]
+    return b"".join(parts + columns.coded)
 
 
 _COLUMNS_KEY = "\0columns"
@@ -482,6 +493,12 @@ def _take_arrays(
             if v.ndim != 1 or dtype not in _COLUMN_DTYPE_SET:
                 raise TypeError(f"{'.'.join((*path, k))}: an array of {v.ndim} dimensions, dtype {dtype}")
             n = len(v)
+            width = _NOISE_WIDTHS.get(k) if dtype == "|u1" and n and path and path[-1] == "values" else None
+            if width is not None:
+                columns.coded.append(_huffman.encode(v if v.flags.c_contiguous else np.ascontiguousarray(v), width))
+                index.append([[*path, k], dtype, n, _HUFFMAN])
+                out[k] = None
+                continue
             if n >= 4 and dtype in _DIFFERENCE_DTYPES and columns.add_differences(v, key=f"{k}/<i8"):
                 index.append([[*path, k], dtype, n, _DELTA])  # (the key: `_block_key`, inline)
             else:
@@ -524,15 +541,18 @@ def _block_key(name: str, stored: str) -> str:
 
 
 def _layout_offsets(index: list[list[Any]]) -> list[int]:
-    """Where each entry of a CB4 column index starts in the block: `Columns.layout` of each entry's size and
-    key (`_block_key`, here the pair it joins), in one pass. The parts of a key share a slot where its first
-    part came, the others have one each; an entry's offset is its slot's start plus what came before it in
-    the slot."""
+    """Where each entry of a CB4 or CB5 column index starts in the block: `Columns.layout` of each entry's
+    size and key (`_block_key`, here the pair it joins), in one pass. The parts of a key share a slot where its
+    first part came, the others have one each; an entry's offset is its slot's start plus what came before it
+    in the slot. A Huffman-coded plane (not in the block: they follow it, in index order) is given 0."""
     slot_sizes: list[int] = []
     slots: dict[tuple[str, str], int] = {}
-    places: list[tuple[int, int]] = []  # each entry's slot and offset in it
+    places: list[tuple[int, int]] = []  # each entry's slot and offset in it (slot -1: not in the block)
     for entry in index:
         dtype = entry[1]
+        if len(entry) > 3 and entry[3] == _HUFFMAN:  # after the block, one after the other: no offset
+            places.append((-1, 0))
+            continue
         if dtype == _STRINGS:
             size = entry[3]
             key: tuple[str, str] | None = (entry[0][-1], dtype)
@@ -552,20 +572,22 @@ def _layout_offsets(index: list[list[Any]]) -> list[int]:
             places.append((slot, slot_sizes[slot]))
             slot_sizes[slot] += size
     starts = list(itertools.accumulate(slot_sizes, initial=0))
-    return [starts[slot] + at for slot, at in places]
+    return [starts[slot] + at if slot >= 0 else at for slot, at in places]
 
 
-def _put_arrays(value: dict[str, Any], columns: Columns, layout: int) -> None:
-    """Put the arrays of `columns` back into `value` where its column index says (layout 4: the offsets
-    from `Columns.layout`; 3: written in each entry)."""
+def _put_arrays(value: dict[str, Any], columns: Columns, layout: int, coded: memoryview | None = None) -> None:
+    """Put the arrays of `columns` (and, layout 5, of the Huffman-coded planes `coded`) back into `value`
+    where its column index says (layouts 4 and 5: the offsets from `Columns.layout`; 3: written in each
+    entry)."""
     index = value.pop(_COLUMNS_KEY, None)
     if not isinstance(index, list):
         raise CodecError("checkpoint state: no column index")
     try:
-        offsets = _layout_offsets(index) if layout == 4 else [entry[3] for entry in index]  # CB3: written in
+        offsets = _layout_offsets(index) if layout >= 4 else [entry[3] for entry in index]  # CB3: written in
         get = columns.get
         data = columns.block()
         size = len(data)
+        coded_at = 0  # where the next coded plane starts
         deltas: list[tuple[dict[str, Any], str]] = []  # where and name of each delta column
         spans: list[tuple[int, int, bool]] = []  # its length, offset, float64 or not: decoded together below
         for entry, offset in zip(index, offsets, strict=True):
@@ -573,14 +595,20 @@ def _put_arrays(value: dict[str, Any], columns: Columns, layout: int) -> None:
             where = value
             for k in path[:-1]:
                 where = where[k]
-            if dtype == _STRINGS:
-                if layout != 4:
+            if len(entry) == 4 and entry[3] == _HUFFMAN and layout >= 5 and coded is not None:
+                if dtype != "|u1":
+                    raise ValueError(f"column {path}: a coded plane of dtype {dtype}")
+                plane, used = _huffman.decode(coded[coded_at:], n)  # where it ends is where the next starts
+                coded_at += used
+                where[path[-1]] = np.frombuffer(plane, np.uint8)
+            elif dtype == _STRINGS:
+                if layout < 4:
                     raise ValueError(f"column {path}: a string column in a layout without them")
                 strings = columns.text(offset, entry[3]).split("\0")
                 if len(strings) != n:
                     raise ValueError(f"column {path}: {len(strings)} strings, not {n}")
                 where[path[-1]] = strings
-            elif len(entry) == 3 or layout != 4:
+            elif len(entry) == 3 or layout < 4:
                 stored = _COLUMN_DTYPE.get(dtype)
                 if (
                     stored is not None
@@ -598,6 +626,8 @@ def _put_arrays(value: dict[str, Any], columns: Columns, layout: int) -> None:
                 raise ValueError(f"column {path}: coding {entry[3:]} of a {dtype} array")
         for (where, name), array in zip(deltas, columns.get_deltas(spans), strict=True):
             where[name] = array
+        if coded is not None and coded_at != len(coded):
+            raise ValueError(f"{len(coded)} bytes of coded planes, of which the index reads {coded_at}")
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise CodecError(f"checkpoint state: bad column index: {exc}") from exc
 
@@ -616,12 +646,9 @@ def decode_index(payload: bytes | memoryview) -> list[list[Any]]:
 
 
 def _checkpoint_start(view: memoryview) -> tuple[int, int]:
-    """Where a checkpoint payload's head length is, and its layout: 4 (CB4), 3 (CB3, a column block with
-    offsets in its index) or 0 (no column block)."""
-    magic = bytes(view[:4])
-    if magic in _CHECKPOINT_MAGICS:
-        return 4, 4 if magic == _CHECKPOINT_MAGIC else 3
-    return 0, 0
+    """Where a checkpoint payload's head length is, and its layout: 5 (CB5), 4 (CB4: no coded planes), 3
+    (CB3, a column block with offsets in its index) or 0 (no column block)."""
+    return (4, _CHECKPOINT_LAYOUTS[magic]) if (magic := bytes(view[:4])) in _CHECKPOINT_LAYOUTS else (0, 0)
 
 
 def checkpoint_frame(seq: int, key: SeriesKey, resource: dict[str, str], state: dict[str, Any]) -> bytes:
@@ -674,14 +701,25 @@ def checkpoint_state(payload: bytes | memoryview) -> dict[str, Any]:
         raise CodecError("checkpoint state: cut short")
     (m,) = _U32.unpack_from(view, start)
     if layout:
-        columns = Columns.unpack(view[start + 4 + m :])
+        rest = start + 4 + m
+        coded = None
+        if layout >= 5:  # the column block's length, the block, then the coded planes to the end
+            if len(view) < rest + 4:
+                raise CodecError("checkpoint state: cut short")
+            (b,) = _U32.unpack_from(view, rest)
+            if len(view) < rest + 4 + b:
+                raise CodecError(f"checkpoint state: a column block of {b} bytes past the payload's end")
+            columns = Columns.unpack(view[rest + 4 : rest + 4 + b])
+            coded = view[rest + 4 + b :]
+        else:
+            columns = Columns.unpack(view[rest:])
         try:
             value = json.loads(isal_zlib.decompress(view[start + 4 : start + 4 + m]))
         except JSON_OR_INFLATE_ERRORS as exc:
             raise CodecError(f"checkpoint state: {exc}") from exc
         if not isinstance(value, dict):
             raise CodecError("checkpoint state: expected a mapping")
-        _put_arrays(value, columns, layout)
+        _put_arrays(value, columns, layout, coded)
         head = decode_value(view[at + 4 : at + 4 + n])  # the report is kept once, in the head
         try:
             report = head["report"]

@@ -1,4 +1,6 @@
-"""Writes checkpoint_columns_cb4.bin: the checkpoint payload (layout CB4) of `column_state()`, a made-up
+"""Writes checkpoint_columns_cb5.bin, the checkpoint payload (layout CB5) of `coded_state()`: a grid's value
+differences by width (`values`), which CB5 Huffman-codes after the column block. Wrote, for the release
+before CB5, checkpoint_columns_cb4.bin: the checkpoint payload (layout CB4) of `column_state()`, a made-up
 detector state with an array of every column dtype in every length class the codec treats apart (empty,
 under 4, under 64, shuffled, over a deflate block), float64 arrays of whole numbers and of not quite whole
 ones (NaN, infinities, -0.0, 2**53), int64 differences that wrap around, lists of strings (with a NUL, with
@@ -7,7 +9,9 @@ a non-string) and plain values, nested.
 Kept for `tests/unit/test_state_checkpoint_bytes.py`: the checkpoint encoder was made cheaper, and must
 keep writing these bytes (a record written by one release reads the same in the next, and a change of
 its bytes is a choice, not a side effect). Written by the encoder of the release before that change;
-rerun only when the bytes change on purpose (a new layout: then keep this file for the old one).
+rerun only when the bytes change on purpose (a new layout: then keep this file for the old one). CB5 wrote
+`column_state()` as CB4 did but for its magic and the column block's length (it has no `values`), which the
+test checks against the CB4 file; that file is no longer written.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from otel_leakproc.model import ProfileKind, SeriesKey
 
 HERE = Path(__file__).parent
 FIXTURE = HERE / "checkpoint_columns_cb4.bin"
+FIXTURE_CB5 = HERE / "checkpoint_columns_cb5.bin"
 KEY = SeriesKey("t", "svc", "pod-1", ProfileKind.HEAP)
 RESOURCE = {"service.name": "svc"}
 SEQ = 7
@@ -91,10 +96,31 @@ def column_state() -> dict[str, Any]:
     }
 
 
+def coded_state() -> dict[str, Any]:
+    """The state `FIXTURE_CB5` holds: `column_state()`'s and two grids' value differences of every width a
+    byte holds, skewed to the small ones as a grid's are, one of a single value, one empty (not coded), and a
+    width-9 plane (uint16: not coded)."""
+    state = column_state()
+
+    def values(seed: int, n: int) -> dict[str, Any]:
+        planes: dict[str, Any] = {}
+        for width in range(1, 9):
+            raw = _noise(n * width, seed + width).view(np.uint64) >> np.uint64(64 - width)
+            planes[str(width)] = np.minimum(raw, raw[::-1]).astype(np.uint8)  # the least of two: skewed
+        planes["3"] = np.full(n, 5, dtype=np.uint8)  # one value only
+        planes["2"] = np.zeros(0, dtype=np.uint8)
+        planes["9"] = (_noise(n, seed).view(np.uint64) >> np.uint64(55)).astype(np.uint16)
+        return planes
+
+    state["sites"] = {"names": list(range(8)), "values": values(1, 480)}
+    state["early"]["sites"] = {"names": list(range(8)), "values": values(2, 41)}
+    return state
+
+
 def main() -> None:
     from otel_leakproc.state.records import checkpoint_payload
 
-    FIXTURE.write_bytes(checkpoint_payload(SEQ, KEY, RESOURCE, column_state()))
+    FIXTURE_CB5.write_bytes(checkpoint_payload(SEQ, KEY, RESOURCE, coded_state()))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from otel_leakproc.processor.history import (
     CounterGrid,
     Grid,
     codes_of_widths,
+    every_name,
     export_keys,
     naming_positions,
     positions_of_ties,
@@ -301,10 +302,34 @@ def _random_export(rng: random.Random) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return tuple(np.array(a, dtype=np.int64) for a in arrays)  # type: ignore[return-value]
 
 
+def _native_forms(
+    lengths: np.ndarray, ids: np.ndarray, keys: np.ndarray, whole: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The export in every narrower dtype its values fit (as grids keep them: int32 lengths, int8 or int16
+    ids, uint16 or int16 codes; and the other integer widths the C forms read), for the C forms."""
+    forms = []
+    for key_dtype, id_dtype in [
+        (np.uint16, np.int8),
+        (np.int16, np.int16),
+        (np.uint8, np.int16),
+        (np.int8, np.int32),
+        (np.uint32, np.int8),
+        (np.int32, np.uint8),
+        (np.int64, np.int64),
+    ]:
+        k, i = np.iinfo(key_dtype), np.iinfo(id_dtype)
+        if len(keys) and (keys.min() < k.min or keys.max() > k.max or ids.min() < i.min or ids.max() > i.max):
+            continue
+        forms.append((lengths.astype(np.int32), ids.astype(id_dtype), keys.astype(key_dtype), whole.astype(np.int16)))
+    return forms
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_the_c_form_of_the_tie_fields_gives_what_the_numpy_reference_gives(seed: int) -> None:
-    """`tied_of_ties`/`ties_of_tied` on integer keys run `_ties.c`; the numpy forms are the reference: the
-    same stored fields, the same None for fields no order allows, the same fields back, the same refusals."""
+    """`tied_of_ties`/`ties_of_tied` on integer keys run `_grid_pack.c`; the numpy forms are the reference:
+    the same stored fields, the same None for fields no order allows, the same fields back, the same
+    refusals; and the same from the keys, ids, lengths and whole points in each integer dtype the C forms
+    read as they are."""
     rng = random.Random(900 + seed)
     for _ in range(150):
         lengths, ids, keys, positions = _random_export(rng)
@@ -317,6 +342,14 @@ def test_the_c_form_of_the_tie_fields_gives_what_the_numpy_reference_gives(seed:
         tied = tied_of_ties(lengths, ids, keys, ties, whole)
         reference = tied_of_ties_numpy(lengths, ids, keys, ties, whole)
         assert (tied is None) == (reference is None)
+        for native in _native_forms(lengths, ids, keys, whole):  # read in their own dtypes: the same
+            direct = _grid_pack.tied_of_ties(*native[:3], np.ascontiguousarray(ties), native[3])
+            assert direct is not NotImplemented  # (ids are unique within a point: the C form decides)
+            assert (direct is None) == (reference is None)
+            if direct is not None and reference is not None:
+                assert list(direct) == reference.tolist()
+                back = _grid_pack.ties_of_tied(*native[:3], np.frombuffer(direct, np.uint8), native[3])
+                assert list(back) == ties.tolist()
         if tied is None or reference is None:
             continue
         assert tied.tolist() == reference.tolist()
@@ -338,38 +371,65 @@ def test_the_c_form_refuses_counts_that_do_not_add_up() -> None:
     keys, none = np.array([4, 4, 1]), np.zeros(0)
     with pytest.raises(ValueError, match="lengths add up to 2, not the 3 keys"):
         ties_of_tied(np.array([2]), np.array([0, 1, 2]), keys, np.zeros(1, np.uint8), none)
-    with pytest.raises(ValueError, match="16 bytes of ids for 24 bytes of keys"):
+    with pytest.raises(ValueError, match="2 ids for 3 keys"):
         tied_of_ties(np.array([3]), np.array([0, 1]), keys, np.zeros(1, np.uint8), none)
     with pytest.raises(ValueError, match="point 0 has 4 values, past the 3 values"):
         tied_of_ties(np.array([4, -1]), np.array([0, 1, 2]), keys, np.zeros(1, np.uint8), none)
+    with pytest.raises(ValueError, match="point 1 has -1 values"):
+        tied_of_ties(np.array([3, -1], dtype=np.int8), np.array([0, 1, 2]), keys, np.zeros(1, np.uint8), none)
     with pytest.raises(ValueError, match="whole points out of range"):
         ties_of_tied(np.array([3]), np.array([0, 1, 2]), keys, np.zeros(1, np.uint8), np.array([1]))
+    with pytest.raises(ValueError, match="whole points out of range"):
+        tied_of_ties(np.array([3]), np.array([0, 1, 2]), keys, np.zeros(1, np.uint8), np.array([-1], np.int16))
     with pytest.raises(ValueError, match="0 bytes for 3 values"):
         tied_of_ties(np.array([3]), np.array([0, 1, 2]), keys, np.zeros(0, np.uint8), none)
-    # The C functions check what they are given on their own: nothing is read outside a buffer.
-    lengths, flags, fields = np.array([2, 1]), np.zeros(2, np.uint8), np.zeros(1, np.uint8)
-    table = np.array([[0, 1], [0, np.iinfo(np.int64).max]])
-    assert _grid_pack.ties_of_tied(lengths, table, 2, fields, flags) == bytearray(1)
-    with pytest.raises(ValueError, match="row 0 of the value table is not its point's places"):
-        _grid_pack.tied_of_ties(lengths, np.array([[7 << 32, 7 << 32 | 2], [0, 0]]), 2, fields, flags)  # a run
-    with pytest.raises(ValueError, match="row 1 of the value table is not its point's places"):
-        _grid_pack.ties_of_tied(np.array([1, 2]), np.array([[0, 0], [5 << 32 | 9, 5 << 32]]), 2, fields, flags)
-    with pytest.raises(ValueError, match="a table of 24 bytes for 2 points of 2"):
-        _grid_pack.ties_of_tied(lengths, table.ravel()[:3], 2, fields, flags)
-    with pytest.raises(ValueError, match="a table of 32 bytes for 2 points of 1"):
-        _grid_pack.ties_of_tied(lengths, table, 1, fields, flags)
-    with pytest.raises(ValueError, match="a whole flag for 1 of 2 points"):
-        _grid_pack.ties_of_tied(lengths, table, 2, fields, flags[:1])
-    with pytest.raises(ValueError, match="must be an int64 buffer"):
-        _grid_pack.ties_of_tied(lengths.astype(np.int32)[:1], table, 2, fields, flags)
+    # The C functions check what they are given on their own: types, and nothing read outside a buffer.
+    lengths, ids, fields = np.array([3], np.int32), np.array([0, 1, 2], np.int8), np.zeros(1, np.uint8)
+    whole = np.zeros(0, np.int32)
+    with pytest.raises(ValueError, match="ids of format 'd'"):
+        _grid_pack.tied_of_ties(lengths, ids.astype(float), keys, fields, whole)
+    with pytest.raises(ValueError, match=r"keys of format 'L'.*unsigned of 8 to 32"):
+        _grid_pack.ties_of_tied(lengths, ids, keys.astype(np.uint64), fields, whole)
+    with pytest.raises(ValueError, match="lengths must be a contiguous array of integers"):
+        _grid_pack.ties_of_tied(np.array([3, 9, 0, 9])[::2], ids, keys, fields, whole)
+    with pytest.raises(ValueError, match="whole points must be a contiguous array of integers"):
+        _grid_pack.ties_of_tied(lengths, ids, keys, fields, [0])
+    with pytest.raises(ValueError, match="whole points of format 'd'"):
+        _grid_pack.ties_of_tied(lengths, ids, keys, fields, none)
+    with pytest.raises(ValueError, match="whole points of format '\\?'"):
+        _grid_pack.ties_of_tied(lengths, ids, keys, fields, np.array([True]))
     with pytest.raises(ValueError, match="name 1 spans 65536 codes, more than 16 bits"):
         _grid_pack.width_groups(np.array([0, 0, 5, 65536], dtype=np.int32), 2)
-    with pytest.raises(ValueError, match="12 bytes of int32 codes for 2 names"):
-        _grid_pack.width_groups(np.array([0, 0, 5], dtype=np.int32), 2)
-    # None where the C forms do not apply: a key past 31 bits, ids not ascending in a point.
-    assert _grid_pack.value_table(lengths, np.array([0, 1, 0]), np.array([1 << 31, 0, 0])) is None
-    assert _grid_pack.value_table(lengths, np.array([1, 0, 0]), keys) is None
-    assert _grid_pack.value_table(lengths, np.array([1, 2, 0]), keys) is not None
+    with pytest.raises(ValueError, match="3 codes for 2 names"):
+        _grid_pack.width_groups(np.array([0, 0, 5], dtype=np.uint16), 2)
+    with pytest.raises(ValueError, match="codes of format 'b': expected int16, uint16 or int32"):
+        _grid_pack.width_groups(np.array([0, 0, 5, 1], dtype=np.int8), 2)
+    with pytest.raises(ValueError, match="codes of format 'f'"):
+        _grid_pack.width_groups(np.array([0, 0, 5, 1], dtype=np.float32), 2)
+    with pytest.raises(ValueError, match="codes must be a contiguous array"):
+        _grid_pack.width_groups(np.arange(8, dtype=np.uint16)[::2], 2)
+
+
+def test_a_run_with_one_id_twice_is_left_to_the_numpy_form() -> None:
+    """Ids unique within a point make the value order; a run of 2 to 4 with one id twice has no order of its
+    own: the C forms say NotImplemented and `tied_of_ties`/`ties_of_tied` give the numpy form's answer."""
+    lengths, ids, keys = np.array([3], np.int32), np.array([0, 1, 1], np.int8), np.array([5, 4, 4], np.uint16)
+    ties, whole = np.array([0b000100], np.uint8), np.zeros(0, np.int32)  # fields 0, 1, 0
+    assert _grid_pack.tied_of_ties(lengths, ids, keys, ties, whole) is NotImplemented
+    assert _grid_pack.ties_of_tied(lengths, ids, keys, np.zeros(1, np.uint8), whole) is NotImplemented
+    reference = tied_of_ties_numpy(lengths, ids, keys, ties, whole)
+    got = tied_of_ties(lengths, ids, keys, ties, whole)
+    assert (got is None) == (reference is None)
+    assert got is None or reference is None or got.tolist() == reference.tolist()
+    tied = np.array([1], np.uint8)
+    assert (
+        ties_of_tied(lengths, ids, keys, tied, whole).tolist()
+        == ties_of_tied_numpy(lengths, ids, keys, tied, whole).tolist()
+    )
+    # In a run longer than 4 (every field 0) or of a point kept whole, the order does not matter: the C form.
+    long_run = np.array([0, 1, 1, 2, 3], np.int8), np.array([4, 4, 4, 4, 4], np.uint16)
+    assert _grid_pack.tied_of_ties(np.array([5]), *long_run, np.zeros(2, np.uint8), whole) == bytearray()
+    assert _grid_pack.tied_of_ties(lengths, ids, keys, np.zeros(1, np.uint8), np.array([0])) == bytearray()
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -386,8 +446,15 @@ def test_the_c_form_of_values_by_width_gives_what_the_numpy_reference_gives(seed
         low = np.clip(level - spread // 2, info.min, info.max)
         codes = np.clip(low + rng.integers(0, spread, size=(points, names)), info.min, info.max).astype(dtype)
         ids = np.tile(np.arange(names, dtype=np.int16), points)
-        floor, widths, groups = values_by_width(ids, codes.ravel(), names)
+        floor, widths, groups = values_by_width(ids, codes.ravel(), names, every_name(ids, names) or None)
         ref_floor, ref_widths, ref_groups = values_by_width_numpy(ids, codes.ravel(), names)
+        assert every_name(ids, names) == (points > 0)
+        c_floor, c_widths, c_groups = _grid_pack.width_groups(codes.astype(np.int32).ravel(), names)  # int32 too
+        assert np.frombuffer(c_floor, np.int32).tolist() == ref_floor.tolist()
+        assert list(c_widths) == ref_widths.tolist()
+        assert {w: np.frombuffer(g, ref_groups[w].dtype).tolist() for w, g in c_groups.items()} == {
+            w: g.tolist() for w, g in ref_groups.items()
+        }
         assert floor.dtype == ref_floor.dtype
         assert floor.tolist() == ref_floor.tolist()
         assert widths.tolist() == ref_widths.tolist()

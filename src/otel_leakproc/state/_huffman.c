@@ -1,0 +1,369 @@
+/* _huffman: a canonical Huffman code for the byte planes of a checkpoint that hold noise (a grid's value
+ * differences grouped by width: `processor/history.py` `values_by_width`).
+ *
+ * Such a plane is a few thousand values below 2**width, skewed towards the small ones, with nothing for
+ * LZ77 to match: deflate spends most of its time looking for matches there and still codes it a little worse
+ * than a plain Huffman code of the plane's own histogram (its literal alphabet is 286 symbols wide, its
+ * header codes the lengths of all of them). Here a plane is one histogram, one code and one pass.
+ *
+ *   encode(values, width) -> bytes
+ *       `values`: bytes, each below 2**width (width 1 to 8). A byte of the width, a byte of the largest
+ *       value; the code's lengths, 4 bits each (0: a symbol that does not occur, else 1 to 12), two to a
+ *       byte, low nibble first, for symbols 0 to the largest value; then each value's canonical code (RFC
+ *       1951's assignment: shorter codes first, then by symbol), most significant bit first, the last byte
+ *       padded with 0 bits. No values: no bytes.
+ *   decode(data, count) -> (bytearray, used)
+ *       The `count` values from the start of `data`, and how many of its bytes they took (the coded planes
+ *       of a checkpoint follow each other: the next starts there). ValueError when the width is not 1 to
+ *       8, the largest value not below 2**width, the lengths are not a prefix code, a code is not one of
+ *       them, the data ends before the values do, or a padding bit is not 0.
+ *
+ * The code is limited to 12 bits (a 4096-entry table decodes a value a step): when the optimal code is
+ * longer, the counts are halved (kept at least 1) and it is built again, at a cost of a fraction of a
+ * percent on planes whose rarest values are thousands of times rarer than their commonest.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_BITS 12
+#define MAX_SYMBOLS 256
+
+/* Code lengths of an optimal prefix code for `counts` (a symbol of count 0 gets 0) limited to MAX_BITS.
+ * The two-queue construction: the leaves sorted by count (then symbol: the same code on every machine),
+ * and the nodes made from them, which come in order of weight by themselves. */
+static void code_lengths(const uint64_t *counts_in, int symbols, uint8_t *lengths) {
+    uint64_t counts[MAX_SYMBOLS];
+    memcpy(counts, counts_in, sizeof(uint64_t) * (size_t)symbols);
+    memset(lengths, 0, (size_t)symbols);
+    for (;;) {
+        uint64_t leaf[MAX_SYMBOLS]; /* count << 8 | symbol, sorted ascending */
+        int m = 0;
+        for (int s = 0; s < symbols; s++) {
+            if (counts[s]) {
+                uint64_t key = counts[s] << 8 | (uint64_t)s;
+                int i = m++;
+                while (i > 0 && leaf[i - 1] > key) { /* few symbols, mostly in order already */
+                    leaf[i] = leaf[i - 1];
+                    i--;
+                }
+                leaf[i] = key;
+            }
+        }
+        if (m == 0) {
+            return;
+        }
+        if (m == 1) {
+            lengths[leaf[0] & 0xFF] = 1;
+            return;
+        }
+        uint64_t weight[MAX_SYMBOLS];
+        int leaf_parent[MAX_SYMBOLS], node_parent[MAX_SYMBOLS];
+        int next_leaf = 0, next_node = 0;
+        for (int k = 0; k < m - 1; k++) {
+            uint64_t sum = 0;
+            for (int pick = 0; pick < 2; pick++) {
+                if (next_leaf < m && (next_node >= k || (leaf[next_leaf] >> 8) <= weight[next_node])) {
+                    sum += leaf[next_leaf] >> 8;
+                    leaf_parent[next_leaf++] = k;
+                } else {
+                    sum += weight[next_node];
+                    node_parent[next_node++] = k;
+                }
+            }
+            weight[k] = sum;
+        }
+        uint8_t depth[MAX_SYMBOLS];
+        depth[m - 2] = 0; /* the root: the last node made */
+        for (int k = m - 3; k >= 0; k--) {
+            depth[k] = (uint8_t)(depth[node_parent[k]] + 1);
+        }
+        int longest = 0;
+        for (int i = 0; i < m; i++) {
+            int d = depth[leaf_parent[i]] + 1;
+            longest = d > longest ? d : longest;
+            lengths[leaf[i] & 0xFF] = (uint8_t)d;
+        }
+        if (longest <= MAX_BITS) {
+            return;
+        }
+        for (int s = 0; s < symbols; s++) {
+            counts[s] = (counts[s] + 1) / 2; /* 0 stays 0, the rest stay at least 1 */
+        }
+    }
+}
+
+/* Canonical codes of `lengths` (RFC 1951, 3.2.2). */
+static void canonical_codes(const uint8_t *lengths, int symbols, uint16_t *codes) {
+    int count[MAX_BITS + 1] = {0};
+    int next[MAX_BITS + 1];
+    for (int s = 0; s < symbols; s++) {
+        count[lengths[s]]++;
+    }
+    count[0] = 0;
+    int code = 0;
+    for (int bits = 1; bits <= MAX_BITS; bits++) {
+        code = (code + count[bits - 1]) << 1;
+        next[bits] = code;
+    }
+    for (int s = 0; s < symbols; s++) {
+        if (lengths[s]) {
+            codes[s] = (uint16_t)next[lengths[s]]++;
+        }
+    }
+}
+
+static int check_width(int width) {
+    if (width < 1 || width > 8) {
+        PyErr_Format(PyExc_ValueError, "huffman: a width of %d bits (1 to 8)", width);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *encode(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer in;
+    int width;
+    if (!PyArg_ParseTuple(args, "y*i", &in, &width)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    const uint8_t *v = in.buf;
+    Py_ssize_t n = in.len;
+    if (check_width(width) < 0) {
+        goto done;
+    }
+    int symbols = 1 << width;
+    if (n == 0) {
+        result = PyBytes_FromStringAndSize(NULL, 0);
+        goto done;
+    }
+    uint64_t counts[MAX_SYMBOLS] = {0};
+    for (Py_ssize_t i = 0; i < n; i++) {
+        counts[v[i]]++;
+    }
+    for (int s = symbols; s < MAX_SYMBOLS; s++) {
+        if (counts[s]) {
+            PyErr_Format(PyExc_ValueError, "huffman: a value of %d in an alphabet of %d symbols", s, symbols);
+            goto done;
+        }
+    }
+    uint8_t lengths[MAX_SYMBOLS];
+    uint16_t codes[MAX_SYMBOLS];
+    code_lengths(counts, symbols, lengths);
+    canonical_codes(lengths, symbols, codes);
+    uint64_t bits = 0;
+    for (int s = 0; s < symbols; s++) {
+        bits += counts[s] * lengths[s];
+    }
+    int last = symbols - 1; /* the largest value: lengths are written up to it */
+    while (counts[last] == 0) {
+        last--;
+    }
+    Py_ssize_t head = 2 + (last + 2) / 2;
+    Py_ssize_t size = head + (Py_ssize_t)((bits + 7) / 8);
+    result = PyBytes_FromStringAndSize(NULL, size + 4); /* 4 spare: the loop writes 32 bits at a time */
+    if (result == NULL) {
+        goto done;
+    }
+    uint8_t *out = (uint8_t *)PyBytes_AS_STRING(result);
+    memset(out, 0, (size_t)head);
+    out[0] = (uint8_t)width;
+    out[1] = (uint8_t)last;
+    for (int s = 0; s <= last; s++) {
+        out[2 + (s >> 1)] |= (uint8_t)(lengths[s] << ((s & 1) << 2));
+    }
+    /* Codes and lengths in one word per symbol: the loop reads one table. */
+    uint32_t packed[MAX_SYMBOLS];
+    for (int s = 0; s < symbols; s++) {
+        packed[s] = ((uint32_t)codes[s] << 8) | lengths[s];
+    }
+    uint8_t *at = out + head;
+    uint64_t acc = 0; /* the pending bits, in its low `pending` bits */
+    int pending = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t c = packed[v[i]];
+        int len = (int)(c & 0xFF);
+        acc = (acc << len) | (c >> 8);
+        pending += len;
+        if (pending >= 32) {
+            pending -= 32;
+            uint32_t word = (uint32_t)(acc >> pending);
+            at[0] = (uint8_t)(word >> 24);
+            at[1] = (uint8_t)(word >> 16);
+            at[2] = (uint8_t)(word >> 8);
+            at[3] = (uint8_t)word;
+            at += 4;
+        }
+    }
+    while (pending > 0) { /* the rest, left-aligned in its bytes, 0 bits after */
+        int take = pending >= 8 ? 8 : pending;
+        pending -= take;
+        *at++ = (uint8_t)(((acc >> pending) & ((1u << take) - 1)) << (8 - take));
+    }
+    if (_PyBytes_Resize(&result, at - out) < 0) {
+        result = NULL;
+    }
+done:
+    PyBuffer_Release(&in);
+    return result;
+}
+
+static PyObject *decode(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer in;
+    Py_ssize_t count;
+    if (!PyArg_ParseTuple(args, "y*n", &in, &count)) {
+        return NULL;
+    }
+    PyObject *result = NULL, *values = NULL;
+    const uint8_t *data = in.buf;
+    Py_ssize_t size = in.len;
+    if (count < 0) {
+        PyErr_Format(PyExc_ValueError, "huffman: a count of %zd values", count);
+        goto done;
+    }
+    if (count == 0) {
+        values = PyByteArray_FromStringAndSize(NULL, 0);
+        result = values == NULL ? NULL : Py_BuildValue("(Nn)", values, (Py_ssize_t)0);
+        goto done;
+    }
+    if (size < 1 || check_width(data[0]) < 0) {
+        if (size < 1) {
+            PyErr_SetString(PyExc_ValueError, "huffman: no bytes for the values");
+        }
+        goto done;
+    }
+    int symbols = 1 << data[0];
+    if (size < 2 || data[1] >= symbols) {
+        PyErr_Format(PyExc_ValueError, "huffman: %s", size < 2 ? "no byte for the largest value" : "the largest value is past the width");
+        goto done;
+    }
+    int last = data[1];
+    Py_ssize_t head = 2 + (last + 2) / 2;
+    if (size < head) {
+        PyErr_Format(PyExc_ValueError, "huffman: %zd bytes, shorter than the %zd of the code's lengths", size, head);
+        goto done;
+    }
+    uint8_t lengths[MAX_SYMBOLS] = {0};
+    uint32_t kraft = 0; /* in units of 2**-MAX_BITS */
+    for (int s = 0; s <= last; s++) {
+        lengths[s] = (uint8_t)((data[2 + (s >> 1)] >> ((s & 1) << 2)) & 15);
+        if (lengths[s] > MAX_BITS) {
+            PyErr_Format(PyExc_ValueError, "huffman: symbol %d has a code of %d bits (at most %d)", s, lengths[s],
+                         MAX_BITS);
+            goto done;
+        }
+        if (lengths[s]) {
+            kraft += 1u << (MAX_BITS - lengths[s]);
+        }
+    }
+    if (!(last & 1) && (data[head - 1] >> 4)) {
+        PyErr_SetString(PyExc_ValueError, "huffman: the lengths' padding is not 0");
+        goto done;
+    }
+    if (kraft == 0 || kraft > (1u << MAX_BITS)) {
+        PyErr_SetString(PyExc_ValueError, "huffman: the code's lengths are not a prefix code");
+        goto done;
+    }
+    uint16_t codes[MAX_SYMBOLS];
+    canonical_codes(lengths, symbols, codes);
+    /* Each `bits`-bit window (`bits` the longest code): the symbol whose code starts it and that code's
+     * length (0: no code starts so). */
+    int bits = 0;
+    for (int s = 0; s < symbols; s++) {
+        bits = lengths[s] > bits ? lengths[s] : bits;
+    }
+    uint16_t table[1 << MAX_BITS];
+    memset(table, 0, sizeof(uint16_t) << bits);
+    for (int s = 0; s < symbols; s++) {
+        int len = lengths[s];
+        if (len) {
+            uint32_t first = (uint32_t)codes[s] << (bits - len);
+            uint32_t span = 1u << (bits - len);
+            for (uint32_t k = 0; k < span; k++) {
+                table[first + k] = (uint16_t)((len << 8) | s);
+            }
+        }
+    }
+    values = PyByteArray_FromStringAndSize(NULL, count);
+    if (values == NULL) {
+        goto done;
+    }
+    uint8_t *out = (uint8_t *)PyByteArray_AS_STRING(values);
+    const uint8_t *at = data + head, *end = data + size;
+    uint64_t acc = 0; /* left-aligned: the next bit is bit 63 */
+    int have = 0;     /* bits of `acc` that came from the data */
+    int shift = 64 - bits;
+    Py_ssize_t i = 0;
+    int bad = 0; /* a window that starts no code was met */
+    /* While 8 bytes remain: top `acc` up to 56 bits or more with one load (the bits under them are the next
+     * byte's first, which the next load ORs in again), then 4 values of at most 12 bits each. */
+    while (count - i >= 4 && end - at >= 8) {
+        uint64_t word = 0;
+        for (int b = 0; b < 8; b++) {
+            word = word << 8 | at[b];
+        }
+        acc |= word >> have;
+        at += (63 - have) >> 3;
+        have |= 56;
+        for (int k = 0; k < 4; k++) {
+            uint16_t e = table[acc >> shift];
+            bad |= e < 0x100;
+            int len = e >> 8;
+            out[i++] = (uint8_t)e;
+            acc <<= len;
+            have -= len;
+        }
+        if (bad) {
+            break;
+        }
+    }
+    for (; i < count && !bad; i++) { /* the rest, a byte at a time */
+        while (have <= 56 && at < end) {
+            acc |= (uint64_t)*at++ << (56 - have);
+            have += 8;
+        }
+        uint16_t e = table[acc >> shift];
+        int len = e >> 8;
+        bad = len == 0;
+        if (bad || len > have) {
+            break;
+        }
+        out[i] = (uint8_t)e;
+        acc <<= len;
+        have -= len;
+    }
+    /* What the values took: the bytes read less the bits read and not used, rounded up to a byte. The bits
+     * after the last code up to that byte's end are the padding, the first of what is left in `acc`. */
+    Py_ssize_t used_bits = 8 * (at - data) - have;
+    int pad = (int)(-used_bits & 7);
+    if (bad || i < count) {
+        PyErr_Format(PyExc_ValueError, "huffman: %zd values: %s", count,
+                     bad ? "a code not in the table" : "the data ends inside a code");
+    } else if (pad && (acc >> (64 - pad))) {
+        PyErr_Format(PyExc_ValueError, "huffman: %zd values: the padding is not 0", count);
+    } else {
+        result = Py_BuildValue("(On)", values, (used_bits + 7) / 8);
+    }
+    Py_CLEAR(values);
+done:
+    PyBuffer_Release(&in);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"encode", encode, METH_VARARGS, "A byte plane as its code's lengths and its canonical Huffman codes."},
+    {"decode", decode, METH_VARARGS, "The values of `encode`'s bytes back."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_huffman", "A canonical Huffman code for noisy byte planes.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__huffman(void) { return PyModule_Create(&module); }

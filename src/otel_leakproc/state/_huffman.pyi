@@ -1,0 +1,6 @@
+"""Types of the C extension `_huffman` (`_huffman.c`): a canonical Huffman code for noisy byte planes."""
+
+from typing import Any
+
+def encode(values: bytes | bytearray | memoryview | Any, width: int, /) -> bytes: ...
+def decode(data: bytes | bytearray | memoryview, count: int, /) -> tuple[bytearray, int]: ...
