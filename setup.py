@@ -1,7 +1,7 @@
 """Build of the C extensions (`otel_leakproc.receiver.decode._wire`, the pprof reader's wire loops;
-`otel_leakproc.processor._grid_pack`, the loops of the checkpoint's grid packing; `otel_leakproc.state._columns`,
-those of its column block; `otel_leakproc.state._huffman`, the code of its noisy planes); everything else is in
-pyproject.toml.
+`otel_leakproc.processor._grid_pack`, the loops of the checkpoint's grid packing; `otel_leakproc.state._columns`
+and `otel_leakproc.state._huffman`, those of its column block and of its Huffman-coded planes); everything else is
+in pyproject.toml.
 
 It uses the CPython C API only: a C compiler and the Python headers (Debian: gcc, python3-dev) are all
 `pip install .`, `pip install -e .` and `pip wheel .` need.

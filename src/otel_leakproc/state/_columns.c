@@ -16,9 +16,9 @@
  *   unpack_column(block, offset, n, itemsize) -> bytearray
  *       The bytes of the array of `n` items of `itemsize` bytes stored at `offset` (mode 0), un-shuffled.
  *   unpack_deltas(block, spans) -> bytearray
- *       For each (n, offset) or (n, offset, as_float) of `spans` (a sequence of tuples of ints), the n int64 differences
- *       stored at `offset` summed back (wrapping around as int64 does), as int64, or as float64 when as_float
- *       is true; one array after the other, in the machine's byte order.
+ *       For each (n, offset) or (n, offset, as_float) of `spans` (a sequence of tuples of ints), the n int64
+ *       differences stored at `offset` summed back (wrapping around as int64 does), as int64, or as float64
+ *       when as_float is true; one array after the other, in the machine's byte order.
  *
  * The block is written little-endian; an array of the other byte order, a length or offset past the end of
  * the block or negative, and an array of more than one dimension raise ValueError naming what was wrong;
