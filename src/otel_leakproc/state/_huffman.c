@@ -115,6 +115,21 @@ static void canonical_codes(const uint8_t *lengths, int symbols, uint16_t *codes
     }
 }
 
+/* The 8 bytes at `at` as a big-endian number (the first byte highest): one load. */
+static inline uint64_t big_endian_word(const uint8_t *at) {
+    uint64_t word;
+    memcpy(&word, at, sizeof word);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    word = __builtin_bswap64(word);
+#elif !defined(__BYTE_ORDER__)
+    word = 0;
+    for (int b = 0; b < 8; b++) {
+        word = word << 8 | at[b];
+    }
+#endif
+    return word;
+}
+
 static int check_width(int width) {
     if (width < 1 || width > 8) {
         PyErr_Format(PyExc_ValueError, "huffman: a width of %d bits (1 to 8)", width);
@@ -303,11 +318,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     /* While 8 bytes remain: top `acc` up to 56 bits or more with one load (the bits under them are the next
      * byte's first, which the next load ORs in again), then 4 values of at most 12 bits each. */
     while (count - i >= 4 && end - at >= 8) {
-        uint64_t word = 0;
-        for (int b = 0; b < 8; b++) {
-            word = word << 8 | at[b];
-        }
-        acc |= word >> have;
+        acc |= big_endian_word(at) >> have;
         at += (63 - have) >> 3;
         have |= 56;
         for (int k = 0; k < 4; k++) {
