@@ -50,6 +50,7 @@ from otel_leakproc.state.journal import FileCheckpointWriter, FileStore
 from otel_leakproc.state.persist import StatePersistence
 from otel_leakproc.state.records import (
     _COLUMNS_KEY,
+    _HUFFMAN,
     NameTable,
     _checkpoint_start,
     _take_arrays,
@@ -132,7 +133,8 @@ def _section(path: list[str]) -> str:
 def breakdown(detector: SeriesDetector, title: str) -> None:
     """Bytes of `detector`'s checkpoint record by section. The column block is attributed array by array:
     what the deflated stream grew by with each (`Columns.pack(shares=...)`, each array then ending a deflate
-    block: their sum is a little more than the record's own block)."""
+    block: their sum is a little more than the record's own block); the Huffman-coded planes after it by
+    their own sizes."""
     state = detector.to_state(arrays=True)
     record = checkpoint_frame(1, detector.key, {"service.name": detector.key.service}, state)
     payload = read_frames(record)[0][0].payload
@@ -141,7 +143,8 @@ def breakdown(detector: SeriesDetector, title: str) -> None:
     head = int.from_bytes(view[at : at + 4], "little")
     report_json = json.dumps(state.get("report"), separators=(",", ":")).encode()
     main = int.from_bytes(view[at + 4 + head : at + 8 + head], "little")
-    block = len(view) - (at + 8 + head + main)
+    block = int.from_bytes(view[at + 8 + head + main : at + 12 + head + main], "little")
+    coded_bytes = len(view) - (at + 12 + head + main + block)
     columns = Columns()
     index: list[list[object]] = []
     rest = _take_arrays({k: v for k, v in state.items() if k != "report"}, (), columns, index)
@@ -150,12 +153,18 @@ def breakdown(detector: SeriesDetector, title: str) -> None:
     sizes: list[int] = []
     attributed = len(columns.pack(shares=sizes))
     shares: dict[str, int] = {}
-    for (path, *_), size in zip(index, sizes, strict=True):
+    coded = [entry for entry in index if len(entry) == 4 and entry[3] == _HUFFMAN]
+    in_block = [entry for entry in index if not (len(entry) == 4 and entry[3] == _HUFFMAN)]
+    for (path, *_), size in zip(in_block, sizes, strict=True):
         name = _section(path)  # type: ignore[arg-type]
         shares[name] = shares.get(name, 0) + size
     shares["(stream end)"] = attributed - sum(sizes)
+    coded_shares: dict[str, int] = {}
+    for (path, *_), data in zip(coded, columns.coded, strict=True):
+        name = _section(path)  # type: ignore[arg-type]
+        coded_shares[name] = coded_shares.get(name, 0) + len(data)
     print(f"checkpoint record of {title}: {len(record)} bytes ({len(record) / 1024:.1f} KiB)")
-    print(f"  frame header and lengths   {len(record) - len(payload) + at + 8:6d}")
+    print(f"  frame header and lengths   {len(record) - len(payload) + at + 12:6d}")
     print(f"  head (seq, key, resource)  {head:6d}  of which the report as JSON {len(report_json)} raw")
     print(
         f"  state, deflated JSON       {main:6d}  (names and site metadata alone {len(isal_zlib.compress(names, 1))},"
@@ -164,6 +173,9 @@ def breakdown(detector: SeriesDetector, title: str) -> None:
     total = sum(shares.values())
     print(f"  column block               {block:6d}  by section (sum {total}):")
     for name, size in sorted(shares.items(), key=lambda kv: -kv[1]):
+        print(f"    {name:26} {size:6d}")
+    print(f"  Huffman-coded planes       {coded_bytes:6d}  by section:")
+    for name, size in sorted(coded_shares.items(), key=lambda kv: -kv[1]):
         print(f"    {name:26} {size:6d}")
 
 
