@@ -41,11 +41,11 @@ static void code_lengths(const uint64_t *counts_in, int symbols, uint8_t *length
     for (;;) {
         uint64_t leaf[MAX_SYMBOLS]; /* count << 8 | symbol, sorted ascending */
         int m = 0;
-        for (int s = 0; s < symbols; s++) {
+        for (int s = symbols - 1; s >= 0; s--) { /* from the top: a plane's larger values are the rarer */
             if (counts[s]) {
                 uint64_t key = counts[s] << 8 | (uint64_t)s;
                 int i = m++;
-                while (i > 0 && leaf[i - 1] > key) { /* few symbols, mostly in order already */
+                while (i > 0 && leaf[i - 1] > key) { /* so mostly none to move */
                     leaf[i] = leaf[i - 1];
                     i--;
                 }
@@ -113,6 +113,19 @@ static void canonical_codes(const uint8_t *lengths, int symbols, uint16_t *codes
             codes[s] = (uint16_t)next[lengths[s]]++;
         }
     }
+}
+
+/* `word` as 4 big-endian bytes at `at`: one store. */
+static inline void put_big_endian_32(uint8_t *at, uint32_t word) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    word = __builtin_bswap32(word);
+    memcpy(at, &word, sizeof word);
+#else
+    at[0] = (uint8_t)(word >> 24);
+    at[1] = (uint8_t)(word >> 16);
+    at[2] = (uint8_t)(word >> 8);
+    at[3] = (uint8_t)word;
+#endif
 }
 
 /* The 8 bytes at `at` as a big-endian number (the first byte highest): one load. */
@@ -206,11 +219,7 @@ static PyObject *encode(PyObject *self, PyObject *args) {
         pending += len;
         if (pending >= 32) {
             pending -= 32;
-            uint32_t word = (uint32_t)(acc >> pending);
-            at[0] = (uint8_t)(word >> 24);
-            at[1] = (uint8_t)(word >> 16);
-            at[2] = (uint8_t)(word >> 8);
-            at[3] = (uint8_t)word;
+            put_big_endian_32(at, (uint32_t)(acc >> pending));
             at += 4;
         }
     }
