@@ -304,12 +304,13 @@ static inline void run_values(const Ties *x, const Run *run, int32_t *m) {
 }
 
 /* A run of 2 to 4 (`m`: its values, export order) put in id order; -1 where two have one id. */
-static int by_id(const Ties *x, Py_ssize_t from, int32_t *m, int len) {
+static inline int by_id(const Ties *x, Py_ssize_t from, int32_t *m, int len) {
     int64_t id[4];
     int ascending = 1;
-    for (int i = 0; i < len; i++) {
+    id[0] = ints_at(&x->ids, from + m[0]);
+    for (int i = 1; i < len; i++) {
         id[i] = ints_at(&x->ids, from + m[i]);
-        ascending &= i == 0 || id[i] > id[i - 1];
+        ascending &= id[i] > id[i - 1];
     }
     if (ascending) { /* (export order is id order: the usual case) */
         return 0;

@@ -1908,8 +1908,13 @@ def _tie_runs(
 
 
 def _c_ints(array: Any) -> npt.NDArray[Any]:
-    """An array as the C forms read it: integers as they are (contiguous), anything else as int64."""
-    if isinstance(array, np.ndarray) and array.dtype.kind in "iu" and array.dtype.itemsize <= 4:
+    """An array as the C forms read it: native integers as they are (contiguous), anything else as int64."""
+    if (
+        isinstance(array, np.ndarray)
+        and array.dtype.kind in "iu"
+        and array.dtype.itemsize <= 4
+        and array.dtype.isnative
+    ):
         return np.ascontiguousarray(array)
     return np.ascontiguousarray(array, dtype=np.int64)
 

@@ -383,6 +383,12 @@ def test_the_c_form_refuses_counts_that_do_not_add_up() -> None:
         tied_of_ties(np.array([3]), np.array([0, 1, 2]), keys, np.zeros(1, np.uint8), np.array([-1], np.int16))
     with pytest.raises(ValueError, match="0 bytes for 3 values"):
         tied_of_ties(np.array([3]), np.array([0, 1, 2]), keys, np.zeros(0, np.uint8), none)
+    # Arrays not in native byte order go to the C forms as int64 copies: the same fields.
+    swapped = [np.array([3], ">i4"), np.array([0, 1, 2], ">i2"), keys.astype(">u2")]
+    ties = np.array([1 | 3 << 2], np.uint8)  # the run of ids 0 and 1 named 1, 0
+    assert tied_of_ties(*swapped, ties, np.zeros(0, ">i4")).tolist() == [1]
+    assert tied_of_ties(np.array([3]), np.array([0, 1, 2]), keys, ties, none).tolist() == [1]
+    assert ties_of_tied(*swapped, np.array([1], np.uint8), np.zeros(0, ">i4")).tolist() == ties.tolist()
     # The C functions check what they are given on their own: types, and nothing read outside a buffer.
     lengths, ids, fields = np.array([3], np.int32), np.array([0, 1, 2], np.int8), np.zeros(1, np.uint8)
     whole = np.zeros(0, np.int32)
