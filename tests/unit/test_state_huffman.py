@@ -90,6 +90,7 @@ def _coded(plane: bytes, width: int) -> bytearray:
         (lambda c: c[:-1], 5, "the data ends inside a code"),
         (lambda c: c[:-1] + bytes([c[-1] | 1]), 5, "the padding is not 0"),
         (lambda c: c, -1, "a count of -1 values"),
+        (lambda c: c, 10**12, "1000000000000 values cannot be in the 2 bytes after"),
     ],
 )
 def test_decode_refuses_malformed_data_with_the_reason(spoil: object, count: int, message: str) -> None:

@@ -272,6 +272,11 @@ static PyObject *decode(PyObject *self, PyObject *args) {
         PyErr_Format(PyExc_ValueError, "huffman: %zd bytes, shorter than the %zd of the code's lengths", size, head);
         goto done;
     }
+    if (count / 8 > size - head) { /* a value takes a bit at least: no allocation past what the data can hold */
+        PyErr_Format(PyExc_ValueError, "huffman: %zd values cannot be in the %zd bytes after the code's lengths",
+                     count, size - head);
+        goto done;
+    }
     uint8_t lengths[MAX_SYMBOLS] = {0};
     uint32_t kraft = 0; /* in units of 2**-MAX_BITS */
     for (int s = 0; s <= last; s++) {
