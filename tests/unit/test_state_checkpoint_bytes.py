@@ -5,10 +5,8 @@ give what its general ones give."""
 
 from __future__ import annotations
 
-import json
 import struct
 import sys
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,16 @@ from otel_leakproc.state.records import (
 )
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "testdata" / "state"))
-from make_checkpoint_columns import FIXTURE, FIXTURE_CB5, KEY, RESOURCE, SEQ, coded_state, column_state
+from make_checkpoint_columns import (
+    FIXTURE,
+    FIXTURE_CB5,
+    KEY,
+    RESOURCE,
+    SEQ,
+    coded_state,
+    column_state,
+    with_index,
+)
 
 
 def _same(expected: Any, got: Any, path: str = "$") -> None:
@@ -161,24 +168,13 @@ def test_a_checkpoint_cut_short_is_refused() -> None:
         checkpoint_state(FIXTURE.read_bytes()[:-40])
 
 
-def _with_index(payload: bytes, change: Any) -> bytes:
-    """`payload` (CB4) with its column index passed through `change`."""
-    (n,) = struct.unpack_from("<I", payload, 4)
-    start = 8 + n
-    (m,) = struct.unpack_from("<I", payload, start)
-    rest = json.loads(zlib.decompress(payload[start + 4 : start + 4 + m]))
-    rest["\0columns"] = change(rest["\0columns"])
-    main = zlib.compress(json.dumps(rest, separators=(",", ":")).encode())
-    return payload[:start] + struct.pack("<I", len(main)) + main + payload[start + 4 + m :]
-
-
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [(2, 10**9, "past the block"), (2, -1, "length -1"), (1, "<c16", "'<c16'"), (2, "7", "str")],
 )
 def test_a_column_index_entry_out_of_its_block_is_refused_with_the_reason(field: int, value: Any, message: str) -> None:
     payload = FIXTURE.read_bytes()
-    assert checkpoint_state(_with_index(payload, lambda index: index))["columns"]["|u1"]["200"].tolist()
+    assert checkpoint_state(with_index(payload, lambda index: index))["columns"]["|u1"]["200"].tolist()
 
     def change(index: list[list[Any]]) -> list[list[Any]]:
         (entry,) = [e for e in index if e[0] == ["columns", "|u1", "200"]]  # a plain (unshuffled) array
@@ -186,7 +182,7 @@ def test_a_column_index_entry_out_of_its_block_is_refused_with_the_reason(field:
         return index
 
     with pytest.raises(CodecError, match=message):
-        checkpoint_state(_with_index(payload, change))
+        checkpoint_state(with_index(payload, change))
 
 
 def test_column_offsets_of_an_index_are_those_columns_layout_gives() -> None:

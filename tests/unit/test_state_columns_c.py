@@ -6,10 +6,7 @@ input the C refuses, refused with a ValueError naming what was wrong."""
 
 from __future__ import annotations
 
-import json
-import struct
 import sys
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +26,7 @@ from otel_leakproc.state.codec import (
 from otel_leakproc.state.records import checkpoint_state
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "testdata" / "state"))
-from make_checkpoint_columns import FIXTURE
+from make_checkpoint_columns import FIXTURE, with_index
 
 PLAIN, DIFFERENCES = 0, 1
 LENGTHS = range(201)
@@ -243,17 +240,6 @@ def test_what_the_c_refuses_it_refuses_naming_what_was_wrong() -> None:
         Columns(block).get_deltas([(1, 80)])
 
 
-def _with_index(payload: bytes, change: Any) -> bytes:
-    """`payload` (CB4) with its column index passed through `change`."""
-    (n,) = struct.unpack_from("<I", payload, 4)
-    start = 8 + n
-    (m,) = struct.unpack_from("<I", payload, start)
-    rest = json.loads(zlib.decompress(payload[start + 4 : start + 4 + m]))
-    rest["\0columns"] = change(rest["\0columns"])
-    main = zlib.compress(json.dumps(rest, separators=(",", ":")).encode())
-    return payload[:start] + struct.pack("<I", len(main)) + main + payload[start + 4 + m :]
-
-
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
@@ -275,4 +261,4 @@ def test_a_checkpoint_whose_column_is_past_its_block_is_refused_with_the_reason(
         return index
 
     with pytest.raises(CodecError, match=message):
-        checkpoint_state(_with_index(payload, change))
+        checkpoint_state(with_index(payload, change))

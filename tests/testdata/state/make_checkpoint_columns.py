@@ -16,6 +16,9 @@ test checks against the CB4 file; that file is no longer written.
 
 from __future__ import annotations
 
+import json
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +118,18 @@ def coded_state() -> dict[str, Any]:
     state["sites"] = {"names": list(range(8)), "values": values(1, 480)}
     state["early"]["sites"] = {"names": list(range(8)), "values": values(2, 41)}
     return state
+
+
+def with_index(payload: bytes, change: Any) -> bytes:
+    """`payload` (a CB4 or CB5 checkpoint payload) with its column index passed through `change` (tests: a
+    bad index)."""
+    (n,) = struct.unpack_from("<I", payload, 4)
+    start = 8 + n
+    (m,) = struct.unpack_from("<I", payload, start)
+    rest = json.loads(zlib.decompress(payload[start + 4 : start + 4 + m]))
+    rest["\0columns"] = change(rest["\0columns"])
+    main = zlib.compress(json.dumps(rest, separators=(",", ":")).encode())
+    return payload[:start] + struct.pack("<I", len(main)) + main + payload[start + 4 + m :]
 
 
 def main() -> None:
