@@ -8,7 +8,18 @@
  * of runs of 2 to 4 in points not kept whole, in value order (runs by key descending, a run's values by
  * id), all but each run's last (its position is the one the others leave); every other field is 0. Each
  * numpy form is a dozen passes over the whole export through temporaries, and sorts every point; here
- * each is one pass per point that finds the point's runs by hashing its keys, and orders the runs alone.
+ * each finds a point's runs in one pass over its keys and orders the runs alone (by key, then a run's few
+ * values by id).
+ *
+ * Finding the runs. Keys of 16 bits or less (a grid's codes: every grid that writes tie fields) in points of
+ * at most 65,535 values have an entry each in a table from the grid's least key to its largest (at most
+ * 256 KiB; one pass over the keys finds them): the stamp of the last point that saw the key, and the index of
+ * its first value there or of its run. A point takes the next stamp (no clearing between points; the table is
+ * cleared once every 32,767 points), and one pass without a branch on the keys stamps each key it has not
+ * seen and notes the values of keys it has; only those values (a few per point, none where the keys are
+ * distinct) are visited again, to make or join their key's run. Wider keys, and points of more values, go
+ * through a hash table per point (Fibonacci hashing, at most half full). Either way the runs, a value's next
+ * by export order chained in `next`, are then sorted by key descending (insertion: a point has a few).
  *
  *   tied_of_ties(lengths, ids, keys, ties, whole) -> bytearray | None | NotImplemented
  *       The stored fields, packed, from the fields by export index (`ties`); None where the fields are
@@ -125,7 +136,13 @@ typedef struct {
     int fields_open;
     Py_ssize_t points, n, widest;
     uint8_t *is_whole; /* a flag per point */
-    int32_t *slot;     /* the hash table: -1 empty, a value's index (a key seen once), -2 - a run's index */
+    int32_t *slot;     /* keys wider than 16 bits: the hash table: -1 empty, a value's index (a key seen
+                        * once), -2 - a run's index */
+    int small;         /* keys of 16 bits or less in points of at most 65,535 values: by a table */
+    int32_t lo, span;  /* ... the least key, and the largest less it plus 1 */
+    uint32_t *table;   /* ... an entry per key from `lo` (see SMALL_RUNS) */
+    uint32_t stamp;    /* ... the last point's stamp */
+    int32_t *again;    /* ... the values of a key seen before in the point */
     int32_t *next;     /* per value in a run: the next value of its key */
     Run *runs;
 } Ties;
@@ -140,6 +157,8 @@ static void ties_release(Ties *x) {
     }
     PyMem_Free(x->is_whole);
     PyMem_Free(x->slot);
+    PyMem_Free(x->table);
+    PyMem_Free(x->again);
     PyMem_Free(x->next);
     PyMem_Free(x->runs);
 }
@@ -152,6 +171,38 @@ static Py_ssize_t table_size(Py_ssize_t count) {
     }
     return size;
 }
+
+/* The least and largest of `n` keys into `lo`, `hi` (32 at a time: the compiler makes vectors of them). */
+#define KEY_RANGE(T)                                                                            \
+    static void range_##T(const T *key, Py_ssize_t n, int32_t *lo, int32_t *hi) {               \
+        T least[32], most[32];                                                                  \
+        for (int j = 0; j < 32; j++) {                                                          \
+            least[j] = most[j] = n ? key[0] : 0;                                                \
+        }                                                                                       \
+        Py_ssize_t i = 0;                                                                       \
+        for (; i + 32 <= n; i += 32) {                                                          \
+            for (int j = 0; j < 32; j++) {                                                      \
+                const T v = key[i + j];                                                         \
+                least[j] = v < least[j] ? v : least[j];                                         \
+                most[j] = v > most[j] ? v : most[j];                                            \
+            }                                                                                   \
+        }                                                                                       \
+        for (; i < n; i++) {                                                                    \
+            least[0] = key[i] < least[0] ? key[i] : least[0];                                   \
+            most[0] = key[i] > most[0] ? key[i] : most[0];                                      \
+        }                                                                                       \
+        for (int j = 1; j < 32; j++) {                                                          \
+            least[0] = least[j] < least[0] ? least[j] : least[0];                               \
+            most[0] = most[j] > most[0] ? most[j] : most[0];                                    \
+        }                                                                                       \
+        *lo = least[0];                                                                         \
+        *hi = most[0];                                                                          \
+    }
+
+KEY_RANGE(int8_t)
+KEY_RANGE(uint8_t)
+KEY_RANGE(int16_t)
+KEY_RANGE(uint16_t)
 
 static int ties_open(Ties *x, PyObject *args) {
     memset(x, 0, sizeof(*x));
@@ -191,10 +242,24 @@ static int ties_open(Ties *x, PyObject *args) {
     x->n = n;
     x->widest = widest;
     x->is_whole = PyMem_Calloc((size_t)x->points + 1, 1);
-    x->slot = PyMem_Malloc(sizeof(int32_t) * (size_t)table_size(widest));
+    x->small = x->keys.kind <= U16 && widest <= UINT16_MAX;
+    if (x->small) {
+        int32_t hi = 0;
+        switch (x->keys.kind) {
+            case I8: range_int8_t(x->keys.view.buf, n, &x->lo, &hi); break;
+            case U8: range_uint8_t(x->keys.view.buf, n, &x->lo, &hi); break;
+            case I16: range_int16_t(x->keys.view.buf, n, &x->lo, &hi); break;
+            default: range_uint16_t(x->keys.view.buf, n, &x->lo, &hi); break;
+        }
+        x->span = hi - x->lo + 1;
+        x->table = PyMem_Calloc((size_t)x->span, sizeof(uint32_t));
+        x->again = PyMem_Malloc(sizeof(int32_t) * ((size_t)widest + 1));
+    } else {
+        x->slot = PyMem_Malloc(sizeof(int32_t) * (size_t)table_size(widest));
+    }
     x->next = PyMem_Malloc(sizeof(int32_t) * ((size_t)widest + 1));
     x->runs = PyMem_Malloc(sizeof(Run) * ((size_t)widest / 2 + 1));
-    if (!x->is_whole || !x->slot || !x->next || !x->runs) {
+    if (!x->is_whole || !(x->slot || (x->table && x->again)) || !x->next || !x->runs) {
         PyErr_NoMemory();
         return -1;
     }
@@ -209,8 +274,65 @@ static int ties_open(Ties *x, PyObject *args) {
     return 0;
 }
 
-/* The runs of a point's keys (`key`, `count` of them), unordered, into x->runs: their count. Each key is
- * hashed (Fibonacci) into a table at most half full; a key's second value makes it a run. */
+/* The runs of a point's keys (`key`, `count` of them, 2 to 65,535) of 16 bits or less, unordered, into
+ * x->runs: their count. Each key has an entry in x->table (from the least key, x->lo, to the largest): the
+ * point's stamp (bits 17 on: an entry of another stamp is of a key not seen in this point; no clearing),
+ * bit 16 set when the key is a run's, and the index of its first value or of its run. A pass stamps each key
+ * not seen before with its value's index and notes in `again` the values whose key was seen before, without
+ * a branch but the loop's; none (the usual point of distinct keys): no run. Else each of those makes its key
+ * a run (its second value) or joins it. */
+#define STAMP_SHIFT 17
+#define STAMP_LAST ((1u << (32 - STAMP_SHIFT)) - 1)
+#define IN_RUN (1u << 16)
+#define SMALL_RUNS(T)                                                                           \
+    static Py_ssize_t small_runs_##T(Ties *x, const T *key, int32_t count) {                   \
+        uint32_t *table = x->table;                                                            \
+        const int32_t lo = x->lo;                                                              \
+        if (x->stamp == STAMP_LAST) { /* (every 32,767 points) */                              \
+            memset(table, 0, sizeof(uint32_t) * (size_t)x->span);                              \
+            x->stamp = 0;                                                                       \
+        }                                                                                       \
+        const uint32_t stamp = ++x->stamp, stamped = stamp << STAMP_SHIFT;                     \
+        int32_t *again = x->again;                                                              \
+        size_t repeats = 0;                                                                     \
+        for (int32_t k = 0; k < count; k++) {                                                   \
+            uint32_t *e = table + (uint32_t)((int32_t)key[k] - lo);                           \
+            const uint32_t was = *e;                                                            \
+            const int before = was >= stamped; /* (older stamps are less) */                   \
+            *e = before ? was : (stamped | (uint32_t)k);                                       \
+            again[repeats] = k;                                                                 \
+            repeats += (size_t)before;                                                          \
+        }                                                                                       \
+        int32_t *next = x->next;                                                                \
+        Run *runs = x->runs;                                                                    \
+        Py_ssize_t r = 0;                                                                       \
+        for (size_t j = 0; j < repeats; j++) {                                                  \
+            const int32_t k = again[j];                                                         \
+            uint32_t *e = table + (uint32_t)((int32_t)key[k] - lo);                           \
+            const int32_t at = (int32_t)(*e & 0xFFFF);                                          \
+            if (!(*e & IN_RUN)) { /* its second value: a run */                                \
+                runs[r] = (Run){key[k], at, k, 2};                                              \
+                next[at] = k;                                                                   \
+                *e = stamped | IN_RUN | (uint32_t)r++;                                          \
+            } else {                                                                            \
+                Run *run = runs + at;                                                           \
+                next[run->last] = k;                                                            \
+                run->last = k;                                                                  \
+                run->size++;                                                                    \
+            }                                                                                   \
+        }                                                                                       \
+        return r;                                                                               \
+    }
+
+SMALL_RUNS(int8_t)
+SMALL_RUNS(uint8_t)
+SMALL_RUNS(int16_t)
+SMALL_RUNS(uint16_t)
+
+
+/* The runs of a point's keys (`key`, `count` of them) wider than 16 bits, unordered, into x->runs: their
+ * count. Each key is hashed (Fibonacci) into a table at most half full; a key's second value makes it a
+ * run. */
 #define POINT_RUNS(T)                                                                           \
     static Py_ssize_t runs_##T(Ties *x, const T *key, int32_t count, int shift, uint64_t mask) { \
         int32_t *slot = x->slot, *next = x->next;                                               \
@@ -262,23 +384,32 @@ static Py_ssize_t point_runs(Ties *x, Py_ssize_t from, Py_ssize_t count) {
     if (count < 2) {
         return 0;
     }
-    Py_ssize_t slots = table_size(count);
-    int shift = 64;
-    for (Py_ssize_t s = slots; s > 1; s >>= 1) {
-        shift--;
-    }
-    uint64_t mask = (uint64_t)slots - 1;
-    memset(x->slot, 0xFF, sizeof(int32_t) * (size_t)slots);
     const char *buf = (const char *)x->keys.view.buf + from * x->keys.view.itemsize;
     Py_ssize_t r;
-    switch (x->keys.kind) {
-        case I8: r = runs_int8_t(x, (const int8_t *)buf, (int32_t)count, shift, mask); break;
-        case U8: r = runs_uint8_t(x, (const uint8_t *)buf, (int32_t)count, shift, mask); break;
-        case I16: r = runs_int16_t(x, (const int16_t *)buf, (int32_t)count, shift, mask); break;
-        case U16: r = runs_uint16_t(x, (const uint16_t *)buf, (int32_t)count, shift, mask); break;
-        case I32: r = runs_int32_t(x, (const int32_t *)buf, (int32_t)count, shift, mask); break;
-        case U32: r = runs_uint32_t(x, (const uint32_t *)buf, (int32_t)count, shift, mask); break;
-        default: r = runs_int64_t(x, (const int64_t *)buf, (int32_t)count, shift, mask); break;
+    if (x->small) {
+        switch (x->keys.kind) {
+            case I8: r = small_runs_int8_t(x, (const int8_t *)buf, (int32_t)count); break;
+            case U8: r = small_runs_uint8_t(x, (const uint8_t *)buf, (int32_t)count); break;
+            case I16: r = small_runs_int16_t(x, (const int16_t *)buf, (int32_t)count); break;
+            default: r = small_runs_uint16_t(x, (const uint16_t *)buf, (int32_t)count); break;
+        }
+    } else {
+        Py_ssize_t slots = table_size(count);
+        int shift = 64;
+        for (Py_ssize_t s = slots; s > 1; s >>= 1) {
+            shift--;
+        }
+        uint64_t mask = (uint64_t)slots - 1;
+        memset(x->slot, 0xFF, sizeof(int32_t) * (size_t)slots);
+        switch (x->keys.kind) {
+            case I8: r = runs_int8_t(x, (const int8_t *)buf, (int32_t)count, shift, mask); break;
+            case U8: r = runs_uint8_t(x, (const uint8_t *)buf, (int32_t)count, shift, mask); break;
+            case I16: r = runs_int16_t(x, (const int16_t *)buf, (int32_t)count, shift, mask); break;
+            case U16: r = runs_uint16_t(x, (const uint16_t *)buf, (int32_t)count, shift, mask); break;
+            case I32: r = runs_int32_t(x, (const int32_t *)buf, (int32_t)count, shift, mask); break;
+            case U32: r = runs_uint32_t(x, (const uint32_t *)buf, (int32_t)count, shift, mask); break;
+            default: r = runs_int64_t(x, (const int64_t *)buf, (int32_t)count, shift, mask); break;
+        }
     }
     if (r > 16) {
         qsort(x->runs, (size_t)r, sizeof(Run), by_key_descending);
@@ -303,33 +434,119 @@ static inline void run_values(const Ties *x, const Run *run, int32_t *m) {
     }
 }
 
-/* A run of 2 to 4 (`m`: its values, export order) put in id order; -1 where two have one id. */
-static inline int by_id(const Ties *x, Py_ssize_t from, int32_t *m, int len) {
-    int64_t id[4];
-    int ascending = 1;
-    id[0] = ints_at(&x->ids, from + m[0]);
-    for (int i = 1; i < len; i++) {
-        id[i] = ints_at(&x->ids, from + m[i]);
-        ascending &= id[i] > id[i - 1];
+/* A run of 2 to 4 (`m`: its values, export order; `id`: the point's ids) put in id order; -1 where two have
+ * one id. */
+#define BY_ID(T)                                                                     \
+    static inline int by_id_##T(const T *id, int32_t *m, int len) {                  \
+        int ascending = 1;                                                           \
+        for (int i = 1; i < len; i++) {                                              \
+            ascending &= id[m[i]] > id[m[i - 1]];                                    \
+        }                                                                            \
+        if (ascending) { /* (export order is id order: the usual case) */            \
+            return 0;                                                                \
+        }                                                                            \
+        for (int i = 1; i < len; i++) {                                              \
+            const int32_t v = m[i];                                                  \
+            int j = i;                                                               \
+            for (; j > 0 && id[m[j - 1]] > id[v]; j--) {                             \
+                m[j] = m[j - 1];                                                     \
+            }                                                                        \
+            if (j > 0 && id[m[j - 1]] == id[v]) {                                    \
+                return -1;                                                           \
+            }                                                                        \
+            m[j] = v;                                                                \
+        }                                                                            \
+        return 0;                                                                    \
     }
-    if (ascending) { /* (export order is id order: the usual case) */
-        return 0;
+
+/* The stored fields of a point's runs (x->runs, `runs` of them; `whole`: the point is kept whole), from the
+ * point's fields (`ties`, packed, its first value's at 0) and ids (`id`), appended to `t`: -1 where a run of 2
+ * to 4 has one id twice. */
+typedef struct {
+    uint8_t *kept, byte; /* the stored fields packed, the last byte so far in `byte` (written, never read) */
+    Py_ssize_t stored, in_runs;
+    int fits;
+} Tied;
+
+#define POINT_TIED(T)                                                                                     \
+    BY_ID(T)                                                                                              \
+    static int point_tied_##T(const Ties *x, Py_ssize_t runs, int whole, const uint8_t *ties,             \
+                              Py_ssize_t from, const T *id, Tied *t) {                                   \
+        const int32_t *next = x->next;                                                                    \
+        Py_ssize_t stored = t->stored, in_runs = t->in_runs;                                              \
+        int fits = t->fits;                                                                               \
+        uint8_t byte = t->byte, *kept = t->kept;                                                          \
+        for (Py_ssize_t r = 0; r < runs; r++) {                                                           \
+            const Run *run = x->runs + r;                                                                 \
+            const int len = run->size;                                                                    \
+            if (len > 4 || whole) { /* no field stored: each must be 0 */                                 \
+                int32_t k = run->first;                                                                   \
+                for (int i = 0; i < len; i++, k = next[k]) {                                              \
+                    const int f = field_at(ties, from + k);                                               \
+                    in_runs += f != 0;                                                                    \
+                    fits &= f == 0;                                                                       \
+                }                                                                                         \
+                continue;                                                                                 \
+            }                                                                                             \
+            int32_t m[4];                                                                                 \
+            if (len == 2) { /* (most runs) */                                                             \
+                const int32_t a = run->first, b = run->last;                                              \
+                if (id[a] == id[b]) {                                                                     \
+                    return -1;                                                                            \
+                }                                                                                         \
+                const int swap = id[a] > id[b];                                                           \
+                m[0] = swap ? b : a;                                                                      \
+                m[1] = swap ? a : b;                                                                      \
+            } else {                                                                                      \
+                m[0] = run->first;                                                                        \
+                for (int i = 1; i < len; i++) {                                                           \
+                    m[i] = next[m[i - 1]];                                                                \
+                }                                                                                         \
+                if (by_id_##T(id, m, len) < 0) {                                                          \
+                    return -1;                                                                            \
+                }                                                                                         \
+            }                                                                                             \
+            int left = 0; /* the run's places less the positions its stored fields give, mod 4 */         \
+            for (int i = 0; i < len - 1; i++) {                                                           \
+                const int f = field_at(ties, from + m[i]);                                                \
+                in_runs += f != 0;                                                                        \
+                left += i - ((i + f) & 3);                                                                \
+                const int shift = (int)(stored & 3) << 1;                                                 \
+                byte = (uint8_t)((shift ? byte : 0) | f << shift);                                        \
+                kept[stored >> 2] = byte;                                                                 \
+                stored++;                                                                                 \
+            }                                                                                             \
+            const int f = field_at(ties, from + m[len - 1]);                                              \
+            in_runs += f != 0;                                                                            \
+            fits &= (left & 3) == f;                                                                      \
+        }                                                                                                 \
+        t->stored = stored;                                                                               \
+        t->in_runs = in_runs;                                                                             \
+        t->fits = fits;                                                                                   \
+        t->byte = byte;                                                                                   \
+        return 0;                                                                                         \
     }
-    for (int i = 1; i < len; i++) {
-        int64_t at = id[i];
-        int32_t v = m[i];
-        int j = i;
-        for (; j > 0 && id[j - 1] > at; j--) {
-            id[j] = id[j - 1];
-            m[j] = m[j - 1];
-        }
-        if (j > 0 && id[j - 1] == at) {
-            return -1;
-        }
-        id[j] = at;
-        m[j] = v;
+
+POINT_TIED(int8_t)
+POINT_TIED(uint8_t)
+POINT_TIED(int16_t)
+POINT_TIED(uint16_t)
+POINT_TIED(int32_t)
+POINT_TIED(uint32_t)
+POINT_TIED(int64_t)
+
+/* `by_id` for the ids of the point from `from`, whatever their type. */
+static int by_id(const Ties *x, Py_ssize_t from, int32_t *m, int len) {
+    const void *ids = x->ids.view.buf;
+    switch (x->ids.kind) {
+        case I8: return by_id_int8_t((const int8_t *)ids + from, m, len);
+        case U8: return by_id_uint8_t((const uint8_t *)ids + from, m, len);
+        case I16: return by_id_int16_t((const int16_t *)ids + from, m, len);
+        case U16: return by_id_uint16_t((const uint16_t *)ids + from, m, len);
+        case I32: return by_id_int32_t((const int32_t *)ids + from, m, len);
+        case U32: return by_id_uint32_t((const uint32_t *)ids + from, m, len);
+        default: return by_id_int64_t((const int64_t *)ids + from, m, len);
     }
-    return 0;
 }
 
 /* The count of fields not 0 in each byte of packed tie fields. */
@@ -357,44 +574,31 @@ static PyObject *tied_of_ties(PyObject *self, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    Py_ssize_t stored = 0, in_runs = 0, from = 0;
-    int fits = 1;
+    Tied t = {kept, 0, 0, 0, 1};
+    Py_ssize_t from = 0;
     for (Py_ssize_t p = 0; p < x.points; p++) {
         const Py_ssize_t count = (Py_ssize_t)ints_at(&x.lengths, p);
         const Py_ssize_t runs = point_runs(&x, from, count);
-        for (Py_ssize_t r = 0; r < runs; r++) {
-            const Run *run = x.runs + r;
-            if (run->size > 4 || x.is_whole[p]) { /* no field stored: each must be 0 */
-                int32_t k = run->first;
-                for (int i = 0; i < run->size; i++, k = x.next[k]) {
-                    int f = field_at(ties, from + k);
-                    in_runs += f != 0;
-                    fits &= f == 0;
-                }
-                continue;
-            }
-            const int len = run->size;
-            int32_t m[4];
-            int i;
-            run_values(&x, run, m);
-            if (by_id(&x, from, m, len) < 0) {
-                result = Py_NewRef(Py_NotImplemented);
-                goto done;
-            }
-            int64_t left = 0; /* the run's places less the positions its stored fields give, mod 4 */
-            for (i = 0; i < len - 1; i++) {
-                int f = field_at(ties, from + m[i]);
-                in_runs += f != 0;
-                left += i - ((i + f) & 3);
-                kept[stored >> 2] |= (uint8_t)(f << ((stored & 3) << 1));
-                stored++;
-            }
-            int f = field_at(ties, from + m[len - 1]);
-            in_runs += f != 0;
-            fits &= (left & 3) == f;
+        const int whole = x.is_whole[p];
+        const void *ids = x.ids.view.buf;
+        int ok;
+        switch (x.ids.kind) {
+            case I8: ok = point_tied_int8_t(&x, runs, whole, ties, from, (const int8_t *)ids + from, &t); break;
+            case U8: ok = point_tied_uint8_t(&x, runs, whole, ties, from, (const uint8_t *)ids + from, &t); break;
+            case I16: ok = point_tied_int16_t(&x, runs, whole, ties, from, (const int16_t *)ids + from, &t); break;
+            case U16: ok = point_tied_uint16_t(&x, runs, whole, ties, from, (const uint16_t *)ids + from, &t); break;
+            case I32: ok = point_tied_int32_t(&x, runs, whole, ties, from, (const int32_t *)ids + from, &t); break;
+            case U32: ok = point_tied_uint32_t(&x, runs, whole, ties, from, (const uint32_t *)ids + from, &t); break;
+            default: ok = point_tied_int64_t(&x, runs, whole, ties, from, (const int64_t *)ids + from, &t); break;
+        }
+        if (ok < 0) {
+            result = Py_NewRef(Py_NotImplemented);
+            goto done;
         }
         from += count;
     }
+    const Py_ssize_t stored = t.stored, in_runs = t.in_runs;
+    const int fits = t.fits;
     if (!fits || in_runs != nonzero) {
         result = Py_NewRef(Py_None);
         goto done;

@@ -438,6 +438,105 @@ def test_a_run_with_one_id_twice_is_left_to_the_numpy_form() -> None:
     assert _grid_pack.tied_of_ties(lengths, ids, keys, np.zeros(1, np.uint8), np.array([0])) == bytearray()
 
 
+def _narrow_export(
+    rng: random.Random, dtype: type[np.integer], points: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """An export (int64 arrays) whose keys fit `dtype` (8 or 16 bits): each point's keys from a few of the
+    type's least, largest, 0 and random values, so runs of every length come up at either end of the type;
+    ids unique within a point (ascending but now and then); naming positions as `_random_export` makes
+    them."""
+    info = np.iinfo(dtype)
+    candidates = [info.min, info.min + 1, 0, 1, info.max - 1, info.max]
+    lengths, ids, keys, positions = [], [], [], []
+    for _ in range(points):
+        n = rng.choice([0, 1, 2, 3, 5, 9, 40])
+        lengths.append(n)
+        point_ids = rng.sample(range(100), n)
+        ids += point_ids if rng.random() < 0.2 else sorted(point_ids)
+        pool = rng.sample(candidates + [rng.randint(info.min, info.max) for _ in range(4)], rng.randint(1, 6))
+        point = [rng.choice(pool) for _ in range(n)]
+        keys += point
+        named = sorted(range(n), key=lambda i: -point[i])
+        if rng.random() < 0.2:
+            rng.shuffle(named)
+        elif rng.random() < 0.8:
+            runs: dict[int, list[int]] = {}
+            for i in named:
+                runs.setdefault(point[i], []).append(i)
+            named = [i for run in runs.values() for i in rng.sample(run, len(run))]
+        place = {i: at for at, i in enumerate(named)}
+        positions += [place[i] for i in range(n)]
+    arrays = (lengths, ids, keys, positions)
+    return tuple(np.array(a, dtype=np.int64) for a in arrays)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16])
+@pytest.mark.parametrize("seed", range(3))
+def test_the_c_form_on_keys_of_8_and_16_bits_gives_what_the_numpy_reference_gives(
+    dtype: type[np.integer], seed: int
+) -> None:
+    """Keys of 16 bits or less (a grid's codes) take the C forms' table of keys: the numpy forms' stored
+    fields, None and fields back, with keys at both ends of their type, any field flipped, points forced
+    whole, and any stored bytes given back."""
+    rng = random.Random(1200 + seed)
+    stored = refused = 0
+    for _ in range(60):
+        lengths, ids, keys, positions = _narrow_export(rng, dtype, rng.randint(0, 30))
+        ties, whole, _ = ties_of_positions(lengths, ids, keys, positions)
+        if rng.random() < 0.3 and len(ties):
+            ties = ties.copy()
+            ties[rng.randrange(len(ties))] ^= np.uint8(1 << rng.randrange(8))
+        if rng.random() < 0.2 and len(lengths):
+            whole = np.union1d(whole, [rng.randrange(len(lengths))]).astype(np.int32)
+        native = (lengths.astype(np.int32), ids.astype(np.int8), keys.astype(dtype))
+        direct = _grid_pack.tied_of_ties(*native, np.ascontiguousarray(ties), whole.astype(np.int32))
+        reference = tied_of_ties_numpy(lengths, ids, keys, ties, whole)
+        assert (direct is None) == (reference is None)
+        if direct is not None and reference is not None:
+            assert list(direct) == reference.tolist()
+            back = _grid_pack.ties_of_tied(*native, np.frombuffer(direct, np.uint8), whole.astype(np.int32))
+            assert list(back) == ties.tolist()
+            stored += int(np.count_nonzero(reference))
+        refused += direct is None
+        zeros = tied_of_ties_numpy(lengths, ids, keys, np.zeros_like(ties), whole)  # (never None)
+        assert zeros is not None
+        garbage = np.frombuffer(rng.randbytes(len(zeros)), dtype=np.uint8)
+        assert (
+            list(_grid_pack.ties_of_tied(*native, garbage, whole.astype(np.int32)))
+            == ties_of_tied_numpy(lengths, ids, keys, garbage, whole).tolist()
+        )
+    assert stored
+    assert refused
+
+
+def test_the_c_form_takes_a_point_past_its_table_and_more_points_than_its_stamps() -> None:
+    """A point of more than 65,535 values (past the 16-bit indexes of the C forms' table of keys: they hash
+    its keys) and a grid of more points than the table has stamps for (32,767: it is cleared and stamped
+    anew): the numpy forms' fields."""
+    rng = np.random.default_rng(12)
+    for lengths, keys in [
+        (np.array([70_000]), rng.integers(0, 30_000, 70_000)),  # runs of 2 to 4 and longer
+        (np.full(40_000, 2), rng.integers(0, 3, 80_000)),
+    ]:
+        ids = np.concatenate([np.arange(n) for n in lengths])
+        points = np.repeat(np.arange(len(lengths)), lengths)
+        pairs = points * 100_000 + keys  # (a point's runs: its values of one key)
+        _, run_of, run_length = np.unique(pairs, return_inverse=True, return_counts=True)
+        shuffled = np.where(run_length[run_of] <= 4, rng.random(len(keys)), ids)  # (a longer run by id: not whole)
+        named = np.lexsort((shuffled, -keys, points))  # by value, each run of 2 to 4 in any order
+        positions = np.empty(len(keys), np.int64)
+        positions[named] = np.arange(len(keys)) - (np.cumsum(lengths) - lengths)[points[named]]
+        ties, whole, _ = ties_of_positions(lengths, ids, keys, positions)
+        native = (lengths.astype(np.int32), ids.astype(np.int32), keys.astype(np.uint16), whole)
+        direct = _grid_pack.tied_of_ties(*native[:3], ties, whole)
+        reference = tied_of_ties_numpy(lengths, ids, keys, ties, whole)
+        assert reference is not None
+        assert np.count_nonzero(reference)
+        assert direct is not None
+        assert list(direct) == reference.tolist()
+        assert list(_grid_pack.ties_of_tied(*native[:3], np.frombuffer(direct, np.uint8), whole)) == ties.tolist()
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_the_c_form_of_values_by_width_gives_what_the_numpy_reference_gives(seed: int) -> None:
     """Codes of every name at every point (the usual export) go to `_grid_pack.width_groups`; any export to
