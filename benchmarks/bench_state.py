@@ -49,7 +49,6 @@ from otel_leakproc.state.codec import Columns, read_frames
 from otel_leakproc.state.journal import FileCheckpointWriter, FileStore
 from otel_leakproc.state.persist import StatePersistence
 from otel_leakproc.state.records import (
-    _COLUMNS_KEY,
     _HUFFMAN,
     NameTable,
     _checkpoint_start,
@@ -57,6 +56,7 @@ from otel_leakproc.state.records import (
     checkpoint_frame,
     checkpoint_head,
     checkpoint_state,
+    index_json,
     point_frame,
     resolve_state,
 )
@@ -146,10 +146,10 @@ def breakdown(detector: SeriesDetector, title: str) -> None:
     block = int.from_bytes(view[at + 8 + head + main : at + 12 + head + main], "little")
     coded_bytes = len(view) - (at + 12 + head + main + block)
     columns = Columns()
-    index: list[list[object]] = []
-    rest = _take_arrays({k: v for k, v in state.items() if k != "report"}, (), columns, index)
+    entries: list[str] = []
+    rest = _take_arrays({k: v for k, v in state.items() if k != "report"}, (), columns, entries)
     names = json.dumps({"names": rest.get("names"), "meta": rest.get("meta")}, separators=(",", ":")).encode()
-    rest[_COLUMNS_KEY] = index
+    index: list[list[object]] = json.loads(index_json(entries))
     sizes: list[int] = []
     attributed = len(columns.pack(shares=sizes))
     shares: dict[str, int] = {}

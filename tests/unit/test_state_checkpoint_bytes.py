@@ -5,6 +5,7 @@ give what its general ones give."""
 
 from __future__ import annotations
 
+import json
 import struct
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from otel_leakproc.state.records import (
     checkpoint_payload,
     checkpoint_state,
     decode_index,
+    index_json,
 )
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "testdata" / "state"))
@@ -204,8 +206,8 @@ def test_arrays_of_every_spelling_of_a_column_dtype_are_taken_as_it() -> None:
     for spelling in ("<f8", "float64", "d", "<i8", "int64", "q", "l", "<i4", "i", "<u2", "H", "|i1", "b", "|u1", "B"):
         array = np.zeros(5, dtype=spelling)
         columns = Columns()
-        index: list[list[Any]] = []
+        index: list[str] = []
         _take_arrays({"a": array}, (), columns, index)
-        assert index[0][1] == array.dtype.str, spelling
+        assert json.loads(index_json(index))[0][:3] == [["a"], array.dtype.str, 5], spelling
     with pytest.raises(TypeError, match="dtype >i4"):
         _take_arrays({"a": np.zeros(5, dtype=">i4")}, (), Columns(), [])

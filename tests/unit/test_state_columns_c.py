@@ -185,6 +185,45 @@ def test_a_column_block_reads_back_what_it_stored_as_the_numpy_forms_do() -> Non
         assert back.get("<i8", len(array), at, delta=True).tobytes() == array.tobytes()
 
 
+class _Name(str):
+    """A str subclass: not a plain string list item (the encoder leaves such a list in the JSON)."""
+
+
+def _joined(strings: list[Any]) -> bytes | None:
+    """`join_strings`' Python form: the check and the join `_take_arrays` did before it."""
+    if not all(type(s) is str for s in strings):
+        return None
+    text = "\0".join(strings)
+    return text.encode() if text.count("\0") == max(len(strings) - 1, 0) else None
+
+
+@pytest.mark.parametrize(
+    "strings",
+    [
+        [],
+        [""],
+        ["a", "", "bc", ""],
+        [f"pkg/file{i}.go" for i in range(70)],
+        ["runtime.malg", "ünïcode", "日本"],  # not ASCII: joined as Python does
+        ["a", "b\0c"],  # a NUL: None
+        ["ü", "b\0c"],
+        ["a", None, "b"],  # not all strings: None
+        ["ü", 3],
+        ["a", _Name("b")],
+        [_Name("b"), "ü"],
+    ],
+)
+def test_a_list_of_strings_is_joined_as_python_joins_it(strings: list[Any]) -> None:
+    assert _columns.join_strings(strings) == _joined(strings)
+
+
+def test_a_string_list_that_cannot_be_utf8_raises_as_encode_does() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        _columns.join_strings(["a", "\udc80"])
+    with pytest.raises(TypeError, match="a list"):
+        _columns.join_strings(("a", "b"))  # type: ignore[arg-type]
+
+
 def test_what_the_c_refuses_it_refuses_naming_what_was_wrong() -> None:
     ints = np.arange(10, dtype=np.int64)
     with pytest.raises(ValueError, match="2 dimensions"):

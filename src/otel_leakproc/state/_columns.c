@@ -19,6 +19,11 @@
  *       For each (n, offset) or (n, offset, as_float) of `spans` (a sequence of tuples of ints), the n int64
  *       differences stored at `offset` summed back (wrapping around as int64 does), as int64, or as float64
  *       when as_float is true; one array after the other, in the machine's byte order.
+ *   join_strings(strings) -> bytes | None
+ *       `"\0".join(strings).encode()` of a list whose items are all of type str, none holding a NUL (what a
+ *       column block stores for a list of strings: records.py `_take_arrays`), else None (not a list of str
+ *       only, or a string with a NUL in it). One pass, with no joined str in between, when every string is
+ *       ASCII.
  *
  * The block is written little-endian; an array of the other byte order, a length or offset past the end of
  * the block or negative, and an array of more than one dimension raise ValueError naming what was wrong;
@@ -440,11 +445,74 @@ done:
     return result;
 }
 
+static PyObject *join_strings(PyObject *self, PyObject *strings) {
+    (void)self;
+    if (!PyList_CheckExact(strings)) {
+        PyErr_SetString(PyExc_TypeError, "join_strings: a list wanted");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(strings);
+    Py_ssize_t total = n > 0 ? n - 1 : 0; /* the NULs between them */
+    int ascii = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *s = PyList_GET_ITEM(strings, i);
+        if (!PyUnicode_CheckExact(s)) {
+            Py_RETURN_NONE;
+        }
+        if (!PyUnicode_IS_ASCII(s)) {
+            ascii = 0;
+            break;
+        }
+        Py_ssize_t len = PyUnicode_GET_LENGTH(s);
+        if (memchr(PyUnicode_DATA(s), 0, (size_t)len) != NULL) {
+            Py_RETURN_NONE;
+        }
+        total += len;
+    }
+    if (!ascii) { /* as Python does it: join, count the NULs, encode */
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (!PyUnicode_CheckExact(PyList_GET_ITEM(strings, i))) {
+                Py_RETURN_NONE;
+            }
+        }
+        PyObject *nul = PyUnicode_FromStringAndSize("\0", 1);
+        if (nul == NULL) {
+            return NULL;
+        }
+        PyObject *text = PyUnicode_Join(nul, strings);
+        Py_ssize_t nuls = text == NULL ? -1 : PyUnicode_Count(text, nul, 0, PY_SSIZE_T_MAX);
+        Py_DECREF(nul);
+        if (nuls < 0) {
+            Py_XDECREF(text);
+            return NULL;
+        }
+        PyObject *result = nuls == n - 1 ? PyUnicode_AsUTF8String(text) : Py_NewRef(Py_None);
+        Py_DECREF(text);
+        return result;
+    }
+    PyObject *result = PyBytes_FromStringAndSize(NULL, total);
+    if (result == NULL) {
+        return NULL;
+    }
+    char *at = PyBytes_AS_STRING(result);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *s = PyList_GET_ITEM(strings, i);
+        Py_ssize_t len = PyUnicode_GET_LENGTH(s);
+        if (i) {
+            *at++ = '\0';
+        }
+        memcpy(at, PyUnicode_DATA(s), (size_t)len);
+        at += len;
+    }
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"pack_column", (PyCFunction)(void (*)(void))pack_column, METH_FASTCALL,
      "The bytes a column block stores for an array (mode 0 plain, 1 int64 differences), or None."},
     {"unpack_column", unpack_column, METH_VARARGS, "The bytes of an array stored as it is (un-shuffled)."},
     {"unpack_deltas", unpack_deltas, METH_VARARGS, "Int64 differences stored at each span, summed back."},
+    {"join_strings", join_strings, METH_O, "A list of strings joined by NUL, as UTF-8, or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -17,3 +17,6 @@ def unpack_column(block: bytes | bytearray | memoryview, offset: int, n: int, it
 def unpack_deltas(
     block: bytes | bytearray | memoryview, spans: Sequence[tuple[int, int] | tuple[int, int, bool]], /
 ) -> bytearray: ...
+
+# strings: `"\0".join(strings).encode()` when every item is a str holding no NUL, else None.
+def join_strings(strings: list[Any], /) -> bytes | None: ...

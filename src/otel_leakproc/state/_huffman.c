@@ -115,17 +115,39 @@ static void canonical_codes(const uint8_t *lengths, int symbols, uint16_t *codes
     }
 }
 
-/* `word` as 4 big-endian bytes at `at`: one store. */
-static inline void put_big_endian_32(uint8_t *at, uint32_t word) {
+/* `word` as 8 big-endian bytes at `at`: one store. */
+static inline void put_big_endian_64(uint8_t *at, uint64_t word) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    word = __builtin_bswap32(word);
+    word = __builtin_bswap64(word);
     memcpy(at, &word, sizeof word);
 #else
-    at[0] = (uint8_t)(word >> 24);
-    at[1] = (uint8_t)(word >> 16);
-    at[2] = (uint8_t)(word >> 8);
-    at[3] = (uint8_t)word;
+    for (int b = 0; b < 8; b++) {
+        at[b] = (uint8_t)(word >> (56 - 8 * b));
+    }
 #endif
+}
+
+/* How often each byte value occurs in `v`: four tables counted in turn (a run of one value would otherwise
+ * wait on its own count's last store at every step), summed at the end. */
+static void histogram(const uint8_t *v, Py_ssize_t n, uint64_t *counts) {
+    uint32_t part[4][MAX_SYMBOLS];
+    Py_ssize_t i = 0;
+    while (i < n) {
+        Py_ssize_t end = n - i > ((Py_ssize_t)1 << 30) ? i + ((Py_ssize_t)1 << 30) : n; /* no uint32 overflow */
+        memset(part, 0, sizeof part);
+        for (; i + 4 <= end; i += 4) {
+            part[0][v[i]]++;
+            part[1][v[i + 1]]++;
+            part[2][v[i + 2]]++;
+            part[3][v[i + 3]]++;
+        }
+        for (; i < end; i++) {
+            part[0][v[i]]++;
+        }
+        for (int s = 0; s < MAX_SYMBOLS; s++) {
+            counts[s] += (uint64_t)part[0][s] + part[1][s] + part[2][s] + part[3][s];
+        }
+    }
 }
 
 /* The 8 bytes at `at` as a big-endian number (the first byte highest): one load. */
@@ -170,9 +192,7 @@ static PyObject *encode(PyObject *self, PyObject *args) {
         goto done;
     }
     uint64_t counts[MAX_SYMBOLS] = {0};
-    for (Py_ssize_t i = 0; i < n; i++) {
-        counts[v[i]]++;
-    }
+    histogram(v, n, counts);
     for (int s = symbols; s < MAX_SYMBOLS; s++) {
         if (counts[s]) {
             PyErr_Format(PyExc_ValueError, "huffman: a value of %d in an alphabet of %d symbols", s, symbols);
@@ -193,7 +213,7 @@ static PyObject *encode(PyObject *self, PyObject *args) {
     }
     Py_ssize_t head = 2 + (last + 2) / 2;
     Py_ssize_t size = head + (Py_ssize_t)((bits + 7) / 8);
-    result = PyBytes_FromStringAndSize(NULL, size + 4); /* 4 spare: the loop writes 32 bits at a time */
+    result = PyBytes_FromStringAndSize(NULL, size + 8); /* 8 spare: the loop writes 64 bits at a time */
     if (result == NULL) {
         goto done;
     }
@@ -210,18 +230,25 @@ static PyObject *encode(PyObject *self, PyObject *args) {
         packed[s] = ((uint32_t)codes[s] << 8) | lengths[s];
     }
     uint8_t *at = out + head;
-    uint64_t acc = 0; /* the pending bits, in its low `pending` bits */
-    int pending = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
+    uint64_t acc = 0; /* the pending bits, in its low `pending` bits (the bits above them: not used) */
+    int pending = 0;  /* below 8 at the start of each 4 values: with 4 codes of at most 12 bits, 55 at most */
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4) { /* 4 values, then their whole bytes out with one store */
+        uint32_t c0 = packed[v[i]], c1 = packed[v[i + 1]], c2 = packed[v[i + 2]], c3 = packed[v[i + 3]];
+        /* The pairs apart, then together: `acc` waits on one shift for the 4 (at most 48 bits). */
+        uint32_t len01 = (c0 & 0xFF) + (c1 & 0xFF), len23 = (c2 & 0xFF) + (c3 & 0xFF);
+        uint64_t first = ((uint64_t)(c0 >> 8) << (c1 & 0xFF)) | (c1 >> 8);
+        uint64_t second = ((uint64_t)(c2 >> 8) << (c3 & 0xFF)) | (c3 >> 8);
+        acc = (acc << (len01 + len23)) | (first << len23) | second;
+        pending += (int)(len01 + len23); /* 4 at least */
+        put_big_endian_64(at, acc << (64 - pending)); /* the byte after the whole ones: written again next */
+        at += pending >> 3;
+        pending &= 7;
+    }
+    for (; i < n; i++) { /* at most 3 more: 7 + 36 bits */
         uint32_t c = packed[v[i]];
-        int len = (int)(c & 0xFF);
-        acc = (acc << len) | (c >> 8);
-        pending += len;
-        if (pending >= 32) {
-            pending -= 32;
-            put_big_endian_32(at, (uint32_t)(acc >> pending));
-            at += 4;
-        }
+        acc = (acc << (c & 0xFF)) | (c >> 8);
+        pending += (int)(c & 0xFF);
     }
     while (pending > 0) { /* the rest, left-aligned in its bytes, 0 bits after */
         int take = pending >= 8 ? 8 : pending;

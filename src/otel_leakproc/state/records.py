@@ -47,13 +47,14 @@ import struct
 import zlib
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from isal import isal_zlib
 
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, SiteValue
 from otel_leakproc.state import _huffman
+from otel_leakproc.state._columns import join_strings
 from otel_leakproc.state.codec import (
     _COLUMN_DTYPE,
     _DICT,
@@ -446,10 +447,10 @@ def checkpoint_payload(seq: int, key: SeriesKey, resource: dict[str, str], state
     report = _to_json(state.get("report")).encode()
     head = encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "report": isal_zlib.compress(report, 1)})
     columns = Columns()  # the history's arrays (a state from `to_state(arrays=True)`)
-    index: list[list[Any]] = []
+    index: list[str] = []
     rest = _take_arrays({k: v for k, v in state.items() if k != "report"}, (), columns, index)  # report: in the head
-    rest[_COLUMNS_KEY] = index
-    main = isal_zlib.compress(_to_json(rest).encode(), 1)  # a zlib stream
+    rest.pop(_COLUMNS_KEY, None)  # (the index is that key, last)
+    main = isal_zlib.compress(_with_index(_to_json(rest), index).encode(), 1)  # a zlib stream
     block = columns.pack()
     parts = [_CHECKPOINT_MAGIC, _U32.pack(len(head)), head, _U32.pack(len(main)), main, _U32.pack(len(block)), block]
     return b"".join(parts + columns.coded)
@@ -459,23 +460,69 @@ _COLUMNS_KEY = "\0columns"
 # `json.dumps` with these separators, without its set-up per call; a state holds no cycles (a detector's
 # `to_state` builds it afresh), so the encoder need not look for them: the same text.
 _to_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+_COLUMNS_JSON = _to_json(_COLUMNS_KEY) + ":"
+
+
+def index_json(index: list[str]) -> str:
+    """The column index `_take_arrays` wrote (each entry as its JSON text), as the JSON text of the list."""
+    return f"[{','.join(index)}]"
+
+
+def _with_index(text: str, index: list[str]) -> str:
+    """`text` (the JSON of a mapping) with the column index `index` as its last key, `_COLUMNS_KEY`: the JSON
+    of the mapping with that key added, without encoding each entry's path and dtype again."""
+    return f"{text[:-1]}{',' if len(text) > 2 else ''}{_COLUMNS_JSON}{index_json(index)}}}"
 
 
 # Values `_take_arrays` copies as they are, without looking for a part to finish (`resolve_state`).
 _PLAIN_TYPES = frozenset((int, float, str, bool, type(None)))
 _COLUMN_DTYPE_SET = frozenset(COLUMN_DTYPES)
 _DTYPE_STR = {np.dtype(d): d for d in COLUMN_DTYPES}  # `dtype.str` of these, without building the string
-_STR_ONLY = {str}
 _DIFFERENCE_DTYPES = frozenset(("<i8", "<f8"))  # arrays stored as int64 differences (float64: when whole)
+_PLAIN_ARRAY = 0  # how `_take_arrays` stores an array (`_array_plan`): as it is; ...
+_DIFFERENCES = -1  # as int64 differences when it has 4 elements or more (a float64 array: when whole); a
+# width (1 to 8): Huffman-coded (when it has any elements)
 
 
-def _take_arrays(
-    value: dict[str, Any], path: tuple[str, ...], columns: Columns, index: list[list[Any]]
-) -> dict[str, Any]:
-    """A copy of `value` (nested dicts) with its numpy arrays moved to `columns` (listed in `index`: path,
-    dtype, length, and `_DELTA` for int64 arrays and float64 arrays of whole numbers, of 4 elements or more,
-    stored as differences: times, totals and counters grow by a few bytes' worth a point). Arrays of one
-    name and stored dtype share a deflate block (`_block_key`): a series' start and its history, say."""
+class _ArrayPlan(NamedTuple):
+    """What `_take_arrays` does with an array of one name, place and dtype (kept: the same for every
+    checkpoint of every series)."""
+
+    head: str  # its index entry's JSON text up to its length: '[["sites","values","4"],"|u1",'
+    coding: int  # _PLAIN_ARRAY, _DIFFERENCES or a Huffman width
+    key: str  # its block key (`_block_key`) stored as it is
+    delta_key: str  # ... stored as int64 differences
+
+
+_PLANS: dict[tuple[tuple[str, ...], str, str], _ArrayPlan] = {}
+_MAX_PLANS = 4096  # beyond (states of many shapes), the cache starts over
+
+
+def _array_plan(path: tuple[str, ...], name: str, dtype: str) -> _ArrayPlan:
+    head = _to_json([[*path, name], dtype])[:-1] + ","
+    if dtype == _STRINGS:
+        return _ArrayPlan(head, _PLAIN_ARRAY, _block_key(name, _STRINGS), "")
+    coding = _DIFFERENCES if dtype in _DIFFERENCE_DTYPES else _PLAIN_ARRAY
+    if dtype == "|u1" and path and path[-1] == "values":
+        coding = _NOISE_WIDTHS.get(name, coding)
+    return _ArrayPlan(head, coding, _block_key(name, dtype), _block_key(name, "<i8"))
+
+
+def _plan(path: tuple[str, ...], name: str, dtype: str) -> _ArrayPlan:
+    plan = _PLANS.get((path, name, dtype))
+    if plan is None:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        plan = _PLANS[path, name, dtype] = _array_plan(path, name, dtype)
+    return plan
+
+
+def _take_arrays(value: dict[str, Any], path: tuple[str, ...], columns: Columns, index: list[str]) -> dict[str, Any]:
+    """A copy of `value` (nested dicts) with its numpy arrays moved to `columns` (listed in `index`, each entry
+    as its JSON text: path, dtype, length, and `_DELTA` for int64 arrays and float64 arrays of whole numbers, of
+    4 elements or more, stored as differences: times, totals and counters grow by a few bytes' worth a point;
+    `_HUFFMAN` for a grid's value plane of a width up to 8). Arrays of one name and stored dtype share a
+    deflate block (`_block_key`): a series' start and its history, say."""
     out: dict[str, Any] = {}
     for k, item in value.items():
         kind = type(item)
@@ -488,33 +535,29 @@ def _take_arrays(
             # A part the detector left for the encoder to finish (in its thread).
             if resolve is not None:
                 v = resolve()
-        if isinstance(v, np.ndarray):
+                kind = type(v)
+        if kind is np.ndarray or isinstance(v, np.ndarray):
             dtype = _DTYPE_STR.get(v.dtype) or v.dtype.str
             if v.ndim != 1 or dtype not in _COLUMN_DTYPE_SET:
                 raise TypeError(f"{'.'.join((*path, k))}: an array of {v.ndim} dimensions, dtype {dtype}")
+            plan = _plan(path, k, dtype)
             n = len(v)
-            width = _NOISE_WIDTHS.get(k) if dtype == "|u1" and n and path and path[-1] == "values" else None
-            if width is not None:
-                columns.coded.append(_huffman.encode(v if v.flags.c_contiguous else np.ascontiguousarray(v), width))
-                index.append([[*path, k], dtype, n, _HUFFMAN])
-                out[k] = None
-                continue
-            if n >= 4 and dtype in _DIFFERENCE_DTYPES and columns.add_differences(v, key=f"{k}/<i8"):
-                index.append([[*path, k], dtype, n, _DELTA])  # (the key: `_block_key`, inline)
-            else:
-                columns.add(v, key=f"{k}/{dtype}")
-                index.append([[*path, k], dtype, n])
+            coding = plan.coding
             out[k] = None
-        elif isinstance(v, dict):
+            if coding > 0 and n:
+                columns.coded.append(_huffman.encode(v if v.flags.c_contiguous else np.ascontiguousarray(v), coding))
+                index.append(f"{plan.head}{n},2]")  # _HUFFMAN
+            elif coding and n >= 4 and columns.add_differences(v, key=plan.delta_key):
+                index.append(f"{plan.head}{n},1]")  # _DELTA
+            else:
+                columns.add(v, key=plan.key)
+                index.append(f"{plan.head}{n}]")
+        elif kind is dict or isinstance(v, dict):
             out[k] = _take_arrays(v, (*path, k), columns, index)
-        elif type(v) is list and len(v) >= _STRINGS_MIN and type(v[0]) is str and set(map(type, v)) == _STR_ONLY:
-            text = "\0".join(v)
-            if text.count("\0") != len(v) - 1:  # a string holds a NUL: the list stays in the JSON
-                out[k] = v
-                continue
-            data = text.encode()
-            columns.add_bytes(data, key=_block_key(k, _STRINGS))
-            index.append([[*path, k], _STRINGS, len(v), len(data)])
+        elif kind is list and len(v) >= _STRINGS_MIN and (data := join_strings(v)) is not None:
+            plan = _plan(path, k, _STRINGS)
+            columns.add_bytes(data, key=plan.key)
+            index.append(f"{plan.head}{len(v)},{len(data)}]")
             out[k] = None
         else:
             out[k] = v
