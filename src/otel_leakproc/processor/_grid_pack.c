@@ -1,5 +1,6 @@
-/* _grid_pack: the loops of state version 8's grid packing (history.py `values_by_width`, `tied_of_ties`,
- * `ties_of_tied`), whose numpy forms stay the reference and the path of what these do not take.
+/* _grid_pack: the loops of state version 8's grid packing (history.py `grid_columns`, `presence_of_ids`,
+ * `values_by_width`, `tied_of_ties`, `ties_of_tied`), whose numpy forms stay the reference and the path of
+ * what these do not take.
  *
  * A grid export lists each point's values by id. Version 8 writes their 16-bit codes as each name's floor
  * and the differences from it grouped by width, and of the 2-bit tie fields (packed four to a byte, low
@@ -28,17 +29,30 @@
  *   ties_of_tied(lengths, ids, keys, tied, whole) -> bytearray | NotImplemented
  *       The inverse: every value's field, packed by export index. ValueError when `tied` is not as long
  *       as the count of stored fields needs.
- *   width_groups(codes, names) -> (floor, widths, {width: differences})
- *       For codes (int16, uint16 or int32) of every name at every point (a points x names table, by id):
- *       per name its least code (in the codes' type) and the bits of its largest difference from it (uint8,
- *       0 to 16); per width present but 0 the differences of its names' values, point by point and by id
- *       (uint8 up to 8 bits, else native uint16).
+ *   grid_values(lengths, ids, codes, names) -> (present, floor, widths, {"width": differences})
+ *                                             | NotImplemented
+ *       What version 8 writes of an export's ids and codes (history.py `grid_columns`), in one call: the
+ *       presence bitmap (`presence_of_ids`: a bit per point and name, row by row, top bit first, as
+ *       np.packbits; None where larger than the ids or a point's ids do not ascend; lengths None: not
+ *       made) and, for integer codes (int16, uint16, int32; None: none, floats: None given back for these
+ *       three), per name its least code (in the codes' type) and the bits of its largest difference from it
+ *       (uint8, 0 to 16; a name no value has: 0 and 0), and per width present but 0, keyed by the width as a
+ *       string (the state's keys), its names' values' differences in export order (uint8 up to 8 bits, else
+ *       native uint16). NotImplemented where an array is not one of these (the numpy forms, the references,
+ *       take it) or int32 codes of a name span more than 16 bits.
+ *       Method. Whether every point names every name (ids 0 .. names - 1, row after row: the usual export)
+ *       is one memcmp of the ids with themselves a row later, once the first row is checked. Then the
+ *       bitmap is all ones, and the codes are a points x names table: each column's least and largest come
+ *       row by row, 32 or 8 columns at a time in SSE2 registers (16-bit codes, the unsigned domain: int16
+ *       biased by 0x8000), and each column's differences are written down the column into its group at its
+ *       group's row length (its name's rank among its width's). Any other export goes by id: one pass for
+ *       the bounds and counts, one to write each value's difference at its group's next place.
  *
  * lengths, ids, keys and whole (the points kept whole, any order) are C-contiguous arrays of native
  * integers (8 to 64 bits; keys and whole signed or unsigned up to 32 bits, or int64), read as they are: no
- * copies to convert. ties/tied: bytes. An array of another type, counts that do not add up, a whole point
- * out of range and a difference wider than 16 bits raise ValueError naming what is wrong; nothing is read
- * outside its buffer. Every function holds the GIL throughout.
+ * copies to convert. ties/tied: bytes. An array of another type (grid_values: NotImplemented), counts that
+ * do not add up, a whole point out of range and an id out of the names raise ValueError naming what is
+ * wrong; nothing is read outside its buffer. Every function holds the GIL throughout.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -46,6 +60,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define MAX_WIDTH 16
 
@@ -667,128 +684,371 @@ done:
     return result;
 }
 
-/* The least and largest of each of `names` columns of a points x names table of T, a column at a time (its
- * least and largest in registers), and each value's difference from its column's least into its group:
- * `out[c]` the column's first difference in its group, `stride[c]` its group's row length. */
-#define WIDTH_LOOPS(T)                                                                                 \
-    static void bounds_##T(const T *code, Py_ssize_t points, Py_ssize_t names, int64_t *floor,        \
-                           int64_t *top) {                                                             \
-        for (Py_ssize_t c = 0; c < names; c++) {                                                      \
-            T least = points ? code[c] : 0, most = least;                                             \
-            for (const T *v = code + c + names, *end = code + points * names; v < end; v += names) { \
-                least = *v < least ? *v : least;                                                      \
-                most = *v > most ? *v : most;                                                         \
-            }                                                                                          \
-            floor[c] = least;                                                                          \
-            top[c] = most;                                                                             \
-        }                                                                                              \
-    }                                                                                                  \
-    static void differences_##T(const T *code, Py_ssize_t points, Py_ssize_t names, const int64_t *floor, \
-                                const uint8_t *widths, char *const *out, const Py_ssize_t *stride) {  \
-        for (Py_ssize_t c = 0; c < names; c++) {                                                      \
-            if (!widths[c]) {                                                                          \
-                continue;                                                                              \
-            }                                                                                          \
-            const T *v = code + c, least = (T)floor[c];                                               \
-            const Py_ssize_t step = stride[c];                                                         \
-            if (widths[c] > 8) {                                                                       \
-                uint16_t *o = (uint16_t *)out[c];                                                      \
-                for (Py_ssize_t p = 0; p < points; p++, v += names, o += step) {                     \
-                    *o = (uint16_t)(*v - least);                                                       \
-                }                                                                                      \
-            } else {                                                                                   \
-                uint8_t *o = (uint8_t *)out[c];                                                        \
-                for (Py_ssize_t p = 0; p < points; p++, v += names, o += step) {                     \
-                    *o = (uint8_t)(*v - least);                                                        \
-                }                                                                                      \
-            }                                                                                          \
-        }                                                                                              \
+/* -- an export's presence bitmap and its values by width: `grid_values` ----------------------------------- */
+
+/* Opens `obj` as contiguous native integers like `ints_open`, but says 0 (nothing raised) where it is not
+ * one: the caller leaves such an export to the numpy forms. */
+static int ints_try(PyObject *obj, Ints *x) {
+    if (ints_open(obj, x, "an array") < 0) {
+        PyErr_Clear();
+        ints_release(x);
+        return 0;
     }
+    return 1;
+}
 
-WIDTH_LOOPS(int16_t)
-WIDTH_LOOPS(uint16_t)
-WIDTH_LOOPS(int32_t)
+/* Whether the ids are 0, 1, ... names - 1, row after row (every point names every name): the first row
+ * checked, then the rest compared with the whole a row earlier (one memcmp, equal only if every row is the
+ * first). An id type too narrow for names - 1 fails the first row. */
+static int every_name(const Ints *ids, Py_ssize_t names) {
+    const Py_ssize_t n = ids->n;
+    if (names <= 0 || n == 0 || n % names) {
+        return 0;
+    }
+    for (Py_ssize_t c = 0; c < names; c++) {
+        if (ints_at(ids, c) != c) {
+            return 0;
+        }
+    }
+    const char *buf = ids->view.buf;
+    const size_t row = (size_t)names * (size_t)ids->view.itemsize;
+    return memcmp(buf + row, buf, (size_t)ids->view.len - row) == 0;
+}
 
-static PyObject *width_groups(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *codes_obj;
-    Ints codes = {0};
-    Py_ssize_t names;
-    PyObject *floor_out = NULL, *widths_out = NULL, *groups = NULL, *result = NULL;
-    int64_t *floor = NULL, *top = NULL;
-    char **out = NULL;
-    Py_ssize_t *stride = NULL;
-    if (!PyArg_ParseTuple(args, "On", &codes_obj, &names)) {
+/* `presence_of_ids`: a bit per point and name, row by row, the first of a byte its top bit (np.packbits);
+ * None where the bitmap is larger than the ids as bytes (or there are none) or a point's ids do not
+ * ascend. ValueError for an id out of the names (in ascending ids). The lengths add up to the ids. */
+static PyObject *presence(const Ints *lengths, const Ints *ids, Py_ssize_t names, int every) {
+    const Py_ssize_t points = lengths->n, n = ids->n;
+    if (!n || (points && names > PY_SSIZE_T_MAX / 8 / points) || points * names > 8 * n) {
+        Py_RETURN_NONE;
+    }
+    const Py_ssize_t bits = points * names, size = (bits + 7) / 8;
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, size);
+    if (!out) {
         return NULL;
     }
-    if (ints_open(codes_obj, &codes, "codes") < 0) {
+    uint8_t *map = (uint8_t *)PyByteArray_AS_STRING(out);
+    if (every && n == bits) { /* every bit set (the usual export) */
+        memset(map, 0xFF, (size_t)size);
+        if (bits & 7) {
+            map[size - 1] = (uint8_t)(0xFF00 >> (bits & 7));
+        }
+        return out;
+    }
+    memset(map, 0, (size_t)size);
+    int ascending = 1, named = 1;
+    Py_ssize_t from = 0;
+    for (Py_ssize_t p = 0; p < points; p++) {
+        const Py_ssize_t count = (Py_ssize_t)ints_at(lengths, p);
+        int64_t before = 0;
+        for (Py_ssize_t k = 0; k < count; k++) {
+            const int64_t id = ints_at(ids, from + k);
+            ascending &= !k || id > before;
+            before = id;
+            if (id < 0 || id >= names) {
+                named = 0;
+                continue;
+            }
+            const Py_ssize_t bit = p * names + (Py_ssize_t)id;
+            map[bit >> 3] |= (uint8_t)(0x80 >> (bit & 7));
+        }
+        from += count;
+    }
+    if (!ascending) {
+        Py_DECREF(out);
+        Py_RETURN_NONE;
+    }
+    if (!named) {
+        Py_DECREF(out);
+        PyErr_Format(PyExc_ValueError, "grid presence: an id out of the %zd names", names);
+        return NULL;
+    }
+    return out;
+}
+
+/* The least and largest of each column of a points x names table of 16-bit codes, in the unsigned domain
+ * (`bias` 0x8000 for int16 codes: x ^ 0x8000 orders them as their values do, and leaves differences as they
+ * are mod 2**16), into `floor` and `top` as such. With SSE2 (every x86-64): 32 columns, then 8, at a time,
+ * row by row, their bounds in vector registers (an unsigned min is a - (a -sat b), a max b + (a -sat b));
+ * what is left, and every column without SSE2, a column at a time. */
+static void table_bounds16(const uint16_t *code, Py_ssize_t rows, Py_ssize_t names, uint16_t bias,
+                           uint16_t *floor, uint16_t *top) {
+    Py_ssize_t c = 0;
+#if defined(__SSE2__)
+    const __m128i b = _mm_set1_epi16((short)bias);
+#define LOAD(at) _mm_xor_si128(_mm_loadu_si128((const __m128i *)(at)), b)
+#define BOUND(k)                                                   \
+    do {                                                           \
+        const __m128i x = LOAD(v + 8 * (k));                       \
+        lo##k = _mm_sub_epi16(lo##k, _mm_subs_epu16(lo##k, x));    \
+        hi##k = _mm_add_epi16(hi##k, _mm_subs_epu16(x, hi##k));    \
+    } while (0)
+    for (; c + 32 <= names; c += 32) {
+        __m128i lo0 = LOAD(code + c), lo1 = LOAD(code + c + 8), lo2 = LOAD(code + c + 16), lo3 = LOAD(code + c + 24);
+        __m128i hi0 = lo0, hi1 = lo1, hi2 = lo2, hi3 = lo3;
+        for (Py_ssize_t p = 1; p < rows; p++) {
+            const uint16_t *v = code + p * names + c;
+            BOUND(0);
+            BOUND(1);
+            BOUND(2);
+            BOUND(3);
+        }
+        _mm_storeu_si128((__m128i *)(floor + c), lo0);
+        _mm_storeu_si128((__m128i *)(floor + c + 8), lo1);
+        _mm_storeu_si128((__m128i *)(floor + c + 16), lo2);
+        _mm_storeu_si128((__m128i *)(floor + c + 24), lo3);
+        _mm_storeu_si128((__m128i *)(top + c), hi0);
+        _mm_storeu_si128((__m128i *)(top + c + 8), hi1);
+        _mm_storeu_si128((__m128i *)(top + c + 16), hi2);
+        _mm_storeu_si128((__m128i *)(top + c + 24), hi3);
+    }
+    for (; c + 8 <= names; c += 8) {
+        __m128i lo0 = LOAD(code + c), hi0 = lo0;
+        for (Py_ssize_t p = 1; p < rows; p++) {
+            const uint16_t *v = code + p * names + c;
+            BOUND(0);
+        }
+        _mm_storeu_si128((__m128i *)(floor + c), lo0);
+        _mm_storeu_si128((__m128i *)(top + c), hi0);
+    }
+#undef BOUND
+#undef LOAD
+#endif
+    for (; c < names; c++) {
+        uint16_t lo = code[c] ^ bias, hi = lo;
+        for (Py_ssize_t p = 1; p < rows; p++) {
+            const uint16_t x = code[p * names + c] ^ bias;
+            lo = x < lo ? x : lo;
+            hi = x > hi ? x : hi;
+        }
+        floor[c] = lo;
+        top[c] = hi;
+    }
+}
+
+/* Each value of a points x names table of T (every name at every point) less its column's least, into its
+ * group: a column at a time, four rows a step; `out[c]` the column's first difference in its group,
+ * `stride[c]` its group's row length (the count of names of its width). */
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline)) /* (a loop of its own registers, not spilled in its caller's) */
+#else
+#define NOINLINE
+#endif
+
+#define TABLE_LOOPS(T)                                                                                  \
+    NOINLINE static void table_differences_##T(const T *code, Py_ssize_t rows, Py_ssize_t names,               \
+                                      const int64_t *floor, const uint8_t *widths, char *const *out,    \
+                                      const Py_ssize_t *stride) {                                       \
+        for (Py_ssize_t c = 0; c < names; c++) {                                                        \
+            if (!widths[c]) {                                                                           \
+                continue;                                                                               \
+            }                                                                                           \
+            const T *v = code + c, least = (T)floor[c];                                                 \
+            const Py_ssize_t s = stride[c], s2 = 2 * s, s3 = 3 * s, n2 = 2 * names, n3 = 3 * names;     \
+            Py_ssize_t p = 0;                                                                           \
+            if (widths[c] > 8) {                                                                        \
+                uint16_t *o = (uint16_t *)out[c];                                                       \
+                for (; p + 4 <= rows; p += 4, v += 4 * names, o += 4 * s) {                             \
+                    o[0] = (uint16_t)(v[0] - least);                                                    \
+                    o[s] = (uint16_t)(v[names] - least);                                                \
+                    o[s2] = (uint16_t)(v[n2] - least);                                                  \
+                    o[s3] = (uint16_t)(v[n3] - least);                                                  \
+                }                                                                                       \
+                for (; p < rows; p++, v += names, o += s) {                                             \
+                    *o = (uint16_t)(*v - least);                                                        \
+                }                                                                                       \
+            } else {                                                                                    \
+                uint8_t *o = (uint8_t *)out[c];                                                         \
+                for (; p + 4 <= rows; p += 4, v += 4 * names, o += 4 * s) {                             \
+                    o[0] = (uint8_t)(v[0] - least);                                                     \
+                    o[s] = (uint8_t)(v[names] - least);                                                 \
+                    o[s2] = (uint8_t)(v[n2] - least);                                                   \
+                    o[s3] = (uint8_t)(v[n3] - least);                                                   \
+                }                                                                                       \
+                for (; p < rows; p++, v += names, o += s) {                                             \
+                    *o = (uint8_t)(*v - least);                                                         \
+                }                                                                                       \
+            }                                                                                           \
+        }                                                                                               \
+    }
+
+TABLE_LOOPS(int16_t)
+TABLE_LOOPS(uint16_t)
+TABLE_LOOPS(int32_t)
+
+/* The state's keys of the groups: "1" to "16". */
+static PyObject *width_keys[MAX_WIDTH + 1];
+
+static PyObject *grid_values(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *lengths_obj, *ids_obj, *codes_obj;
+    Py_ssize_t names;
+    Ints lengths = {0}, ids = {0}, codes = {0};
+    Py_buffer floats = {0};
+    PyObject *present = NULL, *floor_out = NULL, *widths_out = NULL, *groups = NULL, *result = NULL;
+    int64_t *floor = NULL;
+    Py_ssize_t *count = NULL, *stride = NULL;
+    char **out = NULL;
+    uint16_t *bounds16 = NULL; /* 16-bit codes' column bounds, unsigned (`table_bounds16`) */
+    if (!PyArg_ParseTuple(args, "OOOn", &lengths_obj, &ids_obj, &codes_obj, &names)) {
+        return NULL;
+    }
+    if (!width_keys[1]) {
+        for (int w = 1; w <= MAX_WIDTH; w++) {
+            char key[4];
+            snprintf(key, sizeof(key), "%d", w);
+            if (!(width_keys[w] = PyUnicode_InternFromString(key))) {
+                return NULL;
+            }
+        }
+    }
+    const int located = lengths_obj != Py_None; /* lengths: the presence too */
+    int coded = codes_obj != Py_None;          /* integer codes: packed by width; float codes: not */
+    if ((located && !ints_try(lengths_obj, &lengths)) || !ints_try(ids_obj, &ids)) {
+        result = Py_NewRef(Py_NotImplemented);
         goto done;
     }
-    if (codes.kind != I16 && codes.kind != U16 && codes.kind != I32) {
-        PyErr_Format(PyExc_ValueError, "grid values: codes of format '%s': expected int16, uint16 or int32",
-                     codes.view.format);
+    if (!coded) {
+        codes.n = ids.n;
+    } else if (!ints_try(codes_obj, &codes)) {
+        if (PyObject_GetBuffer(codes_obj, &floats, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+            PyErr_Clear();
+            result = Py_NewRef(Py_NotImplemented);
+            goto done;
+        }
+        const char *f = floats.format ? floats.format : "B";
+        f += *f == '@' || *f == '=';
+        if (!(f[0] == 'e' || f[0] == 'f' || f[0] == 'd') || f[1]) {
+            result = Py_NewRef(Py_NotImplemented);
+            goto done;
+        }
+        coded = 0;
+        codes.n = floats.len / floats.itemsize;
+    } else if (codes.kind != I16 && codes.kind != U16 && codes.kind != I32) {
+        result = Py_NewRef(Py_NotImplemented); /* (codes of 8 or 64 bits: the numpy form's) */
         goto done;
     }
-    Py_ssize_t n = codes.n, size = codes.view.itemsize;
-    if (names <= 0 || n % names) {
-        PyErr_Format(PyExc_ValueError, "grid values: %zd codes for %zd names at every point", n, names);
+    const Py_ssize_t n = ids.n, points = lengths.n;
+    if (names < 0 || codes.n != n) {
+        PyErr_Format(PyExc_ValueError, "grid values: %zd codes for %zd ids of %zd names", codes.n, n, names);
         goto done;
     }
-    Py_ssize_t points = n / names;
+    Py_ssize_t total = located ? 0 : n;
+    for (Py_ssize_t p = 0; p < points; p++) {
+        const int64_t c = ints_at(&lengths, p);
+        if (c < 0 || c > n - total) {
+            PyErr_Format(PyExc_ValueError, "grid values: point %zd has %lld values, past the %zd ids", p,
+                         (long long)c, n);
+            goto done;
+        }
+        total += (Py_ssize_t)c;
+    }
+    if (total != n) {
+        PyErr_Format(PyExc_ValueError, "grid values: lengths add up to %zd, not the %zd ids", total, n);
+        goto done;
+    }
+    const int every = every_name(&ids, names);
+    if (!(present = located ? presence(&lengths, &ids, names, every) : Py_NewRef(Py_None))) {
+        goto done;
+    }
+    if (!coded) {
+        result = PyTuple_Pack(4, present, Py_None, Py_None, Py_None);
+        goto done;
+    }
+    const Py_ssize_t size = codes.view.itemsize;
     floor_out = PyByteArray_FromStringAndSize(NULL, names * size);
     widths_out = PyByteArray_FromStringAndSize(NULL, names);
-    floor = PyMem_Malloc((size_t)names * 2 * sizeof(int64_t));
-    out = PyMem_Malloc((size_t)names * sizeof(char *));
-    stride = PyMem_Malloc((size_t)names * sizeof(Py_ssize_t));
     groups = PyDict_New();
-    if (!floor_out || !widths_out || !floor || !out || !stride || !groups) {
-        if (!floor || !out || !stride) {
+    floor = PyMem_Malloc(sizeof(int64_t) * 2 * ((size_t)names + 1));
+    count = PyMem_Calloc((size_t)names + 1, sizeof(Py_ssize_t));
+    stride = PyMem_Malloc(sizeof(Py_ssize_t) * ((size_t)names + 1));
+    out = PyMem_Malloc(sizeof(char *) * ((size_t)names + 1));
+    bounds16 = PyMem_Malloc(sizeof(uint16_t) * 2 * ((size_t)names + 1));
+    if (!floor_out || !widths_out || !groups || !floor || !count || !stride || !out || !bounds16) {
+        if (!PyErr_Occurred()) {
             PyErr_NoMemory();
         }
         goto done;
     }
-    top = floor + names;
-    uint8_t *widths = (uint8_t *)PyByteArray_AS_STRING(widths_out);
-    switch (codes.kind) {
-        case I16: bounds_int16_t(codes.view.buf, points, names, floor, top); break;
-        case U16: bounds_uint16_t(codes.view.buf, points, names, floor, top); break;
-        default: bounds_int32_t(codes.view.buf, points, names, floor, top); break;
+    int64_t *top = floor + names + 1;
+    const Py_ssize_t rows = every ? n / names : 0;
+    if (every) { /* a points x names table */
+        if (size == 2) {
+            const uint16_t bias = codes.kind == I16 ? 0x8000 : 0;
+            uint16_t *lo = bounds16, *hi = lo + names;
+            table_bounds16(codes.view.buf, rows, names, bias, lo, hi);
+            for (Py_ssize_t c = 0; c < names; c++) {
+                floor[c] = bias ? (int64_t)(int16_t)(lo[c] ^ bias) : lo[c];
+                top[c] = floor[c] + (hi[c] - lo[c]);
+            }
+        } else {
+            const int32_t *code = codes.view.buf;
+            for (Py_ssize_t c = 0; c < names; c++) {
+                int32_t lo = code[c], hi = lo;
+                for (Py_ssize_t p = 1; p < rows; p++) {
+                    const int32_t x = code[p * names + c];
+                    lo = x < lo ? x : lo;
+                    hi = x > hi ? x : hi;
+                }
+                floor[c] = lo;
+                top[c] = hi;
+            }
+        }
+        for (Py_ssize_t c = 0; c < names; c++) {
+            count[c] = rows;
+        }
+    } else { /* by id: a name no value has is floor 0, width 0 */
+        for (Py_ssize_t c = 0; c < names; c++) {
+            floor[c] = top[c] = 0;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            const int64_t id = ints_at(&ids, i), v = ints_at(&codes, i);
+            if (id < 0 || id >= names) {
+                PyErr_Format(PyExc_ValueError, "grid values: id %lld out of the %zd names", (long long)id, names);
+                goto done;
+            }
+            if (!count[id]++) {
+                floor[id] = top[id] = v;
+            } else {
+                floor[id] = v < floor[id] ? v : floor[id];
+                top[id] = v > top[id] ? v : top[id];
+            }
+        }
     }
-    Py_ssize_t per_width[MAX_WIDTH + 1] = {0};
+    uint8_t *widths = (uint8_t *)PyByteArray_AS_STRING(widths_out);
+    Py_ssize_t names_of[MAX_WIDTH + 1] = {0}, values_of[MAX_WIDTH + 1] = {0};
     for (Py_ssize_t c = 0; c < names; c++) {
-        int64_t spread = top[c] - floor[c];
+        const uint64_t spread = (uint64_t)(top[c] - floor[c]);
         int w = 0;
-        while (w <= MAX_WIDTH && spread >= (1LL << w)) {
+        while (w <= MAX_WIDTH && spread >> w) {
             w++;
         }
-        if (w > MAX_WIDTH) {
-            PyErr_Format(PyExc_ValueError, "grid values: name %zd spans %lld codes, more than 16 bits", c,
-                         (long long)spread);
+        if (w > MAX_WIDTH) { /* (int32 codes only: the numpy form's business) */
+            result = Py_NewRef(Py_NotImplemented);
             goto done;
         }
         widths[c] = (uint8_t)w;
-        per_width[w]++;
+        names_of[w]++;
+        values_of[w] += count[c];
     }
     char *floor_bytes = PyByteArray_AS_STRING(floor_out);
     for (Py_ssize_t c = 0; c < names; c++) { /* the floors in the codes' type */
         if (size == 2) {
-            uint16_t v = (uint16_t)floor[c];
+            const uint16_t v = (uint16_t)floor[c];
             memcpy(floor_bytes + 2 * c, &v, 2);
         } else {
-            int32_t v = (int32_t)floor[c];
+            const int32_t v = (int32_t)floor[c];
             memcpy(floor_bytes + 4 * c, &v, 4);
         }
     }
-    /* Each group: a row per point of its names' differences, by id; written a column at a time. */
     char *part_of[MAX_WIDTH + 1] = {0};
     for (int w = 1; w <= MAX_WIDTH; w++) {
-        if (!per_width[w]) {
+        if (!values_of[w]) {
             continue;
         }
-        PyObject *part = PyByteArray_FromStringAndSize(NULL, points * per_width[w] * (w > 8 ? 2 : 1));
-        PyObject *width_key = part ? PyLong_FromLong(w) : NULL;
-        int failed = !width_key || PyDict_SetItem(groups, width_key, part) < 0;
-        Py_XDECREF(width_key);
+        PyObject *part = PyByteArray_FromStringAndSize(NULL, values_of[w] * (w > 8 ? 2 : 1));
+        const int failed = !part || PyDict_SetItem(groups, width_keys[w], part) < 0;
         if (part) {
             part_of[w] = PyByteArray_AS_STRING(part);
             Py_DECREF(part); /* (held by `groups`) */
@@ -797,33 +1057,54 @@ static PyObject *width_groups(PyObject *self, PyObject *args) {
             goto done;
         }
     }
-    Py_ssize_t rank[MAX_WIDTH + 1] = {0};
-    for (Py_ssize_t c = 0; c < names; c++) {
-        int w = widths[c];
-        stride[c] = per_width[w];
-        out[c] = w ? part_of[w] + rank[w]++ * (w > 8 ? 2 : 1) : NULL;
+    if (every) { /* each group a row per point of its names' differences, by id */
+        Py_ssize_t rank[MAX_WIDTH + 1] = {0};
+        for (Py_ssize_t c = 0; c < names; c++) {
+            const int w = widths[c];
+            stride[c] = names_of[w];
+            out[c] = w ? part_of[w] + rank[w]++ * (w > 8 ? 2 : 1) : NULL;
+        }
+        switch (codes.kind) {
+            case I16: table_differences_int16_t(codes.view.buf, rows, names, floor, widths, out, stride); break;
+            case U16: table_differences_uint16_t(codes.view.buf, rows, names, floor, widths, out, stride); break;
+            default: table_differences_int32_t(codes.view.buf, rows, names, floor, widths, out, stride); break;
+        }
+    } else { /* each group its values' differences in export order */
+        Py_ssize_t at[MAX_WIDTH + 1] = {0};
+        for (Py_ssize_t i = 0; i < n; i++) {
+            const int64_t id = ints_at(&ids, i);
+            const int w = widths[id];
+            if (w > 8) {
+                ((uint16_t *)part_of[w])[at[w]++] = (uint16_t)(ints_at(&codes, i) - floor[id]);
+            } else if (w) {
+                ((uint8_t *)part_of[w])[at[w]++] = (uint8_t)(ints_at(&codes, i) - floor[id]);
+            }
+        }
     }
-    switch (codes.kind) {
-        case I16: differences_int16_t(codes.view.buf, points, names, floor, widths, out, stride); break;
-        case U16: differences_uint16_t(codes.view.buf, points, names, floor, widths, out, stride); break;
-        default: differences_int32_t(codes.view.buf, points, names, floor, widths, out, stride); break;
-    }
-    result = PyTuple_Pack(3, floor_out, widths_out, groups);
+    result = PyTuple_Pack(4, present, floor_out, widths_out, groups);
 done:
+    Py_XDECREF(present);
     Py_XDECREF(floor_out);
     Py_XDECREF(widths_out);
     Py_XDECREF(groups);
     PyMem_Free(floor);
-    PyMem_Free(out);
+    PyMem_Free(count);
     PyMem_Free(stride);
+    PyMem_Free(out);
+    PyMem_Free(bounds16);
+    ints_release(&lengths);
+    ints_release(&ids);
     ints_release(&codes);
+    if (floats.obj) {
+        PyBuffer_Release(&floats);
+    }
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"tied_of_ties", tied_of_ties, METH_VARARGS, "The tie fields version 8 stores (packed), or None."},
     {"ties_of_tied", ties_of_tied, METH_VARARGS, "Every value's tie field (packed) from those stored."},
-    {"width_groups", width_groups, METH_VARARGS, "Each name's floor and width, the differences by width."},
+    {"grid_values", grid_values, METH_VARARGS, "An export's presence bitmap, floors, widths and differences by width."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -14,5 +14,10 @@ def ties_of_tied(
     lengths: NDArray[Any], ids: NDArray[Any], keys: NDArray[Any], tied: NDArray[Any], whole: NDArray[Any], /
 ) -> bytearray | NotImplementedType: ...
 
-# codes: int16, uint16 or int32; the floors come back in the codes' type.
-def width_groups(codes: NDArray[Any], names: int, /) -> tuple[bytearray, bytearray, dict[int, bytearray]]: ...
+# lengths (None: no presence), ids and codes (None: no values) as above; codes int16, uint16 or int32, or floats
+# (the presence alone). NotImplemented for arrays it does not read (and int32 codes a name spans more than 16
+# bits of): the numpy forms'. Gives (the presence bitmap or None, floors in the codes' type, widths, {"width":
+# differences, uint8 up to 8 bits, else native uint16}); the last three None without integer codes.
+def grid_values(
+    lengths: NDArray[Any] | None, ids: NDArray[Any], codes: NDArray[Any] | None, names: int, /
+) -> tuple[bytearray | None, bytearray | None, bytearray | None, dict[str, bytearray] | None] | NotImplementedType: ...

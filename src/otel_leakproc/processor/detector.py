@@ -147,20 +147,21 @@ def _grid_arrays_state(
     """`_grid_state` from a grid's export (the transforms of version 8); `pack` None: arrays as they are."""
     pack = pack or _same
     state = {"names": names, "lengths": pack(lengths)}
-    every = history.every_name(ids, len(names))  # (the usual export: once for both below)
-    present = history.presence_of_ids(lengths, ids, len(names), every)
+    # The presence bitmap and the codes by width in one call (the C form: ids and codes read once each).
+    present, floor, widths, groups = history.grid_columns(lengths, ids, codes, len(names))
     if present is None:
         state["ids"] = pack(ids)
     else:
         state["present"] = pack(present)
-    if codes.dtype.kind in "iu":
-        floor, widths, groups = history.values_by_width(ids, codes, len(names), every)
-        state.update(floor=pack(floor), widths=pack(widths), values={str(w): pack(v) for w, v in groups.items()})
-    else:
+    if floor is None or widths is None or groups is None:  # (float codes: kept as they are)
         state["values"] = pack(codes)
+    elif pack is _same:
+        state["floor"], state["widths"], state["values"] = floor, widths, groups
+    else:
+        state.update(floor=pack(floor), widths=pack(widths), values={w: pack(v) for w, v in groups.items()})
     tied = None
-    if base is None and ties.any():  # (all 0, as in most series, they deflate to nothing as they are; counter
-        # grids' ties are rare and their value order costs the counters: kept as they are)
+    if base is None and np.count_nonzero(ties):  # (all 0, as in most series, they deflate to nothing as they
+        # are; counter grids' ties are rare and their value order costs the counters: kept as they are)
         # (integer codes are their own keys: the C form reads them in their dtype, no int64 copy)
         keys = codes if codes.dtype.kind in "iu" else history.export_keys(scale, lengths, ids, codes, base)
         tied = history.tied_of_ties(lengths, ids, keys, ties, whole)
@@ -168,7 +169,7 @@ def _grid_arrays_state(
         state["ties"] = pack(ties)
     else:
         state["tied"] = pack(tied)
-    state |= {"whole": pack(whole), "whole_ids": pack(whole_ids)}
+    state["whole"], state["whole_ids"] = pack(whole), pack(whole_ids)
     if base is not None and last is not None:
         state["base"], state["last"] = pack(base), pack(last)
     return state

@@ -1716,6 +1716,9 @@ def positions_of_ties(
 
 MAX_WIDTH = 16  # codes are 16-bit: a difference needs at most 16 bits
 _POWERS = np.int64(1) << np.arange(MAX_WIDTH + 1, dtype=np.int64)
+_U8 = np.dtype(np.uint8)
+# A group's dtype by its key (the C form's, and the state's: the width as a string).
+_GROUP_DTYPES = {str(w): np.dtype(np.uint8 if w <= 8 else np.uint16) for w in range(1, MAX_WIDTH + 1)}
 
 
 def every_name(ids: npt.NDArray[Any], names: int) -> bool:
@@ -1729,22 +1732,55 @@ def every_name(ids: npt.NDArray[Any], names: int) -> bool:
 
 
 def values_by_width(
-    ids: npt.NDArray[Any], codes: npt.NDArray[Any], names: int, every: bool | None = None
+    ids: npt.NDArray[Any], codes: npt.NDArray[Any], names: int
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint8], dict[int, npt.NDArray[Any]]]:
     """(floor per name, in the codes' dtype; width per name; {width: the differences of the values whose
-    names have that width, in export order, uint8 up to 8 bits, else uint16}) of 16-bit `codes` by id.
-    Every point naming every name (the usual case; `every`: `every_name` as the caller found it): the C
-    form (`_grid_pack.width_groups`), one pass over the table in the codes' own dtype; else
-    `values_by_width_numpy`, the reference."""
-    if every is None:
-        every = every_name(ids, names)
-    if not every or codes.dtype not in (np.uint16, np.int16):
-        return values_by_width_numpy(ids, codes, names)
-    floor, widths, groups = _grid_pack.width_groups(np.ascontiguousarray(codes), names)
+    names have that width, in export order, uint8 up to 8 bits, else uint16}) of integer `codes` by id. Codes
+    of 16 bits (or 32 spanning at most 16 per name) in native arrays: the C form (`_grid_pack.grid_values`,
+    the codes read once where every point names every name, the usual export); else `values_by_width_numpy`,
+    the reference."""
+    got = _grid_pack.grid_values(None, ids, codes, names)
+    if got is not NotImplemented:
+        _, floor, widths, groups = got
+        if floor is not None and widths is not None and groups is not None:  # (integer codes)
+            return (
+                np.frombuffer(floor, dtype=codes.dtype),
+                np.frombuffer(widths, dtype=_U8),
+                {int(w): np.frombuffer(part, dtype=_GROUP_DTYPES[w]) for w, part in groups.items()},
+            )
+    return values_by_width_numpy(ids, codes, names)
+
+
+def grid_columns(
+    lengths: npt.NDArray[Any], ids: npt.NDArray[Any], codes: npt.NDArray[Any], names: int
+) -> tuple[
+    npt.NDArray[np.uint8] | None,
+    npt.NDArray[Any] | None,
+    npt.NDArray[np.uint8] | None,
+    dict[str, npt.NDArray[Any]] | None,
+]:
+    """`presence_of_ids` and `values_by_width` of an export at once, as state version 8 writes a grid: (the
+    bitmap or None; floor, widths and the groups keyed by their width as a string, the state's keys; these
+    three None for codes that are not integers). The C form (`_grid_pack.grid_values`) where it takes the
+    arrays (native integers, 16-bit codes or floats: every export the grids make): one call that checks
+    whether every point names every name (the usual export), with the ids and codes read once each then;
+    else `presence_of_ids_numpy` and `values_by_width_numpy`, the references."""
+    got = _grid_pack.grid_values(lengths, ids, codes, names)
+    if got is NotImplemented:
+        present = presence_of_ids_numpy(lengths, ids, names)
+        if codes.dtype.kind not in "iu":
+            return present, None, None, None
+        floor, widths, by_width = values_by_width_numpy(ids, codes, names)
+        return present, floor, widths, {str(w): part for w, part in by_width.items()}
+    packed, floor_bytes, width_bytes, groups = got
+    present = None if packed is None else np.frombuffer(packed, dtype=_U8)
+    if floor_bytes is None or width_bytes is None or groups is None:  # (float codes)
+        return present, None, None, None
     return (
-        np.frombuffer(floor, dtype=codes.dtype),
-        np.frombuffer(widths, dtype=np.uint8),
-        {w: np.frombuffer(part, dtype=np.uint8 if w <= 8 else np.uint16) for w, part in groups.items()},
+        present,
+        np.frombuffer(floor_bytes, dtype=codes.dtype),
+        np.frombuffer(width_bytes, dtype=_U8),
+        {w: np.frombuffer(part, dtype=_GROUP_DTYPES[w]) for w, part in groups.items()},
     )
 
 
@@ -1824,16 +1860,22 @@ def codes_of_widths(
     return result
 
 
-def presence_of_ids(
-    lengths: npt.NDArray[Any], ids: npt.NDArray[Any], names: int, every: bool | None = None
-) -> npt.NDArray[np.uint8] | None:
+def presence_of_ids(lengths: npt.NDArray[Any], ids: npt.NDArray[Any], names: int) -> npt.NDArray[np.uint8] | None:
     """An export's ids by point (each point's ascending) as a bitmap, a bit per point and name (row by row,
-    `np.packbits`), or None when that would be larger than the ids as bytes or they are not ascending.
-    (`every`: `every_name` as the caller found it.)"""
+    `np.packbits`), or None when that would be larger than the ids as bytes or they are not ascending. Native
+    integer arrays: the C form (`_grid_pack.grid_values`); else `presence_of_ids_numpy`, the reference."""
+    got = _grid_pack.grid_values(lengths, ids, None, names)
+    if got is NotImplemented:
+        return presence_of_ids_numpy(lengths, ids, names)
+    return None if got[0] is None else np.frombuffer(got[0], dtype=_U8)
+
+
+def presence_of_ids_numpy(lengths: npt.NDArray[Any], ids: npt.NDArray[Any], names: int) -> npt.NDArray[np.uint8] | None:
+    """`presence_of_ids` in numpy."""
     n = len(lengths)
     if n * names > 8 * len(ids) or not len(ids):
         return None
-    if len(ids) == n * names and (every_name(ids, names) if every is None else every):
+    if len(ids) == n * names and every_name(ids, names):
         full: npt.NDArray[np.uint8] = np.packbits(np.ones(n * names, dtype=bool))  # every point names every name
         return full
     points = np.repeat(np.arange(n), lengths)

@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 
 from otel_leakproc.model import ProfileKind, ProfileSummary, SeriesKey, SiteValue, Status
+from otel_leakproc.processor import _grid_pack
 from otel_leakproc.processor import history as history_module
 from otel_leakproc.processor.config import HeapConfig, ProcessorConfig
 from otel_leakproc.processor.detector import STATE_VERSION, SeriesDetector, _pack, _unpack
 from otel_leakproc.receiver.decode import DecodeLimits, decode_profile
+from otel_leakproc.state.records import resolve_state
 
 CORPUS = Path(__file__).parents[2] / "testdata" / "corpus"
 NANOS = 1_000_000_000
@@ -110,6 +112,63 @@ def test_round_trip_of_a_grid_in_its_sparse_form(
         original.update(summary)
     assert original._sites.overflow or original._groups.overflow
     assert_continues_exactly(original, round_trip(original), series[split:])
+
+
+class _NumpyGridValues:
+    """`_grid_pack` as `history` sees it, but for `grid_values`, which takes nothing: every export to the numpy
+    references (`presence_of_ids_numpy`, `values_by_width_numpy`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_grid_pack, name)
+
+    @staticmethod
+    def grid_values(*args: Any) -> Any:
+        return NotImplemented
+
+
+def _arrays_alike(got: Any, reference: Any, path: str = "state") -> None:
+    """The same nested state: dicts with their keys in the same order, arrays of one dtype and bytes."""
+    assert type(got) is type(reference), path
+    if isinstance(reference, dict):
+        assert list(got) == list(reference), path
+        for key, value in reference.items():
+            _arrays_alike(got[key], value, f"{path}.{key}")
+    elif isinstance(reference, np.ndarray):
+        assert (got.dtype, got.tobytes()) == (reference.dtype, reference.tobytes()), path
+    else:
+        assert got == reference, path
+
+
+@pytest.mark.parametrize(("folder", "kind"), SERIES)
+@pytest.mark.parametrize("rows", [None, 0])
+def test_grid_states_are_the_same_with_the_c_forms_as_with_the_numpy_references(
+    monkeypatch: pytest.MonkeyPatch, folder: str, kind: ProfileKind, rows: int | None
+) -> None:
+    """A state's grids (presence bitmaps, floors, widths, groups) are what the numpy references give, in the
+    JSON form and in the arrays a checkpoint encodes, for dense grids (every name at every point) and sparse
+    ones (`rows` 0: names that come and go)."""
+    if rows is not None:
+        monkeypatch.setattr(history_module, "MAX_GRID_ROWS", rows)
+    detector = SeriesDetector(key_for(kind), CONFIG)
+    for summary in corpus_series(folder, kind)[:31]:
+        detector.update(summary)
+    taken = []
+
+    class Counted(_NumpyGridValues):
+        @staticmethod
+        def grid_values(*args: Any) -> Any:
+            got = _grid_pack.grid_values(*args)
+            taken.append(got is not NotImplemented)
+            return got
+
+    monkeypatch.setattr(history_module, "_grid_pack", Counted())
+    plain, arrays = detector.to_state(), resolve_state(detector.to_state(arrays=True))
+    assert taken
+    assert all(taken)  # (every grid the C form's)
+    monkeypatch.setattr(history_module, "_grid_pack", _NumpyGridValues())
+    assert detector.to_state() == plain
+    _arrays_alike(arrays, resolve_state(detector.to_state(arrays=True)))
+    assert any(len(g["floor"]) for g in (arrays["sites"], arrays["groups"]) if g)  # (values were written)
 
 
 def test_state_written_with_a_longer_window_keeps_the_newest_points() -> None:

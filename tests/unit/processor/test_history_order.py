@@ -10,6 +10,7 @@ that come and go, and checks the grid against what the reference says."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,13 +19,17 @@ from otel_leakproc.processor import _grid_pack
 from otel_leakproc.processor.history import (
     INCREMENTS,
     LEVELS,
+    MAX_WIDTH,
     CounterGrid,
     Grid,
     codes_of_widths,
-    every_name,
     export_keys,
+    grid_columns,
+    ids_of_presence,
     naming_positions,
     positions_of_ties,
+    presence_of_ids,
+    presence_of_ids_numpy,
     tied_of_ties,
     tied_of_ties_numpy,
     ties_of_positions,
@@ -404,16 +409,127 @@ def test_the_c_form_refuses_counts_that_do_not_add_up() -> None:
         _grid_pack.ties_of_tied(lengths, ids, keys, fields, none)
     with pytest.raises(ValueError, match="whole points of format '\\?'"):
         _grid_pack.ties_of_tied(lengths, ids, keys, fields, np.array([True]))
-    with pytest.raises(ValueError, match="name 1 spans 65536 codes, more than 16 bits"):
-        _grid_pack.width_groups(np.array([0, 0, 5, 65536], dtype=np.int32), 2)
-    with pytest.raises(ValueError, match="3 codes for 2 names"):
-        _grid_pack.width_groups(np.array([0, 0, 5], dtype=np.uint16), 2)
-    with pytest.raises(ValueError, match="codes of format 'b': expected int16, uint16 or int32"):
-        _grid_pack.width_groups(np.array([0, 0, 5, 1], dtype=np.int8), 2)
-    with pytest.raises(ValueError, match="codes of format 'f'"):
-        _grid_pack.width_groups(np.array([0, 0, 5, 1], dtype=np.float32), 2)
-    with pytest.raises(ValueError, match="codes must be a contiguous array"):
-        _grid_pack.width_groups(np.arange(8, dtype=np.uint16)[::2], 2)
+
+
+def test_the_c_form_of_grid_columns_checks_what_it_is_given_and_leaves_what_it_does_not_take() -> None:
+    """`_grid_pack.grid_values` reads nothing outside its buffers: counts that do not add up and ids out of the
+    names raise ValueError naming what is wrong; arrays it does not read (not native, not contiguous, codes of
+    8 or 64 bits, a name spanning more than 16 bits) get NotImplemented, for the numpy forms."""
+    lengths, ids, codes = np.array([2, 1], np.int32), np.array([0, 1, 1], np.int8), np.array([4, 9, 7], np.uint16)
+    present, floor, widths, groups = _grid_pack.grid_values(lengths, ids, codes, 2)
+    assert (present, floor, widths, groups) == (
+        bytearray([0b11010000]),
+        bytearray(b"\4\0\7\0"),
+        b"\0\2",
+        {"2": b"\2\0"},
+    )
+    assert _grid_pack.grid_values(None, ids, codes, 2)[0] is None  # no lengths: the values alone
+    assert _grid_pack.grid_values(lengths, ids, None, 2)[1:] == (None, None, None)  # no codes: the presence alone
+    assert _grid_pack.grid_values(lengths, ids, codes.astype(np.float32), 2)[1:] == (None, None, None)
+    with pytest.raises(ValueError, match="2 codes for 3 ids of 2 names"):
+        _grid_pack.grid_values(lengths, ids, codes[:2], 2)
+    with pytest.raises(ValueError, match="lengths add up to 2, not the 3 ids"):
+        _grid_pack.grid_values(lengths[:1], ids, codes, 2)
+    with pytest.raises(ValueError, match="point 1 has 5 values, past the 3 ids"):
+        _grid_pack.grid_values(np.array([2, 5], np.int32), ids, codes, 2)
+    with pytest.raises(ValueError, match="point 0 has -1 values"):
+        _grid_pack.grid_values(np.array([-1, 4], np.int32), ids, codes, 2)
+    with pytest.raises(ValueError, match="grid presence: an id out of the 1 names"):
+        _grid_pack.grid_values(lengths, ids, codes, 1)
+    with pytest.raises(ValueError, match="grid values: id 1 out of the 1 names"):
+        _grid_pack.grid_values(None, ids, codes, 1)
+    with pytest.raises(ValueError, match="grid values: id -1 out of the 2 names"):
+        _grid_pack.grid_values(None, np.array([-1], np.int8), codes[:1], 2)
+    with pytest.raises(ValueError, match="3 codes for 3 ids of -1 names"):
+        _grid_pack.grid_values(lengths, ids, codes, -1)
+    for arrays in (
+        (lengths, ids, codes.astype(np.int8)),
+        (lengths, ids, codes.astype(np.int64)),
+        (lengths, ids, codes.astype(bool)),
+        (lengths, ids, codes.astype(">u2")),
+        (lengths, ids.astype(np.uint64), codes),
+        (lengths, ids.astype(">i2"), codes),
+        (lengths, ids.astype(float), codes),
+        (lengths.astype(">i4"), ids, codes),
+        (np.array([2, 9, 1, 9], np.int32)[::2], ids, codes),
+        (lengths, ids, np.array([4, 0, 9, 0, 7, 0], np.uint16)[::2]),
+        (lengths, [0, 1, 1], codes),
+        (lengths, ids, np.array([4, 9, 1 << 17], np.int32)),  # a name spanning 17 bits
+    ):
+        assert _grid_pack.grid_values(*arrays, 2) is NotImplemented
+
+
+def _export(rng: np.random.Generator, layout: str, names: int, points: int, codes_dtype: type) -> tuple[Any, ...]:
+    """A random export of `names` (lengths, ids, codes): `every` name at every point, a `sparse` subset of them
+    (ascending; some names never occur), or a subset in any order (`shuffled`)."""
+    used = names if layout == "every" else int(rng.integers(0, names + 1))
+    rows = []
+    for _ in range(points):
+        if layout == "every":
+            rows.append(np.arange(names))
+        else:
+            row = rng.choice(used, size=int(rng.integers(0, used + 1)), replace=False) if used else np.zeros(0)
+            rows.append(np.sort(row) if layout == "sparse" else row)
+    lengths = np.array([len(r) for r in rows], dtype=np.int32)
+    ids = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64)
+    if np.dtype(codes_dtype).kind == "f":
+        return lengths, ids, rng.normal(size=len(ids)).astype(codes_dtype)
+    info = np.iinfo(codes_dtype)
+    top = 20 if codes_dtype is np.int32 else 16  # int32: names wider than 16 bits too (the numpy form's)
+    spread = np.int64(1) << rng.integers(0, top + 1, size=names)  # bands of every width
+    low = np.clip(rng.integers(info.min, info.max, size=names), info.min, int(info.max) - spread + 1)
+    codes = low[ids] + rng.integers(0, 1 << 62, size=len(ids)) % spread[ids] if len(ids) else ids
+    return lengths, ids, np.asarray(codes).astype(codes_dtype)
+
+
+def _same_arrays(got: Any, reference: Any) -> None:
+    assert (got is None) == (reference is None)
+    if reference is not None:
+        assert got.dtype == reference.dtype
+        assert got.tobytes() == reference.tobytes()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_c_forms_of_presence_and_values_by_width_give_what_the_numpy_references_give(seed: int) -> None:
+    """Exports of every layout, id and code type (`_grid_pack.grid_values`, through `grid_columns`,
+    `presence_of_ids` and `values_by_width`): the same bitmaps, floors, widths and groups, dtypes and bytes
+    and groups' order, as `presence_of_ids_numpy` and `values_by_width_numpy`; and they read back."""
+    rng = np.random.default_rng(seed)
+    taken = 0
+    for _ in range(60):
+        layout = str(rng.choice(["every", "every", "sparse", "shuffled"]))
+        names, points = int(rng.integers(0, 70)), int(rng.integers(0, 40))
+        codes_dtype = [np.uint16, np.int16, np.int32, np.float32][int(rng.integers(0, 4))]
+        lengths, ids, codes = _export(rng, layout, names, points, codes_dtype)
+        ids = ids.astype(str(rng.choice(["int8", "uint8", "int16", "int32", "int64", "uint64", ">i2"])))
+        present, floor, widths, groups = grid_columns(lengths, ids, codes, names)
+        reference = presence_of_ids_numpy(lengths, ids, names)
+        _same_arrays(present, reference)
+        _same_arrays(presence_of_ids(lengths, ids, names), reference)
+        if present is not None:
+            assert ids_of_presence(lengths, present, names, np.int64).tolist() == ids.tolist()
+        taken += _grid_pack.grid_values(lengths, ids, codes, names) is not NotImplemented
+        if codes_dtype is np.float32:
+            assert floor is widths is groups is None
+            continue
+        assert floor is not None
+        assert widths is not None
+        assert groups is not None
+        ref_floor, ref_widths, ref_groups = values_by_width_numpy(ids, codes, names)
+        _same_arrays(floor, ref_floor)
+        _same_arrays(widths, ref_widths)
+        assert list(groups) == [str(w) for w in ref_groups]  # (ascending: the state's order)
+        for w, part in ref_groups.items():
+            _same_arrays(groups[str(w)], part)
+        by_int = values_by_width(ids, codes, names)
+        for got, ref in zip(by_int[:2], (ref_floor, ref_widths), strict=True):
+            _same_arrays(got, ref)
+        assert list(by_int[2]) == list(ref_groups)
+        for w, part in ref_groups.items():
+            _same_arrays(by_int[2][w], part)
+        if widths.max(initial=0) <= MAX_WIDTH:
+            assert codes_of_widths(ids, floor, widths, by_int[2]).tolist() == codes.tolist()
+    assert taken > 30  # (most exports the C form's)
 
 
 def test_a_run_with_one_id_twice_is_left_to_the_numpy_form() -> None:
@@ -535,39 +651,6 @@ def test_the_c_form_takes_a_point_past_its_table_and_more_points_than_its_stamps
         assert direct is not None
         assert list(direct) == reference.tolist()
         assert list(_grid_pack.ties_of_tied(*native[:3], np.frombuffer(direct, np.uint8), whole)) == ties.tolist()
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_the_c_form_of_values_by_width_gives_what_the_numpy_reference_gives(seed: int) -> None:
-    """Codes of every name at every point (the usual export) go to `_grid_pack.width_groups`; any export to
-    the numpy form: the same floors, widths and groups, and `codes_of_widths` gives the codes back."""
-    rng = np.random.default_rng(seed)
-    for _ in range(40):
-        names, points = int(rng.integers(1, 70)), int(rng.integers(0, 50))
-        dtype = rng.choice([np.uint16, np.int16])
-        info = np.iinfo(dtype)
-        level = rng.integers(info.min, info.max, size=names)
-        spread = 1 << rng.integers(0, 17, size=names)  # bands of every width, 0 to 16 bits
-        low = np.clip(level - spread // 2, info.min, info.max)
-        codes = np.clip(low + rng.integers(0, spread, size=(points, names)), info.min, info.max).astype(dtype)
-        ids = np.tile(np.arange(names, dtype=np.int16), points)
-        floor, widths, groups = values_by_width(ids, codes.ravel(), names, every_name(ids, names) or None)
-        ref_floor, ref_widths, ref_groups = values_by_width_numpy(ids, codes.ravel(), names)
-        assert every_name(ids, names) == (points > 0)
-        c_floor, c_widths, c_groups = _grid_pack.width_groups(codes.astype(np.int32).ravel(), names)  # int32 too
-        assert np.frombuffer(c_floor, np.int32).tolist() == ref_floor.tolist()
-        assert list(c_widths) == ref_widths.tolist()
-        assert {w: np.frombuffer(g, ref_groups[w].dtype).tolist() for w, g in c_groups.items()} == {
-            w: g.tolist() for w, g in ref_groups.items()
-        }
-        assert floor.dtype == ref_floor.dtype
-        assert floor.tolist() == ref_floor.tolist()
-        assert widths.tolist() == ref_widths.tolist()
-        assert sorted(groups) == sorted(ref_groups)
-        for w, part in groups.items():
-            assert part.dtype == ref_groups[w].dtype
-            assert part.tolist() == ref_groups[w].tolist()
-        assert codes_of_widths(ids, floor, widths, groups).tolist() == codes.ravel().tolist()
 
 
 def test_a_grid_restores_its_order_state_as_written_and_refuses_fields_that_make_no_order() -> None:
