@@ -1,6 +1,6 @@
-/* _grid_pack: the loops of state version 8's grid packing (history.py `grid_columns`, `presence_of_ids`,
- * `values_by_width`, `tied_of_ties`, `ties_of_tied`), whose numpy forms stay the reference and the path of
- * what these do not take.
+/* _grid_pack: the loops of state version 8's grid packing (history.py `presence_and_widths`,
+ * `presence_of_ids`, `ids_of_presence`, `values_by_width`, `tied_of_ties`, `ties_of_tied`), whose numpy forms
+ * stay the reference and the path of what these do not take.
  *
  * A grid export lists each point's values by id. Version 8 writes their 16-bit codes as each name's floor
  * and the differences from it grouped by width, and of the 2-bit tie fields (packed four to a byte, low
@@ -20,8 +20,8 @@
  *       as the count of stored fields needs.
  *   grid_values(lengths, ids, codes, names) -> (present, floor, widths, {"width": differences})
  *                                             | NotImplemented
- *       What version 8 writes of an export's ids and codes (history.py `grid_columns`), in one call: the
- *       presence bitmap (`presence_of_ids`: a bit per point and name, row by row, top bit first, as
+ *       What version 8 writes of an export's ids and codes (history.py `presence_and_widths`), in one call:
+ *       the presence bitmap (`presence_of_ids`: a bit per point and name, row by row, top bit first, as
  *       np.packbits; None where larger than the ids or a point's ids do not ascend; lengths None: not
  *       made) and, for integer codes (int16, uint16, int32; None: none, floats: None given back for these
  *       three), per name its least code (in the codes' type) and the bits of its largest difference from it

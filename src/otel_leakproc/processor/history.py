@@ -1751,7 +1751,7 @@ def values_by_width(
     return values_by_width_numpy(ids, codes, names)
 
 
-def grid_columns(
+def presence_and_widths(
     lengths: npt.NDArray[Any], ids: npt.NDArray[Any], codes: npt.NDArray[Any], names: int
 ) -> tuple[
     npt.NDArray[np.uint8] | None,

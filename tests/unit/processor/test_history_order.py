@@ -24,11 +24,11 @@ from otel_leakproc.processor.history import (
     Grid,
     codes_of_widths,
     export_keys,
-    grid_columns,
     ids_of_presence,
     ids_of_presence_numpy,
     naming_positions,
     positions_of_ties,
+    presence_and_widths,
     presence_of_ids,
     presence_of_ids_numpy,
     tied_of_ties,
@@ -412,7 +412,7 @@ def test_the_c_form_refuses_counts_that_do_not_add_up() -> None:
         _grid_pack.ties_of_tied(lengths, ids, keys, fields, np.array([True]))
 
 
-def test_the_c_form_of_grid_columns_checks_what_it_is_given_and_leaves_what_it_does_not_take() -> None:
+def test_the_c_form_of_presence_and_widths_checks_what_it_is_given_and_leaves_what_it_does_not_take() -> None:
     """`_grid_pack.grid_values` reads nothing outside its buffers: counts that do not add up and ids out of the
     names raise ValueError naming what is wrong; arrays it does not read (not native, not contiguous, codes of
     8 or 64 bits, a name spanning more than 16 bits) get NotImplemented, for the numpy forms."""
@@ -516,7 +516,7 @@ def _same_arrays(got: Any, reference: Any) -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_the_c_forms_of_presence_and_values_by_width_give_what_the_numpy_references_give(seed: int) -> None:
-    """Exports of every layout, id and code type (`_grid_pack.grid_values`, through `grid_columns`,
+    """Exports of every layout, id and code type (`_grid_pack.grid_values`, through `presence_and_widths`,
     `presence_of_ids` and `values_by_width`): the same bitmaps, floors, widths and groups, dtypes and bytes
     and groups' order, as `presence_of_ids_numpy` and `values_by_width_numpy`; and they read back."""
     rng = np.random.default_rng(seed)
@@ -527,7 +527,7 @@ def test_the_c_forms_of_presence_and_values_by_width_give_what_the_numpy_referen
         codes_dtype = [np.uint16, np.int16, np.int32, np.float32][int(rng.integers(0, 4))]
         lengths, ids, codes = _export(rng, layout, names, points, codes_dtype)
         ids = ids.astype(str(rng.choice(["int8", "uint8", "int16", "int32", "int64", "uint64", ">i2"])))
-        present, floor, widths, groups = grid_columns(lengths, ids, codes, names)
+        present, floor, widths, groups = presence_and_widths(lengths, ids, codes, names)
         reference = presence_of_ids_numpy(lengths, ids, names)
         _same_arrays(present, reference)
         _same_arrays(presence_of_ids(lengths, ids, names), reference)
