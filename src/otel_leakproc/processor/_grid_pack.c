@@ -1,6 +1,6 @@
-/* _grid_pack: the loops of state version 8's grid packing (history.py `grid_columns`, `presence_of_ids`,
- * `values_by_width`, `tied_of_ties`, `ties_of_tied`), whose numpy forms stay the reference and the path of
- * what these do not take.
+/* _grid_pack: the loops of state version 8's grid packing (history.py `presence_and_widths`,
+ * `presence_of_ids`, `ids_of_presence`, `values_by_width`, `tied_of_ties`, `ties_of_tied`), whose numpy forms
+ * stay the reference and the path of what these do not take.
  *
  * A grid export lists each point's values by id. Version 8 writes their 16-bit codes as each name's floor
  * and the differences from it grouped by width, and of the 2-bit tie fields (packed four to a byte, low
@@ -31,8 +31,8 @@
  *       as the count of stored fields needs.
  *   grid_values(lengths, ids, codes, names) -> (present, floor, widths, {"width": differences})
  *                                             | NotImplemented
- *       What version 8 writes of an export's ids and codes (history.py `grid_columns`), in one call: the
- *       presence bitmap (`presence_of_ids`: a bit per point and name, row by row, top bit first, as
+ *       What version 8 writes of an export's ids and codes (history.py `presence_and_widths`), in one call:
+ *       the presence bitmap (`presence_of_ids`: a bit per point and name, row by row, top bit first, as
  *       np.packbits; None where larger than the ids or a point's ids do not ascend; lengths None: not
  *       made) and, for integer codes (int16, uint16, int32; None: none, floats: None given back for these
  *       three), per name its least code (in the codes' type) and the bits of its largest difference from it
@@ -47,6 +47,11 @@
  *       biased by 0x8000), and each column's differences are written down the column into its group at its
  *       group's row length (its name's rank among its width's). Any other export goes by id: one pass for
  *       the bounds and counts, one to write each value's difference at its group's next place.
+ *   presence_ids(lengths, present, names, size) -> bytearray | NotImplemented
+ *       The inverse of the bitmap (history.py `ids_of_presence`): each point's ids, ascending, as signed
+ *       integers of `size` bytes (1, 2, 4 or 8). ValueError where the bitmap's size or a point's count of
+ *       bits is not what `lengths` says. A bitmap of every bit set (checked a byte at a time) is the first
+ *       row, 0 .. names - 1, copied; any other is read a bit at a time.
  *
  * lengths, ids, keys and whole (the points kept whole, any order) are C-contiguous arrays of native
  * integers (8 to 64 bits; keys and whole signed or unsigned up to 32 bits, or int64), read as they are: no
@@ -1101,10 +1106,115 @@ done:
     return result;
 }
 
+/* -- the ids of a presence bitmap: `presence_ids` ------------------------------------------------------- */
+
+/* An id into a signed integer of `size` bytes at `out[at]`. */
+static inline void put_id(char *out, Py_ssize_t at, int size, Py_ssize_t id) {
+    switch (size) {
+        case 1: ((int8_t *)out)[at] = (int8_t)id; break;
+        case 2: ((int16_t *)out)[at] = (int16_t)id; break;
+        case 4: ((int32_t *)out)[at] = (int32_t)id; break;
+        default: ((int64_t *)out)[at] = (int64_t)id; break;
+    }
+}
+
+static PyObject *presence_ids(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *lengths_obj, *packed_obj, *result = NULL;
+    Py_ssize_t names;
+    int size;
+    Ints lengths = {0};
+    Py_buffer packed = {0};
+    if (!PyArg_ParseTuple(args, "OOni", &lengths_obj, &packed_obj, &names, &size)) {
+        return NULL;
+    }
+    if (!ints_try(lengths_obj, &lengths)) {
+        return Py_NewRef(Py_NotImplemented);
+    }
+    if (PyObject_GetBuffer(packed_obj, &packed, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        result = Py_NewRef(Py_NotImplemented);
+        goto done;
+    }
+    const Py_ssize_t points = lengths.n;
+    if (!(size == 1 || size == 2 || size == 4 || size == 8) || names < 0 ||
+        (size < 8 && names > ((Py_ssize_t)1 << (8 * size - 1)))) {
+        PyErr_Format(PyExc_ValueError, "grid presence: ids of %d bytes for %zd names", size, names);
+        goto done;
+    }
+    if ((points && names > PY_SSIZE_T_MAX / 8 / points) || packed.len != (points * names + 7) / 8) {
+        PyErr_Format(PyExc_ValueError, "grid presence: %zd bytes for %zd points of %zd names", packed.len, points,
+                     names);
+        goto done;
+    }
+    Py_ssize_t total = 0;
+    int full = 1; /* every point of every name (the usual bitmap): each row 0 .. names - 1 */
+    for (Py_ssize_t p = 0; p < points; p++) {
+        const int64_t count = ints_at(&lengths, p);
+        if (count < 0 || count > names) {
+            PyErr_SetString(PyExc_ValueError, "grid presence: bits and lengths differ");
+            goto done;
+        }
+        total += (Py_ssize_t)count;
+        full &= count == names;
+    }
+    result = PyByteArray_FromStringAndSize(NULL, total * size);
+    if (!result) {
+        goto done;
+    }
+    char *out = PyByteArray_AS_STRING(result);
+    const uint8_t *map = packed.buf;
+    const Py_ssize_t bits = points * names;
+    if (full) {
+        for (Py_ssize_t i = 0; i < bits / 8; i++) {
+            full &= map[i] == 0xFF;
+        }
+        if (bits & 7) {
+            const uint8_t top = (uint8_t)(0xFF00 >> (bits & 7));
+            full &= (map[bits / 8] & top) == top;
+        }
+    }
+    if (full && points) { /* the first row, then copies of it */
+        for (Py_ssize_t c = 0; c < names; c++) {
+            put_id(out, c, size, c);
+        }
+        const size_t row = (size_t)names * (size_t)size;
+        for (Py_ssize_t p = 1; p < points; p++) {
+            memcpy(out + p * row, out, row);
+        }
+        goto done;
+    }
+    Py_ssize_t at = 0;
+    for (Py_ssize_t p = 0; p < points; p++) {
+        Py_ssize_t found = 0;
+        for (Py_ssize_t c = 0, bit = p * names; c < names; c++, bit++) {
+            if (map[bit >> 3] & (0x80 >> (bit & 7))) {
+                if (at < total) {
+                    put_id(out, at, size, c);
+                }
+                at++;
+                found++;
+            }
+        }
+        if (found != ints_at(&lengths, p)) {
+            PyErr_SetString(PyExc_ValueError, "grid presence: bits and lengths differ");
+            Py_CLEAR(result);
+            goto done;
+        }
+    }
+done:
+    ints_release(&lengths);
+    if (packed.obj) {
+        PyBuffer_Release(&packed);
+    }
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"tied_of_ties", tied_of_ties, METH_VARARGS, "The tie fields version 8 stores (packed), or None."},
     {"ties_of_tied", ties_of_tied, METH_VARARGS, "Every value's tie field (packed) from those stored."},
     {"grid_values", grid_values, METH_VARARGS, "An export's presence bitmap, floors, widths and differences by width."},
+    {"presence_ids", presence_ids, METH_VARARGS, "The ids of a presence bitmap, point by point."},
     {NULL, NULL, 0, NULL},
 };
 

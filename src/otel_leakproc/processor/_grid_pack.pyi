@@ -21,3 +21,8 @@ def ties_of_tied(
 def grid_values(
     lengths: NDArray[Any] | None, ids: NDArray[Any], codes: NDArray[Any] | None, names: int, /
 ) -> tuple[bytearray | None, bytearray | None, bytearray | None, dict[str, bytearray] | None] | NotImplementedType: ...
+
+# lengths: native integers; present: a contiguous bitmap; size: the ids' bytes (signed), 1, 2, 4 or 8.
+def presence_ids(
+    lengths: NDArray[Any], present: NDArray[Any], names: int, size: int, /
+) -> bytearray | NotImplementedType: ...

@@ -148,7 +148,7 @@ def _grid_arrays_state(
     pack = pack or _same
     state = {"names": names, "lengths": pack(lengths)}
     # The presence bitmap and the codes by width in one call (the C form: ids and codes read once each).
-    present, floor, widths, groups = history.grid_columns(lengths, ids, codes, len(names))
+    present, floor, widths, groups = history.presence_and_widths(lengths, ids, codes, len(names))
     if present is None:
         state["ids"] = pack(ids)
     else:

@@ -1751,7 +1751,7 @@ def values_by_width(
     return values_by_width_numpy(ids, codes, names)
 
 
-def grid_columns(
+def presence_and_widths(
     lengths: npt.NDArray[Any], ids: npt.NDArray[Any], codes: npt.NDArray[Any], names: int
 ) -> tuple[
     npt.NDArray[np.uint8] | None,
@@ -1890,7 +1890,21 @@ def presence_of_ids_numpy(lengths: npt.NDArray[Any], ids: npt.NDArray[Any], name
 def ids_of_presence(
     lengths: npt.NDArray[Any], packed: npt.NDArray[Any], names: int, dtype: type[np.signedinteger[Any]]
 ) -> npt.NDArray[Any]:
-    """The inverse of `presence_of_ids`. Raises ValueError when the bitmap does not fit the lengths."""
+    """The inverse of `presence_of_ids`. Raises ValueError when the bitmap does not fit the lengths. Native
+    lengths and a contiguous bitmap: the C form (`_grid_pack.presence_ids`); else `ids_of_presence_numpy`, the
+    reference."""
+    size = np.dtype(dtype).itemsize
+    got = _grid_pack.presence_ids(lengths, packed, names, size)
+    if got is NotImplemented:
+        return ids_of_presence_numpy(lengths, packed, names, dtype)
+    ids: npt.NDArray[Any] = np.frombuffer(got, dtype=dtype)
+    return ids
+
+
+def ids_of_presence_numpy(
+    lengths: npt.NDArray[Any], packed: npt.NDArray[Any], names: int, dtype: type[np.signedinteger[Any]]
+) -> npt.NDArray[Any]:
+    """`ids_of_presence` in numpy."""
     n = len(lengths)
     if len(packed) != (n * names + 7) // 8:
         raise ValueError(f"grid presence: {len(packed)} bytes for {n} points of {names} names")
