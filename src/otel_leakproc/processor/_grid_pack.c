@@ -13,13 +13,14 @@
  *
  * Finding the runs. Keys of 16 bits or less (a grid's codes: every grid that writes tie fields) in points of
  * at most 65,535 values have an entry each in a table from the grid's least key to its largest (at most
- * 256 KiB; one pass over the keys finds them): the stamp of the last point that saw the key, and the index of
- * its first value there or of its run. A point takes the next stamp (no clearing between points; the table is
- * cleared once every 32,767 points), and one pass without a branch on the keys stamps each key it has not
- * seen and notes the values of keys it has; only those values (a few per point, none where the keys are
- * distinct) are visited again, to make or join their key's run. Wider keys, and points of more values, go
- * through a hash table per point (Fibonacci hashing, at most half full). Either way the runs, a value's next
- * by export order chained in `next`, are then sorted by key descending (insertion: a point has a few).
+ * 256 KiB; one pass over the keys finds them): the stamp of the last point that saw the key and the index of
+ * its last value there. A point takes the next stamp (nothing is cleared between points; the table once every
+ * 32,767 points), and one pass without a branch on the keys stamps each key with its value's index, noting
+ * each value whose key the point saw before with the index of the value before it; only those values (a few
+ * per point, none where the keys are distinct) are visited again, each following its predecessor into a run.
+ * Wider keys, and points of more values, go through a hash table per point (Fibonacci hashing, at most half
+ * full). Either way the runs, a value's next by export order chained in `next`, are then sorted by key
+ * descending (insertion: a point has a few).
  *
  *   tied_of_ties(lengths, ids, keys, ties, whole) -> bytearray | None | NotImplemented
  *       The stored fields, packed, from the fields by export index (`ties`); None where the fields are
@@ -143,6 +144,8 @@ typedef struct {
     uint32_t *table;   /* ... an entry per key from `lo` (see SMALL_RUNS) */
     uint32_t stamp;    /* ... the last point's stamp */
     int32_t *again;    /* ... the values of a key seen before in the point */
+    uint32_t *prior;   /* ... and the entries of their keys then */
+    uint16_t *run_of;  /* ... per value, its run's index + 1 (0: in none yet; all 0 between points) */
     int32_t *next;     /* per value in a run: the next value of its key */
     Run *runs;
 } Ties;
@@ -159,6 +162,8 @@ static void ties_release(Ties *x) {
     PyMem_Free(x->slot);
     PyMem_Free(x->table);
     PyMem_Free(x->again);
+    PyMem_Free(x->prior);
+    PyMem_Free(x->run_of);
     PyMem_Free(x->next);
     PyMem_Free(x->runs);
 }
@@ -254,12 +259,15 @@ static int ties_open(Ties *x, PyObject *args) {
         x->span = hi - x->lo + 1;
         x->table = PyMem_Calloc((size_t)x->span, sizeof(uint32_t));
         x->again = PyMem_Malloc(sizeof(int32_t) * ((size_t)widest + 1));
+        x->prior = PyMem_Malloc(sizeof(uint32_t) * ((size_t)widest + 1));
+        x->run_of = PyMem_Calloc((size_t)widest + 1, sizeof(uint16_t));
     } else {
         x->slot = PyMem_Malloc(sizeof(int32_t) * (size_t)table_size(widest));
     }
     x->next = PyMem_Malloc(sizeof(int32_t) * ((size_t)widest + 1));
     x->runs = PyMem_Malloc(sizeof(Run) * ((size_t)widest / 2 + 1));
-    if (!x->is_whole || !(x->slot || (x->table && x->again)) || !x->next || !x->runs) {
+    const int small_ok = x->table && x->again && x->prior && x->run_of;
+    if (!x->is_whole || !(x->slot || small_ok) || !x->next || !x->runs) {
         PyErr_NoMemory();
         return -1;
     }
@@ -276,50 +284,63 @@ static int ties_open(Ties *x, PyObject *args) {
 
 /* The runs of a point's keys (`key`, `count` of them, 2 to 65,535) of 16 bits or less, unordered, into
  * x->runs: their count. Each key has an entry in x->table (from the least key, x->lo, to the largest): the
- * point's stamp (bits 17 on: an entry of another stamp is of a key not seen in this point; no clearing),
- * bit 16 set when the key is a run's, and the index of its first value or of its run. A pass stamps each key
- * not seen before with its value's index and notes in `again` the values whose key was seen before, without
- * a branch but the loop's; none (the usual point of distinct keys): no run. Else each of those makes its key
- * a run (its second value) or joins it. */
+ * stamp of the last point that saw it (bits 17 on: an entry of an older stamp is of a key not seen in this
+ * point, so nothing is cleared between points) and the index of its last value there. A pass stamps each
+ * value's key with its index, and notes in `again` (with `prior`, the entry it found) each value whose key
+ * the point saw before: without a branch on the keys, and the entry stored whatever it was. Those values
+ * alone (none where the keys are distinct) are then visited again: each follows the value before it of its
+ * key (`prior`'s index), which starts a run (the key's first value: `run_of` 0) or is in one (`run_of`: its
+ * index + 1); `run_of` is cleared after. */
 #define STAMP_SHIFT 17
 #define STAMP_LAST ((1u << (32 - STAMP_SHIFT)) - 1)
-#define IN_RUN (1u << 16)
+#define STAMP(k)                                                        \
+    do {                                                                \
+        uint32_t *e = table + (uint32_t)((int32_t)key[k] - lo);        \
+        const uint32_t was = *e;                                        \
+        *e = stamped | (uint32_t)(k);                                  \
+        again[repeats] = (k);                                           \
+        prior[repeats] = was;                                           \
+        repeats += was >= stamped; /* (older stamps are less) */        \
+    } while (0)
 #define SMALL_RUNS(T)                                                                           \
     static Py_ssize_t small_runs_##T(Ties *x, const T *key, int32_t count) {                   \
-        uint32_t *table = x->table;                                                            \
+        uint32_t *table = x->table, *prior = x->prior;                                         \
         const int32_t lo = x->lo;                                                              \
         if (x->stamp == STAMP_LAST) { /* (every 32,767 points) */                              \
             memset(table, 0, sizeof(uint32_t) * (size_t)x->span);                              \
             x->stamp = 0;                                                                       \
         }                                                                                       \
-        const uint32_t stamp = ++x->stamp, stamped = stamp << STAMP_SHIFT;                     \
+        const uint32_t stamped = ++x->stamp << STAMP_SHIFT;                                    \
         int32_t *again = x->again;                                                              \
         size_t repeats = 0;                                                                     \
-        for (int32_t k = 0; k < count; k++) {                                                   \
-            uint32_t *e = table + (uint32_t)((int32_t)key[k] - lo);                           \
-            const uint32_t was = *e;                                                            \
-            const int before = was >= stamped; /* (older stamps are less) */                   \
-            *e = before ? was : (stamped | (uint32_t)k);                                       \
-            again[repeats] = k;                                                                 \
-            repeats += (size_t)before;                                                          \
+        int32_t k = 0;                                                                          \
+        for (; k + 4 <= count; k += 4) { /* (four at a time: the loop's own work shared) */    \
+            STAMP(k);                                                                           \
+            STAMP(k + 1);                                                                       \
+            STAMP(k + 2);                                                                       \
+            STAMP(k + 3);                                                                       \
+        }                                                                                       \
+        for (; k < count; k++) {                                                                \
+            STAMP(k);                                                                           \
         }                                                                                       \
         int32_t *next = x->next;                                                                \
+        uint16_t *run_of = x->run_of;                                                           \
         Run *runs = x->runs;                                                                    \
         Py_ssize_t r = 0;                                                                       \
         for (size_t j = 0; j < repeats; j++) {                                                  \
-            const int32_t k = again[j];                                                         \
-            uint32_t *e = table + (uint32_t)((int32_t)key[k] - lo);                           \
-            const int32_t at = (int32_t)(*e & 0xFFFF);                                          \
-            if (!(*e & IN_RUN)) { /* its second value: a run */                                \
-                runs[r] = (Run){key[k], at, k, 2};                                              \
-                next[at] = k;                                                                   \
-                *e = stamped | IN_RUN | (uint32_t)r++;                                          \
-            } else {                                                                            \
-                Run *run = runs + at;                                                           \
-                next[run->last] = k;                                                            \
-                run->last = k;                                                                  \
-                run->size++;                                                                    \
+            const int32_t k = again[j], before = (int32_t)(prior[j] & 0xFFFF);                 \
+            int32_t in = run_of[before];                                                        \
+            if (!in) { /* the key's second value: a run */                                      \
+                runs[r] = (Run){key[k], before, k, 1};                                          \
+                in = (int32_t)++r;                                                              \
             }                                                                                   \
+            runs[in - 1].last = k;                                                              \
+            runs[in - 1].size++;                                                                \
+            next[before] = k;                                                                   \
+            run_of[k] = (uint16_t)in;                                                           \
+        }                                                                                       \
+        for (size_t j = 0; j < repeats; j++) {                                                  \
+            run_of[again[j]] = 0;                                                               \
         }                                                                                       \
         return r;                                                                               \
     }
@@ -460,8 +481,8 @@ static inline void run_values(const Ties *x, const Run *run, int32_t *m) {
     }
 
 /* The stored fields of a point's runs (x->runs, `runs` of them; `whole`: the point is kept whole), from the
- * point's fields (`ties`, packed, its first value's at 0) and ids (`id`), appended to `t`: -1 where a run of 2
- * to 4 has one id twice. */
+ * point's fields (`ties`, packed, its first value's at 0) and ids (`id`), appended to `t`: -1 where a run of
+ * 2 to 4 has one id twice. */
 typedef struct {
     uint8_t *kept, byte; /* the stored fields packed, the last byte so far in `byte` (written, never read) */
     Py_ssize_t stored, in_runs;
@@ -583,13 +604,15 @@ static PyObject *tied_of_ties(PyObject *self, PyObject *args) {
         const void *ids = x.ids.view.buf;
         int ok;
         switch (x.ids.kind) {
-            case I8: ok = point_tied_int8_t(&x, runs, whole, ties, from, (const int8_t *)ids + from, &t); break;
-            case U8: ok = point_tied_uint8_t(&x, runs, whole, ties, from, (const uint8_t *)ids + from, &t); break;
-            case I16: ok = point_tied_int16_t(&x, runs, whole, ties, from, (const int16_t *)ids + from, &t); break;
-            case U16: ok = point_tied_uint16_t(&x, runs, whole, ties, from, (const uint16_t *)ids + from, &t); break;
-            case I32: ok = point_tied_int32_t(&x, runs, whole, ties, from, (const int32_t *)ids + from, &t); break;
-            case U32: ok = point_tied_uint32_t(&x, runs, whole, ties, from, (const uint32_t *)ids + from, &t); break;
-            default: ok = point_tied_int64_t(&x, runs, whole, ties, from, (const int64_t *)ids + from, &t); break;
+#define TIED(T) ok = point_tied_##T(&x, runs, whole, ties, from, (const T *)ids + from, &t)
+            case I8: TIED(int8_t); break;
+            case U8: TIED(uint8_t); break;
+            case I16: TIED(int16_t); break;
+            case U16: TIED(uint16_t); break;
+            case I32: TIED(int32_t); break;
+            case U32: TIED(uint32_t); break;
+            default: TIED(int64_t); break;
+#undef TIED
         }
         if (ok < 0) {
             result = Py_NewRef(Py_NotImplemented);
