@@ -509,23 +509,28 @@ typedef struct {
                 }                                                                                         \
                 continue;                                                                                 \
             }                                                                                             \
-            int32_t m[4];                                                                                 \
-            if (len == 2) { /* (most runs) */                                                             \
+            if (len == 2) { /* (most runs) the stored field the one of the lesser id, the other its rest */ \
                 const int32_t a = run->first, b = run->last;                                              \
                 if (id[a] == id[b]) {                                                                     \
                     return -1;                                                                            \
                 }                                                                                         \
-                const int swap = id[a] > id[b];                                                           \
-                m[0] = swap ? b : a;                                                                      \
-                m[1] = swap ? a : b;                                                                      \
-            } else {                                                                                      \
-                m[0] = run->first;                                                                        \
-                for (int i = 1; i < len; i++) {                                                           \
-                    m[i] = next[m[i - 1]];                                                                \
-                }                                                                                         \
-                if (by_id_##T(id, m, len) < 0) {                                                          \
-                    return -1;                                                                            \
-                }                                                                                         \
+                const int fa = field_at(ties, from + a), fb = field_at(ties, from + b);                   \
+                const int swap = id[a] > id[b], f = swap ? fb : fa, rest = swap ? fa : fb;                \
+                in_runs += (fa != 0) + (fb != 0);                                                         \
+                const int shift = (int)(stored & 3) << 1;                                                 \
+                byte = (uint8_t)((shift ? byte : 0) | f << shift);                                        \
+                kept[stored >> 2] = byte;                                                                 \
+                stored++;                                                                                 \
+                fits &= ((4 - f) & 3) == rest;                                                            \
+                continue;                                                                                 \
+            }                                                                                             \
+            int32_t m[4];                                                                                 \
+            m[0] = run->first;                                                                            \
+            for (int i = 1; i < len; i++) {                                                               \
+                m[i] = next[m[i - 1]];                                                                    \
+            }                                                                                             \
+            if (by_id_##T(id, m, len) < 0) {                                                              \
+                return -1;                                                                                \
             }                                                                                             \
             int left = 0; /* the run's places less the positions its stored fields give, mod 4 */         \
             for (int i = 0; i < len - 1; i++) {                                                           \
