@@ -148,6 +148,7 @@ typedef struct {
     uint16_t *run_of;  /* ... per value, its run's index + 1 (0: in none yet; all 0 between points) */
     int32_t *next;     /* per value in a run: the next value of its key */
     Run *runs;
+    int32_t *order;    /* the point's runs by key descending (indexes in `runs`) */
 } Ties;
 
 static void ties_release(Ties *x) {
@@ -166,6 +167,7 @@ static void ties_release(Ties *x) {
     PyMem_Free(x->run_of);
     PyMem_Free(x->next);
     PyMem_Free(x->runs);
+    PyMem_Free(x->order);
 }
 
 /* The hash table's size for a point of `count` values: at most half full. */
@@ -266,8 +268,9 @@ static int ties_open(Ties *x, PyObject *args) {
     }
     x->next = PyMem_Malloc(sizeof(int32_t) * ((size_t)widest + 1));
     x->runs = PyMem_Malloc(sizeof(Run) * ((size_t)widest / 2 + 1));
+    x->order = PyMem_Malloc(sizeof(int32_t) * ((size_t)widest / 2 + 1));
     const int small_ok = x->table && x->again && x->prior && x->run_of;
-    if (!x->is_whole || !(x->slot || small_ok) || !x->next || !x->runs) {
+    if (!x->is_whole || !(x->slot || small_ok) || !x->next || !x->runs || !x->order) {
         PyErr_NoMemory();
         return -1;
     }
@@ -400,7 +403,8 @@ static int by_key_descending(const void *a, const void *b) {
     return (ka < kb) - (ka > kb);
 }
 
-/* The runs of the point of `count` values from `from`, by key descending, into x->runs: their count. */
+/* The runs of the point of `count` values from `from` into x->runs, by key descending in x->order: their
+ * count. */
 static Py_ssize_t point_runs(Ties *x, Py_ssize_t from, Py_ssize_t count) {
     if (count < 2) {
         return 0;
@@ -432,6 +436,22 @@ static Py_ssize_t point_runs(Ties *x, Py_ssize_t from, Py_ssize_t count) {
             default: r = runs_int64_t(x, (const int64_t *)buf, (int32_t)count, shift, mask); break;
         }
     }
+    int32_t *order = x->order;
+    if (x->small && r <= 16) { /* each run to its rank: the count of larger keys, over 16 (past `r`: 0, never
+                                * larger; the keys less the least, under 2^16) without a branch */
+        int32_t key[16] = {0};
+        for (Py_ssize_t i = 0; i < r; i++) {
+            key[i] = (int32_t)(x->runs[i].key - x->lo);
+        }
+        for (Py_ssize_t i = 0; i < r; i++) {
+            int32_t rank = 0;
+            for (int j = 0; j < 16; j++) {
+                rank += key[j] > key[i];
+            }
+            order[rank] = (int32_t)i;
+        }
+        return r;
+    }
     if (r > 16) {
         qsort(x->runs, (size_t)r, sizeof(Run), by_key_descending);
     } else {
@@ -443,6 +463,9 @@ static Py_ssize_t point_runs(Ties *x, Py_ssize_t from, Py_ssize_t count) {
             }
             x->runs[j] = run;
         }
+    }
+    for (Py_ssize_t i = 0; i < r; i++) {
+        order[i] = (int32_t)i;
     }
     return r;
 }
@@ -498,7 +521,7 @@ typedef struct {
         int fits = t->fits;                                                                               \
         uint8_t byte = t->byte, *kept = t->kept;                                                          \
         for (Py_ssize_t r = 0; r < runs; r++) {                                                           \
-            const Run *run = x->runs + r;                                                                 \
+            const Run *run = x->runs + x->order[r];                                                       \
             const int len = run->size;                                                                    \
             if (len > 4 || whole) { /* no field stored: each must be 0 */                                 \
                 int32_t k = run->first;                                                                   \
@@ -658,7 +681,7 @@ static PyObject *ties_of_tied(PyObject *self, PyObject *args) {
         const Py_ssize_t count = (Py_ssize_t)ints_at(&x.lengths, p);
         const Py_ssize_t runs = x.is_whole[p] ? 0 : point_runs(&x, from, count);
         for (Py_ssize_t r = 0; r < runs; r++) {
-            const Run *run = x.runs + r;
+            const Run *run = x.runs + x.order[r];
             if (run->size > 4) {
                 continue;
             }
