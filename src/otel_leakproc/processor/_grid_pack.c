@@ -128,7 +128,8 @@ static inline int64_t ints_at(const Ints *x, Py_ssize_t i) {
 
 typedef struct {
     int64_t key;
-    int32_t first, last, size; /* its values: `first`, then by `next` (export order), `size` in all */
+    int32_t size, first, last; /* its values: `first`, then by `next` (export order), `size` in all (`size`
+                                * apart from `last`: the two are not stored as one, then read apart) */
 } Run;
 
 /* The buffers of a tie call, checked against each other, and the scratch of one point. */
@@ -331,17 +332,30 @@ static int ties_open(Ties *x, PyObject *args) {
         uint16_t *run_of = x->run_of;                                                           \
         Run *runs = x->runs;                                                                    \
         Py_ssize_t r = 0;                                                                       \
+        Run *run = NULL;                                                                        \
+        int32_t last = -1, in = 0, size = 0;                                                    \
         for (size_t j = 0; j < repeats; j++) {                                                  \
             const int32_t k = again[j], before = (int32_t)(prior[j] & 0xFFFF);                 \
-            int32_t in = run_of[before];                                                        \
-            if (!in) { /* the key's second value: a run */                                      \
-                runs[r] = (Run){key[k], before, k, 1};                                          \
-                in = (int32_t)++r;                                                              \
+            if (before != last) { /* another run than the last one's (its size kept aside) */   \
+                if (run) {                                                                      \
+                    run->size = size;                                                           \
+                }                                                                               \
+                in = run_of[before];                                                            \
+                if (!in) { /* the key's second value: a run */                                  \
+                    runs[r] = (Run){.key = key[k], .size = 1, .first = before};                 \
+                    in = (int32_t)++r;                                                          \
+                }                                                                               \
+                run = runs + in - 1;                                                            \
+                size = run->size;                                                               \
             }                                                                                   \
-            runs[in - 1].last = k;                                                              \
-            runs[in - 1].size++;                                                                \
+            size++;                                                                             \
+            run->last = k;                                                                      \
             next[before] = k;                                                                   \
             run_of[k] = (uint16_t)in;                                                           \
+            last = k;                                                                           \
+        }                                                                                       \
+        if (run) {                                                                              \
+            run->size = size;                                                                   \
         }                                                                                       \
         for (size_t j = 0; j < repeats; j++) {                                                  \
             run_of[again[j]] = 0;                                                               \
@@ -374,7 +388,7 @@ SMALL_RUNS(uint16_t)
                 }                                                                               \
                 if (e >= 0) {                                                                   \
                     if (key[e] == v) { /* its second value: a run */                            \
-                        runs[r] = (Run){v, e, k, 2};                                            \
+                        runs[r] = (Run){.key = v, .size = 2, .first = e, .last = k};            \
                         next[e] = k;                                                            \
                         slot[h] = (int32_t)(-2 - r++);                                          \
                         break;                                                                  \
