@@ -14,13 +14,15 @@
  *
  * Finding the runs. Keys of 16 bits or less (a grid's codes: every grid that writes tie fields) in points of
  * at most 65,535 values have an entry each in a table from the grid's least key to its largest (at most
- * 256 KiB; one pass over the keys finds them): the stamp of the last point that saw the key, and the index of
- * its first value there or of its run. A point takes the next stamp (no clearing between points; the table is
- * cleared once every 32,767 points), and one pass without a branch on the keys stamps each key it has not
- * seen and notes the values of keys it has; only those values (a few per point, none where the keys are
- * distinct) are visited again, to make or join their key's run. Wider keys, and points of more values, go
- * through a hash table per point (Fibonacci hashing, at most half full). Either way the runs, a value's next
- * by export order chained in `next`, are then sorted by key descending (insertion: a point has a few).
+ * 256 KiB; one pass over the keys finds them): the stamp of the last point that saw the key and the index of
+ * its last value there. A point takes the next stamp (nothing is cleared between points; the table once every
+ * 32,767 points), and one pass without a branch on the keys stamps each key with its value's index, noting
+ * each value whose key the point saw before with the index of the value before it; only those values (a few
+ * per point, none where the keys are distinct) are visited again, each following its predecessor into a run.
+ * Wider keys, and points of more values, go through a hash table per point (Fibonacci hashing, at most half
+ * full). Either way the runs (a value's next of its key, by export order, chained in `next`) are then put in
+ * order of key descending: those of narrow keys (up to 16 in a point) each at its rank, the count of larger
+ * keys counted without a branch; others sorted (insertion, or qsort past 16).
  *
  *   tied_of_ties(lengths, ids, keys, ties, whole) -> bytearray | None | NotImplemented
  *       The stored fields, packed, from the fields by export index (`ties`); None where the fields are
@@ -148,7 +150,8 @@ static inline int64_t ints_at(const Ints *x, Py_ssize_t i) {
 
 typedef struct {
     int64_t key;
-    int32_t first, last, size; /* its values: `first`, then by `next` (export order), `size` in all */
+    int32_t size, first, last; /* its values: `first`, then by `next` (export order), `size` in all (`size`
+                                * apart from `last`: the two are not stored as one, then read apart) */
 } Run;
 
 /* The buffers of a tie call, checked against each other, and the scratch of one point. */
@@ -165,8 +168,11 @@ typedef struct {
     uint32_t *table;   /* ... an entry per key from `lo` (see SMALL_RUNS) */
     uint32_t stamp;    /* ... the last point's stamp */
     int32_t *again;    /* ... the values of a key seen before in the point */
+    uint32_t *prior;   /* ... and the entries of their keys then */
+    uint16_t *run_of;  /* ... per value, its run's index + 1 (0: in none yet; all 0 between points) */
     int32_t *next;     /* per value in a run: the next value of its key */
     Run *runs;
+    int32_t *order;    /* the point's runs by key descending (indexes in `runs`) */
 } Ties;
 
 static void ties_release(Ties *x) {
@@ -181,8 +187,11 @@ static void ties_release(Ties *x) {
     PyMem_Free(x->slot);
     PyMem_Free(x->table);
     PyMem_Free(x->again);
+    PyMem_Free(x->prior);
+    PyMem_Free(x->run_of);
     PyMem_Free(x->next);
     PyMem_Free(x->runs);
+    PyMem_Free(x->order);
 }
 
 /* The hash table's size for a point of `count` values: at most half full. */
@@ -276,12 +285,16 @@ static int ties_open(Ties *x, PyObject *args) {
         x->span = hi - x->lo + 1;
         x->table = PyMem_Calloc((size_t)x->span, sizeof(uint32_t));
         x->again = PyMem_Malloc(sizeof(int32_t) * ((size_t)widest + 1));
+        x->prior = PyMem_Malloc(sizeof(uint32_t) * ((size_t)widest + 1));
+        x->run_of = PyMem_Calloc((size_t)widest + 1, sizeof(uint16_t));
     } else {
         x->slot = PyMem_Malloc(sizeof(int32_t) * (size_t)table_size(widest));
     }
     x->next = PyMem_Malloc(sizeof(int32_t) * ((size_t)widest + 1));
     x->runs = PyMem_Malloc(sizeof(Run) * ((size_t)widest / 2 + 1));
-    if (!x->is_whole || !(x->slot || (x->table && x->again)) || !x->next || !x->runs) {
+    x->order = PyMem_Malloc(sizeof(int32_t) * ((size_t)widest / 2 + 1));
+    const int small_ok = x->table && x->again && x->prior && x->run_of;
+    if (!x->is_whole || !(x->slot || small_ok) || !x->next || !x->runs || !x->order) {
         PyErr_NoMemory();
         return -1;
     }
@@ -298,50 +311,76 @@ static int ties_open(Ties *x, PyObject *args) {
 
 /* The runs of a point's keys (`key`, `count` of them, 2 to 65,535) of 16 bits or less, unordered, into
  * x->runs: their count. Each key has an entry in x->table (from the least key, x->lo, to the largest): the
- * point's stamp (bits 17 on: an entry of another stamp is of a key not seen in this point; no clearing),
- * bit 16 set when the key is a run's, and the index of its first value or of its run. A pass stamps each key
- * not seen before with its value's index and notes in `again` the values whose key was seen before, without
- * a branch but the loop's; none (the usual point of distinct keys): no run. Else each of those makes its key
- * a run (its second value) or joins it. */
+ * stamp of the last point that saw it (bits 17 on: an entry of an older stamp is of a key not seen in this
+ * point, so nothing is cleared between points) and the index of its last value there. A pass stamps each
+ * value's key with its index, and notes in `again` (with `prior`, the entry it found) each value whose key
+ * the point saw before: without a branch on the keys, and the entry stored whatever it was. Those values
+ * alone (none where the keys are distinct) are then visited again: each follows the value before it of its
+ * key (`prior`'s index), which starts a run (the key's first value: `run_of` 0) or is in one (`run_of`: its
+ * index + 1); `run_of` is cleared after. */
 #define STAMP_SHIFT 17
 #define STAMP_LAST ((1u << (32 - STAMP_SHIFT)) - 1)
-#define IN_RUN (1u << 16)
+#define STAMP(k)                                                        \
+    do {                                                                \
+        uint32_t *e = table + (uint32_t)((int32_t)key[k] - lo);        \
+        const uint32_t was = *e;                                        \
+        *e = stamped | (uint32_t)(k);                                  \
+        again[repeats] = (k);                                           \
+        prior[repeats] = was;                                           \
+        repeats += was >= stamped; /* (older stamps are less) */        \
+    } while (0)
 #define SMALL_RUNS(T)                                                                           \
     static Py_ssize_t small_runs_##T(Ties *x, const T *key, int32_t count) {                   \
-        uint32_t *table = x->table;                                                            \
+        uint32_t *table = x->table, *prior = x->prior;                                         \
         const int32_t lo = x->lo;                                                              \
         if (x->stamp == STAMP_LAST) { /* (every 32,767 points) */                              \
             memset(table, 0, sizeof(uint32_t) * (size_t)x->span);                              \
             x->stamp = 0;                                                                       \
         }                                                                                       \
-        const uint32_t stamp = ++x->stamp, stamped = stamp << STAMP_SHIFT;                     \
+        const uint32_t stamped = ++x->stamp << STAMP_SHIFT;                                    \
         int32_t *again = x->again;                                                              \
         size_t repeats = 0;                                                                     \
-        for (int32_t k = 0; k < count; k++) {                                                   \
-            uint32_t *e = table + (uint32_t)((int32_t)key[k] - lo);                           \
-            const uint32_t was = *e;                                                            \
-            const int before = was >= stamped; /* (older stamps are less) */                   \
-            *e = before ? was : (stamped | (uint32_t)k);                                       \
-            again[repeats] = k;                                                                 \
-            repeats += (size_t)before;                                                          \
+        int32_t k = 0;                                                                          \
+        for (; k + 4 <= count; k += 4) { /* (four at a time: the loop's own work shared) */    \
+            STAMP(k);                                                                           \
+            STAMP(k + 1);                                                                       \
+            STAMP(k + 2);                                                                       \
+            STAMP(k + 3);                                                                       \
+        }                                                                                       \
+        for (; k < count; k++) {                                                                \
+            STAMP(k);                                                                           \
         }                                                                                       \
         int32_t *next = x->next;                                                                \
+        uint16_t *run_of = x->run_of;                                                           \
         Run *runs = x->runs;                                                                    \
         Py_ssize_t r = 0;                                                                       \
+        Run *run = NULL;                                                                        \
+        int32_t last = -1, in = 0, size = 0;                                                    \
         for (size_t j = 0; j < repeats; j++) {                                                  \
-            const int32_t k = again[j];                                                         \
-            uint32_t *e = table + (uint32_t)((int32_t)key[k] - lo);                           \
-            const int32_t at = (int32_t)(*e & 0xFFFF);                                          \
-            if (!(*e & IN_RUN)) { /* its second value: a run */                                \
-                runs[r] = (Run){key[k], at, k, 2};                                              \
-                next[at] = k;                                                                   \
-                *e = stamped | IN_RUN | (uint32_t)r++;                                          \
-            } else {                                                                            \
-                Run *run = runs + at;                                                           \
-                next[run->last] = k;                                                            \
-                run->last = k;                                                                  \
-                run->size++;                                                                    \
+            const int32_t k = again[j], before = (int32_t)(prior[j] & 0xFFFF);                 \
+            if (before != last) { /* another run than the last one's (its size kept aside) */   \
+                if (run) {                                                                      \
+                    run->size = size;                                                           \
+                }                                                                               \
+                in = run_of[before];                                                            \
+                if (!in) { /* the key's second value: a run */                                  \
+                    runs[r] = (Run){.key = key[k], .size = 1, .first = before};                 \
+                    in = (int32_t)++r;                                                          \
+                }                                                                               \
+                run = runs + in - 1;                                                            \
+                size = run->size;                                                               \
             }                                                                                   \
+            size++;                                                                             \
+            run->last = k;                                                                      \
+            next[before] = k;                                                                   \
+            run_of[k] = (uint16_t)in;                                                           \
+            last = k;                                                                           \
+        }                                                                                       \
+        if (run) {                                                                              \
+            run->size = size;                                                                   \
+        }                                                                                       \
+        for (size_t j = 0; j < repeats; j++) {                                                  \
+            run_of[again[j]] = 0;                                                               \
         }                                                                                       \
         return r;                                                                               \
     }
@@ -371,7 +410,7 @@ SMALL_RUNS(uint16_t)
                 }                                                                               \
                 if (e >= 0) {                                                                   \
                     if (key[e] == v) { /* its second value: a run */                            \
-                        runs[r] = (Run){v, e, k, 2};                                            \
+                        runs[r] = (Run){.key = v, .size = 2, .first = e, .last = k};            \
                         next[e] = k;                                                            \
                         slot[h] = (int32_t)(-2 - r++);                                          \
                         break;                                                                  \
@@ -401,7 +440,8 @@ static int by_key_descending(const void *a, const void *b) {
     return (ka < kb) - (ka > kb);
 }
 
-/* The runs of the point of `count` values from `from`, by key descending, into x->runs: their count. */
+/* The runs of the point of `count` values from `from` into x->runs, by key descending in x->order: their
+ * count. */
 static Py_ssize_t point_runs(Ties *x, Py_ssize_t from, Py_ssize_t count) {
     if (count < 2) {
         return 0;
@@ -433,6 +473,22 @@ static Py_ssize_t point_runs(Ties *x, Py_ssize_t from, Py_ssize_t count) {
             default: r = runs_int64_t(x, (const int64_t *)buf, (int32_t)count, shift, mask); break;
         }
     }
+    int32_t *order = x->order;
+    if (x->small && r <= 16) { /* each run to its rank: the count of larger keys, over 16 (past `r`: 0, never
+                                * larger; the keys less the least, under 2^16) without a branch */
+        int32_t key[16] = {0};
+        for (Py_ssize_t i = 0; i < r; i++) {
+            key[i] = (int32_t)(x->runs[i].key - x->lo);
+        }
+        for (Py_ssize_t i = 0; i < r; i++) {
+            int32_t rank = 0;
+            for (int j = 0; j < 16; j++) {
+                rank += key[j] > key[i];
+            }
+            order[rank] = (int32_t)i;
+        }
+        return r;
+    }
     if (r > 16) {
         qsort(x->runs, (size_t)r, sizeof(Run), by_key_descending);
     } else {
@@ -444,6 +500,9 @@ static Py_ssize_t point_runs(Ties *x, Py_ssize_t from, Py_ssize_t count) {
             }
             x->runs[j] = run;
         }
+    }
+    for (Py_ssize_t i = 0; i < r; i++) {
+        order[i] = (int32_t)i;
     }
     return r;
 }
@@ -482,8 +541,8 @@ static inline void run_values(const Ties *x, const Run *run, int32_t *m) {
     }
 
 /* The stored fields of a point's runs (x->runs, `runs` of them; `whole`: the point is kept whole), from the
- * point's fields (`ties`, packed, its first value's at 0) and ids (`id`), appended to `t`: -1 where a run of 2
- * to 4 has one id twice. */
+ * point's fields (`ties`, packed, its first value's at 0) and ids (`id`), appended to `t`: -1 where a run of
+ * 2 to 4 has one id twice. */
 typedef struct {
     uint8_t *kept, byte; /* the stored fields packed, the last byte so far in `byte` (written, never read) */
     Py_ssize_t stored, in_runs;
@@ -499,7 +558,7 @@ typedef struct {
         int fits = t->fits;                                                                               \
         uint8_t byte = t->byte, *kept = t->kept;                                                          \
         for (Py_ssize_t r = 0; r < runs; r++) {                                                           \
-            const Run *run = x->runs + r;                                                                 \
+            const Run *run = x->runs + x->order[r];                                                       \
             const int len = run->size;                                                                    \
             if (len > 4 || whole) { /* no field stored: each must be 0 */                                 \
                 int32_t k = run->first;                                                                   \
@@ -510,23 +569,28 @@ typedef struct {
                 }                                                                                         \
                 continue;                                                                                 \
             }                                                                                             \
-            int32_t m[4];                                                                                 \
-            if (len == 2) { /* (most runs) */                                                             \
+            if (len == 2) { /* (most runs) the stored field the one of the lesser id, the other its rest */ \
                 const int32_t a = run->first, b = run->last;                                              \
                 if (id[a] == id[b]) {                                                                     \
                     return -1;                                                                            \
                 }                                                                                         \
-                const int swap = id[a] > id[b];                                                           \
-                m[0] = swap ? b : a;                                                                      \
-                m[1] = swap ? a : b;                                                                      \
-            } else {                                                                                      \
-                m[0] = run->first;                                                                        \
-                for (int i = 1; i < len; i++) {                                                           \
-                    m[i] = next[m[i - 1]];                                                                \
-                }                                                                                         \
-                if (by_id_##T(id, m, len) < 0) {                                                          \
-                    return -1;                                                                            \
-                }                                                                                         \
+                const int fa = field_at(ties, from + a), fb = field_at(ties, from + b);                   \
+                const int swap = id[a] > id[b], f = swap ? fb : fa, rest = swap ? fa : fb;                \
+                in_runs += (fa != 0) + (fb != 0);                                                         \
+                const int shift = (int)(stored & 3) << 1;                                                 \
+                byte = (uint8_t)((shift ? byte : 0) | f << shift);                                        \
+                kept[stored >> 2] = byte;                                                                 \
+                stored++;                                                                                 \
+                fits &= ((4 - f) & 3) == rest;                                                            \
+                continue;                                                                                 \
+            }                                                                                             \
+            int32_t m[4];                                                                                 \
+            m[0] = run->first;                                                                            \
+            for (int i = 1; i < len; i++) {                                                               \
+                m[i] = next[m[i - 1]];                                                                    \
+            }                                                                                             \
+            if (by_id_##T(id, m, len) < 0) {                                                              \
+                return -1;                                                                                \
             }                                                                                             \
             int left = 0; /* the run's places less the positions its stored fields give, mod 4 */         \
             for (int i = 0; i < len - 1; i++) {                                                           \
@@ -587,8 +651,16 @@ static PyObject *tied_of_ties(PyObject *self, PyObject *args) {
         PyErr_Format(PyExc_ValueError, "grid ties: %zd bytes for %zd values", x.fields.len, x.n);
         goto done;
     }
-    Py_ssize_t nonzero = 0;
-    for (Py_ssize_t i = 0; i < x.fields.len; i++) {
+    Py_ssize_t nonzero = 0, i = 0;
+    for (; i + 8 <= x.fields.len; i += 8) { /* eight bytes at a time: a bit per field not 0, counted */
+        uint64_t w;
+        memcpy(&w, ties + i, 8);
+        w = (w | w >> 1) & 0x5555555555555555ULL;
+        w = (w & 0x3333333333333333ULL) + (w >> 2 & 0x3333333333333333ULL);
+        w = (w + (w >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+        nonzero += (Py_ssize_t)((w * 0x0101010101010101ULL) >> 56);
+    }
+    for (; i < x.fields.len; i++) {
         nonzero += nonzero_fields[ties[i]];
     }
     kept = PyMem_Calloc((size_t)(x.n / 4 + 1), 1);
@@ -605,13 +677,15 @@ static PyObject *tied_of_ties(PyObject *self, PyObject *args) {
         const void *ids = x.ids.view.buf;
         int ok;
         switch (x.ids.kind) {
-            case I8: ok = point_tied_int8_t(&x, runs, whole, ties, from, (const int8_t *)ids + from, &t); break;
-            case U8: ok = point_tied_uint8_t(&x, runs, whole, ties, from, (const uint8_t *)ids + from, &t); break;
-            case I16: ok = point_tied_int16_t(&x, runs, whole, ties, from, (const int16_t *)ids + from, &t); break;
-            case U16: ok = point_tied_uint16_t(&x, runs, whole, ties, from, (const uint16_t *)ids + from, &t); break;
-            case I32: ok = point_tied_int32_t(&x, runs, whole, ties, from, (const int32_t *)ids + from, &t); break;
-            case U32: ok = point_tied_uint32_t(&x, runs, whole, ties, from, (const uint32_t *)ids + from, &t); break;
-            default: ok = point_tied_int64_t(&x, runs, whole, ties, from, (const int64_t *)ids + from, &t); break;
+#define TIED(T) ok = point_tied_##T(&x, runs, whole, ties, from, (const T *)ids + from, &t)
+            case I8: TIED(int8_t); break;
+            case U8: TIED(uint8_t); break;
+            case I16: TIED(int16_t); break;
+            case U16: TIED(uint16_t); break;
+            case I32: TIED(int32_t); break;
+            case U32: TIED(uint32_t); break;
+            default: TIED(int64_t); break;
+#undef TIED
         }
         if (ok < 0) {
             result = Py_NewRef(Py_NotImplemented);
@@ -652,7 +726,7 @@ static PyObject *ties_of_tied(PyObject *self, PyObject *args) {
         const Py_ssize_t count = (Py_ssize_t)ints_at(&x.lengths, p);
         const Py_ssize_t runs = x.is_whole[p] ? 0 : point_runs(&x, from, count);
         for (Py_ssize_t r = 0; r < runs; r++) {
-            const Run *run = x.runs + r;
+            const Run *run = x.runs + x.order[r];
             if (run->size > 4) {
                 continue;
             }

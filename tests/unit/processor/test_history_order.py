@@ -598,11 +598,12 @@ def _narrow_export(
     candidates = [info.min, info.min + 1, 0, 1, info.max - 1, info.max]
     lengths, ids, keys, positions = [], [], [], []
     for _ in range(points):
-        n = rng.choice([0, 1, 2, 3, 5, 9, 40])
+        n = rng.choice([0, 1, 2, 3, 5, 9, 40, 90])
         lengths.append(n)
         point_ids = rng.sample(range(100), n)
         ids += point_ids if rng.random() < 0.2 else sorted(point_ids)
-        pool = rng.sample(candidates + [rng.randint(info.min, info.max) for _ in range(4)], rng.randint(1, 6))
+        few = rng.randint(1, 6) if rng.random() < 0.7 else 40  # (40 keys: more than 16 runs in a point)
+        pool = rng.sample(candidates + [rng.randint(info.min, info.max) for _ in range(40)], few)
         point = [rng.choice(pool) for _ in range(n)]
         keys += point
         named = sorted(range(n), key=lambda i: -point[i])
