@@ -55,6 +55,7 @@ from isal import isal_zlib
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, SiteValue
 from otel_leakproc.state import _huffman
 from otel_leakproc.state._columns import join_strings
+from otel_leakproc.state._json import dumps
 from otel_leakproc.state.codec import (
     _COLUMN_DTYPE,
     _DICT,
@@ -444,13 +445,13 @@ class CheckpointHead:
 def checkpoint_payload(seq: int, key: SeriesKey, resource: dict[str, str], state: dict[str, Any]) -> bytes:
     # The report rides in the head as deflated JSON: restore reads every head at start-up, and C's JSON parser
     # reads a report ten times faster than the pure-Python codec (the report is kept once, here).
-    report = _to_json(state.get("report")).encode()
+    report = _json_bytes(state.get("report"))
     head = encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "report": isal_zlib.compress(report, 1)})
     columns = Columns()  # the history's arrays (a state from `to_state(arrays=True)`)
     index: list[str] = []
     rest = _take_arrays({k: v for k, v in state.items() if k != "report"}, (), columns, index)  # report: in the head
     rest.pop(_COLUMNS_KEY, None)  # (the index is that key, last)
-    main = isal_zlib.compress(_with_index(_to_json(rest), index).encode(), 1)  # a zlib stream
+    main = isal_zlib.compress(_with_index(_json_bytes(rest), index), 1)  # a zlib stream
     block = columns.pack()
     parts = [_CHECKPOINT_MAGIC, _U32.pack(len(head)), head, _U32.pack(len(main)), main, _U32.pack(len(block)), block]
     return b"".join(parts + columns.coded)
@@ -463,15 +464,24 @@ _to_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 _COLUMNS_JSON = _to_json(_COLUMNS_KEY) + ":"
 
 
+def _json_bytes(value: Any) -> bytes:
+    """`_to_json(value).encode()`, written by `_json.dumps` when it takes `value` (plain data of exact types:
+    all a detector's state holds), in one buffer: the same bytes, without a str for every key and number."""
+    text = dumps(value)
+    return text if text is not None else _to_json(value).encode()
+
+
 def index_json(index: list[str]) -> str:
     """The column index `_take_arrays` wrote (each entry as its JSON text), as the JSON text of the list."""
     return f"[{','.join(index)}]"
 
 
-def _with_index(text: str, index: list[str]) -> str:
+def _with_index(text: bytes, index: list[str]) -> bytes:
     """`text` (the JSON of a mapping) with the column index `index` as its last key, `_COLUMNS_KEY`: the JSON
-    of the mapping with that key added, without encoding each entry's path and dtype again."""
-    return f"{text[:-1]}{',' if len(text) > 2 else ''}{_COLUMNS_JSON}{index_json(index)}}}"
+    of the mapping with that key added, without encoding each entry's path and dtype again (ASCII: `_to_json`
+    escapes the rest)."""
+    tail = f"{',' if len(text) > 2 else ''}{_COLUMNS_JSON}{index_json(index)}}}".encode()
+    return b"".join((text[:-1], tail))
 
 
 # Values `_take_arrays` copies as they are, without looking for a part to finish (`resolve_state`).
