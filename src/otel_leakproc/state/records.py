@@ -47,7 +47,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from isal import isal_zlib
@@ -493,37 +493,34 @@ _PLAIN_ARRAY = 0  # how `_take_arrays` stores an array (`_array_plan`): as it is
 _DIFFERENCES = -1  # as int64 differences when it has 4 elements or more (a float64 array: when whole); a
 # width (1 to 8): Huffman-coded (when it has any elements)
 
-
-class _ArrayPlan(NamedTuple):
-    """What `_take_arrays` does with an array of one name, place and dtype (kept: the same for every
-    checkpoint of every series)."""
-
-    head: str  # its index entry's JSON text up to its length: '[["sites","values","4"],"|u1",'
-    coding: int  # _PLAIN_ARRAY, _DIFFERENCES or a Huffman width
-    key: str  # its block key (`_block_key`) stored as it is
-    delta_key: str  # ... stored as int64 differences
-
-
-_PLANS: dict[tuple[tuple[str, ...], str, str], _ArrayPlan] = {}
+# What `_take_arrays` does with an array of one name, place and dtype, kept (the same for every checkpoint of
+# every series): its index entry's JSON text up to its length ('[["sites","values","4"],"|u1",'), its coding
+# (_PLAIN_ARRAY, _DIFFERENCES or a Huffman width), its block keys (`_block_key`) stored as it is and as int64
+# differences, and its itemsize. A list of strings has one too, of dtype _STRINGS.
+_Plan = tuple[str, int, str, str, int]
+_PLANS: dict[tuple[tuple[str, ...], str, Any], _Plan] = {}
 _MAX_PLANS = 4096  # beyond (states of many shapes), the cache starts over
 
 
-def _array_plan(path: tuple[str, ...], name: str, dtype: str) -> _ArrayPlan:
+def _array_plan(path: tuple[str, ...], name: str, dtype: str) -> _Plan:
     head = _to_json([[*path, name], dtype])[:-1] + ","
     if dtype == _STRINGS:
-        return _ArrayPlan(head, _PLAIN_ARRAY, _block_key(name, _STRINGS), "")
+        return head, _PLAIN_ARRAY, _block_key(name, _STRINGS), "", 1
     coding = _DIFFERENCES if dtype in _DIFFERENCE_DTYPES else _PLAIN_ARRAY
     if dtype == "|u1" and path and path[-1] == "values":
         coding = _NOISE_WIDTHS.get(name, coding)
-    return _ArrayPlan(head, coding, _block_key(name, dtype), _block_key(name, "<i8"))
+    return head, coding, _block_key(name, dtype), _block_key(name, "<i8"), _ITEMSIZE[dtype]
 
 
-def _plan(path: tuple[str, ...], name: str, dtype: str) -> _ArrayPlan:
-    plan = _PLANS.get((path, name, dtype))
-    if plan is None:
-        if len(_PLANS) >= _MAX_PLANS:
-            _PLANS.clear()
-        plan = _PLANS[path, name, dtype] = _array_plan(path, name, dtype)
+def _plan(path: tuple[str, ...], name: str, dtype: Any) -> _Plan:
+    """The plan of an array of `dtype` (a numpy dtype; TypeError for one a column block does not hold) or of
+    a list of strings (`_STRINGS`) at `path` + `name`."""
+    text = dtype if dtype == _STRINGS else _DTYPE_STR.get(dtype) or dtype.str
+    if text != _STRINGS and text not in _COLUMN_DTYPE_SET:
+        raise TypeError(f"{'.'.join((*path, name))}: an array of dtype {text}")
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    plan = _PLANS[path, name, dtype] = _array_plan(path, name, text)
     return plan
 
 
@@ -534,6 +531,8 @@ def _take_arrays(value: dict[str, Any], path: tuple[str, ...], columns: Columns,
     `_HUFFMAN` for a grid's value plane of a width up to 8). Arrays of one name and stored dtype share a
     deflate block (`_block_key`): a series' start and its history, say."""
     out: dict[str, Any] = {}
+    plans = _PLANS
+    append = index.append
     for k, item in value.items():
         kind = type(item)
         if kind in _PLAIN_TYPES:
@@ -546,28 +545,31 @@ def _take_arrays(value: dict[str, Any], path: tuple[str, ...], columns: Columns,
             if resolve is not None:
                 v = resolve()
                 kind = type(v)
-        if kind is np.ndarray or isinstance(v, np.ndarray):
-            dtype = _DTYPE_STR.get(v.dtype) or v.dtype.str
-            if v.ndim != 1 or dtype not in _COLUMN_DTYPE_SET:
-                raise TypeError(f"{'.'.join((*path, k))}: an array of {v.ndim} dimensions, dtype {dtype}")
-            plan = _plan(path, k, dtype)
+            if kind is not np.ndarray and isinstance(v, np.ndarray):
+                kind = np.ndarray
+            elif kind is not dict and isinstance(v, dict):
+                kind = dict
+        if kind is np.ndarray:
+            plan = plans.get((path, k, v.dtype)) or _plan(path, k, v.dtype)
+            if v.ndim != 1:
+                raise TypeError(f"{'.'.join((*path, k))}: an array of {v.ndim} dimensions, dtype {v.dtype.str}")
+            head, coding, key, delta_key, itemsize = plan
             n = len(v)
-            coding = plan.coding
             out[k] = None
             if coding > 0 and n:
                 columns.coded.append(_huffman.encode(v if v.flags.c_contiguous else np.ascontiguousarray(v), coding))
-                index.append(f"{plan.head}{n},2]")  # _HUFFMAN
-            elif coding and n >= 4 and columns.add_differences(v, key=plan.delta_key):
-                index.append(f"{plan.head}{n},1]")  # _DELTA
+                append(f"{head}{n},2]")  # _HUFFMAN
+            elif coding and n >= 4 and columns.add_differences(v, key=delta_key):
+                append(f"{head}{n},1]")  # _DELTA
             else:
-                columns.add(v, key=plan.key)
-                index.append(f"{plan.head}{n}]")
-        elif kind is dict or isinstance(v, dict):
+                columns.add_plain(v, itemsize, key)
+                append(f"{head}{n}]")
+        elif kind is dict:
             out[k] = _take_arrays(v, (*path, k), columns, index)
         elif kind is list and len(v) >= _STRINGS_MIN and (data := join_strings(v)) is not None:
-            plan = _plan(path, k, _STRINGS)
-            columns.add_bytes(data, key=plan.key)
-            index.append(f"{plan.head}{len(v)},{len(data)}]")
+            head, _, key, _, _ = plans.get((path, k, _STRINGS)) or _plan(path, k, _STRINGS)
+            columns.add_bytes(data, key=key)
+            append(f"{head}{len(v)},{len(data)}]")
             out[k] = None
         else:
             out[k] = v
