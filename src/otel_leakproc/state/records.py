@@ -446,7 +446,7 @@ def checkpoint_payload(seq: int, key: SeriesKey, resource: dict[str, str], state
     # The report rides in the head as deflated JSON: restore reads every head at start-up, and C's JSON parser
     # reads a report ten times faster than the pure-Python codec (the report is kept once, here).
     report = _json_bytes(state.get("report"))
-    head = encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "report": isal_zlib.compress(report, 1)})
+    head = _checkpoint_head(seq, key, resource, isal_zlib.compress(report, 1))
     columns = Columns()  # the history's arrays (a state from `to_state(arrays=True)`)
     index: list[str] = []
     rest = _take_arrays({k: v for k, v in state.items() if k != "report"}, (), columns, index)  # report: in the head
@@ -455,6 +455,42 @@ def checkpoint_payload(seq: int, key: SeriesKey, resource: dict[str, str], state
     block = columns.pack()
     parts = [_CHECKPOINT_MAGIC, _U32.pack(len(head)), head, _U32.pack(len(main)), main, _U32.pack(len(block)), block]
     return b"".join(parts + columns.coded)
+
+
+# A checkpoint's head is the codec value {"q": seq, "k": key, "r": resource, "report": bytes}: as a point's, its
+# bytes from "k" to the key "report" depend only on the key and the resource, and are kept for the next
+# checkpoint of the series (the same bytes `encode_value` of the whole dict writes; a bounded cache).
+_CHECKPOINT_HEADS: dict[tuple[SeriesKey, tuple[tuple[str, str], ...]], bytes] = {}
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _checkpoint_head(seq: int, key: SeriesKey, resource: dict[str, str], report: bytes) -> bytes:
+    cache_key = (key, tuple(resource.items()))
+    try:
+        middle = _CHECKPOINT_HEADS.get(cache_key)
+        hashable = True
+    except TypeError:  # a resource value that is not hashable (not a str): encoded as it is
+        middle, hashable = None, False
+    if not hashable or type(seq) is not int or not _INT64_MIN <= seq <= _INT64_MAX:
+        # (a seq past int64 is written as a string, which would move the table's numbers after it)
+        return encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "report": report})
+    if middle is None:
+        encoder = _Encoder(bytearray(), None)
+        encoder.strings["q"] = 0
+        encoder.put_str("k")
+        encoder.put(key_to_plain(key), "$.k")
+        encoder.put_str("r")
+        encoder.put(resource, "$.r")
+        encoder.put_str("report")
+        if len(_CHECKPOINT_HEADS) >= MAX_POINT_HEADS:
+            _CHECKPOINT_HEADS.clear()
+        middle = _CHECKPOINT_HEADS[cache_key] = bytes(encoder.out)
+    out = bytearray(_POINT_HEAD_TAGS)  # a dict of 4 entries, then the key "q"
+    encoder = _Encoder(out, None)
+    encoder.put(seq, "$.q")
+    out += middle
+    encoder.put(report, "$.report")  # (bytes: no string of the table)
+    return bytes(out)
 
 
 _COLUMNS_KEY = "\0columns"
