@@ -23,10 +23,10 @@ help:
 	@echo "make proto      regenerate the pprof protobuf module from its .proto"
 
 # setup.py builds the C extensions (receiver/decode/_wire.c, processor/_grid_pack.c, state/_columns.c,
-# state/_huffman.c) into src/ with the editable install: a change to them rebuilds them here. It needs a C compiler
+# state/_huffman.c, state/_json.c) into src/ with the editable install: a change to them rebuilds them here. It needs a C compiler
 # and the Python headers (Debian: gcc python3-dev).
 $(VENV)/.installed: pyproject.toml setup.py src/otel_leakproc/receiver/decode/_wire.c src/otel_leakproc/processor/_grid_pack.c \
-		src/otel_leakproc/state/_columns.c src/otel_leakproc/state/_huffman.c
+		src/otel_leakproc/state/_columns.c src/otel_leakproc/state/_huffman.c src/otel_leakproc/state/_json.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

@@ -14,15 +14,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from otel_leakproc.state.codec import Columns, whole_ints
+from otel_leakproc.model import ProfileKind, SeriesKey
+from otel_leakproc.state.codec import Columns, encode_value, whole_ints
 from otel_leakproc.state.records import (
     CodecError,
+    _checkpoint_head,
     _layout_offsets,
     _take_arrays,
     checkpoint_payload,
     checkpoint_state,
     decode_index,
     index_json,
+    key_to_plain,
 )
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "testdata" / "state"))
@@ -211,3 +214,21 @@ def test_arrays_of_every_spelling_of_a_column_dtype_are_taken_as_it() -> None:
         assert json.loads(index_json(index))[0][:3] == [["a"], array.dtype.str, 5], spelling
     with pytest.raises(TypeError, match="dtype >i4"):
         _take_arrays({"a": np.zeros(5, dtype=">i4")}, (), Columns(), [])
+
+
+def test_a_checkpoint_head_is_what_encode_value_writes_of_it() -> None:
+    """The head's bytes kept by series (`_checkpoint_head`) are those of the whole dict, whatever the key and
+    resource share with the names after them, for every seq (past int64: a string in the table) and twice
+    (the second from the cache)."""
+    cases: list[tuple[SeriesKey, dict[str, Any]]] = [
+        (SeriesKey("t", "svc", "pod-1", ProfileKind.HEAP), {"service.name": "svc"}),
+        (SeriesKey("report", "q", "k", ProfileKind.MUTEX), {"report": "q", "k": "r"}),
+        (SeriesKey("a", "b", "c", ProfileKind.GOROUTINE), {}),
+        (SeriesKey("a", "b", "c", ProfileKind.HEAP), {"x": ["not", "hashable"]}),
+    ]
+    for key, resource in cases:
+        for seq in (0, 1, -5, 2**63 - 1, -(2**63), 2**63, 2**70):
+            for report in (b"", bytes(range(256)) * 2):
+                expected = encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "report": report})
+                assert _checkpoint_head(seq, key, resource, report) == expected
+                assert _checkpoint_head(seq, key, resource, report) == expected

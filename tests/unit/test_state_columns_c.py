@@ -185,6 +185,23 @@ def test_a_column_block_reads_back_what_it_stored_as_the_numpy_forms_do() -> Non
         assert back.get("<i8", len(array), at, delta=True).tobytes() == array.tobytes()
 
 
+@pytest.mark.parametrize("dtype", COLUMN_DTYPES)
+def test_add_plain_stores_what_add_stores(dtype: str) -> None:
+    rng = np.random.default_rng(7)
+    for n in (0, 3, 63, 64, 200):
+        array = rng.integers(-100, 100, n).astype(dtype)
+        for layout in (array, array[::2], array.astype(np.dtype(dtype).newbyteorder(">"))):
+            plain, fast = Columns(), Columns()
+            plain.add(layout, key="k")
+            fast.add_plain(layout, layout.dtype.itemsize, "k")
+            assert (fast.parts, fast.planes, fast.keys, fast.size) == (
+                plain.parts,
+                plain.planes,
+                plain.keys,
+                plain.size,
+            )
+
+
 class _Name(str):
     """A str subclass: not a plain string list item (the encoder leaves such a list in the JSON)."""
 

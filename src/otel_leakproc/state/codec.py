@@ -173,6 +173,23 @@ class Columns:
         self.size = at + len(data)
         return at
 
+    def add_plain(self, array: np.ndarray[Any, Any], itemsize: int, key: str | None) -> None:
+        """`add(array, key=key)` of a 1-D array of a column dtype of `itemsize` bytes (what a caller that
+        checked them already calls: the same part, less to look up)."""
+        if not _LITTLE_ENDIAN or array.dtype.byteorder == _FOREIGN_ORDER:
+            self.add(array, key=key)
+            return
+        data = _columns.pack_column(array, _PLAIN)
+        n = len(array)
+        self.parts.append(data)
+        if itemsize > 1 and n >= _SHUFFLE_MIN:  # shuffled: its planes are deflated apart, by size
+            self.planes.append(n)
+            self.keys.append(None)
+        else:
+            self.planes.append(len(data))
+            self.keys.append(key)
+        self.size += len(data)
+
     def add_differences(self, array: np.ndarray[Any, Any], *, key: str | None = None) -> bool:
         """`add(array, delta=True)` of an int64 array; of a float64 array, of its values as int64 when they
         are whole numbers (`whole_ints`), else nothing. Whether the array was added (one call to the C)."""

@@ -47,7 +47,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from isal import isal_zlib
@@ -55,6 +55,7 @@ from isal import isal_zlib
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, SiteValue
 from otel_leakproc.state import _huffman
 from otel_leakproc.state._columns import join_strings
+from otel_leakproc.state._json import dumps
 from otel_leakproc.state.codec import (
     _COLUMN_DTYPE,
     _DICT,
@@ -444,16 +445,52 @@ class CheckpointHead:
 def checkpoint_payload(seq: int, key: SeriesKey, resource: dict[str, str], state: dict[str, Any]) -> bytes:
     # The report rides in the head as deflated JSON: restore reads every head at start-up, and C's JSON parser
     # reads a report ten times faster than the pure-Python codec (the report is kept once, here).
-    report = _to_json(state.get("report")).encode()
-    head = encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "report": isal_zlib.compress(report, 1)})
+    report = _json_bytes(state.get("report"))
+    head = _checkpoint_head(seq, key, resource, isal_zlib.compress(report, 1))
     columns = Columns()  # the history's arrays (a state from `to_state(arrays=True)`)
     index: list[str] = []
     rest = _take_arrays({k: v for k, v in state.items() if k != "report"}, (), columns, index)  # report: in the head
     rest.pop(_COLUMNS_KEY, None)  # (the index is that key, last)
-    main = isal_zlib.compress(_with_index(_to_json(rest), index).encode(), 1)  # a zlib stream
+    main = isal_zlib.compress(_with_index(_json_bytes(rest), index), 1)  # a zlib stream
     block = columns.pack()
     parts = [_CHECKPOINT_MAGIC, _U32.pack(len(head)), head, _U32.pack(len(main)), main, _U32.pack(len(block)), block]
     return b"".join(parts + columns.coded)
+
+
+# A checkpoint's head is the codec value {"q": seq, "k": key, "r": resource, "report": bytes}: as a point's, its
+# bytes from "k" to the key "report" depend only on the key and the resource, and are kept for the next
+# checkpoint of the series (the same bytes `encode_value` of the whole dict writes; a bounded cache).
+_CHECKPOINT_HEADS: dict[tuple[SeriesKey, tuple[tuple[str, str], ...]], bytes] = {}
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _checkpoint_head(seq: int, key: SeriesKey, resource: dict[str, str], report: bytes) -> bytes:
+    cache_key = (key, tuple(resource.items()))
+    try:
+        middle = _CHECKPOINT_HEADS.get(cache_key)
+        hashable = True
+    except TypeError:  # a resource value that is not hashable (not a str): encoded as it is
+        middle, hashable = None, False
+    if not hashable or type(seq) is not int or not _INT64_MIN <= seq <= _INT64_MAX:
+        # (a seq past int64 is written as a string, which would move the table's numbers after it)
+        return encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "report": report})
+    if middle is None:
+        encoder = _Encoder(bytearray(), None)
+        encoder.strings["q"] = 0
+        encoder.put_str("k")
+        encoder.put(key_to_plain(key), "$.k")
+        encoder.put_str("r")
+        encoder.put(resource, "$.r")
+        encoder.put_str("report")
+        if len(_CHECKPOINT_HEADS) >= MAX_POINT_HEADS:
+            _CHECKPOINT_HEADS.clear()
+        middle = _CHECKPOINT_HEADS[cache_key] = bytes(encoder.out)
+    out = bytearray(_POINT_HEAD_TAGS)  # a dict of 4 entries, then the key "q"
+    encoder = _Encoder(out, None)
+    encoder.put(seq, "$.q")
+    out += middle
+    encoder.put(report, "$.report")  # (bytes: no string of the table)
+    return bytes(out)
 
 
 _COLUMNS_KEY = "\0columns"
@@ -463,15 +500,24 @@ _to_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 _COLUMNS_JSON = _to_json(_COLUMNS_KEY) + ":"
 
 
+def _json_bytes(value: Any) -> bytes:
+    """`_to_json(value).encode()`, written by `_json.dumps` when it takes `value` (plain data of exact types:
+    all a detector's state holds), in one buffer: the same bytes, without a str for every key and number."""
+    text = dumps(value)
+    return text if text is not None else _to_json(value).encode()
+
+
 def index_json(index: list[str]) -> str:
     """The column index `_take_arrays` wrote (each entry as its JSON text), as the JSON text of the list."""
     return f"[{','.join(index)}]"
 
 
-def _with_index(text: str, index: list[str]) -> str:
+def _with_index(text: bytes, index: list[str]) -> bytes:
     """`text` (the JSON of a mapping) with the column index `index` as its last key, `_COLUMNS_KEY`: the JSON
-    of the mapping with that key added, without encoding each entry's path and dtype again."""
-    return f"{text[:-1]}{',' if len(text) > 2 else ''}{_COLUMNS_JSON}{index_json(index)}}}"
+    of the mapping with that key added, without encoding each entry's path and dtype again (ASCII: `_to_json`
+    escapes the rest)."""
+    tail = f"{',' if len(text) > 2 else ''}{_COLUMNS_JSON}{index_json(index)}}}".encode()
+    return b"".join((text[:-1], tail))
 
 
 # Values `_take_arrays` copies as they are, without looking for a part to finish (`resolve_state`).
@@ -483,37 +529,34 @@ _PLAIN_ARRAY = 0  # how `_take_arrays` stores an array (`_array_plan`): as it is
 _DIFFERENCES = -1  # as int64 differences when it has 4 elements or more (a float64 array: when whole); a
 # width (1 to 8): Huffman-coded (when it has any elements)
 
-
-class _ArrayPlan(NamedTuple):
-    """What `_take_arrays` does with an array of one name, place and dtype (kept: the same for every
-    checkpoint of every series)."""
-
-    head: str  # its index entry's JSON text up to its length: '[["sites","values","4"],"|u1",'
-    coding: int  # _PLAIN_ARRAY, _DIFFERENCES or a Huffman width
-    key: str  # its block key (`_block_key`) stored as it is
-    delta_key: str  # ... stored as int64 differences
-
-
-_PLANS: dict[tuple[tuple[str, ...], str, str], _ArrayPlan] = {}
+# What `_take_arrays` does with an array of one name, place and dtype, kept (the same for every checkpoint of
+# every series): its index entry's JSON text up to its length ('[["sites","values","4"],"|u1",'), its coding
+# (_PLAIN_ARRAY, _DIFFERENCES or a Huffman width), its block keys (`_block_key`) stored as it is and as int64
+# differences, and its itemsize. A list of strings has one too, of dtype _STRINGS.
+_Plan = tuple[str, int, str, str, int]
+_PLANS: dict[tuple[tuple[str, ...], str, Any], _Plan] = {}
 _MAX_PLANS = 4096  # beyond (states of many shapes), the cache starts over
 
 
-def _array_plan(path: tuple[str, ...], name: str, dtype: str) -> _ArrayPlan:
+def _array_plan(path: tuple[str, ...], name: str, dtype: str) -> _Plan:
     head = _to_json([[*path, name], dtype])[:-1] + ","
     if dtype == _STRINGS:
-        return _ArrayPlan(head, _PLAIN_ARRAY, _block_key(name, _STRINGS), "")
+        return head, _PLAIN_ARRAY, _block_key(name, _STRINGS), "", 1
     coding = _DIFFERENCES if dtype in _DIFFERENCE_DTYPES else _PLAIN_ARRAY
     if dtype == "|u1" and path and path[-1] == "values":
         coding = _NOISE_WIDTHS.get(name, coding)
-    return _ArrayPlan(head, coding, _block_key(name, dtype), _block_key(name, "<i8"))
+    return head, coding, _block_key(name, dtype), _block_key(name, "<i8"), _ITEMSIZE[dtype]
 
 
-def _plan(path: tuple[str, ...], name: str, dtype: str) -> _ArrayPlan:
-    plan = _PLANS.get((path, name, dtype))
-    if plan is None:
-        if len(_PLANS) >= _MAX_PLANS:
-            _PLANS.clear()
-        plan = _PLANS[path, name, dtype] = _array_plan(path, name, dtype)
+def _plan(path: tuple[str, ...], name: str, dtype: Any) -> _Plan:
+    """The plan of an array of `dtype` (a numpy dtype; TypeError for one a column block does not hold) or of
+    a list of strings (`_STRINGS`) at `path` + `name`."""
+    text = dtype if dtype == _STRINGS else _DTYPE_STR.get(dtype) or dtype.str
+    if text != _STRINGS and text not in _COLUMN_DTYPE_SET:
+        raise TypeError(f"{'.'.join((*path, name))}: an array of dtype {text}")
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    plan = _PLANS[path, name, dtype] = _array_plan(path, name, text)
     return plan
 
 
@@ -524,6 +567,8 @@ def _take_arrays(value: dict[str, Any], path: tuple[str, ...], columns: Columns,
     `_HUFFMAN` for a grid's value plane of a width up to 8). Arrays of one name and stored dtype share a
     deflate block (`_block_key`): a series' start and its history, say."""
     out: dict[str, Any] = {}
+    plans = _PLANS
+    append = index.append
     for k, item in value.items():
         kind = type(item)
         if kind in _PLAIN_TYPES:
@@ -536,28 +581,31 @@ def _take_arrays(value: dict[str, Any], path: tuple[str, ...], columns: Columns,
             if resolve is not None:
                 v = resolve()
                 kind = type(v)
-        if kind is np.ndarray or isinstance(v, np.ndarray):
-            dtype = _DTYPE_STR.get(v.dtype) or v.dtype.str
-            if v.ndim != 1 or dtype not in _COLUMN_DTYPE_SET:
-                raise TypeError(f"{'.'.join((*path, k))}: an array of {v.ndim} dimensions, dtype {dtype}")
-            plan = _plan(path, k, dtype)
+            if kind is not np.ndarray and isinstance(v, np.ndarray):
+                kind = np.ndarray
+            elif kind is not dict and isinstance(v, dict):
+                kind = dict
+        if kind is np.ndarray:
+            plan = plans.get((path, k, v.dtype)) or _plan(path, k, v.dtype)
+            if v.ndim != 1:
+                raise TypeError(f"{'.'.join((*path, k))}: an array of {v.ndim} dimensions, dtype {v.dtype.str}")
+            head, coding, key, delta_key, itemsize = plan
             n = len(v)
-            coding = plan.coding
             out[k] = None
             if coding > 0 and n:
                 columns.coded.append(_huffman.encode(v if v.flags.c_contiguous else np.ascontiguousarray(v), coding))
-                index.append(f"{plan.head}{n},2]")  # _HUFFMAN
-            elif coding and n >= 4 and columns.add_differences(v, key=plan.delta_key):
-                index.append(f"{plan.head}{n},1]")  # _DELTA
+                append(f"{head}{n},2]")  # _HUFFMAN
+            elif coding and n >= 4 and columns.add_differences(v, key=delta_key):
+                append(f"{head}{n},1]")  # _DELTA
             else:
-                columns.add(v, key=plan.key)
-                index.append(f"{plan.head}{n}]")
-        elif kind is dict or isinstance(v, dict):
+                columns.add_plain(v, itemsize, key)
+                append(f"{head}{n}]")
+        elif kind is dict:
             out[k] = _take_arrays(v, (*path, k), columns, index)
         elif kind is list and len(v) >= _STRINGS_MIN and (data := join_strings(v)) is not None:
-            plan = _plan(path, k, _STRINGS)
-            columns.add_bytes(data, key=plan.key)
-            index.append(f"{plan.head}{len(v)},{len(data)}]")
+            head, _, key, _, _ = plans.get((path, k, _STRINGS)) or _plan(path, k, _STRINGS)
+            columns.add_bytes(data, key=key)
+            append(f"{head}{len(v)},{len(data)}]")
             out[k] = None
         else:
             out[k] = v
