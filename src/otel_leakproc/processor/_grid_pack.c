@@ -368,7 +368,6 @@ SMALL_RUNS(uint8_t)
 SMALL_RUNS(int16_t)
 SMALL_RUNS(uint16_t)
 
-
 /* The runs of a point's keys (`key`, `count` of them) wider than 16 bits, unordered, into x->runs: their
  * count. Each key is hashed (Fibonacci) into a table at most half full; a key's second value makes it a
  * run. */
