@@ -169,7 +169,7 @@ typedef struct {
     uint32_t stamp;    /* ... the last point's stamp */
     int32_t *again;    /* ... the values of a key seen before in the point */
     uint32_t *prior;   /* ... and the entries of their keys then */
-    uint16_t *run_of;  /* ... per value, its run's index + 1 (0: in none yet; all 0 between points) */
+    uint16_t *run_of;  /* ... per value last of a run left, the run's index + 1 (all 0 between points) */
     int32_t *next;     /* per value in a run: the next value of its key */
     Run *runs;
     int32_t *order;    /* the point's runs by key descending (indexes in `runs`) */
@@ -316,8 +316,9 @@ static int ties_open(Ties *x, PyObject *args) {
  * value's key with its index, and notes in `again` (with `prior`, the entry it found) each value whose key
  * the point saw before: without a branch on the keys, and the entry stored whatever it was. Those values
  * alone (none where the keys are distinct) are then visited again: each follows the value before it of its
- * key (`prior`'s index), which starts a run (the key's first value: `run_of` 0) or is in one (`run_of`: its
- * index + 1); `run_of` is cleared after. */
+ * key (`prior`'s index), which is the last one's (a run's values in a row), starts a run (the key's first
+ * value: `run_of` 0) or is the last of one left before (`run_of`: its index + 1, set as it was left and
+ * cleared after). */
 #define STAMP_SHIFT 17
 #define STAMP_LAST ((1u << (32 - STAMP_SHIFT)) - 1)
 #define STAMP(k)                                                        \
@@ -356,11 +357,14 @@ static int ties_open(Ties *x, PyObject *args) {
         Py_ssize_t r = 0;                                                                       \
         Run *run = NULL;                                                                        \
         int32_t last = -1, in = 0, size = 0;                                                    \
+        size_t written = 0;                                                                     \
         for (size_t j = 0; j < repeats; j++) {                                                  \
             const int32_t k = again[j], before = (int32_t)(prior[j] & 0xFFFF);                 \
-            if (before != last) { /* another run than the last one's (its size kept aside) */   \
+            if (before != last) { /* another run than the last one's: that one left */          \
                 if (run) {                                                                      \
                     run->size = size;                                                           \
+                    run_of[last] = (uint16_t)in; /* (found again by its last value) */          \
+                    prior[written++] = (uint32_t)last; /* (read already: noted to clear) */    \
                 }                                                                               \
                 in = run_of[before];                                                            \
                 if (!in) { /* the key's second value: a run */                                  \
@@ -373,14 +377,13 @@ static int ties_open(Ties *x, PyObject *args) {
             size++;                                                                             \
             run->last = k;                                                                      \
             next[before] = k;                                                                   \
-            run_of[k] = (uint16_t)in;                                                           \
             last = k;                                                                           \
         }                                                                                       \
         if (run) {                                                                              \
             run->size = size;                                                                   \
         }                                                                                       \
-        for (size_t j = 0; j < repeats; j++) {                                                  \
-            run_of[again[j]] = 0;                                                               \
+        for (size_t j = 0; j < written; j++) {                                                  \
+            run_of[prior[j]] = 0;                                                               \
         }                                                                                       \
         return r;                                                                               \
     }
@@ -389,7 +392,6 @@ SMALL_RUNS(int8_t)
 SMALL_RUNS(uint8_t)
 SMALL_RUNS(int16_t)
 SMALL_RUNS(uint16_t)
-
 
 /* The runs of a point's keys (`key`, `count` of them) wider than 16 bits, unordered, into x->runs: their
  * count. Each key is hashed (Fibonacci) into a table at most half full; a key's second value makes it a
