@@ -54,12 +54,13 @@ from isal import isal_zlib
 
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, SiteValue
 from otel_leakproc.state import _huffman
-from otel_leakproc.state._columns import join_strings
+from otel_leakproc.state._columns import join_strings, take_arrays
 from otel_leakproc.state._json import dumps
 from otel_leakproc.state.codec import (
     _COLUMN_DTYPE,
     _DICT,
     _INT,
+    _LITTLE_ENDIAN,
     _SHUFFLE_MIN,
     COLUMN_DTYPES,
     INFLATE_ERRORS,
@@ -561,6 +562,17 @@ def _plan(path: tuple[str, ...], name: str, dtype: Any) -> _Plan:
 
 
 def _take_arrays(value: dict[str, Any], path: tuple[str, ...], columns: Columns, index: list[str]) -> dict[str, Any]:
+    """`_take_arrays_py` in one call to the C (`_columns.take_arrays`; the same parts, entries and copy) on a
+    little-endian machine."""
+    if not _LITTLE_ENDIAN:
+        return _take_arrays_py(value, path, columns, index)
+    lists = (_PLANS, _plan, np.ndarray, columns.parts, columns.planes, columns.keys, columns.coded, index)
+    out, added = take_arrays(value, path, (*lists, _huffman.encode, np.ascontiguousarray, _STRINGS))
+    columns.size += added
+    return out
+
+
+def _take_arrays_py(value: dict[str, Any], path: tuple[str, ...], columns: Columns, index: list[str]) -> dict[str, Any]:
     """A copy of `value` (nested dicts) with its numpy arrays moved to `columns` (listed in `index`, each entry
     as its JSON text: path, dtype, length, and `_DELTA` for int64 arrays and float64 arrays of whole numbers, of
     4 elements or more, stored as differences: times, totals and counters grow by a few bytes' worth a point;
@@ -601,7 +613,7 @@ def _take_arrays(value: dict[str, Any], path: tuple[str, ...], columns: Columns,
                 columns.add_plain(v, itemsize, key)
                 append(f"{head}{n}]")
         elif kind is dict:
-            out[k] = _take_arrays(v, (*path, k), columns, index)
+            out[k] = _take_arrays_py(v, (*path, k), columns, index)
         elif kind is list and len(v) >= _STRINGS_MIN and (data := join_strings(v)) is not None:
             head, _, key, _, _ = plans.get((path, k, _STRINGS)) or _plan(path, k, _STRINGS)
             columns.add_bytes(data, key=key)
