@@ -29,7 +29,10 @@ Huffman-coded after the block); then u32 length and the column block (codec `Col
 byte-shuffled, laid out by `Columns.layout`, deflated once, large byte planes in deflate blocks of their
 own); then, to the end, the Huffman-coded planes one after the other in index order (`_huffman.c`: a grid's
 value differences by width, noise that deflate codes slower and a little larger). Reading it is one
-C-level JSON parse, one inflate, one `np.frombuffer` view per array and one C pass per coded plane. Layout
+C-level JSON parse, one inflate, one `np.frombuffer` view per array and one C pass per coded plane; writing
+it, one C walk over the state (`_columns.take_arrays`: the arrays to the block, each index entry's text from a
+plan kept by path, name and dtype), the JSON texts written by C (`_json.dumps`, the bytes `json.dumps`
+writes) and the head's series part kept by series. Layout
 CB4 (the release before) had no coded planes and its block ran to the end; CB3 held the report as plain
 JSON text, no differences, and offsets in the index. Both are read alike.
 Restore reads only heads up front; the detector is rebuilt when first needed. Checkpoints written before
