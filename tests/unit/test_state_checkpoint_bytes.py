@@ -21,6 +21,7 @@ from otel_leakproc.state.records import (
     _checkpoint_head,
     _layout_offsets,
     _take_arrays,
+    _take_arrays_py,
     checkpoint_payload,
     checkpoint_state,
     decode_index,
@@ -232,3 +233,61 @@ def test_a_checkpoint_head_is_what_encode_value_writes_of_it() -> None:
                 expected = encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "report": report})
                 assert _checkpoint_head(seq, key, resource, report) == expected
                 assert _checkpoint_head(seq, key, resource, report) == expected
+
+
+class _Later:
+    """A part left for the encoder to finish (`resolve_state`), as the detector leaves its grids."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def resolve_state(self) -> Any:
+        return self.value
+
+
+class _Array(np.ndarray):  # type: ignore[type-arg]
+    pass
+
+
+def _taken(take: Any, value: dict[str, Any]) -> tuple[Any, ...]:
+    columns = Columns()
+    index: list[str] = []
+    out = take(value, (), columns, index)
+    return out, index, columns.parts, columns.planes, columns.keys, columns.size, columns.coded
+
+
+def test_the_c_takes_a_states_arrays_as_the_python_form_does() -> None:
+    """`_take_arrays` (the C walk, `_columns.take_arrays`) against `_take_arrays_py`: the same copy, index
+    entries, parts and coded planes for the committed fixtures' states and for every kind of item."""
+    rng = np.random.default_rng(4)
+    odd: dict[str, Any] = {
+        "plain": [1, 2.5, "s", True, None],
+        "later": _Later(np.arange(70, dtype=np.int64)),
+        "later dict": _Later({"values": {"3": np.full(9, 2, dtype=np.uint8)}}),
+        "later list": _Later(["a"] * 9),
+        "subclass": np.arange(5, dtype=np.int32).view(_Array),
+        "strided": {"values": {"4": np.arange(40, dtype=np.uint8)[::2] % 16}},
+        "empty plane": {"values": {"5": np.zeros(0, dtype=np.uint8)}},
+        "not whole": np.array([0.5, 1.5, 2.5, 3.5, 4.5]),
+        "whole": np.arange(100, dtype=np.float64) * 3,
+        "strings": [f"name{i}" for i in range(9)],
+        "unicode": ["ü"] * 9,
+        "nul": ["a\0b"] * 9,
+        "mixed": ["a"] * 8 + [1],
+        "short": ["a"] * 7,
+        "tuple": ("a",) * 9,
+        "ü key": {"deep": {"er": rng.integers(0, 9, 300).astype(np.int16)}},
+    }
+    for state in (column_state(), coded_state(), odd):
+        assert _taken(_take_arrays, state) == _taken(_take_arrays_py, state)
+
+
+def test_the_c_refuses_what_the_python_form_refuses() -> None:
+    for value, message in (
+        ({"a": {"b": np.zeros((2, 3))}}, r"a\.b: an array of 2 dimensions, dtype <f8"),
+        ({"a": np.zeros(3, dtype=">i4")}, "a: an array of dtype >i4"),
+        ({"a": np.zeros(3, dtype=np.complex64)}, "a: an array of dtype <c8"),
+    ):
+        for take in (_take_arrays, _take_arrays_py):
+            with pytest.raises(TypeError, match=message):
+                take(value, (), Columns(), [])

@@ -24,6 +24,13 @@
  *       column block stores for a list of strings: records.py `_take_arrays`), else None (not a list of str
  *       only, or a string with a NUL in it). One pass, with no joined str in between, when every string is
  *       ASCII.
+ *   take_arrays(value, path, (plans, make_plan, ndarray, parts, planes, keys, coded, index, huffman,
+ *               contiguous, strings)) -> (dict, int)
+ *       records.py `_take_arrays_py` in one call (its Python form stays there as the reference and for a
+ *       machine that is not little-endian): the copy of the state `value` with its arrays and string lists
+ *       moved to a column block's `parts`, `planes` and `keys` (and the noise planes, by `huffman`, to
+ *       `coded`), their index entries' JSON text appended to `index`, each array's plan taken from `plans` or
+ *       made by `make_plan`; and the bytes added to the block.
  *
  * The block is written little-endian; an array of the other byte order, a length or offset past the end of
  * the block or negative, and an array of more than one dimension raise ValueError naming what was wrong;
@@ -37,6 +44,7 @@
 #include <string.h>
 
 #define SHUFFLE_MIN 64 /* codec.py `_SHUFFLE_MIN`: shorter arrays are stored as they are */
+#define STRINGS_MIN 8  /* records.py `_STRINGS_MIN`: shorter lists of strings stay in the JSON */
 #define WHOLE_LIMIT 9007199254740992.0 /* 2**53: whole floats below it in magnitude are exact as int64 */
 
 enum { PLAIN = 0, DIFFERENCES = 1 };
@@ -507,12 +515,292 @@ static PyObject *join_strings(PyObject *self, PyObject *strings) {
     return result;
 }
 
+/* take_arrays: records.py `_take_arrays_py` (its reference, and the path of a machine that is not
+ * little-endian) in one call. */
+typedef struct {
+    PyObject *plans, *make_plan, *ndarray, *parts, *planes, *keys, *coded, *index, *huffman, *contiguous, *strings;
+    Py_ssize_t size;
+} Take;
+
+static PyObject *take(Take *c, PyObject *value, PyObject *path);
+
+/* Append a part of `data` bytes: its planes `planes` (its length when shuffled, else its size) and `key`
+ * (None when shuffled). */
+static int add_part(Take *c, PyObject *data, Py_ssize_t planes, PyObject *key) {
+    PyObject *size = PyLong_FromSsize_t(planes);
+    if (size == NULL) {
+        return -1;
+    }
+    int fail = PyList_Append(c->parts, data) < 0 || PyList_Append(c->planes, size) < 0 ||
+               PyList_Append(c->keys, key) < 0;
+    Py_DECREF(size);
+    if (fail) {
+        return -1;
+    }
+    c->size += PyBytes_GET_SIZE(data);
+    return 0;
+}
+
+static int append_entry(Take *c, PyObject *entry) {
+    if (entry == NULL) {
+        return -1;
+    }
+    int r = PyList_Append(c->index, entry);
+    Py_DECREF(entry);
+    return r;
+}
+
+/* The plan of (path, name, what): kept, or made (and kept) by `make_plan`. A new reference. */
+static PyObject *plan_of(Take *c, PyObject *path, PyObject *name, PyObject *what) {
+    PyObject *key = PyTuple_Pack(3, path, name, what);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *plan = PyDict_GetItemWithError(c->plans, key);
+    Py_DECREF(key);
+    if (plan != NULL) {
+        Py_INCREF(plan);
+    } else if (!PyErr_Occurred()) {
+        plan = PyObject_CallFunctionObjArgs(c->make_plan, path, name, what, NULL);
+    }
+    if (plan != NULL && (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != 5)) {
+        Py_DECREF(plan);
+        PyErr_SetString(PyExc_TypeError, "take_arrays: a plan is a tuple of 5");
+        return NULL;
+    }
+    return plan;
+}
+
+static int take_array(Take *c, PyObject *v, PyObject *path, PyObject *name) {
+    PyObject *dtype = PyObject_GetAttrString(v, "dtype");
+    if (dtype == NULL) {
+        return -1;
+    }
+    PyObject *plan = plan_of(c, path, name, dtype);
+    if (plan == NULL) {
+        Py_DECREF(dtype);
+        return -1;
+    }
+    int result = -1;
+    PyObject *ndim_obj = PyObject_GetAttrString(v, "ndim");
+    long ndim = ndim_obj == NULL ? -1 : PyLong_AsLong(ndim_obj);
+    Py_XDECREF(ndim_obj);
+    if (ndim == -1 && PyErr_Occurred()) {
+        goto done;
+    }
+    if (ndim != 1) {
+        PyObject *last = PyTuple_Pack(1, name);
+        PyObject *full = last ? PySequence_Concat(path, last) : NULL;
+        Py_XDECREF(last);
+        PyObject *dot = PyUnicode_FromString(".");
+        PyObject *where = full && dot ? PyUnicode_Join(dot, full) : NULL;
+        PyObject *str = PyObject_GetAttrString(dtype, "str");
+        if (where && str) {
+            PyErr_Format(PyExc_TypeError, "%U: an array of %ld dimensions, dtype %S", where, ndim, str);
+        }
+        Py_XDECREF(full);
+        Py_XDECREF(dot);
+        Py_XDECREF(where);
+        Py_XDECREF(str);
+        goto done;
+    }
+    PyObject *head = PyTuple_GET_ITEM(plan, 0), *key = PyTuple_GET_ITEM(plan, 2);
+    PyObject *delta_key = PyTuple_GET_ITEM(plan, 3);
+    long coding = PyLong_AsLong(PyTuple_GET_ITEM(plan, 1));
+    long itemsize = PyLong_AsLong(PyTuple_GET_ITEM(plan, 4));
+    Py_ssize_t n = PyObject_Length(v);
+    if ((coding == -1 || itemsize == -1 || n < 0) && PyErr_Occurred()) {
+        goto done;
+    }
+    if (coding > 0 && n) { /* a noise plane: Huffman-coded, after the block */
+        PyObject *flags = PyObject_GetAttrString(v, "flags");
+        PyObject *contiguous = flags ? PyObject_GetAttrString(flags, "c_contiguous") : NULL;
+        Py_XDECREF(flags);
+        int is = contiguous ? PyObject_IsTrue(contiguous) : -1;
+        Py_XDECREF(contiguous);
+        if (is < 0) {
+            goto done;
+        }
+        PyObject *array = is ? Py_NewRef(v) : PyObject_CallOneArg(c->contiguous, v);
+        PyObject *width = array ? PyLong_FromLong(coding) : NULL;
+        PyObject *data = width ? PyObject_CallFunctionObjArgs(c->huffman, array, width, NULL) : NULL;
+        Py_XDECREF(array);
+        Py_XDECREF(width);
+        if (data == NULL) {
+            goto done;
+        }
+        int fail = PyList_Append(c->coded, data);
+        Py_DECREF(data);
+        if (fail || append_entry(c, PyUnicode_FromFormat("%U%zd,2]", head, n)) < 0) {
+            goto done;
+        }
+        result = 0;
+        goto done;
+    }
+    PyObject *args[2] = {v, NULL};
+    if (coding && n >= 4) { /* int64 differences, when whole */
+        args[1] = PyLong_FromLong(DIFFERENCES);
+        PyObject *data = args[1] ? pack_column(NULL, args, 2) : NULL;
+        Py_XDECREF(args[1]);
+        if (data == NULL) {
+            goto done;
+        }
+        if (data != Py_None) {
+            int fail = add_part(c, data, n >= SHUFFLE_MIN ? n : PyBytes_GET_SIZE(data), n >= SHUFFLE_MIN ? Py_None : delta_key);
+            Py_DECREF(data);
+            if (fail || append_entry(c, PyUnicode_FromFormat("%U%zd,1]", head, n)) < 0) {
+                goto done;
+            }
+            result = 0;
+            goto done;
+        }
+        Py_DECREF(data);
+    }
+    args[1] = PyLong_FromLong(PLAIN);
+    PyObject *data = args[1] ? pack_column(NULL, args, 2) : NULL;
+    Py_XDECREF(args[1]);
+    if (data == NULL) {
+        goto done;
+    }
+    int shuffled = itemsize > 1 && n >= SHUFFLE_MIN;
+    int fail = add_part(c, data, shuffled ? n : PyBytes_GET_SIZE(data), shuffled ? Py_None : key);
+    Py_DECREF(data);
+    if (fail || append_entry(c, PyUnicode_FromFormat("%U%zd]", head, n)) < 0) {
+        goto done;
+    }
+    result = 0;
+done:
+    Py_DECREF(plan);
+    Py_DECREF(dtype);
+    return result;
+}
+
+static int plain_type(PyObject *item) {
+    return item == Py_None || PyLong_CheckExact(item) || PyFloat_CheckExact(item) || PyUnicode_CheckExact(item) ||
+           PyBool_Check(item);
+}
+
+static PyObject *take(Take *c, PyObject *value, PyObject *path) {
+    PyObject *out = PyDict_New();
+    if (out == NULL) {
+        return NULL;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *k, *item;
+    while (PyDict_Next(value, &pos, &k, &item)) {
+        if (plain_type(item)) {
+            if (PyDict_SetItem(out, k, item) < 0) {
+                goto fail;
+            }
+            continue;
+        }
+        Py_INCREF(k);
+        PyObject *v = Py_NewRef(item);
+        PyTypeObject *kind = Py_TYPE(v);
+        int is_array = (PyObject *)kind == c->ndarray, is_dict = kind == &PyDict_Type;
+        int is_list = kind == &PyList_Type, step = -1;
+        if (!is_array && !is_dict && !is_list) {
+            PyObject *resolve = PyObject_GetAttrString(v, "resolve_state");
+            if (resolve == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                    goto item_done;
+                }
+                PyErr_Clear();
+            } else { /* a part the detector left for the encoder to finish */
+                PyObject *resolved = PyObject_CallNoArgs(resolve);
+                Py_DECREF(resolve);
+                if (resolved == NULL) {
+                    goto item_done;
+                }
+                Py_SETREF(v, resolved);
+                kind = Py_TYPE(v);
+            }
+            is_array = (PyObject *)kind == c->ndarray;
+            if (!is_array) {
+                is_array = PyObject_IsInstance(v, c->ndarray);
+                if (is_array < 0) {
+                    goto item_done;
+                }
+            }
+            is_dict = !is_array && PyDict_Check(v);
+            is_list = kind == &PyList_Type;
+        }
+        if (is_array) {
+            if (PyDict_SetItem(out, k, Py_None) < 0 || take_array(c, v, path, k) < 0) {
+                goto item_done;
+            }
+        } else if (is_dict) {
+            PyObject *name = PyTuple_Pack(1, k);
+            PyObject *inner = name ? PySequence_Concat(path, name) : NULL;
+            Py_XDECREF(name);
+            PyObject *taken = inner ? take(c, v, inner) : NULL;
+            Py_XDECREF(inner);
+            int r = taken ? PyDict_SetItem(out, k, taken) : -1;
+            Py_XDECREF(taken);
+            if (r < 0) {
+                goto item_done;
+            }
+        } else {
+            PyObject *data = NULL;
+            if (is_list && PyList_GET_SIZE(v) >= STRINGS_MIN) {
+                data = join_strings(NULL, v);
+                if (data == NULL) {
+                    goto item_done;
+                }
+            }
+            if (data != NULL && data != Py_None) {
+                PyObject *plan = plan_of(c, path, k, c->strings);
+                int fail = plan == NULL || add_part(c, data, PyBytes_GET_SIZE(data), PyTuple_GET_ITEM(plan, 2)) < 0 ||
+                           append_entry(c, PyUnicode_FromFormat("%U%zd,%zd]", PyTuple_GET_ITEM(plan, 0),
+                                                                PyList_GET_SIZE(v), PyBytes_GET_SIZE(data))) < 0 ||
+                           PyDict_SetItem(out, k, Py_None) < 0;
+                Py_XDECREF(plan);
+                Py_DECREF(data);
+                if (fail) {
+                    goto item_done;
+                }
+            } else {
+                Py_XDECREF(data);
+                if (PyDict_SetItem(out, k, v) < 0) {
+                    goto item_done;
+                }
+            }
+        }
+        step = 0;
+    item_done:
+        Py_DECREF(v);
+        Py_DECREF(k);
+        if (step < 0) {
+            goto fail;
+        }
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *take_arrays(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *value, *path;
+    Take c = {0};
+    if (!PyArg_ParseTuple(args, "O!O!(O!OOO!O!O!O!O!OOO!):take_arrays", &PyDict_Type, &value, &PyTuple_Type, &path,
+                          &PyDict_Type, &c.plans, &c.make_plan, &c.ndarray, &PyList_Type, &c.parts, &PyList_Type,
+                          &c.planes, &PyList_Type, &c.keys, &PyList_Type, &c.coded, &PyList_Type, &c.index, &c.huffman,
+                          &c.contiguous, &PyUnicode_Type, &c.strings)) {
+        return NULL;
+    }
+    PyObject *out = take(&c, value, path);
+    return out == NULL ? NULL : Py_BuildValue("(Nn)", out, c.size);
+}
+
 static PyMethodDef methods[] = {
     {"pack_column", (PyCFunction)(void (*)(void))pack_column, METH_FASTCALL,
      "The bytes a column block stores for an array (mode 0 plain, 1 int64 differences), or None."},
     {"unpack_column", unpack_column, METH_VARARGS, "The bytes of an array stored as it is (un-shuffled)."},
     {"unpack_deltas", unpack_deltas, METH_VARARGS, "Int64 differences stored at each span, summed back."},
     {"join_strings", join_strings, METH_O, "A list of strings joined by NUL, as UTF-8, or None."},
+    {"take_arrays", take_arrays, METH_VARARGS, "A state's arrays moved to a column block's lists (records.py)."},
     {NULL, NULL, 0, NULL},
 };
 

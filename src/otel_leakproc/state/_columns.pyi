@@ -20,3 +20,10 @@ def unpack_deltas(
 
 # strings: `"\0".join(strings).encode()` when every item is a str holding no NUL, else None.
 def join_strings(strings: list[Any], /) -> bytes | None: ...
+
+# records.py `_take_arrays_py` in C: (value's copy, bytes added to the block). lists: the plans, the plan maker,
+# numpy.ndarray, a Columns' parts, planes, keys and coded, the index, _huffman.encode, numpy.ascontiguousarray,
+# and the dtype name of a string list.
+def take_arrays(
+    value: dict[str, Any], path: tuple[str, ...], lists: tuple[Any, ...], /
+) -> tuple[dict[str, Any], int]: ...

@@ -29,7 +29,10 @@ Huffman-coded after the block); then u32 length and the column block (codec `Col
 byte-shuffled, laid out by `Columns.layout`, deflated once, large byte planes in deflate blocks of their
 own); then, to the end, the Huffman-coded planes one after the other in index order (`_huffman.c`: a grid's
 value differences by width, noise that deflate codes slower and a little larger). Reading it is one
-C-level JSON parse, one inflate, one `np.frombuffer` view per array and one C pass per coded plane. Layout
+C-level JSON parse, one inflate, one `np.frombuffer` view per array and one C pass per coded plane; writing
+it, one C walk over the state (`_columns.take_arrays`: the arrays to the block, each index entry's text from a
+plan kept by path, name and dtype), the JSON texts written by C (`_json.dumps`, the bytes `json.dumps`
+writes) and the head's series part kept by series. Layout
 CB4 (the release before) had no coded planes and its block ran to the end; CB3 held the report as plain
 JSON text, no differences, and offsets in the index. Both are read alike.
 Restore reads only heads up front; the detector is rebuilt when first needed. Checkpoints written before
@@ -54,12 +57,13 @@ from isal import isal_zlib
 
 from otel_leakproc.model import GoroutineGroup, ProfileKind, ProfileSummary, SeriesKey, SiteValue
 from otel_leakproc.state import _huffman
-from otel_leakproc.state._columns import join_strings
+from otel_leakproc.state._columns import join_strings, take_arrays
 from otel_leakproc.state._json import dumps
 from otel_leakproc.state.codec import (
     _COLUMN_DTYPE,
     _DICT,
     _INT,
+    _LITTLE_ENDIAN,
     _SHUFFLE_MIN,
     COLUMN_DTYPES,
     INFLATE_ERRORS,
@@ -561,6 +565,17 @@ def _plan(path: tuple[str, ...], name: str, dtype: Any) -> _Plan:
 
 
 def _take_arrays(value: dict[str, Any], path: tuple[str, ...], columns: Columns, index: list[str]) -> dict[str, Any]:
+    """`_take_arrays_py` in one call to the C (`_columns.take_arrays`; the same parts, entries and copy) on a
+    little-endian machine."""
+    if not _LITTLE_ENDIAN:
+        return _take_arrays_py(value, path, columns, index)
+    lists = (_PLANS, _plan, np.ndarray, columns.parts, columns.planes, columns.keys, columns.coded, index)
+    out, added = take_arrays(value, path, (*lists, _huffman.encode, np.ascontiguousarray, _STRINGS))
+    columns.size += added
+    return out
+
+
+def _take_arrays_py(value: dict[str, Any], path: tuple[str, ...], columns: Columns, index: list[str]) -> dict[str, Any]:
     """A copy of `value` (nested dicts) with its numpy arrays moved to `columns` (listed in `index`, each entry
     as its JSON text: path, dtype, length, and `_DELTA` for int64 arrays and float64 arrays of whole numbers, of
     4 elements or more, stored as differences: times, totals and counters grow by a few bytes' worth a point;
@@ -601,7 +616,7 @@ def _take_arrays(value: dict[str, Any], path: tuple[str, ...], columns: Columns,
                 columns.add_plain(v, itemsize, key)
                 append(f"{head}{n}]")
         elif kind is dict:
-            out[k] = _take_arrays(v, (*path, k), columns, index)
+            out[k] = _take_arrays_py(v, (*path, k), columns, index)
         elif kind is list and len(v) >= _STRINGS_MIN and (data := join_strings(v)) is not None:
             head, _, key, _, _ = plans.get((path, k, _STRINGS)) or _plan(path, k, _STRINGS)
             columns.add_bytes(data, key=key)
