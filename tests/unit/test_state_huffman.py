@@ -220,5 +220,5 @@ def test_decode_refuses_a_window_no_code_starts_wherever_it_is(width: int) -> No
                 with pytest.raises(ValueError, match="a code not in the table"):
                     _huffman.decode(data, n)
             data = _written(width, lengths, symbols)
-            with pytest.raises(ValueError, match="the data ends inside a code|a code not in the table"):
+            with pytest.raises(ValueError, match=r"the data ends inside a code|a code not in the table"):
                 _huffman.decode(data[:-1], n)  # the last byte holds a code's last bit

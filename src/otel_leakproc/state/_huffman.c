@@ -18,9 +18,9 @@
  *       8, the largest value not below 2**width, the lengths are not a prefix code, a code is not one of
  *       them, the data ends before the values do, or a padding bit is not 0.
  *
- * The code is limited to 12 bits (a 4096-entry table decodes a value a step): when the optimal code is
- * longer, the counts are halved (kept at least 1) and it is built again, at a cost of a fraction of a
- * percent on planes whose rarest values are thousands of times rarer than their commonest.
+ * The code is limited to 12 bits (a table of up to 4096 windows decodes a value or two a step): when the
+ * optimal code is longer, the counts are halved (kept at least 1) and it is built again, at a cost of a
+ * fraction of a percent on planes whose rarest values are thousands of times rarer than their commonest.
  */
 
 #define PY_SSIZE_T_CLEAN
