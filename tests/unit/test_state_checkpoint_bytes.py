@@ -291,3 +291,34 @@ def test_the_c_refuses_what_the_python_form_refuses() -> None:
         for take in (_take_arrays, _take_arrays_py):
             with pytest.raises(TypeError, match=message):
                 take(value, (), Columns(), [])
+
+
+def _entry_changed(path: list[str], change: Any) -> Any:
+    def changed(index: list[list[Any]]) -> list[list[Any]]:
+        (entry,) = [e for e in index if e[0] == path]
+        change(entry)
+        return index
+
+    return changed
+
+
+@pytest.mark.parametrize(
+    ("path", "change", "message"),
+    [
+        (["strings", "names"], lambda e: e.pop(), "a string column without its size"),
+        (["strings", "names"], lambda e: e.__setitem__(2, 71), "70 strings, not 71"),
+        (["sites", "values", "4"], lambda e: e.__setitem__(1, "<i2"), "a coded plane of dtype <i2"),
+        (["sites", "values", "4"], lambda e: e.append(0), "coding \\[2, 0\\] of a \\|u1 array"),
+        (["columns", "<i4", "200"], lambda e: e.append(1), "coding \\[1\\] of a <i4 array"),
+        (["columns", "<i8", "200"], lambda e: e.__setitem__(3, 3), "coding \\[3\\] of a <i8 array"),
+        (["deep", "a", "b", "c"], lambda e: e.__setitem__(0, ["deep", "a", "x", "c"]), "'x'"),
+        (["deep", "a", "b", "c"], lambda e: e.__setitem__(0, ["strings", "names", "c"]), "bad column index"),
+        (["columns", "|u1", "200"], lambda e: e.__setitem__(0, "ab"), "bad column index"),
+        (["columns", "|u1", "200"], lambda e: e.__setitem__(2, 2.5), "bad column index"),
+        (["columns", "<i2", "200"], lambda e: e.__delitem__(2), "bad column index"),
+    ],
+)
+def test_a_bad_entry_of_a_cb5_index_is_refused_with_the_reason(path: list[str], change: Any, message: str) -> None:
+    payload = FIXTURE_CB5.read_bytes()
+    with pytest.raises(CodecError, match=message):
+        checkpoint_state(with_index(payload, _entry_changed(path, change)))

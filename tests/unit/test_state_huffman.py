@@ -116,3 +116,109 @@ def test_an_empty_plane_is_no_bytes() -> None:
     values, used = _huffman.decode(b"rest", 0)
     assert (bytes(values), used) == (b"", 0)
     assert math.isfinite(used)
+
+
+# Codes written here, bit by bit, from chosen lengths (what `encode` would write for a plane whose optimal
+# code had them): the decoder's table of windows, a value or two a lookup, checked against every length up
+# to 12, codes that leave windows unused, and planes short and long (the window widens with the count).
+
+
+def _canonical_codes(lengths: list[int]) -> list[int]:
+    codes = [0] * len(lengths)
+    code = 0
+    for bits in range(1, 13):
+        for s, length in enumerate(lengths):
+            if length == bits:
+                codes[s] = code
+                code += 1
+        code <<= 1
+    return codes
+
+
+def _written(width: int, lengths: list[int], symbols: list[int], invalid_at: int = -1) -> bytes:
+    """The coded plane of `symbols` under the canonical code of `lengths`; at `invalid_at`, in place of that
+    symbol, the first 12-bit window no code starts."""
+    head = bytes([width, len(lengths) - 1])
+    nibbles = lengths + [0] * (len(lengths) % 2)
+    head += bytes(nibbles[i] | nibbles[i + 1] << 4 for i in range(0, len(nibbles), 2))
+    codes = _canonical_codes(lengths)
+    bits = []
+    for i, s in enumerate(symbols):
+        if i == invalid_at:
+            unused = sum(1 << (12 - length) for length in lengths if length)
+            bits.append(format(unused, "012b"))
+        else:
+            bits.append(format(codes[s], f"0{lengths[s]}b"))
+    text = "".join(bits)
+    text += "0" * (-len(text) % 8)
+    return head + bytes(int(text[i : i + 8], 2) for i in range(0, len(text), 8))
+
+
+def _random_lengths(rng: np.random.Generator, width: int, longest: int, complete: bool) -> list[int]:
+    """Code lengths for symbols 0 to 2**width - 1 (0: not in the code), at most `longest` bits, one of them
+    `longest` long, their Kraft sum 1 (`complete`) or below it."""
+    symbols = 1 << width
+    lengths = [0] * symbols
+    room = 1 << 12  # what is left of the Kraft sum, in units of 2**-12
+    order = rng.permutation(symbols)
+    lengths[order[0]] = longest
+    room -= 1 << (12 - longest)
+    for s in order[1:]:
+        fits = [b for b in range(1, longest + 1) if (1 << (12 - b)) <= room]
+        if not fits or rng.random() < 0.2:
+            continue
+        lengths[s] = int(rng.choice(fits[-4:] if rng.random() < 0.7 else fits))
+        room -= 1 << (12 - lengths[s])
+    if complete:  # spend what is left on symbols without a code, else deepen codes
+        for s in order:
+            while room:
+                if lengths[s] == 0 and (1 << (12 - longest)) <= room:
+                    lengths[s] = longest
+                    room -= 1 << (12 - longest)
+                else:
+                    break
+        while room:  # split the room among codes: lengthen nothing, shorten the longest that fits
+            s = max((s for s in range(symbols) if lengths[s] > 1), key=lambda s: lengths[s])
+            if (1 << (12 - lengths[s])) <= room:
+                room -= 1 << (12 - lengths[s])
+                lengths[s] -= 1
+            else:
+                break
+    last = max(s for s in range(symbols) if lengths[s])
+    return lengths[: last + 1]
+
+
+@pytest.mark.parametrize("width", range(1, 9))
+def test_decode_reads_codes_of_every_length_a_value_or_two_a_lookup(width: int) -> None:
+    rng = np.random.default_rng(width)
+    for longest in range(max(1, width - 2), 13):
+        if longest == 1 and width > 1:
+            continue
+        for complete in (True, False):
+            lengths = _random_lengths(rng, width, longest, complete)
+            present = [s for s, length in enumerate(lengths) if length]
+            for n in (1, 7, 8, 9, 33, 600, 3000, 9000):
+                symbols = [int(s) for s in rng.choice(present, n)]
+                data = _written(width, lengths, symbols)
+                values, used = _huffman.decode(data + b"\xff" * 3, n)
+                assert list(values) == symbols
+                assert used == len(data)
+
+
+@pytest.mark.parametrize("width", range(1, 9))
+def test_decode_refuses_a_window_no_code_starts_wherever_it_is(width: int) -> None:
+    rng = np.random.default_rng(100 + width)
+    for longest in range(max(2, width), 13):
+        lengths = _random_lengths(rng, width, longest, complete=False)
+        if sum(2.0**-length for length in lengths if length) == 1.0:
+            continue
+        present = [s for s, length in enumerate(lengths) if length]
+        for n in (2, 9, 40, 3000):
+            symbols = [int(s) for s in rng.choice(present, n)]
+            for invalid_at in {0, 1, n // 2, n - 2, n - 1}:  # in the 8-at-a-time loop and in the rest
+                data = _written(width, lengths, symbols, invalid_at) + b"\x00\x00"
+                with pytest.raises(ValueError, match="a code not in the table"):
+                    _huffman.decode(data, n)
+            data = _written(width, lengths, symbols)
+            with pytest.raises(ValueError, match=r"the data ends inside a code|a code not in the table"):
+                _huffman.decode(data[:-1], n)  # the last byte holds a code's last bit

@@ -18,9 +18,9 @@
  *       8, the largest value not below 2**width, the lengths are not a prefix code, a code is not one of
  *       them, the data ends before the values do, or a padding bit is not 0.
  *
- * The code is limited to 12 bits (a 4096-entry table decodes a value a step): when the optimal code is
- * longer, the counts are halved (kept at least 1) and it is built again, at a cost of a fraction of a
- * percent on planes whose rarest values are thousands of times rarer than their commonest.
+ * The code is limited to 12 bits (a table of up to 4096 windows decodes a value or two a step): when the
+ * optimal code is longer, the counts are halved (kept at least 1) and it is built again, at a cost of a
+ * fraction of a percent on planes whose rarest values are thousands of times rarer than their commonest.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -263,6 +263,58 @@ done:
     return result;
 }
 
+/* An entry of `pair_table`: the first value's byte, the second's, the first's code length (4 bits), the
+ * length of both codes (the first's alone when there is no second; 4 bits), 1 when there is a second. 0: no
+ * code starts the window. */
+#define PAIR_FIRST_BITS_ONE (1u << 16)
+
+/* The table of each `window`-bit window of the canonical code of `lengths` (symbols 0 to `last`, `codes`
+ * their codes, `window` at least the longest): the code that starts it, and the one after that when it ends
+ * inside the window too. The codes in order of (length, symbol) take consecutive runs of windows from 0 on
+ * (RFC 1951's assignment), so the windows of a first code are those of each code short enough to follow it
+ * within the window, in that order, then the first code alone: each entry is written once. */
+static void pair_table(const uint8_t *lengths, int last, const uint16_t *codes, int window, uint32_t *table) {
+    int order[MAX_SYMBOLS]; /* the symbols of a code by (length, symbol) */
+    int up_to[MAX_BITS + 2] = {0}; /* how many of them are at most `bits` long, at [bits + 1] */
+    for (int s = 0; s <= last; s++) {
+        if (lengths[s]) {
+            up_to[lengths[s] + 1]++;
+        }
+    }
+    for (int bits = 1; bits <= MAX_BITS + 1; bits++) {
+        up_to[bits] += up_to[bits - 1];
+    }
+    int place[MAX_BITS + 2];
+    memcpy(place, up_to, sizeof place);
+    for (int s = 0; s <= last; s++) {
+        if (lengths[s]) {
+            order[place[lengths[s]]++] = s;
+        }
+    }
+    /* now up_to[bits + 1] counts the codes up to `bits` long; up_to[1]: none (no code of 0 bits) */
+    uint32_t filled = 0;
+    int codes_in = up_to[MAX_BITS + 1];
+    for (int j = 0; j < codes_in; j++) {
+        int first = order[j], len = lengths[first], rest = window - len;
+        uint32_t *at = table + ((uint32_t)codes[first] << rest);
+        uint32_t alone = (uint32_t)first | (uint32_t)len << 16 | (uint32_t)len << 20;
+        uint32_t k = 0;
+        for (int q = 0, pairs = up_to[rest + 1]; q < pairs; q++) {
+            int second = order[q], len2 = lengths[second];
+            uint32_t span = 1u << (rest - len2);
+            uint32_t both = alone + ((uint32_t)second << 8) + ((uint32_t)len2 << 20) + (1u << 24);
+            for (uint32_t end = k + span; k < end; k++) {
+                at[k] = both;
+            }
+        }
+        for (uint32_t end = 1u << rest; k < end; k++) {
+            at[k] = alone;
+        }
+        filled += 1u << rest;
+    }
+    memset(table + filled, 0, sizeof(uint32_t) * ((1u << window) - filled));
+}
+
 static PyObject *decode(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer in;
@@ -327,24 +379,18 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     }
     uint16_t codes[MAX_SYMBOLS];
     canonical_codes(lengths, symbols, codes);
-    /* Each `bits`-bit window (`bits` the longest code): the symbol whose code starts it and that code's
-     * length (0: no code starts so). */
-    int bits = 0;
-    for (int s = 0; s < symbols; s++) {
+    int bits = 0; /* the longest code */
+    for (int s = 0; s <= last; s++) {
         bits = lengths[s] > bits ? lengths[s] : bits;
     }
-    uint16_t table[1 << MAX_BITS];
-    memset(table, 0, sizeof(uint16_t) << bits);
-    for (int s = 0; s < symbols; s++) {
-        int len = lengths[s];
-        if (len) {
-            uint32_t first = (uint32_t)codes[s] << (bits - len);
-            uint32_t span = 1u << (bits - len);
-            for (uint32_t k = 0; k < span; k++) {
-                table[first + k] = (uint16_t)((len << 8) | s);
-            }
-        }
+    /* The window: the longest code at least, and wider (up to MAX_BITS) for a plane of more values, whose
+     * table (one entry a window) pays for itself in values that come two to a lookup. */
+    int window = bits;
+    while (window < MAX_BITS && ((Py_ssize_t)2 << window) <= count) {
+        window++;
     }
+    uint32_t table[1 << MAX_BITS];
+    pair_table(lengths, last, codes, window, table);
     values = PyByteArray_FromStringAndSize(NULL, count);
     if (values == NULL) {
         goto done;
@@ -353,20 +399,24 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     const uint8_t *at = data + head, *end = data + size;
     uint64_t acc = 0; /* left-aligned: the next bit is bit 63 */
     int have = 0;     /* bits of `acc` that came from the data */
-    int shift = 64 - bits;
+    int shift = 64 - window;
     Py_ssize_t i = 0;
-    int bad = 0; /* a window that starts no code was met */
+    uint32_t bad = 0; /* a window that starts no code was met */
     /* While 8 bytes remain: top `acc` up to 56 bits or more with one load (the bits under them are the next
-     * byte's first, which the next load ORs in again), then 4 values of at most 12 bits each. */
-    while (count - i >= 4 && end - at >= 8) {
+     * byte's first, which the next load ORs in again), then 4 lookups of at most 12 bits each, a value or two
+     * each (both bytes written, the second overwritten by the next lookup when it is not one: 8 values of
+     * room kept). */
+    while (count - i >= 8 && end - at >= 8) {
         acc |= big_endian_word(at) >> have;
         at += (63 - have) >> 3;
         have |= 56;
         for (int k = 0; k < 4; k++) {
-            uint16_t e = table[acc >> shift];
-            bad |= e < 0x100;
-            int len = e >> 8;
-            out[i++] = (uint8_t)e;
+            uint32_t e = table[acc >> shift];
+            bad |= e < PAIR_FIRST_BITS_ONE;
+            out[i] = (uint8_t)e;
+            out[i + 1] = (uint8_t)(e >> 8);
+            int len = (e >> 20) & 15;
+            i += 1 + (e >> 24);
             acc <<= len;
             have -= len;
         }
@@ -374,13 +424,13 @@ static PyObject *decode(PyObject *self, PyObject *args) {
             break;
         }
     }
-    for (; i < count && !bad; i++) { /* the rest, a byte at a time */
+    for (; i < count && !bad; i++) { /* the rest, a value at a time (the first of each entry) */
         while (have <= 56 && at < end) {
             acc |= (uint64_t)*at++ << (56 - have);
             have += 8;
         }
-        uint16_t e = table[acc >> shift];
-        int len = e >> 8;
+        uint32_t e = table[acc >> shift];
+        int len = (e >> 16) & 15;
         bad = len == 0;
         if (bad || len > have) {
             break;

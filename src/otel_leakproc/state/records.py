@@ -653,32 +653,44 @@ def _layout_offsets(index: list[list[Any]]) -> list[int]:
     in the slot. A Huffman-coded plane (not in the block: they follow it, in index order) is given 0."""
     slot_sizes: list[int] = []
     slots: dict[tuple[str, str], int] = {}
-    places: list[tuple[int, int]] = []  # each entry's slot and offset in it (slot -1: not in the block)
+    slot_of: list[int] = []  # each entry's slot (-1: not in the block, whose start is 0 below)
+    at_of: list[int] = []  # and its offset in it
+    itemsizes = _ITEMSIZE
     for entry in index:
         dtype = entry[1]
-        if len(entry) > 3 and entry[3] == _HUFFMAN:  # after the block, one after the other: no offset
-            places.append((-1, 0))
-            continue
-        if dtype == _STRINGS:
-            size = entry[3]
-            key: tuple[str, str] | None = (entry[0][-1], dtype)
+        if len(entry) > 3:
+            if entry[3] == _HUFFMAN:  # after the block, one after the other: no offset
+                slot_of.append(-1)
+                at_of.append(0)
+                continue
+            if dtype == _STRINGS:
+                size = entry[3]
+                key: tuple[str, str] | None = (entry[0][-1], dtype)
+            else:  # int64 differences
+                n = entry[2]
+                size = n * 8
+                key = None if n >= _SHUFFLE_MIN else (entry[0][-1], "<i8")
         else:
-            stored = "<i8" if len(entry) > 3 else dtype
-            item = _ITEMSIZE[stored]
+            if dtype == _STRINGS:
+                raise IndexError(f"column {entry[0]}: a string column without its size")
+            item = itemsizes[dtype]
             n = entry[2]
             size = n * item
-            key = None if item > 1 and n >= _SHUFFLE_MIN else (entry[0][-1], stored)
+            key = None if item > 1 and n >= _SHUFFLE_MIN else (entry[0][-1], dtype)
         slot = None if key is None else slots.get(key)
         if slot is None:
             if key is not None:
                 slots[key] = len(slot_sizes)
-            places.append((len(slot_sizes), 0))
+            slot_of.append(len(slot_sizes))
+            at_of.append(0)
             slot_sizes.append(size)
         else:
-            places.append((slot, slot_sizes[slot]))
+            slot_of.append(slot)
+            at_of.append(slot_sizes[slot])
             slot_sizes[slot] += size
     starts = list(itertools.accumulate(slot_sizes, initial=0))
-    return [starts[slot] + at if slot >= 0 else at for slot, at in places]
+    starts.append(0)  # slot -1
+    return [starts[slot] + at for slot, at in zip(slot_of, at_of, strict=True)]
 
 
 def _put_arrays(value: dict[str, Any], columns: Columns, layout: int, coded: memoryview | None = None) -> None:
@@ -690,23 +702,39 @@ def _put_arrays(value: dict[str, Any], columns: Columns, layout: int, coded: mem
         raise CodecError("checkpoint state: no column index")
     try:
         offsets = _layout_offsets(index) if layout >= 4 else [entry[3] for entry in index]  # CB3: written in
-        get = columns.get
         data = columns.block()
         size = len(data)
+        column_dtypes = _COLUMN_DTYPE
+        frombuffer = np.frombuffer
         coded_at = 0  # where the next coded plane starts
         deltas: list[tuple[dict[str, Any], str]] = []  # where and name of each delta column
         spans: list[tuple[int, int, bool]] = []  # its length, offset, float64 or not: decoded together below
         for entry, offset in zip(index, offsets, strict=True):
             path, dtype, n = entry[0], entry[1], entry[2]
-            where = value
-            for k in path[:-1]:
-                where = where[k]
-            if len(entry) == 4 and entry[3] == _HUFFMAN and layout >= 5 and coded is not None:
+            if len(path) == 2:  # most are
+                where = value[path[0]]
+            else:
+                where = value
+                for k in path[:-1]:
+                    where = where[k]
+            size_of_entry = len(entry)
+            if (size_of_entry == 3 or layout < 4) and dtype != _STRINGS:  # an array as it is or shuffled
+                stored = column_dtypes.get(dtype)
+                if (
+                    stored is not None
+                    and (stored.itemsize == 1 or n < _SHUFFLE_MIN)
+                    and n >= 0
+                    and 0 <= offset <= size - n * stored.itemsize
+                ):  # stored as it is (most are): a view of the block, as `get` gives
+                    where[path[-1]] = frombuffer(data, stored, n, offset)
+                else:  # shuffled, or not in the block (`get` says why)
+                    where[path[-1]] = columns.get(dtype, n, offset)
+            elif size_of_entry == 4 and entry[3] == _HUFFMAN and layout >= 5 and coded is not None:
                 if dtype != "|u1":
                     raise ValueError(f"column {path}: a coded plane of dtype {dtype}")
                 plane, used = _huffman.decode(coded[coded_at:], n)  # where it ends is where the next starts
                 coded_at += used
-                where[path[-1]] = np.frombuffer(plane, np.uint8)
+                where[path[-1]] = frombuffer(plane, np.uint8)
             elif dtype == _STRINGS:
                 if layout < 4:
                     raise ValueError(f"column {path}: a string column in a layout without them")
@@ -714,18 +742,7 @@ def _put_arrays(value: dict[str, Any], columns: Columns, layout: int, coded: mem
                 if len(strings) != n:
                     raise ValueError(f"column {path}: {len(strings)} strings, not {n}")
                 where[path[-1]] = strings
-            elif len(entry) == 3 or layout < 4:
-                stored = _COLUMN_DTYPE.get(dtype)
-                if (
-                    stored is not None
-                    and (stored.itemsize == 1 or n < _SHUFFLE_MIN)
-                    and n >= 0
-                    and 0 <= offset <= size - n * stored.itemsize
-                ):  # an array stored as it is (most are): a view of the block, as `get` gives
-                    where[path[-1]] = np.frombuffer(data, stored, n, offset)
-                else:  # shuffled, or not in the block (`get` says why)
-                    where[path[-1]] = get(dtype, n, offset)
-            elif len(entry) == 4 and entry[3] == _DELTA and dtype in ("<i8", "<f8"):
+            elif size_of_entry == 4 and entry[3] == _DELTA and dtype in ("<i8", "<f8"):
                 deltas.append((where, path[-1]))
                 spans.append((n, offset, dtype == "<f8"))
             else:
