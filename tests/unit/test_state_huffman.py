@@ -222,3 +222,22 @@ def test_decode_refuses_a_window_no_code_starts_wherever_it_is(width: int) -> No
             data = _written(width, lengths, symbols)
             with pytest.raises(ValueError, match=r"the data ends inside a code|a code not in the table"):
                 _huffman.decode(data[:-1], n)  # the last byte holds a code's last bit
+
+
+@pytest.mark.parametrize("width", range(1, 9))
+def test_decode_reads_a_long_plane_with_the_widest_window(width: int) -> None:
+    rng = np.random.default_rng(200 + width)
+    n = 17000  # past 4 * 2**12: a table of 4096 windows
+    for longest in sorted({max(1, width - 1), min(12, width + 2), 12}):
+        if longest == 1 and width > 1:
+            continue
+        lengths = _random_lengths(rng, width, longest, complete=longest < 12)
+        present = [s for s, length in enumerate(lengths) if length]
+        symbols = [int(s) for s in rng.choice(present, n)]
+        data = _written(width, lengths, symbols)
+        values, used = _huffman.decode(data, n)
+        assert list(values) == symbols
+        assert used == len(data)
+        if sum(2.0**-length for length in lengths if length) < 1.0:
+            with pytest.raises(ValueError, match="a code not in the table"):
+                _huffman.decode(_written(width, lengths, symbols, n // 3), n)

@@ -386,7 +386,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     /* The window: the longest code at least, and wider (up to MAX_BITS) for a plane of more values, whose
      * table (one entry a window) pays for itself in values that come two to a lookup. */
     int window = bits;
-    while (window < MAX_BITS && ((Py_ssize_t)2 << window) <= count) {
+    while (window < MAX_BITS && ((Py_ssize_t)4 << window) <= count) {
         window++;
     }
     uint32_t table[1 << MAX_BITS];
