@@ -12,11 +12,11 @@
  * each finds a point's runs in one pass over its keys and orders the runs alone (by key, then a run's few
  * values by id).
  *
- * Finding the runs. Keys of 16 bits or less (a grid's codes: every grid that writes tie fields) in points of
+ * Finding the runs. Keys of 16 bits or less (a grid's 16-bit codes; float-coded grids' keys come from `export_keys` and take the hash table) in points of
  * at most 65,535 values have an entry each in a table from the grid's least key to its largest (at most
  * 256 KiB; one pass over the keys finds them): the stamp of the last point that saw the key and the index of
  * its last value there. A point takes the next stamp (nothing is cleared between points; the table once every
- * 32,767 points), and one pass without a branch on the keys stamps each key with its value's index, noting
+ * 32,767 points of two values or more, the points that take a stamp), and one pass without a branch on the keys stamps each key with its value's index, noting
  * each value whose key the point saw before with the index of the value before it; only those values (a few
  * per point, none where the keys are distinct) are visited again, each following its predecessor into a run.
  * Wider keys, and points of more values, go through a hash table per point (Fibonacci hashing, at most half
@@ -57,7 +57,7 @@
  *
  * lengths, ids, keys and whole (the points kept whole, any order) are C-contiguous arrays of native
  * integers (8 to 64 bits; keys and whole signed or unsigned up to 32 bits, or int64), read as they are: no
- * copies to convert. ties/tied: bytes. An array of another type (grid_values: NotImplemented), counts that
+ * copies to convert. ties/tied: bytes. An array of another type (grid_values, presence_ids: NotImplemented), counts that
  * do not add up, a whole point out of range and an id out of the names raise ValueError naming what is
  * wrong; nothing is read outside its buffer. Every function holds the GIL throughout.
  */
@@ -975,8 +975,11 @@ static PyObject *grid_values(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOn", &lengths_obj, &ids_obj, &codes_obj, &names)) {
         return NULL;
     }
-    if (!width_keys[1]) {
+    if (!width_keys[MAX_WIDTH]) { /* made in order: the last one set means all are (a failure leaves it NULL) */
         for (int w = 1; w <= MAX_WIDTH; w++) {
+            if (width_keys[w]) {
+                continue;
+            }
             char key[4];
             snprintf(key, sizeof(key), "%d", w);
             if (!(width_keys[w] = PyUnicode_InternFromString(key))) {

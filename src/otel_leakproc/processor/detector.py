@@ -147,7 +147,7 @@ def _grid_arrays_state(
     """`_grid_state` from a grid's export (the transforms of version 8); `pack` None: arrays as they are."""
     pack = pack or _same
     state = {"names": names, "lengths": pack(lengths)}
-    # The presence bitmap and the codes by width in one call (the C form: ids and codes read once each).
+    # The presence bitmap and the codes by width in one call (the C form: a pass over the ids, two over the codes).
     present, floor, widths, groups = history.presence_and_widths(lengths, ids, codes, len(names))
     if present is None:
         state["ids"] = pack(ids)

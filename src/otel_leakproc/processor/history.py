@@ -1736,19 +1736,28 @@ def values_by_width(
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint8], dict[int, npt.NDArray[Any]]]:
     """(floor per name, in the codes' dtype; width per name; {width: the differences of the values whose
     names have that width, in export order, uint8 up to 8 bits, else uint16}) of integer `codes` by id. Codes
-    of 16 bits (or 32 spanning at most 16 per name) in native arrays: the C form (`_grid_pack.grid_values`,
-    the codes read once where every point names every name, the usual export); else `values_by_width_numpy`,
+    of 16 bits (or 32 spanning at most 16 per name) in native arrays: the C form (`_grid_pack.grid_values`:
+    where every point names every name, the usual export, two passes over the codes); else `values_by_width_numpy`,
     the reference."""
     got = _grid_pack.grid_values(None, ids, codes, names)
     if got is not NotImplemented:
         _, floor, widths, groups = got
         if floor is not None and widths is not None and groups is not None:  # (integer codes)
-            return (
-                np.frombuffer(floor, dtype=codes.dtype),
-                np.frombuffer(widths, dtype=_U8),
-                {int(w): np.frombuffer(part, dtype=_GROUP_DTYPES[w]) for w, part in groups.items()},
-            )
+            floor_array, width_array, by_width = _width_arrays(floor, widths, groups, codes.dtype)
+            return floor_array, width_array, {int(w): part for w, part in by_width.items()}
     return values_by_width_numpy(ids, codes, names)
+
+
+def _width_arrays(
+    floor: bytes | bytearray, widths: bytes | bytearray, groups: dict[str, Any], dtype: np.dtype[Any]
+) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint8], dict[str, npt.NDArray[Any]]]:
+    """`_grid_pack.grid_values`' floors (in the codes' `dtype`), widths and groups (keyed by the width as a
+    string) as arrays over its buffers."""
+    return (
+        np.frombuffer(floor, dtype=dtype),
+        np.frombuffer(widths, dtype=_U8),
+        {w: np.frombuffer(part, dtype=_GROUP_DTYPES[w]) for w, part in groups.items()},
+    )
 
 
 def presence_and_widths(
@@ -1762,8 +1771,9 @@ def presence_and_widths(
     """`presence_of_ids` and `values_by_width` of an export at once, as state version 8 writes a grid: (the
     bitmap or None; floor, widths and the groups keyed by their width as a string, the state's keys; these
     three None for codes that are not integers). The C form (`_grid_pack.grid_values`) where it takes the
-    arrays (native integers, 16-bit codes or floats: every export the grids make): one call that checks
-    whether every point names every name (the usual export), with the ids and codes read once each then;
+    arrays (native integers; codes of 16 bits, of 32 spanning at most 16 per name, or floats: every export the
+    grids make): one call that checks whether every point names every name (the usual export), then one pass
+    over the ids and two over the codes (their bounds, their differences);
     else `presence_of_ids_numpy` and `values_by_width_numpy`, the references."""
     got = _grid_pack.grid_values(lengths, ids, codes, names)
     if got is NotImplemented:
@@ -1776,12 +1786,7 @@ def presence_and_widths(
     present = None if packed is None else np.frombuffer(packed, dtype=_U8)
     if floor_bytes is None or width_bytes is None or groups is None:  # (float codes)
         return present, None, None, None
-    return (
-        present,
-        np.frombuffer(floor_bytes, dtype=codes.dtype),
-        np.frombuffer(width_bytes, dtype=_U8),
-        {w: np.frombuffer(part, dtype=_GROUP_DTYPES[w]) for w, part in groups.items()},
-    )
+    return (present, *_width_arrays(floor_bytes, width_bytes, groups, codes.dtype))
 
 
 def values_by_width_numpy(

@@ -22,8 +22,8 @@
  *   join_strings(strings) -> bytes | None
  *       `"\0".join(strings).encode()` of a list whose items are all of type str, none holding a NUL (what a
  *       column block stores for a list of strings: records.py `_take_arrays`), else None (not a list of str
- *       only, or a string with a NUL in it). One pass, with no joined str in between, when every string is
- *       ASCII.
+ *       only, or a string with a NUL in it). A pass to measure and one to copy, with no joined str in between,
+ *       when every string is ASCII.
  *   take_arrays(value, path, (plans, make_plan, ndarray, parts, planes, keys, coded, index, huffman,
  *               contiguous, strings)) -> (dict, int)
  *       records.py `_take_arrays_py` in one call (its Python form stays there as the reference and for a
@@ -33,7 +33,8 @@
  *       made by `make_plan`; and the bytes added to the block.
  *
  * The block is written little-endian; an array of the other byte order, a length or offset past the end of
- * the block or negative, and an array of more than one dimension raise ValueError naming what was wrong;
+ * the block or negative, and an array of more than one dimension raise ValueError naming what was wrong
+ * (take_arrays: TypeError for an array of more dimensions or another dtype, as `_take_arrays_py`);
  * nothing is read outside its buffer.
  */
 

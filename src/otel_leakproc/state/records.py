@@ -216,24 +216,37 @@ def point_payload(seq: int, key: SeriesKey, resource: dict[str, str], summary: P
     cache_key = (key, tuple(resource.items()))
     head = _POINT_HEADS.get(cache_key)
     if head is None:
-        encoder = _Encoder(bytearray(), None)
-        encoder.strings["q"] = 0
-        encoder.put_str("k")
-        encoder.put(key_to_plain(key), "$.k")
-        encoder.put_str("r")
-        encoder.put(resource, "$.r")
         if len(_POINT_HEADS) >= MAX_POINT_HEADS:
             _POINT_HEADS.clear()
-        head = _POINT_HEADS[cache_key] = (bytes(encoder.out), tuple(encoder.strings))  # strings in order
+        head = _POINT_HEADS[cache_key] = _series_part(key, resource, "s")
     middle, strings = head
+    out, encoder = _after_seq(seq, middle)
+    encoder.strings = dict(zip(strings, range(len(strings)), strict=True))
+    encoder.put(summary_to_plain(summary), "$.s")
+    return bytes(out)
+
+
+def _series_part(key: SeriesKey, resource: dict[str, str], last: str) -> tuple[bytes, tuple[str, ...]]:
+    """What a head {"q": seq, "k": key, "r": resource, `last`: ...} encodes to from "k" through the key
+    `last`, and the codec's string table then (its strings in order): a point's and a checkpoint's."""
+    encoder = _Encoder(bytearray(), None)
+    encoder.strings["q"] = 0
+    encoder.put_str("k")
+    encoder.put(key_to_plain(key), "$.k")
+    encoder.put_str("r")
+    encoder.put(resource, "$.r")
+    encoder.put_str(last)
+    return bytes(encoder.out), tuple(encoder.strings)
+
+
+def _after_seq(seq: int, middle: bytes) -> tuple[bytearray, _Encoder]:
+    """A head's bytes up to its last value: the dict of 4 entries, "q", `seq`, then `middle` (`_series_part`);
+    and an encoder writing after them."""
     out = bytearray(_POINT_HEAD_TAGS)
     encoder = _Encoder(out, None)
     encoder.put(seq, "$.q")
     out += middle
-    encoder.strings = dict(zip(strings, range(len(strings)), strict=True))
-    encoder.put_str("s")
-    encoder.put(summary_to_plain(summary), "$.s")
-    return bytes(out)
+    return out, encoder
 
 
 def renumbered_point_frame(payload: bytes | memoryview, seq: int) -> bytes | None:
@@ -479,20 +492,10 @@ def _checkpoint_head(seq: int, key: SeriesKey, resource: dict[str, str], report:
         # (a seq past int64 is written as a string, which would move the table's numbers after it)
         return encode_value({"q": seq, "k": key_to_plain(key), "r": resource, "report": report})
     if middle is None:
-        encoder = _Encoder(bytearray(), None)
-        encoder.strings["q"] = 0
-        encoder.put_str("k")
-        encoder.put(key_to_plain(key), "$.k")
-        encoder.put_str("r")
-        encoder.put(resource, "$.r")
-        encoder.put_str("report")
         if len(_CHECKPOINT_HEADS) >= MAX_POINT_HEADS:
             _CHECKPOINT_HEADS.clear()
-        middle = _CHECKPOINT_HEADS[cache_key] = bytes(encoder.out)
-    out = bytearray(_POINT_HEAD_TAGS)  # a dict of 4 entries, then the key "q"
-    encoder = _Encoder(out, None)
-    encoder.put(seq, "$.q")
-    out += middle
+        middle = _CHECKPOINT_HEADS[cache_key] = _series_part(key, resource, "report")[0]
+    out, encoder = _after_seq(seq, middle)
     encoder.put(report, "$.report")  # (bytes: no string of the table)
     return bytes(out)
 
