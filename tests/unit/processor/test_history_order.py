@@ -294,18 +294,25 @@ def _random_export(rng: random.Random) -> tuple[np.ndarray, np.ndarray, np.ndarr
         spread = rng.choice([1, 2, 3, 6, 50, 1 << 40])
         point = [rng.randrange(spread) - (rng.random() < 0.1) * (1 << 33) for _ in range(n)]
         keys += point
-        named = sorted(range(n), key=lambda i: -point[i])  # by value; within a run of one key, as follows
-        if rng.random() < 0.3:
-            rng.shuffle(named)  # any order at all: the point is kept whole
-        elif rng.random() < 0.7:  # runs of one key named in any order: their tie fields
-            runs: dict[int, list[int]] = {}
-            for i in named:
-                runs.setdefault(point[i], []).append(i)
-            named = [i for run in runs.values() for i in rng.sample(run, len(run))]
-        place = {i: at for at, i in enumerate(named)}
-        positions += [place[i] for i in range(n)]
+        positions += _naming_positions(rng, point, shuffled=0.3, runs_in_any_order=0.7)
     arrays = (lengths, ids, keys, positions)
     return tuple(np.array(a, dtype=np.int64) for a in arrays)  # type: ignore[return-value]
+
+
+def _naming_positions(rng: random.Random, point: list[int], *, shuffled: float, runs_in_any_order: float) -> list[int]:
+    """Each value's naming position in a point of keys `point`: by key descending, but with chance `shuffled`
+    in any order at all (the point is kept whole), else with chance `runs_in_any_order` each run of one key
+    named in any order (their tie fields), else in index order."""
+    named = sorted(range(len(point)), key=lambda i: -point[i])
+    if rng.random() < shuffled:
+        rng.shuffle(named)
+    elif rng.random() < runs_in_any_order:
+        runs: dict[int, list[int]] = {}
+        for i in named:
+            runs.setdefault(point[i], []).append(i)
+        named = [i for run in runs.values() for i in rng.sample(run, len(run))]
+    place = {i: at for at, i in enumerate(named)}
+    return [place[i] for i in range(len(point))]
 
 
 def _native_forms(
@@ -606,16 +613,7 @@ def _narrow_export(
         pool = rng.sample(candidates + [rng.randint(info.min, info.max) for _ in range(40)], few)
         point = [rng.choice(pool) for _ in range(n)]
         keys += point
-        named = sorted(range(n), key=lambda i: -point[i])
-        if rng.random() < 0.2:
-            rng.shuffle(named)
-        elif rng.random() < 0.8:
-            runs: dict[int, list[int]] = {}
-            for i in named:
-                runs.setdefault(point[i], []).append(i)
-            named = [i for run in runs.values() for i in rng.sample(run, len(run))]
-        place = {i: at for at, i in enumerate(named)}
-        positions += [place[i] for i in range(n)]
+        positions += _naming_positions(rng, point, shuffled=0.2, runs_in_any_order=0.8)
     arrays = (lengths, ids, keys, positions)
     return tuple(np.array(a, dtype=np.int64) for a in arrays)  # type: ignore[return-value]
 
