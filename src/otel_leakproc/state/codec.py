@@ -162,15 +162,7 @@ class Columns:
             data = stored_bytes(array, delta=delta)
         assert data is not None  # (an int64 array's differences are always stored)
         at = self.size
-        n = len(array)
-        self.parts.append(data)
-        if dtype.itemsize > 1 and n >= _SHUFFLE_MIN:  # shuffled: its planes are deflated apart, by size
-            self.planes.append(n)
-            self.keys.append(None)
-        else:
-            self.planes.append(len(data))
-            self.keys.append(key)
-        self.size = at + len(data)
+        self._append(data, len(array) if dtype.itemsize > 1 else 0, key)
         return at
 
     def add_plain(self, array: np.ndarray[Any, Any], itemsize: int, key: str | None) -> None:
@@ -179,16 +171,7 @@ class Columns:
         if not _LITTLE_ENDIAN or array.dtype.byteorder == _FOREIGN_ORDER:
             self.add(array, key=key)
             return
-        data = _columns.pack_column(array, _PLAIN)
-        n = len(array)
-        self.parts.append(data)
-        if itemsize > 1 and n >= _SHUFFLE_MIN:  # shuffled: its planes are deflated apart, by size
-            self.planes.append(n)
-            self.keys.append(None)
-        else:
-            self.planes.append(len(data))
-            self.keys.append(key)
-        self.size += len(data)
+        self._append(_columns.pack_column(array, _PLAIN), len(array) if itemsize > 1 else 0, key)
 
     def add_differences(self, array: np.ndarray[Any, Any], *, key: str | None = None) -> bool:
         """`add(array, delta=True)` of an int64 array; of a float64 array, of its values as int64 when they
@@ -204,16 +187,21 @@ class Columns:
         data = _columns.pack_column(array, _DIFFERENCES)
         if data is None:
             return False
-        n = len(array)
+        self._append(data, len(array), key)  # (int64: 8-byte items)
+        return True
+
+    def _append(self, data: bytes, items: int, key: str | None) -> None:
+        """Append a part of `data`: `items` values of more than one byte each (0: a byte array, or not
+        counted), shuffled from `_SHUFFLE_MIN` of them on, when its planes are deflated apart, by size, and
+        its key is not used."""
         self.parts.append(data)
-        if n >= _SHUFFLE_MIN:
-            self.planes.append(n)
+        if items >= _SHUFFLE_MIN:
+            self.planes.append(items)
             self.keys.append(None)
         else:
             self.planes.append(len(data))
             self.keys.append(key)
         self.size += len(data)
-        return True
 
     def add_bytes(self, data: bytes, *, key: str | None = None) -> int:
         """`add` of a uint8 array of `data` (the same bytes, without making the array)."""
